@@ -1,0 +1,52 @@
+//! Source and sink contracts of the duijie hub, and the transports that
+//! implement them.
+//!
+//! A connector fetches raw records from an external system and knows nothing
+//! of Kafka, mappings or schemas. The runtime (in the `duijie` crate) owns the
+//! schedule, retries, acknowledgement and cursor commits, once, for every
+//! connector.
+//!
+//! The whole contract is small:
+//! - [`Source::open`] is given the last committed [`Cursor`];
+//! - [`Source::next_batch`] yields [`Batch`]es of [`RawRecord`]s, each with
+//!   the cursor that covers it;
+//! - [`Source::committed`] is called once the runtime has made a batch
+//!   durable (broker acknowledged, cursor stored), so that a source can do
+//!   its own housekeeping (a file drop moves a finished file to `done/`).
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod file_drop;
+pub mod http_poll;
+mod record;
+pub mod registry;
+pub mod text;
+pub mod xml_split;
+
+pub use error::{ErrorClass, SourceError};
+pub use record::{Batch, Cursor, PayloadFormat, RawRecord, RawReject};
+
+use async_trait::async_trait;
+
+/// A polling or streaming source of raw records.
+#[async_trait]
+pub trait Source: Send + std::fmt::Debug {
+    /// Positions the source just after `committed` (or at the beginning when
+    /// nothing was committed yet). Called at start and again after the
+    /// runtime abandons in-flight batches, so a source must be able to rewind
+    /// to any cursor it emitted.
+    async fn open(&mut self, committed: Option<Cursor>) -> Result<(), SourceError>;
+
+    /// The next batch after the last one emitted, or `None` when the source
+    /// has nothing more right now (the runtime then waits for the next
+    /// scheduled poll).
+    async fn next_batch(&mut self, max_records: usize) -> Result<Option<Batch>, SourceError>;
+
+    /// The batch that ended at `cursor` is durable: every record in it was
+    /// acknowledged by the bus and the cursor itself is stored.
+    async fn committed(&mut self, cursor: &Cursor) -> Result<(), SourceError> {
+        let _ = cursor;
+        Ok(())
+    }
+}
