@@ -1,1 +1,270 @@
-fn main() {}
+//! The `duijie` command.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use duijie::config::Deployment;
+use duijie::ident::IdKind;
+use duijie::mapping::{MappingSet, golden};
+use duijie::schema::SchemaSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "duijie", version, about = "对接 — integration hub of the comprehensive law-enforcement bureau")]
+struct Cli {
+    /// Log output: `text` (default) or `json` lines.
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const DEFAULT_CONFIG: &str = "pipelines/yichang.toml";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipelines of a deployment until SIGTERM or Ctrl-C.
+    Run {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Run only these pipelines (default: all).
+        #[arg(long = "pipeline")]
+        pipelines: Vec<String>,
+    },
+    /// Check a deployment: config, pipelines, mappings and schemas.
+    Check {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Mapping tools.
+    Mapping {
+        #[command(subcommand)]
+        command: MappingCommand,
+    },
+    /// Map an input file without Kafka: canonical records and rejects as
+    /// JSON lines.
+    Map {
+        /// Mapping name (file name without `.yaml`).
+        #[arg(long)]
+        mapping: String,
+        #[arg(long)]
+        input: PathBuf,
+        /// Canonical records (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Rejects (default: standard error).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        #[arg(long, default_value = "mappings")]
+        mappings: PathBuf,
+        #[arg(long, default_value = "schemas")]
+        schemas: PathBuf,
+    },
+    /// Check identifiers: `uscc` (统一社会信用代码) or `id` (居民身份证号码).
+    Validate {
+        kind: ValidateKind,
+        #[arg(required = true)]
+        values: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MappingCommand {
+    /// Run every mapping's golden fixtures and print a diff on failure.
+    Test {
+        #[arg(long, default_value = "mappings")]
+        mappings: PathBuf,
+        #[arg(long, default_value = "schemas")]
+        schemas: PathBuf,
+        /// Fixture folder (default: `<mappings>/tests`).
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        /// Rewrite the expected files from the current output.
+        #[arg(long)]
+        bless: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ValidateKind {
+    Uscc,
+    Id,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    duijie::telemetry::init(&cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Mapping {
+            command:
+                MappingCommand::Test {
+                    mappings,
+                    schemas,
+                    fixtures,
+                    bless,
+                },
+        } => mapping_test(&mappings, &schemas, fixtures, bless),
+        Command::Map {
+            mapping,
+            input,
+            output,
+            rejects,
+            mappings,
+            schemas,
+        } => map(&mapping, &input, output, rejects, &mappings, &schemas),
+        Command::Validate { kind, values } => Ok(validate(kind, &values)),
+        Command::Run { config: _, pipelines: _ } => todo!(),
+        #[cfg(any())]
+        Command::Run { config, pipelines } => {
+            let deployment = load_deployment(&config)?;
+            tokio_main(duijie::runtime::run_deployment(deployment, pipelines))
+        }
+    }
+}
+
+fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(fut)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_deployment(config: &Path) -> Result<Deployment> {
+    match Deployment::load(config) {
+        Ok(d) => Ok(d),
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            bail!("{} has {} error(s)", config.display(), errors.len())
+        }
+    }
+}
+
+fn load_schemas_and_mappings(mappings: &Path, schemas: &Path) -> Result<(SchemaSet, MappingSet)> {
+    let schema_set = SchemaSet::load_dir(schemas)?;
+    match MappingSet::load_dir(mappings, &schema_set) {
+        Ok(m) => Ok((schema_set, m)),
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            bail!("{} mapping error(s)", errors.len())
+        }
+    }
+}
+
+fn check(config: &Path) -> Result<ExitCode> {
+    let report = duijie::check::check_deployment(config);
+    for line in &report.problems {
+        eprintln!("{line}");
+    }
+    if report.problems.is_empty() {
+        println!("{}", report.summary);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} problem(s) in {}", report.problems.len(), config.display());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn mapping_test(mappings: &Path, schemas: &Path, fixtures: Option<PathBuf>, bless: bool) -> Result<ExitCode> {
+    let (_, set) = load_schemas_and_mappings(mappings, schemas)?;
+    let fixtures = fixtures.unwrap_or_else(|| mappings.join("tests"));
+    let results = golden::run_all(&set, &fixtures, bless);
+    let mut failed = 0;
+    for r in &results {
+        if r.diff.is_empty() {
+            println!("ok   {} / {}", r.mapping, r.case);
+        } else {
+            failed += 1;
+            println!("FAIL {} / {}", r.mapping, r.case);
+            for line in &r.diff {
+                println!("  {line}");
+            }
+        }
+    }
+    println!(
+        "{} case(s), {} passed, {failed} failed, {} mapping(s)",
+        results.len(),
+        results.len() - failed,
+        set.mappings.len()
+    );
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn map(
+    name: &str,
+    input: &Path,
+    output: Option<PathBuf>,
+    rejects: Option<PathBuf>,
+    mappings: &Path,
+    schemas: &Path,
+) -> Result<ExitCode> {
+    let (_, set) = load_schemas_and_mappings(mappings, schemas)?;
+    let mapping = set
+        .get(name)
+        .with_context(|| format!("no mapping `{name}` in {}", mappings.display()))?;
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let run = golden::dry_run(&mapping, &bytes);
+    let mut out: Box<dyn Write> = match &output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    for r in &run.records {
+        writeln!(out, "{r}")?;
+    }
+    out.flush()?;
+    let mut rej: Box<dyn Write> = match &rejects {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stderr().lock()),
+    };
+    for r in &run.rejects {
+        writeln!(rej, "{r}")?;
+    }
+    rej.flush()?;
+    eprintln!(
+        "{}: {} record(s), {} reject(s)",
+        input.display(),
+        run.records.len(),
+        run.rejects.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(kind: ValidateKind, values: &[String]) -> ExitCode {
+    let kind = match kind {
+        ValidateKind::Uscc => IdKind::Uscc,
+        ValidateKind::Id => IdKind::ResidentId,
+    };
+    let mut all_valid = true;
+    for v in values {
+        let checked = kind.check(v);
+        match &checked.invalid {
+            None => println!("{v}\tvalid\t{}", checked.normalized),
+            Some(why) => {
+                all_valid = false;
+                println!("{v}\tinvalid\t{}\t{why}", checked.normalized);
+            }
+        }
+    }
+    if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,616 @@
+//! The deployment file (`pipelines/yichang.toml`): hub settings, the Kafka
+//! bus, and the pipelines.
+//!
+//! Every mistake is reported with the file, the line and the dotted field
+//! (`pipelines/yichang.toml:31:8: pipelines.urban_case_files.source.layout:
+//! unknown variant `csv`, expected one of `jsonl`, `json`, `xml``), and all
+//! mistakes of a file are reported at once.
+
+use duijie_connectors::registry::{SOURCE_KINDS, SourceConfig};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A configuration mistake, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted path of the field concerned.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Hub-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Name of this deployment, used in client ids and consumer groups.
+    pub name: String,
+    /// Folder of mapping files, relative to this file.
+    #[serde(default = "default_mappings")]
+    pub mappings: PathBuf,
+    /// Folder of Avro schemas, relative to this file.
+    #[serde(default = "default_schemas")]
+    pub schemas: PathBuf,
+}
+
+fn default_mappings() -> PathBuf {
+    "../mappings".into()
+}
+fn default_schemas() -> PathBuf {
+    "../schemas".into()
+}
+
+/// The Kafka bus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers. The environment variable `DUIJIE_KAFKA_BROKERS`
+    /// overrides it.
+    pub brokers: String,
+    /// Compacted topic holding every pipeline's source cursor.
+    #[serde(default = "default_cursor_topic")]
+    pub cursor_topic: String,
+    /// Replication factor of the topics the hub creates.
+    #[serde(default = "default_replication")]
+    pub replication: i32,
+    /// URL of a Confluent-compatible schema registry. Without it, records
+    /// use Avro single-object encoding.
+    #[serde(default)]
+    pub schema_registry: Option<String>,
+    /// Extra librdkafka properties for every client (`security.protocol`…).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_cursor_topic() -> String {
+    "duijie.cursors".into()
+}
+fn default_replication() -> i32 {
+    1
+}
+
+/// How a pipeline retries a failing source.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First wait after a transient failure.
+    #[serde(default = "default_initial", with = "humantime_serde")]
+    pub initial: Duration,
+    /// Longest wait between attempts.
+    #[serde(default = "default_max", with = "humantime_serde")]
+    pub max: Duration,
+    /// Attempts per poll before the pipeline gives up until the next
+    /// scheduled poll (0: keep trying).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_initial() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_attempts() -> u32 {
+    8
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial: default_initial(),
+            max: default_max(),
+            max_attempts: default_attempts(),
+        }
+    }
+}
+
+/// A pipeline as written in the file (the `source` table is read
+/// separately, by kind).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    system: String,
+    mapping: Spanned<String>,
+    topic: Spanned<String>,
+    #[serde(default = "default_partitions")]
+    partitions: Spanned<i32>,
+    #[serde(default)]
+    dlq_topic: Option<Spanned<String>>,
+    schedule: Spanned<String>,
+    #[serde(default = "default_batch_size")]
+    batch_size: Spanned<usize>,
+    #[serde(default = "default_in_flight")]
+    max_in_flight_batches: usize,
+    #[serde(default)]
+    exactly_once: bool,
+    #[serde(default)]
+    retry: RetryConfig,
+    #[allow(dead_code)]
+    source: Spanned<toml::Table>,
+}
+
+fn default_partitions() -> Spanned<i32> {
+    Spanned::new(0..0, 3)
+}
+fn default_batch_size() -> Spanned<usize> {
+    Spanned::new(0..0, 500)
+}
+fn default_in_flight() -> usize {
+    8
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeployment {
+    hub: HubConfig,
+    kafka: KafkaConfig,
+    #[serde(default)]
+    http: Option<HttpConfig>,
+    #[serde(default)]
+    pipelines: BTreeMap<String, RawPipeline>,
+}
+
+/// The hub's own HTTP server (health, metrics, webhooks, desk).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8088`.
+    pub listen: String,
+}
+
+/// One ingest pipeline, checked.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub name: String,
+    pub system: String,
+    pub mapping: String,
+    pub topic: String,
+    pub partitions: i32,
+    pub dlq_topic: String,
+    pub schedule: cron::Schedule,
+    pub batch_size: usize,
+    /// Batches produced but not yet acknowledged, at most.
+    pub max_in_flight_batches: usize,
+    /// Records and cursor in one Kafka transaction.
+    pub exactly_once: bool,
+    pub retry: RetryConfig,
+    pub source: SourceConfig,
+}
+
+/// A whole deployment.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub file: PathBuf,
+    pub hub: HubConfig,
+    pub kafka: KafkaConfig,
+    pub http: Option<HttpConfig>,
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+impl Deployment {
+    /// Reads and checks a deployment file. Paths inside become relative to
+    /// the file's folder.
+    pub fn load(file: &Path) -> Result<Self, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            vec![ConfigError {
+                file: file.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            }]
+        })?;
+        Self::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<Self, Vec<ConfigError>> {
+        let located = Locator { file, text };
+        let raw: RawDeployment = toml::from_str(text).map_err(|e| vec![located.toml_error(&e)])?;
+        let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut errors = Vec::new();
+
+        // The document again, keeping spans, to read each source by kind.
+        let doc = toml::de::DeTable::parse(text).map_err(|e| vec![located.toml_error(&e)])?;
+        let mut pipelines = Vec::new();
+        let mut topics: BTreeMap<String, (String, i32)> = BTreeMap::new();
+        for (name, p) in raw.pipelines {
+            let field = |f: &str| format!("pipelines.{name}.{f}");
+            let source = match read_source(&doc, &name, &located) {
+                Ok(mut s) => {
+                    s.resolve_paths(&base);
+                    Some(s)
+                }
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            };
+            let schedule = match cron::Schedule::from_str(p.schedule.get_ref()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    errors.push(located.at(
+                        p.schedule.span(),
+                        field("schedule"),
+                        format!(
+                            "`{}` is not a cron schedule (sec min hour day month weekday): {e}",
+                            p.schedule.get_ref()
+                        ),
+                    ));
+                    None
+                }
+            };
+            if *p.partitions.get_ref() < 1 {
+                errors.push(located.at(p.partitions.span(), field("partitions"), "must be at least 1"));
+            }
+            if *p.batch_size.get_ref() == 0 {
+                errors.push(located.at(p.batch_size.span(), field("batch_size"), "must be at least 1"));
+            }
+            for (f, t) in [("topic", Some(&p.topic)), ("dlq_topic", p.dlq_topic.as_ref())] {
+                if let Some(t) = t
+                    && let Err(why) = check_topic_name(t.get_ref())
+                {
+                    errors.push(located.at(t.span(), field(f), why));
+                }
+            }
+            if let Some((other, parts)) = topics.get(p.topic.get_ref())
+                && parts != p.partitions.get_ref()
+            {
+                errors.push(located.at(
+                    p.partitions.span(),
+                    field("partitions"),
+                    format!(
+                        "topic `{}` has {parts} partitions in pipeline `{other}`; a topic has one partition count",
+                        p.topic.get_ref()
+                    ),
+                ));
+            }
+            topics.insert(p.topic.get_ref().clone(), (name.clone(), *p.partitions.get_ref()));
+            let (Some(source), Some(schedule)) = (source, schedule) else {
+                continue;
+            };
+            pipelines.push(PipelineConfig {
+                dlq_topic: p
+                    .dlq_topic
+                    .map(|t| t.into_inner())
+                    .unwrap_or_else(|| format!("dlq.{name}")),
+                name,
+                system: p.system,
+                mapping: p.mapping.into_inner(),
+                topic: p.topic.into_inner(),
+                partitions: p.partitions.into_inner(),
+                schedule,
+                batch_size: p.batch_size.into_inner(),
+                max_in_flight_batches: p.max_in_flight_batches.max(1),
+                exactly_once: p.exactly_once,
+                retry: p.retry,
+                source,
+            });
+        }
+        if let Err(why) = check_topic_name(&raw.kafka.cursor_topic) {
+            errors.push(located.at_key("kafka", "cursor_topic", why));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut kafka = raw.kafka;
+        if let Ok(brokers) = std::env::var("DUIJIE_KAFKA_BROKERS")
+            && !brokers.trim().is_empty()
+        {
+            kafka.brokers = brokers;
+        }
+        let mut hub = raw.hub;
+        hub.mappings = base.join(&hub.mappings);
+        hub.schemas = base.join(&hub.schemas);
+        Ok(Self {
+            file: file.to_path_buf(),
+            hub,
+            kafka,
+            http: raw.http,
+            pipelines,
+        })
+    }
+
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineConfig> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+
+    /// Where in the file a pipeline's key is written, for errors found
+    /// after loading (an unknown mapping name, say).
+    pub fn locate(&self, pipeline: &str, key: &str, message: impl Into<String>) -> ConfigError {
+        let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        Locator {
+            file: &self.file,
+            text: &text,
+        }
+        .at_key(&format!("pipelines.{pipeline}"), key, message)
+    }
+}
+
+fn read_source(doc: &Spanned<toml::de::DeTable<'_>>, name: &str, located: &Locator<'_>) -> Result<SourceConfig, ConfigError> {
+    let field = format!("pipelines.{name}.source");
+    let table = doc
+        .get_ref()
+        .get("pipelines")
+        .and_then(|p| p.get_ref().get(name))
+        .and_then(|p| p.get_ref().get("source"))
+        .cloned()
+        .ok_or_else(|| located.at_key(&format!("pipelines.{name}"), "source", "missing `source` table"))?;
+    let span = table.span();
+    let toml::de::DeValue::Table(mut inner) = table.into_inner() else {
+        return Err(located.at(span, field, "must be a table"));
+    };
+    let kind = inner
+        .remove("kind")
+        .ok_or_else(|| located.at(span.clone(), format!("{field}.kind"), format!("missing; one of {SOURCE_KINDS:?}")))?;
+    let kind_span = kind.span();
+    let kind_name = kind
+        .get_ref()
+        .as_str()
+        .ok_or_else(|| located.at(kind_span.clone(), format!("{field}.kind"), "must be a string"))?
+        .to_owned();
+    let value = Spanned::new(span.clone(), toml::de::DeValue::Table(inner));
+    let de = toml::de::ValueDeserializer::from(value);
+    let config = match SourceConfig::deserialize_kind(&kind_name, de) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(located.at(
+                kind_span,
+                format!("{field}.kind"),
+                format!("unknown source kind `{kind_name}`; one of {SOURCE_KINDS:?}"),
+            ));
+        }
+        Err(e) => {
+            let mut err = located.toml_error(&e);
+            if err.field.is_empty() || !err.field.starts_with(&field) {
+                err.field = field.clone();
+            }
+            return Err(err);
+        }
+    };
+    config
+        .validate()
+        .map_err(|why| located.at(span, field, why))?;
+    Ok(config)
+}
+
+/// Kafka's rule for topic names.
+fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
+        return Err(format!("`{name}` is not a valid topic name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name `{name}` holds `{c}`; use letters, digits, `.`, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// Turns byte offsets into lines, columns and dotted field paths.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        (line, column)
+    }
+
+    fn at(&self, span: std::ops::Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = if span.is_empty() && span.start == 0 {
+            (0, 0)
+        } else {
+            self.line_col(span.start)
+        };
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The line of `key` inside table `[table]`, or of the table header.
+    fn at_key(&self, table: &str, key: &str, message: impl Into<String>) -> ConfigError {
+        let mut current = String::new();
+        let mut header_line = 0;
+        for (i, line) in self.text.lines().enumerate() {
+            let t = line.trim();
+            if let Some(h) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                current = h.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+                if current == table {
+                    header_line = i + 1;
+                }
+                continue;
+            }
+            if current == table
+                && let Some((k, _)) = t.split_once('=')
+                && k.trim().trim_matches('"') == key
+            {
+                let column = line.len() - line.trim_start().len() + 1;
+                return ConfigError {
+                    file: self.file.to_path_buf(),
+                    line: i + 1,
+                    column,
+                    field: format!("{table}.{key}"),
+                    message: message.into(),
+                };
+            }
+        }
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: header_line,
+            column: 1,
+            field: format!("{table}.{key}"),
+            message: message.into(),
+        }
+    }
+
+    /// The dotted path of the key written at `offset`: the enclosing
+    /// `[table]` header plus the key on that line.
+    fn field_at(&self, offset: usize) -> String {
+        let (line_no, _) = self.line_col(offset);
+        let lines: Vec<&str> = self.text.lines().collect();
+        let mut table = String::new();
+        for l in lines.iter().take(line_no.saturating_sub(1)) {
+            let t = l.trim();
+            if let Some(h) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                table = h.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+            }
+        }
+        let line = lines.get(line_no.saturating_sub(1)).copied().unwrap_or_default().trim();
+        if let Some(h) = line.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            return h.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        }
+        let key = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+            .unwrap_or_default();
+        match (table.is_empty(), key.is_empty()) {
+            (_, true) => table,
+            (true, false) => key,
+            (false, false) => format!("{table}.{key}"),
+        }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let message = e.message().trim().to_owned();
+        match e.span() {
+            Some(span) => {
+                let (line, column) = self.line_col(span.start);
+                let mut field = self.field_at(span.start);
+                // A missing field is reported at its table: name it.
+                if let Some(missing) = message
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                {
+                    field = if field.is_empty() {
+                        missing.to_owned()
+                    } else {
+                        format!("{field}.{missing}")
+                    };
+                }
+                ConfigError {
+                    file: self.file.to_path_buf(),
+                    line,
+                    column,
+                    field,
+                    message,
+                }
+            }
+            None => ConfigError {
+                file: self.file.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[hub]
+name = "test"
+
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[pipelines.urban]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "canonical.urban_case"
+schedule = "*/5 * * * * *"
+
+[pipelines.urban.source]
+kind = "file_drop"
+dir = "inbox"
+layout = "jsonl"
+"#;
+
+    fn load(text: &str) -> Result<Deployment, Vec<ConfigError>> {
+        Deployment::parse(Path::new("conf/test.toml"), text)
+    }
+
+    #[test]
+    fn a_good_file_loads_with_paths_relative_to_it() {
+        let d = load(GOOD).unwrap();
+        let p = d.pipeline("urban").unwrap();
+        assert_eq!(p.dlq_topic, "dlq.urban");
+        assert_eq!(p.partitions, 3);
+        match &p.source {
+            SourceConfig::FileDrop(c) => assert_eq!(c.dir, Path::new("conf/inbox")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.hub.mappings, Path::new("conf/../mappings"));
+    }
+
+    fn one_error(text: &str) -> ConfigError {
+        let errors = load(text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn unknown_source_field_names_file_line_and_field() {
+        let e = one_error(&GOOD.replace("layout = \"jsonl\"", "layout = \"jsonl\"\nsettel = \"1s\""));
+        assert_eq!(e.line, 18);
+        assert_eq!(e.field, "pipelines.urban.source.settel");
+        assert!(e.message.contains("unknown field `settel`"), "{e}");
+        assert!(e.to_string().starts_with("conf/test.toml:18:"), "{e}");
+    }
+
+    #[test]
+    fn bad_variant_and_bad_duration_are_located() {
+        let e = one_error(&GOOD.replace("layout = \"jsonl\"", "layout = \"csv\""));
+        assert_eq!((e.line, e.field.as_str()), (17, "pipelines.urban.source.layout"));
+        let e = one_error(&GOOD.replace("layout = \"jsonl\"", "layout = \"jsonl\"\nsettle = \"soon\""));
+        assert_eq!((e.line, e.field.as_str()), (18, "pipelines.urban.source.settle"));
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let e = one_error(&GOOD.replace("topic = \"canonical.urban_case\"\n", ""));
+        assert_eq!(e.field, "pipelines.urban.topic");
+        assert!(e.message.contains("missing field `topic`"), "{e}");
+    }
+
+    #[test]
+    fn bad_schedule_and_unknown_kind() {
+        let errors = load(&GOOD.replace("*/5 * * * * *", "every 5 seconds").replace("\"file_drop\"", "\"ftp\"")).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.field == "pipelines.urban.schedule" && e.line == 12));
+        assert!(errors.iter().any(|e| e.field == "pipelines.urban.source.kind" && e.message.contains("unknown source kind `ftp`")));
+    }
+}

@@ -1,0 +1,19 @@
+//! duijie (对接): the data-integration hub of a comprehensive administrative
+//! law-enforcement bureau.
+//!
+//! Records flow from external government systems through source connectors
+//! (crate `duijie-connectors`), are normalised by declarative mappings
+//! ([`mapping`]) into canonical Avro records ([`schema`]) and land on a
+//! Kafka bus ([`bus`]); the [`runtime`] owns scheduling, retries,
+//! acknowledgement and cursors, once, for every pipeline.
+
+#![forbid(unsafe_code)]
+
+pub mod ident;
+pub mod mapping;
+pub mod schema;
+pub mod text;
+pub mod value;
+pub mod check;
+pub mod config;
+pub mod telemetry;

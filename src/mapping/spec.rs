@@ -1,0 +1,289 @@
+//! The YAML form of a mapping file, as written by integration engineers.
+//! Every rule keeps its position so load errors can name the line.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+/// A mapping file: one source record kind to one canonical schema.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MappingSpec {
+    /// Version of this mapping, carried in every record's provenance.
+    pub version: Spanned<u32>,
+    /// Name of the mapping; defaults to the file name without `.yaml`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Avro full name (or unambiguous short name) of the target schema.
+    pub schema: Spanned<String>,
+    /// Payload format: `json` or `xml`.
+    pub format: Spanned<PayloadFormatSpec>,
+    /// Source system this mapping reads (`digital_urban`, `grid`, …).
+    pub system: String,
+    /// Path of the source's own record id (provenance header).
+    pub source_id: Spanned<String>,
+    /// Output field used as the Kafka key (the deterministic record id).
+    #[serde(default = "default_key")]
+    pub key: Spanned<String>,
+    /// XML: namespace prefixes used in paths.
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, String>,
+    /// XML: encoding when the payload has no BOM and no declaration.
+    #[serde(default)]
+    pub encoding: Option<Spanned<String>>,
+    /// Default source time zone of date-time rules (Asia/Shanghai).
+    #[serde(default)]
+    pub zone: Option<Spanned<String>>,
+    /// Code tables defined inside this file, by name.
+    #[serde(default)]
+    pub codes: BTreeMap<String, Spanned<BTreeMap<String, String>>>,
+    /// The field rules, evaluated in dependency order.
+    pub fields: Vec<Spanned<FieldSpec>>,
+}
+
+fn default_key() -> Spanned<String> {
+    Spanned::new(
+        "id".to_owned(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum PayloadFormatSpec {
+    Json,
+    Xml,
+}
+
+/// One output field and how it is filled.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FieldSpec {
+    /// Output field (dotted for a nested record: `party.name`).
+    pub field: String,
+
+    // --- where the value comes from (exactly one) ---
+    /// A path into the payload.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The first of these paths that has a value.
+    #[serde(default)]
+    pub first_of: Option<Vec<String>>,
+    /// A constant.
+    #[serde(default, rename = "const")]
+    pub constant: Option<serde_json::Value>,
+    /// Text with `{path}` placeholders; `{{` and `}}` for braces.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Parts joined by `separator`; empty parts are skipped.
+    #[serde(default)]
+    pub concat: Option<Vec<ConcatPart>>,
+    #[serde(default)]
+    pub separator: Option<String>,
+    /// Another output field, after its own rule ran.
+    #[serde(default)]
+    pub from: Option<String>,
+
+    /// Only fill the field when this holds; otherwise it is null.
+    #[serde(default)]
+    pub when: Option<ConditionSpec>,
+
+    // --- text clean-up, in this order ---
+    /// Trim white space at both ends, including the ideographic space.
+    #[serde(default)]
+    pub trim: bool,
+    /// Remove white space anywhere.
+    #[serde(default)]
+    pub remove_spaces: bool,
+    /// Full-width ASCII to half-width.
+    #[serde(default)]
+    pub halfwidth: bool,
+    /// `upper` or `lower`.
+    #[serde(default)]
+    pub case: Option<CaseSpec>,
+    /// An empty string counts as no value.
+    #[serde(default)]
+    pub empty_as_null: bool,
+
+    /// Translate through a code table.
+    #[serde(default)]
+    pub codes: Option<CodesSpec>,
+
+    // --- checks on the text (a failure rejects the record) ---
+    #[serde(default)]
+    pub regex: Option<String>,
+    #[serde(default)]
+    pub length: Option<LengthSpec>,
+    /// `uscc` or `resident_id`, or `{ validator, on_fail: reject | flag }`.
+    #[serde(default)]
+    pub check: Option<CheckSpec>,
+
+    // --- derived booleans (null stays null) ---
+    #[serde(default, rename = "in")]
+    pub in_set: Option<Vec<String>>,
+    #[serde(default)]
+    pub matches: Option<String>,
+    /// Whether the value is a valid `uscc` / `resident_id`.
+    #[serde(default)]
+    pub valid: Option<crate::ident::IdKind>,
+
+    // --- conversion ---
+    /// `string`, `int`, `long`, `double` or `boolean`; by default the
+    /// schema's type.
+    #[serde(default, rename = "type")]
+    pub convert: Option<TypeSpec>,
+    /// Parse as a date-time to UTC epoch milliseconds.
+    #[serde(default)]
+    pub datetime: Option<DateTimeSpec>,
+
+    /// Used when the value is still null.
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+    /// Reject the record when the value is null.
+    #[serde(default)]
+    pub required: bool,
+    /// Mask for publication: `birth_date` or `{ keep_start, keep_end, with }`.
+    #[serde(default)]
+    pub mask: Option<MaskSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConcatPart {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default, rename = "const")]
+    pub constant: Option<String>,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CaseSpec {
+    Upper,
+    Lower,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TypeSpec {
+    String,
+    Int,
+    Long,
+    Double,
+    Boolean,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodesSpec {
+    /// A table in `mappings/codes/<table>.yaml` or in this file's `codes`.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// An inline table.
+    #[serde(default)]
+    pub map: Option<BTreeMap<String, String>>,
+    /// What an unknown code does: `reject` (default), `default`, `pass`.
+    #[serde(default)]
+    pub unknown: UnknownCode,
+    /// The value for unknown codes when `unknown: default`.
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum UnknownCode {
+    #[default]
+    Reject,
+    Default,
+    Pass,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum LengthSpec {
+    Exact(usize),
+    Range {
+        #[serde(default)]
+        min: Option<usize>,
+        #[serde(default)]
+        max: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum CheckSpec {
+    Short(crate::ident::IdKind),
+    Full {
+        validator: crate::ident::IdKind,
+        #[serde(default)]
+        on_fail: OnFail,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnFail {
+    #[default]
+    Reject,
+    /// Keep the record and note the failure in the record's `flags`.
+    Flag,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum DateTimeSpec {
+    One(String),
+    Many(Vec<String>),
+    Full {
+        formats: Vec<String>,
+        #[serde(default)]
+        zone: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum MaskSpec {
+    Named(String),
+    Policy(crate::ident::MaskPolicy),
+}
+
+/// A condition: a test on a path or field, or a combination.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConditionSpec {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default, rename = "in")]
+    pub in_set: Option<Vec<String>>,
+    #[serde(default)]
+    pub eq: Option<String>,
+    #[serde(default)]
+    pub present: Option<bool>,
+    #[serde(default)]
+    pub matches: Option<String>,
+    #[serde(default)]
+    pub all: Option<Vec<ConditionSpec>>,
+    #[serde(default)]
+    pub any: Option<Vec<ConditionSpec>>,
+    #[serde(default)]
+    pub not: Option<Box<ConditionSpec>>,
+}
+
+/// A code table file under `mappings/codes/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodeTableFile {
+    /// What the codes are (`案件来源`).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Source code → canonical value.
+    pub codes: BTreeMap<String, String>,
+}

@@ -1,0 +1,121 @@
+//! Broken deployment files: each message names the file, the line and the
+//! field, as `duijie check` prints it.
+
+use crate::common::root;
+use std::process::Command;
+
+const GOOD: &str = r#"[hub]
+name = "t"
+mappings = "MAPPINGS"
+schemas = "SCHEMAS"
+
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[pipelines.urban_files]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "canonical.urban_case"
+partitions = 3
+schedule = "*/2 * * * * *"
+
+[pipelines.urban_files.source]
+kind = "file_drop"
+dir = "inbox"
+layout = "jsonl"
+"#;
+
+/// Runs `duijie check` on `text`; returns (success, stderr+stdout).
+fn check(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deploy.toml");
+    let text = text
+        .replace("MAPPINGS", root().join("mappings").to_str().unwrap())
+        .replace("SCHEMAS", root().join("schemas").to_str().unwrap());
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_duijie"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    (out.status.success(), text.replace(dir.path().to_str().unwrap(), "DIR"))
+}
+
+fn assert_broken(text: &str, expected: &str) {
+    let (ok, output) = check(text);
+    assert!(!ok, "check passed:\n{output}");
+    assert!(output.contains(expected), "expected `{expected}` in:\n{output}");
+}
+
+#[test]
+fn the_good_file_passes() {
+    let (ok, output) = check(GOOD);
+    assert!(ok, "{output}");
+    assert!(output.contains("ok — 1 pipeline(s)"), "{output}");
+}
+
+#[test]
+fn misspelt_source_field() {
+    assert_broken(
+        &GOOD.replace("layout = \"jsonl\"", "layout = \"jsonl\"\nmax_record_byte = 10"),
+        "DIR/deploy.toml:20:1: pipelines.urban_files.source.max_record_byte: unknown field `max_record_byte`",
+    );
+}
+
+#[test]
+fn unknown_mapping_name() {
+    assert_broken(
+        &GOOD.replace("mapping = \"urban_case\"", "mapping = \"urban_cases\""),
+        "DIR/deploy.toml:11:1: pipelines.urban_files.mapping: no mapping `urban_cases`",
+    );
+}
+
+#[test]
+fn invalid_cron_schedule() {
+    assert_broken(
+        &GOOD.replace("*/2 * * * * *", "every two seconds"),
+        "DIR/deploy.toml:14:12: pipelines.urban_files.schedule: `every two seconds` is not a cron schedule",
+    );
+}
+
+#[test]
+fn wrong_type_for_partitions() {
+    assert_broken(
+        &GOOD.replace("partitions = 3", "partitions = \"three\""),
+        "DIR/deploy.toml:13:14: pipelines.urban_files.partitions: invalid type: string \"three\", expected i32",
+    );
+}
+
+#[test]
+fn unknown_source_kind() {
+    assert_broken(
+        &GOOD.replace("kind = \"file_drop\"", "kind = \"ftp\""),
+        "DIR/deploy.toml:17:8: pipelines.urban_files.source.kind: unknown source kind `ftp`",
+    );
+}
+
+#[test]
+fn missing_kafka_brokers() {
+    assert_broken(
+        &GOOD.replace("brokers = \"127.0.0.1:9092\"\n", ""),
+        "DIR/deploy.toml:6:1: kafka.brokers: missing field `brokers`",
+    );
+}
+
+#[test]
+fn system_that_does_not_match_the_mapping() {
+    assert_broken(
+        &GOOD.replace("system = \"digital_urban\"", "system = \"grid\""),
+        "DIR/deploy.toml:10:1: pipelines.urban_files.system: pipeline says `grid` but mapping `urban_case` reads system `digital_urban`",
+    );
+}
+
+#[test]
+fn xml_layout_without_record_element() {
+    assert_broken(
+        &GOOD.replace("layout = \"jsonl\"", "layout = \"xml\""),
+        "DIR/deploy.toml:16:1: pipelines.urban_files.source: layout `xml` needs `record_element`",
+    );
+}

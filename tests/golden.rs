@@ -1,0 +1,57 @@
+//! Golden fixtures: every shipped mapping, and the engine fixture set that
+//! exercises every rule kind (GBK XML, namespaces, full-width input, bad
+//! dates, daylight-saving gaps, unknown codes, checks, masks, flags).
+
+use crate::common::root;
+use duijie::mapping::{MappingSet, golden};
+use duijie::schema::SchemaSet;
+
+fn run(mappings: &str, schemas: &str) {
+    let schemas = SchemaSet::load_dir(&root().join(schemas)).unwrap();
+    let set = MappingSet::load_dir(&root().join(mappings), &schemas)
+        .unwrap_or_else(|e| panic!("{e:#?}"));
+    let results = golden::run_all(&set, &root().join(mappings).join("tests"), false);
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| !r.diff.is_empty())
+        .map(|r| format!("{} / {}:\n{}", r.mapping, r.case, r.diff.join("\n")))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(!results.is_empty());
+}
+
+#[test]
+fn shipped_mappings_match_their_fixtures() {
+    run("mappings", "schemas");
+}
+
+#[test]
+fn engine_fixtures_cover_every_rule_kind() {
+    run("tests/fixtures/engine/mappings", "tests/fixtures/engine/schemas");
+}
+
+#[test]
+fn a_changed_expectation_is_reported_as_a_field_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = root().join("mappings");
+    // Copy the urban mapping with one expected value altered.
+    std::fs::create_dir_all(dir.path().join("codes")).unwrap();
+    std::fs::create_dir_all(dir.path().join("tests/urban_case")).unwrap();
+    for f in ["urban_case.yaml", "codes/urban_event_source.yaml", "codes/urban_case_state.yaml"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let case = src.join("tests/urban_case/02_edge_cases");
+    std::fs::copy(case.with_extension("input.jsonl"), dir.path().join("tests/urban_case/x.input.jsonl")).unwrap();
+    let rejects = std::fs::read_to_string(case.with_extension("rejects.jsonl")).unwrap();
+    std::fs::write(dir.path().join("tests/urban_case/x.rejects.jsonl"), rejects).unwrap();
+    let expected = std::fs::read_to_string(case.with_extension("expected.jsonl"))
+        .unwrap()
+        .replacen("\"HOTLINE\"", "\"VIDEO\"", 1);
+    std::fs::write(dir.path().join("tests/urban_case/x.expected.jsonl"), expected).unwrap();
+    let schemas = SchemaSet::load_dir(&root().join("schemas")).unwrap();
+    let set = MappingSet::load_dir(dir.path(), &schemas).unwrap();
+    let results = golden::run_all(&set, &dir.path().join("tests"), false);
+    let diff = results[0].diff.join("\n");
+    assert!(diff.contains("record 1:"), "{diff}");
+    assert!(diff.contains("channel:\n    - \"VIDEO\"\n    + \"HOTLINE\""), "{diff}");
+}
