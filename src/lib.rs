@@ -17,3 +17,5 @@ pub mod value;
 pub mod check;
 pub mod config;
 pub mod telemetry;
+pub mod bus;
+pub mod runtime;

@@ -125,8 +125,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             schemas,
         } => map(&mapping, &input, output, rejects, &mappings, &schemas),
         Command::Validate { kind, values } => Ok(validate(kind, &values)),
-        Command::Run { config: _, pipelines: _ } => todo!(),
-        #[cfg(any())]
         Command::Run { config, pipelines } => {
             let deployment = load_deployment(&config)?;
             tokio_main(duijie::runtime::run_deployment(deployment, pipelines))

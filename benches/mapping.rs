@@ -1,0 +1,92 @@
+//! Parse + map + Avro-encode throughput on the shared workload
+//! (`../shared/bench/gen_urban_cases.py 200000`), on one core, beside a
+//! baseline measured in the same run: serde_json parse + re-serialise of the
+//! same lines.
+//!
+//! `cargo bench --bench mapping` (set `DUIJIE_BENCH_RECORDS` and
+//! `DUIJIE_BENCH_RUNS` to change the size and the number of runs).
+
+use duijie::mapping::MappingSet;
+use duijie::schema::{Encoding, RecordEncoder, SchemaSet};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+fn workload(records: usize) -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cache = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join(format!("urban_cases_{records}.jsonl"));
+    if let Ok(bytes) = std::fs::read(&cache) {
+        return bytes;
+    }
+    let generator = root.join("../shared/bench/gen_urban_cases.py");
+    let out = std::process::Command::new("python3")
+        .arg(&generator)
+        .arg(records.to_string())
+        .output()
+        .expect("python3 runs the shared generator");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::write(&cache, &out.stdout);
+    out.stdout
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let records: usize = std::env::var("DUIJIE_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let runs: usize = std::env::var("DUIJIE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    let bytes = workload(records);
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), records);
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schemas = SchemaSet::load_dir(&root.join("schemas")).unwrap();
+    let mappings = MappingSet::load_dir(&root.join("mappings"), &schemas).unwrap();
+    let mapping = mappings.get("urban_case").unwrap();
+    let encoder = RecordEncoder::new(Encoding::SingleObject);
+
+    let mut baseline = Vec::new();
+    let mut engine = Vec::new();
+    let mut out = Vec::with_capacity(1024);
+    let mut rejects = 0usize;
+    for _ in 0..runs {
+        // Baseline: serde_json parse + re-serialise.
+        let start = Instant::now();
+        let mut total = 0usize;
+        for line in &lines {
+            out.clear();
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            serde_json::to_writer(&mut out, &v).unwrap();
+            total += out.len();
+        }
+        black_box(total);
+        baseline.push(records as f64 / start.elapsed().as_secs_f64());
+
+        // The engine: parse what the mapping reads + map + Avro encode.
+        let start = Instant::now();
+        let mut total = 0usize;
+        rejects = 0;
+        for line in &lines {
+            out.clear();
+            match mapping.map(line) {
+                Ok(m) => {
+                    encoder.encode(&mapping.schema, &m.values, &mut out).unwrap();
+                    total += out.len();
+                }
+                Err(_) => rejects += 1,
+            }
+        }
+        black_box(total);
+        engine.push(records as f64 / start.elapsed().as_secs_f64());
+    }
+    let (b, e) = (median(baseline), median(engine));
+    println!("workload: {records} urban cases, {runs} runs, one core, median");
+    println!("baseline serde_json parse + re-serialise: {b:>10.0} records/s");
+    println!("duijie parse + map + Avro encode:         {e:>10.0} records/s ({rejects} rejects)");
+    println!("ratio engine / baseline:                  {:>10.2}", e / b);
+}

@@ -1,0 +1,178 @@
+//! The Kafka bus: clients, topics, provenance headers, dead letters and
+//! the cursor store.
+//!
+//! Nothing here is specific to one broker: the hub talks the Kafka protocol
+//! through librdkafka (the `rdkafka` crate) and points at whatever cluster
+//! the deployment names. Tests run it against Tansu and against
+//! librdkafka's in-process mock cluster.
+
+pub mod cursor;
+mod provenance;
+
+pub use cursor::{CursorStore, StoredCursor};
+pub use provenance::{DeadLetter, Provenance, headers};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, Producer};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot create Kafka client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot create topic `{topic}`: {source}")]
+    Topic {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("broker did not answer: {0}")]
+    Unreachable(#[source] KafkaError),
+    #[error("Kafka transaction failed: {0}")]
+    Transaction(#[source] KafkaError),
+    #[error("cursor topic `{topic}` holds an unreadable cursor for `{key}`: {message}")]
+    BadCursor {
+        topic: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// A topic the hub writes to, as it must exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// `cleanup.policy=compact`: the latest record per key is kept.
+    pub compacted: bool,
+}
+
+/// How to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    pub brokers: String,
+    pub client_id: String,
+    pub replication: i32,
+    /// Extra librdkafka properties for every client.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Bus {
+    pub fn new(brokers: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            client_id: client_id.into(),
+            replication: 1,
+            properties: BTreeMap::new(),
+        }
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    fn producer_config(&self) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            // Same key, same partition as Java clients (Kafka Streams,
+            // Connect) would choose.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "200000")
+            .set("message.timeout.ms", "120000");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// An idempotent producer: retries never write a record twice.
+    pub fn producer(&self) -> Result<FutureProducer, BusError> {
+        self.producer_config().create().map_err(BusError::Client)
+    }
+
+    /// A transactional producer with transactions initialised; a producer
+    /// with the same `transactional_id` still alive elsewhere is fenced.
+    /// Blocks: call it from a blocking context.
+    pub fn transactional_producer(&self, transactional_id: &str) -> Result<FutureProducer, BusError> {
+        let producer: FutureProducer = self
+            .producer_config()
+            .set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", "60000")
+            .create()
+            .map_err(BusError::Client)?;
+        producer
+            .init_transactions(Duration::from_secs(30))
+            .map_err(BusError::Transaction)?;
+        Ok(producer)
+    }
+
+    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, BusError> {
+        self.client_config().create().map_err(BusError::Client)
+    }
+
+    /// Creates the topics that do not exist yet. Existing topics are left
+    /// as they are (their partition count is the cluster's business).
+    pub async fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let admin = self.admin()?;
+        let compact = [("cleanup.policy", "compact")];
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| {
+                let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(self.replication));
+                if t.compacted {
+                    compact.iter().fold(topic, |nt, (k, v)| nt.set(k, v))
+                } else {
+                    topic
+                }
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(new.iter(), &options)
+            .await
+            .map_err(BusError::Unreachable)?;
+        for result in results {
+            match result {
+                Ok(name) => tracing::info!(topic = %name, "topic created"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(BusError::Topic {
+                        topic: name,
+                        source: KafkaError::AdminOp(code),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the cluster answers a metadata request in time.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), BusError> {
+        let config = self.client_config();
+        tokio::task::spawn_blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer = config.create().map_err(BusError::Client)?;
+            use rdkafka::consumer::Consumer;
+            consumer
+                .fetch_metadata(None, timeout)
+                .map(|_| ())
+                .map_err(BusError::Unreachable)
+        })
+        .await
+        .map_err(|_| BusError::Unreachable(KafkaError::Canceled))?
+    }
+}

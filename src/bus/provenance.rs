@@ -1,0 +1,126 @@
+//! Provenance travels with every record as Kafka headers, and with every
+//! dead letter inside its JSON body: anyone can answer "where did this
+//! come from".
+
+use rdkafka::message::{Header, OwnedHeaders};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Where a record came from and what turned it into its canonical form.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Provenance {
+    pub source_system: String,
+    /// The source's own record id, when the record could be read.
+    pub source_id: Option<String>,
+    /// When the hub fetched it, UTC epoch milliseconds.
+    pub fetched_at_ms: i64,
+    /// The transport that fetched it (`file_drop`, `http_poll`, …).
+    pub connector: String,
+    pub pipeline: String,
+    pub mapping: String,
+    pub mapping_version: u32,
+    /// SHA-256 of the raw payload, hex.
+    pub payload_sha256: String,
+    /// Where inside the source: file and line, request and position.
+    pub origin: String,
+}
+
+impl Provenance {
+    pub fn hash(payload: &[u8]) -> String {
+        hex::encode(Sha256::digest(payload))
+    }
+}
+
+/// Header names, stable: consumers read them.
+pub mod names {
+    pub const SOURCE_SYSTEM: &str = "duijie-source-system";
+    pub const SOURCE_ID: &str = "duijie-source-id";
+    pub const FETCHED_AT: &str = "duijie-fetched-at";
+    pub const CONNECTOR: &str = "duijie-connector";
+    pub const PIPELINE: &str = "duijie-pipeline";
+    pub const MAPPING: &str = "duijie-mapping";
+    pub const MAPPING_VERSION: &str = "duijie-mapping-version";
+    pub const PAYLOAD_SHA256: &str = "duijie-payload-sha256";
+    pub const ORIGIN: &str = "duijie-origin";
+    pub const SCHEMA: &str = "duijie-schema";
+    pub const CONTENT_TYPE: &str = "content-type";
+}
+
+/// The Kafka headers of a canonical record.
+pub fn headers(p: &Provenance, schema: &str, content_type: &str) -> OwnedHeaders {
+    let fetched = chrono::DateTime::from_timestamp_millis(p.fetched_at_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    let version = p.mapping_version.to_string();
+    let mut h = OwnedHeaders::new_with_capacity(11)
+        .insert(header(names::SOURCE_SYSTEM, &p.source_system))
+        .insert(header(names::FETCHED_AT, &fetched))
+        .insert(header(names::CONNECTOR, &p.connector))
+        .insert(header(names::PIPELINE, &p.pipeline))
+        .insert(header(names::MAPPING, &p.mapping))
+        .insert(header(names::MAPPING_VERSION, &version))
+        .insert(header(names::PAYLOAD_SHA256, &p.payload_sha256))
+        .insert(header(names::ORIGIN, &p.origin))
+        .insert(header(names::SCHEMA, schema))
+        .insert(header(names::CONTENT_TYPE, content_type));
+    if let Some(id) = &p.source_id {
+        h = h.insert(header(names::SOURCE_ID, id));
+    }
+    h
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// A record that did not become canonical, with everything needed to
+/// understand and replay it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// A reason a person can read.
+    pub reason: String,
+    /// The output field whose rule failed, if any.
+    pub field: Option<String>,
+    /// The rule that failed: `parse`, `regex`, `codes`, `connector`, …
+    pub rule: String,
+    /// The raw payload: text when it is UTF-8, else base64 (see
+    /// `raw_encoding`).
+    pub raw: String,
+    /// `utf-8` or `base64`.
+    pub raw_encoding: String,
+    /// The payload was cut at the size limit.
+    pub raw_truncated: bool,
+    pub provenance: Provenance,
+    /// When the hub dead-lettered it, UTC epoch milliseconds.
+    pub at_ms: i64,
+}
+
+impl DeadLetter {
+    pub fn raw_text(payload: &[u8]) -> (String, String) {
+        match std::str::from_utf8(payload) {
+            Ok(s) => (s.to_owned(), "utf-8".into()),
+            Err(_) => {
+                use base64::Engine;
+                (
+                    base64::engine::general_purpose::STANDARD.encode(payload),
+                    "base64".into(),
+                )
+            }
+        }
+    }
+
+    /// The raw payload bytes back.
+    pub fn raw_bytes(&self) -> Vec<u8> {
+        if self.raw_encoding == "base64" {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(&self.raw)
+                .unwrap_or_default()
+        } else {
+            self.raw.as_bytes().to_vec()
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The runtime: loads a deployment, creates its topics, and runs its
+//! pipelines until shutdown. It owns scheduling, retries, acknowledgement,
+//! cursors and counters, once, for every connector.
+
+pub mod pipeline;
+pub mod retry;
+pub mod stats;
+
+use crate::bus::{Bus, CursorStore, TopicSpec};
+use crate::config::Deployment;
+use crate::mapping::MappingSet;
+use crate::schema::registry::RegistryClient;
+use crate::schema::{Encoding, SchemaSet};
+use anyhow::{Context, Result, bail};
+use pipeline::PipelineContext;
+use stats::Stats;
+use tokio_util::sync::CancellationToken;
+
+/// A loaded deployment, ready to run.
+#[derive(Debug)]
+pub struct Hub {
+    pub deployment: Deployment,
+    pub schemas: SchemaSet,
+    pub mappings: MappingSet,
+    pub bus: Bus,
+    pub stats: Stats,
+}
+
+impl Hub {
+    /// Loads schemas and mappings and checks that every pipeline's mapping
+    /// exists.
+    pub fn load(deployment: Deployment) -> Result<Self> {
+        let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
+        let mappings = MappingSet::load_dir(&deployment.hub.mappings, &schemas).map_err(|errors| {
+            anyhow::anyhow!(
+                "{}",
+                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            )
+        })?;
+        for p in &deployment.pipelines {
+            if mappings.get(&p.mapping).is_none() {
+                bail!("{}", deployment.locate(&p.name, "mapping", format!("no mapping `{}`", p.mapping)));
+            }
+        }
+        let mut bus = Bus::new(deployment.kafka.brokers.clone(), format!("duijie-{}", deployment.hub.name));
+        bus.replication = deployment.kafka.replication;
+        bus.properties = deployment.kafka.properties.clone();
+        Ok(Self {
+            deployment,
+            schemas,
+            mappings,
+            bus,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Every topic the pipelines write.
+    pub fn topics(&self) -> Vec<TopicSpec> {
+        let mut topics: Vec<TopicSpec> = vec![TopicSpec {
+            name: self.deployment.kafka.cursor_topic.clone(),
+            partitions: 1,
+            compacted: true,
+        }];
+        for p in &self.deployment.pipelines {
+            for t in [
+                TopicSpec {
+                    name: p.topic.clone(),
+                    partitions: p.partitions,
+                    compacted: false,
+                },
+                TopicSpec {
+                    name: p.dlq_topic.clone(),
+                    partitions: 1,
+                    compacted: false,
+                },
+            ] {
+                if !topics.iter().any(|x| x.name == t.name) {
+                    topics.push(t);
+                }
+            }
+        }
+        topics
+    }
+
+    /// Runs the named pipelines (all when `only` is empty) until `shutdown`
+    /// is cancelled, then lets each finish its in-flight batches.
+    pub async fn run(&self, only: &[String], shutdown: CancellationToken) -> Result<()> {
+        for name in only {
+            if self.deployment.pipeline(name).is_none() {
+                bail!("no pipeline `{name}` in {}", self.deployment.file.display());
+            }
+        }
+        self.bus
+            .ensure_topics(&self.topics())
+            .await
+            .context("creating topics")?;
+        let producer = self.bus.producer()?;
+        let registry = self.deployment.kafka.schema_registry.as_deref().map(RegistryClient::new);
+        let mut tasks = Vec::new();
+        for p in &self.deployment.pipelines {
+            if !only.is_empty() && !only.contains(&p.name) {
+                continue;
+            }
+            let mapping = self.mappings.get(&p.mapping).expect("checked at load");
+            let encoding = match &registry {
+                None => Encoding::SingleObject,
+                Some(r) => Encoding::Confluent {
+                    schema_id: r
+                        .register(&p.topic, &mapping.schema.json)
+                        .await
+                        .with_context(|| format!("registering the schema of `{}`", p.topic))?,
+                },
+            };
+            let ctx = PipelineContext {
+                config: p.clone(),
+                mapping,
+                encoding,
+                bus: self.bus.clone(),
+                producer: producer.clone(),
+                cursors: CursorStore::new(self.deployment.kafka.cursor_topic.clone()),
+                stats: self.stats.pipeline(&p.name),
+                shutdown: shutdown.clone(),
+            };
+            tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
+            tasks.push(tokio::spawn(pipeline::run(ctx)));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        use rdkafka::producer::Producer;
+        let _ = tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(30))).await;
+        Ok(())
+    }
+}
+
+/// `duijie run`: the deployment until SIGTERM or Ctrl-C.
+pub async fn run_deployment(deployment: Deployment, only: Vec<String>) -> Result<()> {
+    let hub = Hub::load(deployment)?;
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    hub.run(&only, shutdown).await
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight batches"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: finishing in-flight batches"),
+        }
+        token.cancel();
+    });
+}

@@ -1,0 +1,492 @@
+//! One ingest pipeline: source → mapping → Avro → topic, with its cursor.
+//!
+//! At-least-once mode pipelines the work: while the broker acknowledges
+//! batch N, batch N+1 is fetched and mapped. Acknowledgements are awaited in
+//! order; only when every record (and dead letter) of a batch is
+//! acknowledged is the batch's cursor written, and only when the cursor is
+//! acknowledged is the source told the batch is durable. A crash therefore
+//! re-reads at most the batches in flight (`max_in_flight_batches`), and
+//! never loses one.
+//!
+//! Exactly-once mode writes each batch's records, dead letters and cursor in
+//! one Kafka transaction (the KIP-618 idea): a `read_committed` consumer sees
+//! a batch completely or not at all, and the cursor always agrees with it.
+
+use super::retry::backoff;
+use super::stats::PipelineStats;
+use crate::bus::{Bus, CursorStore, DeadLetter, Provenance, StoredCursor, headers};
+use crate::config::PipelineConfig;
+use crate::mapping::Mapping;
+use crate::schema::{Encoding, RecordEncoder};
+use duijie_connectors::{Batch, Cursor, Source, SourceError};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+/// Why ingestion stopped before shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the broker did not acknowledge a record: {0}")]
+    Delivery(String),
+    #[error("Kafka transaction failed: {0}")]
+    Transaction(String),
+    #[error("source failed: {0}")]
+    Source(#[from] SourceError),
+    #[error("cursor store: {0}")]
+    Cursor(String),
+}
+
+/// Everything a pipeline needs, handed over by the hub.
+#[derive(Clone)]
+pub struct PipelineContext {
+    pub config: PipelineConfig,
+    pub mapping: Arc<Mapping>,
+    pub encoding: Encoding,
+    pub bus: Bus,
+    /// Shared idempotent producer (at-least-once pipelines).
+    pub producer: FutureProducer,
+    pub cursors: CursorStore,
+    pub stats: Arc<PipelineStats>,
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for PipelineContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineContext")
+            .field("pipeline", &self.config.name)
+            .field("mapping", &self.mapping.name)
+            .field("encoding", &self.encoding)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A batch produced, waiting for its acknowledgements.
+struct InFlight {
+    deliveries: Vec<(DeliveryFuture, Kind)>,
+    cursor: Cursor,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Record,
+    DeadLetter,
+}
+
+/// Runs a pipeline until shutdown, restarting from the last committed
+/// cursor after a delivery failure.
+pub async fn run(ctx: PipelineContext) {
+    let span = info_span!("pipeline", pipeline = %ctx.config.name, system = %ctx.config.system);
+    async move {
+        let mut failures = 0u32;
+        loop {
+            let result = if ctx.config.exactly_once {
+                run_transactional(&ctx).await
+            } else {
+                run_at_least_once(&ctx).await
+            };
+            match result {
+                Ok(()) => {
+                    info!("pipeline stopped");
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                    let wait = backoff(&ctx.config.retry, failures, None);
+                    error!(error = %e, wait_ms = wait.as_millis() as u64, "pipeline failed; resuming from the last committed cursor");
+                    tokio::select! {
+                        _ = ctx.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn open_source(ctx: &PipelineContext, read_committed: bool) -> Result<(Box<dyn Source>, u64), IngestError> {
+    let stored = ctx
+        .cursors
+        .load(&ctx.bus, &ctx.config.name, read_committed)
+        .await
+        .map_err(|e| IngestError::Cursor(e.to_string()))?;
+    let mut source = ctx.config.source.build()?;
+    let total = stored.as_ref().map_or(0, |s| s.records);
+    match &stored {
+        Some(s) => info!(cursor = %s.cursor.0, "resuming from committed cursor"),
+        None => info!("no committed cursor; starting from the beginning"),
+    }
+    source.open(stored.map(|s| s.cursor)).await?;
+    Ok((source, total))
+}
+
+/// Waits for the next scheduled poll; false on shutdown.
+async fn wait_for_tick(ctx: &PipelineContext) -> bool {
+    let next = ctx.config.schedule.upcoming(chrono::Utc).next();
+    let wait = next
+        .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
+        .unwrap_or(Duration::from_secs(1));
+    tokio::select! {
+        _ = ctx.shutdown.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
+/// Fetches the next batch, retrying transient errors with backoff. `Ok(None)`
+/// means caught up, or gave up until the next poll (the error is logged and
+/// counted).
+async fn fetch(ctx: &PipelineContext, source: &mut dyn Source) -> Option<Batch> {
+    let mut attempt = 0u32;
+    loop {
+        let result = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return None,
+            r = source.next_batch(ctx.config.batch_size) => r,
+        };
+        match result {
+            Ok(batch) => return batch,
+            Err(e) => {
+                attempt += 1;
+                let max = ctx.config.retry.max_attempts;
+                if !e.is_transient() || (max > 0 && attempt >= max) {
+                    ctx.stats.failed_polls.fetch_add(1, Ordering::Relaxed);
+                    error!(error = %e, attempts = attempt, transient = e.is_transient(), "poll failed; trying again at the next scheduled poll");
+                    return None;
+                }
+                ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let wait = backoff(&ctx.config.retry, attempt, e.retry_after);
+                warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "transient source error; retrying");
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Maps and hands every record of a batch to the producer. Returns the
+/// delivery futures, in order.
+async fn produce_batch(
+    ctx: &PipelineContext,
+    producer: &FutureProducer,
+    batch: &Batch,
+) -> Result<Vec<(DeliveryFuture, Kind)>, IngestError> {
+    let config = &ctx.config;
+    let mapping = &ctx.mapping;
+    let encoder = RecordEncoder::new(ctx.encoding);
+    let content_type = match ctx.encoding {
+        Encoding::SingleObject => "avro/binary; single-object",
+        Encoding::Confluent { .. } => "application/vnd.confluent.avro",
+    };
+    let connector = config.source.kind();
+    let mut deliveries = Vec::with_capacity(batch.len());
+    let mut buf = Vec::with_capacity(1024);
+    for (i, raw) in batch.records.iter().enumerate() {
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
+        let mut provenance = Provenance {
+            source_system: config.system.clone(),
+            source_id: None,
+            fetched_at_ms: raw.fetched_at_ms,
+            connector: connector.to_owned(),
+            pipeline: config.name.clone(),
+            mapping: mapping.name.clone(),
+            mapping_version: mapping.version,
+            payload_sha256: Provenance::hash(&raw.payload),
+            origin: raw.origin.clone(),
+        };
+        let outcome = mapping.map(&raw.payload).and_then(|mapped| {
+            buf.clear();
+            encoder
+                .encode(&mapping.schema, &mapped.values, &mut buf)
+                .map_err(|e| crate::mapping::Reject {
+                    field: Some(e.field.clone()),
+                    rule: "encode",
+                    reason: e.to_string(),
+                })?;
+            Ok((mapped.key.into_owned(), mapped.source_id.map(|s| s.into_owned())))
+        });
+        match outcome {
+            Ok((key, source_id)) => {
+                provenance.source_id = source_id;
+                let h = headers(&provenance, &mapping.schema.full_name, content_type);
+                let record = FutureRecord::to(&config.topic).key(key.as_str()).payload(buf.as_slice()).headers(h);
+                deliveries.push((send(producer, record).await?, Kind::Record));
+            }
+            Err(reject) => {
+                let key = provenance.origin.clone();
+                let letter = dead_letter(&raw.payload, false, reject.field.clone(), reject.rule, reject.to_string(), provenance);
+                deliveries.push((send_dead_letter(producer, &config.dlq_topic, &key, &letter).await?, Kind::DeadLetter));
+            }
+        }
+    }
+    for rej in &batch.rejects {
+        let provenance = Provenance {
+            source_system: config.system.clone(),
+            source_id: None,
+            fetched_at_ms: rej.fetched_at_ms,
+            connector: connector.to_owned(),
+            pipeline: config.name.clone(),
+            mapping: mapping.name.clone(),
+            mapping_version: mapping.version,
+            payload_sha256: Provenance::hash(&rej.payload),
+            origin: rej.origin.clone(),
+        };
+        let letter = dead_letter(&rej.payload, rej.truncated, None, "connector", rej.reason.clone(), provenance);
+        deliveries.push((send_dead_letter(producer, &config.dlq_topic, &rej.origin, &letter).await?, Kind::DeadLetter));
+    }
+    Ok(deliveries)
+}
+
+fn dead_letter(
+    payload: &[u8],
+    truncated: bool,
+    field: Option<String>,
+    rule: &str,
+    reason: String,
+    provenance: Provenance,
+) -> DeadLetter {
+    let (raw, raw_encoding) = DeadLetter::raw_text(payload);
+    DeadLetter {
+        reason,
+        field,
+        rule: rule.to_owned(),
+        raw,
+        raw_encoding,
+        raw_truncated: truncated,
+        provenance,
+        at_ms: chrono::Utc::now().timestamp_millis(),
+    }
+}
+
+async fn send_dead_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    letter: &DeadLetter,
+) -> Result<DeliveryFuture, IngestError> {
+    let body = serde_json::to_vec(letter).expect("dead letters serialize");
+    let h = headers(&letter.provenance, "duijie.DeadLetter", "application/json");
+    send(producer, FutureRecord::to(topic).key(key).payload(body.as_slice()).headers(h)).await
+}
+
+/// Enqueues a record, waiting while librdkafka's queue is full.
+async fn send(producer: &FutureProducer, mut record: FutureRecord<'_, str, [u8]>) -> Result<DeliveryFuture, IngestError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err((e, _)) => return Err(IngestError::Delivery(e.to_string())),
+        }
+    }
+}
+
+async fn send_cursor(
+    ctx: &PipelineContext,
+    producer: &FutureProducer,
+    cursor: &Cursor,
+    total: u64,
+) -> Result<DeliveryFuture, IngestError> {
+    let stored = StoredCursor {
+        cursor: cursor.clone(),
+        records: total,
+        committed_at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    let body = ctx.cursors.encode(&stored);
+    send(
+        producer,
+        FutureRecord::to(&ctx.cursors.topic).key(ctx.config.name.as_str()).payload(body.as_slice()),
+    )
+    .await
+}
+
+async fn await_delivery(f: DeliveryFuture) -> Result<(), IngestError> {
+    match f.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(IngestError::Delivery(e.to_string())),
+        Err(_) => Err(IngestError::Delivery("producer dropped the delivery".into())),
+    }
+}
+
+async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
+    let (mut source, mut total) = open_source(ctx, false).await?;
+    let (inflight_tx, mut inflight_rx) = mpsc::channel::<InFlight>(ctx.config.max_in_flight_batches);
+    let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Result<Cursor, IngestError>>();
+
+    // Acknowledger: batches in order; cursor after every record is acked.
+    let ack_ctx = ctx.clone();
+    let acker = tokio::spawn(async move {
+        while let Some(batch) = inflight_rx.recv().await {
+            let span = info_span!("batch_ack", records = batch.deliveries.len());
+            let result = async {
+                let (mut records, mut letters) = (0u64, 0u64);
+                for (f, kind) in batch.deliveries {
+                    await_delivery(f).await?;
+                    match kind {
+                        Kind::Record => records += 1,
+                        Kind::DeadLetter => letters += 1,
+                    }
+                }
+                total += records + letters;
+                await_delivery(send_cursor(&ack_ctx, &ack_ctx.producer, &batch.cursor, total).await?).await?;
+                PipelineStats::add(&ack_ctx.stats.delivered, records);
+                PipelineStats::add(&ack_ctx.stats.dead_lettered, letters);
+                ack_ctx
+                    .stats
+                    .last_commit_ms
+                    .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                debug!(records, dead_letters = letters, "batch durable, cursor committed");
+                Ok::<_, IngestError>(batch.cursor)
+            }
+            .instrument(span)
+            .await;
+            let failed = result.is_err();
+            if durable_tx.send(result).is_err() || failed {
+                return;
+            }
+        }
+    });
+
+    let outcome: Result<(), IngestError> = async {
+        'polls: loop {
+            loop {
+                // Tell the source what became durable.
+                while let Ok(done) = durable_rx.try_recv() {
+                    source.committed(&done?).await?;
+                }
+                if ctx.shutdown.is_cancelled() {
+                    break 'polls;
+                }
+                let Some(batch) = fetch(ctx, source.as_mut()).await else {
+                    break;
+                };
+                PipelineStats::add(&ctx.stats.fetched, batch.len() as u64);
+                PipelineStats::add(&ctx.stats.batches, 1);
+                let deliveries = produce_batch(ctx, &ctx.producer, &batch)
+                    .instrument(info_span!("batch", records = batch.len()))
+                    .await?;
+                let inflight = InFlight {
+                    deliveries,
+                    cursor: batch.cursor,
+                };
+                // Backpressure: waits while too many batches are unacknowledged.
+                if inflight_tx.send(inflight).await.is_err() {
+                    break 'polls; // the acknowledger stopped on an error
+                }
+            }
+            // Caught up: wait for the next poll, handling durability meanwhile.
+            loop {
+                tokio::select! {
+                    done = durable_rx.recv() => match done {
+                        Some(done) => source.committed(&done?).await?,
+                        None => break 'polls,
+                    },
+                    tick = wait_for_tick(ctx) => {
+                        if !tick { break 'polls; }
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+
+    // Finish what is in flight (on shutdown, or to surface an ack error).
+    drop(inflight_tx);
+    let drained = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(done) = durable_rx.recv().await {
+            source.committed(&done?).await?;
+        }
+        Ok::<_, IngestError>(())
+    })
+    .await;
+    let _ = acker.await;
+    outcome?;
+    match drained {
+        Ok(r) => r,
+        Err(_) => {
+            warn!("in-flight batches were not acknowledged within 60 s; they will be read again");
+            Ok(())
+        }
+    }
+}
+
+async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
+    let txn_id = format!("duijie-{}-{}", ctx.bus.client_id, ctx.config.name);
+    // Creating the producer fences any older instance and aborts its open
+    // transaction, so the cursor read next is settled.
+    let bus = ctx.bus.clone();
+    let producer = tokio::task::spawn_blocking(move || bus.transactional_producer(&txn_id))
+        .await
+        .map_err(|e| IngestError::Transaction(e.to_string()))?
+        .map_err(|e| IngestError::Transaction(e.to_string()))?;
+    let (mut source, mut total) = open_source(ctx, true).await?;
+    loop {
+        loop {
+            if ctx.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let Some(batch) = fetch(ctx, source.as_mut()).await else {
+                break;
+            };
+            PipelineStats::add(&ctx.stats.fetched, batch.len() as u64);
+            PipelineStats::add(&ctx.stats.batches, 1);
+            producer
+                .begin_transaction()
+                .map_err(|e| IngestError::Transaction(e.to_string()))?;
+            let committed = async {
+                let deliveries = produce_batch(ctx, &producer, &batch).await?;
+                let (mut records, mut letters) = (0u64, 0u64);
+                for (_, kind) in &deliveries {
+                    match kind {
+                        Kind::Record => records += 1,
+                        Kind::DeadLetter => letters += 1,
+                    }
+                }
+                let cursor_delivery = send_cursor(ctx, &producer, &batch.cursor, total + records + letters).await?;
+                let p = producer.clone();
+                tokio::task::spawn_blocking(move || p.commit_transaction(Duration::from_secs(60)))
+                    .await
+                    .map_err(|e| IngestError::Transaction(e.to_string()))?
+                    .map_err(|e| IngestError::Transaction(e.to_string()))?;
+                for (f, _) in deliveries {
+                    await_delivery(f).await?;
+                }
+                await_delivery(cursor_delivery).await?;
+                Ok::<_, IngestError>((records, letters))
+            }
+            .await;
+            match committed {
+                Ok((records, letters)) => {
+                    total += records + letters;
+                    PipelineStats::add(&ctx.stats.delivered, records);
+                    PipelineStats::add(&ctx.stats.dead_lettered, letters);
+                    ctx.stats
+                        .last_commit_ms
+                        .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                    source.committed(&batch.cursor).await?;
+                }
+                Err(e) => {
+                    let p = producer.clone();
+                    let _ = tokio::task::spawn_blocking(move || p.abort_transaction(Duration::from_secs(30))).await;
+                    return Err(e);
+                }
+            }
+        }
+        if !wait_for_tick(ctx).await {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Exponential backoff with jitter, for transient source errors.
+
+use crate::config::RetryConfig;
+use std::time::Duration;
+
+/// The wait before retry number `attempt` (1-based): `initial · 2^(n-1)`,
+/// capped at `max`, with "equal jitter" (half fixed, half random) so that
+/// many pipelines failing together do not retry in lockstep. A server's
+/// `Retry-After` wins when it asks for longer.
+pub fn backoff(config: &RetryConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let exp = config
+        .initial
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
+    let capped = exp.min(config.max);
+    let half = capped / 2;
+    let jitter = half.mul_f64(fastrand::f64());
+    let wait = half + jitter;
+    match retry_after {
+        Some(after) if after > wait => after.min(config.max.max(after)),
+        _ => wait,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_and_is_capped_with_jitter() {
+        let c = RetryConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            max_attempts: 5,
+        };
+        for _ in 0..100 {
+            let first = backoff(&c, 1, None);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let fourth = backoff(&c, 4, None);
+            assert!(fourth >= Duration::from_millis(400) && fourth <= Duration::from_millis(800));
+            let late = backoff(&c, 20, None);
+            assert!(late >= Duration::from_secs(1) && late <= Duration::from_secs(2));
+        }
+        assert_eq!(backoff(&c, 1, Some(Duration::from_secs(5))), Duration::from_secs(5));
+    }
+}
