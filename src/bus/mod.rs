@@ -7,6 +7,7 @@
 //! librdkafka's in-process mock cluster.
 
 pub mod cursor;
+pub mod inspect;
 mod provenance;
 
 pub use cursor::{CursorStore, StoredCursor};

@@ -69,6 +69,8 @@ impl std::fmt::Debug for PipelineContext {
 struct InFlight {
     deliveries: Vec<(DeliveryFuture, Kind)>,
     cursor: Cursor,
+    /// Released once the batch's cursor is durable.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 #[derive(Clone, Copy)]
@@ -321,7 +323,10 @@ async fn await_delivery(f: DeliveryFuture) -> Result<(), IngestError> {
 
 async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
     let (mut source, mut total) = open_source(ctx, false).await?;
-    let (inflight_tx, mut inflight_rx) = mpsc::channel::<InFlight>(ctx.config.max_in_flight_batches);
+    // At most `max_in_flight_batches` batches are produced and not yet
+    // covered by a committed cursor: that bounds what a crash re-reads.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(ctx.config.max_in_flight_batches));
+    let (inflight_tx, mut inflight_rx) = mpsc::unbounded_channel::<InFlight>();
     let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Result<Cursor, IngestError>>();
 
     // Acknowledger: batches in order; cursor after every record is acked.
@@ -373,15 +378,26 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                 };
                 PipelineStats::add(&ctx.stats.fetched, batch.len() as u64);
                 PipelineStats::add(&ctx.stats.batches, 1);
+                // Backpressure: waits while too many batches are unacknowledged.
+                let permit = tokio::select! {
+                    p = in_flight.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                    done = durable_rx.recv() => {
+                        // The acknowledger reported; handle it and wait again.
+                        if let Some(done) = done {
+                            source.committed(&done?).await?;
+                        }
+                        in_flight.clone().acquire_owned().await.expect("semaphore is never closed")
+                    }
+                };
                 let deliveries = produce_batch(ctx, &ctx.producer, &batch)
                     .instrument(info_span!("batch", records = batch.len()))
                     .await?;
                 let inflight = InFlight {
                     deliveries,
                     cursor: batch.cursor,
+                    _permit: permit,
                 };
-                // Backpressure: waits while too many batches are unacknowledged.
-                if inflight_tx.send(inflight).await.is_err() {
+                if inflight_tx.send(inflight).is_err() {
                     break 'polls; // the acknowledger stopped on an error
                 }
             }

@@ -1,10 +1,152 @@
 //! Helpers shared by the integration tests.
+//!
+//! Tests of the bus run against a real Kafka-protocol broker named by
+//! `DUIJIE_TEST_BROKERS` (the README's test command and `.ci/run` start a
+//! Tansu broker and set it). Without it they fail loudly; they never skip.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use duijie::bus::Bus;
+use duijie::bus::inspect::{ReadRecord, read_topic};
+use duijie::schema::SchemaSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The test broker.
+pub fn brokers() -> String {
+    std::env::var("DUIJIE_TEST_BROKERS").expect(
+        "DUIJIE_TEST_BROKERS is not set: run the tests with scripts/test.sh, which starts a Tansu broker",
+    )
+}
+
+pub fn bus(brokers: &str) -> Bus {
+    Bus::new(brokers, format!("test-{}", unique("c")))
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{:06x}", std::process::id(), fastrand::u32(..0xFFFFFF))
+}
+
+pub fn schemas() -> SchemaSet {
+    SchemaSet::load_dir(&root().join("schemas")).unwrap()
+}
+
+/// The shared workload generator's output for `n` records.
+pub fn generated_cases(n: usize, seed: u64) -> String {
+    let out = Command::new("python3")
+        .arg(root().join("../shared/bench/gen_urban_cases.py"))
+        .arg(n.to_string())
+        .arg(seed.to_string())
+        .output()
+        .expect("python3 runs the shared generator");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A deployment file in a temp dir, with the repository's mappings and
+/// schemas, and `pipelines` (TOML text) appended.
+pub struct TestDeployment {
+    pub dir: tempfile::TempDir,
+    pub file: PathBuf,
+    pub cursor_topic: String,
+    pub brokers: String,
+}
+
+impl TestDeployment {
+    pub fn new(brokers: &str, pipelines: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("deploy.toml");
+        let cursor_topic = unique("cursors");
+        let text = format!(
+            "[hub]\nname = \"{}\"\nmappings = \"{}\"\nschemas = \"{}\"\n\n[kafka]\nbrokers = \"{brokers}\"\ncursor_topic = \"{cursor_topic}\"\n\n{pipelines}",
+            unique("hub"),
+            root().join("mappings").display(),
+            root().join("schemas").display(),
+        );
+        std::fs::write(&file, text).unwrap();
+        Self {
+            dir,
+            file,
+            cursor_topic,
+            brokers: brokers.to_owned(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Starts `duijie run` on this deployment.
+    pub fn spawn(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_duijie"))
+            .args(["run", "--config"])
+            .arg(&self.file)
+            .env("DUIJIE_KAFKA_BROKERS", &self.brokers)
+            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Stops a hub with SIGTERM and waits for it; returns its log.
+pub fn terminate(mut child: Child) -> String {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut log = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut log);
+            }
+            assert!(status.success(), "hub exited with {status}:\n{log}");
+            return log;
+        }
+        assert!(Instant::now() < deadline, "hub did not stop within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills a hub with SIGKILL, as a crash would.
+pub fn kill(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Reads a topic with a fresh runtime (tests are synchronous).
+pub fn read(brokers: &str, topic: &str, read_committed: bool) -> Vec<ReadRecord> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(read_topic(&bus(brokers), topic, read_committed)).unwrap()
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Keys of the good records in a JSON-lines file, as the urban mapping
+/// computes them (`dcm:` + taskNum).
+pub fn urban_keys(lines: &str) -> Vec<String> {
+    lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("taskNum").and_then(|t| t.as_str()).map(|t| format!("dcm:{t}")))
+        .collect()
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
 }

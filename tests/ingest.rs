@@ -1,0 +1,164 @@
+//! File drop → mapping → Avro → Kafka, through the `duijie` binary and a
+//! real broker.
+
+use crate::common::*;
+use duijie::bus::DeadLetter;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+fn file_pipeline(topic: &str, dlq: &str, batch_size: usize, in_flight: usize, max_record_bytes: usize) -> String {
+    format!(
+        r#"[pipelines.urban_files]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "{topic}"
+dlq_topic = "{dlq}"
+partitions = 3
+schedule = "* * * * * *"
+batch_size = {batch_size}
+max_in_flight_batches = {in_flight}
+
+[pipelines.urban_files.source]
+kind = "file_drop"
+dir = "inbox"
+layout = "jsonl"
+settle = "0s"
+max_record_bytes = {max_record_bytes}
+"#
+    )
+}
+
+/// Drops `text` into the inbox the way an SFTP job does: write, then rename.
+fn drop_file(d: &TestDeployment, name: &str, text: &str) {
+    std::fs::create_dir_all(d.path("inbox")).unwrap();
+    let part = d.path(&format!("inbox/{name}.part"));
+    std::fs::write(&part, text).unwrap();
+    std::fs::rename(&part, d.path(&format!("inbox/{name}"))).unwrap();
+}
+
+#[test]
+fn good_records_land_once_and_bad_ones_in_the_dlq_with_reasons() {
+    let brokers = brokers();
+    let topic = unique("canonical.urban");
+    let dlq = unique("dlq.urban");
+    let d = TestDeployment::new(&brokers, &file_pipeline(&topic, &dlq, 200, 4, 2048));
+    let good = generated_cases(1000, 7);
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    let bad = [
+        (r#"{"taskNum":"BAD1","eventSrcId":"9","mainTypeId":"05","subTypeId":"01","cellId":"42050200012301","createTime":"2026-11-20 09:15:00","eventStateId":"3"}"#.to_string(), "code `9` is not in code table `urban_event_source`"),
+        (r#"{"taskNum":"BAD2","eventSrcId":"1","mainTypeId":"05","subTypeId":"01","cellId":"4205020001230","createTime":"2026-11-20 09:15:00","eventStateId":"3"}"#.to_string(), "does not match `^[0-9]{14}$`"),
+        (r#"{"taskNum":"BAD3","eventSrcId":"1","mainTypeId":"05","subTypeId":"01","cellId":"42050200012301","createTime":"2026-02-30 09:15:00","eventStateId":"3"}"#.to_string(), "matches none of the formats"),
+        (r#"{"taskNum":"BAD4","eventSrcId":"1", oops"#.to_string(), "not valid JSON"),
+        (format!(r#"{{"taskNum":"BAD5","eventDesc":"{}"}}"#, "很长".repeat(1000)), "larger than max_record_bytes"),
+    ];
+    for (i, (line, _)) in bad.iter().enumerate() {
+        lines.insert(100 + i * 211, line.clone());
+    }
+    drop_file(&d, "cases-20261120.jsonl", &(lines.join("\n") + "\n"));
+
+    let hub = d.spawn();
+    wait_until(Duration::from_secs(90), "the file to be committed and moved to done/", || {
+        d.path("inbox/done/cases-20261120.jsonl").exists()
+    });
+    terminate(hub);
+
+    // A read_committed consumer sees exactly the good records, each once.
+    let records = read(&brokers, &topic, true);
+    let expected: BTreeSet<String> = urban_keys(&good).into_iter().collect();
+    let keys: Vec<String> = records.iter().map(|r| r.key_str()).collect();
+    let distinct: BTreeSet<String> = keys.iter().cloned().collect();
+    assert_eq!(keys.len(), 1000, "each good record exactly once");
+    assert_eq!(distinct, expected);
+
+    // Every record decodes with its schema and carries its provenance.
+    let schema = schemas().get("duijie.canonical.UrbanCase").unwrap();
+    let by_key: BTreeMap<String, &str> = good
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (format!("dcm:{}", v["taskNum"].as_str().unwrap()), l)
+        })
+        .collect();
+    for r in &records {
+        let value = schema.decode_single_object(r.payload.as_deref().unwrap()).unwrap();
+        let apache_avro::types::Value::Record(fields) = value else { panic!("a record") };
+        assert_eq!(fields[0].1, apache_avro::types::Value::String(r.key_str()));
+        let raw = by_key[&r.key_str()];
+        assert_eq!(r.headers["duijie-payload-sha256"], hex::encode(Sha256::digest(raw.as_bytes())));
+        assert_eq!(r.headers["duijie-source-system"], "digital_urban");
+        assert_eq!(r.headers["duijie-source-id"], r.key_str().trim_start_matches("dcm:"));
+        assert_eq!(r.headers["duijie-mapping"], "urban_case");
+        assert_eq!(r.headers["duijie-mapping-version"], "1");
+        assert_eq!(r.headers["duijie-connector"], "file_drop");
+        assert!(r.headers["duijie-origin"].starts_with("cases-20261120.jsonl:"));
+        assert!(r.headers["duijie-fetched-at"].ends_with('Z'));
+    }
+
+    // The bad ones are in the DLQ with their raw payload and a reason.
+    let letters: Vec<DeadLetter> = read(&brokers, &dlq, true)
+        .iter()
+        .map(|r| serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(letters.len(), bad.len(), "{letters:#?}");
+    for (line, reason) in &bad {
+        let letter = letters
+            .iter()
+            .find(|l| l.reason.contains(reason))
+            .unwrap_or_else(|| panic!("no dead letter says `{reason}`: {letters:#?}"));
+        if letter.raw_truncated {
+            assert_eq!(letter.raw_bytes(), line.as_bytes()[..2048].to_vec());
+        } else {
+            assert_eq!(letter.raw, *line);
+        }
+        assert_eq!(letter.provenance.pipeline, "urban_files");
+        assert!(letter.provenance.origin.starts_with("cases-20261120.jsonl:"));
+    }
+}
+
+#[test]
+fn sigkill_mid_ingest_loses_nothing_and_duplicates_at_most_the_unacknowledged_batch() {
+    const BATCH: usize = 500;
+    const IN_FLIGHT: usize = 1;
+    let brokers = brokers();
+    let topic = unique("canonical.urban");
+    let dlq = unique("dlq.urban");
+    let d = TestDeployment::new(&brokers, &file_pipeline(&topic, &dlq, BATCH, IN_FLIGHT, 1 << 20));
+    let good = generated_cases(60_000, 11);
+    drop_file(&d, "big.jsonl", &good);
+
+    let mut kills = 0;
+    for pause_ms in [1200, 900, 1500, 700, 1100] {
+        let hub = d.spawn();
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        if d.path("inbox/done/big.jsonl").exists() {
+            kill(hub);
+            break;
+        }
+        kill(hub);
+        kills += 1;
+    }
+    let hub = d.spawn();
+    wait_until(Duration::from_secs(180), "the file to be finished after restarts", || {
+        d.path("inbox/done/big.jsonl").exists()
+    });
+    terminate(hub);
+
+    let records = read(&brokers, &topic, true);
+    let expected: BTreeSet<String> = urban_keys(&good).into_iter().collect();
+    let distinct: BTreeSet<String> = records.iter().map(|r| r.key_str()).collect();
+    assert_eq!(distinct, expected, "no record lost, no stranger");
+    let duplicates = records.len() - distinct.len();
+    eprintln!(
+        "SIGKILL test: {kills} kill(s), {} records in topic, {} distinct, {duplicates} duplicate(s) (bound {})",
+        records.len(),
+        distinct.len(),
+        kills * BATCH * IN_FLIGHT
+    );
+    assert!(kills >= 2, "the hub finished before it could be killed twice ({kills}); the test proves little");
+    assert!(
+        duplicates <= kills * BATCH * IN_FLIGHT,
+        "{duplicates} duplicates exceed {kills} kill(s) × {BATCH} records × {IN_FLIGHT} batch in flight"
+    );
+    assert!(read(&brokers, &dlq, true).is_empty());
+}
