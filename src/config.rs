@@ -328,6 +328,36 @@ impl Deployment {
         })
     }
 
+    /// Every topic the deployment writes: the cursor topic (compacted, one
+    /// partition), and each pipeline's topic and dead-letter topic.
+    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        use crate::bus::TopicSpec;
+        let mut topics = vec![TopicSpec {
+            name: self.kafka.cursor_topic.clone(),
+            partitions: 1,
+            compacted: true,
+        }];
+        for p in &self.pipelines {
+            for t in [
+                TopicSpec {
+                    name: p.topic.clone(),
+                    partitions: p.partitions,
+                    compacted: false,
+                },
+                TopicSpec {
+                    name: p.dlq_topic.clone(),
+                    partitions: 1,
+                    compacted: false,
+                },
+            ] {
+                if !topics.iter().any(|x| x.name == t.name) {
+                    topics.push(t);
+                }
+            }
+        }
+        topics
+    }
+
     pub fn pipeline(&self, name: &str) -> Option<&PipelineConfig> {
         self.pipelines.iter().find(|p| p.name == name)
     }

@@ -19,3 +19,4 @@ pub mod config;
 pub mod telemetry;
 pub mod bus;
 pub mod runtime;
+pub mod broker;

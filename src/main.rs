@@ -61,6 +61,16 @@ enum Command {
         #[arg(long, default_value = "schemas")]
         schemas: PathBuf,
     },
+    /// Run the embedded broker (librdkafka's mock cluster) in the
+    /// foreground and print its bootstrap address.
+    Broker {
+        /// Number of mock brokers.
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+        /// Create the topics of this deployment on it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Check identifiers: `uscc` (统一社会信用代码) or `id` (居民身份证号码).
     Validate {
         kind: ValidateKind,
@@ -125,6 +135,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             schemas,
         } => map(&mapping, &input, output, rejects, &mappings, &schemas),
         Command::Validate { kind, values } => Ok(validate(kind, &values)),
+        Command::Broker { brokers, config } => {
+            let broker = duijie::broker::EmbeddedBroker::start(brokers)?;
+            if let Some(config) = config {
+                broker.create_topics(&load_deployment(&config)?.topics())?;
+            }
+            println!("{}", broker.bootstrap_servers());
+            std::io::stdout().flush()?;
+            tokio_main(async {
+                tokio::signal::ctrl_c().await?;
+                Ok(())
+            })?;
+            drop(broker);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { config, pipelines } => {
             let deployment = load_deployment(&config)?;
             tokio_main(duijie::runtime::run_deployment(deployment, pipelines))

@@ -7,3 +7,4 @@ mod common;
 mod config_errors;
 mod golden;
 mod ingest;
+mod exactly_once;

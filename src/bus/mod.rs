@@ -110,7 +110,9 @@ impl Bus {
         let producer: FutureProducer = self
             .producer_config()
             .set("transactional.id", transactional_id)
+            // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
             .set("transaction.timeout.ms", "60000")
+            .set("message.timeout.ms", "60000")
             .create()
             .map_err(BusError::Client)?;
         producer
@@ -126,6 +128,8 @@ impl Bus {
     /// Creates the topics that do not exist yet. Existing topics are left
     /// as they are (their partition count is the cluster's business).
     pub async fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        let existing = self.topic_names().await?;
+        let topics: Vec<&TopicSpec> = topics.iter().filter(|t| !existing.contains(&t.name)).collect();
         if topics.is_empty() {
             return Ok(());
         }
@@ -160,6 +164,21 @@ impl Bus {
             }
         }
         Ok(())
+    }
+
+    /// Names of the topics the cluster has.
+    pub async fn topic_names(&self) -> Result<std::collections::BTreeSet<String>, BusError> {
+        let config = self.client_config();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer;
+            let consumer: rdkafka::consumer::BaseConsumer = config.create().map_err(BusError::Client)?;
+            let metadata = consumer
+                .fetch_metadata(None, Duration::from_secs(20))
+                .map_err(BusError::Unreachable)?;
+            Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+        })
+        .await
+        .map_err(|_| BusError::Unreachable(KafkaError::Canceled))?
     }
 
     /// Whether the cluster answers a metadata request in time.

@@ -6,7 +6,7 @@ pub mod pipeline;
 pub mod retry;
 pub mod stats;
 
-use crate::bus::{Bus, CursorStore, TopicSpec};
+use crate::bus::{Bus, CursorStore};
 use crate::config::Deployment;
 use crate::mapping::MappingSet;
 use crate::schema::registry::RegistryClient;
@@ -54,34 +54,6 @@ impl Hub {
         })
     }
 
-    /// Every topic the pipelines write.
-    pub fn topics(&self) -> Vec<TopicSpec> {
-        let mut topics: Vec<TopicSpec> = vec![TopicSpec {
-            name: self.deployment.kafka.cursor_topic.clone(),
-            partitions: 1,
-            compacted: true,
-        }];
-        for p in &self.deployment.pipelines {
-            for t in [
-                TopicSpec {
-                    name: p.topic.clone(),
-                    partitions: p.partitions,
-                    compacted: false,
-                },
-                TopicSpec {
-                    name: p.dlq_topic.clone(),
-                    partitions: 1,
-                    compacted: false,
-                },
-            ] {
-                if !topics.iter().any(|x| x.name == t.name) {
-                    topics.push(t);
-                }
-            }
-        }
-        topics
-    }
-
     /// Runs the named pipelines (all when `only` is empty) until `shutdown`
     /// is cancelled, then lets each finish its in-flight batches.
     pub async fn run(&self, only: &[String], shutdown: CancellationToken) -> Result<()> {
@@ -91,7 +63,7 @@ impl Hub {
             }
         }
         self.bus
-            .ensure_topics(&self.topics())
+            .ensure_topics(&self.deployment.topics())
             .await
             .context("creating topics")?;
         let producer = self.bus.producer()?;
