@@ -27,7 +27,11 @@ fn workload(records: usize) -> Vec<u8> {
         .arg(records.to_string())
         .output()
         .expect("python3 runs the shared generator");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::write(&cache, &out.stdout);
     out.stdout
 }
@@ -38,10 +42,19 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let records: usize = std::env::var("DUIJIE_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let runs: usize = std::env::var("DUIJIE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    let records: usize = std::env::var("DUIJIE_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let runs: usize = std::env::var("DUIJIE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
     let bytes = workload(records);
-    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(lines.len(), records);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -75,7 +88,9 @@ fn main() {
             out.clear();
             match mapping.map(line) {
                 Ok(m) => {
-                    encoder.encode(&mapping.schema, &m.values, &mut out).unwrap();
+                    encoder
+                        .encode(&mapping.schema, &m.values, &mut out)
+                        .unwrap();
                     total += out.len();
                 }
                 Err(_) => rejects += 1,

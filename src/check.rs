@@ -47,7 +47,11 @@ pub fn check_deployment(config: &Path) -> CheckReport {
                         .locate(
                             &p.name,
                             "mapping",
-                            format!("no mapping `{}` in {} (known: {known:?})", p.mapping, deployment.hub.mappings.display()),
+                            format!(
+                                "no mapping `{}` in {} (known: {known:?})",
+                                p.mapping,
+                                deployment.hub.mappings.display()
+                            ),
                         )
                         .to_string(),
                 );
@@ -58,7 +62,10 @@ pub fn check_deployment(config: &Path) -> CheckReport {
                         .locate(
                             &p.name,
                             "system",
-                            format!("pipeline says `{}` but mapping `{}` reads system `{}`", p.system, m.name, m.system),
+                            format!(
+                                "pipeline says `{}` but mapping `{}` reads system `{}`",
+                                p.system, m.name, m.system
+                            ),
                         )
                         .to_string(),
                 );

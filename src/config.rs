@@ -258,12 +258,23 @@ impl Deployment {
                 }
             };
             if *p.partitions.get_ref() < 1 {
-                errors.push(located.at(p.partitions.span(), field("partitions"), "must be at least 1"));
+                errors.push(located.at(
+                    p.partitions.span(),
+                    field("partitions"),
+                    "must be at least 1",
+                ));
             }
             if *p.batch_size.get_ref() == 0 {
-                errors.push(located.at(p.batch_size.span(), field("batch_size"), "must be at least 1"));
+                errors.push(located.at(
+                    p.batch_size.span(),
+                    field("batch_size"),
+                    "must be at least 1",
+                ));
             }
-            for (f, t) in [("topic", Some(&p.topic)), ("dlq_topic", p.dlq_topic.as_ref())] {
+            for (f, t) in [
+                ("topic", Some(&p.topic)),
+                ("dlq_topic", p.dlq_topic.as_ref()),
+            ] {
                 if let Some(t) = t
                     && let Err(why) = check_topic_name(t.get_ref())
                 {
@@ -282,7 +293,10 @@ impl Deployment {
                     ),
                 ));
             }
-            topics.insert(p.topic.get_ref().clone(), (name.clone(), *p.partitions.get_ref()));
+            topics.insert(
+                p.topic.get_ref().clone(),
+                (name.clone(), *p.partitions.get_ref()),
+            );
             let (Some(source), Some(schedule)) = (source, schedule) else {
                 continue;
             };
@@ -374,7 +388,11 @@ impl Deployment {
     }
 }
 
-fn read_source(doc: &Spanned<toml::de::DeTable<'_>>, name: &str, located: &Locator<'_>) -> Result<SourceConfig, ConfigError> {
+fn read_source(
+    doc: &Spanned<toml::de::DeTable<'_>>,
+    name: &str,
+    located: &Locator<'_>,
+) -> Result<SourceConfig, ConfigError> {
     let field = format!("pipelines.{name}.source");
     let table = doc
         .get_ref()
@@ -382,19 +400,35 @@ fn read_source(doc: &Spanned<toml::de::DeTable<'_>>, name: &str, located: &Locat
         .and_then(|p| p.get_ref().get(name))
         .and_then(|p| p.get_ref().get("source"))
         .cloned()
-        .ok_or_else(|| located.at_key(&format!("pipelines.{name}"), "source", "missing `source` table"))?;
+        .ok_or_else(|| {
+            located.at_key(
+                &format!("pipelines.{name}"),
+                "source",
+                "missing `source` table",
+            )
+        })?;
     let span = table.span();
     let toml::de::DeValue::Table(mut inner) = table.into_inner() else {
         return Err(located.at(span, field, "must be a table"));
     };
-    let kind = inner
-        .remove("kind")
-        .ok_or_else(|| located.at(span.clone(), format!("{field}.kind"), format!("missing; one of {SOURCE_KINDS:?}")))?;
+    let kind = inner.remove("kind").ok_or_else(|| {
+        located.at(
+            span.clone(),
+            format!("{field}.kind"),
+            format!("missing; one of {SOURCE_KINDS:?}"),
+        )
+    })?;
     let kind_span = kind.span();
     let kind_name = kind
         .get_ref()
         .as_str()
-        .ok_or_else(|| located.at(kind_span.clone(), format!("{field}.kind"), "must be a string"))?
+        .ok_or_else(|| {
+            located.at(
+                kind_span.clone(),
+                format!("{field}.kind"),
+                "must be a string",
+            )
+        })?
         .to_owned();
     let value = Spanned::new(span.clone(), toml::de::DeValue::Table(inner));
     let de = toml::de::ValueDeserializer::from(value);
@@ -452,7 +486,12 @@ impl Locator<'_> {
         (line, column)
     }
 
-    fn at(&self, span: std::ops::Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn at(
+        &self,
+        span: std::ops::Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, column) = if span.is_empty() && span.start == 0 {
             (0, 0)
         } else {
@@ -515,7 +554,11 @@ impl Locator<'_> {
                 table = h.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
             }
         }
-        let line = lines.get(line_no.saturating_sub(1)).copied().unwrap_or_default().trim();
+        let line = lines
+            .get(line_no.saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+            .trim();
         if let Some(h) = line.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
             return h.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
         }
@@ -614,7 +657,8 @@ layout = "jsonl"
 
     #[test]
     fn unknown_source_field_names_file_line_and_field() {
-        let e = one_error(&GOOD.replace("layout = \"jsonl\"", "layout = \"jsonl\"\nsettel = \"1s\""));
+        let e =
+            one_error(&GOOD.replace("layout = \"jsonl\"", "layout = \"jsonl\"\nsettel = \"1s\""));
         assert_eq!(e.line, 18);
         assert_eq!(e.field, "pipelines.urban.source.settel");
         assert!(e.message.contains("unknown field `settel`"), "{e}");
@@ -624,9 +668,18 @@ layout = "jsonl"
     #[test]
     fn bad_variant_and_bad_duration_are_located() {
         let e = one_error(&GOOD.replace("layout = \"jsonl\"", "layout = \"csv\""));
-        assert_eq!((e.line, e.field.as_str()), (17, "pipelines.urban.source.layout"));
-        let e = one_error(&GOOD.replace("layout = \"jsonl\"", "layout = \"jsonl\"\nsettle = \"soon\""));
-        assert_eq!((e.line, e.field.as_str()), (18, "pipelines.urban.source.settle"));
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (17, "pipelines.urban.source.layout")
+        );
+        let e = one_error(&GOOD.replace(
+            "layout = \"jsonl\"",
+            "layout = \"jsonl\"\nsettle = \"soon\"",
+        ));
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (18, "pipelines.urban.source.settle")
+        );
     }
 
     #[test]
@@ -638,9 +691,23 @@ layout = "jsonl"
 
     #[test]
     fn bad_schedule_and_unknown_kind() {
-        let errors = load(&GOOD.replace("*/5 * * * * *", "every 5 seconds").replace("\"file_drop\"", "\"ftp\"")).unwrap_err();
+        let errors = load(
+            &GOOD
+                .replace("*/5 * * * * *", "every 5 seconds")
+                .replace("\"file_drop\"", "\"ftp\""),
+        )
+        .unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors.iter().any(|e| e.field == "pipelines.urban.schedule" && e.line == 12));
-        assert!(errors.iter().any(|e| e.field == "pipelines.urban.source.kind" && e.message.contains("unknown source kind `ftp`")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "pipelines.urban.schedule" && e.line == 12)
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "pipelines.urban.source.kind"
+                    && e.message.contains("unknown source kind `ftp`"))
+        );
     }
 }

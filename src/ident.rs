@@ -38,10 +38,20 @@ impl IdKind {
 /// Why an identifier is not valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalid {
-    Length { expected: usize, found: usize },
-    BadCharacter { position: usize, character: char },
+    Length {
+        expected: usize,
+        found: usize,
+    },
+    BadCharacter {
+        position: usize,
+        character: char,
+    },
     BadBirthDate(String),
-    CheckCharacter { position: usize, expected: char, found: char },
+    CheckCharacter {
+        position: usize,
+        expected: char,
+        found: char,
+    },
 }
 
 impl fmt::Display for Invalid {
@@ -81,7 +91,9 @@ impl Checked {
 }
 
 const USCC_ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const USCC_WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 const ORG_WEIGHTS: [u32; 8] = [3, 7, 9, 10, 5, 8, 4, 2];
 
 fn uscc_value(c: u8) -> Option<u32> {
@@ -150,6 +162,34 @@ fn uscc_problem(code: &str) -> Option<Invalid> {
         });
     }
     None
+}
+
+/// Completes the first 16 characters of a credit code with both check
+/// characters (for simulators and fixtures). `None` when a character is
+/// outside the code's alphabet.
+pub fn with_uscc_checks(first16: &str) -> Option<String> {
+    let bytes = first16.as_bytes();
+    if bytes.len() != 16 || bytes.iter().any(|&b| uscc_value(b).is_none()) {
+        return None;
+    }
+    let org_sum: u32 = bytes[8..16]
+        .iter()
+        .zip(ORG_WEIGHTS)
+        .map(|(&b, w)| (b as char).to_digit(36).unwrap_or(0) * w)
+        .sum();
+    let org = match 11 - org_sum % 11 {
+        10 => 'X',
+        11 => '0',
+        n => char::from_digit(n, 10)?,
+    };
+    let mut code = format!("{first16}{org}");
+    let sum: u32 = code
+        .bytes()
+        .zip(USCC_WEIGHTS)
+        .map(|(b, w)| uscc_value(b).unwrap_or(0) * w)
+        .sum();
+    code.push(USCC_ALPHABET[((31 - sum % 31) % 31) as usize] as char);
+    Some(code)
 }
 
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
@@ -241,7 +281,10 @@ impl MaskPolicy {
         }
         let mut out = String::with_capacity(value.len());
         out.extend(&chars[..self.keep_start]);
-        out.extend(std::iter::repeat_n(self.with, chars.len() - self.keep_start - self.keep_end));
+        out.extend(std::iter::repeat_n(
+            self.with,
+            chars.len() - self.keep_start - self.keep_end,
+        ));
         out.extend(&chars[chars.len() - self.keep_end..]);
         out
     }
@@ -259,7 +302,11 @@ mod tests {
             "91440101MA5CJQ4N59",
             "11230500001755309F",
         ] {
-            assert!(check_uscc(code).is_valid(), "{code}: {:?}", check_uscc(code));
+            assert!(
+                check_uscc(code).is_valid(),
+                "{code}: {:?}",
+                check_uscc(code)
+            );
         }
     }
 
@@ -296,7 +343,20 @@ mod tests {
                 character: 'I'
             })
         ));
-        assert!(matches!(check_uscc("9135").invalid, Some(Invalid::Length { .. })));
+        assert!(matches!(
+            check_uscc("9135").invalid,
+            Some(Invalid::Length { .. })
+        ));
+    }
+
+    #[test]
+    fn completed_codes_check() {
+        let code = with_uscc_checks("9142050212345678").unwrap();
+        assert!(check_uscc(&code).is_valid(), "{code}");
+        assert_eq!(
+            with_uscc_checks("91350100M000100Y").unwrap(),
+            "91350100M000100Y43"
+        );
     }
 
     #[test]
@@ -320,7 +380,10 @@ mod tests {
 
     #[test]
     fn masking_hides_the_birth_date() {
-        assert_eq!(MaskPolicy::birth_date().apply("11010519491231002X"), "110105********002X");
+        assert_eq!(
+            MaskPolicy::birth_date().apply("11010519491231002X"),
+            "110105********002X"
+        );
         assert_eq!(MaskPolicy::birth_date().apply("1234"), "****");
     }
 }

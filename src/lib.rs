@@ -9,14 +9,16 @@
 
 #![forbid(unsafe_code)]
 
-pub mod ident;
-pub mod mapping;
-pub mod schema;
-pub mod text;
-pub mod value;
+pub mod broker;
+pub mod bus;
 pub mod check;
 pub mod config;
-pub mod telemetry;
-pub mod bus;
+pub mod demo;
+pub mod ident;
+pub mod mapping;
 pub mod runtime;
-pub mod broker;
+pub mod sandbox;
+pub mod schema;
+pub mod telemetry;
+pub mod text;
+pub mod value;

@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "duijie", version, about = "对接 — integration hub of the comprehensive law-enforcement bureau")]
+#[command(
+    name = "duijie",
+    version,
+    about = "对接 — integration hub of the comprehensive law-enforcement bureau"
+)]
 struct Cli {
     /// Log output: `text` (default) or `json` lines.
     #[arg(long, global = true, default_value = "text")]
@@ -60,6 +64,46 @@ enum Command {
         mappings: PathBuf,
         #[arg(long, default_value = "schemas")]
         schemas: PathBuf,
+    },
+    /// Simulators of the external systems, with switchable faults.
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        listen: String,
+        /// Digital urban management cases at start.
+        #[arg(long, default_value_t = 2000)]
+        cases: usize,
+        /// New or changed cases per second.
+        #[arg(long, default_value_t = 20)]
+        changes_per_sec: u32,
+        /// Share of generated records with a defect.
+        #[arg(long, default_value_t = 0.01)]
+        bad_rate: f64,
+        /// Share of requests answered with HTTP 500.
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// Share of requests answered slowly.
+        #[arg(long, default_value_t = 0.0)]
+        slow_rate: f64,
+        #[arg(long, default_value_t = 2000)]
+        slow_ms: u64,
+        /// Share of rows sent twice.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate_rate: f64,
+    },
+    /// Bring up a broker, the sandbox and the Yichang pipelines, and show
+    /// what flowed.
+    Demo {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Use this cluster instead of bringing one up.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Bring up a supervised Tansu broker instead of the embedded one.
+        #[arg(long)]
+        tansu: bool,
+        /// How long to run the pipelines.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// Run the embedded broker (librdkafka's mock cluster) in the
     /// foreground and print its bootstrap address.
@@ -135,6 +179,57 @@ fn run(cli: Cli) -> Result<ExitCode> {
             schemas,
         } => map(&mapping, &input, output, rejects, &mappings, &schemas),
         Command::Validate { kind, values } => Ok(validate(kind, &values)),
+        Command::Sandbox {
+            listen,
+            cases,
+            changes_per_sec,
+            bad_rate,
+            error_rate,
+            slow_rate,
+            slow_ms,
+            duplicate_rate,
+        } => {
+            let config = duijie::sandbox::SandboxConfig {
+                faults: duijie::sandbox::Faults {
+                    error_rate,
+                    slow_rate,
+                    slow_ms,
+                    duplicate_rate,
+                },
+                urban_cases: cases,
+                urban_changes_per_sec: changes_per_sec,
+                bad_rate,
+                ..Default::default()
+            };
+            tokio_main(async move {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("binding {listen}"))?;
+                eprintln!("sandbox listening on http://{listen}");
+                eprintln!(
+                    "  GET  /dcm/api/cases      digital urban management case list (keyset or page)"
+                );
+                eprintln!(
+                    "  POST /sandbox/faults     switch faults: {{\"error_rate\":0.1,\"slow_rate\":0.05,\"slow_ms\":3000,\"duplicate_rate\":0.05}}"
+                );
+                eprintln!("  GET  /sandbox/counters   faults injected so far");
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                duijie::runtime::spawn_signal_handler(shutdown.clone());
+                duijie::sandbox::serve(listener, config, shutdown).await?;
+                Ok(())
+            })
+        }
+        Command::Demo {
+            config,
+            brokers,
+            tansu,
+            seconds,
+        } => tokio_main(duijie::demo::run(duijie::demo::DemoOptions {
+            config,
+            brokers,
+            tansu,
+            seconds,
+        })),
         Command::Broker { brokers, config } => {
             let broker = duijie::broker::EmbeddedBroker::start(brokers)?;
             if let Some(config) = config {
@@ -199,12 +294,21 @@ fn check(config: &Path) -> Result<ExitCode> {
         println!("{}", report.summary);
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("{} problem(s) in {}", report.problems.len(), config.display());
+        eprintln!(
+            "{} problem(s) in {}",
+            report.problems.len(),
+            config.display()
+        );
         Ok(ExitCode::FAILURE)
     }
 }
 
-fn mapping_test(mappings: &Path, schemas: &Path, fixtures: Option<PathBuf>, bless: bool) -> Result<ExitCode> {
+fn mapping_test(
+    mappings: &Path,
+    schemas: &Path,
+    fixtures: Option<PathBuf>,
+    bless: bool,
+) -> Result<ExitCode> {
     let (_, set) = load_schemas_and_mappings(mappings, schemas)?;
     let fixtures = fixtures.unwrap_or_else(|| mappings.join("tests"));
     let results = golden::run_all(&set, &fixtures, bless);
@@ -226,7 +330,11 @@ fn mapping_test(mappings: &Path, schemas: &Path, fixtures: Option<PathBuf>, bles
         results.len() - failed,
         set.mappings.len()
     );
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn map(
@@ -288,5 +396,9 @@ fn validate(kind: ValidateKind, values: &[String]) -> ExitCode {
             }
         }
     }
-    if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

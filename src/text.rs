@@ -73,6 +73,9 @@ mod tests {
 
     #[test]
     fn identifier_normal_form() {
-        assert_eq!(normalize_identifier(" ９１３５ ０１００ｍ０００１００ｙ４３ "), "91350100M000100Y43");
+        assert_eq!(
+            normalize_identifier(" ９１３５ ０１００ｍ０００１００ｙ４３ "),
+            "91350100M000100Y43"
+        );
     }
 }

@@ -40,13 +40,19 @@ fn check(text: &str) -> (bool, String) {
         .unwrap();
     let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stdout));
-    (out.status.success(), text.replace(dir.path().to_str().unwrap(), "DIR"))
+    (
+        out.status.success(),
+        text.replace(dir.path().to_str().unwrap(), "DIR"),
+    )
 }
 
 fn assert_broken(text: &str, expected: &str) {
     let (ok, output) = check(text);
     assert!(!ok, "check passed:\n{output}");
-    assert!(output.contains(expected), "expected `{expected}` in:\n{output}");
+    assert!(
+        output.contains(expected),
+        "expected `{expected}` in:\n{output}"
+    );
 }
 
 #[test]
@@ -59,7 +65,10 @@ fn the_good_file_passes() {
 #[test]
 fn misspelt_source_field() {
     assert_broken(
-        &GOOD.replace("layout = \"jsonl\"", "layout = \"jsonl\"\nmax_record_byte = 10"),
+        &GOOD.replace(
+            "layout = \"jsonl\"",
+            "layout = \"jsonl\"\nmax_record_byte = 10",
+        ),
         "DIR/deploy.toml:20:1: pipelines.urban_files.source.max_record_byte: unknown field `max_record_byte`",
     );
 }

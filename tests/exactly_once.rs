@@ -44,7 +44,12 @@ settle = "0s"
 }
 
 /// A mock cluster with the deployment's topics (it has no CreateTopics).
-fn mock_with_topics() -> (MockCluster<'static, DefaultProducerContext>, TestDeployment, String, String) {
+fn mock_with_topics() -> (
+    MockCluster<'static, DefaultProducerContext>,
+    TestDeployment,
+    String,
+    String,
+) {
     let cluster = MockCluster::new(3).unwrap();
     let brokers = cluster.bootstrap_servers();
     let topic = unique("canonical.urban");
@@ -78,7 +83,10 @@ fn every_batch_commits_with_its_cursor() {
     });
     terminate(hub);
 
-    let keys: Vec<String> = read(&brokers, &topic, true).iter().map(|r| r.key_str()).collect();
+    let keys: Vec<String> = read(&brokers, &topic, true)
+        .iter()
+        .map(|r| r.key_str())
+        .collect();
     let distinct: BTreeSet<String> = keys.iter().cloned().collect();
     assert_eq!(keys.len(), 2_000);
     assert_eq!(distinct.len(), 2_000);
@@ -88,7 +96,10 @@ fn every_batch_commits_with_its_cursor() {
     let cursors = cursors(&brokers, &d.cursor_topic);
     assert_eq!(cursors.len(), 11, "{cursors:#?}");
     let counts: Vec<u64> = cursors.iter().map(|c| c.records).collect();
-    assert_eq!(counts, vec![200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000, 2001]);
+    assert_eq!(
+        counts,
+        vec![200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000, 2001]
+    );
 }
 
 #[test]
@@ -115,8 +126,17 @@ fn sigkill_mid_transaction_loses_nothing() {
     });
     terminate(hub);
     assert!(kills >= 1, "the hub finished before it could be killed");
-    let distinct: BTreeSet<String> = read(&brokers, &topic, true).iter().map(|r| r.key_str()).collect();
+    let distinct: BTreeSet<String> = read(&brokers, &topic, true)
+        .iter()
+        .map(|r| r.key_str())
+        .collect();
     let expected: BTreeSet<String> = urban_keys(&text).into_iter().collect();
-    assert_eq!(distinct, expected, "every record present after {kills} SIGKILL(s)");
-    assert_eq!(cursors(&brokers, &d.cursor_topic).pop().unwrap().records, 20_000);
+    assert_eq!(
+        distinct, expected,
+        "every record present after {kills} SIGKILL(s)"
+    );
+    assert_eq!(
+        cursors(&brokers, &d.cursor_topic).pop().unwrap().records,
+        20_000
+    );
 }

@@ -8,8 +8,8 @@ use duijie::schema::SchemaSet;
 
 fn run(mappings: &str, schemas: &str) {
     let schemas = SchemaSet::load_dir(&root().join(schemas)).unwrap();
-    let set = MappingSet::load_dir(&root().join(mappings), &schemas)
-        .unwrap_or_else(|e| panic!("{e:#?}"));
+    let set =
+        MappingSet::load_dir(&root().join(mappings), &schemas).unwrap_or_else(|e| panic!("{e:#?}"));
     let results = golden::run_all(&set, &root().join(mappings).join("tests"), false);
     let failures: Vec<String> = results
         .iter()
@@ -27,7 +27,10 @@ fn shipped_mappings_match_their_fixtures() {
 
 #[test]
 fn engine_fixtures_cover_every_rule_kind() {
-    run("tests/fixtures/engine/mappings", "tests/fixtures/engine/schemas");
+    run(
+        "tests/fixtures/engine/mappings",
+        "tests/fixtures/engine/schemas",
+    );
 }
 
 #[test]
@@ -37,21 +40,36 @@ fn a_changed_expectation_is_reported_as_a_field_diff() {
     // Copy the urban mapping with one expected value altered.
     std::fs::create_dir_all(dir.path().join("codes")).unwrap();
     std::fs::create_dir_all(dir.path().join("tests/urban_case")).unwrap();
-    for f in ["urban_case.yaml", "codes/urban_event_source.yaml", "codes/urban_case_state.yaml"] {
+    for f in [
+        "urban_case.yaml",
+        "codes/urban_event_source.yaml",
+        "codes/urban_case_state.yaml",
+    ] {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }
     let case = src.join("tests/urban_case/02_edge_cases");
-    std::fs::copy(case.with_extension("input.jsonl"), dir.path().join("tests/urban_case/x.input.jsonl")).unwrap();
+    std::fs::copy(
+        case.with_extension("input.jsonl"),
+        dir.path().join("tests/urban_case/x.input.jsonl"),
+    )
+    .unwrap();
     let rejects = std::fs::read_to_string(case.with_extension("rejects.jsonl")).unwrap();
     std::fs::write(dir.path().join("tests/urban_case/x.rejects.jsonl"), rejects).unwrap();
     let expected = std::fs::read_to_string(case.with_extension("expected.jsonl"))
         .unwrap()
         .replacen("\"HOTLINE\"", "\"VIDEO\"", 1);
-    std::fs::write(dir.path().join("tests/urban_case/x.expected.jsonl"), expected).unwrap();
+    std::fs::write(
+        dir.path().join("tests/urban_case/x.expected.jsonl"),
+        expected,
+    )
+    .unwrap();
     let schemas = SchemaSet::load_dir(&root().join("schemas")).unwrap();
     let set = MappingSet::load_dir(dir.path(), &schemas).unwrap();
     let results = golden::run_all(&set, &dir.path().join("tests"), false);
     let diff = results[0].diff.join("\n");
     assert!(diff.contains("record 1:"), "{diff}");
-    assert!(diff.contains("channel:\n    - \"VIDEO\"\n    + \"HOTLINE\""), "{diff}");
+    assert!(
+        diff.contains("channel:\n    - \"VIDEO\"\n    + \"HOTLINE\""),
+        "{diff}"
+    );
 }

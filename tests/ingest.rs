@@ -7,7 +7,13 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-fn file_pipeline(topic: &str, dlq: &str, batch_size: usize, in_flight: usize, max_record_bytes: usize) -> String {
+fn file_pipeline(
+    topic: &str,
+    dlq: &str,
+    batch_size: usize,
+    in_flight: usize,
+    max_record_bytes: usize,
+) -> String {
     format!(
         r#"[pipelines.urban_files]
 system = "digital_urban"
@@ -58,9 +64,11 @@ fn good_records_land_once_and_bad_ones_in_the_dlq_with_reasons() {
     drop_file(&d, "cases-20261120.jsonl", &(lines.join("\n") + "\n"));
 
     let hub = d.spawn();
-    wait_until(Duration::from_secs(90), "the file to be committed and moved to done/", || {
-        d.path("inbox/done/cases-20261120.jsonl").exists()
-    });
+    wait_until(
+        Duration::from_secs(90),
+        "the file to be committed and moved to done/",
+        || d.path("inbox/done/cases-20261120.jsonl").exists(),
+    );
     terminate(hub);
 
     // A read_committed consumer sees exactly the good records, each once.
@@ -81,13 +89,23 @@ fn good_records_land_once_and_bad_ones_in_the_dlq_with_reasons() {
         })
         .collect();
     for r in &records {
-        let value = schema.decode_single_object(r.payload.as_deref().unwrap()).unwrap();
-        let apache_avro::types::Value::Record(fields) = value else { panic!("a record") };
+        let value = schema
+            .decode_single_object(r.payload.as_deref().unwrap())
+            .unwrap();
+        let apache_avro::types::Value::Record(fields) = value else {
+            panic!("a record")
+        };
         assert_eq!(fields[0].1, apache_avro::types::Value::String(r.key_str()));
         let raw = by_key[&r.key_str()];
-        assert_eq!(r.headers["duijie-payload-sha256"], hex::encode(Sha256::digest(raw.as_bytes())));
+        assert_eq!(
+            r.headers["duijie-payload-sha256"],
+            hex::encode(Sha256::digest(raw.as_bytes()))
+        );
         assert_eq!(r.headers["duijie-source-system"], "digital_urban");
-        assert_eq!(r.headers["duijie-source-id"], r.key_str().trim_start_matches("dcm:"));
+        assert_eq!(
+            r.headers["duijie-source-id"],
+            r.key_str().trim_start_matches("dcm:")
+        );
         assert_eq!(r.headers["duijie-mapping"], "urban_case");
         assert_eq!(r.headers["duijie-mapping-version"], "1");
         assert_eq!(r.headers["duijie-connector"], "file_drop");
@@ -112,7 +130,12 @@ fn good_records_land_once_and_bad_ones_in_the_dlq_with_reasons() {
             assert_eq!(letter.raw, *line);
         }
         assert_eq!(letter.provenance.pipeline, "urban_files");
-        assert!(letter.provenance.origin.starts_with("cases-20261120.jsonl:"));
+        assert!(
+            letter
+                .provenance
+                .origin
+                .starts_with("cases-20261120.jsonl:")
+        );
     }
 }
 
@@ -123,7 +146,10 @@ fn sigkill_mid_ingest_loses_nothing_and_duplicates_at_most_the_unacknowledged_ba
     let brokers = brokers();
     let topic = unique("canonical.urban");
     let dlq = unique("dlq.urban");
-    let d = TestDeployment::new(&brokers, &file_pipeline(&topic, &dlq, BATCH, IN_FLIGHT, 1 << 20));
+    let d = TestDeployment::new(
+        &brokers,
+        &file_pipeline(&topic, &dlq, BATCH, IN_FLIGHT, 1 << 20),
+    );
     let good = generated_cases(60_000, 11);
     drop_file(&d, "big.jsonl", &good);
 
@@ -139,9 +165,11 @@ fn sigkill_mid_ingest_loses_nothing_and_duplicates_at_most_the_unacknowledged_ba
         kills += 1;
     }
     let hub = d.spawn();
-    wait_until(Duration::from_secs(180), "the file to be finished after restarts", || {
-        d.path("inbox/done/big.jsonl").exists()
-    });
+    wait_until(
+        Duration::from_secs(180),
+        "the file to be finished after restarts",
+        || d.path("inbox/done/big.jsonl").exists(),
+    );
     terminate(hub);
 
     let records = read(&brokers, &topic, true);
@@ -155,7 +183,10 @@ fn sigkill_mid_ingest_loses_nothing_and_duplicates_at_most_the_unacknowledged_ba
         distinct.len(),
         kills * BATCH * IN_FLIGHT
     );
-    assert!(kills >= 2, "the hub finished before it could be killed twice ({kills}); the test proves little");
+    assert!(
+        kills >= 2,
+        "the hub finished before it could be killed twice ({kills}); the test proves little"
+    );
     assert!(
         duplicates <= kills * BATCH * IN_FLIGHT,
         "{duplicates} duplicates exceed {kills} kill(s) × {BATCH} records × {IN_FLIGHT} batch in flight"

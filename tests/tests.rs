@@ -5,6 +5,7 @@
 
 mod common;
 mod config_errors;
-mod golden;
-mod ingest;
 mod exactly_once;
+mod golden;
+mod http_poll;
+mod ingest;

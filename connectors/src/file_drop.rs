@@ -155,8 +155,8 @@ pub struct FileDrop {
 impl FileDrop {
     pub fn new(config: FileDropConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let encoding =
-            text::encoding_for_label(&config.encoding).map_err(|e| SourceError::permanent(e.to_string()))?;
+        let encoding = text::encoding_for_label(&config.encoding)
+            .map_err(|e| SourceError::permanent(e.to_string()))?;
         Ok(Self {
             config,
             encoding,
@@ -196,7 +196,11 @@ impl FileDrop {
                 Ok(m) if m.is_file() => m,
                 _ => continue,
             };
-            names.push((name, meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+            names.push((
+                name,
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ));
         }
         names.sort();
         let now = SystemTime::now();
@@ -331,7 +335,8 @@ impl FileDrop {
                 Err(e) => return Err((format!("cannot read file: {e}"), Bytes::new())),
             },
         };
-        let keep = |b: &[u8]| Bytes::copy_from_slice(&b[..b.len().min(self.config.max_record_bytes)]);
+        let keep =
+            |b: &[u8]| Bytes::copy_from_slice(&b[..b.len().min(self.config.max_record_bytes)]);
         match self.config.layout {
             FileLayout::Xml => {
                 let text = text::decode_xml(&bytes, self.encoding)
@@ -456,8 +461,9 @@ impl FileDrop {
             self.done_dir()
         };
         let to = free_name(&dir, &cursor.file);
-        std::fs::rename(&from, &to)
-            .map_err(|e| SourceError::io(format!("moving {} to {}", from.display(), to.display()), e))?;
+        std::fs::rename(&from, &to).map_err(|e| {
+            SourceError::io(format!("moving {} to {}", from.display(), to.display()), e)
+        })?;
         if let Some(reason) = &cursor.rejected {
             let mut reason_path = to.clone().into_os_string();
             reason_path.push(".reason.txt");
@@ -481,9 +487,9 @@ impl Source for FileDrop {
         let Some(committed) = committed else {
             return Ok(());
         };
-        let cursor: FileCursor = committed
-            .decode()
-            .map_err(|e| SourceError::permanent(format!("stored file-drop cursor is unreadable: {e}")))?;
+        let cursor: FileCursor = committed.decode().map_err(|e| {
+            SourceError::permanent(format!("stored file-drop cursor is unreadable: {e}"))
+        })?;
         if cursor.finished {
             // Durable but not yet moved when the hub stopped: finish the move.
             self.retire(&cursor)?;
@@ -655,7 +661,10 @@ mod tests {
             .flat_map(|b| b.records.iter().map(|r| r.payload.clone()))
             .collect();
         assert_eq!(payloads, vec!["{\"n\":2}", "{\"n\":3}"]);
-        assert_eq!(rest.last().unwrap().records.last().unwrap().origin, "a.jsonl:4");
+        assert_eq!(
+            rest.last().unwrap().records.last().unwrap().origin,
+            "a.jsonl:4"
+        );
         assert!(dir.path().join("done/a.jsonl").exists());
         assert!(!dir.path().join("a.jsonl").exists());
     }
@@ -678,7 +687,11 @@ mod tests {
     #[tokio::test]
     async fn malformed_xml_goes_to_rejected_with_reason_file() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("c.xml"), "<Export><Case><No>1</No></Export>").unwrap();
+        std::fs::write(
+            dir.path().join("c.xml"),
+            "<Export><Case><No>1</No></Export>",
+        )
+        .unwrap();
         let mut src = FileDrop::new(config(dir.path(), FileLayout::Xml)).unwrap();
         src.open(None).await.unwrap();
         let batches = drain(&mut src).await;

@@ -287,9 +287,9 @@ impl Source for HttpPoll {
     async fn open(&mut self, committed: Option<Cursor>) -> Result<(), SourceError> {
         self.caught_up = false;
         self.position = match committed {
-            Some(c) => c
-                .decode()
-                .map_err(|e| SourceError::permanent(format!("stored HTTP cursor is unreadable: {e}")))?,
+            Some(c) => c.decode().map_err(|e| {
+                SourceError::permanent(format!("stored HTTP cursor is unreadable: {e}"))
+            })?,
             None => HttpCursor {
                 watermark: self.config.initial_watermark.clone(),
                 ..HttpCursor::default()
@@ -315,7 +315,8 @@ impl Source for HttpPoll {
         let fetched_at_ms = now_ms();
         let text = std::str::from_utf8(&body)
             .map_err(|e| SourceError::permanent(format!("response is not UTF-8: {e}")))?;
-        let items = records_at(text, &self.config.records_pointer).map_err(SourceError::transient)?;
+        let items =
+            records_at(text, &self.config.records_pointer).map_err(SourceError::transient)?;
         let page_label = query
             .iter()
             .map(|(k, v)| format!("{k}={v}"))

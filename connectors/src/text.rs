@@ -28,7 +28,11 @@ pub enum DecodeError {
 pub fn encoding_for_label(label: &str) -> Result<&'static Encoding, DecodeError> {
     let enc = Encoding::for_label(label.trim().as_bytes())
         .ok_or_else(|| DecodeError::UnknownEncoding(label.to_owned()))?;
-    Ok(if enc == encoding_rs::GBK { GB18030 } else { enc })
+    Ok(if enc == encoding_rs::GBK {
+        GB18030
+    } else {
+        enc
+    })
 }
 
 /// Decodes bytes whose encoding is given by a BOM if present, else by
@@ -64,10 +68,7 @@ pub fn decode_xml<'a>(
     Ok(rewrite_declared_encoding(text))
 }
 
-fn decode_strict<'a>(
-    bytes: &'a [u8],
-    enc: &'static Encoding,
-) -> Result<Cow<'a, str>, DecodeError> {
+fn decode_strict<'a>(bytes: &'a [u8], enc: &'static Encoding) -> Result<Cow<'a, str>, DecodeError> {
     if enc == UTF_8 {
         return match std::str::from_utf8(bytes) {
             Ok(s) => Ok(Cow::Borrowed(s)),
@@ -83,8 +84,7 @@ fn decode_strict<'a>(
             // Find roughly where it broke, for the reason text.
             let mut decoder = enc.new_decoder_without_bom_handling();
             let mut out = String::with_capacity(bytes.len() * 2);
-            let (_, read) =
-                decoder.decode_to_string_without_replacement(bytes, &mut out, true);
+            let (_, read) = decoder.decode_to_string_without_replacement(bytes, &mut out, true);
             let name = if enc == UTF_16LE {
                 "UTF-16LE"
             } else if enc == UTF_16BE {
@@ -141,9 +141,13 @@ mod tests {
 
     #[test]
     fn gbk_xml_declared_in_prolog_is_decoded_and_relabelled() {
-        let (bytes, _, _) = GB18030.encode("<?xml version=\"1.0\" encoding=\"GBK\"?><a>占道经营</a>");
+        let (bytes, _, _) =
+            GB18030.encode("<?xml version=\"1.0\" encoding=\"GBK\"?><a>占道经营</a>");
         let text = decode_xml(&bytes, UTF_8).unwrap();
-        assert_eq!(text, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>占道经营</a>");
+        assert_eq!(
+            text,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>占道经营</a>"
+        );
     }
 
     #[test]

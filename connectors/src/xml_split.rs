@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn doctype_is_refused() {
-        let doc = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x><Case>&a;</Case></x>"#;
+        let doc =
+            r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x><Case>&a;</Case></x>"#;
         assert_eq!(split(doc, "Case"), Err(SplitError::Doctype));
     }
 
@@ -210,6 +211,9 @@ mod tests {
     #[test]
     fn mismatched_tags_are_malformed() {
         let doc = "<Export><Case><No>1</Case></Export>";
-        assert!(matches!(split(doc, "Case"), Err(SplitError::Malformed { .. })));
+        assert!(matches!(
+            split(doc, "Case"),
+            Err(SplitError::Malformed { .. })
+        ));
     }
 }

@@ -30,7 +30,9 @@ pub struct CursorStore {
 
 impl CursorStore {
     pub fn new(topic: impl Into<String>) -> Self {
-        Self { topic: topic.into() }
+        Self {
+            topic: topic.into(),
+        }
     }
 
     pub fn encode(&self, stored: &StoredCursor) -> Vec<u8> {
@@ -52,12 +54,18 @@ impl CursorStore {
             .set("enable.partition.eof", "true")
             .set(
                 "isolation.level",
-                if read_committed { "read_committed" } else { "read_uncommitted" },
+                if read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
             );
         let topic = self.topic.clone();
         let pipeline = pipeline.to_owned();
         tokio::task::spawn_blocking(move || -> Result<Option<StoredCursor>, BusError> {
-            let consumer: BaseConsumer = config.create().map_err(BusError::Client)?;
+            let consumer: BaseConsumer<super::ReaderContext> = config
+                .create_with_context(super::ReaderContext)
+                .map_err(BusError::Client)?;
             let (low, high) = consumer
                 .fetch_watermarks(&topic, 0, Duration::from_secs(20))
                 .map_err(BusError::Unreachable)?;
@@ -72,9 +80,11 @@ impl CursorStore {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 if Instant::now() > deadline {
-                    return Err(BusError::Unreachable(rdkafka::error::KafkaError::MessageConsumption(
-                        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                    )));
+                    return Err(BusError::Unreachable(
+                        rdkafka::error::KafkaError::MessageConsumption(
+                            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                        ),
+                    ));
                 }
                 match consumer.poll(Duration::from_millis(500)) {
                     None => {}

@@ -29,7 +29,11 @@ impl ReadRecord {
 
 /// Reads every record of `topic` up to its end as of now. With
 /// `read_committed`, records of aborted or open transactions are skipped.
-pub async fn read_topic(bus: &Bus, topic: &str, read_committed: bool) -> Result<Vec<ReadRecord>, BusError> {
+pub async fn read_topic(
+    bus: &Bus,
+    topic: &str,
+    read_committed: bool,
+) -> Result<Vec<ReadRecord>, BusError> {
     let mut config = bus.client_config();
     config
         .set("group.id", format!("{}-inspect", bus.client_id))
@@ -37,11 +41,17 @@ pub async fn read_topic(bus: &Bus, topic: &str, read_committed: bool) -> Result<
         .set("enable.partition.eof", "true")
         .set(
             "isolation.level",
-            if read_committed { "read_committed" } else { "read_uncommitted" },
+            if read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
         );
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.create().map_err(BusError::Client)?;
+        let consumer: BaseConsumer<super::ReaderContext> = config
+            .create_with_context(super::ReaderContext)
+            .map_err(BusError::Client)?;
         let metadata = consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(20))
             .map_err(BusError::Unreachable)?;

@@ -43,6 +43,21 @@ pub enum BusError {
     },
 }
 
+/// Client context of the hub's short-lived readers: reaching the end of a
+/// partition is how they know they are done, not an error worth logging.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
 /// A topic the hub writes to, as it must exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -106,7 +121,10 @@ impl Bus {
     /// A transactional producer with transactions initialised; a producer
     /// with the same `transactional_id` still alive elsewhere is fenced.
     /// Blocks: call it from a blocking context.
-    pub fn transactional_producer(&self, transactional_id: &str) -> Result<FutureProducer, BusError> {
+    pub fn transactional_producer(
+        &self,
+        transactional_id: &str,
+    ) -> Result<FutureProducer, BusError> {
         let producer: FutureProducer = self
             .producer_config()
             .set("transactional.id", transactional_id)
@@ -129,7 +147,10 @@ impl Bus {
     /// as they are (their partition count is the cluster's business).
     pub async fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
         let existing = self.topic_names().await?;
-        let topics: Vec<&TopicSpec> = topics.iter().filter(|t| !existing.contains(&t.name)).collect();
+        let topics: Vec<&TopicSpec> = topics
+            .iter()
+            .filter(|t| !existing.contains(&t.name))
+            .collect();
         if topics.is_empty() {
             return Ok(());
         }
@@ -138,7 +159,11 @@ impl Bus {
         let new: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|t| {
-                let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(self.replication));
+                let topic = NewTopic::new(
+                    &t.name,
+                    t.partitions,
+                    TopicReplication::Fixed(self.replication),
+                );
                 if t.compacted {
                     compact.iter().fold(topic, |nt, (k, v)| nt.set(k, v))
                 } else {
@@ -171,11 +196,16 @@ impl Bus {
         let config = self.client_config();
         tokio::task::spawn_blocking(move || {
             use rdkafka::consumer::Consumer;
-            let consumer: rdkafka::consumer::BaseConsumer = config.create().map_err(BusError::Client)?;
+            let consumer: rdkafka::consumer::BaseConsumer =
+                config.create().map_err(BusError::Client)?;
             let metadata = consumer
                 .fetch_metadata(None, Duration::from_secs(20))
                 .map_err(BusError::Unreachable)?;
-            Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+            Ok(metadata
+                .topics()
+                .iter()
+                .map(|t| t.name().to_owned())
+                .collect())
         })
         .await
         .map_err(|_| BusError::Unreachable(KafkaError::Canceled))?
@@ -185,7 +215,8 @@ impl Bus {
     pub async fn ping(&self, timeout: Duration) -> Result<(), BusError> {
         let config = self.client_config();
         tokio::task::spawn_blocking(move || {
-            let consumer: rdkafka::consumer::BaseConsumer = config.create().map_err(BusError::Client)?;
+            let consumer: rdkafka::consumer::BaseConsumer =
+                config.create().map_err(BusError::Client)?;
             use rdkafka::consumer::Consumer;
             consumer
                 .fetch_metadata(None, timeout)

@@ -29,7 +29,10 @@ enum Token {
 /// One compiled format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Format {
-    Pattern { text: String, tokens: Vec<Token> },
+    Pattern {
+        text: String,
+        tokens: Vec<Token>,
+    },
     EpochMillis,
     EpochSeconds,
     /// RFC 3339 / ISO 8601 with an offset (`2026-11-01T08:00:00+08:00`).
@@ -100,7 +103,9 @@ impl Format {
             || !(has(&Token::Month2) || has(&Token::Month1))
             || !(has(&Token::Day2) || has(&Token::Day1))
         {
-            return Err(format!("format `{text}` needs a year (yyyy), month (MM) and day (dd)"));
+            return Err(format!(
+                "format `{text}` needs a year (yyyy), month (MM) and day (dd)"
+            ));
         }
         Ok(Format::Pattern {
             text: text.to_owned(),
@@ -157,7 +162,10 @@ impl DateTimeRule {
         }
         Err(failure.unwrap_or_else(|| {
             let tried: Vec<&str> = self.formats.iter().map(Format::describe).collect();
-            format!("`{text}` matches none of the formats [{}]", tried.join(", "))
+            format!(
+                "`{text}` matches none of the formats [{}]",
+                tried.join(", ")
+            )
         }))
     }
 
@@ -204,7 +212,8 @@ impl DateTimeRule {
 fn parse_tokens(tokens: &[Token], text: &str) -> Option<NaiveDateTime> {
     let b = text.as_bytes();
     let mut pos = 0;
-    let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut ms) = (0i32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
+    let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut ms) =
+        (0i32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
     let digits = |pos: &mut usize, min: usize, max: usize| -> Option<u32> {
         let start = *pos;
         let mut v = 0u32;
@@ -262,7 +271,12 @@ mod tests {
 
     #[test]
     fn several_formats_are_tried_in_order() {
-        let r = rule(&["yyyy-MM-dd HH:mm:ss", "yyyy年MM月dd日", "yyyyMMdd", "epoch_millis"]);
+        let r = rule(&[
+            "yyyy-MM-dd HH:mm:ss",
+            "yyyy年MM月dd日",
+            "yyyyMMdd",
+            "epoch_millis",
+        ]);
         // Midnight local = 16:00 UTC the day before.
         assert_eq!(r.parse_text("2026年11月01日"), Ok(1_793_462_400_000));
         assert_eq!(r.parse_text("20261101"), Ok(1_793_462_400_000));

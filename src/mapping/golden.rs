@@ -96,7 +96,11 @@ fn list_inputs(dir: &Path) -> Vec<PathBuf> {
 
 fn run_case(mapping: &Mapping, input: &Path, bless: bool) -> CaseResult {
     let file_name = input.file_name().unwrap().to_string_lossy().into_owned();
-    let case = file_name.split(".input.").next().unwrap_or_default().to_owned();
+    let case = file_name
+        .split(".input.")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let dir = input.parent().unwrap();
     let expected_path = dir.join(format!("{case}.expected.jsonl"));
     let rejects_path = dir.join(format!("{case}.rejects.jsonl"));
@@ -134,7 +138,11 @@ fn compare(path: &Path, actual: &[Value], what: &str, diff: &mut Vec<String>) {
     let expected: Vec<Value> = match std::fs::read_to_string(path) {
         Ok(text) => {
             let mut values = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
                 match serde_json::from_str(line) {
                     Ok(v) => values.push(v),
                     Err(e) => {
@@ -159,7 +167,9 @@ fn compare(path: &Path, actual: &[Value], what: &str, diff: &mut Vec<String>) {
                 diff.push(format!("{what} {}:", i + 1));
                 diff.extend(field_diff(e, a));
             }
-            (Some(e), None) => diff.push(format!("{what} {}: expected but missing\n  - {e}", i + 1)),
+            (Some(e), None) => {
+                diff.push(format!("{what} {}: expected but missing\n  - {e}", i + 1))
+            }
             (None, Some(a)) => diff.push(format!("{what} {}: not expected\n  + {a}", i + 1)),
             (None, None) => {}
         }

@@ -188,7 +188,12 @@ impl<'de, 't, 'o> Visitor<'de> for NodeSeed<'t, 'o, 'de> {
 }
 
 /// Reads a detached JSON text into `out`, owning what it keeps.
-fn read_owned(node: &TrieNode, text: &str, out: &mut [Val<'_>], collect: bool) -> Result<(), String> {
+fn read_owned(
+    node: &TrieNode,
+    text: &str,
+    out: &mut [Val<'_>],
+    collect: bool,
+) -> Result<(), String> {
     let mut scratch: Vec<Val<'_>> = vec![Val::Null; out.len()];
     let mut de = serde_json::Deserializer::from_str(text);
     NodeSeed {
@@ -262,7 +267,15 @@ mod tests {
 
     #[test]
     fn reads_nested_indexed_and_all_paths() {
-        let t = trie(&["a", "b.c", "list[1].n", "list[*].n", "tags", "missing", "obj"]);
+        let t = trie(&[
+            "a",
+            "b.c",
+            "list[1].n",
+            "list[*].n",
+            "tags",
+            "missing",
+            "obj",
+        ]);
         let input = r#"{"a":"x\u00e9","skip":{"deep":[1,2,{"z":1}]},"b":{"c":12},
             "list":[{"n":"one"},{"n":"two"}],"tags":["p",3],"obj":{"k":true}}"#;
         let mut out = vec![Val::Null; t.paths.len()];

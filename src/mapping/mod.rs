@@ -306,7 +306,10 @@ impl Mapping {
         {
             return Err(reject(
                 "enum",
-                format!("`{s}` is not one of the schema's symbols [{}]", symbols.join(", ")),
+                format!(
+                    "`{s}` is not one of the schema's symbols [{}]",
+                    symbols.join(", ")
+                ),
             ));
         }
         if let (Some(mask), Some(t)) = (&rule.mask, v.as_text()) {
@@ -426,10 +429,8 @@ impl Mapping {
                         let reason = format!("`{t}` is not a valid {}: {problem}", kind.label());
                         match on_fail {
                             OnFail::Reject => return Err(reject("check", reason)),
-                            OnFail::Flag => flags.push(Val::Str(Cow::Owned(format!(
-                                "{}: {reason}",
-                                rule.field
-                            )))),
+                            OnFail::Flag => flags
+                                .push(Val::Str(Cow::Owned(format!("{}: {reason}", rule.field)))),
                         }
                     }
                 }
@@ -446,11 +447,9 @@ impl Mapping {
             // A list holds when any of its items does.
             v = match &v {
                 Val::Null => Val::Null,
-                Val::List(items) => Val::Bool(
-                    items
-                        .iter()
-                        .any(|i| i.as_text().is_some_and(|t| test(&t))),
-                ),
+                Val::List(items) => {
+                    Val::Bool(items.iter().any(|i| i.as_text().is_some_and(|t| test(&t))))
+                }
                 other => Val::Bool(other.as_text().is_some_and(|t| test(&t))),
             };
         }
@@ -468,7 +467,9 @@ impl Mapping {
                         .collect::<Result<_, _>>()
                         .map_err(|r| reject("type", r))?,
                 ),
-                scalar => Val::List(vec![convert(scalar, *target).map_err(|r| reject("type", r))?]),
+                scalar => Val::List(vec![
+                    convert(scalar, *target).map_err(|r| reject("type", r))?,
+                ]),
             },
             Convert::DateTime(dt) => match &v {
                 Val::Null => Val::Null,
@@ -581,7 +582,9 @@ fn convert<'a>(v: Val<'a>, target: Target) -> Result<Val<'a>, String> {
     Ok(match (target, v) {
         (_, Val::Null) => Val::Null,
         // Empty text is no value for a number or a yes/no.
-        (Target::Long | Target::Double | Target::Boolean, Val::Str(s)) if text::trim(&s).is_empty() => {
+        (Target::Long | Target::Double | Target::Boolean, Val::Str(s))
+            if text::trim(&s).is_empty() =>
+        {
             Val::Null
         }
         (Target::String, Val::Str(s)) => Val::Str(s),
@@ -593,7 +596,9 @@ fn convert<'a>(v: Val<'a>, target: Target) -> Result<Val<'a>, String> {
             s.parse::<i64>()
                 .map_err(|_| format!("`{s}` is not an integer"))?,
         ),
-        (Target::Long, Val::Double(d)) if d.fract() == 0.0 && d.abs() < 9.0e15 => Val::Int(d as i64),
+        (Target::Long, Val::Double(d)) if d.fract() == 0.0 && d.abs() < 9.0e15 => {
+            Val::Int(d as i64)
+        }
         (Target::Double, Val::Double(d)) => Val::Double(d),
         (Target::Double, Val::Int(i)) => Val::Double(i as f64),
         (Target::Double, Val::Str(s)) => {
@@ -695,9 +700,7 @@ fn list_yaml(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml")
-                })
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
                 .collect()
         })
         .unwrap_or_default()
@@ -930,10 +933,18 @@ impl<'c> Compiler<'c> {
         let flags_leaf = schema.leaf("flags");
         if let Some(fl) = flags_leaf {
             if schema.leaves[fl].ty != LeafType::Array(Box::new(LeafType::String)) {
-                self.error(None, Some("flags"), "the schema's `flags` field must be array<string>");
+                self.error(
+                    None,
+                    Some("flags"),
+                    "the schema's `flags` field must be array<string>",
+                );
             }
             if filled.contains_key(&fl) {
-                self.error(None, Some("flags"), "is written by the engine (check on_fail: flag), not by a rule");
+                self.error(
+                    None,
+                    Some("flags"),
+                    "is written by the engine (check on_fail: flag), not by a rule",
+                );
             }
         }
 
@@ -943,7 +954,16 @@ impl<'c> Compiler<'c> {
             let Some(leaf) = *leaf else { continue };
             let line = line_of(r);
             let mut rule_deps = Vec::new();
-            if let Some(rule) = self.compile_rule(&r.value, line, leaf, &schema, &tables, zone, flags_leaf, &mut rule_deps) {
+            if let Some(rule) = self.compile_rule(
+                &r.value,
+                line,
+                leaf,
+                &schema,
+                &tables,
+                zone,
+                flags_leaf,
+                &mut rule_deps,
+            ) {
                 rules.push((rule, line));
                 deps.push(rule_deps);
             }
@@ -974,7 +994,9 @@ impl<'c> Compiler<'c> {
                     {
                         match json_to_val(d).and_then(|v| convert_const(v, &leaf.ty)) {
                             Ok(v) => defaults.push((i, v)),
-                            Err(e) => self.error(None, Some(&leaf.path), format!("schema default: {e}")),
+                            Err(e) => {
+                                self.error(None, Some(&leaf.path), format!("schema default: {e}"))
+                            }
                         }
                     } else if !leaf.nullable {
                         self.error(
@@ -1003,7 +1025,10 @@ impl<'c> Compiler<'c> {
         }
 
         // Order rules so that `from`/`field` references run first.
-        let order = match topo_order(&rules.iter().map(|(r, _)| r.leaf).collect::<Vec<_>>(), &deps) {
+        let order = match topo_order(
+            &rules.iter().map(|(r, _)| r.leaf).collect::<Vec<_>>(),
+            &deps,
+        ) {
             Ok(o) => o,
             Err(cycle_leaf) => {
                 let (r, line) = rules.iter().find(|(r, _)| r.leaf == cycle_leaf).unwrap();
@@ -1017,7 +1042,10 @@ impl<'c> Compiler<'c> {
             return Err(self.errors);
         }
         let mut rules: Vec<Option<Rule>> = rules.into_iter().map(|(r, _)| Some(r)).collect();
-        let rules = order.into_iter().map(|i| rules[i].take().unwrap()).collect();
+        let rules = order
+            .into_iter()
+            .map(|i| rules[i].take().unwrap())
+            .collect();
         Ok(Mapping {
             name,
             version: spec.version.value,
@@ -1057,7 +1085,11 @@ impl<'c> Compiler<'c> {
                     Some(l)
                 }
                 None => {
-                    this.error(line, Some(field), format!("refers to `{name}`, which is not a field of the schema"));
+                    this.error(
+                        line,
+                        Some(field),
+                        format!("refers to `{name}`, which is not a field of the schema"),
+                    );
                     None
                 }
             }
@@ -1076,12 +1108,19 @@ impl<'c> Compiler<'c> {
         .filter(|b| **b)
         .count();
         if sources > 1 {
-            self.error(line, Some(field), "give only one of path, first_of, const, template, concat, from");
+            self.error(
+                line,
+                Some(field),
+                "give only one of path, first_of, const, template, concat, from",
+            );
         }
         let source = if let Some(p) = &r.path {
             self.path(line, field, p).map(SourceExpr::Path)
         } else if let Some(ps) = &r.first_of {
-            let slots: Vec<usize> = ps.iter().filter_map(|p| self.path(line, field, p)).collect();
+            let slots: Vec<usize> = ps
+                .iter()
+                .filter_map(|p| self.path(line, field, p))
+                .collect();
             Some(SourceExpr::FirstOf(slots))
         } else if let Some(c) = &r.constant {
             match json_to_val(c).and_then(|v| convert_const(v, &leaf_ty)) {
@@ -1116,7 +1155,11 @@ impl<'c> Compiler<'c> {
                     .filter(|b| **b)
                     .count();
                 if n != 1 {
-                    self.error(line, Some(field), "each concat part needs exactly one of path, const, field");
+                    self.error(
+                        line,
+                        Some(field),
+                        "each concat part needs exactly one of path, const, field",
+                    );
                     continue;
                 }
                 if let Some(path) = &p.path {
@@ -1127,18 +1170,28 @@ impl<'c> Compiler<'c> {
                     compiled.push(Part::Output(output_ref(self, f, deps)?));
                 }
             }
-            Some(SourceExpr::Concat(compiled, r.separator.clone().unwrap_or_default()))
+            Some(SourceExpr::Concat(
+                compiled,
+                r.separator.clone().unwrap_or_default(),
+            ))
         } else if let Some(f) = &r.from {
             output_ref(self, f, deps).map(SourceExpr::Field)
         } else {
-            self.error(line, Some(field), "needs a source: path, first_of, const, template, concat or from");
+            self.error(
+                line,
+                Some(field),
+                "needs a source: path, first_of, const, template, concat or from",
+            );
             None
         };
         if r.separator.is_some() && r.concat.is_none() {
             self.error(line, Some(field), "`separator` only applies to `concat`");
         }
 
-        let when = r.when.as_ref().and_then(|c| self.condition(c, line, field, schema, deps));
+        let when = r
+            .when
+            .as_ref()
+            .and_then(|c| self.condition(c, line, field, schema, deps));
 
         let codes = r.codes.as_ref().and_then(|c| {
             let table = match (&c.table, &c.map) {
@@ -1196,7 +1249,10 @@ impl<'c> Compiler<'c> {
             self.error(
                 line,
                 Some(field),
-                format!("check with `on_fail: flag` needs a `flags: array<string>` field in schema {}", schema.full_name),
+                format!(
+                    "check with `on_fail: flag` needs a `flags: array<string>` field in schema {}",
+                    schema.full_name
+                ),
             );
         }
 
@@ -1215,13 +1271,27 @@ impl<'c> Compiler<'c> {
             r.valid.map(Derived::Valid)
         };
         if derived.is_some() && leaf_ty != LeafType::Boolean {
-            self.error(line, Some(field), format!("in/matches/valid give a boolean, but the schema field is {}", leaf_ty.describe()));
+            self.error(
+                line,
+                Some(field),
+                format!(
+                    "in/matches/valid give a boolean, but the schema field is {}",
+                    leaf_ty.describe()
+                ),
+            );
         }
 
         // Conversion: explicit, date-time, or the schema's type.
         let convert = if let Some(dt) = &r.datetime {
             if !matches!(leaf_ty, LeafType::Long | LeafType::TimestampMillis) {
-                self.error(line, Some(field), format!("datetime gives epoch milliseconds (long), but the schema field is {}", leaf_ty.describe()));
+                self.error(
+                    line,
+                    Some(field),
+                    format!(
+                        "datetime gives epoch milliseconds (long), but the schema field is {}",
+                        leaf_ty.describe()
+                    ),
+                );
             }
             let (formats, z) = match dt {
                 DateTimeSpec::One(f) => (vec![f.clone()], None),
@@ -1245,7 +1315,10 @@ impl<'c> Compiler<'c> {
                     Err(e) => self.error(line, Some(field), e),
                 }
             }
-            Convert::DateTime(DateTimeRule { formats: compiled, zone })
+            Convert::DateTime(DateTimeRule {
+                formats: compiled,
+                zone,
+            })
         } else if let LeafType::Array(item) = &leaf_ty {
             match target_of(item) {
                 Some(t) => Convert::Items(t),
@@ -1268,16 +1341,31 @@ impl<'c> Compiler<'c> {
                     let fits = Some(want) == schema_target
                         || (want == Target::Long && schema_target == Some(Target::Double));
                     if !fits {
-                        self.error(line, Some(field), format!("type {t:?} does not fit the schema field's {}", leaf_ty.describe()));
+                        self.error(
+                            line,
+                            Some(field),
+                            format!(
+                                "type {t:?} does not fit the schema field's {}",
+                                leaf_ty.describe()
+                            ),
+                        );
                     }
                     if t == TypeSpec::Long && leaf_ty == LeafType::Int {
-                        self.error(line, Some(field), "type long does not fit the schema field's int");
+                        self.error(
+                            line,
+                            Some(field),
+                            "type long does not fit the schema field's int",
+                        );
                     }
                     Convert::To(schema_target.unwrap_or(want))
                 }
             }
         };
-        if matches!(leaf_ty, LeafType::TimestampMillis) && r.datetime.is_none() && derived.is_none() && !matches!(source, Some(SourceExpr::Const(_))) {
+        if matches!(leaf_ty, LeafType::TimestampMillis)
+            && r.datetime.is_none()
+            && derived.is_none()
+            && !matches!(source, Some(SourceExpr::Const(_)))
+        {
             // Allowed: an epoch-milliseconds integer. A string will be
             // rejected at run time with a reason.
         }
@@ -1287,11 +1375,21 @@ impl<'c> Compiler<'c> {
             && r.datetime.is_none()
             && !matches!(leaf_ty, LeafType::Long | LeafType::Int | LeafType::Double)
         {
-            self.error(line, Some(field), format!("codes/mask/template give text, but the schema field is {}", leaf_ty.describe()));
+            self.error(
+                line,
+                Some(field),
+                format!(
+                    "codes/mask/template give text, but the schema field is {}",
+                    leaf_ty.describe()
+                ),
+            );
         }
 
         // The rule's own default, else the schema's.
-        let schema_default = schema.leaves[leaf].default.as_ref().filter(|d| !d.is_null());
+        let schema_default = schema.leaves[leaf]
+            .default
+            .as_ref()
+            .filter(|d| !d.is_null());
         let default = r.default.as_ref().or(schema_default).and_then(|d| {
             match json_to_val(d).and_then(|v| convert_const(v, &leaf_ty)) {
                 Ok(v) => Some(v),
@@ -1304,7 +1402,11 @@ impl<'c> Compiler<'c> {
         let mask = r.mask.as_ref().and_then(|m| match m {
             MaskSpec::Named(n) if n == "birth_date" => Some(MaskPolicy::birth_date()),
             MaskSpec::Named(n) => {
-                self.error(line, Some(field), format!("unknown mask `{n}` (use birth_date or {{ keep_start, keep_end }})"));
+                self.error(
+                    line,
+                    Some(field),
+                    format!("unknown mask `{n}` (use birth_date or {{ keep_start, keep_end }})"),
+                );
                 None
             }
             MaskSpec::Policy(p) => Some(p.clone()),
@@ -1349,13 +1451,23 @@ impl<'c> Compiler<'c> {
         deps: &mut Vec<usize>,
     ) -> Option<Cond> {
         if let Some(all) = &c.all {
-            return Some(Cond::All(all.iter().filter_map(|c| self.condition(c, line, field, schema, deps)).collect()));
+            return Some(Cond::All(
+                all.iter()
+                    .filter_map(|c| self.condition(c, line, field, schema, deps))
+                    .collect(),
+            ));
         }
         if let Some(any) = &c.any {
-            return Some(Cond::Any(any.iter().filter_map(|c| self.condition(c, line, field, schema, deps)).collect()));
+            return Some(Cond::Any(
+                any.iter()
+                    .filter_map(|c| self.condition(c, line, field, schema, deps))
+                    .collect(),
+            ));
         }
         if let Some(not) = &c.not {
-            return self.condition(not, line, field, schema, deps).map(|c| Cond::Not(Box::new(c)));
+            return self
+                .condition(not, line, field, schema, deps)
+                .map(|c| Cond::Not(Box::new(c)));
         }
         let operand = match (&c.path, &c.field) {
             (Some(p), None) => Operand::Input(self.path(line, field, p)?),
@@ -1365,21 +1477,38 @@ impl<'c> Compiler<'c> {
                     Operand::Output(l)
                 }
                 None => {
-                    self.error(line, Some(field), format!("condition refers to `{f}`, which is not a field of the schema"));
+                    self.error(
+                        line,
+                        Some(field),
+                        format!("condition refers to `{f}`, which is not a field of the schema"),
+                    );
                     return None;
                 }
             },
             _ => {
-                self.error(line, Some(field), "a condition needs exactly one of `path` or `field` (or all/any/not)");
+                self.error(
+                    line,
+                    Some(field),
+                    "a condition needs exactly one of `path` or `field` (or all/any/not)",
+                );
                 return None;
             }
         };
-        let tests = [c.in_set.is_some(), c.eq.is_some(), c.present.is_some(), c.matches.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let tests = [
+            c.in_set.is_some(),
+            c.eq.is_some(),
+            c.present.is_some(),
+            c.matches.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if tests != 1 {
-            self.error(line, Some(field), "a condition needs exactly one test: in, eq, present or matches");
+            self.error(
+                line,
+                Some(field),
+                "a condition needs exactly one test: in, eq, present or matches",
+            );
             return None;
         }
         Some(if let Some(set) = &c.in_set {
@@ -1463,7 +1592,11 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
                 }
                 parts.push(TemplatePart::Path(path.trim().to_owned()));
             }
-            '}' => return Err(format!("unmatched `}}` in `{t}` (write `}}}}` for a brace)")),
+            '}' => {
+                return Err(format!(
+                    "unmatched `}}` in `{t}` (write `}}}}` for a brace)"
+                ));
+            }
             c => lit.push(c),
         }
     }

@@ -15,9 +15,15 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Object member or child element (optionally namespace-qualified).
-    Key { ns: Option<String>, name: String },
+    Key {
+        ns: Option<String>,
+        name: String,
+    },
     /// XML attribute.
-    Attr { ns: Option<String>, name: String },
+    Attr {
+        ns: Option<String>,
+        name: String,
+    },
     Index(usize),
     All,
 }
@@ -132,7 +138,10 @@ pub(crate) struct TrieNode {
 
 impl TrieNode {
     pub fn has_children(&self) -> bool {
-        !self.keys.is_empty() || !self.attrs.is_empty() || !self.items.is_empty() || self.all.is_some()
+        !self.keys.is_empty()
+            || !self.attrs.is_empty()
+            || !self.items.is_empty()
+            || self.all.is_some()
     }
 }
 
@@ -152,7 +161,8 @@ impl Trie {
                     let at = match node.keys.iter().position(|(n, k, _)| n == ns && k == name) {
                         Some(at) => at,
                         None => {
-                            node.keys.push((ns.clone(), name.clone(), TrieNode::default()));
+                            node.keys
+                                .push((ns.clone(), name.clone(), TrieNode::default()));
                             node.keys.len() - 1
                         }
                     };

@@ -37,7 +37,8 @@ fn errors_of(fields: &str) -> Vec<String> {
         .unwrap_or_else(|e| e.iter().map(ToString::to_string).collect())
 }
 
-const BASE: &str = "  - field: id\n    template: \"x:{no}\"\n    required: true\n  - field: must\n    const: m\n";
+const BASE: &str =
+    "  - field: id\n    template: \"x:{no}\"\n    required: true\n  - field: must\n    const: m\n";
 
 #[test]
 fn a_complete_mapping_compiles_and_maps() {
@@ -73,18 +74,39 @@ fn bad_regex_bad_format_and_type_mismatch() {
         "{BASE}  - field: no\n    path: no\n    regex: '([0-9]'\n  - field: at\n    path: t\n    datetime: 'yyyy-MM-dd hh'\n  - field: ok\n    path: x\n    datetime: yyyyMMdd\n"
     ));
     assert_eq!(errors.len(), 3, "{errors:?}");
-    assert!(errors[0].starts_with("case.yaml:12: field `no`: invalid regex"), "{}", errors[0]);
-    assert!(errors[1].starts_with("case.yaml:15: field `at`: format `yyyy-MM-dd hh`"), "{}", errors[1]);
-    assert!(errors[2].starts_with("case.yaml:18: field `ok`: datetime gives epoch milliseconds"), "{}", errors[2]);
+    assert!(
+        errors[0].starts_with("case.yaml:12: field `no`: invalid regex"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("case.yaml:15: field `at`: format `yyyy-MM-dd hh`"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].starts_with("case.yaml:18: field `ok`: datetime gives epoch milliseconds"),
+        "{}",
+        errors[2]
+    );
 }
 
 #[test]
 fn required_schema_field_that_nothing_fills() {
     let errors = errors_of("  - field: id\n    template: \"x:{no}\"\n    required: true\n");
-    assert_eq!(errors, vec!["case.yaml: field `must`: is required by schema t.Case but no rule fills it"]);
-    let errors = errors_of("  - field: id\n    template: \"x:{no}\"\n    required: true\n  - field: must\n    path: m\n");
+    assert_eq!(
+        errors,
+        vec!["case.yaml: field `must`: is required by schema t.Case but no rule fills it"]
+    );
+    let errors = errors_of(
+        "  - field: id\n    template: \"x:{no}\"\n    required: true\n  - field: must\n    path: m\n",
+    );
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].starts_with("case.yaml:10: field `must`: is not nullable"), "{}", errors[0]);
+    assert!(
+        errors[0].starts_with("case.yaml:10: field `must`: is not nullable"),
+        "{}",
+        errors[0]
+    );
 }
 
 #[test]
@@ -93,7 +115,10 @@ fn cycles_and_unknown_code_tables() {
         "{BASE}  - field: no\n    from: n\n  - field: n\n    from: no\n  - field: ok\n    path: y\n    codes: {{ table: nowhere }}\n"
     ));
     assert!(errors.iter().any(|e| e.contains("cycle")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("code table `nowhere`")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("code table `nowhere`")),
+        "{errors:?}"
+    );
 }
 
 #[test]

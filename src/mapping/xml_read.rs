@@ -46,12 +46,16 @@ pub(crate) fn read(
             ResolveResult::Bound(ns) => Some(ns.0.to_owned()),
             ResolveResult::Unbound => None,
             ResolveResult::Unknown(prefix) => {
-                return Err(format!("malformed XML: namespace prefix `{prefix}` is not declared"));
+                return Err(format!(
+                    "malformed XML: namespace prefix `{prefix}` is not declared"
+                ));
             }
         };
         match event {
             Event::DocType(_) => {
-                return Err("DOCTYPE declarations are not accepted (entity expansion is disabled)".into());
+                return Err(
+                    "DOCTYPE declarations are not accepted (entity expansion is disabled)".into(),
+                );
             }
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(event, Event::Empty(_));
@@ -138,7 +142,9 @@ fn child_targets<'t>(
             };
             // `Item.x` reads the first <Item>; `Item[n].x` the n-th;
             // `Item[*].x` every one.
-            if occurrence == 0 && (child.capture.is_some() || !child.keys.is_empty() || !child.attrs.is_empty()) {
+            if occurrence == 0
+                && (child.capture.is_some() || !child.keys.is_empty() || !child.attrs.is_empty())
+            {
                 result.push((child, *collect));
             }
             if let Some((_, indexed)) = child.items.iter().find(|(n, _)| *n == occurrence) {
@@ -170,7 +176,9 @@ fn read_attributes(
             _ => None,
         };
         for (want_ns, want, slot) in &node.attrs {
-            if want.as_str() == local.as_ref() && (want_ns.is_none() || want_ns.as_deref() == attr_ns) {
+            if want.as_str() == local.as_ref()
+                && (want_ns.is_none() || want_ns.as_deref() == attr_ns)
+            {
                 let value = attr
                     .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                     .map_err(|e| format!("attribute `{want}`: {e}"))?
@@ -216,9 +224,15 @@ mod tests {
     use crate::mapping::paths::parse_path;
     use std::collections::BTreeMap;
 
-    fn read_paths(paths: &[&str], ns: &[(&str, &str)], xml: &[u8]) -> Result<Vec<Val<'static>>, String> {
-        let ns: BTreeMap<String, String> =
-            ns.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    fn read_paths(
+        paths: &[&str],
+        ns: &[(&str, &str)],
+        xml: &[u8],
+    ) -> Result<Vec<Val<'static>>, String> {
+        let ns: BTreeMap<String, String> = ns
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         let mut t = Trie::default();
         for p in paths {
             t.add(parse_path(p, &ns).unwrap()).unwrap();
@@ -257,8 +271,9 @@ mod tests {
 
     #[test]
     fn gbk_payload_is_decoded() {
-        let (bytes, _, _) = encoding_rs::GB18030
-            .encode("<?xml version=\"1.0\" encoding=\"GB18030\"?><Case><Name>占道经营</Name></Case>");
+        let (bytes, _, _) = encoding_rs::GB18030.encode(
+            "<?xml version=\"1.0\" encoding=\"GB18030\"?><Case><Name>占道经营</Name></Case>",
+        );
         let out = read_paths(&["Name"], &[], &bytes).unwrap();
         assert_eq!(out[0], Val::Str("占道经营".into()));
     }
@@ -266,9 +281,17 @@ mod tests {
     #[test]
     fn entity_tricks_are_refused() {
         let bomb = br#"<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><Case><N>&b;</N></Case>"#;
-        assert!(read_paths(&["N"], &[], bomb).unwrap_err().contains("DOCTYPE"));
+        assert!(
+            read_paths(&["N"], &[], bomb)
+                .unwrap_err()
+                .contains("DOCTYPE")
+        );
         let undefined = br#"<Case><N>&xxe;</N></Case>"#;
-        assert!(read_paths(&["N"], &[], undefined).unwrap_err().contains("undefined entity"));
+        assert!(
+            read_paths(&["N"], &[], undefined)
+                .unwrap_err()
+                .contains("undefined entity")
+        );
     }
 
     #[test]

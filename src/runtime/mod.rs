@@ -31,18 +31,29 @@ impl Hub {
     /// exists.
     pub fn load(deployment: Deployment) -> Result<Self> {
         let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
-        let mappings = MappingSet::load_dir(&deployment.hub.mappings, &schemas).map_err(|errors| {
-            anyhow::anyhow!(
-                "{}",
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-            )
-        })?;
+        let mappings =
+            MappingSet::load_dir(&deployment.hub.mappings, &schemas).map_err(|errors| {
+                anyhow::anyhow!(
+                    "{}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?;
         for p in &deployment.pipelines {
             if mappings.get(&p.mapping).is_none() {
-                bail!("{}", deployment.locate(&p.name, "mapping", format!("no mapping `{}`", p.mapping)));
+                bail!(
+                    "{}",
+                    deployment.locate(&p.name, "mapping", format!("no mapping `{}`", p.mapping))
+                );
             }
         }
-        let mut bus = Bus::new(deployment.kafka.brokers.clone(), format!("duijie-{}", deployment.hub.name));
+        let mut bus = Bus::new(
+            deployment.kafka.brokers.clone(),
+            format!("duijie-{}", deployment.hub.name),
+        );
         bus.replication = deployment.kafka.replication;
         bus.properties = deployment.kafka.properties.clone();
         Ok(Self {
@@ -67,7 +78,12 @@ impl Hub {
             .await
             .context("creating topics")?;
         let producer = self.bus.producer()?;
-        let registry = self.deployment.kafka.schema_registry.as_deref().map(RegistryClient::new);
+        let registry = self
+            .deployment
+            .kafka
+            .schema_registry
+            .as_deref()
+            .map(RegistryClient::new);
         let mut tasks = Vec::new();
         for p in &self.deployment.pipelines {
             if !only.is_empty() && !only.contains(&p.name) {
@@ -100,7 +116,9 @@ impl Hub {
             let _ = t.await;
         }
         use rdkafka::producer::Producer;
-        let _ = tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(30))).await;
+        let _ =
+            tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(30)))
+                .await;
         Ok(())
     }
 }

@@ -113,7 +113,10 @@ pub async fn run(ctx: PipelineContext) {
     .await
 }
 
-async fn open_source(ctx: &PipelineContext, read_committed: bool) -> Result<(Box<dyn Source>, u64), IngestError> {
+async fn open_source(
+    ctx: &PipelineContext,
+    read_committed: bool,
+) -> Result<(Box<dyn Source>, u64), IngestError> {
     let stored = ctx
         .cursors
         .load(&ctx.bus, &ctx.config.name, read_committed)
@@ -214,19 +217,35 @@ async fn produce_batch(
                     rule: "encode",
                     reason: e.to_string(),
                 })?;
-            Ok((mapped.key.into_owned(), mapped.source_id.map(|s| s.into_owned())))
+            Ok((
+                mapped.key.into_owned(),
+                mapped.source_id.map(|s| s.into_owned()),
+            ))
         });
         match outcome {
             Ok((key, source_id)) => {
                 provenance.source_id = source_id;
                 let h = headers(&provenance, &mapping.schema.full_name, content_type);
-                let record = FutureRecord::to(&config.topic).key(key.as_str()).payload(buf.as_slice()).headers(h);
+                let record = FutureRecord::to(&config.topic)
+                    .key(key.as_str())
+                    .payload(buf.as_slice())
+                    .headers(h);
                 deliveries.push((send(producer, record).await?, Kind::Record));
             }
             Err(reject) => {
                 let key = provenance.origin.clone();
-                let letter = dead_letter(&raw.payload, false, reject.field.clone(), reject.rule, reject.to_string(), provenance);
-                deliveries.push((send_dead_letter(producer, &config.dlq_topic, &key, &letter).await?, Kind::DeadLetter));
+                let letter = dead_letter(
+                    &raw.payload,
+                    false,
+                    reject.field.clone(),
+                    reject.rule,
+                    reject.to_string(),
+                    provenance,
+                );
+                deliveries.push((
+                    send_dead_letter(producer, &config.dlq_topic, &key, &letter).await?,
+                    Kind::DeadLetter,
+                ));
             }
         }
     }
@@ -242,8 +261,18 @@ async fn produce_batch(
             payload_sha256: Provenance::hash(&rej.payload),
             origin: rej.origin.clone(),
         };
-        let letter = dead_letter(&rej.payload, rej.truncated, None, "connector", rej.reason.clone(), provenance);
-        deliveries.push((send_dead_letter(producer, &config.dlq_topic, &rej.origin, &letter).await?, Kind::DeadLetter));
+        let letter = dead_letter(
+            &rej.payload,
+            rej.truncated,
+            None,
+            "connector",
+            rej.reason.clone(),
+            provenance,
+        );
+        deliveries.push((
+            send_dead_letter(producer, &config.dlq_topic, &rej.origin, &letter).await?,
+            Kind::DeadLetter,
+        ));
     }
     Ok(deliveries)
 }
@@ -277,11 +306,21 @@ async fn send_dead_letter(
 ) -> Result<DeliveryFuture, IngestError> {
     let body = serde_json::to_vec(letter).expect("dead letters serialize");
     let h = headers(&letter.provenance, "duijie.DeadLetter", "application/json");
-    send(producer, FutureRecord::to(topic).key(key).payload(body.as_slice()).headers(h)).await
+    send(
+        producer,
+        FutureRecord::to(topic)
+            .key(key)
+            .payload(body.as_slice())
+            .headers(h),
+    )
+    .await
 }
 
 /// Enqueues a record, waiting while librdkafka's queue is full.
-async fn send(producer: &FutureProducer, mut record: FutureRecord<'_, str, [u8]>) -> Result<DeliveryFuture, IngestError> {
+async fn send(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, str, [u8]>,
+) -> Result<DeliveryFuture, IngestError> {
     loop {
         match producer.send_result(record) {
             Ok(f) => return Ok(f),
@@ -308,7 +347,9 @@ async fn send_cursor(
     let body = ctx.cursors.encode(&stored);
     send(
         producer,
-        FutureRecord::to(&ctx.cursors.topic).key(ctx.config.name.as_str()).payload(body.as_slice()),
+        FutureRecord::to(&ctx.cursors.topic)
+            .key(ctx.config.name.as_str())
+            .payload(body.as_slice()),
     )
     .await
 }
@@ -317,7 +358,9 @@ async fn await_delivery(f: DeliveryFuture) -> Result<(), IngestError> {
     match f.await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((e, _))) => Err(IngestError::Delivery(e.to_string())),
-        Err(_) => Err(IngestError::Delivery("producer dropped the delivery".into())),
+        Err(_) => Err(IngestError::Delivery(
+            "producer dropped the delivery".into(),
+        )),
     }
 }
 
@@ -325,7 +368,9 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
     let (mut source, mut total) = open_source(ctx, false).await?;
     // At most `max_in_flight_batches` batches are produced and not yet
     // covered by a committed cursor: that bounds what a crash re-reads.
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(ctx.config.max_in_flight_batches));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        ctx.config.max_in_flight_batches,
+    ));
     let (inflight_tx, mut inflight_rx) = mpsc::unbounded_channel::<InFlight>();
     let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Result<Cursor, IngestError>>();
 
@@ -344,14 +389,21 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                     }
                 }
                 total += records + letters;
-                await_delivery(send_cursor(&ack_ctx, &ack_ctx.producer, &batch.cursor, total).await?).await?;
+                await_delivery(
+                    send_cursor(&ack_ctx, &ack_ctx.producer, &batch.cursor, total).await?,
+                )
+                .await?;
                 PipelineStats::add(&ack_ctx.stats.delivered, records);
                 PipelineStats::add(&ack_ctx.stats.dead_lettered, letters);
                 ack_ctx
                     .stats
                     .last_commit_ms
                     .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
-                debug!(records, dead_letters = letters, "batch durable, cursor committed");
+                debug!(
+                    records,
+                    dead_letters = letters,
+                    "batch durable, cursor committed"
+                );
                 Ok::<_, IngestError>(batch.cursor)
             }
             .instrument(span)
@@ -471,7 +523,8 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                         Kind::DeadLetter => letters += 1,
                     }
                 }
-                let cursor_delivery = send_cursor(ctx, &producer, &batch.cursor, total + records + letters).await?;
+                let cursor_delivery =
+                    send_cursor(ctx, &producer, &batch.cursor, total + records + letters).await?;
                 let p = producer.clone();
                 tokio::task::spawn_blocking(move || p.commit_transaction(Duration::from_secs(60)))
                     .await
@@ -496,7 +549,10 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                 }
                 Err(e) => {
                     let p = producer.clone();
-                    let _ = tokio::task::spawn_blocking(move || p.abort_transaction(Duration::from_secs(30))).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        p.abort_transaction(Duration::from_secs(30))
+                    })
+                    .await;
                     return Err(e);
                 }
             }

@@ -40,6 +40,9 @@ mod tests {
             let late = backoff(&c, 20, None);
             assert!(late >= Duration::from_secs(1) && late <= Duration::from_secs(2));
         }
-        assert_eq!(backoff(&c, 1, Some(Duration::from_secs(5))), Duration::from_secs(5));
+        assert_eq!(
+            backoff(&c, 1, Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
     }
 }

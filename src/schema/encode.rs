@@ -216,16 +216,25 @@ mod tests {
         let reference = AvroValue::Record(vec![
             ("s".into(), AvroValue::String("宜昌".into())),
             ("ns".into(), AvroValue::Union(0, Box::new(AvroValue::Null))),
-            ("sn".into(), AvroValue::Union(0, Box::new(AvroValue::String("x".into())))),
+            (
+                "sn".into(),
+                AvroValue::Union(0, Box::new(AvroValue::String("x".into()))),
+            ),
             ("l".into(), AvroValue::Long(-1_234_567_890_123)),
             ("i".into(), AvroValue::Int(42)),
             ("ts".into(), AvroValue::TimestampMillis(1_764_000_000_000)),
-            ("d".into(), AvroValue::Union(1, Box::new(AvroValue::Double(111.28)))),
+            (
+                "d".into(),
+                AvroValue::Union(1, Box::new(AvroValue::Double(111.28))),
+            ),
             ("b".into(), AvroValue::Boolean(true)),
             ("e".into(), AvroValue::Enum(1, "GREEN".into())),
             (
                 "a".into(),
-                AvroValue::Array(vec![AvroValue::String("a".into()), AvroValue::String("b".into())]),
+                AvroValue::Array(vec![
+                    AvroValue::String("a".into()),
+                    AvroValue::String("b".into()),
+                ]),
             ),
             ("p".into(), AvroValue::Union(0, Box::new(AvroValue::Null))),
         ]);
@@ -261,7 +270,10 @@ mod tests {
         let AvroValue::Record(fields) = decoded else {
             panic!("a record")
         };
-        assert_eq!(fields[1].1, AvroValue::Union(1, Box::new(AvroValue::String("n".into()))));
+        assert_eq!(
+            fields[1].1,
+            AvroValue::Union(1, Box::new(AvroValue::String("n".into())))
+        );
         assert_eq!(fields[4].1, AvroValue::Int(-1));
         assert_eq!(
             fields[10].1,

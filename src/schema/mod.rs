@@ -356,7 +356,12 @@ fn inline_refs(
     }
 }
 
-fn compile(file: &Path, full_name: &str, avro: Schema, json: String) -> Result<CanonicalSchema, SchemaError> {
+fn compile(
+    file: &Path,
+    full_name: &str,
+    avro: Schema,
+    json: String,
+) -> Result<CanonicalSchema, SchemaError> {
     let header_vec = {
         use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
         RabinFingerprintHeader::from_schema(&avro).build_header()
@@ -421,7 +426,10 @@ fn record_nodes(
         };
         let resolve = |s: &Schema| -> Schema {
             match s {
-                Schema::Ref { name } => names.get(&name.fullname(None)).cloned().unwrap_or(s.clone()),
+                Schema::Ref { name } => names
+                    .get(&name.fullname(None))
+                    .cloned()
+                    .unwrap_or(s.clone()),
                 other => other.clone(),
             }
         };
@@ -429,7 +437,9 @@ fn record_nodes(
             Schema::Union(u) => {
                 let variants = u.variants();
                 let null_at = variants.iter().position(|v| matches!(v, Schema::Null));
-                let others: Vec<usize> = (0..variants.len()).filter(|i| Some(*i) != null_at).collect();
+                let others: Vec<usize> = (0..variants.len())
+                    .filter(|i| Some(*i) != null_at)
+                    .collect();
                 match (null_at, others.as_slice()) {
                     (Some(n), [v]) => (resolve(&variants[*v]), true, n, *v),
                     _ => return Err(unsupported("a union other than [null, T]")),
@@ -446,7 +456,8 @@ fn record_nodes(
                 children: record_nodes(file, nested, &path, names, leaves)?,
             },
             other => {
-                let ty = leaf_type(other, &resolve).ok_or_else(|| unsupported(&format!("{other:?}")))?;
+                let ty =
+                    leaf_type(other, &resolve).ok_or_else(|| unsupported(&format!("{other:?}")))?;
                 leaves.push(Leaf {
                     path: path.clone(),
                     ty,
@@ -516,7 +527,13 @@ mod tests {
         let paths: Vec<_> = s.leaves.iter().map(|l| l.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["id", "party.name", "party.credit_code", "other.name", "other.credit_code"]
+            [
+                "id",
+                "party.name",
+                "party.credit_code",
+                "other.name",
+                "other.credit_code"
+            ]
         );
         assert!(s.json.contains("\"fields\""));
         assert_eq!(&s.single_object_header[..2], &[0xC3, 0x01]);

@@ -31,7 +31,11 @@ pub fn bus(brokers: &str) -> Bus {
 
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{:06x}", std::process::id(), fastrand::u32(..0xFFFFFF))
+    format!(
+        "{prefix}-{}-{:06x}",
+        std::process::id(),
+        fastrand::u32(..0xFFFFFF)
+    )
 }
 
 pub fn schemas() -> SchemaSet {
@@ -99,7 +103,9 @@ impl TestDeployment {
 
 /// Stops a hub with SIGTERM and waits for it; returns its log.
 pub fn terminate(mut child: Child) -> String {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -111,7 +117,10 @@ pub fn terminate(mut child: Child) -> String {
             assert!(status.success(), "hub exited with {status}:\n{log}");
             return log;
         }
-        assert!(Instant::now() < deadline, "hub did not stop within 60 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "hub did not stop within 60 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -124,8 +133,12 @@ pub fn kill(mut child: Child) {
 
 /// Reads a topic with a fresh runtime (tests are synchronous).
 pub fn read(brokers: &str, topic: &str, read_committed: bool) -> Vec<ReadRecord> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(read_topic(&bus(brokers), topic, read_committed)).unwrap()
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(read_topic(&bus(brokers), topic, read_committed))
+        .unwrap()
 }
 
 /// Polls `check` until it holds or `timeout` passes.
@@ -143,7 +156,11 @@ pub fn urban_keys(lines: &str) -> Vec<String> {
     lines
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v.get("taskNum").and_then(|t| t.as_str()).map(|t| format!("dcm:{t}")))
+        .filter_map(|v| {
+            v.get("taskNum")
+                .and_then(|t| t.as_str())
+                .map(|t| format!("dcm:{t}"))
+        })
         .collect()
 }
 

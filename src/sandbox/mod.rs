@@ -1,0 +1,168 @@
+//! Simulators of the external government systems (`duijie sandbox`).
+//!
+//! The real systems cannot be reached from a development machine, so the
+//! hub ships simulators that speak their protocols with realistic data and
+//! realistic trouble: HTTP 500s, slow answers, duplicated rows, records
+//! changing while they are read. Faults are switched on from the command
+//! line or at run time with `POST /sandbox/faults`.
+
+pub mod urban;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Trouble the simulators make, as probabilities per request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Share of requests answered with HTTP 500.
+    pub error_rate: f64,
+    /// Share of requests answered slowly.
+    pub slow_rate: f64,
+    /// How slowly.
+    pub slow_ms: u64,
+    /// Share of returned rows sent twice in the same page.
+    pub duplicate_rate: f64,
+}
+
+/// What the simulators did, for tests and the demo.
+#[derive(Debug, Default)]
+pub struct FaultCounters {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub slow: AtomicU64,
+    pub duplicates: AtomicU64,
+}
+
+#[derive(Debug, Serialize)]
+struct CountersView {
+    requests: u64,
+    errors: u64,
+    slow: u64,
+    duplicates: u64,
+}
+
+/// Faults shared by every simulated system.
+#[derive(Debug, Default, Clone)]
+pub struct FaultPlan {
+    pub faults: Arc<RwLock<Faults>>,
+    pub counters: Arc<FaultCounters>,
+}
+
+impl FaultPlan {
+    pub fn new(faults: Faults) -> Self {
+        Self {
+            faults: Arc::new(RwLock::new(faults)),
+            counters: Arc::default(),
+        }
+    }
+
+    pub fn current(&self) -> Faults {
+        self.faults.read().expect("faults lock").clone()
+    }
+
+    /// Whether to duplicate the next row.
+    pub fn duplicate(&self) -> bool {
+        let hit = fastrand::f64() < self.current().duplicate_rate;
+        if hit {
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+}
+
+/// Middleware: 500s and slow answers on the system endpoints.
+async fn inject(State(plan): State<FaultPlan>, request: Request, next: Next) -> Response {
+    let faults = plan.current();
+    plan.counters.requests.fetch_add(1, Ordering::Relaxed);
+    if fastrand::f64() < faults.slow_rate {
+        plan.counters.slow.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(faults.slow_ms)).await;
+    }
+    if fastrand::f64() < faults.error_rate {
+        plan.counters.errors.fetch_add(1, Ordering::Relaxed);
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "系统繁忙，请稍后再试 (simulated fault)",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+async fn set_faults(
+    State(plan): State<FaultPlan>,
+    axum::Json(faults): axum::Json<Faults>,
+) -> StatusCode {
+    *plan.faults.write().expect("faults lock") = faults;
+    StatusCode::NO_CONTENT
+}
+
+async fn get_counters(State(plan): State<FaultPlan>) -> axum::Json<CountersView> {
+    let c = &plan.counters;
+    axum::Json(CountersView {
+        requests: c.requests.load(Ordering::Relaxed),
+        errors: c.errors.load(Ordering::Relaxed),
+        slow: c.slow.load(Ordering::Relaxed),
+        duplicates: c.duplicates.load(Ordering::Relaxed),
+    })
+}
+
+/// The simulators' options.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub faults: Faults,
+    /// Digital urban management cases at start.
+    pub urban_cases: usize,
+    /// New or changed cases per second while running.
+    pub urban_changes_per_sec: u32,
+    /// Share of generated cases with a defect the mapping must reject.
+    pub bad_rate: f64,
+    pub seed: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            faults: Faults::default(),
+            urban_cases: 2_000,
+            urban_changes_per_sec: 20,
+            bad_rate: 0.01,
+            seed: 20170125,
+        }
+    }
+}
+
+/// The router of every simulator, with faults on the system endpoints and
+/// the control endpoints under `/sandbox`.
+pub fn router(config: &SandboxConfig) -> (Router, FaultPlan) {
+    let plan = FaultPlan::new(config.faults.clone());
+    let urban = urban::UrbanSystem::new(config, plan.clone());
+    let systems = Router::new()
+        .merge(urban.router())
+        .layer(axum::middleware::from_fn_with_state(plan.clone(), inject));
+    let control = Router::new()
+        .route("/sandbox/faults", axum::routing::post(set_faults))
+        .route("/sandbox/counters", axum::routing::get(get_counters))
+        .with_state(plan.clone());
+    (systems.merge(control), plan)
+}
+
+/// Serves the simulators on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: SandboxConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let (app, _) = router(&config);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
