@@ -35,6 +35,10 @@ pub struct Fragment {
     pub line: usize,
 }
 
+/// The record being cut: its start offset, its depth, and the namespace
+/// declarations it inherits.
+type OpenRecord = (usize, usize, Vec<(String, String)>);
+
 /// Cuts every element whose local name is `record_element` out of `doc`.
 /// Record elements nested inside another record element stay inside it.
 pub fn split(doc: &str, record_element: &str) -> Result<Vec<Fragment>, SplitError> {
@@ -44,8 +48,7 @@ pub fn split(doc: &str, record_element: &str) -> Result<Vec<Fragment>, SplitErro
     let mut ns_stack: Vec<Vec<(String, String)>> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     let mut out = Vec::new();
-    // (start offset, depth, declarations to add) of the record being cut.
-    let mut open: Option<(usize, usize, Vec<(String, String)>)> = None;
+    let mut open: Option<OpenRecord> = None;
     loop {
         let before = reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|e| SplitError::Malformed {

@@ -32,18 +32,18 @@ impl Provenance {
 }
 
 /// Header names, stable: consumers read them.
-pub mod names {
-    pub const SOURCE_SYSTEM: &str = "duijie-source-system";
-    pub const SOURCE_ID: &str = "duijie-source-id";
-    pub const FETCHED_AT: &str = "duijie-fetched-at";
-    pub const CONNECTOR: &str = "duijie-connector";
-    pub const PIPELINE: &str = "duijie-pipeline";
-    pub const MAPPING: &str = "duijie-mapping";
-    pub const MAPPING_VERSION: &str = "duijie-mapping-version";
-    pub const PAYLOAD_SHA256: &str = "duijie-payload-sha256";
-    pub const ORIGIN: &str = "duijie-origin";
-    pub const SCHEMA: &str = "duijie-schema";
-    pub const CONTENT_TYPE: &str = "content-type";
+pub(super) mod names {
+    pub(crate) const SOURCE_SYSTEM: &str = "duijie-source-system";
+    pub(crate) const SOURCE_ID: &str = "duijie-source-id";
+    pub(crate) const FETCHED_AT: &str = "duijie-fetched-at";
+    pub(crate) const CONNECTOR: &str = "duijie-connector";
+    pub(crate) const PIPELINE: &str = "duijie-pipeline";
+    pub(crate) const MAPPING: &str = "duijie-mapping";
+    pub(crate) const MAPPING_VERSION: &str = "duijie-mapping-version";
+    pub(crate) const PAYLOAD_SHA256: &str = "duijie-payload-sha256";
+    pub(crate) const ORIGIN: &str = "duijie-origin";
+    pub(crate) const SCHEMA: &str = "duijie-schema";
+    pub(crate) const CONTENT_TYPE: &str = "content-type";
 }
 
 /// The Kafka headers of a canonical record.

@@ -12,7 +12,7 @@ use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use chrono_tz::Tz;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(super) enum Token {
     Year4,
     Month2,
     Month1,
@@ -40,7 +40,7 @@ pub(crate) enum Format {
 }
 
 impl Format {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(super) fn parse(text: &str) -> Result<Self, String> {
         match text {
             "epoch_millis" => return Ok(Format::EpochMillis),
             "epoch_seconds" => return Ok(Format::EpochSeconds),
@@ -140,7 +140,7 @@ pub(crate) struct DateTimeRule {
 
 impl DateTimeRule {
     /// Parses `text` to UTC epoch milliseconds.
-    pub fn parse_text(&self, text: &str) -> Result<i64, String> {
+    pub(super) fn parse_text(&self, text: &str) -> Result<i64, String> {
         let mut failure = None;
         for format in &self.formats {
             match self.parse_with(format, text) {
@@ -171,7 +171,7 @@ impl DateTimeRule {
 
     /// An integer read from JSON: epoch milliseconds or seconds when a
     /// format says so, else a pattern applied to its digits (`20261101`).
-    pub fn parse_int(&self, value: i64) -> Result<i64, String> {
+    pub(super) fn parse_int(&self, value: i64) -> Result<i64, String> {
         for format in &self.formats {
             match format {
                 Format::EpochMillis => return Ok(value),

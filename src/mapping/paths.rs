@@ -136,19 +136,10 @@ pub(crate) struct TrieNode {
     pub all: Option<Box<TrieNode>>,
 }
 
-impl TrieNode {
-    pub fn has_children(&self) -> bool {
-        !self.keys.is_empty()
-            || !self.attrs.is_empty()
-            || !self.items.is_empty()
-            || self.all.is_some()
-    }
-}
-
 impl Trie {
     /// Adds a path and returns its input slot; the same path read by two
     /// rules shares one slot.
-    pub fn add(&mut self, path: Path) -> Result<usize, String> {
+    pub(super) fn add(&mut self, path: Path) -> Result<usize, String> {
         if let Some(i) = self.paths.iter().position(|p| p.steps == path.steps) {
             return Ok(i);
         }

@@ -235,27 +235,24 @@ async fn list_cases(
                 .collect()
         }
         // Keyset mode: strictly after (updatedAfter, afterTaskNum).
-        None => {
-            let rows = match (q.updated_after, q.after_task_num) {
-                (Some(t), Some(id)) => store
-                    .by_update
-                    .range((
-                        std::ops::Bound::Excluded((t, id)),
-                        std::ops::Bound::Unbounded,
-                    ))
-                    .take(size)
-                    .map(|(_, v)| v.clone())
-                    .collect(),
-                (Some(t), None) => store
-                    .by_update
-                    .range((t, String::from("\u{10FFFF}"))..)
-                    .take(size)
-                    .map(|(_, v)| v.clone())
-                    .collect(),
-                _ => store.by_update.values().take(size).cloned().collect(),
-            };
-            rows
-        }
+        None => match (q.updated_after, q.after_task_num) {
+            (Some(t), Some(id)) => store
+                .by_update
+                .range((
+                    std::ops::Bound::Excluded((t, id)),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take(size)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            (Some(t), None) => store
+                .by_update
+                .range((t, String::from("\u{10FFFF}"))..)
+                .take(size)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            _ => store.by_update.values().take(size).cloned().collect(),
+        },
     };
     drop(store);
     let mut out = Vec::with_capacity(rows.len() + 4);

@@ -66,7 +66,7 @@ impl RecordEncoder {
 }
 
 /// Appends the bare Avro datum (no framing).
-pub fn encode_datum(
+pub(super) fn encode_datum(
     schema: &CanonicalSchema,
     values: &[Val<'_>],
     out: &mut Vec<u8>,
