@@ -86,6 +86,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         slow_rate: 0.05,
         slow_ms: 800,
         duplicate_rate: 0.03,
+        ..Faults::default()
     };
     let sandbox_config = SandboxConfig {
         faults: faults.clone(),

@@ -195,6 +195,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     slow_rate,
                     slow_ms,
                     duplicate_rate,
+                    ..Default::default()
                 },
                 urban_cases: cases,
                 urban_changes_per_sec: changes_per_sec,

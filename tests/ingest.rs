@@ -193,3 +193,90 @@ fn sigkill_mid_ingest_loses_nothing_and_duplicates_at_most_the_unacknowledged_ba
     );
     assert!(read(&brokers, &dlq, true).is_empty());
 }
+
+#[test]
+fn sigterm_mid_ingest_commits_in_flight_batches_so_a_restart_duplicates_nothing() {
+    let brokers = brokers();
+    let topic = unique("canonical.urban");
+    let dlq = unique("dlq.urban");
+    let d = TestDeployment::new(&brokers, &file_pipeline(&topic, &dlq, 500, 4, 1 << 20));
+    let good = generated_cases(60_000, 17);
+    drop_file(&d, "big.jsonl", &good);
+    let mut stops = 0;
+    for pause_ms in [1500, 1200, 1000] {
+        let hub = d.spawn();
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        let finished = d.path("inbox/done/big.jsonl").exists();
+        let started = std::time::Instant::now();
+        terminate(hub); // asserts a clean exit
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "shutdown took {:?}",
+            started.elapsed()
+        );
+        if finished {
+            break;
+        }
+        stops += 1;
+    }
+    let hub = d.spawn();
+    wait_until(Duration::from_secs(180), "the file to be finished", || {
+        d.path("inbox/done/big.jsonl").exists()
+    });
+    terminate(hub);
+    let records = read(&brokers, &topic, true);
+    let distinct: BTreeSet<String> = records.iter().map(|r| r.key_str()).collect();
+    assert!(stops >= 1, "the hub finished before it could be stopped");
+    assert_eq!(
+        distinct,
+        urban_keys(&good).into_iter().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(
+        records.len(),
+        distinct.len(),
+        "after {stops} SIGTERM(s), not one duplicate"
+    );
+}
+
+#[test]
+fn with_a_schema_registry_records_use_the_confluent_wire_format() {
+    let brokers = brokers();
+    let sandbox = start_sandbox(duijie::sandbox::SandboxConfig::default());
+    let topic = unique("canonical.urban");
+    let dlq = unique("dlq.urban");
+    let d = TestDeployment::with_kafka(
+        &brokers,
+        &format!("schema_registry = \"http://{sandbox}\""),
+        &file_pipeline(&topic, &dlq, 100, 2, 1 << 20),
+    );
+    let good = generated_cases(50, 23);
+    drop_file(&d, "few.jsonl", &good);
+    let hub = d.spawn();
+    wait_until(Duration::from_secs(60), "the file to be finished", || {
+        d.path("inbox/done/few.jsonl").exists()
+    });
+    terminate(hub);
+
+    let subjects = get_json(&format!("http://{sandbox}/subjects"));
+    assert_eq!(subjects, serde_json::json!([format!("{topic}-value")]));
+    let records = read(&brokers, &topic, true);
+    assert_eq!(records.len(), 50);
+    for r in records {
+        let payload = r.payload.clone().unwrap();
+        assert_eq!(payload[0], 0, "magic byte");
+        let id = u32::from_be_bytes(payload[1..5].try_into().unwrap());
+        let registered = get_json(&format!("http://{sandbox}/schemas/ids/{id}"));
+        let schema =
+            apache_avro::Schema::parse_str(registered["schema"].as_str().unwrap()).unwrap();
+        let value = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+            .build()
+            .unwrap()
+            .read_value(&mut &payload[5..])
+            .unwrap();
+        let apache_avro::types::Value::Record(fields) = value else {
+            panic!("a record")
+        };
+        assert_eq!(fields[0].1, apache_avro::types::Value::String(r.key_str()));
+        assert_eq!(r.headers["content-type"], "application/vnd.confluent.avro");
+    }
+}

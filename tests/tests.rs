@@ -3,6 +3,7 @@
 
 #![allow(unreachable_pub)]
 
+mod cli;
 mod common;
 mod config_errors;
 mod exactly_once;

@@ -4,8 +4,10 @@
 //! hub ships simulators that speak their protocols with realistic data and
 //! realistic trouble: HTTP 500s, slow answers, duplicated rows, records
 //! changing while they are read. Faults are switched on from the command
-//! line or at run time with `POST /sandbox/faults`.
+//! line or at run time with `POST /sandbox/faults`. A Confluent-compatible
+//! schema registry is served too, at `/subjects` and `/schemas/ids/{id}`.
 
+pub mod registry;
 pub mod urban;
 
 use axum::Router;
@@ -30,6 +32,10 @@ pub struct Faults {
     pub slow_ms: u64,
     /// Share of returned rows sent twice in the same page.
     pub duplicate_rate: f64,
+    /// The next this many requests fail with HTTP 500, whatever the rates.
+    pub fail_next: u32,
+    /// The next this many requests are slow, whatever the rates.
+    pub slow_next: u32,
 }
 
 /// What the simulators did, for tests and the demo.
@@ -80,13 +86,23 @@ impl FaultPlan {
 
 /// Middleware: 500s and slow answers on the system endpoints.
 async fn inject(State(plan): State<FaultPlan>, request: Request, next: Next) -> Response {
-    let faults = plan.current();
+    let (faults, forced_slow, forced_error) = {
+        let mut f = plan.faults.write().expect("faults lock");
+        let slow = f.slow_next > 0;
+        let error = !slow && f.fail_next > 0;
+        if slow {
+            f.slow_next -= 1;
+        } else if error {
+            f.fail_next -= 1;
+        }
+        (f.clone(), slow, error)
+    };
     plan.counters.requests.fetch_add(1, Ordering::Relaxed);
-    if fastrand::f64() < faults.slow_rate {
+    if forced_slow || fastrand::f64() < faults.slow_rate {
         plan.counters.slow.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(faults.slow_ms)).await;
     }
-    if fastrand::f64() < faults.error_rate {
+    if forced_error || fastrand::f64() < faults.error_rate {
         plan.counters.errors.fetch_add(1, Ordering::Relaxed);
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -148,11 +164,13 @@ pub fn router(config: &SandboxConfig) -> (Router, FaultPlan) {
     let systems = Router::new()
         .merge(urban.router())
         .layer(axum::middleware::from_fn_with_state(plan.clone(), inject));
+    // The schema registry is infrastructure, not a system under test: no faults.
+    let registry = registry::SchemaRegistry::default().router();
     let control = Router::new()
         .route("/sandbox/faults", axum::routing::post(set_faults))
         .route("/sandbox/counters", axum::routing::get(get_counters))
         .with_state(plan.clone());
-    (systems.merge(control), plan)
+    (systems.merge(control).merge(registry), plan)
 }
 
 /// Serves the simulators on `listener` until `shutdown` is cancelled.

@@ -65,11 +65,16 @@ pub struct TestDeployment {
 
 impl TestDeployment {
     pub fn new(brokers: &str, pipelines: &str) -> Self {
+        Self::with_kafka(brokers, "", pipelines)
+    }
+
+    /// With extra lines in the `[kafka]` table.
+    pub fn with_kafka(brokers: &str, kafka_extra: &str, pipelines: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("deploy.toml");
         let cursor_topic = unique("cursors");
         let text = format!(
-            "[hub]\nname = \"{}\"\nmappings = \"{}\"\nschemas = \"{}\"\n\n[kafka]\nbrokers = \"{brokers}\"\ncursor_topic = \"{cursor_topic}\"\n\n{pipelines}",
+            "[hub]\nname = \"{}\"\nmappings = \"{}\"\nschemas = \"{}\"\n\n[kafka]\nbrokers = \"{brokers}\"\ncursor_topic = \"{cursor_topic}\"\n{kafka_extra}\n\n{pipelines}",
             unique("hub"),
             root().join("mappings").display(),
             root().join("schemas").display(),
@@ -166,4 +171,34 @@ pub fn urban_keys(lines: &str) -> Vec<String> {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// Runs the sandbox on a free port in a background thread; returns its
+/// address.
+pub fn start_sandbox(config: duijie::sandbox::SandboxConfig) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            duijie::sandbox::serve(listener, config, tokio_util::sync::CancellationToken::new())
+                .await
+                .unwrap();
+        });
+    });
+    addr
+}
+
+/// A GET returning JSON, from a synchronous test.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
 }

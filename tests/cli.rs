@@ -1,0 +1,100 @@
+//! The command line as an integration engineer uses it.
+
+use crate::common::root;
+use std::process::Command;
+
+fn duijie(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_duijie"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn map_writes_every_field_and_numbered_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, rej) = (dir.path().join("out.jsonl"), dir.path().join("rej.jsonl"));
+    let (code, _, stderr) = duijie(&[
+        "map",
+        "--mapping",
+        "urban_case",
+        "--input",
+        "mappings/tests/urban_case/02_edge_cases.input.jsonl",
+        "--output",
+        out.to_str().unwrap(),
+        "--rejects",
+        rej.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("3 record(s), 7 reject(s)"), "{stderr}");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    // Every schema field is present, null where empty.
+    assert_eq!(records[1].as_object().unwrap().len(), 18);
+    assert_eq!(records[1]["party_name"], serde_json::Value::Null);
+    let rejects: Vec<serde_json::Value> = std::fs::read_to_string(&rej)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rejects[0]["line"], 2);
+    assert_eq!(rejects[0]["rule"], "codes");
+    assert!(
+        rejects[0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains(r#""eventSrcId": "9""#)
+    );
+    assert_eq!(rejects[6]["line"], 10);
+    assert_eq!(rejects[6]["raw"], "not json at all");
+}
+
+#[test]
+fn validate_reports_each_value_and_exits_nonzero_on_any_invalid() {
+    let (code, stdout, _) = duijie(&[
+        "validate",
+        "uscc",
+        "９１３５０１００ｍ０００１００ｙ４３",
+        "91350100M000100Y44",
+    ]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "９１３５０１００ｍ０００１００ｙ４３\tvalid\t91350100M000100Y43"
+    );
+    assert_eq!(
+        lines[1],
+        "91350100M000100Y44\tinvalid\t91350100M000100Y44\tcheck character 18 is `4`, expected `3`"
+    );
+    let (code, stdout, _) = duijie(&["validate", "id", "11010519491231002x"]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout, "11010519491231002x\tvalid\t11010519491231002X\n");
+    let (code, stdout, _) = duijie(&["validate", "id", "1101051949123100"]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("length is 16, expected 18"), "{stdout}");
+}
+
+#[test]
+fn mapping_test_passes_on_the_shipped_mappings() {
+    let (code, stdout, stderr) = duijie(&["mapping", "test"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+}
+
+#[test]
+fn check_passes_on_the_shipped_deployment() {
+    let (code, stdout, stderr) = duijie(&["check"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("pipelines/yichang.toml: ok"), "{stdout}");
+}
