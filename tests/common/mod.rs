@@ -42,10 +42,11 @@ pub fn schemas() -> SchemaSet {
     SchemaSet::load_dir(&root().join("schemas")).unwrap()
 }
 
-/// The shared workload generator's output for `n` records.
+/// The shared workload generator's output for `n` records (the copy in
+/// `benches/workload/`, identical to `../shared/bench/`).
 pub fn generated_cases(n: usize, seed: u64) -> String {
     let out = Command::new("python3")
-        .arg(root().join("../shared/bench/gen_urban_cases.py"))
+        .arg(root().join("benches/workload/gen_urban_cases.py"))
         .arg(n.to_string())
         .arg(seed.to_string())
         .output()
