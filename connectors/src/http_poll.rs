@@ -14,6 +14,7 @@
 //!
 //! Each record is handed on with its exact bytes as the server sent them.
 
+use crate::http::{Endpoint, Request};
 use crate::record::now_ms;
 use crate::{Batch, Cursor, PayloadFormat, RawRecord, RawReject, Source, SourceError};
 use async_trait::async_trait;
@@ -75,6 +76,9 @@ pub struct HttpPollConfig {
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Log in for a bearer token first (renewed when it expires).
+    #[serde(default)]
+    pub login: Option<crate::http::LoginConfig>,
     /// A record larger than this goes to the dead-letter topic.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
@@ -147,7 +151,7 @@ struct HttpCursor {
 #[derive(Debug)]
 pub struct HttpPoll {
     config: HttpPollConfig,
-    client: reqwest::Client,
+    endpoint: Endpoint,
     position: HttpCursor,
     /// The last request came back short: report "nothing more" once.
     caught_up: bool,
@@ -156,13 +160,15 @@ pub struct HttpPoll {
 impl HttpPoll {
     pub fn new(config: HttpPollConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| SourceError::permanent("cannot build HTTP client").with_source(e))?;
+        let endpoint = Endpoint::new(
+            config.timeout,
+            config.login.clone(),
+            config.headers.clone(),
+            config.max_response_bytes,
+        )?;
         Ok(Self {
             config,
-            client,
+            endpoint,
             position: HttpCursor::default(),
             caught_up: false,
         })
@@ -186,68 +192,6 @@ impl HttpPoll {
             }
         }
         q
-    }
-}
-
-/// Sends a GET and reads the body within `limit` bytes, classifying
-/// failures for the runtime's retry policy.
-pub async fn get_json_body(
-    client: &reqwest::Client,
-    url: &str,
-    query: &[(String, String)],
-    headers: &BTreeMap<String, String>,
-    limit: usize,
-) -> Result<Bytes, SourceError> {
-    let mut request = client.get(url).query(query);
-    for (k, v) in headers {
-        request = request.header(k, v);
-    }
-    let mut response = request.send().await.map_err(classify_reqwest)?;
-    check_status(&response)?;
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(classify_reqwest)? {
-        if body.len() + chunk.len() > limit {
-            return Err(SourceError::permanent(format!(
-                "response from {url} exceeds max_response_bytes ({limit}); lower page_size"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(body))
-}
-
-/// Turns a non-success status into a classified error.
-pub fn check_status(response: &reqwest::Response) -> Result<(), SourceError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let message = format!("{} answered HTTP {status}", response.url().path());
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let mut err = if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        SourceError::transient(message)
-    } else {
-        SourceError::permanent(message)
-    };
-    if let Some(after) = retry_after {
-        err = err.with_retry_after(after);
-    }
-    Err(err)
-}
-
-/// Timeouts, refused and reset connections are transient; anything else
-/// about building the request is permanent.
-pub fn classify_reqwest(err: reqwest::Error) -> SourceError {
-    let message = format!("HTTP request failed: {err}");
-    if err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() {
-        SourceError::transient(message).with_source(err)
-    } else {
-        SourceError::permanent(message).with_source(err)
     }
 }
 
@@ -304,14 +248,10 @@ impl Source for HttpPoll {
             return Ok(None);
         }
         let query = self.query();
-        let body = get_json_body(
-            &self.client,
-            &self.config.url,
-            &query,
-            &self.config.headers,
-            self.config.max_response_bytes,
-        )
-        .await?;
+        let body = self
+            .endpoint
+            .fetch(&self.config.url, &Request::Get { query: &query })
+            .await?;
         let fetched_at_ms = now_ms();
         let text = std::str::from_utf8(&body)
             .map_err(|e| SourceError::permanent(format!("response is not UTF-8: {e}")))?;

@@ -18,9 +18,11 @@
 
 mod error;
 pub mod file_drop;
+pub mod http;
 pub mod http_poll;
 mod record;
 pub mod registry;
+pub mod soap_poll;
 pub mod text;
 pub mod xml_split;
 

@@ -4,18 +4,20 @@
 
 use crate::file_drop::{FileDrop, FileDropConfig};
 use crate::http_poll::{HttpPoll, HttpPollConfig};
+use crate::soap_poll::{SoapPoll, SoapPollConfig};
 use crate::{Source, SourceError};
 use serde::Deserialize;
 use std::path::Path;
 
 /// Every source kind a pipeline may name in `source.kind`.
-pub const SOURCE_KINDS: &[&str] = &["file_drop", "http_poll"];
+pub const SOURCE_KINDS: &[&str] = &["file_drop", "http_poll", "soap_poll"];
 
 /// A source's configuration, by kind.
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     FileDrop(FileDropConfig),
     HttpPoll(HttpPollConfig),
+    SoapPoll(SoapPollConfig),
 }
 
 impl SourceConfig {
@@ -28,6 +30,7 @@ impl SourceConfig {
         Ok(Some(match kind {
             "file_drop" => Self::FileDrop(FileDropConfig::deserialize(table)?),
             "http_poll" => Self::HttpPoll(HttpPollConfig::deserialize(table)?),
+            "soap_poll" => Self::SoapPoll(SoapPollConfig::deserialize(table)?),
             _ => return Ok(None),
         }))
     }
@@ -36,6 +39,7 @@ impl SourceConfig {
         match self {
             Self::FileDrop(_) => "file_drop",
             Self::HttpPoll(_) => "http_poll",
+            Self::SoapPoll(_) => "soap_poll",
         }
     }
 
@@ -44,6 +48,7 @@ impl SourceConfig {
         match self {
             Self::FileDrop(c) => c.validate(),
             Self::HttpPoll(c) => c.validate(),
+            Self::SoapPoll(c) => c.validate(),
         }
     }
 
@@ -61,6 +66,7 @@ impl SourceConfig {
         Ok(match self {
             Self::FileDrop(c) => Box::new(FileDrop::new(c.clone())?),
             Self::HttpPoll(c) => Box::new(HttpPoll::new(c.clone())?),
+            Self::SoapPoll(c) => Box::new(SoapPoll::new(c.clone())?),
         })
     }
 }

@@ -107,6 +107,43 @@ pub fn split(doc: &str, record_element: &str) -> Result<Vec<Fragment>, SplitErro
     }
 }
 
+/// The text of the first element named `local` (any namespace) in `xml`,
+/// with the predefined entities and character references resolved.
+pub fn element_text(xml: &str, local: &str) -> Option<String> {
+    let mut reader = Reader::from_str(xml);
+    let mut inside = 0usize;
+    let mut text = String::new();
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) => {
+                if inside > 0 {
+                    inside += 1;
+                } else if e.local_name().as_ref() == local {
+                    inside = 1;
+                }
+            }
+            Event::Empty(e) if inside == 0 && e.local_name().as_ref() == local => return Some(String::new()),
+            Event::End(_) if inside > 0 => {
+                inside -= 1;
+                if inside == 0 {
+                    return Some(text);
+                }
+            }
+            Event::Text(t) if inside > 0 => text.push_str(&t.xml10_content()),
+            Event::CData(c) if inside > 0 => text.push_str(&c.xml10_content()),
+            Event::GeneralRef(r) if inside > 0 => {
+                if let Ok(Some(ch)) = r.resolve_char_ref() {
+                    text.push(ch);
+                } else if let Some(s) = quick_xml::escape::resolve_predefined_entity(&r) {
+                    text.push_str(s);
+                }
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
 fn namespace_declarations(start: &quick_xml::events::BytesStart<'_>) -> Vec<(String, String)> {
     start
         .attributes()
@@ -196,6 +233,14 @@ mod tests {
             parts[2].xml,
             r#"<c:Case xmlns:c="urn:yc:case" xmlns:ex="urn:yc:export" id="3"/>"#
         );
+    }
+
+    #[test]
+    fn element_text_finds_the_first_element_by_local_name() {
+        let xml = "<c:Case xmlns:c=\"u\"><c:No>YC&amp;1</c:No><c:No>2</c:No><Empty/></c:Case>";
+        assert_eq!(element_text(xml, "No").as_deref(), Some("YC&1"));
+        assert_eq!(element_text(xml, "Empty").as_deref(), Some(""));
+        assert_eq!(element_text(xml, "Missing"), None);
     }
 
     #[test]

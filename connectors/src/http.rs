@@ -1,0 +1,248 @@
+//! HTTP plumbing shared by the HTTP transports: timeouts, a response size
+//! limit, classification of failures for the runtime's retry policy, and
+//! login with expiring bearer tokens (re-login is transparent: on expiry or
+//! on a 401 the token is renewed once and the request repeated).
+
+use crate::SourceError;
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// Login that returns a bearer token: `POST url` with
+/// `{"username": …, "password": …}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Login endpoint.
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    /// JSON pointer of the token in the login response.
+    #[serde(default = "default_token_pointer")]
+    pub token_pointer: String,
+    /// JSON pointer of the token's lifetime in seconds, when the API gives
+    /// it. The token is renewed a little before it runs out.
+    #[serde(default)]
+    pub expires_in_pointer: Option<String>,
+}
+
+fn default_token_pointer() -> String {
+    "/data/token".into()
+}
+
+#[derive(Debug)]
+struct Token {
+    value: String,
+    renew_at: Option<Instant>,
+}
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub enum Request<'a> {
+    Get {
+        query: &'a [(String, String)],
+    },
+    Post {
+        body: String,
+        content_type: &'a str,
+        /// Extra headers (`SOAPAction`).
+        headers: Vec<(&'a str, String)>,
+    },
+}
+
+/// An HTTP endpoint with its client, auth and limits.
+#[derive(Debug)]
+pub struct Endpoint {
+    client: reqwest::Client,
+    login: Option<LoginConfig>,
+    token: Mutex<Option<Token>>,
+    headers: BTreeMap<String, String>,
+    max_response_bytes: usize,
+}
+
+impl Endpoint {
+    pub fn new(
+        timeout: Duration,
+        login: Option<LoginConfig>,
+        headers: BTreeMap<String, String>,
+        max_response_bytes: usize,
+    ) -> Result<Self, SourceError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| SourceError::permanent("cannot build HTTP client").with_source(e))?;
+        Ok(Self {
+            client,
+            login,
+            token: Mutex::new(None),
+            headers,
+            max_response_bytes,
+        })
+    }
+
+    /// Sends the request and returns the body, logging in first when
+    /// needed and once more when the server says the token is no good.
+    pub async fn fetch(&self, url: &str, request: &Request<'_>) -> Result<Bytes, SourceError> {
+        let token = self.bearer(false).await?;
+        match self.send(url, request, token.as_deref()).await {
+            Err(Unauthorized) if self.login.is_some() => {
+                tracing::info!(url, "token refused; logging in again");
+                let token = self.bearer(true).await?;
+                match self.send(url, request, token.as_deref()).await {
+                    Err(Unauthorized) => Err(SourceError::permanent(format!(
+                        "{url} refused the fresh token (HTTP 401): check the credentials"
+                    ))),
+                    Ok(r) => r,
+                }
+            }
+            Err(Unauthorized) => Err(SourceError::permanent(format!("{url} answered HTTP 401"))),
+            Ok(r) => r,
+        }
+    }
+
+    async fn send(&self, url: &str, request: &Request<'_>, token: Option<&str>) -> Result<Result<Bytes, SourceError>, Unauthorized> {
+        let mut builder = match request {
+            Request::Get { query } => self.client.get(url).query(query),
+            Request::Post {
+                body,
+                content_type,
+                headers,
+            } => {
+                let mut b = self
+                    .client
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(body.clone());
+                for (k, v) in headers {
+                    b = b.header(*k, v);
+                }
+                b
+            }
+        };
+        for (k, v) in &self.headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(t) = token {
+            builder = builder.bearer_auth(t);
+        }
+        let response = match builder.send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(classify_reqwest(e))),
+        };
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(Unauthorized);
+        }
+        Ok(read_body(response, self.max_response_bytes).await)
+    }
+
+    /// The current token, logging in when there is none, it is due for
+    /// renewal, or `renew` is asked.
+    async fn bearer(&self, renew: bool) -> Result<Option<String>, SourceError> {
+        let Some(login) = &self.login else {
+            return Ok(None);
+        };
+        let mut guard = self.token.lock().await;
+        let fresh = guard
+            .as_ref()
+            .is_some_and(|t| !renew && t.renew_at.is_none_or(|at| Instant::now() < at));
+        if !fresh {
+            *guard = Some(self.log_in(login).await?);
+        }
+        Ok(guard.as_ref().map(|t| t.value.clone()))
+    }
+
+    async fn log_in(&self, login: &LoginConfig) -> Result<Token, SourceError> {
+        let body = serde_json::json!({ "username": login.username, "password": login.password });
+        let response = self
+            .client
+            .post(&login.url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(classify_reqwest)?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED
+            || response.status() == reqwest::StatusCode::FORBIDDEN
+        {
+            return Err(SourceError::permanent(format!(
+                "login at {} refused the credentials (HTTP {})",
+                login.url,
+                response.status()
+            )));
+        }
+        let bytes = read_body(response, 1 << 20).await?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| SourceError::transient(format!("login answer is not JSON: {e}")))?;
+        let value = json
+            .pointer(&login.token_pointer)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                SourceError::permanent(format!("login answer has no token at `{}`", login.token_pointer))
+            })?
+            .to_owned();
+        let renew_at = login
+            .expires_in_pointer
+            .as_deref()
+            .and_then(|p| json.pointer(p))
+            .and_then(|v| v.as_u64())
+            .map(|secs| Instant::now() + Duration::from_secs(secs).mul_f64(0.8));
+        tracing::debug!(url = %login.url, "logged in");
+        Ok(Token { value, renew_at })
+    }
+}
+
+/// The server refused the token.
+#[derive(Debug)]
+struct Unauthorized;
+
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Bytes, SourceError> {
+    check_status(&response)?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify_reqwest)? {
+        if body.len() + chunk.len() > limit {
+            return Err(SourceError::permanent(format!(
+                "response from {} exceeds max_response_bytes ({limit}); lower page_size",
+                response.url()
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+/// Turns a non-success status into a classified error: 5xx and 429 are
+/// transient (with the server's `Retry-After`), the rest permanent.
+pub fn check_status(response: &reqwest::Response) -> Result<(), SourceError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let message = format!("{} answered HTTP {status}", response.url().path());
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut err = if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        SourceError::transient(message)
+    } else {
+        SourceError::permanent(message)
+    };
+    if let Some(after) = retry_after {
+        err = err.with_retry_after(after);
+    }
+    Err(err)
+}
+
+/// Timeouts, refused and reset connections are transient; anything else
+/// about building the request is permanent.
+pub fn classify_reqwest(err: reqwest::Error) -> SourceError {
+    let message = format!("HTTP request failed: {err}");
+    if err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode() {
+        SourceError::transient(message).with_source(err)
+    } else {
+        SourceError::permanent(message).with_source(err)
+    }
+}
