@@ -134,7 +134,8 @@ struct RawPipeline {
     partitions: Spanned<i32>,
     #[serde(default)]
     dlq_topic: Option<Spanned<String>>,
-    schedule: Spanned<String>,
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
     #[serde(default = "default_batch_size")]
     batch_size: Spanned<usize>,
     #[serde(default = "default_in_flight")]
@@ -185,7 +186,8 @@ pub struct PipelineConfig {
     pub topic: String,
     pub partitions: i32,
     pub dlq_topic: String,
-    pub schedule: cron::Schedule,
+    /// When to poll; `None` for pushed (webhook) sources.
+    pub schedule: Option<cron::Schedule>,
     pub batch_size: usize,
     /// Batches produced but not yet acknowledged, at most.
     pub max_in_flight_batches: usize,
@@ -243,16 +245,36 @@ impl Deployment {
                     None
                 }
             };
-            let schedule = match cron::Schedule::from_str(p.schedule.get_ref()) {
-                Ok(s) => Some(s),
-                Err(e) => {
+            let push = source.as_ref().is_some_and(SourceConfig::is_push);
+            let schedule = match &p.schedule {
+                Some(text) if push => {
                     errors.push(located.at(
-                        p.schedule.span(),
+                        text.span(),
                         field("schedule"),
-                        format!(
-                            "`{}` is not a cron schedule (sec min hour day month weekday): {e}",
-                            p.schedule.get_ref()
-                        ),
+                        "a webhook source is pushed to; it has no schedule",
+                    ));
+                    None
+                }
+                Some(text) => match cron::Schedule::from_str(text.get_ref()) {
+                    Ok(s) => Some(Some(s)),
+                    Err(e) => {
+                        errors.push(located.at(
+                            text.span(),
+                            field("schedule"),
+                            format!(
+                                "`{}` is not a cron schedule (sec min hour day month weekday): {e}",
+                                text.get_ref()
+                            ),
+                        ));
+                        None
+                    }
+                },
+                None if push || source.is_none() => Some(None),
+                None => {
+                    errors.push(located.at_key(
+                        &format!("pipelines.{name}"),
+                        "schedule",
+                        "missing: a polled source needs a cron schedule (sec min hour day month weekday)",
                     ));
                     None
                 }
@@ -317,6 +339,25 @@ impl Deployment {
                 retry: p.retry,
                 source,
             });
+        }
+        let mut paths: BTreeMap<String, String> = BTreeMap::new();
+        for p in &pipelines {
+            if let SourceConfig::Webhook(w) = &p.source {
+                if raw.http.is_none() {
+                    errors.push(located.at_key(
+                        &format!("pipelines.{}.source", p.name),
+                        "path",
+                        "a webhook source needs the hub's HTTP server: add [http] listen = \"host:port\"",
+                    ));
+                }
+                if let Some(other) = paths.insert(w.path.clone(), p.name.clone()) {
+                    errors.push(located.at_key(
+                        &format!("pipelines.{}.source", p.name),
+                        "path",
+                        format!("path `{}` is also served for pipeline `{other}`", w.path),
+                    ));
+                }
+            }
         }
         if let Err(why) = check_topic_name(&raw.kafka.cursor_topic) {
             errors.push(located.at_key("kafka", "cursor_topic", why));

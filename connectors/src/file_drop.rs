@@ -60,7 +60,8 @@ pub struct FileDropConfig {
     #[serde(default)]
     pub records_pointer: Option<String>,
     /// Encoding when a file has no BOM (and, for XML, no declaration):
-    /// `utf-8` (default), `gbk`, `gb18030`.
+    /// `utf-8` (default), `gbk`, `gb18030`, or `auto` for exchanges that mix
+    /// them (UTF-8 when the bytes are valid UTF-8, else GB18030).
     #[serde(default = "default_encoding")]
     pub encoding: String,
     /// How long a file's size must stay unchanged before it is read.
@@ -95,7 +96,7 @@ impl FileDropConfig {
         if self.layout == FileLayout::Xml && self.record_element.is_none() {
             return Err("layout `xml` needs `record_element`".into());
         }
-        text::encoding_for_label(&self.encoding).map_err(|e| e.to_string())?;
+        text::Charset::parse(&self.encoding).map_err(|e| e.to_string())?;
         if self.max_record_bytes == 0 {
             return Err("`max_record_bytes` must be greater than 0".into());
         }
@@ -144,7 +145,7 @@ struct Current {
 #[derive(Debug)]
 pub struct FileDrop {
     config: FileDropConfig,
-    encoding: &'static encoding_rs::Encoding,
+    charset: text::Charset,
     current: Option<Current>,
     /// Files whose last batch was emitted but is not yet durable.
     awaiting_commit: HashSet<String>,
@@ -155,11 +156,11 @@ pub struct FileDrop {
 impl FileDrop {
     pub fn new(config: FileDropConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let encoding = text::encoding_for_label(&config.encoding)
-            .map_err(|e| SourceError::permanent(e.to_string()))?;
+        let charset =
+            text::Charset::parse(&config.encoding).map_err(|e| SourceError::permanent(e.to_string()))?;
         Ok(Self {
             config,
-            encoding,
+            charset,
             current: None,
             awaiting_commit: HashSet::new(),
             sightings: HashMap::new(),
@@ -278,7 +279,7 @@ impl FileDrop {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match text::decode(line, self.encoding) {
+            match self.charset.decode(line) {
                 Ok(text) => records.push(RawRecord {
                     payload: Bytes::from(text.into_owned()),
                     format: PayloadFormat::Json,
@@ -339,7 +340,9 @@ impl FileDrop {
             |b: &[u8]| Bytes::copy_from_slice(&b[..b.len().min(self.config.max_record_bytes)]);
         match self.config.layout {
             FileLayout::Xml => {
-                let text = text::decode_xml(&bytes, self.encoding)
+                let text = self
+                    .charset
+                    .decode_xml(&bytes)
                     .map_err(|e: DecodeError| (format!("cannot decode XML: {e}"), keep(&bytes)))?;
                 let element = self.config.record_element.as_deref().unwrap_or_default();
                 let parts = xml_split::split(&text, element)
@@ -350,7 +353,9 @@ impl FileDrop {
                     .collect())
             }
             FileLayout::Json => {
-                let text = text::decode(&bytes, self.encoding)
+                let text = self
+                    .charset
+                    .decode(&bytes)
                     .map_err(|e| (format!("cannot decode JSON: {e}"), keep(&bytes)))?;
                 let doc: serde_json::Value = serde_json::from_str(&text)
                     .map_err(|e| (format!("malformed JSON: {e}"), keep(&bytes)))?;

@@ -23,7 +23,9 @@ pub mod http_poll;
 mod record;
 pub mod registry;
 pub mod soap_poll;
+pub mod sql_poll;
 pub mod text;
+pub mod webhook;
 pub mod xml_split;
 
 pub use error::{ErrorClass, SourceError};

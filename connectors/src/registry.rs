@@ -5,12 +5,14 @@
 use crate::file_drop::{FileDrop, FileDropConfig};
 use crate::http_poll::{HttpPoll, HttpPollConfig};
 use crate::soap_poll::{SoapPoll, SoapPollConfig};
+use crate::sql_poll::{SqlPoll, SqlPollConfig};
+use crate::webhook::{Webhook, WebhookConfig};
 use crate::{Source, SourceError};
 use serde::Deserialize;
 use std::path::Path;
 
 /// Every source kind a pipeline may name in `source.kind`.
-pub const SOURCE_KINDS: &[&str] = &["file_drop", "http_poll", "soap_poll"];
+pub const SOURCE_KINDS: &[&str] = &["file_drop", "http_poll", "soap_poll", "sql_poll", "webhook"];
 
 /// A source's configuration, by kind.
 #[derive(Debug, Clone)]
@@ -18,6 +20,9 @@ pub enum SourceConfig {
     FileDrop(FileDropConfig),
     HttpPoll(HttpPollConfig),
     SoapPoll(SoapPollConfig),
+    SqlPoll(SqlPollConfig),
+    /// Pushed to the hub's HTTP server, not polled.
+    Webhook(WebhookConfig),
 }
 
 impl SourceConfig {
@@ -31,6 +36,8 @@ impl SourceConfig {
             "file_drop" => Self::FileDrop(FileDropConfig::deserialize(table)?),
             "http_poll" => Self::HttpPoll(HttpPollConfig::deserialize(table)?),
             "soap_poll" => Self::SoapPoll(SoapPollConfig::deserialize(table)?),
+            "sql_poll" => Self::SqlPoll(SqlPollConfig::deserialize(table)?),
+            "webhook" => Self::Webhook(WebhookConfig::deserialize(table)?),
             _ => return Ok(None),
         }))
     }
@@ -40,6 +47,8 @@ impl SourceConfig {
             Self::FileDrop(_) => "file_drop",
             Self::HttpPoll(_) => "http_poll",
             Self::SoapPoll(_) => "soap_poll",
+            Self::SqlPoll(_) => "sql_poll",
+            Self::Webhook(_) => "webhook",
         }
     }
 
@@ -49,6 +58,8 @@ impl SourceConfig {
             Self::FileDrop(c) => c.validate(),
             Self::HttpPoll(c) => c.validate(),
             Self::SoapPoll(c) => c.validate(),
+            Self::SqlPoll(c) => c.validate(),
+            Self::Webhook(c) => c.validate(),
         }
     }
 
@@ -61,12 +72,26 @@ impl SourceConfig {
         }
     }
 
+    /// Whether records are pushed to the hub rather than polled.
+    pub fn is_push(&self) -> bool {
+        matches!(self, Self::Webhook(_))
+    }
+
     /// The source as the runtime drives it.
-    pub fn build(&self) -> Result<Box<dyn Source>, SourceError> {
+    pub fn build(&self) -> Result<BuiltSource, SourceError> {
         Ok(match self {
-            Self::FileDrop(c) => Box::new(FileDrop::new(c.clone())?),
-            Self::HttpPoll(c) => Box::new(HttpPoll::new(c.clone())?),
-            Self::SoapPoll(c) => Box::new(SoapPoll::new(c.clone())?),
+            Self::FileDrop(c) => BuiltSource::Poll(Box::new(FileDrop::new(c.clone())?)),
+            Self::HttpPoll(c) => BuiltSource::Poll(Box::new(HttpPoll::new(c.clone())?)),
+            Self::SoapPoll(c) => BuiltSource::Poll(Box::new(SoapPoll::new(c.clone())?)),
+            Self::SqlPoll(c) => BuiltSource::Poll(Box::new(SqlPoll::new(c.clone())?)),
+            Self::Webhook(c) => BuiltSource::Push(std::sync::Arc::new(Webhook::new(c.clone()))),
         })
     }
+}
+
+/// A source ready to run: polled on a schedule, or served for pushes.
+#[derive(Debug)]
+pub enum BuiltSource {
+    Poll(Box<dyn Source>),
+    Push(std::sync::Arc<Webhook>),
 }

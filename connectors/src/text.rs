@@ -35,6 +35,56 @@ pub fn encoding_for_label(label: &str) -> Result<&'static Encoding, DecodeError>
     })
 }
 
+/// The encoding agreed for an exchange: one encoding, or `auto` for
+/// exchanges that mix them (a BOM or XML declaration wins, then UTF-8 if the
+/// bytes are valid UTF-8, then GB18030).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charset {
+    Fixed(&'static Encoding),
+    Auto,
+}
+
+impl Charset {
+    pub fn parse(label: &str) -> Result<Self, DecodeError> {
+        if label.trim().eq_ignore_ascii_case("auto") {
+            Ok(Charset::Auto)
+        } else {
+            encoding_for_label(label).map(Charset::Fixed)
+        }
+    }
+
+    /// Decodes a text (JSON line, JSON document).
+    pub fn decode<'a>(self, bytes: &'a [u8]) -> Result<Cow<'a, str>, DecodeError> {
+        match self {
+            Charset::Fixed(enc) => decode(bytes, enc),
+            Charset::Auto => match decode(bytes, UTF_8) {
+                Ok(t) => Ok(t),
+                Err(_) => decode(bytes, GB18030),
+            },
+        }
+    }
+
+    /// Decodes an XML document.
+    pub fn decode_xml<'a>(self, bytes: &'a [u8]) -> Result<Cow<'a, str>, DecodeError> {
+        match self {
+            Charset::Fixed(enc) => decode_xml(bytes, enc),
+            Charset::Auto => match decode_xml(bytes, UTF_8) {
+                Ok(t) => Ok(t),
+                Err(DecodeError::UnknownEncoding(e)) => Err(DecodeError::UnknownEncoding(e)),
+                Err(first) => {
+                    // A declaration that names an encoding is trusted; only
+                    // undeclared documents fall back to GB18030.
+                    if declared_xml_encoding(bytes).is_some() && Encoding::for_bom(bytes).is_none() {
+                        Err(first)
+                    } else {
+                        decode_xml(bytes, GB18030)
+                    }
+                }
+            },
+        }
+    }
+}
+
 /// Decodes bytes whose encoding is given by a BOM if present, else by
 /// `fallback` (the exchange agreement's encoding, UTF-8 by default).
 pub fn decode<'a>(
@@ -168,6 +218,16 @@ mod tests {
                 offset: 2
             }
         );
+    }
+
+    #[test]
+    fn auto_takes_utf8_then_gb18030_but_trusts_declarations() {
+        let (gbk, _, _) = GB18030.encode("<a>宜昌</a>");
+        assert_eq!(Charset::Auto.decode_xml(&gbk).unwrap(), "<a>宜昌</a>");
+        assert_eq!(Charset::Auto.decode_xml("<a>宜昌</a>".as_bytes()).unwrap(), "<a>宜昌</a>");
+        let (lying, _, _) = GB18030.encode("<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>宜昌</a>");
+        assert!(Charset::Auto.decode_xml(&lying).is_err());
+        assert_eq!(Charset::parse("AUTO").unwrap(), Charset::Auto);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! cursors and counters, once, for every connector.
 
 pub mod pipeline;
+pub mod push;
 pub mod retry;
 pub mod stats;
 
@@ -85,6 +86,7 @@ impl Hub {
             .as_deref()
             .map(RegistryClient::new);
         let mut tasks = Vec::new();
+        let mut push_endpoints = Vec::new();
         for p in &self.deployment.pipelines {
             if !only.is_empty() && !only.contains(&p.name) {
                 continue;
@@ -110,7 +112,30 @@ impl Hub {
                 shutdown: shutdown.clone(),
             };
             tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
-            tasks.push(tokio::spawn(pipeline::run(ctx)));
+            match p.source.build()? {
+                duijie_connectors::registry::BuiltSource::Push(webhook) => {
+                    push_endpoints.push(std::sync::Arc::new(push::PushEndpoint { ctx, webhook }));
+                }
+                duijie_connectors::registry::BuiltSource::Poll(_) => {
+                    tasks.push(tokio::spawn(pipeline::run(ctx)));
+                }
+            }
+        }
+        if let Some(http) = &self.deployment.http {
+            let app = push::router(push_endpoints);
+            let listener = tokio::net::TcpListener::bind(&http.listen)
+                .await
+                .with_context(|| format!("listening on {} ([http] listen)", http.listen))?;
+            tracing::info!(listen = %http.listen, "HTTP server listening");
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            }));
         }
         for t in tasks {
             let _ = t.await;

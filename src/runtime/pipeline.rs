@@ -18,7 +18,8 @@ use crate::bus::{Bus, CursorStore, DeadLetter, Provenance, StoredCursor, headers
 use crate::config::PipelineConfig;
 use crate::mapping::Mapping;
 use crate::schema::{Encoding, RecordEncoder};
-use duijie_connectors::{Batch, Cursor, Source, SourceError};
+use duijie_connectors::registry::BuiltSource;
+use duijie_connectors::{Batch, Cursor, RawRecord, Source, SourceError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use std::sync::Arc;
@@ -73,8 +74,8 @@ struct InFlight {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
     Record,
     DeadLetter,
 }
@@ -122,7 +123,11 @@ async fn open_source(
         .load(&ctx.bus, &ctx.config.name, read_committed)
         .await
         .map_err(|e| IngestError::Cursor(e.to_string()))?;
-    let mut source = ctx.config.source.build()?;
+    let BuiltSource::Poll(mut source) = ctx.config.source.build()? else {
+        return Err(IngestError::Source(SourceError::permanent(
+            "a pushed source has no cursor to resume from",
+        )));
+    };
     let total = stored.as_ref().map_or(0, |s| s.records);
     match &stored {
         Some(s) => info!(cursor = %s.cursor.0, "resuming from committed cursor"),
@@ -134,7 +139,11 @@ async fn open_source(
 
 /// Waits for the next scheduled poll; false on shutdown.
 async fn wait_for_tick(ctx: &PipelineContext) -> bool {
-    let next = ctx.config.schedule.upcoming(chrono::Utc).next();
+    let next = ctx
+        .config
+        .schedule
+        .as_ref()
+        .and_then(|s| s.upcoming(chrono::Utc).next());
     let wait = next
         .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
         .unwrap_or(Duration::from_secs(1));
@@ -176,6 +185,75 @@ async fn fetch(ctx: &PipelineContext, source: &mut dyn Source) -> Option<Batch> 
     }
 }
 
+/// What became of one raw record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Mapped; the record's key.
+    Mapped(String),
+    /// Dead-lettered, with the reason.
+    DeadLettered(String),
+}
+
+fn provenance(ctx: &PipelineContext, fetched_at_ms: i64, origin: &str, payload: &[u8]) -> Provenance {
+    Provenance {
+        source_system: ctx.config.system.clone(),
+        source_id: None,
+        fetched_at_ms,
+        connector: ctx.config.source.kind().to_owned(),
+        pipeline: ctx.config.name.clone(),
+        mapping: ctx.mapping.name.clone(),
+        mapping_version: ctx.mapping.version,
+        payload_sha256: Provenance::hash(payload),
+        origin: origin.to_owned(),
+    }
+}
+
+/// Maps one raw record and hands it to the producer: to the topic, or to
+/// the dead-letter topic with the reason. `buf` is scratch space.
+pub(super) async fn produce_record(
+    ctx: &PipelineContext,
+    producer: &FutureProducer,
+    raw: &RawRecord,
+    buf: &mut Vec<u8>,
+) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
+    let mapping = &ctx.mapping;
+    let encoder = RecordEncoder::new(ctx.encoding);
+    let content_type = match ctx.encoding {
+        Encoding::SingleObject => "avro/binary; single-object",
+        Encoding::Confluent { .. } => "application/vnd.confluent.avro",
+    };
+    let mut provenance = provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload);
+    let outcome = mapping.map(&raw.payload).and_then(|mapped| {
+        buf.clear();
+        encoder
+            .encode(&mapping.schema, &mapped.values, buf)
+            .map_err(|e| crate::mapping::Reject {
+                field: Some(e.field.clone()),
+                rule: "encode",
+                reason: e.to_string(),
+            })?;
+        Ok((mapped.key.into_owned(), mapped.source_id.map(|s| s.into_owned())))
+    });
+    match outcome {
+        Ok((key, source_id)) => {
+            provenance.source_id = source_id;
+            let h = headers(&provenance, &mapping.schema.full_name, content_type);
+            let record = FutureRecord::to(&ctx.config.topic)
+                .key(key.as_str())
+                .payload(buf.as_slice())
+                .headers(h);
+            Ok((send(producer, record).await?, Kind::Record, Outcome::Mapped(key)))
+        }
+        Err(reject) => {
+            let key = provenance.origin.clone();
+            let reason = reject.to_string();
+            let letter = dead_letter(&raw.payload, false, reject.field.clone(), reject.rule, reason.clone(), provenance);
+            let f = send_dead_letter(producer, &ctx.config.dlq_topic, &key, &letter).await?;
+            Ok((f, Kind::DeadLetter, Outcome::DeadLettered(reason)))
+        }
+    }
+}
+
 /// Maps and hands every record of a batch to the producer. Returns the
 /// delivery futures, in order.
 async fn produce_batch(
@@ -183,96 +261,19 @@ async fn produce_batch(
     producer: &FutureProducer,
     batch: &Batch,
 ) -> Result<Vec<(DeliveryFuture, Kind)>, IngestError> {
-    let config = &ctx.config;
-    let mapping = &ctx.mapping;
-    let encoder = RecordEncoder::new(ctx.encoding);
-    let content_type = match ctx.encoding {
-        Encoding::SingleObject => "avro/binary; single-object",
-        Encoding::Confluent { .. } => "application/vnd.confluent.avro",
-    };
-    let connector = config.source.kind();
     let mut deliveries = Vec::with_capacity(batch.len());
     let mut buf = Vec::with_capacity(1024);
     for (i, raw) in batch.records.iter().enumerate() {
         if i % 256 == 255 {
             tokio::task::yield_now().await;
         }
-        let mut provenance = Provenance {
-            source_system: config.system.clone(),
-            source_id: None,
-            fetched_at_ms: raw.fetched_at_ms,
-            connector: connector.to_owned(),
-            pipeline: config.name.clone(),
-            mapping: mapping.name.clone(),
-            mapping_version: mapping.version,
-            payload_sha256: Provenance::hash(&raw.payload),
-            origin: raw.origin.clone(),
-        };
-        let outcome = mapping.map(&raw.payload).and_then(|mapped| {
-            buf.clear();
-            encoder
-                .encode(&mapping.schema, &mapped.values, &mut buf)
-                .map_err(|e| crate::mapping::Reject {
-                    field: Some(e.field.clone()),
-                    rule: "encode",
-                    reason: e.to_string(),
-                })?;
-            Ok((
-                mapped.key.into_owned(),
-                mapped.source_id.map(|s| s.into_owned()),
-            ))
-        });
-        match outcome {
-            Ok((key, source_id)) => {
-                provenance.source_id = source_id;
-                let h = headers(&provenance, &mapping.schema.full_name, content_type);
-                let record = FutureRecord::to(&config.topic)
-                    .key(key.as_str())
-                    .payload(buf.as_slice())
-                    .headers(h);
-                deliveries.push((send(producer, record).await?, Kind::Record));
-            }
-            Err(reject) => {
-                let key = provenance.origin.clone();
-                let letter = dead_letter(
-                    &raw.payload,
-                    false,
-                    reject.field.clone(),
-                    reject.rule,
-                    reject.to_string(),
-                    provenance,
-                );
-                deliveries.push((
-                    send_dead_letter(producer, &config.dlq_topic, &key, &letter).await?,
-                    Kind::DeadLetter,
-                ));
-            }
-        }
+        let (f, kind, _) = produce_record(ctx, producer, raw, &mut buf).await?;
+        deliveries.push((f, kind));
     }
     for rej in &batch.rejects {
-        let provenance = Provenance {
-            source_system: config.system.clone(),
-            source_id: None,
-            fetched_at_ms: rej.fetched_at_ms,
-            connector: connector.to_owned(),
-            pipeline: config.name.clone(),
-            mapping: mapping.name.clone(),
-            mapping_version: mapping.version,
-            payload_sha256: Provenance::hash(&rej.payload),
-            origin: rej.origin.clone(),
-        };
-        let letter = dead_letter(
-            &rej.payload,
-            rej.truncated,
-            None,
-            "connector",
-            rej.reason.clone(),
-            provenance,
-        );
-        deliveries.push((
-            send_dead_letter(producer, &config.dlq_topic, &rej.origin, &letter).await?,
-            Kind::DeadLetter,
-        ));
+        let provenance = provenance(ctx, rej.fetched_at_ms, &rej.origin, &rej.payload);
+        let letter = dead_letter(&rej.payload, rej.truncated, None, "connector", rej.reason.clone(), provenance);
+        deliveries.push((send_dead_letter(producer, &ctx.config.dlq_topic, &rej.origin, &letter).await?, Kind::DeadLetter));
     }
     Ok(deliveries)
 }
@@ -354,7 +355,7 @@ async fn send_cursor(
     .await
 }
 
-async fn await_delivery(f: DeliveryFuture) -> Result<(), IngestError> {
+pub(super) async fn await_delivery(f: DeliveryFuture) -> Result<(), IngestError> {
     match f.await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((e, _))) => Err(IngestError::Delivery(e.to_string())),

@@ -1,0 +1,88 @@
+//! Pushed sources: webhook endpoints on the hub's HTTP server.
+//!
+//! A delivery is checked by its connector (signature, age, replay); a
+//! refused one is answered 401/409/413 and never reaches the bus. An
+//! accepted one is mapped and produced like a polled record, and the sender
+//! gets its answer only once the broker acknowledged it: 200 with the record
+//! id, or 202 when it went to the dead-letter topic. If the broker does not
+//! acknowledge, the answer is 503 and the sender retries.
+
+use super::pipeline::{Outcome, PipelineContext, await_delivery, produce_record};
+use super::stats::PipelineStats;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use duijie_connectors::webhook::Webhook;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// One webhook pipeline's endpoint.
+#[derive(Debug)]
+pub struct PushEndpoint {
+    pub ctx: PipelineContext,
+    pub webhook: Arc<Webhook>,
+}
+
+/// Routes for the pushed pipelines.
+pub fn router(endpoints: Vec<Arc<PushEndpoint>>) -> Router {
+    let mut router = Router::new();
+    for ep in endpoints {
+        let path = ep.webhook.config.path.clone();
+        let limit = ep.webhook.config.max_body_bytes;
+        router = router.route(
+            &path,
+            axum::routing::post(receive)
+                .with_state(ep)
+                .layer(axum::extract::DefaultBodyLimit::max(limit)),
+        );
+    }
+    router
+}
+
+async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = chrono::Utc::now().timestamp_millis();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let delivery = match ep.webhook.check(header, &body, now) {
+        Ok(d) => d,
+        Err(refusal) => {
+            ep.ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(pipeline = %ep.ctx.config.name, reason = %refusal, "webhook delivery refused");
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            return (status, axum::Json(json!({ "status": "refused", "reason": refusal.to_string() }))).into_response();
+        }
+    };
+    PipelineStats::add(&ep.ctx.stats.fetched, 1);
+    let mut buf = Vec::with_capacity(1024);
+    let produced = match produce_record(&ep.ctx, &ep.ctx.producer, &delivery.record, &mut buf).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(&ep, e.to_string()),
+    };
+    let (future, _, outcome) = produced;
+    if let Err(e) = await_delivery(future).await {
+        return unavailable(&ep, e.to_string());
+    }
+    ep.webhook.taken(&delivery, now);
+    match outcome {
+        Outcome::Mapped(key) => {
+            PipelineStats::add(&ep.ctx.stats.delivered, 1);
+            tracing::info!(pipeline = %ep.ctx.config.name, record_id = %key, "webhook delivery accepted");
+            (StatusCode::OK, axum::Json(json!({ "status": "accepted", "id": key }))).into_response()
+        }
+        Outcome::DeadLettered(reason) => {
+            PipelineStats::add(&ep.ctx.stats.dead_lettered, 1);
+            (StatusCode::ACCEPTED, axum::Json(json!({ "status": "dead_lettered", "reason": reason }))).into_response()
+        }
+    }
+}
+
+fn unavailable(ep: &PushEndpoint, reason: String) -> Response {
+    tracing::error!(pipeline = %ep.ctx.config.name, %reason, "webhook delivery not acknowledged by the broker");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({ "status": "retry", "reason": reason })),
+    )
+        .into_response()
+}
