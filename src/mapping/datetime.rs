@@ -23,6 +23,7 @@ pub(super) enum Token {
     Minute2,
     Second2,
     Millis3,
+    Micros6,
     Literal(String),
 }
 
@@ -70,6 +71,7 @@ impl Format {
                 ('m', 2) => Some(Token::Minute2),
                 ('s', 2) => Some(Token::Second2),
                 ('S', 3) => Some(Token::Millis3),
+                ('S', 6) => Some(Token::Micros6),
                 ('\'', _) => {
                     // Quoted literal: 'T'
                     let end = chars[i + 1..]
@@ -82,7 +84,7 @@ impl Format {
                 }
                 (c, _) if c.is_ascii_alphabetic() => {
                     return Err(format!(
-                        "format `{text}`: `{}` is not a supported field (use yyyy MM M dd d HH H mm ss SSS)",
+                        "format `{text}`: `{}` is not a supported field (use yyyy MM M dd d HH H mm ss SSS SSSSSS)",
                         chars[i..i + run].iter().collect::<String>()
                     ));
                 }
@@ -136,6 +138,8 @@ pub(crate) enum TimeError {
 pub(crate) struct DateTimeRule {
     pub formats: Vec<Format>,
     pub zone: Tz,
+    /// Date-only values mean 24:00 of that day.
+    pub end_of_day: bool,
 }
 
 impl DateTimeRule {
@@ -198,7 +202,11 @@ impl DateTimeRule {
                 .map(|d| d.timestamp_millis())
                 .map_err(|_| TimeError::NoFormat),
             Format::Pattern { tokens, .. } => {
-                let local = parse_tokens(tokens, text).ok_or(TimeError::NoFormat)?;
+                let mut local = parse_tokens(tokens, text).ok_or(TimeError::NoFormat)?;
+                let date_only = !tokens.iter().any(|t| matches!(t, Token::Hour1 | Token::Hour2));
+                if self.end_of_day && date_only {
+                    local += chrono::Duration::days(1);
+                }
                 match self.zone.from_local_datetime(&local) {
                     LocalResult::Single(t) => Ok(t.timestamp_millis()),
                     LocalResult::None => Err(TimeError::Nonexistent(local.to_string())),
@@ -235,6 +243,7 @@ fn parse_tokens(tokens: &[Token], text: &str) -> Option<NaiveDateTime> {
             Token::Minute2 => mi = digits(&mut pos, 2, 2)?,
             Token::Second2 => s = digits(&mut pos, 2, 2)?,
             Token::Millis3 => ms = digits(&mut pos, 3, 3)?,
+            Token::Micros6 => ms = digits(&mut pos, 6, 6)? / 1000,
             Token::Literal(l) => {
                 if !text[pos..].starts_with(l.as_str()) {
                     return None;
@@ -259,6 +268,7 @@ mod tests {
         DateTimeRule {
             formats: formats.iter().map(|f| Format::parse(f).unwrap()).collect(),
             zone: chrono_tz::Asia::Shanghai,
+            end_of_day: false,
         }
     }
 
@@ -302,9 +312,19 @@ mod tests {
     }
 
     #[test]
+    fn a_date_deadline_ends_at_midnight_after_it() {
+        let mut r = rule(&["yyyy-MM-dd", "yyyy-MM-dd HH:mm:ss"]);
+        r.end_of_day = true;
+        // 2026-11-20 as a deadline: 2026-11-21 00:00 +08:00.
+        assert_eq!(r.parse_text("2026-11-20"), r.parse_text("2026-11-21 00:00:00"));
+        assert_eq!(r.parse_text("2026-11-20 10:00:00"), Ok(1_795_140_000_000));
+    }
+
+    #[test]
     fn bad_format_text_is_a_load_error() {
         assert!(Format::parse("yyyy-MM-dd hh:mm").is_err());
         assert!(Format::parse("HH:mm").is_err());
         assert!(Format::parse("yyyy-MM-dd'T'HH:mm:ss").is_ok());
+        assert!(Format::parse("yyyy-MM-dd HH:mm:ss.SSSSSS").is_ok());
     }
 }

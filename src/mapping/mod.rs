@@ -146,6 +146,7 @@ enum Cond {
     Eq(Operand, String),
     Present(Operand, bool),
     Matches(Operand, Regex),
+    Past(Operand, bool),
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
@@ -192,6 +193,8 @@ struct Rule {
     remove_spaces: bool,
     halfwidth: bool,
     case: Option<CaseSpec>,
+    /// Replacements, longest key first.
+    replace: Vec<(String, String)>,
     empty_as_null: bool,
     codes: Option<CodeUse>,
     regex: Option<Regex>,
@@ -226,8 +229,14 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// Maps one payload.
+    /// Maps one payload, as of now.
     pub fn map<'a>(&'a self, payload: &'a [u8]) -> Result<Mapped<'a>, Reject> {
+        self.map_at(payload, chrono::Utc::now().timestamp_millis())
+    }
+
+    /// Maps one payload; `now_ms` (the fetch time) is what `past`
+    /// conditions compare with.
+    pub fn map_at<'a>(&'a self, payload: &'a [u8], now_ms: i64) -> Result<Mapped<'a>, Reject> {
         let mut inputs: Vec<Val<'a>> = vec![Val::Null; self.trie.paths.len()];
         match self.format {
             PayloadFormat::Json => json_read::read(&self.trie, payload, &mut inputs),
@@ -244,7 +253,7 @@ impl Mapping {
         }
         let mut flags: Vec<Val<'a>> = Vec::new();
         for rule in &self.rules {
-            let v = self.eval(rule, &inputs, &out, &mut flags)?;
+            let v = self.eval(rule, &inputs, &out, &mut flags, now_ms)?;
             out[rule.leaf] = v;
         }
         if let Some(leaf) = self.flags_leaf {
@@ -281,13 +290,14 @@ impl Mapping {
         inputs: &[Val<'a>],
         out: &[Val<'a>],
         flags: &mut Vec<Val<'a>>,
+        now_ms: i64,
     ) -> Result<Val<'a>, Reject> {
         let reject = |rule_name: &'static str, reason: String| Reject {
             field: Some(rule.field.clone()),
             rule: rule_name,
             reason,
         };
-        let applies = rule.when.as_ref().is_none_or(|c| eval_cond(c, inputs, out));
+        let applies = rule.when.as_ref().is_none_or(|c| eval_cond(c, inputs, out, now_ms));
         let mut v = if applies {
             self.value(rule, inputs, out, flags)?
         } else {
@@ -366,6 +376,13 @@ impl Mapping {
                     *s = Cow::Owned(s.to_lowercase())
                 }
                 _ => {}
+            }
+            if !rule.replace.is_empty() && rule.replace.iter().any(|(k, _)| s.contains(k.as_str())) {
+                let mut t = s.to_string();
+                for (k, v) in &rule.replace {
+                    t = t.replace(k.as_str(), v);
+                }
+                *s = Cow::Owned(t);
             }
             if rule.empty_as_null && s.is_empty() {
                 v = Val::Null;
@@ -556,7 +573,7 @@ fn operand<'v, 'a>(op: &Operand, inputs: &'v [Val<'a>], out: &'v [Val<'a>]) -> &
     }
 }
 
-fn eval_cond(cond: &Cond, inputs: &[Val<'_>], out: &[Val<'_>]) -> bool {
+fn eval_cond(cond: &Cond, inputs: &[Val<'_>], out: &[Val<'_>], now_ms: i64) -> bool {
     match cond {
         Cond::In(op, set) => operand(op, inputs, out)
             .as_text()
@@ -572,9 +589,13 @@ fn eval_cond(cond: &Cond, inputs: &[Val<'_>], out: &[Val<'_>]) -> bool {
         Cond::Matches(op, re) => operand(op, inputs, out)
             .as_text()
             .is_some_and(|t| re.is_match(&t)),
-        Cond::All(cs) => cs.iter().all(|c| eval_cond(c, inputs, out)),
-        Cond::Any(cs) => cs.iter().any(|c| eval_cond(c, inputs, out)),
-        Cond::Not(c) => !eval_cond(c, inputs, out),
+        Cond::Past(op, want) => match operand(op, inputs, out) {
+            Val::Int(ms) => (*ms < now_ms) == *want,
+            _ => false,
+        },
+        Cond::All(cs) => cs.iter().all(|c| eval_cond(c, inputs, out, now_ms)),
+        Cond::Any(cs) => cs.iter().any(|c| eval_cond(c, inputs, out, now_ms)),
+        Cond::Not(c) => !eval_cond(c, inputs, out, now_ms),
     }
 }
 
@@ -1293,10 +1314,14 @@ impl<'c> Compiler<'c> {
                     ),
                 );
             }
-            let (formats, z) = match dt {
-                DateTimeSpec::One(f) => (vec![f.clone()], None),
-                DateTimeSpec::Many(fs) => (fs.clone(), None),
-                DateTimeSpec::Full { formats, zone } => (formats.clone(), zone.clone()),
+            let (formats, z, end_of_day) = match dt {
+                DateTimeSpec::One(f) => (vec![f.clone()], None, false),
+                DateTimeSpec::Many(fs) => (fs.clone(), None, false),
+                DateTimeSpec::Full {
+                    formats,
+                    zone,
+                    end_of_day,
+                } => (formats.clone(), zone.clone(), *end_of_day),
             };
             let zone = match z {
                 Some(z) => z.parse().unwrap_or_else(|_| {
@@ -1318,6 +1343,7 @@ impl<'c> Compiler<'c> {
             Convert::DateTime(DateTimeRule {
                 formats: compiled,
                 zone,
+                end_of_day,
             })
         } else if let LeafType::Array(item) = &leaf_ty {
             match target_of(item) {
@@ -1428,6 +1454,11 @@ impl<'c> Compiler<'c> {
             remove_spaces: r.remove_spaces,
             halfwidth: r.halfwidth,
             case: r.case,
+            replace: {
+                let mut pairs: Vec<(String, String)> = r.replace.clone().unwrap_or_default().into_iter().collect();
+                pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                pairs
+            },
             empty_as_null: r.empty_as_null,
             codes,
             regex,
@@ -1517,6 +1548,8 @@ impl<'c> Compiler<'c> {
             Cond::Eq(operand, eq.clone())
         } else if let Some(p) = c.present {
             Cond::Present(operand, p)
+        } else if let Some(p) = c.past {
+            Cond::Past(operand, p)
         } else {
             let pattern = c.matches.as_deref().unwrap_or_default();
             Cond::Matches(operand, self.regex(line, field, pattern)?)

@@ -102,6 +102,10 @@ pub(crate) struct FieldSpec {
     /// `upper` or `lower`.
     #[serde(default)]
     pub case: Option<CaseSpec>,
+    /// Replace text: each key by its value (`{ "【": "〔", "】": "〕" }`),
+    /// longest key first.
+    #[serde(default)]
+    pub replace: Option<BTreeMap<String, String>>,
     /// An empty string counts as no value.
     #[serde(default)]
     pub empty_as_null: bool,
@@ -243,6 +247,10 @@ pub(crate) enum DateTimeSpec {
         formats: Vec<String>,
         #[serde(default)]
         zone: Option<String>,
+        /// A date without a time means the end of that day (24:00, the next
+        /// day's 00:00 local), as deadlines do.
+        #[serde(default)]
+        end_of_day: bool,
     },
 }
 
@@ -269,6 +277,10 @@ pub(crate) struct ConditionSpec {
     pub present: Option<bool>,
     #[serde(default)]
     pub matches: Option<String>,
+    /// The value (epoch milliseconds) is before the time the record was
+    /// fetched (`true`), or not (`false`).
+    #[serde(default)]
+    pub past: Option<bool>,
     #[serde(default)]
     pub all: Option<Vec<ConditionSpec>>,
     #[serde(default)]

@@ -223,7 +223,7 @@ pub(super) async fn produce_record(
         Encoding::Confluent { .. } => "application/vnd.confluent.avro",
     };
     let mut provenance = provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload);
-    let outcome = mapping.map(&raw.payload).and_then(|mapped| {
+    let outcome = mapping.map_at(&raw.payload, raw.fetched_at_ms).and_then(|mapped| {
         buf.clear();
         encoder
             .encode(&mapping.schema, &mapped.values, buf)
