@@ -85,12 +85,22 @@ impl Endpoint {
     /// Sends the request and returns the body, logging in first when
     /// needed and once more when the server says the token is no good.
     pub async fn fetch(&self, url: &str, request: &Request<'_>) -> Result<Bytes, SourceError> {
+        self.fetch_inner(url, request, false).await.map(|(_, b)| b)
+    }
+
+    /// Like [`Endpoint::fetch`], but an HTTP 500 with a body is returned
+    /// with its status rather than as an error: SOAP 1.1 answers faults so.
+    pub async fn fetch_soap(&self, url: &str, request: &Request<'_>) -> Result<(u16, Bytes), SourceError> {
+        self.fetch_inner(url, request, true).await
+    }
+
+    async fn fetch_inner(&self, url: &str, request: &Request<'_>, soap: bool) -> Result<(u16, Bytes), SourceError> {
         let token = self.bearer(false).await?;
-        match self.send(url, request, token.as_deref()).await {
+        match self.send(url, request, token.as_deref(), soap).await {
             Err(Unauthorized) if self.login.is_some() => {
                 tracing::info!(url, "token refused; logging in again");
                 let token = self.bearer(true).await?;
-                match self.send(url, request, token.as_deref()).await {
+                match self.send(url, request, token.as_deref(), soap).await {
                     Err(Unauthorized) => Err(SourceError::permanent(format!(
                         "{url} refused the fresh token (HTTP 401): check the credentials"
                     ))),
@@ -102,7 +112,13 @@ impl Endpoint {
         }
     }
 
-    async fn send(&self, url: &str, request: &Request<'_>, token: Option<&str>) -> Result<Result<Bytes, SourceError>, Unauthorized> {
+    async fn send(
+        &self,
+        url: &str,
+        request: &Request<'_>,
+        token: Option<&str>,
+        soap: bool,
+    ) -> Result<Result<(u16, Bytes), SourceError>, Unauthorized> {
         let mut builder = match request {
             Request::Get { query } => self.client.get(url).query(query),
             Request::Post {
@@ -131,10 +147,14 @@ impl Endpoint {
             Ok(r) => r,
             Err(e) => return Ok(Err(classify_reqwest(e))),
         };
-        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(Unauthorized);
         }
-        Ok(read_body(response, self.max_response_bytes).await)
+        if soap && status == reqwest::StatusCode::INTERNAL_SERVER_ERROR {
+            return Ok(read_limited(response, self.max_response_bytes).await.map(|b| (500, b)));
+        }
+        Ok(read_body(response, self.max_response_bytes).await.map(|b| (status.as_u16(), b)))
     }
 
     /// The current token, logging in when there is none, it is due for
@@ -196,8 +216,12 @@ impl Endpoint {
 #[derive(Debug)]
 struct Unauthorized;
 
-async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Bytes, SourceError> {
+async fn read_body(response: reqwest::Response, limit: usize) -> Result<Bytes, SourceError> {
     check_status(&response)?;
+    read_limited(response, limit).await
+}
+
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Bytes, SourceError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(classify_reqwest)? {
         if body.len() + chunk.len() > limit {

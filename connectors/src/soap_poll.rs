@@ -169,12 +169,15 @@ impl Source for SoapPoll {
             content_type: "text/xml; charset=utf-8",
             headers: vec![("SOAPAction", format!("\"{}\"", self.config.soap_action))],
         };
-        let body = self.endpoint.fetch(&self.config.url, &request).await?;
+        let (status, body) = self.endpoint.fetch_soap(&self.config.url, &request).await?;
         let fetched_at_ms = now_ms();
         let doc = text::decode_xml(&body, self.encoding)
             .map_err(|e| SourceError::transient(format!("SOAP response cannot be decoded: {e}")))?;
         if let Some(err) = fault(&doc) {
             return Err(err);
+        }
+        if status == 500 {
+            return Err(SourceError::transient(format!("{} answered HTTP 500 without a SOAP fault", self.config.url)));
         }
         let parts = xml_split::split(&doc, &self.config.record_element)
             .map_err(|e| SourceError::transient(format!("SOAP response is not well-formed: {e}")))?;

@@ -1530,6 +1530,7 @@ impl<'c> Compiler<'c> {
             c.eq.is_some(),
             c.present.is_some(),
             c.matches.is_some(),
+            c.past.is_some(),
         ]
         .iter()
         .filter(|b| **b)
@@ -1538,7 +1539,7 @@ impl<'c> Compiler<'c> {
             self.error(
                 line,
                 Some(field),
-                "a condition needs exactly one test: in, eq, present or matches",
+                "a condition needs exactly one test: in, eq, present, matches or past",
             );
             return None;
         }

@@ -7,7 +7,13 @@
 //! line or at run time with `POST /sandbox/faults`. A Confluent-compatible
 //! schema registry is served too, at `/subjects` and `/schemas/ids/{id}`.
 
+pub mod approval;
+pub mod grid;
+mod people;
+pub mod referral;
 pub mod registry;
+pub mod safety;
+mod store;
 pub mod urban;
 
 use axum::Router;
@@ -139,7 +145,25 @@ pub struct SandboxConfig {
     pub urban_cases: usize,
     /// New or changed cases per second while running.
     pub urban_changes_per_sec: u32,
-    /// Share of generated cases with a defect the mapping must reject.
+    /// Grid events at start, and new or changed ones per second.
+    pub grid_events: usize,
+    pub grid_changes_per_sec: u32,
+    /// Lifetime of a grid login token.
+    pub grid_token_ttl: std::time::Duration,
+    /// Where urgent grid events are pushed, if anywhere.
+    pub grid_webhook: Option<grid::WebhookTarget>,
+    /// Licences in the approval API at start.
+    pub licences: usize,
+    /// Referrals in the police and two-law story.
+    pub referrals: usize,
+    /// Exchange directories the sandbox drops files into at start.
+    pub police_dir: Option<std::path::PathBuf>,
+    pub approval_dir: Option<std::path::PathBuf>,
+    /// Front-end databases (PostgreSQL, MariaDB URLs) the safety simulator
+    /// fills, and its table name.
+    pub safety_dbs: Vec<String>,
+    pub safety_table: String,
+    /// Share of generated records with a defect the mapping must reject.
     pub bad_rate: f64,
     pub seed: u64,
 }
@@ -150,6 +174,16 @@ impl Default for SandboxConfig {
             faults: Faults::default(),
             urban_cases: 2_000,
             urban_changes_per_sec: 20,
+            grid_events: 500,
+            grid_changes_per_sec: 5,
+            grid_token_ttl: std::time::Duration::from_secs(300),
+            grid_webhook: None,
+            licences: 300,
+            referrals: 20,
+            police_dir: None,
+            approval_dir: None,
+            safety_dbs: Vec::new(),
+            safety_table: "hidden_danger".into(),
             bad_rate: 0.01,
             seed: 20170125,
         }
@@ -159,10 +193,23 @@ impl Default for SandboxConfig {
 /// The router of every simulator, with faults on the system endpoints and
 /// the control endpoints under `/sandbox`.
 pub fn router(config: &SandboxConfig) -> (Router, FaultPlan) {
+    let (router, plan, _) = systems(config);
+    (router, plan)
+}
+
+/// The router, the fault plan, and the grid simulator (whose pusher runs
+/// beside the server).
+pub fn systems(config: &SandboxConfig) -> (Router, FaultPlan, grid::GridSystem) {
     let plan = FaultPlan::new(config.faults.clone());
     let urban = urban::UrbanSystem::new(config, plan.clone());
+    let grid = grid::GridSystem::new(config, plan.clone());
+    let approval = approval::ApprovalSystem::new(config, plan.clone());
+    let two_law = referral::TwoLawSystem::new(config, plan.clone());
     let systems = Router::new()
         .merge(urban.router())
+        .merge(grid.router())
+        .merge(approval.router())
+        .merge(two_law.router())
         .layer(axum::middleware::from_fn_with_state(plan.clone(), inject));
     // The schema registry is infrastructure, not a system under test: no faults.
     let registry = registry::SchemaRegistry::default().router();
@@ -170,7 +217,55 @@ pub fn router(config: &SandboxConfig) -> (Router, FaultPlan) {
         .route("/sandbox/faults", axum::routing::post(set_faults))
         .route("/sandbox/counters", axum::routing::get(get_counters))
         .with_state(plan.clone());
-    (systems.merge(control).merge(registry), plan)
+    (systems.merge(control).merge(registry), plan, grid)
+}
+
+/// Starts what the simulators do on their own: files dropped into the
+/// exchange directories, the safety front-end databases filled and kept
+/// changing, urgent grid events pushed.
+pub fn spawn_background(config: &SandboxConfig, grid: grid::GridSystem, shutdown: tokio_util::sync::CancellationToken) {
+    if let Some(dir) = &config.police_dir {
+        let events = referral::script(config.referrals, config.seed);
+        match referral::write_police_files(dir, &events, true) {
+            Ok(files) => tracing::info!(dir = %dir.display(), files = files.len(), "police messages dropped"),
+            Err(e) => tracing::error!(dir = %dir.display(), error = %e, "cannot drop police messages"),
+        }
+    }
+    if let Some(dir) = &config.approval_dir {
+        match approval::write_2016_batch(dir, 40, config.seed) {
+            Ok(file) => tracing::info!(file = %file.display(), "approval batch (2016 layout) dropped"),
+            Err(e) => tracing::error!(dir = %dir.display(), error = %e, "cannot drop the approval batch"),
+        }
+    }
+    for url in config.safety_dbs.clone() {
+        let table = config.safety_table.clone();
+        let seed = config.seed;
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let first = chrono::Utc::now().timestamp_millis() * 10;
+            let ready = async {
+                safety::prepare(&url, &table).await?;
+                safety::seed(&url, &table, first, 200, seed).await
+            }
+            .await;
+            if let Err(e) = ready {
+                tracing::error!(%url, error = %e, "safety front-end database not ready");
+                return;
+            }
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                if let Err(e) = safety::advance(&url, &table, 3).await {
+                    tracing::warn!(%url, error = %e, "safety simulator could not update");
+                }
+            }
+        });
+    }
+    if grid.webhook.is_some() {
+        tokio::spawn(grid.push_urgent_events(shutdown));
+    }
 }
 
 /// Serves the simulators on `listener` until `shutdown` is cancelled.
@@ -179,7 +274,8 @@ pub async fn serve(
     config: SandboxConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    let (app, _) = router(&config);
+    let (app, _, grid) = systems(&config);
+    spawn_background(&config, grid, shutdown.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

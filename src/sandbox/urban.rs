@@ -1,19 +1,26 @@
-//! Digital urban management (数字化城管) simulator: the vendor's case list
-//! API, JSON over HTTP, in the export layout of the shared workload.
+//! Digital urban management (数字化城管) simulator.
 //!
-//! `GET /dcm/api/cases` pages by keyset (`updatedAfter` + `afterTaskNum`,
-//! strictly after, ordered by update time then case number) or by page
-//! number (`updatedSince` inclusive + `page`, 1-based). Cases keep arriving
-//! and changing state while the hub reads: a changed case moves to the end
-//! of the update-time order, as the vendor's system does.
+//! Two faces of one case store, as the vendor offers them:
+//! - `GET /dcm/api/cases`: the case export as JSON (the shared workload's
+//!   layout), by keyset (`updatedAfter` + `afterTaskNum`) or by page number
+//!   (`updatedSince` + `page`);
+//! - `POST /dcm/soap/CaseService` (SOAPAction `QueryCaseUpdates`): case
+//!   life-cycle updates as SOAP 1.1, answered in GBK, each case with its
+//!   stage and stage deadlines.
+//!
+//! Cases keep arriving and moving through their life cycle while the hub
+//! reads; a changed case moves to the end of the update-time order.
 
+use super::people::{self, COMPANIES, ROADS};
+use super::store::KeysetStore;
 use super::{FaultPlan, SandboxConfig};
-use crate::ident::with_uscc_checks;
 use axum::Router;
 use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use duijie_connectors::xml_split::element_text;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -30,32 +37,10 @@ const SUBTYPES: &[(&str, &str, &str)] = &[
     ("05", "02", "无照经营游商"),
     ("05", "03", "店外经营"),
 ];
-const STREETS: &[&str] = &[
-    "发展大道",
-    "东湖大道",
-    "峡州路",
-    "港窑路",
-    "城东大道",
-    "兰台路",
-    "沿江大道",
-];
-const PARTIES: &[&str] = &[
-    "宜昌华强建材有限公司",
-    "湖北三峡渣土运输有限公司",
-    "宜昌市东山餐饮店",
-    "宜昌新城广告传媒有限公司",
-    "白洋港物流有限公司",
-    "宜昌高新区某某便利店",
-];
-const REPORTERS: &[&str] = &["张伟", "王芳", "李娜", "刘洋", "陈静"];
-const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 
-/// The vendor system's state: cases by (update time, case number).
 #[derive(Debug)]
-struct Store {
-    by_update: BTreeMap<(String, String), Value>,
-    /// Case number → its current update time.
-    index: BTreeMap<String, String>,
+struct State_ {
+    cases: KeysetStore,
     next_case: u64,
     applied_changes: u64,
     rng: fastrand::Rng,
@@ -64,47 +49,30 @@ struct Store {
 /// The simulated system.
 #[derive(Debug, Clone)]
 pub struct UrbanSystem {
-    store: Arc<Mutex<Store>>,
+    state: Arc<Mutex<State_>>,
     started: Instant,
     changes_per_sec: u32,
     bad_rate: f64,
     faults: FaultPlan,
 }
 
-fn now_text() -> String {
-    chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Shanghai)
-        .format("%Y-%m-%d %H:%M:%S%.3f")
-        .to_string()
-}
-
 impl UrbanSystem {
     pub fn new(config: &SandboxConfig, faults: FaultPlan) -> Self {
-        let mut store = Store {
-            by_update: BTreeMap::new(),
-            index: BTreeMap::new(),
+        let mut state = State_ {
+            cases: KeysetStore::new("updateTime", "taskNum"),
             next_case: 0,
             applied_changes: 0,
             rng: fastrand::Rng::with_seed(config.seed),
         };
-        let start = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai)
-            - chrono::Duration::hours(24);
+        let start = chrono::Utc::now() - chrono::Duration::hours(24);
+        let n = config.urban_cases.max(1) as i64;
         for i in 0..config.urban_cases {
-            let at = start
-                + chrono::Duration::milliseconds(
-                    (i as i64) * 86_400_000 / config.urban_cases.max(1) as i64,
-                );
-            let update = at.format("%Y-%m-%d %H:%M:%S%.3f").to_string();
-            let case = new_case(
-                &mut store,
-                config.bad_rate,
-                &at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                &update,
-            );
-            insert(&mut store, case);
+            let at = start + chrono::Duration::milliseconds(i as i64 * 86_400_000 / n);
+            let case = new_case(&mut state, config.bad_rate, at);
+            state.cases.insert(case);
         }
         Self {
-            store: Arc::new(Mutex::new(store)),
+            state: Arc::new(Mutex::new(state)),
             started: Instant::now(),
             changes_per_sec: config.urban_changes_per_sec,
             bad_rate: config.bad_rate,
@@ -115,59 +83,49 @@ impl UrbanSystem {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/dcm/api/cases", axum::routing::get(list_cases))
+            .route("/dcm/soap/CaseService", axum::routing::post(soap))
             .with_state(self.clone())
     }
 
-    /// Applies the arrivals and state changes due by now.
-    fn advance(&self, store: &mut Store) {
+    /// Applies the arrivals and life-cycle changes due by now.
+    fn advance(&self, state: &mut State_) {
         let due = (self.started.elapsed().as_secs_f64() * f64::from(self.changes_per_sec)) as u64;
-        while store.applied_changes < due {
-            store.applied_changes += 1;
-            let update = now_text();
-            if store.rng.f64() < 0.7 || store.index.is_empty() {
-                let created = update[..19].to_owned();
-                let case = new_case(store, self.bad_rate, &created, &update);
-                insert(store, case);
+        while state.applied_changes < due {
+            state.applied_changes += 1;
+            let now = chrono::Utc::now();
+            if state.rng.f64() < 0.7 || state.cases.len() == 0 {
+                let case = new_case(state, self.bad_rate, now);
+                state.cases.insert(case);
             } else {
-                // A case moves on in its life cycle.
-                let n = store.rng.usize(..store.index.len());
-                let task = store.index.keys().nth(n).cloned().expect("an index entry");
-                let old_update = store.index[&task].clone();
-                let mut case = store
-                    .by_update
-                    .remove(&(old_update, task.clone()))
-                    .expect("indexed case");
-                let next = match case["eventStateId"].as_str() {
-                    Some("1") => "3",
-                    Some("3") => "4",
-                    Some("4") => "5",
-                    Some("5") => "6",
-                    Some(other) => other,
-                    None => "1",
-                }
-                .to_owned();
-                case["eventStateId"] = Value::String(next);
-                case["updateTime"] = Value::String(update);
-                insert(store, case);
+                let n = state.rng.usize(..state.cases.len());
+                let Some(task) = state.cases.nth_id(n) else { continue };
+                state.cases.update(&task, people::local(now, true), |case| {
+                    let next = match case["eventStateId"].as_str() {
+                        Some("1") => "3",
+                        Some("3") => "4",
+                        Some("4") => "5",
+                        Some("5") => "6",
+                        Some(other) => other,
+                        None => "1",
+                    }
+                    .to_owned();
+                    case["eventStateId"] = json!(next);
+                    if next == "6" {
+                        case["closeTime"] = json!(people::local(now, false));
+                    }
+                });
             }
         }
     }
 }
 
-fn insert(store: &mut Store, case: Value) {
-    let task = case["taskNum"].as_str().unwrap_or_default().to_owned();
-    let update = case["updateTime"].as_str().unwrap_or_default().to_owned();
-    store.index.insert(task.clone(), update.clone());
-    store.by_update.insert((update, task), case);
-}
-
-fn new_case(store: &mut Store, bad_rate: f64, created: &str, update: &str) -> Value {
-    let i = store.next_case;
-    store.next_case += 1;
-    let rng = &mut store.rng;
+fn new_case(state: &mut State_, bad_rate: f64, at: chrono::DateTime<chrono::Utc>) -> Value {
+    let i = state.next_case;
+    state.next_case += 1;
+    let rng = &mut state.rng;
     let (main, sub, name) = SUBTYPES[rng.usize(..SUBTYPES.len())];
     let source = ["1", "2", "3", "4"][rng.usize(..4)];
-    let state = ["1", "3", "4", "5", "6"][rng.usize(..5)];
+    let case_state = ["1", "3", "4", "5", "6"][rng.usize(..5)];
     let mut case = json!({
         "taskNum": format!("YC{:08}", 50_000_000 + i),
         "eventSrcId": source,
@@ -176,23 +134,21 @@ fn new_case(store: &mut Store, bad_rate: f64, created: &str, update: &str) -> Va
         "subTypeId": sub,
         "subTypeName": name,
         "cellId": format!("42050200{:04}{:02}", rng.u32(1..300), rng.u32(1..20)),
-        "address": format!("宜昌市高新区{}{}号附近", STREETS[rng.usize(..STREETS.len())], rng.u32(1..999)),
+        "address": format!("宜昌市高新区{}{}号附近", ROADS[rng.usize(..ROADS.len())], rng.u32(1..999)),
         "coordX": format!("{:.6}", 111.28 + rng.f64() * 0.2),
         "coordY": format!("{:.6}", 30.65 + rng.f64() * 0.15),
         "eventDesc": format!("巡查发现{name}，影响市容秩序，请及时处置。"),
-        "createTime": created,
-        "updateTime": update,
-        "eventStateId": state,
-        "reporter": REPORTERS[rng.usize(..REPORTERS.len())],
+        "createTime": people::local(at, false),
+        "updateTime": people::local(at, true),
+        "eventStateId": case_state,
+        "reporter": people::person(rng),
     });
+    if case_state == "6" {
+        case["closeTime"] = json!(people::local(at + chrono::Duration::hours(20), false));
+    }
     if rng.f64() < 0.6 {
-        let body: String = (0..8)
-            .map(|_| ALPHABET[rng.usize(..ALPHABET.len())] as char)
-            .collect();
-        let prefix = ["420500", "420502", "420503", "420506"][rng.usize(..4)];
-        case["partyName"] = json!(PARTIES[rng.usize(..PARTIES.len())]);
-        case["partyCreditCode"] =
-            json!(with_uscc_checks(&format!("91{prefix}{body}")).unwrap_or_default());
+        case["partyName"] = json!(COMPANIES[rng.usize(..COMPANIES.len())]);
+        case["partyCreditCode"] = json!(people::credit_code(rng, "91"));
     }
     if rng.f64() < bad_rate {
         // The defects real exports carry.
@@ -215,46 +171,18 @@ struct ListQuery {
     page_size: Option<usize>,
 }
 
-async fn list_cases(
-    State(system): State<UrbanSystem>,
-    Query(q): Query<ListQuery>,
-) -> axum::Json<Value> {
+async fn list_cases(State(system): State<UrbanSystem>, Query(q): Query<ListQuery>) -> axum::Json<Value> {
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
-    let mut store = system.store.lock().expect("store lock");
-    system.advance(&mut store);
-    let rows: Vec<Value> = match q.page {
-        // Page mode: a fixed `updatedSince`, offset paging.
-        Some(page) => {
-            let since = q.updated_since.unwrap_or_default();
-            store
-                .by_update
-                .range((since, String::new())..)
-                .skip(page.saturating_sub(1) * size)
-                .take(size)
-                .map(|(_, v)| v.clone())
-                .collect()
+    let rows = {
+        let mut state = system.state.lock().expect("urban lock");
+        system.advance(&mut state);
+        match q.page {
+            Some(page) => state.cases.page(q.updated_since.as_deref().unwrap_or(""), page, size),
+            None => state
+                .cases
+                .after(q.updated_after.as_deref(), q.after_task_num.as_deref(), size),
         }
-        // Keyset mode: strictly after (updatedAfter, afterTaskNum).
-        None => match (q.updated_after, q.after_task_num) {
-            (Some(t), Some(id)) => store
-                .by_update
-                .range((
-                    std::ops::Bound::Excluded((t, id)),
-                    std::ops::Bound::Unbounded,
-                ))
-                .take(size)
-                .map(|(_, v)| v.clone())
-                .collect(),
-            (Some(t), None) => store
-                .by_update
-                .range((t, String::from("\u{10FFFF}"))..)
-                .take(size)
-                .map(|(_, v)| v.clone())
-                .collect(),
-            _ => store.by_update.values().take(size).cloned().collect(),
-        },
     };
-    drop(store);
     let mut out = Vec::with_capacity(rows.len() + 4);
     for row in rows {
         if system.faults.duplicate() {
@@ -263,4 +191,115 @@ async fn list_cases(
         out.push(row);
     }
     axum::Json(json!({ "code": 0, "msg": "成功", "data": { "rows": out, "pageSize": size } }))
+}
+
+/// Stage and stage deadlines of a case in its current state.
+fn stage_of(case: &Value) -> (&'static str, Vec<(&'static str, chrono::Duration)>) {
+    let h = chrono::Duration::hours;
+    match case["eventStateId"].as_str() {
+        Some("1") => ("20", vec![("registerLimit", h(1))]),
+        Some("3") => ("30", vec![("registerLimit", h(1)), ("dispatchLimit", h(2))]),
+        Some("4") => ("40", vec![("registerLimit", h(1)), ("dispatchLimit", h(2)), ("handleLimit", h(24))]),
+        Some("5") => (
+            "60",
+            vec![("registerLimit", h(1)), ("dispatchLimit", h(2)), ("handleLimit", h(24)), ("verifyLimit", h(48))],
+        ),
+        _ => ("70", vec![]),
+    }
+}
+
+fn esc(s: &str) -> String {
+    quick_xml::escape::escape(s).into_owned()
+}
+
+fn case_xml(case: &Value) -> String {
+    let s = |k: &str| case[k].as_str().unwrap_or_default().to_owned();
+    let created = chrono::NaiveDateTime::parse_from_str(&s("createTime"), "%Y-%m-%d %H:%M:%S").ok();
+    let (stage, limits) = stage_of(case);
+    let mut limits_xml = String::new();
+    if let Some(created) = created {
+        for (name, after) in limits {
+            limits_xml.push_str(&format!("<{name}>{}</{name}>", (created + after).format("%Y-%m-%d %H:%M:%S")));
+        }
+    }
+    let party = match (case.get("partyName"), case.get("partyCreditCode")) {
+        (Some(n), Some(c)) => format!(
+            "<party name=\"{}\" creditCode=\"{}\"/>",
+            esc(n.as_str().unwrap_or_default()),
+            esc(c.as_str().unwrap_or_default())
+        ),
+        _ => String::new(),
+    };
+    let close = case
+        .get("closeTime")
+        .and_then(|c| c.as_str())
+        .map(|c| format!("<closeTime>{c}</closeTime>"))
+        .unwrap_or_default();
+    format!(
+        "<case><taskNum>{}</taskNum><eventSrcId>{}</eventSrcId><mainTypeId>{}</mainTypeId><subTypeId>{}</subTypeId><subTypeName>{}</subTypeName><cellId>{}</cellId><address>{}</address><coordX>{}</coordX><coordY>{}</coordY><eventDesc>{}</eventDesc><createTime>{}</createTime><updateTime>{}</updateTime><eventStateId>{}</eventStateId><reporter>{}</reporter>{party}<stage code=\"{stage}\"/><limits>{limits_xml}</limits>{close}</case>",
+        esc(&s("taskNum")),
+        esc(&s("eventSrcId")),
+        esc(&s("mainTypeId")),
+        esc(&s("subTypeId")),
+        esc(&s("subTypeName")),
+        esc(&s("cellId")),
+        esc(&s("address")),
+        esc(&s("coordX")),
+        esc(&s("coordY")),
+        esc(&s("eventDesc")),
+        esc(&s("createTime")),
+        esc(&s("updateTime")),
+        esc(&s("eventStateId")),
+        esc(&s("reporter")),
+    )
+}
+
+/// The SOAP service; answers in GBK.
+async fn soap(State(system): State<UrbanSystem>, headers: HeaderMap, body: String) -> Response {
+    let action = headers
+        .get("SOAPAction")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_owned();
+    if !action.ends_with("QueryCaseUpdates") {
+        return soap_fault("soap:Client", &format!("未知操作 unknown operation `{action}`"));
+    }
+    let after = element_text(&body, "updatedAfter").filter(|s| !s.is_empty());
+    let after_id = element_text(&body, "afterTaskNum").filter(|s| !s.is_empty());
+    let size = element_text(&body, "pageSize")
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let rows = {
+        let mut state = system.state.lock().expect("urban lock");
+        system.advance(&mut state);
+        state.cases.after(after.as_deref(), after_id.as_deref(), size)
+    };
+    let mut cases = String::new();
+    for row in &rows {
+        let xml = case_xml(row);
+        if system.faults.duplicate() {
+            cases.push_str(&xml);
+        }
+        cases.push_str(&xml);
+    }
+    let envelope = format!(
+        "<?xml version=\"1.0\" encoding=\"GBK\"?>\n<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><QueryCaseUpdatesResponse xmlns=\"urn:dcm:case\"><count>{}</count><cases>{cases}</cases></QueryCaseUpdatesResponse></soap:Body></soap:Envelope>",
+        rows.len()
+    );
+    gbk_xml(StatusCode::OK, &envelope)
+}
+
+fn soap_fault(code: &str, reason: &str) -> Response {
+    let envelope = format!(
+        "<?xml version=\"1.0\" encoding=\"GBK\"?>\n<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><soap:Fault><faultcode>{code}</faultcode><faultstring>{}</faultstring></soap:Fault></soap:Body></soap:Envelope>",
+        esc(reason)
+    );
+    gbk_xml(StatusCode::INTERNAL_SERVER_ERROR, &envelope)
+}
+
+fn gbk_xml(status: StatusCode, text: &str) -> Response {
+    let (bytes, _, _) = encoding_rs::GBK.encode(text);
+    (status, [(header::CONTENT_TYPE, "text/xml; charset=GBK")], bytes.into_owned()).into_response()
 }
