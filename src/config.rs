@@ -143,6 +143,8 @@ struct RawPipeline {
     #[serde(default)]
     exactly_once: bool,
     #[serde(default)]
+    compacted: bool,
+    #[serde(default)]
     retry: RetryConfig,
     #[allow(dead_code)]
     source: Spanned<toml::Table>,
@@ -193,6 +195,9 @@ pub struct PipelineConfig {
     pub max_in_flight_batches: usize,
     /// Records and cursor in one Kafka transaction.
     pub exactly_once: bool,
+    /// The topic keeps the latest record per key (`cleanup.policy=compact`):
+    /// for records that are states (a case, a hazard), not events.
+    pub compacted: bool,
     pub retry: RetryConfig,
     pub source: SourceConfig,
 }
@@ -232,7 +237,7 @@ impl Deployment {
         // The document again, keeping spans, to read each source by kind.
         let doc = toml::de::DeTable::parse(text).map_err(|e| vec![located.toml_error(&e)])?;
         let mut pipelines = Vec::new();
-        let mut topics: BTreeMap<String, (String, i32)> = BTreeMap::new();
+        let mut topics: BTreeMap<String, (String, i32, bool)> = BTreeMap::new();
         for (name, p) in raw.pipelines {
             let field = |f: &str| format!("pipelines.{name}.{f}");
             let source = match read_source(&doc, &name, &located) {
@@ -303,7 +308,20 @@ impl Deployment {
                     errors.push(located.at(t.span(), field(f), why));
                 }
             }
-            if let Some((other, parts)) = topics.get(p.topic.get_ref())
+            if let Some((other, _, compacted)) = topics.get(p.topic.get_ref())
+                && *compacted != p.compacted
+            {
+                errors.push(located.at_key(
+                    &format!("pipelines.{name}"),
+                    "compacted",
+                    format!(
+                        "topic `{}` is {} in pipeline `{other}`; pipelines sharing a topic must agree",
+                        p.topic.get_ref(),
+                        if *compacted { "compacted" } else { "not compacted" }
+                    ),
+                ));
+            }
+            if let Some((other, parts, _)) = topics.get(p.topic.get_ref())
                 && parts != p.partitions.get_ref()
             {
                 errors.push(located.at(
@@ -317,7 +335,7 @@ impl Deployment {
             }
             topics.insert(
                 p.topic.get_ref().clone(),
-                (name.clone(), *p.partitions.get_ref()),
+                (name.clone(), *p.partitions.get_ref(), p.compacted),
             );
             let (Some(source), Some(schedule)) = (source, schedule) else {
                 continue;
@@ -336,6 +354,7 @@ impl Deployment {
                 batch_size: p.batch_size.into_inner(),
                 max_in_flight_batches: p.max_in_flight_batches.max(1),
                 exactly_once: p.exactly_once,
+                compacted: p.compacted,
                 retry: p.retry,
                 source,
             });
@@ -397,7 +416,7 @@ impl Deployment {
                 TopicSpec {
                     name: p.topic.clone(),
                     partitions: p.partitions,
-                    compacted: false,
+                    compacted: p.compacted,
                 },
                 TopicSpec {
                     name: p.dlq_topic.clone(),

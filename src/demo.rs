@@ -88,11 +88,32 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         duplicate_rate: 0.03,
         ..Faults::default()
     };
-    let sandbox_config = SandboxConfig {
+    let mut sandbox_config = SandboxConfig {
         faults: faults.clone(),
         ..SandboxConfig::default()
     };
-    let (app, plan) = sandbox::router(&sandbox_config);
+    // Point the simulators at what the deployment reads.
+    for p in &deployment.pipelines {
+        match (&p.source, p.mapping.as_str()) {
+            (SourceConfig::FileDrop(c), "referral_police") => sandbox_config.police_dir = Some(c.dir.clone()),
+            (SourceConfig::FileDrop(c), "licence_2016") => sandbox_config.approval_dir = Some(c.dir.clone()),
+            (SourceConfig::SqlPoll(c), _) => {
+                sandbox_config.safety_dbs.push(c.url.clone());
+                sandbox_config.safety_table = c.table.trim_start_matches("v_").to_owned();
+            }
+            (SourceConfig::Webhook(w), _) => {
+                if let Some(http) = &deployment.http {
+                    sandbox_config.grid_webhook = Some(sandbox::grid::WebhookTarget {
+                        url: format!("http://{}{}", http.listen, w.path),
+                        secret: w.secret.clone(),
+                        every: Duration::from_secs(3),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let (app, plan, grid) = sandbox::systems(&sandbox_config);
     let listen = sandbox_address(&deployment);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -106,17 +127,19 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             .await;
     });
     println!(
-        "  sandbox:  digital urban management API on http://{listen} ({} cases, {} changes/s; faults: {:.0}% HTTP 500, {:.0}% slow, {:.0}% duplicated rows)",
-        sandbox_config.urban_cases,
-        sandbox_config.urban_changes_per_sec,
+        "  sandbox:  the six systems on http://{listen} (faults: {:.0}% HTTP 500, {:.0}% slow, {:.0}% duplicated rows)",
         faults.error_rate * 100.0,
         faults.slow_rate * 100.0,
         faults.duplicate_rate * 100.0
     );
+    println!("            grid (login + keyset; urgent events pushed to the hub's webhook), digital urban management (JSON, files, SOAP/GBK),");
+    println!("            safety production (front-end PostgreSQL and MariaDB), approval (REST + 2016 XML batch), police (XML exchange files), two-law platform");
+    let background_stop = shutdown.clone();
+    let background_config = sandbox_config.clone();
 
-    // 3. An export file in every file-drop exchange directory.
+    // 3. An export file in the digital urban management exchange directory.
     for p in &deployment.pipelines {
-        if let SourceConfig::FileDrop(c) = &p.source {
+        if let (SourceConfig::FileDrop(c), "urban_case") = (&p.source, p.mapping.as_str()) {
             std::fs::create_dir_all(&c.dir)?;
             let name = format!("demo-{}.jsonl", chrono::Utc::now().format("%Y%m%d%H%M%S"));
             let path = c.dir.join(&name);
@@ -128,11 +151,14 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         }
     }
 
-    // 4. The hub.
+    // 4. The hub, then what the simulators do on their own (files, pushes,
+    // database changes).
     let hub = Hub::load(deployment.clone())?;
     let stats = hub.stats.clone();
     let hub_stop = shutdown.clone();
     let hub_task = tokio::spawn(async move { hub.run(&[], hub_stop).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sandbox::spawn_background(&background_config, grid.clone(), background_stop);
     println!(
         "  running:  {} pipeline(s) for {} s …",
         deployment.pipelines.len(),
@@ -175,6 +201,11 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             PipelineStats::get(&s.failed_polls),
         );
     }
+    println!(
+        "  grid pushed {} urgent event(s) to the webhook: {} accepted after the broker acknowledged them",
+        grid.pushes.sent.load(std::sync::atomic::Ordering::Relaxed),
+        grid.pushes.accepted.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let counters = &plan.counters;
     println!(
         "  sandbox answered {} requests: {} HTTP 500s, {} slow, {} duplicated rows — retried, nothing lost",
@@ -268,7 +299,8 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     println!(
         "  duijie validate uscc 91350100M000100Y43        check a credit code as the mappings do"
     );
-    println!("  mappings/urban_case.yaml, pipelines/yichang.toml, schemas/urban_case.avsc");
+    println!("  var/exchange/*/done and */rejected             files taken, and files refused with a .reason.txt");
+    println!("  pipelines/yichang.toml, mappings/*.yaml, schemas/*.avsc");
     Ok(())
 }
 

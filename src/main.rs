@@ -89,6 +89,29 @@ enum Command {
         /// Share of rows sent twice.
         #[arg(long, default_value_t = 0.0)]
         duplicate_rate: f64,
+        /// Lifetime of a grid login token, e.g. `60s`.
+        #[arg(long, default_value = "300s")]
+        grid_token_ttl: humantime::Duration,
+        /// Push urgent grid events to this webhook URL.
+        #[arg(long)]
+        grid_webhook: Option<String>,
+        /// HMAC secret of the grid webhook.
+        #[arg(long, default_value = "grid-urgent-webhook-secret")]
+        grid_webhook_secret: String,
+        /// One urgent grid event this often.
+        #[arg(long, default_value = "10s")]
+        grid_webhook_every: humantime::Duration,
+        /// Drop police exchange messages into this directory at start.
+        #[arg(long)]
+        police_dir: Option<PathBuf>,
+        /// Drop an approval batch (2016 layout) into this directory at start.
+        #[arg(long)]
+        approval_dir: Option<PathBuf>,
+        /// Fill and keep changing this front-end database (repeatable).
+        #[arg(long = "safety-db")]
+        safety_dbs: Vec<String>,
+        #[arg(long, default_value_t = 20170125)]
+        seed: u64,
     },
     /// Bring up a broker, the sandbox and the Yichang pipelines, and show
     /// what flowed.
@@ -188,8 +211,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             slow_rate,
             slow_ms,
             duplicate_rate,
+            grid_token_ttl,
+            grid_webhook,
+            grid_webhook_secret,
+            grid_webhook_every,
+            police_dir,
+            approval_dir,
+            safety_dbs,
+            seed,
         } => {
             let config = duijie::sandbox::SandboxConfig {
+                grid_token_ttl: grid_token_ttl.into(),
+                grid_webhook: grid_webhook.map(|url| duijie::sandbox::grid::WebhookTarget {
+                    url,
+                    secret: grid_webhook_secret,
+                    every: grid_webhook_every.into(),
+                }),
+                police_dir,
+                approval_dir,
+                safety_dbs,
+                seed,
                 faults: duijie::sandbox::Faults {
                     error_rate,
                     slow_rate,

@@ -50,7 +50,9 @@ pub struct ReaderContext;
 
 impl rdkafka::ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF));
+        if !eof {
             tracing::error!(%error, reason, "librdkafka error");
         }
     }

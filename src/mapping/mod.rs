@@ -308,7 +308,8 @@ impl Mapping {
         {
             v = borrow_val(d);
         }
-        if rule.required && v.is_null() {
+        // `required` holds only where the rule applies (`when`).
+        if rule.required && applies && (v.is_null() || matches!(&v, Val::Str(s) if s.is_empty())) {
             return Err(reject("required", format!("no value for `{}`", rule.field)));
         }
         if let (Some(symbols), Val::Str(s)) = (&rule.enum_symbols, &v)

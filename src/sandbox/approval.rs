@@ -181,7 +181,7 @@ pub fn write_2016_batch(dir: &Path, n: usize, seed: u64) -> std::io::Result<Path
     body.push_str(&format!("{}{:04}\" jls=\"{n}\">\n", day.format("%Y%m%d"), seed % 10_000));
     for i in 0..n {
         let (name, category, _) = LICENCES[rng.usize(..LICENCES.len())];
-        let decided = day - chrono::Duration::days(1 + rng.i64(..30));
+        let decided = day - chrono::Duration::days(1 + rng.i64(0..30));
         let mut code = people::credit_code(&mut rng, "91");
         let mut status = "正常";
         let mut date = decided.format("%Y年%m月%d日").to_string();

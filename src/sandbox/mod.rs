@@ -242,7 +242,8 @@ pub fn spawn_background(config: &SandboxConfig, grid: grid::GridSystem, shutdown
         let seed = config.seed;
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let first = chrono::Utc::now().timestamp_millis() * 10;
+            // New ids at every start, so rows from an earlier run stay.
+            let first = (chrono::Utc::now().timestamp() % 100_000_000) * 1000;
             let ready = async {
                 safety::prepare(&url, &table).await?;
                 safety::seed(&url, &table, first, 200, seed).await

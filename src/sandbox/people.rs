@@ -34,7 +34,7 @@ pub(crate) fn person(rng: &mut fastrand::Rng) -> String {
 }
 
 pub(crate) fn phone(rng: &mut fastrand::Rng) -> String {
-    format!("1{}{:09}", ["38", "39", "58", "86", "87"][rng.usize(..5)], rng.u32(..1_000_000_000))
+    format!("1{}{:08}", ["38", "39", "58", "86", "87"][rng.usize(..5)], rng.u32(..100_000_000))
 }
 
 /// A valid Unified Social Credit Code of organisation type `kind`

@@ -71,9 +71,9 @@ pub fn script(n: usize, seed: u64) -> Vec<ScriptedEvent> {
     for i in 0..n {
         let path = PATHS[i % PATHS.len()];
         let referral_no = format!("YS-{year}-{:04}", 1 + i + (seed as usize % 100) * 1000);
-        let mut at = now - chrono::Duration::days(1 + rng.i64(..45)) - chrono::Duration::minutes(rng.i64(..600));
+        let mut at = now - chrono::Duration::days(1 + rng.i64(0..45)) - chrono::Duration::minutes(rng.i64(0..600));
         for (seq, (teller, code, days)) in path.iter().enumerate() {
-            at += chrono::Duration::days(*days) + chrono::Duration::minutes(rng.i64(..300));
+            at += chrono::Duration::days(*days) + chrono::Duration::minutes(rng.i64(0..300));
             if at > now {
                 break;
             }

@@ -95,7 +95,7 @@ pub async fn seed(url: &str, table: &str, first_id: i64, n: usize, seed: u64) ->
     let now = now_local();
     for i in 0..n {
         let id = first_id + i as i64;
-        let checked = now - chrono::Duration::hours(1 + rng.i64(..24 * 40));
+        let checked = now - chrono::Duration::hours(1 + rng.i64(0..24 * 40));
         let (finding, measure) = FINDINGS[rng.usize(..FINDINGS.len())];
         let major = rng.f64() < 0.3;
         let deadline = (checked + chrono::Duration::days(if major { 15 } else { 3 })).date();
