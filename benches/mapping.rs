@@ -24,7 +24,11 @@ fn workload(records: usize) -> Vec<u8> {
     // The shared workload; the repository keeps a verbatim copy for clones
     // without `../shared`.
     let shared = root.join("../shared/bench/gen_urban_cases.py");
-    let generator = if shared.exists() { shared } else { root.join("benches/workload/gen_urban_cases.py") };
+    let generator = if shared.exists() {
+        shared
+    } else {
+        root.join("benches/workload/gen_urban_cases.py")
+    };
     eprintln!("workload generator: {}", generator.display());
     let out = std::process::Command::new("python3")
         .arg(&generator)

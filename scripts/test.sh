@@ -14,6 +14,19 @@ if ! command -v tansu >/dev/null 2>&1; then
   cargo install tansu --locked --features dynostore
 fi
 
+# The front-end databases the safety-production tests read (PostgreSQL and
+# MariaDB run on this kind of machine; start them if they stopped).
+if ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+fi
+if ! mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+fi
+for _ in $(seq 1 100); do
+  pg_isready -h 127.0.0.1 -q 2>/dev/null && mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp -t tansu.XXXXXX.log)
 tansu broker \

@@ -95,8 +95,12 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     // Point the simulators at what the deployment reads.
     for p in &deployment.pipelines {
         match (&p.source, p.mapping.as_str()) {
-            (SourceConfig::FileDrop(c), "referral_police") => sandbox_config.police_dir = Some(c.dir.clone()),
-            (SourceConfig::FileDrop(c), "licence_2016") => sandbox_config.approval_dir = Some(c.dir.clone()),
+            (SourceConfig::FileDrop(c), "referral_police") => {
+                sandbox_config.police_dir = Some(c.dir.clone())
+            }
+            (SourceConfig::FileDrop(c), "licence_2016") => {
+                sandbox_config.approval_dir = Some(c.dir.clone())
+            }
             (SourceConfig::SqlPoll(c), _) => {
                 sandbox_config.safety_dbs.push(c.url.clone());
                 sandbox_config.safety_table = c.table.trim_start_matches("v_").to_owned();
@@ -132,8 +136,12 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         faults.slow_rate * 100.0,
         faults.duplicate_rate * 100.0
     );
-    println!("            grid (login + keyset; urgent events pushed to the hub's webhook), digital urban management (JSON, files, SOAP/GBK),");
-    println!("            safety production (front-end PostgreSQL and MariaDB), approval (REST + 2016 XML batch), police (XML exchange files), two-law platform");
+    println!(
+        "            grid (login + keyset; urgent events pushed to the hub's webhook), digital urban management (JSON, files, SOAP/GBK),"
+    );
+    println!(
+        "            safety production (front-end PostgreSQL and MariaDB), approval (REST + 2016 XML batch), police (XML exchange files), two-law platform"
+    );
     let background_stop = shutdown.clone();
     let background_config = sandbox_config.clone();
 
@@ -204,7 +212,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     println!(
         "  grid pushed {} urgent event(s) to the webhook: {} accepted after the broker acknowledged them",
         grid.pushes.sent.load(std::sync::atomic::Ordering::Relaxed),
-        grid.pushes.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        grid.pushes
+            .accepted
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
     let counters = &plan.counters;
     println!(
@@ -299,7 +309,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     println!(
         "  duijie validate uscc 91350100M000100Y43        check a credit code as the mappings do"
     );
-    println!("  var/exchange/*/done and */rejected             files taken, and files refused with a .reason.txt");
+    println!(
+        "  var/exchange/*/done and */rejected             files taken, and files refused with a .reason.txt"
+    );
     println!("  pipelines/yichang.toml, mappings/*.yaml, schemas/*.avsc");
     Ok(())
 }

@@ -24,6 +24,7 @@ fn every_case_arrives_despite_500s_timeouts_and_duplicate_rows() {
         urban_changes_per_sec: 0,
         bad_rate: 0.0,
         seed: 3,
+        ..SandboxConfig::default()
     });
     let topic = unique("canonical.urban");
     let dlq = unique("dlq.urban");

@@ -10,3 +10,4 @@ mod exactly_once;
 mod golden;
 mod http_poll;
 mod ingest;
+mod systems;

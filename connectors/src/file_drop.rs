@@ -156,8 +156,8 @@ pub struct FileDrop {
 impl FileDrop {
     pub fn new(config: FileDropConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let charset =
-            text::Charset::parse(&config.encoding).map_err(|e| SourceError::permanent(e.to_string()))?;
+        let charset = text::Charset::parse(&config.encoding)
+            .map_err(|e| SourceError::permanent(e.to_string()))?;
         Ok(Self {
             config,
             charset,

@@ -90,11 +90,20 @@ impl Endpoint {
 
     /// Like [`Endpoint::fetch`], but an HTTP 500 with a body is returned
     /// with its status rather than as an error: SOAP 1.1 answers faults so.
-    pub async fn fetch_soap(&self, url: &str, request: &Request<'_>) -> Result<(u16, Bytes), SourceError> {
+    pub async fn fetch_soap(
+        &self,
+        url: &str,
+        request: &Request<'_>,
+    ) -> Result<(u16, Bytes), SourceError> {
         self.fetch_inner(url, request, true).await
     }
 
-    async fn fetch_inner(&self, url: &str, request: &Request<'_>, soap: bool) -> Result<(u16, Bytes), SourceError> {
+    async fn fetch_inner(
+        &self,
+        url: &str,
+        request: &Request<'_>,
+        soap: bool,
+    ) -> Result<(u16, Bytes), SourceError> {
         let token = self.bearer(false).await?;
         match self.send(url, request, token.as_deref(), soap).await {
             Err(Unauthorized) if self.login.is_some() => {
@@ -152,9 +161,13 @@ impl Endpoint {
             return Err(Unauthorized);
         }
         if soap && status == reqwest::StatusCode::INTERNAL_SERVER_ERROR {
-            return Ok(read_limited(response, self.max_response_bytes).await.map(|b| (500, b)));
+            return Ok(read_limited(response, self.max_response_bytes)
+                .await
+                .map(|b| (500, b)));
         }
-        Ok(read_body(response, self.max_response_bytes).await.map(|b| (status.as_u16(), b)))
+        Ok(read_body(response, self.max_response_bytes)
+            .await
+            .map(|b| (status.as_u16(), b)))
     }
 
     /// The current token, logging in when there is none, it is due for
@@ -198,7 +211,10 @@ impl Endpoint {
             .pointer(&login.token_pointer)
             .and_then(|v| v.as_str())
             .ok_or_else(|| {
-                SourceError::permanent(format!("login answer has no token at `{}`", login.token_pointer))
+                SourceError::permanent(format!(
+                    "login answer has no token at `{}`",
+                    login.token_pointer
+                ))
             })?
             .to_owned();
         let renew_at = login
@@ -264,7 +280,8 @@ pub fn check_status(response: &reqwest::Response) -> Result<(), SourceError> {
 /// about building the request is permanent.
 pub fn classify_reqwest(err: reqwest::Error) -> SourceError {
     let message = format!("HTTP request failed: {err}");
-    if err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode() {
+    if err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode()
+    {
         SourceError::transient(message).with_source(err)
     } else {
         SourceError::permanent(message).with_source(err)

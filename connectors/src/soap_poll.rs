@@ -12,7 +12,9 @@
 
 use crate::http::{Endpoint, Request};
 use crate::record::now_ms;
-use crate::{Batch, Cursor, PayloadFormat, RawRecord, RawReject, Source, SourceError, text, xml_split};
+use crate::{
+    Batch, Cursor, PayloadFormat, RawRecord, RawReject, Source, SourceError, text, xml_split,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -108,8 +110,14 @@ pub struct SoapPoll {
 impl SoapPoll {
     pub fn new(config: SoapPollConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let endpoint = Endpoint::new(config.timeout, config.login.clone(), config.headers.clone(), config.max_response_bytes)?;
-        let encoding = text::encoding_for_label(&config.encoding).map_err(|e| SourceError::permanent(e.to_string()))?;
+        let endpoint = Endpoint::new(
+            config.timeout,
+            config.login.clone(),
+            config.headers.clone(),
+            config.max_response_bytes,
+        )?;
+        let encoding = text::encoding_for_label(&config.encoding)
+            .map_err(|e| SourceError::permanent(e.to_string()))?;
         Ok(Self {
             config,
             endpoint,
@@ -123,8 +131,14 @@ impl SoapPoll {
         let esc = |s: &str| quick_xml::escape::escape(s).into_owned();
         self.config
             .request_template
-            .replace("{watermark}", &esc(self.position.watermark.as_deref().unwrap_or("")))
-            .replace("{after_id}", &esc(self.position.after_id.as_deref().unwrap_or("")))
+            .replace(
+                "{watermark}",
+                &esc(self.position.watermark.as_deref().unwrap_or("")),
+            )
+            .replace(
+                "{after_id}",
+                &esc(self.position.after_id.as_deref().unwrap_or("")),
+            )
             .replace("{page_size}", &self.config.page_size.to_string())
     }
 }
@@ -148,9 +162,9 @@ impl Source for SoapPoll {
     async fn open(&mut self, committed: Option<Cursor>) -> Result<(), SourceError> {
         self.caught_up = false;
         self.position = match committed {
-            Some(c) => c
-                .decode()
-                .map_err(|e| SourceError::permanent(format!("stored SOAP cursor is unreadable: {e}")))?,
+            Some(c) => c.decode().map_err(|e| {
+                SourceError::permanent(format!("stored SOAP cursor is unreadable: {e}"))
+            })?,
             None => KeysetCursor {
                 watermark: self.config.initial_watermark.clone(),
                 after_id: None,
@@ -177,10 +191,14 @@ impl Source for SoapPoll {
             return Err(err);
         }
         if status == 500 {
-            return Err(SourceError::transient(format!("{} answered HTTP 500 without a SOAP fault", self.config.url)));
+            return Err(SourceError::transient(format!(
+                "{} answered HTTP 500 without a SOAP fault",
+                self.config.url
+            )));
         }
-        let parts = xml_split::split(&doc, &self.config.record_element)
-            .map_err(|e| SourceError::transient(format!("SOAP response is not well-formed: {e}")))?;
+        let parts = xml_split::split(&doc, &self.config.record_element).map_err(|e| {
+            SourceError::transient(format!("SOAP response is not well-formed: {e}"))
+        })?;
         let origin_base = format!(
             "POST {} after ({}, {})",
             self.config.url,

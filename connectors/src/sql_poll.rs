@@ -61,19 +61,31 @@ fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|part| {
             let mut chars = part.chars();
-            chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
 }
 
 impl SqlPollConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") || self.url.starts_with("mysql://") || self.url.starts_with("mariadb://")) {
+        if !(self.url.starts_with("postgres://")
+            || self.url.starts_with("postgresql://")
+            || self.url.starts_with("mysql://")
+            || self.url.starts_with("mariadb://"))
+        {
             return Err("`url` must start with postgres:// or mysql://".into());
         }
-        for (field, value) in [("table", &self.table), ("updated_column", &self.updated_column), ("id_column", &self.id_column)] {
+        for (field, value) in [
+            ("table", &self.table),
+            ("updated_column", &self.updated_column),
+            ("id_column", &self.id_column),
+        ] {
             if !is_identifier(value) {
-                return Err(format!("`{field}` = `{value}` is not a plain SQL identifier"));
+                return Err(format!(
+                    "`{field}` = `{value}` is not a plain SQL identifier"
+                ));
             }
         }
         if self.page_size == 0 {
@@ -202,7 +214,12 @@ impl SqlPoll {
 
 fn sql_type<'a>(name: Option<&'a str>, fallback: &'a str) -> &'a str {
     match name {
-        Some(n) if n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ') => n,
+        Some(n)
+            if n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ') =>
+        {
+            n
+        }
         _ => fallback,
     }
 }
@@ -219,10 +236,16 @@ fn id_text(v: &Value) -> String {
 fn db_error(doing: &str, e: sqlx::Error) -> SourceError {
     let message = format!("{doing} the front-end database: {e}");
     match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => {
-            SourceError::transient(message).with_source(e)
-        }
-        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01") => {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => SourceError::transient(message).with_source(e),
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c == "57P01") =>
+        {
             SourceError::transient(message).with_source(e)
         }
         _ => SourceError::permanent(message).with_source(e),
@@ -238,26 +261,51 @@ fn format_naive(t: chrono::NaiveDateTime) -> String {
 }
 
 fn unsupported(column: &str, ty: &str) -> SourceError {
-    SourceError::permanent(format!("column `{column}` has type {ty}, which the SQL source does not read"))
+    SourceError::permanent(format!(
+        "column `{column}` has type {ty}, which the SQL source does not read"
+    ))
 }
 
 fn pg_row_json(row: &sqlx::postgres::PgRow) -> Result<Map<String, Value>, SourceError> {
     let mut out = Map::new();
     for (i, col) in row.columns().iter().enumerate() {
         let ty = col.type_info().name().to_ascii_uppercase();
-        let get_err = |e: sqlx::Error| SourceError::permanent(format!("reading column `{}`: {e}", col.name()));
+        let get_err = |e: sqlx::Error| {
+            SourceError::permanent(format!("reading column `{}`: {e}", col.name()))
+        };
         let v = match ty.as_str() {
-            "BOOL" => row.try_get::<Option<bool>, _>(i).map_err(get_err)?.map(Value::Bool),
-            "INT2" => row.try_get::<Option<i16>, _>(i).map_err(get_err)?.map(|v| Value::from(v as i64)),
-            "INT4" => row.try_get::<Option<i32>, _>(i).map_err(get_err)?.map(|v| Value::from(v as i64)),
-            "INT8" => row.try_get::<Option<i64>, _>(i).map_err(get_err)?.map(Value::from),
-            "FLOAT4" => row.try_get::<Option<f32>, _>(i).map_err(get_err)?.map(|v| Value::from(v as f64)),
-            "FLOAT8" => row.try_get::<Option<f64>, _>(i).map_err(get_err)?.map(Value::from),
+            "BOOL" => row
+                .try_get::<Option<bool>, _>(i)
+                .map_err(get_err)?
+                .map(Value::Bool),
+            "INT2" => row
+                .try_get::<Option<i16>, _>(i)
+                .map_err(get_err)?
+                .map(|v| Value::from(v as i64)),
+            "INT4" => row
+                .try_get::<Option<i32>, _>(i)
+                .map_err(get_err)?
+                .map(|v| Value::from(v as i64)),
+            "INT8" => row
+                .try_get::<Option<i64>, _>(i)
+                .map_err(get_err)?
+                .map(Value::from),
+            "FLOAT4" => row
+                .try_get::<Option<f32>, _>(i)
+                .map_err(get_err)?
+                .map(|v| Value::from(v as f64)),
+            "FLOAT8" => row
+                .try_get::<Option<f64>, _>(i)
+                .map_err(get_err)?
+                .map(Value::from),
             "NUMERIC" => row
                 .try_get::<Option<rust_decimal::Decimal>, _>(i)
                 .map_err(get_err)?
                 .map(|d| Value::String(d.to_string())),
-            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => row.try_get::<Option<String>, _>(i).map_err(get_err)?.map(Value::String),
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => row
+                .try_get::<Option<String>, _>(i)
+                .map_err(get_err)?
+                .map(Value::String),
             "TIMESTAMP" => row
                 .try_get::<Option<chrono::NaiveDateTime>, _>(i)
                 .map_err(get_err)?
@@ -282,22 +330,39 @@ fn mysql_row_json(row: &sqlx::mysql::MySqlRow) -> Result<Map<String, Value>, Sou
     let mut out = Map::new();
     for (i, col) in row.columns().iter().enumerate() {
         let ty = col.type_info().name().to_ascii_uppercase();
-        let get_err = |e: sqlx::Error| SourceError::permanent(format!("reading column `{}`: {e}", col.name()));
+        let get_err = |e: sqlx::Error| {
+            SourceError::permanent(format!("reading column `{}`: {e}", col.name()))
+        };
         let v = match ty.as_str() {
-            "BOOLEAN" => row.try_get::<Option<bool>, _>(i).map_err(get_err)?.map(Value::Bool),
-            "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => row.try_get::<Option<i64>, _>(i).map_err(get_err)?.map(Value::from),
-            "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED" | "BIGINT UNSIGNED" => {
-                row.try_get::<Option<u64>, _>(i).map_err(get_err)?.map(Value::from)
-            }
-            "FLOAT" => row.try_get::<Option<f32>, _>(i).map_err(get_err)?.map(|v| Value::from(v as f64)),
-            "DOUBLE" => row.try_get::<Option<f64>, _>(i).map_err(get_err)?.map(Value::from),
+            "BOOLEAN" => row
+                .try_get::<Option<bool>, _>(i)
+                .map_err(get_err)?
+                .map(Value::Bool),
+            "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => row
+                .try_get::<Option<i64>, _>(i)
+                .map_err(get_err)?
+                .map(Value::from),
+            "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
+            | "BIGINT UNSIGNED" => row
+                .try_get::<Option<u64>, _>(i)
+                .map_err(get_err)?
+                .map(Value::from),
+            "FLOAT" => row
+                .try_get::<Option<f32>, _>(i)
+                .map_err(get_err)?
+                .map(|v| Value::from(v as f64)),
+            "DOUBLE" => row
+                .try_get::<Option<f64>, _>(i)
+                .map_err(get_err)?
+                .map(Value::from),
             "DECIMAL" => row
                 .try_get::<Option<rust_decimal::Decimal>, _>(i)
                 .map_err(get_err)?
                 .map(|d| Value::String(d.to_string())),
-            "VARCHAR" | "CHAR" | "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" => {
-                row.try_get::<Option<String>, _>(i).map_err(get_err)?.map(Value::String)
-            }
+            "VARCHAR" | "CHAR" | "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" => row
+                .try_get::<Option<String>, _>(i)
+                .map_err(get_err)?
+                .map(Value::String),
             "DATETIME" | "TIMESTAMP" => row
                 .try_get::<Option<chrono::NaiveDateTime>, _>(i)
                 .map_err(get_err)?
@@ -319,9 +384,9 @@ impl Source for SqlPoll {
     async fn open(&mut self, committed: Option<Cursor>) -> Result<(), SourceError> {
         self.caught_up = false;
         self.position = match committed {
-            Some(c) => c
-                .decode()
-                .map_err(|e| SourceError::permanent(format!("stored SQL cursor is unreadable: {e}")))?,
+            Some(c) => c.decode().map_err(|e| {
+                SourceError::permanent(format!("stored SQL cursor is unreadable: {e}"))
+            })?,
             None => SqlCursor::default(),
         };
         Ok(())
@@ -337,7 +402,10 @@ impl Source for SqlPoll {
         let short_page = rows.len() < self.config.page_size;
         let mut records = Vec::with_capacity(rows.len());
         let mut rejects = Vec::new();
-        let (upd, id) = (self.config.updated_column.clone(), self.config.id_column.clone());
+        let (upd, id) = (
+            self.config.updated_column.clone(),
+            self.config.id_column.clone(),
+        );
         for row in rows {
             let watermark = match row.get(upd.as_str()) {
                 Some(Value::String(s)) => Some(s.clone()),
@@ -361,7 +429,10 @@ impl Source for SqlPoll {
                     truncated: true,
                     fetched_at_ms,
                     origin,
-                    reason: format!("row is larger than max_record_bytes ({} bytes)", self.config.max_record_bytes),
+                    reason: format!(
+                        "row is larger than max_record_bytes ({} bytes)",
+                        self.config.max_record_bytes
+                    ),
                 });
             } else {
                 records.push(RawRecord {
@@ -392,7 +463,11 @@ impl SqlPoll {
         match self.pool().await.ok()? {
             Pool::Postgres(pool) => {
                 let sql = format!("SELECT pg_typeof({column})::text FROM {table} LIMIT 1");
-                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).fetch_optional(pool).await.ok().flatten()
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+                    .fetch_optional(pool)
+                    .await
+                    .ok()
+                    .flatten()
             }
             Pool::MySql(_) => None,
         }

@@ -74,7 +74,8 @@ impl Charset {
                 Err(first) => {
                     // A declaration that names an encoding is trusted; only
                     // undeclared documents fall back to GB18030.
-                    if declared_xml_encoding(bytes).is_some() && Encoding::for_bom(bytes).is_none() {
+                    if declared_xml_encoding(bytes).is_some() && Encoding::for_bom(bytes).is_none()
+                    {
                         Err(first)
                     } else {
                         decode_xml(bytes, GB18030)
@@ -224,7 +225,10 @@ mod tests {
     fn auto_takes_utf8_then_gb18030_but_trusts_declarations() {
         let (gbk, _, _) = GB18030.encode("<a>宜昌</a>");
         assert_eq!(Charset::Auto.decode_xml(&gbk).unwrap(), "<a>宜昌</a>");
-        assert_eq!(Charset::Auto.decode_xml("<a>宜昌</a>".as_bytes()).unwrap(), "<a>宜昌</a>");
+        assert_eq!(
+            Charset::Auto.decode_xml("<a>宜昌</a>".as_bytes()).unwrap(),
+            "<a>宜昌</a>"
+        );
         let (lying, _, _) = GB18030.encode("<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>宜昌</a>");
         assert!(Charset::Auto.decode_xml(&lying).is_err());
         assert_eq!(Charset::parse("AUTO").unwrap(), Charset::Auto);

@@ -139,19 +139,26 @@ impl Webhook {
         if body.len() > c.max_body_bytes {
             return Err(Refusal::TooLarge(c.max_body_bytes));
         }
-        let signature = header(&c.signature_header).ok_or_else(|| Refusal::Unsigned(c.signature_header.clone()))?;
-        let timestamp = header(&c.timestamp_header).ok_or_else(|| Refusal::BadTimestamp(format!("no {} header", c.timestamp_header)))?;
+        let signature = header(&c.signature_header)
+            .ok_or_else(|| Refusal::Unsigned(c.signature_header.clone()))?;
+        let timestamp = header(&c.timestamp_header)
+            .ok_or_else(|| Refusal::BadTimestamp(format!("no {} header", c.timestamp_header)))?;
         let ts: i64 = timestamp
             .trim()
             .parse()
             .map_err(|_| Refusal::BadTimestamp(format!("`{timestamp}` is not Unix seconds")))?;
-        let hex_sig = signature.trim().strip_prefix("sha256=").unwrap_or(signature.trim());
+        let hex_sig = signature
+            .trim()
+            .strip_prefix("sha256=")
+            .unwrap_or(signature.trim());
         let claimed = hex::decode(hex_sig).map_err(|_| Refusal::BadSignature)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(c.secret.as_bytes()).expect("HMAC takes any key");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(c.secret.as_bytes()).expect("HMAC takes any key");
         mac.update(timestamp.trim().as_bytes());
         mac.update(b".");
         mac.update(body);
-        mac.verify_slice(&claimed).map_err(|_| Refusal::BadSignature)?;
+        mac.verify_slice(&claimed)
+            .map_err(|_| Refusal::BadSignature)?;
         let age = now_ms / 1000 - ts;
         if age.unsigned_abs() > c.max_age.as_secs() {
             return Err(Refusal::Stale {
@@ -230,13 +237,23 @@ mod tests {
         let body = br#"{"eventNo":"WG1"}"#;
         let now = 1_790_000_000_000;
         let sig = sign(SECRET, now / 1000, body);
-        let d = h.check(headers(Some(sig.clone()), Some(now / 1000)), body, now).unwrap();
+        let d = h
+            .check(headers(Some(sig.clone()), Some(now / 1000)), body, now)
+            .unwrap();
         assert_eq!(&d.record.payload[..], body);
         // Not yet durable: a retry is still accepted.
-        assert!(h.check(headers(Some(sig.clone()), Some(now / 1000)), body, now + 1000).is_ok());
+        assert!(
+            h.check(
+                headers(Some(sig.clone()), Some(now / 1000)),
+                body,
+                now + 1000
+            )
+            .is_ok()
+        );
         h.taken(&d, now);
         assert_eq!(
-            h.check(headers(Some(sig), Some(now / 1000)), body, now + 2000).unwrap_err(),
+            h.check(headers(Some(sig), Some(now / 1000)), body, now + 2000)
+                .unwrap_err(),
             Refusal::Replayed
         );
     }
@@ -247,16 +264,34 @@ mod tests {
         let body = br#"{"eventNo":"WG2"}"#;
         let now = 1_790_000_000_000;
         let ts = now / 1000;
-        assert!(matches!(h.check(headers(None, Some(ts)), body, now), Err(Refusal::Unsigned(_))));
+        assert!(matches!(
+            h.check(headers(None, Some(ts)), body, now),
+            Err(Refusal::Unsigned(_))
+        ));
         let wrong = sign("another-secret-entirely", ts, body);
-        assert_eq!(h.check(headers(Some(wrong), Some(ts)), body, now).unwrap_err(), Refusal::BadSignature);
+        assert_eq!(
+            h.check(headers(Some(wrong), Some(ts)), body, now)
+                .unwrap_err(),
+            Refusal::BadSignature
+        );
         let tampered = sign(SECRET, ts, br#"{"eventNo":"WG3"}"#);
-        assert_eq!(h.check(headers(Some(tampered), Some(ts)), body, now).unwrap_err(), Refusal::BadSignature);
+        assert_eq!(
+            h.check(headers(Some(tampered), Some(ts)), body, now)
+                .unwrap_err(),
+            Refusal::BadSignature
+        );
         let old = ts - 301;
         let stale = sign(SECRET, old, body);
-        assert!(matches!(h.check(headers(Some(stale), Some(old)), body, now), Err(Refusal::Stale { .. })));
+        assert!(matches!(
+            h.check(headers(Some(stale), Some(old)), body, now),
+            Err(Refusal::Stale { .. })
+        ));
         let big = vec![b'x'; 2000];
         let sig = sign(SECRET, ts, &big);
-        assert_eq!(h.check(headers(Some(sig), Some(ts)), &big, now).unwrap_err(), Refusal::TooLarge(1024));
+        assert_eq!(
+            h.check(headers(Some(sig), Some(ts)), &big, now)
+                .unwrap_err(),
+            Refusal::TooLarge(1024)
+        );
     }
 }

@@ -122,7 +122,9 @@ pub fn element_text(xml: &str, local: &str) -> Option<String> {
                     inside = 1;
                 }
             }
-            Event::Empty(e) if inside == 0 && e.local_name().as_ref() == local => return Some(String::new()),
+            Event::Empty(e) if inside == 0 && e.local_name().as_ref() == local => {
+                return Some(String::new());
+            }
             Event::End(_) if inside > 0 => {
                 inside -= 1;
                 if inside == 0 {

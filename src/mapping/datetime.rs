@@ -203,7 +203,9 @@ impl DateTimeRule {
                 .map_err(|_| TimeError::NoFormat),
             Format::Pattern { tokens, .. } => {
                 let mut local = parse_tokens(tokens, text).ok_or(TimeError::NoFormat)?;
-                let date_only = !tokens.iter().any(|t| matches!(t, Token::Hour1 | Token::Hour2));
+                let date_only = !tokens
+                    .iter()
+                    .any(|t| matches!(t, Token::Hour1 | Token::Hour2));
                 if self.end_of_day && date_only {
                     local += chrono::Duration::days(1);
                 }
@@ -316,7 +318,10 @@ mod tests {
         let mut r = rule(&["yyyy-MM-dd", "yyyy-MM-dd HH:mm:ss"]);
         r.end_of_day = true;
         // 2026-11-20 as a deadline: 2026-11-21 00:00 +08:00.
-        assert_eq!(r.parse_text("2026-11-20"), r.parse_text("2026-11-21 00:00:00"));
+        assert_eq!(
+            r.parse_text("2026-11-20"),
+            r.parse_text("2026-11-21 00:00:00")
+        );
         assert_eq!(r.parse_text("2026-11-20 10:00:00"), Ok(1_795_140_000_000));
     }
 

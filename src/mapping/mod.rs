@@ -297,7 +297,10 @@ impl Mapping {
             rule: rule_name,
             reason,
         };
-        let applies = rule.when.as_ref().is_none_or(|c| eval_cond(c, inputs, out, now_ms));
+        let applies = rule
+            .when
+            .as_ref()
+            .is_none_or(|c| eval_cond(c, inputs, out, now_ms));
         let mut v = if applies {
             self.value(rule, inputs, out, flags)?
         } else {
@@ -378,7 +381,8 @@ impl Mapping {
                 }
                 _ => {}
             }
-            if !rule.replace.is_empty() && rule.replace.iter().any(|(k, _)| s.contains(k.as_str())) {
+            if !rule.replace.is_empty() && rule.replace.iter().any(|(k, _)| s.contains(k.as_str()))
+            {
                 let mut t = s.to_string();
                 for (k, v) in &rule.replace {
                     t = t.replace(k.as_str(), v);
@@ -1456,8 +1460,9 @@ impl<'c> Compiler<'c> {
             halfwidth: r.halfwidth,
             case: r.case,
             replace: {
-                let mut pairs: Vec<(String, String)> = r.replace.clone().unwrap_or_default().into_iter().collect();
-                pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                let mut pairs: Vec<(String, String)> =
+                    r.replace.clone().unwrap_or_default().into_iter().collect();
+                pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
                 pairs
             },
             empty_as_null: r.empty_as_null,

@@ -194,7 +194,12 @@ pub enum Outcome {
     DeadLettered(String),
 }
 
-fn provenance(ctx: &PipelineContext, fetched_at_ms: i64, origin: &str, payload: &[u8]) -> Provenance {
+fn provenance(
+    ctx: &PipelineContext,
+    fetched_at_ms: i64,
+    origin: &str,
+    payload: &[u8],
+) -> Provenance {
     Provenance {
         source_system: ctx.config.system.clone(),
         source_id: None,
@@ -223,17 +228,22 @@ pub(super) async fn produce_record(
         Encoding::Confluent { .. } => "application/vnd.confluent.avro",
     };
     let mut provenance = provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload);
-    let outcome = mapping.map_at(&raw.payload, raw.fetched_at_ms).and_then(|mapped| {
-        buf.clear();
-        encoder
-            .encode(&mapping.schema, &mapped.values, buf)
-            .map_err(|e| crate::mapping::Reject {
-                field: Some(e.field.clone()),
-                rule: "encode",
-                reason: e.to_string(),
-            })?;
-        Ok((mapped.key.into_owned(), mapped.source_id.map(|s| s.into_owned())))
-    });
+    let outcome = mapping
+        .map_at(&raw.payload, raw.fetched_at_ms)
+        .and_then(|mapped| {
+            buf.clear();
+            encoder
+                .encode(&mapping.schema, &mapped.values, buf)
+                .map_err(|e| crate::mapping::Reject {
+                    field: Some(e.field.clone()),
+                    rule: "encode",
+                    reason: e.to_string(),
+                })?;
+            Ok((
+                mapped.key.into_owned(),
+                mapped.source_id.map(|s| s.into_owned()),
+            ))
+        });
     match outcome {
         Ok((key, source_id)) => {
             provenance.source_id = source_id;
@@ -242,12 +252,23 @@ pub(super) async fn produce_record(
                 .key(key.as_str())
                 .payload(buf.as_slice())
                 .headers(h);
-            Ok((send(producer, record).await?, Kind::Record, Outcome::Mapped(key)))
+            Ok((
+                send(producer, record).await?,
+                Kind::Record,
+                Outcome::Mapped(key),
+            ))
         }
         Err(reject) => {
             let key = provenance.origin.clone();
             let reason = reject.to_string();
-            let letter = dead_letter(&raw.payload, false, reject.field.clone(), reject.rule, reason.clone(), provenance);
+            let letter = dead_letter(
+                &raw.payload,
+                false,
+                reject.field.clone(),
+                reject.rule,
+                reason.clone(),
+                provenance,
+            );
             let f = send_dead_letter(producer, &ctx.config.dlq_topic, &key, &letter).await?;
             Ok((f, Kind::DeadLetter, Outcome::DeadLettered(reason)))
         }
@@ -272,8 +293,18 @@ async fn produce_batch(
     }
     for rej in &batch.rejects {
         let provenance = provenance(ctx, rej.fetched_at_ms, &rej.origin, &rej.payload);
-        let letter = dead_letter(&rej.payload, rej.truncated, None, "connector", rej.reason.clone(), provenance);
-        deliveries.push((send_dead_letter(producer, &ctx.config.dlq_topic, &rej.origin, &letter).await?, Kind::DeadLetter));
+        let letter = dead_letter(
+            &rej.payload,
+            rej.truncated,
+            None,
+            "connector",
+            rej.reason.clone(),
+            provenance,
+        );
+        deliveries.push((
+            send_dead_letter(producer, &ctx.config.dlq_topic, &rej.origin, &letter).await?,
+            Kind::DeadLetter,
+        ));
     }
     Ok(deliveries)
 }

@@ -44,19 +44,29 @@ pub fn router(endpoints: Vec<Arc<PushEndpoint>>) -> Router {
 
 async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: Bytes) -> Response {
     let now = chrono::Utc::now().timestamp_millis();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let delivery = match ep.webhook.check(header, &body, now) {
         Ok(d) => d,
         Err(refusal) => {
             ep.ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(pipeline = %ep.ctx.config.name, reason = %refusal, "webhook delivery refused");
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            return (status, axum::Json(json!({ "status": "refused", "reason": refusal.to_string() }))).into_response();
+            return (
+                status,
+                axum::Json(json!({ "status": "refused", "reason": refusal.to_string() })),
+            )
+                .into_response();
         }
     };
     PipelineStats::add(&ep.ctx.stats.fetched, 1);
     let mut buf = Vec::with_capacity(1024);
-    let produced = match produce_record(&ep.ctx, &ep.ctx.producer, &delivery.record, &mut buf).await {
+    let produced = match produce_record(&ep.ctx, &ep.ctx.producer, &delivery.record, &mut buf).await
+    {
         Ok(p) => p,
         Err(e) => return unavailable(&ep, e.to_string()),
     };
@@ -69,11 +79,19 @@ async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: 
         Outcome::Mapped(key) => {
             PipelineStats::add(&ep.ctx.stats.delivered, 1);
             tracing::info!(pipeline = %ep.ctx.config.name, record_id = %key, "webhook delivery accepted");
-            (StatusCode::OK, axum::Json(json!({ "status": "accepted", "id": key }))).into_response()
+            (
+                StatusCode::OK,
+                axum::Json(json!({ "status": "accepted", "id": key })),
+            )
+                .into_response()
         }
         Outcome::DeadLettered(reason) => {
             PipelineStats::add(&ep.ctx.stats.dead_lettered, 1);
-            (StatusCode::ACCEPTED, axum::Json(json!({ "status": "dead_lettered", "reason": reason }))).into_response()
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "status": "dead_lettered", "reason": reason })),
+            )
+                .into_response()
         }
     }
 }

@@ -81,7 +81,11 @@ fn decision_no(rng: &mut fastrand::Rng, year: i32, n: u64) -> String {
     format!("宜高审批许字{open}{year}{close}第{n:04}号")
 }
 
-fn new_licence(state: &mut ApprovalState, at: chrono::DateTime<chrono::Utc>, bad_rate: f64) -> Value {
+fn new_licence(
+    state: &mut ApprovalState,
+    at: chrono::DateTime<chrono::Utc>,
+    bad_rate: f64,
+) -> Value {
     let i = state.next;
     state.next += 1;
     let rng = &mut state.rng;
@@ -143,17 +147,23 @@ struct ListQuery {
     page_size: Option<usize>,
 }
 
-async fn list(State(system): State<ApprovalSystem>, Query(q): Query<ListQuery>) -> axum::Json<Value> {
+async fn list(
+    State(system): State<ApprovalSystem>,
+    Query(q): Query<ListQuery>,
+) -> axum::Json<Value> {
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
     let rows = {
         let mut state = system.state.lock().expect("approval lock");
-        let due = (system.started.elapsed().as_secs_f64() * f64::from(system.changes_per_sec)) as u64;
+        let due =
+            (system.started.elapsed().as_secs_f64() * f64::from(system.changes_per_sec)) as u64;
         while state.applied < due {
             state.applied += 1;
             let licence = new_licence(&mut state, chrono::Utc::now(), 0.0);
             state.licences.insert(licence);
         }
-        state.licences.after(q.updated_after.as_deref(), q.after_id.as_deref(), size)
+        state
+            .licences
+            .after(q.updated_after.as_deref(), q.after_id.as_deref(), size)
     };
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -176,9 +186,15 @@ fn esc(s: &str) -> String {
 pub fn write_2016_batch(dir: &Path, n: usize, seed: u64) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let mut rng = fastrand::Rng::with_seed(seed);
-    let day = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+    let day = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
     let mut body = String::from("<?xml version=\"1.0\" encoding=\"GBK\"?>\n<XZXKSJ pch=\"");
-    body.push_str(&format!("{}{:04}\" jls=\"{n}\">\n", day.format("%Y%m%d"), seed % 10_000));
+    body.push_str(&format!(
+        "{}{:04}\" jls=\"{n}\">\n",
+        day.format("%Y%m%d"),
+        seed % 10_000
+    ));
     for i in 0..n {
         let (name, category, _) = LICENCES[rng.usize(..LICENCES.len())];
         let decided = day - chrono::Duration::days(1 + rng.i64(0..30));

@@ -32,7 +32,11 @@ pub const GRID_PASSWORD: &str = "Wg#2026-yc";
 const TYPES: &[(&str, &str, &str)] = &[
     ("01", "矛盾纠纷", "邻里因{}问题发生纠纷，双方情绪激动。"),
     ("02", "治安隐患", "{}附近有可疑人员聚集，存在治安隐患。"),
-    ("03", "安全生产隐患", "{}企业现场发现消防通道堵塞、电线私拉乱接。"),
+    (
+        "03",
+        "安全生产隐患",
+        "{}企业现场发现消防通道堵塞、电线私拉乱接。",
+    ),
     ("04", "环境问题", "{}河道漂浮垃圾，有异味。"),
     ("05", "民生服务", "{}居民反映路灯损坏，夜间出行不便。"),
 ];
@@ -72,6 +76,7 @@ pub struct GridSystem {
     changes_per_sec: u32,
     token_ttl: Duration,
     faults: FaultPlan,
+    change_limit: u64,
     pub webhook: Option<WebhookTarget>,
     pub pushes: Arc<PushCounters>,
 }
@@ -98,6 +103,7 @@ impl GridSystem {
             changes_per_sec: config.grid_changes_per_sec,
             token_ttl: config.grid_token_ttl,
             faults,
+            change_limit: config.change_limit.unwrap_or(u64::MAX),
             webhook: config.grid_webhook.clone(),
             pushes: Arc::default(),
         }
@@ -111,7 +117,8 @@ impl GridSystem {
     }
 
     fn advance(&self, state: &mut GridState) {
-        let due = (self.started.elapsed().as_secs_f64() * f64::from(self.changes_per_sec)) as u64;
+        let due = ((self.started.elapsed().as_secs_f64() * f64::from(self.changes_per_sec)) as u64)
+            .min(self.change_limit);
         while state.applied_changes < due {
             state.applied_changes += 1;
             let now = chrono::Utc::now();
@@ -120,7 +127,9 @@ impl GridSystem {
                 state.events.insert(event);
             } else {
                 let n = state.rng.usize(..state.events.len());
-                let Some(id) = state.events.nth_id(n) else { continue };
+                let Some(id) = state.events.nth_id(n) else {
+                    continue;
+                };
                 state.events.update(&id, people::local(now, true), |e| {
                     let next = match e["status"].as_str() {
                         Some("0") => "1",
@@ -142,7 +151,9 @@ impl GridSystem {
 
     /// Pushes one urgent event every `every` until `shutdown`.
     pub async fn push_urgent_events(self, shutdown: tokio_util::sync::CancellationToken) {
-        let Some(target) = self.webhook.clone() else { return };
+        let Some(target) = self.webhook.clone() else {
+            return;
+        };
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -194,7 +205,12 @@ impl GridSystem {
     }
 }
 
-fn new_event(state: &mut GridState, at: chrono::DateTime<chrono::Utc>, bad_rate: f64, urgent: bool) -> Value {
+fn new_event(
+    state: &mut GridState,
+    at: chrono::DateTime<chrono::Utc>,
+    bad_rate: f64,
+    urgent: bool,
+) -> Value {
     let i = state.next_event;
     state.next_event += 1;
     let rng = &mut state.rng;
@@ -234,7 +250,8 @@ fn new_event(state: &mut GridState, at: chrono::DateTime<chrono::Utc>, bad_rate:
             "legalPerson": people::person(rng),
         });
     } else if code == "01" {
-        event["party"] = json!({ "name": people::person(rng), "type": "3", "idNo": people::resident_id(rng) });
+        event["party"] =
+            json!({ "name": people::person(rng), "type": "3", "idNo": people::resident_id(rng) });
     }
     if rng.f64() < bad_rate {
         match rng.usize(..2) {
@@ -251,9 +268,16 @@ struct Credentials {
     password: String,
 }
 
-async fn login(State(system): State<GridSystem>, axum::Json(c): axum::Json<Credentials>) -> Response {
+async fn login(
+    State(system): State<GridSystem>,
+    axum::Json(c): axum::Json<Credentials>,
+) -> Response {
     if c.username != GRID_USER || c.password != GRID_PASSWORD {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "code": 401, "msg": "用户名或密码错误" }))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({ "code": 401, "msg": "用户名或密码错误" })),
+        )
+            .into_response();
     }
     let token = format!("{:032x}", fastrand::u128(..));
     let mut state = system.state.lock().expect("grid lock");
@@ -273,7 +297,11 @@ struct ListQuery {
     page_size: Option<usize>,
 }
 
-async fn list_events(State(system): State<GridSystem>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+async fn list_events(
+    State(system): State<GridSystem>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
     let token = headers
         .get("Authorization")
         .and_then(|v| v.to_str().ok())
@@ -286,14 +314,21 @@ async fn list_events(State(system): State<GridSystem>, headers: HeaderMap, Query
         match state.tokens.get(&token) {
             Some(exp) if *exp > Instant::now() => {}
             _ => {
-                return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "code": 401, "msg": "令牌无效或已过期" })))
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({ "code": 401, "msg": "令牌无效或已过期" })),
+                )
                     .into_response();
             }
         }
         system.advance(&mut state);
         match q.page {
-            Some(page) => state.events.page(q.updated_since.as_deref().unwrap_or(""), page, size),
-            None => state.events.after(q.updated_after.as_deref(), q.after_id.as_deref(), size),
+            Some(page) => state
+                .events
+                .page(q.updated_since.as_deref().unwrap_or(""), page, size),
+            None => state
+                .events
+                .after(q.updated_after.as_deref(), q.after_id.as_deref(), size),
         }
     };
     let mut out = Vec::with_capacity(rows.len());

@@ -165,6 +165,9 @@ pub struct SandboxConfig {
     pub safety_table: String,
     /// Share of generated records with a defect the mapping must reject.
     pub bad_rate: f64,
+    /// Stop changing records after this many changes per system (tests
+    /// compare the hub's topics with a state that has settled).
+    pub change_limit: Option<u64>,
     pub seed: u64,
 }
 
@@ -185,6 +188,7 @@ impl Default for SandboxConfig {
             safety_dbs: Vec::new(),
             safety_table: "hidden_danger".into(),
             bad_rate: 0.01,
+            change_limit: None,
             seed: 20170125,
         }
     }
@@ -223,18 +227,30 @@ pub fn systems(config: &SandboxConfig) -> (Router, FaultPlan, grid::GridSystem) 
 /// Starts what the simulators do on their own: files dropped into the
 /// exchange directories, the safety front-end databases filled and kept
 /// changing, urgent grid events pushed.
-pub fn spawn_background(config: &SandboxConfig, grid: grid::GridSystem, shutdown: tokio_util::sync::CancellationToken) {
+pub fn spawn_background(
+    config: &SandboxConfig,
+    grid: grid::GridSystem,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     if let Some(dir) = &config.police_dir {
         let events = referral::script(config.referrals, config.seed);
         match referral::write_police_files(dir, &events, true) {
-            Ok(files) => tracing::info!(dir = %dir.display(), files = files.len(), "police messages dropped"),
-            Err(e) => tracing::error!(dir = %dir.display(), error = %e, "cannot drop police messages"),
+            Ok(files) => {
+                tracing::info!(dir = %dir.display(), files = files.len(), "police messages dropped")
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot drop police messages")
+            }
         }
     }
     if let Some(dir) = &config.approval_dir {
         match approval::write_2016_batch(dir, 40, config.seed) {
-            Ok(file) => tracing::info!(file = %file.display(), "approval batch (2016 layout) dropped"),
-            Err(e) => tracing::error!(dir = %dir.display(), error = %e, "cannot drop the approval batch"),
+            Ok(file) => {
+                tracing::info!(file = %file.display(), "approval batch (2016 layout) dropped")
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot drop the approval batch")
+            }
         }
     }
     for url in config.safety_dbs.clone() {

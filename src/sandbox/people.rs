@@ -3,8 +3,13 @@
 
 use crate::ident::with_uscc_checks;
 
-pub(crate) const SURNAMES: &[&str] = &["张", "王", "李", "刘", "陈", "杨", "黄", "赵", "周", "吴", "徐", "孙", "胡", "朱", "高"];
-pub(crate) const GIVEN: &[&str] = &["伟", "芳", "娜", "洋", "静", "敏", "磊", "军", "勇", "艳", "杰", "涛", "明", "超", "霞", "平", "刚", "桂英"];
+pub(crate) const SURNAMES: &[&str] = &[
+    "张", "王", "李", "刘", "陈", "杨", "黄", "赵", "周", "吴", "徐", "孙", "胡", "朱", "高",
+];
+pub(crate) const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "洋", "静", "敏", "磊", "军", "勇", "艳", "杰", "涛", "明", "超", "霞", "平",
+    "刚", "桂英",
+];
 pub(crate) const COMPANIES: &[&str] = &[
     "宜昌华强建材有限公司",
     "湖北三峡渣土运输有限公司",
@@ -24,23 +29,41 @@ pub(crate) const STREETS: &[(&str, &str)] = &[
     ("东苑街道", "峡州社区"),
     ("东苑街道", "发展社区"),
 ];
-pub(crate) const ROADS: &[&str] = &["发展大道", "东湖大道", "峡州路", "港窑路", "城东大道", "兰台路", "沿江大道"];
+pub(crate) const ROADS: &[&str] = &[
+    "发展大道",
+    "东湖大道",
+    "峡州路",
+    "港窑路",
+    "城东大道",
+    "兰台路",
+    "沿江大道",
+];
 
 const USCC_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 const AREAS: &[&str] = &["420502", "420503", "420506", "420500"];
 
 pub(crate) fn person(rng: &mut fastrand::Rng) -> String {
-    format!("{}{}", SURNAMES[rng.usize(..SURNAMES.len())], GIVEN[rng.usize(..GIVEN.len())])
+    format!(
+        "{}{}",
+        SURNAMES[rng.usize(..SURNAMES.len())],
+        GIVEN[rng.usize(..GIVEN.len())]
+    )
 }
 
 pub(crate) fn phone(rng: &mut fastrand::Rng) -> String {
-    format!("1{}{:08}", ["38", "39", "58", "86", "87"][rng.usize(..5)], rng.u32(..100_000_000))
+    format!(
+        "1{}{:08}",
+        ["38", "39", "58", "86", "87"][rng.usize(..5)],
+        rng.u32(..100_000_000)
+    )
 }
 
 /// A valid Unified Social Credit Code of organisation type `kind`
 /// (`91` enterprise, `92` individual business, `11` government organ).
 pub(crate) fn credit_code(rng: &mut fastrand::Rng, kind: &str) -> String {
-    let body: String = (0..8).map(|_| USCC_ALPHABET[rng.usize(..USCC_ALPHABET.len())] as char).collect();
+    let body: String = (0..8)
+        .map(|_| USCC_ALPHABET[rng.usize(..USCC_ALPHABET.len())] as char)
+        .collect();
     let area = AREAS[rng.usize(..AREAS.len())];
     with_uscc_checks(&format!("{kind}{area}{body}")).expect("alphabet characters only")
 }
@@ -57,7 +80,11 @@ pub(crate) fn resident_id(rng: &mut fastrand::Rng) -> String {
         1 + rng.u32(..28),
         rng.u32(1..999)
     );
-    let sum: u32 = first17.bytes().zip(WEIGHTS).map(|(b, w)| u32::from(b - b'0') * w).sum();
+    let sum: u32 = first17
+        .bytes()
+        .zip(WEIGHTS)
+        .map(|(b, w)| u32::from(b - b'0') * w)
+        .sum();
     format!("{first17}{}", CHECK[(sum % 11) as usize] as char)
 }
 
@@ -65,7 +92,13 @@ pub(crate) fn resident_id(rng: &mut fastrand::Rng) -> String {
 /// methods leave it.
 pub(crate) fn fullwidth(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { char::from_u32(c as u32 + 0xFEE0).unwrap_or(c) } else { c })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                char::from_u32(c as u32 + 0xFEE0).unwrap_or(c)
+            } else {
+                c
+            }
+        })
         .collect()
 }
 

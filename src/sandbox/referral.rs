@@ -22,7 +22,13 @@ use std::sync::{Arc, Mutex};
 const POLICE: (&str, &str) = ("宜昌市公安局高新区分局", "420502000000");
 const PROCURATORATE: (&str, &str) = ("宜昌高新区人民检察院", "420502000001");
 const BUREAU: (&str, &str) = ("宜昌高新区综合行政执法局", "11420500MB1507795K");
-const OFFENCES: &[&str] = &["非法经营罪", "生产、销售伪劣产品罪", "污染环境罪", "重大责任事故罪", "非法占用农用地罪"];
+const OFFENCES: &[&str] = &[
+    "非法经营罪",
+    "生产、销售伪劣产品罪",
+    "污染环境罪",
+    "重大责任事故罪",
+    "非法占用农用地罪",
+];
 
 /// Who tells of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +50,12 @@ pub struct ScriptedEvent {
 
 /// The paths referrals take, as (teller, code, days after the previous).
 const PATHS: &[&[(Teller, &str, i64)]] = &[
-    &[(Teller::TwoLaw, "YS", 0), (Teller::Police, "SLHZ", 1), (Teller::Police, "LA", 2), (Teller::TwoLaw, "YJ_WP", 2)],
+    &[
+        (Teller::TwoLaw, "YS", 0),
+        (Teller::Police, "SLHZ", 1),
+        (Teller::Police, "LA", 2),
+        (Teller::TwoLaw, "YJ_WP", 2),
+    ],
     &[
         (Teller::TwoLaw, "YS", 0),
         (Teller::Police, "SLHZ", 1),
@@ -57,7 +68,13 @@ const PATHS: &[&[(Teller, &str, i64)]] = &[
         (Teller::TwoLaw, "JD_TZLA", 3),
         (Teller::Police, "LA", 10),
     ],
-    &[(Teller::TwoLaw, "YS", 0), (Teller::Police, "SLHZ", 1), (Teller::Police, "BCCL", 1), (Teller::TwoLaw, "BC_CL", 2), (Teller::Police, "LA", 2)],
+    &[
+        (Teller::TwoLaw, "YS", 0),
+        (Teller::Police, "SLHZ", 1),
+        (Teller::Police, "BCCL", 1),
+        (Teller::TwoLaw, "BC_CL", 2),
+        (Teller::Police, "LA", 2),
+    ],
     &[(Teller::TwoLaw, "YS", 0), (Teller::Police, "TH", 2)],
     &[(Teller::TwoLaw, "YS", 0), (Teller::Police, "SLHZ", 1)],
 ];
@@ -66,12 +83,17 @@ const PATHS: &[&[(Teller, &str, i64)]] = &[
 pub fn script(n: usize, seed: u64) -> Vec<ScriptedEvent> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let now = chrono::Utc::now();
-    let year = now.with_timezone(&chrono_tz::Asia::Shanghai).format("%Y").to_string();
+    let year = now
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y")
+        .to_string();
     let mut events = Vec::new();
     for i in 0..n {
         let path = PATHS[i % PATHS.len()];
         let referral_no = format!("YS-{year}-{:04}", 1 + i + (seed as usize % 100) * 1000);
-        let mut at = now - chrono::Duration::days(1 + rng.i64(0..45)) - chrono::Duration::minutes(rng.i64(0..600));
+        let mut at = now
+            - chrono::Duration::days(1 + rng.i64(0..45))
+            - chrono::Duration::minutes(rng.i64(0..600));
         for (seq, (teller, code, days)) in path.iter().enumerate() {
             at += chrono::Duration::days(*days) + chrono::Duration::minutes(rng.i64(0..300));
             if at > now {
@@ -97,9 +119,17 @@ fn esc(s: &str) -> String {
 fn suspect(referral_no: &str) -> (bool, String, String) {
     let mut rng = fastrand::Rng::with_seed(referral_no.bytes().map(u64::from).sum());
     if rng.bool() {
-        (true, COMPANIES[rng.usize(..COMPANIES.len())].to_owned(), people::credit_code(&mut rng, "91"))
+        (
+            true,
+            COMPANIES[rng.usize(..COMPANIES.len())].to_owned(),
+            people::credit_code(&mut rng, "91"),
+        )
     } else {
-        (false, people::person(&mut rng), people::resident_id(&mut rng))
+        (
+            false,
+            people::person(&mut rng),
+            people::resident_id(&mut rng),
+        )
     }
 }
 
@@ -114,9 +144,15 @@ pub fn police_message(e: &ScriptedEvent) -> String {
         _ => "",
     };
     let suspect_xml = if company {
-        format!("<XYR lx=\"1\"><XM>{}</XM><TYSHXYDM>{code}</TYSHXYDM></XYR>", esc(&name))
+        format!(
+            "<XYR lx=\"1\"><XM>{}</XM><TYSHXYDM>{code}</TYSHXYDM></XYR>",
+            esc(&name)
+        )
     } else {
-        format!("<XYR lx=\"3\"><XM>{}</XM><ZJHM>{code}</ZJHM></XYR>", esc(&name))
+        format!(
+            "<XYR lx=\"3\"><XM>{}</XM><ZJHM>{code}</ZJHM></XYR>",
+            esc(&name)
+        )
     };
     format!(
         "<?xml version=\"1.0\" encoding=\"GBK\"?>\n<GAJS xmlns=\"urn:gov:police:exchange:2019\" bbh=\"1.0\">\n  <XXBH>GA{}{:02}</XXBH>\n  <XXLX>{}</XXLX>\n  <YSBH>{}</YSBH>\n  <AJBH>宜高综执罚〔{}〕{}号</AJBH>\n  <GAAJBH>A{}</GAAJBH>\n  <BLDW dm=\"{}\">{}</BLDW>\n  <SJ>{local}</SJ>\n  <WSH>宜公高(刑)字[{}]{}号</WSH>\n  {reason}\n  <SXZM>{}</SXZM>\n  {suspect_xml}\n</GAJS>\n",
@@ -140,16 +176,27 @@ pub fn police_message(e: &ScriptedEvent) -> String {
 /// GB18030 with no declaration at all, each written to `.part` and renamed.
 /// With `troubles`, also a broken file and an entity bomb, which must end
 /// in `rejected/`. Returns the files written.
-pub fn write_police_files(dir: &Path, events: &[ScriptedEvent], troubles: bool) -> std::io::Result<Vec<PathBuf>> {
+pub fn write_police_files(
+    dir: &Path,
+    events: &[ScriptedEvent],
+    troubles: bool,
+) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
-    for (i, e) in events.iter().filter(|e| e.teller == Teller::Police).enumerate() {
+    for (i, e) in events
+        .iter()
+        .filter(|e| e.teller == Teller::Police)
+        .enumerate()
+    {
         let text = police_message(e);
         let bytes: Vec<u8> = match i % 3 {
             0 => encoding_rs::GBK.encode(&text).0.into_owned(),
             1 => {
                 let mut b = vec![0xEF, 0xBB, 0xBF];
-                b.extend_from_slice(text.replace("encoding=\"GBK\"", "encoding=\"UTF-8\"").as_bytes());
+                b.extend_from_slice(
+                    text.replace("encoding=\"GBK\"", "encoding=\"UTF-8\"")
+                        .as_bytes(),
+                );
                 b
             }
             _ => {
@@ -162,7 +209,11 @@ pub fn write_police_files(dir: &Path, events: &[ScriptedEvent], troubles: bool) 
     }
     if troubles {
         let broken = "<?xml version=\"1.0\" encoding=\"GBK\"?>\n<GAJS xmlns=\"urn:gov:police:exchange:2019\"><XXBH>GA-BROKEN</XXBH><XXLX>LA</XXLX><YSBH>YS-";
-        written.push(drop_file(dir, "GA_BROKEN.xml", &encoding_rs::GBK.encode(broken).0)?);
+        written.push(drop_file(
+            dir,
+            "GA_BROKEN.xml",
+            &encoding_rs::GBK.encode(broken).0,
+        )?);
         let bomb = "<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">]>\n<GAJS xmlns=\"urn:gov:police:exchange:2019\"><XXBH>&lol2;</XXBH></GAJS>";
         written.push(drop_file(dir, "GA_BOMB.xml", bomb.as_bytes())?);
     }
@@ -224,7 +275,10 @@ pub struct TwoLawSystem {
 impl TwoLawSystem {
     pub fn new(config: &SandboxConfig, faults: FaultPlan) -> Self {
         let mut store = KeysetStore::new("updateTime", "eventId");
-        for e in script(config.referrals, config.seed).iter().filter(|e| e.teller == Teller::TwoLaw) {
+        for e in script(config.referrals, config.seed)
+            .iter()
+            .filter(|e| e.teller == Teller::TwoLaw)
+        {
             store.insert(two_law_event(e));
         }
         Self {
@@ -250,11 +304,11 @@ struct ListQuery {
 
 async fn list(State(system): State<TwoLawSystem>, Query(q): Query<ListQuery>) -> axum::Json<Value> {
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
-    let rows = system
-        .events
-        .lock()
-        .expect("two-law lock")
-        .after(q.updated_after.as_deref(), q.after_id.as_deref(), size);
+    let rows = system.events.lock().expect("two-law lock").after(
+        q.updated_after.as_deref(),
+        q.after_id.as_deref(),
+        size,
+    );
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         if system.faults.duplicate() {

@@ -9,10 +9,20 @@ use super::people::{self, COMPANIES};
 use sqlx::AssertSqlSafe;
 use std::time::Duration;
 
-const PLACES: &[&str] = &["原料仓库", "二号生产车间", "危化品储罐区", "配电房", "锅炉房", "装卸平台"];
+const PLACES: &[&str] = &[
+    "原料仓库",
+    "二号生产车间",
+    "危化品储罐区",
+    "配电房",
+    "锅炉房",
+    "装卸平台",
+];
 const FINDINGS: &[(&str, &str)] = &[
     ("消防通道被货物堵塞", "立即清理通道，设置禁止堆放标识"),
-    ("储罐区可燃气体报警器失效", "更换报警器并联网监控，停用储罐至整改完成"),
+    (
+        "储罐区可燃气体报警器失效",
+        "更换报警器并联网监控，停用储罐至整改完成",
+    ),
     ("配电柜接地线脱落", "重新接地并检测"),
     ("特种作业人员无证上岗", "立即停止作业，组织培训取证"),
     ("锅炉安全阀超期未检", "停炉送检，检验合格后方可使用"),
@@ -77,12 +87,20 @@ pub async fn prepare(url: &str, table: &str) -> Result<(), sqlx::Error> {
 }
 
 fn now_local() -> chrono::NaiveDateTime {
-    chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).naive_local()
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .naive_local()
 }
 
 /// Inserts `n` hidden-danger rows with ids from `first_id`. Some major
 /// hazards are already past their deadline: enforcement leads.
-pub async fn seed(url: &str, table: &str, first_id: i64, n: usize, seed: u64) -> Result<(), sqlx::Error> {
+pub async fn seed(
+    url: &str,
+    table: &str,
+    first_id: i64,
+    n: usize,
+    seed: u64,
+) -> Result<(), sqlx::Error> {
     let pool = connect(url).await?;
     let mut rng = fastrand::Rng::with_seed(seed);
     let placeholders = match backend(url) {
@@ -103,7 +121,11 @@ pub async fn seed(url: &str, table: &str, first_id: i64, n: usize, seed: u64) ->
         let accepted = (state == "4").then(|| checked + chrono::Duration::days(2));
         let updated = now - chrono::Duration::seconds((n - i) as i64);
         let code = people::credit_code(&mut rng, "91");
-        let code = if rng.f64() < 0.1 { people::fullwidth(&code) } else { code };
+        let code = if rng.f64() < 0.1 {
+            people::fullwidth(&code)
+        } else {
+            code
+        };
         sqlx::query(AssertSqlSafe(sql.clone()))
             .bind(id)
             .bind(format!("YH{}{:05}", checked.format("%Y%m"), id))
@@ -152,7 +174,12 @@ pub async fn advance(url: &str, table: &str, k: usize) -> Result<u64, sqlx::Erro
                 "UPDATE {table} SET state = CAST(CAST(state AS UNSIGNED) + 1 AS CHAR(1)), updated_at = {p1} WHERE id = {p2}"
             ),
         };
-        changed += sqlx::query(AssertSqlSafe(sql)).bind(&now).bind(id).execute(&pool).await?.rows_affected();
+        changed += sqlx::query(AssertSqlSafe(sql))
+            .bind(&now)
+            .bind(id)
+            .execute(&pool)
+            .await?
+            .rows_affected();
     }
     pool.close().await;
     Ok(changed)

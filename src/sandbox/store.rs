@@ -31,8 +31,14 @@ impl KeysetStore {
     }
 
     pub(crate) fn insert(&mut self, record: Value) {
-        let id = record[self.id_field].as_str().unwrap_or_default().to_owned();
-        let update = record[self.update_field].as_str().unwrap_or_default().to_owned();
+        let id = record[self.id_field]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let update = record[self.update_field]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if let Some(old) = self.index.insert(id.clone(), update.clone()) {
             self.by_update.remove(&(old, id.clone()));
         }
@@ -46,8 +52,12 @@ impl KeysetStore {
 
     /// Changes a record and gives it a new update time.
     pub(crate) fn update(&mut self, id: &str, update: String, change: impl FnOnce(&mut Value)) {
-        let Some(old) = self.index.get(id).cloned() else { return };
-        let Some(mut record) = self.by_update.remove(&(old, id.to_owned())) else { return };
+        let Some(old) = self.index.get(id).cloned() else {
+            return;
+        };
+        let Some(mut record) = self.by_update.remove(&(old, id.to_owned())) else {
+            return;
+        };
         change(&mut record);
         record[self.update_field] = Value::String(update);
         self.insert(record);
@@ -55,7 +65,12 @@ impl KeysetStore {
 
     /// Up to `size` records strictly after `(updated_after, after_id)`; with
     /// no id, strictly after the time; with neither, from the start.
-    pub(crate) fn after(&self, updated_after: Option<&str>, after_id: Option<&str>, size: usize) -> Vec<Value> {
+    pub(crate) fn after(
+        &self,
+        updated_after: Option<&str>,
+        after_id: Option<&str>,
+        size: usize,
+    ) -> Vec<Value> {
         let lower = match (updated_after, after_id) {
             (Some(t), Some(id)) => Bound::Excluded((t.to_owned(), id.to_owned())),
             (Some(t), None) => Bound::Excluded((t.to_owned(), String::from("\u{10FFFF}"))),

@@ -54,6 +54,7 @@ pub struct UrbanSystem {
     changes_per_sec: u32,
     bad_rate: f64,
     faults: FaultPlan,
+    change_limit: u64,
 }
 
 impl UrbanSystem {
@@ -77,6 +78,7 @@ impl UrbanSystem {
             changes_per_sec: config.urban_changes_per_sec,
             bad_rate: config.bad_rate,
             faults,
+            change_limit: config.change_limit.unwrap_or(u64::MAX),
         }
     }
 
@@ -89,7 +91,8 @@ impl UrbanSystem {
 
     /// Applies the arrivals and life-cycle changes due by now.
     fn advance(&self, state: &mut State_) {
-        let due = (self.started.elapsed().as_secs_f64() * f64::from(self.changes_per_sec)) as u64;
+        let due = ((self.started.elapsed().as_secs_f64() * f64::from(self.changes_per_sec)) as u64)
+            .min(self.change_limit);
         while state.applied_changes < due {
             state.applied_changes += 1;
             let now = chrono::Utc::now();
@@ -98,7 +101,9 @@ impl UrbanSystem {
                 state.cases.insert(case);
             } else {
                 let n = state.rng.usize(..state.cases.len());
-                let Some(task) = state.cases.nth_id(n) else { continue };
+                let Some(task) = state.cases.nth_id(n) else {
+                    continue;
+                };
                 state.cases.update(&task, people::local(now, true), |case| {
                     let next = match case["eventStateId"].as_str() {
                         Some("1") => "3",
@@ -171,16 +176,23 @@ struct ListQuery {
     page_size: Option<usize>,
 }
 
-async fn list_cases(State(system): State<UrbanSystem>, Query(q): Query<ListQuery>) -> axum::Json<Value> {
+async fn list_cases(
+    State(system): State<UrbanSystem>,
+    Query(q): Query<ListQuery>,
+) -> axum::Json<Value> {
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
     let rows = {
         let mut state = system.state.lock().expect("urban lock");
         system.advance(&mut state);
         match q.page {
-            Some(page) => state.cases.page(q.updated_since.as_deref().unwrap_or(""), page, size),
-            None => state
+            Some(page) => state
                 .cases
-                .after(q.updated_after.as_deref(), q.after_task_num.as_deref(), size),
+                .page(q.updated_since.as_deref().unwrap_or(""), page, size),
+            None => state.cases.after(
+                q.updated_after.as_deref(),
+                q.after_task_num.as_deref(),
+                size,
+            ),
         }
     };
     let mut out = Vec::with_capacity(rows.len() + 4);
@@ -199,10 +211,22 @@ fn stage_of(case: &Value) -> (&'static str, Vec<(&'static str, chrono::Duration)
     match case["eventStateId"].as_str() {
         Some("1") => ("20", vec![("registerLimit", h(1))]),
         Some("3") => ("30", vec![("registerLimit", h(1)), ("dispatchLimit", h(2))]),
-        Some("4") => ("40", vec![("registerLimit", h(1)), ("dispatchLimit", h(2)), ("handleLimit", h(24))]),
+        Some("4") => (
+            "40",
+            vec![
+                ("registerLimit", h(1)),
+                ("dispatchLimit", h(2)),
+                ("handleLimit", h(24)),
+            ],
+        ),
         Some("5") => (
             "60",
-            vec![("registerLimit", h(1)), ("dispatchLimit", h(2)), ("handleLimit", h(24)), ("verifyLimit", h(48))],
+            vec![
+                ("registerLimit", h(1)),
+                ("dispatchLimit", h(2)),
+                ("handleLimit", h(24)),
+                ("verifyLimit", h(48)),
+            ],
         ),
         _ => ("70", vec![]),
     }
@@ -219,7 +243,10 @@ fn case_xml(case: &Value) -> String {
     let mut limits_xml = String::new();
     if let Some(created) = created {
         for (name, after) in limits {
-            limits_xml.push_str(&format!("<{name}>{}</{name}>", (created + after).format("%Y-%m-%d %H:%M:%S")));
+            limits_xml.push_str(&format!(
+                "<{name}>{}</{name}>",
+                (created + after).format("%Y-%m-%d %H:%M:%S")
+            ));
         }
     }
     let party = match (case.get("partyName"), case.get("partyCreditCode")) {
@@ -263,7 +290,10 @@ async fn soap(State(system): State<UrbanSystem>, headers: HeaderMap, body: Strin
         .trim_matches('"')
         .to_owned();
     if !action.ends_with("QueryCaseUpdates") {
-        return soap_fault("soap:Client", &format!("未知操作 unknown operation `{action}`"));
+        return soap_fault(
+            "soap:Client",
+            &format!("未知操作 unknown operation `{action}`"),
+        );
     }
     let after = element_text(&body, "updatedAfter").filter(|s| !s.is_empty());
     let after_id = element_text(&body, "afterTaskNum").filter(|s| !s.is_empty());
@@ -274,7 +304,9 @@ async fn soap(State(system): State<UrbanSystem>, headers: HeaderMap, body: Strin
     let rows = {
         let mut state = system.state.lock().expect("urban lock");
         system.advance(&mut state);
-        state.cases.after(after.as_deref(), after_id.as_deref(), size)
+        state
+            .cases
+            .after(after.as_deref(), after_id.as_deref(), size)
     };
     let mut cases = String::new();
     for row in &rows {
@@ -301,5 +333,10 @@ fn soap_fault(code: &str, reason: &str) -> Response {
 
 fn gbk_xml(status: StatusCode, text: &str) -> Response {
     let (bytes, _, _) = encoding_rs::GBK.encode(text);
-    (status, [(header::CONTENT_TYPE, "text/xml; charset=GBK")], bytes.into_owned()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/xml; charset=GBK")],
+        bytes.into_owned(),
+    )
+        .into_response()
 }

@@ -203,3 +203,92 @@ pub fn get_json(url: &str) -> serde_json::Value {
         .unwrap();
     rt.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
 }
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something listens on `addr`.
+pub fn wait_listening(addr: &str) {
+    wait_until(
+        Duration::from_secs(60),
+        &format!("{addr} to listen"),
+        || std::net::TcpStream::connect(addr).is_ok(),
+    );
+}
+
+/// Runs a future to completion from a synchronous test.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// POSTs `body` with `headers`; returns the status and the JSON answer.
+pub fn post(url: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, serde_json::Value) {
+    block_on(async {
+        let mut req = reqwest::Client::new().post(url).body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    })
+}
+
+/// The records of a topic decoded with their schema, as JSON, in order.
+pub fn decoded(brokers: &str, topic: &str) -> Vec<(String, serde_json::Value)> {
+    let schemas = schemas();
+    read(brokers, topic, true)
+        .into_iter()
+        .map(|r| {
+            let schema = schemas.get(&r.headers["duijie-schema"]).unwrap();
+            let value = schema
+                .decode_single_object(r.payload.as_deref().unwrap())
+                .unwrap();
+            (r.key_str(), serde_json::Value::try_from(value).unwrap())
+        })
+        .collect()
+}
+
+/// The latest record per key, as a compacted topic would keep it.
+pub fn latest(brokers: &str, topic: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    decoded(brokers, topic).into_iter().collect()
+}
+
+/// A TCP proxy to `upstream` that closes the first `drops` connections as
+/// soon as they are accepted, before any answer, as a flaky network does.
+pub fn flaky_proxy(upstream: String, drops: usize) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let mut seen = 0usize;
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                seen += 1;
+                if seen <= drops {
+                    drop(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        })
+    });
+    addr
+}
