@@ -22,3 +22,4 @@ pub mod schema;
 pub mod telemetry;
 pub mod text;
 pub mod value;
+pub mod calendar;
