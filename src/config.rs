@@ -48,6 +48,25 @@ pub struct HubConfig {
     /// Folder of Avro schemas, relative to this file.
     #[serde(default = "default_schemas")]
     pub schemas: PathBuf,
+    /// Folder of the official holiday calendar (`cn-<year>.toml`).
+    #[serde(default = "default_calendar")]
+    pub calendar: PathBuf,
+    /// Topic of delivery receipts.
+    #[serde(default = "default_receipts")]
+    pub receipts_topic: String,
+    /// Topic of alerts (deadlines at risk or late, failed deliveries).
+    #[serde(default = "default_alerts")]
+    pub alerts_topic: String,
+}
+
+fn default_calendar() -> PathBuf {
+    "../calendar".into()
+}
+fn default_receipts() -> String {
+    "duijie.receipts".into()
+}
+fn default_alerts() -> String {
+    "duijie.alerts".into()
 }
 
 fn default_mappings() -> PathBuf {
@@ -169,6 +188,12 @@ struct RawDeployment {
     http: Option<HttpConfig>,
     #[serde(default)]
     pipelines: BTreeMap<String, RawPipeline>,
+    #[serde(default)]
+    deliveries: BTreeMap<String, Spanned<crate::delivery::DeliveryConfig>>,
+    #[serde(default)]
+    credit: Option<Spanned<crate::delivery::config::CreditConfig>>,
+    #[serde(default)]
+    commitments: Option<crate::delivery::config::CommitmentConfig>,
 }
 
 /// The hub's own HTTP server (health, metrics, webhooks, desk).
@@ -210,6 +235,12 @@ pub struct Deployment {
     pub kafka: KafkaConfig,
     pub http: Option<HttpConfig>,
     pub pipelines: Vec<PipelineConfig>,
+    /// Push pipelines, by name.
+    pub deliveries: Vec<(String, crate::delivery::DeliveryConfig)>,
+    /// The credit publication clock and blacklist, when configured.
+    pub credit: Option<crate::delivery::config::CreditConfig>,
+    /// The commitment tracker, when configured.
+    pub commitments: Option<crate::delivery::config::CommitmentConfig>,
 }
 
 impl Deployment {
@@ -381,6 +412,29 @@ impl Deployment {
         if let Err(why) = check_topic_name(&raw.kafka.cursor_topic) {
             errors.push(located.at_key("kafka", "cursor_topic", why));
         }
+        let mut deliveries = Vec::new();
+        for (name, d) in raw.deliveries {
+            if let Err(why) = d.get_ref().validate() {
+                errors.push(located.at(d.span(), format!("deliveries.{name}"), why));
+            }
+            if matches!(d.get_ref().target, crate::delivery::TargetConfig::Pull { .. }) && raw.http.is_none() {
+                errors.push(located.at(d.span(), format!("deliveries.{name}.target"), "a pull feed is served by the hub: add [http] listen"));
+            }
+            deliveries.push((name, d.into_inner()));
+        }
+        let credit = match raw.credit {
+            Some(c) => {
+                if !deliveries.iter().any(|(n, _)| *n == c.get_ref().delivery) {
+                    errors.push(located.at(
+                        c.span(),
+                        "credit.delivery",
+                        format!("no delivery `{}` (the one whose receipts mark decisions published)", c.get_ref().delivery),
+                    ));
+                }
+                Some(c.into_inner())
+            }
+            None => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -393,12 +447,16 @@ impl Deployment {
         let mut hub = raw.hub;
         hub.mappings = base.join(&hub.mappings);
         hub.schemas = base.join(&hub.schemas);
+        hub.calendar = base.join(&hub.calendar);
         Ok(Self {
             file: file.to_path_buf(),
             hub,
             kafka,
             http: raw.http,
             pipelines,
+            deliveries,
+            credit,
+            commitments: raw.commitments,
         })
     }
 
@@ -427,6 +485,44 @@ impl Deployment {
                 if !topics.iter().any(|x| x.name == t.name) {
                     topics.push(t);
                 }
+            }
+        }
+        let mut extra = vec![
+            TopicSpec {
+                name: self.hub.receipts_topic.clone(),
+                partitions: 3,
+                compacted: false,
+            },
+            TopicSpec {
+                name: self.hub.alerts_topic.clone(),
+                partitions: 1,
+                compacted: false,
+            },
+        ];
+        for (name, d) in &self.deliveries {
+            extra.push(TopicSpec {
+                name: d.dlq_topic.clone().unwrap_or_else(|| format!("dlq.delivery.{name}")),
+                partitions: 1,
+                compacted: false,
+            });
+        }
+        if let Some(c) = &self.credit {
+            extra.push(TopicSpec {
+                name: c.blacklist.topic.clone(),
+                partitions: 3,
+                compacted: true,
+            });
+        }
+        if let Some(c) = &self.commitments {
+            extra.push(TopicSpec {
+                name: c.leads_topic.clone(),
+                partitions: 1,
+                compacted: false,
+            });
+        }
+        for t in extra {
+            if !topics.iter().any(|x| x.name == t.name) {
+                topics.push(t);
             }
         }
         topics

@@ -163,6 +163,8 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     // database changes).
     let hub = Hub::load(deployment.clone())?;
     let stats = hub.stats.clone();
+    let delivery_stats = hub.deliveries.clone();
+    let clock_stats = hub.clock_stats.clone();
     let hub_stop = shutdown.clone();
     let hub_task = tokio::spawn(async move { hub.run(&[], hub_stop).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -226,6 +228,47 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             .duplicates
             .load(std::sync::atomic::Ordering::Relaxed),
     );
+
+    println!("\nPush pipelines (settled = receipt written and offset committed):");
+    for (name, s) in delivery_stats.lock().expect("deliveries lock").iter() {
+        use std::sync::atomic::Ordering::Relaxed;
+        println!(
+            "  {name:<24} delivered {:>5}  refused {:>3}  failed {:>3}  not sent {:>3}  retries {:>3}",
+            s.delivered.load(Relaxed),
+            s.rejected.load(Relaxed),
+            s.failed.load(Relaxed),
+            s.not_sent.load(Relaxed),
+            s.retries.load(Relaxed)
+        );
+    }
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        println!(
+            "  credit publication clock: {} pending, {} at risk, {} late; blacklist: {} listed; commitments: {} due soon, {} leads",
+            clock_stats.credit_pending.load(Relaxed),
+            clock_stats.credit_at_risk.load(Relaxed),
+            clock_stats.credit_late.load(Relaxed),
+            clock_stats.blacklisted.load(Relaxed),
+            clock_stats.commitments_due_soon.load(Relaxed),
+            clock_stats.commitment_leads.load(Relaxed)
+        );
+    }
+    let alerts = read_topic(&bus, &deployment.hub.alerts_topic, false).await?;
+    let mut by_kind: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for a in &alerts {
+        if let Some(v) = a.payload.as_deref().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()) {
+            let kind = v["kind"].as_str().unwrap_or("?").to_owned();
+            let e = by_kind.entry(kind).or_insert((0, v["message"].as_str().unwrap_or("").to_owned()));
+            e.0 += 1;
+        }
+    }
+    println!("\nAlerts ({}):", deployment.hub.alerts_topic);
+    if by_kind.is_empty() {
+        println!("  none");
+    }
+    for (kind, (n, example)) in &by_kind {
+        println!("  {kind:<28} {n:>4} × e.g. {example}");
+    }
 
     println!("\nTopics:");
     let mut sample = None;

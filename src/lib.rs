@@ -23,3 +23,6 @@ pub mod telemetry;
 pub mod text;
 pub mod value;
 pub mod calendar;
+pub mod credit;
+pub mod delivery;
+pub mod clocks;

@@ -127,7 +127,8 @@ fn new_licence(
         licence["commitment"] = json!({
             "flag": "Y",
             "conditions": "承诺在许可后60日内补齐消防验收材料并接受现场核查",
-            "dueDate": (decided + chrono::Duration::days(60)).format("%Y-%m-%d").to_string(),
+            "dueDate": (decided + chrono::Duration::days([20, 35, 60][i as usize % 3])).format("%Y-%m-%d").to_string(),
+            "fulfilled": "N",
         });
     }
     if rng.f64() < bad_rate {

@@ -8,8 +8,12 @@
 //! schema registry is served too, at `/subjects` and `/schemas/ids/{id}`.
 
 pub mod approval;
+pub mod credit;
+pub mod dept;
+pub mod enforcement;
 pub mod grid;
 mod people;
+pub mod receiver;
 pub mod referral;
 pub mod registry;
 pub mod safety;
@@ -22,6 +26,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -156,6 +161,8 @@ pub struct SandboxConfig {
     pub licences: usize,
     /// Referrals in the police and two-law story.
     pub referrals: usize,
+    /// Penalty decisions in the case system at start.
+    pub decisions: usize,
     /// Exchange directories the sandbox drops files into at start.
     pub police_dir: Option<std::path::PathBuf>,
     pub approval_dir: Option<std::path::PathBuf>,
@@ -183,6 +190,7 @@ impl Default for SandboxConfig {
             grid_webhook: None,
             licences: 300,
             referrals: 20,
+            decisions: 60,
             police_dir: None,
             approval_dir: None,
             safety_dbs: Vec::new(),
@@ -201,10 +209,72 @@ pub fn router(config: &SandboxConfig) -> (Router, FaultPlan) {
     (router, plan)
 }
 
+/// The receivers the hub pushes to, shared so that an outage can be
+/// switched for all of them at once.
+#[derive(Debug, Clone)]
+pub struct Receivers {
+    pub enforcement_queues: receiver::Inbox,
+    pub credit: credit::CreditPlatform,
+    pub credit_outage: receiver::Inbox,
+    pub departments: dept::Departments,
+}
+
+impl Default for Receivers {
+    fn default() -> Self {
+        let credit_outage = receiver::Inbox::default();
+        Self {
+            enforcement_queues: receiver::Inbox::default(),
+            credit: credit::CreditPlatform::new(credit_outage.clone()),
+            credit_outage,
+            departments: dept::Departments::default(),
+        }
+    }
+}
+
+impl Receivers {
+    /// Takes every receiver down (503), or brings them back.
+    pub fn set_down(&self, down: bool) {
+        self.enforcement_queues.set_down(down);
+        self.credit_outage.set_down(down);
+        self.departments.webhook.set_down(down);
+        self.departments.soap.set_down(down);
+        self.departments.approval_blacklist.set_down(down);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiverControl {
+    #[serde(default)]
+    down: Option<bool>,
+    /// Department webhooks refuse records matching this rule; null clears.
+    #[serde(default)]
+    reject: Option<Option<receiver::RejectRule>>,
+}
+
+async fn control_receivers(State(r): State<Receivers>, axum::Json(c): axum::Json<ReceiverControl>) -> StatusCode {
+    if let Some(down) = c.down {
+        r.set_down(down);
+    }
+    if let Some(rule) = c.reject {
+        r.departments.webhook.set_reject(rule.clone());
+        r.departments.soap.set_reject(rule);
+    }
+    StatusCode::NO_CONTENT
+}
+
 /// The router, the fault plan, and the grid simulator (whose pusher runs
 /// beside the server).
 pub fn systems(config: &SandboxConfig) -> (Router, FaultPlan, grid::GridSystem) {
+    let (router, plan, grid, _) = systems_with_receivers(config);
+    (router, plan, grid)
+}
+
+/// Everything, with the receivers' handle.
+pub fn systems_with_receivers(config: &SandboxConfig) -> (Router, FaultPlan, grid::GridSystem, Receivers) {
     let plan = FaultPlan::new(config.faults.clone());
+    let receivers = Receivers::default();
+    let enforcement = enforcement::EnforcementSystem::new(config, plan.clone(), receivers.enforcement_queues.clone());
     let urban = urban::UrbanSystem::new(config, plan.clone());
     let grid = grid::GridSystem::new(config, plan.clone());
     let approval = approval::ApprovalSystem::new(config, plan.clone());
@@ -214,14 +284,26 @@ pub fn systems(config: &SandboxConfig) -> (Router, FaultPlan, grid::GridSystem) 
         .merge(grid.router())
         .merge(approval.router())
         .merge(two_law.router())
+        .merge(enforcement.router())
         .layer(axum::middleware::from_fn_with_state(plan.clone(), inject));
+    // Receivers are switched on and off by their own control, not the
+    // source faults.
+    let receiving = Router::new()
+        .merge(enforcement.queue_router())
+        .merge(receivers.credit.router())
+        .merge(receivers.departments.router())
+        .merge(
+            Router::new()
+                .route("/sandbox/receivers", axum::routing::post(control_receivers))
+                .with_state(receivers.clone()),
+        );
     // The schema registry is infrastructure, not a system under test: no faults.
     let registry = registry::SchemaRegistry::default().router();
     let control = Router::new()
         .route("/sandbox/faults", axum::routing::post(set_faults))
         .route("/sandbox/counters", axum::routing::get(get_counters))
         .with_state(plan.clone());
-    (systems.merge(control).merge(registry), plan, grid)
+    (systems.merge(control).merge(registry).merge(receiving), plan, grid, receivers)
 }
 
 /// Starts what the simulators do on their own: files dropped into the

@@ -1,0 +1,341 @@
+//! The credit platform's penalty publication record (行政处罚, 双公示), in
+//! the `CF_*` field layout, built from a canonical PenaltyDecision.
+//!
+//! - Fines and confiscations go in 万元 (10,000 yuan), computed with
+//!   decimal arithmetic: 罚款2000元 is exactly `0.2`, never `0.19999…`.
+//! - The party type decides which identity fields are filled; a natural
+//!   person's ID number is masked by the destination's policy.
+//! - The publicity end date (`CF_GSJZQ`) comes from configurable rules on
+//!   the penalty categories and the industry (3 months, 1 year, 3 years);
+//!   a warning-only decision is not published when the policy says so.
+
+use crate::ident::MaskPolicy;
+use chrono::{NaiveDate, TimeZone};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::str::FromStr;
+
+/// Yuan (as written in a record: `2000`, `1,234.50`, `３０００元`) to 万元,
+/// exactly, without trailing zeros.
+pub fn yuan_to_wan(text: &str) -> Result<Decimal, String> {
+    let cleaned: String = crate::text::to_halfwidth(text)
+        .chars()
+        .filter(|c| !matches!(c, ',' | '，' | ' ' | '元' | '\u{3000}'))
+        .collect();
+    let yuan = Decimal::from_str(&cleaned).map_err(|_| format!("`{text}` is not an amount of yuan"))?;
+    if yuan.is_sign_negative() {
+        return Err(format!("`{text}` is negative"));
+    }
+    Ok((yuan / Decimal::from(10_000)).normalize())
+}
+
+/// How long a decision stays public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub months: u32,
+}
+
+impl FromStr for Period {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (n, unit) = s
+            .trim()
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("`{s}` is not a period such as `3 months` or `1 year`"))?;
+        let n: u32 = n.parse().map_err(|_| format!("`{n}` is not a number"))?;
+        let months = match unit.trim() {
+            "month" | "months" | "个月" => n,
+            "year" | "years" | "年" => n * 12,
+            other => return Err(format!("unknown unit `{other}`: use months or years")),
+        };
+        Ok(Period { months })
+    }
+}
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One publicity rule; the first that matches decides the period.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicityRule {
+    /// Matches when the decision has any of these penalty categories.
+    #[serde(default)]
+    pub categories_any: Vec<String>,
+    /// Matches when the decision's industry is one of these.
+    #[serde(default)]
+    pub industries_any: Vec<String>,
+    pub period: Period,
+}
+
+impl PublicityRule {
+    fn matches(&self, categories: &[String], industry: &str) -> bool {
+        let cat = self.categories_any.is_empty() || categories.iter().any(|c| self.categories_any.contains(c));
+        let ind = self.industries_any.is_empty() || self.industries_any.iter().any(|i| i == industry);
+        cat && ind
+    }
+}
+
+/// The publication policy of the credit platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditPolicy {
+    /// Publish decisions whose only penalty is a warning (警告 / 通报批评).
+    #[serde(default)]
+    pub publish_warning_only: bool,
+    /// Rules, first match wins.
+    #[serde(default = "default_rules")]
+    pub rules: Vec<PublicityRule>,
+    /// Period when no rule matches.
+    #[serde(default = "default_period")]
+    pub default_period: Period,
+    /// How a natural person's ID number is masked.
+    #[serde(default = "MaskPolicy::birth_date")]
+    pub mask: MaskPolicy,
+}
+
+fn default_rules() -> Vec<PublicityRule> {
+    vec![
+        PublicityRule {
+            categories_any: ["吊销许可证件", "责令关闭", "限制从业", "降低资质等级", "责令停产停业", "限制开展生产经营活动"]
+                .map(String::from)
+                .to_vec(),
+            industries_any: vec![],
+            period: Period { months: 36 },
+        },
+        PublicityRule {
+            categories_any: vec![],
+            industries_any: ["SAFETY_PRODUCTION", "SPECIAL_EQUIPMENT", "FIRE_SAFETY"].map(String::from).to_vec(),
+            period: Period { months: 12 },
+        },
+    ]
+}
+
+fn default_period() -> Period {
+    Period { months: 3 }
+}
+
+impl Default for CreditPolicy {
+    fn default() -> Self {
+        Self {
+            publish_warning_only: false,
+            rules: default_rules(),
+            default_period: default_period(),
+            mask: MaskPolicy::birth_date(),
+        }
+    }
+}
+
+/// What the platform is to receive for one decision version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Publication {
+    /// Publish (or republish, for a change) this `CF_*` record.
+    Publish(Value),
+    /// Withdraw the publication of this decision number.
+    Withdraw { decision_no: String, reason: String },
+    /// Not published, by policy.
+    NotPublished(String),
+}
+
+fn str_of<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    v.pointer(path).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The local (Asia/Shanghai) date of an epoch-milliseconds field.
+fn local_date(ms: i64) -> Option<NaiveDate> {
+    chrono_tz::Asia::Shanghai.timestamp_millis_opt(ms).single().map(|t| t.date_naive())
+}
+
+impl CreditPolicy {
+    /// The period a decision stays public.
+    pub fn period(&self, categories: &[String], industry: &str) -> Period {
+        self.rules
+            .iter()
+            .find(|r| r.matches(categories, industry))
+            .map(|r| r.period)
+            .unwrap_or(self.default_period)
+    }
+
+    /// The publication of a canonical PenaltyDecision (as JSON).
+    pub fn publication(&self, d: &Value) -> Result<Publication, String> {
+        let decision_no = str_of(d, "/decision_no").ok_or("the decision has no decision number")?.to_owned();
+        if str_of(d, "/action") == Some("REVOKED") {
+            return Ok(Publication::Withdraw {
+                decision_no,
+                reason: str_of(d, "/remarks").unwrap_or("处罚决定已撤销").to_owned(),
+            });
+        }
+        let categories: Vec<String> = d
+            .pointer("/categories")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        if categories.is_empty() {
+            return Err("the decision has no penalty category".into());
+        }
+        let warning_only = categories.iter().all(|c| c == "警告" || c == "通报批评");
+        if warning_only && !self.publish_warning_only {
+            return Ok(Publication::NotPublished("仅警告类处罚，按公示政策不予公示".into()));
+        }
+        let decided = d
+            .pointer("/decided_at")
+            .and_then(Value::as_i64)
+            .and_then(local_date)
+            .ok_or("the decision has no decision date")?;
+        let industry = str_of(d, "/industry").unwrap_or("OTHER");
+        let period = self.period(&categories, industry);
+        let until = decided
+            .checked_add_months(chrono::Months::new(period.months))
+            .ok_or("publicity end date out of range")?;
+        let mut r = Map::new();
+        let mut put = |k: &str, v: Option<String>| {
+            r.insert(k.to_owned(), v.map(Value::String).unwrap_or(Value::String(String::new())));
+        };
+        put("CF_WSH", Some(decision_no));
+        put("CF_XDR_MC", str_of(d, "/party/name").map(str::to_owned));
+        let party_type = str_of(d, "/party/type").unwrap_or("LEGAL_PERSON");
+        let label = match party_type {
+            "NATURAL_PERSON" => "自然人",
+            "INDIVIDUAL_BUSINESS" => "个体工商户",
+            _ => "法人及非法人组织",
+        };
+        put("CF_XDR_LB", Some(label.to_owned()));
+        if party_type == "NATURAL_PERSON" {
+            // A person: identity by ID number, masked; no credit code, no
+            // legal representative.
+            let id = str_of(d, "/party/id_number").or(str_of(d, "/party/id_number_masked"));
+            put("CF_XDR_ZJLX", Some(str_of(d, "/party/id_type").unwrap_or("身份证").to_owned()));
+            put("CF_XDR_ZJHM", id.map(|i| if i.contains('*') { i.to_owned() } else { self.mask.apply(i) }));
+            put("CF_XDR_SHXYM", None);
+            put("CF_FRDB", None);
+        } else {
+            put("CF_XDR_SHXYM", str_of(d, "/party/credit_code").map(str::to_owned));
+            put("CF_FRDB", str_of(d, "/party/legal_rep").map(str::to_owned));
+            put("CF_XDR_ZJLX", None);
+            put("CF_XDR_ZJHM", None);
+        }
+        put("CF_WFXW", str_of(d, "/violation").map(str::to_owned));
+        put("CF_SY", str_of(d, "/facts").map(str::to_owned));
+        put("CF_YJ", str_of(d, "/legal_basis").map(str::to_owned));
+        put("CF_CFLB", Some(categories.join(";")));
+        put("CF_NR", str_of(d, "/content").map(str::to_owned));
+        let wan = |path: &str| -> Result<Option<String>, String> {
+            str_of(d, path).map(|y| yuan_to_wan(y).map(|w| w.to_string())).transpose()
+        };
+        put("CF_NR_FK", wan("/fine_yuan")?);
+        put("CF_NR_WFFF", wan("/confiscation_yuan")?);
+        put("CF_NR_ZKDX", str_of(d, "/licence_action").map(str::to_owned));
+        put("CF_JDRQ", Some(decided.format("%Y-%m-%d").to_string()));
+        put("CF_YXQ", Some(until.format("%Y-%m-%d").to_string()));
+        put("CF_GSJZQ", Some(until.format("%Y-%m-%d").to_string()));
+        put("CF_CFJG", str_of(d, "/authority").map(str::to_owned));
+        put("CF_CFJGDM", str_of(d, "/authority_code").map(str::to_owned));
+        put("CF_SJLY", str_of(d, "/data_source_unit").map(str::to_owned));
+        put("CF_SJLYDM", str_of(d, "/data_source_code").map(str::to_owned));
+        let remark = match str_of(d, "/action") {
+            Some("CHANGED") => Some(format!(
+                "变更{}",
+                str_of(d, "/remarks").map(|r| format!("：{r}")).unwrap_or_default()
+            )),
+            _ => str_of(d, "/remarks").map(str::to_owned),
+        };
+        put("BZ", remark);
+        Ok(Publication::Publish(Value::Object(r)))
+    }
+}
+
+/// A stable identity for blacklists: the credit code, else the ID number,
+/// else the name.
+pub fn entity_key(d: &Value) -> Option<String> {
+    str_of(d, "/party/credit_code")
+        .map(|c| format!("uscc:{c}"))
+        .or_else(|| str_of(d, "/party/id_number").map(|i| format!("id:{i}")))
+        .or_else(|| str_of(d, "/party/name").map(|n| format!("name:{n}")))
+}
+
+/// The decision as JSON for tests and tools.
+pub fn sample_decision() -> Value {
+    json!({
+        "id": "pen:CF202600001", "decision_no": "宜高综执罚决字〔2026〕第0100号", "action": "ISSUED", "version": 1,
+        "party": {"name": "宜昌华强建材有限公司", "type": "LEGAL_PERSON", "credit_code": "91350100M000100Y43", "legal_rep": "张伟"},
+        "violation": "占道经营", "facts": "经查…", "legal_basis": "《城市市容和环境卫生管理条例》", "categories": ["罚款"],
+        "content": "罚款人民币2000元", "fine_yuan": "2000", "decided_at": 1_795_104_000_000_i64,
+        "authority": "宜昌高新区综合行政执法局", "authority_code": "11420500MB1507795K", "industry": "URBAN"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_in_wan_is_exact() {
+        let w = |s: &str| yuan_to_wan(s).unwrap().to_string();
+        assert_eq!(w("2000"), "0.2");
+        assert_eq!(w("0.01"), "0.000001");
+        assert_eq!(w("1234567.89"), "123.456789");
+        assert_eq!(w("100000000"), "10000");
+        assert_eq!(w("3000.5"), "0.30005");
+        assert_eq!(w("19999.99"), "1.999999");
+        assert_eq!(w("1,500.50元"), "0.15005");
+        assert_eq!(w("３０００"), "0.3");
+        assert_eq!(w("0"), "0");
+        assert!(yuan_to_wan("-5").is_err());
+        assert!(yuan_to_wan("两千").is_err());
+        // 0.1 + 0.2 style drift cannot happen: the sum of parts is exact.
+        assert_eq!(yuan_to_wan("1000").unwrap() + yuan_to_wan("2000").unwrap(), yuan_to_wan("3000").unwrap());
+    }
+
+    #[test]
+    fn a_company_gets_its_credit_code_and_legal_representative() {
+        let Publication::Publish(r) = CreditPolicy::default().publication(&sample_decision()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r["CF_NR_FK"], "0.2");
+        assert_eq!(r["CF_XDR_LB"], "法人及非法人组织");
+        assert_eq!(r["CF_XDR_SHXYM"], "91350100M000100Y43");
+        assert_eq!(r["CF_FRDB"], "张伟");
+        assert_eq!(r["CF_XDR_ZJHM"], "");
+        // Decided 2026-11-20 (local); a plain fine in urban management: 3 months.
+        assert_eq!(r["CF_JDRQ"], "2026-11-20");
+        assert_eq!(r["CF_GSJZQ"], "2027-02-20");
+    }
+
+    #[test]
+    fn a_person_is_masked_and_carries_no_credit_code() {
+        let mut d = sample_decision();
+        d["party"] = json!({"name": "李娜", "type": "NATURAL_PERSON", "id_type": "身份证", "id_number": "11010519491231002X"});
+        let Publication::Publish(r) = CreditPolicy::default().publication(&d).unwrap() else { panic!() };
+        assert_eq!(r["CF_XDR_LB"], "自然人");
+        assert_eq!(r["CF_XDR_ZJHM"], "110105********002X");
+        assert_eq!(r["CF_XDR_SHXYM"], "");
+        assert_eq!(r["CF_FRDB"], "");
+    }
+
+    #[test]
+    fn periods_follow_the_rules() {
+        let p = CreditPolicy::default();
+        let mut d = sample_decision();
+        d["categories"] = json!(["罚款", "吊销许可证件"]);
+        let Publication::Publish(r) = p.publication(&d).unwrap() else { panic!() };
+        assert_eq!(r["CF_GSJZQ"], "2029-11-20");
+        d["categories"] = json!(["罚款"]);
+        d["industry"] = json!("SAFETY_PRODUCTION");
+        let Publication::Publish(r) = p.publication(&d).unwrap() else { panic!() };
+        assert_eq!(r["CF_GSJZQ"], "2027-11-20");
+        d["categories"] = json!(["警告"]);
+        assert!(matches!(p.publication(&d).unwrap(), Publication::NotPublished(_)));
+        let permissive = CreditPolicy {
+            publish_warning_only: true,
+            ..CreditPolicy::default()
+        };
+        assert!(matches!(permissive.publication(&d).unwrap(), Publication::Publish(_)));
+        d["action"] = json!("REVOKED");
+        assert!(matches!(p.publication(&d).unwrap(), Publication::Withdraw { .. }));
+    }
+}

@@ -1,0 +1,337 @@
+//! Push pipelines (`[deliveries.NAME]` in the deployment file): which topic,
+//! which records, what the receiver gets, where and how it is delivered.
+
+use crate::config::RetryConfig;
+use crate::credit::CreditPolicy;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One push pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Topic to read (a canonical topic, or `credit.blacklist`).
+    pub topic: String,
+    /// The department or system receiving it (receipts, status, pull URL).
+    #[serde(default)]
+    pub department: Option<String>,
+    /// Which records to deliver; all when absent.
+    #[serde(default)]
+    pub select: Option<Select>,
+    /// What the receiver gets.
+    pub transform: TransformConfig,
+    /// Where and how it is delivered.
+    pub target: TargetConfig,
+    /// Retries of a failing delivery: exponential backoff with jitter.
+    /// After the last attempt the record goes to the dead-letter topic and
+    /// an alert is raised.
+    #[serde(default = "default_retry")]
+    pub retry: RetryConfig,
+    /// Requests per second to the target, at most.
+    #[serde(default)]
+    pub rate_per_sec: Option<f64>,
+    /// Records per request for batch targets.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Dead letters of this delivery (default `dlq.delivery.<name>`).
+    #[serde(default)]
+    pub dlq_topic: Option<String>,
+}
+
+fn default_retry() -> RetryConfig {
+    RetryConfig {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(60),
+        max_attempts: 10,
+    }
+}
+
+fn default_batch_size() -> usize {
+    50
+}
+
+/// A selection: a test on a field (dotted path) of the record, or a
+/// combination.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Select {
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default, rename = "in")]
+    pub in_set: Option<Vec<Value>>,
+    #[serde(default)]
+    pub eq: Option<Value>,
+    #[serde(default)]
+    pub present: Option<bool>,
+    #[serde(default)]
+    pub all: Option<Vec<Select>>,
+    #[serde(default)]
+    pub any: Option<Vec<Select>>,
+    #[serde(default)]
+    pub not: Option<Box<Select>>,
+}
+
+impl Select {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(all) = &self.all {
+            return all.iter().try_for_each(Select::validate);
+        }
+        if let Some(any) = &self.any {
+            return any.iter().try_for_each(Select::validate);
+        }
+        if let Some(not) = &self.not {
+            return not.validate();
+        }
+        if self.field.is_none() {
+            return Err("a selection needs `field` (or all/any/not)".into());
+        }
+        let tests = [self.in_set.is_some(), self.eq.is_some(), self.present.is_some()];
+        if tests.iter().filter(|t| **t).count() != 1 {
+            return Err("a selection needs exactly one test: in, eq or present".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `record` is selected.
+    pub fn holds(&self, record: &Value) -> bool {
+        if let Some(all) = &self.all {
+            return all.iter().all(|s| s.holds(record));
+        }
+        if let Some(any) = &self.any {
+            return any.iter().any(|s| s.holds(record));
+        }
+        if let Some(not) = &self.not {
+            return !not.holds(record);
+        }
+        let value = self.field.as_deref().and_then(|f| field(record, f));
+        if let Some(set) = &self.in_set {
+            return value.is_some_and(|v| set.contains(v));
+        }
+        if let Some(eq) = &self.eq {
+            return value == Some(eq);
+        }
+        if let Some(present) = self.present {
+            return value.is_some_and(|v| !v.is_null()) == present;
+        }
+        false
+    }
+}
+
+/// A dotted path into a JSON object.
+pub fn field<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(record, |v, k| v.get(k))
+}
+
+/// What the receiver gets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransformConfig {
+    /// The record, limited to the fields the department is entitled to
+    /// (dotted paths; nested objects are kept whole when named whole).
+    Fields { fields: Vec<String> },
+    /// The credit platform's penalty publication (`CF_*`), or a withdrawal
+    /// for a revoked decision.
+    CreditPenalty {
+        #[serde(default)]
+        policy: CreditPolicy,
+    },
+    /// A licence notice for post-approval supervision (事中事后监管), routed
+    /// by jurisdiction (the longest matching prefix of `jurisdiction`) to an
+    /// enforcement team's queue.
+    LicenceNotice {
+        routes: BTreeMap<String, String>,
+        #[serde(default)]
+        default_team: Option<String>,
+    },
+    /// Blacklist entries, as the blacklist keeper writes them.
+    Blacklist,
+}
+
+/// Where and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetConfig {
+    /// The credit platform's HTTPS batch API: `<url>/batch` answers per
+    /// record; `<url>/withdraw` withdraws.
+    CreditBatch {
+        url: String,
+        #[serde(default = "default_timeout", with = "humantime_serde")]
+        timeout: Duration,
+    },
+    /// An HTTPS webhook: JSON body, `X-Timestamp` and `X-Signature`
+    /// (HMAC-SHA256 over `<timestamp>.<body>`), `Idempotency-Key`. `{team}`
+    /// in the URL is replaced by the route of a licence notice.
+    Webhook {
+        url: String,
+        secret: String,
+        #[serde(default = "default_timeout", with = "humantime_serde")]
+        timeout: Duration,
+    },
+    /// A legacy SOAP/XML receiver; the key travels in the envelope header.
+    Soap {
+        url: String,
+        soap_action: String,
+        #[serde(default = "default_timeout", with = "humantime_serde")]
+        timeout: Duration,
+    },
+    /// Not pushed: the department pulls `GET /feeds/{department}?after=CURSOR`
+    /// with this bearer token.
+    Pull { token: String },
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+impl DeliveryConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(s) = &self.select {
+            s.validate()?;
+        }
+        if self.batch_size == 0 {
+            return Err("`batch_size` must be at least 1".into());
+        }
+        if let Some(r) = self.rate_per_sec
+            && r <= 0.0
+        {
+            return Err("`rate_per_sec` must be positive".into());
+        }
+        match (&self.transform, &self.target) {
+            (TransformConfig::CreditPenalty { .. }, TargetConfig::CreditBatch { .. }) => {}
+            (TransformConfig::CreditPenalty { .. }, _) | (_, TargetConfig::CreditBatch { .. }) => {
+                return Err("`credit_penalty` goes with the `credit_batch` target, and only it".into());
+            }
+            (TransformConfig::LicenceNotice { routes, default_team }, TargetConfig::Webhook { url, .. }) => {
+                if !url.contains("{team}") {
+                    return Err("a licence notice webhook URL needs `{team}`".into());
+                }
+                if routes.is_empty() && default_team.is_none() {
+                    return Err("`routes` is empty and there is no `default_team`".into());
+                }
+            }
+            _ => {}
+        }
+        match &self.target {
+            TargetConfig::Webhook { url, secret, .. } => {
+                reqwest::Url::parse(&url.replace("{team}", "t")).map_err(|e| format!("`target.url`: {e}"))?;
+                if secret.len() < 16 {
+                    return Err("`target.secret` must be at least 16 characters".into());
+                }
+            }
+            TargetConfig::CreditBatch { url, .. } | TargetConfig::Soap { url, .. } => {
+                reqwest::Url::parse(url).map_err(|e| format!("`target.url`: {e}"))?;
+            }
+            TargetConfig::Pull { token } => {
+                if token.len() < 16 {
+                    return Err("`target.token` must be at least 16 characters".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Settings of the credit publication clock and the blacklist.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditConfig {
+    /// Topic of canonical penalty decisions.
+    #[serde(default = "default_decisions_topic")]
+    pub decisions_topic: String,
+    /// The delivery whose receipts mark a decision as published.
+    pub delivery: String,
+    /// A decision must be published within this limit of its date.
+    #[serde(default = "default_publish_within")]
+    pub publish_within: crate::calendar::Limit,
+    /// A change or revocation must reach the platform within this limit.
+    #[serde(default = "default_update_within")]
+    pub update_within: crate::calendar::Limit,
+    /// "At risk" when less than this share of the time is left.
+    #[serde(default = "default_at_risk")]
+    pub at_risk_share: f64,
+    /// Blacklist criteria.
+    #[serde(default)]
+    pub blacklist: BlacklistCriteria,
+}
+
+fn default_decisions_topic() -> String {
+    "canonical.penalty_decision".into()
+}
+fn default_publish_within() -> crate::calendar::Limit {
+    "7 working days".parse().expect("a limit")
+}
+fn default_update_within() -> crate::calendar::Limit {
+    "3 working days".parse().expect("a limit")
+}
+fn default_at_risk() -> f64 {
+    0.3
+}
+
+/// When an entity is on the blacklist (黑名单).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlacklistCriteria {
+    /// Serious violations (decisions marked 情节严重) within the window that
+    /// put an entity on the list.
+    #[serde(default = "default_serious_count")]
+    pub serious_count: usize,
+    /// The window, in months.
+    #[serde(default = "default_window")]
+    pub window_months: u32,
+    /// Penalty categories that put an entity on the list by themselves.
+    #[serde(default = "default_listing_categories")]
+    pub categories_any: Vec<String>,
+    /// Topic of blacklist entries (compacted, keyed by entity).
+    #[serde(default = "default_blacklist_topic")]
+    pub topic: String,
+}
+
+fn default_serious_count() -> usize {
+    2
+}
+fn default_window() -> u32 {
+    12
+}
+fn default_listing_categories() -> Vec<String> {
+    vec!["吊销许可证件".into(), "责令关闭".into()]
+}
+fn default_blacklist_topic() -> String {
+    "credit.blacklist".into()
+}
+
+impl Default for BlacklistCriteria {
+    fn default() -> Self {
+        Self {
+            serious_count: default_serious_count(),
+            window_months: default_window(),
+            categories_any: default_listing_categories(),
+            topic: default_blacklist_topic(),
+        }
+    }
+}
+
+/// Settings of the commitment (告知承诺) tracker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitmentConfig {
+    #[serde(default = "default_licence_topic")]
+    pub licence_topic: String,
+    /// Warn enforcement this long before a commitment falls due.
+    #[serde(default = "default_warn_before")]
+    pub warn_before: crate::calendar::Limit,
+    /// Leads for enforcement (a commitment past due, unmet).
+    #[serde(default = "default_leads_topic")]
+    pub leads_topic: String,
+}
+
+fn default_licence_topic() -> String {
+    "canonical.licence".into()
+}
+fn default_warn_before() -> crate::calendar::Limit {
+    "7 days".parse().expect("a limit")
+}
+fn default_leads_topic() -> String {
+    "leads.enforcement".into()
+}

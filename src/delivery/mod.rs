@@ -1,0 +1,489 @@
+//! Push pipelines: a Kafka consumer group each, reading a topic, selecting
+//! records, turning each into what its receiver must get, and delivering it.
+//!
+//! - Per key, in order: records are handled partition by partition, in
+//!   offset order, and a key always lives on one partition.
+//! - Offsets are committed only once every record before them was
+//!   delivered, refused by the receiver, or dead-lettered, and its receipt
+//!   written; a crash means redelivery, which the receiver absorbs by the
+//!   idempotency key (the record's stable id and version).
+//! - A failing delivery is retried with exponential backoff and jitter,
+//!   within a per-target rate limit; after the last attempt it goes to the
+//!   dead-letter topic and an alert is raised. A receiver's refusal is not
+//!   retried: it goes to the dead-letter topic with the receiver's reason.
+//! - Every outcome is a receipt on the receipts topic.
+
+pub mod config;
+pub mod pull;
+pub mod target;
+pub mod transform;
+
+pub use config::{DeliveryConfig, Select, TargetConfig, TransformConfig};
+
+use crate::bus::{Bus, DeadLetter, Provenance};
+use crate::runtime::retry::backoff;
+use crate::schema::SchemaSet;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use target::{Attempt, Target};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+use transform::{Outgoing, Transform};
+
+/// What became of one record of a push pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The receiver took it.
+    Delivered,
+    /// The receiver refused it; dead-lettered with its reason.
+    Rejected,
+    /// Every attempt failed; dead-lettered, alert raised.
+    Failed,
+    /// Not for this receiver (policy); nothing sent.
+    NotSent,
+}
+
+/// The receipt of one outcome, on the receipts topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Receipt {
+    pub delivery: String,
+    pub department: String,
+    pub record_id: String,
+    pub idempotency_key: String,
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub reason: Option<String>,
+    pub at_ms: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Counters of one push pipeline.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    pub delivered: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+    pub not_sent: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// Topics every push pipeline writes.
+#[derive(Debug, Clone)]
+pub struct SharedTopics {
+    pub receipts: String,
+    pub alerts: String,
+}
+
+/// A push pipeline, ready to run.
+#[derive(Clone)]
+pub struct Delivery {
+    pub name: String,
+    pub config: DeliveryConfig,
+    pub department: String,
+    pub dlq_topic: String,
+    pub bus: Bus,
+    pub producer: FutureProducer,
+    pub schemas: Arc<SchemaSet>,
+    pub topics: SharedTopics,
+    pub transform: Arc<Transform>,
+    pub target: Arc<Target>,
+    pub stats: Arc<DeliveryStats>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A record read from the topic, decoded.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub record: Value,
+    pub headers: BTreeMap<String, String>,
+    /// SHA-256 of the payload, for the idempotency key of records without a
+    /// version.
+    pub payload_sha256: String,
+}
+
+impl Delivery {
+    pub fn new(
+        name: &str,
+        config: DeliveryConfig,
+        bus: Bus,
+        producer: FutureProducer,
+        schemas: Arc<SchemaSet>,
+        topics: SharedTopics,
+    ) -> Result<Self, String> {
+        let transform = Transform::from_config(&config.transform);
+        let target = Target::from_config(&config.target, config.rate_per_sec)?;
+        Ok(Self {
+            name: name.to_owned(),
+            department: config.department.clone().unwrap_or_else(|| name.to_owned()),
+            dlq_topic: config.dlq_topic.clone().unwrap_or_else(|| format!("dlq.delivery.{name}")),
+            config,
+            bus,
+            producer,
+            schemas,
+            topics,
+            transform: Arc::new(transform),
+            target: Arc::new(target),
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn group_id(bus: &Bus, name: &str) -> String {
+        format!("{}-delivery-{name}", bus.client_id)
+    }
+
+    /// Decodes a consumed message.
+    pub fn decode(&self, m: &BorrowedMessage<'_>) -> Result<Incoming, String> {
+        let mut headers = BTreeMap::new();
+        if let Some(h) = m.headers() {
+            for header in h.iter() {
+                headers.insert(
+                    header.key.to_owned(),
+                    header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
+                );
+            }
+        }
+        let payload = m.payload().unwrap_or_default();
+        let record = decode_payload(&self.schemas, &headers, payload)?;
+        Ok(Incoming {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+            record,
+            payload_sha256: headers
+                .get("duijie-payload-sha256")
+                .cloned()
+                .unwrap_or_else(|| Provenance::hash(payload)),
+            headers,
+        })
+    }
+
+    /// Runs until `shutdown`; offsets are committed after each round.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let span = info_span!("delivery", delivery = %self.name, department = %self.department);
+        async move {
+            let mut failures = 0u32;
+            loop {
+                match self.consume(&shutdown).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        failures += 1;
+                        let wait = backoff(&self.config.retry, failures, None);
+                        warn!(error = %e, wait_ms = wait.as_millis() as u64, "push pipeline failed; resuming from committed offsets");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), String> {
+        let mut config = self.bus.client_config();
+        config
+            .set("group.id", Self::group_id(&self.bus, &self.name))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "cooperative-sticky");
+        let consumer: StreamConsumer<crate::bus::ReaderContext> =
+            config.create_with_context(crate::bus::ReaderContext).map_err(|e| e.to_string())?;
+        consumer.subscribe(&[&self.config.topic]).map_err(|e| e.to_string())?;
+        info!(topic = %self.config.topic, "push pipeline consuming");
+        loop {
+            // A round: what is there now, up to a bound, grouped by partition.
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                m = consumer.recv() => m.map_err(|e| e.to_string())?,
+            };
+            let mut round: BTreeMap<i32, Vec<Incoming>> = BTreeMap::new();
+            let mut undecodable = Vec::new();
+            let mut take = |m: &BorrowedMessage<'_>| match self.decode(m) {
+                Ok(i) => round.entry(i.partition).or_default().push(i),
+                Err(e) => undecodable.push((m.partition(), m.offset(), e, m.payload().map(<[u8]>::to_vec).unwrap_or_default())),
+            };
+            take(&first);
+            let bound = self.config.batch_size * 4;
+            let mut n = 1;
+            while n < bound {
+                match tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await {
+                    Ok(Ok(m)) => {
+                        take(&m);
+                        n += 1;
+                    }
+                    _ => break,
+                }
+            }
+            // A payload that does not decode cannot be delivered: dead letter.
+            for (partition, offset, reason, payload) in undecodable {
+                self.dead_letter(&payload, &format!("cannot decode the record: {reason}"), partition, offset, &BTreeMap::new())
+                    .await?;
+            }
+            let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+            let results = futures::future::join_all(round.into_iter().map(|(partition, records)| async move {
+                let last = records.last().map(|r| r.offset);
+                self.deliver_partition(records, shutdown).await.map(|_| (partition, last))
+            }))
+            .await;
+            for r in results {
+                let (partition, last) = r?;
+                if let Some(last) = last {
+                    ends.insert(partition, last);
+                }
+            }
+            if shutdown.is_cancelled() {
+                // Records of this round may not all be settled: commit nothing
+                // more; they are delivered again after the restart.
+                return Ok(());
+            }
+            let mut tpl = TopicPartitionList::new();
+            for (partition, last) in &ends {
+                tpl.add_partition_offset(&self.config.topic, *partition, Offset::Offset(last + 1))
+                    .map_err(|e| e.to_string())?;
+            }
+            if tpl.count() > 0 {
+                consumer.commit(&tpl, CommitMode::Sync).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+
+    /// Delivers one partition's records, in order. Returns when each is
+    /// settled (delivered, refused, or dead-lettered) with its receipt
+    /// written, or with an error when shut down or when the bus fails.
+    pub async fn deliver_partition(&self, records: Vec<Incoming>, shutdown: &CancellationToken) -> Result<(), String> {
+        let mut pending: Vec<(Incoming, Outgoing)> = Vec::new();
+        for incoming in records {
+            if let Some(select) = &self.config.select
+                && !select.holds(&incoming.record)
+            {
+                continue;
+            }
+            match self.transform.apply(&incoming) {
+                Ok(Some(out)) => pending.push((incoming, out)),
+                Ok(None) => {}
+                Err(reason) => {
+                    self.settle(&incoming, None, Outcome::Rejected, 0, Some(reason)).await?;
+                }
+            }
+        }
+        // Batch targets take runs of records together; others one by one.
+        let batch = if self.target.batches() { self.config.batch_size } else { 1 };
+        let mut i = 0;
+        while i < pending.len() {
+            let mut j = i;
+            while j < pending.len() && j - i < batch && (j == i || pending[j].1.batchable()) && pending[i].1.batchable() {
+                j += 1;
+            }
+            if j == i {
+                j = i + 1;
+            }
+            let chunk = &pending[i..j];
+            let results = self.deliver_with_retry(chunk, shutdown).await?;
+            for ((incoming, out), (outcome, attempts, reason)) in chunk.iter().zip(results) {
+                self.settle(incoming, Some(out), outcome, attempts, reason).await?;
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Sends a chunk until every record in it is settled or the attempts
+    /// run out. Returns (outcome, attempts, reason) per record.
+    async fn deliver_with_retry(
+        &self,
+        chunk: &[(Incoming, Outgoing)],
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<(Outcome, u32, Option<String>)>, String> {
+        let mut results: Vec<Option<(Outcome, u32, Option<String>)>> = chunk
+            .iter()
+            .map(|(_, out)| match out {
+                Outgoing::NotSent { reason, .. } => Some((Outcome::NotSent, 0, Some(reason.clone()))),
+                _ => None,
+            })
+            .collect();
+        let max = self.config.retry.max_attempts.max(1);
+        let mut attempt = 0u32;
+        loop {
+            let open: Vec<usize> = (0..chunk.len()).filter(|i| results[*i].is_none()).collect();
+            if open.is_empty() {
+                break;
+            }
+            attempt += 1;
+            let outs: Vec<&Outgoing> = open.iter().map(|i| &chunk[*i].1).collect();
+            let answers = tokio::select! {
+                _ = shutdown.cancelled() => return Err("shut down while delivering".into()),
+                a = self.target.send(&outs) => a,
+            };
+            let mut transient = None;
+            for (k, answer) in open.iter().zip(answers) {
+                match answer {
+                    Attempt::Accepted => results[*k] = Some((Outcome::Delivered, attempt, None)),
+                    Attempt::Refused(reason) => results[*k] = Some((Outcome::Rejected, attempt, Some(reason))),
+                    Attempt::Transient(reason) => transient = Some(reason),
+                }
+            }
+            if let Some(reason) = transient {
+                if attempt >= max {
+                    for r in results.iter_mut().filter(|r| r.is_none()) {
+                        *r = Some((Outcome::Failed, attempt, Some(format!("{attempt} attempts failed; last: {reason}"))));
+                    }
+                    break;
+                }
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let wait = backoff(&self.config.retry, attempt, None);
+                warn!(attempt, %reason, wait_ms = wait.as_millis() as u64, "delivery failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err("shut down while delivering".into()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+        Ok(results.into_iter().map(|r| r.expect("settled")).collect())
+    }
+
+    /// Writes the receipt (and the dead letter and alert when it failed),
+    /// each acknowledged by the broker.
+    async fn settle(
+        &self,
+        incoming: &Incoming,
+        out: Option<&Outgoing>,
+        outcome: Outcome,
+        attempts: u32,
+        reason: Option<String>,
+    ) -> Result<(), String> {
+        let counter = match outcome {
+            Outcome::Delivered => &self.stats.delivered,
+            Outcome::Rejected => &self.stats.rejected,
+            Outcome::Failed => &self.stats.failed,
+            Outcome::NotSent => &self.stats.not_sent,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let record_id = incoming.record.get("id").and_then(Value::as_str).unwrap_or(&incoming.key).to_owned();
+        let key = out.map(|o| o.key().to_owned()).unwrap_or_else(|| transform::idempotency_key(incoming));
+        if matches!(outcome, Outcome::Rejected | Outcome::Failed) {
+            let body = out.map(|o| o.body().to_string()).unwrap_or_else(|| incoming.record.to_string());
+            let why = reason.clone().unwrap_or_default();
+            self.dead_letter(body.as_bytes(), &why, incoming.partition, incoming.offset, &incoming.headers)
+                .await?;
+            self.alert(&record_id, outcome, &why).await?;
+        }
+        let receipt = Receipt {
+            delivery: self.name.clone(),
+            department: self.department.clone(),
+            record_id,
+            idempotency_key: key,
+            outcome,
+            attempts,
+            reason,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            topic: self.config.topic.clone(),
+            partition: incoming.partition,
+            offset: incoming.offset,
+        };
+        let body = serde_json::to_vec(&receipt).expect("receipts serialize");
+        let k = format!("{}:{}", self.name, receipt.record_id);
+        self.send(&self.topics.receipts, &k, &body).await
+    }
+
+    async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<(), String> {
+        self.producer
+            .send(FutureRecord::to(topic).key(key).payload(body), Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| format!("writing to {topic}: {e}"))
+    }
+
+    async fn dead_letter(
+        &self,
+        payload: &[u8],
+        reason: &str,
+        partition: i32,
+        offset: i64,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let (raw, raw_encoding) = DeadLetter::raw_text(payload);
+        let letter = DeadLetter {
+            reason: reason.to_owned(),
+            field: None,
+            rule: "delivery".into(),
+            raw,
+            raw_encoding,
+            raw_truncated: false,
+            provenance: Provenance {
+                source_system: headers.get("duijie-source-system").cloned().unwrap_or_default(),
+                source_id: headers.get("duijie-source-id").cloned(),
+                fetched_at_ms: chrono::Utc::now().timestamp_millis(),
+                connector: self.target.kind().to_owned(),
+                pipeline: self.name.clone(),
+                mapping: self.transform.kind().to_owned(),
+                mapping_version: 1,
+                payload_sha256: Provenance::hash(payload),
+                origin: format!("{}[{partition}]@{offset}", self.config.topic),
+            },
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        let body = serde_json::to_vec(&letter).expect("dead letters serialize");
+        self.send(&self.dlq_topic, &format!("{}@{partition}:{offset}", self.config.topic), &body).await
+    }
+
+    async fn alert(&self, record_id: &str, outcome: Outcome, reason: &str) -> Result<(), String> {
+        let message = match outcome {
+            Outcome::Rejected => format!("推送被接收方拒收：{} → {}（{}），原因：{reason}", record_id, self.department, self.name),
+            _ => format!("推送多次失败，已转入死信：{} → {}（{}），原因：{reason}", record_id, self.department, self.name),
+        };
+        let alert = json!({
+            "kind": if outcome == Outcome::Rejected { "DELIVERY_REJECTED" } else { "DELIVERY_FAILED" },
+            "severity": if outcome == Outcome::Rejected { "warning" } else { "critical" },
+            "delivery": self.name,
+            "department": self.department,
+            "subject": record_id,
+            "message": message,
+            "at_ms": chrono::Utc::now().timestamp_millis(),
+        });
+        self.send(&self.topics.alerts, &format!("delivery:{}:{record_id}", self.name), alert.to_string().as_bytes())
+            .await
+    }
+}
+
+/// A record's payload as JSON: Avro single-object or Confluent framing by
+/// its schema header, or JSON as it is (blacklist entries).
+pub fn decode_payload(schemas: &SchemaSet, headers: &BTreeMap<String, String>, payload: &[u8]) -> Result<Value, String> {
+    match headers.get("duijie-schema") {
+        Some(name) if headers.get("content-type").is_none_or(|c| !c.starts_with("application/json")) => {
+            let schema = schemas.get(name).ok_or_else(|| format!("unknown schema `{name}`"))?;
+            let value = if payload.first() == Some(&0) && payload.len() > 5 {
+                let mut body = &payload[5..];
+                apache_avro::reader::datum::GenericDatumReader::builder(&schema.avro)
+                    .build()
+                    .and_then(|r| r.read_value(&mut body))
+                    .map_err(|e| e.to_string())?
+            } else {
+                schema.decode_single_object(payload)?
+            };
+            Value::try_from(value).map_err(|e| e.to_string())
+        }
+        _ => serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}")),
+    }
+}

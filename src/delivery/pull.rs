@@ -1,0 +1,143 @@
+//! The pull API for departments that cannot receive pushes:
+//! `GET /feeds/{department}?after=CURSOR&limit=N` with
+//! `Authorization: Bearer <token>`.
+//!
+//! The answer holds the department's records after the cursor — selected
+//! and limited to its fields as a push would be — each with its idempotency
+//! key, and the cursor to ask with next. A cursor is the next offset of
+//! each partition; without one, the feed starts at the beginning.
+
+use super::{Delivery, Incoming};
+use crate::bus::ReaderContext;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Pull feeds by department.
+#[derive(Debug, Clone, Default)]
+pub struct PullFeeds {
+    feeds: BTreeMap<String, (Arc<Delivery>, String)>,
+}
+
+impl PullFeeds {
+    pub fn add(&mut self, delivery: Delivery, token: String) {
+        self.feeds.insert(delivery.department.clone(), (Arc::new(delivery), token));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.feeds.is_empty()
+    }
+
+    pub fn router(self) -> Router {
+        Router::new().route("/feeds/{department}", axum::routing::get(pull)).with_state(Arc::new(self))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PullQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+fn encode_cursor(next: &BTreeMap<i32, i64>) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(next).expect("cursor serializes"))
+}
+
+fn decode_cursor(s: &str) -> Result<BTreeMap<i32, i64>, String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| "cursor is not one this feed gave out".to_owned())?;
+    serde_json::from_slice(&bytes).map_err(|_| "cursor is not one this feed gave out".to_owned())
+}
+
+async fn pull(
+    State(feeds): State<Arc<PullFeeds>>,
+    Path(department): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<PullQuery>,
+) -> Response {
+    let Some((delivery, token)) = feeds.feeds.get(&department).cloned() else {
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "no such feed"}))).into_response();
+    };
+    let given = headers
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if given.is_empty() || given != token {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "需要有效的令牌 (Bearer token)"}))).into_response();
+    }
+    let after = match q.after.as_deref().map(decode_cursor).transpose() {
+        Ok(a) => a.unwrap_or_default(),
+        Err(m) => return (StatusCode::BAD_REQUEST, axum::Json(json!({"message": m}))).into_response(),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    match tokio::task::spawn_blocking(move || read_after(&delivery, &after, limit)).await {
+        Ok(Ok(answer)) => axum::Json(answer).into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"message": e}))).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"message": e.to_string()}))).into_response(),
+    }
+}
+
+fn read_after(delivery: &Delivery, after: &BTreeMap<i32, i64>, limit: usize) -> Result<Value, String> {
+    let mut config = delivery.bus.client_config();
+    config
+        .set("group.id", format!("{}-pull", delivery.bus.client_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
+    let consumer: BaseConsumer<ReaderContext> = config.create_with_context(ReaderContext).map_err(|e| e.to_string())?;
+    let topic = &delivery.config.topic;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    let mut open = 0;
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        let from = after.get(p).copied().unwrap_or(low).max(low);
+        next.insert(*p, from);
+        if from < high {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(from)).map_err(|e| e.to_string())?;
+            open += 1;
+        }
+    }
+    let mut records = Vec::new();
+    if open > 0 {
+        consumer.assign(&tpl).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while open > 0 && records.len() < limit && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+                Some(Err(e)) => return Err(e.to_string()),
+                Some(Ok(m)) => {
+                    next.insert(m.partition(), m.offset() + 1);
+                    let incoming: Incoming = match delivery.decode(&m) {
+                        Ok(i) => i,
+                        Err(_) => continue,
+                    };
+                    if let Some(select) = &delivery.config.select
+                        && !select.holds(&incoming.record)
+                    {
+                        continue;
+                    }
+                    if let Ok(Some(out)) = delivery.transform.apply(&incoming) {
+                        records.push(json!({ "idempotency_key": out.key(), "record": out.body() }));
+                    }
+                }
+            }
+        }
+    }
+    Ok(json!({ "department": delivery.department, "records": records, "next": encode_cursor(&next), "more": open > 0 }))
+}

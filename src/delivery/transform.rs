@@ -1,0 +1,242 @@
+//! What each receiver gets, made from a record.
+
+use super::Incoming;
+use super::config::{TransformConfig, field};
+use crate::credit::{CreditPolicy, Publication};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// One thing to send, with its idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    /// A JSON body; `route` fills `{team}` in the target URL.
+    Json { key: String, body: Value, route: Option<String> },
+    /// A credit publication record (sent in batches).
+    Publish { key: String, body: Value },
+    /// A credit publication withdrawal.
+    Withdraw { key: String, body: Value },
+    /// Nothing to send, by policy.
+    NotSent { key: String, reason: String },
+}
+
+impl Outgoing {
+    pub fn key(&self) -> &str {
+        match self {
+            Outgoing::Json { key, .. } | Outgoing::Publish { key, .. } | Outgoing::Withdraw { key, .. } | Outgoing::NotSent { key, .. } => key,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        match self {
+            Outgoing::Json { body, .. } | Outgoing::Publish { body, .. } | Outgoing::Withdraw { body, .. } => body.clone(),
+            Outgoing::NotSent { reason, .. } => json!({ "not_sent": reason }),
+        }
+    }
+
+    /// Whether it can share a request with others.
+    pub fn batchable(&self) -> bool {
+        matches!(self, Outgoing::Publish { .. } | Outgoing::NotSent { .. })
+    }
+}
+
+/// The record's stable id and version: `id:version`. The version is the
+/// record's `version` field, else its update time, else the hash of its
+/// payload, so that a changed record is a new delivery and a redelivered
+/// one is not. Characters outside visible ASCII (a decision number's
+/// 〔〕 and Chinese) are percent-encoded, so the key can travel in an HTTP
+/// header.
+pub fn idempotency_key(incoming: &Incoming) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    const UNSAFE: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b'"');
+    utf8_percent_encode(&raw_key(incoming), UNSAFE).to_string()
+}
+
+fn raw_key(incoming: &Incoming) -> String {
+    let id = incoming.record.get("id").and_then(Value::as_str).unwrap_or(&incoming.key);
+    let version = match (incoming.record.get("version"), incoming.record.get("updated_at")) {
+        (Some(v), _) if !v.is_null() => format!("v{v}"),
+        (_, Some(u)) if !u.is_null() => format!("u{u}"),
+        _ => format!("h{}", &incoming.payload_sha256[..incoming.payload_sha256.len().min(16)]),
+    };
+    format!("{id}:{version}")
+}
+
+/// A transform, compiled.
+#[derive(Debug, Clone)]
+pub enum Transform {
+    Fields(Vec<String>),
+    Credit(Box<CreditPolicy>),
+    Licence { routes: BTreeMap<String, String>, default_team: Option<String> },
+    Blacklist,
+}
+
+impl Transform {
+    pub fn from_config(c: &TransformConfig) -> Self {
+        match c {
+            TransformConfig::Fields { fields } => Transform::Fields(fields.clone()),
+            TransformConfig::CreditPenalty { policy } => Transform::Credit(Box::new(policy.clone())),
+            TransformConfig::LicenceNotice { routes, default_team } => Transform::Licence {
+                routes: routes.clone(),
+                default_team: default_team.clone(),
+            },
+            TransformConfig::Blacklist => Transform::Blacklist,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transform::Fields(_) => "fields",
+            Transform::Credit(_) => "credit_penalty",
+            Transform::Licence { .. } => "licence_notice",
+            Transform::Blacklist => "blacklist",
+        }
+    }
+
+    /// What to send for a record. `Err` is a refusal on the hub's side
+    /// (dead-lettered with the reason); `Ok(None)` means nothing at all.
+    pub fn apply(&self, incoming: &Incoming) -> Result<Option<Outgoing>, String> {
+        let key = idempotency_key(incoming);
+        let r = &incoming.record;
+        Ok(Some(match self {
+            Transform::Fields(fields) => Outgoing::Json {
+                body: whitelist(r, fields),
+                key,
+                route: None,
+            },
+            Transform::Credit(policy) => match policy.publication(r)? {
+                Publication::Publish(mut body) => {
+                    body["idempotency_key"] = Value::String(key.clone());
+                    Outgoing::Publish { key, body }
+                }
+                Publication::Withdraw { decision_no, reason } => Outgoing::Withdraw {
+                    body: json!({ "CF_WSH": decision_no, "reason": reason, "idempotency_key": key }),
+                    key,
+                },
+                Publication::NotPublished(reason) => Outgoing::NotSent { key, reason },
+            },
+            Transform::Licence { routes, default_team } => {
+                let area = r.get("jurisdiction").and_then(Value::as_str).unwrap_or("");
+                let team = routes
+                    .iter()
+                    .filter(|(prefix, _)| area.starts_with(prefix.as_str()))
+                    .max_by_key(|(prefix, _)| prefix.len())
+                    .map(|(_, team)| team.clone())
+                    .or_else(|| default_team.clone())
+                    .ok_or_else(|| format!("no enforcement team for jurisdiction `{area}`"))?;
+                Outgoing::Json {
+                    body: licence_notice(r, &team),
+                    key,
+                    route: Some(team),
+                }
+            }
+            Transform::Blacklist => Outgoing::Json {
+                body: r.clone(),
+                key,
+                route: None,
+            },
+        }))
+    }
+}
+
+/// The fields a department is entitled to (and `id`, which identifies the
+/// record).
+pub fn whitelist(record: &Value, fields: &[String]) -> Value {
+    let mut out = Map::new();
+    if let Some(id) = record.get("id") {
+        out.insert("id".into(), id.clone());
+    }
+    for path in fields {
+        let Some(value) = field(record, path) else { continue };
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let last = parts.pop().expect("a path has a last part");
+        let mut node = &mut out;
+        for p in parts {
+            node = node
+                .entry(p.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .expect("objects all the way");
+        }
+        node.insert(last.to_owned(), value.clone());
+    }
+    Value::Object(out)
+}
+
+/// A licence notice for post-approval supervision (审管联动).
+fn licence_notice(r: &Value, team: &str) -> Value {
+    let g = |k: &str| r.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "notice": "行政许可信息推送（事中事后监管）",
+        "team": team,
+        "licence_id": g("id"),
+        "decision_no": g("decision_no"),
+        "licence_name": g("licence_name"),
+        "licence_no": g("licence_no"),
+        "category": g("category"),
+        "status": g("status"),
+        "party": {
+            "name": r.pointer("/party/name").cloned().unwrap_or(Value::Null),
+            "type": r.pointer("/party/type").cloned().unwrap_or(Value::Null),
+            "credit_code": r.pointer("/party/credit_code").cloned().unwrap_or(Value::Null),
+            "legal_rep": r.pointer("/party/legal_rep").cloned().unwrap_or(Value::Null),
+        },
+        "content": g("content"),
+        "valid_from": g("valid_from"),
+        "valid_to": g("valid_to"),
+        "jurisdiction": g("jurisdiction"),
+        "authority": g("authority"),
+        "commitment": g("commitment"),
+        "commitment_conditions": g("commitment_conditions"),
+        "commitment_due_at": g("commitment_due_at"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(record: Value) -> Incoming {
+        Incoming {
+            partition: 0,
+            offset: 0,
+            key: "k".into(),
+            record,
+            headers: Default::default(),
+            payload_sha256: "ab".repeat(32),
+        }
+    }
+
+    #[test]
+    fn a_whitelist_keeps_only_what_was_named() {
+        let r = json!({"id": "grid:1", "category": "DISPUTE", "reporter_phone": "138****0000",
+            "party": {"name": "李娜", "id_number_masked": "110105********002X", "type": "NATURAL_PERSON"}});
+        let out = whitelist(&r, &["category".into(), "party.name".into()]);
+        assert_eq!(out, json!({"id": "grid:1", "category": "DISPUTE", "party": {"name": "李娜"}}));
+    }
+
+    #[test]
+    fn keys_carry_the_version() {
+        assert_eq!(idempotency_key(&incoming(json!({"id": "pen:1", "version": 2}))), "pen:1:v2");
+        assert_eq!(idempotency_key(&incoming(json!({"id": "dcm:1", "updated_at": 17}))), "dcm:1:u17");
+        assert!(idempotency_key(&incoming(json!({"id": "x"}))).starts_with("x:habab"));
+        assert_eq!(
+            idempotency_key(&incoming(json!({"id": "lic:许字〔2026〕1号", "version": 1}))),
+            "lic:%E8%AE%B8%E5%AD%97%E3%80%942026%E3%80%951%E5%8F%B7:v1"
+        );
+    }
+
+    #[test]
+    fn licences_route_by_the_longest_prefix() {
+        let t = Transform::Licence {
+            routes: [("420502".to_owned(), "一中队".to_owned()), ("420502002".to_owned(), "二中队".to_owned())].into(),
+            default_team: None,
+        };
+        let route = |area: &str| match t.apply(&incoming(json!({"id": "lic:1", "jurisdiction": area}))) {
+            Ok(Some(Outgoing::Json { route, .. })) => route,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(route("420502001").as_deref(), Some("一中队"));
+        assert_eq!(route("420502002").as_deref(), Some("二中队"));
+        assert!(t.apply(&incoming(json!({"id": "lic:2", "jurisdiction": "420506100"}))).is_err());
+    }
+}

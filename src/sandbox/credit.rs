@@ -1,0 +1,165 @@
+//! The credit platform (信用平台) simulator: the 双公示 penalty publication
+//! batch API, withdrawals, and the blacklist (黑名单) for joint restriction.
+//!
+//! - `POST /credit/api/penalties/batch` `{"records": [...]}`: each record in
+//!   the `CF_*` layout with its `idempotency_key`; the answer accepts or
+//!   rejects each record with a reason, and a rejected record does not stop
+//!   the rest of the batch. The checks are the platform's: required fields,
+//!   the credit code's check characters, a natural person's ID number
+//!   masked, the fine a number in 万元.
+//! - `POST /credit/api/penalties/withdraw`: withdraw (撤回) a publication.
+//! - `POST /credit/api/blacklist`: add or remove an entity.
+//! - `GET /credit/api/received`: what the platform holds.
+//!
+//! A key already taken is accepted again and not kept twice.
+
+use super::receiver::Inbox;
+use crate::ident::check_uscc;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Default)]
+struct Platform {
+    /// idempotency key → record, for publications.
+    published: BTreeMap<String, Value>,
+    withdrawn: BTreeMap<String, Value>,
+    batches: u64,
+    duplicates: u64,
+    rejected: Vec<Value>,
+}
+
+/// The simulated platform. `outage` is shared with the other receivers.
+#[derive(Debug, Clone)]
+pub struct CreditPlatform {
+    state: Arc<Mutex<Platform>>,
+    outage: Inbox,
+    blacklist: Inbox,
+}
+
+impl CreditPlatform {
+    pub fn new(outage: Inbox) -> Self {
+        Self {
+            state: Arc::default(),
+            blacklist: Inbox::default(),
+            outage,
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/credit/api/penalties/batch", axum::routing::post(batch))
+            .route("/credit/api/penalties/withdraw", axum::routing::post(withdraw))
+            .route("/credit/api/blacklist", axum::routing::post(blacklist))
+            .route("/credit/api/received", axum::routing::get(received))
+            .with_state(self.clone())
+    }
+}
+
+fn down() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"code": 503, "message": "平台维护中"}))).into_response()
+}
+
+/// The platform's checks of one publication record.
+fn check(r: &Value) -> Result<(), String> {
+    let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+    for k in ["CF_WSH", "CF_XDR_MC", "CF_XDR_LB", "CF_CFLB", "CF_JDRQ", "CF_CFJG", "CF_CFJGDM", "CF_GSJZQ"] {
+        if s(k).trim().is_empty() {
+            return Err(format!("{k} 不能为空"));
+        }
+    }
+    match s("CF_XDR_LB") {
+        "法人及非法人组织" | "个体工商户" => {
+            let code = s("CF_XDR_SHXYM");
+            if !check_uscc(code).is_valid() {
+                return Err(format!("CF_XDR_SHXYM 统一社会信用代码校验不通过: {code}"));
+            }
+        }
+        "自然人" => {
+            let id = s("CF_XDR_ZJHM");
+            if !id.contains('*') {
+                return Err("自然人身份证号码未按规定脱敏".into());
+            }
+        }
+        other => return Err(format!("CF_XDR_LB 取值无效: {other}")),
+    }
+    if let Some(fk) = r.get("CF_NR_FK").and_then(Value::as_str)
+        && !fk.is_empty()
+        && fk.parse::<f64>().is_err()
+    {
+        return Err(format!("CF_NR_FK 不是数字: {fk}"));
+    }
+    if chrono::NaiveDate::parse_from_str(s("CF_JDRQ"), "%Y-%m-%d").is_err() {
+        return Err("CF_JDRQ 日期格式应为 yyyy-MM-dd".into());
+    }
+    Ok(())
+}
+
+async fn batch(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Value>) -> Response {
+    if p.outage.is_down() {
+        return down();
+    }
+    let records = body.get("records").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut state = p.state.lock().expect("credit lock");
+    state.batches += 1;
+    let mut results = Vec::with_capacity(records.len());
+    for r in records {
+        let key = r.get("idempotency_key").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let wsh = r.get("CF_WSH").cloned().unwrap_or(Value::Null);
+        if key.is_empty() {
+            results.push(json!({"CF_WSH": wsh, "status": "REJECTED", "reason": "缺少 idempotency_key"}));
+            continue;
+        }
+        if state.published.contains_key(&key) {
+            state.duplicates += 1;
+            results.push(json!({"CF_WSH": wsh, "idempotency_key": key, "status": "ACCEPTED", "duplicate": true}));
+            continue;
+        }
+        match check(&r) {
+            Ok(()) => {
+                state.published.insert(key.clone(), r);
+                results.push(json!({"CF_WSH": wsh, "idempotency_key": key, "status": "ACCEPTED"}));
+            }
+            Err(reason) => {
+                state.rejected.push(json!({"key": key, "reason": reason}));
+                results.push(json!({"CF_WSH": wsh, "idempotency_key": key, "status": "REJECTED", "reason": reason}));
+            }
+        }
+    }
+    axum::Json(json!({"code": 0, "results": results})).into_response()
+}
+
+async fn withdraw(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Value>) -> Response {
+    if p.outage.is_down() {
+        return down();
+    }
+    let key = body.get("idempotency_key").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if key.is_empty() || body.get("CF_WSH").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"code": 422, "message": "CF_WSH 与 idempotency_key 必填"}))).into_response();
+    }
+    p.state.lock().expect("credit lock").withdrawn.entry(key).or_insert(body);
+    axum::Json(json!({"code": 0, "status": "WITHDRAWN"})).into_response()
+}
+
+async fn blacklist(State(p): State<CreditPlatform>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if p.outage.is_down() {
+        return down();
+    }
+    p.blacklist.receive("blacklist", &headers, &body)
+}
+
+async fn received(State(p): State<CreditPlatform>) -> axum::Json<Value> {
+    let state = p.state.lock().expect("credit lock");
+    axum::Json(json!({
+        "published": state.published,
+        "withdrawn": state.withdrawn,
+        "rejected": state.rejected,
+        "batches": state.batches,
+        "duplicates": state.duplicates,
+        "blacklist": p.blacklist.view("blacklist"),
+    }))
+}

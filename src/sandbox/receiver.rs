@@ -1,0 +1,134 @@
+//! Receivers that play the systems the hub pushes to: they check what they
+//! are sent, keep it, and say what they got. A redelivery with an
+//! `Idempotency-Key` already taken is acknowledged and not kept twice.
+//!
+//! An inbox can be taken down (503 to everything, an outage), can require
+//! HMAC-SHA256 signatures (`X-Timestamp`, `X-Signature` over
+//! `<timestamp>.<body>`), and can refuse records whose field has a given
+//! value (422 with a reason, as a receiver's validation would).
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// A refusal rule: records whose `field` equals `equals` are refused.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRule {
+    pub field: String,
+    pub equals: Value,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+struct Box_ {
+    records: Vec<Value>,
+    keys: BTreeMap<String, usize>,
+    deliveries: u64,
+    duplicates: u64,
+    refused: u64,
+}
+
+#[derive(Debug, Default)]
+struct InboxState {
+    boxes: BTreeMap<String, Box_>,
+    down: bool,
+    reject: Option<RejectRule>,
+}
+
+/// Receivers' memory, shared by their routes.
+#[derive(Debug, Clone, Default)]
+pub struct Inbox {
+    inner: Arc<Mutex<InboxState>>,
+    /// Signatures are required when set.
+    secret: Option<Arc<String>>,
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+impl Inbox {
+    pub fn signed(secret: &str) -> Self {
+        Self {
+            inner: Arc::default(),
+            secret: Some(Arc::new(secret.to_owned())),
+        }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.inner.lock().expect("inbox lock").down = down;
+    }
+
+    pub fn set_reject(&self, rule: Option<RejectRule>) {
+        self.inner.lock().expect("inbox lock").reject = rule;
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.inner.lock().expect("inbox lock").down
+    }
+
+    /// Takes one delivery for box `name`.
+    pub fn receive(&self, name: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+        let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut state = self.inner.lock().expect("inbox lock");
+        if state.down {
+            return answer(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "down", "message": "系统维护中"}));
+        }
+        if let Some(secret) = &self.secret {
+            let (Some(ts), Some(sig)) = (header("X-Timestamp"), header("X-Signature")) else {
+                return answer(StatusCode::UNAUTHORIZED, json!({"status": "refused", "message": "缺少签名"}));
+            };
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+            mac.update(ts.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            let claimed = hex::decode(sig.trim_start_matches("sha256=")).unwrap_or_default();
+            if mac.verify_slice(&claimed).is_err() {
+                return answer(StatusCode::UNAUTHORIZED, json!({"status": "refused", "message": "签名校验失败"}));
+            }
+        }
+        let Some(key) = header("Idempotency-Key") else {
+            return answer(StatusCode::BAD_REQUEST, json!({"status": "refused", "message": "缺少 Idempotency-Key"}));
+        };
+        let record: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(_) => Value::String(String::from_utf8_lossy(body).into_owned()),
+        };
+        let reject = state.reject.clone();
+        let b = state.boxes.entry(name.to_owned()).or_default();
+        b.deliveries += 1;
+        if b.keys.contains_key(&key) {
+            b.duplicates += 1;
+            return answer(StatusCode::OK, json!({"status": "duplicate", "key": key}));
+        }
+        if let Some(rule) = reject
+            && record.pointer(&rule.field).is_some_and(|v| *v == rule.equals)
+        {
+            b.refused += 1;
+            return answer(StatusCode::UNPROCESSABLE_ENTITY, json!({"status": "rejected", "message": rule.reason}));
+        }
+        b.keys.insert(key.clone(), b.records.len());
+        b.records.push(json!({"key": key, "record": record}));
+        answer(StatusCode::OK, json!({"status": "received", "key": key}))
+    }
+
+    /// What box `name` holds.
+    pub fn view(&self, name: &str) -> Value {
+        let state = self.inner.lock().expect("inbox lock");
+        match state.boxes.get(name) {
+            Some(b) => json!({
+                "records": b.records,
+                "deliveries": b.deliveries,
+                "duplicates": b.duplicates,
+                "refused": b.refused,
+            }),
+            None => json!({"records": [], "deliveries": 0, "duplicates": 0, "refused": 0}),
+        }
+    }
+}
