@@ -80,7 +80,9 @@ impl Calendar {
                 file: file.clone(),
                 message: e.to_string(),
             })?;
-            calendar.add_year(&text).map_err(|message| CalendarError::BadFile { file, message })?;
+            calendar
+                .add_year(&text)
+                .map_err(|message| CalendarError::BadFile { file, message })?;
         }
         Ok(calendar)
     }
@@ -134,7 +136,11 @@ impl Calendar {
 
     /// The holiday a date belongs to, if any.
     pub fn holiday(&self, date: NaiveDate) -> Option<&str> {
-        self.years.get(&date.year())?.off.get(&date).map(String::as_str)
+        self.years
+            .get(&date.year())?
+            .off
+            .get(&date)
+            .map(String::as_str)
     }
 
     /// When a period of `limit` started at `start` ends.
@@ -164,7 +170,11 @@ impl Calendar {
     }
 
     /// Working days from `from` (exclusive) to `to` (inclusive), local dates.
-    pub fn working_days_between(&self, from: NaiveDate, to: NaiveDate) -> Result<u32, CalendarError> {
+    pub fn working_days_between(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<u32, CalendarError> {
         let mut n = 0;
         let mut d = from;
         while d < to {
@@ -179,7 +189,11 @@ impl Calendar {
 
 /// 24:00 of a local date: the next day's 00:00 in Asia/Shanghai.
 pub fn end_of_day(date: NaiveDate) -> DateTime<Utc> {
-    let next = date.succ_opt().expect("date in range").and_hms_opt(0, 0, 0).expect("midnight");
+    let next = date
+        .succ_opt()
+        .expect("date in range")
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight");
     Shanghai
         .from_local_datetime(&next)
         .single()
@@ -219,17 +233,23 @@ impl FromStr for Limit {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let (number, rest) = s
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| format!("`{s}` is not a limit such as `3 working days`, `24 hours` or `15 days`"))?;
+        let (number, rest) = s.split_once(char::is_whitespace).ok_or_else(|| {
+            format!("`{s}` is not a limit such as `3 working days`, `24 hours` or `15 days`")
+        })?;
         let amount: u32 = number
             .parse()
             .map_err(|_| format!("`{number}` in `{s}` is not a whole number"))?;
         let unit = match rest.trim().to_ascii_lowercase().as_str() {
             "hour" | "hours" | "小时" => Unit::Hours,
             "day" | "days" | "calendar day" | "calendar days" | "日" | "天" => Unit::CalendarDays,
-            "working day" | "working days" | "workday" | "workdays" | "工作日" => Unit::WorkingDays,
-            other => return Err(format!("unknown unit `{other}` in `{s}`: use hours, days or working days")),
+            "working day" | "working days" | "workday" | "workdays" | "工作日" => {
+                Unit::WorkingDays
+            }
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{s}`: use hours, days or working days"
+                ));
+            }
         };
         Ok(Limit { amount, unit })
     }
@@ -256,7 +276,9 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
                 .ok_or_else(|| format!("`{s}` does not exist or is ambiguous in Asia/Shanghai"));
         }
     }
-    Err(format!("`{s}` is neither RFC 3339 nor `YYYY-MM-DD HH:MM` (Asia/Shanghai)"))
+    Err(format!(
+        "`{s}` is neither RFC 3339 nor `YYYY-MM-DD HH:MM` (Asia/Shanghai)"
+    ))
 }
 
 /// A UTC time as Shanghai local time, `2026-10-10 24:00` style for
@@ -292,7 +314,10 @@ mod tests {
     fn the_domain_brief_example() {
         // 3 working days from Wednesday 2026-09-30 10:00 end at 24:00 on the
         // make-up working Saturday 2026-10-10.
-        assert_eq!(due(&test_calendar(), "2026-09-30 10:00", "3 working days"), "2026-10-10 24:00");
+        assert_eq!(
+            due(&test_calendar(), "2026-09-30 10:00", "3 working days"),
+            "2026-10-10 24:00"
+        );
     }
 
     #[test]
@@ -307,7 +332,10 @@ mod tests {
         assert_eq!(due(&cal, "2026-09-30 09:00", "3 days"), "2026-10-08 24:00");
         // 3 working days from Friday 09-25 skip the weekend, the
         // make-up Sunday 09-20 is past: 09-28, 09-29, 09-30.
-        assert_eq!(due(&cal, "2026-09-25 09:00", "3 working days"), "2026-09-30 24:00");
+        assert_eq!(
+            due(&cal, "2026-09-25 09:00", "3 working days"),
+            "2026-09-30 24:00"
+        );
     }
 
     #[test]
@@ -322,8 +350,14 @@ mod tests {
     #[test]
     fn hours_run_across_midnight_from_the_exact_time() {
         let cal = test_calendar();
-        assert_eq!(due(&cal, "2026-10-01 22:15", "24 hours"), "2026-10-02 22:15");
-        assert_eq!(due(&cal, "2026-12-31 23:30", "24 hours"), "2027-01-01 23:30");
+        assert_eq!(
+            due(&cal, "2026-10-01 22:15", "24 hours"),
+            "2026-10-02 22:15"
+        );
+        assert_eq!(
+            due(&cal, "2026-12-31 23:30", "24 hours"),
+            "2027-01-01 23:30"
+        );
     }
 
     #[test]
@@ -331,17 +365,25 @@ mod tests {
         let cal = test_calendar();
         // Decided Friday 2026-02-13; 7 working days: 02-14 (make-up Sat),
         // then 02-15..23 off, 02-24, 25, 26, 27, 28 (make-up Sat), 03-02.
-        assert_eq!(due(&cal, "2026-02-13 15:00", "7 working days"), "2026-03-02 24:00");
+        assert_eq!(
+            due(&cal, "2026-02-13 15:00", "7 working days"),
+            "2026-03-02 24:00"
+        );
     }
 
     #[test]
     fn a_year_without_a_calendar_file_is_refused_loudly() {
         let cal = test_calendar();
-        let err = cal.due(at("2026-12-24 10:00"), "7 working days".parse().unwrap()).unwrap_err();
+        let err = cal
+            .due(at("2026-12-24 10:00"), "7 working days".parse().unwrap())
+            .unwrap_err();
         assert_eq!(err, CalendarError::MissingYear { year: 2027 });
         assert!(err.to_string().contains("calendar/cn-2027.toml"));
         // Hours need no calendar.
-        assert!(cal.due(at("2026-12-31 10:00"), "48 hours".parse().unwrap()).is_ok());
+        assert!(
+            cal.due(at("2026-12-31 10:00"), "48 hours".parse().unwrap())
+                .is_ok()
+        );
     }
 
     #[test]
@@ -350,15 +392,42 @@ mod tests {
         cal.add_year("year = 2027\nworking_weekends = []\n[[off]]\nname = \"元旦\"\nfrom = \"2027-01-01\"\nto = \"2027-01-03\"\n")
             .unwrap();
         // From Wednesday 2026-12-30: 12-31, 01-04, 01-05.
-        assert_eq!(due(&cal, "2026-12-30 10:00", "3 working days"), "2027-01-05 24:00");
+        assert_eq!(
+            due(&cal, "2026-12-30 10:00", "3 working days"),
+            "2027-01-05 24:00"
+        );
     }
 
     #[test]
     fn limits_parse_in_english_and_chinese() {
-        assert_eq!("3 working days".parse::<Limit>().unwrap(), Limit { amount: 3, unit: Unit::WorkingDays });
-        assert_eq!("24 hours".parse::<Limit>().unwrap(), Limit { amount: 24, unit: Unit::Hours });
-        assert_eq!("15 days".parse::<Limit>().unwrap(), Limit { amount: 15, unit: Unit::CalendarDays });
-        assert_eq!("7 工作日".parse::<Limit>().unwrap(), Limit { amount: 7, unit: Unit::WorkingDays });
+        assert_eq!(
+            "3 working days".parse::<Limit>().unwrap(),
+            Limit {
+                amount: 3,
+                unit: Unit::WorkingDays
+            }
+        );
+        assert_eq!(
+            "24 hours".parse::<Limit>().unwrap(),
+            Limit {
+                amount: 24,
+                unit: Unit::Hours
+            }
+        );
+        assert_eq!(
+            "15 days".parse::<Limit>().unwrap(),
+            Limit {
+                amount: 15,
+                unit: Unit::CalendarDays
+            }
+        );
+        assert_eq!(
+            "7 工作日".parse::<Limit>().unwrap(),
+            Limit {
+                amount: 7,
+                unit: Unit::WorkingDays
+            }
+        );
         assert!("three days".parse::<Limit>().is_err());
         assert!("3 fortnights".parse::<Limit>().is_err());
     }

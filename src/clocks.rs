@@ -36,7 +36,11 @@ pub struct Followed {
 
 /// Reads `topics` from the beginning and keeps following them, on a
 /// blocking thread, into a channel.
-pub fn follow(bus: &Bus, topics: Vec<String>, shutdown: CancellationToken) -> mpsc::Receiver<Followed> {
+pub fn follow(
+    bus: &Bus,
+    topics: Vec<String>,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<Followed> {
     let (tx, rx) = mpsc::channel(4096);
     let mut config = bus.client_config();
     config
@@ -44,7 +48,8 @@ pub fn follow(bus: &Bus, topics: Vec<String>, shutdown: CancellationToken) -> mp
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");
     std::thread::spawn(move || {
-        let consumer: BaseConsumer<ReaderContext> = match config.create_with_context(ReaderContext) {
+        let consumer: BaseConsumer<ReaderContext> = match config.create_with_context(ReaderContext)
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot follow topics");
@@ -61,7 +66,11 @@ pub fn follow(bus: &Bus, topics: Vec<String>, shutdown: CancellationToken) -> mp
                         continue;
                     }
                     if let Ok(md) = consumer.fetch_metadata(Some(t), Duration::from_secs(5)) {
-                        let parts: Vec<i32> = md.topics().iter().flat_map(|m| m.partitions().iter().map(|p| p.id())).collect();
+                        let parts: Vec<i32> = md
+                            .topics()
+                            .iter()
+                            .flat_map(|m| m.partitions().iter().map(|p| p.id()))
+                            .collect();
                         if parts.is_empty() {
                             continue;
                         }
@@ -83,13 +92,19 @@ pub fn follow(bus: &Bus, topics: Vec<String>, shutdown: CancellationToken) -> mp
                         for header in h.iter() {
                             headers.insert(
                                 header.key.to_owned(),
-                                header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
+                                header
+                                    .value
+                                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                                    .unwrap_or_default(),
                             );
                         }
                     }
                     let f = Followed {
                         topic: m.topic().to_owned(),
-                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+                        key: m
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                            .unwrap_or_default(),
                         headers,
                         payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     };
@@ -130,7 +145,9 @@ pub struct KeeperContext {
 
 impl std::fmt::Debug for KeeperContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeeperContext").field("alerts_topic", &self.alerts_topic).finish_non_exhaustive()
+        f.debug_struct("KeeperContext")
+            .field("alerts_topic", &self.alerts_topic)
+            .finish_non_exhaustive()
     }
 }
 
@@ -152,7 +169,14 @@ impl KeeperContext {
             .map_err(|(e, _)| format!("writing to {topic}: {e}"))
     }
 
-    async fn alert(&self, key: &str, kind: &str, severity: &str, subject: &str, message: String) -> Result<(), String> {
+    async fn alert(
+        &self,
+        key: &str,
+        kind: &str,
+        severity: &str,
+        subject: &str,
+        message: String,
+    ) -> Result<(), String> {
         let alert = json!({
             "kind": kind, "severity": severity, "subject": subject, "message": message,
             "at_ms": Utc::now().timestamp_millis(),
@@ -176,17 +200,26 @@ struct Publication {
     action: String,
     started: DateTime<Utc>,
     due: Result<DateTime<Utc>, CalendarError>,
-    published: bool,
+    /// When the platform took it.
+    published: Option<DateTime<Utc>>,
     not_published: bool,
 }
 
 /// Publication deadlines of penalty decisions: 7 working days from the
 /// decision, 3 working days for a change or revocation; "at risk" when less
 /// than the configured share of the time is left, "late" once it passed.
-pub async fn run_credit_clock(ctx: KeeperContext, config: CreditConfig, shutdown: CancellationToken) {
+pub async fn run_credit_clock(
+    ctx: KeeperContext,
+    config: CreditConfig,
+    shutdown: CancellationToken,
+) {
     let mut rx = follow(
         &ctx.bus,
-        vec![config.decisions_topic.clone(), ctx.receipts_topic.clone(), ctx.alerts_topic.clone()],
+        vec![
+            config.decisions_topic.clone(),
+            ctx.receipts_topic.clone(),
+            ctx.alerts_topic.clone(),
+        ],
         shutdown.clone(),
     );
     let mut items: BTreeMap<(String, i64), Publication> = BTreeMap::new();
@@ -207,7 +240,7 @@ pub async fn run_credit_clock(ctx: KeeperContext, config: CreditConfig, shutdown
                     let version = r.idempotency_key.rsplit(":v").next().and_then(|v| v.parse::<i64>().ok()).unwrap_or(1);
                     if let Some(item) = items.get_mut(&(r.record_id.clone(), version)) {
                         match r.outcome {
-                            Outcome::Delivered => item.published = true,
+                            Outcome::Delivered => item.published = ms(r.at_ms),
                             Outcome::NotSent => item.not_published = true,
                             _ => {}
                         }
@@ -232,7 +265,7 @@ pub async fn run_credit_clock(ctx: KeeperContext, config: CreditConfig, shutdown
                         action: action.clone(),
                         started,
                         due: ctx.calendar.due(started, limit),
-                        published: false,
+                        published: None,
                         not_published: false,
                     });
                     entry.started = started;
@@ -256,10 +289,9 @@ async fn credit_tick(
     let now = Utc::now();
     let (mut pending, mut at_risk, mut late) = (0, 0, 0);
     for ((id, version), item) in items {
-        if item.published || item.not_published {
+        if item.not_published {
             continue;
         }
-        pending += 1;
         let what = match item.action.as_str() {
             "REVOKED" => "撤销后的撤回公示",
             "CHANGED" => "变更后的更新公示",
@@ -270,11 +302,41 @@ async fn credit_tick(
             Err(e) => {
                 let key = format!("credit:calendar:{e}");
                 if alerted.insert(key.clone()) {
-                    ctx.alert(&key, "CALENDAR_MISSING", "critical", id, format!("无法计算公示期限：{e}")).await?;
+                    ctx.alert(
+                        &key,
+                        "CALENDAR_MISSING",
+                        "critical",
+                        id,
+                        format!("无法计算公示期限：{e}"),
+                    )
+                    .await?;
                 }
                 continue;
             }
         };
+        if let Some(at) = item.published {
+            if at > due {
+                let key = format!("credit:{id}:v{version}:late");
+                if alerted.insert(key.clone()) {
+                    ctx.alert(
+                        &key,
+                        "CREDIT_PUBLICATION_LATE",
+                        "critical",
+                        id,
+                        format!(
+                            "行政处罚决定{}（{}）应于{}前完成{what}，实际于{}完成，已逾期。",
+                            item.decision_no,
+                            item.party,
+                            local_text(due),
+                            local_text(at)
+                        ),
+                    )
+                    .await?;
+                }
+            }
+            continue;
+        }
+        pending += 1;
         let total = (due - item.started).num_seconds().max(1) as f64;
         let left = (due - now).num_seconds() as f64;
         if left < 0.0 {
@@ -286,7 +348,12 @@ async fn credit_tick(
                     "CREDIT_PUBLICATION_LATE",
                     "critical",
                     id,
-                    format!("行政处罚决定{}（{}）应于{}前完成{what}，已逾期。", item.decision_no, item.party, local_text(due)),
+                    format!(
+                        "行政处罚决定{}（{}）应于{}前完成{what}，已逾期。",
+                        item.decision_no,
+                        item.party,
+                        local_text(due)
+                    ),
                 )
                 .await?;
             }
@@ -299,7 +366,12 @@ async fn credit_tick(
                     "CREDIT_PUBLICATION_AT_RISK",
                     "warning",
                     id,
-                    format!("行政处罚决定{}（{}）须于{}前完成{what}，即将到期。", item.decision_no, item.party, local_text(due)),
+                    format!(
+                        "行政处罚决定{}（{}）须于{}前完成{what}，即将到期。",
+                        item.decision_no,
+                        item.party,
+                        local_text(due)
+                    ),
                 )
                 .await?;
             }
@@ -349,13 +421,30 @@ impl Blacklist {
     }
 
     fn observe(&mut self, d: &Value) {
-        let Some(key) = crate::credit::entity_key(d) else { return };
-        let Some(id) = d.get("id").and_then(Value::as_str) else { return };
-        let Some(decided) = d.get("decided_at").and_then(Value::as_i64).and_then(ms) else { return };
-        let categories: Vec<&str> = d.get("categories").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let Some(key) = crate::credit::entity_key(d) else {
+            return;
+        };
+        let Some(id) = d.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(decided) = d.get("decided_at").and_then(Value::as_i64).and_then(ms) else {
+            return;
+        };
+        let categories: Vec<&str> = d
+            .get("categories")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         let entity = self.entities.entry(key).or_insert_with(|| Entity {
-            name: d.pointer("/party/name").and_then(Value::as_str).unwrap_or("").to_owned(),
-            credit_code: d.pointer("/party/credit_code").and_then(Value::as_str).map(str::to_owned),
+            name: d
+                .pointer("/party/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            credit_code: d
+                .pointer("/party/credit_code")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             penalties: BTreeMap::new(),
         });
         entity.penalties.insert(
@@ -363,17 +452,29 @@ impl Blacklist {
             Penalty {
                 decided,
                 serious: d.get("serious").and_then(Value::as_bool).unwrap_or(false),
-                listing_category: categories.iter().any(|c| self.criteria.categories_any.iter().any(|l| l == c)),
+                listing_category: categories
+                    .iter()
+                    .any(|c| self.criteria.categories_any.iter().any(|l| l == c)),
                 revoked: d.get("action").and_then(Value::as_str) == Some("REVOKED"),
-                decision_no: d.get("decision_no").and_then(Value::as_str).unwrap_or(id).to_owned(),
+                decision_no: d
+                    .get("decision_no")
+                    .and_then(Value::as_str)
+                    .unwrap_or(id)
+                    .to_owned(),
             },
         );
     }
 
     /// Whether the entity is listed now, with the reasons.
     fn listed(&self, entity: &Entity, now: DateTime<Utc>) -> (bool, Vec<String>) {
-        let since = now.checked_sub_months(chrono::Months::new(self.criteria.window_months)).unwrap_or(now);
-        let live: Vec<&Penalty> = entity.penalties.values().filter(|p| !p.revoked && p.decided >= since).collect();
+        let since = now
+            .checked_sub_months(chrono::Months::new(self.criteria.window_months))
+            .unwrap_or(now);
+        let live: Vec<&Penalty> = entity
+            .penalties
+            .values()
+            .filter(|p| !p.revoked && p.decided >= since)
+            .collect();
         let serious: Vec<&&Penalty> = live.iter().filter(|p| p.serious).collect();
         let mut reasons = Vec::new();
         if serious.len() >= self.criteria.serious_count {
@@ -381,11 +482,19 @@ impl Blacklist {
                 "{}个月内严重违法{}次（{}）",
                 self.criteria.window_months,
                 serious.len(),
-                serious.iter().map(|p| p.decision_no.as_str()).collect::<Vec<_>>().join("、")
+                serious
+                    .iter()
+                    .map(|p| p.decision_no.as_str())
+                    .collect::<Vec<_>>()
+                    .join("、")
             ));
         }
         for p in live.iter().filter(|p| p.listing_category) {
-            reasons.push(format!("{}：{}", p.decision_no, self.criteria.categories_any.join("/")));
+            reasons.push(format!(
+                "{}：{}",
+                p.decision_no,
+                self.criteria.categories_any.join("/")
+            ));
         }
         (!reasons.is_empty(), reasons)
     }
@@ -441,7 +550,14 @@ fn restore_blacklist(blacklist: &mut Blacklist, f: &Followed) {
 /// The blacklist keeper: follows the decisions and its own topic, and
 /// writes an entry when an entity comes onto the list or leaves it.
 pub async fn run_blacklist(ctx: KeeperContext, config: CreditConfig, shutdown: CancellationToken) {
-    let mut rx = follow(&ctx.bus, vec![config.decisions_topic.clone(), config.blacklist.topic.clone()], shutdown.clone());
+    let mut rx = follow(
+        &ctx.bus,
+        vec![
+            config.decisions_topic.clone(),
+            config.blacklist.topic.clone(),
+        ],
+        shutdown.clone(),
+    );
     let mut blacklist = Blacklist::new(config.blacklist.clone());
     let mut tick = tokio::time::interval(ctx.tick);
     loop {
@@ -479,10 +595,18 @@ struct Commitment {
 
 /// Licences granted on a commitment: warn enforcement before the date,
 /// raise a lead when it passes unmet.
-pub async fn run_commitments(ctx: KeeperContext, config: CommitmentConfig, shutdown: CancellationToken) {
+pub async fn run_commitments(
+    ctx: KeeperContext,
+    config: CommitmentConfig,
+    shutdown: CancellationToken,
+) {
     let mut rx = follow(
         &ctx.bus,
-        vec![config.licence_topic.clone(), ctx.alerts_topic.clone(), config.leads_topic.clone()],
+        vec![
+            config.licence_topic.clone(),
+            ctx.alerts_topic.clone(),
+            config.leads_topic.clone(),
+        ],
         shutdown.clone(),
     );
     let mut items: BTreeMap<String, Commitment> = BTreeMap::new();
@@ -544,10 +668,18 @@ async fn commitment_tick(
                     "at_ms": now.timestamp_millis(),
                 });
                 ctx.send(&config.leads_topic, &key, &lead).await?;
-                ctx.alert(&format!("commitment:{id}:unmet"), "COMMITMENT_UNMET", "critical", id, lead["message"].as_str().unwrap_or("").to_owned())
-                    .await?;
+                ctx.alert(
+                    &format!("commitment:{id}:unmet"),
+                    "COMMITMENT_UNMET",
+                    "critical",
+                    id,
+                    lead["message"].as_str().unwrap_or("").to_owned(),
+                )
+                .await?;
             }
-        } else if warn_window(c.due, config.warn_before, &ctx.calendar).is_some_and(|start| now >= start) {
+        } else if warn_window(c.due, config.warn_before, &ctx.calendar)
+            .is_some_and(|start| now >= start)
+        {
             soon += 1;
             let key = format!("commitment:{id}:due_soon");
             if done.insert(key.clone()) {
@@ -556,13 +688,20 @@ async fn commitment_tick(
                     "COMMITMENT_DUE_SOON",
                     "warning",
                     id,
-                    format!("{}的告知承诺事项（{}）将于{}到期，请提前核查。", c.party, c.conditions, local_text(c.due)),
+                    format!(
+                        "{}的告知承诺事项（{}）将于{}到期，请提前核查。",
+                        c.party,
+                        c.conditions,
+                        local_text(c.due)
+                    ),
                 )
                 .await?;
             }
         }
     }
-    ctx.stats.commitments_due_soon.store(soon, Ordering::Relaxed);
+    ctx.stats
+        .commitments_due_soon
+        .store(soon, Ordering::Relaxed);
     ctx.stats.commitment_leads.store(leads, Ordering::Relaxed);
     Ok(())
 }
@@ -598,7 +737,13 @@ mod tests {
         assert!(e(&b).0);
         b.observe(&decision("pen:3", 10, true, &["罚款"], "REVOKED"));
         assert!(!e(&b).0, "a revoked decision does not count");
-        b.observe(&decision("pen:4", 5, false, &["罚款", "吊销许可证件"], "ISSUED"));
+        b.observe(&decision(
+            "pen:4",
+            5,
+            false,
+            &["罚款", "吊销许可证件"],
+            "ISSUED",
+        ));
         let (listed, reasons) = e(&b);
         assert!(listed);
         assert!(reasons[0].contains("pen:4"), "{reasons:?}");

@@ -417,8 +417,16 @@ impl Deployment {
             if let Err(why) = d.get_ref().validate() {
                 errors.push(located.at(d.span(), format!("deliveries.{name}"), why));
             }
-            if matches!(d.get_ref().target, crate::delivery::TargetConfig::Pull { .. }) && raw.http.is_none() {
-                errors.push(located.at(d.span(), format!("deliveries.{name}.target"), "a pull feed is served by the hub: add [http] listen"));
+            if matches!(
+                d.get_ref().target,
+                crate::delivery::TargetConfig::Pull { .. }
+            ) && raw.http.is_none()
+            {
+                errors.push(located.at(
+                    d.span(),
+                    format!("deliveries.{name}.target"),
+                    "a pull feed is served by the hub: add [http] listen",
+                ));
             }
             deliveries.push((name, d.into_inner()));
         }
@@ -428,7 +436,10 @@ impl Deployment {
                     errors.push(located.at(
                         c.span(),
                         "credit.delivery",
-                        format!("no delivery `{}` (the one whose receipts mark decisions published)", c.get_ref().delivery),
+                        format!(
+                            "no delivery `{}` (the one whose receipts mark decisions published)",
+                            c.get_ref().delivery
+                        ),
                     ));
                 }
                 Some(c.into_inner())
@@ -501,7 +512,10 @@ impl Deployment {
         ];
         for (name, d) in &self.deliveries {
             extra.push(TopicSpec {
-                name: d.dlq_topic.clone().unwrap_or_else(|| format!("dlq.delivery.{name}")),
+                name: d
+                    .dlq_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("dlq.delivery.{name}")),
                 partitions: 1,
                 compacted: false,
             });

@@ -23,7 +23,8 @@ pub fn yuan_to_wan(text: &str) -> Result<Decimal, String> {
         .chars()
         .filter(|c| !matches!(c, ',' | '，' | ' ' | '元' | '\u{3000}'))
         .collect();
-    let yuan = Decimal::from_str(&cleaned).map_err(|_| format!("`{text}` is not an amount of yuan"))?;
+    let yuan =
+        Decimal::from_str(&cleaned).map_err(|_| format!("`{text}` is not an amount of yuan"))?;
     if yuan.is_sign_negative() {
         return Err(format!("`{text}` is negative"));
     }
@@ -56,7 +57,9 @@ impl FromStr for Period {
 
 impl<'de> Deserialize<'de> for Period {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -75,8 +78,10 @@ pub struct PublicityRule {
 
 impl PublicityRule {
     fn matches(&self, categories: &[String], industry: &str) -> bool {
-        let cat = self.categories_any.is_empty() || categories.iter().any(|c| self.categories_any.contains(c));
-        let ind = self.industries_any.is_empty() || self.industries_any.iter().any(|i| i == industry);
+        let cat = self.categories_any.is_empty()
+            || categories.iter().any(|c| self.categories_any.contains(c));
+        let ind =
+            self.industries_any.is_empty() || self.industries_any.iter().any(|i| i == industry);
         cat && ind
     }
 }
@@ -102,15 +107,24 @@ pub struct CreditPolicy {
 fn default_rules() -> Vec<PublicityRule> {
     vec![
         PublicityRule {
-            categories_any: ["吊销许可证件", "责令关闭", "限制从业", "降低资质等级", "责令停产停业", "限制开展生产经营活动"]
-                .map(String::from)
-                .to_vec(),
+            categories_any: [
+                "吊销许可证件",
+                "责令关闭",
+                "限制从业",
+                "降低资质等级",
+                "责令停产停业",
+                "限制开展生产经营活动",
+            ]
+            .map(String::from)
+            .to_vec(),
             industries_any: vec![],
             period: Period { months: 36 },
         },
         PublicityRule {
             categories_any: vec![],
-            industries_any: ["SAFETY_PRODUCTION", "SPECIAL_EQUIPMENT", "FIRE_SAFETY"].map(String::from).to_vec(),
+            industries_any: ["SAFETY_PRODUCTION", "SPECIAL_EQUIPMENT", "FIRE_SAFETY"]
+                .map(String::from)
+                .to_vec(),
             period: Period { months: 12 },
         },
     ]
@@ -143,12 +157,17 @@ pub enum Publication {
 }
 
 fn str_of<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
-    v.pointer(path).and_then(Value::as_str).filter(|s| !s.is_empty())
+    v.pointer(path)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// The local (Asia/Shanghai) date of an epoch-milliseconds field.
 fn local_date(ms: i64) -> Option<NaiveDate> {
-    chrono_tz::Asia::Shanghai.timestamp_millis_opt(ms).single().map(|t| t.date_naive())
+    chrono_tz::Asia::Shanghai
+        .timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.date_naive())
 }
 
 impl CreditPolicy {
@@ -163,7 +182,9 @@ impl CreditPolicy {
 
     /// The publication of a canonical PenaltyDecision (as JSON).
     pub fn publication(&self, d: &Value) -> Result<Publication, String> {
-        let decision_no = str_of(d, "/decision_no").ok_or("the decision has no decision number")?.to_owned();
+        let decision_no = str_of(d, "/decision_no")
+            .ok_or("the decision has no decision number")?
+            .to_owned();
         if str_of(d, "/action") == Some("REVOKED") {
             return Ok(Publication::Withdraw {
                 decision_no,
@@ -173,14 +194,20 @@ impl CreditPolicy {
         let categories: Vec<String> = d
             .pointer("/categories")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         if categories.is_empty() {
             return Err("the decision has no penalty category".into());
         }
         let warning_only = categories.iter().all(|c| c == "警告" || c == "通报批评");
         if warning_only && !self.publish_warning_only {
-            return Ok(Publication::NotPublished("仅警告类处罚，按公示政策不予公示".into()));
+            return Ok(Publication::NotPublished(
+                "仅警告类处罚，按公示政策不予公示".into(),
+            ));
         }
         let decided = d
             .pointer("/decided_at")
@@ -194,7 +221,10 @@ impl CreditPolicy {
             .ok_or("publicity end date out of range")?;
         let mut r = Map::new();
         let mut put = |k: &str, v: Option<String>| {
-            r.insert(k.to_owned(), v.map(Value::String).unwrap_or(Value::String(String::new())));
+            r.insert(
+                k.to_owned(),
+                v.map(Value::String).unwrap_or(Value::String(String::new())),
+            );
         };
         put("CF_WSH", Some(decision_no));
         put("CF_XDR_MC", str_of(d, "/party/name").map(str::to_owned));
@@ -209,12 +239,27 @@ impl CreditPolicy {
             // A person: identity by ID number, masked; no credit code, no
             // legal representative.
             let id = str_of(d, "/party/id_number").or(str_of(d, "/party/id_number_masked"));
-            put("CF_XDR_ZJLX", Some(str_of(d, "/party/id_type").unwrap_or("身份证").to_owned()));
-            put("CF_XDR_ZJHM", id.map(|i| if i.contains('*') { i.to_owned() } else { self.mask.apply(i) }));
+            put(
+                "CF_XDR_ZJLX",
+                Some(str_of(d, "/party/id_type").unwrap_or("身份证").to_owned()),
+            );
+            put(
+                "CF_XDR_ZJHM",
+                id.map(|i| {
+                    if i.contains('*') {
+                        i.to_owned()
+                    } else {
+                        self.mask.apply(i)
+                    }
+                }),
+            );
             put("CF_XDR_SHXYM", None);
             put("CF_FRDB", None);
         } else {
-            put("CF_XDR_SHXYM", str_of(d, "/party/credit_code").map(str::to_owned));
+            put(
+                "CF_XDR_SHXYM",
+                str_of(d, "/party/credit_code").map(str::to_owned),
+            );
             put("CF_FRDB", str_of(d, "/party/legal_rep").map(str::to_owned));
             put("CF_XDR_ZJLX", None);
             put("CF_XDR_ZJHM", None);
@@ -225,22 +270,32 @@ impl CreditPolicy {
         put("CF_CFLB", Some(categories.join(";")));
         put("CF_NR", str_of(d, "/content").map(str::to_owned));
         let wan = |path: &str| -> Result<Option<String>, String> {
-            str_of(d, path).map(|y| yuan_to_wan(y).map(|w| w.to_string())).transpose()
+            str_of(d, path)
+                .map(|y| yuan_to_wan(y).map(|w| w.to_string()))
+                .transpose()
         };
         put("CF_NR_FK", wan("/fine_yuan")?);
         put("CF_NR_WFFF", wan("/confiscation_yuan")?);
-        put("CF_NR_ZKDX", str_of(d, "/licence_action").map(str::to_owned));
+        put(
+            "CF_NR_ZKDX",
+            str_of(d, "/licence_action").map(str::to_owned),
+        );
         put("CF_JDRQ", Some(decided.format("%Y-%m-%d").to_string()));
         put("CF_YXQ", Some(until.format("%Y-%m-%d").to_string()));
         put("CF_GSJZQ", Some(until.format("%Y-%m-%d").to_string()));
         put("CF_CFJG", str_of(d, "/authority").map(str::to_owned));
         put("CF_CFJGDM", str_of(d, "/authority_code").map(str::to_owned));
         put("CF_SJLY", str_of(d, "/data_source_unit").map(str::to_owned));
-        put("CF_SJLYDM", str_of(d, "/data_source_code").map(str::to_owned));
+        put(
+            "CF_SJLYDM",
+            str_of(d, "/data_source_code").map(str::to_owned),
+        );
         let remark = match str_of(d, "/action") {
             Some("CHANGED") => Some(format!(
                 "变更{}",
-                str_of(d, "/remarks").map(|r| format!("：{r}")).unwrap_or_default()
+                str_of(d, "/remarks")
+                    .map(|r| format!("：{r}"))
+                    .unwrap_or_default()
             )),
             _ => str_of(d, "/remarks").map(str::to_owned),
         };
@@ -288,12 +343,18 @@ mod tests {
         assert!(yuan_to_wan("-5").is_err());
         assert!(yuan_to_wan("两千").is_err());
         // 0.1 + 0.2 style drift cannot happen: the sum of parts is exact.
-        assert_eq!(yuan_to_wan("1000").unwrap() + yuan_to_wan("2000").unwrap(), yuan_to_wan("3000").unwrap());
+        assert_eq!(
+            yuan_to_wan("1000").unwrap() + yuan_to_wan("2000").unwrap(),
+            yuan_to_wan("3000").unwrap()
+        );
     }
 
     #[test]
     fn a_company_gets_its_credit_code_and_legal_representative() {
-        let Publication::Publish(r) = CreditPolicy::default().publication(&sample_decision()).unwrap() else {
+        let Publication::Publish(r) = CreditPolicy::default()
+            .publication(&sample_decision())
+            .unwrap()
+        else {
             panic!()
         };
         assert_eq!(r["CF_NR_FK"], "0.2");
@@ -310,7 +371,9 @@ mod tests {
     fn a_person_is_masked_and_carries_no_credit_code() {
         let mut d = sample_decision();
         d["party"] = json!({"name": "李娜", "type": "NATURAL_PERSON", "id_type": "身份证", "id_number": "11010519491231002X"});
-        let Publication::Publish(r) = CreditPolicy::default().publication(&d).unwrap() else { panic!() };
+        let Publication::Publish(r) = CreditPolicy::default().publication(&d).unwrap() else {
+            panic!()
+        };
         assert_eq!(r["CF_XDR_LB"], "自然人");
         assert_eq!(r["CF_XDR_ZJHM"], "110105********002X");
         assert_eq!(r["CF_XDR_SHXYM"], "");
@@ -322,20 +385,33 @@ mod tests {
         let p = CreditPolicy::default();
         let mut d = sample_decision();
         d["categories"] = json!(["罚款", "吊销许可证件"]);
-        let Publication::Publish(r) = p.publication(&d).unwrap() else { panic!() };
+        let Publication::Publish(r) = p.publication(&d).unwrap() else {
+            panic!()
+        };
         assert_eq!(r["CF_GSJZQ"], "2029-11-20");
         d["categories"] = json!(["罚款"]);
         d["industry"] = json!("SAFETY_PRODUCTION");
-        let Publication::Publish(r) = p.publication(&d).unwrap() else { panic!() };
+        let Publication::Publish(r) = p.publication(&d).unwrap() else {
+            panic!()
+        };
         assert_eq!(r["CF_GSJZQ"], "2027-11-20");
         d["categories"] = json!(["警告"]);
-        assert!(matches!(p.publication(&d).unwrap(), Publication::NotPublished(_)));
+        assert!(matches!(
+            p.publication(&d).unwrap(),
+            Publication::NotPublished(_)
+        ));
         let permissive = CreditPolicy {
             publish_warning_only: true,
             ..CreditPolicy::default()
         };
-        assert!(matches!(permissive.publication(&d).unwrap(), Publication::Publish(_)));
+        assert!(matches!(
+            permissive.publication(&d).unwrap(),
+            Publication::Publish(_)
+        ));
         d["action"] = json!("REVOKED");
-        assert!(matches!(p.publication(&d).unwrap(), Publication::Withdraw { .. }));
+        assert!(matches!(
+            p.publication(&d).unwrap(),
+            Publication::Withdraw { .. }
+        ));
     }
 }

@@ -256,9 +256,15 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let alerts = read_topic(&bus, &deployment.hub.alerts_topic, false).await?;
     let mut by_kind: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for a in &alerts {
-        if let Some(v) = a.payload.as_deref().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()) {
+        if let Some(v) = a
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+        {
             let kind = v["kind"].as_str().unwrap_or("?").to_owned();
-            let e = by_kind.entry(kind).or_insert((0, v["message"].as_str().unwrap_or("").to_owned()));
+            let e = by_kind
+                .entry(kind)
+                .or_insert((0, v["message"].as_str().unwrap_or("").to_owned()));
             e.0 += 1;
         }
     }

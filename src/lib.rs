@@ -11,8 +11,12 @@
 
 pub mod broker;
 pub mod bus;
+pub mod calendar;
 pub mod check;
+pub mod clocks;
 pub mod config;
+pub mod credit;
+pub mod delivery;
 pub mod demo;
 pub mod ident;
 pub mod mapping;
@@ -22,7 +26,3 @@ pub mod schema;
 pub mod telemetry;
 pub mod text;
 pub mod value;
-pub mod calendar;
-pub mod credit;
-pub mod delivery;
-pub mod clocks;

@@ -128,6 +128,28 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// Push feeds: what each department got.
+    Feeds {
+        #[command(subcommand)]
+        command: FeedsCommand,
+    },
+    /// Deliver a push feed again from a time or an offset; receivers absorb
+    /// what they already had by its idempotency key.
+    Replay {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The delivery's name.
+        #[arg(long)]
+        feed: String,
+        /// RFC 3339, `YYYY-MM-DD HH:MM` (Asia/Shanghai), or `offset:N`.
+        #[arg(long)]
+        from: String,
+    },
+    /// Statutory deadlines on the official calendar.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
     /// Run the embedded broker (librdkafka's mock cluster) in the
     /// foreground and print its bootstrap address.
     Broker {
@@ -160,6 +182,31 @@ enum MappingCommand {
         /// Rewrite the expected files from the current output.
         #[arg(long)]
         bless: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FeedsCommand {
+    /// Per feed: delivered, refused, failed, not sent (policy), pending.
+    Status {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CalendarCommand {
+    /// When a period ends: `--from "2026-09-30 10:00" --limit "3 working days"`.
+    Due {
+        /// RFC 3339, or `YYYY-MM-DD HH:MM` in Asia/Shanghai.
+        #[arg(long)]
+        from: String,
+        /// `3 working days`, `24 hours`, `15 days`.
+        #[arg(long)]
+        limit: String,
+        /// Folder of the yearly calendar files.
+        #[arg(long, default_value = "calendar")]
+        calendar: PathBuf,
     },
 }
 
@@ -272,6 +319,75 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tansu,
             seconds,
         })),
+        Command::Feeds {
+            command: FeedsCommand::Status { config },
+        } => {
+            let deployment = load_deployment(&config)?;
+            tokio_main(async move {
+                let rows = duijie::delivery::ops::status(&deployment)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                println!(
+                    "{:<26} {:<14} {:<13} {:>9} {:>8} {:>7} {:>9} {:>8}",
+                    "feed",
+                    "department",
+                    "target",
+                    "delivered",
+                    "refused",
+                    "failed",
+                    "not sent",
+                    "pending"
+                );
+                for r in rows {
+                    println!(
+                        "{:<26} {:<14} {:<13} {:>9} {:>8} {:>7} {:>9} {:>8}",
+                        r.delivery,
+                        r.department,
+                        r.target,
+                        r.delivered,
+                        r.rejected,
+                        r.failed,
+                        r.not_sent,
+                        r.pending.map_or("pulled".into(), |p| p.to_string())
+                    );
+                }
+                Ok(())
+            })
+        }
+        Command::Replay { config, feed, from } => {
+            let deployment = load_deployment(&config)?;
+            let from: duijie::delivery::ops::From = from.parse().map_err(anyhow::Error::msg)?;
+            tokio_main(async move {
+                let r = duijie::delivery::ops::replay(&deployment, &feed, from)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                println!(
+                    "{feed}: read {} record(s); delivered {}, refused {}, failed {}, not sent {}",
+                    r.read, r.delivered, r.rejected, r.failed, r.not_sent
+                );
+                Ok(())
+            })
+        }
+        Command::Calendar {
+            command:
+                CalendarCommand::Due {
+                    from,
+                    limit,
+                    calendar,
+                },
+        } => {
+            let cal = duijie::calendar::Calendar::load_dir(&calendar)?;
+            let start = duijie::calendar::parse_time(&from).map_err(anyhow::Error::msg)?;
+            let limit: duijie::calendar::Limit = limit.parse().map_err(anyhow::Error::msg)?;
+            let due = cal.due(start, limit)?;
+            println!(
+                "{} + {limit} = {} (Asia/Shanghai), {}",
+                duijie::calendar::local_text(start),
+                duijie::calendar::local_text(due),
+                due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Broker { brokers, config } => {
             let broker = duijie::broker::EmbeddedBroker::start(brokers)?;
             if let Some(config) = config {

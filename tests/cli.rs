@@ -40,7 +40,11 @@ fn map_writes_every_field_and_numbered_rejects() {
         .collect();
     assert_eq!(records.len(), 3);
     // Every schema field is present, null where empty.
-    let fields = crate::common::schemas().get("UrbanCase").unwrap().tree.len();
+    let fields = crate::common::schemas()
+        .get("UrbanCase")
+        .unwrap()
+        .tree
+        .len();
     assert_eq!(records[1].as_object().unwrap().len(), fields);
     assert_eq!(records[1]["party_name"], serde_json::Value::Null);
     let rejects: Vec<serde_json::Value> = std::fs::read_to_string(&rej)

@@ -10,4 +10,5 @@ mod exactly_once;
 mod golden;
 mod http_poll;
 mod ingest;
+mod push;
 mod systems;

@@ -66,6 +66,8 @@ impl CursorStore {
             let consumer: BaseConsumer<super::ReaderContext> = config
                 .create_with_context(super::ReaderContext)
                 .map_err(BusError::Client)?;
+            // The end is known by the partition-EOF event, not by the high
+            // watermark (some brokers report it per record batch).
             let (low, high) = consumer
                 .fetch_watermarks(&topic, 0, Duration::from_secs(20))
                 .map_err(BusError::Unreachable)?;
@@ -104,9 +106,6 @@ impl CursorStore {
                                     })?)
                                 }
                             }
-                        }
-                        if m.offset() + 1 >= high {
-                            break;
                         }
                     }
                 }

@@ -87,7 +87,11 @@ impl Select {
         if self.field.is_none() {
             return Err("a selection needs `field` (or all/any/not)".into());
         }
-        let tests = [self.in_set.is_some(), self.eq.is_some(), self.present.is_some()];
+        let tests = [
+            self.in_set.is_some(),
+            self.eq.is_some(),
+            self.present.is_some(),
+        ];
         if tests.iter().filter(|t| **t).count() != 1 {
             return Err("a selection needs exactly one test: in, eq or present".into());
         }
@@ -201,9 +205,17 @@ impl DeliveryConfig {
         match (&self.transform, &self.target) {
             (TransformConfig::CreditPenalty { .. }, TargetConfig::CreditBatch { .. }) => {}
             (TransformConfig::CreditPenalty { .. }, _) | (_, TargetConfig::CreditBatch { .. }) => {
-                return Err("`credit_penalty` goes with the `credit_batch` target, and only it".into());
+                return Err(
+                    "`credit_penalty` goes with the `credit_batch` target, and only it".into(),
+                );
             }
-            (TransformConfig::LicenceNotice { routes, default_team }, TargetConfig::Webhook { url, .. }) => {
+            (
+                TransformConfig::LicenceNotice {
+                    routes,
+                    default_team,
+                },
+                TargetConfig::Webhook { url, .. },
+            ) => {
                 if !url.contains("{team}") {
                     return Err("a licence notice webhook URL needs `{team}`".into());
                 }
@@ -215,7 +227,8 @@ impl DeliveryConfig {
         }
         match &self.target {
             TargetConfig::Webhook { url, secret, .. } => {
-                reqwest::Url::parse(&url.replace("{team}", "t")).map_err(|e| format!("`target.url`: {e}"))?;
+                reqwest::Url::parse(&url.replace("{team}", "t"))
+                    .map_err(|e| format!("`target.url`: {e}"))?;
                 if secret.len() < 16 {
                     return Err("`target.secret` must be at least 16 characters".into());
                 }

@@ -14,6 +14,7 @@
 //! - Every outcome is a receipt on the receipts topic.
 
 pub mod config;
+pub mod ops;
 pub mod pull;
 pub mod target;
 pub mod transform;
@@ -103,7 +104,9 @@ pub struct Delivery {
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Delivery")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,7 +137,10 @@ impl Delivery {
         Ok(Self {
             name: name.to_owned(),
             department: config.department.clone().unwrap_or_else(|| name.to_owned()),
-            dlq_topic: config.dlq_topic.clone().unwrap_or_else(|| format!("dlq.delivery.{name}")),
+            dlq_topic: config
+                .dlq_topic
+                .clone()
+                .unwrap_or_else(|| format!("dlq.delivery.{name}")),
             config,
             bus,
             producer,
@@ -157,7 +163,10 @@ impl Delivery {
             for header in h.iter() {
                 headers.insert(
                     header.key.to_owned(),
-                    header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
+                    header
+                        .value
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default(),
                 );
             }
         }
@@ -166,7 +175,10 @@ impl Delivery {
         Ok(Incoming {
             partition: m.partition(),
             offset: m.offset(),
-            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+            key: m
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
             record,
             payload_sha256: headers
                 .get("duijie-payload-sha256")
@@ -208,9 +220,12 @@ impl Delivery {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "cooperative-sticky");
-        let consumer: StreamConsumer<crate::bus::ReaderContext> =
-            config.create_with_context(crate::bus::ReaderContext).map_err(|e| e.to_string())?;
-        consumer.subscribe(&[&self.config.topic]).map_err(|e| e.to_string())?;
+        let consumer: StreamConsumer<crate::bus::ReaderContext> = config
+            .create_with_context(crate::bus::ReaderContext)
+            .map_err(|e| e.to_string())?;
+        consumer
+            .subscribe(&[&self.config.topic])
+            .map_err(|e| e.to_string())?;
         info!(topic = %self.config.topic, "push pipeline consuming");
         loop {
             // A round: what is there now, up to a bound, grouped by partition.
@@ -222,10 +237,18 @@ impl Delivery {
             let mut undecodable = Vec::new();
             let mut take = |m: &BorrowedMessage<'_>| match self.decode(m) {
                 Ok(i) => round.entry(i.partition).or_default().push(i),
-                Err(e) => undecodable.push((m.partition(), m.offset(), e, m.payload().map(<[u8]>::to_vec).unwrap_or_default())),
+                Err(e) => undecodable.push((
+                    m.partition(),
+                    m.offset(),
+                    e,
+                    m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                )),
             };
             take(&first);
-            let bound = self.config.batch_size * 4;
+            // A round takes what is there now (bounded), so that it usually
+            // ends where the producer's record batches end: some brokers
+            // (Tansu) cannot serve a fetch from inside a record batch.
+            let bound = (self.config.batch_size * 4).max(10_000);
             let mut n = 1;
             while n < bound {
                 match tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await {
@@ -238,14 +261,24 @@ impl Delivery {
             }
             // A payload that does not decode cannot be delivered: dead letter.
             for (partition, offset, reason, payload) in undecodable {
-                self.dead_letter(&payload, &format!("cannot decode the record: {reason}"), partition, offset, &BTreeMap::new())
-                    .await?;
+                self.dead_letter(
+                    &payload,
+                    &format!("cannot decode the record: {reason}"),
+                    partition,
+                    offset,
+                    &BTreeMap::new(),
+                )
+                .await?;
             }
             let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-            let results = futures::future::join_all(round.into_iter().map(|(partition, records)| async move {
-                let last = records.last().map(|r| r.offset);
-                self.deliver_partition(records, shutdown).await.map(|_| (partition, last))
-            }))
+            let results = futures::future::join_all(round.into_iter().map(
+                |(partition, records)| async move {
+                    let last = records.last().map(|r| r.offset);
+                    self.deliver_partition(records, shutdown)
+                        .await
+                        .map(|_| (partition, last))
+                },
+            ))
             .await;
             for r in results {
                 let (partition, last) = r?;
@@ -264,7 +297,9 @@ impl Delivery {
                     .map_err(|e| e.to_string())?;
             }
             if tpl.count() > 0 {
-                consumer.commit(&tpl, CommitMode::Sync).map_err(|e| e.to_string())?;
+                consumer
+                    .commit(&tpl, CommitMode::Sync)
+                    .map_err(|e| e.to_string())?;
             }
         }
     }
@@ -272,7 +307,11 @@ impl Delivery {
     /// Delivers one partition's records, in order. Returns when each is
     /// settled (delivered, refused, or dead-lettered) with its receipt
     /// written, or with an error when shut down or when the bus fails.
-    pub async fn deliver_partition(&self, records: Vec<Incoming>, shutdown: &CancellationToken) -> Result<(), String> {
+    pub async fn deliver_partition(
+        &self,
+        records: Vec<Incoming>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
         let mut pending: Vec<(Incoming, Outgoing)> = Vec::new();
         for incoming in records {
             if let Some(select) = &self.config.select
@@ -284,16 +323,25 @@ impl Delivery {
                 Ok(Some(out)) => pending.push((incoming, out)),
                 Ok(None) => {}
                 Err(reason) => {
-                    self.settle(&incoming, None, Outcome::Rejected, 0, Some(reason)).await?;
+                    self.settle(&incoming, None, Outcome::Rejected, 0, Some(reason))
+                        .await?;
                 }
             }
         }
         // Batch targets take runs of records together; others one by one.
-        let batch = if self.target.batches() { self.config.batch_size } else { 1 };
+        let batch = if self.target.batches() {
+            self.config.batch_size
+        } else {
+            1
+        };
         let mut i = 0;
         while i < pending.len() {
             let mut j = i;
-            while j < pending.len() && j - i < batch && (j == i || pending[j].1.batchable()) && pending[i].1.batchable() {
+            while j < pending.len()
+                && j - i < batch
+                && (j == i || pending[j].1.batchable())
+                && pending[i].1.batchable()
+            {
                 j += 1;
             }
             if j == i {
@@ -302,7 +350,8 @@ impl Delivery {
             let chunk = &pending[i..j];
             let results = self.deliver_with_retry(chunk, shutdown).await?;
             for ((incoming, out), (outcome, attempts, reason)) in chunk.iter().zip(results) {
-                self.settle(incoming, Some(out), outcome, attempts, reason).await?;
+                self.settle(incoming, Some(out), outcome, attempts, reason)
+                    .await?;
             }
             i = j;
         }
@@ -319,7 +368,9 @@ impl Delivery {
         let mut results: Vec<Option<(Outcome, u32, Option<String>)>> = chunk
             .iter()
             .map(|(_, out)| match out {
-                Outgoing::NotSent { reason, .. } => Some((Outcome::NotSent, 0, Some(reason.clone()))),
+                Outgoing::NotSent { reason, .. } => {
+                    Some((Outcome::NotSent, 0, Some(reason.clone())))
+                }
                 _ => None,
             })
             .collect();
@@ -340,14 +391,20 @@ impl Delivery {
             for (k, answer) in open.iter().zip(answers) {
                 match answer {
                     Attempt::Accepted => results[*k] = Some((Outcome::Delivered, attempt, None)),
-                    Attempt::Refused(reason) => results[*k] = Some((Outcome::Rejected, attempt, Some(reason))),
+                    Attempt::Refused(reason) => {
+                        results[*k] = Some((Outcome::Rejected, attempt, Some(reason)))
+                    }
                     Attempt::Transient(reason) => transient = Some(reason),
                 }
             }
             if let Some(reason) = transient {
                 if attempt >= max {
                     for r in results.iter_mut().filter(|r| r.is_none()) {
-                        *r = Some((Outcome::Failed, attempt, Some(format!("{attempt} attempts failed; last: {reason}"))));
+                        *r = Some((
+                            Outcome::Failed,
+                            attempt,
+                            Some(format!("{attempt} attempts failed; last: {reason}")),
+                        ));
                     }
                     break;
                 }
@@ -380,13 +437,28 @@ impl Delivery {
             Outcome::NotSent => &self.stats.not_sent,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let record_id = incoming.record.get("id").and_then(Value::as_str).unwrap_or(&incoming.key).to_owned();
-        let key = out.map(|o| o.key().to_owned()).unwrap_or_else(|| transform::idempotency_key(incoming));
+        let record_id = incoming
+            .record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or(&incoming.key)
+            .to_owned();
+        let key = out
+            .map(|o| o.key().to_owned())
+            .unwrap_or_else(|| transform::idempotency_key(incoming));
         if matches!(outcome, Outcome::Rejected | Outcome::Failed) {
-            let body = out.map(|o| o.body().to_string()).unwrap_or_else(|| incoming.record.to_string());
+            let body = out
+                .map(|o| o.body().to_string())
+                .unwrap_or_else(|| incoming.record.to_string());
             let why = reason.clone().unwrap_or_default();
-            self.dead_letter(body.as_bytes(), &why, incoming.partition, incoming.offset, &incoming.headers)
-                .await?;
+            self.dead_letter(
+                body.as_bytes(),
+                &why,
+                incoming.partition,
+                incoming.offset,
+                &incoming.headers,
+            )
+            .await?;
             self.alert(&record_id, outcome, &why).await?;
         }
         let receipt = Receipt {
@@ -409,7 +481,10 @@ impl Delivery {
 
     async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<(), String> {
         self.producer
-            .send(FutureRecord::to(topic).key(key).payload(body), Duration::from_secs(30))
+            .send(
+                FutureRecord::to(topic).key(key).payload(body),
+                Duration::from_secs(30),
+            )
             .await
             .map(|_| ())
             .map_err(|(e, _)| format!("writing to {topic}: {e}"))
@@ -432,7 +507,10 @@ impl Delivery {
             raw_encoding,
             raw_truncated: false,
             provenance: Provenance {
-                source_system: headers.get("duijie-source-system").cloned().unwrap_or_default(),
+                source_system: headers
+                    .get("duijie-source-system")
+                    .cloned()
+                    .unwrap_or_default(),
                 source_id: headers.get("duijie-source-id").cloned(),
                 fetched_at_ms: chrono::Utc::now().timestamp_millis(),
                 connector: self.target.kind().to_owned(),
@@ -445,13 +523,24 @@ impl Delivery {
             at_ms: chrono::Utc::now().timestamp_millis(),
         };
         let body = serde_json::to_vec(&letter).expect("dead letters serialize");
-        self.send(&self.dlq_topic, &format!("{}@{partition}:{offset}", self.config.topic), &body).await
+        self.send(
+            &self.dlq_topic,
+            &format!("{}@{partition}:{offset}", self.config.topic),
+            &body,
+        )
+        .await
     }
 
     async fn alert(&self, record_id: &str, outcome: Outcome, reason: &str) -> Result<(), String> {
         let message = match outcome {
-            Outcome::Rejected => format!("推送被接收方拒收：{} → {}（{}），原因：{reason}", record_id, self.department, self.name),
-            _ => format!("推送多次失败，已转入死信：{} → {}（{}），原因：{reason}", record_id, self.department, self.name),
+            Outcome::Rejected => format!(
+                "推送被接收方拒收：{} → {}（{}），原因：{reason}",
+                record_id, self.department, self.name
+            ),
+            _ => format!(
+                "推送多次失败，已转入死信：{} → {}（{}），原因：{reason}",
+                record_id, self.department, self.name
+            ),
         };
         let alert = json!({
             "kind": if outcome == Outcome::Rejected { "DELIVERY_REJECTED" } else { "DELIVERY_FAILED" },
@@ -462,17 +551,31 @@ impl Delivery {
             "message": message,
             "at_ms": chrono::Utc::now().timestamp_millis(),
         });
-        self.send(&self.topics.alerts, &format!("delivery:{}:{record_id}", self.name), alert.to_string().as_bytes())
-            .await
+        self.send(
+            &self.topics.alerts,
+            &format!("delivery:{}:{record_id}", self.name),
+            alert.to_string().as_bytes(),
+        )
+        .await
     }
 }
 
 /// A record's payload as JSON: Avro single-object or Confluent framing by
 /// its schema header, or JSON as it is (blacklist entries).
-pub fn decode_payload(schemas: &SchemaSet, headers: &BTreeMap<String, String>, payload: &[u8]) -> Result<Value, String> {
+pub fn decode_payload(
+    schemas: &SchemaSet,
+    headers: &BTreeMap<String, String>,
+    payload: &[u8],
+) -> Result<Value, String> {
     match headers.get("duijie-schema") {
-        Some(name) if headers.get("content-type").is_none_or(|c| !c.starts_with("application/json")) => {
-            let schema = schemas.get(name).ok_or_else(|| format!("unknown schema `{name}`"))?;
+        Some(name)
+            if headers
+                .get("content-type")
+                .is_none_or(|c| !c.starts_with("application/json")) =>
+        {
+            let schema = schemas
+                .get(name)
+                .ok_or_else(|| format!("unknown schema `{name}`"))?;
             let value = if payload.first() == Some(&0) && payload.len() > 5 {
                 let mut body = &payload[5..];
                 apache_avro::reader::datum::GenericDatumReader::builder(&schema.avro)

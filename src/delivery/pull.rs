@@ -31,7 +31,8 @@ pub struct PullFeeds {
 
 impl PullFeeds {
     pub fn add(&mut self, delivery: Delivery, token: String) {
-        self.feeds.insert(delivery.department.clone(), (Arc::new(delivery), token));
+        self.feeds
+            .insert(delivery.department.clone(), (Arc::new(delivery), token));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -39,7 +40,9 @@ impl PullFeeds {
     }
 
     pub fn router(self) -> Router {
-        Router::new().route("/feeds/{department}", axum::routing::get(pull)).with_state(Arc::new(self))
+        Router::new()
+            .route("/feeds/{department}", axum::routing::get(pull))
+            .with_state(Arc::new(self))
     }
 }
 
@@ -50,7 +53,8 @@ struct PullQuery {
 }
 
 fn encode_cursor(next: &BTreeMap<i32, i64>) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(next).expect("cursor serializes"))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(next).expect("cursor serializes"))
 }
 
 fn decode_cursor(s: &str) -> Result<BTreeMap<i32, i64>, String> {
@@ -67,7 +71,11 @@ async fn pull(
     Query(q): Query<PullQuery>,
 ) -> Response {
     let Some((delivery, token)) = feeds.feeds.get(&department).cloned() else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "no such feed"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "no such feed"})),
+        )
+            .into_response();
     };
     let given = headers
         .get("Authorization")
@@ -75,53 +83,115 @@ async fn pull(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if given.is_empty() || given != token {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "需要有效的令牌 (Bearer token)"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "需要有效的令牌 (Bearer token)"})),
+        )
+            .into_response();
     }
     let after = match q.after.as_deref().map(decode_cursor).transpose() {
         Ok(a) => a.unwrap_or_default(),
-        Err(m) => return (StatusCode::BAD_REQUEST, axum::Json(json!({"message": m}))).into_response(),
+        Err(m) => {
+            return (StatusCode::BAD_REQUEST, axum::Json(json!({"message": m}))).into_response();
+        }
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     match tokio::task::spawn_blocking(move || read_after(&delivery, &after, limit)).await {
         Ok(Ok(answer)) => axum::Json(answer).into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"message": e}))).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"message": e.to_string()}))).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"message": e})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"message": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
-fn read_after(delivery: &Delivery, after: &BTreeMap<i32, i64>, limit: usize) -> Result<Value, String> {
+fn read_after(
+    delivery: &Delivery,
+    after: &BTreeMap<i32, i64>,
+    limit: usize,
+) -> Result<Value, String> {
+    let answer = read_after_from(delivery, after, limit, false)?;
+    if answer.get("stalled").and_then(Value::as_bool) == Some(true) {
+        // The broker served nothing from inside a record batch (Tansu does
+        // this): read the partitions from their start and skip what the
+        // cursor already covers.
+        tracing::debug!(
+            "pull: the broker does not serve fetches from inside a record batch; scanning from the start"
+        );
+        return read_after_from(delivery, after, limit, true);
+    }
+    Ok(answer)
+}
+
+fn read_after_from(
+    delivery: &Delivery,
+    after: &BTreeMap<i32, i64>,
+    limit: usize,
+    scan: bool,
+) -> Result<Value, String> {
     let mut config = delivery.bus.client_config();
     config
         .set("group.id", format!("{}-pull", delivery.bus.client_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer<ReaderContext> = config.create_with_context(ReaderContext).map_err(|e| e.to_string())?;
+    let consumer: BaseConsumer<ReaderContext> = config
+        .create_with_context(ReaderContext)
+        .map_err(|e| e.to_string())?;
     let topic = &delivery.config.topic;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    // Every partition is read up to its end-of-partition event: high
+    // watermarks are not trusted (some brokers report them per batch).
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     let mut open = 0;
     for p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        let (low, _) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
         let from = after.get(p).copied().unwrap_or(low).max(low);
         next.insert(*p, from);
-        if from < high {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(from)).map_err(|e| e.to_string())?;
-            open += 1;
-        }
+        let start = if scan { low } else { from };
+        tpl.add_partition_offset(topic, *p, Offset::Offset(start))
+            .map_err(|e| e.to_string())?;
+        open += 1;
     }
     let mut records = Vec::new();
+    let mut heard: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
     if open > 0 {
         consumer.assign(&tpl).map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
         while open > 0 && records.len() < limit && Instant::now() < deadline {
+            if !scan && heard.len() < partitions.len() && started.elapsed() > Duration::from_secs(2)
+            {
+                return Ok(json!({ "stalled": true }));
+            }
             match consumer.poll(Duration::from_millis(200)) {
                 None => {}
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    heard.insert(p);
+                    open -= 1
+                }
                 Some(Err(e)) => return Err(e.to_string()),
                 Some(Ok(m)) => {
+                    heard.insert(m.partition());
+                    if m.offset() < next.get(&m.partition()).copied().unwrap_or(0) {
+                        continue; // covered by the cursor (scan from the start)
+                    }
                     next.insert(m.partition(), m.offset() + 1);
                     let incoming: Incoming = match delivery.decode(&m) {
                         Ok(i) => i,
@@ -139,5 +209,7 @@ fn read_after(delivery: &Delivery, after: &BTreeMap<i32, i64>, limit: usize) -> 
             }
         }
     }
-    Ok(json!({ "department": delivery.department, "records": records, "next": encode_cursor(&next), "more": open > 0 }))
+    Ok(
+        json!({ "department": delivery.department, "records": records, "next": encode_cursor(&next), "more": open > 0 }),
+    )
 }

@@ -39,15 +39,28 @@ pub struct Target {
 impl Target {
     pub fn from_config(c: &TargetConfig, rate_per_sec: Option<f64>) -> Result<Self, String> {
         let (kind, timeout) = match c {
-            TargetConfig::CreditBatch { url, timeout } => (Kind::CreditBatch { url: url.trim_end_matches('/').to_owned() }, *timeout),
-            TargetConfig::Webhook { url, secret, timeout } => (
+            TargetConfig::CreditBatch { url, timeout } => (
+                Kind::CreditBatch {
+                    url: url.trim_end_matches('/').to_owned(),
+                },
+                *timeout,
+            ),
+            TargetConfig::Webhook {
+                url,
+                secret,
+                timeout,
+            } => (
                 Kind::Webhook {
                     url: url.clone(),
                     secret: secret.clone(),
                 },
                 *timeout,
             ),
-            TargetConfig::Soap { url, soap_action, timeout } => (
+            TargetConfig::Soap {
+                url,
+                soap_action,
+                timeout,
+            } => (
                 Kind::Soap {
                     url: url.clone(),
                     action: soap_action.clone(),
@@ -56,11 +69,15 @@ impl Target {
             ),
             TargetConfig::Pull { .. } => (Kind::Pull, Duration::from_secs(10)),
         };
-        let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| e.to_string())?;
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             kind,
             client,
-            next_slot: rate_per_sec.map(|r| (Duration::from_secs_f64(1.0 / r), Mutex::new(Instant::now()))),
+            next_slot: rate_per_sec
+                .map(|r| (Duration::from_secs_f64(1.0 / r), Mutex::new(Instant::now()))),
         })
     }
 
@@ -91,7 +108,10 @@ impl Target {
 
     /// One attempt for `outs`; one answer per record.
     pub async fn send(&self, outs: &[&Outgoing]) -> Vec<Attempt> {
-        let pending: Vec<&&Outgoing> = outs.iter().filter(|o| !matches!(o, Outgoing::NotSent { .. })).collect();
+        let pending: Vec<&&Outgoing> = outs
+            .iter()
+            .filter(|o| !matches!(o, Outgoing::NotSent { .. }))
+            .collect();
         if pending.is_empty() {
             return outs.iter().map(|_| Attempt::Accepted).collect();
         }
@@ -112,14 +132,26 @@ impl Target {
                 }
                 answers
             }
-            Kind::Pull => outs.iter().map(|_| Attempt::Refused("pull feeds are not pushed".into())).collect(),
+            Kind::Pull => outs
+                .iter()
+                .map(|_| Attempt::Refused("pull feeds are not pushed".into()))
+                .collect(),
         }
     }
 
     async fn credit(&self, base: &str, outs: &[&Outgoing]) -> Vec<Attempt> {
         // A withdrawal goes alone; publications in one batch.
         if let [Outgoing::Withdraw { body, .. }] = outs {
-            return vec![single(self.client.post(format!("{base}/withdraw")).json(body).send().await).await];
+            return vec![
+                single(
+                    self.client
+                        .post(format!("{base}/withdraw"))
+                        .json(body)
+                        .send()
+                        .await,
+                )
+                .await,
+            ];
         }
         let records: Vec<Value> = outs
             .iter()
@@ -136,7 +168,12 @@ impl Target {
             .await;
         let response = match response {
             Ok(r) => r,
-            Err(e) => return outs.iter().map(|_| Attempt::Transient(e.to_string())).collect(),
+            Err(e) => {
+                return outs
+                    .iter()
+                    .map(|_| Attempt::Transient(e.to_string()))
+                    .collect();
+            }
         };
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -144,20 +181,31 @@ impl Target {
             let a = classify(status, &body);
             return outs.iter().map(|_| a.clone()).collect();
         }
-        let results = body.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
+        let results = body
+            .get("results")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         outs.iter()
             .map(|o| match o {
                 Outgoing::NotSent { .. } => Attempt::Accepted,
                 other => {
-                    let answer = results
-                        .iter()
-                        .find(|r| r.get("idempotency_key").and_then(Value::as_str) == Some(other.key()));
+                    let answer = results.iter().find(|r| {
+                        r.get("idempotency_key").and_then(Value::as_str) == Some(other.key())
+                    });
                     match answer {
-                        Some(r) if r.get("status").and_then(Value::as_str) == Some("ACCEPTED") => Attempt::Accepted,
+                        Some(r) if r.get("status").and_then(Value::as_str) == Some("ACCEPTED") => {
+                            Attempt::Accepted
+                        }
                         Some(r) => Attempt::Refused(
-                            r.get("reason").and_then(Value::as_str).unwrap_or("rejected without a reason").to_owned(),
+                            r.get("reason")
+                                .and_then(Value::as_str)
+                                .unwrap_or("rejected without a reason")
+                                .to_owned(),
                         ),
-                        None => Attempt::Transient("the platform's answer leaves the record out".into()),
+                        None => {
+                            Attempt::Transient("the platform's answer leaves the record out".into())
+                        }
                     }
                 }
             })
@@ -166,7 +214,9 @@ impl Target {
 
     async fn webhook(&self, url: &str, secret: &str, out: &Outgoing) -> Attempt {
         let url = match out {
-            Outgoing::Json { route: Some(team), .. } => url.replace("{team}", team),
+            Outgoing::Json {
+                route: Some(team), ..
+            } => url.replace("{team}", team),
             _ => url.to_owned(),
         };
         let body = out.body().to_string();
@@ -209,13 +259,19 @@ impl Target {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
                 if text.contains(":Fault>") || text.contains("<Fault>") {
-                    let reason = duijie_connectors::xml_split::element_text(&text, "faultstring").unwrap_or(text.clone());
-                    return if status.is_server_error() { Attempt::Transient(reason) } else { Attempt::Refused(reason) };
+                    let reason = duijie_connectors::xml_split::element_text(&text, "faultstring")
+                        .unwrap_or(text.clone());
+                    return if status.is_server_error() {
+                        Attempt::Transient(reason)
+                    } else {
+                        Attempt::Refused(reason)
+                    };
                 }
                 if status.is_success() {
                     Attempt::Accepted
                 } else {
-                    let reason = duijie_connectors::xml_split::element_text(&text, "Message").unwrap_or_else(|| format!("HTTP {status}"));
+                    let reason = duijie_connectors::xml_split::element_text(&text, "Message")
+                        .unwrap_or_else(|| format!("HTTP {status}"));
                     classify(status, &json!({ "message": reason }))
                 }
             }
@@ -245,7 +301,10 @@ fn classify(status: reqwest::StatusCode, body: &Value) -> Attempt {
         .and_then(Value::as_str)
         .map(str::to_owned)
         .unwrap_or_else(|| format!("HTTP {status}"));
-    if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+    if status.is_server_error()
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+    {
         Attempt::Transient(format!("HTTP {status}: {message}"))
     } else {
         Attempt::Refused(format!("HTTP {status}: {message}"))
@@ -259,7 +318,10 @@ fn to_xml(v: &Value) -> String {
             .iter()
             .map(|(k, v)| format!("<{k}>{}</{k}>", to_xml(v)))
             .collect(),
-        Value::Array(items) => items.iter().map(|i| format!("<item>{}</item>", to_xml(i))).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| format!("<item>{}</item>", to_xml(i)))
+            .collect(),
         Value::Null => String::new(),
         Value::String(s) => quick_xml::escape::escape(s.as_str()).into_owned(),
         other => other.to_string(),

@@ -10,7 +10,11 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
     /// A JSON body; `route` fills `{team}` in the target URL.
-    Json { key: String, body: Value, route: Option<String> },
+    Json {
+        key: String,
+        body: Value,
+        route: Option<String>,
+    },
     /// A credit publication record (sent in batches).
     Publish { key: String, body: Value },
     /// A credit publication withdrawal.
@@ -22,13 +26,18 @@ pub enum Outgoing {
 impl Outgoing {
     pub fn key(&self) -> &str {
         match self {
-            Outgoing::Json { key, .. } | Outgoing::Publish { key, .. } | Outgoing::Withdraw { key, .. } | Outgoing::NotSent { key, .. } => key,
+            Outgoing::Json { key, .. }
+            | Outgoing::Publish { key, .. }
+            | Outgoing::Withdraw { key, .. }
+            | Outgoing::NotSent { key, .. } => key,
         }
     }
 
     pub fn body(&self) -> Value {
         match self {
-            Outgoing::Json { body, .. } | Outgoing::Publish { body, .. } | Outgoing::Withdraw { body, .. } => body.clone(),
+            Outgoing::Json { body, .. }
+            | Outgoing::Publish { body, .. }
+            | Outgoing::Withdraw { body, .. } => body.clone(),
             Outgoing::NotSent { reason, .. } => json!({ "not_sent": reason }),
         }
     }
@@ -52,11 +61,21 @@ pub fn idempotency_key(incoming: &Incoming) -> String {
 }
 
 fn raw_key(incoming: &Incoming) -> String {
-    let id = incoming.record.get("id").and_then(Value::as_str).unwrap_or(&incoming.key);
-    let version = match (incoming.record.get("version"), incoming.record.get("updated_at")) {
+    let id = incoming
+        .record
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or(&incoming.key);
+    let version = match (
+        incoming.record.get("version"),
+        incoming.record.get("updated_at"),
+    ) {
         (Some(v), _) if !v.is_null() => format!("v{v}"),
         (_, Some(u)) if !u.is_null() => format!("u{u}"),
-        _ => format!("h{}", &incoming.payload_sha256[..incoming.payload_sha256.len().min(16)]),
+        _ => format!(
+            "h{}",
+            &incoming.payload_sha256[..incoming.payload_sha256.len().min(16)]
+        ),
     };
     format!("{id}:{version}")
 }
@@ -66,7 +85,10 @@ fn raw_key(incoming: &Incoming) -> String {
 pub enum Transform {
     Fields(Vec<String>),
     Credit(Box<CreditPolicy>),
-    Licence { routes: BTreeMap<String, String>, default_team: Option<String> },
+    Licence {
+        routes: BTreeMap<String, String>,
+        default_team: Option<String>,
+    },
     Blacklist,
 }
 
@@ -74,8 +96,13 @@ impl Transform {
     pub fn from_config(c: &TransformConfig) -> Self {
         match c {
             TransformConfig::Fields { fields } => Transform::Fields(fields.clone()),
-            TransformConfig::CreditPenalty { policy } => Transform::Credit(Box::new(policy.clone())),
-            TransformConfig::LicenceNotice { routes, default_team } => Transform::Licence {
+            TransformConfig::CreditPenalty { policy } => {
+                Transform::Credit(Box::new(policy.clone()))
+            }
+            TransformConfig::LicenceNotice {
+                routes,
+                default_team,
+            } => Transform::Licence {
                 routes: routes.clone(),
                 default_team: default_team.clone(),
             },
@@ -108,13 +135,19 @@ impl Transform {
                     body["idempotency_key"] = Value::String(key.clone());
                     Outgoing::Publish { key, body }
                 }
-                Publication::Withdraw { decision_no, reason } => Outgoing::Withdraw {
+                Publication::Withdraw {
+                    decision_no,
+                    reason,
+                } => Outgoing::Withdraw {
                     body: json!({ "CF_WSH": decision_no, "reason": reason, "idempotency_key": key }),
                     key,
                 },
                 Publication::NotPublished(reason) => Outgoing::NotSent { key, reason },
             },
-            Transform::Licence { routes, default_team } => {
+            Transform::Licence {
+                routes,
+                default_team,
+            } => {
                 let area = r.get("jurisdiction").and_then(Value::as_str).unwrap_or("");
                 let team = routes
                     .iter()
@@ -146,7 +179,9 @@ pub fn whitelist(record: &Value, fields: &[String]) -> Value {
         out.insert("id".into(), id.clone());
     }
     for path in fields {
-        let Some(value) = field(record, path) else { continue };
+        let Some(value) = field(record, path) else {
+            continue;
+        };
         let mut parts: Vec<&str> = path.split('.').collect();
         let last = parts.pop().expect("a path has a last part");
         let mut node = &mut out;
@@ -211,16 +246,27 @@ mod tests {
         let r = json!({"id": "grid:1", "category": "DISPUTE", "reporter_phone": "138****0000",
             "party": {"name": "李娜", "id_number_masked": "110105********002X", "type": "NATURAL_PERSON"}});
         let out = whitelist(&r, &["category".into(), "party.name".into()]);
-        assert_eq!(out, json!({"id": "grid:1", "category": "DISPUTE", "party": {"name": "李娜"}}));
+        assert_eq!(
+            out,
+            json!({"id": "grid:1", "category": "DISPUTE", "party": {"name": "李娜"}})
+        );
     }
 
     #[test]
     fn keys_carry_the_version() {
-        assert_eq!(idempotency_key(&incoming(json!({"id": "pen:1", "version": 2}))), "pen:1:v2");
-        assert_eq!(idempotency_key(&incoming(json!({"id": "dcm:1", "updated_at": 17}))), "dcm:1:u17");
+        assert_eq!(
+            idempotency_key(&incoming(json!({"id": "pen:1", "version": 2}))),
+            "pen:1:v2"
+        );
+        assert_eq!(
+            idempotency_key(&incoming(json!({"id": "dcm:1", "updated_at": 17}))),
+            "dcm:1:u17"
+        );
         assert!(idempotency_key(&incoming(json!({"id": "x"}))).starts_with("x:habab"));
         assert_eq!(
-            idempotency_key(&incoming(json!({"id": "lic:许字〔2026〕1号", "version": 1}))),
+            idempotency_key(&incoming(
+                json!({"id": "lic:许字〔2026〕1号", "version": 1})
+            )),
             "lic:%E8%AE%B8%E5%AD%97%E3%80%942026%E3%80%951%E5%8F%B7:v1"
         );
     }
@@ -228,15 +274,25 @@ mod tests {
     #[test]
     fn licences_route_by_the_longest_prefix() {
         let t = Transform::Licence {
-            routes: [("420502".to_owned(), "一中队".to_owned()), ("420502002".to_owned(), "二中队".to_owned())].into(),
+            routes: [
+                ("420502".to_owned(), "一中队".to_owned()),
+                ("420502002".to_owned(), "二中队".to_owned()),
+            ]
+            .into(),
             default_team: None,
         };
-        let route = |area: &str| match t.apply(&incoming(json!({"id": "lic:1", "jurisdiction": area}))) {
-            Ok(Some(Outgoing::Json { route, .. })) => route,
-            other => panic!("{other:?}"),
-        };
+        let route =
+            |area: &str| match t.apply(&incoming(json!({"id": "lic:1", "jurisdiction": area}))) {
+                Ok(Some(Outgoing::Json { route, .. })) => route,
+                other => panic!("{other:?}"),
+            };
         assert_eq!(route("420502001").as_deref(), Some("一中队"));
         assert_eq!(route("420502002").as_deref(), Some("二中队"));
-        assert!(t.apply(&incoming(json!({"id": "lic:2", "jurisdiction": "420506100"}))).is_err());
+        assert!(
+            t.apply(&incoming(
+                json!({"id": "lic:2", "jurisdiction": "420506100"})
+            ))
+            .is_err()
+        );
     }
 }

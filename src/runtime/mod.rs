@@ -26,7 +26,11 @@ pub struct Hub {
     pub bus: Bus,
     pub stats: Stats,
     /// Counters of the push pipelines, by name.
-    pub deliveries: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<crate::delivery::DeliveryStats>>>>,
+    pub deliveries: std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::BTreeMap<String, std::sync::Arc<crate::delivery::DeliveryStats>>,
+        >,
+    >,
     pub clock_stats: std::sync::Arc<crate::clocks::ClockStats>,
 }
 
@@ -127,16 +131,28 @@ impl Hub {
             }
         }
         // Push pipelines, pull feeds, and the keepers of deadlines and lists.
-        let schemas = std::sync::Arc::new(crate::schema::SchemaSet::load_dir(&self.deployment.hub.schemas)?);
+        let schemas = std::sync::Arc::new(crate::schema::SchemaSet::load_dir(
+            &self.deployment.hub.schemas,
+        )?);
         let shared = crate::delivery::SharedTopics {
             receipts: self.deployment.hub.receipts_topic.clone(),
             alerts: self.deployment.hub.alerts_topic.clone(),
         };
         let mut pull = crate::delivery::pull::PullFeeds::default();
         for (name, config) in &self.deployment.deliveries {
-            let delivery = crate::delivery::Delivery::new(name, config.clone(), self.bus.clone(), producer.clone(), schemas.clone(), shared.clone())
-                .map_err(|e| anyhow::anyhow!("delivery `{name}`: {e}"))?;
-            self.deliveries.lock().expect("deliveries lock").insert(name.clone(), delivery.stats.clone());
+            let delivery = crate::delivery::Delivery::new(
+                name,
+                config.clone(),
+                self.bus.clone(),
+                producer.clone(),
+                schemas.clone(),
+                shared.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("delivery `{name}`: {e}"))?;
+            self.deliveries
+                .lock()
+                .expect("deliveries lock")
+                .insert(name.clone(), delivery.stats.clone());
             match &config.target {
                 crate::delivery::TargetConfig::Pull { token } => pull.add(delivery, token.clone()),
                 _ => {
@@ -147,7 +163,8 @@ impl Hub {
         }
         if self.deployment.credit.is_some() || self.deployment.commitments.is_some() {
             let calendar = std::sync::Arc::new(
-                crate::calendar::Calendar::load_dir(&self.deployment.hub.calendar).context("loading the holiday calendar")?,
+                crate::calendar::Calendar::load_dir(&self.deployment.hub.calendar)
+                    .context("loading the holiday calendar")?,
             );
             let keeper = crate::clocks::KeeperContext {
                 bus: self.bus.clone(),
@@ -160,11 +177,23 @@ impl Hub {
                 tick: std::time::Duration::from_secs(2),
             };
             if let Some(credit) = &self.deployment.credit {
-                tasks.push(tokio::spawn(crate::clocks::run_credit_clock(keeper.clone(), credit.clone(), shutdown.clone())));
-                tasks.push(tokio::spawn(crate::clocks::run_blacklist(keeper.clone(), credit.clone(), shutdown.clone())));
+                tasks.push(tokio::spawn(crate::clocks::run_credit_clock(
+                    keeper.clone(),
+                    credit.clone(),
+                    shutdown.clone(),
+                )));
+                tasks.push(tokio::spawn(crate::clocks::run_blacklist(
+                    keeper.clone(),
+                    credit.clone(),
+                    shutdown.clone(),
+                )));
             }
             if let Some(c) = &self.deployment.commitments {
-                tasks.push(tokio::spawn(crate::clocks::run_commitments(keeper.clone(), c.clone(), shutdown.clone())));
+                tasks.push(tokio::spawn(crate::clocks::run_commitments(
+                    keeper.clone(),
+                    c.clone(),
+                    shutdown.clone(),
+                )));
             }
         }
         if let Some(http) = &self.deployment.http {

@@ -42,6 +42,7 @@ pub struct ApprovalSystem {
     state: Arc<Mutex<ApprovalState>>,
     started: Instant,
     changes_per_sec: u32,
+    change_limit: u64,
     faults: FaultPlan,
 }
 
@@ -64,6 +65,7 @@ impl ApprovalSystem {
             state: Arc::new(Mutex::new(state)),
             started: Instant::now(),
             changes_per_sec: (config.urban_changes_per_sec / 10).max(1),
+            change_limit: config.change_limit.unwrap_or(u64::MAX),
             faults,
         }
     }
@@ -155,8 +157,9 @@ async fn list(
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
     let rows = {
         let mut state = system.state.lock().expect("approval lock");
-        let due =
-            (system.started.elapsed().as_secs_f64() * f64::from(system.changes_per_sec)) as u64;
+        let due = ((system.started.elapsed().as_secs_f64() * f64::from(system.changes_per_sec))
+            as u64)
+            .min(system.change_limit);
         while state.applied < due {
             state.applied += 1;
             let licence = new_licence(&mut state, chrono::Utc::now(), 0.0);

@@ -53,7 +53,10 @@ impl CreditPlatform {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/credit/api/penalties/batch", axum::routing::post(batch))
-            .route("/credit/api/penalties/withdraw", axum::routing::post(withdraw))
+            .route(
+                "/credit/api/penalties/withdraw",
+                axum::routing::post(withdraw),
+            )
             .route("/credit/api/blacklist", axum::routing::post(blacklist))
             .route("/credit/api/received", axum::routing::get(received))
             .with_state(self.clone())
@@ -61,13 +64,26 @@ impl CreditPlatform {
 }
 
 fn down() -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"code": 503, "message": "平台维护中"}))).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"code": 503, "message": "平台维护中"})),
+    )
+        .into_response()
 }
 
 /// The platform's checks of one publication record.
 fn check(r: &Value) -> Result<(), String> {
     let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
-    for k in ["CF_WSH", "CF_XDR_MC", "CF_XDR_LB", "CF_CFLB", "CF_JDRQ", "CF_CFJG", "CF_CFJGDM", "CF_GSJZQ"] {
+    for k in [
+        "CF_WSH",
+        "CF_XDR_MC",
+        "CF_XDR_LB",
+        "CF_CFLB",
+        "CF_JDRQ",
+        "CF_CFJG",
+        "CF_CFJGDM",
+        "CF_GSJZQ",
+    ] {
         if s(k).trim().is_empty() {
             return Err(format!("{k} 不能为空"));
         }
@@ -103,15 +119,25 @@ async fn batch(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Val
     if p.outage.is_down() {
         return down();
     }
-    let records = body.get("records").and_then(Value::as_array).cloned().unwrap_or_default();
+    let records = body
+        .get("records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut state = p.state.lock().expect("credit lock");
     state.batches += 1;
     let mut results = Vec::with_capacity(records.len());
     for r in records {
-        let key = r.get("idempotency_key").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let key = r
+            .get("idempotency_key")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let wsh = r.get("CF_WSH").cloned().unwrap_or(Value::Null);
         if key.is_empty() {
-            results.push(json!({"CF_WSH": wsh, "status": "REJECTED", "reason": "缺少 idempotency_key"}));
+            results.push(
+                json!({"CF_WSH": wsh, "status": "REJECTED", "reason": "缺少 idempotency_key"}),
+            );
             continue;
         }
         if state.published.contains_key(&key) {
@@ -133,19 +159,44 @@ async fn batch(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Val
     axum::Json(json!({"code": 0, "results": results})).into_response()
 }
 
-async fn withdraw(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Value>) -> Response {
+async fn withdraw(
+    State(p): State<CreditPlatform>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     if p.outage.is_down() {
         return down();
     }
-    let key = body.get("idempotency_key").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if key.is_empty() || body.get("CF_WSH").and_then(Value::as_str).is_none_or(str::is_empty) {
-        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"code": 422, "message": "CF_WSH 与 idempotency_key 必填"}))).into_response();
+    let key = body
+        .get("idempotency_key")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if key.is_empty()
+        || body
+            .get("CF_WSH")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"code": 422, "message": "CF_WSH 与 idempotency_key 必填"})),
+        )
+            .into_response();
     }
-    p.state.lock().expect("credit lock").withdrawn.entry(key).or_insert(body);
+    p.state
+        .lock()
+        .expect("credit lock")
+        .withdrawn
+        .entry(key)
+        .or_insert(body);
     axum::Json(json!({"code": 0, "status": "WITHDRAWN"})).into_response()
 }
 
-async fn blacklist(State(p): State<CreditPlatform>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn blacklist(
+    State(p): State<CreditPlatform>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if p.outage.is_down() {
         return down();
     }

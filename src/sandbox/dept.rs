@@ -42,16 +42,29 @@ impl Departments {
             .route("/dept/{name}/webhook", axum::routing::post(webhook))
             .route("/dept/{name}/soap", axum::routing::post(soap))
             .route("/dept/{name}/received", axum::routing::get(received))
-            .route("/approval/api/blacklist", axum::routing::post(approval_blacklist).get(approval_blacklist_view))
+            .route(
+                "/approval/api/blacklist",
+                axum::routing::post(approval_blacklist).get(approval_blacklist_view),
+            )
             .with_state(self.clone())
     }
 }
 
-async fn webhook(State(d): State<Departments>, Path(name): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn webhook(
+    State(d): State<Departments>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     d.webhook.receive(&name, &headers, &body)
 }
 
-async fn soap(State(d): State<Departments>, Path(name): Path<String>, mut headers: HeaderMap, body: String) -> Response {
+async fn soap(
+    State(d): State<Departments>,
+    Path(name): Path<String>,
+    mut headers: HeaderMap,
+    body: String,
+) -> Response {
     if let Some(key) = element_text(&body, "IdempotencyKey")
         && let Ok(v) = HeaderValue::from_str(&key)
     {
@@ -69,17 +82,29 @@ async fn soap(State(d): State<Departments>, Path(name): Path<String>, mut header
     let envelope = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><ReceiveResponse><Code>{code}</Code><Message>{text}</Message></ReceiveResponse></soap:Body></soap:Envelope>"
     );
-    (status, [("Content-Type", "text/xml; charset=utf-8")], envelope).into_response()
+    (
+        status,
+        [("Content-Type", "text/xml; charset=utf-8")],
+        envelope,
+    )
+        .into_response()
 }
 
-async fn received(State(d): State<Departments>, Path(name): Path<String>) -> axum::Json<serde_json::Value> {
+async fn received(
+    State(d): State<Departments>,
+    Path(name): Path<String>,
+) -> axum::Json<serde_json::Value> {
     let mut webhook = d.webhook.view(&name);
     let soap = d.soap.view(&name);
     webhook["soap"] = soap;
     axum::Json(webhook)
 }
 
-async fn approval_blacklist(State(d): State<Departments>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn approval_blacklist(
+    State(d): State<Departments>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     d.approval_blacklist.receive("blacklist", &headers, &body)
 }
 

@@ -24,16 +24,67 @@ use std::time::Instant;
 
 const AUTHORITY: (&str, &str) = ("宜昌高新区综合行政执法局", "11420500MB1507795K");
 const CASES: &[(&str, &str, &str, &[&str], &str)] = &[
-    ("未按规定设置安全警示标志", "违反《安全生产法》第三十五条", "《安全生产法》第九十九条", &["警告", "罚款"], "安全生产"),
-    ("占道经营", "违反《城市市容和环境卫生管理条例》第十四条", "《城市市容和环境卫生管理条例》第三十六条", &["罚款"], "城市管理"),
-    ("未经许可擅自设置户外广告", "违反《城市市容和环境卫生管理条例》第十一条", "《湖北省城市市容和环境卫生管理条例》", &["罚款", "没收违法所得"], "城市管理"),
-    ("特种设备超期未检验继续使用", "违反《特种设备安全法》第四十条", "《特种设备安全法》第八十四条", &["责令停产停业", "罚款"], "特种设备"),
-    ("消防通道堵塞", "违反《消防法》第二十八条", "《消防法》第六十条", &["警告"], "消防安全"),
-    ("无证经营危险化学品", "违反《危险化学品安全管理条例》第三十三条", "《危险化学品安全管理条例》第七十七条", &["罚款", "没收违法所得", "吊销许可证件"], "安全生产"),
-    ("建筑垃圾随意倾倒", "违反《城市建筑垃圾管理规定》第十五条", "《城市建筑垃圾管理规定》第二十六条", &["罚款"], "生态环境"),
+    (
+        "未按规定设置安全警示标志",
+        "违反《安全生产法》第三十五条",
+        "《安全生产法》第九十九条",
+        &["警告", "罚款"],
+        "安全生产",
+    ),
+    (
+        "占道经营",
+        "违反《城市市容和环境卫生管理条例》第十四条",
+        "《城市市容和环境卫生管理条例》第三十六条",
+        &["罚款"],
+        "城市管理",
+    ),
+    (
+        "未经许可擅自设置户外广告",
+        "违反《城市市容和环境卫生管理条例》第十一条",
+        "《湖北省城市市容和环境卫生管理条例》",
+        &["罚款", "没收违法所得"],
+        "城市管理",
+    ),
+    (
+        "特种设备超期未检验继续使用",
+        "违反《特种设备安全法》第四十条",
+        "《特种设备安全法》第八十四条",
+        &["责令停产停业", "罚款"],
+        "特种设备",
+    ),
+    (
+        "消防通道堵塞",
+        "违反《消防法》第二十八条",
+        "《消防法》第六十条",
+        &["警告"],
+        "消防安全",
+    ),
+    (
+        "无证经营危险化学品",
+        "违反《危险化学品安全管理条例》第三十三条",
+        "《危险化学品安全管理条例》第七十七条",
+        &["罚款", "没收违法所得", "吊销许可证件"],
+        "安全生产",
+    ),
+    (
+        "建筑垃圾随意倾倒",
+        "违反《城市建筑垃圾管理规定》第十五条",
+        "《城市建筑垃圾管理规定》第二十六条",
+        &["罚款"],
+        "生态环境",
+    ),
 ];
 /// Fines that make money conversion interesting.
-const FINES: &[&str] = &["2000", "0.01", "1234567.89", "50", "100000000", "3000.5", "19999.99", "200"];
+const FINES: &[&str] = &[
+    "2000",
+    "0.01",
+    "1234567.89",
+    "50",
+    "100000000",
+    "3000.5",
+    "19999.99",
+    "200",
+];
 
 #[derive(Debug)]
 pub(crate) struct EnforcementState {
@@ -93,6 +144,17 @@ impl EnforcementSystem {
             .with_state(self.clone())
     }
 
+    /// Control: an officer changes (lowers the fine of) or revokes a
+    /// decision now.
+    pub fn control_router(&self) -> Router {
+        Router::new()
+            .route(
+                "/enforcement/api/decisions/{id}/{action}",
+                axum::routing::post(act),
+            )
+            .with_state(self.clone())
+    }
+
     /// The case system as a receiver of licence notices.
     pub fn queue_router(&self) -> Router {
         Router::new()
@@ -104,7 +166,8 @@ impl EnforcementSystem {
     }
 
     fn advance(&self, state: &mut EnforcementState) {
-        let due = ((self.started.elapsed().as_secs_f64() * self.changes_per_sec) as u64).min(self.change_limit);
+        let due = ((self.started.elapsed().as_secs_f64() * self.changes_per_sec) as u64)
+            .min(self.change_limit);
         while state.applied < due {
             state.applied += 1;
             let now = chrono::Utc::now();
@@ -113,7 +176,9 @@ impl EnforcementSystem {
                 state.insert(d);
             } else {
                 let n = state.rng.usize(..state.latest.len());
-                let Some(current) = state.latest.values().nth(n).cloned() else { continue };
+                let Some(current) = state.latest.values().nth(n).cloned() else {
+                    continue;
+                };
                 if current["action"] == "撤销" {
                     continue;
                 }
@@ -127,7 +192,10 @@ impl EnforcementSystem {
 
 impl EnforcementState {
     fn insert(&mut self, decision: Value) {
-        let id = decision["decisionId"].as_str().unwrap_or_default().to_owned();
+        let id = decision["decisionId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         self.latest.insert(id, decision.clone());
         self.decisions.insert(decision);
     }
@@ -138,7 +206,10 @@ pub(crate) fn changed(current: &Value, revoke: bool, now: chrono::DateTime<chron
     let mut d = current.clone();
     let version = d["version"].as_i64().unwrap_or(1) + 1;
     d["version"] = json!(version);
-    d["recordId"] = json!(format!("{}-v{version}", d["decisionId"].as_str().unwrap_or_default()));
+    d["recordId"] = json!(format!(
+        "{}-v{version}",
+        d["decisionId"].as_str().unwrap_or_default()
+    ));
     d["bgsj"] = json!(people::local(now, false));
     d["updateTime"] = json!(people::local(now, true));
     if revoke {
@@ -163,7 +234,10 @@ pub(crate) fn new_decision(
     let rng = &mut state.rng;
     let (violation, facts, basis, categories, industry) = CASES[rng.usize(..CASES.len())];
     let kind = rng.usize(..10);
-    let year = decided.with_timezone(&chrono_tz::Asia::Shanghai).format("%Y").to_string();
+    let year = decided
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y")
+        .to_string();
     let (open, close) = [("〔", "〕"), ("【", "】"), ("[", "]")][rng.usize(..3)];
     let fine = FINES[i as usize % FINES.len()];
     let dsr = if kind < 6 {
@@ -209,12 +283,17 @@ struct ListQuery {
     page_size: Option<usize>,
 }
 
-async fn list(State(system): State<EnforcementSystem>, Query(q): Query<ListQuery>) -> axum::Json<Value> {
+async fn list(
+    State(system): State<EnforcementSystem>,
+    Query(q): Query<ListQuery>,
+) -> axum::Json<Value> {
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
     let rows = {
         let mut state = system.state.lock().expect("enforcement lock");
         system.advance(&mut state);
-        state.decisions.after(q.updated_after.as_deref(), q.after_id.as_deref(), size)
+        state
+            .decisions
+            .after(q.updated_after.as_deref(), q.after_id.as_deref(), size)
     };
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -226,10 +305,31 @@ async fn list(State(system): State<EnforcementSystem>, Query(q): Query<ListQuery
     axum::Json(json!({ "code": 0, "data": { "records": out } }))
 }
 
-async fn receive_licence(State(system): State<EnforcementSystem>, Path(team): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn act(
+    State(system): State<EnforcementSystem>,
+    Path((id, action)): Path<(String, String)>,
+) -> axum::http::StatusCode {
+    let mut state = system.state.lock().expect("enforcement lock");
+    let Some(current) = state.latest.get(&id).cloned() else {
+        return axum::http::StatusCode::NOT_FOUND;
+    };
+    let d = changed(&current, action == "revoke", chrono::Utc::now());
+    state.insert(d);
+    axum::http::StatusCode::NO_CONTENT
+}
+
+async fn receive_licence(
+    State(system): State<EnforcementSystem>,
+    Path(team): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     system.queues.receive(&team, &headers, &body)
 }
 
-async fn queue(State(system): State<EnforcementSystem>, Path(team): Path<String>) -> axum::Json<Value> {
+async fn queue(
+    State(system): State<EnforcementSystem>,
+    Path(team): Path<String>,
+) -> axum::Json<Value> {
     axum::Json(system.queues.view(&team))
 }

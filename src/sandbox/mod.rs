@@ -252,7 +252,10 @@ struct ReceiverControl {
     reject: Option<Option<receiver::RejectRule>>,
 }
 
-async fn control_receivers(State(r): State<Receivers>, axum::Json(c): axum::Json<ReceiverControl>) -> StatusCode {
+async fn control_receivers(
+    State(r): State<Receivers>,
+    axum::Json(c): axum::Json<ReceiverControl>,
+) -> StatusCode {
     if let Some(down) = c.down {
         r.set_down(down);
     }
@@ -271,10 +274,16 @@ pub fn systems(config: &SandboxConfig) -> (Router, FaultPlan, grid::GridSystem) 
 }
 
 /// Everything, with the receivers' handle.
-pub fn systems_with_receivers(config: &SandboxConfig) -> (Router, FaultPlan, grid::GridSystem, Receivers) {
+pub fn systems_with_receivers(
+    config: &SandboxConfig,
+) -> (Router, FaultPlan, grid::GridSystem, Receivers) {
     let plan = FaultPlan::new(config.faults.clone());
     let receivers = Receivers::default();
-    let enforcement = enforcement::EnforcementSystem::new(config, plan.clone(), receivers.enforcement_queues.clone());
+    let enforcement = enforcement::EnforcementSystem::new(
+        config,
+        plan.clone(),
+        receivers.enforcement_queues.clone(),
+    );
     let urban = urban::UrbanSystem::new(config, plan.clone());
     let grid = grid::GridSystem::new(config, plan.clone());
     let approval = approval::ApprovalSystem::new(config, plan.clone());
@@ -290,6 +299,7 @@ pub fn systems_with_receivers(config: &SandboxConfig) -> (Router, FaultPlan, gri
     // source faults.
     let receiving = Router::new()
         .merge(enforcement.queue_router())
+        .merge(enforcement.control_router())
         .merge(receivers.credit.router())
         .merge(receivers.departments.router())
         .merge(
@@ -303,7 +313,12 @@ pub fn systems_with_receivers(config: &SandboxConfig) -> (Router, FaultPlan, gri
         .route("/sandbox/faults", axum::routing::post(set_faults))
         .route("/sandbox/counters", axum::routing::get(get_counters))
         .with_state(plan.clone());
-    (systems.merge(control).merge(registry).merge(receiving), plan, grid, receivers)
+    (
+        systems.merge(control).merge(registry).merge(receiving),
+        plan,
+        grid,
+        receivers,
+    )
 }
 
 /// Starts what the simulators do on their own: files dropped into the

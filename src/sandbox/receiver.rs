@@ -75,14 +75,25 @@ impl Inbox {
 
     /// Takes one delivery for box `name`.
     pub fn receive(&self, name: &str, headers: &HeaderMap, body: &[u8]) -> Response {
-        let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |k: &str| {
+            headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let mut state = self.inner.lock().expect("inbox lock");
         if state.down {
-            return answer(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "down", "message": "系统维护中"}));
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "down", "message": "系统维护中"}),
+            );
         }
         if let Some(secret) = &self.secret {
             let (Some(ts), Some(sig)) = (header("X-Timestamp"), header("X-Signature")) else {
-                return answer(StatusCode::UNAUTHORIZED, json!({"status": "refused", "message": "缺少签名"}));
+                return answer(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"status": "refused", "message": "缺少签名"}),
+                );
             };
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
             mac.update(ts.as_bytes());
@@ -90,11 +101,17 @@ impl Inbox {
             mac.update(body);
             let claimed = hex::decode(sig.trim_start_matches("sha256=")).unwrap_or_default();
             if mac.verify_slice(&claimed).is_err() {
-                return answer(StatusCode::UNAUTHORIZED, json!({"status": "refused", "message": "签名校验失败"}));
+                return answer(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"status": "refused", "message": "签名校验失败"}),
+                );
             }
         }
         let Some(key) = header("Idempotency-Key") else {
-            return answer(StatusCode::BAD_REQUEST, json!({"status": "refused", "message": "缺少 Idempotency-Key"}));
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({"status": "refused", "message": "缺少 Idempotency-Key"}),
+            );
         };
         let record: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
@@ -108,10 +125,15 @@ impl Inbox {
             return answer(StatusCode::OK, json!({"status": "duplicate", "key": key}));
         }
         if let Some(rule) = reject
-            && record.pointer(&rule.field).is_some_and(|v| *v == rule.equals)
+            && record
+                .pointer(&rule.field)
+                .is_some_and(|v| *v == rule.equals)
         {
             b.refused += 1;
-            return answer(StatusCode::UNPROCESSABLE_ENTITY, json!({"status": "rejected", "message": rule.reason}));
+            return answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"status": "rejected", "message": rule.reason}),
+            );
         }
         b.keys.insert(key.clone(), b.records.len());
         b.records.push(json!({"key": key, "record": record}));

@@ -1,0 +1,279 @@
+//! Operating the push pipelines: `duijie feeds status` and
+//! `duijie replay`.
+
+use super::{Delivery, DeliveryConfig, Incoming, Outcome, Receipt, SharedTopics, TargetConfig};
+use crate::bus::inspect::read_topic;
+use crate::bus::{Bus, ReaderContext};
+use crate::config::Deployment;
+use crate::schema::SchemaSet;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// One line of `feeds status`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FeedStatus {
+    pub delivery: String,
+    pub department: String,
+    pub target: String,
+    pub delivered: u64,
+    pub rejected: u64,
+    pub failed: u64,
+    pub not_sent: u64,
+    /// Records on the topic the group has not settled yet (push feeds).
+    pub pending: Option<i64>,
+}
+
+fn target_kind(c: &DeliveryConfig) -> &'static str {
+    match c.target {
+        TargetConfig::CreditBatch { .. } => "credit_batch",
+        TargetConfig::Webhook { .. } => "webhook",
+        TargetConfig::Soap { .. } => "soap",
+        TargetConfig::Pull { .. } => "pull",
+    }
+}
+
+fn bus_of(d: &Deployment) -> Bus {
+    let mut bus = Bus::new(d.kafka.brokers.clone(), format!("duijie-{}", d.hub.name));
+    bus.properties = d.kafka.properties.clone();
+    bus
+}
+
+/// Delivered, refused, failed and pending per feed, from the receipts topic
+/// (latest outcome per record and version) and the groups' committed
+/// offsets.
+pub async fn status(d: &Deployment) -> Result<Vec<FeedStatus>, String> {
+    let bus = bus_of(d);
+    let receipts = read_topic(&bus, &d.hub.receipts_topic, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut latest: BTreeMap<(String, String), Outcome> = BTreeMap::new();
+    for r in receipts {
+        if let Some(receipt) = r
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_slice::<Receipt>(p).ok())
+        {
+            latest.insert((receipt.delivery, receipt.idempotency_key), receipt.outcome);
+        }
+    }
+    let mut out = Vec::new();
+    for (name, config) in &d.deliveries {
+        let mut s = FeedStatus {
+            delivery: name.clone(),
+            department: config.department.clone().unwrap_or_else(|| name.clone()),
+            target: target_kind(config).into(),
+            ..FeedStatus::default()
+        };
+        for ((delivery, _), outcome) in &latest {
+            if delivery != name {
+                continue;
+            }
+            match outcome {
+                Outcome::Delivered => s.delivered += 1,
+                Outcome::Rejected => s.rejected += 1,
+                Outcome::Failed => s.failed += 1,
+                Outcome::NotSent => s.not_sent += 1,
+            }
+        }
+        if !matches!(config.target, TargetConfig::Pull { .. }) {
+            s.pending = Some(lag(&bus, &Delivery::group_id(&bus, name), &config.topic).await?);
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Records of `topic` beyond the group's committed offsets.
+async fn lag(bus: &Bus, group: &str, topic: &str) -> Result<i64, String> {
+    let mut config = bus.client_config();
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer<ReaderContext> = config
+            .create_with_context(ReaderContext)
+            .map_err(|e| e.to_string())?;
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let mut tpl = TopicPartitionList::new();
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            tpl.add_partition(&topic, p.id());
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let mut total = 0;
+        for e in committed.elements() {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            let at = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => low,
+            };
+            total += (high - at).max(0);
+        }
+        Ok(total)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum From {
+    /// UTC epoch milliseconds.
+    Time(i64),
+    /// The same offset in every partition.
+    Offset(i64),
+}
+
+impl std::str::FromStr for From {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(o) = s.strip_prefix("offset:") {
+            return o
+                .parse()
+                .map(From::Offset)
+                .map_err(|_| format!("`{o}` is not an offset"));
+        }
+        if let Ok(o) = s.parse::<i64>() {
+            return Ok(From::Offset(o));
+        }
+        crate::calendar::parse_time(s).map(|t| From::Time(t.timestamp_millis()))
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    pub read: usize,
+    pub delivered: u64,
+    pub rejected: u64,
+    pub failed: u64,
+    pub not_sent: u64,
+}
+
+/// Delivers again what `feed` read from `from` on, up to the end of the
+/// topic as of now. Receivers absorb what they already had by its
+/// idempotency key; every outcome gets a receipt.
+pub async fn replay(d: &Deployment, feed: &str, from: From) -> Result<ReplayReport, String> {
+    let (name, config) = d
+        .deliveries
+        .iter()
+        .find(|(n, _)| n == feed)
+        .ok_or_else(|| format!("no delivery `{feed}` in {}", d.file.display()))?;
+    if matches!(config.target, TargetConfig::Pull { .. }) {
+        return Err(format!(
+            "`{feed}` is a pull feed: the department asks again from an earlier cursor"
+        ));
+    }
+    let bus = bus_of(d);
+    let schemas = Arc::new(SchemaSet::load_dir(&d.hub.schemas).map_err(|e| e.to_string())?);
+    let producer = bus.producer().map_err(|e| e.to_string())?;
+    let delivery = Delivery::new(
+        name,
+        config.clone(),
+        bus.clone(),
+        producer,
+        schemas,
+        SharedTopics {
+            receipts: d.hub.receipts_topic.clone(),
+            alerts: d.hub.alerts_topic.clone(),
+        },
+    )?;
+    let records = read_from(&delivery, from).await?;
+    let read = records.values().map(Vec::len).sum();
+    let shutdown = CancellationToken::new();
+    for (_, part) in records {
+        delivery.deliver_partition(part, &shutdown).await?;
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    Ok(ReplayReport {
+        read,
+        delivered: delivery.stats.delivered.load(Relaxed),
+        rejected: delivery.stats.rejected.load(Relaxed),
+        failed: delivery.stats.failed.load(Relaxed),
+        not_sent: delivery.stats.not_sent.load(Relaxed),
+    })
+}
+
+async fn read_from(
+    delivery: &Delivery,
+    from: From,
+) -> Result<BTreeMap<i32, Vec<Incoming>>, String> {
+    let mut config = delivery.bus.client_config();
+    config
+        .set("group.id", format!("{}-replay", delivery.bus.client_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
+    let delivery = delivery.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer<ReaderContext> = config
+            .create_with_context(ReaderContext)
+            .map_err(|e| e.to_string())?;
+        let topic = delivery.config.topic.clone();
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let mut tpl = TopicPartitionList::new();
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            let offset = match from {
+                From::Time(t) => Offset::Offset(t),
+                From::Offset(o) => Offset::Offset(o),
+            };
+            tpl.add_partition_offset(&topic, p.id(), offset)
+                .map_err(|e| e.to_string())?;
+        }
+        if let From::Time(_) = from {
+            tpl = consumer
+                .offsets_for_times(tpl, Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+        }
+        let mut open = 0;
+        let mut assign = TopicPartitionList::new();
+        for e in tpl.elements() {
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            match e.offset() {
+                Offset::Offset(o) if o < high => {
+                    assign
+                        .add_partition_offset(&topic, e.partition(), Offset::Offset(o))
+                        .map_err(|e| e.to_string())?;
+                    open += 1;
+                }
+                _ => {}
+            }
+        }
+        let mut out: BTreeMap<i32, Vec<Incoming>> = BTreeMap::new();
+        if open == 0 {
+            return Ok(out);
+        }
+        consumer.assign(&assign).map_err(|e| e.to_string())?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while open > 0 && std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(300)) {
+                None => {}
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+                Some(Err(e)) => return Err(e.to_string()),
+                Some(Ok(m)) => {
+                    if let Ok(i) = delivery.decode(&m) {
+                        out.entry(i.partition).or_default().push(i);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
