@@ -14,7 +14,7 @@ use crate::delivery::{Outcome, Receipt, decode_payload};
 use crate::schema::SchemaSet;
 use chrono::{DateTime, TimeZone, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
@@ -85,34 +85,19 @@ pub fn follow(
                     continue;
                 }
             }
-            match consumer.poll(Duration::from_millis(500)) {
-                Some(Ok(m)) => {
-                    let mut headers = BTreeMap::new();
-                    if let Some(h) = m.headers() {
-                        for header in h.iter() {
-                            headers.insert(
-                                header.key.to_owned(),
-                                header
-                                    .value
-                                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                                    .unwrap_or_default(),
-                            );
-                        }
-                    }
-                    let f = Followed {
-                        topic: m.topic().to_owned(),
-                        key: m
-                            .key()
-                            .map(|k| String::from_utf8_lossy(k).into_owned())
-                            .unwrap_or_default(),
-                        headers,
-                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    };
-                    if tx.blocking_send(f).is_err() {
-                        return;
-                    }
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+                let f = Followed {
+                    topic: m.topic().to_owned(),
+                    key: m
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .unwrap_or_default(),
+                    headers: crate::bus::header_map(&m),
+                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                };
+                if tx.blocking_send(f).is_err() {
+                    return;
                 }
-                Some(Err(_)) | None => {}
             }
         }
     });

@@ -92,22 +92,19 @@ impl CursorStore {
                     None => {}
                     Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
                     Some(Err(e)) => return Err(BusError::Unreachable(e)),
-                    Some(Ok(m)) => {
-                        if m.key() == Some(pipeline.as_bytes()) {
-                            match m.payload() {
-                                None => latest = None, // tombstone: reset
-                                Some(p) => {
-                                    latest = Some(serde_json::from_slice(p).map_err(|e| {
-                                        BusError::BadCursor {
-                                            topic: topic.clone(),
-                                            key: pipeline.clone(),
-                                            message: e.to_string(),
-                                        }
-                                    })?)
+                    Some(Ok(m)) if m.key() == Some(pipeline.as_bytes()) => match m.payload() {
+                        None => latest = None, // tombstone: reset
+                        Some(p) => {
+                            latest = Some(serde_json::from_slice(p).map_err(|e| {
+                                BusError::BadCursor {
+                                    topic: topic.clone(),
+                                    key: pipeline.clone(),
+                                    message: e.to_string(),
                                 }
-                            }
+                            })?)
                         }
-                    }
+                    },
+                    Some(Ok(_)) => {}
                 }
             }
             Ok(latest)

@@ -3,7 +3,7 @@
 
 use super::{Bus, BusError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -84,18 +84,7 @@ pub async fn read_topic(
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => pending -= 1,
                 Some(Err(e)) => return Err(BusError::Unreachable(e)),
                 Some(Ok(m)) => {
-                    let mut headers = BTreeMap::new();
-                    if let Some(h) = m.headers() {
-                        for header in h.iter() {
-                            headers.insert(
-                                header.key.to_owned(),
-                                header
-                                    .value
-                                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                                    .unwrap_or_default(),
-                            );
-                        }
-                    }
+                    let headers = super::header_map(&m);
                     out.push(ReadRecord {
                         partition: m.partition(),
                         offset: m.offset(),

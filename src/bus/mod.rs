@@ -60,6 +60,24 @@ impl rdkafka::ClientContext for ReaderContext {
 
 impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
+/// The headers of a consumed record, as text.
+pub fn header_map<M: rdkafka::message::Message>(m: &M) -> BTreeMap<String, String> {
+    use rdkafka::message::Headers;
+    let mut out = BTreeMap::new();
+    if let Some(h) = m.headers() {
+        for header in h.iter() {
+            out.insert(
+                header.key.to_owned(),
+                header
+                    .value
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    out
+}
+
 /// A topic the hub writes to, as it must exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {

@@ -25,7 +25,7 @@ use crate::bus::{Bus, DeadLetter, Provenance};
 use crate::runtime::retry::backoff;
 use crate::schema::SchemaSet;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -158,18 +158,7 @@ impl Delivery {
 
     /// Decodes a consumed message.
     pub fn decode(&self, m: &BorrowedMessage<'_>) -> Result<Incoming, String> {
-        let mut headers = BTreeMap::new();
-        if let Some(h) = m.headers() {
-            for header in h.iter() {
-                headers.insert(
-                    header.key.to_owned(),
-                    header
-                        .value
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default(),
-                );
-            }
-        }
+        let headers = crate::bus::header_map(m);
         let payload = m.payload().unwrap_or_default();
         let record = decode_payload(&self.schemas, &headers, payload)?;
         Ok(Incoming {
