@@ -194,6 +194,8 @@ struct RawDeployment {
     credit: Option<Spanned<crate::delivery::config::CreditConfig>>,
     #[serde(default)]
     commitments: Option<crate::delivery::config::CommitmentConfig>,
+    #[serde(default)]
+    desk: Option<Spanned<crate::desk::DeskConfig>>,
 }
 
 /// The hub's own HTTP server (health, metrics, webhooks, desk).
@@ -241,6 +243,8 @@ pub struct Deployment {
     pub credit: Option<crate::delivery::config::CreditConfig>,
     /// The commitment tracker, when configured.
     pub commitments: Option<crate::delivery::config::CommitmentConfig>,
+    /// The two-law linkage desk (两法衔接工作台), when configured.
+    pub desk: Option<crate::desk::DeskConfig>,
 }
 
 impl Deployment {
@@ -446,6 +450,22 @@ impl Deployment {
             }
             None => None,
         };
+        let desk = match raw.desk {
+            Some(d) => {
+                if raw.http.is_none() {
+                    errors.push(located.at(
+                        d.span(),
+                        "desk",
+                        "the desk is a web page served by the hub: add [http] listen",
+                    ));
+                }
+                if let Err(why) = d.get_ref().validate() {
+                    errors.push(located.at(d.span(), "desk", why));
+                }
+                Some(d.into_inner())
+            }
+            None => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -468,6 +488,7 @@ impl Deployment {
             deliveries,
             credit,
             commitments: raw.commitments,
+            desk,
         })
     }
 
@@ -534,12 +555,36 @@ impl Deployment {
                 compacted: false,
             });
         }
+        if let Some(d) = &self.desk {
+            for (name, compacted) in [
+                (&d.state_topic, true),
+                (&d.alerts_topic, false),
+                (&d.audit_topic, false),
+            ] {
+                extra.push(TopicSpec {
+                    name: name.clone(),
+                    partitions: 1,
+                    compacted,
+                });
+            }
+        }
         for t in extra {
             if !topics.iter().any(|x| x.name == t.name) {
                 topics.push(t);
             }
         }
         topics
+    }
+
+    /// A client of the deployment's brokers, as its hub names itself.
+    pub fn bus(&self) -> crate::bus::Bus {
+        let mut bus = crate::bus::Bus::new(
+            self.kafka.brokers.clone(),
+            format!("duijie-{}", self.hub.name),
+        );
+        bus.replication = self.kafka.replication;
+        bus.properties = self.kafka.properties.clone();
+        bus
     }
 
     pub fn pipeline(&self, name: &str) -> Option<&PipelineConfig> {
@@ -626,7 +671,7 @@ fn read_source(
 }
 
 /// Kafka's rule for topic names.
-fn check_topic_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
         return Err(format!("`{name}` is not a valid topic name"));
     }

@@ -174,6 +174,21 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         deployment.pipelines.len(),
         options.seconds
     );
+    if let (Some(desk), Some(http)) = (&deployment.desk, &deployment.http) {
+        let token = |role: crate::desk::Role| {
+            desk.users
+                .iter()
+                .find(|(_, u)| u.role == role)
+                .map(|(t, u)| format!("{t} ({})", u.name))
+                .unwrap_or_default()
+        };
+        println!(
+            "  desk:     http://{}/desk (两法衔接工作台) while the demo runs; officer token {}, read-only supervisor token {}",
+            http.listen,
+            token(crate::desk::Role::Officer),
+            token(crate::desk::Role::Supervisor)
+        );
+    }
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(options.seconds) {
         tokio::time::sleep(Duration::from_secs(5).min(Duration::from_secs(options.seconds))).await;
@@ -276,6 +291,47 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         println!("  {kind:<28} {n:>4} × e.g. {example}");
     }
 
+    if let Some(desk) = &deployment.desk {
+        let calendar = crate::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
+        let schemas = crate::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
+        let views = crate::desk::views_from_topic(&bus, &schemas, desk, &calendar)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let count = |f: fn(&crate::desk::tracker::ReferralView) -> bool| {
+            views.iter().filter(|v| f(v)).count()
+        };
+        println!(
+            "\nTwo-law desk ({}): {} referral(s), {} late, {} at risk, {} closed, {} with out-of-order events, {} with steps done late",
+            desk.events_topic,
+            views.len(),
+            count(|v| v.late),
+            count(|v| v.at_risk),
+            count(|v| v.state.is_some_and(crate::desk::tracker::RefState::closed)),
+            count(|v| !v.flags.is_empty()),
+            count(|v| !v.late_steps.is_empty()),
+        );
+        if let Some(v) = views.iter().find(|v| v.late) {
+            println!(
+                "  e.g. {} 「{}」: {}{}, due {} ({})",
+                v.referral_no,
+                v.state_label,
+                v.next_actor,
+                v.next_action,
+                v.due_at
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(crate::calendar::local_text)
+                    .unwrap_or_default(),
+                v.limit.clone().unwrap_or_default()
+            );
+        }
+        let referral_alerts = read_topic(&bus, &desk.alerts_topic, false).await?;
+        println!(
+            "  {} referral alert(s) on {}; `duijie referrals overdue` lists the late ones",
+            referral_alerts.len(),
+            desk.alerts_topic
+        );
+    }
+
     println!("\nTopics:");
     let mut sample = None;
     for t in deployment.topics() {
@@ -352,6 +408,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         "  duijie check                                   validate pipelines, mappings and schemas"
     );
     println!("  duijie mapping test                            golden fixtures of every mapping");
+    println!(
+        "  duijie referrals overdue                       late referrals, from the referral events on the bus"
+    );
     println!(
         "  duijie map --mapping urban_case --input FILE   dry-run a mapping on an export, no Kafka"
     );

@@ -18,6 +18,7 @@ pub mod config;
 pub mod credit;
 pub mod delivery;
 pub mod demo;
+pub mod desk;
 pub mod ident;
 pub mod mapping;
 pub mod runtime;

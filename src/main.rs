@@ -145,6 +145,14 @@ enum Command {
         #[arg(long)]
         from: String,
     },
+    /// Suspected-crime referrals (两法衔接) and their statutory deadlines,
+    /// from the referral events on the bus.
+    Referrals {
+        #[arg(long, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: ReferralsCommand,
+    },
     /// Statutory deadlines on the official calendar.
     Calendar {
         #[command(subcommand)]
@@ -192,6 +200,20 @@ enum FeedsCommand {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReferralsCommand {
+    /// Every referral: state, who acts next, due time, time left.
+    List {
+        /// Only referrals in this state (`UNDER_REVIEW`, `NOT_OPENED`…).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One referral with its whole timeline and each event's provenance.
+    Show { referral_no: String },
+    /// Referrals past their statutory deadline, and those at risk.
+    Overdue,
 }
 
 #[derive(Debug, Subcommand)]
@@ -365,6 +387,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "{feed}: read {} record(s); delivered {}, refused {}, failed {}, not sent {}",
                     r.read, r.delivered, r.rejected, r.failed, r.not_sent
                 );
+                Ok(())
+            })
+        }
+        Command::Referrals { config, command } => {
+            let deployment = load_deployment(&config)?;
+            let Some(desk) = deployment.desk.clone() else {
+                bail!("{} has no [desk] section", config.display());
+            };
+            let calendar = duijie::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
+            let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
+            tokio_main(async move {
+                let mut views =
+                    duijie::desk::views_from_topic(&deployment.bus(), &schemas, &desk, &calendar)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                duijie::desk::report::sort_for_desk(&mut views);
+                match command {
+                    ReferralsCommand::List { state } => {
+                        if let Some(state) = state {
+                            views.retain(|v| {
+                                v.state.is_some_and(|s| s.code() == state.to_uppercase())
+                            });
+                        }
+                        println!("{}", duijie::desk::report::table(&views));
+                    }
+                    ReferralsCommand::Overdue => {
+                        views.retain(|v| v.late || v.at_risk || v.clock_error.is_some());
+                        println!("{}", duijie::desk::report::table(&views));
+                    }
+                    ReferralsCommand::Show { referral_no } => {
+                        let Some(v) = views.iter().find(|v| v.referral_no == referral_no) else {
+                            bail!("no referral `{referral_no}` on {}", desk.events_topic);
+                        };
+                        print!("{}", duijie::desk::report::detail(v));
+                    }
+                }
                 Ok(())
             })
         }

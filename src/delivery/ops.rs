@@ -37,9 +37,7 @@ fn target_kind(c: &DeliveryConfig) -> &'static str {
 }
 
 fn bus_of(d: &Deployment) -> Bus {
-    let mut bus = Bus::new(d.kafka.brokers.clone(), format!("duijie-{}", d.hub.name));
-    bus.properties = d.kafka.properties.clone();
-    bus
+    d.bus()
 }
 
 /// Delivered, refused, failed and pending per feed, from the receipts topic

@@ -58,12 +58,16 @@ impl Hub {
                 );
             }
         }
-        let mut bus = Bus::new(
-            deployment.kafka.brokers.clone(),
-            format!("duijie-{}", deployment.hub.name),
-        );
-        bus.replication = deployment.kafka.replication;
-        bus.properties = deployment.kafka.properties.clone();
+        if let Some(desk) = &deployment.desk
+            && mappings.get(&desk.action_mapping).is_none()
+        {
+            bail!(
+                "{}: [desk] action_mapping: no mapping `{}`",
+                deployment.file.display(),
+                desk.action_mapping
+            );
+        }
+        let bus = deployment.bus();
         Ok(Self {
             deployment,
             schemas,
@@ -161,11 +165,31 @@ impl Hub {
                 }
             }
         }
-        if self.deployment.credit.is_some() || self.deployment.commitments.is_some() {
-            let calendar = std::sync::Arc::new(
-                crate::calendar::Calendar::load_dir(&self.deployment.hub.calendar)
-                    .context("loading the holiday calendar")?,
+        let calendar = std::sync::Arc::new(
+            crate::calendar::Calendar::load_dir(&self.deployment.hub.calendar)
+                .context("loading the holiday calendar")?,
+        );
+        let mut desk_router = None;
+        if let Some(config) = &self.deployment.desk {
+            let mapping = self.mappings.get(&config.action_mapping).with_context(|| {
+                format!(
+                    "[desk] action_mapping: no mapping `{}`",
+                    config.action_mapping
+                )
+            })?;
+            let desk = crate::desk::Desk::new(
+                config.clone(),
+                self.bus.clone(),
+                producer.clone(),
+                schemas.clone(),
+                calendar.clone(),
+                mapping,
             );
+            tracing::info!(events = %config.events_topic, "referral tracker starting");
+            tasks.push(tokio::spawn(desk.clone().run(shutdown.clone())));
+            desk_router = Some(crate::desk::web::router(desk));
+        }
+        if self.deployment.credit.is_some() || self.deployment.commitments.is_some() {
             let keeper = crate::clocks::KeeperContext {
                 bus: self.bus.clone(),
                 producer: producer.clone(),
@@ -197,7 +221,10 @@ impl Hub {
             }
         }
         if let Some(http) = &self.deployment.http {
-            let app = push::router(push_endpoints).merge(pull.router());
+            let mut app = push::router(push_endpoints).merge(pull.router());
+            if let Some(desk) = desk_router.take() {
+                app = app.merge(desk);
+            }
             let listener = tokio::net::TcpListener::bind(&http.listen)
                 .await
                 .with_context(|| format!("listening on {} ([http] listen)", http.listen))?;

@@ -105,6 +105,8 @@ pub struct EnforcementSystem {
     change_limit: u64,
     faults: FaultPlan,
     pub queues: Inbox,
+    /// Referral events (drafted, submitted, approved, refused).
+    referrals: Arc<KeysetStore>,
 }
 
 impl EnforcementSystem {
@@ -127,7 +129,15 @@ impl EnforcementSystem {
             let d = new_decision(&mut state, decided, decided);
             state.insert(d);
         }
+        let mut referrals = KeysetStore::new("updateTime", "eventId");
+        for e in super::referral::script(config.referrals, config.seed)
+            .iter()
+            .filter(|e| e.teller == super::referral::Teller::Enforcement)
+        {
+            referrals.insert(super::referral::enforcement_event(e));
+        }
         Self {
+            referrals: Arc::new(referrals),
             state: Arc::new(Mutex::new(state)),
             started: Instant::now(),
             changes_per_sec: f64::from(config.urban_changes_per_sec) / 10.0,
@@ -141,6 +151,10 @@ impl EnforcementSystem {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/enforcement/api/decisions", axum::routing::get(list))
+            .route(
+                "/enforcement/api/referral-events",
+                axum::routing::get(referral_events),
+            )
             .with_state(self.clone())
     }
 
@@ -303,6 +317,17 @@ async fn list(
         out.push(row);
     }
     axum::Json(json!({ "code": 0, "data": { "records": out } }))
+}
+
+async fn referral_events(
+    State(system): State<EnforcementSystem>,
+    Query(q): Query<ListQuery>,
+) -> axum::Json<Value> {
+    let size = q.page_size.unwrap_or(100).clamp(1, 1000);
+    let rows = system
+        .referrals
+        .after(q.updated_after.as_deref(), q.after_id.as_deref(), size);
+    axum::Json(json!({ "code": 0, "data": { "records": rows } }))
 }
 
 async fn act(

@@ -33,6 +33,8 @@ const OFFENCES: &[&str] = &[
 /// Who tells of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Teller {
+    /// The bureau's own case system: drafting, approval, referral.
+    Enforcement,
     Police,
     TwoLaw,
 }
@@ -49,14 +51,22 @@ pub struct ScriptedEvent {
 }
 
 /// The paths referrals take, as (teller, code, days after the previous).
+/// Each starts in the bureau: drafted (草拟), submitted for the head's
+/// approval (呈批), approved (批准), then referred through the platform.
 const PATHS: &[&[(Teller, &str, i64)]] = &[
     &[
+        (Teller::Enforcement, "CG", 0),
+        (Teller::Enforcement, "TJ", 0),
+        (Teller::Enforcement, "PZ", 1),
         (Teller::TwoLaw, "YS", 0),
         (Teller::Police, "SLHZ", 1),
         (Teller::Police, "LA", 2),
         (Teller::TwoLaw, "YJ_WP", 2),
     ],
     &[
+        (Teller::Enforcement, "CG", 0),
+        (Teller::Enforcement, "TJ", 0),
+        (Teller::Enforcement, "PZ", 1),
         (Teller::TwoLaw, "YS", 0),
         (Teller::Police, "SLHZ", 1),
         (Teller::Police, "BYLA", 3),
@@ -69,14 +79,38 @@ const PATHS: &[&[(Teller, &str, i64)]] = &[
         (Teller::Police, "LA", 10),
     ],
     &[
+        (Teller::Enforcement, "CG", 0),
+        (Teller::Enforcement, "TJ", 0),
+        (Teller::Enforcement, "PZ", 1),
         (Teller::TwoLaw, "YS", 0),
         (Teller::Police, "SLHZ", 1),
         (Teller::Police, "BCCL", 1),
         (Teller::TwoLaw, "BC_CL", 2),
         (Teller::Police, "LA", 2),
     ],
-    &[(Teller::TwoLaw, "YS", 0), (Teller::Police, "TH", 2)],
-    &[(Teller::TwoLaw, "YS", 0), (Teller::Police, "SLHZ", 1)],
+    &[
+        (Teller::Enforcement, "CG", 0),
+        (Teller::Enforcement, "TJ", 0),
+        (Teller::Enforcement, "PZ", 2),
+        (Teller::TwoLaw, "YS", 0),
+        (Teller::Police, "TH", 2),
+    ],
+    &[
+        (Teller::Enforcement, "CG", 0),
+        (Teller::Enforcement, "TJ", 0),
+        (Teller::Enforcement, "PZ", 1),
+        (Teller::TwoLaw, "YS", 0),
+        (Teller::Police, "SLHZ", 1),
+    ],
+    &[
+        (Teller::Enforcement, "CG", 0),
+        (Teller::Enforcement, "TJ", 1),
+    ],
+    &[
+        (Teller::Enforcement, "CG", 0),
+        (Teller::Enforcement, "TJ", 0),
+        (Teller::Enforcement, "BPZ", 2),
+    ],
 ];
 
 /// The events of `n` referrals whose time has come by now.
@@ -226,6 +260,35 @@ fn drop_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let path = dir.join(name);
     std::fs::rename(&part, &path)?;
     Ok(path)
+}
+
+/// A case-system referral event as its API returns it.
+pub fn enforcement_event(e: &ScriptedEvent) -> Value {
+    let (company, name, code) = suspect(&e.referral_no);
+    let content = match e.code {
+        "CG" => "经调查，当事人涉嫌犯罪，拟移送公安机关。",
+        "TJ" => "呈请局负责人审批移送涉嫌犯罪案件。",
+        "PZ" => "同意移送。",
+        "BPZ" => "证据不足以认定涉嫌犯罪，不予批准移送，作结案处理。",
+        _ => "",
+    };
+    json!({
+        "eventId": format!("ZF{}{:02}", e.referral_no.replace('-', ""), e.seq),
+        "transferNo": e.referral_no,
+        "eventType": e.code,
+        "eventTime": people::local(e.at, false),
+        "updateTime": people::local(e.at, true),
+        "orgName": BUREAU.0,
+        "orgCode": BUREAU.1,
+        "caseNo": format!("宜高综执罚〔{}〕{}号", &people::local(e.at, false)[..4], e.referral_no.rsplit('-').next().unwrap_or_default()),
+        "crime": OFFENCES[e.referral_no.len() % OFFENCES.len()],
+        "content": content,
+        "suspect": if company {
+            json!({ "name": name, "type": "1", "creditCode": code })
+        } else {
+            json!({ "name": name, "type": "3", "idNo": code })
+        },
+    })
 }
 
 /// A platform event as the REST API returns it.

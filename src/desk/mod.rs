@@ -1,0 +1,603 @@
+//! The two-law linkage desk (两法衔接工作台): referral tracking against
+//! statutory deadlines, and its web page.
+//!
+//! The tracker consumes referral events (the enforcement system, the
+//! police, the two-law platform and the desk's own actions) as a consumer
+//! group; after each round it writes every changed referral's state to a
+//! compacted topic and only then commits its offsets, so a restarted
+//! tracker — or another instance — rebuilds exactly the same state.
+//! Deadlines at risk or passed are alerts on their own topic, once each.
+
+pub mod report;
+pub mod tracker;
+pub mod web;
+
+use crate::bus::{Bus, ReaderContext, header_map};
+use crate::calendar::Calendar;
+use crate::delivery::decode_payload;
+use crate::mapping::Mapping;
+use crate::schema::{Encoding, RecordEncoder, SchemaSet};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracker::{EventSource, ReferralView, StepLimits, TimelineEvent, fold};
+
+/// Who may use the desk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Desk officers: see everything, record notes, reminders and
+    /// acknowledgements.
+    Officer,
+    /// Supervisors: read only.
+    Supervisor,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeskUser {
+    pub name: String,
+    pub role: Role,
+}
+
+/// `[desk]` in the deployment file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeskConfig {
+    #[serde(default = "default_events")]
+    pub events_topic: String,
+    /// Compacted: the state of each referral.
+    #[serde(default = "default_state")]
+    pub state_topic: String,
+    #[serde(default = "default_alerts")]
+    pub alerts_topic: String,
+    /// Every view of a referral and every export.
+    #[serde(default = "default_audit")]
+    pub audit_topic: String,
+    /// "At risk" when less than this share of a step's time is left.
+    #[serde(default = "default_share")]
+    pub at_risk_share: f64,
+    /// Limits of the statutory steps.
+    #[serde(default)]
+    pub limits: StepLimits,
+    /// The mapping that turns desk actions into referral events.
+    #[serde(default = "default_action_mapping")]
+    pub action_mapping: String,
+    /// Login tokens.
+    pub users: BTreeMap<String, DeskUser>,
+}
+
+impl DeskConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.at_risk_share > 0.0 && self.at_risk_share < 1.0) {
+            return Err(format!(
+                "`at_risk_share` must be between 0 and 1 (exclusive), not {}",
+                self.at_risk_share
+            ));
+        }
+        if self.users.is_empty() {
+            return Err("the desk needs at least one user: [desk.users.\"<token>\"] name = \"…\", role = \"officer\"".into());
+        }
+        for token in self.users.keys() {
+            if token.len() < 16 {
+                return Err(format!(
+                    "desk token `{}…` is shorter than 16 characters",
+                    token.chars().take(4).collect::<String>()
+                ));
+            }
+        }
+        for (name, topic) in [
+            ("events_topic", &self.events_topic),
+            ("state_topic", &self.state_topic),
+            ("alerts_topic", &self.alerts_topic),
+            ("audit_topic", &self.audit_topic),
+        ] {
+            crate::config::check_topic_name(topic).map_err(|why| format!("`{name}`: {why}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn default_events() -> String {
+    "canonical.referral_event".into()
+}
+fn default_state() -> String {
+    "referrals.state".into()
+}
+fn default_alerts() -> String {
+    "referrals.alerts".into()
+}
+fn default_audit() -> String {
+    "desk.audit".into()
+}
+fn default_share() -> f64 {
+    0.3
+}
+fn default_action_mapping() -> String {
+    "referral_desk".into()
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub user: String,
+    pub role: Role,
+    /// `view`, `export`, `action`.
+    pub action: String,
+    pub referral_no: Option<String>,
+    pub detail: String,
+}
+
+/// What the desk shares between the tracker and the web page.
+#[derive(Clone)]
+pub struct Desk {
+    pub config: DeskConfig,
+    pub bus: Bus,
+    pub producer: FutureProducer,
+    pub schemas: Arc<SchemaSet>,
+    pub calendar: Arc<Calendar>,
+    pub action_mapping: Arc<Mapping>,
+    /// Events per referral (the tracker's memory).
+    events: Arc<RwLock<BTreeMap<String, Vec<TimelineEvent>>>>,
+    /// The current views.
+    pub views: Arc<RwLock<BTreeMap<String, ReferralView>>>,
+    /// Notifies the page's live refresh.
+    pub changes: broadcast::Sender<u64>,
+    pub audit: Arc<RwLock<VecDeque<AuditEntry>>>,
+}
+
+impl std::fmt::Debug for Desk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Desk")
+            .field("events_topic", &self.config.events_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Desk {
+    pub fn new(
+        config: DeskConfig,
+        bus: Bus,
+        producer: FutureProducer,
+        schemas: Arc<SchemaSet>,
+        calendar: Arc<Calendar>,
+        action_mapping: Arc<Mapping>,
+    ) -> Self {
+        Self {
+            config,
+            bus,
+            producer,
+            schemas,
+            calendar,
+            action_mapping,
+            events: Arc::default(),
+            views: Arc::default(),
+            changes: broadcast::channel(64).0,
+            audit: Arc::default(),
+        }
+    }
+
+    fn recompute(&self, referrals: impl IntoIterator<Item = String>) -> Vec<ReferralView> {
+        let now = chrono::Utc::now();
+        let events = self.events.read().expect("events lock");
+        let mut out = Vec::new();
+        for no in referrals {
+            if let Some(list) = events.get(&no) {
+                out.push(fold(
+                    &no,
+                    list.clone(),
+                    &self.config.limits,
+                    self.config.at_risk_share,
+                    &self.calendar,
+                    now,
+                ));
+            }
+        }
+        out
+    }
+
+    async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<(), String> {
+        self.producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(body),
+                Duration::from_secs(30),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| format!("writing to {topic}: {e}"))
+    }
+
+    /// Records an audit entry (on the topic and in memory).
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), String> {
+        let body = serde_json::to_vec(&entry).expect("audit entries serialize");
+        self.send(&self.config.audit_topic, &entry.user, &body)
+            .await?;
+        let mut log = self.audit.write().expect("audit lock");
+        log.push_front(entry);
+        log.truncate(1000);
+        Ok(())
+    }
+
+    /// A desk action as a referral event on the bus, through the desk's
+    /// mapping, with provenance like any other record.
+    pub async fn act(
+        &self,
+        referral_no: &str,
+        action: &str,
+        text: Option<&str>,
+        officer: &str,
+    ) -> Result<String, String> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let payload = json!({
+            "actionId": format!("{}-{now}-{:04x}", referral_no, fastrand::u16(..)),
+            "referralNo": referral_no,
+            "action": action,
+            "at": now,
+            "officer": officer,
+            "text": text,
+        })
+        .to_string();
+        let mapping = &self.action_mapping;
+        let mapped = mapping
+            .map_at(payload.as_bytes(), now)
+            .map_err(|r| r.to_string())?;
+        let mut buf = Vec::new();
+        RecordEncoder::new(Encoding::SingleObject)
+            .encode(&mapping.schema, &mapped.values, &mut buf)
+            .map_err(|e| e.to_string())?;
+        let provenance = crate::bus::Provenance {
+            source_system: mapping.system.clone(),
+            source_id: mapped.source_id.as_deref().map(str::to_owned),
+            fetched_at_ms: now,
+            connector: "desk".into(),
+            pipeline: "desk".into(),
+            mapping: mapping.name.clone(),
+            mapping_version: mapping.version,
+            payload_sha256: crate::bus::Provenance::hash(payload.as_bytes()),
+            origin: format!("desk action by {officer}"),
+        };
+        let headers = crate::bus::headers(
+            &provenance,
+            &mapping.schema.full_name,
+            "avro/binary; single-object",
+        );
+        let key = mapped.key.to_string();
+        self.producer
+            .send(
+                FutureRecord::to(&self.config.events_topic)
+                    .key(&key)
+                    .payload(&buf)
+                    .headers(headers),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| format!("writing the action: {e}"))?;
+        Ok(mapped.values[0].to_string())
+    }
+
+    /// Runs the tracker until shutdown.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.track(&shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "referral tracker failed; rebuilding from the state topic");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loads every referral's state from the state topic.
+    async fn restore(&self) -> Result<BTreeSet<String>, String> {
+        let states = crate::bus::inspect::read_topic(&self.bus, &self.config.state_topic, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        {
+            let mut events = self.events.write().expect("events lock");
+            for r in states {
+                if let Some(view) = r
+                    .payload
+                    .as_deref()
+                    .and_then(|p| serde_json::from_slice::<ReferralView>(p).ok())
+                {
+                    events.insert(view.referral_no.clone(), view.events);
+                }
+            }
+        }
+        let alerted = crate::bus::inspect::read_topic(&self.bus, &self.config.alerts_topic, false)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|r| r.key_str())
+            .collect();
+        Ok(alerted)
+    }
+
+    async fn track(&self, shutdown: &CancellationToken) -> Result<(), String> {
+        let mut alerted = self.restore().await?;
+        let all: Vec<String> = self
+            .events
+            .read()
+            .expect("events lock")
+            .keys()
+            .cloned()
+            .collect();
+        self.publish_views(self.recompute(all));
+        let mut config = self.bus.client_config();
+        config
+            .set("group.id", format!("{}-desk-tracker", self.bus.client_id))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed");
+        let consumer: StreamConsumer<ReaderContext> = config
+            .create_with_context(ReaderContext)
+            .map_err(|e| e.to_string())?;
+        consumer
+            .subscribe(&[&self.config.events_topic])
+            .map_err(|e| e.to_string())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {
+                    self.raise_alerts(&mut alerted).await?;
+                    continue;
+                }
+                m = consumer.recv() => m.map_err(|e| e.to_string())?,
+            };
+            let mut dirty = BTreeSet::new();
+            let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+            let mut take = |m: &rdkafka::message::BorrowedMessage<'_>| {
+                ends.insert(m.partition(), m.offset());
+                let headers = header_map(m);
+                let Ok(record) =
+                    decode_payload(&self.schemas, &headers, m.payload().unwrap_or_default())
+                else {
+                    tracing::warn!(
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        "referral event does not decode; skipped"
+                    );
+                    return;
+                };
+                let source = EventSource {
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    connector: headers.get("duijie-connector").cloned().unwrap_or_default(),
+                    pipeline: headers.get("duijie-pipeline").cloned().unwrap_or_default(),
+                    origin: headers.get("duijie-origin").cloned().unwrap_or_default(),
+                    payload_sha256: headers
+                        .get("duijie-payload-sha256")
+                        .cloned()
+                        .unwrap_or_default(),
+                    fetched_at: headers
+                        .get("duijie-fetched-at")
+                        .cloned()
+                        .unwrap_or_default(),
+                };
+                let Some(no) = record
+                    .get("referral_no")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                else {
+                    return;
+                };
+                if let Some(event) = TimelineEvent::from_record(&record, source) {
+                    let mut events = self.events.write().expect("events lock");
+                    let list = events.entry(no.clone()).or_default();
+                    if !list.iter().any(|e| e.id == event.id) {
+                        list.push(event);
+                        dirty.insert(no);
+                    }
+                }
+            };
+            take(&first);
+            while let Ok(Ok(m)) =
+                tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await
+            {
+                take(&m);
+            }
+            // State first, offsets after: a crash re-reads, never loses.
+            let views = self.recompute(dirty);
+            for v in &views {
+                let body = serde_json::to_vec(v).expect("views serialize");
+                self.send(&self.config.state_topic, &v.referral_no, &body)
+                    .await?;
+            }
+            let mut tpl = TopicPartitionList::new();
+            for (p, last) in &ends {
+                tpl.add_partition_offset(&self.config.events_topic, *p, Offset::Offset(last + 1))
+                    .map_err(|e| e.to_string())?;
+            }
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(|e| e.to_string())?;
+            self.publish_views(views);
+            self.raise_alerts(&mut alerted).await?;
+        }
+    }
+
+    fn publish_views(&self, views: Vec<ReferralView>) {
+        if views.is_empty() {
+            return;
+        }
+        let mut map = self.views.write().expect("views lock");
+        for v in views {
+            map.insert(v.referral_no.clone(), v);
+        }
+        let _ = self
+            .changes
+            .send(chrono::Utc::now().timestamp_millis() as u64);
+    }
+
+    /// Recomputes every open referral's clock as of now; raises an alert the
+    /// first time a step is at risk or late.
+    async fn raise_alerts(&self, alerted: &mut BTreeSet<String>) -> Result<(), String> {
+        let all: Vec<String> = self
+            .events
+            .read()
+            .expect("events lock")
+            .keys()
+            .cloned()
+            .collect();
+        let views = self.recompute(all);
+        let mut changed = Vec::new();
+        for v in views {
+            let before = self
+                .views
+                .read()
+                .expect("views lock")
+                .get(&v.referral_no)
+                .map(|o| (o.late, o.at_risk, o.clock_error.clone()));
+            let state = v.state.map(|s| format!("{s:?}")).unwrap_or_default();
+            let since = v.state_since.unwrap_or_default();
+            let mut raise = Vec::new();
+            if v.late {
+                raise.push((
+                    "late",
+                    "REFERRAL_LATE",
+                    "critical",
+                    format!(
+                        "移送案件{}（{}）「{}」已超过法定期限（{}，{}），应由{}{}。",
+                        v.referral_no,
+                        v.suspect.clone().unwrap_or_default(),
+                        v.state_label,
+                        v.limit.clone().unwrap_or_default(),
+                        v.legal_basis,
+                        v.next_actor,
+                        v.next_action
+                    ),
+                ));
+            } else if v.at_risk {
+                raise.push((
+                    "at_risk",
+                    "REFERRAL_AT_RISK",
+                    "warning",
+                    format!(
+                        "移送案件{}（{}）「{}」临近法定期限：应由{}于{}前{}。",
+                        v.referral_no,
+                        v.suspect.clone().unwrap_or_default(),
+                        v.state_label,
+                        v.next_actor,
+                        v.due_at
+                            .map(|d| crate::calendar::local_text(
+                                chrono::DateTime::from_timestamp_millis(d).unwrap_or_default()
+                            ))
+                            .unwrap_or_default(),
+                        v.next_action
+                    ),
+                ));
+            }
+            if let Some(e) = &v.clock_error {
+                raise.push((
+                    "clock",
+                    "CALENDAR_MISSING",
+                    "critical",
+                    format!("移送案件{}的期限无法计算：{e}", v.referral_no),
+                ));
+            }
+            for (kind, alert_kind, severity, message) in raise {
+                let key = format!("referral:{}:{state}:{since}:{kind}", v.referral_no);
+                if alerted.insert(key.clone()) {
+                    let alert = json!({"kind": alert_kind, "severity": severity, "subject": v.referral_no, "message": message,
+                        "due_at": v.due_at, "at_ms": chrono::Utc::now().timestamp_millis()});
+                    tracing::warn!(referral = %v.referral_no, kind = alert_kind, "referral alert");
+                    self.send(
+                        &self.config.alerts_topic,
+                        &key,
+                        alert.to_string().as_bytes(),
+                    )
+                    .await?;
+                }
+            }
+            if before != Some((v.late, v.at_risk, v.clock_error.clone())) {
+                changed.push(v);
+            }
+        }
+        self.publish_views(changed);
+        Ok(())
+    }
+}
+
+/// Folds every referral event of a topic, as the CLI shows them (no
+/// tracker needed).
+pub async fn views_from_topic(
+    bus: &Bus,
+    schemas: &SchemaSet,
+    config: &DeskConfig,
+    calendar: &Calendar,
+) -> Result<Vec<ReferralView>, String> {
+    let records = crate::bus::inspect::read_topic(bus, &config.events_topic, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut by_referral: BTreeMap<String, Vec<TimelineEvent>> = BTreeMap::new();
+    for r in records {
+        let Ok(record) = decode_payload(
+            schemas,
+            &r.headers,
+            r.payload.as_deref().unwrap_or_default(),
+        ) else {
+            continue;
+        };
+        let source = EventSource {
+            topic: config.events_topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            connector: r
+                .headers
+                .get("duijie-connector")
+                .cloned()
+                .unwrap_or_default(),
+            pipeline: r
+                .headers
+                .get("duijie-pipeline")
+                .cloned()
+                .unwrap_or_default(),
+            origin: r.headers.get("duijie-origin").cloned().unwrap_or_default(),
+            payload_sha256: r
+                .headers
+                .get("duijie-payload-sha256")
+                .cloned()
+                .unwrap_or_default(),
+            fetched_at: r
+                .headers
+                .get("duijie-fetched-at")
+                .cloned()
+                .unwrap_or_default(),
+        };
+        if let (Some(no), Some(e)) = (
+            record.get("referral_no").and_then(Value::as_str),
+            TimelineEvent::from_record(&record, source),
+        ) {
+            by_referral.entry(no.to_owned()).or_default().push(e);
+        }
+    }
+    let now = chrono::Utc::now();
+    Ok(by_referral
+        .into_iter()
+        .map(|(no, events)| {
+            fold(
+                &no,
+                events,
+                &config.limits,
+                config.at_risk_share,
+                calendar,
+                now,
+            )
+        })
+        .collect())
+}

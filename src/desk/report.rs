@@ -1,0 +1,173 @@
+//! The desk at a terminal: `duijie referrals list|show|overdue`.
+
+use super::tracker::{ReferralView, remaining_label};
+use crate::calendar::local_text;
+use std::fmt::Write as _;
+use unicode_width::UnicodeWidthStr;
+
+/// Pads to a display width (a Chinese character takes two columns).
+fn pad(text: &str, width: usize) -> String {
+    let w = UnicodeWidthStr::width(text);
+    format!("{text}{}", " ".repeat(width.saturating_sub(w)))
+}
+
+fn time(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(local_text)
+        .unwrap_or_else(|| "—".into())
+}
+
+/// Late first, then at risk, then by due time: the order the desk works in.
+pub fn sort_for_desk(views: &mut [ReferralView]) {
+    views.sort_by_key(|v| {
+        (
+            !v.late,
+            !v.at_risk,
+            v.due_at.unwrap_or(i64::MAX),
+            v.referral_no.clone(),
+        )
+    });
+}
+
+/// One line per referral.
+pub fn table(views: &[ReferralView]) -> String {
+    let mut out = String::new();
+    let header = [
+        "移送编号",
+        "标记",
+        "当前状态",
+        "下一步",
+        "办理事项",
+        "期限",
+        "期限至",
+        "剩余",
+        "当事人",
+    ];
+    let widths = [16, 6, 18, 12, 24, 10, 17, 16, 0];
+    let line = |cells: [&str; 9]| -> String {
+        let mut l: String = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| pad(c, w) + " ")
+            .collect();
+        l.truncate(l.trim_end().len());
+        l
+    };
+    let _ = writeln!(out, "{}", line(header));
+    for v in views {
+        let mark = if v.late {
+            "逾期"
+        } else if v.at_risk {
+            "临期"
+        } else if v.clock_error.is_some() {
+            "无日历"
+        } else {
+            ""
+        };
+        let due = time(v.due_at);
+        let remaining = v.remaining_ms.map(remaining_label).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}",
+            line([
+                &v.referral_no,
+                mark,
+                &v.state_label,
+                &v.next_actor,
+                &v.next_action,
+                v.limit.as_deref().unwrap_or("—"),
+                &due,
+                &remaining,
+                v.suspect.as_deref().unwrap_or(""),
+            ])
+        );
+    }
+    let _ = write!(
+        out,
+        "{} referral(s), {} late, {} at risk",
+        views.len(),
+        views.iter().filter(|v| v.late).count(),
+        views.iter().filter(|v| v.at_risk).count()
+    );
+    out
+}
+
+/// A referral and its timeline, with where each event came from.
+pub fn detail(v: &ReferralView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "移送编号  {}", v.referral_no);
+    let _ = writeln!(out, "案件      {}", v.case_no.as_deref().unwrap_or("—"));
+    let _ = writeln!(
+        out,
+        "当事人    {}（{}）",
+        v.suspect.as_deref().unwrap_or("—"),
+        v.offence.as_deref().unwrap_or("罪名未录入")
+    );
+    let _ = writeln!(
+        out,
+        "当前状态  {}（自 {}）",
+        v.state_label,
+        time(v.state_since)
+    );
+    let _ = writeln!(
+        out,
+        "下一步    {}{}　{}",
+        v.next_actor, v.next_action, v.legal_basis
+    );
+    if let Some(limit) = &v.limit {
+        let _ = writeln!(
+            out,
+            "期限      {limit}，至 {}　{}{}",
+            time(v.due_at),
+            v.remaining_ms.map(remaining_label).unwrap_or_default(),
+            if v.late {
+                "　【已逾期】"
+            } else if v.at_risk {
+                "　【临期】"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(e) = &v.clock_error {
+        let _ = writeln!(out, "期限无法计算：{e}");
+    }
+    for s in &v.late_steps {
+        let _ = writeln!(out, "逾期办理  {s}");
+    }
+    for f in &v.flags {
+        let _ = writeln!(out, "异常事件  {f}");
+    }
+    let _ = writeln!(out, "\n时间线：");
+    for e in &v.events {
+        let _ = writeln!(
+            out,
+            "  {}  {:<12} {}{}",
+            time(Some(e.occurred_at)),
+            e.label,
+            e.actor_org.as_deref().unwrap_or(""),
+            e.flagged
+                .as_deref()
+                .map(|f| format!("　⚠ {f}"))
+                .unwrap_or_default()
+        );
+        for text in [&e.document_no, &e.reason, &e.notes].into_iter().flatten() {
+            let _ = writeln!(out, "      {text}");
+        }
+        let _ = writeln!(
+            out,
+            "      来源 {} · {} · {}[{}]@{} · sha256 {}",
+            e.source_system,
+            if e.source.origin.is_empty() {
+                "—"
+            } else {
+                &e.source.origin
+            },
+            e.source.topic,
+            e.source.partition,
+            e.source.offset,
+            e.source.payload_sha256.get(..12).unwrap_or("—")
+        );
+    }
+    out
+}

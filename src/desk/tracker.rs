@@ -1,0 +1,832 @@
+//! The referral tracker (移送案件跟踪): a state machine per referral that
+//! follows State Council order 310 (2020) and the police procedure rules,
+//! with the statutory clock of each state.
+//!
+//! A referral's state is the fold of its events in time order, whichever
+//! system told them and in whatever order they arrived: an event that makes
+//! no sense where it falls (a police 立案 before the referral was received)
+//! is kept on the timeline, flagged, and changes nothing.
+
+use crate::calendar::{Calendar, Limit, Unit};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where a referral stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefState {
+    Drafted,
+    AwaitingApproval,
+    Refused,
+    Approved,
+    Referred,
+    UnderReview,
+    Forwarded,
+    Supplementing,
+    CaseOpened,
+    ItemsHandedOver,
+    NotOpened,
+    Reconsideration,
+    ReconsiderationUpheld,
+    Supervision,
+    ReasonsRequested,
+    ReasonsAnswered,
+    OpeningOrdered,
+    SentBack,
+}
+
+/// The statutory steps whose limits are configurable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Approval,
+    Delivery,
+    PoliceReview,
+    Supplement,
+    ItemsHandover,
+    ReconsiderationRequest,
+    ReconsiderationDecision,
+    ReasonsAnswer,
+    OpeningAfterOrder,
+    /// Police notify the agency that materials are incomplete (checked
+    /// when the notice arrives, counted from receipt).
+    MaterialsNotice,
+    /// Police forward a case outside their jurisdiction (第七条).
+    Forward,
+}
+
+/// The limit of each step: calendar days, working days or hours, as the
+/// bureau reads the rules (configurable in `[desk.limits]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepLimits {
+    /// Agency head approves or refuses the referral report (《规定》第五条).
+    #[serde(default = "l3wd")]
+    pub approval: Limit,
+    /// Referral delivered to the police after approval (第五条).
+    #[serde(default = "l24h")]
+    pub delivery: Limit,
+    /// Police review and decide 立案 / 不予立案 (第八条).
+    #[serde(default = "l3d")]
+    pub police_review: Limit,
+    /// Agency supplements materials the police asked for (公安程序规定).
+    #[serde(default = "l3wd")]
+    pub supplement: Limit,
+    /// After 立案, agency hands over items and files (第十二条).
+    #[serde(default = "l3wd")]
+    pub items_handover: Limit,
+    /// Agency asks the police to reconsider a refusal (第九条).
+    #[serde(default = "l3wd")]
+    pub reconsideration_request: Limit,
+    /// Police decide the reconsideration (第九条).
+    #[serde(default = "l3d")]
+    pub reconsideration_decision: Limit,
+    /// Police answer the procuratorate's request for reasons.
+    #[serde(default = "l7d")]
+    pub reasons_answer: Limit,
+    /// Police open the case the procuratorate ordered opened.
+    #[serde(default = "l15d")]
+    pub opening_after_order: Limit,
+    /// Police notify incomplete materials, from receipt (公安程序规定).
+    #[serde(default = "l24h")]
+    pub materials_notice: Limit,
+    /// Police forward a case outside their jurisdiction (第七条).
+    #[serde(default = "l24h")]
+    pub forward: Limit,
+}
+
+fn l3wd() -> Limit {
+    Limit {
+        amount: 3,
+        unit: Unit::WorkingDays,
+    }
+}
+fn l24h() -> Limit {
+    Limit {
+        amount: 24,
+        unit: Unit::Hours,
+    }
+}
+fn l3d() -> Limit {
+    Limit {
+        amount: 3,
+        unit: Unit::CalendarDays,
+    }
+}
+fn l7d() -> Limit {
+    Limit {
+        amount: 7,
+        unit: Unit::CalendarDays,
+    }
+}
+fn l15d() -> Limit {
+    Limit {
+        amount: 15,
+        unit: Unit::CalendarDays,
+    }
+}
+
+impl Default for StepLimits {
+    fn default() -> Self {
+        Self {
+            approval: l3wd(),
+            delivery: l24h(),
+            police_review: l3d(),
+            supplement: l3wd(),
+            items_handover: l3wd(),
+            reconsideration_request: l3wd(),
+            reconsideration_decision: l3d(),
+            reasons_answer: l7d(),
+            opening_after_order: l15d(),
+            materials_notice: l24h(),
+            forward: l24h(),
+        }
+    }
+}
+
+impl StepLimits {
+    pub fn of(&self, step: Step) -> Limit {
+        match step {
+            Step::Approval => self.approval,
+            Step::Delivery => self.delivery,
+            Step::PoliceReview => self.police_review,
+            Step::Supplement => self.supplement,
+            Step::ItemsHandover => self.items_handover,
+            Step::ReconsiderationRequest => self.reconsideration_request,
+            Step::ReconsiderationDecision => self.reconsideration_decision,
+            Step::ReasonsAnswer => self.reasons_answer,
+            Step::OpeningAfterOrder => self.opening_after_order,
+            Step::MaterialsNotice => self.materials_notice,
+            Step::Forward => self.forward,
+        }
+    }
+}
+
+/// Who acts next, what they must do, under which article, within which step.
+#[derive(Debug)]
+pub struct NextAction {
+    pub actor: &'static str,
+    pub action: &'static str,
+    pub basis: &'static str,
+    pub step: Option<Step>,
+}
+
+impl RefState {
+    /// The state's code, as on the state topic and in filters (`UNDER_REVIEW`).
+    pub fn code(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RefState::Drafted => "草拟移送",
+            RefState::AwaitingApproval => "待负责人审批",
+            RefState::Refused => "不批准移送（结案）",
+            RefState::Approved => "已批准待移送",
+            RefState::Referred => "已移送待公安受理",
+            RefState::UnderReview => "公安审查中",
+            RefState::Forwarded => "已转交管辖",
+            RefState::Supplementing => "补充材料中",
+            RefState::CaseOpened => "公安已立案",
+            RefState::ItemsHandedOver => "已移交涉案物品（办结）",
+            RefState::NotOpened => "公安不予立案",
+            RefState::Reconsideration => "复议中",
+            RefState::ReconsiderationUpheld => "复议维持不予立案",
+            RefState::Supervision => "检察院立案监督中",
+            RefState::ReasonsRequested => "检察院要求说明理由",
+            RefState::ReasonsAnswered => "公安已说明理由",
+            RefState::OpeningOrdered => "检察院通知立案",
+            RefState::SentBack => "公安退回移送",
+        }
+    }
+
+    pub fn next(self) -> NextAction {
+        let n = |actor, action, basis, step| NextAction {
+            actor,
+            action,
+            basis,
+            step,
+        };
+        match self {
+            RefState::Drafted => n("执法局", "呈请负责人审批", "", None),
+            RefState::AwaitingApproval => n(
+                "执法局负责人",
+                "审批是否移送",
+                "《规定》第五条",
+                Some(Step::Approval),
+            ),
+            RefState::Approved => n(
+                "执法局",
+                "向公安机关移送",
+                "《规定》第五条",
+                Some(Step::Delivery),
+            ),
+            RefState::Referred => n(
+                "公安机关",
+                "受理并审查",
+                "《规定》第八条",
+                Some(Step::PoliceReview),
+            ),
+            RefState::UnderReview => n(
+                "公安机关",
+                "作出立案或不予立案决定",
+                "《规定》第八条",
+                Some(Step::PoliceReview),
+            ),
+            RefState::Forwarded => n(
+                "公安机关",
+                "受移送管辖机关审查",
+                "《规定》第七条、第八条",
+                Some(Step::PoliceReview),
+            ),
+            RefState::Supplementing => n(
+                "执法局",
+                "补充移送材料",
+                "《公安机关办理刑事案件程序规定》",
+                Some(Step::Supplement),
+            ),
+            RefState::CaseOpened => n(
+                "执法局",
+                "移交涉案物品及有关材料",
+                "《规定》第十二条",
+                Some(Step::ItemsHandover),
+            ),
+            RefState::NotOpened => n(
+                "执法局",
+                "决定是否提请复议",
+                "《规定》第九条",
+                Some(Step::ReconsiderationRequest),
+            ),
+            RefState::Reconsideration => n(
+                "公安机关",
+                "作出复议决定",
+                "《规定》第九条",
+                Some(Step::ReconsiderationDecision),
+            ),
+            RefState::ReconsiderationUpheld => n(
+                "执法局",
+                "决定是否建议检察院立案监督",
+                "《规定》第九条",
+                None,
+            ),
+            RefState::Supervision => n("检察院", "审查是否要求说明理由", "", None),
+            RefState::ReasonsRequested => n(
+                "公安机关",
+                "向检察院说明不立案理由",
+                "《公安机关办理刑事案件程序规定》",
+                Some(Step::ReasonsAnswer),
+            ),
+            RefState::ReasonsAnswered => n("检察院", "审查不立案理由", "", None),
+            RefState::OpeningOrdered => n(
+                "公安机关",
+                "依检察院通知立案",
+                "《公安机关办理刑事案件程序规定》",
+                Some(Step::OpeningAfterOrder),
+            ),
+            RefState::Refused | RefState::ItemsHandedOver => n("—", "已办结", "", None),
+            RefState::SentBack => n("执法局", "处理退回案件", "", None),
+        }
+    }
+
+    pub fn closed(self) -> bool {
+        matches!(
+            self,
+            RefState::Refused | RefState::ItemsHandedOver | RefState::SentBack
+        )
+    }
+}
+
+/// The state an event moves a referral to, and the states it may come
+/// from (`None`: no event yet). `None` for events that change no state.
+fn transition(event_type: &str) -> Option<(&'static [Option<RefState>], RefState)> {
+    use RefState::*;
+    Some(match event_type {
+        "DRAFTED" => (&[None], Drafted),
+        "SUBMITTED" => (&[None, Some(Drafted)], AwaitingApproval),
+        "APPROVED" => (&[Some(AwaitingApproval)], Approved),
+        "REFUSED" => (&[Some(AwaitingApproval)], Refused),
+        "REFERRED" => (&[None, Some(Approved)], Referred),
+        "RECEIPTED" => (&[Some(Referred), Some(Forwarded)], UnderReview),
+        "FORWARDED" => (&[Some(Referred), Some(UnderReview)], Forwarded),
+        "MATERIALS_REQUESTED" => (
+            &[Some(Referred), Some(UnderReview), Some(Forwarded)],
+            Supplementing,
+        ),
+        "MATERIALS_SUPPLIED" => (&[Some(Supplementing)], UnderReview),
+        "CASE_OPENED" => (
+            &[
+                Some(UnderReview),
+                Some(Forwarded),
+                Some(Reconsideration),
+                Some(Supervision),
+                Some(ReasonsRequested),
+                Some(ReasonsAnswered),
+                Some(OpeningOrdered),
+            ],
+            CaseOpened,
+        ),
+        "RECONSIDERATION_OPENED" => (&[Some(Reconsideration)], CaseOpened),
+        "NOT_OPENED" => (&[Some(UnderReview), Some(Forwarded)], NotOpened),
+        "RECONSIDERATION_REQUESTED" => (&[Some(NotOpened)], Reconsideration),
+        "RECONSIDERATION_UPHELD" => (&[Some(Reconsideration)], ReconsiderationUpheld),
+        "SUPERVISION_REQUESTED" => (&[Some(NotOpened), Some(ReconsiderationUpheld)], Supervision),
+        "REASONS_REQUESTED" => (
+            &[
+                Some(Supervision),
+                Some(NotOpened),
+                Some(ReconsiderationUpheld),
+            ],
+            ReasonsRequested,
+        ),
+        "REASONS_ANSWERED" => (&[Some(ReasonsRequested)], ReasonsAnswered),
+        "OPENING_ORDERED" => (
+            &[
+                Some(ReasonsAnswered),
+                Some(ReasonsRequested),
+                Some(Supervision),
+            ],
+            OpeningOrdered,
+        ),
+        "ITEMS_HANDED_OVER" => (&[Some(CaseOpened)], ItemsHandedOver),
+        "SENT_BACK" => (
+            &[
+                Some(Referred),
+                Some(UnderReview),
+                Some(Forwarded),
+                Some(Supplementing),
+            ],
+            SentBack,
+        ),
+        _ => return None,
+    })
+}
+
+/// How an event is called on the timeline.
+pub fn event_label(event_type: &str) -> &'static str {
+    match event_type {
+        "DRAFTED" => "草拟移送书",
+        "SUBMITTED" => "呈请审批",
+        "APPROVED" => "负责人批准移送",
+        "REFUSED" => "负责人不批准移送",
+        "REFERRED" => "移送公安机关",
+        "RECEIPTED" => "公安受理回执",
+        "FORWARDED" => "公安转交管辖",
+        "MATERIALS_REQUESTED" => "公安通知补充材料",
+        "MATERIALS_SUPPLIED" => "补充移送材料",
+        "CASE_OPENED" => "公安立案",
+        "RECONSIDERATION_OPENED" => "复议后立案",
+        "NOT_OPENED" => "公安不予立案",
+        "RECONSIDERATION_REQUESTED" => "提请复议",
+        "RECONSIDERATION_UPHELD" => "复议维持不予立案",
+        "SUPERVISION_REQUESTED" => "建议检察院立案监督",
+        "REASONS_REQUESTED" => "检察院要求说明不立案理由",
+        "REASONS_ANSWERED" => "公安说明不立案理由",
+        "OPENING_ORDERED" => "检察院通知立案",
+        "ITEMS_HANDED_OVER" => "移交涉案物品及材料",
+        "SENT_BACK" => "公安退回移送",
+        "NOTE" => "工作台备注",
+        "REMINDER_SENT" => "已向公安机关催办",
+        "ALERT_ACKNOWLEDGED" => "已确认预警",
+        _ => "其他事件",
+    }
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventSource {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub connector: String,
+    pub pipeline: String,
+    pub origin: String,
+    pub payload_sha256: String,
+    pub fetched_at: String,
+}
+
+/// One event on a referral's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub id: String,
+    pub event_type: String,
+    pub label: String,
+    pub occurred_at: i64,
+    pub source_system: String,
+    pub actor_org: Option<String>,
+    pub document_no: Option<String>,
+    pub reason: Option<String>,
+    pub notes: Option<String>,
+    pub case_no: Option<String>,
+    pub suspect: Option<String>,
+    pub offence: Option<String>,
+    pub source: EventSource,
+    /// Why it does not fit where it falls, if it does not.
+    pub flagged: Option<String>,
+}
+
+impl TimelineEvent {
+    /// From a canonical ReferralEvent (as JSON) and where it was read.
+    pub fn from_record(r: &Value, source: EventSource) -> Option<Self> {
+        let s = |k: &str| {
+            r.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let event_type = s("event_type")?;
+        Some(Self {
+            id: s("id")?,
+            label: event_label(&event_type).to_owned(),
+            event_type,
+            occurred_at: r.get("occurred_at").and_then(Value::as_i64)?,
+            source_system: s("source_system").unwrap_or_default(),
+            actor_org: s("actor_org"),
+            document_no: s("document_no"),
+            reason: s("reason"),
+            notes: s("notes"),
+            case_no: s("case_no"),
+            suspect: r
+                .pointer("/suspect/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            offence: s("offence"),
+            source,
+            flagged: None,
+        })
+    }
+}
+
+/// What the desk shows of a referral.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferralView {
+    pub referral_no: String,
+    pub case_no: Option<String>,
+    pub suspect: Option<String>,
+    pub offence: Option<String>,
+    pub state: Option<RefState>,
+    pub state_label: String,
+    pub state_since: Option<i64>,
+    pub next_actor: String,
+    pub next_action: String,
+    pub legal_basis: String,
+    /// The limit of the running step, as configured (`3 working days`).
+    pub limit: Option<String>,
+    pub due_at: Option<i64>,
+    pub remaining_ms: Option<i64>,
+    pub late: bool,
+    pub at_risk: bool,
+    /// Why the clock could not be computed (a missing calendar year).
+    pub clock_error: Option<String>,
+    /// Events that did not fit, described.
+    pub flags: Vec<String>,
+    /// Steps that were done, but after their statutory limit.
+    #[serde(default)]
+    pub late_steps: Vec<String>,
+    pub events: Vec<TimelineEvent>,
+}
+
+/// Folds a referral's events, in time order, into its view as of `now`.
+pub fn fold(
+    referral_no: &str,
+    mut events: Vec<TimelineEvent>,
+    limits: &StepLimits,
+    at_risk_share: f64,
+    calendar: &Calendar,
+    now: DateTime<Utc>,
+) -> ReferralView {
+    events.sort_by(|a, b| {
+        a.occurred_at
+            .cmp(&b.occurred_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    events.dedup_by(|a, b| a.id == b.id);
+    let mut state: Option<RefState> = None;
+    let mut since: Option<i64> = None;
+    let mut flags = Vec::new();
+    let mut late_steps = Vec::new();
+    for e in events.iter_mut() {
+        e.flagged = None;
+        let Some((from, to)) = transition(&e.event_type) else {
+            continue; // desk actions and the like: timeline only
+        };
+        if from.contains(&state) {
+            if let (Some(s), Some(started)) = (state, since) {
+                // Steps done late stay on the record.
+                let step = match e.event_type.as_str() {
+                    "MATERIALS_REQUESTED"
+                        if matches!(s, RefState::Referred | RefState::UnderReview) =>
+                    {
+                        Some(Step::MaterialsNotice)
+                    }
+                    "FORWARDED" => Some(Step::Forward),
+                    _ => s.next().step,
+                };
+                if let Some(step) = step
+                    && let Ok(due) = calendar.due(ms(started), limits.of(step))
+                    && e.occurred_at > due.timestamp_millis()
+                {
+                    late_steps.push(format!(
+                        "「{}」超过法定期限（{}，期限至{}，实际{}）",
+                        e.label,
+                        limit_label(limits.of(step)),
+                        crate::calendar::local_text(due),
+                        crate::calendar::local_text(ms(e.occurred_at))
+                    ));
+                }
+            }
+            state = Some(to);
+            since = Some(e.occurred_at);
+        } else {
+            let why = format!(
+                "「{}」不应发生在「{}」之后，已记录但未改变状态",
+                e.label,
+                state.map_or("尚无移送记录", RefState::label)
+            );
+            flags.push(format!(
+                "{}：{why}",
+                crate::calendar::local_text(ms(e.occurred_at))
+            ));
+            e.flagged = Some(why);
+        }
+    }
+    let first = |f: fn(&TimelineEvent) -> Option<String>| events.iter().rev().find_map(f);
+    let next = state.map(RefState::next);
+    let mut view = ReferralView {
+        referral_no: referral_no.to_owned(),
+        case_no: first(|e| e.case_no.clone()),
+        suspect: first(|e| e.suspect.clone()),
+        offence: first(|e| e.offence.clone()),
+        state,
+        state_label: state.map_or("仅有外部事件".into(), |s| s.label().to_owned()),
+        state_since: since,
+        next_actor: next.as_ref().map_or("—", |n| n.actor).to_owned(),
+        next_action: next
+            .as_ref()
+            .map_or("核实移送记录", |n| n.action)
+            .to_owned(),
+        legal_basis: next.as_ref().map_or("", |n| n.basis).to_owned(),
+        limit: None,
+        due_at: None,
+        remaining_ms: None,
+        late: false,
+        at_risk: false,
+        clock_error: None,
+        flags,
+        late_steps,
+        events,
+    };
+    if let (Some(step), Some(since)) = (next.and_then(|n| n.step), since) {
+        let limit = limits.of(step);
+        view.limit = Some(limit_label(limit));
+        let started = ms(since);
+        match calendar.due(started, limit) {
+            Ok(due) => {
+                let total = (due - started).num_milliseconds().max(1);
+                let left = (due - now).num_milliseconds();
+                view.due_at = Some(due.timestamp_millis());
+                view.remaining_ms = Some(left);
+                view.late = left < 0;
+                view.at_risk = !view.late && (left as f64) < at_risk_share * total as f64;
+            }
+            Err(e) => view.clock_error = Some(e.to_string()),
+        }
+    }
+    view
+}
+
+fn ms(t: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(t).single().unwrap_or_default()
+}
+
+/// A limit as the desk writes it: `3个工作日`, `24小时`, `15日`.
+pub fn limit_label(l: Limit) -> String {
+    match l.unit {
+        Unit::Hours => format!("{}小时", l.amount),
+        Unit::CalendarDays => format!("{}日", l.amount),
+        Unit::WorkingDays => format!("{}个工作日", l.amount),
+    }
+}
+
+/// Time left as the desk writes it: `剩余 1天3小时` or `逾期 2天5小时`.
+pub fn remaining_label(ms: i64) -> String {
+    let (word, ms) = if ms < 0 {
+        ("逾期", -ms)
+    } else {
+        ("剩余", ms)
+    };
+    let hours = ms / 3_600_000;
+    let (d, h, m) = (hours / 24, hours % 24, (ms / 60_000) % 60);
+    if d > 0 {
+        format!("{word} {d}天{h}小时")
+    } else if h > 0 {
+        format!("{word} {h}小时{m}分")
+    } else {
+        format!("{word} {m}分")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::{parse_time, test_calendar};
+
+    fn ev(id: &str, event_type: &str, at: &str) -> TimelineEvent {
+        TimelineEvent {
+            id: id.into(),
+            event_type: event_type.into(),
+            label: event_label(event_type).into(),
+            occurred_at: parse_time(at).unwrap().timestamp_millis(),
+            source_system: "test".into(),
+            actor_org: None,
+            document_no: None,
+            reason: None,
+            notes: None,
+            case_no: None,
+            suspect: None,
+            offence: None,
+            source: EventSource::default(),
+            flagged: None,
+        }
+    }
+
+    fn view(events: Vec<TimelineEvent>, now: &str) -> ReferralView {
+        fold(
+            "YS-1",
+            events,
+            &StepLimits::default(),
+            0.3,
+            &test_calendar(),
+            parse_time(now).unwrap(),
+        )
+    }
+
+    #[test]
+    fn received_on_the_friday_before_national_day() {
+        // Received Friday 2026-09-25 16:00, the first day of 中秋; 3 days of
+        // police review end on 09-28, a working Monday.
+        let v = view(
+            vec![
+                ev("1", "REFERRED", "2026-09-24 09:00"),
+                ev("2", "RECEIPTED", "2026-09-25 16:00"),
+            ],
+            "2026-09-28 12:00",
+        );
+        assert_eq!(v.state, Some(RefState::UnderReview));
+        assert_eq!(v.next_actor, "公安机关");
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-09-28 24:00"
+        );
+        assert!(!v.late && v.at_risk);
+        // Received Wednesday 09-30: the last day 10-03 is a holiday, the
+        // period runs to the first working day, 10-08.
+        let v = view(
+            vec![
+                ev("1", "REFERRED", "2026-09-29 09:00"),
+                ev("2", "RECEIPTED", "2026-09-30 10:00"),
+            ],
+            "2026-10-08 23:00",
+        );
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-10-08 24:00"
+        );
+        assert!(!v.late);
+        let v = view(
+            vec![
+                ev("1", "REFERRED", "2026-09-29 09:00"),
+                ev("2", "RECEIPTED", "2026-09-30 10:00"),
+            ],
+            "2026-10-09 00:01",
+        );
+        assert!(v.late);
+    }
+
+    #[test]
+    fn approval_deadline_on_a_make_up_saturday() {
+        // Submitted Wednesday 2026-09-30: 3 working days are 10-08, 10-09
+        // and the make-up Saturday 10-10.
+        let v = view(
+            vec![
+                ev("1", "DRAFTED", "2026-09-29 09:00"),
+                ev("2", "SUBMITTED", "2026-09-30 10:00"),
+            ],
+            "2026-10-10 20:00",
+        );
+        assert_eq!(v.state, Some(RefState::AwaitingApproval));
+        assert_eq!(v.next_actor, "执法局负责人");
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-10-10 24:00"
+        );
+        assert!(v.at_risk && !v.late);
+    }
+
+    #[test]
+    fn twenty_four_hours_to_deliver_across_midnight() {
+        let v = view(
+            vec![
+                ev("1", "SUBMITTED", "2026-11-02 09:00"),
+                ev("2", "APPROVED", "2026-11-02 22:30"),
+            ],
+            "2026-11-03 22:29",
+        );
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-11-03 22:30"
+        );
+        assert!(!v.late && v.at_risk);
+        let v = view(
+            vec![
+                ev("1", "SUBMITTED", "2026-11-02 09:00"),
+                ev("2", "APPROVED", "2026-11-02 22:30"),
+            ],
+            "2026-11-03 22:31",
+        );
+        assert!(v.late);
+    }
+
+    #[test]
+    fn a_year_boundary_without_the_next_calendar_is_said_loudly() {
+        let v = view(
+            vec![ev("1", "SUBMITTED", "2026-12-30 10:00")],
+            "2026-12-30 11:00",
+        );
+        assert!(v.due_at.is_none());
+        assert!(
+            v.clock_error.as_deref().unwrap().contains("2027"),
+            "{:?}",
+            v.clock_error
+        );
+        // Calendar days over New Year need the calendar too (rest days).
+        let v = view(
+            vec![
+                ev("1", "REFERRED", "2026-12-27 10:00"),
+                ev("2", "RECEIPTED", "2026-12-29 10:00"),
+            ],
+            "2026-12-30 11:00",
+        );
+        assert!(v.clock_error.is_some());
+    }
+
+    #[test]
+    fn an_event_out_of_order_is_kept_flagged_and_changes_nothing() {
+        let v = view(
+            vec![
+                ev("1", "REFERRED", "2026-11-02 09:00"),
+                ev("2", "CASE_OPENED", "2026-11-02 10:00"),
+                ev("3", "RECEIPTED", "2026-11-02 11:00"),
+            ],
+            "2026-11-03 09:00",
+        );
+        assert_eq!(v.state, Some(RefState::UnderReview));
+        assert_eq!(v.events.len(), 3);
+        assert!(v.events[1].flagged.as_deref().unwrap().contains("公安立案"));
+        assert_eq!(v.flags.len(), 1);
+    }
+
+    #[test]
+    fn events_arriving_late_are_placed_in_time_order() {
+        // The police receipt was ingested before the platform's referral.
+        let v = view(
+            vec![
+                ev("2", "RECEIPTED", "2026-11-03 09:00"),
+                ev("1", "REFERRED", "2026-11-02 09:00"),
+                ev("2", "RECEIPTED", "2026-11-03 09:00"),
+            ],
+            "2026-11-04 09:00",
+        );
+        assert_eq!(v.state, Some(RefState::UnderReview));
+        assert!(v.flags.is_empty());
+        assert_eq!(v.events.len(), 2, "the duplicate is kept once");
+    }
+
+    #[test]
+    fn the_supervision_path_ends_with_a_15_day_order() {
+        let v = view(
+            vec![
+                ev("1", "REFERRED", "2026-11-02 09:00"),
+                ev("2", "RECEIPTED", "2026-11-02 15:00"),
+                ev("3", "NOT_OPENED", "2026-11-04 10:00"),
+                ev("4", "RECONSIDERATION_REQUESTED", "2026-11-05 10:00"),
+                ev("5", "RECONSIDERATION_UPHELD", "2026-11-06 10:00"),
+                ev("6", "SUPERVISION_REQUESTED", "2026-11-09 10:00"),
+                ev("7", "REASONS_REQUESTED", "2026-11-10 10:00"),
+                ev("8", "REASONS_ANSWERED", "2026-11-16 10:00"),
+                ev("9", "OPENING_ORDERED", "2026-11-18 10:00"),
+                ev("10", "NOTE", "2026-11-18 11:00"),
+            ],
+            "2026-11-20 09:00",
+        );
+        assert_eq!(v.state, Some(RefState::OpeningOrdered));
+        assert_eq!(v.limit.as_deref(), Some("15日"));
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-12-03 24:00"
+        );
+        assert!(v.flags.is_empty());
+    }
+}
