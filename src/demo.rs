@@ -294,9 +294,10 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     if let Some(desk) = &deployment.desk {
         let calendar = crate::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
         let schemas = crate::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
-        let views = crate::desk::views_from_topic(&bus, &schemas, desk, &calendar)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let views =
+            crate::desk::views_from_topic(&bus, &schemas, desk, &calendar, chrono::Utc::now())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
         let count = |f: fn(&crate::desk::tracker::ReferralView) -> bool| {
             views.iter().filter(|v| f(v)).count()
         };

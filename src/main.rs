@@ -398,10 +398,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let calendar = duijie::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
             let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
             tokio_main(async move {
-                let mut views =
-                    duijie::desk::views_from_topic(&deployment.bus(), &schemas, &desk, &calendar)
-                        .await
-                        .map_err(anyhow::Error::msg)?;
+                let mut views = duijie::desk::views_from_topic(
+                    &deployment.bus(),
+                    &schemas,
+                    &desk,
+                    &calendar,
+                    chrono::Utc::now(),
+                )
+                .await
+                .map_err(anyhow::Error::msg)?;
                 duijie::desk::report::sort_for_desk(&mut views);
                 match command {
                     ReferralsCommand::List { state } => {

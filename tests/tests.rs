@@ -6,6 +6,7 @@
 mod cli;
 mod common;
 mod config_errors;
+mod desk;
 mod exactly_once;
 mod golden;
 mod http_poll;

@@ -9,6 +9,7 @@
 pub mod cursor;
 pub mod inspect;
 mod provenance;
+pub mod publish;
 
 pub use cursor::{CursorStore, StoredCursor};
 pub use provenance::{DeadLetter, Provenance, headers};

@@ -16,7 +16,7 @@ use crate::bus::{Bus, ReaderContext, header_map};
 use crate::calendar::Calendar;
 use crate::delivery::decode_payload;
 use crate::mapping::Mapping;
-use crate::schema::{Encoding, RecordEncoder, SchemaSet};
+use crate::schema::SchemaSet;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -153,6 +153,8 @@ pub struct Desk {
     /// Notifies the page's live refresh.
     pub changes: broadcast::Sender<u64>,
     pub audit: Arc<RwLock<VecDeque<AuditEntry>>>,
+    /// What time it is (the system clock, or a fixed time in tests).
+    clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -183,11 +185,27 @@ impl Desk {
             views: Arc::default(),
             changes: broadcast::channel(64).0,
             audit: Arc::default(),
+            clock: Arc::new(chrono::Utc::now),
         }
     }
 
+    /// The same desk on another clock: deadlines are judged, and actions
+    /// stamped, at `clock()` instead of the system time.
+    pub fn with_clock(
+        mut self,
+        clock: impl Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync + 'static,
+    ) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Now, on the desk's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.clock)()
+    }
+
     fn recompute(&self, referrals: impl IntoIterator<Item = String>) -> Vec<ReferralView> {
-        let now = chrono::Utc::now();
+        let now = self.now();
         let events = self.events.read().expect("events lock");
         let mut out = Vec::new();
         for no in referrals {
@@ -236,7 +254,7 @@ impl Desk {
         text: Option<&str>,
         officer: &str,
     ) -> Result<String, String> {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.now().timestamp_millis();
         let payload = json!({
             "actionId": format!("{}-{now}-{:04x}", referral_no, fastrand::u16(..)),
             "referralNo": referral_no,
@@ -246,42 +264,21 @@ impl Desk {
             "text": text,
         })
         .to_string();
-        let mapping = &self.action_mapping;
-        let mapped = mapping
-            .map_at(payload.as_bytes(), now)
-            .map_err(|r| r.to_string())?;
-        let mut buf = Vec::new();
-        RecordEncoder::new(Encoding::SingleObject)
-            .encode(&mapping.schema, &mapped.values, &mut buf)
-            .map_err(|e| e.to_string())?;
-        let provenance = crate::bus::Provenance {
-            source_system: mapping.system.clone(),
-            source_id: mapped.source_id.as_deref().map(str::to_owned),
-            fetched_at_ms: now,
-            connector: "desk".into(),
-            pipeline: "desk".into(),
-            mapping: mapping.name.clone(),
-            mapping_version: mapping.version,
-            payload_sha256: crate::bus::Provenance::hash(payload.as_bytes()),
-            origin: format!("desk action by {officer}"),
-        };
-        let headers = crate::bus::headers(
-            &provenance,
-            &mapping.schema.full_name,
-            "avro/binary; single-object",
-        );
-        let key = mapped.key.to_string();
-        self.producer
-            .send(
-                FutureRecord::to(&self.config.events_topic)
-                    .key(&key)
-                    .payload(&buf)
-                    .headers(headers),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| format!("writing the action: {e}"))?;
-        Ok(mapped.values[0].to_string())
+        let origin = format!("desk action by {officer}");
+        let published = crate::bus::publish::publish_mapped(
+            &self.producer,
+            &self.config.events_topic,
+            &self.action_mapping,
+            payload.as_bytes(),
+            &crate::bus::publish::Origin {
+                connector: "desk",
+                pipeline: "desk",
+                origin: &origin,
+                fetched_at_ms: now,
+            },
+        )
+        .await?;
+        Ok(published.id)
     }
 
     /// Runs the tracker until shutdown.
@@ -314,6 +311,22 @@ impl Desk {
                     .and_then(|p| serde_json::from_slice::<ReferralView>(p).ok())
                 {
                     events.insert(view.referral_no.clone(), view.events);
+                }
+            }
+        }
+        let audit = crate::bus::inspect::read_topic(&self.bus, &self.config.audit_topic, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        {
+            let mut log = self.audit.write().expect("audit lock");
+            log.clear();
+            for r in audit.iter().rev().take(1000) {
+                if let Some(e) = r
+                    .payload
+                    .as_deref()
+                    .and_then(|p| serde_json::from_slice::<AuditEntry>(p).ok())
+                {
+                    log.push_back(e);
                 }
             }
         }
@@ -463,7 +476,7 @@ impl Desk {
                 .expect("views lock")
                 .get(&v.referral_no)
                 .map(|o| (o.late, o.at_risk, o.clock_error.clone()));
-            let state = v.state.map(|s| format!("{s:?}")).unwrap_or_default();
+            let state = v.state.map(|s| s.code()).unwrap_or_default();
             let since = v.state_since.unwrap_or_default();
             let mut raise = Vec::new();
             if v.late {
@@ -514,7 +527,7 @@ impl Desk {
                 let key = format!("referral:{}:{state}:{since}:{kind}", v.referral_no);
                 if alerted.insert(key.clone()) {
                     let alert = json!({"kind": alert_kind, "severity": severity, "subject": v.referral_no, "message": message,
-                        "due_at": v.due_at, "at_ms": chrono::Utc::now().timestamp_millis()});
+                        "due_at": v.due_at, "at_ms": self.now().timestamp_millis()});
                     tracing::warn!(referral = %v.referral_no, kind = alert_kind, "referral alert");
                     self.send(
                         &self.config.alerts_topic,
@@ -533,13 +546,14 @@ impl Desk {
     }
 }
 
-/// Folds every referral event of a topic, as the CLI shows them (no
-/// tracker needed).
+/// Folds every referral event of a topic as of `now`, as the CLI shows
+/// them (no tracker needed).
 pub async fn views_from_topic(
     bus: &Bus,
     schemas: &SchemaSet,
     config: &DeskConfig,
     calendar: &Calendar,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<ReferralView>, String> {
     let records = crate::bus::inspect::read_topic(bus, &config.events_topic, true)
         .await
@@ -586,7 +600,6 @@ pub async fn views_from_topic(
             by_referral.entry(no.to_owned()).or_default().push(e);
         }
     }
-    let now = chrono::Utc::now();
     Ok(by_referral
         .into_iter()
         .map(|(no, events)| {

@@ -395,7 +395,9 @@ async fn list_api(
     axum::Json(views).into_response()
 }
 
-async fn audit_view(desk: &Desk, user: &DeskUser, no: &str) {
+/// Records a view; the page is not shown when the audit log cannot be
+/// written.
+async fn audit_view(desk: &Desk, user: &DeskUser, no: &str) -> Result<(), Response> {
     let entry = AuditEntry {
         at_ms: chrono::Utc::now().timestamp_millis(),
         user: user.name.clone(),
@@ -404,9 +406,16 @@ async fn audit_view(desk: &Desk, user: &DeskUser, no: &str) {
         referral_no: Some(no.to_owned()),
         detail: "查看移送案件".into(),
     };
-    if let Err(e) = desk.audit(entry).await {
-        tracing::error!(error = %e, "audit entry not written");
-    }
+    desk.audit(entry).await.map_err(|e| audit_failed(&e))
+}
+
+fn audit_failed(e: &str) -> Response {
+    tracing::error!(error = %e, "audit entry not written; request refused");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"message": "审计日志暂时无法写入，请稍后再试"})),
+    )
+        .into_response()
 }
 
 async fn detail_api(
@@ -424,10 +433,10 @@ async fn detail_api(
             axum::Json(json!({"message": "无此移送案件"})),
         )
             .into_response(),
-        Some(v) => {
-            audit_view(&desk, &user, &no).await;
-            axum::Json(v).into_response()
-        }
+        Some(v) => match audit_view(&desk, &user, &no).await {
+            Ok(()) => axum::Json(v).into_response(),
+            Err(refused) => refused,
+        },
     }
 }
 
@@ -446,7 +455,9 @@ async fn detail_page(
         )
             .into_response();
     };
-    audit_view(&desk, &user, &no).await;
+    if let Err(refused) = audit_view(&desk, &user, &no).await {
+        return refused;
+    }
     let mut timeline = String::from("<ol id=\"timeline\" class=\"timeline\">");
     for e in &v.events {
         let mut detail = Vec::new();
@@ -502,7 +513,7 @@ const es = new EventSource('/desk/api/stream'); es.onmessage = () => location.re
         r#"{nav}<h2>移送案件 {no}</h2>
 <p>案件：{case}　当事人：{suspect}　涉嫌罪名：{offence}</p>
 <p class="{cls}">当前状态：<strong id="state">{state}</strong>　下一步：{actor}{action}　法定期限：{limit}（{basis}）　期限至：<strong id="due">{due}</strong>　{remaining}</p>
-{flags}<h3>时间线</h3>{timeline}{actions}"#,
+{flags}{late_steps}<h3>时间线</h3>{timeline}{actions}"#,
         nav = nav(&user),
         no = esc(&v.referral_no),
         case = esc(v.case_no.as_deref().unwrap_or("")),
@@ -522,6 +533,14 @@ const es = new EventSource('/desk/api/stream'); es.onmessage = () => location.re
             format!(
                 "<p class=\"error\">异常事件：{}</p>",
                 esc(&v.flags.join("；"))
+            )
+        },
+        late_steps = if v.late_steps.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p id=\"late-steps\" class=\"error\">逾期办理的环节：{}</p>",
+                esc(&v.late_steps.join("；"))
             )
         },
     );
@@ -609,11 +628,18 @@ async fn stream(State(desk): State<Desk>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// One CSV cell; text a spreadsheet would run as a formula is quoted
+/// with a leading apostrophe.
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains(',') || s.contains('"') || s.contains('\n') {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 
@@ -659,7 +685,7 @@ async fn export(State(desk): State<Desk>, headers: HeaderMap, Query(f): Query<Fi
         detail: format!("导出CSV（{}件）", views.len()),
     };
     if let Err(e) = desk.audit(entry).await {
-        tracing::error!(error = %e, "audit entry not written");
+        return audit_failed(&e);
     }
     (
         [

@@ -71,11 +71,20 @@ impl TestDeployment {
 
     /// With extra lines in the `[kafka]` table.
     pub fn with_kafka(brokers: &str, kafka_extra: &str, pipelines: &str) -> Self {
+        Self::with_tables(brokers, "", kafka_extra, pipelines)
+    }
+
+    /// With extra lines in the `[hub]` table.
+    pub fn with_hub(brokers: &str, hub_extra: &str, pipelines: &str) -> Self {
+        Self::with_tables(brokers, hub_extra, "", pipelines)
+    }
+
+    fn with_tables(brokers: &str, hub_extra: &str, kafka_extra: &str, pipelines: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("deploy.toml");
         let cursor_topic = unique("cursors");
         let text = format!(
-            "[hub]\nname = \"{}\"\nmappings = \"{}\"\nschemas = \"{}\"\n\n[kafka]\nbrokers = \"{brokers}\"\ncursor_topic = \"{cursor_topic}\"\n{kafka_extra}\n\n{pipelines}",
+            "[hub]\nname = \"{}\"\nmappings = \"{}\"\nschemas = \"{}\"\n{hub_extra}\n\n[kafka]\nbrokers = \"{brokers}\"\ncursor_topic = \"{cursor_topic}\"\n{kafka_extra}\n\n{pipelines}",
             unique("hub"),
             root().join("mappings").display(),
             root().join("schemas").display(),

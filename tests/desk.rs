@@ -1,0 +1,990 @@
+//! The two-law linkage desk (两法衔接工作台): twenty referrals' events, as the
+//! three systems and the desk write them, replayed through the real broker;
+//! the tracker's state, next actor, due time and late flag per referral;
+//! a crash and restart; access control over HTTP; and the page in headless
+//! Chromium.
+
+use crate::common::{self, TestDeployment, brokers, root, unique, wait_listening, wait_until};
+use chrono::{DateTime, Utc};
+use duijie::bus::publish::{Origin, publish_mapped};
+use duijie::calendar::{Calendar, local_text, parse_time};
+use duijie::desk::tracker::ReferralView;
+use duijie::desk::{Desk, DeskConfig};
+use duijie::mapping::MappingSet;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Which system tells of an event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Teller {
+    /// The bureau's case system (JSON API): CG drafted, TJ submitted,
+    /// PZ approved, BPZ refused.
+    Enforcement,
+    /// The two-law platform (JSON API): YS referred, FY_SQ reconsideration
+    /// requested, JD_* procuratorate, YJ_WP items handed over.
+    TwoLaw,
+    /// The police exchange (XML files): SLHZ receipt, LA opened, BYLA not
+    /// opened, BCCL materials, ZJ forwarded, TH sent back, FYJD_WC upheld,
+    /// SMLY reasons answered.
+    Police,
+    /// A desk officer's note.
+    Desk,
+}
+
+/// One event: referral, teller, code, local time.
+type Ev = (&'static str, Teller, &'static str, &'static str);
+
+use Teller::{Desk as D, Enforcement as E, Police as P, TwoLaw as L};
+
+/// The desk's "now" for the replay: Monday after the 2026 National Day
+/// holiday (1–7 October; Saturday 10 October a make-up working day).
+const NOW: &str = "2026-10-12 10:00";
+
+/// Twenty referrals, in the order the events reach the bus (not always
+/// the order they happened).
+const EVENTS: &[Ev] = &[
+    // T01 submitted the day before the holiday: 3 working days end on the
+    // make-up Saturday.
+    ("YS-2026-T01", E, "CG", "2026-09-30 09:00"),
+    ("YS-2026-T01", E, "TJ", "2026-09-30 16:00"),
+    // T02 submitted on Friday; the make-up Saturday counts.
+    ("YS-2026-T02", E, "CG", "2026-10-09 08:30"),
+    ("YS-2026-T02", E, "TJ", "2026-10-09 09:00"),
+    // T03 approved late (the holiday does not count), 24 hours to deliver.
+    ("YS-2026-T03", E, "CG", "2026-09-28 09:00"),
+    ("YS-2026-T03", E, "TJ", "2026-09-28 10:00"),
+    ("YS-2026-T03", E, "PZ", "2026-10-11 16:00"),
+    // T04 the whole way, on time.
+    ("YS-2026-T04", E, "CG", "2026-09-01 09:00"),
+    ("YS-2026-T04", E, "TJ", "2026-09-01 10:00"),
+    ("YS-2026-T04", E, "PZ", "2026-09-02 09:00"),
+    ("YS-2026-T04", L, "YS", "2026-09-02 15:00"),
+    ("YS-2026-T04", P, "SLHZ", "2026-09-03 10:00"),
+    ("YS-2026-T04", P, "LA", "2026-09-05 10:00"),
+    ("YS-2026-T04", L, "YJ_WP", "2026-09-07 10:00"),
+    // T05 received on the last working day before National Day: 3 days end
+    // in the holiday, so on the first working day after it.
+    ("YS-2026-T05", L, "YS", "2026-09-29 10:00"),
+    ("YS-2026-T05", P, "SLHZ", "2026-09-30 15:00"),
+    // T06 referred Friday, not yet receipted.
+    ("YS-2026-T06", E, "CG", "2026-10-08 09:00"),
+    ("YS-2026-T06", E, "TJ", "2026-10-08 09:30"),
+    ("YS-2026-T06", E, "PZ", "2026-10-08 16:00"),
+    ("YS-2026-T06", L, "YS", "2026-10-09 10:00"),
+    // T07 "opened" before it was received: kept, flagged, state untouched.
+    ("YS-2026-T07", L, "YS", "2026-10-08 09:00"),
+    ("YS-2026-T07", P, "LA", "2026-10-09 10:00"),
+    ("YS-2026-T07", P, "SLHZ", "2026-10-10 09:00"),
+    // T08 not opened on the last holiday evening: 3 working days to ask for
+    // reconsideration end on the make-up Saturday.
+    ("YS-2026-T08", L, "YS", "2026-10-05 10:00"),
+    ("YS-2026-T08", P, "SLHZ", "2026-10-06 09:00"),
+    ("YS-2026-T08", P, "BYLA", "2026-10-07 18:00"),
+    // T09 materials asked for 32 hours after receipt (24 allowed).
+    ("YS-2026-T09", L, "YS", "2026-10-07 15:00"),
+    ("YS-2026-T09", P, "SLHZ", "2026-10-08 09:00"),
+    ("YS-2026-T09", P, "BCCL", "2026-10-09 17:00"),
+    // T10 reconsideration requested before the holiday.
+    ("YS-2026-T10", L, "YS", "2026-09-24 10:00"),
+    ("YS-2026-T10", P, "SLHZ", "2026-09-24 15:00"),
+    ("YS-2026-T10", P, "BYLA", "2026-09-28 09:00"),
+    ("YS-2026-T10", L, "FY_SQ", "2026-09-30 10:00"),
+    // T11 sent back by the police.
+    ("YS-2026-T11", L, "YS", "2026-10-08 09:00"),
+    ("YS-2026-T11", P, "SLHZ", "2026-10-08 14:00"),
+    ("YS-2026-T11", P, "TH", "2026-10-09 10:00"),
+    // T12 refused by the head of the bureau.
+    ("YS-2026-T12", E, "CG", "2026-10-08 09:00"),
+    ("YS-2026-T12", E, "TJ", "2026-10-08 10:00"),
+    ("YS-2026-T12", E, "BPZ", "2026-10-09 11:00"),
+    // T13 the procuratorate ordered the case opened: 15 days.
+    ("YS-2026-T13", L, "YS", "2026-09-01 09:00"),
+    ("YS-2026-T13", P, "SLHZ", "2026-09-01 15:00"),
+    ("YS-2026-T13", P, "BYLA", "2026-09-03 10:00"),
+    ("YS-2026-T13", L, "JD_TQ", "2026-09-05 10:00"),
+    ("YS-2026-T13", L, "JD_YQSM", "2026-09-14 10:00"),
+    ("YS-2026-T13", P, "SMLY", "2026-09-20 10:00"),
+    ("YS-2026-T13", L, "JD_TZLA", "2026-09-28 10:00"),
+    // T14 reasons requested before the holiday: 7 days end in it.
+    ("YS-2026-T14", L, "YS", "2026-09-15 09:00"),
+    ("YS-2026-T14", P, "SLHZ", "2026-09-15 14:00"),
+    ("YS-2026-T14", P, "BYLA", "2026-09-17 10:00"),
+    ("YS-2026-T14", L, "JD_TQ", "2026-09-20 10:00"),
+    ("YS-2026-T14", L, "JD_YQSM", "2026-09-29 09:00"),
+    // T15 opened Friday: items and files within 3 working days.
+    ("YS-2026-T15", L, "YS", "2026-10-08 09:00"),
+    ("YS-2026-T15", P, "SLHZ", "2026-10-08 14:00"),
+    ("YS-2026-T15", P, "LA", "2026-10-09 15:00"),
+    // T16 forwarded 27 hours after receipt (24 allowed).
+    ("YS-2026-T16", L, "YS", "2026-10-09 09:00"),
+    ("YS-2026-T16", P, "SLHZ", "2026-10-10 09:00"),
+    ("YS-2026-T16", P, "ZJ", "2026-10-11 12:00"),
+    // T17 the same referral event delivered twice (a re-poll).
+    ("YS-2026-T17", L, "YS", "2026-10-11 09:00"),
+    ("YS-2026-T17", L, "YS", "2026-10-11 09:00"),
+    // T18 only drafted.
+    ("YS-2026-T18", E, "CG", "2026-10-10 11:00"),
+    // T19 reconsideration upheld, and a desk note.
+    ("YS-2026-T19", L, "YS", "2026-09-16 09:00"),
+    ("YS-2026-T19", P, "SLHZ", "2026-09-16 14:00"),
+    ("YS-2026-T19", P, "BYLA", "2026-09-18 10:00"),
+    ("YS-2026-T19", L, "FY_SQ", "2026-09-21 10:00"),
+    ("YS-2026-T19", P, "FYJD_WC", "2026-09-23 10:00"),
+    ("YS-2026-T19", D, "note", "2026-10-12 09:00"),
+    // T20 the receipt reaches the bus before the referral it answers.
+    ("YS-2026-T20", P, "SLHZ", "2026-10-11 08:00"),
+    ("YS-2026-T20", L, "YS", "2026-10-10 20:00"),
+];
+
+/// What the desk must show at [`NOW`]: referral, state, who acts next, due
+/// (Asia/Shanghai, `24:00` = end of that day), late, at risk, flagged
+/// events, steps done late, events on the timeline.
+type Expect = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    bool,
+    bool,
+    usize,
+    usize,
+    usize,
+);
+
+const EXPECTED: &[Expect] = &[
+    (
+        "YS-2026-T01",
+        "AWAITING_APPROVAL",
+        "执法局负责人",
+        Some("2026-10-10 24:00"),
+        true,
+        false,
+        0,
+        0,
+        2,
+    ),
+    (
+        "YS-2026-T02",
+        "AWAITING_APPROVAL",
+        "执法局负责人",
+        Some("2026-10-13 24:00"),
+        false,
+        false,
+        0,
+        0,
+        2,
+    ),
+    (
+        "YS-2026-T03",
+        "APPROVED",
+        "执法局",
+        Some("2026-10-12 16:00"),
+        false,
+        true,
+        0,
+        1,
+        3,
+    ),
+    (
+        "YS-2026-T04",
+        "ITEMS_HANDED_OVER",
+        "—",
+        None,
+        false,
+        false,
+        0,
+        0,
+        7,
+    ),
+    (
+        "YS-2026-T05",
+        "UNDER_REVIEW",
+        "公安机关",
+        Some("2026-10-08 24:00"),
+        true,
+        false,
+        0,
+        0,
+        2,
+    ),
+    (
+        "YS-2026-T06",
+        "REFERRED",
+        "公安机关",
+        Some("2026-10-12 24:00"),
+        false,
+        true,
+        0,
+        0,
+        4,
+    ),
+    (
+        "YS-2026-T07",
+        "UNDER_REVIEW",
+        "公安机关",
+        Some("2026-10-13 24:00"),
+        false,
+        false,
+        1,
+        0,
+        3,
+    ),
+    (
+        "YS-2026-T08",
+        "NOT_OPENED",
+        "执法局",
+        Some("2026-10-10 24:00"),
+        true,
+        false,
+        0,
+        0,
+        3,
+    ),
+    (
+        "YS-2026-T09",
+        "SUPPLEMENTING",
+        "执法局",
+        Some("2026-10-13 24:00"),
+        false,
+        false,
+        0,
+        1,
+        3,
+    ),
+    (
+        "YS-2026-T10",
+        "RECONSIDERATION",
+        "公安机关",
+        Some("2026-10-08 24:00"),
+        true,
+        false,
+        0,
+        0,
+        4,
+    ),
+    (
+        "YS-2026-T11",
+        "SENT_BACK",
+        "执法局",
+        None,
+        false,
+        false,
+        0,
+        0,
+        3,
+    ),
+    ("YS-2026-T12", "REFUSED", "—", None, false, false, 0, 0, 3),
+    (
+        "YS-2026-T13",
+        "OPENING_ORDERED",
+        "公安机关",
+        Some("2026-10-13 24:00"),
+        false,
+        true,
+        0,
+        0,
+        7,
+    ),
+    (
+        "YS-2026-T14",
+        "REASONS_REQUESTED",
+        "公安机关",
+        Some("2026-10-08 24:00"),
+        true,
+        false,
+        0,
+        0,
+        5,
+    ),
+    (
+        "YS-2026-T15",
+        "CASE_OPENED",
+        "执法局",
+        Some("2026-10-13 24:00"),
+        false,
+        false,
+        0,
+        0,
+        3,
+    ),
+    (
+        "YS-2026-T16",
+        "FORWARDED",
+        "公安机关",
+        Some("2026-10-14 24:00"),
+        false,
+        false,
+        0,
+        1,
+        3,
+    ),
+    (
+        "YS-2026-T17",
+        "REFERRED",
+        "公安机关",
+        Some("2026-10-14 24:00"),
+        false,
+        false,
+        0,
+        0,
+        1,
+    ),
+    (
+        "YS-2026-T18",
+        "DRAFTED",
+        "执法局",
+        None,
+        false,
+        false,
+        0,
+        0,
+        1,
+    ),
+    (
+        "YS-2026-T19",
+        "RECONSIDERATION_UPHELD",
+        "执法局",
+        None,
+        false,
+        false,
+        0,
+        0,
+        6,
+    ),
+    (
+        "YS-2026-T20",
+        "UNDER_REVIEW",
+        "公安机关",
+        Some("2026-10-14 24:00"),
+        false,
+        false,
+        0,
+        0,
+        2,
+    ),
+];
+
+/// A suspect per referral: companies by credit code, people by ID number.
+fn suspect(no: &str) -> (bool, &'static str, &'static str) {
+    match no.as_bytes().last().copied().unwrap_or(b'0') % 3 {
+        0 => (true, "宜昌桃花岭食品有限公司", "91420500MA4F0N5Q8W"),
+        1 => (false, "周静", "420502199802177668"),
+        _ => (true, "湖北三峡渣土运输有限公司", "91420506DJHGX2937D"),
+    }
+}
+
+/// The event id as the teller numbers it: the referral and the event's
+/// place in the referral's own sequence (so a repeated event repeats its
+/// id).
+fn event_id(ev: &Ev) -> String {
+    let (no, from, code, at) = *ev;
+    format!(
+        "{}{}{}",
+        no.replace('-', ""),
+        code,
+        at.replace([' ', ':', '-'], "")
+    ) + match from {
+        E => "E",
+        L => "L",
+        P => "P",
+        D => "D",
+    }
+}
+
+/// The payload as the teller sends it.
+fn payload(ev: &Ev) -> String {
+    let (no, from, code, at) = *ev;
+    let (company, name, id) = suspect(no);
+    let suspect_json = if company {
+        serde_json::json!({ "name": name, "type": "1", "creditCode": id })
+    } else {
+        serde_json::json!({ "name": name, "type": "3", "idNo": id })
+    };
+    let case_no = format!("宜高综执罚〔2026〕{}号", &no[8..]);
+    match from {
+        E => serde_json::json!({
+            "eventId": event_id(ev), "transferNo": no, "eventType": code, "eventTime": format!("{at}:00"),
+            "orgName": "宜昌高新区综合行政执法局", "orgCode": "11420500MB1507795K", "caseNo": case_no,
+            "crime": "重大责任事故罪", "content": "移送流程", "suspect": suspect_json,
+            "updateTime": format!("{at}:00.000"),
+        })
+        .to_string(),
+        L => serde_json::json!({
+            "eventId": event_id(ev), "transferNo": no, "eventCode": code, "eventTime": format!("{at}:00"),
+            "orgName": if code.starts_with("JD") { "宜昌高新区人民检察院" } else { "宜昌高新区综合行政执法局" },
+            "orgCode": "11420500MB1507795K", "caseNo": case_no, "docNo": "宜高检【2026】1号",
+            "content": "两法衔接平台事件", "crime": "重大责任事故罪", "suspect": suspect_json,
+            "updateTime": format!("{at}:00.000"),
+        })
+        .to_string(),
+        P => {
+            let person = if company {
+                format!("<XYR lx=\"1\"><XM>{name}</XM><TYSHXYDM>{id}</TYSHXYDM></XYR>")
+            } else {
+                format!("<XYR lx=\"3\"><XM>{name}</XM><ZJHM>{id}</ZJHM></XYR>")
+            };
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GAJS xmlns=\"urn:gov:police:exchange:2019\" bbh=\"1.0\"><XXBH>{}</XXBH><XXLX>{code}</XXLX><YSBH>{no}</YSBH><AJBH>{case_no}</AJBH><GAAJBH>A{}</GAAJBH><BLDW dm=\"420502000000\">宜昌市公安局高新区分局</BLDW><SJ>{at}:00</SJ><WSH>宜公高(刑)字〔2026〕1号</WSH><LY>经审查，现有证据不足以证明有犯罪事实。</LY><SXZM>重大责任事故罪</SXZM>{person}</GAJS>\n",
+                event_id(ev),
+                no.replace('-', "")
+            )
+        }
+        D => serde_json::json!({
+            "actionId": event_id(ev), "referralNo": no, "action": code,
+            "at": parse_time(at).unwrap().timestamp_millis(), "officer": "张伟", "text": "已电话联系高新分局承办民警",
+        })
+        .to_string(),
+    }
+}
+
+fn mapping_of(from: Teller) -> &'static str {
+    match from {
+        E => "referral_enforcement",
+        L => "referral_two_law",
+        P => "referral_police",
+        D => "referral_desk",
+    }
+}
+
+fn calendar() -> Arc<Calendar> {
+    Arc::new(Calendar::load_dir(&root().join("calendar")).unwrap())
+}
+
+fn desk_config(events: &str, tag: &str) -> DeskConfig {
+    toml::from_str(&format!(
+        r#"
+events_topic = "{events}"
+state_topic = "referrals.state.{tag}"
+alerts_topic = "referrals.alerts.{tag}"
+audit_topic = "desk.audit.{tag}"
+[users."officer-token-0000000001"]
+name = "张伟"
+role = "officer"
+[users."supervisor-token-000000001"]
+name = "王芳"
+role = "supervisor"
+"#
+    ))
+    .unwrap()
+}
+
+/// Publishes events as their pipelines would: through their mappings,
+/// with provenance.
+async fn publish(bus: &duijie::bus::Bus, topic: &str, mappings: &MappingSet, events: &[Ev]) {
+    let producer = bus.producer().unwrap();
+    for ev in events {
+        let mapping = mappings.get(mapping_of(ev.1)).unwrap();
+        let origin = format!("test replay {}", event_id(ev));
+        publish_mapped(
+            &producer,
+            topic,
+            &mapping,
+            payload(ev).as_bytes(),
+            &Origin {
+                connector: "test",
+                pipeline: mapping_of(ev.1),
+                origin: &origin,
+                fetched_at_ms: parse_time(ev.3).unwrap().timestamp_millis(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{ev:?} does not map: {e}"));
+    }
+}
+
+fn assert_expected(views: &BTreeMap<String, ReferralView>) {
+    let mut problems = Vec::new();
+    for &(no, state, actor, due, late, at_risk, flags, late_steps, events) in EXPECTED {
+        let Some(v) = views.get(no) else {
+            problems.push(format!("{no}: missing"));
+            continue;
+        };
+        let got = (
+            v.state.map(|s| s.code()).unwrap_or_default(),
+            v.next_actor.as_str(),
+            v.due_at
+                .and_then(DateTime::from_timestamp_millis)
+                .map(local_text),
+            v.late,
+            v.at_risk,
+            v.flags.len(),
+            v.late_steps.len(),
+            v.events.len(),
+        );
+        let want = (
+            state.to_owned(),
+            actor,
+            due.map(str::to_owned),
+            late,
+            at_risk,
+            flags,
+            late_steps,
+            events,
+        );
+        if got != want {
+            problems.push(format!(
+                "{no}: got {got:?}, want {want:?}; flags {:?}; late steps {:?}",
+                v.flags, v.late_steps
+            ));
+        }
+    }
+    assert_eq!(
+        views.len(),
+        EXPECTED.len(),
+        "referrals tracked: {:?}",
+        views.keys().collect::<Vec<_>>()
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+fn now() -> DateTime<Utc> {
+    parse_time(NOW).unwrap()
+}
+
+async fn wait_views(
+    desk: &Desk,
+    what: &str,
+    check: impl Fn(&BTreeMap<String, ReferralView>) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if check(&desk.views.read().unwrap()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
+    let bus = common::bus(&brokers());
+    let tag = unique("desk");
+    let events_topic = format!("referral-events-{tag}");
+    let config = desk_config(&events_topic, &tag);
+    let mut topics = vec![duijie::bus::TopicSpec {
+        name: events_topic.clone(),
+        partitions: 3,
+        compacted: false,
+    }];
+    for (name, compacted) in [
+        (&config.state_topic, true),
+        (&config.alerts_topic, false),
+        (&config.audit_topic, false),
+    ] {
+        topics.push(duijie::bus::TopicSpec {
+            name: name.clone(),
+            partitions: 1,
+            compacted,
+        });
+    }
+    bus.ensure_topics(&topics).await.unwrap();
+    let schemas = Arc::new(common::schemas());
+    let mappings = MappingSet::load_dir(&root().join("mappings"), &schemas).unwrap();
+    let new_desk = || {
+        Desk::new(
+            config.clone(),
+            bus.clone(),
+            bus.producer().unwrap(),
+            schemas.clone(),
+            calendar(),
+            mappings.get("referral_desk").unwrap(),
+        )
+        .with_clock(now)
+    };
+
+    // The first two thirds of the events, then a tracker that crashes.
+    let split = EVENTS.len() * 2 / 3;
+    publish(&bus, &events_topic, &mappings, &EVENTS[..split]).await;
+    let first = new_desk();
+    let crashed = tokio::spawn(first.clone().run(CancellationToken::new()));
+    let seen: usize = EVENTS[..split]
+        .iter()
+        .map(|e| e.0)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    wait_views(&first, "the first tracker to see the first events", |v| {
+        v.len() == seen
+    })
+    .await;
+    crashed.abort();
+    let _ = crashed.await;
+
+    // The rest arrives while no tracker runs; a new one picks up from the
+    // state topic and its group's offsets.
+    publish(&bus, &events_topic, &mappings, &EVENTS[split..]).await;
+    let second = new_desk();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(second.clone().run(stop.clone()));
+    let events_total = EXPECTED.iter().map(|e| e.8).sum::<usize>();
+    wait_views(&second, "all twenty referrals", |v| {
+        v.len() == EXPECTED.len()
+            && v.values().map(|r| r.events.len()).sum::<usize>() == events_total
+    })
+    .await;
+    assert_expected(&second.views.read().unwrap());
+
+    // Each event once on its referral's timeline, with where it came from.
+    let t09 = second.views.read().unwrap()["YS-2026-T09"].clone();
+    let receipt = t09
+        .events
+        .iter()
+        .find(|e| e.event_type == "RECEIPTED")
+        .unwrap();
+    assert_eq!(receipt.source_system, "public_security");
+    assert_eq!(receipt.source.pipeline, "referral_police");
+    assert_eq!(receipt.source.topic, events_topic);
+    assert_eq!(receipt.source.payload_sha256.len(), 64);
+    assert!(t09.late_steps[0].contains("24小时"), "{:?}", t09.late_steps);
+    let t07 = second.views.read().unwrap()["YS-2026-T07"].clone();
+    let flagged: Vec<_> = t07
+        .events
+        .iter()
+        .filter(|e| e.flagged.is_some())
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(flagged, ["CASE_OPENED"]);
+    let t19 = second.views.read().unwrap()["YS-2026-T19"].clone();
+    assert_eq!(t19.events.last().unwrap().event_type, "NOTE");
+    assert_eq!(t19.events.last().unwrap().source_system, "desk");
+
+    // Late and at-risk referrals are alerts, once each, crash or not.
+    let alerts_topic = config.alerts_topic.clone();
+    let late_now: Vec<&str> = EXPECTED.iter().filter(|e| e.4).map(|e| e.0).collect();
+    let brokers = brokers();
+    let alerts = tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "late alerts", || {
+            let a = common::read(&brokers, &alerts_topic, false);
+            late_now.iter().all(|no| {
+                a.iter().any(|r| {
+                    r.key_str().starts_with(&format!("referral:{no}:"))
+                        && r.key_str().ends_with(":late")
+                })
+            })
+        });
+        common::read(&brokers, &alerts_topic, false)
+    })
+    .await
+    .unwrap();
+    let mut keys: Vec<String> = alerts.iter().map(|r| r.key_str()).collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "an alert raised twice: {keys:?}");
+    let t01 = alerts
+        .iter()
+        .find(|r| {
+            r.key_str()
+                .starts_with("referral:YS-2026-T01:AWAITING_APPROVAL:")
+                && r.key_str().ends_with(":late")
+        })
+        .expect("T01's late alert");
+    let body: serde_json::Value = serde_json::from_slice(t01.payload.as_deref().unwrap()).unwrap();
+    assert_eq!(body["kind"], "REFERRAL_LATE");
+    assert!(
+        body["message"].as_str().unwrap().contains("YS-2026-T01"),
+        "{body}"
+    );
+
+    // Stopped and started again: the same state, rebuilt from the topic.
+    let before = second.views.read().unwrap().clone();
+    stop.cancel();
+    running.await.unwrap();
+    let third = new_desk();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(third.clone().run(stop.clone()));
+    wait_views(&third, "the restarted tracker", |v| {
+        v.len() == EXPECTED.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        *third.views.read().unwrap(),
+        before,
+        "the restarted tracker rebuilt a different state"
+    );
+    stop.cancel();
+    running.await.unwrap();
+    let after = duijie::bus::inspect::read_topic(&bus, &config.alerts_topic, false)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), n, "the restart raised alerts again");
+}
+
+// ---------------------------------------------------------------------------
+// Over HTTP, with the hub binary: the deployment's [desk] and [http].
+
+/// A hub whose three referral pipelines read exchange folders (with every
+/// event of [`EVENTS`] but the desk's), and the desk on a free port.
+struct DeskHub {
+    deployment: TestDeployment,
+    /// `127.0.0.1:port`.
+    addr: String,
+    events_topic: String,
+}
+
+fn desk_hub() -> DeskHub {
+    let port = common::free_port();
+    let tag = unique("deskhub");
+    let pipelines = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{port}"
+
+[pipelines.police]
+system = "public_security"
+mapping = "referral_police"
+topic = "events.{tag}"
+schedule = "*/1 * * * * *"
+[pipelines.police.source]
+kind = "file_drop"
+dir = "police"
+layout = "xml"
+record_element = "GAJS"
+encoding = "auto"
+settle = "0s"
+
+[pipelines.two_law]
+system = "two_law"
+mapping = "referral_two_law"
+topic = "events.{tag}"
+schedule = "*/1 * * * * *"
+[pipelines.two_law.source]
+kind = "file_drop"
+dir = "two_law"
+layout = "jsonl"
+settle = "0s"
+
+[pipelines.enforcement]
+system = "enforcement"
+mapping = "referral_enforcement"
+topic = "events.{tag}"
+schedule = "*/1 * * * * *"
+[pipelines.enforcement.source]
+kind = "file_drop"
+dir = "enforcement"
+layout = "jsonl"
+settle = "0s"
+
+[desk]
+events_topic = "events.{tag}"
+state_topic = "state.{tag}"
+alerts_topic = "alerts.{tag}"
+audit_topic = "audit.{tag}"
+[desk.users."officer-token-0000000001"]
+name = "张伟"
+role = "officer"
+[desk.users."supervisor-token-000000001"]
+name = "王芳"
+role = "supervisor"
+"#
+    );
+    let d = TestDeployment::with_hub(
+        &brokers(),
+        &format!("calendar = \"{}\"", root().join("calendar").display()),
+        &pipelines,
+    );
+    let dirs = d.dir.path().to_path_buf();
+    for sub in ["police", "two_law", "enforcement"] {
+        std::fs::create_dir_all(dirs.join(sub)).unwrap();
+    }
+    // The events drop into the exchange folders as the systems write them.
+    let mut enforcement = String::new();
+    let mut two_law = String::new();
+    for ev in EVENTS.iter().filter(|e| e.1 != D) {
+        match ev.1 {
+            E => enforcement.push_str(&(payload(ev) + "\n")),
+            L => two_law.push_str(&(payload(ev) + "\n")),
+            P => std::fs::write(
+                dirs.join("police").join(format!("GA_{}.xml", event_id(ev))),
+                payload(ev),
+            )
+            .unwrap(),
+            D => {}
+        }
+    }
+    write_atomically(&dirs.join("enforcement").join("events.jsonl"), &enforcement);
+    write_atomically(&dirs.join("two_law").join("events.jsonl"), &two_law);
+    DeskHub {
+        deployment: d,
+        addr: format!("127.0.0.1:{port}"),
+        events_topic: format!("events.{tag}"),
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let part = path.with_extension("part");
+    std::fs::write(&part, text).unwrap();
+    std::fs::rename(part, path).unwrap();
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+#[test]
+fn the_desk_refuses_strangers_and_lets_supervisors_only_read() {
+    let h = desk_hub();
+    let hub = h.deployment.spawn();
+    wait_listening(&h.addr);
+    let base = format!("http://{}", h.addr);
+    common::block_on(async {
+        let officer = "Bearer officer-token-0000000001";
+        let supervisor = "Bearer supervisor-token-000000001";
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let r = http()
+                .get(format!("{base}/desk/api/referrals"))
+                .header("Authorization", officer)
+                .send()
+                .await
+                .unwrap();
+            let rows: Vec<serde_json::Value> = r.json().await.unwrap();
+            if rows.len() == EXPECTED.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the desk shows {} referrals, not 20",
+                rows.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // Without a token: 401 everywhere, pages and API alike.
+        for path in [
+            "/desk",
+            "/desk/api/referrals",
+            "/desk/referrals/YS-2026-T01",
+            "/desk/export.csv",
+            "/desk/audit",
+        ] {
+            let r = http().get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{path} without a token");
+        }
+        let r = http()
+            .get(format!("{base}/desk/api/referrals"))
+            .header("Authorization", "Bearer not-a-token-at-all")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        let action = serde_json::json!({"action": "note", "text": "监督人员试图办理"});
+        let r = http()
+            .post(format!("{base}/desk/api/referrals/YS-2026-T01/actions"))
+            .json(&action)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+
+        // A supervisor reads, but changes nothing.
+        let r = http()
+            .get(format!("{base}/desk/api/referrals/YS-2026-T01"))
+            .header("Authorization", supervisor)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let before: serde_json::Value = r.json().await.unwrap();
+        let r = http()
+            .post(format!("{base}/desk/api/referrals/YS-2026-T01/actions"))
+            .header("Authorization", supervisor)
+            .json(&action)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+        let page = http()
+            .get(format!("{base}/desk/referrals/YS-2026-T01"))
+            .header("Authorization", supervisor)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !page.contains("action-form"),
+            "a supervisor's page offers actions"
+        );
+
+        // An officer's reminder becomes an event on the bus and the timeline.
+        let reminder = serde_json::json!({"action": "reminder", "text": "已电话催办高新分局"});
+        let r = http()
+            .post(format!("{base}/desk/api/referrals/YS-2026-T05/actions"))
+            .header("Authorization", officer)
+            .json(&reminder)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let v: serde_json::Value = http()
+                .get(format!("{base}/desk/api/referrals/YS-2026-T05"))
+                .header("Authorization", officer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let events = v["events"].as_array().unwrap();
+            if let Some(e) = events.iter().find(|e| e["event_type"] == "REMINDER_SENT") {
+                assert_eq!(e["actor_org"], "张伟");
+                assert_eq!(e["source_system"], "desk");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reminder is not on the timeline: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let after: serde_json::Value = http()
+            .get(format!("{base}/desk/api/referrals/YS-2026-T01"))
+            .header("Authorization", officer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            after["events"], before["events"],
+            "the supervisor's refused action changed T01"
+        );
+
+        // Every view is in the audit log, by name.
+        let audit = http()
+            .get(format!("{base}/desk/audit"))
+            .header("Authorization", officer)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            audit.contains("王芳") && audit.contains("YS-2026-T01"),
+            "the supervisor's view is not audited"
+        );
+    });
+    let events = common::decoded(&h.deployment.brokers, &h.events_topic);
+    let desk_events: Vec<_> = events
+        .iter()
+        .filter(|(_, v)| v["source_system"] == "desk")
+        .collect();
+    assert_eq!(
+        desk_events.len(),
+        1,
+        "exactly the officer's reminder: {desk_events:?}"
+    );
+    common::terminate(hub);
+}
