@@ -988,3 +988,178 @@ fn the_desk_refuses_strangers_and_lets_supervisors_only_read() {
     );
     common::terminate(hub);
 }
+
+// ---------------------------------------------------------------------------
+// In headless Chromium (Debian's `chromium` and `chromium-driver`).
+
+/// chromedriver on a free port; killed on drop.
+struct ChromeDriver(std::process::Child, String);
+
+impl ChromeDriver {
+    fn start() -> Self {
+        let port = common::free_port();
+        let child = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed; .ci/run installs it");
+        let addr = format!("127.0.0.1:{port}");
+        wait_listening(&addr);
+        Self(child, format!("http://{addr}"))
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_desk_officer_logs_in_sees_the_late_referral_opens_its_timeline_and_exports_csv() {
+    let h = desk_hub();
+    let hub = h.deployment.spawn();
+    wait_listening(&h.addr);
+    let base = format!("http://{}", h.addr);
+    let artifacts = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("desk-browser");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let driver = ChromeDriver::start();
+    common::block_on(async {
+        // The hub has taken all twenty referrals in.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let rows: Vec<serde_json::Value> = http()
+                .get(format!("{base}/desk/api/referrals"))
+                .header("Authorization", "Bearer officer-token-0000000001")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if rows.len() == EXPECTED.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hub shows {} referrals",
+                rows.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1100", "--lang=zh-CN"],
+                "prefs": {
+                    "download.default_directory": downloads.path().display().to_string(),
+                    "download.prompt_for_download": false,
+                },
+            }),
+        );
+        let browser = fantoccini::ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&driver.1)
+            .await
+            .expect("headless Chromium starts");
+        let result = async {
+            use fantoccini::Locator;
+            // Not logged in: the page says so.
+            browser.goto(&format!("{base}/desk")).await?;
+            let body = browser.find(Locator::Css("main")).await?.text().await?;
+            assert!(body.contains("请先"), "{body}");
+
+            // Log in with the officer's token.
+            browser.goto(&format!("{base}/desk/login")).await?;
+            browser.find(Locator::Id("token")).await?.send_keys("officer-token-0000000001").await?;
+            browser.find(Locator::Id("login")).await?.click().await?;
+            browser.wait().for_element(Locator::Css("table#referrals")).await?;
+            let who = browser.find(Locator::Css("main > p")).await?.text().await?;
+            assert!(who.contains("张伟"), "{who}");
+
+            // T01 waited for approval past its deadline: its row is red.
+            // (The hub runs on today's clock, so every open referral of
+            // the replay is late by now; closed ones are not.)
+            let late_row = browser.find(Locator::Css("tr[data-referral='YS-2026-T01']")).await?;
+            assert_eq!(late_row.attr("class").await?.as_deref(), Some("late"));
+            assert!(late_row.text().await?.contains("已逾期"));
+            let red = browser
+                .execute(
+                    "return getComputedStyle(document.querySelector(\"tr[data-referral='YS-2026-T01'] td\")).backgroundColor",
+                    vec![],
+                )
+                .await?;
+            assert_eq!(red, "rgb(253, 226, 225)", "the late row is not highlighted");
+            let closed = browser.find(Locator::Css("tr[data-referral='YS-2026-T04']")).await?;
+            assert_eq!(closed.attr("class").await?.as_deref(), Some("closed"));
+            std::fs::write(artifacts.join("desk-list.png"), browser.screenshot().await?).unwrap();
+
+            // Events arriving refresh the list by themselves: T02 approved.
+            let approval = ("YS-2026-T02", E, "PZ", "2026-10-10 11:00");
+            write_atomically(
+                &h.deployment.path("enforcement").join("approval.jsonl"),
+                &(payload(&approval) + "\n"),
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let row = browser.find(Locator::Css("tr[data-referral='YS-2026-T02']")).await?.text().await?;
+                if row.contains("已批准待移送") {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "the list did not refresh: {row}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+
+            // Its timeline: every event, with its source and provenance.
+            browser.find(Locator::Css("tr[data-referral='YS-2026-T09'] a")).await?.click().await?;
+            browser.wait().for_element(Locator::Css("ol#timeline")).await?;
+            let items = browser.find_all(Locator::Css("ol#timeline li")).await?;
+            assert_eq!(items.len(), 3);
+            let timeline = browser.find(Locator::Css("ol#timeline")).await?.text().await?;
+            for expected in ["移送公安机关", "公安受理回执", "公安通知补充材料", "来源：公安机关 public_security", "来源：两法衔接平台 two_law", "出处：", "file_drop/police"] {
+                assert!(timeline.contains(expected), "{expected} is not on the timeline:\n{timeline}");
+            }
+            let late_steps = browser.find(Locator::Id("late-steps")).await?.text().await?;
+            assert!(late_steps.contains("24小时"), "{late_steps}");
+            std::fs::write(artifacts.join("desk-timeline.png"), browser.screenshot().await?).unwrap();
+
+            // Export: a CSV the desk can open in a spreadsheet.
+            browser.goto(&format!("{base}/desk")).await?;
+            browser.find(Locator::Id("export")).await?.click().await?;
+            let file = downloads.path().join("referrals.csv");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !file.exists() {
+                assert!(std::time::Instant::now() < deadline, "no CSV downloaded");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let csv = std::fs::read_to_string(&file).unwrap();
+            assert!(csv.starts_with("\u{FEFF}移送编号,"), "{csv}");
+            assert_eq!(csv.lines().count(), 1 + EXPECTED.len());
+            let t01 = csv.lines().find(|l| l.starts_with("YS-2026-T01,")).expect("T01 in the CSV");
+            assert!(t01.contains("待负责人审批") && t01.contains(",是,"), "{t01}");
+
+            // The view and the export are in the audit log.
+            browser.goto(&format!("{base}/desk/audit")).await?;
+            let audit = browser.find(Locator::Css("table#audit")).await?.text().await?;
+            assert!(audit.contains("export") && audit.contains("YS-2026-T09"), "{audit}");
+            Ok::<_, fantoccini::error::CmdError>(())
+        }
+        .await;
+        if result.is_err() {
+            if let Ok(png) = browser.screenshot().await {
+                std::fs::write(artifacts.join("desk-failure.png"), png).unwrap();
+            }
+        }
+        browser.close().await.unwrap();
+        result.unwrap();
+    });
+    eprintln!("screenshots in {}", artifacts.display());
+    common::terminate(hub);
+}

@@ -93,6 +93,17 @@ fn unauthorized(api: bool) -> Response {
     }
 }
 
+/// The systems as the desk calls them.
+fn system_label(system: &str) -> &'static str {
+    match system {
+        "enforcement" => "执法办案系统",
+        "public_security" => "公安机关",
+        "two_law" => "两法衔接平台",
+        "desk" => "工作台",
+        _ => "",
+    }
+}
+
 fn role_label(r: Role) -> &'static str {
     match r {
         Role::Officer => "办案人员",
@@ -104,11 +115,11 @@ fn page(title: &str, body: &str) -> String {
     format!(
         r#"<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{title} · 两法衔接工作台</title>
 <style>
-body{{font-family:"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:0;background:#f4f5f7;color:#1f2933}}
+body{{font-family:"Noto Sans CJK SC","Microsoft YaHei","WenQuanYi Zen Hei",sans-serif;margin:0;background:#f4f5f7;color:#1f2933}}
 header{{background:#1c3d6e;color:#fff;padding:10px 20px;display:flex;justify-content:space-between;align-items:center}}
 header a{{color:#fff}} main{{padding:16px 20px}}
 table{{border-collapse:collapse;width:100%;background:#fff}} th,td{{border:1px solid #d8dde3;padding:6px 8px;font-size:14px;text-align:left}}
-th{{background:#e9edf2}} tr.late td{{background:#fde2e1}} tr.late td.remaining{{color:#b42318;font-weight:bold}}
+th{{background:#e9edf2}} td:first-child{{white-space:nowrap}} tr.late td{{background:#fde2e1}} tr.late td.remaining{{color:#b42318;font-weight:bold}}
 tr.at_risk td{{background:#fff4d6}} tr.closed td{{color:#7b8794}}
 .badge{{display:inline-block;padding:1px 6px;border-radius:3px;font-size:12px}} .badge.late{{background:#b42318;color:#fff}}
 .badge.at_risk{{background:#b7791f;color:#fff}} .badge.flag{{background:#6b46c1;color:#fff}}
@@ -472,12 +483,13 @@ async fn detail_page(
             }
         }
         timeline.push_str(&format!(
-            "<li class=\"{cls}\" data-event=\"{id}\"><strong>{at}</strong> {label} <span class=\"prov\">（来源：{system}）</span>{flag}<div>{detail}</div><div class=\"prov\">出处：{topic}[{partition}]@{offset}，{connector}/{pipeline}，{origin}，采集于{fetched}，原文摘要 SHA-256 {sha}</div></li>",
+            "<li class=\"{cls}\" data-event=\"{id}\"><strong>{at}</strong> {label} <span class=\"prov\">（来源：{system_label} {system}）</span>{flag}<div>{detail}</div><div class=\"prov\">出处：{topic}[{partition}]@{offset}，{connector}/{pipeline}，{origin}，采集于{fetched}，原文摘要 SHA-256 {sha}</div></li>",
             cls = if e.flagged.is_some() { "flagged" } else { "" },
             id = esc(&e.id),
             at = time(Some(e.occurred_at)),
             label = esc(&e.label),
             system = esc(&e.source_system),
+            system_label = system_label(&e.source_system),
             flag = e.flagged.as_deref().map(|f| format!(" <span class=\"badge flag\">{}</span>", esc(f))).unwrap_or_default(),
             detail = detail.join("；"),
             topic = esc(&e.source.topic),
