@@ -153,6 +153,14 @@ enum Command {
         #[command(subcommand)]
         command: ReferralsCommand,
     },
+    /// A running hub's pipelines, feeds and clocks (from its `/ready`).
+    Status {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The hub's address (default: the deployment's `[http] listen`).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Statutory deadlines on the official calendar.
     Calendar {
         #[command(subcommand)]
@@ -387,6 +395,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "{feed}: read {} record(s); delivered {}, refused {}, failed {}, not sent {}",
                     r.read, r.delivered, r.rejected, r.failed, r.not_sent
                 );
+                Ok(())
+            })
+        }
+        Command::Status { config, url } => {
+            let deployment = load_deployment(&config)?;
+            let url = match url {
+                Some(u) => u,
+                None => match &deployment.http {
+                    Some(h) => format!("http://{}", h.listen),
+                    None => bail!("{} has no [http] section; pass --url", config.display()),
+                },
+            };
+            tokio_main(async move {
+                let resp = reqwest::get(format!("{}/ready", url.trim_end_matches('/')))
+                    .await
+                    .with_context(|| format!("no hub answers at {url}"))?;
+                let r: duijie::runtime::observe::Readiness = resp.json().await?;
+                print!("{}", duijie::runtime::observe::render(&r));
+                if !r.ready {
+                    std::process::exit(1);
+                }
                 Ok(())
             })
         }

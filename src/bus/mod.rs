@@ -164,6 +164,23 @@ impl Bus {
         self.client_config().create().map_err(BusError::Client)
     }
 
+    /// Whether a broker answers a metadata request within `timeout`.
+    pub async fn reachable(&self, timeout: Duration) -> Result<(), String> {
+        let config = self.client_config();
+        tokio::task::spawn_blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer<ReaderContext> = config
+                .create_with_context(ReaderContext)
+                .map_err(|e| e.to_string())?;
+            use rdkafka::consumer::Consumer;
+            consumer
+                .fetch_metadata(None, timeout)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Creates the topics that do not exist yet. Existing topics are left
     /// as they are (their partition count is the cluster's business).
     pub async fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {

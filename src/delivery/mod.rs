@@ -77,6 +77,12 @@ pub struct DeliveryStats {
     pub failed: AtomicU64,
     pub not_sent: AtomicU64,
     pub retries: AtomicU64,
+    /// From the source record's fetch (its `duijie-fetched-at` header) to
+    /// its receipt: the source-to-push latency.
+    pub latency: crate::runtime::stats::Latency,
+    /// Records on the topic not yet settled (consumer group lag), as last
+    /// measured; -1 before the first measurement.
+    pub backlog: std::sync::atomic::AtomicI64,
 }
 
 /// Topics every push pipeline writes.
@@ -121,6 +127,8 @@ pub struct Incoming {
     /// SHA-256 of the payload, for the idempotency key of records without a
     /// version.
     pub payload_sha256: String,
+    /// When the source record was fetched (epoch ms), from provenance.
+    pub fetched_at_ms: Option<i64>,
 }
 
 impl Delivery {
@@ -173,6 +181,10 @@ impl Delivery {
                 .get("duijie-payload-sha256")
                 .cloned()
                 .unwrap_or_else(|| Provenance::hash(payload)),
+            fetched_at_ms: headers
+                .get("duijie-fetched-at")
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_millis()),
             headers,
         })
     }
@@ -426,12 +438,18 @@ impl Delivery {
             Outcome::NotSent => &self.stats.not_sent,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if let (Outcome::Delivered, Some(at)) = (outcome, incoming.fetched_at_ms) {
+            self.stats
+                .latency
+                .observe_ms(chrono::Utc::now().timestamp_millis() - at);
+        }
         let record_id = incoming
             .record
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or(&incoming.key)
             .to_owned();
+        tracing::debug!(record_id = %record_id, partition = incoming.partition, offset = incoming.offset, outcome = ?outcome, attempts, "record settled");
         let key = out
             .map(|o| o.key().to_owned())
             .unwrap_or_else(|| transform::idempotency_key(incoming));

@@ -86,7 +86,7 @@ pub async fn status(d: &Deployment) -> Result<Vec<FeedStatus>, String> {
 }
 
 /// Records of `topic` beyond the group's committed offsets.
-async fn lag(bus: &Bus, group: &str, topic: &str) -> Result<i64, String> {
+pub(crate) async fn lag(bus: &Bus, group: &str, topic: &str) -> Result<i64, String> {
     let mut config = bus.client_config();
     config
         .set("group.id", group)

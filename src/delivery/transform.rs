@@ -238,6 +238,7 @@ mod tests {
             record,
             headers: Default::default(),
             payload_sha256: "ab".repeat(32),
+            fetched_at_ms: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! pipelines until shutdown. It owns scheduling, retries, acknowledgement,
 //! cursors and counters, once, for every connector.
 
+pub mod observe;
 pub mod pipeline;
 pub mod push;
 pub mod retry;
@@ -127,6 +128,7 @@ impl Hub {
             tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
             match p.source.build()? {
                 duijie_connectors::registry::BuiltSource::Push(webhook) => {
+                    ctx.stats.set_state(stats::PipelineState::Running);
                     push_endpoints.push(std::sync::Arc::new(push::PushEndpoint { ctx, webhook }));
                 }
                 duijie_connectors::registry::BuiltSource::Poll(_) => {
@@ -165,11 +167,20 @@ impl Hub {
                 }
             }
         }
-        let calendar = std::sync::Arc::new(
-            crate::calendar::Calendar::load_dir(&self.deployment.hub.calendar)
-                .context("loading the holiday calendar")?,
-        );
+        // The holiday calendar, for the deadline keepers (only they need it).
+        let needs_calendar = self.deployment.desk.is_some()
+            || self.deployment.credit.is_some()
+            || self.deployment.commitments.is_some();
+        let calendar = if needs_calendar {
+            std::sync::Arc::new(
+                crate::calendar::Calendar::load_dir(&self.deployment.hub.calendar)
+                    .context("loading the holiday calendar")?,
+            )
+        } else {
+            std::sync::Arc::default()
+        };
         let mut desk_router = None;
+        let mut desk_handle = None;
         if let Some(config) = &self.deployment.desk {
             let mapping = self.mappings.get(&config.action_mapping).with_context(|| {
                 format!(
@@ -187,7 +198,8 @@ impl Hub {
             );
             tracing::info!(events = %config.events_topic, "referral tracker starting");
             tasks.push(tokio::spawn(desk.clone().run(shutdown.clone())));
-            desk_router = Some(crate::desk::web::router(desk));
+            desk_router = Some(crate::desk::web::router(desk.clone()));
+            desk_handle = Some(desk);
         }
         if self.deployment.credit.is_some() || self.deployment.commitments.is_some() {
             let keeper = crate::clocks::KeeperContext {
@@ -220,8 +232,45 @@ impl Hub {
                 )));
             }
         }
+        let observed = observe::Observed {
+            hub: self.deployment.hub.name.clone(),
+            bus: self.bus.clone(),
+            systems: self
+                .deployment
+                .pipelines
+                .iter()
+                .map(|p| (p.name.clone(), p.system.clone()))
+                .collect(),
+            stats: self.stats.clone(),
+            deliveries: self.deliveries.clone(),
+            departments: self
+                .deployment
+                .deliveries
+                .iter()
+                .map(|(n, c)| (n.clone(), c.department.clone().unwrap_or_else(|| n.clone())))
+                .collect(),
+            clocks: self.clock_stats.clone(),
+            desk: desk_handle,
+            started_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        let pushed_feeds: Vec<(String, String)> = self
+            .deployment
+            .deliveries
+            .iter()
+            .filter(|(_, c)| !matches!(c.target, crate::delivery::TargetConfig::Pull { .. }))
+            .map(|(n, c)| (n.clone(), c.topic.clone()))
+            .collect();
+        if !pushed_feeds.is_empty() {
+            tasks.push(tokio::spawn(observed.clone().watch_backlogs(
+                pushed_feeds,
+                std::time::Duration::from_secs(15),
+                shutdown.clone(),
+            )));
+        }
         if let Some(http) = &self.deployment.http {
-            let mut app = push::router(push_endpoints).merge(pull.router());
+            let mut app = push::router(push_endpoints)
+                .merge(pull.router())
+                .merge(observed.router());
             if let Some(desk) = desk_router.take() {
                 app = app.merge(desk);
             }

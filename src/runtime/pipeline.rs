@@ -70,6 +70,8 @@ impl std::fmt::Debug for PipelineContext {
 struct InFlight {
     deliveries: Vec<(DeliveryFuture, Kind)>,
     cursor: Cursor,
+    /// When the batch was fetched.
+    fetched: std::time::Instant,
     /// Released once the batch's cursor is durable.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -94,10 +96,12 @@ pub async fn run(ctx: PipelineContext) {
             };
             match result {
                 Ok(()) => {
+                    ctx.stats.set_state(super::stats::PipelineState::Stopped);
                     info!("pipeline stopped");
                     return;
                 }
                 Err(e) => {
+                    ctx.stats.set_failing(&e.to_string());
                     failures += 1;
                     ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff(&ctx.config.retry, failures, None);
@@ -134,6 +138,7 @@ async fn open_source(
         None => info!("no committed cursor; starting from the beginning"),
     }
     source.open(stored.map(|s| s.cursor)).await?;
+    ctx.stats.set_state(super::stats::PipelineState::Running);
     Ok((source, total))
 }
 
@@ -164,7 +169,14 @@ async fn fetch(ctx: &PipelineContext, source: &mut dyn Source) -> Option<Batch> 
             r = source.next_batch(ctx.config.batch_size) => r,
         };
         match result {
-            Ok(batch) => return batch,
+            Ok(batch) => {
+                if batch.is_none() {
+                    ctx.stats
+                        .caught_up_ms
+                        .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                }
+                return batch;
+            }
             Err(e) => {
                 attempt += 1;
                 let max = ctx.config.retry.max_attempts;
@@ -429,6 +441,10 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                 PipelineStats::add(&ack_ctx.stats.dead_lettered, letters);
                 ack_ctx
                     .stats
+                    .batch_latency
+                    .observe_ms(batch.fetched.elapsed().as_millis() as i64);
+                ack_ctx
+                    .stats
                     .last_commit_ms
                     .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
                 debug!(
@@ -460,6 +476,7 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                 let Some(batch) = fetch(ctx, source.as_mut()).await else {
                     break;
                 };
+                let fetched = std::time::Instant::now();
                 PipelineStats::add(&ctx.stats.fetched, batch.len() as u64);
                 PipelineStats::add(&ctx.stats.batches, 1);
                 // Backpressure: waits while too many batches are unacknowledged.
@@ -477,6 +494,7 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                     .instrument(info_span!("batch", records = batch.len()))
                     .await?;
                 let inflight = InFlight {
+                    fetched,
                     deliveries,
                     cursor: batch.cursor,
                     _permit: permit,
@@ -541,6 +559,7 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
             let Some(batch) = fetch(ctx, source.as_mut()).await else {
                 break;
             };
+            let fetched = std::time::Instant::now();
             PipelineStats::add(&ctx.stats.fetched, batch.len() as u64);
             PipelineStats::add(&ctx.stats.batches, 1);
             producer
@@ -574,6 +593,9 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                     total += records + letters;
                     PipelineStats::add(&ctx.stats.delivered, records);
                     PipelineStats::add(&ctx.stats.dead_lettered, letters);
+                    ctx.stats
+                        .batch_latency
+                        .observe_ms(fetched.elapsed().as_millis() as i64);
                     ctx.stats
                         .last_commit_ms
                         .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);

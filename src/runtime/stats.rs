@@ -1,9 +1,64 @@
 //! Counters every pipeline keeps, read by the demo summary, `status` and
 //! the logs.
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+
+/// A latency histogram in seconds, 5 ms to about 80 s.
+#[derive(Debug)]
+pub struct Latency(pub Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self(Histogram::new(exponential_buckets(0.005, 2.0, 15)))
+    }
+}
+
+impl Latency {
+    pub fn observe_ms(&self, ms: i64) {
+        self.0.observe(ms.max(0) as f64 / 1000.0);
+    }
+}
+
+/// Where a pipeline is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PipelineState {
+    /// Loading its cursor, opening its source.
+    Starting = 0,
+    /// Polling (or receiving pushes).
+    Running = 1,
+    /// Failed; retrying from the last committed cursor.
+    Failing = 2,
+    /// Shut down.
+    Stopped = 3,
+    /// Another instance of the group runs this source task.
+    Standby = 4,
+}
+
+impl PipelineState {
+    pub fn name(self) -> &'static str {
+        match self {
+            PipelineState::Starting => "starting",
+            PipelineState::Running => "running",
+            PipelineState::Failing => "failing",
+            PipelineState::Stopped => "stopped",
+            PipelineState::Standby => "standby",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => PipelineState::Running,
+            2 => PipelineState::Failing,
+            3 => PipelineState::Stopped,
+            4 => PipelineState::Standby,
+            _ => PipelineState::Starting,
+        }
+    }
+}
 
 /// Counters of one pipeline. Records count once they are durable.
 #[derive(Debug, Default)]
@@ -23,6 +78,12 @@ pub struct PipelineStats {
     /// Pushed deliveries refused (unsigned, wrongly signed, replayed).
     pub refused: AtomicU64,
     pub last_commit_ms: AtomicI64,
+    /// When the source was last read to its end (caught up).
+    pub caught_up_ms: AtomicI64,
+    /// From a batch fetched to its cursor committed.
+    pub batch_latency: Latency,
+    state: AtomicU8,
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl PipelineStats {
@@ -32,6 +93,28 @@ impl PipelineStats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    pub fn state(&self) -> PipelineState {
+        PipelineState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, state: PipelineState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+        if state == PipelineState::Running {
+            *self.last_error.lock().expect("error lock") = None;
+        }
+    }
+
+    /// Failing, with why.
+    pub fn set_failing(&self, error: &str) {
+        self.state
+            .store(PipelineState::Failing as u8, Ordering::Relaxed);
+        *self.last_error.lock().expect("error lock") = Some(error.to_owned());
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("error lock").clone()
     }
 }
 
