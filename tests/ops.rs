@@ -1,0 +1,101 @@
+//! What an operator sees: `/metrics` in the Prometheus text format with
+//! the counts that really flowed, `/health`, `/ready` with every pipeline's
+//! state, and `duijie status`.
+
+use crate::common::*;
+use std::time::Duration;
+
+fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_probes_and_status_show_what_flowed() {
+    let port = free_port();
+    let topic = unique("canonical.urban");
+    let d = TestDeployment::new(
+        &brokers(),
+        &format!(
+            r#"[http]
+listen = "127.0.0.1:{port}"
+
+[pipelines.urban_files]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "{topic}"
+schedule = "* * * * * *"
+batch_size = 100
+
+[pipelines.urban_files.source]
+kind = "file_drop"
+dir = "inbox"
+layout = "jsonl"
+settle = "0s"
+"#
+        ),
+    );
+    let mut text = generated_cases(500, 11);
+    text.push_str("{\"taskNum\":\"BROKEN\"}\n");
+    std::fs::create_dir_all(d.path("inbox")).unwrap();
+    std::fs::write(d.path("inbox/cases.jsonl"), &text).unwrap();
+    let hub = d.spawn();
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(&addr);
+    let base = format!("http://{addr}");
+
+    let health = get_json(&format!("{base}/health"));
+    assert_eq!(health["status"], "ok");
+
+    let get = |path: &str| {
+        block_on(async {
+            let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    wait_until(Duration::from_secs(60), "500 records and 1 dead letter in the metrics", || {
+        let (_, m) = get("/metrics");
+        metric(&m, "duijie_records_delivered_total", "pipeline=\"urban_files\"") == Some(500.0)
+            && metric(&m, "duijie_records_dead_lettered_total", "pipeline=\"urban_files\"") == Some(1.0)
+    });
+    let (status, m) = get("/metrics");
+    assert_eq!(status, 200);
+    assert!(m.contains("system=\"digital_urban\""), "{m}");
+    assert_eq!(metric(&m, "duijie_records_fetched_total", "pipeline=\"urban_files\""), Some(501.0));
+    // Five batches of 100 and one of 1, each timed from fetch to commit.
+    assert_eq!(metric(&m, "duijie_batch_duration_seconds_count", "pipeline=\"urban_files\""), Some(6.0));
+    let age = metric(&m, "duijie_cursor_age_seconds", "pipeline=\"urban_files\"").unwrap();
+    assert!((0.0..60.0).contains(&age), "cursor age {age}");
+    assert!(m.trim_end().ends_with("# EOF"), "not the exposition format");
+
+    let (status, body) = get("/ready");
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["broker"], "reachable");
+    assert_eq!(ready["pipelines"][0]["pipeline"], "urban_files");
+    assert_eq!(ready["pipelines"][0]["state"], "running");
+    assert_eq!(ready["pipelines"][0]["delivered"], 500);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
+        .args(["status", "--config"])
+        .arg(&d.file)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    let row = printed.lines().find(|l| l.starts_with("urban_files")).unwrap_or_else(|| panic!("{printed}"));
+    assert!(row.contains("running") && row.contains(" 500 ") && row.contains(" 1 "), "{row}");
+    terminate(hub);
+
+    // With the hub gone, `status` says so and fails.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
+        .args(["status", "--config"])
+        .arg(&d.file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no hub answers"));
+}
