@@ -12,11 +12,24 @@ use std::path::Path;
 pub struct CheckReport {
     /// One line per problem, each naming its file (and line where known).
     pub problems: Vec<String>,
+    /// Things that work but should not stay so (credentials in clear).
+    pub warnings: Vec<String>,
     pub summary: String,
 }
 
 pub fn check_deployment(config: &Path) -> CheckReport {
     let mut report = CheckReport::default();
+    if let Ok(text) = std::fs::read_to_string(config) {
+        report.warnings = crate::secrets::plaintext_credentials(&text)
+            .into_iter()
+            .map(|(line, what)| {
+                format!(
+                    "{}:{line}: warning: {what}; write it as \"${{env:NAME}}\" or \"${{file:PATH}}\"",
+                    config.display()
+                )
+            })
+            .collect();
+    }
     let deployment = match Deployment::load(config) {
         Ok(d) => d,
         Err(errors) => {

@@ -32,7 +32,7 @@ impl fmt::Display for ConfigError {
         if !self.field.is_empty() {
             write!(f, "{}: ", self.field)?;
         }
-        f.write_str(&self.message)
+        f.write_str(&crate::secrets::redact(&self.message))
     }
 }
 
@@ -260,11 +260,36 @@ impl Deployment {
                 message: format!("cannot read: {e}"),
             }]
         })?;
-        Self::parse(file, &text)
+        let base = file.parent().unwrap_or(Path::new("."));
+        let (expanded, secrets) = crate::secrets::expand(&text, base).map_err(|unresolved| {
+            let located = Locator {
+                file,
+                text: &text,
+                secrets: &[],
+            };
+            unresolved
+                .into_iter()
+                .map(|u| located.at(u.offset..u.offset + 2, "", u.message))
+                .collect::<Vec<_>>()
+        })?;
+        Self::parse_expanded(file, &expanded, &secrets)
     }
 
+    /// Parses a deployment's text (without secret references).
     pub fn parse(file: &Path, text: &str) -> Result<Self, Vec<ConfigError>> {
-        let located = Locator { file, text };
+        Self::parse_expanded(file, text, &[])
+    }
+
+    fn parse_expanded(
+        file: &Path,
+        text: &str,
+        secrets: &[std::ops::Range<usize>],
+    ) -> Result<Self, Vec<ConfigError>> {
+        let located = Locator {
+            file,
+            text,
+            secrets,
+        };
         let raw: RawDeployment = toml::from_str(text).map_err(|e| vec![located.toml_error(&e)])?;
         let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut errors = Vec::new();
@@ -598,6 +623,7 @@ impl Deployment {
         Locator {
             file: &self.file,
             text: &text,
+            secrets: &[],
         }
         .at_key(&format!("pipelines.{pipeline}"), key, message)
     }
@@ -690,9 +716,21 @@ pub(crate) fn check_topic_name(name: &str) -> Result<(), String> {
 struct Locator<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Where expanded secrets sit in `text`: errors there withhold details.
+    secrets: &'a [std::ops::Range<usize>],
 }
 
+/// What an error about a secret's value says instead of the details,
+/// which could quote it.
+const SECRET_VALUE: &str = "the value here comes from a secret reference and is not valid; details are withheld so that the secret does not show";
+
 impl Locator<'_> {
+    fn touches_secret(&self, span: &std::ops::Range<usize>) -> bool {
+        self.secrets
+            .iter()
+            .any(|s| span.start < s.end && s.start < span.end.max(span.start + 1))
+    }
+
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let before = &self.text[..offset];
@@ -712,12 +750,17 @@ impl Locator<'_> {
         } else {
             self.line_col(span.start)
         };
+        let message = if self.touches_secret(&span) {
+            SECRET_VALUE.to_owned()
+        } else {
+            message.into()
+        };
         ConfigError {
             file: self.file.to_path_buf(),
             line,
             column,
             field: field.into(),
-            message: message.into(),
+            message,
         }
     }
 
@@ -789,9 +832,12 @@ impl Locator<'_> {
     }
 
     fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
-        let message = e.message().trim().to_owned();
+        let mut message = e.message().trim().to_owned();
         match e.span() {
             Some(span) => {
+                if self.touches_secret(&span) {
+                    message = SECRET_VALUE.to_owned();
+                }
                 let (line, column) = self.line_col(span.start);
                 let mut field = self.field_at(span.start);
                 // A missing field is reported at its table: name it.

@@ -24,6 +24,7 @@ pub mod mapping;
 pub mod runtime;
 pub mod sandbox;
 pub mod schema;
+pub mod secrets;
 pub mod telemetry;
 pub mod text;
 pub mod value;

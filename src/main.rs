@@ -252,7 +252,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", duijie::secrets::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -537,6 +537,9 @@ fn load_schemas_and_mappings(mappings: &Path, schemas: &Path) -> Result<(SchemaS
 
 fn check(config: &Path) -> Result<ExitCode> {
     let report = duijie::check::check_deployment(config);
+    for line in &report.warnings {
+        eprintln!("{line}");
+    }
     for line in &report.problems {
         eprintln!("{line}");
     }

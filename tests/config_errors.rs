@@ -128,3 +128,103 @@ fn xml_layout_without_record_element() {
         "DIR/deploy.toml:16:1: pipelines.urban_files.source: layout `xml` needs `record_element`",
     );
 }
+
+// ---------------------------------------------------------------------------
+// Secrets: `${env:NAME}` and `${file:PATH}`.
+
+/// Like [`check`], with a secret file `pw` beside the deployment.
+fn check_with_secret(text: &str, secret: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), format!("{secret}\n")).unwrap();
+    let file = dir.path().join("deploy.toml");
+    let text = text
+        .replace("MAPPINGS", root().join("mappings").to_str().unwrap())
+        .replace("SCHEMAS", root().join("schemas").to_str().unwrap());
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_duijie"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    (
+        out.status.success(),
+        text.replace(dir.path().to_str().unwrap(), "DIR"),
+    )
+}
+
+const GRID: &str = r#"
+[pipelines.grid]
+system = "grid"
+mapping = "grid_event"
+topic = "canonical.grid_event"
+schedule = "*/5 * * * * *"
+
+[pipelines.grid.source]
+kind = "http_poll"
+url = "http://127.0.0.1:1/grid/api/events"
+records_pointer = "/data/list"
+paging = "keyset"
+watermark_field = "updateTime"
+watermark_param = "updatedAfter"
+id_field = "eventId"
+after_id_param = "afterId"
+login = { url = "http://127.0.0.1:1/grid/api/login", username = "duijie", password = "PASSWORD", token_pointer = "/data/token" }
+"#;
+
+#[test]
+fn a_missing_secret_names_the_line_and_the_variable_not_a_value() {
+    let text = format!(
+        "{GOOD}{}",
+        GRID.replace("PASSWORD", "${env:DUIJIE_TEST_UNSET_GRID_PW}")
+    );
+    let line = text
+        .lines()
+        .position(|l| l.contains("DUIJIE_TEST_UNSET_GRID_PW"))
+        .unwrap()
+        + 1;
+    assert_broken(&text, &format!("DIR/deploy.toml:{line}:"));
+    assert_broken(
+        &text,
+        "the environment variable DUIJIE_TEST_UNSET_GRID_PW is not set",
+    );
+    let text = format!("{GOOD}{}", GRID.replace("PASSWORD", "${file:no-such-file}"));
+    assert_broken(&text, "`${file:no-such-file}`: cannot read");
+}
+
+#[test]
+fn a_secret_from_a_file_never_shows_and_clear_credentials_are_warned_about() {
+    // Good: the password comes from a file; no warning.
+    let text = format!("{GOOD}{}", GRID.replace("PASSWORD", "${file:pw}"));
+    let (ok, output) = check_with_secret(&text, "Zq\"9-secret-pw");
+    assert!(ok, "{output}");
+    assert!(!output.contains("warning"), "{output}");
+
+    // A secret where it makes the file wrong: the error says where, not what.
+    let broken = text.replace("schedule = \"*/5 * * * * *\"", "schedule = \"${file:pw}\"");
+    let (ok, output) = check_with_secret(&broken, "Zq\"9-secret-pw");
+    assert!(!ok, "{output}");
+    assert!(output.contains("pipelines.grid.schedule"), "{output}");
+    assert!(!output.contains("Zq"), "the secret leaked:\n{output}");
+
+    // In clear: it works, with a warning naming the line.
+    let clear = format!("{GOOD}{}", GRID.replace("PASSWORD", "Wg#2026-yc"));
+    let line = clear
+        .lines()
+        .position(|l| l.contains("Wg#2026-yc"))
+        .unwrap()
+        + 1;
+    let (ok, output) = check(&clear);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains(&format!(
+            "DIR/deploy.toml:{line}: warning: `password` holds a plaintext credential"
+        )),
+        "{output}"
+    );
+    assert!(
+        !output.contains("Wg#2026-yc"),
+        "the warning repeats the credential:\n{output}"
+    );
+}

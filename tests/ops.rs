@@ -55,17 +55,43 @@ settle = "0s"
             (r.status().as_u16(), r.text().await.unwrap())
         })
     };
-    wait_until(Duration::from_secs(60), "500 records and 1 dead letter in the metrics", || {
-        let (_, m) = get("/metrics");
-        metric(&m, "duijie_records_delivered_total", "pipeline=\"urban_files\"") == Some(500.0)
-            && metric(&m, "duijie_records_dead_lettered_total", "pipeline=\"urban_files\"") == Some(1.0)
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "500 records and 1 dead letter in the metrics",
+        || {
+            let (_, m) = get("/metrics");
+            metric(
+                &m,
+                "duijie_records_delivered_total",
+                "pipeline=\"urban_files\"",
+            ) == Some(500.0)
+                && metric(
+                    &m,
+                    "duijie_records_dead_lettered_total",
+                    "pipeline=\"urban_files\"",
+                ) == Some(1.0)
+        },
+    );
     let (status, m) = get("/metrics");
     assert_eq!(status, 200);
     assert!(m.contains("system=\"digital_urban\""), "{m}");
-    assert_eq!(metric(&m, "duijie_records_fetched_total", "pipeline=\"urban_files\""), Some(501.0));
+    assert_eq!(
+        metric(
+            &m,
+            "duijie_records_fetched_total",
+            "pipeline=\"urban_files\""
+        ),
+        Some(501.0)
+    );
     // Five batches of 100 and one of 1, each timed from fetch to commit.
-    assert_eq!(metric(&m, "duijie_batch_duration_seconds_count", "pipeline=\"urban_files\""), Some(6.0));
+    assert_eq!(
+        metric(
+            &m,
+            "duijie_batch_duration_seconds_count",
+            "pipeline=\"urban_files\""
+        ),
+        Some(6.0)
+    );
     let age = metric(&m, "duijie_cursor_age_seconds", "pipeline=\"urban_files\"").unwrap();
     assert!((0.0..60.0).contains(&age), "cursor age {age}");
     assert!(m.trim_end().ends_with("# EOF"), "not the exposition format");
@@ -86,8 +112,14 @@ settle = "0s"
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{printed}");
-    let row = printed.lines().find(|l| l.starts_with("urban_files")).unwrap_or_else(|| panic!("{printed}"));
-    assert!(row.contains("running") && row.contains(" 500 ") && row.contains(" 1 "), "{row}");
+    let row = printed
+        .lines()
+        .find(|l| l.starts_with("urban_files"))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(
+        row.contains("running") && row.contains(" 500 ") && row.contains(" 1 "),
+        "{row}"
+    );
     terminate(hub);
 
     // With the hub gone, `status` says so and fails.

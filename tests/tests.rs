@@ -10,7 +10,7 @@ mod desk;
 mod exactly_once;
 mod golden;
 mod http_poll;
-mod ops;
 mod ingest;
+mod ops;
 mod push;
 mod systems;
