@@ -9,45 +9,11 @@
 use duijie::mapping::MappingSet;
 use duijie::schema::{Encoding, RecordEncoder, SchemaSet};
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-fn workload(records: usize) -> Vec<u8> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cache = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join(format!("urban_cases_{records}.jsonl"));
-    if let Ok(bytes) = std::fs::read(&cache) {
-        return bytes;
-    }
-    // The shared workload; the repository keeps a verbatim copy for clones
-    // without `../shared`.
-    let shared = root.join("../shared/bench/gen_urban_cases.py");
-    let generator = if shared.exists() {
-        shared
-    } else {
-        root.join("benches/workload/gen_urban_cases.py")
-    };
-    eprintln!("workload generator: {}", generator.display());
-    let out = std::process::Command::new("python3")
-        .arg(&generator)
-        .arg(records.to_string())
-        .output()
-        .expect("python3 runs the shared generator");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::write(&cache, &out.stdout);
-    out.stdout
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
+mod common;
+use common::{median, workload};
 
 fn main() {
     let records: usize = std::env::var("DUIJIE_BENCH_RECORDS")

@@ -10,6 +10,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// mimalloc: the hub allocates and frees across threads (mapping threads,
+/// tokio workers, librdkafka's callbacks), where glibc's allocator spends a
+/// quarter of the time consolidating.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "duijie",

@@ -12,7 +12,7 @@ mod provenance;
 pub mod publish;
 
 pub use cursor::{CursorStore, StoredCursor};
-pub use provenance::{DeadLetter, Provenance, headers};
+pub use provenance::{DeadLetter, HeaderTemplate, Provenance, headers};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -69,6 +69,58 @@ pub fn headers(p: &Provenance, schema: &str, content_type: &str) -> OwnedHeaders
     h
 }
 
+/// The headers every record of a batch shares (system, fetch time,
+/// connector, pipeline, mapping and version, schema, content type), built
+/// once; each record adds its own source id, payload hash and origin. On
+/// the wire the same headers as [`headers`] writes.
+#[derive(Debug, Clone)]
+pub struct HeaderTemplate {
+    base: OwnedHeaders,
+    /// The fetch time the template carries.
+    pub fetched_at_ms: i64,
+}
+
+impl HeaderTemplate {
+    /// From a provenance whose per-record fields are ignored.
+    pub fn new(p: &Provenance, schema: &str, content_type: &str) -> Self {
+        let fetched = chrono::DateTime::from_timestamp_millis(p.fetched_at_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        let version = p.mapping_version.to_string();
+        let base = OwnedHeaders::new_with_capacity(11)
+            .insert(header(names::SOURCE_SYSTEM, &p.source_system))
+            .insert(header(names::FETCHED_AT, &fetched))
+            .insert(header(names::CONNECTOR, &p.connector))
+            .insert(header(names::PIPELINE, &p.pipeline))
+            .insert(header(names::MAPPING, &p.mapping))
+            .insert(header(names::MAPPING_VERSION, &version))
+            .insert(header(names::SCHEMA, schema))
+            .insert(header(names::CONTENT_TYPE, content_type));
+        Self {
+            base,
+            fetched_at_ms: p.fetched_at_ms,
+        }
+    }
+
+    /// One record's headers.
+    pub fn record(
+        &self,
+        source_id: Option<&str>,
+        payload_sha256: &str,
+        origin: &str,
+    ) -> OwnedHeaders {
+        let mut h = self
+            .base
+            .clone()
+            .insert(header(names::PAYLOAD_SHA256, payload_sha256))
+            .insert(header(names::ORIGIN, origin));
+        if let Some(id) = source_id {
+            h = h.insert(header(names::SOURCE_ID, id));
+        }
+        h
+    }
+}
+
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,

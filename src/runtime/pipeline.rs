@@ -14,7 +14,7 @@
 
 use super::retry::backoff;
 use super::stats::PipelineStats;
-use crate::bus::{Bus, CursorStore, DeadLetter, Provenance, StoredCursor, headers};
+use crate::bus::{Bus, CursorStore, DeadLetter, HeaderTemplate, Provenance, StoredCursor, headers};
 use crate::config::PipelineConfig;
 use crate::mapping::Mapping;
 use crate::schema::{Encoding, RecordEncoder};
@@ -225,44 +225,134 @@ fn provenance(
     }
 }
 
-/// Maps one raw record and hands it to the producer: to the topic, or to
-/// the dead-letter topic with the reason. `buf` is scratch space.
-pub(super) async fn produce_record(
-    ctx: &PipelineContext,
-    producer: &FutureProducer,
-    raw: &RawRecord,
-    buf: &mut Vec<u8>,
-) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
-    let mapping = &ctx.mapping;
-    let encoder = RecordEncoder::new(ctx.encoding);
-    let content_type = match ctx.encoding {
-        Encoding::SingleObject => "avro/binary; single-object",
-        Encoding::Confluent { .. } => "application/vnd.confluent.avro",
-    };
-    let mut provenance = provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload);
-    let outcome = mapping
+/// The shared part of a pipeline's record headers, rebuilt when the fetch
+/// time changes (usually once per batch).
+#[derive(Debug, Default)]
+pub(super) struct HeaderCache(Option<HeaderTemplate>);
+
+impl HeaderCache {
+    fn get(&mut self, ctx: &PipelineContext, fetched_at_ms: i64) -> &HeaderTemplate {
+        if self
+            .0
+            .as_ref()
+            .is_none_or(|t| t.fetched_at_ms != fetched_at_ms)
+        {
+            let content_type = match ctx.encoding {
+                Encoding::SingleObject => "avro/binary; single-object",
+                Encoding::Confluent { .. } => "application/vnd.confluent.avro",
+            };
+            let p = provenance(ctx, fetched_at_ms, "", b"");
+            self.0 = Some(HeaderTemplate::new(
+                &p,
+                &ctx.mapping.schema.full_name,
+                content_type,
+            ));
+        }
+        self.0.as_ref().expect("just built")
+    }
+}
+
+/// A raw record after its mapping: what the producer sends.
+pub(super) enum Prepared {
+    Record {
+        key: String,
+        source_id: Option<String>,
+        body: Vec<u8>,
+        payload_sha256: String,
+    },
+    Rejected(crate::mapping::Reject),
+}
+
+/// Parses, maps, Avro-encodes and hashes one raw record: the CPU work,
+/// with no I/O, so that a batch's records can be prepared on several cores.
+pub(super) fn prepare(mapping: &Mapping, encoding: Encoding, raw: &RawRecord) -> Prepared {
+    let encoder = RecordEncoder::new(encoding);
+    let mapped = mapping
         .map_at(&raw.payload, raw.fetched_at_ms)
         .and_then(|mapped| {
-            buf.clear();
+            let mut body = Vec::with_capacity(raw.payload.len());
             encoder
-                .encode(&mapping.schema, &mapped.values, buf)
+                .encode(&mapping.schema, &mapped.values, &mut body)
                 .map_err(|e| crate::mapping::Reject {
                     field: Some(e.field.clone()),
                     rule: "encode",
                     reason: e.to_string(),
                 })?;
-            Ok((
-                mapped.key.into_owned(),
-                mapped.source_id.map(|s| s.into_owned()),
-            ))
+            Ok(Prepared::Record {
+                key: mapped.key.into_owned(),
+                source_id: mapped.source_id.map(|s| s.into_owned()),
+                body,
+                payload_sha256: Provenance::hash(&raw.payload),
+            })
         });
-    match outcome {
-        Ok((key, source_id)) => {
-            provenance.source_id = source_id;
-            let h = headers(&provenance, &mapping.schema.full_name, content_type);
+    mapped.unwrap_or_else(Prepared::Rejected)
+}
+
+/// Prepares a batch's records in order, on up to as many threads as the
+/// machine has cores (small batches on the calling thread).
+async fn prepare_batch(ctx: &PipelineContext, records: &[RawRecord]) -> Vec<Prepared> {
+    const PER_THREAD_MIN: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(records.len() / PER_THREAD_MIN)
+        .max(1);
+    if threads == 1 {
+        return records
+            .iter()
+            .map(|r| prepare(&ctx.mapping, ctx.encoding, r))
+            .collect();
+    }
+    let mapping = ctx.mapping.clone();
+    let encoding = ctx.encoding;
+    let records = records.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let chunk = records.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = records
+                .chunks(chunk)
+                .map(|part| {
+                    let mapping = &mapping;
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|r| prepare(mapping, encoding, r))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().expect("mapping threads do not panic"))
+                .collect()
+        })
+    })
+    .await
+    .expect("the preparing task does not panic")
+}
+
+/// Hands one prepared record to the producer: to the topic, or to the
+/// dead-letter topic with the reason.
+pub(super) async fn produce_prepared(
+    ctx: &PipelineContext,
+    producer: &FutureProducer,
+    raw: &RawRecord,
+    prepared: Prepared,
+    header_cache: &mut HeaderCache,
+) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
+    match prepared {
+        Prepared::Record {
+            key,
+            source_id,
+            body,
+            payload_sha256,
+        } => {
+            let h = header_cache.get(ctx, raw.fetched_at_ms).record(
+                source_id.as_deref(),
+                &payload_sha256,
+                &raw.origin,
+            );
             let record = FutureRecord::to(&ctx.config.topic)
                 .key(key.as_str())
-                .payload(buf.as_slice())
+                .payload(body.as_slice())
                 .headers(h);
             Ok((
                 send(producer, record).await?,
@@ -270,7 +360,8 @@ pub(super) async fn produce_record(
                 Outcome::Mapped(key),
             ))
         }
-        Err(reject) => {
+        Prepared::Rejected(reject) => {
+            let provenance = provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload);
             let key = provenance.origin.clone();
             let reason = reject.to_string();
             let letter = dead_letter(
@@ -287,20 +378,31 @@ pub(super) async fn produce_record(
     }
 }
 
-/// Maps and hands every record of a batch to the producer. Returns the
-/// delivery futures, in order.
+/// Maps one raw record and hands it to the producer (a pushed record).
+pub(super) async fn produce_record(
+    ctx: &PipelineContext,
+    producer: &FutureProducer,
+    raw: &RawRecord,
+) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
+    let prepared = prepare(&ctx.mapping, ctx.encoding, raw);
+    produce_prepared(ctx, producer, raw, prepared, &mut HeaderCache::default()).await
+}
+
+/// Maps and hands every record of a batch to the producer, in order.
+/// Returns the delivery futures, in order.
 async fn produce_batch(
     ctx: &PipelineContext,
     producer: &FutureProducer,
     batch: &Batch,
 ) -> Result<Vec<(DeliveryFuture, Kind)>, IngestError> {
     let mut deliveries = Vec::with_capacity(batch.len());
-    let mut buf = Vec::with_capacity(1024);
-    for (i, raw) in batch.records.iter().enumerate() {
+    let mut header_cache = HeaderCache::default();
+    let prepared = prepare_batch(ctx, &batch.records).await;
+    for (i, (raw, p)) in batch.records.iter().zip(prepared).enumerate() {
         if i % 256 == 255 {
             tokio::task::yield_now().await;
         }
-        let (f, kind, _) = produce_record(ctx, producer, raw, &mut buf).await?;
+        let (f, kind, _) = produce_prepared(ctx, producer, raw, p, &mut header_cache).await?;
         deliveries.push((f, kind));
     }
     for rej in &batch.rejects {

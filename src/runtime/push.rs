@@ -64,9 +64,7 @@ async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: 
         }
     };
     PipelineStats::add(&ep.ctx.stats.fetched, 1);
-    let mut buf = Vec::with_capacity(1024);
-    let produced = match produce_record(&ep.ctx, &ep.ctx.producer, &delivery.record, &mut buf).await
-    {
+    let produced = match produce_record(&ep.ctx, &ep.ctx.producer, &delivery.record).await {
         Ok(p) => p,
         Err(e) => return unavailable(&ep, e.to_string()),
     };
