@@ -57,6 +57,11 @@ pub struct HubConfig {
     /// Topic of alerts (deadlines at risk or late, failed deliveries).
     #[serde(default = "default_alerts")]
     pub alerts_topic: String,
+    /// Several instances run this deployment and share its singleton tasks
+    /// (each poll pipeline's source, the clocks, the referral tracker)
+    /// through a Kafka consumer group; push pipelines split by partition.
+    #[serde(default)]
+    pub scale_out: bool,
 }
 
 fn default_calendar() -> PathBuf {
@@ -96,6 +101,14 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties for every client (`security.protocol`…).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// With `[hub] scale_out`: how long an instance that stopped answering
+    /// keeps its tasks before the others take them over.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: std::time::Duration,
+}
+
+fn default_session_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
 }
 
 fn default_cursor_topic() -> String {
@@ -580,6 +593,13 @@ impl Deployment {
                 compacted: false,
             });
         }
+        if self.hub.scale_out {
+            extra.push(TopicSpec {
+                name: self.control_topic(),
+                partitions: self.shared_task_names().len().max(1) as i32,
+                compacted: false,
+            });
+        }
         if let Some(d) = &self.desk {
             for (name, compacted) in [
                 (&d.state_topic, true),
@@ -599,6 +619,40 @@ impl Deployment {
             }
         }
         topics
+    }
+
+    /// The tasks that run once across the instances of this hub, in the
+    /// order of their control-topic partitions.
+    pub fn shared_task_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .pipelines
+            .iter()
+            .filter(|p| !p.source.is_push())
+            .map(|p| format!("pipeline:{}", p.name))
+            .collect();
+        if self.desk.is_some() {
+            names.push("desk:referral_tracker".into());
+        }
+        if self.credit.is_some() {
+            names.push("clock:credit_publication".into());
+            names.push("clock:blacklist".into());
+        }
+        if self.commitments.is_some() {
+            names.push("clock:commitments".into());
+        }
+        names.sort();
+        names
+    }
+
+    /// The control topic of scale-out: one partition per shared task. Its
+    /// name carries the task count, so that instances of a changed
+    /// deployment do not share a group with the old one's partitions.
+    pub fn control_topic(&self) -> String {
+        format!(
+            "duijie.control.{}.{}",
+            self.hub.name,
+            self.shared_task_names().len()
+        )
     }
 
     /// A client of the deployment's brokers, as its hub names itself.

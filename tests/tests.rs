@@ -13,4 +13,5 @@ mod http_poll;
 mod ingest;
 mod ops;
 mod push;
+mod scale_out;
 mod systems;

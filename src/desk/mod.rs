@@ -297,6 +297,63 @@ impl Desk {
         }
     }
 
+    /// Keeps this instance's views in step with the state topic, which the
+    /// tracker (on whichever instance runs it) writes after every round:
+    /// with scale-out, every instance serves the desk.
+    pub async fn follow(self, shutdown: CancellationToken) {
+        loop {
+            match crate::bus::inspect::read_topic(&self.bus, &self.config.state_topic, false).await
+            {
+                Ok(records) => {
+                    let now = self.now();
+                    let mut changed = Vec::new();
+                    {
+                        let current = self.views.read().expect("views lock");
+                        for r in records {
+                            let Some(v) = r
+                                .payload
+                                .as_deref()
+                                .and_then(|p| serde_json::from_slice::<ReferralView>(p).ok())
+                            else {
+                                continue;
+                            };
+                            // Never older than what this instance shows.
+                            if current
+                                .get(&v.referral_no)
+                                .is_some_and(|c| c.events.len() > v.events.len())
+                            {
+                                continue;
+                            }
+                            let fresh = fold(
+                                &v.referral_no,
+                                v.events,
+                                &self.config.limits,
+                                self.config.at_risk_share,
+                                &self.calendar,
+                                now,
+                            );
+                            // What a reader notices (not the seconds left).
+                            let differs = current.get(&fresh.referral_no).is_none_or(|c| {
+                                c.events != fresh.events
+                                    || (c.late, c.at_risk, &c.clock_error)
+                                        != (fresh.late, fresh.at_risk, &fresh.clock_error)
+                            });
+                            if differs {
+                                changed.push(fresh);
+                            }
+                        }
+                    }
+                    self.publish_views(changed);
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the referral state topic"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            }
+        }
+    }
+
     /// Loads every referral's state from the state topic.
     async fn restore(&self) -> Result<BTreeSet<String>, String> {
         let states = crate::bus::inspect::read_topic(&self.bus, &self.config.state_topic, false)

@@ -6,6 +6,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod push;
 pub mod retry;
+pub mod shared;
 pub mod stats;
 
 use crate::bus::{Bus, CursorStore};
@@ -83,6 +84,11 @@ impl Hub {
     /// Runs the named pipelines (all when `only` is empty) until `shutdown`
     /// is cancelled, then lets each finish its in-flight batches.
     pub async fn run(&self, only: &[String], shutdown: CancellationToken) -> Result<()> {
+        if self.deployment.hub.scale_out && !only.is_empty() {
+            bail!(
+                "with [hub] scale_out the instances share every pipeline; --pipeline cannot pick some"
+            );
+        }
         for name in only {
             if self.deployment.pipeline(name).is_none() {
                 bail!("no pipeline `{name}` in {}", self.deployment.file.display());
@@ -100,6 +106,8 @@ impl Hub {
             .as_deref()
             .map(RegistryClient::new);
         let mut tasks = Vec::new();
+        // Tasks that must run once across the instances of this hub.
+        let mut singletons: Vec<shared::SharedTask> = Vec::new();
         let mut push_endpoints = Vec::new();
         for p in &self.deployment.pipelines {
             if !only.is_empty() && !only.contains(&p.name) {
@@ -132,7 +140,21 @@ impl Hub {
                     push_endpoints.push(std::sync::Arc::new(push::PushEndpoint { ctx, webhook }));
                 }
                 duijie_connectors::registry::BuiltSource::Poll(_) => {
-                    tasks.push(tokio::spawn(pipeline::run(ctx)));
+                    let stats = ctx.stats.clone();
+                    singletons.push(shared::SharedTask {
+                        name: format!("pipeline:{}", p.name),
+                        start: Box::new(move |token| {
+                            let mut ctx = ctx.clone();
+                            ctx.shutdown = token;
+                            ctx.stats.set_state(stats::PipelineState::Starting);
+                            tokio::spawn(pipeline::run(ctx))
+                        }),
+                        on_change: Some(Box::new(move |here| {
+                            if !here {
+                                stats.set_state(stats::PipelineState::Standby);
+                            }
+                        })),
+                    });
                 }
             }
         }
@@ -196,8 +218,16 @@ impl Hub {
                 calendar.clone(),
                 mapping,
             );
-            tracing::info!(events = %config.events_topic, "referral tracker starting");
-            tasks.push(tokio::spawn(desk.clone().run(shutdown.clone())));
+            let tracker = desk.clone();
+            singletons.push(shared::SharedTask {
+                name: "desk:referral_tracker".into(),
+                start: Box::new(move |token| tokio::spawn(tracker.clone().run(token))),
+                on_change: None,
+            });
+            if self.deployment.hub.scale_out {
+                // Instances without the tracker show what it wrote.
+                tasks.push(tokio::spawn(desk.clone().follow(shutdown.clone())));
+            }
             desk_router = Some(crate::desk::web::router(desk.clone()));
             desk_handle = Some(desk);
         }
@@ -213,23 +243,55 @@ impl Hub {
                 tick: std::time::Duration::from_secs(2),
             };
             if let Some(credit) = &self.deployment.credit {
-                tasks.push(tokio::spawn(crate::clocks::run_credit_clock(
-                    keeper.clone(),
-                    credit.clone(),
-                    shutdown.clone(),
-                )));
-                tasks.push(tokio::spawn(crate::clocks::run_blacklist(
-                    keeper.clone(),
-                    credit.clone(),
-                    shutdown.clone(),
-                )));
+                let (k, c) = (keeper.clone(), credit.clone());
+                singletons.push(shared::SharedTask {
+                    name: "clock:credit_publication".into(),
+                    start: Box::new(move |token| {
+                        tokio::spawn(crate::clocks::run_credit_clock(k.clone(), c.clone(), token))
+                    }),
+                    on_change: None,
+                });
+                let (k, c) = (keeper.clone(), credit.clone());
+                singletons.push(shared::SharedTask {
+                    name: "clock:blacklist".into(),
+                    start: Box::new(move |token| {
+                        tokio::spawn(crate::clocks::run_blacklist(k.clone(), c.clone(), token))
+                    }),
+                    on_change: None,
+                });
             }
             if let Some(c) = &self.deployment.commitments {
-                tasks.push(tokio::spawn(crate::clocks::run_commitments(
-                    keeper.clone(),
-                    c.clone(),
-                    shutdown.clone(),
-                )));
+                let (k, c) = (keeper.clone(), c.clone());
+                singletons.push(shared::SharedTask {
+                    name: "clock:commitments".into(),
+                    start: Box::new(move |token| {
+                        tokio::spawn(crate::clocks::run_commitments(k.clone(), c.clone(), token))
+                    }),
+                    on_change: None,
+                });
+            }
+        }
+        if self.deployment.hub.scale_out {
+            for t in &singletons {
+                if let Some(f) = &t.on_change {
+                    f(false);
+                }
+            }
+            let membership = shared::Membership {
+                bus: self.bus.clone(),
+                control_topic: self.deployment.control_topic(),
+                group: format!("duijie-{}-tasks", self.deployment.hub.name),
+                session_timeout: self.deployment.kafka.session_timeout,
+            };
+            tasks.push(tokio::spawn(shared::run(
+                membership,
+                self.deployment.shared_task_names(),
+                singletons,
+                shutdown.clone(),
+            )));
+        } else {
+            for t in singletons {
+                tasks.push((t.start)(shutdown.clone()));
             }
         }
         let observed = observe::Observed {

@@ -79,7 +79,8 @@ impl TestDeployment {
         Self::with_tables(brokers, hub_extra, "", pipelines)
     }
 
-    fn with_tables(brokers: &str, hub_extra: &str, kafka_extra: &str, pipelines: &str) -> Self {
+    /// With extra lines in `[hub]` and `[kafka]`.
+    pub fn with_tables(brokers: &str, hub_extra: &str, kafka_extra: &str, pipelines: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("deploy.toml");
         let cursor_topic = unique("cursors");
