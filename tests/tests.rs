@@ -3,6 +3,7 @@
 
 #![allow(unreachable_pub)]
 
+mod backfill;
 mod cli;
 mod common;
 mod config_errors;

@@ -228,6 +228,16 @@ pub fn field_text(record: &RawValue, field: &str) -> Option<String> {
 
 #[async_trait]
 impl Source for HttpPoll {
+    fn cursor_at(&self, watermark: &str) -> Option<Cursor> {
+        Some(Cursor::new(
+            serde_json::to_value(HttpCursor {
+                watermark: Some(watermark.to_owned()),
+                ..HttpCursor::default()
+            })
+            .ok()?,
+        ))
+    }
+
     async fn open(&mut self, committed: Option<Cursor>) -> Result<(), SourceError> {
         self.caught_up = false;
         self.position = match committed {

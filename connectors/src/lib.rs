@@ -47,6 +47,23 @@ pub trait Source: Send + std::fmt::Debug {
     /// scheduled poll).
     async fn next_batch(&mut self, max_records: usize) -> Result<Option<Batch>, SourceError>;
 
+    /// A cursor that starts reading at `watermark` (the source's own time
+    /// format, e.g. `2026-01-01 00:00:00`), for a backfill; `None` when the
+    /// source cannot start from a time.
+    fn cursor_at(&self, watermark: &str) -> Option<Cursor> {
+        let _ = watermark;
+        None
+    }
+
+    /// The watermark a cursor of this source stands at, if it has one.
+    fn watermark_of(&self, cursor: &Cursor) -> Option<String> {
+        cursor
+            .0
+            .get("watermark")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
+
     /// The batch that ended at `cursor` is durable: every record in it was
     /// acknowledged by the bus and the cursor itself is stored.
     async fn committed(&mut self, cursor: &Cursor) -> Result<(), SourceError> {

@@ -159,6 +159,16 @@ fn fault(doc: &str) -> Option<SourceError> {
 
 #[async_trait]
 impl Source for SoapPoll {
+    fn cursor_at(&self, watermark: &str) -> Option<Cursor> {
+        Some(Cursor::new(
+            serde_json::to_value(KeysetCursor {
+                watermark: Some(watermark.to_owned()),
+                after_id: None,
+            })
+            .ok()?,
+        ))
+    }
+
     async fn open(&mut self, committed: Option<Cursor>) -> Result<(), SourceError> {
         self.caught_up = false;
         self.position = match committed {

@@ -178,6 +178,14 @@ impl SqlPoll {
                         );
                         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(w).bind(id_text(after)).fetch_all(pool).await
                     }
+                    (Some(w), None) => {
+                        // A backfill's start: from this time on, inclusive.
+                        let wt = sql_type(position.watermark_type.as_deref(), "timestamp");
+                        let sql = format!(
+                            "SELECT * FROM {table} WHERE {upd} >= CAST($1 AS {wt}) ORDER BY {upd}, {id} LIMIT {n}"
+                        );
+                        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(w).fetch_all(pool).await
+                    }
                     _ => {
                         let sql = format!("SELECT * FROM {table} WHERE {upd} IS NOT NULL ORDER BY {upd}, {id} LIMIT {n}");
                         sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await
@@ -199,6 +207,10 @@ impl SqlPoll {
                         }
                         .fetch_all(pool)
                         .await
+                    }
+                    (Some(w), None) => {
+                        let sql = format!("SELECT * FROM {table} WHERE {upd} >= ? ORDER BY {upd}, {id} LIMIT {n}");
+                        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(w).fetch_all(pool).await
                     }
                     _ => {
                         let sql = format!("SELECT * FROM {table} WHERE {upd} IS NOT NULL ORDER BY {upd}, {id} LIMIT {n}");
@@ -381,6 +393,16 @@ fn mysql_row_json(row: &sqlx::mysql::MySqlRow) -> Result<Map<String, Value>, Sou
 
 #[async_trait]
 impl Source for SqlPoll {
+    fn cursor_at(&self, watermark: &str) -> Option<Cursor> {
+        Some(Cursor::new(
+            serde_json::to_value(SqlCursor {
+                watermark: Some(watermark.to_owned()),
+                ..SqlCursor::default()
+            })
+            .ok()?,
+        ))
+    }
+
     async fn open(&mut self, committed: Option<Cursor>) -> Result<(), SourceError> {
         self.caught_up = false;
         self.position = match committed {

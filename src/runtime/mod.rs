@@ -2,6 +2,7 @@
 //! pipelines until shutdown. It owns scheduling, retries, acknowledgement,
 //! cursors and counters, once, for every connector.
 
+pub mod backfill;
 pub mod observe;
 pub mod pipeline;
 pub mod push;
@@ -132,6 +133,7 @@ impl Hub {
                 cursors: CursorStore::new(self.deployment.kafka.cursor_topic.clone()),
                 stats: self.stats.pipeline(&p.name),
                 shutdown: shutdown.clone(),
+                backfill: None,
             };
             tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
             match p.source.build()? {

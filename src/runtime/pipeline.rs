@@ -54,6 +54,22 @@ pub struct PipelineContext {
     pub cursors: CursorStore,
     pub stats: Arc<PipelineStats>,
     pub shutdown: CancellationToken,
+    /// A backfill: a bounded re-read of the source's history.
+    pub backfill: Option<Backfill>,
+}
+
+/// A re-read of a source's history, from a time, to a time (or until
+/// caught up), at a bounded rate. Its cursor is stored under the
+/// pipeline's name in the context (`NAME#backfill…`), so that running the
+/// same backfill again resumes it.
+#[derive(Debug, Clone)]
+pub struct Backfill {
+    /// The watermark to start from (source time format).
+    pub from: String,
+    /// Stop once a committed batch reaches past this watermark.
+    pub to: Option<String>,
+    /// Records per second, at most.
+    pub rate: Option<f64>,
 }
 
 impl std::fmt::Debug for PipelineContext {
@@ -102,6 +118,10 @@ pub async fn run(ctx: PipelineContext) {
                 }
                 Err(e) => {
                     ctx.stats.set_failing(&e.to_string());
+                    if ctx.backfill.is_some() {
+                        error!(error = %e, "backfill failed; the same command resumes from its last committed cursor");
+                        return;
+                    }
                     failures += 1;
                     ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff(&ctx.config.retry, failures, None);
@@ -133,13 +153,44 @@ async fn open_source(
         )));
     };
     let total = stored.as_ref().map_or(0, |s| s.records);
-    match &stored {
-        Some(s) => info!(cursor = %s.cursor.0, "resuming from committed cursor"),
-        None => info!("no committed cursor; starting from the beginning"),
-    }
-    source.open(stored.map(|s| s.cursor)).await?;
+    let start = match (stored, &ctx.backfill) {
+        (Some(s), _) => {
+            info!(cursor = %s.cursor.0, "resuming from committed cursor");
+            Some(s.cursor)
+        }
+        (None, Some(b)) => {
+            let Some(c) = source.cursor_at(&b.from) else {
+                return Err(IngestError::Source(SourceError::permanent(format!(
+                    "a `{}` source cannot start from a time; it has no history to backfill",
+                    ctx.config.source.kind()
+                ))));
+            };
+            info!(from = %b.from, "backfill starting");
+            Some(c)
+        }
+        (None, None) => {
+            info!("no committed cursor; starting from the beginning");
+            None
+        }
+    };
+    source.open(start).await?;
     ctx.stats.set_state(super::stats::PipelineState::Running);
     Ok((source, total))
+}
+
+/// Holds a backfill to `rate` records per second (counting what it
+/// fetched since it started here).
+async fn pace(ctx: &PipelineContext, rate: f64) {
+    let fetched = PipelineStats::get(&ctx.stats.fetched) as f64;
+    let started = ctx.stats.started_ms();
+    let due_ms = started + (fetched / rate * 1000.0) as i64;
+    let wait = due_ms - chrono::Utc::now().timestamp_millis();
+    if wait > 0 {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+        }
+    }
 }
 
 /// Waits for the next scheduled poll; false on shutdown.
@@ -576,11 +627,27 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                     break 'polls;
                 }
                 let Some(batch) = fetch(ctx, source.as_mut()).await else {
+                    if ctx.backfill.is_some() {
+                        info!("backfill caught up with the source");
+                        break 'polls;
+                    }
                     break;
                 };
                 let fetched = std::time::Instant::now();
                 PipelineStats::add(&ctx.stats.fetched, batch.len() as u64);
                 PipelineStats::add(&ctx.stats.batches, 1);
+                let past_end = ctx
+                    .backfill
+                    .as_ref()
+                    .and_then(|b| b.to.as_deref())
+                    .is_some_and(|to| {
+                        source
+                            .watermark_of(&batch.cursor)
+                            .is_some_and(|w| w.as_str() > to)
+                    });
+                if let Some(rate) = ctx.backfill.as_ref().and_then(|b| b.rate) {
+                    pace(ctx, rate).await;
+                }
                 // Backpressure: waits while too many batches are unacknowledged.
                 let permit = tokio::select! {
                     p = in_flight.clone().acquire_owned() => p.expect("semaphore is never closed"),
@@ -603,6 +670,10 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                 };
                 if inflight_tx.send(inflight).is_err() {
                     break 'polls; // the acknowledger stopped on an error
+                }
+                if past_end {
+                    info!("backfill reached its end");
+                    break 'polls;
                 }
             }
             // Caught up: wait for the next poll, handling durability meanwhile.

@@ -84,6 +84,10 @@ pub struct PipelineStats {
     pub batch_latency: Latency,
     state: AtomicU8,
     last_error: std::sync::Mutex<Option<String>>,
+    /// The source watermark of the last committed cursor, if it has one.
+    watermark: std::sync::Mutex<Option<String>>,
+    /// When these counters started (epoch ms; 0 until first asked).
+    started_ms: AtomicI64,
 }
 
 impl PipelineStats {
@@ -111,6 +115,26 @@ impl PipelineStats {
         self.state
             .store(PipelineState::Failing as u8, Ordering::Relaxed);
         *self.last_error.lock().expect("error lock") = Some(error.to_owned());
+    }
+
+    pub fn set_watermark(&self, w: &str) {
+        *self.watermark.lock().expect("watermark lock") = Some(w.to_owned());
+    }
+
+    pub fn watermark(&self) -> Option<String> {
+        self.watermark.lock().expect("watermark lock").clone()
+    }
+
+    /// When counting started: the first call fixes it.
+    pub fn started_ms(&self) -> i64 {
+        let now = chrono::Utc::now().timestamp_millis();
+        match self
+            .started_ms
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => now,
+            Err(t) => t,
+        }
     }
 
     pub fn last_error(&self) -> Option<String> {
