@@ -14,5 +14,6 @@ mod http_poll;
 mod ingest;
 mod ops;
 mod push;
+mod reload;
 mod scale_out;
 mod systems;

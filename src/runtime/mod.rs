@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod observe;
 pub mod pipeline;
 pub mod push;
+pub mod reload;
 pub mod retry;
 pub mod shared;
 pub mod stats;
@@ -85,6 +86,17 @@ impl Hub {
     /// Runs the named pipelines (all when `only` is empty) until `shutdown`
     /// is cancelled, then lets each finish its in-flight batches.
     pub async fn run(&self, only: &[String], shutdown: CancellationToken) -> Result<()> {
+        self.run_reloadable(only, shutdown, None).await
+    }
+
+    /// [`Hub::run`], taking new configurations from `reloads` while it
+    /// runs (see [`reload`]).
+    pub async fn run_reloadable(
+        &self,
+        only: &[String],
+        shutdown: CancellationToken,
+        reloads: Option<tokio::sync::mpsc::Receiver<reload::Reload>>,
+    ) -> Result<()> {
         if self.deployment.hub.scale_out && !only.is_empty() {
             bail!(
                 "with [hub] scale_out the instances share every pipeline; --pipeline cannot pick some"
@@ -115,26 +127,9 @@ impl Hub {
                 continue;
             }
             let mapping = self.mappings.get(&p.mapping).expect("checked at load");
-            let encoding = match &registry {
-                None => Encoding::SingleObject,
-                Some(r) => Encoding::Confluent {
-                    schema_id: r
-                        .register(&p.topic, &mapping.schema.json)
-                        .await
-                        .with_context(|| format!("registering the schema of `{}`", p.topic))?,
-                },
-            };
-            let ctx = PipelineContext {
-                config: p.clone(),
-                mapping,
-                encoding,
-                bus: self.bus.clone(),
-                producer: producer.clone(),
-                cursors: CursorStore::new(self.deployment.kafka.cursor_topic.clone()),
-                stats: self.stats.pipeline(&p.name),
-                shutdown: shutdown.clone(),
-                backfill: None,
-            };
+            let ctx = self
+                .pipeline_context(p, mapping, registry.as_ref(), &producer, &shutdown)
+                .await?;
             tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
             match p.source.build()? {
                 duijie_connectors::registry::BuiltSource::Push(webhook) => {
@@ -145,12 +140,7 @@ impl Hub {
                     let stats = ctx.stats.clone();
                     singletons.push(shared::SharedTask {
                         name: format!("pipeline:{}", p.name),
-                        start: Box::new(move |token| {
-                            let mut ctx = ctx.clone();
-                            ctx.shutdown = token;
-                            ctx.stats.set_state(stats::PipelineState::Starting);
-                            tokio::spawn(pipeline::run(ctx))
-                        }),
+                        start: starter(ctx),
                         on_change: Some(Box::new(move |here| {
                             if !here {
                                 stats.set_state(stats::PipelineState::Standby);
@@ -291,9 +281,25 @@ impl Hub {
                 singletons,
                 shutdown.clone(),
             )));
-        } else {
+            singletons = Vec::new();
+        }
+        // Without scale-out the poll pipelines run here, each swappable on
+        // a reload; the other singletons simply run.
+        let mut pipelines = reload::Running::default();
+        {
             for t in singletons {
-                tasks.push((t.start)(shutdown.clone()));
+                match t.name.strip_prefix("pipeline:") {
+                    Some(name) => {
+                        let fingerprint = reload::fingerprint(
+                            self.deployment
+                                .pipeline(name)
+                                .expect("a configured pipeline"),
+                            &self.deployment.hub.mappings,
+                        );
+                        pipelines.start(name, fingerprint, &t.start, &shutdown);
+                    }
+                    None => tasks.push((t.start)(shutdown.clone())),
+                }
             }
         }
         let observed = observe::Observed {
@@ -352,6 +358,31 @@ impl Hub {
                 }
             }));
         }
+        if let Some(mut reloads) = reloads {
+            if self.deployment.hub.scale_out {
+                tracing::warn!(
+                    "with [hub] scale_out a changed configuration needs a restart of each instance; reloads are ignored"
+                );
+            }
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    r = reloads.recv() => match r {
+                        Some(r) if !self.deployment.hub.scale_out => {
+                            let ctx = reload::Swap {
+                                hub: self,
+                                producer: &producer,
+                                shutdown: &shutdown,
+                            };
+                            ctx.apply(r, &mut pipelines).await;
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                }
+            }
+        }
+        pipelines.stop_all().await;
         for t in tasks {
             let _ = t.await;
         }
@@ -363,12 +394,58 @@ impl Hub {
     }
 }
 
+/// Starts a poll pipeline under a given token.
+pub(crate) fn starter(ctx: PipelineContext) -> shared::Starter {
+    Box::new(move |token| {
+        let mut ctx = ctx.clone();
+        ctx.shutdown = token;
+        ctx.stats.set_state(stats::PipelineState::Starting);
+        tokio::spawn(pipeline::run(ctx))
+    })
+}
+
+impl Hub {
+    /// What a pipeline needs to run: its mapping, encoding (registering its
+    /// schema when a registry is configured), producer, cursors, counters.
+    pub(crate) async fn pipeline_context(
+        &self,
+        p: &crate::config::PipelineConfig,
+        mapping: std::sync::Arc<crate::mapping::Mapping>,
+        registry: Option<&RegistryClient>,
+        producer: &rdkafka::producer::FutureProducer,
+        shutdown: &CancellationToken,
+    ) -> Result<PipelineContext> {
+        let encoding = match registry {
+            None => Encoding::SingleObject,
+            Some(r) => Encoding::Confluent {
+                schema_id: r
+                    .register(&p.topic, &mapping.schema.json)
+                    .await
+                    .with_context(|| format!("registering the schema of `{}`", p.topic))?,
+            },
+        };
+        Ok(PipelineContext {
+            config: p.clone(),
+            mapping,
+            encoding,
+            bus: self.bus.clone(),
+            producer: producer.clone(),
+            cursors: CursorStore::new(self.deployment.kafka.cursor_topic.clone()),
+            stats: self.stats.pipeline(&p.name),
+            shutdown: shutdown.clone(),
+            backfill: None,
+        })
+    }
+}
+
 /// `duijie run`: the deployment until SIGTERM or Ctrl-C.
 pub async fn run_deployment(deployment: Deployment, only: Vec<String>) -> Result<()> {
+    let file = deployment.file.clone();
     let hub = Hub::load(deployment)?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    hub.run(&only, shutdown).await
+    let reloads = reload::watch(file, hub.deployment.hub.mappings.clone(), shutdown.clone());
+    hub.run_reloadable(&only, shutdown, Some(reloads)).await
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

@@ -1,0 +1,308 @@
+//! Hot reload: on SIGHUP, or when the deployment file or a mapping file
+//! changes, the new configuration is loaded and checked in full (file,
+//! schemas, mappings, references) first. A bad one is reported and the
+//! running configuration stays. A good one swaps only the poll pipelines
+//! whose configuration or mapping changed: the old one stops after its
+//! in-flight batches are acknowledged and its cursor committed, the new
+//! one resumes from that cursor — no record is lost or read twice.
+//! Pipelines added start; pipelines removed stop. Changes elsewhere
+//! (webhook sources, push pipelines, the desk, `[kafka]`, `[http]`) are
+//! reported as needing a restart.
+
+use super::shared::Starter;
+use super::{Hub, RegistryClient, starter};
+use crate::config::{Deployment, PipelineConfig};
+use crate::mapping::MappingSet;
+use rdkafka::producer::FutureProducer;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A new configuration, checked.
+#[derive(Debug)]
+pub struct Reload {
+    pub deployment: Deployment,
+    pub mappings: MappingSet,
+}
+
+/// What a pipeline is: its configuration, and its mapping file and the
+/// code tables (a change to either swaps it).
+pub fn fingerprint(p: &PipelineConfig, mappings_dir: &Path) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{p:?}").as_bytes());
+    for file in [
+        mappings_dir.join(format!("{}.yaml", p.mapping)),
+        mappings_dir.join(format!("{}.yml", p.mapping)),
+    ] {
+        if let Ok(bytes) = std::fs::read(&file) {
+            h.update(&bytes);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(mappings_dir.join("codes")) {
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            if let Ok(bytes) = std::fs::read(&f) {
+                h.update(&bytes);
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// The poll pipelines running here.
+#[derive(Debug, Default)]
+pub struct Running {
+    map: BTreeMap<String, (String, CancellationToken, JoinHandle<()>)>,
+}
+
+impl Running {
+    pub fn start(
+        &mut self,
+        name: &str,
+        fingerprint: String,
+        start: &Starter,
+        shutdown: &CancellationToken,
+    ) {
+        let token = shutdown.child_token();
+        let handle = start(token.clone());
+        self.map
+            .insert(name.to_owned(), (fingerprint, token, handle));
+    }
+
+    /// Stops a pipeline; returns once its in-flight batches are settled.
+    pub async fn stop(&mut self, name: &str) {
+        if let Some((_, token, handle)) = self.map.remove(name) {
+            token.cancel();
+            let _ = handle.await;
+        }
+    }
+
+    pub async fn stop_all(&mut self) {
+        let names: Vec<String> = self.map.keys().cloned().collect();
+        for n in names {
+            self.stop(&n).await;
+        }
+    }
+
+    fn fingerprint(&self, name: &str) -> Option<&str> {
+        self.map.get(name).map(|(f, _, _)| f.as_str())
+    }
+}
+
+/// Applies reloads to a running hub.
+pub(super) struct Swap<'a> {
+    pub hub: &'a Hub,
+    pub producer: &'a FutureProducer,
+    pub shutdown: &'a CancellationToken,
+}
+
+impl Swap<'_> {
+    pub(super) async fn apply(&self, reload: Reload, running: &mut Running) {
+        let old = &self.hub.deployment;
+        let new = &reload.deployment;
+        // What a reload does not swap.
+        let mut restart = Vec::new();
+        let section = |name: &str, a: String, b: String, restart: &mut Vec<String>| {
+            if a != b {
+                restart.push(name.to_owned());
+            }
+        };
+        section(
+            "[kafka]",
+            format!("{:?}", old.kafka),
+            format!("{:?}", new.kafka),
+            &mut restart,
+        );
+        section(
+            "[http]",
+            format!("{:?}", old.http),
+            format!("{:?}", new.http),
+            &mut restart,
+        );
+        section(
+            "[hub]",
+            format!("{:?}", old.hub),
+            format!("{:?}", new.hub),
+            &mut restart,
+        );
+        section(
+            "[deliveries]",
+            format!("{:?}", old.deliveries),
+            format!("{:?}", new.deliveries),
+            &mut restart,
+        );
+        section(
+            "[credit]",
+            format!("{:?}", old.credit),
+            format!("{:?}", new.credit),
+            &mut restart,
+        );
+        section(
+            "[commitments]",
+            format!("{:?}", old.commitments),
+            format!("{:?}", new.commitments),
+            &mut restart,
+        );
+        section(
+            "[desk]",
+            format!("{:?}", old.desk.as_ref().map(|d| &d.events_topic)),
+            format!("{:?}", new.desk.as_ref().map(|d| &d.events_topic)),
+            &mut restart,
+        );
+        let pushed = |d: &Deployment| -> BTreeMap<String, String> {
+            d.pipelines
+                .iter()
+                .filter(|p| p.source.is_push())
+                .map(|p| (p.name.clone(), format!("{p:?}")))
+                .collect()
+        };
+        if pushed(old) != pushed(new) {
+            restart.push("webhook pipelines".into());
+        }
+
+        let dir = &new.hub.mappings;
+        let wanted: BTreeMap<&str, &PipelineConfig> = new
+            .pipelines
+            .iter()
+            .filter(|p| !p.source.is_push())
+            .map(|p| (p.name.as_str(), p))
+            .collect();
+        let (mut kept, mut swapped, mut added, mut removed) = (0, 0, 0, 0);
+        let current: Vec<String> = running.map.keys().cloned().collect();
+        for name in current {
+            if !wanted.contains_key(name.as_str()) {
+                tracing::info!(pipeline = %name, "removed from the configuration; stopping");
+                running.stop(&name).await;
+                removed += 1;
+            }
+        }
+        if let Err(e) = self.hub.bus.ensure_topics(&new.topics()).await {
+            tracing::error!(error = %e, "reload: creating the new topics failed; the running pipelines stay");
+            return;
+        }
+        let registry = new
+            .kafka
+            .schema_registry
+            .as_deref()
+            .map(RegistryClient::new);
+        for (name, p) in wanted {
+            let fp = fingerprint(p, dir);
+            let before = running.fingerprint(name).map(str::to_owned);
+            if before.as_deref() == Some(fp.as_str()) {
+                kept += 1;
+                continue;
+            }
+            let Some(mapping) = reload.mappings.get(&p.mapping) else {
+                continue; // checked when loading
+            };
+            let ctx = match self
+                .hub
+                .pipeline_context(p, mapping, registry.as_ref(), self.producer, self.shutdown)
+                .await
+            {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    tracing::error!(pipeline = %name, error = %e, "reload: the pipeline cannot start; the old one stays");
+                    continue;
+                }
+            };
+            if before.is_some() {
+                tracing::info!(pipeline = %name, "changed; swapping after its in-flight batches");
+                running.stop(name).await;
+                swapped += 1;
+            } else {
+                tracing::info!(pipeline = %name, "added; starting");
+                added += 1;
+            }
+            running.start(name, fp, &starter(ctx), self.shutdown);
+        }
+        tracing::info!(kept, swapped, added, removed, "configuration reloaded");
+        if !restart.is_empty() {
+            tracing::warn!(sections = ?restart, "these changes take effect at the next restart");
+        }
+    }
+}
+
+/// Files whose change triggers a reload, with their modification times.
+fn stamps(file: &Path, mappings: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
+    let mut files = vec![file.to_path_buf()];
+    for dir in [mappings.to_path_buf(), mappings.join("codes")] {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let t = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
+            (f, t)
+        })
+        .collect()
+}
+
+/// Watches for SIGHUP and for changes to the deployment file and the
+/// mapping files; sends each new configuration that checks out. A bad one
+/// is logged with its errors and not sent.
+pub fn watch(
+    file: PathBuf,
+    mappings: PathBuf,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<Reload> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler; reloads on file changes only");
+                return;
+            }
+        };
+        let mut seen = stamps(&file, &mappings);
+        loop {
+            let why = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hup.recv() => "SIGHUP",
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                    let now = stamps(&file, &mappings);
+                    if now == seen { continue; }
+                    seen = now;
+                    "a configuration file changed"
+                }
+            };
+            tracing::info!(why, file = %file.display(), "reloading the configuration");
+            match check(&file) {
+                Ok(reload) => {
+                    if tx.send(reload).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the new configuration is refused; the running one stays")
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Loads and checks a deployment the way `duijie run` would.
+fn check(file: &Path) -> Result<Reload, String> {
+    let deployment = Deployment::load(file).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    let hub = Hub::load(deployment).map_err(|e| format!("{e:#}"))?;
+    Ok(Reload {
+        deployment: hub.deployment,
+        mappings: hub.mappings,
+    })
+}

@@ -1,0 +1,140 @@
+//! Hot reload: a bad configuration is refused and the running one keeps
+//! working; a good one swaps only the pipelines that changed, starts the
+//! added ones, and loses nothing in flight.
+
+use crate::common::*;
+use std::time::Duration;
+
+fn pipeline(name: &str, topic: &str, batch_size: &str) -> String {
+    format!(
+        r#"
+[pipelines.{name}]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "{topic}"
+schedule = "* * * * * *"
+batch_size = {batch_size}
+
+[pipelines.{name}.source]
+kind = "file_drop"
+dir = "{name}"
+layout = "jsonl"
+settle = "0s"
+"#
+    )
+}
+
+fn drop_file(d: &TestDeployment, dir: &str, name: &str, n: usize, seed: u64) -> Vec<String> {
+    let text = generated_cases(n, seed)
+        .replace("\"taskNum\":\"YC", &format!("\"taskNum\":\"{dir}{seed}-"));
+    std::fs::create_dir_all(d.path(dir)).unwrap();
+    let part = d.path(&format!("{dir}/{name}.part"));
+    std::fs::write(&part, &text).unwrap();
+    std::fs::rename(&part, d.path(&format!("{dir}/{name}.jsonl"))).unwrap();
+    urban_keys(&text)
+}
+
+#[test]
+fn a_reload_swaps_what_changed_and_refuses_what_is_broken() {
+    let port = free_port();
+    let (ta, tb, tb2, tc) = (unique("t.a"), unique("t.b"), unique("t.b2"), unique("t.c"));
+    let http = format!("[http]\nlisten = \"127.0.0.1:{port}\"\n");
+    let d = TestDeployment::new(
+        &brokers(),
+        &format!(
+            "{http}{}{}",
+            pipeline("a", &ta, "100"),
+            pipeline("b", &tb, "100")
+        ),
+    );
+    let original = std::fs::read_to_string(&d.file).unwrap();
+    let hub = d.spawn();
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(&addr);
+    let mut a_keys = drop_file(&d, "a", "one", 300, 1);
+    drop_file(&d, "b", "one", 300, 2);
+    wait_until(Duration::from_secs(60), "the first files", || {
+        read(&d.brokers, &ta, false).len() == 300 && read(&d.brokers, &tb, false).len() == 300
+    });
+
+    // Broken: refused, and the running pipelines go on.
+    std::fs::write(
+        &d.file,
+        original.replace(
+            "batch_size = 100\n\n[pipelines.b.source]",
+            "batch_size = \"many\"\n\n[pipelines.b.source]",
+        ),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    a_keys.extend(drop_file(&d, "a", "two", 200, 3));
+    wait_until(Duration::from_secs(30), "pipeline a still running", || {
+        read(&d.brokers, &ta, false).len() == 500
+    });
+
+    // Good: b moves to another topic, c is added, a is untouched; a file
+    // arriving in a meanwhile is not lost.
+    let good = format!(
+        "{http}{}{}{}",
+        pipeline("a", &ta, "100"),
+        pipeline("b", &tb2, "100"),
+        pipeline("c", &tc, "50")
+    );
+    let text = original.split("[http]").next().unwrap().to_owned() + &good;
+    a_keys.extend(drop_file(&d, "a", "three", 2_000, 4));
+    std::fs::write(&d.file, text).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &hub.id().to_string()])
+        .status();
+    wait_until(Duration::from_secs(30), "pipeline c running", || {
+        get_json(&format!("http://{addr}/ready"))["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pipeline"] == "c" && p["state"] == "running")
+    });
+    let b_keys = drop_file(&d, "b", "two", 100, 5);
+    let c_keys = drop_file(&d, "c", "one", 100, 6);
+    wait_until(
+        Duration::from_secs(60),
+        "b on its new topic and c on its own",
+        || read(&d.brokers, &tb2, false).len() == 100 && read(&d.brokers, &tc, false).len() == 100,
+    );
+    assert_eq!(
+        read(&d.brokers, &tb, false).len(),
+        300,
+        "b wrote to its old topic after the swap"
+    );
+    let mut got_b: Vec<String> = read(&d.brokers, &tb2, false)
+        .iter()
+        .map(|r| r.key_str())
+        .collect();
+    let mut want_b = b_keys.clone();
+    got_b.sort();
+    want_b.sort();
+    assert_eq!(got_b, want_b);
+    assert_eq!(read(&d.brokers, &tc, false).len(), c_keys.len());
+    wait_until(Duration::from_secs(60), "all of a", || {
+        read(&d.brokers, &ta, false).len() >= a_keys.len()
+    });
+    let a_records = read(&d.brokers, &ta, false);
+    assert_eq!(
+        a_records.len(),
+        a_keys.len(),
+        "pipeline a lost or repeated records across the reloads"
+    );
+
+    let log = terminate(hub);
+    assert!(log.contains("the new configuration is refused"), "{log}");
+    assert!(
+        log.contains("batch_size"),
+        "the refusal does not say what is wrong: {log}"
+    );
+    assert!(
+        log.contains("configuration reloaded")
+            && log.contains("kept=1")
+            && log.contains("swapped=1")
+            && log.contains("added=1"),
+        "{log}"
+    );
+}
