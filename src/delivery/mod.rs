@@ -314,6 +314,7 @@ impl Delivery {
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let mut pending: Vec<(Incoming, Outgoing)> = Vec::new();
+        let mut receipts = Vec::new();
         for incoming in records {
             if let Some(select) = &self.config.select
                 && !select.holds(&incoming.record)
@@ -324,8 +325,15 @@ impl Delivery {
                 Ok(Some(out)) => pending.push((incoming, out)),
                 Ok(None) => {}
                 Err(reason) => {
-                    self.settle(&incoming, None, Outcome::Rejected, 0, Some(reason))
-                        .await?;
+                    self.settle(
+                        &incoming,
+                        None,
+                        Outcome::Rejected,
+                        0,
+                        Some(reason),
+                        &mut receipts,
+                    )
+                    .await?;
                 }
             }
         }
@@ -351,10 +359,25 @@ impl Delivery {
             let chunk = &pending[i..j];
             let results = self.deliver_with_retry(chunk, shutdown).await?;
             for ((incoming, out), (outcome, attempts, reason)) in chunk.iter().zip(results) {
-                self.settle(incoming, Some(out), outcome, attempts, reason)
-                    .await?;
+                self.settle(
+                    incoming,
+                    Some(out),
+                    outcome,
+                    attempts,
+                    reason,
+                    &mut receipts,
+                )
+                .await?;
             }
             i = j;
+        }
+        // Every receipt acknowledged before the caller commits the offsets.
+        for f in receipts {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(format!("writing a receipt: {e}")),
+                Err(_) => return Err("the producer dropped a receipt".into()),
+            }
         }
         Ok(())
     }
@@ -430,6 +453,7 @@ impl Delivery {
         outcome: Outcome,
         attempts: u32,
         reason: Option<String>,
+        receipts: &mut Vec<rdkafka::producer::DeliveryFuture>,
     ) -> Result<(), String> {
         let counter = match outcome {
             Outcome::Delivered => &self.stats.delivered,
@@ -483,7 +507,29 @@ impl Delivery {
         };
         let body = serde_json::to_vec(&receipt).expect("receipts serialize");
         let k = format!("{}:{}", self.name, receipt.record_id);
-        self.send(&self.topics.receipts, &k, &body).await
+        // Enqueued here, acknowledged before the round's offsets are
+        // committed (see `deliver_partition`).
+        let mut record = FutureRecord::to(&self.topics.receipts)
+            .key(&k)
+            .payload(&body);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(f) => {
+                    receipts.push(f);
+                    return Ok(());
+                }
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(format!("writing to {}: {e}", self.topics.receipts)),
+            }
+        }
     }
 
     async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<(), String> {

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 
-/// A latency histogram in seconds, 5 ms to about 80 s.
+/// A latency histogram in seconds, 1 ms to about 2 minutes in steps of 50%.
 #[derive(Debug)]
 pub struct Latency(pub Histogram);
 
 impl Default for Latency {
     fn default() -> Self {
-        Self(Histogram::new(exponential_buckets(0.005, 2.0, 15)))
+        Self(Histogram::new(exponential_buckets(0.001, 1.5, 30)))
     }
 }
 

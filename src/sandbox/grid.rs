@@ -149,7 +149,9 @@ impl GridSystem {
         }
     }
 
-    /// Pushes one urgent event every `every` until `shutdown`.
+    /// Pushes one urgent event every `every` until `shutdown`, on a fixed
+    /// schedule (each push on its own task, so a slow answer does not
+    /// slow the rate: 1 ms means 1,000 events a second).
     pub async fn push_urgent_events(self, shutdown: tokio_util::sync::CancellationToken) {
         let Some(target) = self.webhook.clone() else {
             return;
@@ -158,10 +160,13 @@ impl GridSystem {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("HTTP client");
+        let mut tick = tokio::time::interval(target.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(target.every) => {}
+                _ = tick.tick() => {}
             }
             let event = {
                 let mut state = self.state.lock().expect("grid lock");
@@ -170,34 +175,50 @@ impl GridSystem {
                 event
             };
             let body = serde_json::to_vec(&event).expect("events serialize");
-            // Delivered at least once: retried until the hub answers.
-            for attempt in 0..20u32 {
-                let ts = chrono::Utc::now().timestamp();
-                let signature = duijie_connectors::webhook::sign(&target.secret, ts, &body);
-                self.pushes.sent.fetch_add(1, Ordering::Relaxed);
-                let result = client
-                    .post(&target.url)
-                    .header("Content-Type", "application/json; charset=utf-8")
-                    .header("X-Timestamp", ts.to_string())
-                    .header("X-Signature", signature)
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match result {
-                    Ok(r) if r.status().is_success() => {
-                        self.pushes.accepted.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Ok(r) if r.status().is_client_error() => {
-                        self.pushes.refused.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    _ => {
-                        self.pushes.failed.fetch_add(1, Ordering::Relaxed);
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))) => {}
-                        }
+            let (system, client, target, shutdown) = (
+                self.clone(),
+                client.clone(),
+                target.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move { system.push(&client, &target, body, &shutdown).await });
+        }
+    }
+
+    /// One push, delivered at least once: retried until the hub answers.
+    async fn push(
+        &self,
+        client: &reqwest::Client,
+        target: &WebhookTarget,
+        body: Vec<u8>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) {
+        for attempt in 0..20u32 {
+            let ts = chrono::Utc::now().timestamp();
+            let signature = duijie_connectors::webhook::sign(&target.secret, ts, &body);
+            self.pushes.sent.fetch_add(1, Ordering::Relaxed);
+            let result = client
+                .post(&target.url)
+                .header("Content-Type", "application/json; charset=utf-8")
+                .header("X-Timestamp", ts.to_string())
+                .header("X-Signature", signature)
+                .body(body.clone())
+                .send()
+                .await;
+            match result {
+                Ok(r) if r.status().is_success() => {
+                    self.pushes.accepted.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(r) if r.status().is_client_error() => {
+                    self.pushes.refused.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                _ => {
+                    self.pushes.failed.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))) => {}
                     }
                 }
             }
