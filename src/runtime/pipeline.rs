@@ -596,6 +596,9 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                     .stats
                     .batch_latency
                     .observe_ms(batch.fetched.elapsed().as_millis() as i64);
+                if let Some(w) = batch.cursor.0.get("watermark").and_then(|w| w.as_str()) {
+                    ack_ctx.stats.set_watermark(w);
+                }
                 ack_ctx
                     .stats
                     .last_commit_ms
