@@ -94,7 +94,10 @@ page_size = 50
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(printed.contains("done"), "{printed}");
-    assert!(printed.contains("at 2026-01-02 12:"), "the backfill does not say where it stopped: {printed}");
+    assert!(
+        printed.contains("at 2026-01-02 12:"),
+        "the backfill does not say where it stopped: {printed}"
+    );
 
     // Rows 721..=2161 are 12:00 on the 1st to 12:00 on the 2nd.
     let mut seen: BTreeMap<i64, usize> = BTreeMap::new();

@@ -358,7 +358,12 @@ impl Hub {
                 }
             }));
         }
-        if let Some(mut reloads) = reloads {
+        // Run until shutdown, taking reloads meanwhile.
+        let mut reloads = reloads;
+        if reloads.is_none() {
+            shutdown.cancelled().await;
+        }
+        if let Some(reloads) = reloads.as_mut() {
             if self.deployment.hub.scale_out {
                 tracing::warn!(
                     "with [hub] scale_out a changed configuration needs a restart of each instance; reloads are ignored"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Soak: the whole Yichang deployment — six systems from the sandbox with
+# faults on (HTTP 500s, slow answers, duplicated rows), webhook pushes,
+# every push pipeline — for MINUTES (default 20) against a Tansu broker,
+# then reconciled:
+#   - per pipeline, records fetched = records on the topic + dead letters;
+#   - per push pipeline, every record consumed is receipted: delivered,
+#     refused or failed (both dead-lettered), or not sent by policy;
+#   - the resident set at the end is not above the one a quarter in (+20%).
+# Not part of the test command. Usage: scripts/soak.sh [MINUTES]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+minutes=${1:-20}
+cargo build --release -q
+bin=${CARGO_TARGET_DIR:-target}/release/duijie
+kport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+work=$(mktemp -d)
+tansu broker --listener-url "tcp://127.0.0.1:${kport}" --advertised-listener-url "tcp://127.0.0.1:${kport}" \
+  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
+tansu_pid=$!
+trap 'kill "$tansu_pid" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+sleep 1
+echo "soaking for ${minutes} min (log in $work) …"
+"$bin" demo --brokers "127.0.0.1:${kport}" --seconds $((minutes * 60)) >"$work/summary.txt" 2>"$work/demo.log" &
+pid=$!
+: >"$work/rss.txt"
+while kill -0 "$pid" 2>/dev/null; do
+  awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null >>"$work/rss.txt" || true
+  sleep 5
+done
+wait "$pid"
+python3 - "$work/summary.txt" "$work/rss.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+ok = True
+print(text[text.find("Pipelines"):text.find("Alerts")].rstrip())
+for m in re.finditer(r"^\s+(\S+)\s+fetched\s+(\d+)\s+delivered\s+(\d+)\s+dead-lettered\s+(\d+)", text, re.M):
+    name, fetched, delivered, dlq = m.group(1), *map(int, m.groups()[1:])
+    if fetched != delivered + dlq:
+        ok = False
+        print(f"MISMATCH {name}: fetched {fetched} != {delivered} on the topic + {dlq} dead letters")
+pushes = re.findall(r"^\s+(\S+)\s+delivered\s+(\d+)\s+refused\s+(\d+)\s+failed\s+(\d+)\s+not sent\s+(\d+)", text, re.M)
+print(f"{len(pushes)} push pipelines, every outcome receipted (delivered / refused / failed / not sent)")
+rss = [int(l) for l in open(sys.argv[2]) if l.strip()]
+if rss:
+    quarter, last = rss[len(rss) // 4], rss[-1]
+    print(f"resident set: {quarter / 1024:.0f} MB a quarter in, {last / 1024:.0f} MB at the end, peak {max(rss) / 1024:.0f} MB")
+    if last > quarter * 1.2:
+        ok = False
+        print("MEMORY GREW")
+print("soak: OK" if ok else "soak: FAILED")
+sys.exit(0 if ok else 1)
+PY
