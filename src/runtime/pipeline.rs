@@ -401,6 +401,7 @@ pub(super) async fn produce_prepared(
                 &payload_sha256,
                 &raw.origin,
             );
+            debug!(record_id = %key, origin = %raw.origin, "record produced");
             let record = FutureRecord::to(&ctx.config.topic)
                 .key(key.as_str())
                 .payload(body.as_slice())
@@ -415,6 +416,7 @@ pub(super) async fn produce_prepared(
             let provenance = provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload);
             let key = provenance.origin.clone();
             let reason = reject.to_string();
+            debug!(origin = %raw.origin, %reason, "record dead-lettered");
             let letter = dead_letter(
                 &raw.payload,
                 false,
