@@ -3,9 +3,11 @@
 # faults on (HTTP 500s, slow answers, duplicated rows), webhook pushes,
 # every push pipeline — for MINUTES (default 20) against a Tansu broker,
 # then reconciled:
-#   - per pipeline, records fetched = records on the topic + dead letters;
-#   - per push pipeline, every record consumed is receipted: delivered,
-#     refused or failed (both dead-lettered), or not sent by policy;
+#   - per pipeline, records fetched = records read back from its topic +
+#     dead letters read back from its DLQ (by their provenance headers);
+#   - per push pipeline, every record settled (delivered, refused, failed,
+#     not sent by policy) has exactly one receipt on the receipts topic, and
+#     every refused or failed one a dead letter;
 #   - the resident set at the end is not above the one a quarter in (+20%).
 # Not part of the test command. Usage: scripts/soak.sh [MINUTES]
 set -euo pipefail
@@ -35,13 +37,30 @@ import re, sys
 text = open(sys.argv[1]).read()
 ok = True
 print(text[text.find("Pipelines"):text.find("Alerts")].rstrip())
-for m in re.finditer(r"^\s+(\S+)\s+fetched\s+(\d+)\s+delivered\s+(\d+)\s+dead-lettered\s+(\d+)", text, re.M):
-    name, fetched, delivered, dlq = m.group(1), *map(int, m.groups()[1:])
-    if fetched != delivered + dlq:
+pattern = r"^\s+(\S+)\s+fetched\s+(\d+)\s+delivered\s+(\d+)\s+dead-lettered\s+(\d+)\s+on topic\s+(\d+)\s+in DLQ\s+(\d+)"
+for m in re.finditer(pattern, text, re.M):
+    name, fetched, delivered, dlq, on_topic, in_dlq = m.group(1), *map(int, m.groups()[1:])
+    if fetched != on_topic + in_dlq:
         ok = False
-        print(f"MISMATCH {name}: fetched {fetched} != {delivered} on the topic + {dlq} dead letters")
-pushes = re.findall(r"^\s+(\S+)\s+delivered\s+(\d+)\s+refused\s+(\d+)\s+failed\s+(\d+)\s+not sent\s+(\d+)", text, re.M)
-print(f"{len(pushes)} push pipelines, every outcome receipted (delivered / refused / failed / not sent)")
+        print(f"MISMATCH {name}: fetched {fetched} != {on_topic} read back from the topic + {in_dlq} from the DLQ")
+    if (delivered, dlq) != (on_topic, in_dlq):
+        ok = False
+        print(f"MISMATCH {name}: acknowledged {delivered} + {dlq}, read back {on_topic} + {in_dlq}")
+pattern = r"^\s+(\S+)\s+delivered\s+(\d+)\s+refused\s+(\d+)\s+failed\s+(\d+)\s+not sent\s+(\d+)\s+receipts\s+(\d+)\s+twice\s+(\d+)\s+dead letters\s+(\d+)"
+pushes = 0
+for m in re.finditer(pattern, text, re.M):
+    pushes += 1
+    name, delivered, refused, failed, not_sent, receipts, twice, letters = m.group(1), *map(int, m.groups()[1:])
+    settled = delivered + refused + failed + not_sent
+    if receipts != settled or twice != 0:
+        ok = False
+        print(f"MISMATCH {name}: {settled} settled, {receipts} receipts read back ({twice} for the same record)")
+    if letters != refused + failed:
+        ok = False
+        print(f"MISMATCH {name}: {refused} refused + {failed} failed, {letters} dead letters read back")
+print(f"{pushes} push pipelines reconciled: receipts read back = records settled; dead letters = refused + failed")
+if pushes == 0:
+    ok = False
 rss = [int(l) for l in open(sys.argv[2]) if l.strip()]
 if rss:
     quarter, last = rss[len(rss) // 4], rss[-1]

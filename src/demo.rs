@@ -215,13 +215,39 @@ pub async fn run(options: DemoOptions) -> Result<()> {
 
     // 5. What flowed.
     let bus = crate::bus::Bus::new(deployment.kafka.brokers.clone(), "duijie-demo-report");
-    println!("\nPipelines (records are counted once the broker acknowledged them):");
+    // What is on the bus, read back: every topic once, records counted by
+    // the pipeline their provenance names.
+    let mut topics: BTreeMap<String, Vec<crate::bus::inspect::ReadRecord>> = BTreeMap::new();
+    for t in deployment.topics() {
+        let records = read_topic(&bus, &t.name, false).await?;
+        topics.insert(t.name, records);
+    }
+    let written_by = |topic: &str, pipeline: &str| {
+        topics.get(topic).map_or(0, |records| {
+            records
+                .iter()
+                .filter(|r| r.headers.get("duijie-pipeline").map(String::as_str) == Some(pipeline))
+                .count()
+        })
+    };
+    println!(
+        "\nPipelines (fetched from the source; acknowledged by the broker; read back from the topics):"
+    );
     for (name, s) in stats.snapshot() {
+        let (on_topic, in_dlq) = deployment
+            .pipelines
+            .iter()
+            .find(|p| p.name == name)
+            .map_or((0, 0), |p| {
+                (written_by(&p.topic, &name), written_by(&p.dlq_topic, &name))
+            });
         println!(
-            "  {name:<22} fetched {:>6}  delivered {:>6}  dead-lettered {:>4}  retries {:>3}  failed polls {:>2}",
+            "  {name:<22} fetched {:>6}  delivered {:>6}  dead-lettered {:>4}  on topic {:>6}  in DLQ {:>4}  retries {:>3}  failed polls {:>2}",
             PipelineStats::get(&s.fetched),
             PipelineStats::get(&s.delivered),
             PipelineStats::get(&s.dead_lettered),
+            on_topic,
+            in_dlq,
             PipelineStats::get(&s.retries),
             PipelineStats::get(&s.failed_polls),
         );
@@ -244,15 +270,53 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             .load(std::sync::atomic::Ordering::Relaxed),
     );
 
-    println!("\nPush pipelines (settled = receipt written and offset committed):");
+    // Receipts read back: one per settled record and push pipeline, told
+    // apart by the record's place on its topic.
+    let mut receipted: BTreeMap<String, (usize, std::collections::BTreeSet<(String, i32, i64)>)> =
+        BTreeMap::new();
+    for r in topics
+        .get(&deployment.hub.receipts_topic)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(receipt) = r
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_slice::<crate::delivery::Receipt>(p).ok())
+        {
+            let e = receipted.entry(receipt.delivery).or_default();
+            e.0 += 1;
+            e.1.insert((receipt.topic, receipt.partition, receipt.offset));
+        }
+    }
+    println!(
+        "\nPush pipelines (settled = receipt written and offset committed; receipts and dead letters read back):"
+    );
     for (name, s) in delivery_stats.lock().expect("deliveries lock").iter() {
         use std::sync::atomic::Ordering::Relaxed;
+        let (receipts, distinct) = receipted
+            .get(name)
+            .map_or((0, 0), |(n, places)| (*n, places.len()));
+        let letters = deployment
+            .deliveries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| {
+                d.dlq_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("dlq.delivery.{name}"))
+            })
+            .and_then(|t| topics.get(&t))
+            .map_or(0, Vec::len);
         println!(
-            "  {name:<24} delivered {:>5}  refused {:>3}  failed {:>3}  not sent {:>3}  retries {:>3}",
+            "  {name:<24} delivered {:>5}  refused {:>3}  failed {:>3}  not sent {:>3}  receipts {:>5}  twice {:>2}  dead letters {:>3}  retries {:>3}",
             s.delivered.load(Relaxed),
             s.rejected.load(Relaxed),
             s.failed.load(Relaxed),
             s.not_sent.load(Relaxed),
+            receipts,
+            receipts - distinct,
+            letters,
             s.retries.load(Relaxed)
         );
     }
@@ -335,24 +399,23 @@ pub async fn run(options: DemoOptions) -> Result<()> {
 
     println!("\nTopics:");
     let mut sample = None;
-    for t in deployment.topics() {
-        let records = read_topic(&bus, &t.name, false).await?;
+    for (name, records) in &topics {
         let keys: std::collections::BTreeSet<_> = records.iter().map(|r| r.key.clone()).collect();
         println!(
             "  {:<28} {:>6} records, {:>6} distinct keys",
-            t.name,
+            name,
             records.len(),
             keys.len()
         );
-        if sample.is_none() && t.name.starts_with("canonical.") {
-            sample = records.last().cloned().map(|r| (t.name.clone(), r));
+        if sample.is_none() && name.starts_with("canonical.") {
+            sample = records.last().cloned().map(|r| (name.clone(), r));
         }
     }
 
     println!("\nRejects (dead-letter topics), by rule:");
     let mut reasons: BTreeMap<(String, String, String), (usize, String)> = BTreeMap::new();
     for p in &deployment.pipelines {
-        for r in read_topic(&bus, &p.dlq_topic, false).await? {
+        for r in topics.get(&p.dlq_topic).into_iter().flatten() {
             if let Some(letter) = r
                 .payload
                 .as_deref()

@@ -114,7 +114,7 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
     let mut pipelines = 0;
     for line in stdout.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
-        if words.len() >= 7
+        if words.len() >= 13
             && words[1] == "fetched"
             && words[3] == "delivered"
             && words[5] == "dead-lettered"
@@ -126,12 +126,34 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
                 n(4) + n(6),
                 "{line}: a fetched record is neither on its topic nor dead-lettered"
             );
+            // Read back from the bus, not only counted by the hub.
+            assert_eq!(words[7..9], ["on", "topic"], "{line}");
+            assert_eq!(words[10..12], ["in", "DLQ"], "{line}");
+            assert_eq!(
+                (n(9), n(12)),
+                (n(4), n(6)),
+                "{line}: the topics hold other counts than the broker acknowledged"
+            );
             if words[0] != "grid_urgent" {
                 assert!(n(2) > 0, "{line}: nothing flowed");
             }
         }
     }
     assert_eq!(pipelines, 13, "{stdout}");
+    // Every push settled has one receipt on the bus; every refusal or
+    // failure a dead letter.
+    let mut pushes = 0;
+    for line in stdout.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() >= 17 && words[1] == "delivered" && words[10] == "receipts" {
+            pushes += 1;
+            let n = |i: usize| words[i].parse::<u64>().unwrap();
+            assert_eq!(n(11), n(2) + n(4) + n(6) + n(9), "{line}: receipts");
+            assert_eq!(n(13), 0, "{line}: a record receipted twice");
+            assert_eq!(n(16), n(4) + n(6), "{line}: dead letters");
+        }
+    }
+    assert!(pushes >= 7, "{stdout}");
     assert!(
         stdout.contains("Two-law desk (canonical.referral_event): 20 referral(s)"),
         "{stdout}"
