@@ -272,7 +272,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
 
     // Receipts read back: one per settled record and push pipeline, told
     // apart by the record's place on its topic.
-    let mut receipted: BTreeMap<String, (usize, std::collections::BTreeSet<(String, i32, i64)>)> =
+    // Per push pipeline: receipts, and the distinct records they settle.
+    type Place = (String, i32, i64);
+    let mut receipted: BTreeMap<String, (usize, std::collections::BTreeSet<Place>)> =
         BTreeMap::new();
     for r in topics
         .get(&deployment.hub.receipts_topic)

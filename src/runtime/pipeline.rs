@@ -21,6 +21,7 @@ use crate::schema::{Encoding, RecordEncoder};
 use duijie_connectors::registry::BuiltSource;
 use duijie_connectors::{Batch, Cursor, RawRecord, Source, SourceError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -307,17 +308,24 @@ impl HeaderCache {
 pub(super) enum Prepared {
     Record {
         key: String,
-        source_id: Option<String>,
         body: Vec<u8>,
-        payload_sha256: String,
+        /// Provenance headers, the record's own (source id, payload hash,
+        /// origin) with the batch's shared ones.
+        headers: OwnedHeaders,
     },
     Rejected(crate::mapping::Reject),
 }
 
-/// Parses, maps, Avro-encodes and hashes one raw record: the CPU work,
-/// with no I/O, so that a batch's records can be prepared on several cores.
-pub(super) fn prepare(mapping: &Mapping, encoding: Encoding, raw: &RawRecord) -> Prepared {
-    let encoder = RecordEncoder::new(encoding);
+/// Parses, maps, Avro-encodes and hashes one raw record and builds its
+/// headers: the CPU work, with no I/O, so that a batch's records can be
+/// prepared on several cores.
+pub(super) fn prepare(
+    ctx: &PipelineContext,
+    raw: &RawRecord,
+    header_cache: &mut HeaderCache,
+) -> Prepared {
+    let mapping = &ctx.mapping;
+    let encoder = RecordEncoder::new(ctx.encoding);
     let mapped = mapping
         .map_at(&raw.payload, raw.fetched_at_ms)
         .and_then(|mapped| {
@@ -329,43 +337,55 @@ pub(super) fn prepare(mapping: &Mapping, encoding: Encoding, raw: &RawRecord) ->
                     rule: "encode",
                     reason: e.to_string(),
                 })?;
+            let headers = header_cache.get(ctx, raw.fetched_at_ms).record(
+                mapped.source_id.as_deref(),
+                &Provenance::hash(&raw.payload),
+                &raw.origin,
+            );
             Ok(Prepared::Record {
                 key: mapped.key.into_owned(),
-                source_id: mapped.source_id.map(|s| s.into_owned()),
                 body,
-                payload_sha256: Provenance::hash(&raw.payload),
+                headers,
             })
         });
     mapped.unwrap_or_else(Prepared::Rejected)
 }
 
+/// A fetched batch with its records prepared, in order.
+struct PreparedBatch {
+    batch: Batch,
+    prepared: Vec<Prepared>,
+}
+
 /// Prepares a batch's records in order, on up to as many threads as the
 /// machine has cores (small batches on the calling thread).
-async fn prepare_batch(ctx: &PipelineContext, records: &[RawRecord]) -> Vec<Prepared> {
+async fn prepare_batch(ctx: PipelineContext, batch: Batch) -> PreparedBatch {
     const PER_THREAD_MIN: usize = 256;
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
-        .min(records.len() / PER_THREAD_MIN)
+        .min(batch.records.len() / PER_THREAD_MIN)
         .max(1);
     if threads == 1 {
-        return records
+        let mut cache = HeaderCache::default();
+        let prepared = batch
+            .records
             .iter()
-            .map(|r| prepare(&ctx.mapping, ctx.encoding, r))
+            .map(|r| prepare(&ctx, r, &mut cache))
             .collect();
+        return PreparedBatch { batch, prepared };
     }
-    let mapping = ctx.mapping.clone();
-    let encoding = ctx.encoding;
-    let records = records.to_vec();
     tokio::task::spawn_blocking(move || {
-        let chunk = records.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = records
+        let chunk = batch.records.len().div_ceil(threads);
+        let prepared = std::thread::scope(|scope| {
+            let parts: Vec<_> = batch
+                .records
                 .chunks(chunk)
                 .map(|part| {
-                    let mapping = &mapping;
+                    let ctx = &ctx;
                     scope.spawn(move || {
+                        let mut cache = HeaderCache::default();
                         part.iter()
-                            .map(|r| prepare(mapping, encoding, r))
+                            .map(|r| prepare(ctx, r, &mut cache))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -374,7 +394,8 @@ async fn prepare_batch(ctx: &PipelineContext, records: &[RawRecord]) -> Vec<Prep
                 .into_iter()
                 .flat_map(|h| h.join().expect("mapping threads do not panic"))
                 .collect()
-        })
+        });
+        PreparedBatch { batch, prepared }
     })
     .await
     .expect("the preparing task does not panic")
@@ -387,25 +408,14 @@ pub(super) async fn produce_prepared(
     producer: &FutureProducer,
     raw: &RawRecord,
     prepared: Prepared,
-    header_cache: &mut HeaderCache,
 ) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
     match prepared {
-        Prepared::Record {
-            key,
-            source_id,
-            body,
-            payload_sha256,
-        } => {
-            let h = header_cache.get(ctx, raw.fetched_at_ms).record(
-                source_id.as_deref(),
-                &payload_sha256,
-                &raw.origin,
-            );
+        Prepared::Record { key, body, headers } => {
             debug!(record_id = %key, origin = %raw.origin, "record produced");
             let record = FutureRecord::to(&ctx.config.topic)
                 .key(key.as_str())
                 .payload(body.as_slice())
-                .headers(h);
+                .headers(headers);
             Ok((
                 send(producer, record).await?,
                 Kind::Record,
@@ -437,25 +447,24 @@ pub(super) async fn produce_record(
     producer: &FutureProducer,
     raw: &RawRecord,
 ) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
-    let prepared = prepare(&ctx.mapping, ctx.encoding, raw);
-    produce_prepared(ctx, producer, raw, prepared, &mut HeaderCache::default()).await
+    let prepared = prepare(ctx, raw, &mut HeaderCache::default());
+    produce_prepared(ctx, producer, raw, prepared).await
 }
 
-/// Maps and hands every record of a batch to the producer, in order.
-/// Returns the delivery futures, in order.
+/// Hands every record of a prepared batch to the producer, in order, then
+/// its connector rejects. Returns the delivery futures, in order, and the
+/// batch's cursor.
 async fn produce_batch(
     ctx: &PipelineContext,
     producer: &FutureProducer,
-    batch: &Batch,
-) -> Result<Vec<(DeliveryFuture, Kind)>, IngestError> {
+    PreparedBatch { batch, prepared }: PreparedBatch,
+) -> Result<(Vec<(DeliveryFuture, Kind)>, Cursor), IngestError> {
     let mut deliveries = Vec::with_capacity(batch.len());
-    let mut header_cache = HeaderCache::default();
-    let prepared = prepare_batch(ctx, &batch.records).await;
     for (i, (raw, p)) in batch.records.iter().zip(prepared).enumerate() {
         if i % 256 == 255 {
             tokio::task::yield_now().await;
         }
-        let (f, kind, _) = produce_prepared(ctx, producer, raw, p, &mut header_cache).await?;
+        let (f, kind, _) = produce_prepared(ctx, producer, raw, p).await?;
         deliveries.push((f, kind));
     }
     for rej in &batch.rejects {
@@ -473,7 +482,7 @@ async fn produce_batch(
             Kind::DeadLetter,
         ));
     }
-    Ok(deliveries)
+    Ok((deliveries, batch.cursor))
 }
 
 fn dead_letter(
@@ -563,6 +572,40 @@ pub(super) async fn await_delivery(f: DeliveryFuture) -> Result<(), IngestError>
     }
 }
 
+/// A fetched batch being prepared, holding its place among the batches in
+/// flight.
+struct Staged {
+    records: usize,
+    fetched: std::time::Instant,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    preparing: tokio::task::JoinHandle<PreparedBatch>,
+}
+
+/// Hands a staged batch to the producer and its deliveries to the
+/// acknowledger. False when the acknowledger has stopped (on an error it
+/// reports itself).
+async fn hand_over(
+    ctx: &PipelineContext,
+    staged: Staged,
+    inflight_tx: &mpsc::UnboundedSender<InFlight>,
+) -> Result<bool, IngestError> {
+    let prepared = staged
+        .preparing
+        .await
+        .expect("the preparing task does not panic");
+    let (deliveries, cursor) = produce_batch(ctx, &ctx.producer, prepared)
+        .instrument(info_span!("batch", records = staged.records))
+        .await?;
+    Ok(inflight_tx
+        .send(InFlight {
+            fetched: staged.fetched,
+            deliveries,
+            cursor,
+            _permit: staged.permit,
+        })
+        .is_ok())
+}
+
 async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
     let (mut source, mut total) = open_source(ctx, false).await?;
     // At most `max_in_flight_batches` batches are produced and not yet
@@ -622,6 +665,7 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
     });
 
     let outcome: Result<(), IngestError> = async {
+        let mut staged: Option<Staged> = None;
         'polls: loop {
             loop {
                 // Tell the source what became durable.
@@ -632,6 +676,12 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                     break 'polls;
                 }
                 let Some(batch) = fetch(ctx, source.as_mut()).await else {
+                    // Caught up: what is staged goes out before the wait.
+                    if let Some(last) = staged.take()
+                        && !hand_over(ctx, last, &inflight_tx).await?
+                    {
+                        break 'polls; // the acknowledger stopped on an error
+                    }
                     if ctx.backfill.is_some() {
                         info!("backfill caught up with the source");
                         break 'polls;
@@ -654,29 +704,45 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                     pace(ctx, rate).await;
                 }
                 // Backpressure: waits while too many batches are unacknowledged.
-                let permit = tokio::select! {
-                    p = in_flight.clone().acquire_owned() => p.expect("semaphore is never closed"),
-                    done = durable_rx.recv() => {
-                        // The acknowledger reported; handle it and wait again.
-                        if let Some(done) = done {
-                            source.committed(&done?).await?;
+                let permit = match in_flight.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        // The staged batch holds a permit too: it goes out
+                        // first, or nothing would ever be acknowledged.
+                        if let Some(previous) = staged.take()
+                            && !hand_over(ctx, previous, &inflight_tx).await?
+                        {
+                            break 'polls;
                         }
-                        in_flight.clone().acquire_owned().await.expect("semaphore is never closed")
+                        tokio::select! {
+                            p = in_flight.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                            done = durable_rx.recv() => {
+                                // The acknowledger reported; handle it and wait again.
+                                if let Some(done) = done {
+                                    source.committed(&done?).await?;
+                                }
+                                in_flight.clone().acquire_owned().await.expect("semaphore is never closed")
+                            }
+                        }
                     }
                 };
-                let deliveries = produce_batch(ctx, &ctx.producer, &batch)
-                    .instrument(info_span!("batch", records = batch.len()))
-                    .await?;
-                let inflight = InFlight {
+                // This batch is prepared on the mapping threads while the
+                // one before it is handed to the producer.
+                let next = Staged {
+                    records: batch.len(),
                     fetched,
-                    deliveries,
-                    cursor: batch.cursor,
-                    _permit: permit,
+                    permit,
+                    preparing: tokio::spawn(prepare_batch(ctx.clone(), batch)),
                 };
-                if inflight_tx.send(inflight).is_err() {
-                    break 'polls; // the acknowledger stopped on an error
+                if let Some(previous) = staged.replace(next)
+                    && !hand_over(ctx, previous, &inflight_tx).await?
+                {
+                    break 'polls;
                 }
                 if past_end {
+                    if let Some(last) = staged.take() {
+                        hand_over(ctx, last, &inflight_tx).await?;
+                    }
                     info!("backfill reached its end");
                     break 'polls;
                 }
@@ -694,6 +760,10 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                     }
                 }
             }
+        }
+        // Shutting down: what is prepared goes out too.
+        if let Some(last) = staged.take() {
+            hand_over(ctx, last, &inflight_tx).await?;
         }
         Ok(())
     }
@@ -744,7 +814,8 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                 .begin_transaction()
                 .map_err(|e| IngestError::Transaction(e.to_string()))?;
             let committed = async {
-                let deliveries = produce_batch(ctx, &producer, &batch).await?;
+                let prepared = prepare_batch(ctx.clone(), batch).await;
+                let (deliveries, cursor) = produce_batch(ctx, &producer, prepared).await?;
                 let (mut records, mut letters) = (0u64, 0u64);
                 for (_, kind) in &deliveries {
                     match kind {
@@ -753,7 +824,7 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                     }
                 }
                 let cursor_delivery =
-                    send_cursor(ctx, &producer, &batch.cursor, total + records + letters).await?;
+                    send_cursor(ctx, &producer, &cursor, total + records + letters).await?;
                 let p = producer.clone();
                 tokio::task::spawn_blocking(move || p.commit_transaction(Duration::from_secs(60)))
                     .await
@@ -763,11 +834,11 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                     await_delivery(f).await?;
                 }
                 await_delivery(cursor_delivery).await?;
-                Ok::<_, IngestError>((records, letters))
+                Ok::<_, IngestError>((records, letters, cursor))
             }
             .await;
             match committed {
-                Ok((records, letters)) => {
+                Ok((records, letters, cursor)) => {
                     total += records + letters;
                     PipelineStats::add(&ctx.stats.delivered, records);
                     PipelineStats::add(&ctx.stats.dead_lettered, letters);
@@ -777,7 +848,7 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                     ctx.stats
                         .last_commit_ms
                         .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
-                    source.committed(&batch.cursor).await?;
+                    source.committed(&cursor).await?;
                 }
                 Err(e) => {
                     let p = producer.clone();
