@@ -138,3 +138,118 @@ fn a_reload_swaps_what_changed_and_refuses_what_is_broken() {
         "{log}"
     );
 }
+
+/// A grid pipeline feeding the street office by webhook at `url`.
+fn street_feed(sandbox: &str, topic: &str, dlq: &str, url: &str) -> String {
+    format!(
+        r#"[pipelines.grid]
+system = "grid"
+mapping = "grid_event"
+topic = "{topic}"
+schedule = "* * * * * *"
+
+[pipelines.grid.source]
+kind = "http_poll"
+url = "http://{sandbox}/grid/api/events"
+records_pointer = "/data/list"
+paging = "keyset"
+page_size = 200
+watermark_field = "updateTime"
+watermark_param = "updatedAfter"
+id_field = "eventId"
+after_id_param = "afterId"
+login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", password = "Wg#2026-yc" }}
+
+[deliveries.street]
+topic = "{topic}"
+department = "street"
+dlq_topic = "{dlq}"
+transform = {{ kind = "fields", fields = ["event_no", "category", "street", "status"] }}
+target = {{ kind = "webhook", url = "{url}", secret = "{secret}" }}
+retry = {{ initial = "100ms", max = "500ms", max_attempts = 100000 }}
+"#,
+        secret = duijie::sandbox::dept::DEPT_SECRET
+    )
+}
+
+#[test]
+fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
+    let brokers = brokers();
+    let sandbox = start_sandbox(duijie::sandbox::SandboxConfig {
+        grid_events: 60,
+        change_limit: Some(0),
+        bad_rate: 0.0,
+        ..duijie::sandbox::SandboxConfig::default()
+    });
+    let (topic, dlq) = (unique("canonical.grid"), unique("dlq.street"));
+    // The street office's address is wrong at first: nothing answers there.
+    let wrong = format!("http://127.0.0.1:{}/dept/street/webhook", free_port());
+    let right = format!("http://{sandbox}/dept/street/webhook");
+    let d = TestDeployment::new(&brokers, &street_feed(&sandbox, &topic, &dlq, &wrong));
+    let hub = d.spawn();
+    wait_until(
+        Duration::from_secs(60),
+        "the grid events on the bus",
+        || read(&brokers, &topic, true).len() >= 60,
+    );
+    let received = || {
+        get_json(&format!("http://{sandbox}/dept/street/received"))["records"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(received().is_empty(), "delivered to a wrong address?");
+
+    // The address corrected: the push pipeline is swapped mid-retry and the
+    // new one delivers every event, each once; the grid pipeline is kept.
+    let original = std::fs::read_to_string(&d.file).unwrap();
+    std::fs::write(&d.file, original.replace(&wrong, &right)).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &hub.id().to_string()])
+        .status();
+    let events: std::collections::BTreeSet<String> = read(&brokers, &topic, true)
+        .iter()
+        .map(|r| r.key_str())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let ids: std::collections::BTreeSet<String> = received()
+            .iter()
+            .map(|r| r["record"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids == events {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = terminate(hub);
+            panic!(
+                "{} of {} events at the street office after the reload; hub log:\n{log}",
+                ids.len(),
+                events.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let log = terminate(hub);
+    let records = received();
+    let keys: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), records.len(), "an event delivered twice");
+    assert_eq!(records.len(), events.len());
+    assert!(
+        read(&brokers, &dlq, true).is_empty(),
+        "the old pipeline gave events up"
+    );
+    assert!(
+        log.contains("push pipeline changed; swapping")
+            && log.contains("kept=1")
+            && log.contains("feeds_swapped=1"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("take effect at the next restart"),
+        "a push pipeline change reported as needing a restart: {log}"
+    );
+}

@@ -159,6 +159,8 @@ impl Hub {
             alerts: self.deployment.hub.alerts_topic.clone(),
         };
         let mut pull = crate::delivery::pull::PullFeeds::default();
+        // Push pipelines, each swappable on a reload.
+        let mut feeds = reload::Running::default();
         for (name, config) in &self.deployment.deliveries {
             let delivery = crate::delivery::Delivery::new(
                 name,
@@ -177,7 +179,12 @@ impl Hub {
                 crate::delivery::TargetConfig::Pull { token } => pull.add(delivery, token.clone()),
                 _ => {
                     tracing::info!(delivery = %name, topic = %config.topic, "push pipeline starting");
-                    tasks.push(tokio::spawn(delivery.run(shutdown.clone())));
+                    feeds.start(
+                        name,
+                        reload::delivery_fingerprint(config),
+                        &reload::feed_starter(delivery),
+                        &shutdown,
+                    );
                 }
             }
         }
@@ -378,8 +385,9 @@ impl Hub {
                                 hub: self,
                                 producer: &producer,
                                 shutdown: &shutdown,
+                                shared: &shared,
                             };
-                            ctx.apply(r, &mut pipelines).await;
+                            ctx.apply(r, &mut pipelines, &mut feeds).await;
                         }
                         Some(_) => {}
                         None => break,
@@ -388,6 +396,7 @@ impl Hub {
             }
         }
         pipelines.stop_all().await;
+        feeds.stop_all().await;
         for t in tasks {
             let _ = t.await;
         }

@@ -5,18 +5,25 @@
 //! whose configuration or mapping changed: the old one stops after its
 //! in-flight batches are acknowledged and its cursor committed, the new
 //! one resumes from that cursor — no record is lost or read twice.
-//! Pipelines added start; pipelines removed stop. Changes elsewhere
-//! (webhook sources, push pipelines, the desk, `[kafka]`, `[http]`) are
-//! reported as needing a restart.
+//! Pipelines added start; pipelines removed stop. Push pipelines
+//! (`[deliveries]` with a webhook, SOAP or credit target) are swapped the
+//! same way: the old consumer settles or abandons its round — a record not
+//! receipted is not committed, and the new one, in the same consumer group,
+//! delivers it from the committed offset (receivers absorb a repeat by its
+//! idempotency key). Changes elsewhere (webhook sources, pull feeds, the
+//! desk, `[kafka]`, `[http]`, `[hub]`) are reported as needing a restart.
 
 use super::shared::Starter;
 use super::{Hub, RegistryClient, starter};
 use crate::config::{Deployment, PipelineConfig};
+use crate::delivery::{Delivery, DeliveryConfig, SharedTopics, TargetConfig};
 use crate::mapping::MappingSet;
+use crate::schema::SchemaSet;
 use rdkafka::producer::FutureProducer;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -54,7 +61,22 @@ pub fn fingerprint(p: &PipelineConfig, mappings_dir: &Path) -> String {
     hex::encode(h.finalize())
 }
 
-/// The poll pipelines running here.
+/// What a push pipeline is: its configuration (hashed, since it holds
+/// secrets).
+pub fn delivery_fingerprint(c: &DeliveryConfig) -> String {
+    hex::encode(Sha256::digest(format!("{c:?}").as_bytes()))
+}
+
+/// Starts a push pipeline under a given token.
+pub fn feed_starter(delivery: Delivery) -> Starter {
+    Box::new(move |token| tokio::spawn(delivery.clone().run(token)))
+}
+
+fn is_pull(c: &DeliveryConfig) -> bool {
+    matches!(c.target, TargetConfig::Pull { .. })
+}
+
+/// The poll pipelines (or push pipelines) running here.
 #[derive(Debug, Default)]
 pub struct Running {
     map: BTreeMap<String, (String, CancellationToken, JoinHandle<()>)>,
@@ -99,10 +121,11 @@ pub(super) struct Swap<'a> {
     pub hub: &'a Hub,
     pub producer: &'a FutureProducer,
     pub shutdown: &'a CancellationToken,
+    pub shared: &'a SharedTopics,
 }
 
 impl Swap<'_> {
-    pub(super) async fn apply(&self, reload: Reload, running: &mut Running) {
+    pub(super) async fn apply(&self, reload: Reload, running: &mut Running, feeds: &mut Running) {
         let old = &self.hub.deployment;
         let new = &reload.deployment;
         // What a reload does not swap.
@@ -130,12 +153,16 @@ impl Swap<'_> {
             format!("{:?}", new.hub),
             &mut restart,
         );
-        section(
-            "[deliveries]",
-            format!("{:?}", old.deliveries),
-            format!("{:?}", new.deliveries),
-            &mut restart,
-        );
+        let pull_feeds = |d: &Deployment| -> Vec<String> {
+            d.deliveries
+                .iter()
+                .filter(|(_, c)| is_pull(c))
+                .map(|(n, c)| format!("{n}: {c:?}"))
+                .collect()
+        };
+        if pull_feeds(old) != pull_feeds(new) {
+            restart.push("pull feeds".into());
+        }
         section(
             "[credit]",
             format!("{:?}", old.credit),
@@ -221,10 +248,90 @@ impl Swap<'_> {
             }
             running.start(name, fp, &starter(ctx), self.shutdown);
         }
-        tracing::info!(kept, swapped, added, removed, "configuration reloaded");
+        let (feeds_swapped, feeds_added, feeds_removed) = self.swap_feeds(new, feeds).await;
+        tracing::info!(
+            kept,
+            swapped,
+            added,
+            removed,
+            feeds_swapped,
+            feeds_added,
+            feeds_removed,
+            "configuration reloaded"
+        );
         if !restart.is_empty() {
             tracing::warn!(sections = ?restart, "these changes take effect at the next restart");
         }
+    }
+}
+
+impl Swap<'_> {
+    /// Swaps the push pipelines whose configuration changed, starts the
+    /// added ones and stops the removed ones. Returns how many of each.
+    async fn swap_feeds(&self, new: &Deployment, feeds: &mut Running) -> (usize, usize, usize) {
+        let (mut swapped, mut added, mut removed) = (0, 0, 0);
+        let wanted: BTreeMap<&str, &DeliveryConfig> = new
+            .deliveries
+            .iter()
+            .filter(|(_, c)| !is_pull(c))
+            .map(|(n, c)| (n.as_str(), c))
+            .collect();
+        let current: Vec<String> = feeds.map.keys().cloned().collect();
+        for name in current {
+            if !wanted.contains_key(name.as_str()) {
+                tracing::info!(delivery = %name, "push pipeline removed from the configuration; stopping");
+                feeds.stop(&name).await;
+                removed += 1;
+            }
+        }
+        let schemas = match SchemaSet::load_dir(&new.hub.schemas) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!(error = %e, "reload: the schemas cannot be read; the push pipelines stay");
+                return (swapped, added, removed);
+            }
+        };
+        for (name, config) in wanted {
+            let fp = delivery_fingerprint(config);
+            let before = feeds.fingerprint(name).map(str::to_owned);
+            if before.as_deref() == Some(fp.as_str()) {
+                continue;
+            }
+            let mut delivery = match Delivery::new(
+                name,
+                config.clone(),
+                self.hub.bus.clone(),
+                self.producer.clone(),
+                schemas.clone(),
+                self.shared.clone(),
+            ) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(delivery = %name, error = %e, "reload: the push pipeline cannot start; the old one stays");
+                    continue;
+                }
+            };
+            {
+                // Its counters go on where the old one's stopped.
+                let mut stats = self.hub.deliveries.lock().expect("deliveries lock");
+                match stats.get(name) {
+                    Some(existing) => delivery.stats = existing.clone(),
+                    None => {
+                        stats.insert(name.to_owned(), delivery.stats.clone());
+                    }
+                }
+            }
+            if before.is_some() {
+                tracing::info!(delivery = %name, "push pipeline changed; swapping");
+                feeds.stop(name).await;
+                swapped += 1;
+            } else {
+                tracing::info!(delivery = %name, "push pipeline added; starting");
+                added += 1;
+            }
+            feeds.start(name, fp, &feed_starter(delivery), self.shutdown);
+        }
+        (swapped, added, removed)
     }
 }
 
