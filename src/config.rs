@@ -893,7 +893,13 @@ impl Locator<'_> {
                     message = SECRET_VALUE.to_owned();
                 }
                 let (line, column) = self.line_col(span.start);
-                let mut field = self.field_at(span.start);
+                // A span over the whole file is the top level's.
+                let whole_file = span.start == 0 && span.end >= self.text.trim_end().len();
+                let mut field = if whole_file {
+                    String::new()
+                } else {
+                    self.field_at(span.start)
+                };
                 // A missing field is reported at its table: name it.
                 if let Some(missing) = message
                     .strip_prefix("missing field `")

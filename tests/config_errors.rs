@@ -228,3 +228,12 @@ fn a_secret_from_a_file_never_shows_and_clear_credentials_are_warned_about() {
         "the warning repeats the credential:\n{output}"
     );
 }
+
+#[test]
+fn a_missing_section_is_named_as_the_top_level_field() {
+    let text = GOOD.replace(
+        "[hub]\nname = \"t\"\nmappings = \"MAPPINGS\"\nschemas = \"SCHEMAS\"\n",
+        "",
+    );
+    assert_broken(&text, "DIR/deploy.toml:1:1: hub: missing field `hub`");
+}
