@@ -630,9 +630,6 @@ impl Deployment {
             .filter(|p| !p.source.is_push())
             .map(|p| format!("pipeline:{}", p.name))
             .collect();
-        if self.desk.is_some() {
-            names.push("desk:referral_tracker".into());
-        }
         if self.credit.is_some() {
             names.push("clock:credit_publication".into());
             names.push("clock:blacklist".into());

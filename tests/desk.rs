@@ -717,6 +717,158 @@ async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
     assert_eq!(after.len(), n, "the restart raised alerts again");
 }
 
+/// Two instances' trackers split the referrals by partition of the events
+/// topic: each tracks and alerts only its own, every alert is raised once,
+/// and when one stops the other takes its referrals over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_trackers_split_the_referrals_by_partition_and_one_takes_over() {
+    let bus = common::bus(&brokers());
+    let tag = unique("desk-split");
+    let events_topic = format!("referral-events-{tag}");
+    let config = desk_config(&events_topic, &tag);
+    let mut topics = vec![duijie::bus::TopicSpec {
+        name: events_topic.clone(),
+        partitions: 3,
+        compacted: false,
+    }];
+    for (name, compacted) in [
+        (&config.state_topic, true),
+        (&config.alerts_topic, false),
+        (&config.audit_topic, false),
+    ] {
+        topics.push(duijie::bus::TopicSpec {
+            name: name.clone(),
+            partitions: 1,
+            compacted,
+        });
+    }
+    bus.ensure_topics(&topics).await.unwrap();
+    let schemas = Arc::new(common::schemas());
+    let mappings = MappingSet::load_dir(&root().join("mappings"), &schemas).unwrap();
+    let new_desk = || {
+        Desk::new(
+            config.clone(),
+            bus.clone(),
+            bus.producer().unwrap(),
+            schemas.clone(),
+            calendar(),
+            mappings.get("referral_desk").unwrap(),
+        )
+        .with_clock(now)
+    };
+    let (a, b) = (new_desk(), new_desk());
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let running_a = tokio::spawn(a.clone().run(stop_a.clone()));
+    let running_b = tokio::spawn(b.clone().run(stop_b.clone()));
+    let partitions = |d: &Desk| d.tracked_partitions.read().unwrap().clone();
+    let all: std::collections::BTreeSet<i32> = [0, 1, 2].into();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (pa, pb) = (partitions(&a), partitions(&b));
+        if !pa.is_empty() && !pb.is_empty() && pa.is_disjoint(&pb) && &pa | &pb == all {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trackers did not split the partitions: {pa:?} / {pb:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    publish(&bus, &events_topic, &mappings, EVENTS).await;
+    let events_total = EXPECTED.iter().map(|e| e.8).sum::<usize>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let (va, vb) = (
+            a.views.read().unwrap().clone(),
+            b.views.read().unwrap().clone(),
+        );
+        let tracked: usize = va.values().chain(vb.values()).map(|v| v.events.len()).sum();
+        if va.len() + vb.len() == EXPECTED.len() && tracked == events_total {
+            assert!(
+                va.keys().all(|k| !vb.contains_key(k)),
+                "a referral tracked twice"
+            );
+            assert!(
+                !va.is_empty() && !vb.is_empty(),
+                "one tracker took everything"
+            );
+            let mut union = va.clone();
+            union.extend(vb);
+            assert_expected(&union);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: {} + {} referrals tracked",
+            va.len(),
+            vb.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Each late referral alerted once, by whichever tracker holds it.
+    let late_now: Vec<&str> = EXPECTED.iter().filter(|e| e.4).map(|e| e.0).collect();
+    let alerts_topic = config.alerts_topic.clone();
+    let brokers = brokers();
+    let read_alerts = {
+        let (brokers, alerts_topic) = (brokers.clone(), alerts_topic.clone());
+        move || {
+            let (brokers, alerts_topic) = (brokers.clone(), alerts_topic.clone());
+            let late_now = late_now.clone();
+            tokio::task::spawn_blocking(move || {
+                wait_until(Duration::from_secs(30), "late alerts", || {
+                    let a = common::read(&brokers, &alerts_topic, false);
+                    late_now.iter().all(|no| {
+                        a.iter().any(|r| {
+                            r.key_str().starts_with(&format!("referral:{no}:"))
+                                && r.key_str().ends_with(":late")
+                        })
+                    })
+                });
+                common::read(&brokers, &alerts_topic, false)
+            })
+        }
+    };
+    let once = |alerts: &[duijie::bus::inspect::ReadRecord]| {
+        let mut keys: Vec<String> = alerts.iter().map(|r| r.key_str()).collect();
+        let n = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "an alert raised twice: {keys:?}");
+        n
+    };
+    let raised = once(&read_alerts().await.unwrap());
+
+    // One instance stops: the other takes its partitions and referrals
+    // over, as they were, and raises nothing again.
+    stop_a.cancel();
+    running_a.await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while partitions(&b) != all {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the survivor did not take the partitions over: {:?}",
+            partitions(&b)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_views(&b, "every referral on the survivor", |v| {
+        v.len() == EXPECTED.len()
+            && v.values().map(|r| r.events.len()).sum::<usize>() == events_total
+    })
+    .await;
+    assert_expected(&b.views.read().unwrap());
+    tokio::time::sleep(Duration::from_secs(6)).await; // a tick of alerts
+    assert_eq!(
+        once(&read_alerts().await.unwrap()),
+        raised,
+        "the takeover raised alerts again"
+    );
+    stop_b.cancel();
+    running_b.await.unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // Over HTTP, with the hub binary: the deployment's [desk] and [http].
 

@@ -153,6 +153,8 @@ pub struct Desk {
     /// Notifies the page's live refresh.
     pub changes: broadcast::Sender<u64>,
     pub audit: Arc<RwLock<VecDeque<AuditEntry>>>,
+    /// The events topic's partitions whose referrals this instance tracks.
+    pub tracked_partitions: Arc<RwLock<BTreeSet<i32>>>,
     /// What time it is (the system clock, or a fixed time in tests).
     clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
 }
@@ -184,6 +186,7 @@ impl Desk {
             events: Arc::default(),
             views: Arc::default(),
             changes: broadcast::channel(64).0,
+            tracked_partitions: Arc::default(),
             audit: Arc::default(),
             clock: Arc::new(chrono::Utc::now),
         }
@@ -221,6 +224,24 @@ impl Desk {
             }
         }
         out
+    }
+
+    /// The referrals this tracker keeps: those whose events are on the
+    /// partitions of the events topic assigned to it (events are keyed by
+    /// referral number, so one referral lives on one partition).
+    fn owned(&self, assigned: &BTreeSet<i32>) -> Vec<String> {
+        self.events
+            .read()
+            .expect("events lock")
+            .iter()
+            .filter(|(_, list)| {
+                list.iter().any(|e| {
+                    e.source.topic == self.config.events_topic
+                        && assigned.contains(&e.source.partition)
+                })
+            })
+            .map(|(no, _)| no.clone())
+            .collect()
     }
 
     async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<(), String> {
@@ -411,7 +432,8 @@ impl Desk {
             .set("group.id", format!("{}-desk-tracker", self.bus.client_id))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed");
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "cooperative-sticky");
         let consumer: StreamConsumer<ReaderContext> = config
             .create_with_context(ReaderContext)
             .map_err(|e| e.to_string())?;
@@ -419,15 +441,21 @@ impl Desk {
             .subscribe(&[&self.config.events_topic])
             .map_err(|e| e.to_string())?;
         let mut tick = tokio::time::interval(Duration::from_secs(5));
+        // The events topic's partitions this instance holds in the group:
+        // with several instances, each tracks and alerts its share.
+        let mut assigned: BTreeSet<i32> = BTreeSet::new();
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tick.tick() => {
-                    self.raise_alerts(&mut alerted).await?;
+                    self.follow_assignment(&consumer, &mut assigned, &mut alerted).await?;
+                    self.raise_alerts(&mut alerted, &assigned).await?;
                     continue;
                 }
                 m = consumer.recv() => m.map_err(|e| e.to_string())?,
             };
+            self.follow_assignment(&consumer, &mut assigned, &mut alerted)
+                .await?;
             let mut dirty = BTreeSet::new();
             let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
             let mut take = |m: &rdkafka::message::BorrowedMessage<'_>| {
@@ -497,8 +525,44 @@ impl Desk {
                 .commit(&tpl, CommitMode::Sync)
                 .map_err(|e| e.to_string())?;
             self.publish_views(views);
-            self.raise_alerts(&mut alerted).await?;
+            self.raise_alerts(&mut alerted, &assigned).await?;
         }
+    }
+
+    /// When the group hands this instance other partitions, takes over
+    /// their referrals as their previous tracker left them: their states
+    /// from the state topic, and the alerts already raised.
+    async fn follow_assignment(
+        &self,
+        consumer: &StreamConsumer<ReaderContext>,
+        assigned: &mut BTreeSet<i32>,
+        alerted: &mut BTreeSet<String>,
+    ) -> Result<(), String> {
+        use rdkafka::consumer::Consumer;
+        let now: BTreeSet<i32> = consumer
+            .assignment()
+            .map_err(|e| e.to_string())?
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.config.events_topic)
+            .map(|e| e.partition())
+            .collect();
+        if now == *assigned {
+            return Ok(());
+        }
+        let gained = now.difference(assigned).count();
+        tracing::info!(partitions = ?now, gained, "referral tracker assignment");
+        if gained > 0 {
+            *alerted = self.restore().await?;
+            let owned = self.owned(&now);
+            self.publish_views(self.recompute(owned));
+        }
+        *self
+            .tracked_partitions
+            .write()
+            .expect("tracked partitions lock") = now.clone();
+        *assigned = now;
+        Ok(())
     }
 
     fn publish_views(&self, views: Vec<ReferralView>) {
@@ -516,15 +580,12 @@ impl Desk {
 
     /// Recomputes every open referral's clock as of now; raises an alert the
     /// first time a step is at risk or late.
-    async fn raise_alerts(&self, alerted: &mut BTreeSet<String>) -> Result<(), String> {
-        let all: Vec<String> = self
-            .events
-            .read()
-            .expect("events lock")
-            .keys()
-            .cloned()
-            .collect();
-        let views = self.recompute(all);
+    async fn raise_alerts(
+        &self,
+        alerted: &mut BTreeSet<String>,
+        assigned: &BTreeSet<i32>,
+    ) -> Result<(), String> {
+        let views = self.recompute(self.owned(assigned));
         let mut changed = Vec::new();
         for v in views {
             let before = self

@@ -217,14 +217,11 @@ impl Hub {
                 calendar.clone(),
                 mapping,
             );
-            let tracker = desk.clone();
-            singletons.push(shared::SharedTask {
-                name: "desk:referral_tracker".into(),
-                start: Box::new(move |token| tokio::spawn(tracker.clone().run(token))),
-                on_change: None,
-            });
+            // The tracker is a consumer group on the events topic: with
+            // several instances, each tracks the referrals of its partitions.
+            tasks.push(tokio::spawn(desk.clone().run(shutdown.clone())));
             if self.deployment.hub.scale_out {
-                // Instances without the tracker show what it wrote.
+                // Referrals tracked elsewhere, as their trackers wrote them.
                 tasks.push(tokio::spawn(desk.clone().follow(shutdown.clone())));
             }
             desk_router = Some(crate::desk::web::router(desk.clone()));

@@ -1,5 +1,5 @@
 //! Scale-out: the singleton tasks of a hub — each poll pipeline's source,
-//! the deadline keepers, the referral tracker — shared by every instance
+//! the deadline keepers — shared by every instance
 //! running the same deployment, through Kafka's own group protocol.
 //!
 //! The hub's control topic has one partition per task (tasks sorted by
