@@ -31,6 +31,70 @@ pub struct DemoOptions {
     pub tansu: bool,
     /// How long the pipelines run.
     pub seconds: u64,
+    /// The sandbox as its own `duijie sandbox` process (this process then
+    /// holds the hub alone).
+    pub sandbox_process: bool,
+}
+
+/// The sandbox systems, in this process or in their own.
+enum SandboxRun {
+    InProcess {
+        plan: sandbox::FaultPlan,
+        grid: sandbox::grid::GridSystem,
+    },
+    Process(std::process::Child),
+}
+
+impl Drop for SandboxRun {
+    fn drop(&mut self) {
+        if let SandboxRun::Process(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `duijie sandbox` with the demo's simulators, at `listen`.
+fn spawn_sandbox_process(config: &SandboxConfig, listen: &str) -> Result<std::process::Child> {
+    let f = &config.faults;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("sandbox")
+        .args(["--listen", listen])
+        .args(["--error-rate", &f.error_rate.to_string()])
+        .args(["--slow-rate", &f.slow_rate.to_string()])
+        .args(["--slow-ms", &f.slow_ms.to_string()])
+        .args(["--duplicate-rate", &f.duplicate_rate.to_string()])
+        .args(["--safety-table", &config.safety_table])
+        .args(["--seed", &config.seed.to_string()]);
+    if let Some(d) = &config.police_dir {
+        cmd.arg("--police-dir").arg(d);
+    }
+    if let Some(d) = &config.approval_dir {
+        cmd.arg("--approval-dir").arg(d);
+    }
+    for url in &config.safety_dbs {
+        cmd.args(["--safety-db", url]);
+    }
+    if let Some(w) = &config.grid_webhook {
+        cmd.args(["--grid-webhook", &w.url])
+            .args(["--grid-webhook-secret", &w.secret])
+            .args([
+                "--grid-webhook-every",
+                &format!("{}ms", w.every.as_millis()),
+            ]);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting `duijie sandbox`")?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(listen).is_ok() {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("`duijie sandbox` did not listen on {listen}")
 }
 
 pub async fn run(options: DemoOptions) -> Result<()> {
@@ -117,21 +181,31 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             _ => {}
         }
     }
-    let (app, plan, grid) = sandbox::systems(&sandbox_config);
     let listen = sandbox_address(&deployment);
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .with_context(|| {
-            format!("the sandbox needs {listen}, which the deployment's HTTP source polls")
-        })?;
-    let sandbox_stop = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { sandbox_stop.cancelled().await })
-            .await;
-    });
+    let mut sandbox_run = if options.sandbox_process {
+        SandboxRun::Process(spawn_sandbox_process(&sandbox_config, &listen)?)
+    } else {
+        let (app, plan, grid) = sandbox::systems(&sandbox_config);
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| {
+                format!("the sandbox needs {listen}, which the deployment's HTTP source polls")
+            })?;
+        let sandbox_stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { sandbox_stop.cancelled().await })
+                .await;
+        });
+        SandboxRun::InProcess { plan, grid }
+    };
     println!(
-        "  sandbox:  the six systems on http://{listen} (faults: {:.0}% HTTP 500, {:.0}% slow, {:.0}% duplicated rows)",
+        "  sandbox:  the six systems on http://{listen}{} (faults: {:.0}% HTTP 500, {:.0}% slow, {:.0}% duplicated rows)",
+        if options.sandbox_process {
+            ", in their own process"
+        } else {
+            ""
+        },
         faults.error_rate * 100.0,
         faults.slow_rate * 100.0,
         faults.duplicate_rate * 100.0
@@ -168,7 +242,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let hub_stop = shutdown.clone();
     let hub_task = tokio::spawn(async move { hub.run(&[], hub_stop).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sandbox::spawn_background(&background_config, grid.clone(), background_stop);
+    if let SandboxRun::InProcess { grid, .. } = &sandbox_run {
+        sandbox::spawn_background(&background_config, grid.clone(), background_stop);
+    }
     println!(
         "  running:  {} pipeline(s) for {} s …",
         deployment.pipelines.len(),
@@ -252,22 +328,35 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             PipelineStats::get(&s.failed_polls),
         );
     }
+    let (requests, errors, slow, duplicates) = match &mut sandbox_run {
+        SandboxRun::InProcess { plan, grid } => {
+            use std::sync::atomic::Ordering::Relaxed;
+            println!(
+                "  grid pushed {} urgent event(s) to the webhook: {} accepted after the broker acknowledged them",
+                grid.pushes.sent.load(Relaxed),
+                grid.pushes.accepted.load(Relaxed),
+            );
+            let c = &plan.counters;
+            (
+                c.requests.load(Relaxed),
+                c.errors.load(Relaxed),
+                c.slow.load(Relaxed),
+                c.duplicates.load(Relaxed),
+            )
+        }
+        SandboxRun::Process(child) => {
+            let counters: serde_json::Value =
+                reqwest::get(format!("http://{listen}/sandbox/counters"))
+                    .await?
+                    .json()
+                    .await?;
+            let _ = child.kill();
+            let n = |k: &str| counters[k].as_u64().unwrap_or_default();
+            (n("requests"), n("errors"), n("slow"), n("duplicates"))
+        }
+    };
     println!(
-        "  grid pushed {} urgent event(s) to the webhook: {} accepted after the broker acknowledged them",
-        grid.pushes.sent.load(std::sync::atomic::Ordering::Relaxed),
-        grid.pushes
-            .accepted
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    let counters = &plan.counters;
-    println!(
-        "  sandbox answered {} requests: {} HTTP 500s, {} slow, {} duplicated rows — retried, nothing lost",
-        counters.requests.load(std::sync::atomic::Ordering::Relaxed),
-        counters.errors.load(std::sync::atomic::Ordering::Relaxed),
-        counters.slow.load(std::sync::atomic::Ordering::Relaxed),
-        counters
-            .duplicates
-            .load(std::sync::atomic::Ordering::Relaxed),
+        "  sandbox answered {requests} requests: {errors} HTTP 500s, {slow} slow, {duplicates} duplicated rows — retried, nothing lost",
     );
 
     // Receipts read back: one per settled record and push pipeline, told

@@ -116,6 +116,9 @@ enum Command {
         /// Fill and keep changing this front-end database (repeatable).
         #[arg(long = "safety-db")]
         safety_dbs: Vec<String>,
+        /// The hazard table in those databases (the view reads `v_<table>`).
+        #[arg(long, default_value = "hidden_danger")]
+        safety_table: String,
         #[arg(long, default_value_t = 20170125)]
         seed: u64,
     },
@@ -133,6 +136,10 @@ enum Command {
         /// How long to run the pipelines.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Run the sandbox systems as a separate `duijie sandbox` process,
+        /// so that this process holds the hub alone (the soak measures it).
+        #[arg(long)]
+        sandbox_process: bool,
     },
     /// Push feeds: what each department got.
     Feeds {
@@ -318,6 +325,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             police_dir,
             approval_dir,
             safety_dbs,
+            safety_table,
             seed,
         } => {
             let config = duijie::sandbox::SandboxConfig {
@@ -330,6 +338,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 police_dir,
                 approval_dir,
                 safety_dbs,
+                safety_table,
                 seed,
                 faults: duijie::sandbox::Faults {
                     error_rate,
@@ -366,11 +375,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             brokers,
             tansu,
             seconds,
+            sandbox_process,
         } => tokio_main(duijie::demo::run(duijie::demo::DemoOptions {
             config,
             brokers,
             tansu,
             seconds,
+            sandbox_process,
         })),
         Command::Feeds {
             command: FeedsCommand::Status { config },
