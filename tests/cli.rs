@@ -109,7 +109,7 @@ fn check_passes_on_the_shipped_deployment() {
 /// and the desk tracks the twenty sandbox referrals.
 #[test]
 fn the_demo_runs_every_system_and_accounts_for_every_record() {
-    let (code, stdout, stderr) = duijie(&["demo", "--seconds", "12"]);
+    let (code, stdout, stderr) = duijie(&["demo", "--seconds", "18"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let mut pipelines = 0;
     for line in stdout.lines() {
