@@ -33,7 +33,11 @@ while kill -0 "$pid" 2>/dev/null; do
   awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null >>"$work/rss.txt" || true
   sleep 5
 done
-wait "$pid"
+if ! wait "$pid"; then
+  echo "soak: FAILED — the demo stopped with an error:"
+  tail -5 "$work/demo.log"
+  exit 1
+fi
 python3 - "$work/summary.txt" "$work/rss.txt" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
