@@ -562,46 +562,77 @@ async fn wait_views(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
-    let bus = common::bus(&brokers());
-    let tag = unique("desk");
-    let events_topic = format!("referral-events-{tag}");
-    let config = desk_config(&events_topic, &tag);
-    let mut topics = vec![duijie::bus::TopicSpec {
-        name: events_topic.clone(),
-        partitions: 3,
-        compacted: false,
-    }];
-    for (name, compacted) in [
-        (&config.state_topic, true),
-        (&config.alerts_topic, false),
-        (&config.audit_topic, false),
-    ] {
-        topics.push(duijie::bus::TopicSpec {
-            name: name.clone(),
-            partitions: 1,
-            compacted,
-        });
+/// Topics of a tracker under test (events on three partitions), and
+/// trackers on them with the fixed clock.
+struct TrackerFixture {
+    bus: duijie::bus::Bus,
+    config: DeskConfig,
+    events_topic: String,
+    schemas: Arc<duijie::schema::SchemaSet>,
+    mappings: MappingSet,
+}
+
+impl TrackerFixture {
+    async fn new(tag: &str) -> Self {
+        let bus = common::bus(&brokers());
+        let tag = unique(tag);
+        let events_topic = format!("referral-events-{tag}");
+        let config = desk_config(&events_topic, &tag);
+        let mut topics = vec![duijie::bus::TopicSpec {
+            name: events_topic.clone(),
+            partitions: 3,
+            compacted: false,
+        }];
+        for (name, compacted) in [
+            (&config.state_topic, true),
+            (&config.alerts_topic, false),
+            (&config.audit_topic, false),
+        ] {
+            topics.push(duijie::bus::TopicSpec {
+                name: name.clone(),
+                partitions: 1,
+                compacted,
+            });
+        }
+        bus.ensure_topics(&topics).await.unwrap();
+        let schemas = Arc::new(common::schemas());
+        let mappings = MappingSet::load_dir(&root().join("mappings"), &schemas).unwrap();
+        Self {
+            bus,
+            config,
+            events_topic,
+            schemas,
+            mappings,
+        }
     }
-    bus.ensure_topics(&topics).await.unwrap();
-    let schemas = Arc::new(common::schemas());
-    let mappings = MappingSet::load_dir(&root().join("mappings"), &schemas).unwrap();
-    let new_desk = || {
+
+    fn desk(&self) -> Desk {
         Desk::new(
-            config.clone(),
-            bus.clone(),
-            bus.producer().unwrap(),
-            schemas.clone(),
+            self.config.clone(),
+            self.bus.clone(),
+            self.bus.producer().unwrap(),
+            self.schemas.clone(),
             calendar(),
-            mappings.get("referral_desk").unwrap(),
+            self.mappings.get("referral_desk").unwrap(),
         )
         .with_clock(now)
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
+    let fixture = TrackerFixture::new("desk").await;
+    let (bus, config, events_topic) = (
+        fixture.bus.clone(),
+        fixture.config.clone(),
+        fixture.events_topic.clone(),
+    );
+    let mappings = &fixture.mappings;
+    let new_desk = || fixture.desk();
 
     // The first two thirds of the events, then a tracker that crashes.
     let split = EVENTS.len() * 2 / 3;
-    publish(&bus, &events_topic, &mappings, &EVENTS[..split]).await;
+    publish(&bus, &events_topic, mappings, &EVENTS[..split]).await;
     let first = new_desk();
     let crashed = tokio::spawn(first.clone().run(CancellationToken::new()));
     let seen: usize = EVENTS[..split]
@@ -618,7 +649,7 @@ async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
 
     // The rest arrives while no tracker runs; a new one picks up from the
     // state topic and its group's offsets.
-    publish(&bus, &events_topic, &mappings, &EVENTS[split..]).await;
+    publish(&bus, &events_topic, mappings, &EVENTS[split..]).await;
     let second = new_desk();
     let stop = CancellationToken::new();
     let running = tokio::spawn(second.clone().run(stop.clone()));
@@ -722,40 +753,14 @@ async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
 /// and when one stops the other takes its referrals over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_trackers_split_the_referrals_by_partition_and_one_takes_over() {
-    let bus = common::bus(&brokers());
-    let tag = unique("desk-split");
-    let events_topic = format!("referral-events-{tag}");
-    let config = desk_config(&events_topic, &tag);
-    let mut topics = vec![duijie::bus::TopicSpec {
-        name: events_topic.clone(),
-        partitions: 3,
-        compacted: false,
-    }];
-    for (name, compacted) in [
-        (&config.state_topic, true),
-        (&config.alerts_topic, false),
-        (&config.audit_topic, false),
-    ] {
-        topics.push(duijie::bus::TopicSpec {
-            name: name.clone(),
-            partitions: 1,
-            compacted,
-        });
-    }
-    bus.ensure_topics(&topics).await.unwrap();
-    let schemas = Arc::new(common::schemas());
-    let mappings = MappingSet::load_dir(&root().join("mappings"), &schemas).unwrap();
-    let new_desk = || {
-        Desk::new(
-            config.clone(),
-            bus.clone(),
-            bus.producer().unwrap(),
-            schemas.clone(),
-            calendar(),
-            mappings.get("referral_desk").unwrap(),
-        )
-        .with_clock(now)
-    };
+    let fixture = TrackerFixture::new("desk-split").await;
+    let (bus, config, events_topic) = (
+        fixture.bus.clone(),
+        fixture.config.clone(),
+        fixture.events_topic.clone(),
+    );
+    let mappings = &fixture.mappings;
+    let new_desk = || fixture.desk();
     let (a, b) = (new_desk(), new_desk());
     let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
     let running_a = tokio::spawn(a.clone().run(stop_a.clone()));
@@ -775,7 +780,7 @@ async fn two_trackers_split_the_referrals_by_partition_and_one_takes_over() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    publish(&bus, &events_topic, &mappings, EVENTS).await;
+    publish(&bus, &events_topic, mappings, EVENTS).await;
     let events_total = EXPECTED.iter().map(|e| e.8).sum::<usize>();
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
