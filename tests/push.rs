@@ -241,35 +241,12 @@ fn feed_deployment(
 ) -> TestDeployment {
     TestDeployment::new(
         brokers,
-        &format!(
-            r#"[pipelines.grid]
-system = "grid"
-mapping = "grid_event"
-topic = "{source_topic}"
-schedule = "* * * * * *"
-
-[pipelines.grid.source]
-kind = "http_poll"
-url = "http://{sandbox}/grid/api/events"
-records_pointer = "/data/list"
-paging = "keyset"
-page_size = 200
-watermark_field = "updateTime"
-watermark_param = "updatedAfter"
-id_field = "eventId"
-after_id_param = "afterId"
-login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", password = "Wg#2026-yc" }}
-
-[deliveries.street]
-topic = "{source_topic}"
-department = "street"
-dlq_topic = "{dlq}"
-transform = {{ kind = "fields", fields = ["event_no", "category", "street", "status", "party.name"] }}
-target = {{ kind = "webhook", url = "http://{sandbox}/dept/street/webhook", secret = "{secret}" }}
-retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
-{extra}
-"#,
-            secret = duijie::sandbox::dept::DEPT_SECRET
+        &street_feed_config(
+            sandbox,
+            source_topic,
+            dlq,
+            &format!("http://{sandbox}/dept/street/webhook"),
+            extra,
         ),
     )
 }

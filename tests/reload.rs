@@ -139,39 +139,6 @@ fn a_reload_swaps_what_changed_and_refuses_what_is_broken() {
     );
 }
 
-/// A grid pipeline feeding the street office by webhook at `url`.
-fn street_feed(sandbox: &str, topic: &str, dlq: &str, url: &str) -> String {
-    format!(
-        r#"[pipelines.grid]
-system = "grid"
-mapping = "grid_event"
-topic = "{topic}"
-schedule = "* * * * * *"
-
-[pipelines.grid.source]
-kind = "http_poll"
-url = "http://{sandbox}/grid/api/events"
-records_pointer = "/data/list"
-paging = "keyset"
-page_size = 200
-watermark_field = "updateTime"
-watermark_param = "updatedAfter"
-id_field = "eventId"
-after_id_param = "afterId"
-login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", password = "Wg#2026-yc" }}
-
-[deliveries.street]
-topic = "{topic}"
-department = "street"
-dlq_topic = "{dlq}"
-transform = {{ kind = "fields", fields = ["event_no", "category", "street", "status"] }}
-target = {{ kind = "webhook", url = "{url}", secret = "{secret}" }}
-retry = {{ initial = "100ms", max = "500ms", max_attempts = 100000 }}
-"#,
-        secret = duijie::sandbox::dept::DEPT_SECRET
-    )
-}
-
 #[test]
 fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
     let brokers = brokers();
@@ -185,7 +152,10 @@ fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
     // The street office's address is wrong at first: nothing answers there.
     let wrong = format!("http://127.0.0.1:{}/dept/street/webhook", free_port());
     let right = format!("http://{sandbox}/dept/street/webhook");
-    let d = TestDeployment::new(&brokers, &street_feed(&sandbox, &topic, &dlq, &wrong));
+    let d = TestDeployment::new(
+        &brokers,
+        &street_feed_config(&sandbox, &topic, &dlq, &wrong, ""),
+    );
     let hub = d.spawn();
     wait_until(
         Duration::from_secs(60),

@@ -302,3 +302,44 @@ pub fn flaky_proxy(upstream: String, drops: usize) -> String {
     });
     addr
 }
+
+/// A grid pipeline polling the sandbox into `topic`, and the street
+/// office's feed from it by webhook at `webhook`; `extra` is appended.
+pub fn street_feed_config(
+    sandbox: &str,
+    source_topic: &str,
+    dlq: &str,
+    webhook: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"[pipelines.grid]
+system = "grid"
+mapping = "grid_event"
+topic = "{source_topic}"
+schedule = "* * * * * *"
+
+[pipelines.grid.source]
+kind = "http_poll"
+url = "http://{sandbox}/grid/api/events"
+records_pointer = "/data/list"
+paging = "keyset"
+page_size = 200
+watermark_field = "updateTime"
+watermark_param = "updatedAfter"
+id_field = "eventId"
+after_id_param = "afterId"
+login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", password = "Wg#2026-yc" }}
+
+[deliveries.street]
+topic = "{source_topic}"
+department = "street"
+dlq_topic = "{dlq}"
+transform = {{ kind = "fields", fields = ["event_no", "category", "street", "status", "party.name"] }}
+target = {{ kind = "webhook", url = "{webhook}", secret = "{secret}" }}
+retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
+{extra}
+"#,
+        secret = duijie::sandbox::dept::DEPT_SECRET
+    )
+}
