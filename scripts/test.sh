@@ -1,47 +1,35 @@
 #!/usr/bin/env bash
-# The test command: the whole suite against a real Kafka-protocol broker.
+# The test command: the whole suite against the real components, on a fresh
+# machine by itself.
 #
-# Starts a Tansu broker (memory storage) on a free loopback port, installing
-# it first if it is missing (`cargo install` is a no-op once installed),
-# exports DUIJIE_TEST_BROKERS, runs `cargo test`, and stops the broker.
+# Installs what is missing (Debian packages; Kafka jars from Maven Central
+# into a cache outside the clone), starts PostgreSQL, MariaDB, Mosquitto and
+# a one-node Apache Kafka on loopback, exports DUIJIE_TEST_BROKERS and
+# DUIJIE_TEST_MQTT, runs `cargo test`, and stops what it started.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh ingest`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
 export PATH="$HOME/.cargo/bin:$PATH"
-if ! command -v tansu >/dev/null 2>&1; then
-  echo "== installing the Tansu broker (once; about 10 minutes on 2 cores)"
-  cargo install tansu --locked --features dynostore
-fi
+command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
+command -v java >/dev/null || { echo "java 17+ is required (Apache Kafka)"; exit 1; }
+command -v mvn >/dev/null || { echo "mvn is required (fetches the Kafka jars)"; exit 1; }
 
-# The front-end databases the safety-production tests read (PostgreSQL and
-# MariaDB run on this kind of machine; start them if they stopped).
-if ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
-fi
-if ! mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
-  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
-fi
-for _ in $(seq 1 100); do
-  pg_isready -h 127.0.0.1 -q 2>/dev/null && mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1 && break
-  sleep 0.2
-done
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
+services_install
+services_start_postgres
+services_start_mariadb
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-log=$(mktemp -t tansu.XXXXXX.log)
-tansu broker \
-  --listener-url "tcp://127.0.0.1:${port}" \
-  --advertised-listener-url "tcp://127.0.0.1:${port}" \
-  --storage-engine memory://tansu/ >"$log" 2>&1 &
-tansu_pid=$!
-trap 'kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true' EXIT
+run_dir=$(mktemp -d -t duijie-test.XXXXXX)
+cleanup() {
+  scripts/kafka.sh stop "$run_dir/kafka" || true
+  services_stop_mosquitto "$run_dir/mosquitto"
+  rm -rf "$run_dir"
+}
+trap cleanup EXIT
+services_start_mosquitto "$run_dir/mosquitto"
+DUIJIE_TEST_BROKERS="$(scripts/kafka.sh start "$run_dir/kafka" 1)"
+export DUIJIE_TEST_BROKERS
+echo "== Apache Kafka on $DUIJIE_TEST_BROKERS, Mosquitto on $DUIJIE_TEST_MQTT, PostgreSQL and MariaDB on 127.0.0.1"
 
-for _ in $(seq 1 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; then break; fi
-  if ! kill -0 "$tansu_pid" 2>/dev/null; then echo "tansu failed to start:"; cat "$log"; exit 1; fi
-  sleep 0.1
-done
-echo "== Tansu broker on 127.0.0.1:${port}"
-
-export DUIJIE_TEST_BROKERS="127.0.0.1:${port}"
 cargo test --workspace "$@"
