@@ -126,6 +126,8 @@ pub struct KeeperContext {
     pub receipts_topic: String,
     pub stats: Arc<ClockStats>,
     pub tick: Duration,
+    /// Natural persons' pseudonyms (`[hub] pseudonym_key`).
+    pub pseudonyms: Option<crate::personal::Pseudonyms>,
 }
 
 impl std::fmt::Debug for KeeperContext {
@@ -394,19 +396,21 @@ struct Blacklist {
     entities: BTreeMap<String, Entity>,
     /// What was last written per entity: listed or not, and its version.
     written: BTreeMap<String, (bool, i64)>,
+    pseudonyms: crate::personal::Pseudonyms,
 }
 
 impl Blacklist {
-    fn new(criteria: BlacklistCriteria) -> Self {
+    fn new(criteria: BlacklistCriteria, pseudonyms: crate::personal::Pseudonyms) -> Self {
         Self {
             criteria,
+            pseudonyms,
             entities: BTreeMap::new(),
             written: BTreeMap::new(),
         }
     }
 
     fn observe(&mut self, d: &Value) {
-        let Some(key) = crate::credit::entity_key(d) else {
+        let Some(key) = crate::credit::entity_key(d, &self.pseudonyms) else {
             return;
         };
         let Some(id) = d.get("id").and_then(Value::as_str) else {
@@ -543,7 +547,12 @@ pub async fn run_blacklist(ctx: KeeperContext, config: CreditConfig, shutdown: C
         ],
         shutdown.clone(),
     );
-    let mut blacklist = Blacklist::new(config.blacklist.clone());
+    let Some(pseudonyms) = ctx.pseudonyms.clone() else {
+        // Checked when the deployment loads; said here should it not be.
+        tracing::error!("the blacklist keeper needs [hub] pseudonym_key; not started");
+        return;
+    };
+    let mut blacklist = Blacklist::new(config.blacklist.clone(), pseudonyms);
     let mut tick = tokio::time::interval(ctx.tick);
     loop {
         tokio::select! {
@@ -706,7 +715,10 @@ mod tests {
 
     #[test]
     fn blacklist_criteria_count_serious_violations_in_the_window_and_listing_categories() {
-        let mut b = Blacklist::new(BlacklistCriteria::default());
+        let mut b = Blacklist::new(
+            BlacklistCriteria::default(),
+            crate::personal::Pseudonyms::new("a-test-pseudonym-key-of-32-characters").unwrap(),
+        );
         let now = Utc::now();
         let decision = |id: &str, days_ago: i64, serious: bool, cats: &[&str], action: &str| {
             json!({"id": id, "decision_no": id, "action": action, "serious": serious, "categories": cats,
@@ -732,5 +744,24 @@ mod tests {
         let (listed, reasons) = e(&b);
         assert!(listed);
         assert!(reasons[0].contains("pen:4"), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_natural_person_is_listed_under_a_pseudonym_never_the_id_number() {
+        let keys =
+            crate::personal::Pseudonyms::new("a-test-pseudonym-key-of-32-characters").unwrap();
+        let mut b = Blacklist::new(BlacklistCriteria::default(), keys.clone());
+        let id = "11010519491231002X";
+        b.observe(&json!({"id": "pen:9", "decision_no": "宜高综执罚决字〔2026〕第0900号", "action": "ISSUED",
+            "serious": false, "categories": ["吊销许可证件"], "decided_at": Utc::now().timestamp_millis(),
+            "party": {"name": "李娜", "type": "NATURAL_PERSON", "id_number": id}}));
+        let keys_seen: Vec<&String> = b.entities.keys().collect();
+        assert_eq!(keys_seen, vec![&keys.of(id)]);
+        assert!(keys_seen[0].starts_with("pid:"));
+        assert!(
+            crate::personal::full_ids(&format!("{:?}", b.entities)).is_empty(),
+            "the keeper holds the ID number: {:?}",
+            b.entities
+        );
     }
 }

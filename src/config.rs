@@ -62,6 +62,21 @@ pub struct HubConfig {
     /// through a Kafka consumer group; push pipelines split by partition.
     #[serde(default)]
     pub scale_out: bool,
+    /// The secret key of natural persons' pseudonyms (`pid:…`, see
+    /// `personal`): at least 32 characters, the same on every instance, and
+    /// never changed (a new key gives everyone a new identity). Required
+    /// with `[credit]`. Give it as `${file:…}` or `${env:…}`.
+    #[serde(default)]
+    pub pseudonym_key: Option<String>,
+}
+
+impl HubConfig {
+    /// The deployment's pseudonyms, if it has a key.
+    pub fn pseudonyms(&self) -> Option<crate::personal::Pseudonyms> {
+        self.pseudonym_key
+            .as_deref()
+            .and_then(|k| crate::personal::Pseudonyms::new(k).ok())
+    }
 }
 
 fn default_calendar() -> PathBuf {
@@ -217,6 +232,33 @@ struct RawDeployment {
 pub struct HttpConfig {
     /// Address to listen on, e.g. `127.0.0.1:8088`.
     pub listen: String,
+    /// How long a client may take to send a whole request head, counted
+    /// from when the server waits for it: on a new connection, and between
+    /// requests on a kept-alive one (so this is also the idle keep-alive
+    /// timeout). Default 10 s.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: std::time::Duration,
+    /// How long a request may take, its body included, before it is
+    /// answered 408. Default 30 s.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
+    /// Connections served at once, at most (default 512).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Bearer token for the detail of `/ready` (pipeline errors and
+    /// counts); without it, `/ready` shows only each pipeline's state.
+    #[serde(default)]
+    pub status_token: Option<String>,
+}
+
+fn default_header_read_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+fn default_request_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+fn default_max_connections() -> usize {
+    512
 }
 
 /// One ingest pipeline, checked.
@@ -483,6 +525,18 @@ impl Deployment {
                             c.get_ref().delivery
                         ),
                     ));
+                }
+                match raw.hub.pseudonym_key.as_deref() {
+                    None => errors.push(located.at(
+                        c.span(),
+                        "hub.pseudonym_key",
+                        "[credit] keys natural persons by pseudonym: set [hub] pseudonym_key (a secret of at least 32 characters)",
+                    )),
+                    Some(k) => {
+                        if let Err(why) = crate::personal::Pseudonyms::new(k) {
+                            errors.push(located.at(c.span(), "hub.pseudonym_key", why));
+                        }
+                    }
                 }
                 Some(c.into_inner())
             }

@@ -304,12 +304,13 @@ impl CreditPolicy {
     }
 }
 
-/// A stable identity for blacklists: the credit code, else the ID number,
-/// else the name.
-pub fn entity_key(d: &Value) -> Option<String> {
+/// A stable identity for blacklists: the credit code, else the person's
+/// pseudonym (never the ID number itself: see [`crate::personal`]), else
+/// the name.
+pub fn entity_key(d: &Value, pseudonyms: &crate::personal::Pseudonyms) -> Option<String> {
     str_of(d, "/party/credit_code")
         .map(|c| format!("uscc:{c}"))
-        .or_else(|| str_of(d, "/party/id_number").map(|i| format!("id:{i}")))
+        .or_else(|| str_of(d, "/party/id_number").map(|i| pseudonyms.of(i)))
         .or_else(|| str_of(d, "/party/name").map(|n| format!("name:{n}")))
 }
 

@@ -34,6 +34,12 @@ pub struct DemoOptions {
     /// The sandbox as its own `duijie sandbox` process (this process then
     /// holds the hub alone).
     pub sandbox_process: bool,
+    /// Write what left the hub to this file, one JSON object a line: every
+    /// request the sandbox receivers got (method, URI, headers, body), the
+    /// answers of the pull feeds, and the receipts, alerts and push dead
+    /// letters read back from the bus. For checking the personal-data rule
+    /// over a whole run.
+    pub capture: Option<PathBuf>,
 }
 
 /// The sandbox systems, in this process or in their own.
@@ -41,6 +47,7 @@ enum SandboxRun {
     InProcess {
         plan: sandbox::FaultPlan,
         grid: sandbox::grid::GridSystem,
+        wire: sandbox::receiver::WireLog,
     },
     Process(std::process::Child),
 }
@@ -77,7 +84,8 @@ fn spawn_sandbox_process(config: &SandboxConfig, listen: &str) -> Result<std::pr
     }
     if let Some(w) = &config.grid_webhook {
         cmd.args(["--grid-webhook", &w.url])
-            .args(["--grid-webhook-secret", &w.secret])
+            // The secret goes in the child's environment, not its argv.
+            .env("DUIJIE_SANDBOX_GRID_WEBHOOK_SECRET", &w.secret)
             .args([
                 "--grid-webhook-every",
                 &format!("{}ms", w.every.as_millis()),
@@ -185,7 +193,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let mut sandbox_run = if options.sandbox_process {
         SandboxRun::Process(spawn_sandbox_process(&sandbox_config, &listen)?)
     } else {
-        let (app, plan, grid) = sandbox::systems(&sandbox_config);
+        let (app, plan, grid, receivers) = sandbox::systems_with_receivers(&sandbox_config);
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| {
@@ -197,8 +205,17 @@ pub async fn run(options: DemoOptions) -> Result<()> {
                 .with_graceful_shutdown(async move { sandbox_stop.cancelled().await })
                 .await;
         });
-        SandboxRun::InProcess { plan, grid }
+        SandboxRun::InProcess {
+            plan,
+            grid,
+            wire: receivers.wire,
+        }
     };
+    if options.capture.is_some() && options.sandbox_process {
+        anyhow::bail!(
+            "--capture reads the sandbox receivers in this process: leave out --sandbox-process"
+        );
+    }
     println!(
         "  sandbox:  the six systems on http://{listen}{} (faults: {:.0}% HTTP 500, {:.0}% slow, {:.0}% duplicated rows)",
         if options.sandbox_process {
@@ -329,7 +346,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         );
     }
     let (requests, errors, slow, duplicates) = match &mut sandbox_run {
-        SandboxRun::InProcess { plan, grid } => {
+        SandboxRun::InProcess { plan, grid, .. } => {
             use std::sync::atomic::Ordering::Relaxed;
             println!(
                 "  grid pushed {} urgent event(s) to the webhook: {} accepted after the broker acknowledged them",
@@ -558,6 +575,15 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         }
     }
 
+    if let Some(path) = &options.capture {
+        let wire = match &sandbox_run {
+            SandboxRun::InProcess { wire, .. } => wire.snapshot(),
+            SandboxRun::Process(_) => Vec::new(),
+        };
+        let n = write_capture(path, &deployment, &topics, wire).await?;
+        println!("\nCaptured {n} outbound messages to {}", path.display());
+    }
+
     println!("\nWhere to look next:");
     println!(
         "  duijie check                                   validate pipelines, mappings and schemas"
@@ -577,6 +603,81 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     );
     println!("  pipelines/yichang.toml, mappings/*.yaml, schemas/*.avsc");
     Ok(())
+}
+
+/// Writes the capture of `--capture`; returns how many lines.
+async fn write_capture(
+    path: &std::path::Path,
+    deployment: &Deployment,
+    topics: &BTreeMap<String, Vec<crate::bus::inspect::ReadRecord>>,
+    wire: Vec<serde_json::Value>,
+) -> Result<usize> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    let mut n = 0;
+    for request in wire {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"kind": "request", "request": request})
+        )?;
+        n += 1;
+    }
+    // The pull feeds, as a department reads them.
+    if let Some(http) = &deployment.http {
+        for (name, d) in &deployment.deliveries {
+            if let crate::delivery::TargetConfig::Pull { token } = &d.target {
+                let department = d.department.clone().unwrap_or_else(|| name.clone());
+                let url = format!("http://{}/feeds/{department}?limit=1000", http.listen);
+                let body = reqwest::Client::new()
+                    .get(&url)
+                    .bearer_auth(token)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status());
+                let body = match body {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(e) => format!("not read: {e}"),
+                };
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"kind": "pull", "delivery": name, "body": body})
+                )?;
+                n += 1;
+            }
+        }
+    }
+    let mut bus_topics = vec![
+        ("receipt", deployment.hub.receipts_topic.clone()),
+        ("alert", deployment.hub.alerts_topic.clone()),
+    ];
+    for (name, d) in &deployment.deliveries {
+        bus_topics.push((
+            "dead_letter",
+            d.dlq_topic
+                .clone()
+                .unwrap_or_else(|| format!("dlq.delivery.{name}")),
+        ));
+    }
+    for (kind, topic) in bus_topics {
+        for r in topics.get(&topic).into_iter().flatten() {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "kind": kind, "topic": topic, "key": r.key_str(), "headers": r.headers,
+                    "payload": r.payload.as_deref().map(String::from_utf8_lossy),
+                })
+            )?;
+            n += 1;
+        }
+    }
+    out.flush()?;
+    Ok(n)
 }
 
 /// The host:port the deployment's HTTP poll source reads, where the

@@ -21,6 +21,7 @@ pub mod demo;
 pub mod desk;
 pub mod ident;
 pub mod mapping;
+pub mod personal;
 pub mod runtime;
 pub mod sandbox;
 pub mod schema;

@@ -101,8 +101,10 @@ enum Command {
         /// Push urgent grid events to this webhook URL.
         #[arg(long)]
         grid_webhook: Option<String>,
-        /// HMAC secret of the grid webhook.
-        #[arg(long, default_value = "grid-urgent-webhook-secret")]
+        /// HMAC secret of the grid webhook, from the environment (never on
+        /// the command line, where every process could read it).
+        /// Set `DUIJIE_SANDBOX_GRID_WEBHOOK_SECRET`; the default is the demo's.
+        #[arg(skip = std::env::var("DUIJIE_SANDBOX_GRID_WEBHOOK_SECRET").unwrap_or_else(|_| "grid-urgent-webhook-secret".into()))]
         grid_webhook_secret: String,
         /// One urgent grid event this often.
         #[arg(long, default_value = "10s")]
@@ -140,6 +142,11 @@ enum Command {
         /// so that this process holds the hub alone (the soak measures it).
         #[arg(long)]
         sandbox_process: bool,
+        /// Write what left the hub (requests the receivers got, pull feed
+        /// answers, receipts, alerts, push dead letters) to this file, one
+        /// JSON object a line.
+        #[arg(long)]
+        capture: Option<PathBuf>,
     },
     /// Push feeds: what each department got.
     Feeds {
@@ -376,12 +383,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tansu,
             seconds,
             sandbox_process,
+            capture,
         } => tokio_main(duijie::demo::run(duijie::demo::DemoOptions {
             config,
             brokers,
             tansu,
             seconds,
             sandbox_process,
+            capture,
         })),
         Command::Feeds {
             command: FeedsCommand::Status { config },
@@ -483,10 +492,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
             };
             tokio_main(async move {
-                let resp = reqwest::get(format!("{}/ready", url.trim_end_matches('/')))
+                let token = deployment
+                    .http
+                    .as_ref()
+                    .and_then(|h| h.status_token.clone());
+                let Some(token) = token else {
+                    bail!(
+                        "{}: [http] status_token is not set; /ready shows its detail only with that token",
+                        config.display()
+                    );
+                };
+                let resp = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(10))
+                    .build()?
+                    .get(format!("{}/ready", url.trim_end_matches('/')))
+                    .bearer_auth(token)
+                    .send()
                     .await
                     .with_context(|| format!("no hub answers at {url}"))?;
-                let r: duijie::runtime::observe::Readiness = resp.json().await?;
+                let r: duijie::runtime::observe::Readiness = resp.json().await.context(
+                    "the hub's /ready did not give its detail (is [http] status_token the hub's?)",
+                )?;
                 print!("{}", duijie::runtime::observe::render(&r));
                 if !r.ready {
                     std::process::exit(1);

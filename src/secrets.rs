@@ -52,6 +52,59 @@ pub fn redact(text: &str) -> String {
     out
 }
 
+/// `text` with the query string of every `http://` or `https://` URL
+/// replaced by `?***`: a token in a URL's query is a secret even where the
+/// deployment file did not mark it as one.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("http") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let is_url = from.starts_with("http://") || from.starts_with("https://");
+        let end = from
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')'))
+            .unwrap_or(from.len());
+        let (url, after) = from.split_at(end);
+        match url.find('?').filter(|_| is_url) {
+            Some(q) => {
+                out.push_str(&url[..q]);
+                out.push_str("?***");
+            }
+            None => out.push_str(url),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether a presented secret (token, password) equals the expected one,
+/// in constant time: both are hashed to SHA-256 first, so neither their
+/// contents nor their lengths change how long the comparison takes.
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    !expected.is_empty() && bool::from(a.as_slice().ct_eq(b.as_slice()))
+}
+
+/// The entry of `candidates` whose secret matches `given`, looking at
+/// every candidate (no early exit) with [`same_secret`].
+pub fn find_by_secret<'a, T>(
+    given: &str,
+    candidates: impl IntoIterator<Item = (&'a str, T)>,
+) -> Option<T> {
+    let mut found = None;
+    for (secret, value) in candidates {
+        if same_secret(given, secret) && found.is_none() {
+            found = Some(value);
+        }
+    }
+    found
+}
+
 /// Escapes a value for a TOML basic (double-quoted) string.
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -204,6 +257,24 @@ pub fn plaintext_credentials(text: &str) -> Vec<(usize, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_queries_are_redacted_and_other_text_kept() {
+        assert_eq!(
+            redact_urls("GET https://credit.example/api?token=abc&x=1 failed: 500 (http status)"),
+            "GET https://credit.example/api?*** failed: 500 (http status)"
+        );
+        assert_eq!(redact_urls("no url here"), "no url here");
+        assert!(same_secret(
+            "a-token-of-some-length",
+            "a-token-of-some-length"
+        ));
+        assert!(!same_secret(
+            "a-token-of-some-length",
+            "a-token-of-some-lengtH"
+        ));
+        assert!(!same_secret("", ""));
+    }
 
     #[test]
     fn env_and_file_references_expand_escaped_and_are_redacted() {

@@ -21,6 +21,7 @@ fn metrics_probes_and_status_show_what_flowed() {
         &format!(
             r#"[http]
 listen = "127.0.0.1:{port}"
+status_token = "ops-status-token-0000000001"
 
 [pipelines.urban_files]
 system = "digital_urban"
@@ -96,8 +97,27 @@ settle = "0s"
     assert!((0.0..60.0).contains(&age), "cursor age {age}");
     assert!(m.trim_end().ends_with("# EOF"), "not the exposition format");
 
+    // Without the status token, /ready says only what runs.
     let (status, body) = get("/ready");
     assert_eq!(status, 200, "{body}");
+    let public: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(public["ready"], true);
+    assert_eq!(public["pipelines"][0]["state"], "running");
+    assert!(
+        public["pipelines"][0].get("delivered").is_none() && public.get("broker").is_none(),
+        "the public /ready shows detail: {body}"
+    );
+    let body = block_on(async {
+        reqwest::Client::new()
+            .get(format!("{base}/ready"))
+            .bearer_auth("ops-status-token-0000000001")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["broker"], "reachable");

@@ -54,8 +54,9 @@ fn penalties_reach_the_credit_platform_exactly_and_the_clock_and_blacklist_follo
     let alerts = unique("alerts");
     let receipts = unique("receipts");
     let blacklist = unique("blacklist");
-    let d = TestDeployment::new(
+    let d = TestDeployment::with_hub(
         &brokers,
+        "pseudonym_key = \"a-test-pseudonym-key-of-32-characters\"",
         &format!(
             r#"{pipeline}
 [deliveries.credit]

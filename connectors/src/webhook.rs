@@ -5,10 +5,16 @@
 //! `sha256=<hex of HMAC-SHA256(secret, "<timestamp>.<body>")>` in the
 //! signature header. A delivery is refused — and never written to the bus —
 //! when it is unsigned, wrongly signed, older (or further in the future)
-//! than `max_age`, or a replay of a delivery already taken. A delivery
-//! counts as taken only once the runtime has it acknowledged by the broker
-//! ([`Webhook::taken`]), so a sender retrying after a failure is not
-//! mistaken for a replay.
+//! than `max_age`, or a replay of a delivery already taken.
+//!
+//! A checked delivery is *reserved* at once, atomically with the replay
+//! check, so that concurrent copies of it are refused (409) while the first
+//! is being produced. If producing fails, the runtime releases the
+//! reservation ([`Webhook::release`]) and the sender's retry is taken; once
+//! the broker acknowledged it, the delivery is taken ([`Webhook::taken`])
+//! and remembered for twice `max_age` (older copies are refused as stale
+//! anyway). The memory is bounded: at most `max_remembered` deliveries;
+//! beyond that, new deliveries are refused with 503 until old ones expire.
 //!
 //! This module checks and turns a delivery into a [`RawRecord`]; serving
 //! HTTP, producing and acknowledging belong to the runtime.
@@ -45,6 +51,13 @@ pub struct WebhookConfig {
     /// Payload format: `json` (default) or `xml`.
     #[serde(default = "default_format")]
     pub format: PayloadFormat,
+    /// Deliveries remembered for replay detection, at most (default 100,000).
+    #[serde(default = "default_max_remembered")]
+    pub max_remembered: usize,
+}
+
+fn default_max_remembered() -> usize {
+    100_000
 }
 
 fn default_signature_header() -> String {
@@ -90,6 +103,8 @@ pub enum Refusal {
     Replayed,
     #[error("body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("too many deliveries in the last {0} s to remember; retry later")]
+    Busy(u64),
 }
 
 impl Refusal {
@@ -98,6 +113,7 @@ impl Refusal {
         match self {
             Refusal::TooLarge(_) => 413,
             Refusal::Replayed => 409,
+            Refusal::Busy(_) => 503,
             _ => 401,
         }
     }
@@ -107,7 +123,8 @@ impl Refusal {
 #[derive(Debug)]
 pub struct Webhook {
     pub config: WebhookConfig,
-    /// Signatures taken, with when they may be forgotten (Unix seconds).
+    /// Signatures reserved or taken, with when they may be forgotten (Unix
+    /// seconds).
     taken: Mutex<HashMap<String, i64>>,
 }
 
@@ -168,12 +185,20 @@ impl Webhook {
         }
         let key = hex_sig.to_ascii_lowercase();
         {
+            // Check and reserve in one step: a concurrent copy sees the
+            // reservation.
             let mut taken = self.taken.lock().expect("webhook lock");
             let now_s = now_ms / 1000;
-            taken.retain(|_, forget_at| *forget_at > now_s);
             if taken.contains_key(&key) {
                 return Err(Refusal::Replayed);
             }
+            if taken.len() >= c.max_remembered {
+                taken.retain(|_, forget_at| *forget_at > now_s);
+                if taken.len() >= c.max_remembered {
+                    return Err(Refusal::Busy(2 * c.max_age.as_secs()));
+                }
+            }
+            taken.insert(key.clone(), now_s + 2 * c.max_age.as_secs() as i64);
         }
         Ok(Delivery {
             record: RawRecord {
@@ -186,13 +211,28 @@ impl Webhook {
         })
     }
 
-    /// The delivery is durable: a later copy of it is a replay.
+    /// The delivery is durable: a later copy of it is a replay until it
+    /// would be refused as stale anyway.
     pub fn taken(&self, delivery: &Delivery, now_ms: i64) {
         let forget_at = now_ms / 1000 + 2 * self.config.max_age.as_secs() as i64;
         self.taken
             .lock()
             .expect("webhook lock")
             .insert(delivery.signature.clone(), forget_at);
+    }
+
+    /// The delivery could not be made durable: its reservation is dropped,
+    /// so that the sender's retry is taken.
+    pub fn release(&self, delivery: &Delivery) {
+        self.taken
+            .lock()
+            .expect("webhook lock")
+            .remove(&delivery.signature);
+    }
+
+    /// The body limit in force (see [`Webhook::limit_body`]).
+    pub fn max_body_bytes(&self) -> usize {
+        self.config.max_body_bytes
     }
 }
 
@@ -220,6 +260,7 @@ mod tests {
             max_age: Duration::from_secs(300),
             max_body_bytes: 1024,
             format: PayloadFormat::Json,
+            max_remembered: 3,
         })
     }
 
@@ -241,20 +282,57 @@ mod tests {
             .check(headers(Some(sig.clone()), Some(now / 1000)), body, now)
             .unwrap();
         assert_eq!(&d.record.payload[..], body);
-        // Not yet durable: a retry is still accepted.
-        assert!(
+        // Reserved: a concurrent copy is refused while the first is produced.
+        assert_eq!(
             h.check(
                 headers(Some(sig.clone()), Some(now / 1000)),
                 body,
                 now + 1000
             )
-            .is_ok()
+            .unwrap_err(),
+            Refusal::Replayed
         );
+        // Producing failed: the sender's retry is taken.
+        h.release(&d);
+        let d = h
+            .check(
+                headers(Some(sig.clone()), Some(now / 1000)),
+                body,
+                now + 1000,
+            )
+            .unwrap();
         h.taken(&d, now);
         assert_eq!(
             h.check(headers(Some(sig), Some(now / 1000)), body, now + 2000)
                 .unwrap_err(),
             Refusal::Replayed
+        );
+    }
+
+    #[test]
+    fn the_replay_memory_is_bounded() {
+        let h = hook();
+        let now = 1_790_000_000_000;
+        let ts = now / 1000;
+        for i in 0..3 {
+            let body = format!(r#"{{"eventNo":"WG{i}"}}"#);
+            let sig = sign(SECRET, ts, body.as_bytes());
+            h.check(headers(Some(sig), Some(ts)), body.as_bytes(), now)
+                .unwrap();
+        }
+        let body = br#"{"eventNo":"WG9"}"#;
+        let sig = sign(SECRET, ts, body);
+        assert_eq!(
+            h.check(headers(Some(sig.clone()), Some(ts)), body, now)
+                .unwrap_err(),
+            Refusal::Busy(600)
+        );
+        // Once the remembered ones expire, there is room again.
+        let later = now + 601_000;
+        let sig = sign(SECRET, later / 1000, body);
+        assert!(
+            h.check(headers(Some(sig), Some(later / 1000)), body, later)
+                .is_ok()
         );
     }
 

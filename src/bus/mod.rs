@@ -98,6 +98,10 @@ pub struct Bus {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Room left in a record for its key, headers and batch framing, below
+/// the broker's message size limit.
+pub const RECORD_HEADROOM: usize = 16 * 1024;
+
 impl Bus {
     pub fn new(brokers: impl Into<String>, client_id: impl Into<String>) -> Self {
         Self {
@@ -227,6 +231,61 @@ impl Bus {
             }
         }
         Ok(())
+    }
+
+    /// The largest record the hub may produce to each of `topics`, in one
+    /// DescribeConfigs request: the smaller of the producer's
+    /// `message.max.bytes` ([`Bus::producer_message_limit`]) and the topic's
+    /// `max.message.bytes` as the broker describes it. A broker that does
+    /// not answer within 3 s (the embedded mock has no DescribeConfigs)
+    /// leaves the producer's limit, said once in the log.
+    pub async fn max_message_bytes_each(&self, topics: &[&str]) -> BTreeMap<String, usize> {
+        let producer_limit = self.producer_message_limit();
+        let mut limits: BTreeMap<String, usize> = topics
+            .iter()
+            .map(|t| (t.to_string(), producer_limit))
+            .collect();
+        if topics.is_empty() {
+            return limits;
+        }
+        let Ok(admin) = self.admin() else {
+            return limits;
+        };
+        let resources: Vec<rdkafka::admin::ResourceSpecifier<'_>> = topics
+            .iter()
+            .map(|t| rdkafka::admin::ResourceSpecifier::Topic(t))
+            .collect();
+        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(3)));
+        match admin.describe_configs(resources.iter(), &options).await {
+            Ok(results) => {
+                for r in results.into_iter().flatten() {
+                    let rdkafka::admin::OwnedResourceSpecifier::Topic(topic) = &r.specifier else {
+                        continue;
+                    };
+                    if let Some(v) = r
+                        .get("max.message.bytes")
+                        .and_then(|e| e.value.as_deref())
+                        .and_then(|v| v.parse::<usize>().ok())
+                        && let Some(l) = limits.get_mut(topic)
+                    {
+                        *l = (*l).min(v);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "topic configs not described; using the producer's message size limit")
+            }
+        }
+        limits
+    }
+
+    /// The producer's `message.max.bytes`: librdkafka's default 1,000,000
+    /// unless `[kafka.properties]` sets it.
+    pub fn producer_message_limit(&self) -> usize {
+        self.properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000)
     }
 
     /// Names of the topics the cluster has.

@@ -143,14 +143,66 @@ pub struct DeadLetter {
     pub raw: String,
     /// `utf-8` or `base64`.
     pub raw_encoding: String,
-    /// The payload was cut at the size limit.
+    /// The payload was cut: at the source's record size limit, or to fit
+    /// the dead-letter topic's message size.
     pub raw_truncated: bool,
+    /// The whole payload's length in bytes (its SHA-256 is the
+    /// provenance's `payload_sha256`).
+    #[serde(default)]
+    pub raw_length: Option<u64>,
     pub provenance: Provenance,
     /// When the hub dead-lettered it, UTC epoch milliseconds.
     pub at_ms: i64,
 }
 
 impl DeadLetter {
+    /// A dead letter whose JSON form is at most `max_bytes`: the payload is
+    /// kept whole when it fits, else its head (cut on a character boundary
+    /// when it is text), with `raw_truncated` set and `raw_length` the
+    /// whole length.
+    pub fn bounded(
+        payload: &[u8],
+        truncated: bool,
+        field: Option<String>,
+        rule: &str,
+        reason: String,
+        provenance: Provenance,
+        max_bytes: usize,
+    ) -> Self {
+        let mut letter = DeadLetter {
+            reason,
+            field,
+            rule: rule.to_owned(),
+            raw: String::new(),
+            raw_encoding: String::new(),
+            raw_truncated: truncated,
+            raw_length: Some(payload.len() as u64),
+            provenance,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        let text = std::str::from_utf8(payload).is_ok();
+        let mut keep = payload.len();
+        for _ in 0..12 {
+            let mut head = &payload[..keep];
+            if text {
+                // A cut inside a character would turn the text into base64.
+                let valid = std::str::from_utf8(head).map_or_else(|e| e.valid_up_to(), str::len);
+                head = &head[..valid];
+            }
+            (letter.raw, letter.raw_encoding) = Self::raw_text(head);
+            letter.raw_truncated = truncated || head.len() < payload.len();
+            let size = serde_json::to_vec(&letter).map_or(usize::MAX, |v| v.len());
+            if size <= max_bytes {
+                return letter;
+            }
+            // Shrink by the share that is over, and a margin.
+            keep = (head.len() as f64 * (max_bytes as f64 / size as f64) * 0.95) as usize;
+        }
+        letter.raw.clear();
+        letter.raw_truncated = true;
+        letter
+    }
+
     pub fn raw_text(payload: &[u8]) -> (String, String) {
         match std::str::from_utf8(payload) {
             Ok(s) => (s.to_owned(), "utf-8".into()),

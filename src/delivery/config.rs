@@ -38,6 +38,12 @@ pub struct DeliveryConfig {
     /// Dead letters of this delivery (default `dlq.delivery.<name>`).
     #[serde(default)]
     pub dlq_topic: Option<String>,
+    /// What the receiver may get of a natural person's resident ID number:
+    /// `masked` (the default: `110105********002X` in bodies, keys and
+    /// headers) or `full`, only where the law entitles the receiver to it;
+    /// say which law beside it. See `personal`.
+    #[serde(default)]
+    pub personal_data: crate::personal::PersonalDataPolicy,
 }
 
 fn default_retry() -> RetryConfig {

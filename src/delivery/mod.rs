@@ -106,6 +106,25 @@ pub struct Delivery {
     pub transform: Arc<Transform>,
     pub target: Arc<Target>,
     pub stats: Arc<DeliveryStats>,
+    /// Dead letters are cut to fit below this (the producer's message size
+    /// limit, less room for key and headers).
+    pub max_dead_letter_bytes: usize,
+}
+
+impl Delivery {
+    /// What to send for a record: the transform's answer, then the
+    /// personal-data rule of this destination (full ID numbers masked
+    /// unless `personal_data = "full"`). Every push and pull path takes
+    /// its bodies and keys from here.
+    pub fn outgoing(&self, incoming: &Incoming) -> Result<Option<Outgoing>, String> {
+        let mut out = self.transform.apply(incoming)?;
+        if self.config.personal_data != crate::personal::PersonalDataPolicy::Full
+            && let Some(o) = out.as_mut()
+        {
+            o.scrub(&crate::ident::MaskPolicy::birth_date());
+        }
+        Ok(out)
+    }
 }
 
 impl std::fmt::Debug for Delivery {
@@ -150,13 +169,16 @@ impl Delivery {
                 .clone()
                 .unwrap_or_else(|| format!("dlq.delivery.{name}")),
             config,
-            bus,
             producer,
             schemas,
             topics,
             transform: Arc::new(transform),
             target: Arc::new(target),
             stats: Arc::default(),
+            max_dead_letter_bytes: bus
+                .producer_message_limit()
+                .saturating_sub(crate::bus::RECORD_HEADROOM),
+            bus,
         })
     }
 
@@ -321,7 +343,7 @@ impl Delivery {
             {
                 continue;
             }
-            match self.transform.apply(&incoming) {
+            match self.outgoing(&incoming) {
                 Ok(Some(out)) => pending.push((incoming, out)),
                 Ok(None) => {}
                 Err(reason) => {
@@ -467,20 +489,29 @@ impl Delivery {
                 .latency
                 .observe_ms(chrono::Utc::now().timestamp_millis() - at);
         }
-        let record_id = incoming
-            .record
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or(&incoming.key)
-            .to_owned();
+        // Receipts, alerts and dead letters are the hub's own, and follow
+        // the personal-data rule all the same: no full ID number in them.
+        let mask = crate::ident::MaskPolicy::birth_date();
+        let record_id = crate::personal::scrub_text(
+            incoming
+                .record
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or(&incoming.key),
+            &mask,
+        );
         tracing::debug!(record_id = %record_id, partition = incoming.partition, offset = incoming.offset, outcome = ?outcome, attempts, "record settled");
         let key = out
             .map(|o| o.key().to_owned())
             .unwrap_or_else(|| transform::idempotency_key(incoming));
+        let key = crate::personal::scrub_text(&key, &mask);
+        let reason = reason.map(|r| crate::personal::scrub_text(&r, &mask));
         if matches!(outcome, Outcome::Rejected | Outcome::Failed) {
-            let body = out
-                .map(|o| o.body().to_string())
-                .unwrap_or_else(|| incoming.record.to_string());
+            let mut body = out
+                .map(|o| o.body())
+                .unwrap_or_else(|| incoming.record.clone());
+            crate::personal::scrub(&mut body, &mask);
+            let body = body.to_string();
             let why = reason.clone().unwrap_or_default();
             self.dead_letter(
                 body.as_bytes(),
@@ -551,30 +582,29 @@ impl Delivery {
         offset: i64,
         headers: &BTreeMap<String, String>,
     ) -> Result<(), String> {
-        let (raw, raw_encoding) = DeadLetter::raw_text(payload);
-        let letter = DeadLetter {
-            reason: reason.to_owned(),
-            field: None,
-            rule: "delivery".into(),
-            raw,
-            raw_encoding,
-            raw_truncated: false,
-            provenance: Provenance {
-                source_system: headers
-                    .get("duijie-source-system")
-                    .cloned()
-                    .unwrap_or_default(),
-                source_id: headers.get("duijie-source-id").cloned(),
-                fetched_at_ms: chrono::Utc::now().timestamp_millis(),
-                connector: self.target.kind().to_owned(),
-                pipeline: self.name.clone(),
-                mapping: self.transform.kind().to_owned(),
-                mapping_version: 1,
-                payload_sha256: Provenance::hash(payload),
-                origin: format!("{}[{partition}]@{offset}", self.config.topic),
-            },
-            at_ms: chrono::Utc::now().timestamp_millis(),
+        let provenance = Provenance {
+            source_system: headers
+                .get("duijie-source-system")
+                .cloned()
+                .unwrap_or_default(),
+            source_id: headers.get("duijie-source-id").cloned(),
+            fetched_at_ms: chrono::Utc::now().timestamp_millis(),
+            connector: self.target.kind().to_owned(),
+            pipeline: self.name.clone(),
+            mapping: self.transform.kind().to_owned(),
+            mapping_version: 1,
+            payload_sha256: Provenance::hash(payload),
+            origin: format!("{}[{partition}]@{offset}", self.config.topic),
         };
+        let letter = DeadLetter::bounded(
+            payload,
+            false,
+            None,
+            "delivery",
+            reason.to_owned(),
+            provenance,
+            self.max_dead_letter_bytes,
+        );
         let body = serde_json::to_vec(&letter).expect("dead letters serialize");
         self.send(
             &self.dlq_topic,

@@ -24,6 +24,23 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
+    /// Masks every full resident ID number in the body and the key (the
+    /// personal-data rule, [`crate::personal`]).
+    pub fn scrub(&mut self, mask: &crate::ident::MaskPolicy) {
+        match self {
+            Outgoing::Json { key, body, .. }
+            | Outgoing::Publish { key, body }
+            | Outgoing::Withdraw { key, body } => {
+                crate::personal::scrub(body, mask);
+                *key = crate::personal::scrub_text(key, mask);
+            }
+            Outgoing::NotSent { key, reason } => {
+                *key = crate::personal::scrub_text(key, mask);
+                *reason = crate::personal::scrub_text(reason, mask);
+            }
+        }
+    }
+
     pub fn key(&self) -> &str {
         match self {
             Outgoing::Json { key, .. }

@@ -9,6 +9,7 @@
 //! Deadlines at risk or passed are alerts on their own topic, once each.
 
 pub mod report;
+pub mod session;
 pub mod tracker;
 pub mod web;
 
@@ -41,7 +42,7 @@ pub enum Role {
     Supervisor,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeskUser {
     pub name: String,
@@ -71,8 +72,18 @@ pub struct DeskConfig {
     /// The mapping that turns desk actions into referral events.
     #[serde(default = "default_action_mapping")]
     pub action_mapping: String,
-    /// Login tokens.
+    /// Login tokens (at least 16 characters each), each with its user.
+    /// A reload that changes or removes a token, or changes a role, takes
+    /// effect at once; a removed token's sessions end.
     pub users: BTreeMap<String, DeskUser>,
+    /// How long a login session lasts (default 8 h).
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure`: set it when the desk is served
+    /// over TLS (by the hub's reverse proxy), so the browser never sends the
+    /// cookie in clear.
+    #[serde(default)]
+    pub secure_cookie: bool,
 }
 
 impl DeskConfig {
@@ -118,6 +129,9 @@ fn default_alerts() -> String {
 fn default_audit() -> String {
     "desk.audit".into()
 }
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
 fn default_share() -> f64 {
     0.3
 }
@@ -155,6 +169,10 @@ pub struct Desk {
     pub audit: Arc<RwLock<VecDeque<AuditEntry>>>,
     /// The events topic's partitions whose referrals this instance tracks.
     pub tracked_partitions: Arc<RwLock<BTreeSet<i32>>>,
+    /// Login tokens and their users, as of the latest configuration.
+    users: Arc<RwLock<BTreeMap<String, DeskUser>>>,
+    /// Open login sessions.
+    pub sessions: Arc<session::Sessions>,
     /// What time it is (the system clock, or a fixed time in tests).
     clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
 }
@@ -177,7 +195,6 @@ impl Desk {
         action_mapping: Arc<Mapping>,
     ) -> Self {
         Self {
-            config,
             bus,
             producer,
             schemas,
@@ -189,7 +206,26 @@ impl Desk {
             tracked_partitions: Arc::default(),
             audit: Arc::default(),
             clock: Arc::new(chrono::Utc::now),
+            users: Arc::new(RwLock::new(config.users.clone())),
+            sessions: Arc::new(session::Sessions::new(config.session_ttl)),
+            config,
         }
+    }
+
+    /// The user a token belongs to, as of the latest configuration
+    /// (compared in constant time against every token).
+    pub fn user_by_token(&self, token: &str) -> Option<DeskUser> {
+        let users = self.users.read().expect("users lock");
+        crate::secrets::find_by_secret(token, users.iter().map(|(t, u)| (t.as_str(), u))).cloned()
+    }
+
+    /// Applies a reloaded `[desk.users]`: changed roles apply at the next
+    /// request, and the sessions of removed tokens end now. Returns how
+    /// many sessions ended.
+    pub fn set_users(&self, users: BTreeMap<String, DeskUser>) -> usize {
+        *self.users.write().expect("users lock") = users.clone();
+        self.sessions
+            .retain_tokens(|t| users.keys().any(|k| crate::secrets::same_secret(t, k)))
     }
 
     /// The same desk on another clock: deadlines are judged, and actions

@@ -1,30 +1,82 @@
 //! The desk's web page, in Chinese, served by the hub under `/desk`.
 //!
 //! - `/desk/login`: token login; officers (办案人员) may act, supervisors
-//!   (监督人员) only read. Without a token every page and API answers 401.
-//! - `/desk`: the referrals, with state, who acts next, due time and time
-//!   left; late ones in red, at-risk ones in amber; filters by state, next
-//!   actor and due date; refreshed live when events arrive.
+//!   (监督人员) only read. The token is exchanged for an opaque, expiring
+//!   session ([`super::session`]); without a session or a bearer token every
+//!   page and API answers 401.
+//! - `/desk`: the referrals, with state, who acts next, due time, time left
+//!   and the legal basis of the running step; late ones in red, at-risk
+//!   ones in amber; filters by state, next actor and due date; refreshed
+//!   live when events arrive.
 //! - `/desk/referrals/{no}`: the full timeline with each event's source
 //!   system and provenance; officers record notes, reminders sent to the
 //!   police and acknowledgements, each an event on the bus.
-//! - `/desk/export.csv`: the list as CSV. `/desk/audit`: who viewed and
-//!   exported what.
+//! - `/desk/export.csv`: the list as CSV (RFC 4180, formulas neutralised).
+//!   `/desk/audit`: who viewed and exported what.
+//!
+//! Every page is rendered by minijinja templates (`templates/`) with HTML
+//! auto-escaping; no HTML is assembled from strings here. The only script
+//! is the static `desk.js`; the pages' Content-Security-Policy forbids
+//! inline script, and record data never sits inside a script. Every view
+//! — lists, detail pages, API reads, exports, the audit log — writes an
+//! audit entry first, and is refused if that entry cannot be written.
 
 use super::tracker::{RefState, ReferralView, remaining_label};
 use super::{AuditEntry, Desk, DeskUser, Role};
 use crate::calendar::local_text;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use futures::stream::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::convert::Infallible;
+use std::sync::LazyLock;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 const COOKIE: &str = "duijie_desk";
+const PRODUCT: &str = "两法衔接工作台";
+
+/// The pages' Content-Security-Policy: scripts and styles from the hub
+/// only, nothing inline, no framing, forms post back to the hub only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
+    let mut env = minijinja::Environment::new();
+    // `.html` templates are auto-escaped (minijinja's default callback).
+    for (name, text) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("message.html", include_str!("templates/message.html")),
+        ("login.html", include_str!("templates/login.html")),
+        ("table.html", include_str!("templates/table.html")),
+        ("list.html", include_str!("templates/list.html")),
+        ("detail.html", include_str!("templates/detail.html")),
+        ("audit.html", include_str!("templates/audit.html")),
+    ] {
+        env.add_template(name, text)
+            .unwrap_or_else(|e| panic!("desk template {name}: {e}"));
+    }
+    env
+});
+
+fn render(name: &str, ctx: minijinja::Value) -> Html<String> {
+    match TEMPLATES.get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(html) => Html(html),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "desk template failed");
+            Html("<!doctype html><title>错误</title><p>页面生成失败。</p>".into())
+        }
+    }
+}
+
+fn security_header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(
+        header::HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    )
+}
 
 pub fn router(desk: Desk) -> Router {
     Router::new()
@@ -38,14 +90,34 @@ pub fn router(desk: Desk) -> Router {
         .route("/desk/api/stream", axum::routing::get(stream))
         .route("/desk/export.csv", axum::routing::get(export))
         .route("/desk/audit", axum::routing::get(audit_page))
+        .route("/desk/static/desk.js", axum::routing::get(script))
+        .route("/desk/static/desk.css", axum::routing::get(style))
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(security_header(
+            "content-security-policy",
+            CONTENT_SECURITY_POLICY,
+        ))
+        .layer(security_header("x-content-type-options", "nosniff"))
+        .layer(security_header("x-frame-options", "DENY"))
+        .layer(security_header("referrer-policy", "no-referrer"))
+        .layer(security_header("cache-control", "no-store"))
         .with_state(desk)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("static/desk.js"),
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("static/desk.css"),
+    )
+        .into_response()
 }
 
 fn time(ms: Option<i64>) -> String {
@@ -54,24 +126,61 @@ fn time(ms: Option<i64>) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-/// The user a request is from: cookie or bearer token.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|c| c.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+/// The user a request is from: a live session (cookie), or a bearer token
+/// for API clients.
 fn user(desk: &Desk, headers: &HeaderMap) -> Option<DeskUser> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let cookie = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| {
-            c.split(';')
-                .find_map(|kv| kv.trim().strip_prefix(&format!("{COOKIE}=")))
-        })
-        .map(str::to_owned);
-    bearer
-        .or(cookie)
-        .and_then(|t| desk.config.users.get(&t).cloned())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(token) = bearer {
+        return desk.user_by_token(token);
+    }
+    let session = cookie_value(headers, COOKIE)?;
+    let token = desk.sessions.token(session)?;
+    desk.user_by_token(&token)
+}
+
+#[derive(Debug, Serialize)]
+struct UserView {
+    name: String,
+    role_label: &'static str,
+}
+
+fn user_view(user: &DeskUser) -> UserView {
+    UserView {
+        name: user.name.clone(),
+        role_label: role_label(user.role),
+    }
+}
+
+fn message_page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: Option<(&str, &str)>,
+) -> Response {
+    let link = link.map(|(href, text)| json!({"href": href, "text": text}));
+    (
+        status,
+        render(
+            "message.html",
+            minijinja::context! { title, product => PRODUCT, page => "message", message, link, error => status.is_client_error() },
+        ),
+    )
+        .into_response()
 }
 
 fn unauthorized(api: bool) -> Response {
@@ -82,14 +191,12 @@ fn unauthorized(api: bool) -> Response {
         )
             .into_response()
     } else {
-        (
+        message_page(
             StatusCode::UNAUTHORIZED,
-            Html(page(
-                "未登录",
-                "<p class=\"notice\">请先 <a href=\"/desk/login\">登录</a>。</p>",
-            )),
+            "未登录",
+            "请先登录。",
+            Some(("/desk/login", "登录")),
         )
-            .into_response()
     }
 }
 
@@ -111,39 +218,12 @@ fn role_label(r: Role) -> &'static str {
     }
 }
 
-fn page(title: &str, body: &str) -> String {
-    format!(
-        r#"<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{title} · 两法衔接工作台</title>
-<style>
-body{{font-family:"Noto Sans CJK SC","Microsoft YaHei","WenQuanYi Zen Hei",sans-serif;margin:0;background:#f4f5f7;color:#1f2933}}
-header{{background:#1c3d6e;color:#fff;padding:10px 20px;display:flex;justify-content:space-between;align-items:center}}
-header a{{color:#fff}} main{{padding:16px 20px}}
-table{{border-collapse:collapse;width:100%;background:#fff}} th,td{{border:1px solid #d8dde3;padding:6px 8px;font-size:14px;text-align:left}}
-th{{background:#e9edf2}} td:first-child{{white-space:nowrap}} tr.late td{{background:#fde2e1}} tr.late td.remaining{{color:#b42318;font-weight:bold}}
-tr.at_risk td{{background:#fff4d6}} tr.closed td{{color:#7b8794}}
-.badge{{display:inline-block;padding:1px 6px;border-radius:3px;font-size:12px}} .badge.late{{background:#b42318;color:#fff}}
-.badge.at_risk{{background:#b7791f;color:#fff}} .badge.flag{{background:#6b46c1;color:#fff}}
-form.filters{{margin-bottom:12px;display:flex;gap:10px;align-items:center;flex-wrap:wrap}}
-ol.timeline li{{margin:8px 0;padding:8px;background:#fff;border-left:4px solid #1c3d6e}} ol.timeline li.flagged{{border-color:#6b46c1}}
-.prov{{font-size:12px;color:#52606d}} .notice{{padding:10px;background:#fff}} .error{{color:#b42318}}
-</style></head><body><header><strong>两法衔接工作台 · 宜昌高新区综合行政执法局</strong><span id="who"></span></header><main>{body}</main></body></html>"#
+async fn login_page() -> Response {
+    render(
+        "login.html",
+        minijinja::context! { title => "登录", product => PRODUCT, page => "login", failed => false },
     )
-}
-
-fn nav(user: &DeskUser) -> String {
-    format!(
-        r#"<p>{name}（{role}） · <a href="/desk">移送案件</a> · <a href="/desk/audit">审计日志</a> · <a id="export" href="/desk/export.csv">导出CSV</a>
-<form method="post" action="/desk/logout" style="display:inline"><button>退出</button></form></p>"#,
-        name = esc(&user.name),
-        role = role_label(user.role)
-    )
-}
-
-async fn login_page() -> Html<String> {
-    Html(page(
-        "登录",
-        r#"<h2>登录</h2><form method="post" action="/desk/login"><label>访问令牌 <input id="token" name="token" type="password" autocomplete="off"></label> <button id="login">登录</button></form>"#,
-    ))
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,22 +232,40 @@ struct LoginForm {
 }
 
 async fn login(State(desk): State<Desk>, Form(f): Form<LoginForm>) -> Response {
-    if !desk.config.users.contains_key(&f.token) {
+    if desk.user_by_token(&f.token).is_none() {
+        tracing::warn!("desk login refused: unknown token");
         return (
             StatusCode::UNAUTHORIZED,
-            Html(page(
-                "登录失败",
-                "<p class=\"error\">令牌无效。</p><p><a href=\"/desk/login\">重新登录</a></p>",
-            )),
+            render(
+                "login.html",
+                minijinja::context! { title => "登录失败", product => PRODUCT, page => "login", failed => true },
+            ),
         )
             .into_response();
     }
+    let id = match desk.sessions.open(&f.token) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "desk session not opened");
+            return message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "登录失败",
+                "暂时无法登录，请稍后再试。",
+                None,
+            );
+        }
+    };
+    let secure = if desk.config.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
     (
         [(
             header::SET_COOKIE,
             format!(
-                "{COOKIE}={}; Path=/desk; HttpOnly; SameSite=Strict",
-                f.token
+                "{COOKIE}={id}; Path=/desk; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+                desk.sessions.ttl().as_secs()
             ),
         )],
         Redirect::to("/desk"),
@@ -175,7 +273,10 @@ async fn login(State(desk): State<Desk>, Form(f): Form<LoginForm>) -> Response {
         .into_response()
 }
 
-async fn logout() -> Response {
+async fn logout(State(desk): State<Desk>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie_value(&headers, COOKIE) {
+        desk.sessions.close(id);
+    }
     (
         [(
             header::SET_COOKIE,
@@ -264,158 +365,85 @@ fn row_class(v: &ReferralView) -> &'static str {
     }
 }
 
-fn table(views: &[ReferralView]) -> String {
-    let mut html = String::from(
-        "<table id=\"referrals\"><thead><tr><th>移送编号</th><th>案件</th><th>当事人</th><th>涉嫌罪名</th><th>当前状态</th><th>下一步由谁办理</th><th>办理事项</th><th>法定期限</th><th>期限至</th><th>剩余时间</th><th>标记</th></tr></thead><tbody>",
-    );
-    for v in views {
-        let mut marks = String::new();
-        if v.late {
-            marks.push_str("<span class=\"badge late\">已逾期</span> ");
-        } else if v.at_risk {
-            marks.push_str("<span class=\"badge at_risk\">临期</span> ");
-        }
-        if !v.flags.is_empty() {
-            marks.push_str(&format!(
-                "<span class=\"badge flag\" title=\"{}\">异常事件{}</span>",
-                esc(&v.flags.join("；")),
-                v.flags.len()
-            ));
-        }
-        if let Some(e) = &v.clock_error {
-            marks.push_str(&format!("<span class=\"error\">{}</span>", esc(e)));
-        }
-        html.push_str(&format!(
-            "<tr class=\"{class}\" data-referral=\"{no}\"><td><a href=\"/desk/referrals/{no}\">{no}</a></td><td>{case}</td><td>{suspect}</td><td>{offence}</td><td>{state}</td><td>{actor}</td><td>{action}</td><td>{limit}</td><td>{due}</td><td class=\"remaining\">{remaining}</td><td>{marks}</td></tr>",
-            class = row_class(v),
-            no = esc(&v.referral_no),
-            case = esc(v.case_no.as_deref().unwrap_or("")),
-            suspect = esc(v.suspect.as_deref().unwrap_or("")),
-            offence = esc(v.offence.as_deref().unwrap_or("")),
-            state = esc(&v.state_label),
-            actor = esc(&v.next_actor),
-            action = esc(&v.next_action),
-            limit = esc(v.limit.as_deref().unwrap_or("—")),
-            due = time(v.due_at),
-            remaining = v.remaining_ms.map(remaining_label).unwrap_or_else(|| "—".into()),
-        ));
+/// One row of the list, as the template shows it.
+#[derive(Debug, Serialize)]
+struct RowView {
+    class: &'static str,
+    referral_no: String,
+    case_no: String,
+    suspect: String,
+    offence: String,
+    state: String,
+    actor: String,
+    action: String,
+    limit: String,
+    basis: String,
+    due: String,
+    remaining: String,
+    late: bool,
+    at_risk: bool,
+    flags: Vec<String>,
+    late_steps: Vec<String>,
+    clock_error: Option<String>,
+}
+
+fn row_view(v: &ReferralView) -> RowView {
+    RowView {
+        class: row_class(v),
+        referral_no: v.referral_no.clone(),
+        case_no: v.case_no.clone().unwrap_or_default(),
+        suspect: v.suspect.clone().unwrap_or_default(),
+        offence: v.offence.clone().unwrap_or_default(),
+        state: v.state_label.clone(),
+        actor: v.next_actor.clone(),
+        action: v.next_action.clone(),
+        limit: v.limit.clone().unwrap_or_else(|| "—".into()),
+        basis: v.legal_basis.clone(),
+        due: time(v.due_at),
+        remaining: v
+            .remaining_ms
+            .map(remaining_label)
+            .unwrap_or_else(|| "—".into()),
+        late: v.late,
+        at_risk: v.at_risk,
+        flags: v.flags.clone(),
+        late_steps: v.late_steps.clone(),
+        clock_error: v.clock_error.clone(),
     }
-    html.push_str("</tbody></table>");
-    html
 }
 
-async fn list_page(
-    State(desk): State<Desk>,
-    headers: HeaderMap,
-    Query(f): Query<Filter>,
-) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(false);
-    };
-    let views = rows(&desk, &f);
-    let late = views.iter().filter(|v| v.late).count();
-    let states: Vec<(&str, &str)> = [
-        ("AWAITING_APPROVAL", "待负责人审批"),
-        ("APPROVED", "已批准待移送"),
-        ("REFERRED", "已移送待公安受理"),
-        ("UNDER_REVIEW", "公安审查中"),
-        ("SUPPLEMENTING", "补充材料中"),
-        ("CASE_OPENED", "公安已立案"),
-        ("NOT_OPENED", "公安不予立案"),
-        ("RECONSIDERATION", "复议中"),
-        ("SUPERVISION", "检察院立案监督中"),
-        ("REASONS_REQUESTED", "检察院要求说明理由"),
-        ("OPENING_ORDERED", "检察院通知立案"),
-    ]
-    .to_vec();
-    let options: String = states
-        .iter()
-        .map(|(k, l)| {
-            format!(
-                "<option value=\"{k}\"{}>{l}</option>",
-                if f.state.as_deref() == Some(k) {
-                    " selected"
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect();
-    let actors: String = ["执法局", "执法局负责人", "公安机关", "检察院"]
-        .iter()
-        .map(|a| {
-            format!(
-                "<option{}>{a}</option>",
-                if f.actor.as_deref() == Some(a) {
-                    " selected"
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect();
-    let body = format!(
-        r#"{nav}<h2>移送涉嫌犯罪案件（共{n}件，逾期<span id="late-count">{late}</span>件）</h2>
-<form class="filters" method="get" action="/desk">
-<label>状态 <select name="state"><option value="">全部</option>{options}</select></label>
-<label>下一步办理单位 <select name="actor"><option value="">全部</option>{actors}</select></label>
-<label>涉及单位 <input type="text" name="org" value="{org}" placeholder="如：高新分局"></label>
-<label>期限截至 <input type="date" name="due_before" value="{due}"></label>
-<label><input type="checkbox" name="late" value="1"{late_checked}> 仅看逾期</label>
-<button>筛选</button></form>
-<div id="table">{table}</div>
-<p class="prov">页面在有新事件时自动刷新。期限按国务院办公厅节假日安排（含调休）计算。</p>
-<script>
-const es = new EventSource('/desk/api/stream');
-es.onmessage = () => fetch(location.pathname + location.search, {{credentials: 'same-origin'}})
-  .then(r => r.text()).then(t => {{
-    const doc = new DOMParser().parseFromString(t, 'text/html');
-    document.getElementById('table').innerHTML = doc.getElementById('table').innerHTML;
-    document.getElementById('late-count').textContent = doc.getElementById('late-count').textContent;
-  }});
-</script>"#,
-        nav = nav(&user),
-        n = views.len(),
-        due = esc(f.due_before.as_deref().unwrap_or("")),
-        org = esc(f.org.as_deref().unwrap_or("")),
-        late_checked = if f.late.as_deref() == Some("1") {
-            " checked"
-        } else {
-            ""
-        },
-        table = table(&views),
-    );
-    Html(page("移送案件", &body)).into_response()
-}
+const STATES: [(&str, &str); 11] = [
+    ("AWAITING_APPROVAL", "待负责人审批"),
+    ("APPROVED", "已批准待移送"),
+    ("REFERRED", "已移送待公安受理"),
+    ("UNDER_REVIEW", "公安审查中"),
+    ("SUPPLEMENTING", "补充材料中"),
+    ("CASE_OPENED", "公安已立案"),
+    ("NOT_OPENED", "公安不予立案"),
+    ("RECONSIDERATION", "复议中"),
+    ("SUPERVISION", "检察院立案监督中"),
+    ("REASONS_REQUESTED", "检察院要求说明理由"),
+    ("OPENING_ORDERED", "检察院通知立案"),
+];
 
-async fn list_api(
-    State(desk): State<Desk>,
-    headers: HeaderMap,
-    Query(f): Query<Filter>,
-) -> Response {
-    if user(&desk, &headers).is_none() {
-        return unauthorized(true);
-    }
-    let views: Vec<serde_json::Value> = rows(&desk, &f)
-        .into_iter()
-        .map(|mut v| {
-            v.events.clear();
-            serde_json::to_value(v).unwrap_or_default()
-        })
-        .collect();
-    axum::Json(views).into_response()
-}
+const ACTORS: [&str; 4] = ["执法局", "执法局负责人", "公安机关", "检察院"];
 
-/// Records a view; the page is not shown when the audit log cannot be
-/// written.
-async fn audit_view(desk: &Desk, user: &DeskUser, no: &str) -> Result<(), Response> {
+/// Writes an audit entry before anything is shown or done; `Err` is the
+/// answer to give when it cannot be written.
+async fn audited(
+    desk: &Desk,
+    user: &DeskUser,
+    action: &str,
+    referral_no: Option<&str>,
+    detail: String,
+) -> Result<(), Response> {
     let entry = AuditEntry {
-        at_ms: chrono::Utc::now().timestamp_millis(),
+        at_ms: desk.now().timestamp_millis(),
         user: user.name.clone(),
         role: user.role,
-        action: "view".into(),
-        referral_no: Some(no.to_owned()),
-        detail: "查看移送案件".into(),
+        action: action.into(),
+        referral_no: referral_no.map(str::to_owned),
+        detail,
     };
     desk.audit(entry).await.map_err(|e| audit_failed(&e))
 }
@@ -427,6 +455,102 @@ fn audit_failed(e: &str) -> Response {
         axum::Json(json!({"message": "审计日志暂时无法写入，请稍后再试"})),
     )
         .into_response()
+}
+
+/// What a list view's audit entry says: the filter and how many rows.
+fn list_detail(what: &str, f: &Filter, n: usize) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [
+        ("状态", &f.state),
+        ("下一步", &f.actor),
+        ("单位", &f.org),
+        ("期限截至", &f.due_before),
+        ("仅逾期", &f.late),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    if parts.is_empty() {
+        format!("{what}（{n}件）")
+    } else {
+        format!("{what}（{n}件，筛选：{}）", parts.join("，"))
+    }
+}
+
+async fn list_page(
+    State(desk): State<Desk>,
+    headers: HeaderMap,
+    Query(f): Query<Filter>,
+) -> Response {
+    let Some(user) = user(&desk, &headers) else {
+        return unauthorized(false);
+    };
+    let views = rows(&desk, &f);
+    if let Err(refused) = audited(
+        &desk,
+        &user,
+        "list",
+        None,
+        list_detail("查看移送案件列表", &f, views.len()),
+    )
+    .await
+    {
+        return refused;
+    }
+    let late = views.iter().filter(|v| v.late).count();
+    let states: Vec<_> = STATES
+        .iter()
+        .map(|(code, label)| json!({"code": code, "label": label, "selected": f.state.as_deref() == Some(code)}))
+        .collect();
+    let actors: Vec<_> = ACTORS
+        .iter()
+        .map(|a| json!({"label": a, "selected": f.actor.as_deref() == Some(a)}))
+        .collect();
+    let rows: Vec<RowView> = views.iter().map(row_view).collect();
+    render(
+        "list.html",
+        minijinja::context! {
+            title => "移送案件", product => PRODUCT, page => "list",
+            user => user_view(&user), rows, late, states, actors,
+            filter => json!({
+                "org": f.org.as_deref().unwrap_or(""),
+                "due_before": f.due_before.as_deref().unwrap_or(""),
+                "late": f.late.as_deref() == Some("1"),
+            }),
+        },
+    )
+    .into_response()
+}
+
+async fn list_api(
+    State(desk): State<Desk>,
+    headers: HeaderMap,
+    Query(f): Query<Filter>,
+) -> Response {
+    let Some(user) = user(&desk, &headers) else {
+        return unauthorized(true);
+    };
+    let views = rows(&desk, &f);
+    if let Err(refused) = audited(
+        &desk,
+        &user,
+        "list",
+        None,
+        list_detail("接口读取移送案件列表", &f, views.len()),
+    )
+    .await
+    {
+        return refused;
+    }
+    let views: Vec<serde_json::Value> = views
+        .into_iter()
+        .map(|mut v| {
+            v.events.clear();
+            serde_json::to_value(v).unwrap_or_default()
+        })
+        .collect();
+    axum::Json(views).into_response()
 }
 
 async fn detail_api(
@@ -444,11 +568,32 @@ async fn detail_api(
             axum::Json(json!({"message": "无此移送案件"})),
         )
             .into_response(),
-        Some(v) => match audit_view(&desk, &user, &no).await {
+        Some(v) => match audited(&desk, &user, "view", Some(&no), "查看移送案件".into()).await
+        {
             Ok(()) => axum::Json(v).into_response(),
             Err(refused) => refused,
         },
     }
+}
+
+/// One timeline event, as the template shows it.
+#[derive(Debug, Serialize)]
+struct EventView {
+    id: String,
+    at: String,
+    label: String,
+    system: String,
+    system_label: &'static str,
+    flagged: Option<String>,
+    detail: Vec<String>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    connector: String,
+    pipeline: String,
+    origin: String,
+    fetched: String,
+    sha: String,
 }
 
 async fn detail_page(
@@ -460,103 +605,50 @@ async fn detail_page(
         return unauthorized(false);
     };
     let Some(v) = desk.views.read().expect("views lock").get(&no).cloned() else {
-        return (
-            StatusCode::NOT_FOUND,
-            Html(page("未找到", "<p>无此移送案件。</p>")),
-        )
-            .into_response();
+        return message_page(StatusCode::NOT_FOUND, "未找到", "无此移送案件。", None);
     };
-    if let Err(refused) = audit_view(&desk, &user, &no).await {
+    if let Err(refused) = audited(&desk, &user, "view", Some(&no), "查看移送案件".into()).await
+    {
         return refused;
     }
-    let mut timeline = String::from("<ol id=\"timeline\" class=\"timeline\">");
-    for e in &v.events {
-        let mut detail = Vec::new();
-        for (label, value) in [
-            ("单位", &e.actor_org),
-            ("文书", &e.document_no),
-            ("理由/内容", &e.reason),
-            ("备注", &e.notes),
-        ] {
-            if let Some(value) = value {
-                detail.push(format!("{label}：{}", esc(value)));
-            }
-        }
-        timeline.push_str(&format!(
-            "<li class=\"{cls}\" data-event=\"{id}\"><strong>{at}</strong> {label} <span class=\"prov\">（来源：{system_label} {system}）</span>{flag}<div>{detail}</div><div class=\"prov\">出处：{topic}[{partition}]@{offset}，{connector}/{pipeline}，{origin}，采集于{fetched}，原文摘要 SHA-256 {sha}</div></li>",
-            cls = if e.flagged.is_some() { "flagged" } else { "" },
-            id = esc(&e.id),
-            at = time(Some(e.occurred_at)),
-            label = esc(&e.label),
-            system = esc(&e.source_system),
-            system_label = system_label(&e.source_system),
-            flag = e.flagged.as_deref().map(|f| format!(" <span class=\"badge flag\">{}</span>", esc(f))).unwrap_or_default(),
-            detail = detail.join("；"),
-            topic = esc(&e.source.topic),
-            partition = e.source.partition,
-            offset = e.source.offset,
-            connector = esc(&e.source.connector),
-            pipeline = esc(&e.source.pipeline),
-            origin = esc(&e.source.origin),
-            fetched = esc(&e.source.fetched_at),
-            sha = esc(&e.source.payload_sha256.chars().take(16).collect::<String>()),
-        ));
-    }
-    timeline.push_str("</ol>");
-    let actions = if user.role == Role::Officer {
-        format!(
-            r#"<h3>办理</h3><form id="action-form" onsubmit="return act(event)">
-<select id="action"><option value="note">记录备注</option><option value="reminder">已向公安机关催办</option><option value="acknowledge">确认预警</option></select>
-<input id="text" size="50" placeholder="说明"> <button id="submit-action">提交</button> <span id="action-result"></span></form>
-<script>
-function act(ev) {{ ev.preventDefault();
-  fetch('/desk/api/referrals/{no}/actions', {{method:'POST', credentials:'same-origin', headers:{{'Content-Type':'application/json'}},
-    body: JSON.stringify({{action: document.getElementById('action').value, text: document.getElementById('text').value}})}})
-  .then(r => {{ document.getElementById('action-result').textContent = r.ok ? '已提交，正在写入时间线…' : '提交失败'; }});
-  return false; }}
-const es = new EventSource('/desk/api/stream'); es.onmessage = () => location.reload();
-</script>"#,
-            no = esc(&no)
-        )
-    } else {
-        "<p class=\"prov\">监督人员为只读权限。</p>".into()
-    };
-    let body = format!(
-        r#"{nav}<h2>移送案件 {no}</h2>
-<p>案件：{case}　当事人：{suspect}　涉嫌罪名：{offence}</p>
-<p class="{cls}">当前状态：<strong id="state">{state}</strong>　下一步：{actor}{action}　法定期限：{limit}（{basis}）　期限至：<strong id="due">{due}</strong>　{remaining}</p>
-{flags}{late_steps}<h3>时间线</h3>{timeline}{actions}"#,
-        nav = nav(&user),
-        no = esc(&v.referral_no),
-        case = esc(v.case_no.as_deref().unwrap_or("")),
-        suspect = esc(v.suspect.as_deref().unwrap_or("")),
-        offence = esc(v.offence.as_deref().unwrap_or("")),
-        cls = row_class(&v),
-        state = esc(&v.state_label),
-        actor = esc(&v.next_actor),
-        action = esc(&v.next_action),
-        limit = esc(v.limit.as_deref().unwrap_or("—")),
-        basis = esc(&v.legal_basis),
-        due = time(v.due_at),
-        remaining = v.remaining_ms.map(remaining_label).unwrap_or_default(),
-        flags = if v.flags.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<p class=\"error\">异常事件：{}</p>",
-                esc(&v.flags.join("；"))
-            )
+    let events: Vec<EventView> = v
+        .events
+        .iter()
+        .map(|e| EventView {
+            id: e.id.clone(),
+            at: time(Some(e.occurred_at)),
+            label: e.label.clone(),
+            system: e.source_system.clone(),
+            system_label: system_label(&e.source_system),
+            flagged: e.flagged.clone(),
+            detail: [
+                ("单位", &e.actor_org),
+                ("文书", &e.document_no),
+                ("理由/内容", &e.reason),
+                ("备注", &e.notes),
+            ]
+            .into_iter()
+            .filter_map(|(label, value)| value.as_ref().map(|v| format!("{label}：{v}")))
+            .collect(),
+            topic: e.source.topic.clone(),
+            partition: e.source.partition,
+            offset: e.source.offset,
+            connector: e.source.connector.clone(),
+            pipeline: e.source.pipeline.clone(),
+            origin: e.source.origin.clone(),
+            fetched: e.source.fetched_at.clone(),
+            sha: e.source.payload_sha256.chars().take(16).collect(),
+        })
+        .collect();
+    render(
+        "detail.html",
+        minijinja::context! {
+            title => v.referral_no.clone(), product => PRODUCT, page => "detail",
+            user => user_view(&user), v => row_view(&v), events,
+            officer => user.role == Role::Officer,
         },
-        late_steps = if v.late_steps.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<p id=\"late-steps\" class=\"error\">逾期办理的环节：{}</p>",
-                esc(&v.late_steps.join("；"))
-            )
-        },
-    );
-    Html(page(&v.referral_no, &body)).into_response()
+    )
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -565,6 +657,9 @@ struct ActionBody {
     #[serde(default)]
     text: Option<String>,
 }
+
+/// The longest note an officer may record.
+const MAX_ACTION_TEXT: usize = 2000;
 
 async fn act(
     State(desk): State<Desk>,
@@ -596,27 +691,50 @@ async fn act(
         )
             .into_response();
     }
+    if body
+        .text
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > MAX_ACTION_TEXT)
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"message": format!("说明不能超过{MAX_ACTION_TEXT}字")})),
+        )
+            .into_response();
+    }
+    // The audit entry first: an action that cannot be audited is not done.
+    if let Err(refused) = audited(
+        &desk,
+        &user,
+        "action",
+        Some(&no),
+        format!(
+            "{}：{}",
+            body.action,
+            body.text.as_deref().unwrap_or_default()
+        ),
+    )
+    .await
+    {
+        return refused;
+    }
     match desk
         .act(&no, &body.action, body.text.as_deref(), &user.name)
         .await
     {
-        Ok(id) => {
-            let entry = AuditEntry {
-                at_ms: chrono::Utc::now().timestamp_millis(),
-                user: user.name.clone(),
-                role: user.role,
-                action: "action".into(),
-                referral_no: Some(no.clone()),
-                detail: format!("{}：{}", body.action, body.text.unwrap_or_default()),
-            };
-            let _ = desk.audit(entry).await;
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "accepted", "id": id})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(referral_no = %no, error = %e, "desk action not written");
             (
-                StatusCode::ACCEPTED,
-                axum::Json(json!({"status": "accepted", "id": id})),
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"message": "办理事项未能写入，请稍后再试"})),
             )
                 .into_response()
         }
-        Err(e) => (StatusCode::BAD_REQUEST, axum::Json(json!({"message": e}))).into_response(),
     }
 }
 
@@ -640,19 +758,66 @@ async fn stream(State(desk): State<Desk>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// One CSV cell; text a spreadsheet would run as a formula is quoted
-/// with a leading apostrophe.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
+/// A cell a spreadsheet would run as a formula (or whose leading control
+/// character could hide one) gets a leading apostrophe (OWASP's advice on
+/// CSV injection); quoting is the csv crate's (RFC 4180).
+fn neutralised(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}").into()
     } else {
-        s.to_owned()
-    };
-    if s.contains(',') || s.contains('"') || s.contains('\n') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
+        s.into()
     }
+}
+
+/// The referrals as CSV: a BOM (so that spreadsheet programs read the
+/// Chinese as UTF-8), a header row, one row each, CRLF line ends, fields
+/// quoted whenever they hold `,`, `"`, CR or LF.
+pub fn referrals_csv(views: &[ReferralView]) -> Result<Vec<u8>, csv::Error> {
+    let mut out = "\u{FEFF}".as_bytes().to_vec();
+    {
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .quote_style(csv::QuoteStyle::Necessary)
+            .from_writer(&mut out);
+        w.write_record([
+            "移送编号",
+            "案件编号",
+            "当事人",
+            "涉嫌罪名",
+            "当前状态",
+            "下一步办理单位",
+            "办理事项",
+            "法定期限",
+            "法律依据",
+            "期限至",
+            "剩余时间",
+            "是否逾期",
+            "异常事件",
+        ])?;
+        for v in views {
+            let r = row_view(v);
+            let late = if v.late { "是" } else { "否" };
+            let flags = v.flags.join("；");
+            let cells = [
+                &r.referral_no,
+                &r.case_no,
+                &r.suspect,
+                &r.offence,
+                &r.state,
+                &r.actor,
+                &r.action,
+                &r.limit,
+                &r.basis,
+                &r.due,
+                &r.remaining,
+                late,
+                &flags,
+            ];
+            w.write_record(cells.iter().map(|c| neutralised(c).into_owned()))?;
+        }
+        w.flush()?;
+    }
+    Ok(out)
 }
 
 async fn export(State(desk): State<Desk>, headers: HeaderMap, Query(f): Query<Filter>) -> Response {
@@ -660,77 +825,114 @@ async fn export(State(desk): State<Desk>, headers: HeaderMap, Query(f): Query<Fi
         return unauthorized(true);
     };
     let views = rows(&desk, &f);
-    // A BOM so that spreadsheet programs read the Chinese as UTF-8.
-    let mut out = String::from(
-        "\u{FEFF}移送编号,案件编号,当事人,涉嫌罪名,当前状态,下一步办理单位,办理事项,法定期限,期限至,剩余时间,是否逾期,异常事件\r\n",
-    );
-    for v in &views {
-        let cells = [
-            v.referral_no.clone(),
-            v.case_no.clone().unwrap_or_default(),
-            v.suspect.clone().unwrap_or_default(),
-            v.offence.clone().unwrap_or_default(),
-            v.state_label.clone(),
-            v.next_actor.clone(),
-            v.next_action.clone(),
-            v.limit.clone().unwrap_or_default(),
-            time(v.due_at),
-            v.remaining_ms.map(remaining_label).unwrap_or_default(),
-            if v.late { "是".into() } else { "否".into() },
-            v.flags.join("；"),
-        ];
-        out.push_str(
-            &cells
-                .iter()
-                .map(|c| csv_field(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        out.push_str("\r\n");
-    }
-    let entry = AuditEntry {
-        at_ms: chrono::Utc::now().timestamp_millis(),
-        user: user.name.clone(),
-        role: user.role,
-        action: "export".into(),
-        referral_no: None,
-        detail: format!("导出CSV（{}件）", views.len()),
-    };
-    if let Err(e) = desk.audit(entry).await {
-        return audit_failed(&e);
-    }
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"referrals.csv\"",
-            ),
-        ],
-        out,
+    if let Err(refused) = audited(
+        &desk,
+        &user,
+        "export",
+        None,
+        list_detail("导出CSV", &f, views.len()),
     )
-        .into_response()
+    .await
+    {
+        return refused;
+    }
+    match referrals_csv(&views) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"referrals.csv\"",
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "CSV export failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn audit_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
     let Some(user) = user(&desk, &headers) else {
         return unauthorized(false);
     };
-    let mut html = format!(
-        "{}<h2>审计日志</h2><table id=\"audit\"><thead><tr><th>时间</th><th>用户</th><th>角色</th><th>操作</th><th>移送编号</th><th>说明</th></tr></thead><tbody>",
-        nav(&user)
-    );
-    for e in desk.audit.read().expect("audit lock").iter() {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            time(Some(e.at_ms)),
-            esc(&e.user),
-            role_label(e.role),
-            esc(&e.action),
-            esc(e.referral_no.as_deref().unwrap_or("")),
-            esc(&e.detail)
-        ));
+    if let Err(refused) = audited(&desk, &user, "list", None, "查看审计日志".into()).await {
+        return refused;
     }
-    html.push_str("</tbody></table>");
-    Html(page("审计日志", &html)).into_response()
+    let entries: Vec<_> = desk
+        .audit
+        .read()
+        .expect("audit lock")
+        .iter()
+        .map(|e| {
+            json!({
+                "at": time(Some(e.at_ms)),
+                "user": e.user,
+                "role": role_label(e.role),
+                "action": e.action,
+                "referral_no": e.referral_no.as_deref().unwrap_or(""),
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    render(
+        "audit.html",
+        minijinja::context! { title => "审计日志", product => PRODUCT, page => "audit", user => user_view(&user), entries },
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_text_in_a_template_is_escaped_everywhere_it_lands() {
+        let hostile = "YS-X</title><script>alert(1)</script>\"'<img src=x onerror=alert(2)>";
+        let html = render(
+            "message.html",
+            minijinja::context! { title => hostile, product => PRODUCT, page => "message", message => hostile, link => None::<()>, error => true },
+        )
+        .0;
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("\"'<"), "{html}");
+        assert!(html.contains("&lt;&#x2f;title&gt;"), "{html}");
+        assert!(html.contains("&#x27;"), "{html}");
+    }
+
+    #[test]
+    fn csv_quotes_cr_lf_comma_and_quote_and_neutralises_formulas() {
+        let mut v: ReferralView = serde_json::from_value(json!({
+            "referral_no": "YS-1\r=HYPERLINK(\"http://x\")",
+            "case_no": "=1+1", "suspect": "a,b", "offence": "+cmd", "state": null,
+            "state_label": "-2", "state_since": null, "next_actor": "@SUM(A1)",
+            "next_action": "\tx", "legal_basis": "line\nbreak", "limit": null, "due_at": null,
+            "remaining_ms": null, "late": false, "at_risk": false, "clock_error": null,
+            "flags": [], "events": []
+        }))
+        .unwrap();
+        v.late = true;
+        let csv_bytes = referrals_csv(&[v]).unwrap();
+        let text = String::from_utf8(csv_bytes.clone()).unwrap();
+        // Read back by an RFC 4180 reader: one header, one row, same cells.
+        let mut r = csv::ReaderBuilder::new().from_reader(&text.as_bytes()[3..]);
+        let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1, "{text:?}");
+        let row = &rows[0];
+        assert_eq!(&row[0], "YS-1\r=HYPERLINK(\"http://x\")");
+        assert_eq!(&row[1], "'=1+1");
+        assert_eq!(&row[2], "a,b");
+        assert_eq!(&row[3], "'+cmd");
+        assert_eq!(&row[4], "'-2");
+        assert_eq!(&row[5], "'@SUM(A1)");
+        assert_eq!(&row[6], "'\tx");
+        assert_eq!(&row[8], "line\nbreak");
+        assert_eq!(&row[11], "是");
+        // The CR inside the first cell is quoted, not a row break.
+        assert!(text.contains("\"YS-1\r=HYPERLINK"), "{text:?}");
+    }
 }

@@ -85,7 +85,11 @@ pub async fn run(
         .get(&config.mapping)
         .context("the pipeline's mapping")?;
     let stats = hub.stats.pipeline(&key);
+    let max_message_bytes = hub
+        .message_limit(&[config.topic.as_str(), config.dlq_topic.as_str()])
+        .await;
     let ctx = PipelineContext {
+        max_message_bytes,
         config,
         mapping,
         encoding: Encoding::SingleObject,

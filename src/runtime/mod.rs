@@ -3,6 +3,7 @@
 //! cursors and counters, once, for every connector.
 
 pub mod backfill;
+pub mod http;
 pub mod observe;
 pub mod pipeline;
 pub mod push;
@@ -36,9 +37,37 @@ pub struct Hub {
         >,
     >,
     pub clock_stats: std::sync::Arc<crate::clocks::ClockStats>,
+    /// The broker's message size limit per topic, asked once per topic.
+    message_limits: tokio::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 }
 
 impl Hub {
+    /// The largest record every one of `topics` takes ([`Bus::max_message_bytes`]),
+    /// asking the broker only about topics not asked about before (in one
+    /// request, for all the deployment's topics at once).
+    pub async fn message_limit(&self, topics: &[&str]) -> usize {
+        let mut known = self.message_limits.lock().await;
+        if topics.iter().any(|t| !known.contains_key(*t)) {
+            let mut wanted: Vec<String> = self
+                .deployment
+                .topics()
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
+            wanted.extend(topics.iter().map(|t| t.to_string()));
+            wanted.retain(|t| !known.contains_key(t));
+            wanted.sort();
+            wanted.dedup();
+            let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            known.extend(self.bus.max_message_bytes_each(&names).await);
+        }
+        topics
+            .iter()
+            .filter_map(|t| known.get(*t).copied())
+            .min()
+            .unwrap_or_else(|| self.bus.producer_message_limit())
+    }
+
     /// Loads schemas and mappings and checks that every pipeline's mapping
     /// exists.
     pub fn load(deployment: Deployment) -> Result<Self> {
@@ -80,6 +109,7 @@ impl Hub {
             stats: Stats::default(),
             deliveries: Default::default(),
             clock_stats: Default::default(),
+            message_limits: Default::default(),
         })
     }
 
@@ -132,7 +162,24 @@ impl Hub {
                 .await?;
             tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
             match p.source.build()? {
-                duijie_connectors::registry::BuiltSource::Push(webhook) => {
+                duijie_connectors::registry::BuiltSource::Push(mut webhook) => {
+                    // A body the broker could not take even as a dead letter
+                    // is refused with 413 up front, never retried forever.
+                    let broker_limit = ctx
+                        .max_message_bytes
+                        .saturating_sub(crate::bus::RECORD_HEADROOM);
+                    if webhook.max_body_bytes() > broker_limit {
+                        tracing::warn!(
+                            pipeline = %p.name,
+                            configured = webhook.max_body_bytes(),
+                            broker_limit,
+                            "webhook max_body_bytes lowered to what the broker takes"
+                        );
+                        let mut config = webhook.config.clone();
+                        config.max_body_bytes = broker_limit;
+                        webhook =
+                            std::sync::Arc::new(duijie_connectors::webhook::Webhook::new(config));
+                    }
                     ctx.stats.set_state(stats::PipelineState::Running);
                     push_endpoints.push(std::sync::Arc::new(push::PushEndpoint { ctx, webhook }));
                 }
@@ -237,6 +284,7 @@ impl Hub {
                 receipts_topic: self.deployment.hub.receipts_topic.clone(),
                 stats: self.clock_stats.clone(),
                 tick: std::time::Duration::from_secs(2),
+                pseudonyms: self.deployment.hub.pseudonyms(),
             };
             if let Some(credit) = &self.deployment.credit {
                 let (k, c) = (keeper.clone(), credit.clone());
@@ -324,7 +372,12 @@ impl Hub {
                 .map(|(n, c)| (n.clone(), c.department.clone().unwrap_or_else(|| n.clone())))
                 .collect(),
             clocks: self.clock_stats.clone(),
-            desk: desk_handle,
+            desk: desk_handle.clone(),
+            status_token: self
+                .deployment
+                .http
+                .as_ref()
+                .and_then(|h| h.status_token.clone()),
             started_ms: chrono::Utc::now().timestamp_millis(),
         };
         let pushed_feeds: Vec<(String, String)> = self
@@ -352,14 +405,9 @@ impl Hub {
                 .await
                 .with_context(|| format!("listening on {} ([http] listen)", http.listen))?;
             tracing::info!(listen = %http.listen, "HTTP server listening");
-            let stop = shutdown.clone();
+            let (stop, http) = (shutdown.clone(), http.clone());
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-                {
-                    tracing::error!(error = %e, "HTTP server failed");
-                }
+                http::serve(listener, app, &http, stop).await;
             }));
         }
         // Run until shutdown, taking reloads meanwhile.
@@ -383,6 +431,7 @@ impl Hub {
                                 producer: &producer,
                                 shutdown: &shutdown,
                                 shared: &shared,
+                                desk: desk_handle.as_ref(),
                             };
                             ctx.apply(r, &mut pipelines, &mut feeds).await;
                         }
@@ -445,6 +494,9 @@ impl Hub {
             stats: self.stats.pipeline(&p.name),
             shutdown: shutdown.clone(),
             backfill: None,
+            max_message_bytes: self
+                .message_limit(&[p.topic.as_str(), p.dlq_topic.as_str()])
+                .await,
         })
     }
 }

@@ -42,6 +42,8 @@ pub struct Observed {
     pub departments: BTreeMap<String, String>,
     pub clocks: Arc<ClockStats>,
     pub desk: Option<crate::desk::Desk>,
+    /// `[http] status_token`: who may see the detail of `/ready`.
+    pub status_token: Option<String>,
     pub started_ms: i64,
 }
 
@@ -416,7 +418,9 @@ impl Observed {
                     dead_lettered: PipelineStats::get(&s.dead_lettered),
                     retries: PipelineStats::get(&s.retries),
                     cursor_age_s: (commit > 0).then(|| (now - commit) / 1000),
-                    last_error: s.last_error(),
+                    last_error: s
+                        .last_error()
+                        .map(|e| crate::secrets::redact_urls(&crate::secrets::redact(&e))),
                 }
             })
             .collect();
@@ -538,14 +542,37 @@ impl Observed {
     }
 }
 
-async fn ready(State(o): State<Observed>) -> Response {
+/// `/ready`: public, a short status (ready or not, each pipeline's state);
+/// with `Authorization: Bearer <[http] status_token>`, the whole report
+/// (broker, counts, errors redacted like the logs, feeds, clocks).
+async fn ready(State(o): State<Observed>, headers: axum::http::HeaderMap) -> Response {
     let r = o.readiness().await;
     let status = if r.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(r)).into_response()
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let detailed = match (given, o.status_token.as_deref()) {
+        (Some(given), Some(token)) => crate::secrets::same_secret(given, token),
+        _ => false,
+    };
+    if detailed {
+        return (status, axum::Json(r)).into_response();
+    }
+    let pipelines: Vec<_> = r
+        .pipelines
+        .iter()
+        .map(|p| serde_json::json!({"pipeline": p.pipeline, "state": p.state}))
+        .collect();
+    (
+        status,
+        axum::Json(serde_json::json!({"ready": r.ready, "hub": r.hub, "pipelines": pipelines})),
+    )
+        .into_response()
 }
 
 /// `duijie status`: the readiness report as a terminal table.

@@ -57,6 +57,10 @@ pub struct PipelineContext {
     pub shutdown: CancellationToken,
     /// A backfill: a bounded re-read of the source's history.
     pub backfill: Option<Backfill>,
+    /// The largest record the broker takes on the pipeline's topic and its
+    /// dead-letter topic ([`Bus::max_message_bytes`]); dead letters are cut
+    /// to fit below it.
+    pub max_message_bytes: usize,
 }
 
 /// A re-read of a source's history, from a time, to a time (or until
@@ -409,6 +413,26 @@ pub(super) async fn produce_prepared(
     raw: &RawRecord,
     prepared: Prepared,
 ) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
+    let limit = ctx
+        .max_message_bytes
+        .saturating_sub(crate::bus::RECORD_HEADROOM);
+    let prepared = match prepared {
+        // Larger than the broker takes: a record-level permanent failure,
+        // dead-lettered (cut to fit) so that the pipeline moves on.
+        Prepared::Record { body, .. } if body.len() > limit => {
+            Prepared::Rejected(crate::mapping::Reject {
+                field: None,
+                rule: "size",
+                reason: format!(
+                    "the canonical record is {} bytes, more than the {} the topic `{}` takes",
+                    body.len(),
+                    limit,
+                    ctx.config.topic
+                ),
+            })
+        }
+        p => p,
+    };
     match prepared {
         Prepared::Record { key, body, headers } => {
             debug!(record_id = %key, origin = %raw.origin, "record produced");
@@ -428,6 +452,7 @@ pub(super) async fn produce_prepared(
             let reason = reject.to_string();
             debug!(origin = %raw.origin, %reason, "record dead-lettered");
             let letter = dead_letter(
+                ctx,
                 &raw.payload,
                 false,
                 reject.field.clone(),
@@ -470,6 +495,7 @@ async fn produce_batch(
     for rej in &batch.rejects {
         let provenance = provenance(ctx, rej.fetched_at_ms, &rej.origin, &rej.payload);
         let letter = dead_letter(
+            ctx,
             &rej.payload,
             rej.truncated,
             None,
@@ -485,7 +511,12 @@ async fn produce_batch(
     Ok((deliveries, batch.cursor))
 }
 
+/// A dead letter for `payload`, cut to fit the dead-letter topic: it keeps
+/// the payload's head, its full length and (in the provenance) the SHA-256
+/// of the whole payload, so that a record too large for the broker still
+/// lands, and the pipeline moves on.
 fn dead_letter(
+    ctx: &PipelineContext,
     payload: &[u8],
     truncated: bool,
     field: Option<String>,
@@ -493,17 +524,16 @@ fn dead_letter(
     reason: String,
     provenance: Provenance,
 ) -> DeadLetter {
-    let (raw, raw_encoding) = DeadLetter::raw_text(payload);
-    DeadLetter {
-        reason,
+    DeadLetter::bounded(
+        payload,
+        truncated,
         field,
-        rule: rule.to_owned(),
-        raw,
-        raw_encoding,
-        raw_truncated: truncated,
+        rule,
+        reason,
         provenance,
-        at_ms: chrono::Utc::now().timestamp_millis(),
-    }
+        ctx.max_message_bytes
+            .saturating_sub(crate::bus::RECORD_HEADROOM),
+    )
 }
 
 async fn send_dead_letter(

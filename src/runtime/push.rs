@@ -1,7 +1,10 @@
 //! Pushed sources: webhook endpoints on the hub's HTTP server.
 //!
-//! A delivery is checked by its connector (signature, age, replay); a
-//! refused one is answered 401/409/413 and never reaches the bus. An
+//! A delivery is checked by its connector (signature, age, replay; it is
+//! reserved at once, so that concurrent copies get 409); a refused one is
+//! answered 401/409/413/503 and never reaches the bus. A body larger than
+//! the broker takes is refused with 413 (the limit is lowered at start to
+//! the topic's `max.message.bytes`). An
 //! accepted one is mapped and produced like a polled record, and the sender
 //! gets its answer only once the broker acknowledged it: 200 with the record
 //! id, or 202 when it went to the dead-letter topic. If the broker does not
@@ -31,7 +34,9 @@ pub fn router(endpoints: Vec<Arc<PushEndpoint>>) -> Router {
     let mut router = Router::new();
     for ep in endpoints {
         let path = ep.webhook.config.path.clone();
-        let limit = ep.webhook.config.max_body_bytes;
+        // One byte over the limit still reaches the handler, which refuses it
+        // with its reason; larger bodies are cut off by the extractor (413).
+        let limit = ep.webhook.max_body_bytes() + 1;
         router = router.route(
             &path,
             axum::routing::post(receive)
@@ -66,10 +71,14 @@ async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: 
     PipelineStats::add(&ep.ctx.stats.fetched, 1);
     let produced = match produce_record(&ep.ctx, &ep.ctx.producer, &delivery.record).await {
         Ok(p) => p,
-        Err(e) => return unavailable(&ep, e.to_string()),
+        Err(e) => {
+            ep.webhook.release(&delivery);
+            return unavailable(&ep, e.to_string());
+        }
     };
     let (future, _, outcome) = produced;
     if let Err(e) = await_delivery(future).await {
+        ep.webhook.release(&delivery);
         return unavailable(&ep, e.to_string());
     }
     ep.webhook.taken(&delivery, now);

@@ -122,6 +122,8 @@ pub(super) struct Swap<'a> {
     pub producer: &'a FutureProducer,
     pub shutdown: &'a CancellationToken,
     pub shared: &'a SharedTopics,
+    /// The running desk, whose users a reload replaces.
+    pub desk: Option<&'a crate::desk::Desk>,
 }
 
 impl Swap<'_> {
@@ -175,12 +177,27 @@ impl Swap<'_> {
             format!("{:?}", new.commitments),
             &mut restart,
         );
-        section(
-            "[desk]",
-            format!("{:?}", old.desk.as_ref().map(|d| &d.events_topic)),
-            format!("{:?}", new.desk.as_ref().map(|d| &d.events_topic)),
-            &mut restart,
-        );
+        // The desk's users (tokens and roles) apply at once; the rest of
+        // `[desk]` at the next restart.
+        let without_users = |d: &Deployment| {
+            d.desk.clone().map(|mut c| {
+                c.users.clear();
+                format!("{c:?}")
+            })
+        };
+        if without_users(old) != without_users(new) {
+            restart.push("[desk]".into());
+        }
+        if let (Some(desk), Some(config)) = (self.desk, new.desk.as_ref())
+            && old.desk.as_ref().map(|d| &d.users) != Some(&config.users)
+        {
+            let ended = desk.set_users(config.users.clone());
+            tracing::info!(
+                users = config.users.len(),
+                sessions_ended = ended,
+                "desk users reloaded"
+            );
+        }
         let pushed = |d: &Deployment| -> BTreeMap<String, String> {
             d.pipelines
                 .iter()

@@ -217,6 +217,8 @@ pub struct Receivers {
     pub credit: credit::CreditPlatform,
     pub credit_outage: receiver::Inbox,
     pub departments: dept::Departments,
+    /// Every request the receivers were sent, as it came over the wire.
+    pub wire: receiver::WireLog,
 }
 
 impl Default for Receivers {
@@ -227,6 +229,7 @@ impl Default for Receivers {
             credit: credit::CreditPlatform::new(credit_outage.clone()),
             credit_outage,
             departments: dept::Departments::default(),
+            wire: receiver::WireLog::default(),
         }
     }
 }
@@ -306,7 +309,11 @@ pub fn systems_with_receivers(
             Router::new()
                 .route("/sandbox/receivers", axum::routing::post(control_receivers))
                 .with_state(receivers.clone()),
-        );
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            receivers.wire.clone(),
+            receiver::capture,
+        ));
     // The schema registry is infrastructure, not a system under test: no faults.
     let registry = registry::SchemaRegistry::default().router();
     let control = Router::new()

@@ -16,6 +16,69 @@ use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// Every request the receivers were sent — method, path, headers and body
+/// as they came over the wire — so that a run can be checked for what
+/// left the hub (`duijie demo --capture`). Bounded: the newest 100,000.
+#[derive(Debug, Clone, Default)]
+pub struct WireLog {
+    requests: Arc<Mutex<std::collections::VecDeque<Value>>>,
+}
+
+impl WireLog {
+    const MAX: usize = 100_000;
+
+    pub fn snapshot(&self) -> Vec<Value> {
+        self.requests
+            .lock()
+            .expect("wire lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Middleware: records the request in the wire log, then serves it.
+pub async fn capture(
+    axum::extract::State(wire): axum::extract::State<WireLog>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 4 << 20).await else {
+        return answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"status": "refused", "message": "请求体过大"}),
+        );
+    };
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    {
+        let mut log = wire.requests.lock().expect("wire lock");
+        if log.len() >= WireLog::MAX {
+            log.pop_front();
+        }
+        log.push_back(json!({
+            "method": parts.method.as_str(),
+            "uri": parts.uri.to_string(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&bytes),
+        }));
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
 /// A refusal rule: records whose `field` equals `equals` are refused.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
