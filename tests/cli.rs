@@ -106,11 +106,51 @@ fn check_passes_on_the_shipped_deployment() {
 
 /// The README's main job: `duijie demo` on the embedded broker. Every
 /// system delivers, every record fetched is on its topic or dead-lettered,
-/// and the desk tracks the twenty sandbox referrals.
+/// and the desk tracks the twenty sandbox referrals. And what left the hub
+/// — every request the receivers got (headers and body), the pull feed,
+/// receipts, alerts and push dead letters — holds no natural person's full
+/// resident ID number: no destination of the demo is allowed one.
 #[test]
 fn the_demo_runs_every_system_and_accounts_for_every_record() {
-    let (code, stdout, stderr) = duijie(&["demo", "--seconds", "18"]);
+    let capture = tempfile::NamedTempFile::new().unwrap();
+    let capture_path = capture.path().display().to_string();
+    let (code, stdout, stderr) = duijie(&["demo", "--seconds", "18", "--capture", &capture_path]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let captured = std::fs::read_to_string(capture.path()).unwrap();
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    let mut people_masked = 0;
+    for line in captured.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *kinds
+            .entry(v["kind"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+        people_masked += line.matches("********").count();
+        // Any 18-character run that is a valid resident ID number.
+        let b = line.as_bytes();
+        for i in 0..b.len().saturating_sub(17) {
+            let run = &b[i..i + 18];
+            if (i == 0 || !b[i - 1].is_ascii_digit())
+                && run[..17].iter().all(u8::is_ascii_digit)
+                && (run[17].is_ascii_digit() || run[17] == b'X')
+                && b.get(i + 18).is_none_or(|c| !c.is_ascii_digit())
+            {
+                let id = std::str::from_utf8(run).unwrap();
+                assert!(
+                    !duijie::ident::check_resident_id(id).is_valid(),
+                    "a full resident ID number left the hub: {id} in {line}"
+                );
+            }
+        }
+    }
+    assert!(kinds.get("request").is_some_and(|n| *n > 100), "{kinds:?}");
+    assert!(
+        kinds.contains_key("receipt") && kinds.contains_key("pull"),
+        "{kinds:?}"
+    );
+    assert!(
+        people_masked > 0,
+        "no masked natural person in the capture: the scan proves nothing"
+    );
     let mut pipelines = 0;
     for line in stdout.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();

@@ -1320,3 +1320,390 @@ fn a_desk_officer_logs_in_sees_the_late_referral_opens_its_timeline_and_exports_
     eprintln!("screenshots in {}", artifacts.display());
     common::terminate(hub);
 }
+
+// ---------------------------------------------------------------------------
+// Hostile input (issue: stored XSS, CSV injection, audit of views).
+
+/// Strings an attacker could put into any free-text field a source system
+/// sends: title and quote breakers, event handlers, `javascript:` links,
+/// RTL override, NUL and CR, formulas. Each would set `window.__pwned`
+/// if it ran.
+const HOSTILE: &[&str] = &[
+    "</title><script>window.__pwned=1</script>",
+    "\"><img src=x onerror=\"window.__pwned=2\">",
+    "');window.__pwned=3;//",
+    "<a href=\"javascript:window.__pwned=4\">点我</a>",
+    "<svg onload=window.__pwned=5>",
+    "\u{202e}反转文字\u{0000}空字符",
+    "=1+1\r=HYPERLINK(\"http://evil.example\")",
+];
+
+fn hostile_enforcement_events() -> String {
+    let mut out = String::new();
+    for (i, text) in HOSTILE.iter().enumerate() {
+        out.push_str(
+            &(serde_json::json!({
+                "eventId": format!("ZFH{i:02}"), "transferNo": format!("YS-2026-H{i:02}"), "eventType": "CG",
+                "eventTime": "2026-11-20 09:00:00", "orgName": format!("执法局{text}"), "orgCode": "11420500MB1507795K",
+                "caseNo": format!("宜高综执罚〔2026〕{i}号"), "crime": text, "content": text,
+                "suspect": {"name": text, "type": "1", "creditCode": "91420500MA4F0N5Q8W"},
+                "updateTime": "2026-11-20 09:00:00.000",
+            })
+            .to_string()
+                + "\n"),
+        );
+    }
+    // A referral number that is itself hostile: refused at ingest by the
+    // mapping's pattern, so it never becomes a referral.
+    out.push_str(
+        &(serde_json::json!({
+            "eventId": "ZFHX", "transferNo": "YS-X</title><script>window.__pwned=9</script>", "eventType": "CG",
+            "eventTime": "2026-11-20 09:00:00", "orgName": "执法局", "orgCode": "11420500MB1507795K",
+            "crime": "x", "content": "x", "suspect": {"name": "x", "type": "1", "creditCode": "91420500MA4F0N5Q8W"},
+            "updateTime": "2026-11-20 09:00:00.000",
+        })
+        .to_string()
+            + "\n"),
+    );
+    out
+}
+
+async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[test]
+fn hostile_text_from_every_referral_source_runs_no_script_on_any_desk_page() {
+    let h = desk_hub();
+    write_atomically(
+        &h.deployment.path("enforcement").join("hostile.jsonl"),
+        &hostile_enforcement_events(),
+    );
+    // The same strings through the two other sources: the two-law
+    // platform's JSON and the police exchange's XML (escaped as XML, as a
+    // file would carry them; XML 1.0 cannot carry the NUL one).
+    let mut two_law = String::new();
+    for (i, text) in HOSTILE.iter().enumerate() {
+        two_law.push_str(
+            &(serde_json::json!({
+                "eventId": format!("LH{i:02}"), "transferNo": format!("YS-2026-H{i:02}"), "eventCode": "YS",
+                "eventTime": "2026-11-21 09:00:00", "orgName": text, "orgCode": "11420500MB1507795K",
+                "docNo": "宜高检〔2026〕1号", "content": text, "crime": text,
+                "suspect": {"name": text, "type": "1", "creditCode": "91420500MA4F0N5Q8W"},
+                "updateTime": "2026-11-21 09:00:00.000",
+            })
+            .to_string()
+                + "\n"),
+        );
+    }
+    write_atomically(
+        &h.deployment.path("two_law").join("hostile.jsonl"),
+        &two_law,
+    );
+    let xml = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\r', "&#13;")
+    };
+    for (i, text) in HOSTILE
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.contains('\u{0000}'))
+    {
+        std::fs::write(
+            h.deployment.path("police").join(format!("GA_H{i:02}.xml")),
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GAJS xmlns=\"urn:gov:police:exchange:2019\" bbh=\"1.0\"><XXBH>GAH{i:02}</XXBH><XXLX>SLHZ</XXLX><YSBH>YS-2026-H{i:02}</YSBH><AJBH>宜高综执罚〔2026〕{i}号</AJBH><BLDW dm=\"420502000000\">{t}</BLDW><SJ>2026-11-22 09:00:00</SJ><WSH>宜公高(刑)字〔2026〕1号</WSH><LY>{t}</LY><SXZM>{t}</SXZM><XYR lx=\"1\"><XM>{t}</XM><TYSHXYDM>91420500MA4F0N5Q8W</TYSHXYDM></XYR></GAJS>\n",
+                t = xml(text)
+            ),
+        )
+        .unwrap();
+    }
+    let hub = h.deployment.spawn();
+    wait_listening(&h.addr);
+    let base = format!("http://{}", h.addr);
+    let artifacts = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("desk-hostile");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let driver = ChromeDriver::start();
+    common::block_on(async {
+        let officer = "Bearer officer-token-0000000001";
+        let expected = EXPECTED.len() + HOSTILE.len();
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let rows = loop {
+            let rows: Vec<serde_json::Value> = http()
+                .get(format!("{base}/desk/api/referrals"))
+                .header("Authorization", officer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if rows.len() >= expected {
+                break rows;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hub shows {} referrals",
+                rows.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(
+            rows.len(),
+            expected,
+            "the hostile referral number became a referral"
+        );
+        // Each hostile referral has its events from all three sources.
+        wait_until_async(Duration::from_secs(60), "three sources on H01", || async {
+            let v: serde_json::Value = http()
+                .get(format!("{base}/desk/api/referrals/YS-2026-H01"))
+                .header("Authorization", officer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let systems: std::collections::BTreeSet<String> = v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["source_system"].as_str().unwrap().to_owned())
+                .collect();
+            systems.len() == 3
+        })
+        .await;
+        assert!(
+            rows.iter()
+                .all(|r| !r["referral_no"].as_str().unwrap().contains('<')),
+            "a referral number with markup reached the desk"
+        );
+
+        // Every page carries a strict Content-Security-Policy.
+        let page = http()
+            .get(format!("{base}/desk/referrals/YS-2026-H00"))
+            .header("Authorization", officer)
+            .send()
+            .await
+            .unwrap();
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+        let html = page.text().await.unwrap();
+        assert!(
+            !html.contains("<script>window"),
+            "unescaped markup in the page"
+        );
+
+        // The CSV export opens as the same rows, formulas neutralised.
+        let csv = http()
+            .get(format!("{base}/desk/export.csv"))
+            .header("Authorization", officer)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut reader = csv::ReaderBuilder::new().from_reader(&csv[3..]);
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), expected, "CR or quotes broke the rows");
+        let formula = records
+            .iter()
+            .find(|r| &r[0] == "YS-2026-H06")
+            .expect("H06 in the CSV");
+        assert_eq!(&formula[3], "'=1+1\r=HYPERLINK(\"http://evil.example\")");
+        assert!(
+            records
+                .iter()
+                .all(|r| r.iter().all(|c| !c.starts_with(['=', '+', '@'])))
+        );
+
+        // A supervisor's list view is in the audit log.
+        http()
+            .get(format!("{base}/desk/api/referrals"))
+            .header("Authorization", "Bearer supervisor-token-000000001")
+            .send()
+            .await
+            .unwrap();
+        let audit = http()
+            .get(format!("{base}/desk/audit"))
+            .header("Authorization", officer)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            audit.contains("王芳") && audit.contains("接口读取移送案件列表"),
+            "the supervisor's list view is not audited"
+        );
+
+        // In the browser: log in, every page that shows the hostile text.
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1100", "--lang=zh-CN"],
+            }),
+        );
+        let browser = fantoccini::ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&driver.1)
+            .await
+            .expect("headless Chromium starts");
+        let result = async {
+            use fantoccini::Locator;
+            browser.goto(&format!("{base}/desk/login")).await?;
+            browser.find(Locator::Id("token")).await?.send_keys("officer-token-0000000001").await?;
+            browser.find(Locator::Id("login")).await?.click().await?;
+            browser.wait().for_element(Locator::Css("tr[data-referral='YS-2026-H01']")).await?;
+            let mut pages = vec![format!("{base}/desk"), format!("{base}/desk/audit")];
+            for i in 0..HOSTILE.len() {
+                pages.push(format!("{base}/desk/referrals/YS-2026-H{i:02}"));
+            }
+            for url in &pages {
+                browser.goto(url).await?;
+                browser.wait().for_element(Locator::Css("main")).await?;
+                let pwned = browser.execute("return window.__pwned === undefined ? null : window.__pwned", vec![]).await?;
+                assert_eq!(pwned, serde_json::Value::Null, "script ran on {url}");
+                let links = browser
+                    .execute("return document.querySelectorAll('a[href^=\"javascript:\"], img, svg, [onerror], [onload]').length", vec![])
+                    .await?;
+                assert_eq!(links, serde_json::json!(0), "injected elements on {url}");
+            }
+            // The hostile text is shown as text.
+            browser.goto(&format!("{base}/desk/referrals/YS-2026-H01")).await?;
+            let main = browser.find(Locator::Css("main")).await?.text().await?;
+            assert!(main.contains("<img src=x onerror="), "{main}");
+            std::fs::write(artifacts.join("desk-hostile-detail.png"), browser.screenshot().await?).unwrap();
+            Ok::<_, fantoccini::error::CmdError>(())
+        }
+        .await;
+        if result.is_err()
+            && let Ok(png) = browser.screenshot().await
+        {
+            std::fs::write(artifacts.join("desk-hostile-failure.png"), png).unwrap();
+        }
+        browser.close().await.unwrap();
+        result.unwrap();
+    });
+    common::terminate(hub);
+}
+
+#[test]
+fn a_login_session_is_opaque_ends_at_logout_and_when_its_token_is_revoked() {
+    let h = desk_hub();
+    let hub = h.deployment.spawn();
+    wait_listening(&h.addr);
+    let base = format!("http://{}", h.addr);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    common::block_on(async {
+        let login = |token: &'static str| {
+            let client = client.clone();
+            let base = base.clone();
+            async move {
+                let r = client
+                    .post(format!("{base}/desk/login"))
+                    .form(&[("token", token)])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 303, "login refused");
+                let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+                assert!(
+                    cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+                    "{cookie}"
+                );
+                assert!(
+                    !cookie.contains(token),
+                    "the cookie carries the token: {cookie}"
+                );
+                cookie.split(';').next().unwrap().to_owned()
+            }
+        };
+        let status = |cookie: String| {
+            let client = client.clone();
+            let base = base.clone();
+            async move {
+                client
+                    .get(format!("{base}/desk"))
+                    .header("Cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        let a = login("officer-token-0000000001").await;
+        assert_eq!(status(a.clone()).await, 200);
+        // Logout revokes the session: the same cookie no longer opens the desk.
+        let r = client
+            .post(format!("{base}/desk/logout"))
+            .header("Cookie", a.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(status(a).await, 401, "the session outlived its logout");
+
+        // A reload that removes a token ends its sessions at once.
+        let b = login("supervisor-token-000000001").await;
+        assert_eq!(status(b.clone()).await, 200);
+        let text = std::fs::read_to_string(&h.deployment.file).unwrap().replace(
+            "[desk.users.\"supervisor-token-000000001\"]\nname = \"王芳\"\nrole = \"supervisor\"\n",
+            "",
+        );
+        std::fs::write(&h.deployment.file, text).unwrap();
+        let _ = std::process::Command::new("kill")
+            .args(["-HUP", &hub.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while status(b.clone()).await != 401 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the revoked token's session still opens the desk"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            client
+                .get(format!("{base}/desk/api/referrals"))
+                .header("Authorization", "Bearer supervisor-token-000000001")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    });
+    common::terminate(hub);
+}

@@ -565,6 +565,22 @@ target = {{ kind = "pull", token = "{token}" }}
     };
     assert_eq!(get("", None).0, 401);
     assert_eq!(get("", Some("wrong-token-wrong-token")).0, 401);
+    // A department that has no feed gets the same answer as a wrong token,
+    // even with a valid token: the API does not tell who has a feed.
+    let probe = |path: &str, t: Option<&str>| {
+        block_on(async {
+            let mut req = reqwest::Client::new().get(format!("http://127.0.0.1:{port}{path}"));
+            if let Some(t) = t {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let unknown = probe("/feeds/no-such-department", Some(token));
+    let wrong = probe("/feeds/street", Some("wrong-token-wrong-token"));
+    assert_eq!(unknown, wrong);
+    assert_eq!(unknown.0, 401);
     let mut seen = Vec::new();
     let mut cursor = String::new();
     for _ in 0..20 {

@@ -16,4 +16,5 @@ mod ops;
 mod push;
 mod reload;
 mod scale_out;
+mod security;
 mod systems;

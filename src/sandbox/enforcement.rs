@@ -129,6 +129,20 @@ impl EnforcementSystem {
             let d = new_decision(&mut state, decided, decided);
             state.insert(d);
         }
+        // A natural person whose licence was revoked (吊销许可证件, a
+        // listing category): the blacklist keeper lists them, so every run
+        // pushes a natural person's blacklist entry (under a pseudonym).
+        if config.decisions > 0 {
+            let decided = now - chrono::Duration::hours(30);
+            let mut d = new_decision(&mut state, decided, decided);
+            d["dsr"] = json!({"mc": people::person(&mut state.rng), "lb": "3", "zjlx": "身份证", "zjhm": people::resident_id(&mut state.rng)});
+            d["cflb"] = json!(["罚款", "吊销许可证件"]);
+            d["zkdx"] = json!("吊销《食品经营许可证》");
+            d["cfnr"] = json!("罚款人民币2000元，吊销《食品经营许可证》");
+            d["fkje"] = json!("2000");
+            d["qjyz"] = json!("1");
+            state.insert(d);
+        }
         let mut referrals = KeysetStore::new("updateTime", "eventId");
         for e in super::referral::script(config.referrals, config.seed)
             .iter()
