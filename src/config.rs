@@ -213,7 +213,7 @@ struct RawDeployment {
     hub: HubConfig,
     kafka: KafkaConfig,
     #[serde(default)]
-    http: Option<HttpConfig>,
+    http: Option<Spanned<HttpConfig>>,
     #[serde(default)]
     pipelines: BTreeMap<String, RawPipeline>,
     #[serde(default)]
@@ -249,6 +249,21 @@ pub struct HttpConfig {
     /// counts); without it, `/ready` shows only each pipeline's state.
     #[serde(default)]
     pub status_token: Option<String>,
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.header_read_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err("`header_read_timeout` and `request_timeout` must be greater than 0".into());
+        }
+        if self.max_connections == 0 {
+            return Err("`max_connections` must be at least 1".into());
+        }
+        if self.status_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err("`status_token` must be at least 16 characters".into());
+        }
+        Ok(())
+    }
 }
 
 fn default_header_read_timeout() -> std::time::Duration {
@@ -558,6 +573,11 @@ impl Deployment {
             }
             None => None,
         };
+        if let Some(h) = &raw.http
+            && let Err(why) = h.get_ref().validate()
+        {
+            errors.push(located.at(h.span(), "http", why));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -575,7 +595,7 @@ impl Deployment {
             file: file.to_path_buf(),
             hub,
             kafka,
-            http: raw.http,
+            http: raw.http.map(Spanned::into_inner),
             pipelines,
             deliveries,
             credit,

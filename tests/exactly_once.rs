@@ -1,24 +1,14 @@
 //! The `exactly_once` path: each batch's records, dead letters and cursor
-//! in one Kafka transaction.
+//! in one Kafka transaction, on Apache Kafka (the test broker).
 //!
-//! Tansu does not implement transactions (no EndTxn), so these tests run
-//! against librdkafka's mock cluster, hosted by the test process; the
-//! `duijie` binary connects to it over loopback like to any cluster.
-//!
-//! What the mock cannot show: it accepts transactions, but it does not
-//! isolate uncommitted or aborted records from `read_committed` readers (its
-//! Fetch answers LastStableOffset = end offset and no aborted transactions,
-//! `rdkafka_mock_handlers.c`), and a new instance's InitProducerId gets a new
-//! producer id instead of fencing the old one. The tests below therefore
-//! check what the hub does — one transaction per batch holding its cursor,
-//! no loss across SIGKILL — and not the broker's filtering of aborted
-//! records, which needs a real Kafka cluster.
+//! A `read_committed` reader sees only committed transactions: after
+//! SIGKILLs mid-transaction, each record is there exactly once — the
+//! killed instance's open transaction is aborted when the next one starts
+//! with the same `transactional.id` (fencing), and its cursor was never
+//! committed, so the next one re-reads exactly the uncommitted part.
 
 use crate::common::*;
 use duijie::bus::StoredCursor;
-use duijie::config::Deployment;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -43,22 +33,11 @@ settle = "0s"
     )
 }
 
-/// A mock cluster with the deployment's topics (it has no CreateTopics).
-fn mock_with_topics() -> (
-    MockCluster<'static, DefaultProducerContext>,
-    TestDeployment,
-    String,
-    String,
-) {
-    let cluster = MockCluster::new(3).unwrap();
-    let brokers = cluster.bootstrap_servers();
+fn deployment() -> (TestDeployment, String, String) {
     let topic = unique("canonical.urban");
     let dlq = unique("dlq.urban");
-    let d = TestDeployment::new(&brokers, &pipeline(&topic, &dlq));
-    for t in Deployment::load(&d.file).unwrap().topics() {
-        cluster.create_topic(&t.name, t.partitions, 1).unwrap();
-    }
-    (cluster, d, topic, dlq)
+    let d = TestDeployment::new(&brokers(), &pipeline(&topic, &dlq));
+    (d, topic, dlq)
 }
 
 fn cursors(brokers: &str, topic: &str) -> Vec<StoredCursor> {
@@ -71,7 +50,7 @@ fn cursors(brokers: &str, topic: &str) -> Vec<StoredCursor> {
 
 #[test]
 fn every_batch_commits_with_its_cursor() {
-    let (_cluster, d, topic, dlq) = mock_with_topics();
+    let (d, topic, dlq) = deployment();
     let brokers = d.brokers.clone();
     let mut text = generated_cases(2_000, 5);
     text.push_str("{\"taskNum\":\"BAD\"}\n");
@@ -103,14 +82,15 @@ fn every_batch_commits_with_its_cursor() {
 }
 
 #[test]
-fn sigkill_mid_transaction_loses_nothing() {
-    let (_cluster, d, topic, _dlq) = mock_with_topics();
+fn six_sigkills_mid_transaction_lose_nothing_and_duplicate_nothing() {
+    let (d, topic, _dlq) = deployment();
     let brokers = d.brokers.clone();
-    let text = generated_cases(20_000, 13);
+    let n = 100_000;
+    let text = generated_cases(n, 13);
     std::fs::create_dir_all(d.path("inbox")).unwrap();
     std::fs::write(d.path("inbox/cases.jsonl"), &text).unwrap();
     let mut kills = 0;
-    for pause_ms in [1500, 900, 1200] {
+    for pause_ms in [2500, 1500, 1800, 1200, 2000, 1600] {
         let hub = d.spawn();
         std::thread::sleep(Duration::from_millis(pause_ms));
         let finished = d.path("inbox/done/cases.jsonl").exists();
@@ -125,18 +105,29 @@ fn sigkill_mid_transaction_loses_nothing() {
         d.path("inbox/done/cases.jsonl").exists()
     });
     terminate(hub);
-    assert!(kills >= 1, "the hub finished before it could be killed");
-    let distinct: BTreeSet<String> = read(&brokers, &topic, true)
+    assert!(kills >= 3, "the hub finished after {kills} kill(s)");
+    let keys: Vec<String> = read(&brokers, &topic, true)
         .iter()
         .map(|r| r.key_str())
         .collect();
+    let distinct: BTreeSet<String> = keys.iter().cloned().collect();
     let expected: BTreeSet<String> = urban_keys(&text).into_iter().collect();
+    eprintln!(
+        "exactly-once on Kafka: {n} records, {kills} SIGKILLs, {} lost, {} duplicates (read_committed)",
+        expected.difference(&distinct).count(),
+        keys.len() - distinct.len()
+    );
     assert_eq!(
         distinct, expected,
         "every record present after {kills} SIGKILL(s)"
     );
     assert_eq!(
+        keys.len(),
+        distinct.len(),
+        "a read_committed reader sees duplicates after {kills} SIGKILL(s)"
+    );
+    assert_eq!(
         cursors(&brokers, &d.cursor_topic).pop().unwrap().records,
-        20_000
+        n as u64
     );
 }
