@@ -5,8 +5,27 @@
 # and a CJK font (the desk's browser tests), and Apache Kafka (scripts/kafka.sh).
 # Every step is a no-op when it is already done.
 
-services_packages=(postgresql mariadb-server mosquitto chromium chromium-driver fonts-wqy-zenhei)
+# Installs the Debian packages named, those not installed yet.
+services_apt() {
+  local missing=("$@")
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing ${missing[*]} (Debian packages, once)"
+  export DEBIAN_FRONTEND=noninteractive
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y -q "${missing[@]}" >/dev/null \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null; }
+}
 
+# PostgreSQL and MariaDB only (what the demo needs).
+services_install_databases() {
+  local missing=()
+  command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
+  [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+  services_apt "${missing[@]}"
+}
+
+# Everything the tests use.
 services_install() {
   local missing=()
   command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
@@ -15,13 +34,7 @@ services_install() {
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   fc-list 2>/dev/null | grep -qi "WenQuanYi" || missing+=(fonts-wqy-zenhei)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "== installing ${missing[*]} (Debian packages, once)"
-  export DEBIAN_FRONTEND=noninteractive
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y -q "${missing[@]}" >/dev/null \
-    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null; }
+  services_apt "${missing[@]}"
 }
 
 # PostgreSQL: the packaged cluster, trusting loopback connections as user

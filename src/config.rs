@@ -254,7 +254,9 @@ pub struct HttpConfig {
 impl HttpConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.header_read_timeout.is_zero() || self.request_timeout.is_zero() {
-            return Err("`header_read_timeout` and `request_timeout` must be greater than 0".into());
+            return Err(
+                "`header_read_timeout` and `request_timeout` must be greater than 0".into(),
+            );
         }
         if self.max_connections == 0 {
             return Err("`max_connections` must be at least 1".into());

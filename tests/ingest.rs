@@ -280,3 +280,55 @@ fn with_a_schema_registry_records_use_the_confluent_wire_format() {
         assert_eq!(r.headers["content-type"], "application/vnd.confluent.avro");
     }
 }
+
+/// A 21 MB line with `max_record_bytes = 1048576`: its dead letter must fit
+/// the broker's message size (a truncated 1 MiB payload plus the letter
+/// did not, and the pipeline failed on it forever). It lands cut to fit,
+/// with its full length, and the records behind it land too.
+#[test]
+fn an_oversize_record_is_dead_lettered_cut_to_fit_and_the_pipeline_moves_on() {
+    let brokers = brokers();
+    let topic = unique("canonical.urban");
+    let dlq = unique("dlq.urban");
+    let d = TestDeployment::new(&brokers, &file_pipeline(&topic, &dlq, 200, 4, 1_048_576));
+    let good = generated_cases(300, 21);
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    let huge = format!(
+        r#"{{"taskNum":"HUGE","eventDesc":"{}"}}"#,
+        "x".repeat(21_000_000)
+    );
+    lines.insert(150, huge);
+    drop_file(&d, "cases.jsonl", &(lines.join("\n") + "\n"));
+    let hub = d.spawn();
+    wait_until(Duration::from_secs(90), "the file to be finished", || {
+        d.path("inbox/done/cases.jsonl").exists()
+    });
+    terminate(hub);
+    assert_eq!(
+        read(&brokers, &topic, false).len(),
+        300,
+        "the records behind the huge one"
+    );
+    let letters: Vec<DeadLetter> = read(&brokers, &dlq, false)
+        .iter()
+        .map(|r| serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1);
+    let l = &letters[0];
+    assert!(l.raw_truncated, "{}", l.reason);
+    assert!(
+        l.reason.contains("larger than max_record_bytes"),
+        "{}",
+        l.reason
+    );
+    assert!(l.raw.starts_with(r#"{"taskNum":"HUGE""#));
+    assert!(
+        l.raw.len() < 1_000_000,
+        "the dead letter's payload is {} bytes",
+        l.raw.len()
+    );
+    assert_eq!(
+        l.raw_length,
+        Some(21_000_000 + r#"{"taskNum":"HUGE","eventDesc":""}"#.len() as u64)
+    );
+}

@@ -267,6 +267,7 @@ impl FileDrop {
                 rejects.push(RawReject {
                     payload: Bytes::copy_from_slice(line),
                     truncated: true,
+                    length: Some(n.content_len as u64),
                     fetched_at_ms,
                     origin,
                     reason: format!(
@@ -289,6 +290,7 @@ impl FileDrop {
                 Err(e) => rejects.push(RawReject {
                     payload: Bytes::copy_from_slice(line),
                     truncated: false,
+                    length: None,
                     fetched_at_ms,
                     origin,
                     reason: format!("line is not readable text: {e}"),
@@ -401,6 +403,7 @@ impl FileDrop {
                         rejects: vec![RawReject {
                             payload,
                             truncated,
+                            length: None,
                             fetched_at_ms,
                             origin: name,
                             reason,
@@ -426,6 +429,7 @@ impl FileDrop {
                 rejects.push(RawReject {
                     payload: payload.slice(..limit),
                     truncated: true,
+                    length: None,
                     fetched_at_ms,
                     origin: origin.clone(),
                     reason: format!("record is larger than max_record_bytes ({limit} bytes)"),
@@ -550,6 +554,8 @@ impl Source for FileDrop {
 struct LineRead {
     consumed: usize,
     truncated: bool,
+    /// The whole line's length, without its line end.
+    content_len: usize,
 }
 
 /// Reads one line into `buf`, keeping at most `limit` bytes of it but
@@ -561,6 +567,8 @@ fn read_line_limited(
 ) -> std::io::Result<LineRead> {
     let mut consumed = 0;
     let mut truncated = false;
+    // Bytes of the line end (`\n` or `\r\n`).
+    let mut ending = 0;
     loop {
         let available = reader.fill_buf()?;
         if available.is_empty() {
@@ -576,6 +584,9 @@ fn read_line_limited(
         }
         buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
         let n = chunk.len();
+        if done {
+            ending = 1 + usize::from(n >= 2 && chunk[n - 2] == b'\r');
+        }
         reader.consume(n);
         consumed += n;
         if done {
@@ -594,6 +605,7 @@ fn read_line_limited(
     Ok(LineRead {
         consumed,
         truncated,
+        content_len: consumed - ending.min(consumed),
     })
 }
 

@@ -316,6 +316,7 @@ impl Source for HttpPoll {
                 rejects.push(RawReject {
                     payload: Bytes::copy_from_slice(&raw[..self.config.max_record_bytes]),
                     truncated: true,
+                    length: Some(raw.len() as u64),
                     fetched_at_ms,
                     origin,
                     reason: format!(
@@ -327,6 +328,7 @@ impl Source for HttpPoll {
                 rejects.push(RawReject {
                     payload: Bytes::copy_from_slice(raw),
                     truncated: false,
+                    length: None,
                     fetched_at_ms,
                     origin,
                     reason: format!(

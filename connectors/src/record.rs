@@ -34,6 +34,8 @@ pub struct RawReject {
     pub payload: Bytes,
     /// True when `payload` is shorter than what the source held.
     pub truncated: bool,
+    /// The whole record's length in bytes, when `payload` was cut.
+    pub length: Option<u64>,
     pub fetched_at_ms: i64,
     pub origin: String,
     /// A reason a person can read.

@@ -237,6 +237,7 @@ impl Source for SoapPoll {
                 rejects.push(RawReject {
                     payload: Bytes::copy_from_slice(&part.xml.as_bytes()[..cut]),
                     truncated: true,
+                    length: None,
                     fetched_at_ms,
                     origin,
                     reason: format!("record is larger than max_record_bytes ({limit} bytes)"),
@@ -245,6 +246,7 @@ impl Source for SoapPoll {
                 rejects.push(RawReject {
                     payload: Bytes::from(part.xml),
                     truncated: false,
+                    length: None,
                     fetched_at_ms,
                     origin,
                     reason: format!(

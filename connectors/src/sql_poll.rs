@@ -449,6 +449,7 @@ impl Source for SqlPoll {
                 rejects.push(RawReject {
                     payload: Bytes::copy_from_slice(&payload[..self.config.max_record_bytes]),
                     truncated: true,
+                    length: Some(payload.len() as u64),
                     fetched_at_ms,
                     origin,
                     reason: format!(

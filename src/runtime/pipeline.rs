@@ -19,7 +19,7 @@ use crate::config::PipelineConfig;
 use crate::mapping::Mapping;
 use crate::schema::{Encoding, RecordEncoder};
 use duijie_connectors::registry::BuiltSource;
-use duijie_connectors::{Batch, Cursor, RawRecord, Source, SourceError};
+use duijie_connectors::{Batch, Cursor, ErrorClass, RawRecord, Source, SourceError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -34,13 +34,56 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("the broker did not acknowledge a record: {0}")]
-    Delivery(String),
+    Delivery(#[source] KafkaError),
+    #[error("the producer dropped a delivery before the broker answered")]
+    Dropped,
     #[error("Kafka transaction failed: {0}")]
     Transaction(String),
     #[error("source failed: {0}")]
     Source(#[from] SourceError),
     #[error("cursor store: {0}")]
     Cursor(String),
+}
+
+impl IngestError {
+    /// Whether waiting and trying again can help. A permanent failure of the
+    /// whole pipeline — a configuration the source refuses (a missing
+    /// directory, a SOAP answer with a DOCTYPE, credentials refused), a
+    /// topic the broker will not take records for, this instance fenced by
+    /// another with the same transactional id — stops the pipeline in
+    /// state `failing` with its reason, instead of restarting forever;
+    /// a reload with a corrected configuration starts it again.
+    /// (Record-level permanent failures never get here: they are dead
+    /// letters.)
+    pub fn class(&self) -> ErrorClass {
+        use RDKafkaErrorCode as C;
+        let permanent_code = |code: Option<C>| {
+            matches!(
+                code,
+                Some(
+                    C::MessageSizeTooLarge
+                        | C::TopicAuthorizationFailed
+                        | C::ClusterAuthorizationFailed
+                        | C::TransactionalIdAuthorizationFailed
+                        | C::InvalidRecord
+                        | C::InvalidConfig
+                        | C::ProducerFenced
+                        | C::Fenced
+                        | C::InvalidProducerEpoch
+                )
+            )
+        };
+        match self {
+            IngestError::Source(e) => e.class,
+            IngestError::Delivery(e) if permanent_code(e.rdkafka_error_code()) => {
+                ErrorClass::Permanent
+            }
+            IngestError::Transaction(_)
+            | IngestError::Delivery(_)
+            | IngestError::Dropped
+            | IngestError::Cursor(_) => ErrorClass::Transient,
+        }
+    }
 }
 
 /// Everything a pipeline needs, handed over by the hub.
@@ -125,6 +168,10 @@ pub async fn run(ctx: PipelineContext) {
                     ctx.stats.set_failing(&e.to_string());
                     if ctx.backfill.is_some() {
                         error!(error = %e, "backfill failed; the same command resumes from its last committed cursor");
+                        return;
+                    }
+                    if e.class() == ErrorClass::Permanent {
+                        error!(error = %e, "pipeline failed permanently; it stays stopped (state failing) until its configuration is corrected and reloaded");
                         return;
                     }
                     failures += 1;
@@ -226,6 +273,11 @@ async fn fetch(ctx: &PipelineContext, source: &mut dyn Source) -> Option<Batch> 
         };
         match result {
             Ok(batch) => {
+                // A source that failed permanently and answers again is
+                // running again.
+                if ctx.stats.state() == super::stats::PipelineState::Failing {
+                    ctx.stats.set_state(super::stats::PipelineState::Running);
+                }
                 if batch.is_none() {
                     ctx.stats
                         .caught_up_ms
@@ -238,6 +290,12 @@ async fn fetch(ctx: &PipelineContext, source: &mut dyn Source) -> Option<Batch> 
                 let max = ctx.config.retry.max_attempts;
                 if !e.is_transient() || (max > 0 && attempt >= max) {
                     ctx.stats.failed_polls.fetch_add(1, Ordering::Relaxed);
+                    // Shown as `failing` with its reason in /ready and
+                    // `duijie_pipeline_up{state="failing"}` until a poll
+                    // succeeds; tried again only at the next scheduled poll,
+                    // never in a tight loop.
+                    ctx.stats
+                        .set_failing(&crate::secrets::redact(&e.to_string()));
                     error!(error = %e, attempts = attempt, transient = e.is_transient(), "poll failed; trying again at the next scheduled poll");
                     return None;
                 }
@@ -494,7 +552,7 @@ async fn produce_batch(
     }
     for rej in &batch.rejects {
         let provenance = provenance(ctx, rej.fetched_at_ms, &rej.origin, &rej.payload);
-        let letter = dead_letter(
+        let mut letter = dead_letter(
             ctx,
             &rej.payload,
             rej.truncated,
@@ -503,6 +561,9 @@ async fn produce_batch(
             rej.reason.clone(),
             provenance,
         );
+        if let Some(whole) = rej.length {
+            letter.raw_length = Some(whole);
+        }
         deliveries.push((
             send_dead_letter(producer, &ctx.config.dlq_topic, &rej.origin, &letter).await?,
             Kind::DeadLetter,
@@ -566,7 +627,7 @@ async fn send(
                 record = back;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            Err((e, _)) => return Err(IngestError::Delivery(e.to_string())),
+            Err((e, _)) => return Err(IngestError::Delivery(e)),
         }
     }
 }
@@ -595,10 +656,8 @@ async fn send_cursor(
 pub(super) async fn await_delivery(f: DeliveryFuture) -> Result<(), IngestError> {
     match f.await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(IngestError::Delivery(e.to_string())),
-        Err(_) => Err(IngestError::Delivery(
-            "producer dropped the delivery".into(),
-        )),
+        Ok(Err((e, _))) => Err(IngestError::Delivery(e)),
+        Err(_) => Err(IngestError::Dropped),
     }
 }
 
