@@ -583,6 +583,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Broker { brokers, config } => {
             let broker = duijie::broker::EmbeddedBroker::start(brokers)?;
+            eprintln!(
+                "duijie broker: librdkafka's in-process mock cluster, for trying things out only. It keeps everything in memory and only a bounded tail (about 7,000 records) of each partition, does not isolate uncommitted transactions, and cannot create topics through the admin API{}. Production and the tests use Apache Kafka.",
+                if config.is_some() {
+                    " (this deployment's topics are created on it now)"
+                } else {
+                    ": pass --config FILE to create a deployment's topics on it"
+                }
+            );
             if let Some(config) = config {
                 broker.create_topics(&load_deployment(&config)?.topics())?;
             }

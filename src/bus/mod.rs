@@ -34,6 +34,14 @@ pub enum BusError {
     },
     #[error("broker did not answer: {0}")]
     Unreachable(#[source] KafkaError),
+    #[error(
+        "creating the topics {topics}: the broker did not answer the CreateTopics request ({source}). A broker that cannot create topics through the admin API — librdkafka's mock cluster, which `duijie broker` runs — needs them made first: start it with `duijie broker --config <this deployment file>`"
+    )]
+    CreateTopics {
+        topics: String,
+        #[source]
+        source: KafkaError,
+    },
     #[error("Kafka transaction failed: {0}")]
     Transaction(#[source] KafkaError),
     #[error("cursor topic `{topic}` holds an unreadable cursor for `{key}`: {message}")]
@@ -217,7 +225,14 @@ impl Bus {
         let results = admin
             .create_topics(new.iter(), &options)
             .await
-            .map_err(BusError::Unreachable)?;
+            .map_err(|source| BusError::CreateTopics {
+                topics: topics
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source,
+            })?;
         for result in results {
             match result {
                 Ok(name) => tracing::info!(topic = %name, "topic created"),

@@ -169,7 +169,7 @@ impl Hub {
                         .max_message_bytes
                         .saturating_sub(crate::bus::RECORD_HEADROOM);
                     if webhook.max_body_bytes() > broker_limit {
-                        tracing::warn!(
+                        tracing::info!(
                             pipeline = %p.name,
                             configured = webhook.max_body_bytes(),
                             broker_limit,
