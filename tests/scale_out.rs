@@ -14,7 +14,7 @@ const SESSION_TIMEOUT_S: u64 = 6;
 const BATCH: usize = 100;
 const IN_FLIGHT: usize = 2;
 
-fn deployment(topic: &str) -> TestDeployment {
+fn deployment(topic: &str, exactly_once: bool) -> TestDeployment {
     let mut text = String::from("[http]\nlisten = \"${env:DUIJIE_TEST_LISTEN}\"\n");
     for p in PIPELINES {
         text.push_str(&format!(
@@ -27,6 +27,7 @@ partitions = 3
 schedule = "* * * * * *"
 batch_size = {BATCH}
 max_in_flight_batches = {IN_FLIGHT}
+exactly_once = {exactly_once}
 
 [pipelines.{p}.source]
 kind = "file_drop"
@@ -105,8 +106,20 @@ fn cases(pipeline: usize, file: usize, n: usize) -> String {
 
 #[test]
 fn three_instances_share_the_sources_and_survive_a_sigkill() {
+    failover(false);
+}
+
+/// The same with `exactly_once`: the survivor takes a task over with the
+/// same `transactional.id`, which fences the dead instance and aborts its
+/// open transaction, so a `read_committed` reader sees no duplicate.
+#[test]
+fn three_exactly_once_instances_fail_over_with_no_duplicate_for_read_committed() {
+    failover(true);
+}
+
+fn failover(exactly_once: bool) {
     let topic = unique("canonical.shared");
-    let d = deployment(&topic);
+    let d = deployment(&topic, exactly_once);
     let addrs: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
@@ -189,7 +202,7 @@ fn three_instances_share_the_sources_and_survive_a_sigkill() {
     }
     let failover = killed_at.elapsed();
     eprintln!(
-        "failover of {moved:?}: {:.1} s after SIGKILL (session timeout {SESSION_TIMEOUT_S} s); seen on two instances meanwhile: {overlaps:?}",
+        "failover (exactly_once = {exactly_once}) of {moved:?}: {:.1} s after SIGKILL (session timeout {SESSION_TIMEOUT_S} s); seen on two instances meanwhile: {overlaps:?}",
         failover.as_secs_f64()
     );
 
@@ -198,7 +211,7 @@ fn three_instances_share_the_sources_and_survive_a_sigkill() {
     let expected = written.len();
     let mut last = (0, 0);
     wait_until(Duration::from_secs(120), "every case on the topic", || {
-        let keys: Vec<String> = read(&d.brokers, &topic, false)
+        let keys: Vec<String> = read(&d.brokers, &topic, exactly_once)
             .iter()
             .map(|r| r.key_str())
             .collect();
@@ -206,7 +219,7 @@ fn three_instances_share_the_sources_and_survive_a_sigkill() {
         last = (keys.len(), distinct.len());
         distinct.len() >= expected
     });
-    let records = read(&d.brokers, &topic, false);
+    let records = read(&d.brokers, &topic, exactly_once);
     let keys: BTreeSet<String> = records.iter().map(|r| r.key_str()).collect();
     let missing: Vec<&String> = written
         .iter()
@@ -219,7 +232,11 @@ fn three_instances_share_the_sources_and_survive_a_sigkill() {
     // task run on two instances while the group re-forms (Tansu 0.6
     // answers heartbeats OK during a rebalance) — what the second owner
     // read before the first stopped: one file per overlapping pipeline.
-    let bound = moved.len() * IN_FLIGHT * BATCH + overlaps.len() * per_file;
+    let bound = if exactly_once {
+        0
+    } else {
+        moved.len() * IN_FLIGHT * BATCH + overlaps.len() * per_file
+    };
     eprintln!(
         "{} records for {expected} cases: {duplicates} read twice (bound {bound})",
         records.len()
