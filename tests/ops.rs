@@ -120,7 +120,7 @@ settle = "0s"
     });
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["ready"], true);
-    assert_eq!(ready["broker"], "reachable");
+    assert_eq!(ready["broker"], "reachable, 1 broker(s)");
     assert_eq!(ready["pipelines"][0]["pipeline"], "urban_files");
     assert_eq!(ready["pipelines"][0]["state"], "running");
     assert_eq!(ready["pipelines"][0]["delivered"], 500);

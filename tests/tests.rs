@@ -4,6 +4,7 @@
 #![allow(unreachable_pub)]
 
 mod backfill;
+mod brokers;
 mod cli;
 mod common;
 mod config_errors;

@@ -176,18 +176,42 @@ impl Bus {
         self.client_config().create().map_err(BusError::Client)
     }
 
-    /// Whether a broker answers a metadata request within `timeout`.
-    pub async fn reachable(&self, timeout: Duration) -> Result<(), String> {
+    /// Whether a broker answers a metadata request within `timeout`, and
+    /// how the cluster looks: `Ok("reachable, 3 brokers")`, or
+    /// `Ok("degraded: 3 brokers, 12 partitions under-replicated (…)")` when
+    /// some partition has fewer in-sync replicas than replicas (a broker is
+    /// down or behind).
+    pub async fn reachable(&self, timeout: Duration) -> Result<String, String> {
         let config = self.client_config();
         tokio::task::spawn_blocking(move || {
             let consumer: rdkafka::consumer::BaseConsumer<ReaderContext> = config
                 .create_with_context(ReaderContext)
                 .map_err(|e| e.to_string())?;
             use rdkafka::consumer::Consumer;
-            consumer
+            let metadata = consumer
                 .fetch_metadata(None, timeout)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            let brokers = metadata.brokers().len();
+            let mut under: Vec<String> = Vec::new();
+            let mut count = 0usize;
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    if p.isr().len() < p.replicas().len() {
+                        count += 1;
+                        if under.len() < 3 {
+                            under.push(format!("{}[{}]", t.name(), p.id()));
+                        }
+                    }
+                }
+            }
+            Ok(if count == 0 {
+                format!("reachable, {brokers} broker(s)")
+            } else {
+                format!(
+                    "degraded: {brokers} broker(s) up, {count} partition(s) under-replicated (e.g. {})",
+                    under.join(", ")
+                )
+            })
         })
         .await
         .map_err(|e| e.to_string())?

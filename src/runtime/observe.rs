@@ -399,9 +399,9 @@ pub struct Readiness {
 impl Observed {
     /// Ready: the broker answers, and no pipeline is still starting.
     pub async fn readiness(&self) -> Readiness {
-        let broker = match self.bus.reachable(Duration::from_secs(3)).await {
-            Ok(()) => "reachable".to_owned(),
-            Err(e) => format!("unreachable: {e}"),
+        let (broker, answers) = match self.bus.reachable(Duration::from_secs(3)).await {
+            Ok(state) => (state, true),
+            Err(e) => (format!("unreachable: {e}"), false),
         };
         let now = chrono::Utc::now().timestamp_millis();
         let pipelines: Vec<PipelineReport> = self
@@ -471,7 +471,9 @@ impl Observed {
         }
         Readiness {
             clocks,
-            ready: broker == "reachable" && started,
+            // A degraded cluster still takes records (acks=all with
+            // min.insync.replicas): ready, and the broker line says so.
+            ready: answers && started,
             hub: self.hub.clone(),
             broker,
             uptime_s: (now - self.started_ms) / 1000,

@@ -343,3 +343,53 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
         secret = duijie::sandbox::dept::DEPT_SECRET
     )
 }
+
+/// An Apache Kafka cluster of its own (scripts/kafka.sh), for the
+/// broker-failure tests; stopped when dropped.
+pub struct KafkaCluster {
+    pub dir: tempfile::TempDir,
+    pub bootstrap: String,
+}
+
+impl KafkaCluster {
+    fn script(args: &[&str]) -> std::process::Output {
+        let out = Command::new(root().join("scripts/kafka.sh"))
+            .args(args)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("scripts/kafka.sh runs");
+        assert!(
+            out.status.success(),
+            "scripts/kafka.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn start(nodes: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Self::script(&["start", dir.path().to_str().unwrap(), &nodes.to_string()]);
+        let bootstrap = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Self { dir, bootstrap }
+    }
+
+    pub fn kill_node(&self, i: usize) {
+        Self::script(&["kill-node", self.dir.path().to_str().unwrap(), &i.to_string()]);
+    }
+
+    pub fn start_node(&self, i: usize) {
+        Self::script(&["start-node", self.dir.path().to_str().unwrap(), &i.to_string()]);
+    }
+
+    pub fn stop(&self) {
+        Self::script(&["stop", self.dir.path().to_str().unwrap()]);
+    }
+}
+
+impl Drop for KafkaCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/kafka.sh"))
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .output();
+    }
+}
