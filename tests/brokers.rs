@@ -88,26 +88,35 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 1000 }}
     let hub = d.spawn();
     wait_listening(&addr);
     drop_file(&d, "cases.jsonl", &text);
-    wait_until(Duration::from_secs(60), "ingest and delivery under way", || {
-        let delivered = get_json(&format!("http://{sandbox}/dept/{receiver}/received"))["records"]
-            .as_array()
-            .map_or(0, Vec::len);
-        delivered > 500
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "ingest and delivery under way",
+        || {
+            let delivered =
+                get_json(&format!("http://{sandbox}/dept/{receiver}/received"))["records"]
+                    .as_array()
+                    .map_or(0, Vec::len);
+            delivered > 500
+        },
+    );
     // Broker 2 dies mid-ingest, mid-delivery.
     cluster.kill_node(2);
     let killed = Instant::now();
     let mut degraded = None;
-    wait_until(Duration::from_secs(60), "/ready to say the cluster is degraded", || {
-        let r = ready(&addr);
-        let b = r["broker"].as_str().unwrap_or_default().to_owned();
-        if b.starts_with("degraded") {
-            degraded = Some(b);
-            true
-        } else {
-            false
-        }
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "/ready to say the cluster is degraded",
+        || {
+            let r = ready(&addr);
+            let b = r["broker"].as_str().unwrap_or_default().to_owned();
+            if b.starts_with("degraded") {
+                degraded = Some(b);
+                true
+            } else {
+                false
+            }
+        },
+    );
     eprintln!(
         "after {:.1} s /ready says: {}",
         killed.elapsed().as_secs_f64(),
@@ -133,7 +142,11 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 1000 }}
     eprintln!("one broker lost: {n} records, {lost} lost");
     assert_eq!(lost, 0, "records lost with one broker down");
     let received = get_json(&format!("http://{sandbox}/dept/{receiver}/received"));
-    assert_eq!(received["records"].as_array().unwrap().len(), n, "each case once at the receiver");
+    assert_eq!(
+        received["records"].as_array().unwrap().len(),
+        n,
+        "each case once at the receiver"
+    );
     cluster.start_node(2);
 }
 
@@ -165,11 +178,15 @@ fn the_whole_cluster_down_for_60_s_then_back_loses_nothing_and_the_pipeline_resu
     cluster.stop();
     let down = Instant::now();
     drop_file(&d, "second.jsonl", &second);
-    wait_until(Duration::from_secs(30), "/ready to say the broker is gone", || {
-        ready(&addr)["broker"]
-            .as_str()
-            .is_some_and(|b| b.starts_with("unreachable"))
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "/ready to say the broker is gone",
+        || {
+            ready(&addr)["broker"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("unreachable"))
+        },
+    );
     while down.elapsed() < Duration::from_secs(60) {
         assert!(
             !d.path("inbox/done/second.jsonl").exists(),

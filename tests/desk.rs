@@ -1707,3 +1707,158 @@ fn a_login_session_is_opaque_ends_at_logout_and_when_its_token_is_revoked() {
     });
     common::terminate(hub);
 }
+
+// ---------------------------------------------------------------------------
+// On a real log cleaner.
+
+/// Sets a topic's configs (the test's way to make the log cleaner run now).
+async fn alter_topic(bus: &duijie::bus::Bus, topic: &str, configs: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
+    let admin = bus.admin().unwrap();
+    let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
+    for (k, v) in configs {
+        alter = alter.set(k, v);
+    }
+    for r in admin
+        .alter_configs([&alter], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+/// The referral state topic is compacted by the hub's own topic creation;
+/// once Kafka's log cleaner has kept only each referral's latest state, a
+/// new tracker rebuilds exactly the same desk from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_tracker_rebuilds_the_same_desk_from_the_compacted_state_topic() {
+    let fixture = TrackerFixture::new("compact").await;
+    let state_topic = fixture.config.state_topic.clone();
+    let first = fixture.desk();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(first.clone().run(stop.clone()));
+    // Events in three slices, so that most referrals' states are written
+    // more than once.
+    // Each referral's events one at a time: its first event of all, then
+    // its second, and so on, so that each state is written several times.
+    let mut by_referral: BTreeMap<&str, Vec<Ev>> = BTreeMap::new();
+    for ev in EVENTS {
+        by_referral.entry(ev.0).or_default().push(*ev);
+    }
+    let rounds = by_referral.values().map(Vec::len).max().unwrap_or(0);
+    for round in 0..rounds {
+        let part: Vec<Ev> = by_referral
+            .values()
+            .filter_map(|evs| evs.get(round).copied())
+            .collect();
+        publish(
+            &fixture.bus,
+            &fixture.events_topic,
+            &fixture.mappings,
+            &part,
+        )
+        .await;
+        wait_views(&first, "every referral tracked", |v| {
+            v.len() == by_referral.len()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    let events_total = EXPECTED.iter().map(|e| e.8).sum::<usize>();
+    wait_views(&first, "all twenty referrals", |v| {
+        v.values().map(|r| r.events.len()).sum::<usize>() == events_total
+    })
+    .await;
+    stop.cancel();
+    let _ = running.await;
+    let before = first.views.read().unwrap().clone();
+
+    let bus = fixture.bus.clone();
+    let states = || {
+        let (bus, topic) = (bus.clone(), state_topic.clone());
+        async move {
+            duijie::bus::inspect::read_topic(&bus, &topic, false)
+                .await
+                .unwrap()
+        }
+    };
+    let written = states().await;
+    let keys: std::collections::BTreeSet<String> = written.iter().map(|r| r.key_str()).collect();
+    assert!(
+        written.len() > keys.len(),
+        "each referral's state was written once: nothing to compact"
+    );
+    // Make the cleaner run now, roll the segment with a tombstone for a key
+    // that holds nothing, and wait until each referral has one state left.
+    alter_topic(
+        &fixture.bus,
+        &state_topic,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.001"),
+            ("min.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "100"),
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let producer = fixture.bus.producer().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<str, [u8]>::to(&state_topic)
+                    .key("compaction-probe"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        let left: Vec<_> = states()
+            .await
+            .into_iter()
+            .filter(|r| r.payload.is_some())
+            .collect();
+        let distinct: std::collections::BTreeSet<String> =
+            left.iter().map(|r| r.key_str()).collect();
+        if left.len() == distinct.len() && distinct == keys {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log cleaner left {} states for {} referrals",
+            left.len(),
+            distinct.len()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    eprintln!(
+        "compaction: {} states written for {} referrals, one each left",
+        written.len(),
+        keys.len()
+    );
+
+    // A new tracker in the same group: its offsets are past every event,
+    // so the compacted state topic is all it has to go by.
+    let second = fixture.desk();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(second.clone().run(stop.clone()));
+    wait_views(&second, "all twenty referrals again", |v| {
+        v.len() == EXPECTED.len()
+            && v.values().map(|r| r.events.len()).sum::<usize>() == events_total
+    })
+    .await;
+    let after = second.views.read().unwrap().clone();
+    stop.cancel();
+    let _ = running.await;
+    assert_expected(&after);
+    for (no, v) in &before {
+        let w = &after[no];
+        assert_eq!(
+            (&v.state, &v.due_at, v.late, &v.events),
+            (&w.state, &w.due_at, w.late, &w.events),
+            "{no} differs after compaction"
+        );
+    }
+}

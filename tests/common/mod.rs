@@ -374,11 +374,19 @@ impl KafkaCluster {
     }
 
     pub fn kill_node(&self, i: usize) {
-        Self::script(&["kill-node", self.dir.path().to_str().unwrap(), &i.to_string()]);
+        Self::script(&[
+            "kill-node",
+            self.dir.path().to_str().unwrap(),
+            &i.to_string(),
+        ]);
     }
 
     pub fn start_node(&self, i: usize) {
-        Self::script(&["start-node", self.dir.path().to_str().unwrap(), &i.to_string()]);
+        Self::script(&[
+            "start-node",
+            self.dir.path().to_str().unwrap(),
+            &i.to_string(),
+        ]);
     }
 
     pub fn stop(&self) {
