@@ -7,6 +7,7 @@
 //! code was mistyped or merely written in full-width characters.
 
 use crate::text::normalize_identifier;
+use chrono::Datelike;
 use std::fmt;
 
 /// Which identifier a value claims to be.
@@ -47,11 +48,24 @@ pub enum Invalid {
         character: char,
     },
     BadBirthDate(String),
+    /// A birth date in the future, or before 1850.
+    BirthDateOutOfRange(String),
     CheckCharacter {
         position: usize,
         expected: char,
         found: char,
     },
+    /// Character 1 of a credit code names no registration authority.
+    Authority(char),
+    /// Character 2 is not a type that authority registers.
+    OrgType {
+        authority: char,
+        kind: char,
+        allowed: &'static str,
+    },
+    /// The administrative-division code (credit code characters 3-8, ID
+    /// number digits 1-6) names no province.
+    Division(String),
 }
 
 impl fmt::Display for Invalid {
@@ -65,6 +79,25 @@ impl fmt::Display for Invalid {
                 character,
             } => write!(f, "character {position} `{character}` is not allowed there"),
             Invalid::BadBirthDate(d) => write!(f, "birth date {d} is not a real date"),
+            Invalid::BirthDateOutOfRange(d) => {
+                write!(f, "birth date {d} is in the future or before 1850")
+            }
+            Invalid::Authority(c) => write!(
+                f,
+                "character 1 `{c}` is no registration authority of GB 32100 (1-9, A, N, Y)"
+            ),
+            Invalid::OrgType {
+                authority,
+                kind,
+                allowed,
+            } => write!(
+                f,
+                "character 2 `{kind}` is not a type authority `{authority}` registers ({allowed})"
+            ),
+            Invalid::Division(d) => write!(
+                f,
+                "administrative division `{d}` names no province (GB/T 2260)"
+            ),
             Invalid::CheckCharacter {
                 position,
                 expected,
@@ -82,6 +115,8 @@ impl fmt::Display for Invalid {
 pub struct Checked {
     pub normalized: String,
     pub invalid: Option<Invalid>,
+    /// A 15-digit first-generation ID number (一代身份证), normalised to 18.
+    pub first_generation: bool,
 }
 
 impl Checked {
@@ -109,7 +144,38 @@ pub fn check_uscc(raw: &str) -> Checked {
     Checked {
         normalized,
         invalid,
+        first_generation: false,
     }
+}
+
+/// The registration authorities of GB 32100-2015 (table 1, 登记管理部门代码)
+/// and the organisation types each registers (机构类别代码).
+const AUTHORITIES: &[(char, &str)] = &[
+    ('1', "1239"),   // 机构编制: 机关, 事业单位, 编办直接管理的群众团体, 其他
+    ('2', "19"),     // 外交
+    ('3', "123459"), // 司法行政: 律师执业机构, 公证处, 基层法律服务所, 司法鉴定机构, 仲裁委员会, 其他
+    ('4', "19"),     // 文化
+    ('5', "1239"),   // 民政: 社会团体, 民办非企业单位, 基金会, 其他
+    ('6', "129"),    // 旅游
+    ('7', "129"),    // 宗教
+    ('8', "19"),     // 工会
+    ('9', "123"),    // 工商: 企业, 个体工商户, 农民专业合作社
+    ('A', "19"),     // 中央军委改革和编制办公室
+    ('N', "1239"),   // 农业: 组级, 村级, 乡镇级集体经济组织, 其他
+    ('Y', "1"),      // 其他
+];
+
+/// Province-level codes of GB/T 2260 (and 83, 台湾 residence permits).
+const PROVINCES: &[&str] = &[
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41",
+    "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71",
+    "81", "82", "83",
+];
+
+/// A division code's province is real (`100000`, national level, is
+/// allowed for credit codes).
+fn division_ok(division: &str, national_allowed: bool) -> bool {
+    (national_allowed && division == "100000") || PROVINCES.contains(&&division[..2])
 }
 
 fn uscc_problem(code: &str) -> Option<Invalid> {
@@ -128,6 +194,23 @@ fn uscc_problem(code: &str) -> Option<Invalid> {
                 character: c,
             });
         }
+    }
+    // Characters 1-2: a registration authority and a type it registers
+    // (GB 32100-2015 §4.1, table 1); 3-8: a division of GB/T 2260.
+    let (authority, kind) = (chars[0], chars[1]);
+    match AUTHORITIES.iter().find(|(a, _)| *a == authority) {
+        None => return Some(Invalid::Authority(authority)),
+        Some((_, allowed)) if !allowed.contains(kind) => {
+            return Some(Invalid::OrgType {
+                authority,
+                kind,
+                allowed,
+            });
+        }
+        Some(_) => {}
+    }
+    if !division_ok(&code[2..8], true) {
+        return Some(Invalid::Division(code[2..8].to_owned()));
     }
     // Character 17: GB 11714 check over characters 9-16 (digits and A-Z as
     // 10-35; the USCC alphabet already excludes I, O, S, V, Z).
@@ -195,14 +278,29 @@ pub fn with_uscc_checks(first16: &str) -> Option<String> {
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const ID_CHECK: &[u8; 11] = b"10X98765432";
 
-/// Checks an 18-character resident identity number: digits, a real birth
-/// date, and the ISO 7064 MOD 11-2 check character.
+/// Checks a resident identity number (GB 11643-1999): 18 characters,
+/// a province in the region code, a real birth date neither in the future
+/// nor before 1850, and the ISO 7064 MOD 11-2 check character. A 15-digit
+/// first-generation number (GB 11643-1989), as old records carry, is
+/// normalised to 18 — `19` before its two-digit birth year and the check
+/// character computed — and flagged `first_generation`.
 pub fn check_resident_id(raw: &str) -> Checked {
-    let normalized = normalize_identifier(raw).into_owned();
+    let mut normalized = normalize_identifier(raw).into_owned();
+    let first_generation = normalized.len() == 15 && normalized.bytes().all(|b| b.is_ascii_digit());
+    if first_generation {
+        let body = format!("{}19{}", &normalized[..6], &normalized[6..]);
+        let sum: u32 = body
+            .bytes()
+            .zip(ID_WEIGHTS)
+            .map(|(b, w)| u32::from(b - b'0') * w)
+            .sum();
+        normalized = format!("{body}{}", ID_CHECK[(sum % 11) as usize] as char);
+    }
     let invalid = resident_id_problem(&normalized);
     Checked {
         normalized,
         invalid,
+        first_generation,
     }
 }
 
@@ -223,9 +321,18 @@ fn resident_id_problem(id: &str) -> Option<Invalid> {
             });
         }
     }
+    if !division_ok(&id[..6], false) {
+        return Some(Invalid::Division(id[..6].to_owned()));
+    }
     let birth = &id[6..14];
-    if chrono::NaiveDate::parse_from_str(birth, "%Y%m%d").is_err() {
+    let Ok(date) = chrono::NaiveDate::parse_from_str(birth, "%Y%m%d") else {
         return Some(Invalid::BadBirthDate(birth.to_owned()));
+    };
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    if date > today || date.year() < 1850 {
+        return Some(Invalid::BirthDateOutOfRange(birth.to_owned()));
     }
     let sum: u32 = id.as_bytes()[..17]
         .iter()
@@ -295,6 +402,82 @@ mod tests {
     use super::*;
 
     #[test]
+    fn authority_type_and_division_of_a_credit_code_are_checked() {
+        // Completed with both check characters, so only the rule under test
+        // can fail.
+        let code = |first16: &str| check_uscc(&with_uscc_checks(first16).unwrap());
+        assert!(code("9142050077604965").is_valid(), "工商 9, enterprise 1");
+        assert!(code("5342050077604965").is_valid(), "民政 5, 基金会 3");
+        assert!(code("5942050077604965").is_valid(), "民政 5, 其他 9");
+        assert!(code("Y142050077604965").is_valid(), "其他 Y, 1");
+        assert!(code("1110000077604965").is_valid(), "national level 100000");
+        assert_eq!(
+            code("0142050077604965").invalid,
+            Some(Invalid::Authority('0'))
+        );
+        assert!(matches!(
+            code("9442050077604965").invalid,
+            Some(Invalid::OrgType {
+                authority: '9',
+                kind: '4',
+                ..
+            })
+        ));
+        assert!(matches!(
+            code("Y942050077604965").invalid,
+            Some(Invalid::OrgType {
+                authority: 'Y',
+                kind: '9',
+                ..
+            })
+        ));
+        assert_eq!(
+            code("9100000077604965").invalid,
+            Some(Invalid::Division("000000".into()))
+        );
+        assert_eq!(
+            code("9199050077604965").invalid,
+            Some(Invalid::Division("990500".into()))
+        );
+    }
+
+    #[test]
+    fn region_birth_date_range_and_first_generation_numbers() {
+        let with_check = |first17: &str| {
+            let sum: u32 = first17
+                .bytes()
+                .zip(ID_WEIGHTS)
+                .map(|(b, w)| u32::from(b - b'0') * w)
+                .sum();
+            format!("{first17}{}", ID_CHECK[(sum % 11) as usize] as char)
+        };
+        assert_eq!(
+            check_resident_id(&with_check("00000019900101001")).invalid,
+            Some(Invalid::Division("000000".into()))
+        );
+        assert_eq!(
+            check_resident_id(&with_check("42050220990101001")).invalid,
+            Some(Invalid::BirthDateOutOfRange("20990101".into()))
+        );
+        assert_eq!(
+            check_resident_id(&with_check("42050218000101001")).invalid,
+            Some(Invalid::BirthDateOutOfRange("18000101".into()))
+        );
+        // The domain brief's 1880 example stays valid.
+        assert!(check_resident_id("440524188001010014").is_valid());
+        // 15 digits: 19 inserted, the check character computed, flagged.
+        let old = check_resident_id("110105491231002");
+        assert!(old.is_valid(), "{:?}", old.invalid);
+        assert!(old.first_generation);
+        assert_eq!(old.normalized, "11010519491231002X");
+        assert!(!check_resident_id("11010519491231002X").first_generation);
+        assert!(
+            check_resident_id("110105491331002").invalid.is_some(),
+            "month 13"
+        );
+    }
+
+    #[test]
     fn valid_credit_codes_from_the_standard_and_the_field() {
         for code in [
             "91350100M000100Y43",
@@ -332,10 +515,11 @@ mod tests {
             check_uscc("91350100M000100X43").invalid,
             Some(Invalid::CheckCharacter { position: 17, .. })
         ));
-        assert!(matches!(
+        // The placeholder for parties without a code names no authority.
+        assert_eq!(
             check_uscc("00000000000000000X").invalid,
-            Some(Invalid::CheckCharacter { .. })
-        ));
+            Some(Invalid::Authority('0'))
+        );
         assert!(matches!(
             check_uscc("91350100I000100Y43").invalid,
             Some(Invalid::BadCharacter {

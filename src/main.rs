@@ -751,6 +751,10 @@ fn validate(kind: ValidateKind, values: &[String]) -> ExitCode {
     for v in values {
         let checked = kind.check(v);
         match &checked.invalid {
+            None if checked.first_generation => println!(
+                "{v}\tvalid\t{}\tfirst-generation (15-digit) number, normalised to 18",
+                checked.normalized
+            ),
             None => println!("{v}\tvalid\t{}", checked.normalized),
             Some(why) => {
                 all_valid = false;

@@ -85,7 +85,11 @@ fn every_batch_commits_with_its_cursor() {
 fn six_sigkills_mid_transaction_lose_nothing_and_duplicate_nothing() {
     let (d, topic, _dlq) = deployment();
     let brokers = d.brokers.clone();
-    let n = 100_000;
+    // 100,000 in the suite; `DUIJIE_CRASH_RECORDS=300000` for the README's run.
+    let n: usize = std::env::var("DUIJIE_CRASH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let text = generated_cases(n, 13);
     std::fs::create_dir_all(d.path("inbox")).unwrap();
     std::fs::write(d.path("inbox/cases.jsonl"), &text).unwrap();

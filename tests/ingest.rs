@@ -150,11 +150,16 @@ fn sigkill_mid_ingest_loses_nothing_and_duplicates_at_most_the_unacknowledged_ba
         &brokers,
         &file_pipeline(&topic, &dlq, BATCH, IN_FLIGHT, 1 << 20),
     );
-    let good = generated_cases(60_000, 11);
+    // 60,000 in the suite; `DUIJIE_CRASH_RECORDS=300000` for the README's run.
+    let n: usize = std::env::var("DUIJIE_CRASH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60_000);
+    let good = generated_cases(n, 11);
     drop_file(&d, "big.jsonl", &good);
 
     let mut kills = 0;
-    for pause_ms in [1200, 900, 1500, 700, 1100] {
+    for pause_ms in [1200, 900, 1500, 700, 1100, 1300] {
         let hub = d.spawn();
         std::thread::sleep(Duration::from_millis(pause_ms));
         if d.path("inbox/done/big.jsonl").exists() {
