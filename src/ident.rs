@@ -278,6 +278,23 @@ pub fn with_uscc_checks(first16: &str) -> Option<String> {
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const ID_CHECK: &[u8; 11] = b"10X98765432";
 
+/// The ISO 7064 MOD 11-2 check character of 17 digits.
+fn resident_id_check(first17: &[u8]) -> char {
+    let sum: u32 = first17
+        .iter()
+        .zip(ID_WEIGHTS)
+        .map(|(&b, w)| u32::from(b - b'0') * w)
+        .sum();
+    ID_CHECK[(sum % 11) as usize] as char
+}
+
+/// Completes 17 digits with the check character (for simulators,
+/// fixtures and first-generation numbers). `None` unless 17 digits.
+pub fn with_resident_id_check(first17: &str) -> Option<String> {
+    (first17.len() == 17 && first17.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{first17}{}", resident_id_check(first17.as_bytes())))
+}
+
 /// Checks a resident identity number (GB 11643-1999): 18 characters,
 /// a province in the region code, a real birth date neither in the future
 /// nor before 1850, and the ISO 7064 MOD 11-2 check character. A 15-digit
@@ -288,13 +305,8 @@ pub fn check_resident_id(raw: &str) -> Checked {
     let mut normalized = normalize_identifier(raw).into_owned();
     let first_generation = normalized.len() == 15 && normalized.bytes().all(|b| b.is_ascii_digit());
     if first_generation {
-        let body = format!("{}19{}", &normalized[..6], &normalized[6..]);
-        let sum: u32 = body
-            .bytes()
-            .zip(ID_WEIGHTS)
-            .map(|(b, w)| u32::from(b - b'0') * w)
-            .sum();
-        normalized = format!("{body}{}", ID_CHECK[(sum % 11) as usize] as char);
+        normalized = with_resident_id_check(&format!("{}19{}", &normalized[..6], &normalized[6..]))
+            .expect("17 digits");
     }
     let invalid = resident_id_problem(&normalized);
     Checked {
@@ -334,12 +346,7 @@ fn resident_id_problem(id: &str) -> Option<Invalid> {
     if date > today || date.year() < 1850 {
         return Some(Invalid::BirthDateOutOfRange(birth.to_owned()));
     }
-    let sum: u32 = id.as_bytes()[..17]
-        .iter()
-        .zip(ID_WEIGHTS)
-        .map(|(&b, w)| u32::from(b - b'0') * w)
-        .sum();
-    let expected = ID_CHECK[(sum % 11) as usize] as char;
+    let expected = resident_id_check(&id.as_bytes()[..17]);
     let found = chars[17];
     if found != expected {
         return Some(Invalid::CheckCharacter {
@@ -443,14 +450,7 @@ mod tests {
 
     #[test]
     fn region_birth_date_range_and_first_generation_numbers() {
-        let with_check = |first17: &str| {
-            let sum: u32 = first17
-                .bytes()
-                .zip(ID_WEIGHTS)
-                .map(|(b, w)| u32::from(b - b'0') * w)
-                .sum();
-            format!("{first17}{}", ID_CHECK[(sum % 11) as usize] as char)
-        };
+        let with_check = |first17: &str| with_resident_id_check(first17).unwrap();
         assert_eq!(
             check_resident_id(&with_check("00000019900101001")).invalid,
             Some(Invalid::Division("000000".into()))

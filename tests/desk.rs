@@ -1167,6 +1167,31 @@ impl ChromeDriver {
     }
 }
 
+impl ChromeDriver {
+    /// A headless Chromium session (Debian's binary), downloading into
+    /// `downloads` when given.
+    async fn browser(&self, downloads: Option<&Path>) -> fantoccini::Client {
+        let mut options = serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1100", "--lang=zh-CN"],
+        });
+        if let Some(dir) = downloads {
+            options["prefs"] = serde_json::json!({
+                "download.default_directory": dir.display().to_string(),
+                "download.prompt_for_download": false,
+            });
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), options);
+        fantoccini::ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&self.1)
+            .await
+            .expect("headless Chromium starts")
+    }
+}
+
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -1208,24 +1233,7 @@ fn a_desk_officer_logs_in_sees_the_late_referral_opens_its_timeline_and_exports_
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
 
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1100", "--lang=zh-CN"],
-                "prefs": {
-                    "download.default_directory": downloads.path().display().to_string(),
-                    "download.prompt_for_download": false,
-                },
-            }),
-        );
-        let browser = fantoccini::ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps)
-            .connect(&driver.1)
-            .await
-            .expect("headless Chromium starts");
+        let browser = driver.browser(Some(downloads.path())).await;
         let result = async {
             use fantoccini::Locator;
             // Not logged in: the page says so.
@@ -1562,20 +1570,7 @@ fn hostile_text_from_every_referral_source_runs_no_script_on_any_desk_page() {
         );
 
         // In the browser: log in, every page that shows the hostile text.
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1100", "--lang=zh-CN"],
-            }),
-        );
-        let browser = fantoccini::ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps)
-            .connect(&driver.1)
-            .await
-            .expect("headless Chromium starts");
+        let browser = driver.browser(None).await;
         let result = async {
             use fantoccini::Locator;
             browser.goto(&format!("{base}/desk/login")).await?;

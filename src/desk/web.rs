@@ -478,26 +478,35 @@ fn list_detail(what: &str, f: &Filter, n: usize) -> String {
     }
 }
 
+/// A list read (page, API or export): who asks, the rows their filter
+/// selects, and the audit entry written first. `Err` is the answer when
+/// nobody is logged in or the audit cannot be written.
+async fn audited_rows(
+    desk: &Desk,
+    headers: &HeaderMap,
+    f: &Filter,
+    api: bool,
+    action: &str,
+    what: &str,
+) -> Result<(DeskUser, Vec<ReferralView>), Response> {
+    let Some(user) = user(desk, headers) else {
+        return Err(unauthorized(api));
+    };
+    let views = rows(desk, f);
+    audited(desk, &user, action, None, list_detail(what, f, views.len())).await?;
+    Ok((user, views))
+}
+
 async fn list_page(
     State(desk): State<Desk>,
     headers: HeaderMap,
     Query(f): Query<Filter>,
 ) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(false);
-    };
-    let views = rows(&desk, &f);
-    if let Err(refused) = audited(
-        &desk,
-        &user,
-        "list",
-        None,
-        list_detail("查看移送案件列表", &f, views.len()),
-    )
-    .await
-    {
-        return refused;
-    }
+    let (user, views) =
+        match audited_rows(&desk, &headers, &f, false, "list", "查看移送案件列表").await {
+            Ok(r) => r,
+            Err(refused) => return refused,
+        };
     let late = views.iter().filter(|v| v.late).count();
     let states: Vec<_> = STATES
         .iter()
@@ -528,21 +537,11 @@ async fn list_api(
     headers: HeaderMap,
     Query(f): Query<Filter>,
 ) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(true);
-    };
-    let views = rows(&desk, &f);
-    if let Err(refused) = audited(
-        &desk,
-        &user,
-        "list",
-        None,
-        list_detail("接口读取移送案件列表", &f, views.len()),
-    )
-    .await
+    let views = match audited_rows(&desk, &headers, &f, true, "list", "接口读取移送案件列表").await
     {
-        return refused;
-    }
+        Ok((_, views)) => views,
+        Err(refused) => return refused,
+    };
     let views: Vec<serde_json::Value> = views
         .into_iter()
         .map(|mut v| {
@@ -821,21 +820,10 @@ pub fn referrals_csv(views: &[ReferralView]) -> Result<Vec<u8>, csv::Error> {
 }
 
 async fn export(State(desk): State<Desk>, headers: HeaderMap, Query(f): Query<Filter>) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(true);
+    let views = match audited_rows(&desk, &headers, &f, true, "export", "导出CSV").await {
+        Ok((_, views)) => views,
+        Err(refused) => return refused,
     };
-    let views = rows(&desk, &f);
-    if let Err(refused) = audited(
-        &desk,
-        &user,
-        "export",
-        None,
-        list_detail("导出CSV", &f, views.len()),
-    )
-    .await
-    {
-        return refused;
-    }
     match referrals_csv(&views) {
         Ok(body) => (
             [

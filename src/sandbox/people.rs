@@ -70,8 +70,6 @@ pub(crate) fn credit_code(rng: &mut fastrand::Rng, kind: &str) -> String {
 
 /// A valid 18-character resident ID number.
 pub(crate) fn resident_id(rng: &mut fastrand::Rng) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    const CHECK: &[u8; 11] = b"10X98765432";
     let first17 = format!(
         "{}{:04}{:02}{:02}{:03}",
         AREAS[rng.usize(..AREAS.len())],
@@ -80,12 +78,7 @@ pub(crate) fn resident_id(rng: &mut fastrand::Rng) -> String {
         1 + rng.u32(..28),
         rng.u32(1..999)
     );
-    let sum: u32 = first17
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(b, w)| u32::from(b - b'0') * w)
-        .sum();
-    format!("{first17}{}", CHECK[(sum % 11) as usize] as char)
+    crate::ident::with_resident_id_check(&first17).expect("17 digits")
 }
 
 /// Writes the value with full-width digits and letters, as some input
