@@ -259,6 +259,30 @@ enum ReferralsCommand {
     Show { referral_no: String },
     /// Referrals past their statutory deadline, and those at risk.
     Overdue,
+    /// Every statutory step: its limit, unit and legal basis.
+    Rules {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// A dry run of the tracker on canonical ReferralEvent records (JSON
+    /// lines, as `duijie map` writes them), without Kafka: each referral's
+    /// state, who acts next, the running step, its due time and whether it
+    /// is late at `--now`.
+    Replay {
+        #[arg(long)]
+        input: PathBuf,
+        /// RFC 3339, or `YYYY-MM-DD HH:MM` in Asia/Shanghai; default now.
+        #[arg(long)]
+        now: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -525,7 +549,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let Some(desk) = deployment.desk.clone() else {
                 bail!("{} has no [desk] section", config.display());
             };
+            if let ReferralsCommand::Rules { format } = &command {
+                match format {
+                    OutputFormat::Table => {
+                        print!("{}", duijie::desk::report::rules_table(&desk.limits))
+                    }
+                    OutputFormat::Json => {
+                        for line in duijie::desk::report::rules_json(&desk.limits) {
+                            println!("{line}");
+                        }
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let calendar = duijie::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
+            if let ReferralsCommand::Replay { input, now, format } = &command {
+                let now = match now {
+                    Some(t) => duijie::calendar::parse_time(t).map_err(anyhow::Error::msg)?,
+                    None => chrono::Utc::now(),
+                };
+                let text = std::fs::read_to_string(input)
+                    .with_context(|| format!("reading {}", input.display()))?;
+                let views = duijie::desk::report::replay(
+                    &text,
+                    &input.display().to_string(),
+                    &desk.limits,
+                    desk.at_risk_share,
+                    &calendar,
+                    now,
+                )
+                .map_err(anyhow::Error::msg)?;
+                match format {
+                    OutputFormat::Table => println!("{}", duijie::desk::report::table(&views)),
+                    OutputFormat::Json => {
+                        for v in &views {
+                            println!("{}", duijie::desk::report::replay_json(v, now));
+                        }
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
             tokio_main(async move {
                 let mut views = duijie::desk::views_from_topic(
@@ -556,6 +619,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             bail!("no referral `{referral_no}` on {}", desk.events_topic);
                         };
                         print!("{}", duijie::desk::report::detail(v));
+                    }
+                    ReferralsCommand::Rules { .. } | ReferralsCommand::Replay { .. } => {
+                        unreachable!("answered without Kafka above")
                     }
                 }
                 Ok(())

@@ -203,3 +203,118 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
         "{stdout}"
     );
 }
+
+/// `duijie referrals replay`: canonical events through the tracker's own
+/// fold, without Kafka, judged at `--now`: a holiday-rolled approval
+/// deadline, an approved review extension that must not read as late, an
+/// upheld refusal with its 3 日 to propose supervision, and an event out of
+/// order, flagged.
+#[test]
+fn referrals_replay_judges_a_realistic_sequence_at_the_given_time() {
+    let at = |t: &str| duijie::calendar::parse_time(t).unwrap().timestamp_millis();
+    let event = |id: &str, no: &str, kind: &str, t: &str| {
+        serde_json::json!({"id": id, "referral_no": no, "source_system": "two_law", "event_type": kind,
+            "occurred_at": at(t), "case_no": null, "actor_org": null, "actor_org_code": null,
+            "document_no": null, "police_case_no": null, "reason": null, "suspect": null,
+            "offence": null, "notes": null})
+        .to_string()
+    };
+    let lines = [
+        event("1", "YS-R1", "SUBMITTED", "2026-09-30 10:00"),
+        event("2", "YS-R2", "REFERRED", "2026-11-02 09:00"),
+        event("3", "YS-R2", "RECEIPTED", "2026-11-02 10:00"),
+        event("4", "YS-R2", "REVIEW_EXTENDED_10D", "2026-11-04 16:00"),
+        event("5", "YS-R3", "REFERRED", "2026-11-02 09:00"),
+        event("6", "YS-R3", "RECEIPTED", "2026-11-02 10:00"),
+        event("7", "YS-R3", "NOT_OPENED", "2026-11-03 10:00"),
+        event(
+            "8",
+            "YS-R3",
+            "RECONSIDERATION_REQUESTED",
+            "2026-11-04 10:00",
+        ),
+        event("9", "YS-R3", "RECONSIDERATION_UPHELD", "2026-11-05 10:00"),
+        event("10", "YS-R4", "CASE_OPENED", "2026-11-03 10:00"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let (code, stdout, stderr) = duijie(&[
+        "referrals",
+        "replay",
+        "--input",
+        input.to_str().unwrap(),
+        "--now",
+        "2026-11-09 09:00",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: std::collections::BTreeMap<String, serde_json::Value> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["referral_no"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    let r1 = &rows["YS-R1"];
+    assert_eq!(r1["state"], "AWAITING_APPROVAL");
+    assert_eq!(r1["step"], "approval");
+    assert_eq!(
+        r1["due_at"], "2026-10-09T00:00:00+08:00",
+        "10-03 is in the holiday: 10-08 24:00"
+    );
+    assert_eq!(r1["late"], true);
+    let r2 = &rows["YS-R2"];
+    assert_eq!(r2["step"], "police_review_extended");
+    assert_eq!(r2["due_at"], "2026-11-13T00:00:00+08:00");
+    assert_eq!(r2["late"], false, "an approved extension read as late");
+    let r3 = &rows["YS-R3"];
+    assert_eq!(r3["state"], "RECONSIDERATION_UPHELD");
+    assert_eq!(r3["next_actor"], "执法局");
+    assert_eq!(r3["step"], "supervision_proposal");
+    assert_eq!(
+        r3["due_at"], "2026-11-10T00:00:00+08:00",
+        "11-08 is a Sunday: Monday 24:00"
+    );
+    assert!(r3["basis"].as_str().unwrap().contains("第九条第二款"));
+    let r4 = &rows["YS-R4"];
+    assert_eq!(r4["state"], serde_json::Value::Null);
+    assert_eq!(r4["flagged"].as_array().unwrap().len(), 1);
+
+    // A line that is no ReferralEvent is refused with its line number.
+    std::fs::write(&input, format!("{}\n{{\"x\":1}}\n", lines[0])).unwrap();
+    let (code, _, stderr) = duijie(&["referrals", "replay", "--input", input.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("events.jsonl:2"), "{stderr}");
+
+    // The rules, each with its article.
+    let (code, stdout, _) = duijie(&["referrals", "rules", "--format", "json"]);
+    assert_eq!(code, 0);
+    let rules: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let approval = rules.iter().find(|r| r["step"] == "approval").unwrap();
+    assert_eq!(
+        (approval["amount"].as_u64(), approval["unit"].as_str()),
+        (Some(3), Some("calendar_days"))
+    );
+    assert!(
+        rules
+            .iter()
+            .all(|r| r["basis"].as_str().is_some_and(|b| b.contains('《'))),
+        "{stdout}"
+    );
+}
+
+/// The shipped deployment writes every step out with its article; it says
+/// what the code's defaults say.
+#[test]
+fn the_shipped_desk_limits_are_the_defaults_written_out() {
+    let d = duijie::config::Deployment::load(&root().join("pipelines/yichang.toml")).unwrap();
+    assert_eq!(
+        d.desk.unwrap().limits,
+        duijie::desk::tracker::StepLimits::default()
+    );
+}

@@ -46,11 +46,11 @@ const NOW: &str = "2026-10-12 10:00";
 /// Twenty referrals, in the order the events reach the bus (not always
 /// the order they happened).
 const EVENTS: &[Ev] = &[
-    // T01 submitted the day before the holiday: 3 working days end on the
-    // make-up Saturday.
+    // T01 submitted the day before the holiday: 3 日 (order 310 art. 5)
+    // end in National Day, so on the first working day after it, 10-08.
     ("YS-2026-T01", E, "CG", "2026-09-30 09:00"),
     ("YS-2026-T01", E, "TJ", "2026-09-30 16:00"),
-    // T02 submitted on Friday; the make-up Saturday counts.
+    // T02 submitted on Friday: 3 日 end on Monday 10-12.
     ("YS-2026-T02", E, "CG", "2026-10-09 08:30"),
     ("YS-2026-T02", E, "TJ", "2026-10-09 09:00"),
     // T03 approved late (the holiday does not count), 24 hours to deliver.
@@ -78,8 +78,8 @@ const EVENTS: &[Ev] = &[
     ("YS-2026-T07", L, "YS", "2026-10-08 09:00"),
     ("YS-2026-T07", P, "LA", "2026-10-09 10:00"),
     ("YS-2026-T07", P, "SLHZ", "2026-10-10 09:00"),
-    // T08 not opened on the last holiday evening: 3 working days to ask for
-    // reconsideration end on the make-up Saturday.
+    // T08 not opened on the last holiday evening: 3 日 to ask for
+    // reconsideration (art. 9) end on the make-up Saturday, a working day.
     ("YS-2026-T08", L, "YS", "2026-10-05 10:00"),
     ("YS-2026-T08", P, "SLHZ", "2026-10-06 09:00"),
     ("YS-2026-T08", P, "BYLA", "2026-10-07 18:00"),
@@ -114,7 +114,7 @@ const EVENTS: &[Ev] = &[
     ("YS-2026-T14", P, "BYLA", "2026-09-17 10:00"),
     ("YS-2026-T14", L, "JD_TQ", "2026-09-20 10:00"),
     ("YS-2026-T14", L, "JD_YQSM", "2026-09-29 09:00"),
-    // T15 opened Friday: items and files within 3 working days.
+    // T15 opened Friday: items and files within 3 日 (art. 12), by Monday.
     ("YS-2026-T15", L, "YS", "2026-10-08 09:00"),
     ("YS-2026-T15", P, "SLHZ", "2026-10-08 14:00"),
     ("YS-2026-T15", P, "LA", "2026-10-09 15:00"),
@@ -127,7 +127,9 @@ const EVENTS: &[Ev] = &[
     ("YS-2026-T17", L, "YS", "2026-10-11 09:00"),
     // T18 only drafted.
     ("YS-2026-T18", E, "CG", "2026-10-10 11:00"),
-    // T19 reconsideration upheld, and a desk note.
+    // T19 reconsideration upheld, and a desk note: 3 日 to propose
+    // procuratorate supervision (art. 9 ¶2) end in the Mid-Autumn holiday,
+    // so on Monday 09-28; long past.
     ("YS-2026-T19", L, "YS", "2026-09-16 09:00"),
     ("YS-2026-T19", P, "SLHZ", "2026-09-16 14:00"),
     ("YS-2026-T19", P, "BYLA", "2026-09-18 10:00"),
@@ -159,7 +161,7 @@ const EXPECTED: &[Expect] = &[
         "YS-2026-T01",
         "AWAITING_APPROVAL",
         "执法局负责人",
-        Some("2026-10-10 24:00"),
+        Some("2026-10-08 24:00"),
         true,
         false,
         0,
@@ -170,9 +172,9 @@ const EXPECTED: &[Expect] = &[
         "YS-2026-T02",
         "AWAITING_APPROVAL",
         "执法局负责人",
-        Some("2026-10-13 24:00"),
+        Some("2026-10-12 24:00"),
         false,
-        false,
+        true,
         0,
         0,
         2,
@@ -247,9 +249,9 @@ const EXPECTED: &[Expect] = &[
         "YS-2026-T09",
         "SUPPLEMENTING",
         "执法局",
-        Some("2026-10-13 24:00"),
+        Some("2026-10-12 24:00"),
         false,
-        false,
+        true,
         0,
         1,
         3,
@@ -303,9 +305,9 @@ const EXPECTED: &[Expect] = &[
         "YS-2026-T15",
         "CASE_OPENED",
         "执法局",
-        Some("2026-10-13 24:00"),
+        Some("2026-10-12 24:00"),
         false,
-        false,
+        true,
         0,
         0,
         3,
@@ -347,8 +349,8 @@ const EXPECTED: &[Expect] = &[
         "YS-2026-T19",
         "RECONSIDERATION_UPHELD",
         "执法局",
-        None,
-        false,
+        Some("2026-09-28 24:00"),
+        true,
         false,
         0,
         0,

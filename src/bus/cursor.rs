@@ -91,6 +91,9 @@ impl CursorStore {
                 match consumer.poll(Duration::from_millis(500)) {
                     None => {}
                     Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                    Some(Err(e)) if super::is_passing_poll_error(&e) => {
+                        tracing::debug!(error = %e, %topic, "a broker is away; reading on");
+                    }
                     Some(Err(e)) => return Err(BusError::Unreachable(e)),
                     Some(Ok(m)) if m.key() == Some(pipeline.as_bytes()) => match m.payload() {
                         None => latest = None, // tombstone: reset

@@ -78,10 +78,21 @@ pub async fn read_topic(
         }
         consumer.assign(&tpl).map_err(BusError::Client)?;
         let deadline = Instant::now() + Duration::from_secs(120);
-        while pending > 0 && Instant::now() < deadline {
+        while pending > 0 {
+            if Instant::now() > deadline {
+                // Never a silent partial read.
+                return Err(BusError::Unreachable(
+                    rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                    ),
+                ));
+            }
             match consumer.poll(Duration::from_millis(500)) {
                 None => {}
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => pending -= 1,
+                Some(Err(e)) if super::is_passing_poll_error(&e) => {
+                    tracing::debug!(error = %e, %topic, "a broker is away; reading on");
+                }
                 Some(Err(e)) => return Err(BusError::Unreachable(e)),
                 Some(Ok(m)) => {
                     let headers = super::header_map(&m);

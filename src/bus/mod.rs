@@ -106,6 +106,25 @@ pub struct Bus {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Whether a consumer's poll error is one broker of several being away
+/// (a transport failure, a broker down): librdkafka goes on with the
+/// others and reconnects, so a reader keeps polling to its deadline.
+pub fn is_passing_poll_error(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+        ) | KafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
+}
+
 /// Room left in a record for its key, headers and batch framing, below
 /// the broker's message size limit.
 pub const RECORD_HEADROOM: usize = 16 * 1024;

@@ -171,3 +171,125 @@ pub fn detail(v: &ReferralView) -> String {
     }
     out
 }
+
+/// `duijie referrals rules`: every statutory step with its limit, unit and
+/// legal basis, as the deployment configures them.
+pub fn rules_table(limits: &super::tracker::StepLimits) -> String {
+    use super::tracker::Step;
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<32} {:>6}  {:<13} basis", "step", "limit", "unit");
+    for step in Step::ALL {
+        let rule = limits.rule(*step);
+        let unit = match rule.limit.unit {
+            crate::calendar::Unit::Hours => "hours",
+            crate::calendar::Unit::CalendarDays => "calendar days",
+            crate::calendar::Unit::WorkingDays => "working days",
+        };
+        let _ = writeln!(
+            out,
+            "{:<32} {:>6}  {:<13} {}",
+            step.key(),
+            rule.limit.amount,
+            unit,
+            rule.basis
+        );
+    }
+    out
+}
+
+/// The same as JSON objects, one a line.
+pub fn rules_json(limits: &super::tracker::StepLimits) -> Vec<serde_json::Value> {
+    use super::tracker::Step;
+    Step::ALL
+        .iter()
+        .map(|step| {
+            let rule = limits.rule(*step);
+            serde_json::json!({
+                "step": step.key(),
+                "amount": rule.limit.amount,
+                "unit": match rule.limit.unit {
+                    crate::calendar::Unit::Hours => "hours",
+                    crate::calendar::Unit::CalendarDays => "calendar_days",
+                    crate::calendar::Unit::WorkingDays => "working_days",
+                },
+                "basis": rule.basis,
+            })
+        })
+        .collect()
+}
+
+/// `duijie referrals replay`: canonical ReferralEvent records as JSON lines
+/// (as `duijie map` writes them) through the tracker's own fold, without
+/// Kafka, judged at `now`. A line that is not a ReferralEvent is an error
+/// naming its line.
+pub fn replay(
+    input: &str,
+    file: &str,
+    limits: &super::tracker::StepLimits,
+    at_risk_share: f64,
+    calendar: &crate::calendar::Calendar,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<ReferralView>, String> {
+    use super::tracker::{EventSource, TimelineEvent, fold};
+    let mut by_referral: std::collections::BTreeMap<String, Vec<TimelineEvent>> =
+        Default::default();
+    for (i, line) in input.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("{file}:{}: not JSON: {e}", i + 1))?;
+        // `duijie map` writes the canonical record itself, or wrapped as
+        // {"record": …}.
+        let record = value.get("record").unwrap_or(&value);
+        let no = record
+            .get("referral_no")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| format!("{file}:{}: no `referral_no`: not a ReferralEvent", i + 1))?
+            .to_owned();
+        let source = EventSource {
+            topic: file.to_owned(),
+            offset: i as i64 + 1,
+            origin: format!("{file}:{}", i + 1),
+            connector: "replay".into(),
+            pipeline: "replay".into(),
+            ..EventSource::default()
+        };
+        let event = TimelineEvent::from_record(record, source).ok_or_else(|| {
+            format!(
+                "{file}:{}: not a ReferralEvent (needs id, event_type, occurred_at)",
+                i + 1
+            )
+        })?;
+        by_referral.entry(no).or_default().push(event);
+    }
+    let mut views: Vec<ReferralView> = by_referral
+        .into_iter()
+        .map(|(no, events)| fold(&no, events, limits, at_risk_share, calendar, now))
+        .collect();
+    sort_for_desk(&mut views);
+    Ok(views)
+}
+
+/// One replayed referral as the CLI prints it (JSON form).
+pub fn replay_json(v: &ReferralView, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    let due = v
+        .due_at
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|d| {
+            d.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00"))
+                .to_rfc3339()
+        });
+    serde_json::json!({
+        "referral_no": v.referral_no,
+        "state": v.state.map(|s| s.code()),
+        "next_actor": v.next_actor,
+        "step": v.step,
+        "limit": v.limit,
+        "basis": v.legal_basis,
+        "due_at": due,
+        "late": v.due_at.is_some_and(|d| d < now.timestamp_millis()),
+        "flagged": v.flags,
+        "late_steps": v.late_steps,
+    })
+}

@@ -36,129 +36,156 @@ pub enum RefState {
     SentBack,
 }
 
-/// The statutory steps whose limits are configurable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Approval,
-    Delivery,
-    PoliceReview,
-    Supplement,
-    ItemsHandover,
-    ReconsiderationRequest,
-    ReconsiderationDecision,
-    ReasonsAnswer,
-    OpeningAfterOrder,
+/// Order 310: 《行政执法机关移送涉嫌犯罪案件的规定》(国务院令第310号，2020年修订).
+const ORDER_310: &str = "《行政执法机关移送涉嫌犯罪案件的规定》";
+/// 《公安机关办理刑事案件程序规定》(公安部令第159号，2020年修正).
+const POLICE_RULES: &str = "《公安机关办理刑事案件程序规定》";
+/// 《人民检察院刑事诉讼规则》(2019).
+const PROCURATORATE_RULES: &str = "《人民检察院刑事诉讼规则》";
+
+/// The statutory steps, each written once: its `[desk.limits]` key, its
+/// default limit and the article it comes from. "日" in these texts is a
+/// calendar day (counted from the day after, ending 24:00, a last day on a
+/// rest day rolling to the next working day: 《民法典》第二百零一条至第二百零三条);
+/// hours never roll.
+macro_rules! steps {
+    ($( $(#[$doc:meta])* $field:ident => $variant:ident, $amount:expr, $unit:ident, $basis:expr; )*) => {
+        /// The statutory steps whose limits are configurable.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Step { $( $(#[$doc])* $variant ),* }
+
+        impl Step {
+            /// Every step, in the order of the procedure.
+            pub const ALL: &'static [Step] = &[$( Step::$variant ),*];
+
+            /// Its key in `[desk.limits]`.
+            pub fn key(self) -> &'static str {
+                match self { $( Step::$variant => stringify!($field) ),* }
+            }
+
+            fn default_rule(self) -> StepRule {
+                match self {
+                    $( Step::$variant => StepRule {
+                        limit: Limit { amount: $amount, unit: Unit::$unit },
+                        basis: $basis.concat(),
+                    } ),*
+                }
+            }
+        }
+
+        /// `[desk.limits]`: each step as `"3 days"` (the default basis
+        /// kept) or `{ limit = "3 days", basis = "…" }`.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawStepLimits { $( #[serde(default)] $field: Option<RawRule>, )* }
+
+        /// The limit and legal basis of each statutory step.
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[serde(from = "RawStepLimits")]
+        pub struct StepLimits { $( pub $field: StepRule, )* }
+
+        impl From<RawStepLimits> for StepLimits {
+            fn from(raw: RawStepLimits) -> Self {
+                Self { $( $field: raw.$field.map_or_else(
+                    || Step::$variant.default_rule(),
+                    |r| r.into_rule(Step::$variant),
+                ), )* }
+            }
+        }
+
+        impl StepLimits {
+            /// A step's limit and basis.
+            pub fn rule(&self, step: Step) -> &StepRule {
+                match step { $( Step::$variant => &self.$field ),* }
+            }
+        }
+    };
+}
+
+steps! {
+    /// Agency head approves or refuses the referral report.
+    approval => Approval, 3, CalendarDays, [ORDER_310, "第五条（3日）"];
+    /// Referral delivered to the police after approval.
+    delivery => Delivery, 24, Hours, [ORDER_310, "第五条（24小时）"];
+    /// Police review and decide 立案 / 不予立案.
+    police_review => PoliceReview, 3, CalendarDays, [ORDER_310, "第八条（3日）"];
+    /// The review of a complex case, extended with the approval of a
+    /// county-level police head (event `REVIEW_EXTENDED_10D`).
+    police_review_extended => PoliceReviewExtended, 10, CalendarDays, ["《公安机关受理行政执法机关移送涉嫌犯罪案件规定》第八条（重大、复杂案件经县级以上公安机关负责人批准，10日）"];
+    /// The review of an especially complex case, extended with the approval
+    /// of a city-level police head (event `REVIEW_EXTENDED_30D`).
+    police_review_extended_special => PoliceReviewExtendedSpecial, 30, CalendarDays, ["《公安机关受理行政执法机关移送涉嫌犯罪案件规定》第八条（特别重大、复杂案件经设区的市级以上公安机关负责人批准，30日）"];
+    /// Agency supplements the materials the police asked for.
+    supplement => Supplement, 3, CalendarDays, [POLICE_RULES, "第一百八十条（3日内补正）"];
+    /// After 立案, agency hands over items and files.
+    items_handover => ItemsHandover, 3, CalendarDays, [ORDER_310, "第十二条（3日）"];
+    /// Agency asks the police to reconsider a refusal.
+    reconsideration_request => ReconsiderationRequest, 3, CalendarDays, [ORDER_310, "第九条第一款（3日）"];
+    /// Police decide the reconsideration.
+    reconsideration_decision => ReconsiderationDecision, 3, CalendarDays, [ORDER_310, "第九条第一款（3日）"];
+    /// After the police uphold the refusal, agency proposes procuratorate
+    /// supervision (建议人民检察院立案监督).
+    supervision_proposal => SupervisionProposal, 3, CalendarDays, [ORDER_310, "第九条第二款（3日）"];
+    /// Police answer the procuratorate's request for reasons.
+    reasons_answer => ReasonsAnswer, 7, CalendarDays, [PROCURATORATE_RULES, "第五百五十九条、", POLICE_RULES, "第一百八十一条（7日）"];
+    /// Procuratorate tells the agency what it decided on the police's reasons.
+    procuratorate_reply => ProcuratorateReply, 10, CalendarDays, [PROCURATORATE_RULES, "第五百六十一条（10日）"];
+    /// Police open the case the procuratorate ordered opened.
+    opening_after_order => OpeningAfterOrder, 15, CalendarDays, [PROCURATORATE_RULES, "第五百六十二条、", POLICE_RULES, "第一百八十二条（15日）"];
     /// Police notify the agency that materials are incomplete (checked
     /// when the notice arrives, counted from receipt).
-    MaterialsNotice,
-    /// Police forward a case outside their jurisdiction (第七条).
-    Forward,
+    materials_notice => MaterialsNotice, 24, Hours, [POLICE_RULES, "第一百八十条（24小时内书面告知）"];
+    /// Police forward a case outside their jurisdiction.
+    forward => Forward, 24, Hours, [ORDER_310, "第七条（24小时）"];
 }
 
-/// The limit of each step: calendar days, working days or hours, as the
-/// bureau reads the rules (configurable in `[desk.limits]`).
+/// One step's limit and the article it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRule {
+    pub limit: Limit,
+    pub basis: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepLimits {
-    /// Agency head approves or refuses the referral report (《规定》第五条).
-    #[serde(default = "l3wd")]
-    pub approval: Limit,
-    /// Referral delivered to the police after approval (第五条).
-    #[serde(default = "l24h")]
-    pub delivery: Limit,
-    /// Police review and decide 立案 / 不予立案 (第八条).
-    #[serde(default = "l3d")]
-    pub police_review: Limit,
-    /// Agency supplements materials the police asked for (公安程序规定).
-    #[serde(default = "l3wd")]
-    pub supplement: Limit,
-    /// After 立案, agency hands over items and files (第十二条).
-    #[serde(default = "l3wd")]
-    pub items_handover: Limit,
-    /// Agency asks the police to reconsider a refusal (第九条).
-    #[serde(default = "l3wd")]
-    pub reconsideration_request: Limit,
-    /// Police decide the reconsideration (第九条).
-    #[serde(default = "l3d")]
-    pub reconsideration_decision: Limit,
-    /// Police answer the procuratorate's request for reasons.
-    #[serde(default = "l7d")]
-    pub reasons_answer: Limit,
-    /// Police open the case the procuratorate ordered opened.
-    #[serde(default = "l15d")]
-    pub opening_after_order: Limit,
-    /// Police notify incomplete materials, from receipt (公安程序规定).
-    #[serde(default = "l24h")]
-    pub materials_notice: Limit,
-    /// Police forward a case outside their jurisdiction (第七条).
-    #[serde(default = "l24h")]
-    pub forward: Limit,
+#[serde(untagged)]
+enum RawRule {
+    Limit(Limit),
+    Rule {
+        limit: Limit,
+        #[serde(default)]
+        basis: Option<String>,
+    },
 }
 
-fn l3wd() -> Limit {
-    Limit {
-        amount: 3,
-        unit: Unit::WorkingDays,
-    }
-}
-fn l24h() -> Limit {
-    Limit {
-        amount: 24,
-        unit: Unit::Hours,
-    }
-}
-fn l3d() -> Limit {
-    Limit {
-        amount: 3,
-        unit: Unit::CalendarDays,
-    }
-}
-fn l7d() -> Limit {
-    Limit {
-        amount: 7,
-        unit: Unit::CalendarDays,
-    }
-}
-fn l15d() -> Limit {
-    Limit {
-        amount: 15,
-        unit: Unit::CalendarDays,
+impl RawRule {
+    fn into_rule(self, step: Step) -> StepRule {
+        let default = step.default_rule();
+        match self {
+            RawRule::Limit(limit) => StepRule {
+                limit,
+                basis: default.basis,
+            },
+            RawRule::Rule { limit, basis } => StepRule {
+                limit,
+                basis: basis.unwrap_or(default.basis),
+            },
+        }
     }
 }
 
 impl Default for StepLimits {
     fn default() -> Self {
-        Self {
-            approval: l3wd(),
-            delivery: l24h(),
-            police_review: l3d(),
-            supplement: l3wd(),
-            items_handover: l3wd(),
-            reconsideration_request: l3wd(),
-            reconsideration_decision: l3d(),
-            reasons_answer: l7d(),
-            opening_after_order: l15d(),
-            materials_notice: l24h(),
-            forward: l24h(),
-        }
+        RawStepLimits::default().into()
     }
 }
 
 impl StepLimits {
     pub fn of(&self, step: Step) -> Limit {
-        match step {
-            Step::Approval => self.approval,
-            Step::Delivery => self.delivery,
-            Step::PoliceReview => self.police_review,
-            Step::Supplement => self.supplement,
-            Step::ItemsHandover => self.items_handover,
-            Step::ReconsiderationRequest => self.reconsideration_request,
-            Step::ReconsiderationDecision => self.reconsideration_decision,
-            Step::ReasonsAnswer => self.reasons_answer,
-            Step::OpeningAfterOrder => self.opening_after_order,
-            Step::MaterialsNotice => self.materials_notice,
-            Step::Forward => self.forward,
-        }
+        self.rule(step).limit
+    }
+
+    pub fn basis(&self, step: Step) -> &str {
+        &self.rule(step).basis
     }
 }
 
@@ -270,7 +297,7 @@ impl RefState {
                 "执法局",
                 "决定是否建议检察院立案监督",
                 "《规定》第九条",
-                None,
+                Some(Step::SupervisionProposal),
             ),
             RefState::Supervision => n("检察院", "审查是否要求说明理由", "", None),
             RefState::ReasonsRequested => n(
@@ -279,7 +306,12 @@ impl RefState {
                 "《公安机关办理刑事案件程序规定》",
                 Some(Step::ReasonsAnswer),
             ),
-            RefState::ReasonsAnswered => n("检察院", "审查不立案理由", "", None),
+            RefState::ReasonsAnswered => n(
+                "检察院",
+                "审查不立案理由并将结果告知执法局",
+                "《人民检察院刑事诉讼规则》第五百六十一条",
+                Some(Step::ProcuratorateReply),
+            ),
             RefState::OpeningOrdered => n(
                 "公安机关",
                 "依检察院通知立案",
@@ -387,6 +419,8 @@ pub fn event_label(event_type: &str) -> &'static str {
         "OPENING_ORDERED" => "检察院通知立案",
         "ITEMS_HANDED_OVER" => "移交涉案物品及材料",
         "SENT_BACK" => "公安退回移送",
+        "REVIEW_EXTENDED_10D" => "公安延长审查期限至10日",
+        "REVIEW_EXTENDED_30D" => "公安延长审查期限至30日",
         "NOTE" => "工作台备注",
         "REMINDER_SENT" => "已向公安机关催办",
         "ALERT_ACKNOWLEDGED" => "已确认预警",
@@ -471,6 +505,9 @@ pub struct ReferralView {
     pub state_since: Option<i64>,
     pub next_actor: String,
     pub next_action: String,
+    /// The running step's `[desk.limits]` key (`approval`…).
+    #[serde(default)]
+    pub step: Option<String>,
     pub legal_basis: String,
     /// The limit of the running step, as configured (`3 working days`).
     pub limit: Option<String>,
@@ -507,8 +544,32 @@ pub fn fold(
     let mut since: Option<i64> = None;
     let mut flags = Vec::new();
     let mut late_steps = Vec::new();
+    // An approved extension of the police review replaces its limit.
+    let mut review_extension: Option<Step> = None;
+    let step_of = |s: RefState, extension: Option<Step>| match (s, extension) {
+        (RefState::UnderReview | RefState::Forwarded, Some(ext)) => Some(ext),
+        _ => s.next().step,
+    };
     for e in events.iter_mut() {
         e.flagged = None;
+        let extension = match e.event_type.as_str() {
+            "REVIEW_EXTENDED_10D" => Some(Step::PoliceReviewExtended),
+            "REVIEW_EXTENDED_30D" => Some(Step::PoliceReviewExtendedSpecial),
+            _ => None,
+        };
+        if let Some(ext) = extension {
+            if matches!(state, Some(RefState::UnderReview | RefState::Forwarded)) {
+                review_extension = Some(ext);
+            } else {
+                let why = format!("「{}」只能在公安审查期间，已记录但未改变期限", e.label);
+                flags.push(format!(
+                    "{}：{why}",
+                    crate::calendar::local_text(ms(e.occurred_at))
+                ));
+                e.flagged = Some(why);
+            }
+            continue;
+        }
         let Some((from, to)) = transition(&e.event_type) else {
             continue; // desk actions and the like: timeline only
         };
@@ -522,7 +583,7 @@ pub fn fold(
                         Some(Step::MaterialsNotice)
                     }
                     "FORWARDED" => Some(Step::Forward),
-                    _ => s.next().step,
+                    _ => step_of(s, review_extension),
                 };
                 if let Some(step) = step
                     && let Ok(due) = calendar.due(ms(started), limits.of(step))
@@ -536,6 +597,11 @@ pub fn fold(
                         crate::calendar::local_text(ms(e.occurred_at))
                     ));
                 }
+            }
+            // The review clock runs from receipt: a forward keeps it, a
+            // decision ends it (and its extension).
+            if !matches!(to, RefState::UnderReview | RefState::Forwarded) {
+                review_extension = None;
             }
             state = Some(to);
             since = Some(e.occurred_at);
@@ -567,7 +633,8 @@ pub fn fold(
             .as_ref()
             .map_or("核实移送记录", |n| n.action)
             .to_owned(),
-        legal_basis: next.as_ref().map_or("", |n| n.basis).to_owned(),
+        step: None,
+        legal_basis: String::new(),
         limit: None,
         due_at: None,
         remaining_ms: None,
@@ -578,7 +645,13 @@ pub fn fold(
         late_steps,
         events,
     };
-    if let (Some(step), Some(since)) = (next.and_then(|n| n.step), since) {
+    let step = state.and_then(|s| step_of(s, review_extension));
+    view.step = step.map(|s| s.key().to_owned());
+    view.legal_basis = match step {
+        Some(step) => limits.basis(step).to_owned(),
+        None => next.as_ref().map_or("", |n| n.basis).to_owned(),
+    };
+    if let (Some(step), Some(since)) = (step, since) {
         let limit = limits.of(step);
         view.limit = Some(limit_label(limit));
         let started = ms(since);
@@ -706,23 +779,154 @@ mod tests {
     }
 
     #[test]
-    fn approval_deadline_on_a_make_up_saturday() {
-        // Submitted Wednesday 2026-09-30: 3 working days are 10-08, 10-09
-        // and the make-up Saturday 10-10.
+    fn approval_deadline_in_national_day_rolls_to_the_next_working_day() {
+        // Submitted Wednesday 2026-09-30: 3 日 (order 310 art. 5) are 10-01,
+        // 10-02 and 10-03, the last in the holiday (10-01 to 10-07): the
+        // period ends on the day after the holiday (Civil Code art. 203).
         let v = view(
             vec![
                 ev("1", "DRAFTED", "2026-09-29 09:00"),
                 ev("2", "SUBMITTED", "2026-09-30 10:00"),
             ],
-            "2026-10-10 20:00",
+            "2026-10-08 20:00",
         );
         assert_eq!(v.state, Some(RefState::AwaitingApproval));
         assert_eq!(v.next_actor, "执法局负责人");
         assert_eq!(
             crate::calendar::local_text(ms(v.due_at.unwrap())),
-            "2026-10-10 24:00"
+            "2026-10-08 24:00"
         );
+        assert!(v.legal_basis.contains("第五条"), "{}", v.legal_basis);
         assert!(v.at_risk && !v.late);
+    }
+
+    #[test]
+    fn three_day_limits_at_the_holidays_and_make_up_days_of_2026() {
+        // (submitted, due): the starting day does not count; a last day on
+        // a rest day rolls to the next working day; a make-up working
+        // Saturday is a working day.
+        for (submitted, due) in [
+            // Spring Festival 02-15..02-23; 02-14 is a make-up Saturday.
+            ("2026-02-13 10:00", "2026-02-24 24:00"),
+            // Qingming 04-04..04-06.
+            ("2026-04-01 10:00", "2026-04-07 24:00"),
+            // Ends on the make-up Saturday 05-09: it stays there.
+            ("2026-05-06 10:00", "2026-05-09 24:00"),
+            // Dragon Boat 06-19..06-21.
+            ("2026-06-16 10:00", "2026-06-22 24:00"),
+            // An ordinary Sunday rolls to Monday.
+            ("2026-11-12 10:00", "2026-11-16 24:00"),
+            // An ordinary Thursday stays.
+            ("2026-11-09 10:00", "2026-11-12 24:00"),
+        ] {
+            let v = view(vec![ev("1", "SUBMITTED", submitted)], "2026-01-01 00:00");
+            assert_eq!(
+                crate::calendar::local_text(ms(v.due_at.unwrap())),
+                due,
+                "submitted {submitted}"
+            );
+        }
+        // Hours never roll: 24 hours from an approval on the eve of
+        // National Day end inside the holiday.
+        let v = view(
+            vec![
+                ev("1", "SUBMITTED", "2026-09-29 10:00"),
+                ev("2", "APPROVED", "2026-09-30 20:00"),
+            ],
+            "2026-09-30 21:00",
+        );
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-10-01 20:00"
+        );
+    }
+
+    #[test]
+    fn an_approved_extension_moves_the_police_review_deadline() {
+        let events = |ext: Option<&str>| {
+            let mut e = vec![
+                ev("1", "REFERRED", "2026-11-02 09:00"),
+                ev("2", "RECEIPTED", "2026-11-02 10:00"),
+            ];
+            if let Some(ext) = ext {
+                e.push(ev("3", ext, "2026-11-04 16:00"));
+            }
+            e
+        };
+        // 3 日 from receipt: 11-05 24:00; late on 11-09.
+        let plain = view(events(None), "2026-11-09 09:00");
+        assert!(plain.late);
+        // Extended to 10 日 with approval: due 11-12 24:00, not late.
+        let ten = view(events(Some("REVIEW_EXTENDED_10D")), "2026-11-09 09:00");
+        assert!(!ten.late, "an approved extension raised a false late");
+        assert_eq!(
+            crate::calendar::local_text(ms(ten.due_at.unwrap())),
+            "2026-11-12 24:00"
+        );
+        assert!(ten.legal_basis.contains("10日"), "{}", ten.legal_basis);
+        let thirty = view(events(Some("REVIEW_EXTENDED_30D")), "2026-11-09 09:00");
+        assert_eq!(
+            crate::calendar::local_text(ms(thirty.due_at.unwrap())),
+            "2026-12-02 24:00"
+        );
+        // An extension outside the review is kept, flagged, and moves nothing.
+        let stray = view(
+            vec![
+                ev("1", "SUBMITTED", "2026-11-02 09:00"),
+                ev("2", "REVIEW_EXTENDED_10D", "2026-11-03 09:00"),
+            ],
+            "2026-11-03 10:00",
+        );
+        assert_eq!(stray.flags.len(), 1);
+        assert_eq!(stray.state, Some(RefState::AwaitingApproval));
+    }
+
+    #[test]
+    fn after_an_upheld_refusal_the_agency_has_3_days_to_propose_supervision() {
+        let v = view(
+            vec![
+                ev("1", "REFERRED", "2026-11-02 09:00"),
+                ev("2", "RECEIPTED", "2026-11-02 10:00"),
+                ev("3", "NOT_OPENED", "2026-11-03 10:00"),
+                ev("4", "RECONSIDERATION_REQUESTED", "2026-11-04 10:00"),
+                ev("5", "RECONSIDERATION_UPHELD", "2026-11-05 10:00"),
+            ],
+            "2026-11-07 10:00",
+        );
+        assert_eq!(v.state, Some(RefState::ReconsiderationUpheld));
+        assert_eq!(v.next_actor, "执法局");
+        // 11-06, 11-07, 11-08 (Sunday) -> Monday 11-09.
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-11-09 24:00"
+        );
+        assert!(v.legal_basis.contains("第九条第二款"), "{}", v.legal_basis);
+    }
+
+    #[test]
+    fn the_procuratorate_has_10_days_to_reply_once_the_police_answered() {
+        let v = view(
+            vec![
+                ev("1", "REFERRED", "2026-11-02 09:00"),
+                ev("2", "RECEIPTED", "2026-11-02 10:00"),
+                ev("3", "NOT_OPENED", "2026-11-03 10:00"),
+                ev("4", "REASONS_REQUESTED", "2026-11-04 10:00"),
+                ev("5", "REASONS_ANSWERED", "2026-11-06 10:00"),
+            ],
+            "2026-11-17 10:00",
+        );
+        assert_eq!(v.state, Some(RefState::ReasonsAnswered));
+        assert_eq!(v.next_actor, "检察院");
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-11-16 24:00"
+        );
+        assert!(v.late);
+        assert!(
+            v.legal_basis.contains("第五百六十一条"),
+            "{}",
+            v.legal_basis
+        );
     }
 
     #[test]
