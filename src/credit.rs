@@ -5,9 +5,19 @@
 //!   decimal arithmetic: 罚款2000元 is exactly `0.2`, never `0.19999…`.
 //! - The party type decides which identity fields are filled; a natural
 //!   person's ID number is masked by the destination's policy.
-//! - The publicity end date (`CF_GSJZQ`) comes from configurable rules on
-//!   the penalty categories and the industry (3 months, 1 year, 3 years);
-//!   a warning-only decision is not published when the policy says so.
+//! - Publicity periods follow NDRC order 58 (2023, 《失信行为纠正后的信用信息
+//!   修复管理办法（试行）》): penalty information is public for at least 3
+//!   months and at most 3 years from the decision date, at least 1 year for
+//!   special equipment, safety production and fire safety. The publicity end
+//!   date (`CF_GSJZQ`) is therefore the *maximum*, when publication stops by
+//!   itself; the minimum (the longest of the rules that match, with several
+//!   penalty types) is the earliest date a credit repair (信用修复) may end it
+//!   ([`CreditPolicy::repair_earliest`]). Other regimes are rules in config,
+//!   citing their source. A warning-only decision is not published when the
+//!   policy says so.
+//! - A decision revoked, confirmed unlawful (确认违法) or confirmed void
+//!   (确认无效) is withdrawn with its reason (行政处罚法 art. 48); a changed one
+//!   is republished with a remark.
 
 use crate::ident::MaskPolicy;
 use chrono::{NaiveDate, TimeZone};
@@ -63,7 +73,8 @@ impl<'de> Deserialize<'de> for Period {
     }
 }
 
-/// One publicity rule; the first that matches decides the period.
+/// One publicity rule: the *minimum* period of the decisions it matches.
+/// Every matching rule counts, and the longest minimum decides.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublicityRule {
@@ -93,12 +104,16 @@ pub struct CreditPolicy {
     /// Publish decisions whose only penalty is a warning (警告 / 通报批评).
     #[serde(default)]
     pub publish_warning_only: bool,
-    /// Rules, first match wins.
+    /// Minimum-period rules; the longest matching one decides.
     #[serde(default = "default_rules")]
     pub rules: Vec<PublicityRule>,
-    /// Period when no rule matches.
+    /// The minimum period when no rule matches (order 58: 3 months).
     #[serde(default = "default_period")]
     pub default_period: Period,
+    /// The maximum period: `CF_GSJZQ`, when publication stops by itself
+    /// (order 58: 3 years).
+    #[serde(default = "default_max_period")]
+    pub max_period: Period,
     /// How a natural person's ID number is masked.
     #[serde(default = "MaskPolicy::birth_date")]
     pub mask: MaskPolicy,
@@ -106,20 +121,8 @@ pub struct CreditPolicy {
 
 fn default_rules() -> Vec<PublicityRule> {
     vec![
-        PublicityRule {
-            categories_any: [
-                "吊销许可证件",
-                "责令关闭",
-                "限制从业",
-                "降低资质等级",
-                "责令停产停业",
-                "限制开展生产经营活动",
-            ]
-            .map(String::from)
-            .to_vec(),
-            industries_any: vec![],
-            period: Period { months: 36 },
-        },
+        // Order 58: at least one year for special equipment, safety
+        // production and fire safety.
         PublicityRule {
             categories_any: vec![],
             industries_any: ["SAFETY_PRODUCTION", "SPECIAL_EQUIPMENT", "FIRE_SAFETY"]
@@ -134,12 +137,17 @@ fn default_period() -> Period {
     Period { months: 3 }
 }
 
+fn default_max_period() -> Period {
+    Period { months: 36 }
+}
+
 impl Default for CreditPolicy {
     fn default() -> Self {
         Self {
             publish_warning_only: false,
             rules: default_rules(),
             default_period: default_period(),
+            max_period: default_max_period(),
             mask: MaskPolicy::birth_date(),
         }
     }
@@ -171,13 +179,36 @@ fn local_date(ms: i64) -> Option<NaiveDate> {
 }
 
 impl CreditPolicy {
-    /// The period a decision stays public.
+    /// The minimum period a decision stays public: the longest of the
+    /// matching rules' and the default's.
     pub fn period(&self, categories: &[String], industry: &str) -> Period {
         self.rules
             .iter()
-            .find(|r| r.matches(categories, industry))
+            .filter(|r| r.matches(categories, industry))
             .map(|r| r.period)
-            .unwrap_or(self.default_period)
+            .chain([self.default_period])
+            .max_by_key(|p| p.months)
+            .expect("the default is always there")
+    }
+
+    /// The earliest date a credit repair may end a decision's publication
+    /// (its minimum period from the decision date).
+    pub fn repair_earliest(&self, d: &Value) -> Option<NaiveDate> {
+        let decided = d
+            .pointer("/decided_at")
+            .and_then(Value::as_i64)
+            .and_then(local_date)?;
+        let categories: Vec<String> = d
+            .pointer("/categories")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let period = self.period(&categories, str_of(d, "/industry").unwrap_or("OTHER"));
+        decided.checked_add_months(chrono::Months::new(period.months))
     }
 
     /// The publication of a canonical PenaltyDecision (as JSON).
@@ -185,11 +216,29 @@ impl CreditPolicy {
         let decision_no = str_of(d, "/decision_no")
             .ok_or("the decision has no decision number")?
             .to_owned();
-        if str_of(d, "/action") == Some("REVOKED") {
+        // 行政处罚法 art. 48: withdrawn, with the reason made public.
+        let withdrawn = match str_of(d, "/action") {
+            Some("REVOKED") => Some("处罚决定已撤销"),
+            Some("CONFIRMED_UNLAWFUL") => Some("处罚决定被确认违法"),
+            Some("CONFIRMED_VOID") => Some("处罚决定被确认无效"),
+            _ => None,
+        };
+        if let Some(default_reason) = withdrawn {
+            let reason = match str_of(d, "/remarks") {
+                Some(r) => format!("{default_reason}：{r}"),
+                None => default_reason.to_owned(),
+            };
             return Ok(Publication::Withdraw {
                 decision_no,
-                reason: str_of(d, "/remarks").unwrap_or("处罚决定已撤销").to_owned(),
+                reason,
             });
+        }
+        let authority_code = str_of(d, "/authority_code").unwrap_or_default();
+        let checked = crate::ident::check_uscc(authority_code);
+        if let Some(why) = checked.invalid {
+            return Err(format!(
+                "the deciding authority's code (CF_CFJGDM) `{authority_code}` is not a valid credit code: {why}"
+            ));
         }
         let categories: Vec<String> = d
             .pointer("/categories")
@@ -215,9 +264,10 @@ impl CreditPolicy {
             .and_then(local_date)
             .ok_or("the decision has no decision date")?;
         let industry = str_of(d, "/industry").unwrap_or("OTHER");
-        let period = self.period(&categories, industry);
+        // CF_GSJZQ: the maximum period, when publication stops by itself.
+        let _ = industry;
         let until = decided
-            .checked_add_months(chrono::Months::new(period.months))
+            .checked_add_months(chrono::Months::new(self.max_period.months))
             .ok_or("publicity end date out of range")?;
         let mut r = Map::new();
         let mut put = |k: &str, v: Option<String>| {
@@ -281,7 +331,9 @@ impl CreditPolicy {
             str_of(d, "/licence_action").map(str::to_owned),
         );
         put("CF_JDRQ", Some(decided.format("%Y-%m-%d").to_string()));
-        put("CF_YXQ", Some(until.format("%Y-%m-%d").to_string()));
+        // CF_YXQ is the penalty's own validity (a suspension period, say),
+        // not the publicity end; the canonical decision carries none.
+        put("CF_YXQ", None);
         put("CF_GSJZQ", Some(until.format("%Y-%m-%d").to_string()));
         put("CF_CFJG", str_of(d, "/authority").map(str::to_owned));
         put("CF_CFJGDM", str_of(d, "/authority_code").map(str::to_owned));
@@ -321,7 +373,7 @@ pub fn sample_decision() -> Value {
         "party": {"name": "宜昌华强建材有限公司", "type": "LEGAL_PERSON", "credit_code": "91350100M000100Y43", "legal_rep": "张伟"},
         "violation": "占道经营", "facts": "经查…", "legal_basis": "《城市市容和环境卫生管理条例》", "categories": ["罚款"],
         "content": "罚款人民币2000元", "fine_yuan": "2000", "decided_at": 1_795_104_000_000_i64,
-        "authority": "宜昌高新区综合行政执法局", "authority_code": "11420500MB1507795K", "industry": "URBAN"
+        "authority": "宜昌高新区综合行政执法局", "authority_code": "11420500MB15077941", "industry": "URBAN"
     })
 }
 
@@ -363,9 +415,18 @@ mod tests {
         assert_eq!(r["CF_XDR_SHXYM"], "91350100M000100Y43");
         assert_eq!(r["CF_FRDB"], "张伟");
         assert_eq!(r["CF_XDR_ZJHM"], "");
-        // Decided 2026-11-20 (local); a plain fine in urban management: 3 months.
+        // Decided 2026-11-20 (local): public until the maximum, 3 years
+        // (order 58); a plain fine in urban management may be repaired
+        // after its 3-month minimum.
         assert_eq!(r["CF_JDRQ"], "2026-11-20");
-        assert_eq!(r["CF_GSJZQ"], "2027-02-20");
+        assert_eq!(r["CF_GSJZQ"], "2029-11-20");
+        assert_eq!(
+            CreditPolicy::default()
+                .repair_earliest(&sample_decision())
+                .unwrap()
+                .to_string(),
+            "2027-02-20"
+        );
     }
 
     #[test]
@@ -389,13 +450,43 @@ mod tests {
         let Publication::Publish(r) = p.publication(&d).unwrap() else {
             panic!()
         };
+        // CF_GSJZQ is the maximum, 3 years from the decision (order 58).
         assert_eq!(r["CF_GSJZQ"], "2029-11-20");
+        assert_eq!(r["CF_YXQ"], "", "CF_YXQ is not the publicity end");
+        // The minimum: 3 months, 1 year in safety production.
+        assert_eq!(p.repair_earliest(&d).unwrap().to_string(), "2027-02-20");
         d["categories"] = json!(["罚款"]);
         d["industry"] = json!("SAFETY_PRODUCTION");
         let Publication::Publish(r) = p.publication(&d).unwrap() else {
             panic!()
         };
-        assert_eq!(r["CF_GSJZQ"], "2027-11-20");
+        assert_eq!(r["CF_GSJZQ"], "2029-11-20");
+        assert_eq!(p.repair_earliest(&d).unwrap().to_string(), "2027-11-20");
+        // A rule of another regime, with a longer minimum, wins over the
+        // industry rule (several rules: the longest decides).
+        let mut samr = CreditPolicy::default();
+        samr.rules.push(PublicityRule {
+            categories_any: vec!["罚款".into()],
+            industries_any: vec![],
+            period: Period { months: 24 },
+        });
+        assert_eq!(samr.repair_earliest(&d).unwrap().to_string(), "2028-11-20");
+        // Confirmed unlawful or void: withdrawn with the reason (art. 48).
+        for (action, why) in [
+            ("CONFIRMED_UNLAWFUL", "确认违法"),
+            ("CONFIRMED_VOID", "确认无效"),
+        ] {
+            let mut x = d.clone();
+            x["action"] = json!(action);
+            match p.publication(&x).unwrap() {
+                Publication::Withdraw { reason, .. } => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{action}: {other:?}"),
+            }
+        }
+        // The deciding authority's code must be a credit code.
+        let mut bad = d.clone();
+        bad["authority_code"] = json!("11420500MB150779XX");
+        assert!(p.publication(&bad).unwrap_err().contains("CF_CFJGDM"));
         d["categories"] = json!(["警告"]);
         assert!(matches!(
             p.publication(&d).unwrap(),

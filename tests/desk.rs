@@ -409,7 +409,7 @@ fn payload(ev: &Ev) -> String {
     match from {
         E => serde_json::json!({
             "eventId": event_id(ev), "transferNo": no, "eventType": code, "eventTime": format!("{at}:00"),
-            "orgName": "宜昌高新区综合行政执法局", "orgCode": "11420500MB1507795K", "caseNo": case_no,
+            "orgName": "宜昌高新区综合行政执法局", "orgCode": "11420500MB15077941", "caseNo": case_no,
             "crime": "重大责任事故罪", "content": "移送流程", "suspect": suspect_json,
             "updateTime": format!("{at}:00.000"),
         })
@@ -417,7 +417,7 @@ fn payload(ev: &Ev) -> String {
         L => serde_json::json!({
             "eventId": event_id(ev), "transferNo": no, "eventCode": code, "eventTime": format!("{at}:00"),
             "orgName": if code.starts_with("JD") { "宜昌高新区人民检察院" } else { "宜昌高新区综合行政执法局" },
-            "orgCode": "11420500MB1507795K", "caseNo": case_no, "docNo": "宜高检【2026】1号",
+            "orgCode": "11420500MB15077941", "caseNo": case_no, "docNo": "宜高检【2026】1号",
             "content": "两法衔接平台事件", "crime": "重大责任事故罪", "suspect": suspect_json,
             "updateTime": format!("{at}:00.000"),
         })
@@ -1354,7 +1354,7 @@ fn hostile_enforcement_events() -> String {
         out.push_str(
             &(serde_json::json!({
                 "eventId": format!("ZFH{i:02}"), "transferNo": format!("YS-2026-H{i:02}"), "eventType": "CG",
-                "eventTime": "2026-11-20 09:00:00", "orgName": format!("执法局{text}"), "orgCode": "11420500MB1507795K",
+                "eventTime": "2026-11-20 09:00:00", "orgName": format!("执法局{text}"), "orgCode": "11420500MB15077941",
                 "caseNo": format!("宜高综执罚〔2026〕{i}号"), "crime": text, "content": text,
                 "suspect": {"name": text, "type": "1", "creditCode": "91420500MA4F0N5Q8W"},
                 "updateTime": "2026-11-20 09:00:00.000",
@@ -1368,7 +1368,7 @@ fn hostile_enforcement_events() -> String {
     out.push_str(
         &(serde_json::json!({
             "eventId": "ZFHX", "transferNo": "YS-X</title><script>window.__pwned=9</script>", "eventType": "CG",
-            "eventTime": "2026-11-20 09:00:00", "orgName": "执法局", "orgCode": "11420500MB1507795K",
+            "eventTime": "2026-11-20 09:00:00", "orgName": "执法局", "orgCode": "11420500MB15077941",
             "crime": "x", "content": "x", "suspect": {"name": "x", "type": "1", "creditCode": "91420500MA4F0N5Q8W"},
             "updateTime": "2026-11-20 09:00:00.000",
         })
@@ -1408,7 +1408,7 @@ fn hostile_text_from_every_referral_source_runs_no_script_on_any_desk_page() {
         two_law.push_str(
             &(serde_json::json!({
                 "eventId": format!("LH{i:02}"), "transferNo": format!("YS-2026-H{i:02}"), "eventCode": "YS",
-                "eventTime": "2026-11-21 09:00:00", "orgName": text, "orgCode": "11420500MB1507795K",
+                "eventTime": "2026-11-21 09:00:00", "orgName": text, "orgCode": "11420500MB15077941",
                 "docNo": "宜高检〔2026〕1号", "content": text, "crime": text,
                 "suspect": {"name": text, "type": "1", "creditCode": "91420500MA4F0N5Q8W"},
                 "updateTime": "2026-11-21 09:00:00.000",

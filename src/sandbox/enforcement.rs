@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-const AUTHORITY: (&str, &str) = ("宜昌高新区综合行政执法局", "11420500MB1507795K");
+const AUTHORITY: (&str, &str) = ("宜昌高新区综合行政执法局", "11420500MB15077941");
 const CASES: &[(&str, &str, &str, &[&str], &str)] = &[
     (
         "未按规定设置安全警示标志",

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 const POLICE: (&str, &str) = ("宜昌市公安局高新区分局", "420502000000");
 const PROCURATORATE: (&str, &str) = ("宜昌高新区人民检察院", "420502000001");
-const BUREAU: (&str, &str) = ("宜昌高新区综合行政执法局", "11420500MB1507795K");
+const BUREAU: (&str, &str) = ("宜昌高新区综合行政执法局", "11420500MB15077941");
 const OFFENCES: &[&str] = &[
     "非法经营罪",
     "生产、销售伪劣产品罪",
