@@ -153,6 +153,11 @@ enum Command {
         #[command(subcommand)]
         command: FeedsCommand,
     },
+    /// Push pipelines without Kafka.
+    Push {
+        #[command(subcommand)]
+        command: PushCommand,
+    },
     /// Deliver a push feed again from a time or an offset; receivers absorb
     /// what they already had by its idempotency key.
     Replay {
@@ -242,6 +247,23 @@ enum MappingCommand {
 enum FeedsCommand {
     /// Per feed: delivered, refused, failed, not sent (policy), pending.
     Status {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PushCommand {
+    /// A dry run of a delivery: canonical records (JSON lines, as `duijie
+    /// map` writes them) through its selection, transform and personal-data
+    /// rule, without Kafka or network; prints, one JSON object a line, the
+    /// request the receiver would get (URL, headers, body, idempotency key)
+    /// or why a record is not sent.
+    Preview {
+        #[arg(long)]
+        delivery: String,
+        #[arg(long)]
+        input: PathBuf,
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
@@ -416,6 +438,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sandbox_process,
             capture,
         })),
+        Command::Push {
+            command:
+                PushCommand::Preview {
+                    delivery,
+                    input,
+                    config,
+                },
+        } => {
+            let deployment = load_deployment(&config)?;
+            let Some((name, d)) = deployment.deliveries.iter().find(|(n, _)| *n == delivery) else {
+                bail!(
+                    "{}: no delivery `{delivery}` (there are: {})",
+                    config.display(),
+                    deployment
+                        .deliveries
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            let rows = duijie::delivery::preview(
+                name,
+                d,
+                &text,
+                &input.display().to_string(),
+                chrono::Utc::now(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            for r in rows {
+                println!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Feeds {
             command: FeedsCommand::Status { config },
         } => {

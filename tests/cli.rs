@@ -318,3 +318,150 @@ fn the_shipped_desk_limits_are_the_defaults_written_out() {
         duijie::desk::tracker::StepLimits::default()
     );
 }
+
+/// `duijie push preview`: what the credit platform and a webhook receiver
+/// would get, without Kafka or network, for each rule of the credit
+/// publication.
+#[test]
+fn push_preview_shows_exactly_what_each_receiver_would_get() {
+    let expected = std::fs::read_to_string(
+        root().join("mappings/tests/penalty_decision/01_decisions.expected.jsonl"),
+    )
+    .unwrap();
+    let base: serde_json::Value = serde_json::from_str(expected.lines().next().unwrap()).unwrap();
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = base.clone();
+        f(&mut v);
+        v.to_string()
+    };
+    let lines = [
+        with(&|v| v["categories"] = serde_json::json!(["罚款"])),
+        with(&|v| {
+            v["id"] = "pen:P1".into();
+            v["party"] = serde_json::json!({"name": "李娜", "type": "NATURAL_PERSON", "id_type": "身份证",
+                "id_number": "11010519491231002X", "credit_code": null, "legal_rep": null});
+            v["categories"] = serde_json::json!(["罚款"]);
+        }),
+        with(&|v| v["categories"] = serde_json::json!(["警告"])),
+        with(&|v| {
+            v["action"] = "CONFIRMED_VOID".into();
+            v["version"] = 2.into();
+        }),
+        with(&|v| {
+            v["categories"] = serde_json::json!(["罚款"]);
+            v["authority_code"] = "11420500MB150779XX".into();
+        }),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("decisions.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let (code, stdout, stderr) = duijie(&[
+        "push",
+        "preview",
+        "--delivery",
+        "credit_penalties",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5, "{stdout}");
+    // A published decision: one batch request, CF_GSJZQ the 3-year maximum.
+    let published = &rows[0];
+    assert_eq!(published["sent"], true);
+    assert!(
+        published["request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/batch")
+    );
+    let decided = published["record"]["CF_JDRQ"].as_str().unwrap();
+    let year: i32 = decided[..4].parse().unwrap();
+    assert_eq!(
+        published["record"]["CF_GSJZQ"],
+        format!("{}{}", year + 3, &decided[4..]),
+        "publicity ends at the maximum"
+    );
+    assert_eq!(published["record"]["CF_YXQ"], "");
+    // A natural person: masked in the body and nowhere in full.
+    assert_eq!(rows[1]["record"]["CF_XDR_ZJHM"], "110105********002X");
+    assert!(
+        !rows[1].to_string().contains("11010519491231002X"),
+        "{}",
+        rows[1]
+    );
+    // A warning only: not sent, with the reason.
+    assert_eq!(rows[2]["sent"], false);
+    assert!(rows[2]["reason"].as_str().unwrap().contains("警告"));
+    // Confirmed void: withdrawn, the reason public.
+    assert!(
+        rows[3]["request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/withdraw")
+    );
+    assert!(
+        rows[3]["request"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("确认无效")
+    );
+    // A deciding authority whose code is no credit code: refused by the hub.
+    assert_eq!(rows[4]["sent"], false);
+    assert!(
+        rows[4]["reason"].as_str().unwrap().contains("CF_CFJGDM"),
+        "{}",
+        rows[4]
+    );
+
+    // A webhook receiver: signed, with its idempotency key in a header.
+    let entry = serde_json::json!({"id": "blk:pid:0123456789abcdef0123456789abcdef", "entity": "pid:0123456789abcdef0123456789abcdef",
+        "name": "李娜", "credit_code": null, "action": "ADD", "reasons": ["x"], "version": 1, "updated_at": 0, "message": "m"});
+    std::fs::write(&input, entry.to_string() + "\n").unwrap();
+    let (code, stdout, stderr) = duijie(&[
+        "push",
+        "preview",
+        "--delivery",
+        "blacklist_to_approval",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let row: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let headers: std::collections::BTreeMap<String, String> = row["request"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h[0].as_str().unwrap().to_owned(),
+                h[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        headers["Idempotency-Key"],
+        row["idempotency_key"].as_str().unwrap()
+    );
+    assert!(headers["X-Signature"].starts_with("sha256="));
+    assert!(
+        row["request"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("/approval/api/blacklist")
+    );
+    // An unknown delivery is named with the ones there are.
+    let (code, _, stderr) = duijie(&[
+        "push",
+        "preview",
+        "--delivery",
+        "nope",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("credit_penalties"), "{stderr}");
+}

@@ -117,14 +117,94 @@ impl Delivery {
     /// unless `personal_data = "full"`). Every push and pull path takes
     /// its bodies and keys from here.
     pub fn outgoing(&self, incoming: &Incoming) -> Result<Option<Outgoing>, String> {
-        let mut out = self.transform.apply(incoming)?;
-        if self.config.personal_data != crate::personal::PersonalDataPolicy::Full
-            && let Some(o) = out.as_mut()
-        {
-            o.scrub(&crate::ident::MaskPolicy::birth_date());
-        }
-        Ok(out)
+        outgoing_of(&self.transform, &self.config, incoming)
     }
+}
+
+/// The transform's answer for a record, then the destination's
+/// personal-data rule: what [`Delivery::outgoing`] and `push preview` send.
+pub fn outgoing_of(
+    transform: &Transform,
+    config: &DeliveryConfig,
+    incoming: &Incoming,
+) -> Result<Option<Outgoing>, String> {
+    let mut out = transform.apply(incoming)?;
+    if config.personal_data != crate::personal::PersonalDataPolicy::Full
+        && let Some(o) = out.as_mut()
+    {
+        o.scrub(&crate::ident::MaskPolicy::birth_date());
+    }
+    Ok(out)
+}
+
+/// `duijie push preview`: canonical records (JSON lines, as `duijie map`
+/// writes them) through a delivery's selection, transform and personal-data
+/// rule, without Kafka or network: per record, exactly the request the
+/// receiver would get (URL, headers, body, idempotency key), or why it is
+/// not sent. A line that is not a JSON object is an error naming its line.
+pub fn preview(
+    name: &str,
+    config: &DeliveryConfig,
+    input: &str,
+    file: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Value>, String> {
+    let transform = Transform::from_config(&config.transform);
+    let target = Target::from_config(&config.target, None)?;
+    let mut out = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = format!("{file}:{}", i + 1);
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| format!("{at}: not JSON: {e}"))?;
+        let record = value.get("record").cloned().unwrap_or(value);
+        if !record.is_object() {
+            return Err(format!("{at}: not a canonical record (a JSON object)"));
+        }
+        let key = record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let incoming = Incoming {
+            partition: 0,
+            offset: i as i64,
+            key: key.clone(),
+            headers: BTreeMap::new(),
+            payload_sha256: Provenance::hash(line.as_bytes()),
+            fetched_at_ms: None,
+            record,
+        };
+        let mask = crate::ident::MaskPolicy::birth_date();
+        let record_id = crate::personal::scrub_text(&key, &mask);
+        let entry = if let Some(select) = &config.select
+            && !select.holds(&incoming.record)
+        {
+            json!({"line": at, "record_id": record_id, "sent": false,
+                   "reason": "not selected by the delivery's `select`"})
+        } else {
+            match outgoing_of(&transform, config, &incoming) {
+                Err(reason) => json!({"line": at, "record_id": record_id, "sent": false,
+                    "reason": format!("refused by the hub (dead-lettered): {reason}")}),
+                Ok(None) => json!({"line": at, "record_id": record_id, "sent": false,
+                    "reason": "the transform sends nothing for it"}),
+                Ok(Some(Outgoing::NotSent { key, reason })) => json!({"line": at,
+                    "record_id": record_id, "idempotency_key": key, "sent": false,
+                    "reason": reason}),
+                Ok(Some(o)) => {
+                    let request = target.request(&[&o], now.timestamp());
+                    json!({"line": at, "record_id": record_id, "delivery": name,
+                        "idempotency_key": o.key(), "sent": request.is_some(),
+                        "request": request,
+                        "record": o.body()})
+                }
+            }
+        };
+        out.push(entry);
+    }
+    Ok(out)
 }
 
 impl std::fmt::Debug for Delivery {

@@ -9,6 +9,30 @@ use sha2::Sha256;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
+/// One HTTP request exactly as the receiver gets it (what `send` sends and
+/// `duijie push preview` prints).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WireRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl WireRequest {
+    fn post(url: String, headers: Vec<(&str, String)>, body: String) -> Self {
+        Self {
+            method: "POST",
+            url,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            body,
+        }
+    }
+}
+
 /// One attempt's answer for one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -106,6 +130,86 @@ impl Target {
         }
     }
 
+    /// The request that carries `outs` (one record, or a credit batch), at
+    /// Unix time `ts` (signatures); `None` for a pull feed, or when nothing
+    /// is to be sent.
+    pub fn request(&self, outs: &[&Outgoing], ts: i64) -> Option<WireRequest> {
+        let sent: Vec<&&Outgoing> = outs
+            .iter()
+            .filter(|o| !matches!(o, Outgoing::NotSent { .. }))
+            .collect();
+        let first = sent.first()?;
+        Some(match &self.kind {
+            Kind::CreditBatch { url } => match first {
+                Outgoing::Withdraw { body, .. } => WireRequest::post(
+                    format!("{url}/withdraw"),
+                    vec![("Content-Type", "application/json".into())],
+                    body.to_string(),
+                ),
+                _ => {
+                    let records: Vec<Value> = outs
+                        .iter()
+                        .filter_map(|o| match o {
+                            Outgoing::Publish { body, .. } => Some(body.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    WireRequest::post(
+                        format!("{url}/batch"),
+                        vec![("Content-Type", "application/json".into())],
+                        json!({ "records": records }).to_string(),
+                    )
+                }
+            },
+            Kind::Webhook { url, secret } => {
+                let url = match first {
+                    Outgoing::Json {
+                        route: Some(team), ..
+                    } => url.replace("{team}", team),
+                    _ => url.to_owned(),
+                };
+                let body = first.body().to_string();
+                let ts = ts.to_string();
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+                mac.update(ts.as_bytes());
+                mac.update(b".");
+                mac.update(body.as_bytes());
+                let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                WireRequest::post(
+                    url,
+                    vec![
+                        ("Content-Type", "application/json; charset=utf-8".into()),
+                        ("X-Timestamp", ts),
+                        ("X-Signature", signature),
+                        ("Idempotency-Key", first.key().to_owned()),
+                    ],
+                    body,
+                )
+            }
+            Kind::Soap { url, action } => WireRequest::post(
+                url.clone(),
+                vec![
+                    ("Content-Type", "text/xml; charset=utf-8".into()),
+                    ("SOAPAction", format!("\"{action}\"")),
+                ],
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Header><IdempotencyKey>{}</IdempotencyKey></soapenv:Header><soapenv:Body><Receive xmlns=\"urn:duijie:feed\"><Record>{}</Record></Receive></soapenv:Body></soapenv:Envelope>",
+                    quick_xml::escape::escape(first.key()),
+                    to_xml(&first.body())
+                ),
+            ),
+            Kind::Pull => return None,
+        })
+    }
+
+    async fn execute(&self, req: WireRequest) -> Result<reqwest::Response, reqwest::Error> {
+        let mut builder = self.client.post(&req.url);
+        for (k, v) in &req.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        builder.body(req.body).send().await
+    }
+
     /// One attempt for `outs`; one answer per record.
     pub async fn send(&self, outs: &[&Outgoing]) -> Vec<Attempt> {
         let pending: Vec<&&Outgoing> = outs
@@ -117,18 +221,18 @@ impl Target {
         }
         self.pace().await;
         match &self.kind {
-            Kind::CreditBatch { url } => self.credit(url, outs).await,
-            Kind::Webhook { url, secret } => {
+            Kind::CreditBatch { .. } => self.credit(outs).await,
+            Kind::Webhook { .. } => {
                 let mut answers = Vec::with_capacity(outs.len());
                 for out in outs {
-                    answers.push(self.webhook(url, secret, out).await);
+                    answers.push(self.webhook(out).await);
                 }
                 answers
             }
-            Kind::Soap { url, action } => {
+            Kind::Soap { .. } => {
                 let mut answers = Vec::with_capacity(outs.len());
                 for out in outs {
-                    answers.push(self.soap(url, action, out).await);
+                    answers.push(self.soap(out).await);
                 }
                 answers
             }
@@ -139,33 +243,17 @@ impl Target {
         }
     }
 
-    async fn credit(&self, base: &str, outs: &[&Outgoing]) -> Vec<Attempt> {
+    async fn credit(&self, outs: &[&Outgoing]) -> Vec<Attempt> {
+        let ts = chrono::Utc::now().timestamp();
         // A withdrawal goes alone; publications in one batch.
-        if let [Outgoing::Withdraw { body, .. }] = outs {
-            return vec![
-                single(
-                    self.client
-                        .post(format!("{base}/withdraw"))
-                        .json(body)
-                        .send()
-                        .await,
-                )
-                .await,
-            ];
+        if let [Outgoing::Withdraw { .. }] = outs {
+            let req = self.request(outs, ts).expect("a withdrawal is sent");
+            return vec![single(self.execute(req).await).await];
         }
-        let records: Vec<Value> = outs
-            .iter()
-            .filter_map(|o| match o {
-                Outgoing::Publish { body, .. } => Some(body.clone()),
-                _ => None,
-            })
-            .collect();
-        let response = self
-            .client
-            .post(format!("{base}/batch"))
-            .json(&json!({ "records": records }))
-            .send()
-            .await;
+        let Some(req) = self.request(outs, ts) else {
+            return outs.iter().map(|_| Attempt::Accepted).collect();
+        };
+        let response = self.execute(req).await;
         let response = match response {
             Ok(r) => r,
             Err(e) => {
@@ -212,47 +300,18 @@ impl Target {
             .collect()
     }
 
-    async fn webhook(&self, url: &str, secret: &str, out: &Outgoing) -> Attempt {
-        let url = match out {
-            Outgoing::Json {
-                route: Some(team), ..
-            } => url.replace("{team}", team),
-            _ => url.to_owned(),
-        };
-        let body = out.body().to_string();
-        let ts = chrono::Utc::now().timestamp().to_string();
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
-        mac.update(ts.as_bytes());
-        mac.update(b".");
-        mac.update(body.as_bytes());
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let response = self
-            .client
-            .post(url)
-            .header("Content-Type", "application/json; charset=utf-8")
-            .header("X-Timestamp", ts)
-            .header("X-Signature", signature)
-            .header("Idempotency-Key", out.key())
-            .body(body)
-            .send()
-            .await;
-        single(response).await
+    async fn webhook(&self, out: &Outgoing) -> Attempt {
+        match self.request(&[out], chrono::Utc::now().timestamp()) {
+            Some(req) => single(self.execute(req).await).await,
+            None => Attempt::Accepted,
+        }
     }
 
-    async fn soap(&self, url: &str, action: &str, out: &Outgoing) -> Attempt {
-        let envelope = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Header><IdempotencyKey>{}</IdempotencyKey></soapenv:Header><soapenv:Body><Receive xmlns=\"urn:duijie:feed\"><Record>{}</Record></Receive></soapenv:Body></soapenv:Envelope>",
-            quick_xml::escape::escape(out.key()),
-            to_xml(&out.body())
-        );
-        let response = self
-            .client
-            .post(url)
-            .header("Content-Type", "text/xml; charset=utf-8")
-            .header("SOAPAction", format!("\"{action}\""))
-            .body(envelope)
-            .send()
-            .await;
+    async fn soap(&self, out: &Outgoing) -> Attempt {
+        let Some(req) = self.request(&[out], chrono::Utc::now().timestamp()) else {
+            return Attempt::Accepted;
+        };
+        let response = self.execute(req).await;
         match response {
             Err(e) => Attempt::Transient(e.to_string()),
             Ok(r) => {
