@@ -193,8 +193,10 @@ struct Publication {
 }
 
 /// Publication deadlines of penalty decisions: 7 working days from the
-/// decision, 3 working days for a change or revocation; "at risk" when less
-/// than the configured share of the time is left, "late" once it passed.
+/// decision (the 双公示 rule of the credit platform), 3 working days for a
+/// change, revocation, or confirmation as unlawful or void (行政处罚法 art. 48
+/// "三日内", working days by its art. 85); "at risk" when less than the
+/// configured share of the time is left, "late" once it passed.
 pub async fn run_credit_clock(
     ctx: KeeperContext,
     config: CreditConfig,
@@ -281,6 +283,8 @@ async fn credit_tick(
         }
         let what = match item.action.as_str() {
             "REVOKED" => "撤销后的撤回公示",
+            "CONFIRMED_UNLAWFUL" => "确认违法后的撤回公示",
+            "CONFIRMED_VOID" => "确认无效后的撤回公示",
             "CHANGED" => "变更后的更新公示",
             _ => "公示",
         };
@@ -444,7 +448,12 @@ impl Blacklist {
                 listing_category: categories
                     .iter()
                     .any(|c| self.criteria.categories_any.iter().any(|l| l == c)),
-                revoked: d.get("action").and_then(Value::as_str) == Some("REVOKED"),
+                // Revoked, confirmed unlawful or void (行政处罚法 art. 48): it
+                // no longer counts toward a listing.
+                revoked: matches!(
+                    d.get("action").and_then(Value::as_str),
+                    Some("REVOKED" | "CONFIRMED_UNLAWFUL" | "CONFIRMED_VOID")
+                ),
                 decision_no: d
                     .get("decision_no")
                     .and_then(Value::as_str)

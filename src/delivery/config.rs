@@ -261,10 +261,13 @@ pub struct CreditConfig {
     pub decisions_topic: String,
     /// The delivery whose receipts mark a decision as published.
     pub delivery: String,
-    /// A decision must be published within this limit of its date.
+    /// A decision must be published within this limit of its date
+    /// (default 7 working days, the 双公示 rule).
     #[serde(default = "default_publish_within")]
     pub publish_within: crate::calendar::Limit,
-    /// A change or revocation must reach the platform within this limit.
+    /// A change, revocation, or confirmation as unlawful or void must reach
+    /// the platform within this limit (default 3 working days: 行政处罚法
+    /// art. 48, "三日" being working days by its art. 85).
     #[serde(default = "default_update_within")]
     pub update_within: crate::calendar::Limit,
     /// "At risk" when less than this share of the time is left.
