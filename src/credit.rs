@@ -170,6 +170,18 @@ fn str_of<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The decision's penalty categories (处罚类别).
+fn categories_of(d: &Value) -> Vec<String> {
+    d.pointer("/categories")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The local (Asia/Shanghai) date of an epoch-milliseconds field.
 fn local_date(ms: i64) -> Option<NaiveDate> {
     chrono_tz::Asia::Shanghai
@@ -198,15 +210,7 @@ impl CreditPolicy {
             .pointer("/decided_at")
             .and_then(Value::as_i64)
             .and_then(local_date)?;
-        let categories: Vec<String> = d
-            .pointer("/categories")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let categories = categories_of(d);
         let period = self.period(&categories, str_of(d, "/industry").unwrap_or("OTHER"));
         decided.checked_add_months(chrono::Months::new(period.months))
     }
@@ -240,15 +244,7 @@ impl CreditPolicy {
                 "the deciding authority's code (CF_CFJGDM) `{authority_code}` is not a valid credit code: {why}"
             ));
         }
-        let categories: Vec<String> = d
-            .pointer("/categories")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let categories = categories_of(d);
         if categories.is_empty() {
             return Err("the decision has no penalty category".into());
         }
