@@ -104,6 +104,11 @@ pub struct CreditPolicy {
     /// Publish decisions whose only penalty is a warning (警告 / 通报批评).
     #[serde(default)]
     pub publish_warning_only: bool,
+    /// Publish decisions made in the simplified procedure (简易程序,
+    /// 行政处罚法 art. 51). Default true; a regime that excludes them sets
+    /// false and says which rule in the deployment file.
+    #[serde(default = "yes")]
+    pub publish_simple_procedure: bool,
     /// Minimum-period rules; the longest matching one decides.
     #[serde(default = "default_rules")]
     pub rules: Vec<PublicityRule>,
@@ -137,6 +142,10 @@ fn default_period() -> Period {
     Period { months: 3 }
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn default_max_period() -> Period {
     Period { months: 36 }
 }
@@ -145,6 +154,7 @@ impl Default for CreditPolicy {
     fn default() -> Self {
         Self {
             publish_warning_only: false,
+            publish_simple_procedure: true,
             rules: default_rules(),
             default_period: default_period(),
             max_period: default_max_period(),
@@ -247,6 +257,11 @@ impl CreditPolicy {
         let categories = categories_of(d);
         if categories.is_empty() {
             return Err("the decision has no penalty category".into());
+        }
+        if str_of(d, "/procedure") == Some("SIMPLE") && !self.publish_simple_procedure {
+            return Ok(Publication::NotPublished(
+                "简易程序作出的处罚决定，按公示政策不予公示".into(),
+            ));
         }
         let warning_only = categories.iter().all(|c| c == "警告" || c == "通报批评");
         if warning_only && !self.publish_warning_only {
@@ -479,6 +494,26 @@ mod tests {
                 other => panic!("{action}: {other:?}"),
             }
         }
+        // A policy that excludes the simplified procedure.
+        let mut simple = d.clone();
+        simple["procedure"] = json!("SIMPLE");
+        assert!(matches!(
+            p.publication(&simple).unwrap(),
+            Publication::Publish(_)
+        ));
+        let strict = CreditPolicy {
+            publish_simple_procedure: false,
+            ..CreditPolicy::default()
+        };
+        assert!(matches!(
+            strict.publication(&simple).unwrap(),
+            Publication::NotPublished(r) if r.contains("简易程序")
+        ));
+        simple["procedure"] = json!("ORDINARY");
+        assert!(matches!(
+            strict.publication(&simple).unwrap(),
+            Publication::Publish(_)
+        ));
         // The deciding authority's code must be a credit code.
         let mut bad = d.clone();
         bad["authority_code"] = json!("11420500MB150779XX");

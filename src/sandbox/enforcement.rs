@@ -298,6 +298,8 @@ pub(crate) fn new_decision(
         "sjlydm": AUTHORITY.1,
         "hyly": industry,
         "qjyz": if categories.contains(&"吊销许可证件") || rng.f64() < 0.15 { "1" } else { "0" },
+        // A warning alone is decided on the spot (简易程序, art. 51).
+        "cfcx": if fines || categories.len() > 1 { "普通" } else { "简易" },
         "bz": "",
         "updateTime": people::local(entered, true),
     })
