@@ -29,13 +29,6 @@ settle = "0s"
     )
 }
 
-fn drop_file(d: &TestDeployment, name: &str, text: &str) {
-    std::fs::create_dir_all(d.path("inbox")).unwrap();
-    let part = d.path(&format!("inbox/{name}.part"));
-    std::fs::write(&part, text).unwrap();
-    std::fs::rename(&part, d.path(&format!("inbox/{name}"))).unwrap();
-}
-
 fn ready(addr: &str) -> serde_json::Value {
     block_on(async {
         let r = reqwest::Client::new()

@@ -987,6 +987,19 @@ fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A desk page's text, read with an `Authorization` header.
+async fn get_text(url: impl reqwest::IntoUrl, authorization: &str) -> String {
+    http()
+        .get(url)
+        .header("Authorization", authorization)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[test]
 fn the_desk_refuses_strangers_and_lets_supervisors_only_read() {
     let h = desk_hub();
@@ -1059,15 +1072,7 @@ fn the_desk_refuses_strangers_and_lets_supervisors_only_read() {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 403);
-        let page = http()
-            .get(format!("{base}/desk/referrals/YS-2026-T01"))
-            .header("Authorization", supervisor)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = get_text(format!("{base}/desk/referrals/YS-2026-T01"), supervisor).await;
         assert!(
             !page.contains("action-form"),
             "a supervisor's page offers actions"
@@ -1121,15 +1126,7 @@ fn the_desk_refuses_strangers_and_lets_supervisors_only_read() {
         );
 
         // Every view is in the audit log, by name.
-        let audit = http()
-            .get(format!("{base}/desk/audit"))
-            .header("Authorization", officer)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let audit = get_text(format!("{base}/desk/audit"), officer).await;
         assert!(
             audit.contains("王芳") && audit.contains("YS-2026-T01"),
             "the supervisor's view is not audited"
@@ -1557,15 +1554,7 @@ fn hostile_text_from_every_referral_source_runs_no_script_on_any_desk_page() {
             .send()
             .await
             .unwrap();
-        let audit = http()
-            .get(format!("{base}/desk/audit"))
-            .header("Authorization", officer)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let audit = get_text(format!("{base}/desk/audit"), officer).await;
         assert!(
             audit.contains("王芳") && audit.contains("接口读取移送案件列表"),
             "the supervisor's list view is not audited"

@@ -35,14 +35,6 @@ max_record_bytes = {max_record_bytes}
     )
 }
 
-/// Drops `text` into the inbox the way an SFTP job does: write, then rename.
-fn drop_file(d: &TestDeployment, name: &str, text: &str) {
-    std::fs::create_dir_all(d.path("inbox")).unwrap();
-    let part = d.path(&format!("inbox/{name}.part"));
-    std::fs::write(&part, text).unwrap();
-    std::fs::rename(&part, d.path(&format!("inbox/{name}"))).unwrap();
-}
-
 #[test]
 fn good_records_land_once_and_bad_ones_in_the_dlq_with_reasons() {
     let brokers = brokers();

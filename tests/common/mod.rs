@@ -344,6 +344,15 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
     )
 }
 
+/// Drops `text` into the deployment's `inbox/` the way an SFTP job does:
+/// write, then rename.
+pub fn drop_file(d: &TestDeployment, name: &str, text: &str) {
+    std::fs::create_dir_all(d.path("inbox")).unwrap();
+    let part = d.path(&format!("inbox/{name}.part"));
+    std::fs::write(&part, text).unwrap();
+    std::fs::rename(&part, d.path(&format!("inbox/{name}"))).unwrap();
+}
+
 /// An Apache Kafka cluster of its own (scripts/kafka.sh), for the
 /// broker-failure tests; stopped when dropped.
 pub struct KafkaCluster {
