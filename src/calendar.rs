@@ -8,7 +8,11 @@
 //!   a weekend that is not a make-up working day), it ends at 24:00 of the
 //!   next working day;
 //! - a period in working days counts only working days: weekdays that are
-//!   not holidays, and make-up working weekends (调休).
+//!   not holidays, and make-up working weekends (调休);
+//! - a period in months (or years, counted as 12 months) ends on the day of
+//!   the last month that corresponds to the starting day, or on that
+//!   month's last day when it has no such day (Civil Code art. 202), at
+//!   24:00, rolled to the next working day like a period in days (art. 203).
 //!
 //! The calendar is data, one file a year (`calendar/cn-<year>.toml`). A
 //! clock that would count through a year with no file says so and refuses:
@@ -155,6 +159,16 @@ impl Calendar {
                 }
                 Ok(end_of_day(last))
             }
+            Unit::Months => {
+                // checked_add_months clamps to the month's last day (art. 202).
+                let mut last = local_day
+                    .checked_add_months(chrono::Months::new(limit.amount))
+                    .expect("date in range");
+                while !self.is_working_day(last)? {
+                    last = last.succ_opt().expect("date in range");
+                }
+                Ok(end_of_day(last))
+            }
             Unit::WorkingDays => {
                 let mut day = local_day;
                 let mut counted = 0;
@@ -208,9 +222,34 @@ pub enum Unit {
     Hours,
     CalendarDays,
     WorkingDays,
+    /// Calendar months (a year is 12).
+    Months,
 }
 
-/// A statutory time limit: `3 working days`, `24 hours`, `15 days`.
+impl Unit {
+    /// As reports name it: `calendar days`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Hours => "hours",
+            Unit::CalendarDays => "calendar days",
+            Unit::WorkingDays => "working days",
+            Unit::Months => "months",
+        }
+    }
+
+    /// As JSON reports key it: `calendar_days`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Unit::Hours => "hours",
+            Unit::CalendarDays => "calendar_days",
+            Unit::WorkingDays => "working_days",
+            Unit::Months => "months",
+        }
+    }
+}
+
+/// A statutory time limit: `3 working days`, `24 hours`, `15 days`,
+/// `3 years` (kept as 36 months).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     pub amount: u32,
@@ -223,9 +262,31 @@ impl fmt::Display for Limit {
             Unit::Hours => "hours",
             Unit::CalendarDays => "days",
             Unit::WorkingDays => "working days",
+            Unit::Months => "months",
         };
         write!(f, "{} {unit}", self.amount)
     }
+}
+
+impl Limit {
+    /// As bureau staff read it: `3个工作日`, `24小时`, `15日`, `36个月`.
+    pub fn label(self) -> String {
+        match self.unit {
+            Unit::Hours => format!("{}小时", self.amount),
+            Unit::CalendarDays => format!("{}日", self.amount),
+            Unit::WorkingDays => format!("{}个工作日", self.amount),
+            Unit::Months => format!("{}个月", self.amount),
+        }
+    }
+}
+
+/// A limit with the article it comes from, both stated in config:
+/// `{ limit = "5 working days", basis = "…第十四条" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegalLimit {
+    pub limit: Limit,
+    pub basis: String,
 }
 
 impl FromStr for Limit {
@@ -236,10 +297,17 @@ impl FromStr for Limit {
         let (number, rest) = s.split_once(char::is_whitespace).ok_or_else(|| {
             format!("`{s}` is not a limit such as `3 working days`, `24 hours` or `15 days`")
         })?;
-        let amount: u32 = number
+        let mut amount: u32 = number
             .parse()
             .map_err(|_| format!("`{number}` in `{s}` is not a whole number"))?;
         let unit = match rest.trim().to_ascii_lowercase().as_str() {
+            "month" | "months" | "个月" => Unit::Months,
+            "year" | "years" | "年" => {
+                amount = amount
+                    .checked_mul(12)
+                    .ok_or_else(|| format!("`{s}` is too long"))?;
+                Unit::Months
+            }
             "hour" | "hours" | "小时" => Unit::Hours,
             "day" | "days" | "calendar day" | "calendar days" | "日" | "天" => Unit::CalendarDays,
             "working day" | "working days" | "workday" | "workdays" | "工作日" => {
@@ -247,7 +315,7 @@ impl FromStr for Limit {
             }
             other => {
                 return Err(format!(
-                    "unknown unit `{other}` in `{s}`: use hours, days or working days"
+                    "unknown unit `{other}` in `{s}`: use hours, days, working days, months or years"
                 ));
             }
         };

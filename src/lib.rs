@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod bus;
+pub mod blacklist;
 pub mod calendar;
 pub mod check;
 pub mod clocks;

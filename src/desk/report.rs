@@ -180,11 +180,7 @@ pub fn rules_table(limits: &super::tracker::StepLimits) -> String {
     let _ = writeln!(out, "{:<32} {:>6}  {:<13} basis", "step", "limit", "unit");
     for step in Step::ALL {
         let rule = limits.rule(*step);
-        let unit = match rule.limit.unit {
-            crate::calendar::Unit::Hours => "hours",
-            crate::calendar::Unit::CalendarDays => "calendar days",
-            crate::calendar::Unit::WorkingDays => "working days",
-        };
+        let unit = rule.limit.unit.name();
         let _ = writeln!(
             out,
             "{:<32} {:>6}  {:<13} {}",
@@ -207,11 +203,7 @@ pub fn rules_json(limits: &super::tracker::StepLimits) -> Vec<serde_json::Value>
             serde_json::json!({
                 "step": step.key(),
                 "amount": rule.limit.amount,
-                "unit": match rule.limit.unit {
-                    crate::calendar::Unit::Hours => "hours",
-                    crate::calendar::Unit::CalendarDays => "calendar_days",
-                    crate::calendar::Unit::WorkingDays => "working_days",
-                },
+                "unit": rule.limit.unit.key(),
                 "basis": rule.basis,
             })
         })

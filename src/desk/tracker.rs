@@ -592,7 +592,7 @@ pub fn fold(
                     late_steps.push(format!(
                         "「{}」超过法定期限（{}，期限至{}，实际{}）",
                         e.label,
-                        limit_label(limits.of(step)),
+                        limits.of(step).label(),
                         crate::calendar::local_text(due),
                         crate::calendar::local_text(ms(e.occurred_at))
                     ));
@@ -653,7 +653,7 @@ pub fn fold(
     };
     if let (Some(step), Some(since)) = (step, since) {
         let limit = limits.of(step);
-        view.limit = Some(limit_label(limit));
+        view.limit = Some(limit.label());
         let started = ms(since);
         match calendar.due(started, limit) {
             Ok(due) => {
@@ -674,14 +674,6 @@ fn ms(t: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(t).single().unwrap_or_default()
 }
 
-/// A limit as the desk writes it: `3个工作日`, `24小时`, `15日`.
-pub fn limit_label(l: Limit) -> String {
-    match l.unit {
-        Unit::Hours => format!("{}小时", l.amount),
-        Unit::CalendarDays => format!("{}日", l.amount),
-        Unit::WorkingDays => format!("{}个工作日", l.amount),
-    }
-}
 
 /// Time left as the desk writes it: `剩余 1天3小时` or `逾期 2天5小时`.
 pub fn remaining_label(ms: i64) -> String {
