@@ -9,7 +9,10 @@
 
 use crate::bus::{Bus, ReaderContext};
 use crate::calendar::{Calendar, CalendarError, Limit, local_text};
-use crate::delivery::config::{BlacklistCriteria, CommitmentConfig, CreditConfig};
+use crate::blacklist::{
+    BlacklistConfig, CaseView, Criterion, EventKind, Ground, ProcedureEvent, Proposal,
+};
+use crate::delivery::config::{CommitmentConfig, CreditConfig};
 use crate::delivery::{Outcome, Receipt, decode_payload};
 use crate::schema::SchemaSet;
 use chrono::{DateTime, TimeZone, Utc};
@@ -34,58 +37,124 @@ pub struct Followed {
     pub payload: Vec<u8>,
 }
 
-/// Reads `topics` from the beginning and keeps following them, on a
-/// blocking thread, into a channel.
-pub fn follow(
-    bus: &Bus,
-    topics: Vec<String>,
-    shutdown: CancellationToken,
-) -> mpsc::Receiver<Followed> {
-    let (tx, rx) = mpsc::channel(4096);
-    let mut config = bus.client_config();
-    config
-        .set("group.id", format!("{}-follower", bus.client_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed");
-    std::thread::spawn(move || {
-        let consumer: BaseConsumer<ReaderContext> = match config.create_with_context(ReaderContext)
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot follow topics");
-                return;
-            }
-        };
-        let mut assigned = BTreeSet::new();
-        let mut tpl = TopicPartitionList::new();
-        while !shutdown.is_cancelled() {
-            // (Re)assign: topics may be created after the keeper starts.
-            if assigned.len() < topics.len() {
-                for t in &topics {
-                    if assigned.contains(t) {
-                        continue;
-                    }
-                    if let Ok(md) = consumer.fetch_metadata(Some(t), Duration::from_secs(5)) {
-                        let parts: Vec<i32> = md
-                            .topics()
-                            .iter()
-                            .flat_map(|m| m.partitions().iter().map(|p| p.id()))
-                            .collect();
-                        if parts.is_empty() {
-                            continue;
-                        }
-                        for p in parts {
-                            let _ = tpl.add_partition_offset(t, p, Offset::Beginning);
-                        }
-                        assigned.insert(t.clone());
+/// What a follower hands on: records, and once, the moment it has read
+/// everything the topics held when it started. A keeper acts only after
+/// that: before it, its memory is incomplete and it would write again what
+/// it wrote before a restart.
+#[derive(Debug)]
+pub enum Follow {
+    Record(Followed),
+    CaughtUp,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Record(Followed),
+    /// One topic's history is read (every partition reached its end once).
+    TopicDone,
+}
+
+/// Topics followed from their beginning: see [`follow`].
+#[derive(Debug)]
+pub struct Follower {
+    rx: mpsc::Receiver<Inner>,
+    /// Topics whose history is still being read.
+    pending: usize,
+}
+
+impl Follower {
+    /// The next record, or [`Follow::CaughtUp`] once; `None` when the
+    /// follower has stopped.
+    pub async fn recv(&mut self) -> Option<Follow> {
+        loop {
+            match self.rx.recv().await? {
+                Inner::Record(f) => return Some(Follow::Record(f)),
+                Inner::TopicDone => {
+                    self.pending -= 1;
+                    if self.pending == 0 {
+                        return Some(Follow::CaughtUp);
                     }
                 }
-                if consumer.assign(&tpl).is_err() {
+            }
+        }
+    }
+}
+
+/// Reads `topics` from the beginning and keeps following them, each on a
+/// blocking thread of its own (a partition's end is known per topic), into
+/// one channel.
+pub fn follow(bus: &Bus, topics: Vec<String>, shutdown: CancellationToken) -> Follower {
+    let (tx, rx) = mpsc::channel(4096);
+    let pending = topics.len();
+    for topic in topics {
+        let mut config = bus.client_config();
+        config
+            .set("group.id", format!("{}-follower", bus.client_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed");
+        let (tx, shutdown) = (tx.clone(), shutdown.clone());
+        std::thread::spawn(move || follow_topic(config, &topic, &tx, &shutdown));
+    }
+    Follower { rx, pending }
+}
+
+fn follow_topic(
+    config: rdkafka::ClientConfig,
+    topic: &str,
+    tx: &mpsc::Sender<Inner>,
+    shutdown: &CancellationToken,
+) {
+    let consumer: BaseConsumer<ReaderContext> = match config.create_with_context(ReaderContext) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, topic, "cannot follow the topic");
+            return;
+        }
+    };
+    // Partitions whose end has not been reached yet; `None` until the
+    // topic is assigned. A topic absent at the start has no history.
+    let mut unread: Option<BTreeSet<i32>> = None;
+    let mut done = false;
+    while !shutdown.is_cancelled() {
+        if unread.is_none() {
+            // (Re)try: the topic may be created after the keeper starts.
+            let parts: Option<Vec<i32>> = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .ok()
+                .map(|md| {
+                    md.topics()
+                        .iter()
+                        .flat_map(|m| m.partitions().iter().map(|p| p.id()))
+                        .collect()
+                });
+            match parts {
+                Some(parts) if !parts.is_empty() => {
+                    let mut tpl = TopicPartitionList::new();
+                    for p in &parts {
+                        let _ = tpl.add_partition_offset(topic, *p, Offset::Beginning);
+                    }
+                    if consumer.assign(&tpl).is_err() {
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                    unread = Some(parts.into_iter().collect());
+                }
+                Some(_) if !done => {
+                    // Absent now: nothing to catch up on.
+                    done = true;
+                    if tx.blocking_send(Inner::TopicDone).is_err() {
+                        return;
+                    }
+                }
+                _ => {
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
             }
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
                 let f = Followed {
                     topic: m.topic().to_owned(),
                     key: m
@@ -95,13 +164,24 @@ pub fn follow(
                     headers: crate::bus::header_map(&m),
                     payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                 };
-                if tx.blocking_send(f).is_err() {
+                if tx.blocking_send(Inner::Record(f)).is_err() {
                     return;
                 }
             }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                if let Some(unread) = unread.as_mut() {
+                    unread.remove(&p);
+                    if unread.is_empty() && !done {
+                        done = true;
+                        if tx.blocking_send(Inner::TopicDone).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
-    });
-    rx
+    }
 }
 
 /// Counters for metrics and the demo.
@@ -111,6 +191,8 @@ pub struct ClockStats {
     pub credit_at_risk: AtomicU64,
     pub credit_late: AtomicU64,
     pub blacklisted: AtomicU64,
+    /// Blacklist cases proposed and not yet decided.
+    pub blacklist_open: AtomicU64,
     pub commitments_due_soon: AtomicU64,
     pub commitment_leads: AtomicU64,
 }
@@ -214,11 +296,19 @@ pub async fn run_credit_clock(
     let mut items: BTreeMap<(String, i64), Publication> = BTreeMap::new();
     let mut alerted: BTreeSet<String> = BTreeSet::new();
     let mut tick = tokio::time::interval(ctx.tick);
+    let mut caught_up = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             f = rx.recv() => {
-                let Some(f) = f else { return };
+                let f = match f {
+                    None => return,
+                    Some(Follow::CaughtUp) => {
+                        caught_up = true;
+                        continue;
+                    }
+                    Some(Follow::Record(f)) => f,
+                };
                 if f.topic == ctx.alerts_topic {
                     alerted.insert(f.key);
                 } else if f.topic == ctx.receipts_topic {
@@ -260,7 +350,7 @@ pub async fn run_credit_clock(
                     entry.started = started;
                 }
             }
-            _ = tick.tick() => {
+            _ = tick.tick(), if caught_up => {
                 if let Err(e) = credit_tick(&ctx, &config, &items, &mut alerted).await {
                     tracing::error!(error = %e, "credit clock");
                 }
@@ -375,45 +465,53 @@ async fn credit_tick(
 }
 
 // ---------------------------------------------------------------------------
-// The blacklist (黑名单).
+// The list of seriously dishonest entities (严重失信主体名单).
 
 #[derive(Debug, Clone)]
-struct Penalty {
-    decided: DateTime<Utc>,
-    serious: bool,
-    listing_category: bool,
-    revoked: bool,
-    decision_no: String,
-}
-
-#[derive(Debug)]
 struct Entity {
     name: String,
     credit_code: Option<String>,
-    penalties: BTreeMap<String, Penalty>,
+    grounds: BTreeMap<String, Ground>,
 }
 
-/// Entities meeting the serious-violation criteria, and whether the
-/// blacklist topic says they are listed.
-struct Blacklist {
-    criteria: BlacklistCriteria,
-    entities: BTreeMap<String, Entity>,
-    /// What was last written per entity: listed or not, and its version.
-    written: BTreeMap<String, (bool, i64)>,
+/// The list's keeper: penalty decisions per entity, the procedure's events
+/// per entity, and what the list topic says.
+struct ListKeeper {
+    config: BlacklistConfig,
+    calendar: Arc<Calendar>,
     pseudonyms: crate::personal::Pseudonyms,
+    entities: BTreeMap<String, Entity>,
+    events: BTreeMap<String, Vec<ProcedureEvent>>,
+    /// What the list topic last said per entity: listed or not, its
+    /// version, and the case.
+    written: BTreeMap<String, (bool, i64, String)>,
 }
 
-impl Blacklist {
-    fn new(criteria: BlacklistCriteria, pseudonyms: crate::personal::Pseudonyms) -> Self {
+/// What the keeper does on a tick: steps of the procedure that are the
+/// hub's, and entries of the list.
+#[derive(Debug, Default, PartialEq)]
+struct Writes {
+    events: Vec<ProcedureEvent>,
+    entries: Vec<(String, Value)>,
+}
+
+impl ListKeeper {
+    fn new(
+        config: BlacklistConfig,
+        calendar: Arc<Calendar>,
+        pseudonyms: crate::personal::Pseudonyms,
+    ) -> Self {
         Self {
-            criteria,
+            config,
+            calendar,
             pseudonyms,
             entities: BTreeMap::new(),
+            events: BTreeMap::new(),
             written: BTreeMap::new(),
         }
     }
 
-    fn observe(&mut self, d: &Value) {
+    fn observe_decision(&mut self, d: &Value) {
         let Some(key) = crate::credit::entity_key(d, &self.pseudonyms) else {
             return;
         };
@@ -423,11 +521,6 @@ impl Blacklist {
         let Some(decided) = d.get("decided_at").and_then(Value::as_i64).and_then(ms) else {
             return;
         };
-        let categories: Vec<&str> = d
-            .get("categories")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
         let entity = self.entities.entry(key).or_insert_with(|| Entity {
             name: d
                 .pointer("/party/name")
@@ -438,149 +531,295 @@ impl Blacklist {
                 .pointer("/party/credit_code")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            penalties: BTreeMap::new(),
+            grounds: BTreeMap::new(),
         });
-        entity.penalties.insert(
+        entity.grounds.insert(
             id.to_owned(),
-            Penalty {
-                decided,
-                serious: d.get("serious").and_then(Value::as_bool).unwrap_or(false),
-                listing_category: categories
-                    .iter()
-                    .any(|c| self.criteria.categories_any.iter().any(|l| l == c)),
-                // Revoked, confirmed unlawful or void (行政处罚法 art. 48): it
-                // no longer counts toward a listing.
-                revoked: matches!(
-                    d.get("action").and_then(Value::as_str),
-                    Some("REVOKED" | "CONFIRMED_UNLAWFUL" | "CONFIRMED_VOID")
-                ),
+            Ground {
+                id: id.to_owned(),
                 decision_no: d
                     .get("decision_no")
                     .and_then(Value::as_str)
                     .unwrap_or(id)
                     .to_owned(),
+                decided,
+                serious: d.get("serious").and_then(Value::as_bool).unwrap_or(false),
+                categories: crate::credit::categories_of(d),
+                // Revoked, confirmed unlawful or void (行政处罚法 art. 48).
+                revoked: matches!(
+                    d.get("action").and_then(Value::as_str),
+                    Some("REVOKED" | "CONFIRMED_UNLAWFUL" | "CONFIRMED_VOID")
+                ),
             },
         );
     }
 
-    /// Whether the entity is listed now, with the reasons.
-    fn listed(&self, entity: &Entity, now: DateTime<Utc>) -> (bool, Vec<String>) {
-        let since = now
-            .checked_sub_months(chrono::Months::new(self.criteria.window_months))
-            .unwrap_or(now);
-        let live: Vec<&Penalty> = entity
-            .penalties
-            .values()
-            .filter(|p| !p.revoked && p.decided >= since)
-            .collect();
-        let serious: Vec<&&Penalty> = live.iter().filter(|p| p.serious).collect();
-        let mut reasons = Vec::new();
-        if serious.len() >= self.criteria.serious_count {
-            reasons.push(format!(
-                "{}个月内严重违法{}次（{}）",
-                self.criteria.window_months,
-                serious.len(),
-                serious
-                    .iter()
-                    .map(|p| p.decision_no.as_str())
-                    .collect::<Vec<_>>()
-                    .join("、")
-            ));
+    fn observe_event(&mut self, e: ProcedureEvent) {
+        let list = self.events.entry(e.entity.clone()).or_default();
+        if !list.iter().any(|x| x.id == e.id) {
+            list.push(e);
         }
-        for p in live.iter().filter(|p| p.listing_category) {
-            reasons.push(format!(
-                "{}：{}",
-                p.decision_no,
-                self.criteria.categories_any.join("/")
-            ));
-        }
-        (!reasons.is_empty(), reasons)
     }
 
-    async fn tick(&mut self, ctx: &KeeperContext) -> Result<(), String> {
-        let now = Utc::now();
-        let mut count = 0;
-        let keys: Vec<String> = self.entities.keys().cloned().collect();
-        for key in keys {
-            let entity = &self.entities[&key];
-            let (listed, reasons) = self.listed(entity, now);
-            if listed {
-                count += 1;
-            }
-            let (was, version) = self.written.get(&key).copied().unwrap_or((false, 0));
-            if listed == was {
-                continue;
-            }
-            let version = version + 1;
-            let entry = json!({
-                "id": format!("blk:{key}"),
-                "entity": key,
-                "name": entity.name,
-                "credit_code": entity.credit_code,
-                "action": if listed { "ADD" } else { "REMOVE" },
-                "reasons": reasons,
-                "version": version,
-                "updated_at": now.timestamp_millis(),
-                "message": if listed {
-                    format!("{}列入严重违法失信名单（黑名单），实施联合惩戒", entity.name)
-                } else {
-                    format!("{}列入黑名单的条件已不再满足，移出名单", entity.name)
-                },
-            });
-            ctx.send(&self.criteria.topic, &key, &entry).await?;
-            self.written.insert(key, (listed, version));
-        }
-        ctx.stats.blacklisted.store(count, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-/// Restores what the blacklist topic already says, so a restarted keeper
-/// writes only changes. Called with records of the blacklist topic.
-fn restore_blacklist(blacklist: &mut Blacklist, f: &Followed) {
-    if let Ok(v) = serde_json::from_slice::<Value>(&f.payload) {
+    fn observe_entry(&mut self, key: &str, v: &Value) {
         let listed = v.get("action").and_then(Value::as_str) == Some("ADD");
         let version = v.get("version").and_then(Value::as_i64).unwrap_or(0);
-        blacklist.written.insert(f.key.clone(), (listed, version));
+        let case = v
+            .get("case_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        self.written.insert(key.to_owned(), (listed, version, case));
+    }
+
+    /// The hub's steps and the list's entries due at `now`; what it
+    /// returns is also taken into its own memory.
+    fn tick(&mut self, now: DateTime<Utc>) -> Writes {
+        let mut out = Writes::default();
+        let keys: BTreeSet<String> = self
+            .entities
+            .keys()
+            .chain(self.events.keys())
+            .cloned()
+            .collect();
+        for key in keys {
+            for e in self.steps(&key, now) {
+                self.observe_event(e.clone());
+                out.events.push(e);
+            }
+            if let Some(entry) = self.entry(&key, now) {
+                self.observe_entry(&key, &entry);
+                out.entries.push((key, entry));
+            }
+        }
+        out
+    }
+
+    fn cases(&self, key: &str, now: DateTime<Utc>) -> Vec<CaseView> {
+        self.events.get(key).map_or_else(Vec::new, |events| {
+            crate::blacklist::cases(events, &self.config, &self.calendar, now)
+        })
+    }
+
+    /// The hub's own steps for one entity: a proposal when a criterion is
+    /// met and nothing is open, the end of a case whose grounds are gone,
+    /// the end of a listing whose term has lapsed.
+    fn steps(&self, key: &str, now: DateTime<Utc>) -> Vec<ProcedureEvent> {
+        let cases = self.cases(key, now);
+        let Some(entity) = self.entities.get(key) else {
+            return Vec::new();
+        };
+        if let Some(open) = cases.iter().find(|c| c.state.open()) {
+            let Some(p) = &open.proposal else {
+                return Vec::new();
+            };
+            let at = open.proposed_at.and_then(ms).unwrap_or(now);
+            let grounds: Vec<&Ground> = p
+                .grounds
+                .iter()
+                .filter_map(|id| entity.grounds.get(id))
+                .collect();
+            let still = p
+                .criteria
+                .iter()
+                .any(|c| c.met(grounds.iter().copied(), at).is_some());
+            if !still {
+                return vec![crate::blacklist::hub_event(
+                    open,
+                    EventKind::GroundsRevoked,
+                    now,
+                    "所依据的行政处罚决定已被撤销或确认违法、无效（行政处罚法第四十八条），不再符合列入条件".into(),
+                )];
+            }
+            if open.listed() && open.listed_until.is_some_and(|until| now.timestamp_millis() >= until) {
+                return vec![crate::blacklist::hub_event(
+                    open,
+                    EventKind::TermExpired,
+                    now,
+                    format!("列入期限（{}，{}）届满", self.config.listing_term.limit.label(), self.config.listing_term.basis),
+                )];
+            }
+            return Vec::new();
+        }
+        let met: Vec<(&Criterion, Vec<&Ground>, String)> = self
+            .config
+            .criteria
+            .iter()
+            .filter_map(|c| c.met(entity.grounds.values(), now).map(|(g, r)| (c, g, r)))
+            .collect();
+        if met.is_empty() {
+            return Vec::new();
+        }
+        let mut grounds: Vec<&Ground> = met.iter().flat_map(|(_, g, _)| g.iter().copied()).collect();
+        grounds.sort_by(|a, b| (a.decided, &a.id).cmp(&(b.decided, &b.id)));
+        grounds.dedup_by(|a, b| a.id == b.id);
+        let ids: BTreeSet<&str> = grounds.iter().map(|g| g.id.as_str()).collect();
+        // The same grounds are proposed once: a case closed on them (not
+        // listed, repaired, expired) is not opened again by the hub.
+        if cases.iter().any(|c| {
+            c.proposal.as_ref().is_some_and(|p| {
+                ids.iter().all(|id| p.grounds.iter().any(|g| g == id))
+            })
+        }) {
+            return Vec::new();
+        }
+        let case_id = format!("blc:{key}:{}", now.timestamp_millis());
+        vec![ProcedureEvent {
+            id: format!("{case_id}:PROPOSED"),
+            case_id,
+            entity: key.to_owned(),
+            event: EventKind::Proposed,
+            at_ms: now.timestamp_millis(),
+            by: "duijie".into(),
+            effective_ms: None,
+            text: None,
+            proposal: Some(Proposal {
+                name: entity.name.clone(),
+                credit_code: entity.credit_code.clone(),
+                criteria: met.iter().map(|(c, _, _)| (*c).clone()).collect(),
+                reasons: met.iter().map(|(_, _, r)| r.clone()).collect(),
+                grounds: grounds.iter().map(|g| g.id.clone()).collect(),
+                decision_nos: grounds.iter().map(|g| g.decision_no.clone()).collect(),
+                latest_decided_ms: grounds
+                    .iter()
+                    .map(|g| g.decided.timestamp_millis())
+                    .max()
+                    .unwrap_or_default(),
+            }),
+        }]
+    }
+
+    /// The list entry to write for one entity, if the list topic does not
+    /// say it yet: a decided listing, or the removal of one.
+    fn entry(&self, key: &str, now: DateTime<Utc>) -> Option<Value> {
+        let cases = self.cases(key, now);
+        let (was_listed, version, was_case) = self
+            .written
+            .get(key)
+            .cloned()
+            .unwrap_or((false, 0, String::new()));
+        if let Some(listed) = cases.iter().find(|c| c.listed()) {
+            if was_listed && was_case == listed.case_id {
+                return None;
+            }
+            return Some(crate::blacklist::list_entry(listed, version + 1, now));
+        }
+        if !was_listed {
+            return None;
+        }
+        let removed = cases.iter().find(|c| c.case_id == was_case)?;
+        Some(crate::blacklist::list_entry(removed, version + 1, now))
+    }
+
+    fn counts(&self, now: DateTime<Utc>) -> (u64, u64) {
+        let (mut listed, mut open) = (0, 0);
+        for key in self.events.keys() {
+            for c in self.cases(key, now) {
+                if c.listed() {
+                    listed += 1;
+                } else if c.state.open() {
+                    open += 1;
+                }
+            }
+        }
+        (listed, open)
     }
 }
 
-/// The blacklist keeper: follows the decisions and its own topic, and
-/// writes an entry when an entity comes onto the list or leaves it.
+/// The list's keeper: follows the decisions, the procedure and the list,
+/// and once it has read their history, writes on each tick the hub's steps
+/// (the procedure's events first) and then the list entries they make due.
+/// When a write fails, it forgets everything and reads it back from the
+/// topics, so nothing is half-remembered.
 pub async fn run_blacklist(ctx: KeeperContext, config: CreditConfig, shutdown: CancellationToken) {
-    let mut rx = follow(
-        &ctx.bus,
-        vec![
-            config.decisions_topic.clone(),
-            config.blacklist.topic.clone(),
-        ],
-        shutdown.clone(),
-    );
+    let Some(list) = config.blacklist.clone() else {
+        return;
+    };
     let Some(pseudonyms) = ctx.pseudonyms.clone() else {
         // Checked when the deployment loads; said here should it not be.
         tracing::error!("the blacklist keeper needs [hub] pseudonym_key; not started");
         return;
     };
-    let mut blacklist = Blacklist::new(config.blacklist.clone(), pseudonyms);
-    let mut tick = tokio::time::interval(ctx.tick);
     loop {
+        let round = shutdown.child_token();
+        let _stop = round.clone().drop_guard();
+        let result = keep_list(&ctx, &config, &list, pseudonyms.clone(), round).await;
+        match result {
+            Ok(()) => return,
+            Err(e) => tracing::error!(error = %e, "blacklist keeper; reading its topics again"),
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+async fn keep_list(
+    ctx: &KeeperContext,
+    config: &CreditConfig,
+    list: &BlacklistConfig,
+    pseudonyms: crate::personal::Pseudonyms,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let mut rx = follow(
+        &ctx.bus,
+        vec![
+            config.decisions_topic.clone(),
+            list.events_topic.clone(),
+            list.topic.clone(),
+        ],
+        shutdown.clone(),
+    );
+    let mut keeper = ListKeeper::new(list.clone(), ctx.calendar.clone(), pseudonyms);
+    let mut tick = tokio::time::interval(ctx.tick);
+    let mut caught_up = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
             f = rx.recv() => {
-                let Some(f) = f else { return };
-                if f.topic == config.blacklist.topic {
-                    restore_blacklist(&mut blacklist, &f);
+                let f = match f {
+                    None => return Ok(()),
+                    Some(Follow::CaughtUp) => {
+                        caught_up = true;
+                        continue;
+                    }
+                    Some(Follow::Record(f)) => f,
+                };
+                if f.topic == list.topic {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&f.payload) {
+                        keeper.observe_entry(&f.key, &v);
+                    }
+                } else if f.topic == list.events_topic {
+                    match serde_json::from_slice::<ProcedureEvent>(&f.payload) {
+                        Ok(e) => keeper.observe_event(e),
+                        Err(e) => tracing::warn!(error = %e, key = %f.key, "a blacklist procedure event does not decode; left out"),
+                    }
                 } else if let Ok(d) = decode_payload(&ctx.schemas, &f.headers, &f.payload) {
-                    blacklist.observe(&d);
+                    keeper.observe_decision(&d);
                 }
             }
-            _ = tick.tick() => {
-                if let Err(e) = blacklist.tick(&ctx).await {
-                    tracing::error!(error = %e, "blacklist");
-                }
+            _ = tick.tick(), if caught_up => {
+                let now = Utc::now();
+                let writes = keeper.tick(now);
+                write_list(ctx, list, &writes).await?;
+                let (listed, open) = keeper.counts(now);
+                ctx.stats.blacklisted.store(listed, Ordering::Relaxed);
+                ctx.stats.blacklist_open.store(open, Ordering::Relaxed);
             }
         }
     }
+}
+
+async fn write_list(ctx: &KeeperContext, list: &BlacklistConfig, w: &Writes) -> Result<(), String> {
+    for e in &w.events {
+        let body = serde_json::to_value(e).expect("events serialize");
+        ctx.send(&list.events_topic, &e.entity, &body).await?;
+    }
+    for (key, entry) in &w.entries {
+        ctx.send(&list.topic, key, entry).await?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -615,11 +854,19 @@ pub async fn run_commitments(
     let mut items: BTreeMap<String, Commitment> = BTreeMap::new();
     let mut done: BTreeSet<String> = BTreeSet::new();
     let mut tick = tokio::time::interval(ctx.tick);
+    let mut caught_up = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             f = rx.recv() => {
-                let Some(f) = f else { return };
+                let f = match f {
+                    None => return,
+                    Some(Follow::CaughtUp) => {
+                        caught_up = true;
+                        continue;
+                    }
+                    Some(Follow::Record(f)) => f,
+                };
                 if f.topic == ctx.alerts_topic || f.topic == config.leads_topic {
                     done.insert(f.key);
                     continue;
@@ -641,7 +888,7 @@ pub async fn run_commitments(
                     met: l.get("commitment_met").and_then(Value::as_bool) == Some(true),
                 });
             }
-            _ = tick.tick() => {
+            _ = tick.tick(), if caught_up => {
                 if let Err(e) = commitment_tick(&ctx, &config, &items, &mut done).await {
                     tracing::error!(error = %e, "commitments");
                 }
@@ -722,55 +969,147 @@ fn warn_window(due: DateTime<Utc>, before: Limit, _calendar: &Calendar) -> Optio
 mod tests {
     use super::*;
 
-    #[test]
-    fn blacklist_criteria_count_serious_violations_in_the_window_and_listing_categories() {
-        let mut b = Blacklist::new(
-            BlacklistCriteria::default(),
+    fn keeper() -> ListKeeper {
+        let config: BlacklistConfig = toml::from_str(
+            r#"
+criteria = [
+  { name = "repeat_serious", label = "12个月内两次以上情节严重", basis = "依据甲", serious_count = 2 },
+  { name = "licence_revoked", label = "被吊销许可证件", basis = "依据乙", categories_any = ["吊销许可证件"] },
+]
+objection_window = { limit = "5 working days", basis = "异议期依据" }
+listing_term = { limit = "6 months", basis = "期限依据" }
+repair_after = { limit = "3 months", basis = "修复依据" }
+"#,
+        )
+        .expect("config");
+        let calendar = Calendar::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendar"),
+        )
+        .expect("calendar");
+        ListKeeper::new(
+            config,
+            Arc::new(calendar),
             crate::personal::Pseudonyms::new("a-test-pseudonym-key-of-32-characters").unwrap(),
-        );
-        let now = Utc::now();
-        let decision = |id: &str, days_ago: i64, serious: bool, cats: &[&str], action: &str| {
-            json!({"id": id, "decision_no": id, "action": action, "serious": serious, "categories": cats,
-                "decided_at": (now - chrono::Duration::days(days_ago)).timestamp_millis(),
-                "party": {"name": "宜昌东山化工有限责任公司", "credit_code": "91350100M000100Y43"}})
-        };
-        b.observe(&decision("pen:1", 30, true, &["罚款"], "ISSUED"));
-        let e = |b: &Blacklist| b.listed(&b.entities["uscc:91350100M000100Y43"], now);
-        assert!(!e(&b).0, "one serious violation is not enough");
-        b.observe(&decision("pen:2", 400, true, &["罚款"], "ISSUED"));
-        assert!(!e(&b).0, "the second is outside the 12-month window");
-        b.observe(&decision("pen:3", 10, true, &["罚款"], "ISSUED"));
-        assert!(e(&b).0);
-        b.observe(&decision("pen:3", 10, true, &["罚款"], "REVOKED"));
-        assert!(!e(&b).0, "a revoked decision does not count");
-        b.observe(&decision(
-            "pen:4",
-            5,
-            false,
-            &["罚款", "吊销许可证件"],
-            "ISSUED",
-        ));
-        let (listed, reasons) = e(&b);
-        assert!(listed);
-        assert!(reasons[0].contains("pen:4"), "{reasons:?}");
+        )
+    }
+
+    fn local(m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(2026, m, d, h, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn decision(id: &str, decided: DateTime<Utc>, serious: bool, cats: &[&str], action: &str) -> Value {
+        json!({"id": id, "decision_no": format!("宜高综执罚〔2026〕{id}号"), "action": action, "serious": serious,
+            "categories": cats, "decided_at": decided.timestamp_millis(),
+            "party": {"name": "宜昌东山化工有限责任公司", "credit_code": "91420500MA4F0XYZ1B"}})
+    }
+
+    const KEY: &str = "uscc:91420500MA4F0XYZ1B";
+
+    fn act(k: &mut ListKeeper, kind: EventKind, at: DateTime<Utc>, date: Option<DateTime<Utc>>) {
+        let case = k.cases(KEY, at).into_iter().next().expect("a case");
+        let e = crate::blacklist::officer_act(&case, kind, "张三", date, None, at).expect("allowed");
+        k.observe_event(e);
     }
 
     #[test]
-    fn a_natural_person_is_listed_under_a_pseudonym_never_the_id_number() {
-        let keys =
-            crate::personal::Pseudonyms::new("a-test-pseudonym-key-of-32-characters").unwrap();
-        let mut b = Blacklist::new(BlacklistCriteria::default(), keys.clone());
-        let id = "11010519491231002X";
-        b.observe(&json!({"id": "pen:9", "decision_no": "宜高综执罚决字〔2026〕第0900号", "action": "ISSUED",
-            "serious": false, "categories": ["吊销许可证件"], "decided_at": Utc::now().timestamp_millis(),
-            "party": {"name": "李娜", "type": "NATURAL_PERSON", "id_number": id}}));
-        let keys_seen: Vec<&String> = b.entities.keys().collect();
-        assert_eq!(keys_seen, vec![&keys.of(id)]);
-        assert!(keys_seen[0].starts_with("pid:"));
+    fn an_entity_meeting_a_criterion_is_proposed_once_and_listed_only_when_decided() {
+        let mut k = keeper();
+        k.observe_decision(&decision("pen:1", local(3, 2, 0), true, &["罚款"], "ISSUED"));
+        assert_eq!(k.tick(local(3, 2, 12)), Writes::default(), "one serious violation is not enough");
+        k.observe_decision(&decision("pen:2", local(3, 3, 0), true, &["罚款"], "ISSUED"));
+        let w = k.tick(local(3, 3, 12));
+        assert_eq!(w.events.len(), 1);
+        assert_eq!(w.events[0].event, EventKind::Proposed);
+        assert!(w.entries.is_empty(), "a proposal is not published: {:?}", w.entries);
+        assert_eq!(k.tick(local(3, 3, 13)), Writes::default(), "proposed once");
+        // Notice served; the window runs: nothing is published.
+        act(&mut k, EventKind::NoticeServed, local(3, 4, 9), Some(local(3, 4, 9)));
+        assert!(k.tick(local(3, 10, 9)).entries.is_empty());
+        act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
+        let w = k.tick(local(3, 20, 10));
+        assert_eq!(w.entries.len(), 1);
+        let (key, entry) = &w.entries[0];
+        assert_eq!(key, KEY);
+        assert_eq!(entry["action"], "ADD");
+        assert_eq!(entry["criteria"][0]["basis"], "依据甲");
+        assert_eq!(entry["decided_at"], json!(local(3, 20, 9).timestamp_millis()));
+        assert_eq!(k.tick(local(3, 20, 11)), Writes::default(), "listed once");
+        // Repaired after its period: removed, and said so.
+        act(&mut k, EventKind::RepairApproved, local(6, 23, 9), None);
+        let w = k.tick(local(6, 23, 10));
+        assert_eq!(w.entries.len(), 1);
+        assert_eq!(w.entries[0].1["action"], "REMOVE");
+        assert_eq!(w.entries[0].1["version"], 2);
         assert!(
-            crate::personal::full_ids(&format!("{:?}", b.entities)).is_empty(),
-            "the keeper holds the ID number: {:?}",
-            b.entities
+            w.entries[0].1["removal_reason"].as_str().unwrap().contains("信用修复"),
+            "{}",
+            w.entries[0].1
         );
+        // The same grounds are not proposed again.
+        assert_eq!(k.tick(local(6, 24, 10)), Writes::default());
+    }
+
+    #[test]
+    fn revoked_grounds_end_the_case_and_the_listing_and_a_lapsed_term_removes() {
+        let mut k = keeper();
+        k.observe_decision(&decision("pen:4", local(3, 2, 0), false, &["罚款", "吊销许可证件"], "ISSUED"));
+        k.tick(local(3, 2, 12));
+        act(&mut k, EventKind::NoticeServed, local(3, 3, 9), Some(local(3, 3, 9)));
+        act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
+        assert_eq!(k.tick(local(3, 20, 10)).entries[0].1["action"], "ADD");
+        // The term (6 months) lapses at 2026-09-20 24:00.
+        let mut expiring = keeper();
+        expiring.entities = k.entities.clone();
+        expiring.events = k.events.clone();
+        expiring.written = k.written.clone();
+        assert_eq!(expiring.tick(local(9, 20, 23)), Writes::default());
+        let w = expiring.tick(local(9, 21, 1));
+        assert_eq!(w.events[0].event, EventKind::TermExpired);
+        assert_eq!(w.entries[0].1["action"], "REMOVE");
+        // The decision is revoked (行政处罚法 art. 48): the hub ends the case.
+        k.observe_decision(&decision("pen:4", local(3, 2, 0), false, &["罚款", "吊销许可证件"], "REVOKED"));
+        let w = k.tick(local(4, 1, 10));
+        assert_eq!(w.events[0].event, EventKind::GroundsRevoked);
+        assert_eq!(w.entries[0].1["action"], "REMOVE");
+    }
+
+    #[test]
+    fn a_restarted_keeper_writes_nothing_it_wrote_before() {
+        let mut k = keeper();
+        k.observe_decision(&decision("pen:4", local(3, 2, 0), false, &["吊销许可证件"], "ISSUED"));
+        let mut written = k.tick(local(3, 2, 12));
+        act(&mut k, EventKind::NoticeServed, local(3, 3, 9), Some(local(3, 3, 9)));
+        act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
+        let listed = k.tick(local(3, 20, 10));
+        written.events.extend(listed.events);
+        written.entries.extend(listed.entries);
+        // What the topics hold, read back by a new keeper.
+        let mut again = keeper();
+        again.observe_decision(&decision("pen:4", local(3, 2, 0), false, &["吊销许可证件"], "ISSUED"));
+        for e in k.events[KEY].clone() {
+            again.observe_event(e);
+        }
+        for (key, entry) in &written.entries {
+            again.observe_entry(key, entry);
+        }
+        assert_eq!(again.tick(local(3, 21, 10)), Writes::default());
+    }
+
+    #[test]
+    fn a_natural_person_is_proposed_under_a_pseudonym_never_the_id_number() {
+        let mut k = keeper();
+        let id = "11010519491231002X";
+        k.observe_decision(&json!({"id": "pen:9", "decision_no": "宜高综执罚决字〔2026〕第0900号", "action": "ISSUED",
+            "serious": false, "categories": ["吊销许可证件"], "decided_at": local(3, 2, 0).timestamp_millis(),
+            "party": {"name": "李娜", "type": "NATURAL_PERSON", "id_number": id}}));
+        let w = k.tick(local(3, 2, 12));
+        assert_eq!(w.events.len(), 1);
+        assert_eq!(w.events[0].entity, k.pseudonyms.of(id));
+        assert!(w.events[0].entity.starts_with("pid:"));
+        let text = serde_json::to_string(&w.events).unwrap();
+        assert!(crate::personal::full_ids(&text).is_empty(), "{text}");
     }
 }

@@ -543,6 +543,9 @@ impl Deployment {
                         ),
                     ));
                 }
+                if let Some(Err(why)) = c.get_ref().blacklist.as_ref().map(|b| b.validate()) {
+                    errors.push(located.at(c.span(), "credit.blacklist", why));
+                }
                 match raw.hub.pseudonym_key.as_deref() {
                     None => errors.push(located.at(
                         c.span(),
@@ -609,23 +612,23 @@ impl Deployment {
     /// Every topic the deployment writes: the cursor topic (compacted, one
     /// partition), and each pipeline's topic and dead-letter topic.
     pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        use crate::bus::TopicSpec;
+        use crate::bus::{Cleanup, TopicSpec};
         let mut topics = vec![TopicSpec {
             name: self.kafka.cursor_topic.clone(),
             partitions: 1,
-            compacted: true,
+            cleanup: Cleanup::Compact,
         }];
         for p in &self.pipelines {
             for t in [
                 TopicSpec {
                     name: p.topic.clone(),
                     partitions: p.partitions,
-                    compacted: p.compacted,
+                    cleanup: Cleanup::compact_if(p.compacted),
                 },
                 TopicSpec {
                     name: p.dlq_topic.clone(),
                     partitions: 1,
-                    compacted: false,
+                    cleanup: Cleanup::Delete,
                 },
             ] {
                 if !topics.iter().any(|x| x.name == t.name) {
@@ -637,12 +640,12 @@ impl Deployment {
             TopicSpec {
                 name: self.hub.receipts_topic.clone(),
                 partitions: 3,
-                compacted: false,
+                cleanup: Cleanup::Delete,
             },
             TopicSpec {
                 name: self.hub.alerts_topic.clone(),
                 partitions: 1,
-                compacted: false,
+                cleanup: Cleanup::Delete,
             },
         ];
         for (name, d) in &self.deliveries {
@@ -652,40 +655,47 @@ impl Deployment {
                     .clone()
                     .unwrap_or_else(|| format!("dlq.delivery.{name}")),
                 partitions: 1,
-                compacted: false,
+                cleanup: Cleanup::Delete,
             });
         }
-        if let Some(c) = &self.credit {
+        if let Some(list) = self.credit.as_ref().and_then(|c| c.blacklist.as_ref()) {
             extra.push(TopicSpec {
-                name: c.blacklist.topic.clone(),
+                name: list.topic.clone(),
                 partitions: 3,
-                compacted: true,
+                cleanup: Cleanup::Compact,
+            });
+            // The procedure's record: never deleted.
+            extra.push(TopicSpec {
+                name: list.events_topic.clone(),
+                partitions: 3,
+                cleanup: Cleanup::Keep,
             });
         }
         if let Some(c) = &self.commitments {
             extra.push(TopicSpec {
                 name: c.leads_topic.clone(),
                 partitions: 1,
-                compacted: false,
+                cleanup: Cleanup::Delete,
             });
         }
         if self.hub.scale_out {
             extra.push(TopicSpec {
                 name: self.control_topic(),
                 partitions: self.shared_task_names().len().max(1) as i32,
-                compacted: false,
+                cleanup: Cleanup::Delete,
             });
         }
         if let Some(d) = &self.desk {
-            for (name, compacted) in [
-                (&d.state_topic, true),
-                (&d.alerts_topic, false),
-                (&d.audit_topic, false),
+            // The audit trail is kept whole.
+            for (name, cleanup) in [
+                (&d.state_topic, Cleanup::Compact),
+                (&d.alerts_topic, Cleanup::Delete),
+                (&d.audit_topic, Cleanup::Keep),
             ] {
                 extra.push(TopicSpec {
                     name: name.clone(),
                     partitions: 1,
-                    compacted,
+                    cleanup,
                 });
             }
         }

@@ -181,7 +181,7 @@ fn str_of<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
 }
 
 /// The decision's penalty categories (处罚类别).
-fn categories_of(d: &Value) -> Vec<String> {
+pub fn categories_of(d: &Value) -> Vec<String> {
     d.pointer("/categories")
         .and_then(Value::as_array)
         .map(|a| {

@@ -583,17 +583,17 @@ impl TrackerFixture {
         let mut topics = vec![duijie::bus::TopicSpec {
             name: events_topic.clone(),
             partitions: 3,
-            compacted: false,
+            cleanup: duijie::bus::Cleanup::Delete,
         }];
-        for (name, compacted) in [
-            (&config.state_topic, true),
-            (&config.alerts_topic, false),
-            (&config.audit_topic, false),
+        for (name, cleanup) in [
+            (&config.state_topic, duijie::bus::Cleanup::Compact),
+            (&config.alerts_topic, duijie::bus::Cleanup::Delete),
+            (&config.audit_topic, duijie::bus::Cleanup::Keep),
         ] {
             topics.push(duijie::bus::TopicSpec {
                 name: name.clone(),
                 partitions: 1,
-                compacted,
+                cleanup,
             });
         }
         bus.ensure_topics(&topics).await.unwrap();

@@ -92,8 +92,38 @@ pub fn header_map<M: rdkafka::message::Message>(m: &M) -> BTreeMap<String, Strin
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
-    /// `cleanup.policy=compact`: the latest record per key is kept.
-    pub compacted: bool,
+    pub cleanup: Cleanup,
+}
+
+/// What the cluster may delete from a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// The cluster's retention applies (`cleanup.policy=delete`).
+    Delete,
+    /// The latest record per key is kept (`cleanup.policy=compact`).
+    Compact,
+    /// Nothing is deleted (`retention.ms=-1`, `retention.bytes=-1`): a log
+    /// that is the only record of what happened (an audit trail, a legal
+    /// procedure).
+    Keep,
+}
+
+impl Cleanup {
+    pub fn compact_if(compacted: bool) -> Self {
+        if compacted {
+            Cleanup::Compact
+        } else {
+            Cleanup::Delete
+        }
+    }
+
+    fn settings(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Cleanup::Delete => &[],
+            Cleanup::Compact => &[("cleanup.policy", "compact")],
+            Cleanup::Keep => &[("retention.ms", "-1"), ("retention.bytes", "-1")],
+        }
+    }
 }
 
 /// How to reach the cluster.
@@ -248,7 +278,6 @@ impl Bus {
             return Ok(());
         }
         let admin = self.admin()?;
-        let compact = [("cleanup.policy", "compact")];
         let new: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|t| {
@@ -257,11 +286,10 @@ impl Bus {
                     t.partitions,
                     TopicReplication::Fixed(self.replication),
                 );
-                if t.compacted {
-                    compact.iter().fold(topic, |nt, (k, v)| nt.set(k, v))
-                } else {
-                    topic
-                }
+                t.cleanup
+                    .settings()
+                    .iter()
+                    .fold(topic, |nt, (k, v)| nt.set(k, v))
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -273,9 +273,10 @@ pub struct CreditConfig {
     /// "At risk" when less than this share of the time is left.
     #[serde(default = "default_at_risk")]
     pub at_risk_share: f64,
-    /// Blacklist criteria.
+    /// The list of seriously dishonest entities and its procedure
+    /// (严重失信主体名单, 国办发〔2020〕49号); none when not configured.
     #[serde(default)]
-    pub blacklist: BlacklistCriteria,
+    pub blacklist: Option<crate::blacklist::BlacklistConfig>,
 }
 
 fn default_decisions_topic() -> String {
@@ -289,49 +290,6 @@ fn default_update_within() -> crate::calendar::Limit {
 }
 fn default_at_risk() -> f64 {
     0.3
-}
-
-/// When an entity is on the blacklist (黑名单).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlacklistCriteria {
-    /// Serious violations (decisions marked 情节严重) within the window that
-    /// put an entity on the list.
-    #[serde(default = "default_serious_count")]
-    pub serious_count: usize,
-    /// The window, in months.
-    #[serde(default = "default_window")]
-    pub window_months: u32,
-    /// Penalty categories that put an entity on the list by themselves.
-    #[serde(default = "default_listing_categories")]
-    pub categories_any: Vec<String>,
-    /// Topic of blacklist entries (compacted, keyed by entity).
-    #[serde(default = "default_blacklist_topic")]
-    pub topic: String,
-}
-
-fn default_serious_count() -> usize {
-    2
-}
-fn default_window() -> u32 {
-    12
-}
-fn default_listing_categories() -> Vec<String> {
-    vec!["吊销许可证件".into(), "责令关闭".into()]
-}
-fn default_blacklist_topic() -> String {
-    "credit.blacklist".into()
-}
-
-impl Default for BlacklistCriteria {
-    fn default() -> Self {
-        Self {
-            serious_count: default_serious_count(),
-            window_months: default_window(),
-            categories_any: default_listing_categories(),
-            topic: default_blacklist_topic(),
-        }
-    }
 }
 
 /// Settings of the commitment (告知承诺) tracker.
