@@ -244,10 +244,14 @@ impl EventKind {
     }
 
     pub fn from_code(code: &str) -> Option<Self> {
-        [EventKind::Proposed, EventKind::GroundsRevoked, EventKind::TermExpired]
-            .into_iter()
-            .chain(Self::OFFICER_ACTS)
-            .find(|k| k.code() == code)
+        [
+            EventKind::Proposed,
+            EventKind::GroundsRevoked,
+            EventKind::TermExpired,
+        ]
+        .into_iter()
+        .chain(Self::OFFICER_ACTS)
+        .find(|k| k.code() == code)
     }
 
     pub fn label(self) -> &'static str {
@@ -423,11 +427,17 @@ fn allowed(view: &CaseView, e: &ProcedureEvent) -> Result<(), String> {
             }
             Ok(())
         }
-        (K::ObjectionFiled, S::NoticePeriod | S::ObjectionReview) => {
+        // Judged by the date received, not recorded: an objection received
+        // in time and entered after the window still counts, until the
+        // decision.
+        (K::ObjectionFiled, S::NoticePeriod | S::ObjectionReview | S::AwaitingDecision) => {
             if view.served_at.is_some_and(|s| effective < s) {
                 return Err("收到异议的日期早于告知书送达".into());
             }
-            if view.objection_window_ends.is_some_and(|end| effective >= end) {
+            if view
+                .objection_window_ends
+                .is_some_and(|end| effective >= end)
+            {
                 return Err("异议期已届满，逾期提出的异议不再登记为异议".into());
             }
             Ok(())
@@ -512,8 +522,7 @@ pub fn fold(
                     view.proposed_at = Some(e.at_ms);
                 }
                 _ => {
-                    view.refused
-                        .insert(e.id.clone(), "案件尚未拟列入".into());
+                    view.refused.insert(e.id.clone(), "案件尚未拟列入".into());
                 }
             }
             continue;
@@ -605,7 +614,8 @@ fn describe(view: &mut CaseView, config: &BlacklistConfig) {
     let (next, due, due_label, basis): (String, Option<i64>, Option<String>, Option<&str>) =
         match view.state {
             CaseState::Proposed => (
-                "执法人员核实后确认拟列入，向当事人送达告知书（列入的事实、理由、依据及异议权利）".into(),
+                "执法人员核实后确认拟列入，向当事人送达告知书（列入的事实、理由、依据及异议权利）"
+                    .into(),
                 None,
                 None,
                 None,
@@ -619,12 +629,9 @@ fn describe(view: &mut CaseView, config: &BlacklistConfig) {
                 Some("异议期届满".into()),
                 Some(&config.objection_window.basis),
             ),
-            CaseState::ObjectionReview => (
-                "核查当事人异议，并反馈核查结果".into(),
-                None,
-                None,
-                None,
-            ),
+            CaseState::ObjectionReview => {
+                ("核查当事人异议，并反馈核查结果".into(), None, None, None)
+            }
             CaseState::AwaitingDecision => (
                 "异议期已届满，作出列入或不予列入的决定".into(),
                 None,
@@ -658,7 +665,10 @@ pub fn cases(
 ) -> Vec<CaseView> {
     let mut by_case: BTreeMap<&str, Vec<ProcedureEvent>> = BTreeMap::new();
     for e in events {
-        by_case.entry(e.case_id.as_str()).or_default().push(e.clone());
+        by_case
+            .entry(e.case_id.as_str())
+            .or_default()
+            .push(e.clone());
     }
     let mut out: Vec<CaseView> = by_case
         .into_iter()
@@ -686,7 +696,12 @@ pub fn officer_act(
     }
     let at = ms(now);
     let event = ProcedureEvent {
-        id: format!("{}:{}:{at}:{:04x}", case.case_id, kind.code(), fastrand::u16(..)),
+        id: format!(
+            "{}:{}:{at}:{:04x}",
+            case.case_id,
+            kind.code(),
+            fastrand::u16(..)
+        ),
         case_id: case.case_id.clone(),
         entity: case.entity.clone(),
         event: kind,
@@ -703,7 +718,12 @@ pub fn officer_act(
 }
 
 /// The hub's step on a case, as its keeper writes it.
-pub fn hub_event(case: &CaseView, kind: EventKind, now: DateTime<Utc>, text: String) -> ProcedureEvent {
+pub fn hub_event(
+    case: &CaseView,
+    kind: EventKind,
+    now: DateTime<Utc>,
+    text: String,
+) -> ProcedureEvent {
     ProcedureEvent {
         id: format!("{}:{}", case.case_id, kind.code()),
         case_id: case.case_id.clone(),
@@ -825,7 +845,9 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         let g = |id: &str, months_ago: u32, serious: bool, cat: &str| Ground {
             id: id.into(),
             decision_no: format!("第{id}号"),
-            decided: now.checked_sub_months(chrono::Months::new(months_ago)).unwrap(),
+            decided: now
+                .checked_sub_months(chrono::Months::new(months_ago))
+                .unwrap(),
             serious,
             categories: vec![cat.into()],
             revoked: false,
@@ -856,17 +878,46 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         let view = fold("c1", &events, &c, &cal, local(2026, 9, 29, 10));
         assert_eq!(view.state, CaseState::Proposed);
         // No decision before notice.
-        assert!(act(&view, EventKind::ListingDecided, local(2026, 9, 29, 11), None).is_err());
+        assert!(
+            act(
+                &view,
+                EventKind::ListingDecided,
+                local(2026, 9, 29, 11),
+                None
+            )
+            .is_err()
+        );
         // A notice cannot predate the decision it rests on, nor be dated
         // after it is recorded.
         let at = local(2026, 9, 29, 16);
-        assert!(act(&view, EventKind::NoticeServed, at, Some(local(2026, 9, 27, 9))).is_err());
-        assert!(act(&view, EventKind::NoticeServed, at, Some(local(2026, 9, 30, 9))).is_err());
+        assert!(
+            act(
+                &view,
+                EventKind::NoticeServed,
+                at,
+                Some(local(2026, 9, 27, 9))
+            )
+            .is_err()
+        );
+        assert!(
+            act(
+                &view,
+                EventKind::NoticeServed,
+                at,
+                Some(local(2026, 9, 30, 9))
+            )
+            .is_err()
+        );
         // Served Tuesday 2026-09-29. Five working days across National Day
         // (10-01..10-07 off) and the make-up Saturday 10-10: 09-30, 10-08,
         // 10-09, 10-10, 10-12.
-        let served = act(&view, EventKind::NoticeServed, at, Some(local(2026, 9, 29, 10)))
-            .expect("notice");
+        let served = act(
+            &view,
+            EventKind::NoticeServed,
+            at,
+            Some(local(2026, 9, 29, 10)),
+        )
+        .expect("notice");
         events.push(served);
         let view = fold("c1", &events, &c, &cal, local(2026, 9, 30, 9));
         assert_eq!(view.state, CaseState::NoticePeriod);
@@ -877,8 +928,13 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         );
         assert_eq!(view.due_basis.as_deref(), Some("异议期依据"));
         // On the window's last day, no decision yet.
-        let early = act(&view, EventKind::ListingDecided, local(2026, 10, 12, 20), None)
-            .expect_err("the window still runs");
+        let early = act(
+            &view,
+            EventKind::ListingDecided,
+            local(2026, 10, 12, 20),
+            None,
+        )
+        .expect_err("the window still runs");
         assert!(early.contains("届满前"), "{early}");
         // An objection received on the last day is in time; after it, not.
         let late = act(
@@ -888,6 +944,14 @@ repair_after = { limit = "3 months", basis = "修复依据" }
             Some(local(2026, 10, 13, 8)),
         );
         assert!(late.is_err(), "{late:?}");
+        // Received in time and entered after the window: it counts.
+        let entered_later = act(
+            &view,
+            EventKind::ObjectionFiled,
+            local(2026, 10, 14, 9),
+            Some(local(2026, 10, 12, 16)),
+        );
+        assert!(entered_later.is_ok(), "{entered_later:?}");
         let objection = act(
             &view,
             EventKind::ObjectionFiled,
@@ -898,11 +962,35 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         events.push(objection);
         let view = fold("c1", &events, &c, &cal, local(2026, 10, 13, 9));
         assert_eq!(view.state, CaseState::ObjectionReview);
-        assert!(act(&view, EventKind::ListingDecided, local(2026, 10, 13, 9), None).is_err());
-        events.push(act(&view, EventKind::ObjectionRejected, local(2026, 10, 13, 9), None).unwrap());
+        assert!(
+            act(
+                &view,
+                EventKind::ListingDecided,
+                local(2026, 10, 13, 9),
+                None
+            )
+            .is_err()
+        );
+        events.push(
+            act(
+                &view,
+                EventKind::ObjectionRejected,
+                local(2026, 10, 13, 9),
+                None,
+            )
+            .unwrap(),
+        );
         let view = fold("c1", &events, &c, &cal, local(2026, 10, 13, 10));
         assert_eq!(view.state, CaseState::AwaitingDecision);
-        events.push(act(&view, EventKind::ListingDecided, local(2026, 10, 13, 11), None).unwrap());
+        events.push(
+            act(
+                &view,
+                EventKind::ListingDecided,
+                local(2026, 10, 13, 11),
+                None,
+            )
+            .unwrap(),
+        );
         let view = fold("c1", &events, &c, &cal, local(2026, 10, 14, 10));
         assert!(view.listed());
         assert_eq!(view.decided_at, Some(ms(local(2026, 10, 13, 11))));
@@ -914,9 +1002,25 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         let (c, cal) = (config(), calendar());
         let mut events = vec![proposed(local(2026, 3, 2, 12), local(2026, 3, 2, 0))];
         let v = fold("c1", &events, &c, &cal, local(2026, 3, 2, 13));
-        events.push(act(&v, EventKind::NoticeServed, local(2026, 3, 3, 9), Some(local(2026, 3, 3, 9))).unwrap());
+        events.push(
+            act(
+                &v,
+                EventKind::NoticeServed,
+                local(2026, 3, 3, 9),
+                Some(local(2026, 3, 3, 9)),
+            )
+            .unwrap(),
+        );
         let v = fold("c1", &events, &c, &cal, local(2026, 3, 4, 9));
-        events.push(act(&v, EventKind::ObjectionFiled, local(2026, 3, 4, 9), Some(local(2026, 3, 4, 9))).unwrap());
+        events.push(
+            act(
+                &v,
+                EventKind::ObjectionFiled,
+                local(2026, 3, 4, 9),
+                Some(local(2026, 3, 4, 9)),
+            )
+            .unwrap(),
+        );
         let v = fold("c1", &events, &c, &cal, local(2026, 3, 5, 9));
         events.push(act(&v, EventKind::ObjectionUpheld, local(2026, 3, 5, 9), None).unwrap());
         let v = fold("c1", &events, &c, &cal, local(2026, 4, 1, 9));
@@ -930,7 +1034,15 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         let decided = local(2026, 3, 2, 0);
         let mut events = vec![proposed(local(2026, 3, 2, 12), decided)];
         let v = fold("c1", &events, &c, &cal, local(2026, 3, 2, 13));
-        events.push(act(&v, EventKind::NoticeServed, local(2026, 3, 3, 9), Some(local(2026, 3, 3, 9))).unwrap());
+        events.push(
+            act(
+                &v,
+                EventKind::NoticeServed,
+                local(2026, 3, 3, 9),
+                Some(local(2026, 3, 3, 9)),
+            )
+            .unwrap(),
+        );
         let v = fold("c1", &events, &c, &cal, local(2026, 3, 20, 9));
         assert_eq!(v.state, CaseState::AwaitingDecision);
         events.push(act(&v, EventKind::ListingDecided, local(2026, 3, 20, 9), None).unwrap());
@@ -957,11 +1069,24 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         );
         // The term: the hub's step is refused before it lapses.
         let mut expired = events.clone();
-        expired.push(hub_event(&v, EventKind::TermExpired, local(2026, 9, 20, 23), String::new()));
+        expired.push(hub_event(
+            &v,
+            EventKind::TermExpired,
+            local(2026, 9, 20, 23),
+            String::new(),
+        ));
         assert!(fold("c1", &expired, &c, &cal, local(2026, 9, 21, 9)).listed());
         expired.pop();
-        expired.push(hub_event(&v, EventKind::TermExpired, local(2026, 9, 21, 0), String::new()));
-        assert_eq!(fold("c1", &expired, &c, &cal, local(2026, 9, 21, 9)).state, CaseState::Removed);
+        expired.push(hub_event(
+            &v,
+            EventKind::TermExpired,
+            local(2026, 9, 21, 0),
+            String::new(),
+        ));
+        assert_eq!(
+            fold("c1", &expired, &c, &cal, local(2026, 9, 21, 9)).state,
+            CaseState::Removed
+        );
         // A revoked decision removes at once; nothing happens after.
         events.push(act(&v, EventKind::DecisionRevoked, local(2026, 4, 1, 9), None).unwrap());
         let v = fold("c1", &events, &c, &cal, local(2026, 4, 2, 9));

@@ -7,11 +7,11 @@
 //! its state on a tick and writes what changed: alerts, blacklist entries,
 //! leads for enforcement.
 
-use crate::bus::{Bus, ReaderContext};
-use crate::calendar::{Calendar, CalendarError, Limit, local_text};
 use crate::blacklist::{
     BlacklistConfig, CaseView, Criterion, EventKind, Ground, ProcedureEvent, Proposal,
 };
+use crate::bus::{Bus, ReaderContext};
+use crate::calendar::{Calendar, CalendarError, Limit, local_text};
 use crate::delivery::config::{CommitmentConfig, CreditConfig};
 use crate::delivery::{Outcome, Receipt, decode_payload};
 use crate::schema::SchemaSet;
@@ -631,12 +631,20 @@ impl ListKeeper {
                     "所依据的行政处罚决定已被撤销或确认违法、无效（行政处罚法第四十八条），不再符合列入条件".into(),
                 )];
             }
-            if open.listed() && open.listed_until.is_some_and(|until| now.timestamp_millis() >= until) {
+            if open.listed()
+                && open
+                    .listed_until
+                    .is_some_and(|until| now.timestamp_millis() >= until)
+            {
                 return vec![crate::blacklist::hub_event(
                     open,
                     EventKind::TermExpired,
                     now,
-                    format!("列入期限（{}，{}）届满", self.config.listing_term.limit.label(), self.config.listing_term.basis),
+                    format!(
+                        "列入期限（{}，{}）届满",
+                        self.config.listing_term.limit.label(),
+                        self.config.listing_term.basis
+                    ),
                 )];
             }
             return Vec::new();
@@ -650,16 +658,17 @@ impl ListKeeper {
         if met.is_empty() {
             return Vec::new();
         }
-        let mut grounds: Vec<&Ground> = met.iter().flat_map(|(_, g, _)| g.iter().copied()).collect();
+        let mut grounds: Vec<&Ground> =
+            met.iter().flat_map(|(_, g, _)| g.iter().copied()).collect();
         grounds.sort_by(|a, b| (a.decided, &a.id).cmp(&(b.decided, &b.id)));
         grounds.dedup_by(|a, b| a.id == b.id);
         let ids: BTreeSet<&str> = grounds.iter().map(|g| g.id.as_str()).collect();
         // The same grounds are proposed once: a case closed on them (not
         // listed, repaired, expired) is not opened again by the hub.
         if cases.iter().any(|c| {
-            c.proposal.as_ref().is_some_and(|p| {
-                ids.iter().all(|id| p.grounds.iter().any(|g| g == id))
-            })
+            c.proposal
+                .as_ref()
+                .is_some_and(|p| ids.iter().all(|id| p.grounds.iter().any(|g| g == id)))
         }) {
             return Vec::new();
         }
@@ -693,11 +702,11 @@ impl ListKeeper {
     /// say it yet: a decided listing, or the removal of one.
     fn entry(&self, key: &str, now: DateTime<Utc>) -> Option<Value> {
         let cases = self.cases(key, now);
-        let (was_listed, version, was_case) = self
-            .written
-            .get(key)
-            .cloned()
-            .unwrap_or((false, 0, String::new()));
+        let (was_listed, version, was_case) =
+            self.written
+                .get(key)
+                .cloned()
+                .unwrap_or((false, 0, String::new()));
         if let Some(listed) = cases.iter().find(|c| c.listed()) {
             if was_listed && was_case == listed.case_id {
                 return None;
@@ -982,10 +991,9 @@ repair_after = { limit = "3 months", basis = "修复依据" }
 "#,
         )
         .expect("config");
-        let calendar = Calendar::load_dir(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendar"),
-        )
-        .expect("calendar");
+        let calendar =
+            Calendar::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendar"))
+                .expect("calendar");
         ListKeeper::new(
             config,
             Arc::new(calendar),
@@ -1000,7 +1008,13 @@ repair_after = { limit = "3 months", basis = "修复依据" }
             .with_timezone(&Utc)
     }
 
-    fn decision(id: &str, decided: DateTime<Utc>, serious: bool, cats: &[&str], action: &str) -> Value {
+    fn decision(
+        id: &str,
+        decided: DateTime<Utc>,
+        serious: bool,
+        cats: &[&str],
+        action: &str,
+    ) -> Value {
         json!({"id": id, "decision_no": format!("宜高综执罚〔2026〕{id}号"), "action": action, "serious": serious,
             "categories": cats, "decided_at": decided.timestamp_millis(),
             "party": {"name": "宜昌东山化工有限责任公司", "credit_code": "91420500MA4F0XYZ1B"}})
@@ -1010,23 +1024,49 @@ repair_after = { limit = "3 months", basis = "修复依据" }
 
     fn act(k: &mut ListKeeper, kind: EventKind, at: DateTime<Utc>, date: Option<DateTime<Utc>>) {
         let case = k.cases(KEY, at).into_iter().next().expect("a case");
-        let e = crate::blacklist::officer_act(&case, kind, "张三", date, None, at).expect("allowed");
+        let e =
+            crate::blacklist::officer_act(&case, kind, "张三", date, None, at).expect("allowed");
         k.observe_event(e);
     }
 
     #[test]
     fn an_entity_meeting_a_criterion_is_proposed_once_and_listed_only_when_decided() {
         let mut k = keeper();
-        k.observe_decision(&decision("pen:1", local(3, 2, 0), true, &["罚款"], "ISSUED"));
-        assert_eq!(k.tick(local(3, 2, 12)), Writes::default(), "one serious violation is not enough");
-        k.observe_decision(&decision("pen:2", local(3, 3, 0), true, &["罚款"], "ISSUED"));
+        k.observe_decision(&decision(
+            "pen:1",
+            local(3, 2, 0),
+            true,
+            &["罚款"],
+            "ISSUED",
+        ));
+        assert_eq!(
+            k.tick(local(3, 2, 12)),
+            Writes::default(),
+            "one serious violation is not enough"
+        );
+        k.observe_decision(&decision(
+            "pen:2",
+            local(3, 3, 0),
+            true,
+            &["罚款"],
+            "ISSUED",
+        ));
         let w = k.tick(local(3, 3, 12));
         assert_eq!(w.events.len(), 1);
         assert_eq!(w.events[0].event, EventKind::Proposed);
-        assert!(w.entries.is_empty(), "a proposal is not published: {:?}", w.entries);
+        assert!(
+            w.entries.is_empty(),
+            "a proposal is not published: {:?}",
+            w.entries
+        );
         assert_eq!(k.tick(local(3, 3, 13)), Writes::default(), "proposed once");
         // Notice served; the window runs: nothing is published.
-        act(&mut k, EventKind::NoticeServed, local(3, 4, 9), Some(local(3, 4, 9)));
+        act(
+            &mut k,
+            EventKind::NoticeServed,
+            local(3, 4, 9),
+            Some(local(3, 4, 9)),
+        );
         assert!(k.tick(local(3, 10, 9)).entries.is_empty());
         act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
         let w = k.tick(local(3, 20, 10));
@@ -1035,7 +1075,10 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         assert_eq!(key, KEY);
         assert_eq!(entry["action"], "ADD");
         assert_eq!(entry["criteria"][0]["basis"], "依据甲");
-        assert_eq!(entry["decided_at"], json!(local(3, 20, 9).timestamp_millis()));
+        assert_eq!(
+            entry["decided_at"],
+            json!(local(3, 20, 9).timestamp_millis())
+        );
         assert_eq!(k.tick(local(3, 20, 11)), Writes::default(), "listed once");
         // Repaired after its period: removed, and said so.
         act(&mut k, EventKind::RepairApproved, local(6, 23, 9), None);
@@ -1044,7 +1087,10 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         assert_eq!(w.entries[0].1["action"], "REMOVE");
         assert_eq!(w.entries[0].1["version"], 2);
         assert!(
-            w.entries[0].1["removal_reason"].as_str().unwrap().contains("信用修复"),
+            w.entries[0].1["removal_reason"]
+                .as_str()
+                .unwrap()
+                .contains("信用修复"),
             "{}",
             w.entries[0].1
         );
@@ -1055,9 +1101,20 @@ repair_after = { limit = "3 months", basis = "修复依据" }
     #[test]
     fn revoked_grounds_end_the_case_and_the_listing_and_a_lapsed_term_removes() {
         let mut k = keeper();
-        k.observe_decision(&decision("pen:4", local(3, 2, 0), false, &["罚款", "吊销许可证件"], "ISSUED"));
+        k.observe_decision(&decision(
+            "pen:4",
+            local(3, 2, 0),
+            false,
+            &["罚款", "吊销许可证件"],
+            "ISSUED",
+        ));
         k.tick(local(3, 2, 12));
-        act(&mut k, EventKind::NoticeServed, local(3, 3, 9), Some(local(3, 3, 9)));
+        act(
+            &mut k,
+            EventKind::NoticeServed,
+            local(3, 3, 9),
+            Some(local(3, 3, 9)),
+        );
         act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
         assert_eq!(k.tick(local(3, 20, 10)).entries[0].1["action"], "ADD");
         // The term (6 months) lapses at 2026-09-20 24:00.
@@ -1070,7 +1127,13 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         assert_eq!(w.events[0].event, EventKind::TermExpired);
         assert_eq!(w.entries[0].1["action"], "REMOVE");
         // The decision is revoked (行政处罚法 art. 48): the hub ends the case.
-        k.observe_decision(&decision("pen:4", local(3, 2, 0), false, &["罚款", "吊销许可证件"], "REVOKED"));
+        k.observe_decision(&decision(
+            "pen:4",
+            local(3, 2, 0),
+            false,
+            &["罚款", "吊销许可证件"],
+            "REVOKED",
+        ));
         let w = k.tick(local(4, 1, 10));
         assert_eq!(w.events[0].event, EventKind::GroundsRevoked);
         assert_eq!(w.entries[0].1["action"], "REMOVE");
@@ -1079,16 +1142,33 @@ repair_after = { limit = "3 months", basis = "修复依据" }
     #[test]
     fn a_restarted_keeper_writes_nothing_it_wrote_before() {
         let mut k = keeper();
-        k.observe_decision(&decision("pen:4", local(3, 2, 0), false, &["吊销许可证件"], "ISSUED"));
+        k.observe_decision(&decision(
+            "pen:4",
+            local(3, 2, 0),
+            false,
+            &["吊销许可证件"],
+            "ISSUED",
+        ));
         let mut written = k.tick(local(3, 2, 12));
-        act(&mut k, EventKind::NoticeServed, local(3, 3, 9), Some(local(3, 3, 9)));
+        act(
+            &mut k,
+            EventKind::NoticeServed,
+            local(3, 3, 9),
+            Some(local(3, 3, 9)),
+        );
         act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
         let listed = k.tick(local(3, 20, 10));
         written.events.extend(listed.events);
         written.entries.extend(listed.entries);
         // What the topics hold, read back by a new keeper.
         let mut again = keeper();
-        again.observe_decision(&decision("pen:4", local(3, 2, 0), false, &["吊销许可证件"], "ISSUED"));
+        again.observe_decision(&decision(
+            "pen:4",
+            local(3, 2, 0),
+            false,
+            &["吊销许可证件"],
+            "ISSUED",
+        ));
         for e in k.events[KEY].clone() {
             again.observe_event(e);
         }

@@ -9,9 +9,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod blacklist;
 pub mod broker;
 pub mod bus;
-pub mod blacklist;
 pub mod calendar;
 pub mod check;
 pub mod clocks;

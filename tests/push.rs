@@ -43,7 +43,7 @@ fn topic_json(brokers: &str, topic: &str) -> Vec<(String, Value)> {
 }
 
 #[test]
-fn penalties_reach_the_credit_platform_exactly_and_the_clock_and_blacklist_follow() {
+fn penalties_reach_the_credit_platform_exactly_and_the_clock_follows() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
         decisions: 40,
@@ -53,7 +53,6 @@ fn penalties_reach_the_credit_platform_exactly_and_the_clock_and_blacklist_follo
     let topic = unique("canonical.penalty");
     let alerts = unique("alerts");
     let receipts = unique("receipts");
-    let blacklist = unique("blacklist");
     let d = TestDeployment::with_hub(
         &brokers,
         "pseudonym_key = \"a-test-pseudonym-key-of-32-characters\"",
@@ -69,17 +68,6 @@ batch_size = 7
 [credit]
 decisions_topic = "{topic}"
 delivery = "credit"
-blacklist = {{ topic = "{blacklist}" }}
-
-[deliveries.blacklist_credit]
-topic = "{blacklist}"
-transform = {{ kind = "blacklist" }}
-target = {{ kind = "webhook", url = "http://{sandbox}/credit/api/blacklist", secret = "blacklist-secret-0123" }}
-
-[deliveries.blacklist_approval]
-topic = "{blacklist}"
-transform = {{ kind = "blacklist" }}
-target = {{ kind = "webhook", url = "http://{sandbox}/approval/api/blacklist", secret = "blacklist-secret-0123" }}
 "#,
             pipeline = penalty_pipeline(&sandbox, &topic)
         ),
@@ -140,22 +128,14 @@ target = {{ kind = "webhook", url = "http://{sandbox}/approval/api/blacklist", s
             == 1
     });
     let received = get_json(&format!("http://{sandbox}/credit/api/received"));
-    // Late decisions raise alerts; listed entities reach both platforms.
-    wait_until(
-        Duration::from_secs(30),
-        "late alerts and blacklist pushes",
-        || {
-            let late = topic_json(&brokers, &alerts)
-                .iter()
-                .filter(|(_, a)| a["kind"] == "CREDIT_PUBLICATION_LATE")
-                .count();
-            let approval = get_json(&format!("http://{sandbox}/approval/api/blacklist"));
-            late >= 2
-                && approval["records"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty())
-        },
-    );
+    // Late decisions raise alerts.
+    wait_until(Duration::from_secs(30), "late alerts", || {
+        topic_json(&brokers, &alerts)
+            .iter()
+            .filter(|(_, a)| a["kind"] == "CREDIT_PUBLICATION_LATE")
+            .count()
+            >= 2
+    });
     terminate(hub);
 
     let published = received["published"].as_object().unwrap();
@@ -216,12 +196,264 @@ target = {{ kind = "webhook", url = "http://{sandbox}/approval/api/blacklist", s
         })
         .collect();
     assert_eq!(not_sent, warning_only);
-    let blacklisted =
+}
+
+const OFFICER: &str = "officer-token-0000000001";
+
+/// A desk API call with the officer's token.
+fn desk_call(addr: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}{path}");
+        let req = match &body {
+            Some(b) => client.post(url).json(b),
+            None => client.get(url),
+        };
+        let resp = req
+            .header("Authorization", format!("Bearer {OFFICER}"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
+fn local_text(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+/// 国办发〔2020〕49号 through the real broker: the hub proposes, an officer
+/// serves notice, an objection is received and rejected, the window has
+/// passed, the decision is made, the listing is pushed to both platforms,
+/// then a credit repair removes it and the removal is pushed. Nothing is
+/// pushed before the decision.
+#[test]
+fn a_blacklist_listing_is_pushed_only_once_decided_after_notice_and_objection_and_repair_removes_it()
+ {
+    let brokers = brokers();
+    // The natural person's licence was revoked 30 days ago: a criterion is
+    // met, and a notice served 20 days ago has seen its window pass.
+    let sandbox = start_sandbox(SandboxConfig {
+        decisions: 6,
+        change_limit: Some(0),
+        revocation_age: Duration::from_secs(30 * 86_400),
+        ..SandboxConfig::default()
+    });
+    let tag = unique("blk");
+    let topic = format!("canonical.penalty.{tag}");
+    let (list, events) = (format!("list.{tag}"), format!("list-events.{tag}"));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = TestDeployment::with_hub(
+        &brokers,
+        &format!(
+            "pseudonym_key = \"a-test-pseudonym-key-of-32-characters\"\ncalendar = \"{}\"\nalerts_topic = \"alerts.{tag}\"\nreceipts_topic = \"receipts.{tag}\"",
+            root().join("calendar").display()
+        ),
+        &format!(
+            r#"{pipeline}
+[http]
+listen = "{addr}"
+
+[deliveries.credit]
+topic = "{topic}"
+transform = {{ kind = "credit_penalty" }}
+target = {{ kind = "credit_batch", url = "http://{sandbox}/credit/api/penalties" }}
+
+[credit]
+decisions_topic = "{topic}"
+delivery = "credit"
+
+[credit.blacklist]
+topic = "{list}"
+events_topic = "{events}"
+objection_window = {{ limit = "5 working days", basis = "异议期依据（测试）" }}
+listing_term = {{ limit = "3 years", basis = "列入期限依据（测试）" }}
+repair_after = {{ limit = "0 hours", basis = "信用修复依据（测试）" }}
+criteria = [
+  {{ name = "licence_revoked", label = "受到吊销许可证件的行政处罚", basis = "认定依据（测试）", categories_any = ["吊销许可证件"] }},
+]
+
+[deliveries.blacklist_credit]
+topic = "{list}"
+transform = {{ kind = "blacklist" }}
+target = {{ kind = "webhook", url = "http://{sandbox}/credit/api/blacklist", secret = "blacklist-secret-0123" }}
+
+[deliveries.blacklist_approval]
+topic = "{list}"
+transform = {{ kind = "blacklist" }}
+target = {{ kind = "webhook", url = "http://{sandbox}/approval/api/blacklist", secret = "blacklist-secret-0123" }}
+
+[desk]
+events_topic = "referrals.{tag}"
+state_topic = "state.{tag}"
+alerts_topic = "desk-alerts.{tag}"
+audit_topic = "audit.{tag}"
+[desk.users."{OFFICER}"]
+name = "张伟"
+role = "officer"
+"#,
+            pipeline = penalty_pipeline(&sandbox, &topic)
+        ),
+    );
+    let hub = d.spawn();
+    wait_listening(&addr);
+    let person = scan_decisions(&sandbox)
+        .into_iter()
+        .find(|d| d["dsr"]["lb"] == "3" && d["cflb"].to_string().contains("吊销许可证件"))
+        .expect("the sandbox's revoked licence");
+    let name = person["dsr"]["mc"].as_str().unwrap().to_owned();
+    let id_number = person["dsr"]["zjhm"].as_str().unwrap().to_owned();
+    let case_of = || {
+        let (status, cases) = desk_call(&addr, "/desk/api/blacklist", None);
+        assert_eq!(status, 200, "{cases}");
+        cases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["proposal"]["name"] == name.as_str())
+            .cloned()
+    };
+    wait_until(Duration::from_secs(60), "the proposal (拟列入)", || {
+        case_of().is_some()
+    });
+    let case = case_of().unwrap();
+    assert_eq!(case["state"], "PROPOSED");
+    assert!(
+        case["entity"].as_str().unwrap().starts_with("pid:"),
+        "{case}"
+    );
+    let case_id = case["case_id"].as_str().unwrap().to_owned();
+    let act = |action: &str, date: Option<chrono::DateTime<chrono::Utc>>| {
+        desk_call(
+            &addr,
+            &format!(
+                "/desk/api/blacklist/{}/actions",
+                percent_encoding::utf8_percent_encode(&case_id, percent_encoding::NON_ALPHANUMERIC)
+            ),
+            Some(
+                json!({"action": action, "date": date.map(local_text), "text": format!("{action}（测试）")}),
+            ),
+        )
+    };
+    let now = chrono::Utc::now();
+    let day = chrono::Duration::days(1);
+    // No decision before the party is told.
+    let (status, why) = act("LISTING_DECIDED", None);
+    assert_eq!(status, 409, "{why}");
+    assert!(
+        why["message"].as_str().unwrap().contains("尚未告知"),
+        "{why}"
+    );
+    assert_eq!(act("NOTICE_SERVED", Some(now - day * 20)).0, 202);
+    assert_eq!(act("OBJECTION_FILED", Some(now - day * 19)).0, 202);
+    // Not while the objection is being checked.
+    let (status, why) = act("LISTING_DECIDED", None);
+    assert_eq!(status, 409, "{why}");
+    assert!(why["message"].as_str().unwrap().contains("异议"), "{why}");
+    assert_eq!(act("OBJECTION_REJECTED", None).0, 202);
+    assert_eq!(case_of().unwrap()["state"], "AWAITING_DECISION");
+    let decided_at = chrono::Utc::now().timestamp_millis();
+    assert_eq!(act("LISTING_DECIDED", None).0, 202);
+
+    let approval = || {
+        get_json(&format!("http://{sandbox}/approval/api/blacklist"))["records"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the listing at the approval system",
+        || !approval().is_empty(),
+    );
+    assert_eq!(act("REPAIR_APPROVED", None).0, 202);
+    wait_until(
+        Duration::from_secs(60),
+        "the removal at both platforms",
+        || {
+            approval().len() >= 2
+            && get_json(&format!("http://{sandbox}/credit/api/received"))["blacklist"]["records"]
+                .as_array()
+                .is_some_and(|r| r.len() >= 2)
+        },
+    );
+    terminate(hub);
+
+    // Exactly the listing, then the removal; the listing after the decision.
+    for received in [
+        approval(),
         get_json(&format!("http://{sandbox}/credit/api/received"))["blacklist"]["records"]
             .as_array()
             .unwrap()
-            .len();
-    assert!(blacklisted > 0);
+            .clone(),
+    ] {
+        let ours: Vec<&Value> = received
+            .iter()
+            .map(|r| &r["record"])
+            .filter(|r| r["case_id"] == case_id.as_str())
+            .collect();
+        assert_eq!(
+            received.len(),
+            ours.len(),
+            "only the decided case is pushed: {received:?}"
+        );
+        assert_eq!(ours.len(), 2, "{ours:?}");
+        assert_eq!(ours[0]["action"], "ADD");
+        assert!(
+            ours[0]["decided_at"].as_i64().unwrap() >= decided_at,
+            "{}",
+            ours[0]
+        );
+        assert!(
+            ours[0]["updated_at"].as_i64().unwrap() >= decided_at,
+            "{}",
+            ours[0]
+        );
+        assert_eq!(ours[0]["criteria"][0]["basis"], "认定依据（测试）");
+        assert_eq!(ours[1]["action"], "REMOVE");
+        assert!(
+            ours[1]["removal_reason"]
+                .as_str()
+                .unwrap()
+                .contains("信用修复"),
+            "{}",
+            ours[1]
+        );
+        let text = serde_json::to_string(&ours).unwrap();
+        assert!(
+            !text.contains(&id_number),
+            "the ID number left the hub: {text}"
+        );
+    }
+    // The list topic holds nothing from before the decision.
+    let entries = topic_json(&brokers, &list);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|(_, e)| e["updated_at"].as_i64().unwrap() >= decided_at)
+    );
+    // Every step is on the procedure topic, in order.
+    let steps: Vec<String> = topic_json(&brokers, &events)
+        .into_iter()
+        .filter(|(_, e)| e["case_id"] == case_id.as_str())
+        .map(|(_, e)| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "PROPOSED",
+            "NOTICE_SERVED",
+            "OBJECTION_FILED",
+            "OBJECTION_REJECTED",
+            "LISTING_DECIDED",
+            "REPAIR_APPROVED"
+        ]
+    );
 }
 
 fn scan_decisions(sandbox: &str) -> Vec<Value> {

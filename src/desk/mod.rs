@@ -8,6 +8,7 @@
 //! tracker — or another instance — rebuilds exactly the same state.
 //! Deadlines at risk or passed are alerts on their own topic, once each.
 
+pub mod blacklist;
 pub mod report;
 pub mod session;
 pub mod tracker;
@@ -173,6 +174,9 @@ pub struct Desk {
     users: Arc<RwLock<BTreeMap<String, DeskUser>>>,
     /// Open login sessions.
     pub sessions: Arc<session::Sessions>,
+    /// The list of seriously dishonest entities, when `[credit.blacklist]`
+    /// is configured.
+    pub blacklist: Option<Arc<blacklist::ListBoard>>,
     /// What time it is (the system clock, or a fixed time in tests).
     clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
 }
@@ -206,6 +210,7 @@ impl Desk {
             tracked_partitions: Arc::default(),
             audit: Arc::default(),
             clock: Arc::new(chrono::Utc::now),
+            blacklist: None,
             users: Arc::new(RwLock::new(config.users.clone())),
             sessions: Arc::new(session::Sessions::new(config.session_ttl)),
             config,
@@ -235,6 +240,12 @@ impl Desk {
         clock: impl Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync + 'static,
     ) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The same desk with the blacklist's page, on `board`.
+    pub fn with_blacklist(mut self, board: Arc<blacklist::ListBoard>) -> Self {
+        self.blacklist = Some(board);
         self
     }
 

@@ -674,7 +674,6 @@ fn ms(t: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(t).single().unwrap_or_default()
 }
 
-
 /// Time left as the desk writes it: `剩余 1天3小时` or `逾期 2天5小时`.
 pub fn remaining_label(ms: i64) -> String {
     let (word, ms) = if ms < 0 {

@@ -37,7 +37,7 @@ use std::sync::LazyLock;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 const COOKIE: &str = "duijie_desk";
-const PRODUCT: &str = "两法衔接工作台";
+pub(super) const PRODUCT: &str = "两法衔接工作台";
 
 /// The pages' Content-Security-Policy: scripts and styles from the hub
 /// only, nothing inline, no framing, forms post back to the hub only.
@@ -54,6 +54,11 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("list.html", include_str!("templates/list.html")),
         ("detail.html", include_str!("templates/detail.html")),
         ("audit.html", include_str!("templates/audit.html")),
+        ("blacklist.html", include_str!("templates/blacklist.html")),
+        (
+            "blacklist_case.html",
+            include_str!("templates/blacklist_case.html"),
+        ),
     ] {
         env.add_template(name, text)
             .unwrap_or_else(|e| panic!("desk template {name}: {e}"));
@@ -61,7 +66,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-fn render(name: &str, ctx: minijinja::Value) -> Html<String> {
+pub(super) fn render(name: &str, ctx: minijinja::Value) -> Html<String> {
     match TEMPLATES.get_template(name).and_then(|t| t.render(ctx)) {
         Ok(html) => Html(html),
         Err(e) => {
@@ -90,6 +95,22 @@ pub fn router(desk: Desk) -> Router {
         .route("/desk/api/stream", axum::routing::get(stream))
         .route("/desk/export.csv", axum::routing::get(export))
         .route("/desk/audit", axum::routing::get(audit_page))
+        .route(
+            "/desk/blacklist",
+            axum::routing::get(super::blacklist::list_page),
+        )
+        .route(
+            "/desk/blacklist/{case}",
+            axum::routing::get(super::blacklist::case_page),
+        )
+        .route(
+            "/desk/api/blacklist",
+            axum::routing::get(super::blacklist::list_api),
+        )
+        .route(
+            "/desk/api/blacklist/{case}/actions",
+            axum::routing::post(super::blacklist::act),
+        )
         .route("/desk/static/desk.js", axum::routing::get(script))
         .route("/desk/static/desk.css", axum::routing::get(style))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
@@ -120,7 +141,7 @@ async fn style() -> Response {
         .into_response()
 }
 
-fn time(ms: Option<i64>) -> String {
+pub(super) fn time(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map(local_text)
         .unwrap_or_else(|| "—".into())
@@ -140,7 +161,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The user a request is from: a live session (cookie), or a bearer token
 /// for API clients.
-fn user(desk: &Desk, headers: &HeaderMap) -> Option<DeskUser> {
+pub(super) fn user(desk: &Desk, headers: &HeaderMap) -> Option<DeskUser> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -154,19 +175,19 @@ fn user(desk: &Desk, headers: &HeaderMap) -> Option<DeskUser> {
 }
 
 #[derive(Debug, Serialize)]
-struct UserView {
+pub(super) struct UserView {
     name: String,
     role_label: &'static str,
 }
 
-fn user_view(user: &DeskUser) -> UserView {
+pub(super) fn user_view(user: &DeskUser) -> UserView {
     UserView {
         name: user.name.clone(),
         role_label: role_label(user.role),
     }
 }
 
-fn message_page(
+pub(super) fn message_page(
     status: StatusCode,
     title: &str,
     message: &str,
@@ -183,7 +204,7 @@ fn message_page(
         .into_response()
 }
 
-fn unauthorized(api: bool) -> Response {
+pub(super) fn unauthorized(api: bool) -> Response {
     if api {
         (
             StatusCode::UNAUTHORIZED,
@@ -430,7 +451,7 @@ const ACTORS: [&str; 4] = ["执法局", "执法局负责人", "公安机关", "�
 
 /// Writes an audit entry before anything is shown or done; `Err` is the
 /// answer to give when it cannot be written.
-async fn audited(
+pub(super) async fn audited(
     desk: &Desk,
     user: &DeskUser,
     action: &str,
@@ -448,7 +469,7 @@ async fn audited(
     desk.audit(entry).await.map_err(|e| audit_failed(&e))
 }
 
-fn audit_failed(e: &str) -> Response {
+pub(super) fn audit_failed(e: &str) -> Response {
     tracing::error!(error = %e, "audit entry not written; request refused");
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -658,7 +679,7 @@ struct ActionBody {
 }
 
 /// The longest note an officer may record.
-const MAX_ACTION_TEXT: usize = 2000;
+pub(super) const MAX_ACTION_TEXT: usize = 2000;
 
 async fn act(
     State(desk): State<Desk>,

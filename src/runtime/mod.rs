@@ -256,7 +256,7 @@ impl Hub {
                     config.action_mapping
                 )
             })?;
-            let desk = crate::desk::Desk::new(
+            let mut desk = crate::desk::Desk::new(
                 config.clone(),
                 self.bus.clone(),
                 producer.clone(),
@@ -264,6 +264,21 @@ impl Hub {
                 calendar.clone(),
                 mapping,
             );
+            if let Some(list) = self
+                .deployment
+                .credit
+                .as_ref()
+                .and_then(|c| c.blacklist.clone())
+            {
+                let board = std::sync::Arc::new(crate::desk::blacklist::ListBoard::new(
+                    list,
+                    calendar.clone(),
+                ));
+                tasks.push(tokio::spawn(
+                    board.clone().follow(self.bus.clone(), shutdown.clone()),
+                ));
+                desk = desk.with_blacklist(board);
+            }
             // The tracker is a consumer group on the events topic: with
             // several instances, each tracks the referrals of its partitions.
             tasks.push(tokio::spawn(desk.clone().run(shutdown.clone())));

@@ -133,7 +133,8 @@ impl EnforcementSystem {
         // listing category): the blacklist keeper lists them, so every run
         // pushes a natural person's blacklist entry (under a pseudonym).
         if config.decisions > 0 {
-            let decided = now - chrono::Duration::hours(30);
+            let decided =
+                now - chrono::Duration::from_std(config.revocation_age).unwrap_or_default();
             let mut d = new_decision(&mut state, decided, decided);
             d["dsr"] = json!({"mc": people::person(&mut state.rng), "lb": "3", "zjlx": "身份证", "zjhm": people::resident_id(&mut state.rng)});
             d["cflb"] = json!(["罚款", "吊销许可证件"]);

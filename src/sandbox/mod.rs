@@ -163,6 +163,9 @@ pub struct SandboxConfig {
     pub referrals: usize,
     /// Penalty decisions in the case system at start.
     pub decisions: usize,
+    /// How long ago the natural person's licence was revoked (the decision
+    /// that always meets a blacklist criterion).
+    pub revocation_age: std::time::Duration,
     /// Exchange directories the sandbox drops files into at start.
     pub police_dir: Option<std::path::PathBuf>,
     pub approval_dir: Option<std::path::PathBuf>,
@@ -182,6 +185,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             faults: Faults::default(),
+            revocation_age: std::time::Duration::from_secs(30 * 3600),
             urban_cases: 2_000,
             urban_changes_per_sec: 20,
             grid_events: 500,

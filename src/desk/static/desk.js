@@ -36,4 +36,29 @@ document.addEventListener('DOMContentLoaded', () => {
     const es = new EventSource('/desk/api/stream');
     es.onmessage = () => location.reload();
   }
+  if (page === 'blacklist-case') {
+    const form = document.getElementById('list-action-form');
+    if (form) {
+      form.addEventListener('submit', ev => {
+        ev.preventDefault();
+        const result = document.getElementById('list-action-result');
+        fetch('/desk/api/blacklist/' + encodeURIComponent(form.dataset.case) + '/actions', {
+          method: 'POST', credentials: 'same-origin',
+          headers: {'Content-Type': 'application/json'},
+          body: JSON.stringify({
+            action: document.getElementById('list-action').value,
+            date: document.getElementById('list-date').value,
+            text: document.getElementById('list-text').value,
+          }),
+        }).then(r => r.json().then(body => {
+          if (r.ok) {
+            result.textContent = '已登记';
+            location.reload();
+          } else {
+            result.textContent = '未登记：' + (body.message || r.status);
+          }
+        }));
+      });
+    }
+  }
 });
