@@ -24,6 +24,7 @@ use chrono::{NaiveDate, TimeZone};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 /// Yuan (as written in a record: `2000`, `1,234.50`, `３０００元`) to 万元,
@@ -122,6 +123,28 @@ pub struct CreditPolicy {
     /// How a natural person's ID number is masked.
     #[serde(default = "MaskPolicy::birth_date")]
     pub mask: MaskPolicy,
+    /// The platform's code of each ID type (`CF_XDR_ZJLX`, `CF_FR_ZJLX`),
+    /// by the canonical type (`mappings/codes/id_type.yaml`). The default
+    /// follows the 信用中国 双公示 layout (001 身份证 … 005 外国人永久居留
+    /// 身份证); a platform that codes them otherwise sets its own.
+    #[serde(default = "default_id_type_codes")]
+    pub id_type_codes: BTreeMap<String, String>,
+}
+
+fn default_id_type_codes() -> BTreeMap<String, String> {
+    [
+        ("RESIDENT_ID", "001"),
+        ("PASSPORT", "002"),
+        ("HK_MACAO_PERMIT", "003"),
+        ("TAIWAN_PERMIT", "004"),
+        ("FOREIGN_PERMANENT_RESIDENT", "005"),
+        // As records mapped before the id_type code table carry them.
+        ("身份证", "001"),
+        ("居民身份证", "001"),
+        ("护照", "002"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into()
 }
 
 fn default_rules() -> Vec<PublicityRule> {
@@ -159,6 +182,7 @@ impl Default for CreditPolicy {
             default_period: default_period(),
             max_period: default_max_period(),
             mask: MaskPolicy::birth_date(),
+            id_type_codes: default_id_type_codes(),
         }
     }
 }
@@ -223,6 +247,30 @@ impl CreditPolicy {
         let categories = categories_of(d);
         let period = self.period(&categories, str_of(d, "/industry").unwrap_or("OTHER"));
         decided.checked_add_months(chrono::Months::new(period.months))
+    }
+
+    /// An ID type as the platform codes it; `Err` names a type it has no
+    /// code for.
+    fn id_type_code(&self, canonical: Option<&str>) -> Result<String, String> {
+        // A resident ID is what a source means when it says nothing.
+        let t = canonical.unwrap_or("RESIDENT_ID");
+        self.id_type_codes.get(t).cloned().ok_or_else(|| {
+            format!("no platform code for the ID type `{t}`: add it to the credit policy's `id_type_codes`")
+        })
+    }
+
+    /// An ID number as it may leave for the platform: masked by the
+    /// policy (a number already masked stays as it is).
+    fn masked(&self, d: &Value, full: &str, masked: &str) -> Option<String> {
+        str_of(d, full)
+            .map(|i| {
+                if i.contains('*') {
+                    i.to_owned()
+                } else {
+                    self.mask.apply(i)
+                }
+            })
+            .or_else(|| str_of(d, masked).map(str::to_owned))
     }
 
     /// The publication of a canonical PenaltyDecision (as JSON).
@@ -296,34 +344,81 @@ impl CreditPolicy {
             _ => "法人及非法人组织",
         };
         put("CF_XDR_LB", Some(label.to_owned()));
-        if party_type == "NATURAL_PERSON" {
-            // A person: identity by ID number, masked; no credit code, no
-            // legal representative.
-            let id = str_of(d, "/party/id_number").or(str_of(d, "/party/id_number_masked"));
-            put(
-                "CF_XDR_ZJLX",
-                Some(str_of(d, "/party/id_type").unwrap_or("身份证").to_owned()),
-            );
-            put(
-                "CF_XDR_ZJHM",
-                id.map(|i| {
-                    if i.contains('*') {
-                        i.to_owned()
-                    } else {
-                        self.mask.apply(i)
-                    }
-                }),
-            );
-            put("CF_XDR_SHXYM", None);
-            put("CF_FRDB", None);
-        } else {
-            put(
-                "CF_XDR_SHXYM",
-                str_of(d, "/party/credit_code").map(str::to_owned),
-            );
-            put("CF_FRDB", str_of(d, "/party/legal_rep").map(str::to_owned));
-            put("CF_XDR_ZJLX", None);
-            put("CF_XDR_ZJHM", None);
+        let credit_code = str_of(d, "/party/credit_code").map(str::to_owned);
+        // The older registration codes (CF_XDR_GSZC … CF_XDR_SHZZ).
+        let older = [
+            ("CF_XDR_GSZC", "/party/reg_no"),
+            ("CF_XDR_ZZJG", "/party/org_code"),
+            ("CF_XDR_SWDJ", "/party/tax_reg_no"),
+            ("CF_XDR_SYDW", "/party/institution_cert_no"),
+            ("CF_XDR_SHZZ", "/party/social_org_cert_no"),
+        ];
+        let has_older = older.iter().any(|(_, path)| str_of(d, path).is_some());
+        let person_id = self.masked(d, "/party/id_number", "/party/id_number_masked");
+        let rep_id = self.masked(
+            d,
+            "/party/legal_rep_id_number",
+            "/party/legal_rep_id_number_masked",
+        );
+        match party_type {
+            "NATURAL_PERSON" => {
+                // A person: identity by ID number, masked; no credit code,
+                // no legal representative.
+                let id =
+                    person_id.ok_or("a natural person without an ID number cannot be published")?;
+                put(
+                    "CF_XDR_ZJLX",
+                    Some(self.id_type_code(str_of(d, "/party/id_type"))?),
+                );
+                put("CF_XDR_ZJHM", Some(id));
+                put("CF_XDR_SHXYM", None);
+                put("CF_FRDB", None);
+                put("CF_FR_ZJLX", None);
+                put("CF_FR_ZJHM", None);
+                for (field, _) in older {
+                    put(field, None);
+                }
+            }
+            _ => {
+                // An organisation or an individual business: its codes; its
+                // legal representative (operator) with their ID, masked.
+                // An individual business without a credit code still needs
+                // an identifier: its operator's ID, masked, as the party's.
+                let operator_id = if party_type == "INDIVIDUAL_BUSINESS"
+                    && credit_code.is_none()
+                    && !has_older
+                {
+                    let (id_type, id) = match person_id {
+                        Some(id) => (str_of(d, "/party/id_type"), Some(id)),
+                        None => (str_of(d, "/party/legal_rep_id_type"), rep_id.clone()),
+                    };
+                    let id = id.ok_or(
+                        "an individual business (个体工商户) without a credit code needs its operator's ID number",
+                    )?;
+                    Some((self.id_type_code(id_type)?, id))
+                } else {
+                    None
+                };
+                if credit_code.is_none() && !has_older && operator_id.is_none() {
+                    return Err(format!(
+                        "a {label} needs its unified social credit code (CF_XDR_SHXYM) or one of the older registration codes"
+                    ));
+                }
+                put("CF_XDR_SHXYM", credit_code);
+                for (field, path) in older {
+                    put(field, str_of(d, path).map(str::to_owned));
+                }
+                put("CF_FRDB", str_of(d, "/party/legal_rep").map(str::to_owned));
+                let rep_type = rep_id
+                    .as_ref()
+                    .map(|_| self.id_type_code(str_of(d, "/party/legal_rep_id_type")))
+                    .transpose()?;
+                put("CF_FR_ZJLX", rep_type);
+                put("CF_FR_ZJHM", rep_id);
+                let (t, n) = operator_id.unzip();
+                put("CF_XDR_ZJLX", t);
+                put("CF_XDR_ZJHM", n);
+            }
         }
         put("CF_WFXW", str_of(d, "/violation").map(str::to_owned));
         put("CF_SY", str_of(d, "/facts").map(str::to_owned));
@@ -443,14 +538,87 @@ mod tests {
     #[test]
     fn a_person_is_masked_and_carries_no_credit_code() {
         let mut d = sample_decision();
-        d["party"] = json!({"name": "李娜", "type": "NATURAL_PERSON", "id_type": "身份证", "id_number": "11010519491231002X"});
+        d["party"] = json!({"name": "李娜", "type": "NATURAL_PERSON", "id_type": "RESIDENT_ID", "id_number": "11010519491231002X"});
         let Publication::Publish(r) = CreditPolicy::default().publication(&d).unwrap() else {
             panic!()
         };
         assert_eq!(r["CF_XDR_LB"], "自然人");
         assert_eq!(r["CF_XDR_ZJHM"], "110105********002X");
+        assert_eq!(r["CF_XDR_ZJLX"], "001");
         assert_eq!(r["CF_XDR_SHXYM"], "");
         assert_eq!(r["CF_FRDB"], "");
+    }
+
+    fn published(d: &Value) -> Value {
+        match CreditPolicy::default().publication(d) {
+            Ok(Publication::Publish(r)) => r,
+            other => panic!("not published: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_company_carries_its_older_codes_and_its_representatives_id_masked() {
+        let mut d = sample_decision();
+        d["party"]["reg_no"] = json!("420500000012345");
+        d["party"]["org_code"] = json!("MA4F0XYZ1");
+        d["party"]["legal_rep_id_type"] = json!("RESIDENT_ID");
+        d["party"]["legal_rep_id_number"] = json!("11010519491231002X");
+        let r = published(&d);
+        assert_eq!(r["CF_XDR_GSZC"], "420500000012345");
+        assert_eq!(r["CF_XDR_ZZJG"], "MA4F0XYZ1");
+        assert_eq!(r["CF_XDR_SWDJ"], "");
+        assert_eq!(r["CF_FR_ZJLX"], "001");
+        assert_eq!(r["CF_FR_ZJHM"], "110105********002X");
+        assert!(crate::personal::full_ids(&r.to_string()).is_empty(), "{r}");
+        // A company with no code at all cannot be published.
+        let mut none = sample_decision();
+        none["party"]["credit_code"] = Value::Null;
+        let why = CreditPolicy::default().publication(&none).unwrap_err();
+        assert!(why.contains("CF_XDR_SHXYM"), "{why}");
+        // Only the older code: published with it.
+        none["party"]["tax_reg_no"] = json!("420500123456789");
+        let r = published(&none);
+        assert_eq!(
+            (r["CF_XDR_SHXYM"].as_str(), r["CF_XDR_SWDJ"].as_str()),
+            (Some(""), Some("420500123456789"))
+        );
+    }
+
+    #[test]
+    fn an_individual_business_without_a_credit_code_carries_its_operators_id_masked() {
+        let mut d = sample_decision();
+        d["party"] = json!({"name": "宜昌高新区李娜经营部", "type": "INDIVIDUAL_BUSINESS", "legal_rep": "李娜",
+            "legal_rep_id_type": "RESIDENT_ID", "legal_rep_id_number": "11010519491231002X"});
+        let r = published(&d);
+        assert_eq!(r["CF_XDR_LB"], "个体工商户");
+        assert_eq!(r["CF_XDR_SHXYM"], "");
+        assert_eq!(r["CF_XDR_ZJLX"], "001");
+        assert_eq!(r["CF_XDR_ZJHM"], "110105********002X");
+        assert_eq!(r["CF_FRDB"], "李娜");
+        assert_eq!(r["CF_FR_ZJHM"], "110105********002X");
+        // With a credit code, that is its identifier.
+        d["party"]["credit_code"] = json!("92420500MA4F0XYZ1B");
+        let r = published(&d);
+        assert_eq!(r["CF_XDR_SHXYM"], "92420500MA4F0XYZ1B");
+        assert_eq!(r["CF_XDR_ZJHM"], "");
+        // Neither: refused, with the reason.
+        d["party"] = json!({"name": "某经营部", "type": "INDIVIDUAL_BUSINESS"});
+        let why = CreditPolicy::default().publication(&d).unwrap_err();
+        assert!(why.contains("operator"), "{why}");
+    }
+
+    #[test]
+    fn id_types_are_coded_as_the_platform_codes_them() {
+        let mut d = sample_decision();
+        d["party"] = json!({"name": "JOHN SMITH", "type": "NATURAL_PERSON", "id_type": "PASSPORT", "id_number": "E12345678"});
+        let r = published(&d);
+        assert_eq!(r["CF_XDR_ZJLX"], "002");
+        d["party"]["id_type"] = json!("MILITARY_ID");
+        let why = CreditPolicy::default().publication(&d).unwrap_err();
+        assert!(
+            why.contains("MILITARY_ID") && why.contains("id_type_codes"),
+            "{why}"
+        );
     }
 
     #[test]

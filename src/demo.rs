@@ -431,10 +431,11 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     {
         use std::sync::atomic::Ordering::Relaxed;
         println!(
-            "  credit publication clock: {} pending, {} at risk, {} late; blacklist: {} listed; commitments: {} due soon, {} leads",
+            "  credit publication clock: {} pending, {} at risk, {} late; blacklist: {} case(s) in procedure (notice, objections, decision: /desk/blacklist), {} listed; commitments: {} due soon, {} leads",
             clock_stats.credit_pending.load(Relaxed),
             clock_stats.credit_at_risk.load(Relaxed),
             clock_stats.credit_late.load(Relaxed),
+            clock_stats.blacklist_open.load(Relaxed),
             clock_stats.blacklisted.load(Relaxed),
             clock_stats.commitments_due_soon.load(Relaxed),
             clock_stats.commitment_leads.load(Relaxed)

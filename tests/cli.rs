@@ -351,6 +351,13 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
             v["categories"] = serde_json::json!(["罚款"]);
             v["authority_code"] = "11420500MB150779XX".into();
         }),
+        // An individual business without a credit code: its operator's ID.
+        with(&|v| {
+            v["id"] = "pen:P2".into();
+            v["categories"] = serde_json::json!(["罚款"]);
+            v["party"] = serde_json::json!({"name": "宜昌高新区李娜经营部", "type": "INDIVIDUAL_BUSINESS",
+                "legal_rep": "李娜", "legal_rep_id_type": "RESIDENT_ID", "legal_rep_id_number": "11010519491231002X"});
+        }),
     ];
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("decisions.jsonl");
@@ -368,7 +375,7 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 5, "{stdout}");
+    assert_eq!(rows.len(), 6, "{stdout}");
     // A published decision: one batch request, CF_GSJZQ the 3-year maximum.
     let published = &rows[0];
     assert_eq!(published["sent"], true);
@@ -415,6 +422,18 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
         rows[4]["reason"].as_str().unwrap().contains("CF_CFJGDM"),
         "{}",
         rows[4]
+    );
+    // The individual business: identified by its operator's ID, masked,
+    // typed as the platform codes it; the representative's ID too.
+    let business = &rows[5]["record"];
+    assert_eq!(business["CF_XDR_LB"], "个体工商户");
+    assert_eq!(business["CF_XDR_ZJLX"], "001");
+    assert_eq!(business["CF_XDR_ZJHM"], "110105********002X");
+    assert_eq!(business["CF_FR_ZJHM"], "110105********002X");
+    assert!(
+        !rows[5].to_string().contains("11010519491231002X"),
+        "{}",
+        rows[5]
     );
 
     // A webhook receiver: signed, with its idempotency key in a header.

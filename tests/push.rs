@@ -370,6 +370,33 @@ role = "officer"
         "the listing at the approval system",
         || !approval().is_empty(),
     );
+    // The desk's page shows the listing with its basis, escaped.
+    let page = block_on(async {
+        reqwest::Client::new()
+            .get(format!(
+                "http://{addr}/desk/blacklist/{}",
+                percent_encoding::utf8_percent_encode(&case_id, percent_encoding::NON_ALPHANUMERIC)
+            ))
+            .header("Authorization", format!("Bearer {OFFICER}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    for expected in [
+        "已列入",
+        "认定依据（测试）",
+        "列入期限依据（测试）",
+        "告知书送达",
+        "异议不成立",
+    ] {
+        assert!(
+            page.contains(expected),
+            "{expected} not on the page:\n{page}"
+        );
+    }
     assert_eq!(act("REPAIR_APPROVED", None).0, 202);
     wait_until(
         Duration::from_secs(60),

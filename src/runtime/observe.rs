@@ -317,8 +317,14 @@ impl Collector for Observed {
         gauge(
             &mut e,
             "duijie_blacklisted",
-            "Entities on the blacklist (黑名单).",
+            "Entities on the list of seriously dishonest entities (严重失信主体名单), by decision.",
             &[(vec![], load(&c.blacklisted))],
+        )?;
+        gauge(
+            &mut e,
+            "duijie_blacklist_cases_open",
+            "Blacklist cases proposed, noticed or in objection, not yet decided.",
+            &[(vec![], load(&c.blacklist_open))],
         )?;
         gauge(
             &mut e,
@@ -450,6 +456,7 @@ impl Observed {
             ("credit_at_risk".to_owned(), load(&c.credit_at_risk)),
             ("credit_late".to_owned(), load(&c.credit_late)),
             ("blacklisted".to_owned(), load(&c.blacklisted)),
+            ("blacklist_cases_open".to_owned(), load(&c.blacklist_open)),
         ]);
         if let Some(desk) = &self.desk {
             let views = desk.views.read().expect("views lock");

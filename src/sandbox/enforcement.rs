@@ -269,10 +269,21 @@ pub(crate) fn new_decision(
         .to_string();
     let (open, close) = [("〔", "〕"), ("【", "】"), ("[", "]")][rng.usize(..3)];
     let fine = FINES[i as usize % FINES.len()];
+    // Companies name their legal representative and (mostly) the
+    // representative's ID; an individual business sometimes has no credit
+    // code, and then its operator's ID identifies it.
     let dsr = if kind < 6 {
-        json!({"mc": COMPANIES[rng.usize(..COMPANIES.len())], "lb": "1", "tyshxydm": people::credit_code(rng, "91"), "fddbr": people::person(rng)})
-    } else if kind < 8 {
+        let mut c = json!({"mc": COMPANIES[rng.usize(..COMPANIES.len())], "lb": "1", "tyshxydm": people::credit_code(rng, "91"), "fddbr": people::person(rng)});
+        if kind < 4 {
+            c["fddbrzjlx"] = json!("身份证");
+            c["fddbrzjhm"] = json!(people::resident_id(rng));
+        }
+        c
+    } else if kind < 7 {
         json!({"mc": format!("宜昌高新区{}经营部", people::person(rng)), "lb": "2", "tyshxydm": people::credit_code(rng, "92"), "fddbr": people::person(rng)})
+    } else if kind < 8 {
+        let operator = people::person(rng);
+        json!({"mc": format!("宜昌高新区{operator}经营部"), "lb": "2", "fddbr": operator, "fddbrzjlx": "身份证", "fddbrzjhm": people::resident_id(rng)})
     } else {
         json!({"mc": people::person(rng), "lb": "3", "zjlx": "身份证", "zjhm": people::resident_id(rng)})
     };
