@@ -44,7 +44,7 @@ async fn baseline(brokers: &str, records: &[(&str, &[u8])]) -> f64 {
         .ensure_topics(&[TopicSpec {
             name: topic.clone(),
             partitions: 3,
-            compacted: false,
+            cleanup: duijie::bus::Cleanup::Delete,
         }])
         .await
         .unwrap();

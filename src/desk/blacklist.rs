@@ -102,15 +102,14 @@ impl ListBoard {
     }
 }
 
-fn board(desk: &Desk) -> Result<&Arc<ListBoard>, Response> {
-    desk.blacklist.as_ref().ok_or_else(|| {
-        message_page(
-            StatusCode::NOT_FOUND,
-            "未配置",
-            "本部署未配置严重失信主体名单（[credit.blacklist]）。",
-            None,
-        )
-    })
+/// The page to show when the deployment has no `[credit.blacklist]`.
+fn not_configured() -> Response {
+    message_page(
+        StatusCode::NOT_FOUND,
+        "未配置",
+        "本部署未配置严重失信主体名单（[credit.blacklist]）。",
+        None,
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -171,9 +170,8 @@ pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response
     let Some(user) = user(&desk, &headers) else {
         return unauthorized(false);
     };
-    let board = match board(&desk) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(board) = desk.blacklist.as_ref() else {
+        return not_configured();
     };
     let cases = board.cases(desk.now());
     if let Err(refused) = audited(
@@ -253,9 +251,8 @@ pub async fn case_page(
     let Some(user) = user(&desk, &headers) else {
         return unauthorized(false);
     };
-    let board = match board(&desk) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(board) = desk.blacklist.as_ref() else {
+        return not_configured();
     };
     let Some(case) = board.case(&case_id, desk.now()) else {
         return message_page(StatusCode::NOT_FOUND, "未找到", "无此案件。", None);
