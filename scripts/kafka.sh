@@ -29,8 +29,16 @@ fetch() {
   touch "$libs/.complete"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# N distinct free loopback ports, one a line: every socket stays bound until
+# all are taken, so the kernel cannot hand out the same port twice.
+free_ports() {
+  python3 -c '
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+for s in socks: print(s.getsockname()[1])
+' "$1"
 }
 
 node_pid() { cat "$1/node-$2/pid" 2>/dev/null || true; }
@@ -74,8 +82,10 @@ start() {
   if [ "$nodes" -ge 3 ]; then rf=3; isr=2; fi
   local voters="" bootstrap="" i
   declare -A bport cport
+  local ports
+  mapfile -t ports < <(free_ports $((2 * nodes)))
   for i in $(seq 1 "$nodes"); do
-    bport[$i]=$(free_port); cport[$i]=$(free_port)
+    bport[$i]=${ports[$((2 * i - 2))]}; cport[$i]=${ports[$((2 * i - 1))]}
     voters="${voters:+$voters,}$i@127.0.0.1:${cport[$i]}"
     bootstrap="${bootstrap:+$bootstrap,}127.0.0.1:${bport[$i]}"
   done

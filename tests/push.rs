@@ -164,10 +164,24 @@ delivery = "credit"
                 assert_eq!(&masked[6..14], "********", "{masked}");
                 assert_eq!(r["CF_XDR_SHXYM"], "");
             }
+            // An individual business without a credit code: its
+            // operator's ID, masked.
+            "2" if source["dsr"]["tyshxydm"].is_null() => {
+                assert_eq!(r["CF_XDR_SHXYM"], "");
+                let masked = r["CF_XDR_ZJHM"].as_str().unwrap();
+                assert_eq!(&masked[6..14], "********", "{masked}");
+                assert_eq!(r["CF_XDR_ZJLX"], "001");
+            }
             _ => {
                 assert_eq!(r["CF_XDR_SHXYM"], source["dsr"]["tyshxydm"]);
                 assert_eq!(r["CF_XDR_ZJHM"], "");
             }
+        }
+        // A legal representative's ID leaves masked, never in full.
+        if let Some(full) = source["dsr"]["fddbrzjhm"].as_str() {
+            let masked = r["CF_FR_ZJHM"].as_str().unwrap();
+            assert_eq!(&masked[6..14], "********", "{masked}");
+            assert!(!r.to_string().contains(full), "{r}");
         }
         assert!(
             !r["CF_WSH"].as_str().unwrap().contains('【')

@@ -88,10 +88,38 @@ fn check(r: &Value) -> Result<(), String> {
             return Err(format!("{k} 不能为空"));
         }
     }
+    let older = [
+        "CF_XDR_GSZC",
+        "CF_XDR_ZZJG",
+        "CF_XDR_SWDJ",
+        "CF_XDR_SYDW",
+        "CF_XDR_SHZZ",
+    ]
+    .iter()
+    .any(|k| !s(k).trim().is_empty());
+    let masked_id = |k: &str| -> Result<(), String> {
+        let id = s(k);
+        if !id.is_empty() && !id.contains('*') {
+            return Err(format!("{k} 身份证号码未按规定脱敏"));
+        }
+        Ok(())
+    };
+    masked_id("CF_FR_ZJHM")?;
     match s("CF_XDR_LB") {
+        // An individual business without a credit code is identified by
+        // its operator's ID, masked.
+        "个体工商户" if s("CF_XDR_SHXYM").is_empty() && !older => {
+            if s("CF_XDR_ZJHM").is_empty() || s("CF_XDR_ZJLX").is_empty() {
+                return Err("无统一社会信用代码的个体工商户须填写经营者证件类型和号码".into());
+            }
+            masked_id("CF_XDR_ZJHM")?;
+        }
         "法人及非法人组织" | "个体工商户" => {
             let code = s("CF_XDR_SHXYM");
-            if !check_uscc(code).is_valid() {
+            if code.is_empty() && !older {
+                return Err("CF_XDR_SHXYM 与其他登记代码不能同时为空".into());
+            }
+            if !code.is_empty() && !check_uscc(code).is_valid() {
                 return Err(format!("CF_XDR_SHXYM 统一社会信用代码校验不通过: {code}"));
             }
         }
