@@ -775,6 +775,24 @@ pub fn list_entry(case: &CaseView, version: i64, now: DateTime<Utc>) -> serde_js
     })
 }
 
+/// The configuration the unit tests share: two criteria, a 5-working-day
+/// window, a 6-month term, repair after 3 months.
+#[cfg(test)]
+pub(crate) fn test_config() -> BlacklistConfig {
+    toml::from_str(
+        r#"
+criteria = [
+  { name = "repeat_serious", label = "一年内两次以上情节严重的违法行为", basis = "测试依据甲", serious_count = 2 },
+  { name = "licence_revoked", label = "被吊销许可证件", basis = "测试依据乙", categories_any = ["吊销许可证件"] },
+]
+objection_window = { limit = "5 working days", basis = "异议期依据" }
+listing_term = { limit = "6 months", basis = "期限依据" }
+repair_after = { limit = "3 months", basis = "修复依据" }
+"#,
+    )
+    .expect("config")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -786,18 +804,7 @@ mod tests {
     }
 
     fn config() -> BlacklistConfig {
-        toml::from_str(
-            r#"
-criteria = [
-  { name = "repeat_serious", label = "一年内两次以上情节严重的违法行为", basis = "测试依据甲", serious_count = 2 },
-  { name = "licence_revoked", label = "被吊销许可证件", basis = "测试依据乙", categories_any = ["吊销许可证件"] },
-]
-objection_window = { limit = "5 working days", basis = "异议期依据" }
-listing_term = { limit = "6 months", basis = "期限依据" }
-repair_after = { limit = "3 months", basis = "修复依据" }
-"#,
-        )
-        .expect("config")
+        super::test_config()
     }
 
     fn local(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {

@@ -979,18 +979,7 @@ mod tests {
     use super::*;
 
     fn keeper() -> ListKeeper {
-        let config: BlacklistConfig = toml::from_str(
-            r#"
-criteria = [
-  { name = "repeat_serious", label = "12个月内两次以上情节严重", basis = "依据甲", serious_count = 2 },
-  { name = "licence_revoked", label = "被吊销许可证件", basis = "依据乙", categories_any = ["吊销许可证件"] },
-]
-objection_window = { limit = "5 working days", basis = "异议期依据" }
-listing_term = { limit = "6 months", basis = "期限依据" }
-repair_after = { limit = "3 months", basis = "修复依据" }
-"#,
-        )
-        .expect("config");
+        let config = crate::blacklist::test_config();
         let calendar =
             Calendar::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendar"))
                 .expect("calendar");
@@ -1074,7 +1063,7 @@ repair_after = { limit = "3 months", basis = "修复依据" }
         let (key, entry) = &w.entries[0];
         assert_eq!(key, KEY);
         assert_eq!(entry["action"], "ADD");
-        assert_eq!(entry["criteria"][0]["basis"], "依据甲");
+        assert_eq!(entry["criteria"][0]["basis"], "测试依据甲");
         assert_eq!(
             entry["decided_at"],
             json!(local(3, 20, 9).timestamp_millis())

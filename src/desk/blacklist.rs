@@ -18,7 +18,7 @@
 use super::web::{
     MAX_ACTION_TEXT, PRODUCT, audited, message_page, render, time, unauthorized, user, user_view,
 };
-use super::{Desk, Role};
+use super::{Desk, DeskUser, Role};
 use crate::blacklist::{BlacklistConfig, CaseView, EventKind, ProcedureEvent};
 use crate::bus::Bus;
 use crate::calendar::Calendar;
@@ -166,25 +166,43 @@ fn row(c: &CaseView) -> CaseRow {
     }
 }
 
-pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(false);
+/// A read of every case (page or API): who asks, the cases, and the audit
+/// entry written first. `Err` is the answer when nobody is logged in, the
+/// list is not configured, or the audit cannot be written.
+async fn audited_cases(
+    desk: &Desk,
+    headers: &HeaderMap,
+    api: bool,
+    what: &str,
+) -> Result<(DeskUser, Arc<ListBoard>, Vec<CaseView>), Response> {
+    let Some(user) = user(desk, headers) else {
+        return Err(unauthorized(api));
     };
-    let Some(board) = desk.blacklist.as_ref() else {
-        return not_configured();
+    let Some(board) = desk.blacklist.clone() else {
+        return Err(if api {
+            refuse(StatusCode::NOT_FOUND, "未配置严重失信主体名单")
+        } else {
+            not_configured()
+        });
     };
     let cases = board.cases(desk.now());
-    if let Err(refused) = audited(
-        &desk,
+    audited(
+        desk,
         &user,
         "list",
         None,
-        format!("查看严重失信主体名单案件（{}件）", cases.len()),
+        format!("{what}（{}件）", cases.len()),
     )
-    .await
-    {
-        return refused;
-    }
+    .await?;
+    Ok((user, board, cases))
+}
+
+pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
+    let (user, board, cases) =
+        match audited_cases(&desk, &headers, false, "查看严重失信主体名单案件").await {
+            Ok(r) => r,
+            Err(refused) => return refused,
+        };
     let listed = cases.iter().filter(|c| c.listed()).count();
     let open = cases
         .iter()
@@ -207,29 +225,10 @@ pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response
 }
 
 pub async fn list_api(State(desk): State<Desk>, headers: HeaderMap) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(true);
-    };
-    let Some(board) = desk.blacklist.as_ref() else {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "未配置严重失信主体名单"})),
-        )
-            .into_response();
-    };
-    let cases = board.cases(desk.now());
-    if let Err(refused) = audited(
-        &desk,
-        &user,
-        "list",
-        None,
-        format!("接口读取严重失信主体名单案件（{}件）", cases.len()),
-    )
-    .await
-    {
-        return refused;
+    match audited_cases(&desk, &headers, true, "接口读取严重失信主体名单案件").await {
+        Ok((_, _, cases)) => axum::Json(cases).into_response(),
+        Err(refused) => refused,
     }
-    axum::Json(cases).into_response()
 }
 
 #[derive(Debug, Serialize)]
