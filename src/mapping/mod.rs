@@ -15,6 +15,7 @@ pub mod golden;
 mod json_read;
 mod paths;
 mod spec;
+pub mod stream;
 mod xml_read;
 
 use crate::ident::{IdKind, MaskPolicy};
