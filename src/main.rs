@@ -914,6 +914,11 @@ fn map(
             format: to.format,
             ..StreamOptions::default()
         };
+        if to.format == OutputFormat::Avro {
+            // An Avro value tree is several times its JSON line: smaller
+            // chunks keep the resident set flat and low.
+            options.chunk_bytes = 256 << 10;
+        }
         if let Some(n) = to.threads {
             options.threads = n.max(1);
         }
