@@ -10,8 +10,8 @@
 //! its cursor committed; topics exist beforehand in both cases. Runs alternate, and the medians
 //! are compared.
 //!
-//! `scripts/bench-e2e.sh` starts a Tansu broker (memory storage) and runs
-//! this; or `DUIJIE_BENCH_BROKERS=host:port cargo bench --bench e2e`.
+//! `scripts/bench-e2e.sh` starts Apache Kafka (or Tansu with
+//! `BROKER=tansu`) and runs this; or `DUIJIE_BENCH_BROKERS=host:port cargo bench --bench e2e`.
 //! `DUIJIE_BENCH_RECORDS`, `DUIJIE_BENCH_RUNS` change the size and runs.
 
 mod common;

@@ -39,6 +39,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use transform::{Outgoing, Transform};
 
+/// A push round ends when its topic has been quiet this long…
+const ROUND_QUIET: Duration = Duration::from_millis(5);
+/// …or this long after its first record, whichever comes first: the most a
+/// round adds to a record's source-to-push latency.
+const ROUND_WAIT: Duration = Duration::from_millis(50);
+
 /// What became of one record of a push pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -348,13 +354,16 @@ impl Delivery {
                 )),
             };
             take(&first);
-            // A round takes what is there now (bounded), so that it usually
-            // ends where the producer's record batches end: some brokers
-            // (Tansu) cannot serve a fetch from inside a record batch.
+            // A round takes what is there now: until the topic is quiet
+            // for ROUND_QUIET, at most ROUND_WAIT after its first record
+            // (so a steady stream does not hold records back), at most
+            // `bound` records.
             let bound = (self.config.batch_size * 4).max(10_000);
+            let deadline = tokio::time::Instant::now() + ROUND_WAIT;
             let mut n = 1;
             while n < bound {
-                match tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await {
+                let quiet = tokio::time::Instant::now() + ROUND_QUIET;
+                match tokio::time::timeout_at(quiet.min(deadline), consumer.recv()).await {
                     Ok(Ok(m)) => {
                         take(&m);
                         n += 1;
