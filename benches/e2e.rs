@@ -154,9 +154,63 @@ settle = "0s"
     )
 }
 
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat (11 and 12 here), in
+    // clock ticks of 1/100 s on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The peer: Benthos (scripts/peers/benthos) on the same file, to a fresh
+/// topic on the same broker, from its start to its exit (the file read to
+/// its end, every record acknowledged). Records/s and CPU seconds.
+fn benthos(brokers: &str, binary: &str, peers: &Path, input: &Path, records: usize) -> (f64, f64) {
+    let topic = format!("bench-benthos-{}", tag());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(Bus::new(brokers, "bench").ensure_topics(&[TopicSpec {
+        name: topic.clone(),
+        partitions: 3,
+        cleanup: duijie::bus::Cleanup::Delete,
+    }]))
+    .unwrap();
+    let times = tempfile::NamedTempFile::new().unwrap();
+    let rejects = tempfile::NamedTempFile::new().unwrap();
+    let start = Instant::now();
+    let status = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%U %S", "-o"])
+        .arg(times.path())
+        .arg(binary)
+        .args(["run", "--log.level", "warn"])
+        .arg(peers.join("file_to_kafka.yaml"))
+        .env("INPUT", input)
+        .env("MAPPING", peers.join("urban_case.blobl"))
+        .env("REJECTS", rejects.path())
+        .env("BROKERS", brokers)
+        .env("TOPIC", &topic)
+        .env("THREADS", "2")
+        .status()
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(status.success(), "benthos exited with {status}");
+    let cpu: f64 = std::fs::read_to_string(times.path())
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
+    (records as f64 / elapsed.as_secs_f64(), cpu)
+}
+
 fn main() {
     let brokers = std::env::var("DUIJIE_BENCH_BROKERS").expect(
-        "DUIJIE_BENCH_BROKERS is not set: run scripts/bench-e2e.sh, which starts a Tansu broker",
+        "DUIJIE_BENCH_BROKERS is not set: run scripts/bench-e2e.sh, which starts a broker",
     );
     let records = env_or("DUIJIE_BENCH_RECORDS", 200_000);
     let runs = env_or("DUIJIE_BENCH_RUNS", 5);
@@ -182,7 +236,22 @@ fn main() {
     let mut rejects = 0;
     // `DUIJIE_BENCH_ONLY=hub` skips the baseline (for profiling).
     let only_hub = std::env::var("DUIJIE_BENCH_ONLY").is_ok_and(|v| v == "hub");
+    // `DUIJIE_BENCH_BENTHOS=path/to/benthos` adds the peer to every run.
+    let peer = std::env::var("DUIJIE_BENCH_BENTHOS").ok();
+    let peers_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/benthos");
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), &bytes).unwrap();
+    let (mut peer_rates, mut peer_cpu, mut hub_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
+        if let Some(binary) = &peer {
+            let (rate, cpu) = benthos(&brokers, binary, &peers_dir, input.path(), records);
+            eprintln!(
+                "run {run}: benthos {rate:.0} records/s, {:.2} µs CPU a record",
+                cpu * 1e6 / records as f64
+            );
+            peer_rates.push(rate);
+            peer_cpu.push(cpu);
+        }
         let b = if only_hub {
             f64::NAN
         } else {
@@ -192,7 +261,9 @@ fn main() {
             eprintln!("run {run}: baseline {b:.0} records/s");
             continue;
         }
+        let cpu_before = cpu_seconds();
         let (h, r) = rt.block_on(hub(&brokers, &bytes, records));
+        hub_cpu.push(cpu_seconds() - cpu_before);
         rejects = r;
         eprintln!(
             "run {run}: baseline {b:.0} records/s, duijie {h:.0} records/s ({:.2})",
@@ -214,4 +285,20 @@ fn main() {
         "ratio duijie / baseline:                            {:>10.2}",
         h / b
     );
+    let per_record = |cpu: Vec<f64>| median(cpu) * 1e6 / records as f64;
+    println!(
+        "duijie CPU a record (the hub's process):            {:>10.2} µs",
+        per_record(hub_cpu)
+    );
+    if !peer_rates.is_empty() {
+        let p = median(peer_rates);
+        println!(
+            "benthos file -> bloblang -> Kafka (JSON), acked:     {p:>10.0} records/s, {:.2} µs CPU a record",
+            per_record(peer_cpu)
+        );
+        println!(
+            "ratio duijie / benthos:                             {:>10.2}",
+            h / p
+        );
+    }
 }
