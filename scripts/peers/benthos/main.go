@@ -28,7 +28,9 @@ func main() {
 		Summary("Produces each batch to a Kafka topic with franz-go, acks=all, idempotent.").
 		Field(service.NewStringField("brokers")).
 		Field(service.NewStringField("topic")).
-		Field(service.NewInterpolatedStringField("key"))
+		Field(service.NewInterpolatedStringField("key")).
+		Field(service.NewIntField("batch_count").Default(1000)).
+		Field(service.NewIntField("max_in_flight").Default(64))
 	err := service.RegisterBatchOutput("kafka_franz", spec,
 		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
 			brokers, err := conf.FieldString("brokers")
@@ -51,8 +53,16 @@ func main() {
 			if err != nil {
 				return nil, service.BatchPolicy{}, 0, err
 			}
-			policy := service.BatchPolicy{Count: 1000, Period: "5ms"}
-			return &franzOutput{client: client, topic: topic, key: key}, policy, 4, nil
+			count, err := conf.FieldInt("batch_count")
+			if err != nil {
+				return nil, service.BatchPolicy{}, 0, err
+			}
+			inFlight, err := conf.FieldInt("max_in_flight")
+			if err != nil {
+				return nil, service.BatchPolicy{}, 0, err
+			}
+			policy := service.BatchPolicy{Count: count, Period: "5ms"}
+			return &franzOutput{client: client, topic: topic, key: key}, policy, inFlight, nil
 		})
 	if err != nil {
 		panic(err)
