@@ -209,9 +209,8 @@ fn benthos(brokers: &str, binary: &str, peers: &Path, input: &Path, records: usi
 }
 
 fn main() {
-    let brokers = std::env::var("DUIJIE_BENCH_BROKERS").expect(
-        "DUIJIE_BENCH_BROKERS is not set: run scripts/bench-e2e.sh, which starts a broker",
-    );
+    let brokers = std::env::var("DUIJIE_BENCH_BROKERS")
+        .expect("DUIJIE_BENCH_BROKERS is not set: run scripts/bench-e2e.sh, which starts a broker");
     let records = env_or("DUIJIE_BENCH_RECORDS", 200_000);
     let runs = env_or("DUIJIE_BENCH_RUNS", 5);
     let bytes = workload(records);

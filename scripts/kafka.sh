@@ -89,6 +89,8 @@ start() {
     voters="${voters:+$voters,}$i@127.0.0.1:${cport[$i]}"
     bootstrap="${bootstrap:+$bootstrap,}127.0.0.1:${bport[$i]}"
   done
+  # A Kafka cluster id is 22 characters of URL-safe base64; one that starts
+  # with `-` is passed as `--cluster-id=…` so it is not read as an option.
   local cluster_id
   cluster_id=$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
   for i in $(seq 1 "$nodes"); do
@@ -135,7 +137,7 @@ logger.state.name = state.change.logger
 logger.state.level = warn
 EOF
     "$java" -cp "$libs/*" -Dlog4j2.configurationFile="$node/log4j2.properties" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$node/server.properties" >"$node/format.log" 2>&1 \
+      kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$node/server.properties" >"$node/format.log" 2>&1 \
       || { echo "formatting kafka node $i failed:" >&2; cat "$node/format.log" >&2; return 1; }
   done
   for i in $(seq 1 "$nodes"); do start_node "$dir" "$i"; done
