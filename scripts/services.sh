@@ -33,7 +33,7 @@ services_install() {
   [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-  fc-list 2>/dev/null | grep -qi "WenQuanYi" || missing+=(fonts-wqy-zenhei)
+  [ "$(dpkg-query -W -f='${Status}' fonts-wqy-zenhei 2>/dev/null)" = "install ok installed" ] || missing+=(fonts-wqy-zenhei)
   services_apt "${missing[@]}"
 }
 

@@ -4,7 +4,9 @@
 //! a crash and restart; access control over HTTP; and the page in headless
 //! Chromium.
 
-use crate::common::{self, TestDeployment, brokers, root, unique, wait_listening, wait_until};
+use crate::common::{
+    self, TestDeployment, brokers, get_text, root, unique, wait_listening, wait_until,
+};
 use chrono::{DateTime, Utc};
 use duijie::bus::publish::{Origin, publish_mapped};
 use duijie::calendar::{Calendar, local_text, parse_time};
@@ -985,19 +987,6 @@ fn write_atomically(path: &Path, text: &str) {
 
 fn http() -> reqwest::Client {
     reqwest::Client::new()
-}
-
-/// A desk page's text, read with an `Authorization` header.
-async fn get_text(url: impl reqwest::IntoUrl, authorization: &str) -> String {
-    http()
-        .get(url)
-        .header("Authorization", authorization)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[test]

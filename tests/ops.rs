@@ -107,17 +107,10 @@ settle = "0s"
         public["pipelines"][0].get("delivered").is_none() && public.get("broker").is_none(),
         "the public /ready shows detail: {body}"
     );
-    let body = block_on(async {
-        reqwest::Client::new()
-            .get(format!("{base}/ready"))
-            .bearer_auth("ops-status-token-0000000001")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let body = block_on(get_text(
+        format!("{base}/ready"),
+        "Bearer ops-status-token-0000000001",
+    ));
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["broker"], "reachable, 1 broker(s)");

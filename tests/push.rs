@@ -385,20 +385,13 @@ role = "officer"
         || !approval().is_empty(),
     );
     // The desk's page shows the listing with its basis, escaped.
-    let page = block_on(async {
-        reqwest::Client::new()
-            .get(format!(
-                "http://{addr}/desk/blacklist/{}",
-                percent_encoding::utf8_percent_encode(&case_id, percent_encoding::NON_ALPHANUMERIC)
-            ))
-            .header("Authorization", format!("Bearer {OFFICER}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let page = block_on(get_text(
+        format!(
+            "http://{addr}/desk/blacklist/{}",
+            percent_encoding::utf8_percent_encode(&case_id, percent_encoding::NON_ALPHANUMERIC)
+        ),
+        &format!("Bearer {OFFICER}"),
+    ));
     for expected in [
         "已列入",
         "认定依据（测试）",

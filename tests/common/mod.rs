@@ -241,6 +241,19 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// A GET's text with an `Authorization` header (`Bearer …`).
+pub async fn get_text(url: impl reqwest::IntoUrl, authorization: &str) -> String {
+    reqwest::Client::new()
+        .get(url)
+        .header("Authorization", authorization)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// POSTs `body` with `headers`; returns the status and the JSON answer.
 pub fn post(url: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, serde_json::Value) {
     block_on(async {
