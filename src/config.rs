@@ -625,10 +625,11 @@ impl Deployment {
                     partitions: p.partitions,
                     cleanup: Cleanup::compact_if(p.compacted),
                 },
+                // Dead letters wait for a person: never deleted by age.
                 TopicSpec {
                     name: p.dlq_topic.clone(),
                     partitions: 1,
-                    cleanup: Cleanup::Delete,
+                    cleanup: Cleanup::Keep,
                 },
             ] {
                 if !topics.iter().any(|x| x.name == t.name) {
@@ -636,16 +637,21 @@ impl Deployment {
                 }
             }
         }
+        // Receipts (the proof of what each receiver got, and the credit
+        // clock's memory of what was published) and alerts (the keepers'
+        // memory of what they raised) are kept whole: deleted by age, a
+        // restarted keeper would raise again what it raised, or call late
+        // what was published.
         let mut extra = vec![
             TopicSpec {
                 name: self.hub.receipts_topic.clone(),
                 partitions: 3,
-                cleanup: Cleanup::Delete,
+                cleanup: Cleanup::Keep,
             },
             TopicSpec {
                 name: self.hub.alerts_topic.clone(),
                 partitions: 1,
-                cleanup: Cleanup::Delete,
+                cleanup: Cleanup::Keep,
             },
         ];
         for (name, d) in &self.deliveries {
@@ -655,7 +661,7 @@ impl Deployment {
                     .clone()
                     .unwrap_or_else(|| format!("dlq.delivery.{name}")),
                 partitions: 1,
-                cleanup: Cleanup::Delete,
+                cleanup: Cleanup::Keep,
             });
         }
         if let Some(list) = self.credit.as_ref().and_then(|c| c.blacklist.as_ref()) {
@@ -672,10 +678,11 @@ impl Deployment {
             });
         }
         if let Some(c) = &self.commitments {
+            // Leads are the commitment keeper's memory too.
             extra.push(TopicSpec {
                 name: c.leads_topic.clone(),
                 partitions: 1,
-                cleanup: Cleanup::Delete,
+                cleanup: Cleanup::Keep,
             });
         }
         if self.hub.scale_out {
@@ -689,7 +696,7 @@ impl Deployment {
             // The audit trail is kept whole.
             for (name, cleanup) in [
                 (&d.state_topic, Cleanup::Compact),
-                (&d.alerts_topic, Cleanup::Delete),
+                (&d.alerts_topic, Cleanup::Keep),
                 (&d.audit_topic, Cleanup::Keep),
             ] {
                 extra.push(TopicSpec {
