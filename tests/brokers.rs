@@ -206,3 +206,46 @@ fn the_whole_cluster_down_for_60_s_then_back_loses_nothing_and_the_pipeline_resu
     );
     assert_eq!(lost, 0);
 }
+
+/// What the cluster may delete, as the hub creates its topics: dead
+/// letters, receipts and alerts never by age; the cursor topic compacted;
+/// a canonical topic left to the cluster's retention.
+#[test]
+fn the_hub_creates_its_topics_so_that_nothing_it_alone_records_expires() {
+    use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+    let tag = unique("retention");
+    let (topic, dlq) = (format!("canonical.{tag}"), format!("dlq.{tag}"));
+    let (receipts, alerts) = (format!("receipts.{tag}"), format!("alerts.{tag}"));
+    let d = TestDeployment::with_hub(
+        &brokers(),
+        &format!("receipts_topic = \"{receipts}\"\nalerts_topic = \"{alerts}\""),
+        &urban_pipeline(&topic, &dlq),
+    );
+    let deployment = duijie::config::Deployment::load(&d.file).unwrap();
+    let bus = deployment.bus();
+    block_on(async {
+        bus.ensure_topics(&deployment.topics()).await.unwrap();
+        let admin = bus.admin().unwrap();
+        let names = [&topic, &dlq, &receipts, &alerts, &d.cursor_topic];
+        let specs: Vec<ResourceSpecifier<'_>> =
+            names.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let described = admin
+            .describe_configs(specs.iter(), &AdminOptions::new())
+            .await
+            .unwrap();
+        let config = |i: usize, key: &str| -> String {
+            let r = described[i].as_ref().unwrap();
+            r.get(key).and_then(|e| e.value.clone()).unwrap_or_default()
+        };
+        for (i, name) in [(1, "dead letters"), (2, "receipts"), (3, "alerts")] {
+            assert_eq!(config(i, "retention.ms"), "-1", "{name} expire by age");
+            assert_eq!(config(i, "retention.bytes"), "-1", "{name} expire by size");
+        }
+        assert_eq!(config(4, "cleanup.policy"), "compact", "cursor topic");
+        assert_ne!(
+            config(0, "retention.ms"),
+            "-1",
+            "the canonical topic follows the cluster"
+        );
+    });
+}
