@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory across a 1,000,000-record backfill: a front-end PostgreSQL
 # table of a million hidden-danger rows, re-read by `duijie backfill`
-# (release build) into a Tansu broker. Samples the process's resident set
+# (release build) into a Apache Kafka broker. Samples the process's resident set
 # every half second and prints it at each tenth of the way, and the peak.
 # Usage: scripts/bench-memory.sh [ROWS]   (default 1000000)
 set -euo pipefail
@@ -13,12 +13,10 @@ bin=${CARGO_TARGET_DIR:-target}/release/duijie
 pg="postgres://postgres@127.0.0.1:5432/test"
 table="bench_hazards"
 free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-kport=$(free)
 work=$(mktemp -d)
-tansu broker --listener-url "tcp://127.0.0.1:${kport}" --advertised-listener-url "tcp://127.0.0.1:${kport}" \
-  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
-tansu_pid=$!
-trap 'kill "$tansu_pid" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+# Apache Kafka, one KRaft node (scripts/kafka.sh).
+brokers=$(scripts/kafka.sh start "$work/kafka" 1)
+trap 'scripts/kafka.sh stop "$work/kafka" >/dev/null 2>&1 || true; wait 2>/dev/null || true' EXIT
 
 echo "preparing ${rows} rows in ${table} …"
 psql -q -h 127.0.0.1 -U postgres -d test <<SQL
@@ -48,7 +46,7 @@ mappings = "$PWD/mappings"
 schemas = "$PWD/schemas"
 
 [kafka]
-brokers = "127.0.0.1:${kport}"
+brokers = "${brokers}"
 
 [pipelines.hazard_pg]
 system = "safety"

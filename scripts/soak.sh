@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak: the whole Yichang deployment — six systems from the sandbox with
 # faults on (HTTP 500s, slow answers, duplicated rows), webhook pushes,
-# every push pipeline — for MINUTES (default 20) against a Tansu broker,
+# every push pipeline — for MINUTES (default 20) against a Apache Kafka broker,
 # then reconciled:
 #   - per pipeline, records fetched = records read back from its topic +
 #     dead letters read back from its DLQ (by their provenance headers);
@@ -18,15 +18,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 minutes=${1:-20}
 cargo build --release -q
 bin=${CARGO_TARGET_DIR:-target}/release/duijie
-kport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
-tansu broker --listener-url "tcp://127.0.0.1:${kport}" --advertised-listener-url "tcp://127.0.0.1:${kport}" \
-  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
-tansu_pid=$!
-trap 'kill "$tansu_pid" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+# Apache Kafka, one KRaft node (scripts/kafka.sh).
+brokers=$(scripts/kafka.sh start "$work/kafka" 1)
+trap 'scripts/kafka.sh stop "$work/kafka" >/dev/null 2>&1 || true; wait 2>/dev/null || true' EXIT
 sleep 1
 echo "soaking for ${minutes} min (log in $work) …"
-"$bin" demo --sandbox-process --brokers "127.0.0.1:${kport}" --seconds $((minutes * 60)) >"$work/summary.txt" 2>"$work/demo.log" &
+"$bin" demo --sandbox-process --brokers "${brokers}" --seconds $((minutes * 60)) >"$work/summary.txt" 2>"$work/demo.log" &
 pid=$!
 : >"$work/rss.txt"
 while kill -0 "$pid" 2>/dev/null; do
