@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory across a 1,000,000-record backfill: a front-end PostgreSQL
 # table of a million hidden-danger rows, re-read by `duijie backfill`
-# (release build) into a Apache Kafka broker. Samples the process's resident set
+# (release build) into Apache Kafka (one node). Samples the resident set
 # every half second and prints it at each tenth of the way, and the peak.
 # Usage: scripts/bench-memory.sh [ROWS]   (default 1000000)
 set -euo pipefail
