@@ -78,6 +78,11 @@ impl Follower {
             }
         }
     }
+
+    /// Whether the topics' history has been read (a keeper acts only then).
+    pub fn caught_up(&self) -> bool {
+        self.pending == 0
+    }
 }
 
 /// Reads `topics` from the beginning and keeps following them, each on a
@@ -296,19 +301,13 @@ pub async fn run_credit_clock(
     let mut items: BTreeMap<(String, i64), Publication> = BTreeMap::new();
     let mut alerted: BTreeSet<String> = BTreeSet::new();
     let mut tick = tokio::time::interval(ctx.tick);
-    let mut caught_up = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             f = rx.recv() => {
-                let f = match f {
-                    None => return,
-                    Some(Follow::CaughtUp) => {
-                        caught_up = true;
-                        continue;
-                    }
-                    Some(Follow::Record(f)) => f,
-                };
+                let Some(f) = f else { return };
+                // On catching up, the loop comes round with ticks enabled.
+                let Follow::Record(f) = f else { continue };
                 if f.topic == ctx.alerts_topic {
                     alerted.insert(f.key);
                 } else if f.topic == ctx.receipts_topic {
@@ -350,7 +349,7 @@ pub async fn run_credit_clock(
                     entry.started = started;
                 }
             }
-            _ = tick.tick(), if caught_up => {
+            _ = tick.tick(), if rx.caught_up() => {
                 if let Err(e) = credit_tick(&ctx, &config, &items, &mut alerted).await {
                     tracing::error!(error = %e, "credit clock");
                 }
@@ -782,19 +781,12 @@ async fn keep_list(
     );
     let mut keeper = ListKeeper::new(list.clone(), ctx.calendar.clone(), pseudonyms);
     let mut tick = tokio::time::interval(ctx.tick);
-    let mut caught_up = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             f = rx.recv() => {
-                let f = match f {
-                    None => return Ok(()),
-                    Some(Follow::CaughtUp) => {
-                        caught_up = true;
-                        continue;
-                    }
-                    Some(Follow::Record(f)) => f,
-                };
+                let Some(f) = f else { return Ok(()) };
+                let Follow::Record(f) = f else { continue };
                 if f.topic == list.topic {
                     if let Ok(v) = serde_json::from_slice::<Value>(&f.payload) {
                         keeper.observe_entry(&f.key, &v);
@@ -808,7 +800,7 @@ async fn keep_list(
                     keeper.observe_decision(&d);
                 }
             }
-            _ = tick.tick(), if caught_up => {
+            _ = tick.tick(), if rx.caught_up() => {
                 let now = Utc::now();
                 let writes = keeper.tick(now);
                 write_list(ctx, list, &writes).await?;
@@ -863,19 +855,13 @@ pub async fn run_commitments(
     let mut items: BTreeMap<String, Commitment> = BTreeMap::new();
     let mut done: BTreeSet<String> = BTreeSet::new();
     let mut tick = tokio::time::interval(ctx.tick);
-    let mut caught_up = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             f = rx.recv() => {
-                let f = match f {
-                    None => return,
-                    Some(Follow::CaughtUp) => {
-                        caught_up = true;
-                        continue;
-                    }
-                    Some(Follow::Record(f)) => f,
-                };
+                let Some(f) = f else { return };
+                // On catching up, the loop comes round with ticks enabled.
+                let Follow::Record(f) = f else { continue };
                 if f.topic == ctx.alerts_topic || f.topic == config.leads_topic {
                     done.insert(f.key);
                     continue;
@@ -897,7 +883,7 @@ pub async fn run_commitments(
                     met: l.get("commitment_met").and_then(Value::as_bool) == Some(true),
                 });
             }
-            _ = tick.tick(), if caught_up => {
+            _ = tick.tick(), if rx.caught_up() => {
                 if let Err(e) = commitment_tick(&ctx, &config, &items, &mut done).await {
                     tracing::error!(error = %e, "commitments");
                 }
