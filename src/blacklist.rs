@@ -185,6 +185,17 @@ impl Criterion {
     }
 }
 
+/// A new case's id: `blc:<entity>:<proposed at, epoch ms>`.
+pub fn case_id(entity: &str, proposed_at_ms: i64) -> String {
+    format!("blc:{entity}:{proposed_at_ms}")
+}
+
+/// The entity a case id names (see [`case_id`]).
+pub fn entity_of_case(case_id: &str) -> Option<&str> {
+    let rest = case_id.strip_prefix("blc:")?;
+    rest.rsplit_once(':').map(|(entity, _)| entity)
+}
+
 /// What happened in a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -843,6 +854,18 @@ mod tests {
         date: Option<DateTime<Utc>>,
     ) -> Result<ProcedureEvent, String> {
         officer_act(view, kind, "张三", date, None, at)
+    }
+
+    #[test]
+    fn a_case_id_names_its_entity_whatever_colons_the_key_holds() {
+        for entity in [
+            "uscc:91420500MA4F0XYZ1B",
+            "pid:0123456789abcdef0123456789abcdef",
+        ] {
+            let id = case_id(entity, 1_796_124_417_335);
+            assert_eq!(entity_of_case(&id), Some(entity));
+        }
+        assert_eq!(entity_of_case("blk:uscc:X"), None);
     }
 
     #[test]

@@ -671,7 +671,7 @@ impl ListKeeper {
         }) {
             return Vec::new();
         }
-        let case_id = format!("blc:{key}:{}", now.timestamp_millis());
+        let case_id = crate::blacklist::case_id(key, now.timestamp_millis());
         vec![ProcedureEvent {
             id: format!("{case_id}:PROPOSED"),
             case_id,

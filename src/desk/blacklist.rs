@@ -76,10 +76,14 @@ impl ListBoard {
     }
 
     pub fn case(&self, case_id: &str, now: chrono::DateTime<chrono::Utc>) -> Option<CaseView> {
+        // A case's events are under its entity (the procedure topic's key).
+        let entity = crate::blacklist::entity_of_case(case_id)?;
         let events = self.events.read().expect("board lock");
         let list: Vec<ProcedureEvent> = events
-            .values()
-            .flat_map(|l| l.iter().filter(|e| e.case_id == case_id).cloned())
+            .get(entity)?
+            .iter()
+            .filter(|e| e.case_id == case_id)
+            .cloned()
             .collect();
         (!list.is_empty())
             .then(|| crate::blacklist::fold(case_id, &list, &self.config, &self.calendar, now))
