@@ -357,6 +357,22 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 
 /// A UTC time as Shanghai local time, `2026-10-10 24:00` style for
 /// midnights that end a day.
+/// A moment as RFC 3339 in Asia/Shanghai (`2027-03-01T00:00:00+08:00`).
+pub fn local_rfc3339(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Shanghai)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+/// The end of a local day written `YYYY-MM-DD` (its 24:00, Asia/Shanghai),
+/// epoch milliseconds: a period "until" that day includes all of it.
+pub fn end_of_local_day_ms(day: &str) -> Option<i64> {
+    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    let next = d.succ_opt()?.and_time(chrono::NaiveTime::MIN);
+    next.and_local_timezone(Shanghai)
+        .earliest()
+        .map(|t| t.timestamp_millis())
+}
+
 pub fn local_text(t: DateTime<Utc>) -> String {
     let local = t.with_timezone(&Shanghai);
     if local.time() == chrono::NaiveTime::MIN {

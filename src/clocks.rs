@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub struct Followed {
     pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
     pub key: String,
     pub headers: BTreeMap<String, String>,
     pub payload: Vec<u8>,
@@ -83,12 +85,38 @@ impl Follower {
     pub fn caught_up(&self) -> bool {
         self.pending == 0
     }
+
+    /// The next record or catch-up already waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<Follow> {
+        loop {
+            match self.rx.try_recv().ok()? {
+                Inner::Record(f) => return Some(Follow::Record(f)),
+                Inner::TopicDone => {
+                    self.pending -= 1;
+                    if self.pending == 0 {
+                        return Some(Follow::CaughtUp);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Reads `topics` from the beginning and keeps following them, each on a
 /// blocking thread of its own (a partition's end is known per topic), into
 /// one channel.
 pub fn follow(bus: &Bus, topics: Vec<String>, shutdown: CancellationToken) -> Follower {
+    follow_from(bus, topics, &BTreeMap::new(), shutdown)
+}
+
+/// [`follow`], starting each partition found in `start` at its offset (the
+/// next one a cache has not read) instead of the beginning.
+pub fn follow_from(
+    bus: &Bus,
+    topics: Vec<String>,
+    start: &BTreeMap<(String, i32), i64>,
+    shutdown: CancellationToken,
+) -> Follower {
     let (tx, rx) = mpsc::channel(4096);
     let pending = topics.len();
     for topic in topics {
@@ -99,7 +127,12 @@ pub fn follow(bus: &Bus, topics: Vec<String>, shutdown: CancellationToken) -> Fo
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed");
         let (tx, shutdown) = (tx.clone(), shutdown.clone());
-        std::thread::spawn(move || follow_topic(config, &topic, &tx, &shutdown));
+        let start: BTreeMap<i32, i64> = start
+            .iter()
+            .filter(|((t, _), _)| *t == topic)
+            .map(|((_, p), o)| (*p, *o))
+            .collect();
+        std::thread::spawn(move || follow_topic(config, &topic, &start, &tx, &shutdown));
     }
     Follower { rx, pending }
 }
@@ -107,6 +140,7 @@ pub fn follow(bus: &Bus, topics: Vec<String>, shutdown: CancellationToken) -> Fo
 fn follow_topic(
     config: rdkafka::ClientConfig,
     topic: &str,
+    start: &BTreeMap<i32, i64>,
     tx: &mpsc::Sender<Inner>,
     shutdown: &CancellationToken,
 ) {
@@ -137,7 +171,8 @@ fn follow_topic(
                 Some(parts) if !parts.is_empty() => {
                     let mut tpl = TopicPartitionList::new();
                     for p in &parts {
-                        let _ = tpl.add_partition_offset(topic, *p, Offset::Beginning);
+                        let from = start.get(p).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                        let _ = tpl.add_partition_offset(topic, *p, from);
                     }
                     if consumer.assign(&tpl).is_err() {
                         std::thread::sleep(Duration::from_secs(1));
@@ -162,6 +197,8 @@ fn follow_topic(
             Some(Ok(m)) => {
                 let f = Followed {
                     topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
                     key: m
                         .key()
                         .map(|k| String::from_utf8_lossy(k).into_owned())

@@ -20,6 +20,7 @@ pub mod credit;
 pub mod delivery;
 pub mod demo;
 pub mod desk;
+pub mod entity;
 pub mod ident;
 pub mod mapping;
 pub mod personal;

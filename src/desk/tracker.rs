@@ -331,6 +331,11 @@ impl RefState {
     }
 }
 
+/// Whether an event ends a referral: it moves it to a closed state.
+pub fn closes(event_type: &str) -> bool {
+    transition(event_type).is_some_and(|(_, s)| s.closed())
+}
+
 /// The state an event moves a referral to, and the states it may come
 /// from (`None`: no event yet). `None` for events that change no state.
 fn transition(event_type: &str) -> Option<(&'static [Option<RefState>], RefState)> {

@@ -66,7 +66,16 @@ pub async fn serve(
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Handlers that need the sender's address (the public window's
+        // rate limit) read it as `ConnectInfo`.
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let stop = shutdown.clone();
         connections.spawn(async move {
             let _permit = permit;

@@ -1,0 +1,490 @@
+//! What the library answers outside the desk:
+//!
+//! - `GET /api/entities/{code}/restrictions` (joint restriction, 联合惩戒):
+//!   for the approval system and other departments deciding now, e.g. a
+//!   licence application. Bearer token per caller (`[entities.restrictions]
+//!   tokens`), compared in constant time; whether the entity is restricted
+//!   and why, each reason with its legal basis and end. The push of
+//!   blacklist entries stays; this is the pull side.
+//! - `/public/credit` and `/public/api/credit` (一窗发布): a public,
+//!   read-only page and JSON API, without login, listing what the rules
+//!   allow publishing — penalty decisions within their publicity period as
+//!   the credit-publication policy publishes them (masked by it), and
+//!   decided listings. Withdrawn (行政处罚法 art. 48), expired and repaired
+//!   items are gone. Rate-limited per address, with caching headers.
+
+use super::index::EntityIndex;
+use super::keeper::IndexStats;
+use super::{EntitiesConfig, IndexedRecord, PublicItem, Restriction, RestrictionsConfig};
+use crate::calendar::Calendar;
+use crate::credit::CreditPolicy;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
+
+/// The library as the web handlers and the CLI see it.
+pub struct Library {
+    pub index: Arc<EntityIndex>,
+    pub config: EntitiesConfig,
+    pub calendar: Arc<Calendar>,
+    pub policy: CreditPolicy,
+    pub stats: Arc<IndexStats>,
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+    clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library").finish_non_exhaustive()
+    }
+}
+
+/// Restrictions checked when `[entities.restrictions]` names no penalty
+/// rule: a decided listing restricts.
+static NO_PENALTY_RULES: LazyLock<RestrictionsConfig> = LazyLock::new(|| RestrictionsConfig {
+    tokens: Default::default(),
+    penalties: Vec::new(),
+});
+
+impl Library {
+    pub fn new(
+        index: Arc<EntityIndex>,
+        config: EntitiesConfig,
+        calendar: Arc<Calendar>,
+        policy: CreditPolicy,
+        stats: Arc<IndexStats>,
+    ) -> Self {
+        let per_minute = config.public.as_ref().map_or(60, |p| p.per_minute);
+        let quota = governor::Quota::per_minute(
+            std::num::NonZeroU32::new(per_minute.max(1)).expect("at least 1"),
+        );
+        Self {
+            index,
+            config,
+            calendar,
+            policy,
+            stats,
+            limiter: governor::RateLimiter::keyed(quota),
+            clock: Arc::new(Utc::now),
+        }
+    }
+
+    /// The same library with a fixed clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// The restrictions on an entity's records at `now`.
+    pub fn restrictions(&self, records: &[IndexedRecord], now: DateTime<Utc>) -> Vec<Restriction> {
+        let config = self
+            .config
+            .restrictions
+            .as_ref()
+            .unwrap_or(&NO_PENALTY_RULES);
+        super::restrictions(records, config, &self.calendar, now)
+    }
+
+    /// An entity key from what a caller writes: a credit code (any case,
+    /// full-width or not) or a key as the index gives it (`uscc:…`, `pid:…`).
+    pub fn key_of(code: &str) -> String {
+        let code = code.trim();
+        if code.starts_with("pid:") || code.starts_with("uscc:") {
+            return code.to_owned();
+        }
+        format!("uscc:{}", crate::ident::check_uscc(code).normalized)
+    }
+
+    /// The profile of an entity as JSON (API, CLI): `code`, `name`,
+    /// `systems`, `records`, `restricted`, open items and restrictions.
+    pub fn profile_json(&self, key: &str) -> Result<Option<serde_json::Value>, String> {
+        let Some((e, records)) = self.index.profile(key).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let restrictions = self.restrictions(&records, now);
+        let open: Vec<_> = records
+            .iter()
+            .filter_map(|r| r.open_item(now).map(|i| json!({"record": r.id, "item": i})))
+            .collect();
+        let rows: Vec<_> = records.iter().map(|r| record_json(r, now)).collect();
+        let mut v = json!({
+            "key": e.key, "code": e.credit_code, "name": e.name(),
+            "names": e.names.keys().collect::<Vec<_>>(),
+            "systems": e.systems.keys().collect::<Vec<_>>(),
+            "records": rows, "open_items": open,
+            "restricted": !restrictions.is_empty(), "restrictions": restrictions,
+        });
+        crate::personal::scrub(&mut v, &self.policy.mask);
+        Ok(Some(v))
+    }
+
+    /// One line per entity (API, CLI).
+    pub fn list_json(&self, query: Option<&str>, skip: usize, take: usize) -> Result<(usize, Vec<serde_json::Value>), String> {
+        let (total, entities) = self
+            .index
+            .entities(query, skip, take)
+            .map_err(|e| e.to_string())?;
+        let now = self.now();
+        let mut out = Vec::new();
+        for e in entities {
+            let records = self
+                .index
+                .profile(&e.key)
+                .map_err(|e| e.to_string())?
+                .map(|(_, r)| r)
+                .unwrap_or_default();
+            let mut v = json!({
+                "key": e.key, "code": e.credit_code, "name": e.name(),
+                "systems": e.systems.keys().collect::<Vec<_>>(),
+                "records": e.records,
+                "open_items": records.iter().filter(|r| r.open_item(now).is_some()).count(),
+                "restricted": !self.restrictions(&records, now).is_empty(),
+            });
+            crate::personal::scrub(&mut v, &self.policy.mask);
+            out.push(v);
+        }
+        Ok((total, out))
+    }
+
+    /// What the public window shows at `now`, newest decision first.
+    pub fn public_items(&self, now: DateTime<Utc>) -> Result<Vec<PublicItem>, String> {
+        let mut items: Vec<PublicItem> = self
+            .index
+            .public_records()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|r| super::public_item(r, now))
+            .collect();
+        items.sort_by(|a, b| b.decided.cmp(&a.decided).then(a.title.cmp(&b.title)));
+        Ok(items)
+    }
+}
+
+/// A record as the API and CLI show it, provenance included.
+pub fn record_json(r: &IndexedRecord, now: DateTime<Utc>) -> serde_json::Value {
+    json!({
+        "id": r.id, "kind": r.kind, "kind_label": r.kind.label(),
+        "source_system": r.source_system, "title": r.title, "status": r.status,
+        "at": r.at_ms.and_then(DateTime::from_timestamp_millis).map(crate::calendar::local_rfc3339),
+        "open": r.is_open(now),
+        "linked_by": match &r.link { super::Link::Code(_) => "credit_code", super::Link::Person(_) => "pseudonym", super::Link::NameOnly => "officer" },
+        "provenance": r.position,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Restrictions API.
+
+pub fn restrictions_router(library: Arc<Library>) -> Router {
+    Router::new()
+        .route(
+            "/api/entities/{code}/restrictions",
+            axum::routing::get(restrictions),
+        )
+        .with_state(library)
+}
+
+/// Compared against when no caller is configured, so that the answer takes
+/// the same time (it matches nothing: it holds a NUL).
+const NO_CALLER: &str = "\0no caller";
+
+async fn restrictions(
+    State(library): State<Arc<Library>>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let callers: Vec<(&str, &str)> = match &library.config.restrictions {
+        Some(r) => r.tokens.iter().map(|(who, t)| (t.as_str(), who.as_str())).collect(),
+        None => vec![(NO_CALLER, "")],
+    };
+    let Some(caller) = crate::secrets::find_by_secret(given, callers) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(json!({"message": "未授权：需要有效的令牌"})),
+        )
+            .into_response();
+    };
+    if code.chars().count() > 80 {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"message": "主体标识过长"})),
+        )
+            .into_response();
+    }
+    if !library.stats.ready.load(Ordering::Acquire) {
+        // Half-read, "not restricted" could be wrong: say so instead.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            axum::Json(json!({"message": "主体信用信息库正在加载，请稍后再试"})),
+        )
+            .into_response();
+    }
+    let key = Library::key_of(&code);
+    let now = library.now();
+    let (index, k) = (library.index.clone(), key.clone());
+    let profile = match tokio::task::spawn_blocking(move || index.profile(&k)).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"message": "主体信用信息库暂时无法读取"})),
+            )
+                .into_response();
+        }
+    };
+    let (name, records) = match &profile {
+        Some((e, r)) => (Some(e.name()), r.as_slice()),
+        None => (None, &[][..]),
+    };
+    let reasons = library.restrictions(records, now);
+    tracing::info!(caller, entity = %key, restricted = !reasons.is_empty(), "restrictions asked");
+    let mut body = json!({
+        "entity": key, "name": name, "known": profile.is_some(),
+        "restricted": !reasons.is_empty(), "reasons": reasons,
+        "as_of": crate::calendar::local_rfc3339(now),
+    });
+    crate::personal::scrub(&mut body, &library.policy.mask);
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------
+// The public window.
+
+static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
+    let mut env = minijinja::Environment::new();
+    // `.html` templates are auto-escaped (minijinja's default callback).
+    env.add_template("public.html", include_str!("templates/public.html"))
+        .expect("the public window's template");
+    env
+});
+
+pub fn public_router(library: Arc<Library>) -> Router {
+    Router::new()
+        .route("/public/credit", axum::routing::get(public_page))
+        .route("/public/api/credit", axum::routing::get(public_api))
+        .route(
+            "/public/static/public.css",
+            axum::routing::get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    include_str!("templates/public.css"),
+                )
+            }),
+        )
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::desk::web::CONTENT_SECURITY_POLICY),
+        ))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .with_state(library)
+}
+
+#[derive(Debug, Deserialize)]
+struct PublicQuery {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    page: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct PublicPage {
+    total: usize,
+    page: usize,
+    pages: usize,
+    page_size: usize,
+    items: Vec<serde_json::Value>,
+}
+
+/// The page of items matching the query, masked by the policy.
+fn public_page_of(library: &Library, q: &PublicQuery) -> Result<PublicPage, String> {
+    let page_size = library.config.public.as_ref().map_or(20, |p| p.page_size);
+    let needle = q
+        .q
+        .as_deref()
+        .map(|s| super::normalise_name(&s.chars().take(80).collect::<String>()))
+        .filter(|s| !s.is_empty());
+    let items: Vec<PublicItem> = library
+        .public_items(library.now())?
+        .into_iter()
+        .filter(|i| {
+            needle.as_ref().is_none_or(|n| {
+                super::normalise_name(&i.name).contains(n.as_str())
+                    || super::normalise_name(&i.code).contains(n.as_str())
+            })
+        })
+        .collect();
+    let total = items.len();
+    let pages = total.div_ceil(page_size).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let items = items
+        .into_iter()
+        .skip((page - 1) * page_size)
+        .take(page_size)
+        .map(|i| {
+            let mut v = serde_json::to_value(i).expect("items serialize");
+            crate::personal::scrub(&mut v, &library.policy.mask);
+            v
+        })
+        .collect();
+    Ok(PublicPage {
+        total,
+        page,
+        pages,
+        page_size,
+        items,
+    })
+}
+
+/// Refused when one address asks more often than `[entities.public]
+/// per_minute`.
+fn limited(library: &Library, peer: Option<SocketAddr>) -> Option<Response> {
+    let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+    if library.limiter.len() > 100_000 {
+        // Bounded memory: forget addresses whose quota is full again.
+        library.limiter.retain_recent();
+    }
+    match library.limiter.check_key(&ip) {
+        Ok(()) => None,
+        Err(not_until) => {
+            let wait = not_until
+                .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))
+                .as_secs()
+                .max(1);
+            Some(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, wait.to_string())],
+                    axum::Json(json!({"message": "访问过于频繁，请稍后再试"})),
+                )
+                    .into_response(),
+            )
+        }
+    }
+}
+
+/// The answer with caching headers: public for `max_age`, with an ETag;
+/// a matching `If-None-Match` gets 304.
+fn cached(library: &Library, headers: &HeaderMap, content_type: &'static str, body: String) -> Response {
+    use sha2::Digest;
+    let etag = format!("\"{}\"", &hex::encode(sha2::Sha256::digest(body.as_bytes()))[..32]);
+    let max_age = library
+        .config
+        .public
+        .as_ref()
+        .map_or(60, |p| p.max_age.as_secs());
+    let cache = format!("public, max-age={max_age}");
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn public_answer(
+    library: Arc<Library>,
+    peer: Option<SocketAddr>,
+    headers: HeaderMap,
+    q: PublicQuery,
+    html: bool,
+) -> Response {
+    if let Some(refused) = limited(&library, peer) {
+        return refused;
+    }
+    let l = library.clone();
+    let page = match tokio::task::spawn_blocking(move || public_page_of(&l, &q).map(|p| (p, q))).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"message": "暂时无法读取公示信息，请稍后再试"})),
+            )
+                .into_response();
+        }
+    };
+    let (page, q) = page;
+    if !html {
+        let body = serde_json::to_string(&page).expect("pages serialize");
+        return cached(&library, &headers, "application/json", body);
+    }
+    let ready = library.stats.ready.load(Ordering::Acquire);
+    let ctx = minijinja::context! {
+        page, q => q.q.unwrap_or_default(), ready,
+        prev => (page.page > 1).then(|| page.page - 1),
+        next => (page.page < page.pages).then(|| page.page + 1),
+    };
+    match TEMPLATES.get_template("public.html").and_then(|t| t.render(ctx)) {
+        Ok(body) => cached(&library, &headers, "text/html; charset=utf-8", body),
+        Err(e) => {
+            tracing::error!(error = %e, "public window template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html("<!doctype html><title>错误</title><p>页面生成失败。</p>"),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn public_page(
+    State(library): State<Arc<Library>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Query(q): Query<PublicQuery>,
+) -> Response {
+    public_answer(library, peer.map(|c| c.0.0), headers, q, true).await
+}
+
+async fn public_api(
+    State(library): State<Arc<Library>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Query(q): Query<PublicQuery>,
+) -> Response {
+    public_answer(library, peer.map(|c| c.0.0), headers, q, false).await
+}
