@@ -224,6 +224,8 @@ struct RawDeployment {
     commitments: Option<crate::delivery::config::CommitmentConfig>,
     #[serde(default)]
     desk: Option<Spanned<crate::desk::DeskConfig>>,
+    #[serde(default)]
+    entities: Option<Spanned<crate::entity::EntitiesConfig>>,
 }
 
 /// The hub's own HTTP server (health, metrics, webhooks, desk).
@@ -317,6 +319,8 @@ pub struct Deployment {
     pub commitments: Option<crate::delivery::config::CommitmentConfig>,
     /// The two-law linkage desk (两法衔接工作台), when configured.
     pub desk: Option<crate::desk::DeskConfig>,
+    /// The market-entity credit library (市场主体信用信息库), when configured.
+    pub entities: Option<crate::entity::EntitiesConfig>,
 }
 
 impl Deployment {
@@ -578,6 +582,32 @@ impl Deployment {
             }
             None => None,
         };
+        let entities = match raw.entities {
+            Some(e) => {
+                if let Err(why) = e.get_ref().validate() {
+                    errors.push(located.at(e.span(), "entities", why));
+                }
+                if raw.hub.pseudonym_key.is_none() {
+                    errors.push(located.at(
+                        e.span(),
+                        "hub.pseudonym_key",
+                        "[entities] links natural persons by pseudonym: set [hub] pseudonym_key (a secret of at least 32 characters)",
+                    ));
+                }
+                let needs_http = e.get_ref().restrictions.is_some() || e.get_ref().public.is_some();
+                if needs_http && raw.http.is_none() {
+                    errors.push(located.at(
+                        e.span(),
+                        "entities",
+                        "the restrictions API and the public window are served by the hub: add [http] listen",
+                    ));
+                }
+                let mut e = e.into_inner();
+                e.cache = e.cache.map(|c| base.join(c));
+                Some(e)
+            }
+            None => None,
+        };
         if let Some(h) = &raw.http
             && let Err(why) = h.get_ref().validate()
         {
@@ -606,6 +636,41 @@ impl Deployment {
             credit,
             commitments: raw.commitments,
             desk,
+            entities,
+        })
+    }
+
+    /// The credit-publication policy: the credit delivery's, else the
+    /// default one.
+    pub fn credit_policy(&self) -> crate::credit::CreditPolicy {
+        let delivery = self.credit.as_ref().map(|c| c.delivery.as_str());
+        self.deliveries
+            .iter()
+            .filter(|(n, _)| delivery.is_none_or(|d| d == n))
+            .find_map(|(_, d)| match &d.transform {
+                crate::delivery::config::TransformConfig::CreditPenalty { policy } => {
+                    Some(policy.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// What the entity library reads: every pipeline's topic, the
+    /// blacklist topic and the officers' link decisions.
+    pub fn entity_sources(&self) -> Option<crate::entity::keeper::Sources> {
+        let e = self.entities.as_ref()?;
+        let mut canonical: Vec<String> = self.pipelines.iter().map(|p| p.topic.clone()).collect();
+        canonical.sort();
+        canonical.dedup();
+        Some(crate::entity::keeper::Sources {
+            canonical,
+            listing: self
+                .credit
+                .as_ref()
+                .and_then(|c| c.blacklist.as_ref())
+                .map(|b| b.topic.clone()),
+            links: e.links_topic.clone(),
         })
     }
 
@@ -674,6 +739,14 @@ impl Deployment {
             extra.push(TopicSpec {
                 name: list.events_topic.clone(),
                 partitions: 3,
+                cleanup: Cleanup::Keep,
+            });
+        }
+        if let Some(e) = &self.entities {
+            // Officers' link decisions: the index's memory of them.
+            extra.push(TopicSpec {
+                name: e.links_topic.clone(),
+                partitions: 1,
                 cleanup: Cleanup::Keep,
             });
         }

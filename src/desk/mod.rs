@@ -9,6 +9,7 @@
 //! Deadlines at risk or passed are alerts on their own topic, once each.
 
 pub mod blacklist;
+pub mod entities;
 pub mod report;
 pub mod session;
 pub mod tracker;
@@ -177,6 +178,8 @@ pub struct Desk {
     /// The list of seriously dishonest entities, when `[credit.blacklist]`
     /// is configured.
     pub blacklist: Option<Arc<blacklist::ListBoard>>,
+    /// The market-entity credit library, when `[entities]` is configured.
+    pub entities: Option<Arc<crate::entity::api::Library>>,
     /// What time it is (the system clock, or a fixed time in tests).
     clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
 }
@@ -211,6 +214,7 @@ impl Desk {
             audit: Arc::default(),
             clock: Arc::new(chrono::Utc::now),
             blacklist: None,
+            entities: None,
             users: Arc::new(RwLock::new(config.users.clone())),
             sessions: Arc::new(session::Sessions::new(config.session_ttl)),
             config,
@@ -246,6 +250,11 @@ impl Desk {
     /// The same desk with the blacklist's page, on `board`.
     pub fn with_blacklist(mut self, board: Arc<blacklist::ListBoard>) -> Self {
         self.blacklist = Some(board);
+        self
+    }
+
+    pub fn with_entities(mut self, library: Arc<crate::entity::api::Library>) -> Self {
+        self.entities = Some(library);
         self
     }
 

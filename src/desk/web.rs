@@ -59,6 +59,9 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
             "blacklist_case.html",
             include_str!("templates/blacklist_case.html"),
         ),
+        ("entities.html", include_str!("templates/entities.html")),
+        ("entity.html", include_str!("templates/entity.html")),
+        ("proposals.html", include_str!("templates/proposals.html")),
     ] {
         env.add_template(name, text)
             .unwrap_or_else(|e| panic!("desk template {name}: {e}"));
@@ -110,6 +113,34 @@ pub fn router(desk: Desk) -> Router {
         .route(
             "/desk/api/blacklist/{case}/actions",
             axum::routing::post(super::blacklist::act),
+        )
+        .route(
+            "/desk/entities",
+            axum::routing::get(super::entities::list_page),
+        )
+        .route(
+            "/desk/entities/proposals",
+            axum::routing::get(super::entities::proposals_page),
+        )
+        .route(
+            "/desk/entities/{key}",
+            axum::routing::get(super::entities::entity_page),
+        )
+        .route(
+            "/desk/api/entities",
+            axum::routing::get(super::entities::list_api),
+        )
+        .route(
+            "/desk/api/entities/proposals",
+            axum::routing::get(super::entities::proposals_api),
+        )
+        .route(
+            "/desk/api/entities/links",
+            axum::routing::post(super::entities::decide),
+        )
+        .route(
+            "/desk/api/entities/{key}",
+            axum::routing::get(super::entities::entity_api),
         )
         .route("/desk/static/desk.js", axum::routing::get(script))
         .route("/desk/static/desk.css", axum::routing::get(style))

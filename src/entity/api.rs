@@ -76,6 +76,46 @@ impl Library {
         }
     }
 
+    /// The library of a deployment: its index in the cache file (or in
+    /// memory when there is none, or when `in_memory`: `duijie entity`).
+    pub fn open(
+        deployment: &crate::config::Deployment,
+        config: &EntitiesConfig,
+        calendar: Arc<Calendar>,
+        stats: Arc<IndexStats>,
+        in_memory: bool,
+    ) -> Result<Self, String> {
+        let policy = deployment.credit_policy();
+        let index = match (&config.cache, in_memory) {
+            (Some(file), false) => {
+                let pseudonyms = deployment
+                    .hub
+                    .pseudonyms()
+                    .ok_or("[entities] needs [hub] pseudonym_key")?;
+                let sources = deployment
+                    .entity_sources()
+                    .ok_or("no [entities] section")?;
+                let fp = super::index::fingerprint(
+                    &pseudonyms.of("000000000000000000"),
+                    &format!("{policy:?}"),
+                    &sources.all(),
+                );
+                let (index, kept) = EntityIndex::open(file, &fp, config.propose_from)
+                    .map_err(|e| format!("the entity cache {}: {e}", file.display()))?;
+                tracing::info!(file = %file.display(), kept, "entity cache opened");
+                index
+            }
+            _ => EntityIndex::in_memory(config.propose_from).map_err(|e| e.to_string())?,
+        };
+        Ok(Self::new(
+            Arc::new(index),
+            config.clone(),
+            calendar,
+            policy,
+            stats,
+        ))
+    }
+
     /// The same library with a fixed clock (tests).
     pub fn with_clock(mut self, clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>) -> Self {
         self.clock = clock;

@@ -219,3 +219,18 @@ fn refresh(index: &EntityIndex, stats: &IndexStats) {
         stats.multi_system.store(multi, Ordering::Relaxed);
     }
 }
+
+/// [`run`] until shutdown, starting again (from where the index stands)
+/// after a failure, such as a write the disk refused.
+pub async fn keep(index: Arc<EntityIndex>, ctx: Context, shutdown: CancellationToken) {
+    loop {
+        match run(index.clone(), ctx.clone(), false, shutdown.clone()).await {
+            Ok(()) => return,
+            Err(e) => tracing::error!(error = %e, "entity index; reading its topics again"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}

@@ -37,6 +37,8 @@ pub struct Hub {
         >,
     >,
     pub clock_stats: std::sync::Arc<crate::clocks::ClockStats>,
+    /// The entity library's counters.
+    pub entity_stats: std::sync::Arc<crate::entity::keeper::IndexStats>,
     /// The broker's message size limit per topic, asked once per topic.
     message_limits: tokio::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 }
@@ -109,6 +111,7 @@ impl Hub {
             stats: Stats::default(),
             deliveries: Default::default(),
             clock_stats: Default::default(),
+            entity_stats: Default::default(),
             message_limits: Default::default(),
         })
     }
@@ -237,6 +240,7 @@ impl Hub {
         }
         // The holiday calendar, for the deadline keepers (only they need it).
         let needs_calendar = self.deployment.desk.is_some()
+            || self.deployment.entities.is_some()
             || self.deployment.credit.is_some()
             || self.deployment.commitments.is_some();
         let calendar = if needs_calendar {
@@ -246,6 +250,44 @@ impl Hub {
             )
         } else {
             std::sync::Arc::default()
+        };
+        // The entity library: every instance keeps its own index.
+        let library = match &self.deployment.entities {
+            Some(config) => {
+                let library = std::sync::Arc::new(
+                    crate::entity::api::Library::open(
+                        &self.deployment,
+                        config,
+                        calendar.clone(),
+                        self.entity_stats.clone(),
+                        false,
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                );
+                let context = crate::entity::keeper::Context {
+                    bus: self.bus.clone(),
+                    schemas: schemas.clone(),
+                    pseudonyms: self
+                        .deployment
+                        .hub
+                        .pseudonyms()
+                        .context("[entities] needs [hub] pseudonym_key")?,
+                    policy: library.policy.clone(),
+                    calendar: calendar.clone(),
+                    sources: self
+                        .deployment
+                        .entity_sources()
+                        .expect("[entities] is configured"),
+                    stats: self.entity_stats.clone(),
+                };
+                tasks.push(tokio::spawn(crate::entity::keeper::keep(
+                    library.index.clone(),
+                    context,
+                    shutdown.clone(),
+                )));
+                Some(library)
+            }
+            None => None,
         };
         let mut desk_router = None;
         let mut desk_handle = None;
@@ -278,6 +320,9 @@ impl Hub {
                     board.clone().follow(self.bus.clone(), shutdown.clone()),
                 ));
                 desk = desk.with_blacklist(board);
+            }
+            if let Some(library) = &library {
+                desk = desk.with_entities(library.clone());
             }
             // The tracker is a consumer group on the events topic: with
             // several instances, each tracks the referrals of its partitions.
@@ -387,6 +432,11 @@ impl Hub {
                 .map(|(n, c)| (n.clone(), c.department.clone().unwrap_or_else(|| n.clone())))
                 .collect(),
             clocks: self.clock_stats.clone(),
+            entities: self
+                .deployment
+                .entities
+                .is_some()
+                .then(|| self.entity_stats.clone()),
             desk: desk_handle.clone(),
             status_token: self
                 .deployment
@@ -415,6 +465,14 @@ impl Hub {
                 .merge(observed.router());
             if let Some(desk) = desk_router.take() {
                 app = app.merge(desk);
+            }
+            if let Some(library) = &library {
+                if library.config.restrictions.is_some() {
+                    app = app.merge(crate::entity::api::restrictions_router(library.clone()));
+                }
+                if library.config.public.is_some() {
+                    app = app.merge(crate::entity::api::public_router(library.clone()));
+                }
             }
             let listener = tokio::net::TcpListener::bind(&http.listen)
                 .await

@@ -41,6 +41,8 @@ pub struct Observed {
     pub deliveries: Arc<Mutex<BTreeMap<String, Arc<DeliveryStats>>>>,
     pub departments: BTreeMap<String, String>,
     pub clocks: Arc<ClockStats>,
+    /// The entity library's counters, when configured.
+    pub entities: Option<Arc<crate::entity::keeper::IndexStats>>,
     pub desk: Option<crate::desk::Desk>,
     /// `[http] status_token`: who may see the detail of `/ready`.
     pub status_token: Option<String>,
@@ -326,6 +328,32 @@ impl Collector for Observed {
             "Blacklist cases proposed, noticed or in objection, not yet decided.",
             &[(vec![], load(&c.blacklist_open))],
         )?;
+        if let Some(x) = &self.entities {
+            gauge(
+                &mut e,
+                "duijie_entities",
+                "Market entities in the credit library (市场主体信用信息库): all, and those seen by more than one system.",
+                &[
+                    (vec![("seen_by", "any".to_owned())], load(&x.entities)),
+                    (
+                        vec![("seen_by", "several_systems".to_owned())],
+                        load(&x.multi_system),
+                    ),
+                ],
+            )?;
+            gauge(
+                &mut e,
+                "duijie_entity_records",
+                "Records linked or proposed in the entity library.",
+                &[(vec![], load(&x.records))],
+            )?;
+            counter(
+                &mut e,
+                "duijie_entity_records_undecodable",
+                "Records the entity library could not read (each logged).",
+                &[(vec![], x.undecodable.load(Ordering::Relaxed))],
+            )?;
+        }
         gauge(
             &mut e,
             "duijie_commitments_due_soon",
@@ -458,6 +486,10 @@ impl Observed {
             ("blacklisted".to_owned(), load(&c.blacklisted)),
             ("blacklist_cases_open".to_owned(), load(&c.blacklist_open)),
         ]);
+        if let Some(x) = &self.entities {
+            clocks.insert("entities".into(), load(&x.entities));
+            clocks.insert("entities_multi_system".into(), load(&x.multi_system));
+        }
         if let Some(desk) = &self.desk {
             let views = desk.views.read().expect("views lock");
             clocks.insert(

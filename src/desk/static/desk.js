@@ -61,4 +61,21 @@ document.addEventListener('DOMContentLoaded', () => {
       });
     }
   }
+  if (page === 'entity-proposals') {
+    const result = document.getElementById('link-result');
+    document.querySelectorAll('button.link-action').forEach(b => b.addEventListener('click', () => {
+      fetch('/desk/api/entities/links', {
+        method: 'POST', credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({reference: b.dataset.reference, entity: b.dataset.entity, action: b.dataset.action}),
+      }).then(r => r.json().then(body => {
+        if (r.ok) {
+          result.textContent = '已登记';
+          location.reload();
+        } else {
+          result.textContent = '未登记：' + (body.message || r.status);
+        }
+      }));
+    }));
+  }
 });
