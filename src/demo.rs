@@ -441,6 +441,22 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             clock_stats.commitment_leads.load(Relaxed)
         );
     }
+    if deployment.entities.is_some() {
+        // The library as any instance rebuilds it from the bus.
+        let library = crate::entity::api::Library::from_bus(
+            &deployment,
+            std::sync::Arc::new(crate::calendar::Calendar::load_dir(&deployment.hub.calendar)?),
+            std::sync::Arc::new(crate::schema::SchemaSet::load_dir(&deployment.hub.schemas)?),
+            Duration::from_secs(120),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let (entities, several, records) = library.index.counts().map_err(anyhow::Error::from)?;
+        let (proposals, _) = library.index.proposals(0).map_err(anyhow::Error::from)?;
+        println!(
+            "  entity library: {entities} entities indexed from {records} records, {several} seen by several systems; {proposals} name-only record(s) proposed for a link (/desk/entities)"
+        );
+    }
     let alerts = read_topic(&bus, &deployment.hub.alerts_topic, false).await?;
     let mut by_kind: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for a in &alerts {

@@ -184,6 +184,14 @@ enum Command {
         #[command(subcommand)]
         command: ReferralsCommand,
     },
+    /// The market-entity credit library (市场主体信用信息库): one profile per
+    /// entity across every system, rebuilt from the bus.
+    Entity {
+        #[arg(long, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: EntityCommand,
+    },
     /// Re-read a pipeline's source history (keyset HTTP, SOAP and SQL
     /// sources), with a progress bar; interrupt and run again to resume.
     Backfill {
@@ -272,6 +280,27 @@ enum PushCommand {
         input: PathBuf,
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EntityCommand {
+    /// One entity per line: code, name, the systems with records for it,
+    /// records, whether it is restricted.
+    List {
+        /// Only entities whose name or code contains this.
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// One entity's profile: every record with its source system and
+    /// provenance, open items and restrictions. CODE is a credit code or a
+    /// key as `list` prints it (`uscc:…`, `pid:…`).
+    Show {
+        code: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
     },
 }
 
@@ -617,6 +646,54 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", duijie::runtime::observe::render(&r));
                 if !r.ready {
                     std::process::exit(1);
+                }
+                Ok(())
+            })
+        }
+        Command::Entity { config, command } => {
+            let deployment = load_deployment(&config)?;
+            if deployment.entities.is_none() {
+                bail!("{} has no [entities] section", config.display());
+            }
+            let calendar = std::sync::Arc::new(duijie::calendar::Calendar::load_dir(
+                &deployment.hub.calendar,
+            )?);
+            let schemas = std::sync::Arc::new(SchemaSet::load_dir(&deployment.hub.schemas)?);
+            tokio_main(async move {
+                let library = duijie::entity::api::Library::from_bus(
+                    &deployment,
+                    calendar,
+                    schemas,
+                    std::time::Duration::from_secs(600),
+                )
+                .await
+                .map_err(anyhow::Error::msg)?;
+                match command {
+                    EntityCommand::List { query, format } => {
+                        let (_, rows) = library
+                            .list_json(query.as_deref(), 0, usize::MAX)
+                            .map_err(anyhow::Error::msg)?;
+                        match format {
+                            OutputFormat::Table => {
+                                print!("{}", duijie::entity::report::list_table(&rows))
+                            }
+                            OutputFormat::Json => {
+                                for r in rows {
+                                    println!("{r}");
+                                }
+                            }
+                        }
+                    }
+                    EntityCommand::Show { code, format } => {
+                        let key = duijie::entity::api::Library::key_of(&code);
+                        let Some(p) = library.profile_json(&key).map_err(anyhow::Error::msg)? else {
+                            bail!("no entity `{key}` on the bus");
+                        };
+                        match format {
+                            OutputFormat::Table => print!("{}", duijie::entity::report::show(&p)),
+                            OutputFormat::Json => println!("{p}"),
+                        }
+                    }
                 }
                 Ok(())
             })

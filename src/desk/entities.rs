@@ -443,14 +443,7 @@ pub async fn decide(
     if confirmed && linked.as_deref() == Some(e.key.as_str()) {
         return refuse(StatusCode::CONFLICT, "该记录已关联到此主体");
     }
-    let names: Vec<&str> = e.names.keys().map(String::as_str).collect();
-    let addresses: Vec<&str> = e.addresses.keys().map(String::as_str).collect();
-    let confidence = crate::entity::confidence(
-        record.party_name.as_deref().unwrap_or_default(),
-        record.address.as_deref(),
-        &names,
-        &addresses,
-    );
+    let confidence = crate::entity::confidence_with(&record, &e);
     let now = desk.now().timestamp_millis();
     let decision = LinkDecision {
         id: format!("{}|{}|{now}", body.reference, e.key),

@@ -116,6 +116,44 @@ impl Library {
         ))
     }
 
+    /// A library in memory, built from the whole bus (`duijie entity`, the
+    /// demo's summary): what any instance would rebuild.
+    pub async fn from_bus(
+        deployment: &crate::config::Deployment,
+        calendar: Arc<Calendar>,
+        schemas: Arc<crate::schema::SchemaSet>,
+        within: std::time::Duration,
+    ) -> Result<Self, String> {
+        let config = deployment
+            .entities
+            .as_ref()
+            .ok_or("the deployment has no [entities] section")?;
+        let stats = Arc::<IndexStats>::default();
+        let library = Self::open(deployment, config, calendar.clone(), stats.clone(), true)?;
+        let context = super::keeper::Context {
+            bus: deployment.bus(),
+            schemas,
+            pseudonyms: deployment
+                .hub
+                .pseudonyms()
+                .ok_or("[entities] needs [hub] pseudonym_key")?,
+            policy: library.policy.clone(),
+            calendar,
+            sources: deployment.entity_sources().ok_or("no [entities] section")?,
+            stats,
+        };
+        let read = super::keeper::run(
+            library.index.clone(),
+            context,
+            true,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        tokio::time::timeout(within, read)
+            .await
+            .map_err(|_| format!("the topics were not read to their end within {within:?}"))??;
+        Ok(library)
+    }
+
     /// The same library with a fixed clock (tests).
     pub fn with_clock(mut self, clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>) -> Self {
         self.clock = clock;

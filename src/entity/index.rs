@@ -45,6 +45,10 @@ const DECISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("decisions"
 const PUBLIC: TableDefinition<&str, ()> = TableDefinition::new("public");
 /// `topic` NUL `partition` → the next offset to read.
 const OFFSETS: TableDefinition<&str, i64> = TableDefinition::new("offsets");
+/// `topic` NUL `partition` → the digest of the last record read there
+/// ([`record_digest`]): a bus that holds another record at that offset is
+/// another bus (a topic recreated, the demo's fresh broker).
+const LAST: TableDefinition<&str, &[u8]> = TableDefinition::new("last");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
 /// Bumped whenever what the index stores changes shape.
@@ -89,6 +93,26 @@ pub struct LinkDecision {
 struct Stored {
     record: IndexedRecord,
     entity: Option<String>,
+}
+
+/// How far a partition has been read.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub topic: String,
+    pub partition: i32,
+    pub next: i64,
+    /// [`record_digest`] of the record at `next - 1`.
+    pub last_digest: Vec<u8>,
+}
+
+/// What identifies a record at its offset: SHA-256 of key NUL payload.
+pub fn record_digest(key: &[u8], payload: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(key);
+    h.update([0]);
+    h.update(payload);
+    h.finalize().to_vec()
 }
 
 /// One change to the index.
@@ -200,6 +224,7 @@ impl EntityIndex {
             w.open_table(DECISIONS)?;
             w.open_table(PUBLIC)?;
             w.open_table(OFFSETS)?;
+            w.open_table(LAST)?;
             w.open_table(META)?.insert("fingerprint", fingerprint)?;
         }
         w.commit()?;
@@ -218,21 +243,37 @@ impl EntityIndex {
         w.delete_table(DECISIONS)?;
         w.delete_table(PUBLIC)?;
         w.delete_table(OFFSETS)?;
+        w.delete_table(LAST)?;
         w.commit()?;
         self.init(&fp)
     }
 
     /// The next offset of every partition read.
     pub fn offsets(&self) -> R<BTreeMap<(String, i32), i64>> {
+        Ok(self
+            .positions()?
+            .into_iter()
+            .map(|(k, (next, _))| (k, next))
+            .collect())
+    }
+
+    /// The next offset of every partition read, and the digest of the last
+    /// record read there.
+    pub fn positions(&self) -> R<BTreeMap<(String, i32), (i64, Vec<u8>)>> {
         let r = self.db.begin_read()?;
         let t = r.open_table(OFFSETS)?;
+        let last = r.open_table(LAST)?;
         let mut out = BTreeMap::new();
         for row in t.iter()? {
             let (k, v) = row?;
+            let digest = last
+                .get(k.value())?
+                .map(|d| d.value().to_vec())
+                .unwrap_or_default();
             if let Some((topic, p)) = k.value().split_once('\0')
                 && let Ok(p) = p.parse()
             {
-                out.insert((topic.to_owned(), p), v.value());
+                out.insert((topic.to_owned(), p), (v.value(), digest));
             }
         }
         Ok(out)
@@ -241,7 +282,7 @@ impl EntityIndex {
     /// Applies changes and the offsets they bring the index to, in one
     /// transaction. `durable` waits for the disk; otherwise a crash goes
     /// back to the last durable state, offsets included, and reads again.
-    pub fn apply(&self, changes: &[Change], offsets: &[(String, i32, i64)], durable: bool) -> R<()> {
+    pub fn apply(&self, changes: &[Change], offsets: &[Read], durable: bool) -> R<()> {
         let mut w = self.db.begin_write()?;
         if !durable {
             w.set_durability(redb::Durability::None)
@@ -267,8 +308,11 @@ impl EntityIndex {
                 }
             }
             let mut o = w.open_table(OFFSETS)?;
-            for (topic, p, next) in offsets {
-                o.insert(offset_key(topic, *p).as_str(), *next)?;
+            let mut last = w.open_table(LAST)?;
+            for read in offsets {
+                let key = offset_key(&read.topic, read.partition);
+                o.insert(key.as_str(), read.next)?;
+                last.insert(key.as_str(), read.last_digest.as_slice())?;
             }
         }
         w.commit()?;
@@ -391,10 +435,7 @@ impl EntityIndex {
                     continue;
                 };
                 let e: EntitySummary = parse(e.value())?;
-                let names: Vec<&str> = e.names.keys().map(String::as_str).collect();
-                let addresses: Vec<&str> = e.addresses.keys().map(String::as_str).collect();
-                let confidence =
-                    super::confidence(&name, record.address.as_deref(), &names, &addresses);
+                let confidence = super::confidence_with(&record, &e);
                 if confidence >= self.propose_from {
                     candidates.push(Candidate {
                         entity: e.key.clone(),

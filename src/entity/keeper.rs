@@ -2,7 +2,7 @@
 //! the blacklist topic and the officers' link decisions, from where the
 //! index stopped (or the beginning), in batches of one transaction each.
 
-use super::index::{Change, EntityIndex, LinkDecision};
+use super::index::{Change, EntityIndex, LinkDecision, Read, record_digest};
 use super::{Kind, Position, Reader};
 use crate::bus::{Bus, ReaderContext};
 use crate::calendar::Calendar;
@@ -121,22 +121,52 @@ impl Context {
             "a record does not decode; the entity index leaves it out");
     }
 
-    /// Offsets the bus no longer has (a topic recreated, another cluster):
-    /// the index must start again.
-    fn offsets_still_valid(&self, offsets: &BTreeMap<(String, i32), i64>) -> bool {
-        let consumer: BaseConsumer<ReaderContext> =
-            match self.bus.client_config().create_with_context(ReaderContext) {
-                Ok(c) => c,
-                Err(_) => return false,
-            };
-        offsets.iter().all(|((topic, p), next)| {
-            match consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)) {
-                Ok((_, high)) => *next <= high,
-                Err(e) => {
-                    tracing::warn!(topic, partition = p, error = %e, "cannot check the entity cache against the bus; rebuilding it");
-                    false
+    /// Whether the bus still holds, at every partition's last offset read,
+    /// the record the index read there. If not (a topic recreated, another
+    /// cluster, the record compacted away), the index must start again:
+    /// that costs a rebuild, never a wrong index.
+    fn positions_still_valid(&self, positions: &BTreeMap<(String, i32), (i64, Vec<u8>)>) -> bool {
+        let mut config = self.bus.client_config();
+        config
+            .set("group.id", format!("{}-entity-check", self.bus.client_id))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer<ReaderContext> = match config.create_with_context(ReaderContext) {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        positions.iter().all(|((topic, p), (next, digest))| {
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            if tpl
+                .add_partition_offset(topic, *p, rdkafka::Offset::Offset(next - 1))
+                .is_err()
+                || consumer.assign(&tpl).is_err()
+            {
+                return false;
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                match consumer.poll(Duration::from_millis(500)) {
+                    Some(Ok(m)) => {
+                        use rdkafka::Message;
+                        let same = m.offset() == next - 1
+                            && record_digest(
+                                String::from_utf8_lossy(m.key().unwrap_or_default()).as_bytes(),
+                                m.payload().unwrap_or_default(),
+                            ) == *digest;
+                        if !same {
+                            tracing::info!(topic, partition = p, offset = next - 1, "the entity cache read another record there");
+                        }
+                        return same;
+                    }
+                    Some(Err(e)) => {
+                        tracing::info!(topic, partition = p, error = %e, "the entity cache's position is not on the bus");
+                        return false;
+                    }
+                    None => {}
                 }
             }
+            false
         })
     }
 }
@@ -149,14 +179,14 @@ pub async fn run(
     until_caught_up: bool,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let offsets = index.offsets().map_err(|e| e.to_string())?;
-    if !offsets.is_empty() {
-        let (c, o) = (ctx.clone(), offsets.clone());
-        let valid = tokio::task::spawn_blocking(move || c.offsets_still_valid(&o))
+    let positions = index.positions().map_err(|e| e.to_string())?;
+    if !positions.is_empty() {
+        let c = ctx.clone();
+        let valid = tokio::task::spawn_blocking(move || c.positions_still_valid(&positions))
             .await
             .unwrap_or(false);
         if !valid {
-            tracing::warn!("the entity cache is ahead of the bus; rebuilding it from the beginning");
+            tracing::warn!("the entity cache does not match the bus; rebuilding it from the beginning");
             index.clear().map_err(|e| e.to_string())?;
         }
     }
@@ -175,14 +205,15 @@ pub async fn run(
             return Ok(());
         };
         let mut changes = Vec::new();
-        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut next: BTreeMap<(String, i32), (i64, Vec<u8>)> = BTreeMap::new();
         let mut caught_up = false;
         let mut item = Some(first);
         while let Some(f) = item.take() {
             match f {
                 Follow::CaughtUp => caught_up = true,
                 Follow::Record(f) => {
-                    next.insert((f.topic.clone(), f.partition), f.offset + 1);
+                    let digest = record_digest(f.key.as_bytes(), &f.payload);
+                    next.insert((f.topic.clone(), f.partition), (f.offset + 1, digest));
                     changes.extend(ctx.change(&f));
                 }
             }
@@ -190,8 +221,15 @@ pub async fn run(
                 item = rx.try_recv();
             }
         }
-        let offsets: Vec<(String, i32, i64)> =
-            next.into_iter().map(|((t, p), o)| (t, p, o)).collect();
+        let offsets: Vec<Read> = next
+            .into_iter()
+            .map(|((topic, partition), (next, last_digest))| Read {
+                topic,
+                partition,
+                next,
+                last_digest,
+            })
+            .collect();
         let durable = caught_up || last_durable.elapsed() >= DURABLE_EVERY;
         let (i, c) = (index.clone(), changes);
         tokio::task::spawn_blocking(move || i.apply(&c, &offsets, durable))

@@ -19,6 +19,7 @@
 pub mod api;
 pub mod index;
 pub mod keeper;
+pub mod report;
 
 use crate::calendar::{Calendar, LegalLimit};
 use crate::credit::{CreditPolicy, Publication};
@@ -78,6 +79,10 @@ pub struct PenaltyRestriction {
     pub label: String,
     /// 处罚类别 (行政处罚法 art. 9) that restrict.
     pub categories_any: Vec<String>,
+    /// Only decisions in these industries (the decision's `industry`);
+    /// empty: any. A restriction a law sets for one trade stays in it.
+    #[serde(default)]
+    pub industries_any: Vec<String>,
     /// How long from the decision date, and the legal basis.
     pub within: LegalLimit,
 }
@@ -249,6 +254,8 @@ pub enum Facts {
     Penalty {
         decision_no: String,
         categories: Vec<String>,
+        #[serde(default)]
+        industry: String,
         decided_ms: Option<i64>,
         /// Revoked, confirmed unlawful or void (行政处罚法 art. 48).
         withdrawn: Option<String>,
@@ -299,6 +306,9 @@ pub struct IndexedRecord {
     pub party_type: Option<String>,
     /// The party's credit code as written (valid or not), for display.
     pub credit_code: Option<String>,
+    /// A person's ID number as the record keeps it, masked (never in full).
+    #[serde(default)]
+    pub id_masked: Option<String>,
     pub address: Option<String>,
     pub link: Link,
     pub facts: Facts,
@@ -400,6 +410,9 @@ pub struct EntitySummary {
     /// Source system → records.
     pub systems: BTreeMap<String, u32>,
     pub addresses: BTreeMap<String, u32>,
+    /// Masked ID numbers its records carry (a person's), for proposals.
+    #[serde(default)]
+    pub ids_masked: BTreeMap<String, u32>,
     pub records: u32,
 }
 
@@ -426,6 +439,9 @@ impl EntitySummary {
         }
         if let Some(a) = &r.address {
             bump(&mut self.addresses, a, sign);
+        }
+        if let Some(i) = &r.id_masked {
+            bump(&mut self.ids_masked, i, sign);
         }
         bump(&mut self.systems, &r.source_system, sign);
         self.records = (i64::from(self.records) + sign).max(0) as u32;
@@ -503,10 +519,52 @@ pub fn name_core(name: &str) -> String {
     n
 }
 
+/// What a name-only record and a candidate entity have to compare.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clues<'a> {
+    pub names: &'a [&'a str],
+    pub addresses: &'a [&'a str],
+    pub ids_masked: &'a [&'a str],
+}
+
 /// How likely a name-only record is about an entity: 0–1. The names count
 /// for 80%, the best address match for 20%; without an address on either
-/// side the name alone counts, at 90% of its similarity.
-pub fn confidence(
+/// side the name alone counts, at 90% of its similarity. For a person, a
+/// masked ID number on both sides decides as much as the name: equal, half
+/// the score is certain; different, it is most likely someone else of the
+/// same name.
+pub fn confidence(name: &str, address: Option<&str>, id_masked: Option<&str>, entity: Clues<'_>) -> f64 {
+    let by_name = name_and_address(name, address, entity.names, entity.addresses);
+    match id_masked {
+        Some(id) if !entity.ids_masked.is_empty() => {
+            if entity.ids_masked.contains(&id) {
+                0.5 + 0.5 * by_name
+            } else {
+                0.3 * by_name
+            }
+        }
+        _ => by_name,
+    }
+}
+
+/// [`confidence`] of a record and an entity as the index keeps them.
+pub fn confidence_with(r: &IndexedRecord, e: &EntitySummary) -> f64 {
+    let names: Vec<&str> = e.names.keys().map(String::as_str).collect();
+    let addresses: Vec<&str> = e.addresses.keys().map(String::as_str).collect();
+    let ids: Vec<&str> = e.ids_masked.keys().map(String::as_str).collect();
+    confidence(
+        r.party_name.as_deref().unwrap_or_default(),
+        r.address.as_deref(),
+        r.id_masked.as_deref(),
+        Clues {
+            names: &names,
+            addresses: &addresses,
+            ids_masked: &ids,
+        },
+    )
+}
+
+fn name_and_address(
     name: &str,
     address: Option<&str>,
     entity_names: &[&str],
@@ -633,6 +691,7 @@ impl Reader<'_> {
                     Facts::Penalty {
                         decision_no,
                         categories: crate::credit::categories_of(v),
+                        industry: s(v, "/industry").unwrap_or("OTHER").to_owned(),
                         decided_ms: i(v, "/decided_at"),
                         withdrawn,
                         published,
@@ -728,6 +787,9 @@ impl Reader<'_> {
             party_name: s(&party, "/name").map(str::to_owned),
             party_type: s(&party, "/type").map(str::to_owned),
             credit_code,
+            id_masked: s(&party, "/id_number_masked")
+                .or_else(|| s(&party, "/legal_rep_id_number_masked").filter(|_| s(&party, "/type") == Some("INDIVIDUAL_BUSINESS")))
+                .map(str::to_owned),
             address,
             link,
             facts,
@@ -781,6 +843,7 @@ impl Reader<'_> {
             party_name: s(v, "/name").map(str::to_owned),
             party_type: None,
             credit_code: s(v, "/credit_code").map(str::to_owned),
+            id_masked: None,
             address: None,
             link,
             facts: Facts::Listing {
@@ -838,12 +901,15 @@ pub fn restrictions(
             Facts::Penalty {
                 decision_no,
                 categories,
+                industry,
                 decided_ms: Some(decided),
                 withdrawn: None,
                 ..
             } => {
                 for rule in &config.penalties {
-                    if !categories.iter().any(|c| rule.categories_any.contains(c)) {
+                    if !categories.iter().any(|c| rule.categories_any.contains(c))
+                        || !(rule.industries_any.is_empty() || rule.industries_any.contains(industry))
+                    {
                         continue;
                     }
                     let Some(start) = DateTime::from_timestamp_millis(*decided) else {

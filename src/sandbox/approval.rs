@@ -6,7 +6,7 @@
 //!   GBK, as the approval system's export job leaves it in the exchange
 //!   directory.
 
-use super::people::{self, COMPANIES};
+use super::people;
 use super::store::KeysetStore;
 use super::{FaultPlan, SandboxConfig};
 use axum::Router;
@@ -94,16 +94,20 @@ fn new_licence(
     let (name, category, prefix) = LICENCES[rng.usize(..LICENCES.len())];
     let individual = rng.f64() < 0.25;
     let decided = at.with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
-    let party_name = if individual {
-        format!("宜昌高新区{}个体经营部", people::person(rng))
+    let (party_name, party_code) = if individual {
+        (
+            format!("宜昌高新区{}个体经营部", people::person(rng)),
+            people::credit_code(rng, "92"),
+        )
     } else {
-        COMPANIES[rng.usize(..COMPANIES.len())].to_owned()
+        let (name, code) = people::company(rng);
+        (name.to_owned(), code)
     };
     let mut licence = json!({
         "licenceId": format!("XK{}{:05}", decided.format("%Y%m%d"), i),
         "xdrMc": party_name,
         "xdrLb": if individual { "个体工商户" } else { "法人及非法人组织" },
-        "xdrShxym": people::credit_code(rng, if individual { "92" } else { "91" }),
+        "xdrShxym": party_code,
         "fddbr": people::person(rng),
         "fddbrZjlx": "身份证",
         "fddbrZjhm": people::resident_id(rng),
@@ -202,7 +206,7 @@ pub fn write_2016_batch(dir: &Path, n: usize, seed: u64) -> std::io::Result<Path
     for i in 0..n {
         let (name, category, _) = LICENCES[rng.usize(..LICENCES.len())];
         let decided = day - chrono::Duration::days(1 + rng.i64(0..30));
-        let mut code = people::credit_code(&mut rng, "91");
+        let (company, mut code) = people::company(&mut rng);
         let mut status = "正常";
         let mut date = decided.format("%Y年%m月%d日").to_string();
         match n.saturating_sub(i) {
@@ -218,7 +222,7 @@ pub fn write_2016_batch(dir: &Path, n: usize, seed: u64) -> std::io::Result<Path
             esc(name),
             category,
             esc(name),
-            esc(COMPANIES[rng.usize(..COMPANIES.len())]),
+            esc(company),
             code,
             people::person(&mut rng),
             date,

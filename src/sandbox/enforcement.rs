@@ -9,7 +9,7 @@
 //!   `Idempotency-Key` header makes a redelivery a no-op;
 //! - `GET /enforcement/api/queues/{team}/licences`: what a queue holds.
 
-use super::people::{self, COMPANIES};
+use super::people;
 use super::receiver::Inbox;
 use super::store::KeysetStore;
 use super::{FaultPlan, SandboxConfig};
@@ -273,7 +273,8 @@ pub(crate) fn new_decision(
     // representative's ID; an individual business sometimes has no credit
     // code, and then its operator's ID identifies it.
     let dsr = if kind < 6 {
-        let mut c = json!({"mc": COMPANIES[rng.usize(..COMPANIES.len())], "lb": "1", "tyshxydm": people::credit_code(rng, "91"), "fddbr": people::person(rng)});
+        let (name, code) = people::company(rng);
+        let mut c = json!({"mc": name, "lb": "1", "tyshxydm": code, "fddbr": people::person(rng)});
         if kind < 4 {
             c["fddbrzjlx"] = json!("身份证");
             c["fddbrzjhm"] = json!(people::resident_id(rng));

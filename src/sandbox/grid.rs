@@ -11,7 +11,7 @@
 //!   pushed in real time to a webhook, signed with HMAC-SHA256 over the
 //!   timestamp and the body.
 
-use super::people::{self, COMPANIES, ROADS, STREETS};
+use super::people::{self, ROADS, STREETS};
 use super::store::KeysetStore;
 use super::{FaultPlan, SandboxConfig};
 use axum::Router;
@@ -264,10 +264,11 @@ fn new_event(
         "urgentReason": if urgent { "可能引发安全事故或矛盾激化，需立即处置" } else { "" },
     });
     if code == "03" || rng.f64() < 0.2 {
+        let (name, code) = people::company(rng);
         event["party"] = json!({
-            "name": COMPANIES[rng.usize(..COMPANIES.len())],
+            "name": name,
             "type": "1",
-            "creditCode": if rng.f64() < 0.2 { people::fullwidth(&people::credit_code(rng, "91")) } else { people::credit_code(rng, "91") },
+            "creditCode": if rng.f64() < 0.2 { people::fullwidth(&code) } else { code },
             "legalPerson": people::person(rng),
         });
     } else if code == "01" {

@@ -58,6 +58,18 @@ pub(crate) fn phone(rng: &mut fastrand::Rng) -> String {
     )
 }
 
+/// A company of the area and its one credit code: every system that names
+/// it writes the same code, so the entity library sees one entity.
+pub(crate) fn company(rng: &mut fastrand::Rng) -> (&'static str, String) {
+    let i = rng.usize(..COMPANIES.len());
+    (COMPANIES[i], company_code(i))
+}
+
+/// The credit code of `COMPANIES[i]`.
+pub(crate) fn company_code(i: usize) -> String {
+    credit_code(&mut fastrand::Rng::with_seed(0x4205_0000 + i as u64), "91")
+}
+
 /// A valid Unified Social Credit Code of organisation type `kind`
 /// (`91` enterprise, `92` individual business, `11` government organ).
 pub(crate) fn credit_code(rng: &mut fastrand::Rng, kind: &str) -> String {

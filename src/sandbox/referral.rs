@@ -9,7 +9,7 @@
 //! broken, one an entity bomb); platform events are served by
 //! `GET /twolaw/api/events?updatedAfter=&afterId=&pageSize=`.
 
-use super::people::{self, COMPANIES};
+use super::people;
 use super::store::KeysetStore;
 use super::{FaultPlan, SandboxConfig};
 use axum::Router;
@@ -153,11 +153,8 @@ fn esc(s: &str) -> String {
 fn suspect(referral_no: &str) -> (bool, String, String) {
     let mut rng = fastrand::Rng::with_seed(referral_no.bytes().map(u64::from).sum());
     if rng.bool() {
-        (
-            true,
-            COMPANIES[rng.usize(..COMPANIES.len())].to_owned(),
-            people::credit_code(&mut rng, "91"),
-        )
+        let (name, code) = people::company(&mut rng);
+        (true, name.to_owned(), code)
     } else {
         (
             false,

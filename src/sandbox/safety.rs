@@ -5,7 +5,7 @@
 //! are created; rows are seeded, then change state over time (ordered,
 //! notified, rectified, accepted), each change stamping `updated_at`.
 
-use super::people::{self, COMPANIES};
+use super::people;
 use sqlx::AssertSqlSafe;
 use std::time::Duration;
 
@@ -120,7 +120,7 @@ pub async fn seed(
         let state = ["0", "1", "2", "3", "4"][rng.usize(..5)];
         let accepted = (state == "4").then(|| checked + chrono::Duration::days(2));
         let updated = now - chrono::Duration::seconds((n - i) as i64);
-        let code = people::credit_code(&mut rng, "91");
+        let (company, code) = people::company(&mut rng);
         let code = if rng.f64() < 0.1 {
             people::fullwidth(&code)
         } else {
@@ -129,7 +129,7 @@ pub async fn seed(
         sqlx::query(AssertSqlSafe(sql.clone()))
             .bind(id)
             .bind(format!("YH{}{:05}", checked.format("%Y%m"), id))
-            .bind(COMPANIES[rng.usize(..COMPANIES.len())])
+            .bind(company)
             .bind(code)
             .bind(people::person(&mut rng))
             .bind(checked.format("%Y-%m-%d %H:%M:%S").to_string())

@@ -11,7 +11,7 @@
 //! Cases keep arriving and moving through their life cycle while the hub
 //! reads; a changed case moves to the end of the update-time order.
 
-use super::people::{self, COMPANIES, ROADS};
+use super::people::{self, ROADS};
 use super::store::KeysetStore;
 use super::{FaultPlan, SandboxConfig};
 use axum::Router;
@@ -152,8 +152,15 @@ fn new_case(state: &mut State_, bad_rate: f64, at: chrono::DateTime<chrono::Utc>
         case["closeTime"] = json!(people::local(at + chrono::Duration::hours(20), false));
     }
     if rng.f64() < 0.6 {
-        case["partyName"] = json!(COMPANIES[rng.usize(..COMPANIES.len())]);
-        case["partyCreditCode"] = json!(people::credit_code(rng, "91"));
+        let (name, code) = people::company(rng);
+        case["partyName"] = json!(name);
+        // Inspectors sometimes write only a shop sign's name: the entity
+        // library proposes a link for those instead of making one.
+        if rng.f64() < 0.85 {
+            case["partyCreditCode"] = json!(code);
+        } else {
+            case["partyName"] = json!(name.trim_start_matches("宜昌").replace("有限公司", "公司"));
+        }
     }
     if rng.f64() < bad_rate {
         // The defects real exports carry.
