@@ -171,7 +171,9 @@ fn follow_topic(
                 Some(parts) if !parts.is_empty() => {
                     let mut tpl = TopicPartitionList::new();
                     for p in &parts {
-                        let from = start.get(p).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                        let from = start
+                            .get(p)
+                            .map_or(Offset::Beginning, |o| Offset::Offset(*o));
                         let _ = tpl.add_partition_offset(topic, *p, from);
                     }
                     if consumer.assign(&tpl).is_err() {

@@ -445,7 +445,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         // The library as any instance rebuilds it from the bus.
         let library = crate::entity::api::Library::from_bus(
             &deployment,
-            std::sync::Arc::new(crate::calendar::Calendar::load_dir(&deployment.hub.calendar)?),
+            std::sync::Arc::new(crate::calendar::Calendar::load_dir(
+                &deployment.hub.calendar,
+            )?),
             std::sync::Arc::new(crate::schema::SchemaSet::load_dir(&deployment.hub.schemas)?),
             Duration::from_secs(120),
         )

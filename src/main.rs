@@ -686,7 +686,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                     EntityCommand::Show { code, format } => {
                         let key = duijie::entity::api::Library::key_of(&code);
-                        let Some(p) = library.profile_json(&key).map_err(anyhow::Error::msg)? else {
+                        let Some(p) = library.profile_json(&key).map_err(anyhow::Error::msg)?
+                        else {
                             bail!("no entity `{key}` on the bus");
                         };
                         match format {

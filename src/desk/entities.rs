@@ -107,7 +107,10 @@ async fn listing(
     let text = query_text(q);
     let page = q.page.unwrap_or(1).max(1);
     let t = text.clone();
-    let (total, rows) = read(&library, move |l| l.list_json(t.as_deref(), (page - 1) * PAGE, PAGE)).await?;
+    let (total, rows) = read(&library, move |l| {
+        l.list_json(t.as_deref(), (page - 1) * PAGE, PAGE)
+    })
+    .await?;
     audited(
         desk,
         &user,
@@ -153,7 +156,9 @@ pub async fn list_api(
     Query(q): Query<ListQuery>,
 ) -> Response {
     match listing(&desk, &headers, &q, true).await {
-        Ok((_, _, total, rows)) => axum::Json(json!({"total": total, "entities": rows})).into_response(),
+        Ok((_, _, total, rows)) => {
+            axum::Json(json!({"total": total, "entities": rows})).into_response()
+        }
         Err(refused) => refused,
     }
 }
@@ -202,7 +207,10 @@ fn monthly_bars(
             continue;
         };
         let t = t.with_timezone(&chrono_tz::Asia::Shanghai);
-        let s = systems.iter().position(|x| *x == r.source_system).unwrap_or(0);
+        let s = systems
+            .iter()
+            .position(|x| *x == r.source_system)
+            .unwrap_or(0);
         *counts.entry(((t.year(), t.month()), s)).or_default() += 1;
     }
     let max = counts.values().copied().max().unwrap_or(1).max(1);
@@ -226,7 +234,10 @@ fn monthly_bars(
             });
         }
     }
-    let labels = months.iter().map(|(y, m)| format!("{}/{m}", y % 100)).collect();
+    let labels = months
+        .iter()
+        .map(|(y, m)| format!("{}/{m}", y % 100))
+        .collect();
     (bars, labels)
 }
 
@@ -240,14 +251,31 @@ pub async fn entity_page(
         Err(refused) => return refused,
     };
     let k = Library::key_of(&key);
-    let profile = match read(&library, move |l| l.index.profile(&k).map_err(|e| e.to_string())).await {
+    let profile = match read(&library, move |l| {
+        l.index.profile(&k).map_err(|e| e.to_string())
+    })
+    .await
+    {
         Ok(p) => p,
         Err(refused) => return refused,
     };
     let Some((e, records)) = profile else {
-        return message_page(StatusCode::NOT_FOUND, "未找到", "信用信息库中无此主体。", Some(("/desk/entities", "返回主体列表")));
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "未找到",
+            "信用信息库中无此主体。",
+            Some(("/desk/entities", "返回主体列表")),
+        );
     };
-    if let Err(refused) = audited(&desk, &user, "view", None, format!("查看市场主体画像{}（{}）", e.key, e.name())).await {
+    if let Err(refused) = audited(
+        &desk,
+        &user,
+        "view",
+        None,
+        format!("查看市场主体画像{}（{}）", e.key, e.name()),
+    )
+    .await
+    {
         return refused;
     }
     let now = library.now();
@@ -331,7 +359,15 @@ pub async fn entity_api(
     let Some(profile) = profile else {
         return refuse(StatusCode::NOT_FOUND, "无此主体");
     };
-    if let Err(refused) = audited(&desk, &user, "view", None, format!("接口读取市场主体画像{}", Library::key_of(&key))).await {
+    if let Err(refused) = audited(
+        &desk,
+        &user,
+        "view",
+        None,
+        format!("接口读取市场主体画像{}", Library::key_of(&key)),
+    )
+    .await
+    {
         return refused;
     }
     axum::Json(profile).into_response()
@@ -342,11 +378,23 @@ pub async fn proposals_page(State(desk): State<Desk>, headers: HeaderMap) -> Res
         Ok(r) => r,
         Err(refused) => return refused,
     };
-    let (total, proposals) = match read(&library, |l| l.index.proposals(200).map_err(|e| e.to_string())).await {
+    let (total, proposals) = match read(&library, |l| {
+        l.index.proposals(200).map_err(|e| e.to_string())
+    })
+    .await
+    {
         Ok(p) => p,
         Err(refused) => return refused,
     };
-    if let Err(refused) = audited(&desk, &user, "list", None, format!("查看待确认的主体关联（{total}条）")).await {
+    if let Err(refused) = audited(
+        &desk,
+        &user,
+        "list",
+        None,
+        format!("查看待确认的主体关联（{total}条）"),
+    )
+    .await
+    {
         return refused;
     }
     let rows: Vec<_> = proposals
@@ -376,11 +424,23 @@ pub async fn proposals_api(State(desk): State<Desk>, headers: HeaderMap) -> Resp
         Ok(r) => r,
         Err(refused) => return refused,
     };
-    let (total, proposals) = match read(&library, |l| l.index.proposals(200).map_err(|e| e.to_string())).await {
+    let (total, proposals) = match read(&library, |l| {
+        l.index.proposals(200).map_err(|e| e.to_string())
+    })
+    .await
+    {
         Ok(p) => p,
         Err(refused) => return refused,
     };
-    if let Err(refused) = audited(&desk, &user, "list", None, format!("接口读取待确认的主体关联（{total}条）")).await {
+    if let Err(refused) = audited(
+        &desk,
+        &user,
+        "list",
+        None,
+        format!("接口读取待确认的主体关联（{total}条）"),
+    )
+    .await
+    {
         return refused;
     }
     let mut v = json!({"total": total, "proposals": proposals});
@@ -413,15 +473,30 @@ pub async fn decide(
         return refuse(StatusCode::FORBIDDEN, "监督人员为只读权限，不能办理");
     }
     if !library.stats.ready.load(Ordering::Acquire) {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "主体信用信息库正在加载，请稍后再试");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "主体信用信息库正在加载，请稍后再试",
+        );
     }
     let confirmed = match body.action.as_str() {
         "confirm" => true,
         "reject" => false,
-        _ => return refuse(StatusCode::BAD_REQUEST, "办理事项应为确认（confirm）或否定（reject）"),
+        _ => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "办理事项应为确认（confirm）或否定（reject）",
+            );
+        }
     };
-    if body.note.as_deref().is_some_and(|t| t.chars().count() > MAX_ACTION_TEXT) {
-        return refuse(StatusCode::BAD_REQUEST, format!("说明不能超过{MAX_ACTION_TEXT}字"));
+    if body
+        .note
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > MAX_ACTION_TEXT)
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("说明不能超过{MAX_ACTION_TEXT}字"),
+        );
     }
     let (reference, entity) = (body.reference.clone(), body.entity.clone());
     let found = match read(&library, move |l| {
@@ -438,7 +513,10 @@ pub async fn decide(
         return refuse(StatusCode::NOT_FOUND, "无此记录或主体");
     };
     if record.own_key().is_some() {
-        return refuse(StatusCode::CONFLICT, "该记录已按统一社会信用代码或身份证件关联，无需人工确认");
+        return refuse(
+            StatusCode::CONFLICT,
+            "该记录已按统一社会信用代码或身份证件关联，无需人工确认",
+        );
     }
     if confirmed && linked.as_deref() == Some(e.key.as_str()) {
         return refuse(StatusCode::CONFLICT, "该记录已关联到此主体");
@@ -478,12 +556,16 @@ pub async fn decide(
         .await
     {
         tracing::error!(error = %err, "link decision not written");
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "办理事项未能写入，请稍后再试");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "办理事项未能写入，请稍后再试",
+        );
     }
     // Shown at once; the keeper reads the same event from the topic.
     let l = library.clone();
     let d = decision.clone();
-    let _ = tokio::task::spawn_blocking(move || l.index.apply(&[Change::Decision(d)], &[], false)).await;
+    let _ = tokio::task::spawn_blocking(move || l.index.apply(&[Change::Decision(d)], &[], false))
+        .await;
     (
         StatusCode::ACCEPTED,
         axum::Json(json!({"status": "accepted", "id": decision.id})),

@@ -92,9 +92,7 @@ impl Library {
                     .hub
                     .pseudonyms()
                     .ok_or("[entities] needs [hub] pseudonym_key")?;
-                let sources = deployment
-                    .entity_sources()
-                    .ok_or("no [entities] section")?;
+                let sources = deployment.entity_sources().ok_or("no [entities] section")?;
                 let fp = super::index::fingerprint(
                     &pseudonyms.of("000000000000000000"),
                     &format!("{policy:?}"),
@@ -209,7 +207,12 @@ impl Library {
     }
 
     /// One line per entity (API, CLI).
-    pub fn list_json(&self, query: Option<&str>, skip: usize, take: usize) -> Result<(usize, Vec<serde_json::Value>), String> {
+    pub fn list_json(
+        &self,
+        query: Option<&str>,
+        skip: usize,
+        take: usize,
+    ) -> Result<(usize, Vec<serde_json::Value>), String> {
         let (total, entities) = self
             .index
             .entities(query, skip, take)
@@ -289,7 +292,11 @@ async fn restrictions(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     let callers: Vec<(&str, &str)> = match &library.config.restrictions {
-        Some(r) => r.tokens.iter().map(|(who, t)| (t.as_str(), who.as_str())).collect(),
+        Some(r) => r
+            .tokens
+            .iter()
+            .map(|(who, t)| (t.as_str(), who.as_str()))
+            .collect(),
         None => vec![(NO_CALLER, "")],
     };
     let Some(caller) = crate::secrets::find_by_secret(given, callers) else {
@@ -407,11 +414,10 @@ struct PublicPage {
 /// The page of items matching the query, masked by the policy.
 fn public_page_of(library: &Library, q: &PublicQuery) -> Result<PublicPage, String> {
     let page_size = library.config.public.as_ref().map_or(20, |p| p.page_size);
-    let needle = q
-        .q
-        .as_deref()
-        .map(|s| super::normalise_name(&s.chars().take(80).collect::<String>()))
-        .filter(|s| !s.is_empty());
+    let needle =
+        q.q.as_deref()
+            .map(|s| super::normalise_name(&s.chars().take(80).collect::<String>()))
+            .filter(|s| !s.is_empty());
     let items: Vec<PublicItem> = library
         .public_items(library.now())?
         .into_iter()
@@ -456,7 +462,9 @@ fn limited(library: &Library, peer: Option<SocketAddr>) -> Option<Response> {
         Ok(()) => None,
         Err(not_until) => {
             let wait = not_until
-                .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))
+                .wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ))
                 .as_secs()
                 .max(1);
             Some(
@@ -473,9 +481,17 @@ fn limited(library: &Library, peer: Option<SocketAddr>) -> Option<Response> {
 
 /// The answer with caching headers: public for `max_age`, with an ETag;
 /// a matching `If-None-Match` gets 304.
-fn cached(library: &Library, headers: &HeaderMap, content_type: &'static str, body: String) -> Response {
+fn cached(
+    library: &Library,
+    headers: &HeaderMap,
+    content_type: &'static str,
+    body: String,
+) -> Response {
     use sha2::Digest;
-    let etag = format!("\"{}\"", &hex::encode(sha2::Sha256::digest(body.as_bytes()))[..32]);
+    let etag = format!(
+        "\"{}\"",
+        &hex::encode(sha2::Sha256::digest(body.as_bytes()))[..32]
+    );
     let max_age = library
         .config
         .public
@@ -515,16 +531,17 @@ async fn public_answer(
         return refused;
     }
     let l = library.clone();
-    let page = match tokio::task::spawn_blocking(move || public_page_of(&l, &q).map(|p| (p, q))).await {
-        Ok(Ok(p)) => p,
-        _ => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"message": "暂时无法读取公示信息，请稍后再试"})),
-            )
-                .into_response();
-        }
-    };
+    let page =
+        match tokio::task::spawn_blocking(move || public_page_of(&l, &q).map(|p| (p, q))).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({"message": "暂时无法读取公示信息，请稍后再试"})),
+                )
+                    .into_response();
+            }
+        };
     let (page, q) = page;
     if !html {
         let body = serde_json::to_string(&page).expect("pages serialize");
@@ -536,7 +553,10 @@ async fn public_answer(
         prev => (page.page > 1).then(|| page.page - 1),
         next => (page.page < page.pages).then(|| page.page + 1),
     };
-    match TEMPLATES.get_template("public.html").and_then(|t| t.render(ctx)) {
+    match TEMPLATES
+        .get_template("public.html")
+        .and_then(|t| t.render(ctx))
+    {
         Ok(body) => cached(&library, &headers, "text/html; charset=utf-8", body),
         Err(e) => {
             tracing::error!(error = %e, "public window template failed");

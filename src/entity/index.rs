@@ -21,8 +21,8 @@
 
 use super::{EntitySummary, IndexedRecord, Link, name_core};
 use redb::{
-    Database, MultimapTableDefinition, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition,
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -177,8 +177,12 @@ impl EntityIndex {
     /// afresh. Says whether it was kept.
     pub fn open(file: &Path, fingerprint: &str, propose_from: f64) -> R<(Self, bool)> {
         if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| redb::Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                redb::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", dir.display()),
+                ))
+            })?;
         }
         let kept = match Database::create(file) {
             Ok(db) => {
@@ -321,7 +325,12 @@ impl EntityIndex {
 
     /// Entities, optionally only those whose name, code or key contains
     /// `query` (normalised), ordered by key; with the total count.
-    pub fn entities(&self, query: Option<&str>, skip: usize, take: usize) -> R<(usize, Vec<EntitySummary>)> {
+    pub fn entities(
+        &self,
+        query: Option<&str>,
+        skip: usize,
+        take: usize,
+    ) -> R<(usize, Vec<EntitySummary>)> {
         let q = query.map(super::normalise_name).filter(|q| !q.is_empty());
         let r = self.db.begin_read()?;
         let t = r.open_table(ENTITIES)?;
@@ -332,7 +341,9 @@ impl EntityIndex {
             let e: EntitySummary = parse(v.value())?;
             if let Some(q) = &q {
                 let hit = e.key.to_uppercase().contains(q)
-                    || e.names.keys().any(|n| super::normalise_name(n).contains(q.as_str()));
+                    || e.names
+                        .keys()
+                        .any(|n| super::normalise_name(n).contains(q.as_str()));
                 if !hit {
                     continue;
                 }
@@ -445,7 +456,11 @@ impl EntityIndex {
                     });
                 }
             }
-            candidates.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then(a.entity.cmp(&b.entity)));
+            candidates.sort_by(|a, b| {
+                b.confidence
+                    .total_cmp(&a.confidence)
+                    .then(a.entity.cmp(&b.entity))
+            });
             out.push(Proposal {
                 record,
                 candidates,
@@ -503,7 +518,11 @@ impl Tables<'_> {
 
     fn unlink(&mut self, entity: &str, r: &IndexedRecord) -> R<()> {
         self.links.remove(entity, r.reference.as_str())?;
-        let Some(e) = self.entities.get(entity)?.map(|v| parse::<EntitySummary>(v.value())) else {
+        let Some(e) = self
+            .entities
+            .get(entity)?
+            .map(|v| parse::<EntitySummary>(v.value()))
+        else {
             return Ok(());
         };
         let mut e = e?;
@@ -576,15 +595,17 @@ impl Tables<'_> {
         }
         let stored = Stored { record, entity };
         let reference = stored.record.reference.clone();
-        self.records.insert(reference.as_str(), json(&stored).as_slice())?;
+        self.records
+            .insert(reference.as_str(), json(&stored).as_slice())?;
         Ok(())
     }
 
     fn decide(&mut self, d: &LinkDecision) -> R<()> {
-        let mut all: BTreeMap<String, LinkDecision> = match self.decisions.get(d.reference.as_str())? {
-            Some(v) => parse(v.value())?,
-            None => BTreeMap::new(),
-        };
+        let mut all: BTreeMap<String, LinkDecision> =
+            match self.decisions.get(d.reference.as_str())? {
+                Some(v) => parse(v.value())?,
+                None => BTreeMap::new(),
+            };
         // The latest decision per entity counts (an officer may correct one).
         if all.get(&d.entity).is_some_and(|x| x.at_ms > d.at_ms) {
             return Ok(());

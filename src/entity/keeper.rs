@@ -131,7 +131,8 @@ impl Context {
             .set("group.id", format!("{}-entity-check", self.bus.client_id))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer<ReaderContext> = match config.create_with_context(ReaderContext) {
+        let consumer: BaseConsumer<ReaderContext> = match config.create_with_context(ReaderContext)
+        {
             Ok(c) => c,
             Err(_) => return false,
         };
@@ -186,7 +187,9 @@ pub async fn run(
             .await
             .unwrap_or(false);
         if !valid {
-            tracing::warn!("the entity cache does not match the bus; rebuilding it from the beginning");
+            tracing::warn!(
+                "the entity cache does not match the bus; rebuilding it from the beginning"
+            );
             index.clear().map_err(|e| e.to_string())?;
         }
     }

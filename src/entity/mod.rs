@@ -464,9 +464,7 @@ pub fn normalise_name(name: &str) -> String {
         .filter_map(|c| {
             let c = match c {
                 '\u{3000}' => ' ',
-                '\u{FF01}'..='\u{FF5E}' => {
-                    char::from_u32(c as u32 - 0xFEE0).expect("ASCII range")
-                }
+                '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).expect("ASCII range"),
                 c => c,
             };
             let c = match c {
@@ -492,7 +490,7 @@ pub fn name_core(name: &str) -> String {
         "宜昌",
     ] {
         if let Some(rest) = n.strip_prefix(prefix)
-            && rest.chars().count() >= 2
+            && rest.chars().count() >= 4
         {
             n = rest.to_owned();
             break;
@@ -533,7 +531,12 @@ pub struct Clues<'a> {
 /// masked ID number on both sides decides as much as the name: equal, half
 /// the score is certain; different, it is most likely someone else of the
 /// same name.
-pub fn confidence(name: &str, address: Option<&str>, id_masked: Option<&str>, entity: Clues<'_>) -> f64 {
+pub fn confidence(
+    name: &str,
+    address: Option<&str>,
+    id_masked: Option<&str>,
+    entity: Clues<'_>,
+) -> f64 {
     let by_name = name_and_address(name, address, entity.names, entity.addresses);
     match id_masked {
         Some(id) if !entity.ids_masked.is_empty() => {
@@ -624,7 +627,10 @@ pub fn link_of(
     if let Some(id) = person_id
         && crate::ident::check_resident_id(id).invalid.is_none()
     {
-        return (Some(Link::Person(pseudonyms.of(id))), code.map(str::to_owned));
+        return (
+            Some(Link::Person(pseudonyms.of(id))),
+            code.map(str::to_owned),
+        );
     }
     let link = s(party, "/name").map(|_| Link::NameOnly);
     (link, code.map(str::to_owned))
@@ -683,10 +689,7 @@ impl Reader<'_> {
                     .and_then(Value::as_str)
                     .and_then(crate::calendar::end_of_local_day_ms);
                 (
-                    format!(
-                        "{decision_no} {}",
-                        s(v, "/violation").unwrap_or_default()
-                    ),
+                    format!("{decision_no} {}", s(v, "/violation").unwrap_or_default()),
                     i(v, "/decided_at"),
                     Facts::Penalty {
                         decision_no,
@@ -788,7 +791,10 @@ impl Reader<'_> {
             party_type: s(&party, "/type").map(str::to_owned),
             credit_code,
             id_masked: s(&party, "/id_number_masked")
-                .or_else(|| s(&party, "/legal_rep_id_number_masked").filter(|_| s(&party, "/type") == Some("INDIVIDUAL_BUSINESS")))
+                .or_else(|| {
+                    s(&party, "/legal_rep_id_number_masked")
+                        .filter(|_| s(&party, "/type") == Some("INDIVIDUAL_BUSINESS"))
+                })
                 .map(str::to_owned),
             address,
             link,
@@ -908,7 +914,8 @@ pub fn restrictions(
             } => {
                 for rule in &config.penalties {
                     if !categories.iter().any(|c| rule.categories_any.contains(c))
-                        || !(rule.industries_any.is_empty() || rule.industries_any.contains(industry))
+                        || !(rule.industries_any.is_empty()
+                            || rule.industries_any.contains(industry))
                     {
                         continue;
                     }

@@ -62,7 +62,12 @@ pub fn show(p: &Value) -> String {
     let _ = writeln!(out, "来源系统：{}", text(p, "systems"));
     let restricted = p.get("restricted") == Some(&Value::Bool(true));
     let _ = writeln!(out, "联合惩戒：{}", if restricted { "受限" } else { "无" });
-    for r in p.get("restrictions").and_then(Value::as_array).into_iter().flatten() {
+    for r in p
+        .get("restrictions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let _ = writeln!(
             out,
             "  - {}，至 {}；依据：{}",
@@ -72,12 +77,22 @@ pub fn show(p: &Value) -> String {
         );
     }
     let _ = writeln!(out, "未结事项：");
-    for i in p.get("open_items").and_then(Value::as_array).into_iter().flatten() {
+    for i in p
+        .get("open_items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let item = i.get("item").cloned().unwrap_or_default();
         let _ = writeln!(out, "  - {}：{}", text(&item, "label"), text(i, "record"));
     }
     let _ = writeln!(out, "记录：");
-    for r in p.get("records").and_then(Value::as_array).into_iter().flatten() {
+    for r in p
+        .get("records")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let prov = r.get("provenance").cloned().unwrap_or_default();
         let _ = writeln!(
             out,

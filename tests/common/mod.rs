@@ -423,3 +423,56 @@ impl Drop for KafkaCluster {
             .output();
     }
 }
+
+// ---------------------------------------------------------------------------
+// Headless Chromium (Debian's `chromium` and `chromium-driver`).
+
+/// chromedriver on a free port; killed on drop.
+pub struct ChromeDriver(std::process::Child, String);
+
+impl ChromeDriver {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed; .ci/run installs it");
+        let addr = format!("127.0.0.1:{port}");
+        wait_listening(&addr);
+        Self(child, format!("http://{addr}"))
+    }
+}
+
+impl ChromeDriver {
+    /// A headless Chromium session (Debian's binary), downloading into
+    /// `downloads` when given.
+    pub async fn browser(&self, downloads: Option<&Path>) -> fantoccini::Client {
+        let mut options = serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1100", "--lang=zh-CN"],
+        });
+        if let Some(dir) = downloads {
+            options["prefs"] = serde_json::json!({
+                "download.default_directory": dir.display().to_string(),
+                "download.prompt_for_download": false,
+            });
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), options);
+        fantoccini::ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&self.1)
+            .await
+            .expect("headless Chromium starts")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
