@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod config_errors;
 mod desk;
+mod entities;
 mod exactly_once;
 mod golden;
 mod http_poll;

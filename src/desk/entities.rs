@@ -156,9 +156,12 @@ pub async fn list_api(
     Query(q): Query<ListQuery>,
 ) -> Response {
     match listing(&desk, &headers, &q, true).await {
-        Ok((_, _, total, rows)) => {
-            axum::Json(json!({"total": total, "entities": rows})).into_response()
-        }
+        Ok((_, library, total, rows)) => axum::Json(json!({
+            "total": total, "entities": rows, "page_size": PAGE,
+            // Until the topics' history is read, the list is partial.
+            "ready": library.stats.ready.load(Ordering::Acquire),
+        }))
+        .into_response(),
         Err(refused) => refused,
     }
 }

@@ -105,9 +105,15 @@ impl TestDeployment {
 
     /// Starts `duijie run` on this deployment.
     pub fn spawn(&self) -> Child {
+        self.spawn_with(&[])
+    }
+
+    /// Starts `duijie run` on this deployment with more arguments.
+    pub fn spawn_with(&self, args: &[&str]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_duijie"))
             .args(["run", "--config"])
             .arg(&self.file)
+            .args(args)
             .env("DUIJIE_KAFKA_BROKERS", &self.brokers)
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .stdout(Stdio::null())
