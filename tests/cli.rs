@@ -202,6 +202,16 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
         stdout.contains("feed_emergency") && stdout.contains("credit_penalties"),
         "{stdout}"
     );
+    // The entity library's line: the sandbox's companies are seen by
+    // several systems under one credit code each.
+    let library = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("entity library:"))
+        .unwrap_or_else(|| panic!("no entity library line: {stdout}"));
+    let words: Vec<&str> = library.split_whitespace().collect();
+    let n = |i: usize| words[i].parse::<u64>().unwrap();
+    assert_eq!((words[3], words[4]), ("entities", "indexed"), "{library}");
+    assert!(n(2) > 0 && n(8) > 0 && n(8) <= n(2), "{library}");
 }
 
 /// `duijie referrals replay`: canonical events through the tracker's own

@@ -51,12 +51,16 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Who asks, and the library; `Err` is the answer otherwise.
-fn who(desk: &Desk, headers: &HeaderMap, api: bool) -> Result<(DeskUser, Arc<Library>), Response> {
+fn who(
+    desk: &Desk,
+    headers: &HeaderMap,
+    api: bool,
+) -> Result<(DeskUser, Arc<Library>), Box<Response>> {
     let Some(user) = user(desk, headers) else {
-        return Err(unauthorized(api));
+        return Err(Box::new(unauthorized(api)));
     };
     let Some(library) = desk.entities.clone() else {
-        return Err(not_configured(api));
+        return Err(Box::new(not_configured(api)));
     };
     Ok((user, library))
 }
@@ -103,7 +107,7 @@ async fn listing(
     q: &ListQuery,
     api: bool,
 ) -> Result<(DeskUser, Arc<Library>, usize, Vec<serde_json::Value>), Response> {
-    let (user, library) = who(desk, headers, api)?;
+    let (user, library) = who(desk, headers, api).map_err(|r| *r)?;
     let text = query_text(q);
     let page = q.page.unwrap_or(1).max(1);
     let t = text.clone();
@@ -221,7 +225,7 @@ fn monthly_bars(
     let bar_w = (width - 4) / systems.len().max(1) as i64;
     let mut bars = Vec::new();
     for (i, m) in months.iter().enumerate() {
-        for s in 0..systems.len() {
+        for (s, system) in systems.iter().enumerate() {
             let n = counts.get(&(*m, s)).copied().unwrap_or(0);
             if n == 0 {
                 continue;
@@ -233,7 +237,7 @@ fn monthly_bars(
                 y: height - h,
                 height: h,
                 class: format!("s{}", s % 8),
-                label: format!("{}-{:02} {}：{n}条", m.0, m.1, systems[s]),
+                label: format!("{}-{:02} {system}：{n}条", m.0, m.1),
             });
         }
     }
@@ -251,7 +255,7 @@ pub async fn entity_page(
 ) -> Response {
     let (user, library) = match who(&desk, &headers, false) {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let k = Library::key_of(&key);
     let profile = match read(&library, move |l| {
@@ -352,7 +356,7 @@ pub async fn entity_api(
 ) -> Response {
     let (user, library) = match who(&desk, &headers, true) {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let k = Library::key_of(&key);
     let profile = match read(&library, move |l| l.profile_json(&k)).await {
@@ -379,7 +383,7 @@ pub async fn entity_api(
 pub async fn proposals_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
     let (user, library) = match who(&desk, &headers, false) {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (total, proposals) = match read(&library, |l| {
         l.index.proposals(200).map_err(|e| e.to_string())
@@ -425,7 +429,7 @@ pub async fn proposals_page(State(desk): State<Desk>, headers: HeaderMap) -> Res
 pub async fn proposals_api(State(desk): State<Desk>, headers: HeaderMap) -> Response {
     let (user, library) = match who(&desk, &headers, true) {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (total, proposals) = match read(&library, |l| {
         l.index.proposals(200).map_err(|e| e.to_string())
@@ -470,7 +474,7 @@ pub async fn decide(
 ) -> Response {
     let (user, library) = match who(&desk, &headers, true) {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if user.role != Role::Officer {
         return refuse(StatusCode::FORBIDDEN, "监督人员为只读权限，不能办理");

@@ -95,6 +95,9 @@ struct Stored {
     entity: Option<String>,
 }
 
+/// Per partition read: the next offset, and the digest of the last record.
+pub type Positions = BTreeMap<(String, i32), (i64, Vec<u8>)>;
+
 /// How far a partition has been read.
 #[derive(Debug, Clone)]
 pub struct Read {
@@ -118,7 +121,7 @@ pub fn record_digest(key: &[u8], payload: &[u8]) -> Vec<u8> {
 /// One change to the index.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Record(IndexedRecord),
+    Record(Box<IndexedRecord>),
     /// A tombstone on a compacted topic: the record is gone.
     Removed(String),
     Decision(LinkDecision),
@@ -263,7 +266,7 @@ impl EntityIndex {
 
     /// The next offset of every partition read, and the digest of the last
     /// record read there.
-    pub fn positions(&self) -> R<BTreeMap<(String, i32), (i64, Vec<u8>)>> {
+    pub fn positions(&self) -> R<Positions> {
         let r = self.db.begin_read()?;
         let t = r.open_table(OFFSETS)?;
         let last = r.open_table(LAST)?;
@@ -304,7 +307,7 @@ impl EntityIndex {
             };
             for c in changes {
                 match c {
-                    Change::Record(r) => t.put(r.clone())?,
+                    Change::Record(r) => t.put((**r).clone())?,
                     Change::Removed(reference) => {
                         t.take(reference)?;
                     }

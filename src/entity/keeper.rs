@@ -99,14 +99,16 @@ impl Context {
             }
         };
         if Some(&f.topic) == self.sources.listing.as_ref() {
-            return reader.read_listing(&f.key, &value, at).map(Change::Record);
+            return reader
+                .read_listing(&f.key, &value, at)
+                .map(|r| Change::Record(Box::new(r)));
         }
         let kind = f
             .headers
             .get("duijie-schema")
             .and_then(|s| Kind::of_schema(s));
         match kind.and_then(|k| reader.read(k, &f.key, &value, at)) {
-            Some(r) => Some(Change::Record(r)),
+            Some(r) => Some(Change::Record(Box::new(r))),
             None => {
                 // Not about an entity (no party named): nothing to link.
                 self.stats.without_party.fetch_add(1, Ordering::Relaxed);
@@ -125,7 +127,7 @@ impl Context {
     /// the record the index read there. If not (a topic recreated, another
     /// cluster, the record compacted away), the index must start again:
     /// that costs a rebuild, never a wrong index.
-    fn positions_still_valid(&self, positions: &BTreeMap<(String, i32), (i64, Vec<u8>)>) -> bool {
+    fn positions_still_valid(&self, positions: &super::index::Positions) -> bool {
         let mut config = self.bus.client_config();
         config
             .set("group.id", format!("{}-entity-check", self.bus.client_id))

@@ -170,13 +170,13 @@ fn one_entity_gathers_its_records_from_four_systems_and_a_name_only_record_is_on
     let index = EntityIndex::in_memory(0.6).unwrap();
     let mut changes: Vec<Change> = four_systems(&f, &c)
         .into_iter()
-        .map(Change::Record)
+        .map(|r| Change::Record(Box::new(r)))
         .collect();
     let shop_sign = f.read(Kind::UrbanCase, "canonical.urban_case", "dcm:2", json!({
         "id": "dcm:2", "source_system": "digital_urban", "case_no": "2", "address": "发展大道18号",
         "reported_at": ms(2026, 11, 3), "status": "IN_PROGRESS", "party_name": "华强建材公司",
     }), 1);
-    changes.push(Change::Record(shop_sign.clone()));
+    changes.push(Change::Record(Box::new(shop_sign.clone())));
     index.apply(&changes, &[], true).unwrap();
     let key = format!("uscc:{c}");
     let (e, records) = index.profile(&key).unwrap().unwrap();
@@ -216,7 +216,7 @@ fn one_entity_gathers_its_records_from_four_systems_and_a_name_only_record_is_on
         .unwrap();
     let (_, proposals) = index.proposals(10).unwrap();
     assert!(proposals[0].candidates.is_empty());
-    assert_eq!(proposals[0].rejected, [key.clone()]);
+    assert_eq!(proposals[0].rejected, std::slice::from_ref(&key));
     // An officer corrects it: confirmed, the record joins the entity.
     index
         .apply(&[Change::Decision(decision(true, 2))], &[], true)
@@ -239,12 +239,14 @@ fn a_record_that_changes_its_party_moves_and_a_tombstone_removes_it() {
     let (a, b) = (code(3), code(4));
     let index = EntityIndex::in_memory(0.6).unwrap();
     let first = f.read(Kind::Hazard, "t", "hazard:9", json!({"source_system": "safety", "enterprise": company(&a), "state": "ORDERED", "grade": "GENERAL"}), 0);
-    index.apply(&[Change::Record(first)], &[], true).unwrap();
+    index
+        .apply(&[Change::Record(Box::new(first))], &[], true)
+        .unwrap();
     assert!(index.entity(&format!("uscc:{a}")).unwrap().is_some());
     // The source corrected the code.
     let fixed = f.read(Kind::Hazard, "t", "hazard:9", json!({"source_system": "safety", "enterprise": company(&b), "state": "ACCEPTED", "grade": "GENERAL"}), 1);
     index
-        .apply(&[Change::Record(fixed.clone())], &[], true)
+        .apply(&[Change::Record(Box::new(fixed.clone()))], &[], true)
         .unwrap();
     assert!(
         index.entity(&format!("uscc:{a}")).unwrap().is_none(),
@@ -277,9 +279,9 @@ fn a_referral_keeps_its_suspect_and_takes_its_state_from_the_latest_event() {
     index
         .apply(
             &[
-                Change::Record(referred),
-                Change::Record(handed),
-                Change::Record(receipted),
+                Change::Record(Box::new(referred)),
+                Change::Record(Box::new(handed)),
+                Change::Record(Box::new(receipted)),
             ],
             &[],
             true,
@@ -405,7 +407,7 @@ within = { limit = "5 years", basis = "《食品安全法》第一百三十五�
     );
     assert_eq!(public_item(&added, now).unwrap().kind, "blacklist");
     let removed = listing("REMOVE", 1);
-    assert!(restrictions(&[removed.clone()], &rules, &f.calendar, now).is_empty());
+    assert!(restrictions(std::slice::from_ref(&removed), &rules, &f.calendar, now).is_empty());
     assert!(public_item(&removed, now).is_none());
 }
 
@@ -447,7 +449,7 @@ fn the_cache_is_kept_when_it_matches_and_started_afresh_when_it_does_not() {
         assert!(!kept);
         let changes: Vec<Change> = four_systems(&f, &c)
             .into_iter()
-            .map(Change::Record)
+            .map(|r| Change::Record(Box::new(r)))
             .collect();
         let read = super::index::Read {
             topic: "canonical.licence".into(),
