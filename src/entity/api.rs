@@ -37,6 +37,9 @@ pub struct Library {
     pub policy: CreditPolicy,
     pub stats: Arc<IndexStats>,
     limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+    /// What the public window shows, computed at most every
+    /// [`PUBLIC_REFRESH`] (bounded by `max_age`): a page view costs no scan.
+    public_cache: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<PublicItem>>)>>,
     clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
 }
 
@@ -45,6 +48,9 @@ impl std::fmt::Debug for Library {
         f.debug_struct("Library").finish_non_exhaustive()
     }
 }
+
+/// How long the public window's list is reused at most.
+const PUBLIC_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Restrictions checked when `[entities.restrictions]` names no penalty
 /// rule: a decided listing restricts.
@@ -72,6 +78,7 @@ impl Library {
             policy,
             stats,
             limiter: governor::RateLimiter::keyed(quota),
+            public_cache: std::sync::Mutex::new(None),
             clock: Arc::new(Utc::now),
         }
     }
@@ -237,6 +244,25 @@ impl Library {
             out.push(v);
         }
         Ok((total, out))
+    }
+
+    /// [`Self::public_items`] now, reused for at most [`PUBLIC_REFRESH`]
+    /// (and never longer than the window's `max_age`).
+    fn public_items_cached(&self) -> Result<Arc<Vec<PublicItem>>, String> {
+        let ttl = self
+            .config
+            .public
+            .as_ref()
+            .map_or(PUBLIC_REFRESH, |p| p.max_age.min(PUBLIC_REFRESH));
+        let mut cache = self.public_cache.lock().expect("public cache lock");
+        if let Some((at, items)) = cache.as_ref()
+            && at.elapsed() < ttl
+        {
+            return Ok(items.clone());
+        }
+        let items = Arc::new(self.public_items(self.now())?);
+        *cache = Some((std::time::Instant::now(), items.clone()));
+        Ok(items)
     }
 
     /// What the public window shows at `now`, newest decision first.
@@ -418,9 +444,9 @@ fn public_page_of(library: &Library, q: &PublicQuery) -> Result<PublicPage, Stri
         q.q.as_deref()
             .map(|s| super::normalise_name(&s.chars().take(80).collect::<String>()))
             .filter(|s| !s.is_empty());
-    let items: Vec<PublicItem> = library
-        .public_items(library.now())?
-        .into_iter()
+    let all = library.public_items_cached()?;
+    let items: Vec<&PublicItem> = all
+        .iter()
         .filter(|i| {
             needle.as_ref().is_none_or(|n| {
                 super::normalise_name(&i.name).contains(n.as_str())

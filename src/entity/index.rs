@@ -50,6 +50,9 @@ const OFFSETS: TableDefinition<&str, i64> = TableDefinition::new("offsets");
 /// another bus (a topic recreated, the demo's fresh broker).
 const LAST: TableDefinition<&str, &[u8]> = TableDefinition::new("last");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Counters kept with the data, so that counting never scans.
+const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
+const MULTI_SYSTEM: &str = "entities_multi_system";
 
 /// Bumped whenever what the index stores changes shape.
 const FORMAT: &str = "entity-index-1";
@@ -232,6 +235,7 @@ impl EntityIndex {
             w.open_table(PUBLIC)?;
             w.open_table(OFFSETS)?;
             w.open_table(LAST)?;
+            w.open_table(COUNTS)?;
             w.open_table(META)?.insert("fingerprint", fingerprint)?;
         }
         w.commit()?;
@@ -251,6 +255,7 @@ impl EntityIndex {
         w.delete_table(PUBLIC)?;
         w.delete_table(OFFSETS)?;
         w.delete_table(LAST)?;
+        w.delete_table(COUNTS)?;
         w.commit()?;
         self.init(&fp)
     }
@@ -304,6 +309,7 @@ impl EntityIndex {
                 unlinked: w.open_table(UNLINKED)?,
                 decisions: w.open_table(DECISIONS)?,
                 public: w.open_table(PUBLIC)?,
+                multi_system_delta: 0,
             };
             for c in changes {
                 match c {
@@ -313,6 +319,13 @@ impl EntityIndex {
                     }
                     Change::Decision(d) => t.decide(d)?,
                 }
+            }
+            let delta = t.multi_system_delta;
+            drop(t);
+            if delta != 0 {
+                let mut counts = w.open_table(COUNTS)?;
+                let now = counts.get(MULTI_SYSTEM)?.map_or(0, |v| v.value());
+                counts.insert(MULTI_SYSTEM, now.saturating_add_signed(delta))?;
             }
             let mut o = w.open_table(OFFSETS)?;
             let mut last = w.open_table(LAST)?;
@@ -478,16 +491,12 @@ impl EntityIndex {
     pub fn counts(&self) -> R<(u64, u64, u64)> {
         let r = self.db.begin_read()?;
         let records = r.open_table(RECORDS)?.len()?;
-        let t = r.open_table(ENTITIES)?;
-        let mut multi = 0;
-        for row in t.iter()? {
-            let (_, v) = row?;
-            let e: EntitySummary = parse(v.value())?;
-            if e.systems.len() > 1 {
-                multi += 1;
-            }
-        }
-        Ok((t.len()?, multi, records))
+        let entities = r.open_table(ENTITIES)?.len()?;
+        let multi = r
+            .open_table(COUNTS)?
+            .get(MULTI_SYSTEM)?
+            .map_or(0, |v| v.value());
+        Ok((entities, multi, records))
     }
 }
 
@@ -500,6 +509,9 @@ struct Tables<'txn> {
     unlinked: redb::Table<'txn, &'static str, ()>,
     decisions: redb::Table<'txn, &'static str, &'static [u8]>,
     public: redb::Table<'txn, &'static str, ()>,
+    /// Entities that came to be seen by several systems, minus those no
+    /// longer.
+    multi_system_delta: i64,
 }
 
 impl Tables<'_> {
@@ -529,7 +541,9 @@ impl Tables<'_> {
             return Ok(());
         };
         let mut e = e?;
+        let was = e.systems.len() > 1;
         e.add(r, -1);
+        self.multi_system_delta += i64::from(e.systems.len() > 1) - i64::from(was);
         // Cores no remaining name has any more.
         if let Some(n) = &r.party_name {
             let core = name_core(n);
@@ -553,7 +567,9 @@ impl Tables<'_> {
                 ..EntitySummary::default()
             },
         };
+        let was = e.systems.len() > 1;
         e.add(r, 1);
+        self.multi_system_delta += i64::from(e.systems.len() > 1) - i64::from(was);
         self.entities.insert(entity, json(&e).as_slice())?;
         self.links.insert(entity, r.reference.as_str())?;
         if let Some(n) = &r.party_name {

@@ -243,9 +243,8 @@ pub async fn run(
             .map_err(|e| format!("writing the entity index: {e}"))?;
         if durable {
             last_durable = Instant::now();
-            // Counting scans the entities: as often as the disk is waited for.
-            refresh(&index, &ctx.stats);
         }
+        refresh(&index, &ctx.stats);
         if caught_up {
             ctx.stats.ready.store(true, Ordering::Release);
             if until_caught_up {
