@@ -193,8 +193,31 @@ struct RawPipeline {
     compacted: bool,
     #[serde(default)]
     retry: RetryConfig,
+    #[serde(default)]
+    raw: Option<Spanned<RawRetention>>,
     #[allow(dead_code)]
     source: Spanned<toml::Table>,
+}
+
+/// A pipeline's raw retention: what it fetched, kept on `raw.<pipeline>`
+/// with its provenance, so that a record can be mapped again (`duijie
+/// remap`) and a mapping change tried on real traffic (`duijie mapping
+/// diff`). Raw topics are the hub's own: never pushed, never a feed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// How long raw records are kept (`retention.ms`), e.g. `"30d"`.
+    #[serde(with = "humantime_serde")]
+    pub retention: std::time::Duration,
+    /// At most this many bytes a partition (`retention.bytes`); none: no
+    /// size limit beyond the time.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+}
+
+/// The raw topic of a pipeline.
+pub fn raw_topic(pipeline: &str) -> String {
+    format!("raw.{pipeline}")
 }
 
 fn default_partitions() -> Spanned<i32> {
@@ -300,7 +323,16 @@ pub struct PipelineConfig {
     /// for records that are states (a case, a hazard), not events.
     pub compacted: bool,
     pub retry: RetryConfig,
+    /// Raw retention on [`raw_topic`], when configured.
+    pub raw: Option<RawRetention>,
     pub source: SourceConfig,
+}
+
+impl PipelineConfig {
+    /// The raw topic, when the pipeline keeps what it fetched.
+    pub fn raw_topic(&self) -> Option<String> {
+        self.raw.as_ref().map(|_| raw_topic(&self.name))
+    }
 }
 
 /// A whole deployment.
@@ -427,6 +459,15 @@ impl Deployment {
                     "must be at least 1",
                 ));
             }
+            if let Some(raw) = &p.raw
+                && raw.get_ref().retention.is_zero()
+            {
+                errors.push(located.at(
+                    raw.span(),
+                    field("raw.retention"),
+                    "must be longer than zero (e.g. \"30d\")",
+                ));
+            }
             if *p.batch_size.get_ref() == 0 {
                 errors.push(located.at(
                     p.batch_size.span(),
@@ -492,6 +533,7 @@ impl Deployment {
                 exactly_once: p.exactly_once,
                 compacted: p.compacted,
                 retry: p.retry,
+                raw: p.raw.map(Spanned::into_inner),
                 source,
             });
         }
@@ -521,6 +563,19 @@ impl Deployment {
         for (name, d) in raw.deliveries {
             if let Err(why) = d.get_ref().validate() {
                 errors.push(located.at(d.span(), format!("deliveries.{name}"), why));
+            }
+            if pipelines
+                .iter()
+                .any(|p| p.raw.is_some() && raw_topic(&p.name) == d.get_ref().topic)
+            {
+                errors.push(located.at(
+                    d.span(),
+                    format!("deliveries.{name}.topic"),
+                    format!(
+                        "`{}` is a raw topic: raw payloads are the hub's own and never pushed (personal-data rule); deliver the canonical topic",
+                        d.get_ref().topic
+                    ),
+                ));
             }
             if matches!(
                 d.get_ref().target,
@@ -696,7 +751,16 @@ impl Deployment {
                     partitions: 1,
                     cleanup: Cleanup::Keep,
                 },
-            ] {
+            ]
+            .into_iter()
+            .chain(p.raw.as_ref().map(|r| TopicSpec {
+                name: raw_topic(&p.name),
+                partitions: p.partitions,
+                cleanup: Cleanup::Retain {
+                    ms: i64::try_from(r.retention.as_millis()).unwrap_or(i64::MAX),
+                    bytes: r.max_bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+                },
+            })) {
                 if !topics.iter().any(|x| x.name == t.name) {
                     topics.push(t);
                 }

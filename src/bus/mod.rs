@@ -12,7 +12,9 @@ mod provenance;
 pub mod publish;
 
 pub use cursor::{CursorStore, StoredCursor};
-pub use provenance::{DeadLetter, HeaderTemplate, Provenance, headers};
+pub use provenance::{
+    DeadLetter, HeaderTemplate, Provenance, RawRef, headers, raw_headers, with_raw,
+};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -106,6 +108,9 @@ pub enum Cleanup {
     /// that is the only record of what happened (an audit trail, a legal
     /// procedure).
     Keep,
+    /// Deleted after `ms`, or beyond `bytes` a partition (`-1`: no size
+    /// limit): what is kept for a while only (raw payloads).
+    Retain { ms: i64, bytes: i64 },
 }
 
 impl Cleanup {
@@ -117,11 +122,16 @@ impl Cleanup {
         }
     }
 
-    fn settings(self) -> &'static [(&'static str, &'static str)] {
+    fn settings(self) -> Vec<(&'static str, String)> {
         match self {
-            Cleanup::Delete => &[],
-            Cleanup::Compact => &[("cleanup.policy", "compact")],
-            Cleanup::Keep => &[("retention.ms", "-1"), ("retention.bytes", "-1")],
+            Cleanup::Delete => Vec::new(),
+            Cleanup::Compact => vec![("cleanup.policy", "compact".into())],
+            Cleanup::Keep => vec![("retention.ms", "-1".into()), ("retention.bytes", "-1".into())],
+            Cleanup::Retain { ms, bytes } => vec![
+                ("cleanup.policy", "delete".into()),
+                ("retention.ms", ms.to_string()),
+                ("retention.bytes", bytes.to_string()),
+            ],
         }
     }
 }
@@ -278,18 +288,17 @@ impl Bus {
             return Ok(());
         }
         let admin = self.admin()?;
+        let settings: Vec<Vec<(&str, String)>> = topics.iter().map(|t| t.cleanup.settings()).collect();
         let new: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|t| {
+            .zip(&settings)
+            .map(|(t, settings)| {
                 let topic = NewTopic::new(
                     &t.name,
                     t.partitions,
                     TopicReplication::Fixed(self.replication),
                 );
-                t.cleanup
-                    .settings()
-                    .iter()
-                    .fold(topic, |nt, (k, v)| nt.set(k, v))
+                settings.iter().fold(topic, |nt, (k, v)| nt.set(k, v))
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -44,6 +44,8 @@ pub(super) mod names {
     pub(crate) const ORIGIN: &str = "duijie-origin";
     pub(crate) const SCHEMA: &str = "duijie-schema";
     pub(crate) const CONTENT_TYPE: &str = "content-type";
+    pub(crate) const RAW: &str = "duijie-raw";
+    pub(crate) const PAYLOAD_FORMAT: &str = "duijie-payload-format";
 }
 
 /// The Kafka headers of a canonical record.
@@ -67,6 +69,68 @@ pub fn headers(p: &Provenance, schema: &str, content_type: &str) -> OwnedHeaders
         h = h.insert(header(names::SOURCE_ID, id));
     }
     h
+}
+
+/// Where a canonical record's raw payload is kept (pipelines with raw
+/// retention): the `duijie-raw` header, `TOPIC/PARTITION/OFFSET` (a topic
+/// name holds no `/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawRef {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for RawRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+}
+
+impl std::str::FromStr for RawRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.rsplitn(3, '/');
+        let (Some(offset), Some(partition), Some(topic)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("`{s}` is not TOPIC/PARTITION/OFFSET"));
+        };
+        Ok(Self {
+            topic: topic.to_owned(),
+            partition: partition.parse().map_err(|_| format!("`{s}`: partition"))?,
+            offset: offset.parse().map_err(|_| format!("`{s}`: offset"))?,
+        })
+    }
+}
+
+impl RawRef {
+    /// The pointer a record's headers carry, if any.
+    pub fn from_headers(h: &std::collections::BTreeMap<String, String>) -> Option<Self> {
+        h.get(names::RAW)?.parse().ok()
+    }
+}
+
+/// The pointer header of a canonical record to its raw record.
+pub fn with_raw(h: OwnedHeaders, raw: &RawRef) -> OwnedHeaders {
+    let text = raw.to_string();
+    h.insert(header(names::RAW, &text))
+}
+
+/// The headers of a raw record (what was fetched, as fetched): its
+/// provenance without mapping, and the payload's format (`json`, `xml`).
+pub fn raw_headers(p: &Provenance, format: &str) -> OwnedHeaders {
+    let fetched = chrono::DateTime::from_timestamp_millis(p.fetched_at_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    OwnedHeaders::new_with_capacity(8)
+        .insert(header(names::SOURCE_SYSTEM, &p.source_system))
+        .insert(header(names::FETCHED_AT, &fetched))
+        .insert(header(names::CONNECTOR, &p.connector))
+        .insert(header(names::PIPELINE, &p.pipeline))
+        .insert(header(names::PAYLOAD_SHA256, &p.payload_sha256))
+        .insert(header(names::ORIGIN, &p.origin))
+        .insert(header(names::PAYLOAD_FORMAT, format))
+        .insert(header(names::CONTENT_TYPE, "application/octet-stream"))
 }
 
 /// The headers every record of a batch shares (system, fetch time,

@@ -463,6 +463,71 @@ async fn prepare_batch(ctx: PipelineContext, batch: Batch) -> PreparedBatch {
     .expect("the preparing task does not panic")
 }
 
+/// Keeps what was fetched on the pipeline's raw topic (raw retention) and
+/// waits for the broker's acknowledgements, which give each raw record's
+/// place: the canonical records point at them (`duijie-raw`). `None` for
+/// each record without raw retention. Keyed like its canonical record
+/// (else by origin), so a record's raw versions share a partition.
+async fn keep_raw(
+    ctx: &PipelineContext,
+    producer: &FutureProducer,
+    records: &[&RawRecord],
+    prepared: &[&Prepared],
+) -> Result<Vec<Option<crate::bus::RawRef>>, IngestError> {
+    let Some(topic) = ctx.config.raw_topic() else {
+        return Ok(vec![None; records.len()]);
+    };
+    let limit = ctx
+        .max_message_bytes
+        .saturating_sub(crate::bus::RECORD_HEADROOM);
+    let mut pending = Vec::with_capacity(records.len());
+    for (raw, p) in records.iter().zip(prepared) {
+        if raw.payload.len() > limit {
+            // Too large for the broker: the canonical record (or its dead
+            // letter, which keeps the payload's head and hash) goes on
+            // without a raw copy; said, never silent.
+            tracing::warn!(origin = %raw.origin, bytes = raw.payload.len(), "raw payload larger than the raw topic takes; not kept");
+            pending.push(None);
+            continue;
+        }
+        let key = match p {
+            Prepared::Record { key, .. } => key.as_str(),
+            Prepared::Rejected(_) => raw.origin.as_str(),
+        };
+        let format = match raw.format {
+            duijie_connectors::PayloadFormat::Json => "json",
+            duijie_connectors::PayloadFormat::Xml => "xml",
+        };
+        let headers = crate::bus::raw_headers(
+            &provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload),
+            format,
+        );
+        let record = FutureRecord::to(&topic)
+            .key(key)
+            .payload(raw.payload.as_ref())
+            .headers(headers);
+        pending.push(Some(send(producer, record).await?));
+    }
+    let mut places = Vec::with_capacity(pending.len());
+    for f in pending {
+        let Some(f) = f else {
+            places.push(None);
+            continue;
+        };
+        let (partition, offset) = match f.await {
+            Ok(Ok(d)) => (d.partition, d.offset),
+            Ok(Err((e, _))) => return Err(IngestError::Delivery(e)),
+            Err(_) => return Err(IngestError::Dropped),
+        };
+        places.push(Some(crate::bus::RawRef {
+            topic: topic.clone(),
+            partition,
+            offset,
+        }));
+    }
+    Ok(places)
+}
+
 /// Hands one prepared record to the producer: to the topic, or to the
 /// dead-letter topic with the reason.
 pub(super) async fn produce_prepared(
@@ -470,6 +535,7 @@ pub(super) async fn produce_prepared(
     producer: &FutureProducer,
     raw: &RawRecord,
     prepared: Prepared,
+    raw_ref: Option<&crate::bus::RawRef>,
 ) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
     let limit = ctx
         .max_message_bytes
@@ -494,6 +560,10 @@ pub(super) async fn produce_prepared(
     match prepared {
         Prepared::Record { key, body, headers } => {
             debug!(record_id = %key, origin = %raw.origin, "record produced");
+            let headers = match raw_ref {
+                Some(r) => crate::bus::with_raw(headers, r),
+                None => headers,
+            };
             let record = FutureRecord::to(&ctx.config.topic)
                 .key(key.as_str())
                 .payload(body.as_slice())
@@ -531,7 +601,8 @@ pub(super) async fn produce_record(
     raw: &RawRecord,
 ) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
     let prepared = prepare(ctx, raw, &mut HeaderCache::default());
-    produce_prepared(ctx, producer, raw, prepared).await
+    let kept = keep_raw(ctx, producer, &[raw], &[&prepared]).await?;
+    produce_prepared(ctx, producer, raw, prepared, kept[0].as_ref()).await
 }
 
 /// Hands every record of a prepared batch to the producer, in order, then
@@ -543,11 +614,18 @@ async fn produce_batch(
     PreparedBatch { batch, prepared }: PreparedBatch,
 ) -> Result<(Vec<(DeliveryFuture, Kind)>, Cursor), IngestError> {
     let mut deliveries = Vec::with_capacity(batch.len());
-    for (i, (raw, p)) in batch.records.iter().zip(prepared).enumerate() {
+    let kept = keep_raw(
+        ctx,
+        producer,
+        &batch.records.iter().collect::<Vec<_>>(),
+        &prepared.iter().collect::<Vec<_>>(),
+    )
+    .await?;
+    for (i, ((raw, p), raw_ref)) in batch.records.iter().zip(prepared).zip(kept).enumerate() {
         if i % 256 == 255 {
             tokio::task::yield_now().await;
         }
-        let (f, kind, _) = produce_prepared(ctx, producer, raw, p).await?;
+        let (f, kind, _) = produce_prepared(ctx, producer, raw, p, raw_ref.as_ref()).await?;
         deliveries.push((f, kind));
     }
     for rej in &batch.rejects {
