@@ -753,13 +753,17 @@ impl Deployment {
                 },
             ]
             .into_iter()
-            .chain(p.raw.as_ref().map(|r| TopicSpec {
-                name: raw_topic(&p.name),
-                partitions: p.partitions,
-                cleanup: Cleanup::Retain {
-                    ms: i64::try_from(r.retention.as_millis()).unwrap_or(i64::MAX),
-                    bytes: r.max_bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
-                },
+            .chain(p.raw.as_ref().map(|r| {
+                TopicSpec {
+                    name: raw_topic(&p.name),
+                    partitions: p.partitions,
+                    cleanup: Cleanup::Retain {
+                        ms: i64::try_from(r.retention.as_millis()).unwrap_or(i64::MAX),
+                        bytes: r
+                            .max_bytes
+                            .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+                    },
+                }
             })) {
                 if !topics.iter().any(|x| x.name == t.name) {
                     topics.push(t);

@@ -192,6 +192,23 @@ enum Command {
         #[command(subcommand)]
         command: EntityCommand,
     },
+    /// Map a pipeline's raw records of a period again with the current
+    /// mapping and code tables, and republish them under the same keys
+    /// (needs the pipeline's raw retention); interrupt and run again to
+    /// resume.
+    Remap {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        pipeline: String,
+        /// When the records were fetched, from: RFC 3339 or `YYYY-MM-DD
+        /// HH:MM` (Asia/Shanghai).
+        #[arg(long)]
+        from: String,
+        /// Up to (default: everything kept).
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Re-read a pipeline's source history (keyset HTTP, SOAP and SQL
     /// sources), with a progress bar; interrupt and run again to resume.
     Backfill {
@@ -254,6 +271,31 @@ enum MappingCommand {
         /// Rewrite the expected files from the current output.
         #[arg(long)]
         bless: bool,
+    },
+    /// What an edited mapping (or code tables) would change on the raw
+    /// records the pipelines using it kept: per field, records that change,
+    /// gain or lose a value, with examples; records that newly reject or
+    /// pass. Exits 1 when anything changes (a CI gate on an approved diff).
+    Diff {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        mapping: String,
+        /// The edited mapping file (default: the current file, to try
+        /// edited code tables alone).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// An edited copy of `mappings/codes/`.
+        #[arg(long)]
+        codes: Option<PathBuf>,
+        /// The most recent N raw records (default 1000).
+        #[arg(long, conflicts_with = "from")]
+        sample: Option<usize>,
+        /// Every raw record fetched since (RFC 3339 or `YYYY-MM-DD HH:MM`).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
     },
 }
 
@@ -388,6 +430,60 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     bless,
                 },
         } => mapping_test(&mappings, &schemas, fixtures, bless),
+        Command::Mapping {
+            command:
+                MappingCommand::Diff {
+                    config,
+                    mapping,
+                    file,
+                    codes,
+                    sample,
+                    from,
+                    format,
+                },
+        } => match mapping_diff(&config, &mapping, file, codes, sample, from, format) {
+            // Like diff(1): 0 no change, 1 changes, 2 trouble.
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("error: {}", duijie::secrets::redact(&format!("{e:#}")));
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Remap {
+            config,
+            pipeline,
+            from,
+            to,
+        } => {
+            let deployment = load_deployment(&config)?;
+            let from = duijie::calendar::parse_time(&from).map_err(anyhow::Error::msg)?;
+            let to = to
+                .as_deref()
+                .map(duijie::calendar::parse_time)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            tokio_main(async move {
+                let hub = duijie::runtime::Hub::load(deployment)?;
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                duijie::runtime::spawn_signal_handler(shutdown.clone());
+                let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                let s = duijie::runtime::remap::run(&hub, &pipeline, from, to, shutdown, progress)
+                    .await?;
+                println!(
+                    "{}: {} raw record(s) read, {} republished, {} dead-lettered; {}",
+                    s.key,
+                    s.read,
+                    s.republished,
+                    s.dead_lettered,
+                    if s.finished {
+                        "done"
+                    } else {
+                        "interrupted — run the same command to resume"
+                    }
+                );
+                Ok(())
+            })
+        }
         Command::Map {
             mapping,
             input,
@@ -829,6 +925,116 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tokio_main(duijie::runtime::run_deployment(deployment, pipelines))
         }
     }
+}
+
+/// `duijie mapping diff`.
+fn mapping_diff(
+    config: &Path,
+    name: &str,
+    file: Option<PathBuf>,
+    codes: Option<PathBuf>,
+    sample: Option<usize>,
+    from: Option<String>,
+    format: OutputFormat,
+) -> Result<ExitCode> {
+    let deployment = load_deployment(config)?;
+    let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
+    let set = duijie::mapping::MappingSet::load_dir(&deployment.hub.mappings, &schemas).map_err(
+        |errors| {
+            anyhow::anyhow!(
+                "{}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        },
+    )?;
+    let Some(current) = set.get(name) else {
+        bail!(
+            "no mapping `{name}` in {}",
+            deployment.hub.mappings.display()
+        );
+    };
+    let edited_file = file.unwrap_or_else(|| current.file.clone());
+    let edited = set
+        .load_edited(&edited_file, codes.as_deref(), &schemas)
+        .map_err(|errors| {
+            anyhow::anyhow!(
+                "{}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+    let raw_topics: Vec<String> = deployment
+        .pipelines
+        .iter()
+        .filter(|p| p.mapping == name)
+        .filter_map(|p| p.raw_topic())
+        .collect();
+    if raw_topics.is_empty() {
+        bail!(
+            "no pipeline with mapping `{name}` keeps raw records: add `raw = {{ retention = \"30d\" }}` to it"
+        );
+    }
+    let from_ms = from
+        .as_deref()
+        .map(duijie::calendar::parse_time)
+        .transpose()
+        .map_err(anyhow::Error::msg)?
+        .map(|t| t.timestamp_millis());
+    let sample = sample.unwrap_or(1000);
+    let bus = deployment.bus();
+    let diff = tokio_main_value(async move {
+        let mut records: Vec<(i64, duijie_connectors::RawRecord, String)> = Vec::new();
+        for topic in &raw_topics {
+            let span = duijie::bus::inspect::Span {
+                from_ms,
+                last_per_partition: from_ms.is_none().then_some(sample as i64),
+                ..Default::default()
+            };
+            let mut rx = duijie::bus::inspect::stream_span(&bus, topic, span);
+            while let Some(item) = rx.recv().await {
+                match item? {
+                    duijie::bus::inspect::SpanItem::Bounds(_) => {}
+                    duijie::bus::inspect::SpanItem::Record(r, ts) => {
+                        if let Some(raw) = duijie::runtime::remap::raw_of(&r, ts) {
+                            let place = format!("{topic}/{}/{}", r.partition, r.offset);
+                            records.push((ts, raw, place));
+                        }
+                    }
+                }
+            }
+        }
+        if from_ms.is_none() {
+            // The most recent `sample` across partitions and pipelines.
+            records.sort_by_key(|(ts, _, _)| std::cmp::Reverse(*ts));
+            records.truncate(sample);
+        }
+        let records: Vec<_> = records.into_iter().map(|(_, r, p)| (r, p)).collect();
+        Ok(duijie::mapping::diff::diff(&current, &edited, &records))
+    })?;
+    match format {
+        OutputFormat::Table => print!("{}", duijie::mapping::diff::report(&diff, name)),
+        OutputFormat::Json => println!("{}", serde_json::to_string(&diff)?),
+    }
+    Ok(if diff.changes_anything() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn tokio_main_value<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(fut)
 }
 
 fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<ExitCode> {

@@ -126,7 +126,10 @@ impl Cleanup {
         match self {
             Cleanup::Delete => Vec::new(),
             Cleanup::Compact => vec![("cleanup.policy", "compact".into())],
-            Cleanup::Keep => vec![("retention.ms", "-1".into()), ("retention.bytes", "-1".into())],
+            Cleanup::Keep => vec![
+                ("retention.ms", "-1".into()),
+                ("retention.bytes", "-1".into()),
+            ],
             Cleanup::Retain { ms, bytes } => vec![
                 ("cleanup.policy", "delete".into()),
                 ("retention.ms", ms.to_string()),
@@ -288,7 +291,8 @@ impl Bus {
             return Ok(());
         }
         let admin = self.admin()?;
-        let settings: Vec<Vec<(&str, String)>> = topics.iter().map(|t| t.cleanup.settings()).collect();
+        let settings: Vec<Vec<(&str, String)>> =
+            topics.iter().map(|t| t.cleanup.settings()).collect();
         let new: Vec<NewTopic<'_>> = topics
             .iter()
             .zip(&settings)

@@ -92,7 +92,9 @@ impl std::str::FromStr for RawRef {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let mut parts = s.rsplitn(3, '/');
-        let (Some(offset), Some(partition), Some(topic)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(offset), Some(partition), Some(topic)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
             return Err(format!("`{s}` is not TOPIC/PARTITION/OFFSET"));
         };
         Ok(Self {

@@ -11,6 +11,7 @@
 //! field, the rule and a reason a person can read. Nothing is dropped.
 
 mod datetime;
+pub mod diff;
 pub mod golden;
 mod json_read;
 mod paths;
@@ -720,6 +721,23 @@ impl MappingSet {
 
     pub fn get(&self, name: &str) -> Option<Arc<Mapping>> {
         self.mappings.get(name).cloned()
+    }
+
+    /// A mapping compiled from `file` (an edited copy), with the code
+    /// tables of `codes` (an edited copy of `codes/`) or of this set.
+    pub fn load_edited(
+        &self,
+        file: &Path,
+        codes: Option<&Path>,
+        schemas: &SchemaSet,
+    ) -> Result<Mapping, Vec<LoadError>> {
+        let mut errors = Vec::new();
+        let dir = codes.map_or_else(|| self.dir.join("codes"), Path::to_path_buf);
+        let tables = load_code_tables(&dir, &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        load_mapping_file(file, schemas, &tables)
     }
 }
 

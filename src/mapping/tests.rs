@@ -140,3 +140,66 @@ fn mapped_strings_borrow_from_the_payload() {
     let mapped = m.map(payload).unwrap();
     assert!(matches!(mapped.source_id, Some(Cow::Borrowed(_))));
 }
+
+/// `duijie mapping diff`'s comparison: per field, changed / gained / lost;
+/// records that newly reject or newly pass, with the reason.
+#[test]
+fn a_diff_counts_changed_gained_and_lost_values_and_new_rejects_and_passes() {
+    let before = compile(&format!(
+        "{HEAD}{BASE}  - field: n\n    path: num\n  - field: ok\n    path: flag\n"
+    ))
+    .unwrap();
+    // The edit: `num` must be at most 100 (rejects), `flag` no longer read
+    // (lost), `no` now filled (gained), a stray space trimmed (changed).
+    let after = compile(&format!(
+        "version: 2\nschema: Case\nformat: json\nsystem: s\nsource_id: no\nfields:\n{BASE}  - field: n\n    path: num\n    regex: '^[0-9]{{1,2}}$'\n  - field: no\n    path: no\n    trim: true\n"
+    ))
+    .unwrap();
+    let raw = |payload: &str, i: usize| {
+        (
+            duijie_connectors::RawRecord {
+                payload: payload.as_bytes().to_vec().into(),
+                format: duijie_connectors::PayloadFormat::Json,
+                fetched_at_ms: 0,
+                origin: format!("f.jsonl:{i}"),
+            },
+            format!("raw.p/0/{i}"),
+        )
+    };
+    let records = [
+        raw(r#"{"no":"1","num":"5","flag":true}"#, 1),
+        raw(r#"{"no":"2","num":"500"}"#, 2),
+        raw(r#"{"no":" 3","num":"7"}"#, 3),
+        raw(r#"{"no":"4","num":"x"}"#, 4),
+    ];
+    let d = diff::diff(&before, &after, &records);
+    assert_eq!(d.records, 4);
+    assert_eq!((d.before_version, d.after_version), (1, 2));
+    // Record 2 now rejects (regex); record 4 rejected before (num is not a
+    // long) and still does.
+    assert_eq!(d.newly_rejected_count, 1);
+    assert_eq!(d.newly_rejected[0].at.raw, "raw.p/0/2");
+    assert!(
+        d.newly_rejected[0].reason.contains("regex")
+            || d.newly_rejected[0].reason.contains("does not match"),
+        "{:?}",
+        d.newly_rejected
+    );
+    assert_eq!(d.still_rejected, 1);
+    assert_eq!(d.records_changed, 2);
+    let ok = &d.fields["ok"];
+    assert_eq!((ok.changed, ok.gained, ok.lost), (0, 0, 1));
+    let no = &d.fields["no"];
+    assert_eq!((no.changed, no.gained, no.lost), (0, 2, 0));
+    assert_eq!(no.examples[1].after, serde_json::json!("3"), "trimmed");
+    assert!(d.changes_anything());
+    assert!(!diff::diff(&before, &before, &records).changes_anything());
+    let text = diff::report(&d, "case");
+    assert!(
+        text.contains("newly rejected") && text.contains("raw.p/0/2"),
+        "{text}"
+    );
+    // And the other way round, the record newly passes.
+    let back = diff::diff(&after, &before, &records);
+    assert_eq!(back.newly_passing_count, 1);
+}

@@ -8,6 +8,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod push;
 pub mod reload;
+pub mod remap;
 pub mod retry;
 pub mod shared;
 pub mod stats;

@@ -1,0 +1,237 @@
+//! `duijie remap`: maps a pipeline's raw records of a period again, with the
+//! current mapping and code tables, and republishes the canonical records
+//! under the same keys (compacted topics then hold the new state), with the
+//! new mapping version in their provenance and a pointer to their raw
+//! record. What now fails goes to the dead-letter topic. Its progress is a
+//! cursor (`PIPELINE#remap:FROM..TO`, the next raw offset per partition),
+//! written after the broker acknowledged everything before it: interrupted,
+//! the same command resumes.
+
+use super::Hub;
+use super::pipeline::{self, HeaderCache, PipelineContext};
+use crate::bus::inspect::{ReadRecord, Span, SpanItem, stream_span};
+use crate::bus::{CursorStore, RawRef, StoredCursor};
+use crate::schema::Encoding;
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use duijie_connectors::{Cursor, PayloadFormat, RawRecord};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use tokio_util::sync::CancellationToken;
+
+/// Records between two progress cursors.
+const CHUNK: usize = 500;
+
+/// A raw record as the pipeline fetched it, from its raw topic.
+pub fn raw_of(r: &ReadRecord, timestamp_ms: i64) -> Option<RawRecord> {
+    let payload = r.payload.clone()?;
+    let format = match r.headers.get("duijie-payload-format").map(String::as_str) {
+        Some("xml") => PayloadFormat::Xml,
+        _ => PayloadFormat::Json,
+    };
+    let fetched_at_ms = r
+        .headers
+        .get("duijie-fetched-at")
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or(timestamp_ms, |t| t.timestamp_millis());
+    Some(RawRecord {
+        payload: payload.into(),
+        format,
+        fetched_at_ms,
+        origin: r.headers.get("duijie-origin").cloned().unwrap_or_default(),
+    })
+}
+
+/// What a remap did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub key: String,
+    pub read: u64,
+    pub republished: u64,
+    pub dead_lettered: u64,
+    pub finished: bool,
+}
+
+pub async fn run(
+    hub: &Hub,
+    pipeline: &str,
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
+    shutdown: CancellationToken,
+    show_progress: bool,
+) -> Result<Summary> {
+    let Some(config) = hub.deployment.pipeline(pipeline) else {
+        bail!(
+            "no pipeline `{pipeline}` in {}",
+            hub.deployment.file.display()
+        );
+    };
+    let Some(raw_topic) = config.raw_topic() else {
+        bail!(
+            "`{pipeline}` keeps no raw records: add `raw = {{ retention = \"30d\" }}` to [pipelines.{pipeline}]; only what is fetched after that can be remapped"
+        );
+    };
+    if let Some(to) = to
+        && to <= from
+    {
+        bail!("--to is not after --from");
+    }
+    let text = |t: DateTime<Utc>| crate::calendar::local_rfc3339(t);
+    let key = format!(
+        "{pipeline}#remap:{}..{}",
+        text(from),
+        to.map(text).unwrap_or_default()
+    );
+    hub.bus
+        .ensure_topics(&hub.deployment.topics())
+        .await
+        .context("creating topics")?;
+    let mapping = hub
+        .mappings
+        .get(&config.mapping)
+        .context("the pipeline's mapping")?;
+    let cursors = CursorStore::new(hub.deployment.kafka.cursor_topic.clone());
+    let resume: BTreeMap<i32, i64> = match cursors.load(&hub.bus, &key, true).await? {
+        Some(stored) => stored.cursor.decode().unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    let max_message_bytes = hub
+        .message_limit(&[config.topic.as_str(), config.dlq_topic.as_str()])
+        .await;
+    let mut config = config.clone();
+    // The records go where the pipeline's go; no second raw copy.
+    config.raw = None;
+    let ctx = PipelineContext {
+        max_message_bytes,
+        config,
+        mapping,
+        encoding: Encoding::SingleObject,
+        bus: hub.bus.clone(),
+        producer: hub.bus.producer()?,
+        cursors: cursors.clone(),
+        stats: hub.stats.pipeline(&key),
+        shutdown: shutdown.clone(),
+        backfill: None,
+    };
+    let mut rx = stream_span(
+        &hub.bus,
+        &raw_topic,
+        Span {
+            from_ms: Some(from.timestamp_millis()),
+            to_ms: to.map(|t| t.timestamp_millis()),
+            resume: resume.clone(),
+            ..Span::default()
+        },
+    );
+    let total = match rx.recv().await {
+        Some(Ok(SpanItem::Bounds(b))) => b.len(),
+        Some(Err(e)) => return Err(e.into()),
+        _ => bail!("the raw topic `{raw_topic}` could not be read"),
+    };
+    let bar = if show_progress {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} raw records · {msg} · ETA {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(pipeline.to_owned());
+    let mut summary = Summary {
+        key: key.clone(),
+        read: 0,
+        republished: 0,
+        dead_lettered: 0,
+        finished: false,
+    };
+    let mut next = resume;
+    let mut cache = HeaderCache::default();
+    let mut pending = Vec::with_capacity(CHUNK);
+    let mut done = false;
+    while !done {
+        // One chunk: produced, acknowledged, then its cursor.
+        while pending.len() < CHUNK {
+            let item = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                i = rx.recv() => i,
+            };
+            match item {
+                None => {
+                    done = true;
+                    break;
+                }
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(SpanItem::Bounds(_))) => {}
+                Some(Ok(SpanItem::Record(r, ts))) => {
+                    summary.read += 1;
+                    next.insert(r.partition, r.offset + 1);
+                    let Some(raw) = raw_of(&r, ts) else {
+                        tracing::warn!(
+                            partition = r.partition,
+                            offset = r.offset,
+                            "a raw record without payload; left out"
+                        );
+                        continue;
+                    };
+                    let place = RawRef {
+                        topic: raw_topic.clone(),
+                        partition: r.partition,
+                        offset: r.offset,
+                    };
+                    let prepared = pipeline::prepare(&ctx, &raw, &mut cache);
+                    let (f, kind, _) = pipeline::produce_prepared(
+                        &ctx,
+                        &ctx.producer,
+                        &raw,
+                        prepared,
+                        Some(&place),
+                    )
+                    .await?;
+                    pending.push((f, kind));
+                }
+            }
+        }
+        for (f, kind) in pending.drain(..) {
+            pipeline::await_delivery(f).await?;
+            match kind {
+                pipeline::Kind::Record => summary.republished += 1,
+                pipeline::Kind::DeadLetter => summary.dead_lettered += 1,
+            }
+        }
+        let stored = StoredCursor {
+            cursor: Cursor::new(serde_json::to_value(&next).expect("offsets serialize")),
+            records: summary.read,
+            committed_at_ms: Utc::now().timestamp_millis(),
+        };
+        let body = cursors.encode(&stored);
+        let record = rdkafka::producer::FutureRecord::to(&cursors.topic)
+            .key(key.as_str())
+            .payload(body.as_slice());
+        ctx.producer
+            .send(record, std::time::Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("writing the remap cursor: {e}"))?;
+        bar.set_position(summary.read);
+        bar.set_message(format!(
+            "{} republished, {} dead-lettered",
+            summary.republished, summary.dead_lettered
+        ));
+        if shutdown.is_cancelled() {
+            break;
+        }
+    }
+    summary.finished = !shutdown.is_cancelled();
+    if summary.finished {
+        bar.finish_with_message(format!(
+            "{} republished, {} dead-lettered",
+            summary.republished, summary.dead_lettered
+        ));
+    } else {
+        bar.abandon_with_message("interrupted; the same command resumes it");
+    }
+    Ok(summary)
+}
