@@ -12,6 +12,7 @@ mod desk;
 mod entities;
 mod exactly_once;
 mod golden;
+mod governance;
 mod http_poll;
 mod ingest;
 mod ops;

@@ -1,0 +1,267 @@
+//! Governed mappings through Apache Kafka: raw retention, `duijie mapping
+//! diff` on the raw records kept, and `duijie remap`.
+
+use crate::common::{self, *};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn duijie(args: &[&str], config: &Path, brokers: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_duijie"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("DUIJIE_KAFKA_BROKERS", brokers)
+        .env("RUST_LOG", "warn,librdkafka=off,rdkafka=off")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fullwidth_digits(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                char::from_u32(c as u32 + 0xFEE0).unwrap()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_mapping_fix_is_previewed_on_the_raw_records_kept_then_remapped_under_the_same_keys() {
+    let brokers = brokers();
+    let tag = unique("gov");
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    copy_dir(&root().join("mappings"), &mappings);
+    let topic = format!("canonical.urban.{tag}");
+    // Pipeline names become topic names (`raw.<pipeline>`): unique per run.
+    let pipeline = format!("urban_{}", tag.replace('-', "_"));
+    let config = dir.path().join("deploy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[hub]
+name = "{hub}"
+mappings = "mappings"
+schemas = "{schemas}"
+
+[kafka]
+brokers = "{brokers}"
+cursor_topic = "cursors.{tag}"
+
+[pipelines.{pipeline}]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "{topic}"
+compacted = true
+schedule = "* * * * * *"
+raw = {{ retention = "7d" }}
+
+[pipelines.{pipeline}.source]
+kind = "file_drop"
+dir = "inbox"
+layout = "jsonl"
+settle = "0s"
+"#,
+            hub = unique("hub"),
+            pipeline = pipeline,
+            schemas = root().join("schemas").display(),
+        ),
+    )
+    .unwrap();
+    // Twenty cases of the shared workload; three write the house number in
+    // full-width digits, as some street offices' terminals do.
+    let mut lines: Vec<Value> = generated_cases(20, 7)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut widened = BTreeSet::new();
+    for i in [3, 9, 14] {
+        let a = lines[i]["address"].as_str().unwrap().to_owned();
+        lines[i]["address"] = Value::String(fullwidth_digits(&a));
+        widened.insert(format!("dcm:{}", lines[i]["taskNum"].as_str().unwrap()));
+    }
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    let started = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let hub = Command::new(env!("CARGO_BIN_EXE_duijie"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("DUIJIE_KAFKA_BROKERS", &brokers)
+        .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("inbox/cases.jsonl.part"), &text).unwrap();
+    std::fs::rename(
+        dir.path().join("inbox/cases.jsonl.part"),
+        dir.path().join("inbox/cases.jsonl"),
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(60), "the cases on their topic", || {
+        common::read(&brokers, &topic, true).len() == 20
+    });
+    terminate(hub);
+
+    // Every canonical record points at its raw record: the same payload.
+    let raw_topic = format!("raw.{pipeline}");
+    let raws = common::read(&brokers, &raw_topic, true);
+    assert_eq!(raws.len(), 20, "one raw record per fetched line");
+    for r in common::read(&brokers, &topic, true) {
+        let place: duijie::bus::RawRef = r.headers["duijie-raw"].parse().unwrap();
+        assert_eq!(place.topic, raw_topic);
+        let raw = raws
+            .iter()
+            .find(|x| x.partition == place.partition && x.offset == place.offset)
+            .expect("the raw record pointed at");
+        assert_eq!(
+            raw.headers["duijie-payload-sha256"],
+            r.headers["duijie-payload-sha256"]
+        );
+        assert_eq!(raw.headers["duijie-origin"], r.headers["duijie-origin"]);
+    }
+    // Raw topics keep for their retention, not for ever.
+    let retention = block_on(async {
+        use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+        let admin = common::bus(&brokers).admin().unwrap();
+        let described = admin
+            .describe_configs(
+                [ResourceSpecifier::Topic(&raw_topic)].iter(),
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+        let r = described[0].as_ref().unwrap();
+        r.get("retention.ms").and_then(|e| e.value.clone())
+    });
+    assert_eq!(retention.as_deref(), Some("604800000"));
+
+    // The fix: house numbers to half-width, version 2.
+    let current = std::fs::read_to_string(mappings.join("urban_case.yaml")).unwrap();
+    let fixed = current.replacen("version: 1", "version: 2", 1).replacen(
+        "  - field: address\n    path: address\n    trim: true\n",
+        "  - field: address\n    path: address\n    trim: true\n    halfwidth: true\n",
+        1,
+    );
+    assert_ne!(fixed, current);
+    let edited = dir.path().join("urban_case.edited.yaml");
+    std::fs::write(&edited, &fixed).unwrap();
+    // Unchanged: exit 0.
+    let (code, out, err) = duijie(
+        &["mapping", "diff", "--mapping", "urban_case"],
+        &config,
+        &brokers,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("no change"), "{out}");
+    // Edited: exactly the three records, exit 1 (a CI gate).
+    let (code, out, err) = duijie(
+        &[
+            "mapping",
+            "diff",
+            "--mapping",
+            "urban_case",
+            "--file",
+            edited.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &config,
+        &brokers,
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["records"], 20);
+    assert_eq!(d["records_changed"], 3);
+    assert_eq!(d["newly_rejected_count"], 0);
+    assert_eq!(d["keys_changed"], 0);
+    let fields: Vec<&String> = d["fields"].as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["address"], "{d}");
+    assert_eq!(d["fields"]["address"]["changed"], 3);
+    let shown: BTreeSet<String> = d["fields"]["address"]["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shown, widened);
+    let (_, table, _) = duijie(
+        &[
+            "mapping",
+            "diff",
+            "--mapping",
+            "urban_case",
+            "--file",
+            edited.to_str().unwrap(),
+        ],
+        &config,
+        &brokers,
+    );
+    assert!(
+        table.contains("address") && table.contains("3 change"),
+        "{table}"
+    );
+
+    // Shipped, then remapped: the same keys, the fixed values, version 2.
+    std::fs::write(mappings.join("urban_case.yaml"), &fixed).unwrap();
+    let from = duijie::calendar::local_rfc3339(started);
+    let (code, out, err) = duijie(
+        &["remap", "--pipeline", &pipeline, "--from", &from],
+        &config,
+        &brokers,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("20 raw record(s) read, 20 republished, 0 dead-lettered; done"),
+        "{out}"
+    );
+    let latest = common::read(&brokers, &topic, true);
+    let keys: BTreeSet<String> = latest.iter().map(|r| r.key_str()).collect();
+    assert_eq!(keys.len(), 20, "no new keys");
+    let decoded = common::latest(&brokers, &topic);
+    for key in &widened {
+        let address = decoded[key]["address"].as_str().unwrap();
+        assert!(
+            address.chars().all(|c| !('０'..='９').contains(&c)),
+            "{key}: {address}"
+        );
+    }
+    let newest = latest
+        .iter()
+        .rev()
+        .find(|r| widened.contains(&r.key_str()))
+        .unwrap();
+    assert_eq!(newest.headers["duijie-mapping-version"], "2");
+    assert!(newest.headers["duijie-raw"].starts_with(&format!("{raw_topic}/")));
+    // Run again: the remap's cursor says it is done; nothing republished.
+    let (_, out, _) = duijie(
+        &["remap", "--pipeline", &pipeline, "--from", &from],
+        &config,
+        &brokers,
+    );
+    assert!(out.contains("0 raw record(s) read"), "{out}");
+}
