@@ -56,6 +56,23 @@ fn a_mapping_fix_is_previewed_on_the_raw_records_kept_then_remapped_under_the_sa
     let dir = tempfile::tempdir().unwrap();
     let mappings = dir.path().join("mappings");
     copy_dir(&root().join("mappings"), &mappings);
+    // The vendor's case-source code `3` changed meaning on 2026-11-11 (a
+    // test's table): cases keep the meaning of their own day.
+    std::fs::write(
+        mappings.join("codes/urban_event_source_dated.yaml"),
+        "description: \"案件来源 (test: code 3 changed on 2026-11-11)\"\nversion: \"2026-11\"\ncodes:\n  \"1\": INSPECTOR\n  \"2\": HOTLINE\n  \"3\":\n    - { value: HOTLINE, valid_to: \"2026-11-10\" }\n    - { value: VIDEO, valid_from: \"2026-11-11\" }\n  \"4\": GRID_WORKER\n",
+    )
+    .unwrap();
+    let urban = std::fs::read_to_string(mappings.join("urban_case.yaml")).unwrap();
+    let dated = urban
+        .replacen("key: id\n", "key: id\neffective_at: reported_at\n", 1)
+        .replacen(
+            "table: urban_event_source,",
+            "table: urban_event_source_dated,",
+            1,
+        );
+    assert_ne!(dated, urban);
+    std::fs::write(mappings.join("urban_case.yaml"), dated).unwrap();
     let topic = format!("canonical.urban.{tag}");
     // Pipeline names become topic names (`raw.<pipeline>`): unique per run.
     let pipeline = format!("urban_{}", tag.replace('-', "_"));
@@ -123,9 +140,45 @@ settle = "0s"
     )
     .unwrap();
     wait_until(Duration::from_secs(60), "the cases on their topic", || {
-        common::read(&brokers, &topic, true).len() == 20
+        // The hub creates the topic as it starts: until then, not there.
+        block_on(duijie::bus::inspect::read_topic(
+            &common::bus(&brokers),
+            &topic,
+            true,
+        ))
+        .is_ok_and(|r| r.len() == 20)
     });
     terminate(hub);
+
+    // The dated code: the same code `3`, two meanings, by each case's day.
+    let mapped = common::latest(&brokers, &topic);
+    let mut seen = BTreeSet::new();
+    for l in &lines {
+        if l["eventSrcId"] != "3" {
+            continue;
+        }
+        let day = &l["createTime"].as_str().unwrap()[..10];
+        let want = if day <= "2026-11-10" {
+            "HOTLINE"
+        } else {
+            "VIDEO"
+        };
+        let key = format!("dcm:{}", l["taskNum"].as_str().unwrap());
+        assert_eq!(mapped[&key]["channel"], want, "{key} of {day}");
+        seen.insert(want);
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "the sample has code 3 on both sides of the change"
+    );
+    for r in common::read(&brokers, &topic, true) {
+        assert!(
+            r.headers["duijie-code-tables"].contains("urban_event_source_dated@2026-11"),
+            "{:?}",
+            r.headers
+        );
+    }
 
     // Every canonical record points at its raw record: the same payload.
     let raw_topic = format!("raw.{pipeline}");

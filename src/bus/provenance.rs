@@ -23,6 +23,10 @@ pub struct Provenance {
     pub payload_sha256: String,
     /// Where inside the source: file and line, request and position.
     pub origin: String,
+    /// The code tables the mapping used and their versions
+    /// (`name@version,…`); empty when it uses none.
+    #[serde(default)]
+    pub code_tables: String,
 }
 
 impl Provenance {
@@ -46,6 +50,7 @@ pub(super) mod names {
     pub(crate) const CONTENT_TYPE: &str = "content-type";
     pub(crate) const RAW: &str = "duijie-raw";
     pub(crate) const PAYLOAD_FORMAT: &str = "duijie-payload-format";
+    pub(crate) const CODE_TABLES: &str = "duijie-code-tables";
 }
 
 /// The Kafka headers of a canonical record.
@@ -67,6 +72,9 @@ pub fn headers(p: &Provenance, schema: &str, content_type: &str) -> OwnedHeaders
         .insert(header(names::CONTENT_TYPE, content_type));
     if let Some(id) = &p.source_id {
         h = h.insert(header(names::SOURCE_ID, id));
+    }
+    if !p.code_tables.is_empty() {
+        h = h.insert(header(names::CODE_TABLES, &p.code_tables));
     }
     h
 }
@@ -153,7 +161,7 @@ impl HeaderTemplate {
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .unwrap_or_default();
         let version = p.mapping_version.to_string();
-        let base = OwnedHeaders::new_with_capacity(11)
+        let mut base = OwnedHeaders::new_with_capacity(12)
             .insert(header(names::SOURCE_SYSTEM, &p.source_system))
             .insert(header(names::FETCHED_AT, &fetched))
             .insert(header(names::CONNECTOR, &p.connector))
@@ -162,6 +170,9 @@ impl HeaderTemplate {
             .insert(header(names::MAPPING_VERSION, &version))
             .insert(header(names::SCHEMA, schema))
             .insert(header(names::CONTENT_TYPE, content_type));
+        if !p.code_tables.is_empty() {
+            base = base.insert(header(names::CODE_TABLES, &p.code_tables));
+        }
         Self {
             base,
             fetched_at_ms: p.fetched_at_ms,

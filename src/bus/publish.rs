@@ -57,6 +57,7 @@ pub async fn publish_mapped(
         mapping_version: mapping.version,
         payload_sha256: Provenance::hash(payload),
         origin: from.origin.to_owned(),
+        code_tables: mapping.code_tables.clone(),
     };
     let h = headers(
         &provenance,

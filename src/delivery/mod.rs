@@ -684,6 +684,7 @@ impl Delivery {
             mapping_version: 1,
             payload_sha256: Provenance::hash(payload),
             origin: format!("{}[{partition}]@{offset}", self.config.topic),
+            code_tables: String::new(),
         };
         let letter = DeadLetter::bounded(
             payload,

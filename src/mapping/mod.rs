@@ -88,11 +88,75 @@ pub struct Mapped<'a> {
     pub source_id: Option<Cow<'a, str>>,
 }
 
-/// A code table: source code → canonical value.
-#[derive(Debug)]
+/// A code table: source code → canonical value. Government code tables
+/// change on a date; an entry may carry values each valid for a period,
+/// and a record maps with the value valid at its own time.
+#[derive(Debug, Default)]
 pub struct CodeTable {
     pub name: String,
     pub codes: HashMap<String, String>,
+    /// Code → its values with their validity, in file order.
+    pub dated: HashMap<String, Vec<DatedValue>>,
+    /// Carried in provenance: the file's `version`, else a content hash.
+    pub version: String,
+}
+
+/// A value valid in `[from_ms, to_ms)` (epoch ms; `None`: open).
+#[derive(Debug, Clone)]
+pub struct DatedValue {
+    pub value: String,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// As written, for messages.
+    pub label: String,
+}
+
+/// What a code maps to at a time.
+enum Lookup<'t> {
+    Value(&'t str),
+    /// The code is in the table, but no value is valid then.
+    NotValid(String),
+    Unknown,
+}
+
+impl CodeTable {
+    fn inline(name: String, codes: HashMap<String, String>) -> Self {
+        Self {
+            name,
+            codes,
+            version: "inline".into(),
+            ..Self::default()
+        }
+    }
+
+    fn lookup(&self, code: &str, at_ms: i64) -> Lookup<'_> {
+        if let Some(v) = self.codes.get(code) {
+            return Lookup::Value(v);
+        }
+        let Some(values) = self.dated.get(code) else {
+            return Lookup::Unknown;
+        };
+        match values
+            .iter()
+            .find(|d| d.from_ms.is_none_or(|f| f <= at_ms) && d.to_ms.is_none_or(|t| at_ms < t))
+        {
+            Some(d) => Lookup::Value(&d.value),
+            None => Lookup::NotValid(
+                values
+                    .iter()
+                    .map(|d| d.label.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        }
+    }
+
+    /// Every value the table can give.
+    fn values(&self) -> impl Iterator<Item = &String> {
+        self.codes
+            .values()
+            .chain(self.dated.values().flatten().map(|d| &d.value))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +292,12 @@ pub struct Mapping {
     rules: Vec<Rule>,
     /// Leaves no rule fills, written with the schema's default.
     defaults: Vec<(usize, Val<'static>)>,
+    /// The leaf holding the record's own time (`effective_at`), for dated
+    /// code values.
+    effective_leaf: Option<usize>,
+    /// The code tables used and their versions (`name@version`, sorted,
+    /// comma-separated): the `duijie-code-tables` provenance header.
+    pub code_tables: String,
 }
 
 impl Mapping {
@@ -304,7 +374,7 @@ impl Mapping {
             .as_ref()
             .is_none_or(|c| eval_cond(c, inputs, out, now_ms));
         let mut v = if applies {
-            self.value(rule, inputs, out, flags)?
+            self.value(rule, inputs, out, flags, now_ms)?
         } else {
             Val::Null
         };
@@ -342,6 +412,7 @@ impl Mapping {
         inputs: &[Val<'a>],
         out: &[Val<'a>],
         flags: &mut Vec<Val<'a>>,
+        now_ms: i64,
     ) -> Result<Val<'a>, Reject> {
         let reject = |rule_name: &'static str, reason: String| Reject {
             field: Some(rule.field.clone()),
@@ -396,13 +467,33 @@ impl Mapping {
             }
         }
 
-        // Code table.
+        // Code table, at the record's own time (else the fetch time).
         if let Some(codes) = &rule.codes
             && let Some(code) = v.as_text()
         {
-            v = match codes.table.codes.get(code.as_ref()) {
-                Some(mapped) => Val::Str(Cow::Borrowed(mapped.as_str())),
-                None => match codes.unknown {
+            let at_ms = match self.effective_leaf.map(|l| &out[l]) {
+                Some(Val::Int(ms)) => *ms,
+                _ => now_ms,
+            };
+            v = match codes.table.lookup(code.as_ref(), at_ms) {
+                Lookup::Value(mapped) => Val::Str(Cow::Borrowed(mapped)),
+                Lookup::NotValid(periods) if codes.unknown == UnknownCode::Reject => {
+                    let day = chrono::DateTime::from_timestamp_millis(at_ms)
+                        .map(|t| {
+                            t.with_timezone(&chrono_tz::Asia::Shanghai)
+                                .format("%Y-%m-%d")
+                                .to_string()
+                        })
+                        .unwrap_or_default();
+                    return Err(reject(
+                        "codes",
+                        format!(
+                            "code `{code}` of code table `{}` has no value valid on {day} (valid: {periods})",
+                            codes.table.name
+                        ),
+                    ));
+                }
+                Lookup::NotValid(_) | Lookup::Unknown => match codes.unknown {
                     UnknownCode::Reject => {
                         return Err(reject(
                             "codes",
@@ -773,18 +864,93 @@ fn load_code_tables(dir: &Path, errors: &mut Vec<LoadError>) -> HashMap<String, 
         match serde_saphyr::from_str::<CodeTableFile>(&text) {
             Ok(t) => {
                 let _ = t.description;
-                tables.insert(
-                    name.clone(),
-                    Arc::new(CodeTable {
-                        name,
-                        codes: t.codes.into_iter().collect(),
-                    }),
-                );
+                let version = t.version.clone().unwrap_or_else(|| {
+                    use sha2::Digest;
+                    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..4])
+                });
+                let mut table = CodeTable {
+                    name: name.clone(),
+                    version,
+                    ..CodeTable::default()
+                };
+                for (code, entry) in t.codes {
+                    match entry {
+                        spec::CodeEntry::Plain(v) => {
+                            table.codes.insert(code, v);
+                        }
+                        spec::CodeEntry::Dated(values) => match dated_values(&code, values) {
+                            Ok(v) => {
+                                table.dated.insert(code, v);
+                            }
+                            Err(message) => errors.push(LoadError {
+                                file: file.clone(),
+                                line: None,
+                                rule: None,
+                                message,
+                            }),
+                        },
+                    }
+                }
+                tables.insert(name, Arc::new(table));
             }
             Err(e) => errors.push(yaml_error(&file, &e)),
         }
     }
     tables
+}
+
+/// A code's dated values: days parsed (Asia/Shanghai), `valid_to`
+/// inclusive, periods not overlapping.
+fn dated_values(code: &str, values: Vec<spec::DatedEntry>) -> Result<Vec<DatedValue>, String> {
+    let day = |text: &Option<String>, end: bool| -> Result<Option<i64>, String> {
+        let Some(t) = text else { return Ok(None) };
+        let d = chrono::NaiveDate::parse_from_str(t.trim(), "%Y-%m-%d")
+            .map_err(|_| format!("code `{code}`: `{t}` is not a date (YYYY-MM-DD)"))?;
+        let d = if end {
+            d.succ_opt().ok_or("date out of range")?
+        } else {
+            d
+        };
+        Ok(d.and_time(chrono::NaiveTime::MIN)
+            .and_local_timezone(chrono_tz::Asia::Shanghai)
+            .earliest()
+            .map(|t| t.timestamp_millis()))
+    };
+    let mut out: Vec<DatedValue> = Vec::new();
+    for v in values {
+        let (from_ms, to_ms) = (day(&v.valid_from, false)?, day(&v.valid_to, true)?);
+        if let (Some(f), Some(t)) = (from_ms, to_ms)
+            && t <= f
+        {
+            return Err(format!(
+                "code `{code}`: `{}` ends before it starts",
+                v.value
+            ));
+        }
+        for o in &out {
+            let overlaps = o.from_ms.is_none_or(|f| to_ms.is_none_or(|t| f < t))
+                && from_ms.is_none_or(|f| o.to_ms.is_none_or(|t| f < t));
+            if overlaps {
+                return Err(format!(
+                    "code `{code}`: the periods of `{}` and `{}` overlap; a code has one value at a time",
+                    o.value, v.value
+                ));
+            }
+        }
+        let label = format!(
+            "{} {}–{}",
+            v.value,
+            v.valid_from.as_deref().unwrap_or(""),
+            v.valid_to.as_deref().unwrap_or("")
+        );
+        out.push(DatedValue {
+            value: v.value,
+            from_ms,
+            to_ms,
+            label,
+        });
+    }
+    Ok(out)
 }
 
 fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> LoadError {
@@ -834,6 +1000,10 @@ struct Compiler<'c> {
     schemas: &'c SchemaSet,
     tables: &'c HashMap<String, Arc<CodeTable>>,
     errors: Vec<LoadError>,
+    /// `effective_at`'s leaf, once resolved.
+    effective_leaf: Option<usize>,
+    /// Code tables the rules use → their versions.
+    used_tables: BTreeMap<String, String>,
     trie: Trie,
     namespaces: BTreeMap<String, String>,
 }
@@ -849,6 +1019,8 @@ impl<'c> Compiler<'c> {
             schemas,
             tables,
             errors: Vec::new(),
+            effective_leaf: None,
+            used_tables: BTreeMap::new(),
             trie: Trie::default(),
             namespaces: BTreeMap::new(),
         }
@@ -937,10 +1109,10 @@ impl<'c> Compiler<'c> {
         for (tname, t) in &spec.codes {
             tables.insert(
                 tname.clone(),
-                Arc::new(CodeTable {
-                    name: tname.clone(),
-                    codes: t.value.clone().into_iter().collect(),
-                }),
+                Arc::new(CodeTable::inline(
+                    tname.clone(),
+                    t.value.clone().into_iter().collect(),
+                )),
             );
         }
 
@@ -993,6 +1165,23 @@ impl<'c> Compiler<'c> {
             }
         }
 
+        if let Some(at) = &spec.effective_at {
+            match schema.leaf(&at.value) {
+                Some(l) if matches!(schema.leaves[l].ty, LeafType::TimestampMillis) => {
+                    self.effective_leaf = Some(l);
+                }
+                Some(_) => self.error(
+                    line_of(at),
+                    Some("effective_at"),
+                    format!("`{}` is not a timestamp field of the schema", at.value),
+                ),
+                None => self.error(
+                    line_of(at),
+                    Some("effective_at"),
+                    format!("`{}` is not a field of the schema", at.value),
+                ),
+            }
+        }
         let mut rules = Vec::new();
         let mut deps: Vec<Vec<usize>> = Vec::new();
         for (r, leaf) in spec.fields.iter().zip(&leaf_of_rule) {
@@ -1105,6 +1294,14 @@ impl<'c> Compiler<'c> {
             flags_leaf,
             rules,
             defaults,
+            effective_leaf: self.effective_leaf,
+            code_tables: self
+                .used_tables
+                .iter()
+                .filter(|(name, _)| !name.ends_with("(inline)"))
+                .map(|(n, v)| format!("{n}@{v}"))
+                .collect::<Vec<_>>()
+                .join(","),
         })
     }
 
@@ -1253,10 +1450,10 @@ impl<'c> Compiler<'c> {
                         return None;
                     }
                 },
-                (None, Some(m)) => Arc::new(CodeTable {
-                    name: format!("{field} (inline)"),
-                    codes: m.clone().into_iter().collect(),
-                }),
+                (None, Some(m)) => Arc::new(CodeTable::inline(
+                    format!("{field} (inline)"),
+                    m.clone().into_iter().collect(),
+                )),
                 _ => {
                     self.error(line, Some(field), "codes needs exactly one of `table` or `map`");
                     return None;
@@ -1266,12 +1463,27 @@ impl<'c> Compiler<'c> {
                 self.error(line, Some(field), "codes: `unknown: default` needs a `default`");
             }
             if let LeafType::Enum(symbols) = &leaf_ty {
-                for v in table.codes.values().chain(c.default.iter()) {
+                for v in table.values().chain(c.default.iter()) {
                     if !symbols.contains(v) {
                         self.error(line, Some(field), format!("code value `{v}` is not a symbol of the schema's enum"));
                     }
                 }
             }
+            if !table.dated.is_empty() {
+                match self.effective_leaf {
+                    // Mapped after the record's own time is.
+                    Some(l) => deps.push(l),
+                    None => self.error(
+                        line,
+                        Some(field),
+                        format!(
+                            "code table `{}` has dated entries: set `effective_at` to the field holding the record's own time",
+                            table.name
+                        ),
+                    ),
+                }
+            }
+            self.used_tables.insert(table.name.clone(), table.version.clone());
             Some(CodeUse {
                 table,
                 unknown: c.unknown,

@@ -37,6 +37,11 @@ pub(crate) struct MappingSpec {
     /// Code tables defined inside this file, by name.
     #[serde(default)]
     pub codes: BTreeMap<String, Spanned<BTreeMap<String, String>>>,
+    /// The output field (a timestamp) that is the record's own time: a code
+    /// table with dated entries maps with the entry valid then. Required
+    /// when a table the mapping uses has dated entries.
+    #[serde(default)]
+    pub effective_at: Option<Spanned<String>>,
     /// The field rules, evaluated in dependency order.
     pub fields: Vec<Spanned<FieldSpec>>,
 }
@@ -296,6 +301,30 @@ pub(crate) struct CodeTableFile {
     /// What the codes are (`案件来源`).
     #[serde(default)]
     pub description: Option<String>,
-    /// Source code → canonical value.
-    pub codes: BTreeMap<String, String>,
+    /// The table's version, carried in provenance (default: a hash of the
+    /// file's content, so any edit shows).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Source code → canonical value, or dated values.
+    pub codes: BTreeMap<String, CodeEntry>,
+}
+
+/// One code: a value always valid, or values each valid for a period.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum CodeEntry {
+    Plain(String),
+    Dated(Vec<DatedEntry>),
+}
+
+/// A value valid from a day to a day (inclusive, local dates `YYYY-MM-DD`;
+/// either end may be open).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DatedEntry {
+    pub value: String,
+    #[serde(default)]
+    pub valid_from: Option<String>,
+    #[serde(default)]
+    pub valid_to: Option<String>,
 }

@@ -203,3 +203,67 @@ fn a_diff_counts_changed_gained_and_lost_values_and_new_rejects_and_passes() {
     let back = diff::diff(&after, &before, &records);
     assert_eq!(back.newly_passing_count, 1);
 }
+
+/// Government code tables change on a date: a record maps with the value
+/// valid at its own time (`effective_at`), and the table's version goes
+/// into provenance.
+#[test]
+fn a_dated_code_maps_old_and_new_records_differently_at_their_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("codes")).unwrap();
+    std::fs::write(
+        dir.path().join("codes/kind.yaml"),
+        "version: \"2026-07\"\ncodes:\n  \"01\": ALWAYS\n  \"05\":\n    - { value: OLD, valid_to: \"2026-06-30\" }\n    - { value: NEW, valid_from: \"2026-07-01\" }\n  \"09\":\n    - { value: GONE, valid_to: \"2025-12-31\" }\n",
+    )
+    .unwrap();
+    let mut errors = Vec::new();
+    let tables = load_code_tables(&dir.path().join("codes"), &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    let schemas = SchemaSet::from_sources(vec![("case.avsc".into(), SCHEMA.into())]).unwrap();
+    let compile_with = |extra: &str| {
+        let file = dir.path().join("case.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "{HEAD}{BASE}  - field: at\n    path: t\n    datetime: {{ formats: [\"yyyy-MM-dd HH:mm\"], zone: Asia/Shanghai }}\n  - field: no\n    path: k\n    codes: {{ table: kind, unknown: reject }}\n"
+            )
+            .replacen("fields:\n", &format!("{extra}fields:\n"), 1),
+        )
+        .unwrap();
+        load_mapping_file(&file, &schemas, &tables)
+    };
+    // Without `effective_at` a dated table is refused, naming the field.
+    let refused = compile_with("").unwrap_err();
+    assert!(
+        refused[0].to_string().contains("set `effective_at`"),
+        "{refused:?}"
+    );
+    let m = compile_with("effective_at: at\n").unwrap();
+    assert_eq!(m.code_tables, "kind@2026-07");
+    let map = |k: &str, t: &str| {
+        let payload = format!(r#"{{"no":"1","k":"{k}","t":"{t}"}}"#);
+        m.map_at(payload.as_bytes(), 0)
+            .map(|r| m.to_json(&r)["no"].clone())
+            .map_err(|e| e.reason)
+    };
+    // The last day of the old meaning, all of it, then the new one.
+    assert_eq!(map("05", "2026-06-30 23:59").unwrap(), "OLD");
+    assert_eq!(map("05", "2026-07-01 00:00").unwrap(), "NEW");
+    assert_eq!(map("01", "2020-01-01 08:00").unwrap(), "ALWAYS");
+    // A code whose only meaning expired: rejected with its periods.
+    let why = map("09", "2026-03-01 08:00").unwrap_err();
+    assert!(
+        why.contains("no value valid on 2026-03-01") && why.contains("GONE"),
+        "{why}"
+    );
+    assert_eq!(map("09", "2025-12-31 22:00").unwrap(), "GONE");
+    // Overlapping periods are a load error.
+    std::fs::write(
+        dir.path().join("codes/kind.yaml"),
+        "codes:\n  \"05\":\n    - { value: OLD, valid_to: \"2026-07-01\" }\n    - { value: NEW, valid_from: \"2026-07-01\" }\n",
+    )
+    .unwrap();
+    let mut errors = Vec::new();
+    load_code_tables(&dir.path().join("codes"), &mut errors);
+    assert!(errors[0].message.contains("overlap"), "{errors:?}");
+}

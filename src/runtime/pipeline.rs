@@ -336,6 +336,7 @@ fn provenance(
         mapping_version: ctx.mapping.version,
         payload_sha256: Provenance::hash(payload),
         origin: origin.to_owned(),
+        code_tables: ctx.mapping.code_tables.clone(),
     }
 }
 
