@@ -68,6 +68,16 @@ pub struct HubConfig {
     /// with `[credit]`. Give it as `${file:…}` or `${env:…}`.
     #[serde(default)]
     pub pseudonym_key: Option<String>,
+    /// Keep each source's data quality (completeness, validity, code
+    /// values, rejects per rule, per day) from the bus: `/desk/quality` and
+    /// the `duijie_quality_*` gauges. It reads every canonical and
+    /// dead-letter topic from the beginning at start. Default on.
+    #[serde(default = "default_quality")]
+    pub quality: bool,
+}
+
+fn default_quality() -> bool {
+    true
 }
 
 impl HubConfig {

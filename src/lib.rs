@@ -24,6 +24,7 @@ pub mod entity;
 pub mod ident;
 pub mod mapping;
 pub mod personal;
+pub mod quality;
 pub mod runtime;
 pub mod sandbox;
 pub mod schema;

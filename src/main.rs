@@ -192,6 +192,21 @@ enum Command {
         #[command(subcommand)]
         command: EntityCommand,
     },
+    /// Data quality per source, per day, from the bus: per field
+    /// completeness and validity, code-table values (unknown codes too),
+    /// rejects per rule.
+    Quality {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only these pipelines (default: all).
+        #[arg(long = "pipeline")]
+        pipelines: Vec<String>,
+        /// The last N days with records.
+        #[arg(long, default_value_t = 7)]
+        days: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
     /// Map a pipeline's raw records of a period again with the current
     /// mapping and code tables, and republish them under the same keys
     /// (needs the pipeline's raw retention); interrupt and run again to
@@ -449,6 +464,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Quality {
+            config,
+            pipelines,
+            days,
+            format,
+        } => {
+            let deployment = load_deployment(&config)?;
+            for p in &pipelines {
+                if deployment.pipeline(p).is_none() {
+                    bail!("no pipeline `{p}` in {}", config.display());
+                }
+            }
+            let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
+            let mappings =
+                duijie::mapping::MappingSet::load_dir(&deployment.hub.mappings, &schemas).map_err(
+                    |errors| {
+                        anyhow::anyhow!(
+                            "{}",
+                            errors
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        )
+                    },
+                )?;
+            let sources = duijie::quality::Sources::of(&deployment, &mappings, &pipelines);
+            let names: Vec<String> = sources.pipelines.iter().map(|p| p.0.clone()).collect();
+            tokio_main(async move {
+                let board =
+                    duijie::quality::from_bus(&deployment.bus(), &schemas, &sources).await?;
+                match format {
+                    OutputFormat::Table => {
+                        print!("{}", duijie::quality::report(&board, &names, days))
+                    }
+                    OutputFormat::Json => {
+                        for l in duijie::quality::json_lines(&board, &names, days) {
+                            println!("{l}");
+                        }
+                    }
+                }
+                Ok(())
+            })
+        }
         Command::Remap {
             config,
             pipeline,

@@ -318,3 +318,138 @@ settle = "0s"
     );
     assert!(out.contains("0 raw record(s) read"), "{out}");
 }
+
+#[test]
+fn the_quality_report_gives_exact_rates_on_a_known_mix_of_good_and_bad_records() {
+    let brokers = brokers();
+    let tag = unique("quality");
+    let pipeline = format!("urban_{}", tag.replace('-', "_"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = TestDeployment::with_hub(
+        &brokers,
+        &format!("calendar = \"{}\"", root().join("calendar").display()),
+        &format!(
+            r#"[pipelines.{pipeline}]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "canonical.urban.{tag}"
+dlq_topic = "dlq.{tag}"
+schedule = "* * * * * *"
+
+[pipelines.{pipeline}.source]
+kind = "file_drop"
+dir = "inbox"
+layout = "jsonl"
+settle = "0s"
+
+[http]
+listen = "{addr}"
+
+[desk]
+events_topic = "referrals.{tag}"
+state_topic = "state.{tag}"
+alerts_topic = "desk-alerts.{tag}"
+audit_topic = "audit.{tag}"
+[desk.users."quality-officer-token-0001"]
+name = "张伟"
+role = "officer"
+"#
+        ),
+    );
+    // Ten cases: three without a party name, two with a state code the
+    // table does not know (rejected), the rest complete.
+    let mut lines: Vec<Value> = generated_cases(10, 11)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for l in &mut lines {
+        l["partyName"] = Value::String("宜昌华强建材有限公司".into());
+    }
+    for i in [1, 4, 6] {
+        l_remove(&mut lines[i], "partyName");
+    }
+    for i in [2, 8] {
+        lines[i]["eventStateId"] = Value::String("99".into());
+    }
+    std::fs::create_dir_all(d.path("inbox")).unwrap();
+    let hub = d.spawn();
+    wait_listening(&addr);
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(d.path("inbox/cases.part"), &text).unwrap();
+    std::fs::rename(d.path("inbox/cases.part"), d.path("inbox/cases.jsonl")).unwrap();
+    wait_until(Duration::from_secs(60), "the cases read", || {
+        let bus = common::bus(&brokers);
+        let on = |t: String| {
+            block_on(duijie::bus::inspect::read_topic(&bus, &t, true)).map_or(0, |r| r.len())
+        };
+        on(format!("canonical.urban.{tag}")) == 8 && on(format!("dlq.{tag}")) == 2
+    });
+    let (code, out, err) = duijie(
+        &["quality", "--pipeline", &pipeline, "--format", "json"],
+        &d.file,
+        &brokers,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let days: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(days.len(), 1, "{out}");
+    let day = &days[0];
+    assert_eq!(
+        (day["mapped"].clone(), day["rejected"].clone()),
+        (serde_json::json!(8), serde_json::json!(2))
+    );
+    let field = |name: &str| {
+        day["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == name)
+            .unwrap_or_else(|| panic!("{name}: {day}"))
+            .clone()
+    };
+    // Party name: 8 mapped, 3 without (completeness 5/8); all 5 valid.
+    assert_eq!(field("party_name")["completeness"], 0.625);
+    assert_eq!(field("party_name")["validity"], 1.0);
+    // State: every mapped record has one; 2 of the 10 values were unknown.
+    let status = field("status");
+    assert_eq!(status["completeness"], 1.0);
+    assert_eq!(status["validity"], 0.8);
+    assert_eq!(status["unknown_codes"], serde_json::json!({"99": 2}));
+    let mapped_states: u64 = status["values"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(mapped_states, 8);
+    assert_eq!(day["rejects_by_rule"]["codes:status"], 2);
+
+    // The hub keeps the same figures: the desk page and today's gauges.
+    wait_until(Duration::from_secs(30), "the desk's quality page", || {
+        let page = block_on(get_text(
+            format!("http://{addr}/desk/quality?pipeline={pipeline}"),
+            "Bearer quality-officer-token-0001",
+        ));
+        page.contains("data-field=\"status\"") && page.contains("80.0%") && page.contains("62.5%")
+    });
+    let metrics = block_on(get_text(format!("http://{addr}/metrics"), ""));
+    assert!(
+        metrics.contains(&format!(
+            "duijie_quality_records{{pipeline=\"{pipeline}\",outcome=\"mapped\"}} 8"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "duijie_quality_rejects{{pipeline=\"{pipeline}\",rule=\"codes:status\"}} 2"
+        )),
+        "{metrics}"
+    );
+    terminate(hub);
+}
+
+fn l_remove(v: &mut Value, key: &str) {
+    v.as_object_mut().unwrap().remove(key);
+}

@@ -10,6 +10,7 @@
 
 pub mod blacklist;
 pub mod entities;
+pub mod quality;
 pub mod report;
 pub mod session;
 pub mod tracker;
@@ -180,6 +181,8 @@ pub struct Desk {
     pub blacklist: Option<Arc<blacklist::ListBoard>>,
     /// The market-entity credit library, when `[entities]` is configured.
     pub entities: Option<Arc<crate::entity::api::Library>>,
+    /// Data quality per source, when the hub keeps it.
+    pub quality: Option<Arc<RwLock<crate::quality::Board>>>,
     /// What time it is (the system clock, or a fixed time in tests).
     clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
 }
@@ -215,6 +218,7 @@ impl Desk {
             clock: Arc::new(chrono::Utc::now),
             blacklist: None,
             entities: None,
+            quality: None,
             users: Arc::new(RwLock::new(config.users.clone())),
             sessions: Arc::new(session::Sessions::new(config.session_ttl)),
             config,
@@ -250,6 +254,11 @@ impl Desk {
     /// The same desk with the blacklist's page, on `board`.
     pub fn with_blacklist(mut self, board: Arc<blacklist::ListBoard>) -> Self {
         self.blacklist = Some(board);
+        self
+    }
+
+    pub fn with_quality(mut self, board: Arc<RwLock<crate::quality::Board>>) -> Self {
+        self.quality = Some(board);
         self
     }
 

@@ -62,6 +62,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("entities.html", include_str!("templates/entities.html")),
         ("entity.html", include_str!("templates/entity.html")),
         ("proposals.html", include_str!("templates/proposals.html")),
+        ("quality.html", include_str!("templates/quality.html")),
     ] {
         env.add_template(name, text)
             .unwrap_or_else(|e| panic!("desk template {name}: {e}"));
@@ -142,6 +143,7 @@ pub fn router(desk: Desk) -> Router {
             "/desk/api/entities/{key}",
             axum::routing::get(super::entities::entity_api),
         )
+        .route("/desk/quality", axum::routing::get(super::quality::page))
         .route("/desk/static/desk.js", axum::routing::get(script))
         .route("/desk/static/desk.css", axum::routing::get(style))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))

@@ -301,6 +301,18 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// The output fields coded through a code table, with the table.
+    pub fn code_fields(&self) -> Vec<(String, String)> {
+        self.rules
+            .iter()
+            .filter_map(|r| {
+                r.codes
+                    .as_ref()
+                    .map(|c| (r.field.clone(), c.table.name.clone()))
+            })
+            .collect()
+    }
+
     /// Maps one payload, as of now.
     pub fn map<'a>(&'a self, payload: &'a [u8]) -> Result<Mapped<'a>, Reject> {
         self.map_at(payload, chrono::Utc::now().timestamp_millis())

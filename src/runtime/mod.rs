@@ -290,6 +290,21 @@ impl Hub {
             }
             None => None,
         };
+        // Data quality per source, from the bus.
+        let quality = if self.deployment.hub.quality {
+            let sources = crate::quality::Sources::of(&self.deployment, &self.mappings, only);
+            let board = std::sync::Arc::new(std::sync::RwLock::new(sources.board()));
+            tasks.push(tokio::spawn(crate::quality::keep(
+                board.clone(),
+                self.bus.clone(),
+                schemas.clone(),
+                sources,
+                shutdown.clone(),
+            )));
+            Some(board)
+        } else {
+            None
+        };
         let mut desk_router = None;
         let mut desk_handle = None;
         if let Some(config) = &self.deployment.desk {
@@ -324,6 +339,9 @@ impl Hub {
             }
             if let Some(library) = &library {
                 desk = desk.with_entities(library.clone());
+            }
+            if let Some(board) = &quality {
+                desk = desk.with_quality(board.clone());
             }
             // The tracker is a consumer group on the events topic: with
             // several instances, each tracks the referrals of its partitions.
@@ -438,6 +456,7 @@ impl Hub {
                 .entities
                 .is_some()
                 .then(|| self.entity_stats.clone()),
+            quality: quality.clone(),
             desk: desk_handle.clone(),
             status_token: self
                 .deployment

@@ -43,6 +43,8 @@ pub struct Observed {
     pub clocks: Arc<ClockStats>,
     /// The entity library's counters, when configured.
     pub entities: Option<Arc<crate::entity::keeper::IndexStats>>,
+    /// Data quality per source, when kept.
+    pub quality: Option<Arc<std::sync::RwLock<crate::quality::Board>>>,
     pub desk: Option<crate::desk::Desk>,
     /// `[http] status_token`: who may see the detail of `/ready`.
     pub status_token: Option<String>,
@@ -328,6 +330,73 @@ impl Collector for Observed {
             "Blacklist cases proposed, noticed or in objection, not yet decided.",
             &[(vec![], load(&c.blacklist_open))],
         )?;
+        if let Some(q) = &self.quality {
+            // Today's figures (Asia/Shanghai): ratios are PromQL divisions,
+            // e.g. completeness = present / records{outcome="mapped"}.
+            let today = chrono::Utc::now()
+                .with_timezone(&chrono_tz::Asia::Shanghai)
+                .format("%Y-%m-%d")
+                .to_string();
+            let board = q.read().expect("quality board lock");
+            let mut records = Vec::new();
+            let mut fields = Vec::new();
+            let mut rules = Vec::new();
+            for (pipeline, days) in &board.days {
+                let Some(day) = days.get(&today) else {
+                    continue;
+                };
+                for (outcome, n) in [("mapped", day.mapped), ("rejected", day.rejected)] {
+                    records.push((
+                        vec![
+                            ("pipeline", pipeline.clone()),
+                            ("outcome", outcome.to_owned()),
+                        ],
+                        n as i64,
+                    ));
+                }
+                for (field, c) in &day.fields {
+                    for (kind, n) in [
+                        ("present", c.present),
+                        ("flagged", c.flagged),
+                        ("rejected", c.rejected),
+                    ] {
+                        fields.push((
+                            vec![
+                                ("pipeline", pipeline.clone()),
+                                ("field", field.clone()),
+                                ("kind", kind.to_owned()),
+                            ],
+                            n as i64,
+                        ));
+                    }
+                }
+                for (rule, n) in &day.rejects_by_rule {
+                    rules.push((
+                        vec![("pipeline", pipeline.clone()), ("rule", rule.clone())],
+                        *n as i64,
+                    ));
+                }
+            }
+            drop(board);
+            gauge(
+                &mut e,
+                "duijie_quality_records",
+                "Records fetched today (Asia/Shanghai), mapped or rejected, read from the bus.",
+                &records,
+            )?;
+            gauge(
+                &mut e,
+                "duijie_quality_field_values",
+                "Today's values per field: present, flagged by a check, or rejected for it.",
+                &fields,
+            )?;
+            gauge(
+                &mut e,
+                "duijie_quality_rejects",
+                "Today's rejects per rule (and rule:field).",
+                &rules,
+            )?;
+        }
         if let Some(x) = &self.entities {
             gauge(
                 &mut e,
