@@ -12,7 +12,8 @@
 //!
 //! `scripts/bench-e2e.sh` starts Apache Kafka (or Tansu with
 //! `BROKER=tansu`) and runs this; or `DUIJIE_BENCH_BROKERS=host:port cargo bench --bench e2e`.
-//! `DUIJIE_BENCH_RECORDS`, `DUIJIE_BENCH_RUNS` change the size and runs.
+//! `DUIJIE_BENCH_RECORDS`, `DUIJIE_BENCH_RUNS` change the size and runs;
+//! `DUIJIE_BENCH_RAW=1` turns on the pipeline's raw retention.
 
 mod common;
 
@@ -106,6 +107,7 @@ partitions = 3
 schedule = "* * * * * *"
 batch_size = 10000
 max_in_flight_batches = 16
+{raw}
 
 
 [pipelines.urban_files.source]
@@ -116,6 +118,12 @@ settle = "0s"
 "#,
         mappings = root.join("mappings").display(),
         schemas = root.join("schemas").display(),
+        // `DUIJIE_BENCH_RAW=1`: the pipeline keeps its raw records too.
+        raw = if std::env::var("DUIJIE_BENCH_RAW").is_ok_and(|v| v == "1") {
+            "raw = { retention = \"1d\" }"
+        } else {
+            ""
+        },
     );
     let file = dir.path().join("deploy.toml");
     std::fs::write(&file, text).unwrap();

@@ -40,6 +40,9 @@ pub struct FieldCounts {
 /// One pipeline's day.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Day {
+    /// Records fetched, as its raw topic holds them (pipelines with raw
+    /// retention; else `None`): normally mapped + rejected.
+    pub fetched: Option<u64>,
     /// Records mapped onto the canonical topic.
     pub mapped: u64,
     /// Records dead-lettered (by the mapping or the connector).
@@ -177,6 +180,27 @@ impl Board {
         }
     }
 
+    /// A raw record of a pipeline with raw retention.
+    pub fn fetched(&mut self, headers: &BTreeMap<String, String>) {
+        let Some(pipeline) = headers.get("duijie-pipeline") else {
+            return;
+        };
+        if !self.code_fields.contains_key(pipeline) {
+            return;
+        }
+        let fetched = headers
+            .get("duijie-fetched-at")
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0, |t| t.timestamp_millis());
+        let day = self
+            .days
+            .entry(pipeline.clone())
+            .or_default()
+            .entry(local_day(fetched))
+            .or_default();
+        *day.fetched.get_or_insert(0) += 1;
+    }
+
     /// A dead letter of a pipeline's dead-letter topic.
     pub fn rejected(&mut self, letter: &DeadLetter) {
         let pipeline = &letter.provenance.pipeline;
@@ -234,8 +258,12 @@ pub fn report(board: &Board, pipelines: &[String], days: usize) -> String {
         for (date, day) in board.recent(p, days) {
             let _ = writeln!(
                 out,
-                "{p} {date}: {} mapped, {} rejected",
-                day.mapped, day.rejected
+                "{p} {date}: {} mapped, {} rejected{}",
+                day.mapped,
+                day.rejected,
+                day.fetched
+                    .map(|n| format!(", {n} fetched (raw)"))
+                    .unwrap_or_default()
             );
             let _ = writeln!(
                 out,
@@ -278,7 +306,7 @@ pub fn json_lines(board: &Board, pipelines: &[String], days: usize) -> Vec<Value
     for p in pipelines {
         for (date, day) in board.recent(p, days) {
             out.push(serde_json::json!({
-                "pipeline": p, "day": date, "mapped": day.mapped, "rejected": day.rejected,
+                "pipeline": p, "day": date, "fetched": day.fetched, "mapped": day.mapped, "rejected": day.rejected,
                 "fields": day.rates(), "rejects_by_rule": day.rejects_by_rule,
             }));
         }
@@ -399,10 +427,11 @@ mod tests {
 }
 
 /// What a board reads: per pipeline, its canonical topic, dead-letter
-/// topic and code-table fields.
+/// topic and code-table fields; and the raw topics kept.
 #[derive(Debug, Clone)]
 pub struct Sources {
     pub pipelines: Vec<(String, String, String, Vec<String>)>,
+    pub raw: Vec<String>,
 }
 
 impl Sources {
@@ -424,6 +453,12 @@ impl Sources {
                         .unwrap_or_default();
                     (p.name.clone(), p.topic.clone(), p.dlq_topic.clone(), codes)
                 })
+                .collect(),
+            raw: deployment
+                .pipelines
+                .iter()
+                .filter(|p| only.is_empty() || only.contains(&p.name))
+                .filter_map(crate::config::PipelineConfig::raw_topic)
                 .collect(),
         }
     }
@@ -451,12 +486,14 @@ impl Sources {
 fn feed(
     board: &mut Board,
     schemas: &crate::schema::SchemaSet,
-    dlqs: &[String],
+    (dlqs, raw): (&[String], &[String]),
     topic: &str,
     headers: &BTreeMap<String, String>,
     payload: &[u8],
 ) {
-    if dlqs.iter().any(|d| d == topic) {
+    if raw.iter().any(|r| r == topic) {
+        board.fetched(headers);
+    } else if dlqs.iter().any(|d| d == topic) {
         match serde_json::from_slice::<DeadLetter>(payload) {
             Ok(l) => board.rejected(&l),
             Err(e) => {
@@ -481,12 +518,12 @@ pub async fn from_bus(
 ) -> Result<Board, crate::bus::BusError> {
     let mut board = sources.board();
     let (canonical, dlqs) = sources.topics();
-    for topic in canonical.iter().chain(&dlqs) {
+    for topic in canonical.iter().chain(&dlqs).chain(&sources.raw) {
         for r in crate::bus::inspect::read_topic(bus, topic, true).await? {
             feed(
                 &mut board,
                 schemas,
-                &dlqs,
+                (&dlqs, &sources.raw),
                 topic,
                 &r.headers,
                 r.payload.as_deref().unwrap_or_default(),
@@ -506,12 +543,23 @@ pub async fn keep(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let (canonical, dlqs) = sources.topics();
-    let topics: Vec<String> = canonical.into_iter().chain(dlqs.iter().cloned()).collect();
+    let topics: Vec<String> = canonical
+        .into_iter()
+        .chain(dlqs.iter().cloned())
+        .chain(sources.raw.iter().cloned())
+        .collect();
     let mut rx = crate::clocks::follow(&bus, topics, shutdown);
     while let Some(f) = rx.recv().await {
         if let crate::clocks::Follow::Record(f) = f {
             let mut b = board.write().expect("quality board lock");
-            feed(&mut b, &schemas, &dlqs, &f.topic, &f.headers, &f.payload);
+            feed(
+                &mut b,
+                &schemas,
+                (&dlqs, &sources.raw),
+                &f.topic,
+                &f.headers,
+                &f.payload,
+            );
         }
     }
 }

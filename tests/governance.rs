@@ -180,6 +180,20 @@ settle = "0s"
         );
     }
 
+    // The quality report counts what was fetched from the raw topic too.
+    let (code, out, err) = duijie(
+        &["quality", "--pipeline", &pipeline, "--format", "json"],
+        &config,
+        &brokers,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let fetched: u64 = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|d| d["fetched"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(fetched, 20, "{out}");
+
     // Every canonical record points at its raw record: the same payload.
     let raw_topic = format!("raw.{pipeline}");
     let raws = common::read(&brokers, &raw_topic, true);
