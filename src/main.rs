@@ -477,19 +477,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
-            let mappings =
-                duijie::mapping::MappingSet::load_dir(&deployment.hub.mappings, &schemas).map_err(
-                    |errors| {
-                        anyhow::anyhow!(
-                            "{}",
-                            errors
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join("\n")
-                        )
-                    },
-                )?;
+            let mappings = deployment_mappings(&deployment, &schemas)?;
             let sources = duijie::quality::Sources::of(&deployment, &mappings, &pipelines);
             let names: Vec<String> = sources.pipelines.iter().map(|p| p.0.clone()).collect();
             tokio_main(async move {
@@ -986,6 +974,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Mapping load errors, one a line.
+fn load_errors(errors: Vec<duijie::mapping::LoadError>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}",
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// A deployment's mappings.
+fn deployment_mappings(
+    deployment: &Deployment,
+    schemas: &SchemaSet,
+) -> Result<duijie::mapping::MappingSet> {
+    duijie::mapping::MappingSet::load_dir(&deployment.hub.mappings, schemas).map_err(load_errors)
+}
+
 /// `duijie mapping diff`.
 fn mapping_diff(
     config: &Path,
@@ -998,18 +1006,7 @@ fn mapping_diff(
 ) -> Result<ExitCode> {
     let deployment = load_deployment(config)?;
     let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
-    let set = duijie::mapping::MappingSet::load_dir(&deployment.hub.mappings, &schemas).map_err(
-        |errors| {
-            anyhow::anyhow!(
-                "{}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        },
-    )?;
+    let set = deployment_mappings(&deployment, &schemas)?;
     let Some(current) = set.get(name) else {
         bail!(
             "no mapping `{name}` in {}",
@@ -1019,16 +1016,7 @@ fn mapping_diff(
     let edited_file = file.unwrap_or_else(|| current.file.clone());
     let edited = set
         .load_edited(&edited_file, codes.as_deref(), &schemas)
-        .map_err(|errors| {
-            anyhow::anyhow!(
-                "{}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })?;
+        .map_err(load_errors)?;
     let raw_topics: Vec<String> = deployment
         .pipelines
         .iter()

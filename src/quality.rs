@@ -105,23 +105,27 @@ fn local_day(ms: i64) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
-    match v {
-        Value::Object(o) => {
-            for (k, x) in o {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&path, x, out);
-            }
-        }
-        _ => out.push((prefix.to_owned(), v.clone())),
-    }
-}
-
 impl Board {
+    /// The day of a record of `pipeline` fetched at the `duijie-fetched-at`
+    /// header's time; `None` for a pipeline not declared.
+    fn day_of(&mut self, headers: &BTreeMap<String, String>) -> Option<&mut Day> {
+        let pipeline = headers.get("duijie-pipeline")?;
+        if !self.code_fields.contains_key(pipeline) {
+            return None;
+        }
+        let fetched = headers
+            .get("duijie-fetched-at")
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0, |t| t.timestamp_millis());
+        Some(
+            self.days
+                .entry(pipeline.clone())
+                .or_default()
+                .entry(local_day(fetched))
+                .or_default(),
+        )
+    }
+
     /// Declares a pipeline and its code-table fields (from its mapping).
     pub fn pipeline(&mut self, name: &str, code_fields: Vec<String>) {
         self.code_fields.insert(name.to_owned(), code_fields);
@@ -130,22 +134,14 @@ impl Board {
 
     /// A canonical record (decoded), with its provenance headers.
     pub fn mapped(&mut self, headers: &BTreeMap<String, String>, record: &Value) {
-        let Some(pipeline) = headers.get("duijie-pipeline") else {
+        let codes = headers
+            .get("duijie-pipeline")
+            .and_then(|p| self.code_fields.get(p))
+            .cloned()
+            .unwrap_or_default();
+        let Some(day) = self.day_of(headers) else {
             return;
         };
-        let Some(codes) = self.code_fields.get(pipeline).cloned() else {
-            return;
-        };
-        let fetched = headers
-            .get("duijie-fetched-at")
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map_or(0, |t| t.timestamp_millis());
-        let day = self
-            .days
-            .entry(pipeline.clone())
-            .or_default()
-            .entry(local_day(fetched))
-            .or_default();
         day.mapped += 1;
         let flagged: Vec<&str> = record
             .get("flags")
@@ -156,9 +152,7 @@ impl Board {
                     .collect()
             })
             .unwrap_or_default();
-        let mut fields = Vec::new();
-        flatten("", record, &mut fields);
-        for (path, v) in fields {
+        for (path, v) in crate::value::flatten_json(record) {
             if path == "flags" {
                 continue;
             }
@@ -182,23 +176,9 @@ impl Board {
 
     /// A raw record of a pipeline with raw retention.
     pub fn fetched(&mut self, headers: &BTreeMap<String, String>) {
-        let Some(pipeline) = headers.get("duijie-pipeline") else {
-            return;
-        };
-        if !self.code_fields.contains_key(pipeline) {
-            return;
+        if let Some(day) = self.day_of(headers) {
+            *day.fetched.get_or_insert(0) += 1;
         }
-        let fetched = headers
-            .get("duijie-fetched-at")
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map_or(0, |t| t.timestamp_millis());
-        let day = self
-            .days
-            .entry(pipeline.clone())
-            .or_default()
-            .entry(local_day(fetched))
-            .or_default();
-        *day.fetched.get_or_insert(0) += 1;
     }
 
     /// A dead letter of a pipeline's dead-letter topic.

@@ -99,3 +99,26 @@ fn format_double(d: f64) -> String {
         d.to_string()
     }
 }
+
+/// Nested objects flattened into dotted paths (`party.credit_code`), in
+/// key order; arrays and scalars are leaves.
+pub fn flatten_json(v: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&path, x, out);
+                }
+            }
+            _ => out.push((prefix.to_owned(), v.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out
+}

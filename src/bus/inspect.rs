@@ -27,6 +27,21 @@ impl ReadRecord {
     }
 }
 
+/// The partitions of `topic`, as the cluster's metadata has them.
+fn partitions_of(
+    consumer: &BaseConsumer<super::ReaderContext>,
+    topic: &str,
+) -> Result<Vec<i32>, BusError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(20))
+        .map_err(BusError::Unreachable)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// Reads every record of `topic` up to its end as of now. With
 /// `read_committed`, records of aborted or open transactions are skipped.
 pub async fn read_topic(
@@ -52,14 +67,7 @@ pub async fn read_topic(
         let consumer: BaseConsumer<super::ReaderContext> = config
             .create_with_context(super::ReaderContext)
             .map_err(BusError::Client)?;
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(20))
-            .map_err(BusError::Unreachable)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let partitions = partitions_of(&consumer, &topic)?;
         let mut tpl = TopicPartitionList::new();
         let mut pending = 0usize;
         for p in &partitions {
@@ -170,14 +178,7 @@ pub fn stream_span(
             let consumer: BaseConsumer<super::ReaderContext> = config
                 .create_with_context(super::ReaderContext)
                 .map_err(BusError::Client)?;
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), Duration::from_secs(20))
-                .map_err(BusError::Unreachable)?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
+            let partitions = partitions_of(&consumer, &topic)?;
             let at_time = |ms: i64| -> Result<BTreeMap<i32, i64>, BusError> {
                 let mut tpl = TopicPartitionList::new();
                 for p in &partitions {

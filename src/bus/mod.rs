@@ -64,9 +64,39 @@ impl rdkafka::ClientContext for ReaderContext {
         let eof = matches!(error, KafkaError::PartitionEOF(_))
             || matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF));
         if !eof {
-            tracing::error!(%error, reason, "librdkafka error");
+            log_client_error(&error, reason);
         }
     }
+}
+
+/// How often one kind of client error is logged at most: in an outage
+/// every reader says "all brokers down" several times a second.
+const CLIENT_ERROR_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs a client error once per [`CLIENT_ERROR_EVERY`] and kind, across all
+/// of the hub's readers, with how many were left out since (the metrics
+/// and `/ready` say the state; the log says it once).
+fn log_client_error(error: &KafkaError, reason: &str) {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static SEEN: Mutex<BTreeMap<String, (Option<Instant>, u64)>> = Mutex::new(BTreeMap::new());
+    let kind = match error {
+        KafkaError::Global(code) => format!("{code:?}"),
+        other => other.to_string(),
+    };
+    let suppressed = {
+        let mut seen = SEEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = seen.entry(kind).or_insert((None, 0));
+        if entry.0.is_some_and(|t| t.elapsed() < CLIENT_ERROR_EVERY) {
+            entry.1 += 1;
+            return;
+        }
+        entry.0 = Some(Instant::now());
+        std::mem::take(&mut entry.1)
+    };
+    tracing::error!(%error, reason, suppressed, "librdkafka error");
 }
 
 impl rdkafka::consumer::ConsumerContext for ReaderContext {}

@@ -380,30 +380,43 @@ pub async fn entity_api(
     axum::Json(profile).into_response()
 }
 
-pub async fn proposals_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
-    let (user, library) = match who(&desk, &headers, false) {
-        Ok(r) => r,
-        Err(refused) => return *refused,
-    };
-    let (total, proposals) = match read(&library, |l| {
+/// Who asks, the library and the proposals, audited first; `Err` is the
+/// answer otherwise.
+async fn audited_proposals(
+    desk: &Desk,
+    headers: &HeaderMap,
+    api: bool,
+) -> Result<
+    (
+        DeskUser,
+        Arc<Library>,
+        usize,
+        Vec<crate::entity::index::Proposal>,
+    ),
+    Response,
+> {
+    let (user, library) = who(desk, headers, api).map_err(|r| *r)?;
+    let (total, proposals) = read(&library, |l| {
         l.index.proposals(200).map_err(|e| e.to_string())
     })
-    .await
-    {
-        Ok(p) => p,
-        Err(refused) => return refused,
-    };
-    if let Err(refused) = audited(
-        &desk,
+    .await?;
+    let what = if api { "接口读取" } else { "查看" };
+    audited(
+        desk,
         &user,
         "list",
         None,
-        format!("查看待确认的主体关联（{total}条）"),
+        format!("{what}待确认的主体关联（{total}条）"),
     )
-    .await
-    {
-        return refused;
-    }
+    .await?;
+    Ok((user, library, total, proposals))
+}
+
+pub async fn proposals_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
+    let (user, library, total, proposals) = match audited_proposals(&desk, &headers, false).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     let rows: Vec<_> = proposals
         .iter()
         .map(|p| {
@@ -427,29 +440,10 @@ pub async fn proposals_page(State(desk): State<Desk>, headers: HeaderMap) -> Res
 }
 
 pub async fn proposals_api(State(desk): State<Desk>, headers: HeaderMap) -> Response {
-    let (user, library) = match who(&desk, &headers, true) {
+    let (_, library, total, proposals) = match audited_proposals(&desk, &headers, true).await {
         Ok(r) => r,
-        Err(refused) => return *refused,
-    };
-    let (total, proposals) = match read(&library, |l| {
-        l.index.proposals(200).map_err(|e| e.to_string())
-    })
-    .await
-    {
-        Ok(p) => p,
         Err(refused) => return refused,
     };
-    if let Err(refused) = audited(
-        &desk,
-        &user,
-        "list",
-        None,
-        format!("接口读取待确认的主体关联（{total}条）"),
-    )
-    .await
-    {
-        return refused;
-    }
     let mut v = json!({"total": total, "proposals": proposals});
     crate::personal::scrub(&mut v, &library.policy.mask);
     axum::Json(v).into_response()

@@ -79,25 +79,6 @@ impl Diff {
     }
 }
 
-/// Flattens nested objects into dotted paths (`party.credit_code`).
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
-    match v {
-        Value::Object(o) => {
-            for (k, x) in o {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&path, x, out);
-            }
-        }
-        _ => {
-            out.insert(prefix.to_owned(), v.clone());
-        }
-    }
-}
-
 /// Maps every raw record with both mappings and compares.
 pub fn diff(before: &Mapping, after: &Mapping, records: &[(RawRecord, String)]) -> Diff {
     let mut d = Diff {
@@ -119,9 +100,12 @@ pub fn diff(before: &Mapping, after: &Mapping, records: &[(RawRecord, String)]) 
                 if a.key != b.key {
                     d.keys_changed += 1;
                 }
-                let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
-                flatten("", &before.to_json(&a), &mut fa);
-                flatten("", &after.to_json(&b), &mut fb);
+                let fa: BTreeMap<String, Value> = crate::value::flatten_json(&before.to_json(&a))
+                    .into_iter()
+                    .collect();
+                let fb: BTreeMap<String, Value> = crate::value::flatten_json(&after.to_json(&b))
+                    .into_iter()
+                    .collect();
                 let mut changed = false;
                 let paths: std::collections::BTreeSet<&String> =
                     fa.keys().chain(fb.keys()).collect();

@@ -110,18 +110,30 @@ impl TestDeployment {
 
     /// Starts `duijie run` on this deployment with more arguments.
     pub fn spawn_with(&self, args: &[&str]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_duijie"))
+        // The log goes to a file, not a pipe: a hub that logs more than a
+        // pipe holds (a broker outage makes every client log) would block
+        // on its own log while nobody reads it.
+        let n = NEXT_LOG.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = self.dir.path().join(format!("hub-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_duijie"))
             .args(["run", "--config"])
             .arg(&self.file)
             .args(args)
             .env("DUIJIE_KAFKA_BROKERS", &self.brokers)
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&path).unwrap())
             .spawn()
-            .unwrap()
+            .unwrap();
+        HUB_LOGS.lock().unwrap().insert(child.id(), path);
+        child
     }
 }
+
+static NEXT_LOG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The log file of each hub spawned, by process id (read by [`terminate`]).
+static HUB_LOGS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<u32, PathBuf>>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Stops a hub with SIGTERM and waits for it; returns its log.
 pub fn terminate(mut child: Child) -> String {
@@ -135,6 +147,9 @@ pub fn terminate(mut child: Child) -> String {
             if let Some(mut e) = child.stderr.take() {
                 use std::io::Read;
                 let _ = e.read_to_string(&mut log);
+            }
+            if let Some(path) = HUB_LOGS.lock().unwrap().remove(&child.id()) {
+                log = std::fs::read_to_string(path).unwrap_or_default();
             }
             assert!(status.success(), "hub exited with {status}:\n{log}");
             return log;
