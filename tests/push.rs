@@ -342,16 +342,29 @@ role = "officer"
     );
     let case_id = case["case_id"].as_str().unwrap().to_owned();
     let act = |action: &str, date: Option<chrono::DateTime<chrono::Utc>>| {
-        desk_call(
-            &addr,
-            &format!(
-                "/desk/api/blacklist/{}/actions",
-                percent_encoding::utf8_percent_encode(&case_id, percent_encoding::NON_ALPHANUMERIC)
-            ),
-            Some(
-                json!({"action": action, "date": date.map(local_text), "text": format!("{action}（测试）")}),
-            ),
-        )
+        // 503 is the desk saying it has not read the whole procedure topic
+        // yet (the case can show before that): it refuses acts until then,
+        // and asks to try again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = desk_call(
+                &addr,
+                &format!(
+                    "/desk/api/blacklist/{}/actions",
+                    percent_encoding::utf8_percent_encode(
+                        &case_id,
+                        percent_encoding::NON_ALPHANUMERIC
+                    )
+                ),
+                Some(
+                    json!({"action": action, "date": date.map(local_text), "text": format!("{action}（测试）")}),
+                ),
+            );
+            if answer.0 != 503 || std::time::Instant::now() > deadline {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     };
     let now = chrono::Utc::now();
     let day = chrono::Duration::days(1);
