@@ -976,14 +976,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Mapping load errors, one a line.
 fn load_errors(errors: Vec<duijie::mapping::LoadError>) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{}",
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    )
+    anyhow::anyhow!("{}", duijie::mapping::errors_text(&errors))
 }
 
 /// A deployment's mappings.

@@ -1214,7 +1214,16 @@ fn a_desk_officer_logs_in_sees_the_late_referral_opens_its_timeline_and_exports_
             );
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
-                let row = browser.find(Locator::Css("tr[data-referral='YS-2026-T02']")).await?.text().await?;
+                // The live refresh swaps the table in: an element found just
+                // before a swap is stale, and read again.
+                let row = match browser.find(Locator::Css("tr[data-referral='YS-2026-T02']")).await {
+                    Ok(e) => match e.text().await {
+                        Ok(t) => t,
+                        Err(e) if e.is_stale_element_reference() => String::new(),
+                        Err(e) => return Err(e),
+                    },
+                    Err(e) => return Err(e),
+                };
                 if row.contains("已批准待移送") {
                     break;
                 }
@@ -1223,7 +1232,13 @@ fn a_desk_officer_logs_in_sees_the_late_referral_opens_its_timeline_and_exports_
             }
 
             // Its timeline: every event, with its source and provenance.
-            browser.find(Locator::Css("tr[data-referral='YS-2026-T09'] a")).await?.click().await?;
+            let mut tries = 0;
+            loop {
+                match browser.find(Locator::Css("tr[data-referral='YS-2026-T09'] a")).await?.click().await {
+                    Err(e) if e.is_stale_element_reference() && tries < 10 => tries += 1,
+                    other => break other?,
+                }
+            }
             browser.wait().for_element(Locator::Css("ol#timeline")).await?;
             let items = browser.find_all(Locator::Css("ol#timeline li")).await?;
             assert_eq!(items.len(), 3);

@@ -16,7 +16,7 @@
 //! Every view and act is audited first, like the referral desk.
 
 use super::web::{
-    MAX_ACTION_TEXT, PRODUCT, audited, message_page, render, time, unauthorized, user, user_view,
+    PRODUCT, audited, message_page, render, text_too_long, time, unauthorized, user, user_view,
 };
 use super::{Desk, DeskUser, Role};
 use crate::blacklist::{BlacklistConfig, CaseView, EventKind, ProcedureEvent};
@@ -352,15 +352,8 @@ pub async fn act(
     let Some(kind) = EventKind::from_code(&body.action) else {
         return refuse(StatusCode::BAD_REQUEST, "未知的办理事项");
     };
-    if body
-        .text
-        .as_deref()
-        .is_some_and(|t| t.chars().count() > MAX_ACTION_TEXT)
-    {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!("说明不能超过{MAX_ACTION_TEXT}字"),
-        );
+    if let Some(refused) = text_too_long(body.text.as_deref()) {
+        return refused;
     }
     let date = match body.date.as_deref().filter(|d| !d.trim().is_empty()) {
         None => None,

@@ -16,7 +16,7 @@
 //! Every view and act is audited first, like the referral desk.
 
 use super::web::{
-    MAX_ACTION_TEXT, PRODUCT, audited, message_page, render, time, unauthorized, user, user_view,
+    PRODUCT, audited, message_page, render, text_too_long, time, unauthorized, user, user_view,
 };
 use super::{Desk, DeskUser, Role};
 use crate::entity::api::Library;
@@ -489,15 +489,8 @@ pub async fn decide(
             );
         }
     };
-    if body
-        .note
-        .as_deref()
-        .is_some_and(|t| t.chars().count() > MAX_ACTION_TEXT)
-    {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!("说明不能超过{MAX_ACTION_TEXT}字"),
-        );
+    if let Some(refused) = text_too_long(body.note.as_deref()) {
+        return refused;
     }
     let (reference, entity) = (body.reference.clone(), body.entity.clone());
     let found = match read(&library, move |l| {

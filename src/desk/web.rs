@@ -714,6 +714,19 @@ struct ActionBody {
 /// The longest note an officer may record.
 pub(super) const MAX_ACTION_TEXT: usize = 2000;
 
+/// The 400 answer for an officer's text longer than [`MAX_ACTION_TEXT`],
+/// if it is.
+pub(super) fn text_too_long(text: Option<&str>) -> Option<Response> {
+    text.is_some_and(|t| t.chars().count() > MAX_ACTION_TEXT)
+        .then(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"message": format!("说明不能超过{MAX_ACTION_TEXT}字")})),
+            )
+                .into_response()
+        })
+}
+
 async fn act(
     State(desk): State<Desk>,
     headers: HeaderMap,
@@ -744,16 +757,8 @@ async fn act(
         )
             .into_response();
     }
-    if body
-        .text
-        .as_deref()
-        .is_some_and(|t| t.chars().count() > MAX_ACTION_TEXT)
-    {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"message": format!("说明不能超过{MAX_ACTION_TEXT}字")})),
-        )
-            .into_response();
+    if let Some(refused) = text_too_long(body.text.as_deref()) {
+        return refused;
     }
     // The audit entry first: an action that cannot be audited is not done.
     if let Err(refused) = audited(

@@ -773,6 +773,15 @@ fn target_of(ty: &LeafType) -> Option<Target> {
     }
 }
 
+/// Load errors as text, one a line (for a command's error).
+pub fn errors_text<E: std::fmt::Display>(errors: &[E]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// All mappings of a deployment, with the code tables they use.
 #[derive(Debug, Default)]
 pub struct MappingSet {

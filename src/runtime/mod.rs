@@ -75,17 +75,8 @@ impl Hub {
     /// exists.
     pub fn load(deployment: Deployment) -> Result<Self> {
         let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
-        let mappings =
-            MappingSet::load_dir(&deployment.hub.mappings, &schemas).map_err(|errors| {
-                anyhow::anyhow!(
-                    "{}",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
-            })?;
+        let mappings = MappingSet::load_dir(&deployment.hub.mappings, &schemas)
+            .map_err(|errors| anyhow::anyhow!("{}", crate::mapping::errors_text(&errors)))?;
         for p in &deployment.pipelines {
             if mappings.get(&p.mapping).is_none() {
                 bail!(
