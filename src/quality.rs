@@ -92,6 +92,39 @@ pub struct Board {
     pub days: BTreeMap<String, BTreeMap<String, Day>>,
     /// Pipeline → its code-table fields.
     code_fields: BTreeMap<String, Vec<String>>,
+    day_cache: DayCache,
+}
+
+/// The local day of the last fetch time seen: a batch's records share one.
+#[derive(Debug, Default)]
+struct DayCache(Option<(String, String)>);
+
+impl DayCache {
+    /// The local day of a `duijie-fetched-at` header (RFC 3339).
+    fn of(&mut self, fetched: Option<&String>) -> &str {
+        let fetched = fetched.map_or("", String::as_str);
+        if self.0.as_ref().is_none_or(|(f, _)| f != fetched) {
+            let ms = chrono::DateTime::parse_from_rfc3339(fetched).map_or(0, |t| t.timestamp_millis());
+            self.0 = Some((fetched.to_owned(), local_day(ms)));
+        }
+        &self.0.as_ref().expect("just set").1
+    }
+}
+
+/// A pipeline's counts for a day, made when missing.
+fn day_entry<'a>(
+    days: &'a mut BTreeMap<String, BTreeMap<String, Day>>,
+    pipeline: &str,
+    day: &str,
+) -> &'a mut Day {
+    if !days.contains_key(pipeline) {
+        days.insert(pipeline.to_owned(), BTreeMap::new());
+    }
+    let by_day = days.get_mut(pipeline).expect("just made");
+    if !by_day.contains_key(day) {
+        by_day.insert(day.to_owned(), Day::default());
+    }
+    by_day.get_mut(day).expect("just made")
 }
 
 /// The local (Asia/Shanghai) date of epoch milliseconds.
@@ -113,17 +146,8 @@ impl Board {
         if !self.code_fields.contains_key(pipeline) {
             return None;
         }
-        let fetched = headers
-            .get("duijie-fetched-at")
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map_or(0, |t| t.timestamp_millis());
-        Some(
-            self.days
-                .entry(pipeline.clone())
-                .or_default()
-                .entry(local_day(fetched))
-                .or_default(),
-        )
+        let day = self.day_cache.of(headers.get("duijie-fetched-at"));
+        Some(day_entry(&mut self.days, pipeline, day))
     }
 
     /// Declares a pipeline and its code-table fields (from its mapping).
@@ -134,14 +158,14 @@ impl Board {
 
     /// A canonical record (decoded), with its provenance headers.
     pub fn mapped(&mut self, headers: &BTreeMap<String, String>, record: &Value) {
-        let codes = headers
-            .get("duijie-pipeline")
-            .and_then(|p| self.code_fields.get(p))
-            .cloned()
-            .unwrap_or_default();
-        let Some(day) = self.day_of(headers) else {
+        let Some(pipeline) = headers.get("duijie-pipeline") else {
             return;
         };
+        let Some(codes) = self.code_fields.get(pipeline) else {
+            return;
+        };
+        let day = self.day_cache.of(headers.get("duijie-fetched-at"));
+        let day = day_entry(&mut self.days, pipeline, day);
         day.mapped += 1;
         let flagged: Vec<&str> = record
             .get("flags")
@@ -152,26 +176,59 @@ impl Board {
                     .collect()
             })
             .unwrap_or_default();
-        for (path, v) in crate::value::flatten_json(record) {
-            if path == "flags" {
-                continue;
-            }
-            let f = day.fields.entry(path.clone()).or_default();
-            let present = !v.is_null() && v != Value::String(String::new());
-            if present {
-                f.present += 1;
-                if flagged.contains(&path.as_str()) {
-                    f.flagged += 1;
+        // Walks the record's fields as dotted paths (the names
+        // `value::flatten_json` gives), without copying a value.
+        fn walk(
+            path: &mut String,
+            v: &Value,
+            day: &mut Day,
+            codes: &[String],
+            flagged: &[&str],
+        ) {
+            if let Value::Object(o) = v {
+                for (k, x) in o {
+                    let len = path.len();
+                    if len > 0 {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    if path != "flags" {
+                        walk(path, x, day, codes, flagged);
+                    }
+                    path.truncate(len);
                 }
-                if codes.contains(&path) {
-                    let text = match &v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    *f.values.entry(text).or_default() += 1;
+                return;
+            }
+            let present = match v {
+                Value::Null => false,
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if !day.fields.contains_key(path.as_str()) {
+                day.fields.insert(path.clone(), FieldCounts::default());
+            }
+            let f = day.fields.get_mut(path.as_str()).expect("just made");
+            if !present {
+                return;
+            }
+            f.present += 1;
+            if flagged.contains(&path.as_str()) {
+                f.flagged += 1;
+            }
+            if codes.iter().any(|c| c == path) {
+                let text = match v {
+                    Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                    other => std::borrow::Cow::Owned(other.to_string()),
+                };
+                match f.values.get_mut(text.as_ref()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        f.values.insert(text.into_owned(), 1);
+                    }
                 }
             }
         }
+        walk(&mut String::new(), record, day, codes, &flagged);
     }
 
     /// A raw record of a pipeline with raw retention.

@@ -13,7 +13,8 @@ pub mod publish;
 
 pub use cursor::{CursorStore, StoredCursor};
 pub use provenance::{
-    DeadLetter, HeaderTemplate, Provenance, RawRef, headers, raw_headers, with_raw,
+    DeadLetter, HeaderTemplate, PROVENANCE_HEADER, PROVENANCE_LAYOUT, PackedProvenance, Provenance,
+    RawRef, headers,
 };
 
 use rdkafka::ClientConfig;
@@ -101,12 +102,27 @@ fn log_client_error(error: &KafkaError, reason: &str) {
 
 impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
-/// The headers of a consumed record, as text.
+/// The headers of a consumed record, as text, the packed provenance
+/// header unpacked under the `duijie-*` names of its fields (records
+/// written before it carry those headers themselves). A provenance header
+/// that does not unpack is kept under its name, as text, with the reason
+/// under `duijie-provenance-error`.
 pub fn header_map<M: rdkafka::message::Message>(m: &M) -> BTreeMap<String, String> {
     use rdkafka::message::Headers;
     let mut out = BTreeMap::new();
     if let Some(h) = m.headers() {
         for header in h.iter() {
+            if header.key == PROVENANCE_HEADER {
+                match PackedProvenance::unpack(header.value.unwrap_or_default()) {
+                    Ok(fields) => {
+                        out.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+                        continue;
+                    }
+                    Err(e) => {
+                        out.insert(format!("{PROVENANCE_HEADER}-error"), e);
+                    }
+                }
+            }
             out.insert(
                 header.key.to_owned(),
                 header

@@ -53,35 +53,244 @@ pub(super) mod names {
     pub(crate) const CODE_TABLES: &str = "duijie-code-tables";
 }
 
-/// The Kafka headers of a canonical record.
-pub fn headers(p: &Provenance, schema: &str, content_type: &str) -> OwnedHeaders {
-    let fetched = chrono::DateTime::from_timestamp_millis(p.fetched_at_ms)
+/// The one provenance header every record the hub writes carries:
+/// `duijie-provenance`, a packed, versioned layout (README, "The
+/// provenance header"; `scripts/provenance.py` decodes it outside the hub).
+///
+/// Layout version 1: one byte `0x01`, then fields, each a tag byte, its
+/// value's length as an unsigned LEB128 varint, and the value. Tags (text
+/// is UTF-8):
+///
+/// | tag | field | value |
+/// | --- | --- | --- |
+/// | 1 | source system | text |
+/// | 2 | source record id | text (absent when unknown) |
+/// | 3 | fetched at | i64 big-endian, UTC epoch milliseconds |
+/// | 4 | connector | text |
+/// | 5 | pipeline | text |
+/// | 6 | mapping | text |
+/// | 7 | mapping version | u32 big-endian |
+/// | 8 | payload SHA-256 | 32 bytes |
+/// | 9 | origin | text |
+/// | 10 | schema (Avro full name) | text |
+/// | 11 | content type | text |
+/// | 12 | code tables (`name@version,…`) | text |
+/// | 13 | raw record (`TOPIC/PARTITION/OFFSET`) | text |
+/// | 14 | payload format of a raw record (`json`, `xml`) | text |
+///
+/// A reader skips a tag it does not know (later fields are added as new
+/// tags) and refuses another layout version. One header instead of one per
+/// field: librdkafka allocates, copies and frees every header of every
+/// record, and eleven of them cost a sixth of the hub's CPU.
+pub const PROVENANCE_HEADER: &str = "duijie-provenance";
+
+/// The layout version [`PackedProvenance`] writes.
+pub const PROVENANCE_LAYOUT: u8 = 1;
+
+mod tag {
+    pub(super) const SOURCE_SYSTEM: u8 = 1;
+    pub(super) const SOURCE_ID: u8 = 2;
+    pub(super) const FETCHED_AT: u8 = 3;
+    pub(super) const CONNECTOR: u8 = 4;
+    pub(super) const PIPELINE: u8 = 5;
+    pub(super) const MAPPING: u8 = 6;
+    pub(super) const MAPPING_VERSION: u8 = 7;
+    pub(super) const PAYLOAD_SHA256: u8 = 8;
+    pub(super) const ORIGIN: u8 = 9;
+    pub(super) const SCHEMA: u8 = 10;
+    pub(super) const CONTENT_TYPE: u8 = 11;
+    pub(super) const CODE_TABLES: u8 = 12;
+    pub(super) const RAW: u8 = 13;
+    pub(super) const PAYLOAD_FORMAT: u8 = 14;
+}
+
+/// A provenance header's value being written (layout
+/// [`PROVENANCE_LAYOUT`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedProvenance(Vec<u8>);
+
+impl PackedProvenance {
+    fn empty(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.push(PROVENANCE_LAYOUT);
+        Self(buf)
+    }
+
+    fn field(&mut self, tag: u8, value: &[u8]) {
+        self.0.push(tag);
+        let mut n = value.len();
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                self.0.push(byte);
+                break;
+            }
+            self.0.push(byte | 0x80);
+        }
+        self.0.extend_from_slice(value);
+    }
+
+    fn text(&mut self, tag: u8, value: &str) {
+        self.field(tag, value.as_bytes());
+    }
+
+    /// The fields every record of a pipeline's batch shares.
+    fn shared(p: &Provenance, schema: &str, content_type: &str) -> Self {
+        let mut out = Self::empty(160 + p.code_tables.len());
+        out.text(tag::SOURCE_SYSTEM, &p.source_system);
+        out.field(tag::FETCHED_AT, &p.fetched_at_ms.to_be_bytes());
+        out.text(tag::CONNECTOR, &p.connector);
+        out.text(tag::PIPELINE, &p.pipeline);
+        out.text(tag::MAPPING, &p.mapping);
+        out.field(tag::MAPPING_VERSION, &p.mapping_version.to_be_bytes());
+        out.text(tag::SCHEMA, schema);
+        out.text(tag::CONTENT_TYPE, content_type);
+        if !p.code_tables.is_empty() {
+            out.text(tag::CODE_TABLES, &p.code_tables);
+        }
+        out
+    }
+
+    /// A record's own fields.
+    fn own(&mut self, source_id: Option<&str>, sha256: &[u8], origin: &str) {
+        self.field(tag::PAYLOAD_SHA256, sha256);
+        self.text(tag::ORIGIN, origin);
+        if let Some(id) = source_id {
+            self.text(tag::SOURCE_ID, id);
+        }
+    }
+
+    /// The provenance of a canonical record (or a dead letter, whose schema
+    /// is `duijie.DeadLetter`).
+    pub fn of(p: &Provenance, schema: &str, content_type: &str) -> Self {
+        let mut out = Self::shared(p, schema, content_type);
+        let sha = hex::decode(&p.payload_sha256).unwrap_or_default();
+        out.own(p.source_id.as_deref(), &sha, &p.origin);
+        out
+    }
+
+    /// The provenance of a raw record (what was fetched, as fetched): no
+    /// mapping, and the payload's format (`json`, `xml`).
+    pub fn raw(p: &Provenance, format: &str) -> Self {
+        let mut out = Self::empty(160);
+        out.text(tag::SOURCE_SYSTEM, &p.source_system);
+        out.field(tag::FETCHED_AT, &p.fetched_at_ms.to_be_bytes());
+        out.text(tag::CONNECTOR, &p.connector);
+        out.text(tag::PIPELINE, &p.pipeline);
+        out.text(tag::PAYLOAD_FORMAT, format);
+        out.text(tag::CONTENT_TYPE, "application/octet-stream");
+        let sha = hex::decode(&p.payload_sha256).unwrap_or_default();
+        out.own(None, &sha, &p.origin);
+        out
+    }
+
+    /// Adds where the record's raw payload is kept.
+    pub fn with_raw(mut self, raw: &RawRef) -> Self {
+        self.text(tag::RAW, &raw.to_string());
+        self
+    }
+
+    /// The value's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The record's Kafka headers: this one header.
+    pub fn headers(&self) -> OwnedHeaders {
+        OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: PROVENANCE_HEADER,
+            value: Some(self.0.as_slice()),
+        })
+    }
+
+    /// The fields of a packed value under the names the hub's readers use
+    /// (the `duijie-*` names of one header per field, which records written
+    /// before the packed header carry): the fetch time as RFC 3339 with
+    /// milliseconds, the version in decimal, the hash in hex. An unknown
+    /// tag is skipped; a value that is not layout 1 or is cut short is an
+    /// error.
+    pub fn unpack(bytes: &[u8]) -> Result<Vec<(&'static str, String)>, String> {
+        let Some((&version, mut rest)) = bytes.split_first() else {
+            return Err("empty provenance header".into());
+        };
+        if version != PROVENANCE_LAYOUT {
+            return Err(format!(
+                "provenance header layout {version}, this hub reads layout {PROVENANCE_LAYOUT}"
+            ));
+        }
+        let mut out = Vec::with_capacity(12);
+        while let Some((&t, after)) = rest.split_first() {
+            let mut len: usize = 0;
+            let mut shift = 0;
+            let mut at = 0;
+            loop {
+                let byte = *after.get(at).ok_or("provenance header cut short")?;
+                at += 1;
+                if shift > 28 {
+                    return Err("provenance header: field length too long".into());
+                }
+                len |= usize::from(byte & 0x7f) << shift;
+                shift += 7;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+            let value = after
+                .get(at..at + len)
+                .ok_or("provenance header cut short")?;
+            rest = &after[at + len..];
+            let text = || String::from_utf8_lossy(value).into_owned();
+            let field = match t {
+                tag::SOURCE_SYSTEM => (names::SOURCE_SYSTEM, text()),
+                tag::SOURCE_ID => (names::SOURCE_ID, text()),
+                tag::FETCHED_AT => {
+                    let ms = i64::from_be_bytes(
+                        value.try_into().map_err(|_| "provenance header: fetch time")?,
+                    );
+                    (names::FETCHED_AT, rfc3339_ms(ms))
+                }
+                tag::CONNECTOR => (names::CONNECTOR, text()),
+                tag::PIPELINE => (names::PIPELINE, text()),
+                tag::MAPPING => (names::MAPPING, text()),
+                tag::MAPPING_VERSION => {
+                    let v = u32::from_be_bytes(
+                        value
+                            .try_into()
+                            .map_err(|_| "provenance header: mapping version")?,
+                    );
+                    (names::MAPPING_VERSION, v.to_string())
+                }
+                tag::PAYLOAD_SHA256 => (names::PAYLOAD_SHA256, hex::encode(value)),
+                tag::ORIGIN => (names::ORIGIN, text()),
+                tag::SCHEMA => (names::SCHEMA, text()),
+                tag::CONTENT_TYPE => (names::CONTENT_TYPE, text()),
+                tag::CODE_TABLES => (names::CODE_TABLES, text()),
+                tag::RAW => (names::RAW, text()),
+                tag::PAYLOAD_FORMAT => (names::PAYLOAD_FORMAT, text()),
+                _ => continue,
+            };
+            out.push(field);
+        }
+        Ok(out)
+    }
+}
+
+/// Epoch milliseconds as RFC 3339 UTC with milliseconds.
+fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default();
-    let version = p.mapping_version.to_string();
-    let mut h = OwnedHeaders::new_with_capacity(11)
-        .insert(header(names::SOURCE_SYSTEM, &p.source_system))
-        .insert(header(names::FETCHED_AT, &fetched))
-        .insert(header(names::CONNECTOR, &p.connector))
-        .insert(header(names::PIPELINE, &p.pipeline))
-        .insert(header(names::MAPPING, &p.mapping))
-        .insert(header(names::MAPPING_VERSION, &version))
-        .insert(header(names::PAYLOAD_SHA256, &p.payload_sha256))
-        .insert(header(names::ORIGIN, &p.origin))
-        .insert(header(names::SCHEMA, schema))
-        .insert(header(names::CONTENT_TYPE, content_type));
-    if let Some(id) = &p.source_id {
-        h = h.insert(header(names::SOURCE_ID, id));
-    }
-    if !p.code_tables.is_empty() {
-        h = h.insert(header(names::CODE_TABLES, &p.code_tables));
-    }
-    h
+        .unwrap_or_default()
+}
+
+/// The Kafka headers of a canonical record (or a dead letter).
+pub fn headers(p: &Provenance, schema: &str, content_type: &str) -> OwnedHeaders {
+    PackedProvenance::of(p, schema, content_type).headers()
 }
 
 /// Where a canonical record's raw payload is kept (pipelines with raw
-/// retention): the `duijie-raw` header, `TOPIC/PARTITION/OFFSET` (a topic
-/// name holds no `/`).
+/// retention): the `raw` field of its provenance, `TOPIC/PARTITION/OFFSET`
+/// (a topic name holds no `/`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawRef {
     pub topic: String,
@@ -120,36 +329,13 @@ impl RawRef {
     }
 }
 
-/// The pointer header of a canonical record to its raw record.
-pub fn with_raw(h: OwnedHeaders, raw: &RawRef) -> OwnedHeaders {
-    let text = raw.to_string();
-    h.insert(header(names::RAW, &text))
-}
-
-/// The headers of a raw record (what was fetched, as fetched): its
-/// provenance without mapping, and the payload's format (`json`, `xml`).
-pub fn raw_headers(p: &Provenance, format: &str) -> OwnedHeaders {
-    let fetched = chrono::DateTime::from_timestamp_millis(p.fetched_at_ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default();
-    OwnedHeaders::new_with_capacity(8)
-        .insert(header(names::SOURCE_SYSTEM, &p.source_system))
-        .insert(header(names::FETCHED_AT, &fetched))
-        .insert(header(names::CONNECTOR, &p.connector))
-        .insert(header(names::PIPELINE, &p.pipeline))
-        .insert(header(names::PAYLOAD_SHA256, &p.payload_sha256))
-        .insert(header(names::ORIGIN, &p.origin))
-        .insert(header(names::PAYLOAD_FORMAT, format))
-        .insert(header(names::CONTENT_TYPE, "application/octet-stream"))
-}
-
-/// The headers every record of a batch shares (system, fetch time,
-/// connector, pipeline, mapping and version, schema, content type), built
-/// once; each record adds its own source id, payload hash and origin. On
-/// the wire the same headers as [`headers`] writes.
+/// The fields every record of a batch shares (system, fetch time,
+/// connector, pipeline, mapping and version, schema, content type, code
+/// tables), packed once; each record adds its own source id, payload hash
+/// and origin.
 #[derive(Debug, Clone)]
 pub struct HeaderTemplate {
-    base: OwnedHeaders,
+    shared: PackedProvenance,
     /// The fetch time the template carries.
     pub fetched_at_ms: i64,
 }
@@ -157,51 +343,21 @@ pub struct HeaderTemplate {
 impl HeaderTemplate {
     /// From a provenance whose per-record fields are ignored.
     pub fn new(p: &Provenance, schema: &str, content_type: &str) -> Self {
-        let fetched = chrono::DateTime::from_timestamp_millis(p.fetched_at_ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_default();
-        let version = p.mapping_version.to_string();
-        let mut base = OwnedHeaders::new_with_capacity(12)
-            .insert(header(names::SOURCE_SYSTEM, &p.source_system))
-            .insert(header(names::FETCHED_AT, &fetched))
-            .insert(header(names::CONNECTOR, &p.connector))
-            .insert(header(names::PIPELINE, &p.pipeline))
-            .insert(header(names::MAPPING, &p.mapping))
-            .insert(header(names::MAPPING_VERSION, &version))
-            .insert(header(names::SCHEMA, schema))
-            .insert(header(names::CONTENT_TYPE, content_type));
-        if !p.code_tables.is_empty() {
-            base = base.insert(header(names::CODE_TABLES, &p.code_tables));
-        }
         Self {
-            base,
+            shared: PackedProvenance::shared(p, schema, content_type),
             fetched_at_ms: p.fetched_at_ms,
         }
     }
 
-    /// One record's headers.
-    pub fn record(
-        &self,
-        source_id: Option<&str>,
-        payload_sha256: &str,
-        origin: &str,
-    ) -> OwnedHeaders {
-        let mut h = self
-            .base
-            .clone()
-            .insert(header(names::PAYLOAD_SHA256, payload_sha256))
-            .insert(header(names::ORIGIN, origin));
-        if let Some(id) = source_id {
-            h = h.insert(header(names::SOURCE_ID, id));
-        }
-        h
-    }
-}
-
-fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
-    Header {
-        key,
-        value: Some(value),
+    /// One record's provenance, `payload` the raw payload it was mapped
+    /// from (hashed here).
+    pub fn record(&self, source_id: Option<&str>, payload: &[u8], origin: &str) -> PackedProvenance {
+        let mut out = PackedProvenance(Vec::with_capacity(
+            self.shared.0.len() + 48 + origin.len() + source_id.map_or(0, str::len),
+        ));
+        out.0.extend_from_slice(&self.shared.0);
+        out.own(source_id, &Sha256::digest(payload), origin);
+        out
     }
 }
 
@@ -303,5 +459,121 @@ impl DeadLetter {
         } else {
             self.raw.as_bytes().to_vec()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Provenance {
+        Provenance {
+            source_system: "digital_urban".into(),
+            source_id: Some("TASK-2026-000123".into()),
+            fetched_at_ms: 1_764_581_234_567,
+            connector: "file_drop".into(),
+            pipeline: "urban_files".into(),
+            mapping: "urban_case".into(),
+            mapping_version: 3,
+            payload_sha256: Provenance::hash("{\"案件\":1}".as_bytes()),
+            origin: "cases-20261120.jsonl:17".into(),
+            code_tables: "urban_event_source@2026-11".into(),
+        }
+    }
+
+    fn unpacked(p: &PackedProvenance) -> BTreeMap<&'static str, String> {
+        PackedProvenance::unpack(p.as_bytes())
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_packed_provenance_reads_back_under_the_field_names() {
+        let p = sample();
+        let raw = RawRef {
+            topic: "raw.urban_files".into(),
+            partition: 2,
+            offset: 41,
+        };
+        let packed = PackedProvenance::of(&p, "duijie.UrbanCase", "avro/binary; single-object")
+            .with_raw(&raw);
+        let h = unpacked(&packed);
+        assert_eq!(h[names::SOURCE_SYSTEM], "digital_urban");
+        assert_eq!(h[names::SOURCE_ID], "TASK-2026-000123");
+        assert_eq!(h[names::FETCHED_AT], "2025-12-01T09:27:14.567Z");
+        assert_eq!(h[names::CONNECTOR], "file_drop");
+        assert_eq!(h[names::PIPELINE], "urban_files");
+        assert_eq!(h[names::MAPPING], "urban_case");
+        assert_eq!(h[names::MAPPING_VERSION], "3");
+        assert_eq!(h[names::PAYLOAD_SHA256], p.payload_sha256);
+        assert_eq!(h[names::ORIGIN], "cases-20261120.jsonl:17");
+        assert_eq!(h[names::SCHEMA], "duijie.UrbanCase");
+        assert_eq!(h[names::CONTENT_TYPE], "avro/binary; single-object");
+        assert_eq!(h[names::CODE_TABLES], "urban_event_source@2026-11");
+        assert_eq!(h[names::RAW], "raw.urban_files/2/41");
+        // A batch's template gives the same fields.
+        let template = HeaderTemplate::new(&p, "duijie.UrbanCase", "avro/binary; single-object");
+        let from_template = template.record(
+            p.source_id.as_deref(),
+            "{\"案件\":1}".as_bytes(),
+            &p.origin,
+        );
+        let mut without_raw = h.clone();
+        without_raw.remove(names::RAW);
+        assert_eq!(unpacked(&from_template), without_raw);
+        // A field longer than 127 bytes takes a two-byte length.
+        let mut long = p.clone();
+        long.origin = "甲".repeat(300);
+        let h = unpacked(&PackedProvenance::of(&long, "s", "c"));
+        assert_eq!(h[names::ORIGIN], long.origin);
+    }
+
+    #[test]
+    fn an_unknown_tag_is_skipped_and_another_layout_or_a_cut_value_refused() {
+        let mut packed = PackedProvenance::raw(&sample(), "json");
+        packed.field(99, b"a field of a later hub");
+        packed.text(tag::ORIGIN, "after it");
+        let fields = PackedProvenance::unpack(packed.as_bytes()).unwrap();
+        assert!(fields.contains(&(names::ORIGIN, "after it".to_owned())));
+        assert!(fields.contains(&(names::PAYLOAD_FORMAT, "json".to_owned())));
+        assert!(!fields.iter().any(|(k, _)| *k == names::MAPPING));
+        let mut other = packed.as_bytes().to_vec();
+        other[0] = 2;
+        assert!(
+            PackedProvenance::unpack(&other)
+                .unwrap_err()
+                .contains("layout 2")
+        );
+        let cut = &packed.as_bytes()[..packed.as_bytes().len() - 3];
+        assert!(PackedProvenance::unpack(cut).unwrap_err().contains("cut short"));
+        assert!(PackedProvenance::unpack(&[]).is_err());
+    }
+
+    /// The reference decoder for consumers (`scripts/provenance.py`) reads
+    /// what the hub writes.
+    #[test]
+    fn the_documented_decoder_reads_the_header() {
+        let p = sample();
+        let packed = PackedProvenance::of(&p, "duijie.UrbanCase", "avro/binary; single-object");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/provenance.py");
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .arg(hex::encode(packed.as_bytes()))
+            .output()
+            .expect("python3 runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["source_system"], "digital_urban");
+        assert_eq!(v["source_id"], "TASK-2026-000123");
+        assert_eq!(v["fetched_at_ms"], p.fetched_at_ms);
+        assert_eq!(v["fetched_at"], "2025-12-01T09:27:14.567Z");
+        assert_eq!(v["mapping_version"], 3);
+        assert_eq!(v["payload_sha256"], p.payload_sha256.as_str());
+        assert_eq!(v["origin"], p.origin.as_str());
+        assert_eq!(v["code_tables"], "urban_event_source@2026-11");
+        assert_eq!(v["schema"], "duijie.UrbanCase");
     }
 }

@@ -14,14 +14,15 @@
 
 use super::retry::backoff;
 use super::stats::PipelineStats;
-use crate::bus::{Bus, CursorStore, DeadLetter, HeaderTemplate, Provenance, StoredCursor, headers};
+use crate::bus::{
+    Bus, CursorStore, DeadLetter, HeaderTemplate, PackedProvenance, Provenance, StoredCursor, headers,
+};
 use crate::config::PipelineConfig;
 use crate::mapping::Mapping;
 use crate::schema::{Encoding, RecordEncoder};
 use duijie_connectors::registry::BuiltSource;
 use duijie_connectors::{Batch, Cursor, ErrorClass, RawRecord, Source, SourceError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -372,9 +373,9 @@ pub(super) enum Prepared {
     Record {
         key: String,
         body: Vec<u8>,
-        /// Provenance headers, the record's own (source id, payload hash,
-        /// origin) with the batch's shared ones.
-        headers: OwnedHeaders,
+        /// Provenance, the record's own (source id, payload hash, origin)
+        /// with the batch's shared fields.
+        provenance: PackedProvenance,
     },
     Rejected(crate::mapping::Reject),
 }
@@ -400,15 +401,15 @@ pub(super) fn prepare(
                     rule: "encode",
                     reason: e.to_string(),
                 })?;
-            let headers = header_cache.get(ctx, raw.fetched_at_ms).record(
+            let provenance = header_cache.get(ctx, raw.fetched_at_ms).record(
                 mapped.source_id.as_deref(),
-                &Provenance::hash(&raw.payload),
+                &raw.payload,
                 &raw.origin,
             );
             Ok(Prepared::Record {
                 key: mapped.key.into_owned(),
                 body,
-                headers,
+                provenance,
             })
         });
     mapped.unwrap_or_else(Prepared::Rejected)
@@ -420,15 +421,15 @@ struct PreparedBatch {
     prepared: Vec<Prepared>,
 }
 
-/// Prepares a batch's records in order, on up to as many threads as the
-/// machine has cores (small batches on the calling thread).
+/// Prepares a batch's records in order, on rayon's pool (one thread a
+/// core, kept for the process's life: threads started per batch would each
+/// begin with a cold allocator heap, and zeroing its fresh pages had cost a
+/// tenth of the hub's CPU). Small batches stay on the calling thread.
 async fn prepare_batch(ctx: PipelineContext, batch: Batch) -> PreparedBatch {
-    const PER_THREAD_MIN: usize = 256;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(batch.records.len() / PER_THREAD_MIN)
-        .max(1);
-    if threads == 1 {
+    use rayon::prelude::*;
+    /// Records a worker takes at a time.
+    const PER_TASK_MIN: usize = 256;
+    if batch.records.len() < 2 * PER_TASK_MIN {
         let mut cache = HeaderCache::default();
         let prepared = batch
             .records
@@ -437,31 +438,17 @@ async fn prepare_batch(ctx: PipelineContext, batch: Batch) -> PreparedBatch {
             .collect();
         return PreparedBatch { batch, prepared };
     }
-    tokio::task::spawn_blocking(move || {
-        let chunk = batch.records.len().div_ceil(threads);
-        let prepared = std::thread::scope(|scope| {
-            let parts: Vec<_> = batch
-                .records
-                .chunks(chunk)
-                .map(|part| {
-                    let ctx = &ctx;
-                    scope.spawn(move || {
-                        let mut cache = HeaderCache::default();
-                        part.iter()
-                            .map(|r| prepare(ctx, r, &mut cache))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|h| h.join().expect("mapping threads do not panic"))
-                .collect()
-        });
-        PreparedBatch { batch, prepared }
-    })
-    .await
-    .expect("the preparing task does not panic")
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let prepared = batch
+            .records
+            .par_iter()
+            .with_min_len(PER_TASK_MIN)
+            .map_init(HeaderCache::default, |cache, r| prepare(&ctx, r, cache))
+            .collect();
+        let _ = tx.send(PreparedBatch { batch, prepared });
+    });
+    rx.await.expect("the preparing task does not panic")
 }
 
 /// Keeps what was fetched on the pipeline's raw topic (raw retention) and
@@ -499,10 +486,11 @@ async fn keep_raw(
             duijie_connectors::PayloadFormat::Json => "json",
             duijie_connectors::PayloadFormat::Xml => "xml",
         };
-        let headers = crate::bus::raw_headers(
+        let headers = PackedProvenance::raw(
             &provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload),
             format,
-        );
+        )
+        .headers();
         let record = FutureRecord::to(&topic)
             .key(key)
             .payload(raw.payload.as_ref())
@@ -559,12 +547,17 @@ pub(super) async fn produce_prepared(
         p => p,
     };
     match prepared {
-        Prepared::Record { key, body, headers } => {
+        Prepared::Record {
+            key,
+            body,
+            provenance,
+        } => {
             debug!(record_id = %key, origin = %raw.origin, "record produced");
             let headers = match raw_ref {
-                Some(r) => crate::bus::with_raw(headers, r),
-                None => headers,
-            };
+                Some(r) => provenance.with_raw(r),
+                None => provenance,
+            }
+            .headers();
             let record = FutureRecord::to(&ctx.config.topic)
                 .key(key.as_str())
                 .payload(body.as_slice())
