@@ -57,6 +57,13 @@ pub struct HubConfig {
     /// Topic of alerts (deadlines at risk or late, failed deliveries).
     #[serde(default = "default_alerts")]
     pub alerts_topic: String,
+    /// Topic of quality tallies: each batch a pipeline writes carries, in
+    /// the same acknowledgement (or transaction), one record counting its
+    /// mapped records per day and field (`quality::Tally`). The quality
+    /// board reads these, the dead-letter topics and the raw topics, not
+    /// every canonical record. Kept whole.
+    #[serde(default = "default_quality_topic")]
+    pub quality_topic: String,
     /// Several instances run this deployment and share its singleton tasks
     /// (each poll pipeline's source, the clocks, the referral tracker)
     /// through a Kafka consumer group; push pipelines split by partition.
@@ -70,8 +77,9 @@ pub struct HubConfig {
     pub pseudonym_key: Option<String>,
     /// Keep each source's data quality (completeness, validity, code
     /// values, rejects per rule, per day) from the bus: `/desk/quality` and
-    /// the `duijie_quality_*` gauges. It reads every canonical and
-    /// dead-letter topic from the beginning at start. Default on.
+    /// the `duijie_quality_*` gauges. It reads the quality tallies, the
+    /// dead-letter and the raw topics from the beginning at start. Default
+    /// on.
     #[serde(default = "default_quality")]
     pub quality: bool,
 }
@@ -97,6 +105,9 @@ fn default_receipts() -> String {
 }
 fn default_alerts() -> String {
     "duijie.alerts".into()
+}
+fn default_quality_topic() -> String {
+    "duijie.quality".into()
 }
 
 fn default_mappings() -> PathBuf {
@@ -793,6 +804,12 @@ impl Deployment {
             },
             TopicSpec {
                 name: self.hub.alerts_topic.clone(),
+                partitions: 1,
+                cleanup: Cleanup::Keep,
+            },
+            // A day's figures are the sum of its tallies: none may go.
+            TopicSpec {
+                name: self.hub.quality_topic.clone(),
                 partitions: 1,
                 cleanup: Cleanup::Keep,
             },

@@ -481,8 +481,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let sources = duijie::quality::Sources::of(&deployment, &mappings, &pipelines);
             let names: Vec<String> = sources.pipelines.iter().map(|p| p.0.clone()).collect();
             tokio_main(async move {
-                let board =
-                    duijie::quality::from_bus(&deployment.bus(), &schemas, &sources).await?;
+                let board = duijie::quality::from_bus(&deployment.bus(), &sources).await?;
                 match format {
                     OutputFormat::Table => {
                         print!("{}", duijie::quality::report(&board, &names, days))

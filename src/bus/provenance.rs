@@ -246,7 +246,9 @@ impl PackedProvenance {
                 tag::SOURCE_ID => (names::SOURCE_ID, text()),
                 tag::FETCHED_AT => {
                     let ms = i64::from_be_bytes(
-                        value.try_into().map_err(|_| "provenance header: fetch time")?,
+                        value
+                            .try_into()
+                            .map_err(|_| "provenance header: fetch time")?,
                     );
                     (names::FETCHED_AT, rfc3339_ms(ms))
                 }
@@ -351,7 +353,12 @@ impl HeaderTemplate {
 
     /// One record's provenance, `payload` the raw payload it was mapped
     /// from (hashed here).
-    pub fn record(&self, source_id: Option<&str>, payload: &[u8], origin: &str) -> PackedProvenance {
+    pub fn record(
+        &self,
+        source_id: Option<&str>,
+        payload: &[u8],
+        origin: &str,
+    ) -> PackedProvenance {
         let mut out = PackedProvenance(Vec::with_capacity(
             self.shared.0.len() + 48 + origin.len() + source_id.map_or(0, str::len),
         ));
@@ -516,11 +523,8 @@ mod tests {
         assert_eq!(h[names::RAW], "raw.urban_files/2/41");
         // A batch's template gives the same fields.
         let template = HeaderTemplate::new(&p, "duijie.UrbanCase", "avro/binary; single-object");
-        let from_template = template.record(
-            p.source_id.as_deref(),
-            "{\"案件\":1}".as_bytes(),
-            &p.origin,
-        );
+        let from_template =
+            template.record(p.source_id.as_deref(), "{\"案件\":1}".as_bytes(), &p.origin);
         let mut without_raw = h.clone();
         without_raw.remove(names::RAW);
         assert_eq!(unpacked(&from_template), without_raw);
@@ -548,7 +552,11 @@ mod tests {
                 .contains("layout 2")
         );
         let cut = &packed.as_bytes()[..packed.as_bytes().len() - 3];
-        assert!(PackedProvenance::unpack(cut).unwrap_err().contains("cut short"));
+        assert!(
+            PackedProvenance::unpack(cut)
+                .unwrap_err()
+                .contains("cut short")
+        );
         assert!(PackedProvenance::unpack(&[]).is_err());
     }
 
@@ -564,7 +572,11 @@ mod tests {
             .arg(hex::encode(packed.as_bytes()))
             .output()
             .expect("python3 runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["source_system"], "digital_urban");
         assert_eq!(v["source_id"], "TASK-2026-000123");

@@ -313,6 +313,11 @@ impl Mapping {
             .collect()
     }
 
+    /// The output fields coded through a code table.
+    pub fn code_field_names(&self) -> Vec<String> {
+        self.code_fields().into_iter().map(|(f, _)| f).collect()
+    }
+
     /// Maps one payload, as of now.
     pub fn map<'a>(&'a self, payload: &'a [u8]) -> Result<Mapped<'a>, Reject> {
         self.map_at(payload, chrono::Utc::now().timestamp_millis())
@@ -833,6 +838,11 @@ impl MappingSet {
 
     pub fn get(&self, name: &str) -> Option<Arc<Mapping>> {
         self.mappings.get(name).cloned()
+    }
+
+    /// Every mapping, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Mapping>> {
+        self.mappings.values()
     }
 
     /// A mapping compiled from `file` (an edited copy), with the code

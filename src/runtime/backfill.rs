@@ -90,6 +90,7 @@ pub async fn run(
         .await;
     let ctx = PipelineContext {
         max_message_bytes,
+        quality_topic: hub.deployment.hub.quality_topic.clone(),
         config,
         mapping,
         encoding: Encoding::SingleObject,

@@ -288,7 +288,6 @@ impl Hub {
             tasks.push(tokio::spawn(crate::quality::keep(
                 board.clone(),
                 self.bus.clone(),
-                schemas.clone(),
                 sources,
                 shutdown.clone(),
             )));
@@ -578,6 +577,7 @@ impl Hub {
             stats: self.stats.pipeline(&p.name),
             shutdown: shutdown.clone(),
             backfill: None,
+            quality_topic: self.deployment.hub.quality_topic.clone(),
             max_message_bytes: self
                 .message_limit(&[p.topic.as_str(), p.dlq_topic.as_str()])
                 .await,

@@ -15,7 +15,8 @@
 use super::retry::backoff;
 use super::stats::PipelineStats;
 use crate::bus::{
-    Bus, CursorStore, DeadLetter, HeaderTemplate, PackedProvenance, Provenance, StoredCursor, headers,
+    Bus, CursorStore, DeadLetter, HeaderTemplate, PackedProvenance, Provenance, StoredCursor,
+    headers,
 };
 use crate::config::PipelineConfig;
 use crate::mapping::Mapping;
@@ -105,6 +106,8 @@ pub struct PipelineContext {
     /// dead-letter topic ([`Bus::max_message_bytes`]); dead letters are cut
     /// to fit below it.
     pub max_message_bytes: usize,
+    /// Where each batch's quality tally goes (`[hub] quality_topic`).
+    pub quality_topic: String,
 }
 
 /// A re-read of a source's history, from a time, to a time (or until
@@ -145,6 +148,8 @@ struct InFlight {
 pub(super) enum Kind {
     Record,
     DeadLetter,
+    /// A batch's quality tally.
+    Tally,
 }
 
 /// Runs a pipeline until shutdown, restarting from the last committed
@@ -341,15 +346,34 @@ fn provenance(
     }
 }
 
-/// The shared part of a pipeline's record headers, rebuilt when the fetch
-/// time changes (usually once per batch).
-#[derive(Debug, Default)]
-pub(super) struct HeaderCache(Option<HeaderTemplate>);
+/// What preparing records keeps between them: the shared part of their
+/// provenance, rebuilt when the fetch time changes (usually once per
+/// batch), and the quality tally of what was mapped.
+#[derive(Debug)]
+pub(super) struct Preparer {
+    template: Option<HeaderTemplate>,
+    tallier: crate::quality::Tallier,
+}
 
-impl HeaderCache {
-    fn get(&mut self, ctx: &PipelineContext, fetched_at_ms: i64) -> &HeaderTemplate {
+impl Preparer {
+    pub(super) fn new(ctx: &PipelineContext) -> Self {
+        Self {
+            template: None,
+            tallier: crate::quality::Tallier::new(
+                &ctx.mapping.schema,
+                &ctx.mapping.code_field_names(),
+            ),
+        }
+    }
+
+    /// The tally of what was prepared since the last one.
+    pub(super) fn tally(&mut self, ctx: &PipelineContext) -> crate::quality::Tally {
+        self.tallier.take(&ctx.config.name)
+    }
+
+    fn template(&mut self, ctx: &PipelineContext, fetched_at_ms: i64) -> &HeaderTemplate {
         if self
-            .0
+            .template
             .as_ref()
             .is_none_or(|t| t.fetched_at_ms != fetched_at_ms)
         {
@@ -358,13 +382,13 @@ impl HeaderCache {
                 Encoding::Confluent { .. } => "application/vnd.confluent.avro",
             };
             let p = provenance(ctx, fetched_at_ms, "", b"");
-            self.0 = Some(HeaderTemplate::new(
+            self.template = Some(HeaderTemplate::new(
                 &p,
                 &ctx.mapping.schema.full_name,
                 content_type,
             ));
         }
-        self.0.as_ref().expect("just built")
+        self.template.as_ref().expect("just built")
     }
 }
 
@@ -380,16 +404,18 @@ pub(super) enum Prepared {
     Rejected(crate::mapping::Reject),
 }
 
-/// Parses, maps, Avro-encodes and hashes one raw record and builds its
-/// headers: the CPU work, with no I/O, so that a batch's records can be
-/// prepared on several cores.
-pub(super) fn prepare(
-    ctx: &PipelineContext,
-    raw: &RawRecord,
-    header_cache: &mut HeaderCache,
-) -> Prepared {
+/// Parses, maps, Avro-encodes and hashes one raw record, builds its
+/// provenance and counts it in the quality tally: the CPU work, with no
+/// I/O, so that a batch's records can be prepared on several cores. A
+/// record larger than the topic takes is rejected here (a record-level
+/// permanent failure, dead-lettered cut to fit, so that the pipeline moves
+/// on).
+pub(super) fn prepare(ctx: &PipelineContext, raw: &RawRecord, preparer: &mut Preparer) -> Prepared {
     let mapping = &ctx.mapping;
     let encoder = RecordEncoder::new(ctx.encoding);
+    let limit = ctx
+        .max_message_bytes
+        .saturating_sub(crate::bus::RECORD_HEADROOM);
     let mapped = mapping
         .map_at(&raw.payload, raw.fetched_at_ms)
         .and_then(|mapped| {
@@ -401,7 +427,20 @@ pub(super) fn prepare(
                     rule: "encode",
                     reason: e.to_string(),
                 })?;
-            let provenance = header_cache.get(ctx, raw.fetched_at_ms).record(
+            if body.len() > limit {
+                return Err(crate::mapping::Reject {
+                    field: None,
+                    rule: "size",
+                    reason: format!(
+                        "the canonical record is {} bytes, more than the {} the topic `{}` takes",
+                        body.len(),
+                        limit,
+                        ctx.config.topic
+                    ),
+                });
+            }
+            preparer.tallier.mapped(raw.fetched_at_ms, &mapped.values);
+            let provenance = preparer.template(ctx, raw.fetched_at_ms).record(
                 mapped.source_id.as_deref(),
                 &raw.payload,
                 &raw.origin,
@@ -419,6 +458,8 @@ pub(super) fn prepare(
 struct PreparedBatch {
     batch: Batch,
     prepared: Vec<Prepared>,
+    /// The quality tally of its mapped records.
+    tally: crate::quality::Tally,
 }
 
 /// Prepares a batch's records in order, on rayon's pool (one thread a
@@ -429,24 +470,45 @@ async fn prepare_batch(ctx: PipelineContext, batch: Batch) -> PreparedBatch {
     use rayon::prelude::*;
     /// Records a worker takes at a time.
     const PER_TASK_MIN: usize = 256;
-    if batch.records.len() < 2 * PER_TASK_MIN {
-        let mut cache = HeaderCache::default();
-        let prepared = batch
-            .records
+    fn part(
+        ctx: &PipelineContext,
+        records: &[RawRecord],
+    ) -> (Vec<Prepared>, crate::quality::Tally) {
+        let mut preparer = Preparer::new(ctx);
+        let prepared: Vec<Prepared> = records
             .iter()
-            .map(|r| prepare(&ctx, r, &mut cache))
+            .map(|r| prepare(ctx, r, &mut preparer))
             .collect();
-        return PreparedBatch { batch, prepared };
+        (prepared, preparer.tally(ctx))
+    }
+    if batch.records.len() < 2 * PER_TASK_MIN {
+        let (prepared, tally) = part(&ctx, &batch.records);
+        return PreparedBatch {
+            batch,
+            prepared,
+            tally,
+        };
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
-        let prepared = batch
+        let threads = rayon::current_num_threads();
+        let chunk = batch.records.len().div_ceil(threads * 4).max(PER_TASK_MIN);
+        let parts: Vec<(Vec<Prepared>, crate::quality::Tally)> = batch
             .records
-            .par_iter()
-            .with_min_len(PER_TASK_MIN)
-            .map_init(HeaderCache::default, |cache, r| prepare(&ctx, r, cache))
+            .par_chunks(chunk)
+            .map(|c| part(&ctx, c))
             .collect();
-        let _ = tx.send(PreparedBatch { batch, prepared });
+        let mut tally = crate::quality::Tally::new(&ctx.config.name);
+        let mut prepared = Vec::with_capacity(batch.records.len());
+        for (p, t) in parts {
+            prepared.extend(p);
+            tally.merge(t);
+        }
+        let _ = tx.send(PreparedBatch {
+            batch,
+            prepared,
+            tally,
+        });
     });
     rx.await.expect("the preparing task does not panic")
 }
@@ -526,26 +588,6 @@ pub(super) async fn produce_prepared(
     prepared: Prepared,
     raw_ref: Option<&crate::bus::RawRef>,
 ) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
-    let limit = ctx
-        .max_message_bytes
-        .saturating_sub(crate::bus::RECORD_HEADROOM);
-    let prepared = match prepared {
-        // Larger than the broker takes: a record-level permanent failure,
-        // dead-lettered (cut to fit) so that the pipeline moves on.
-        Prepared::Record { body, .. } if body.len() > limit => {
-            Prepared::Rejected(crate::mapping::Reject {
-                field: None,
-                rule: "size",
-                reason: format!(
-                    "the canonical record is {} bytes, more than the {} the topic `{}` takes",
-                    body.len(),
-                    limit,
-                    ctx.config.topic
-                ),
-            })
-        }
-        p => p,
-    };
     match prepared {
         Prepared::Record {
             key,
@@ -588,15 +630,46 @@ pub(super) async fn produce_prepared(
     }
 }
 
-/// Maps one raw record and hands it to the producer (a pushed record).
+/// Maps one raw record and hands it to the producer (a pushed record),
+/// with its quality tally. The deliveries to wait for, and the outcome.
 pub(super) async fn produce_record(
     ctx: &PipelineContext,
     producer: &FutureProducer,
     raw: &RawRecord,
-) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
-    let prepared = prepare(ctx, raw, &mut HeaderCache::default());
+) -> Result<(Vec<DeliveryFuture>, Outcome), IngestError> {
+    let mut preparer = Preparer::new(ctx);
+    let prepared = prepare(ctx, raw, &mut preparer);
     let kept = keep_raw(ctx, producer, &[raw], &[&prepared]).await?;
-    produce_prepared(ctx, producer, raw, prepared, kept[0].as_ref()).await
+    let (f, _, outcome) = produce_prepared(ctx, producer, raw, prepared, kept[0].as_ref()).await?;
+    let mut futures = vec![f];
+    futures.extend(send_tally(ctx, producer, &preparer.tally(ctx)).await?);
+    Ok((futures, outcome))
+}
+
+/// Writes a tally to the quality topic (nothing when it is empty).
+pub(super) async fn send_tally(
+    ctx: &PipelineContext,
+    producer: &FutureProducer,
+    tally: &crate::quality::Tally,
+) -> Result<Option<DeliveryFuture>, IngestError> {
+    if tally.is_empty() {
+        return Ok(None);
+    }
+    let body = serde_json::to_vec(tally).expect("tallies serialize");
+    let headers =
+        rdkafka::message::OwnedHeaders::new_with_capacity(1).insert(rdkafka::message::Header {
+            key: "content-type",
+            value: Some("application/json"),
+        });
+    send(
+        producer,
+        FutureRecord::to(&ctx.quality_topic)
+            .key(ctx.config.name.as_str())
+            .payload(body.as_slice())
+            .headers(headers),
+    )
+    .await
+    .map(Some)
 }
 
 /// Hands every record of a prepared batch to the producer, in order, then
@@ -605,7 +678,11 @@ pub(super) async fn produce_record(
 async fn produce_batch(
     ctx: &PipelineContext,
     producer: &FutureProducer,
-    PreparedBatch { batch, prepared }: PreparedBatch,
+    PreparedBatch {
+        batch,
+        prepared,
+        tally,
+    }: PreparedBatch,
 ) -> Result<(Vec<(DeliveryFuture, Kind)>, Cursor), IngestError> {
     let mut deliveries = Vec::with_capacity(batch.len());
     let kept = keep_raw(
@@ -621,6 +698,9 @@ async fn produce_batch(
         }
         let (f, kind, _) = produce_prepared(ctx, producer, raw, p, raw_ref.as_ref()).await?;
         deliveries.push((f, kind));
+    }
+    if let Some(f) = send_tally(ctx, producer, &tally).await? {
+        deliveries.push((f, Kind::Tally));
     }
     for rej in &batch.rejects {
         let provenance = provenance(ctx, rej.fetched_at_ms, &rej.origin, &rej.payload);
@@ -789,6 +869,7 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                     match kind {
                         Kind::Record => records += 1,
                         Kind::DeadLetter => letters += 1,
+                        Kind::Tally => {}
                     }
                 }
                 total += records + letters;
@@ -982,6 +1063,7 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                     match kind {
                         Kind::Record => records += 1,
                         Kind::DeadLetter => letters += 1,
+                        Kind::Tally => {}
                     }
                 }
                 let cursor_delivery =

@@ -76,10 +76,12 @@ async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: 
             return unavailable(&ep, e.to_string());
         }
     };
-    let (future, _, outcome) = produced;
-    if let Err(e) = await_delivery(future).await {
-        ep.webhook.release(&delivery);
-        return unavailable(&ep, e.to_string());
+    let (futures, outcome) = produced;
+    for future in futures {
+        if let Err(e) = await_delivery(future).await {
+            ep.webhook.release(&delivery);
+            return unavailable(&ep, e.to_string());
+        }
     }
     ep.webhook.taken(&delivery, now);
     match outcome {

@@ -8,7 +8,7 @@
 //! the same command resumes.
 
 use super::Hub;
-use super::pipeline::{self, HeaderCache, PipelineContext};
+use super::pipeline::{self, PipelineContext, Preparer};
 use crate::bus::inspect::{ReadRecord, Span, SpanItem, stream_span};
 use crate::bus::{CursorStore, RawRef, StoredCursor};
 use crate::schema::Encoding;
@@ -112,6 +112,7 @@ pub async fn run(
         stats: hub.stats.pipeline(&key),
         shutdown: shutdown.clone(),
         backfill: None,
+        quality_topic: hub.deployment.hub.quality_topic.clone(),
     };
     let mut rx = stream_span(
         &hub.bus,
@@ -149,7 +150,7 @@ pub async fn run(
         finished: false,
     };
     let mut next = resume;
-    let mut cache = HeaderCache::default();
+    let mut preparer = Preparer::new(&ctx);
     let mut pending = Vec::with_capacity(CHUNK);
     let mut done = false;
     while !done {
@@ -182,7 +183,7 @@ pub async fn run(
                         partition: r.partition,
                         offset: r.offset,
                     };
-                    let prepared = pipeline::prepare(&ctx, &raw, &mut cache);
+                    let prepared = pipeline::prepare(&ctx, &raw, &mut preparer);
                     let (f, kind, _) = pipeline::produce_prepared(
                         &ctx,
                         &ctx.producer,
@@ -195,11 +196,18 @@ pub async fn run(
                 }
             }
         }
+        // What the chunk mapped counts in the quality figures, as it
+        // counted when first mapped.
+        let tally = preparer.tally(&ctx);
+        if let Some(f) = pipeline::send_tally(&ctx, &ctx.producer, &tally).await? {
+            pending.push((f, pipeline::Kind::Tally));
+        }
         for (f, kind) in pending.drain(..) {
             pipeline::await_delivery(f).await?;
             match kind {
                 pipeline::Kind::Record => summary.republished += 1,
                 pipeline::Kind::DeadLetter => summary.dead_lettered += 1,
+                pipeline::Kind::Tally => {}
             }
         }
         let stored = StoredCursor {
