@@ -33,6 +33,43 @@ impl Provenance {
     pub fn hash(payload: &[u8]) -> String {
         hex::encode(Sha256::digest(payload))
     }
+
+    /// The provenance a consumed record's headers carry (as
+    /// [`super::header_map`] gives them: the packed header unpacked, or the
+    /// one-header-per-field headers of older records). A field the headers
+    /// lack is empty; a missing fetch time is 0 (see
+    /// [`Provenance::fetched_at_text`]).
+    pub fn from_headers(h: &std::collections::BTreeMap<String, String>) -> Self {
+        let get = |k: &str| h.get(k).cloned().unwrap_or_default();
+        Self {
+            source_system: get(names::SOURCE_SYSTEM),
+            source_id: h.get(names::SOURCE_ID).cloned(),
+            fetched_at_ms: h
+                .get(names::FETCHED_AT)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or(0, |t| t.timestamp_millis()),
+            connector: get(names::CONNECTOR),
+            pipeline: get(names::PIPELINE),
+            mapping: get(names::MAPPING),
+            mapping_version: h
+                .get(names::MAPPING_VERSION)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+            payload_sha256: get(names::PAYLOAD_SHA256),
+            origin: get(names::ORIGIN),
+            code_tables: get(names::CODE_TABLES),
+        }
+    }
+
+    /// The fetch time as RFC 3339 with milliseconds (UTC), empty when
+    /// unknown.
+    pub fn fetched_at_text(&self) -> String {
+        if self.fetched_at_ms == 0 {
+            String::new()
+        } else {
+            rfc3339_ms(self.fetched_at_ms)
+        }
+    }
 }
 
 /// Header names, stable: consumers read them.

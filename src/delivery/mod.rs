@@ -277,6 +277,7 @@ impl Delivery {
         let headers = crate::bus::header_map(m);
         let payload = m.payload().unwrap_or_default();
         let record = decode_payload(&self.schemas, &headers, payload)?;
+        let provenance = Provenance::from_headers(&headers);
         Ok(Incoming {
             partition: m.partition(),
             offset: m.offset(),
@@ -285,14 +286,12 @@ impl Delivery {
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_default(),
             record,
-            payload_sha256: headers
-                .get("duijie-payload-sha256")
-                .cloned()
-                .unwrap_or_else(|| Provenance::hash(payload)),
-            fetched_at_ms: headers
-                .get("duijie-fetched-at")
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp_millis()),
+            payload_sha256: if provenance.payload_sha256.is_empty() {
+                Provenance::hash(payload)
+            } else {
+                provenance.payload_sha256
+            },
+            fetched_at_ms: (provenance.fetched_at_ms != 0).then_some(provenance.fetched_at_ms),
             headers,
         })
     }
@@ -671,12 +670,10 @@ impl Delivery {
         offset: i64,
         headers: &BTreeMap<String, String>,
     ) -> Result<(), String> {
+        let read = Provenance::from_headers(headers);
         let provenance = Provenance {
-            source_system: headers
-                .get("duijie-source-system")
-                .cloned()
-                .unwrap_or_default(),
-            source_id: headers.get("duijie-source-id").cloned(),
+            source_system: read.source_system,
+            source_id: read.source_id,
             fetched_at_ms: chrono::Utc::now().timestamp_millis(),
             connector: self.target.kind().to_owned(),
             pipeline: self.name.clone(),

@@ -536,22 +536,7 @@ impl Desk {
                     );
                     return;
                 };
-                let source = EventSource {
-                    topic: m.topic().to_owned(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    connector: headers.get("duijie-connector").cloned().unwrap_or_default(),
-                    pipeline: headers.get("duijie-pipeline").cloned().unwrap_or_default(),
-                    origin: headers.get("duijie-origin").cloned().unwrap_or_default(),
-                    payload_sha256: headers
-                        .get("duijie-payload-sha256")
-                        .cloned()
-                        .unwrap_or_default(),
-                    fetched_at: headers
-                        .get("duijie-fetched-at")
-                        .cloned()
-                        .unwrap_or_default(),
-                };
+                let source = EventSource::of(m.topic(), m.partition(), m.offset(), &headers);
                 let Some(no) = record
                     .get("referral_no")
                     .and_then(Value::as_str)
@@ -750,32 +735,7 @@ pub async fn views_from_topic(
         ) else {
             continue;
         };
-        let source = EventSource {
-            topic: config.events_topic.clone(),
-            partition: r.partition,
-            offset: r.offset,
-            connector: r
-                .headers
-                .get("duijie-connector")
-                .cloned()
-                .unwrap_or_default(),
-            pipeline: r
-                .headers
-                .get("duijie-pipeline")
-                .cloned()
-                .unwrap_or_default(),
-            origin: r.headers.get("duijie-origin").cloned().unwrap_or_default(),
-            payload_sha256: r
-                .headers
-                .get("duijie-payload-sha256")
-                .cloned()
-                .unwrap_or_default(),
-            fetched_at: r
-                .headers
-                .get("duijie-fetched-at")
-                .cloned()
-                .unwrap_or_default(),
-        };
+        let source = EventSource::of(&config.events_topic, r.partition, r.offset, &r.headers);
         if let (Some(no), Some(e)) = (
             record.get("referral_no").and_then(Value::as_str),
             TimelineEvent::from_record(&record, source),

@@ -446,6 +446,28 @@ pub struct EventSource {
     pub fetched_at: String,
 }
 
+impl EventSource {
+    /// Where an event was read, with the provenance its headers carry.
+    pub fn of(
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        headers: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        let p = crate::bus::Provenance::from_headers(headers);
+        Self {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            fetched_at: p.fetched_at_text(),
+            connector: p.connector,
+            pipeline: p.pipeline,
+            origin: p.origin,
+            payload_sha256: p.payload_sha256,
+        }
+    }
+}
+
 /// One event on a referral's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEvent {

@@ -231,17 +231,21 @@ impl Position {
         offset: i64,
         h: &BTreeMap<String, String>,
     ) -> Self {
-        let get = |k: &str| h.get(k).cloned().unwrap_or_default();
+        let p = crate::bus::Provenance::from_headers(h);
         Self {
             topic: topic.to_owned(),
             partition,
             offset,
-            pipeline: get("duijie-pipeline"),
-            connector: get("duijie-connector"),
-            origin: get("duijie-origin"),
-            mapping: get("duijie-mapping"),
-            mapping_version: get("duijie-mapping-version"),
-            fetched_at: get("duijie-fetched-at"),
+            fetched_at: p.fetched_at_text(),
+            mapping_version: if p.mapping.is_empty() {
+                String::new()
+            } else {
+                p.mapping_version.to_string()
+            },
+            pipeline: p.pipeline,
+            connector: p.connector,
+            origin: p.origin,
+            mapping: p.mapping,
         }
     }
 }

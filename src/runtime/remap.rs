@@ -29,16 +29,16 @@ pub fn raw_of(r: &ReadRecord, timestamp_ms: i64) -> Option<RawRecord> {
         Some("xml") => PayloadFormat::Xml,
         _ => PayloadFormat::Json,
     };
-    let fetched_at_ms = r
-        .headers
-        .get("duijie-fetched-at")
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or(timestamp_ms, |t| t.timestamp_millis());
+    let p = crate::bus::Provenance::from_headers(&r.headers);
     Some(RawRecord {
         payload: payload.into(),
         format,
-        fetched_at_ms,
-        origin: r.headers.get("duijie-origin").cloned().unwrap_or_default(),
+        fetched_at_ms: if p.fetched_at_ms == 0 {
+            timestamp_ms
+        } else {
+            p.fetched_at_ms
+        },
+        origin: p.origin,
     })
 }
 
