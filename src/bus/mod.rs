@@ -6,11 +6,13 @@
 //! the deployment names. Tests run it against Tansu and against
 //! librdkafka's in-process mock cluster.
 
+pub mod acks;
 pub mod cursor;
 pub mod inspect;
 mod provenance;
 pub mod publish;
 
+pub use acks::{Acks, BatchProducer};
 pub use cursor::{CursorStore, StoredCursor};
 pub use provenance::{
     DeadLetter, HeaderTemplate, PROVENANCE_HEADER, PROVENANCE_LAYOUT, PackedProvenance, Provenance,
@@ -238,7 +240,7 @@ impl Bus {
         c
     }
 
-    fn producer_config(&self) -> ClientConfig {
+    pub(crate) fn producer_config(&self) -> ClientConfig {
         let mut c = self.client_config();
         c.set("enable.idempotence", "true")
             .set("acks", "all")

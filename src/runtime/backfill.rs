@@ -95,7 +95,7 @@ pub async fn run(
         mapping,
         encoding: Encoding::SingleObject,
         bus: hub.bus.clone(),
-        producer: hub.bus.producer()?,
+        producer: crate::bus::BatchProducer::new(&hub.bus)?,
         cursors: CursorStore::new(hub.deployment.kafka.cursor_topic.clone()),
         stats: stats.clone(),
         shutdown: shutdown.clone(),

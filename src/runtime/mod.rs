@@ -137,6 +137,8 @@ impl Hub {
             .await
             .context("creating topics")?;
         let producer = self.bus.producer()?;
+        // The pipelines' own, acknowledged per batch.
+        let batch_producer = crate::bus::BatchProducer::new(&self.bus)?;
         let registry = self
             .deployment
             .kafka
@@ -153,7 +155,7 @@ impl Hub {
             }
             let mapping = self.mappings.get(&p.mapping).expect("checked at load");
             let ctx = self
-                .pipeline_context(p, mapping, registry.as_ref(), &producer, &shutdown)
+                .pipeline_context(p, mapping, registry.as_ref(), &batch_producer, &shutdown)
                 .await?;
             tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
             match p.source.build()? {
@@ -512,6 +514,7 @@ impl Hub {
                             let ctx = reload::Swap {
                                 hub: self,
                                 producer: &producer,
+                                batch_producer: &batch_producer,
                                 shutdown: &shutdown,
                                 shared: &shared,
                                 desk: desk_handle.as_ref(),
@@ -530,9 +533,11 @@ impl Hub {
             let _ = t.await;
         }
         use rdkafka::producer::Producer;
-        let _ =
-            tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(30)))
-                .await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = batch_producer.flush(std::time::Duration::from_secs(30));
+            producer.flush(std::time::Duration::from_secs(30))
+        })
+        .await;
         Ok(())
     }
 }
@@ -555,7 +560,7 @@ impl Hub {
         p: &crate::config::PipelineConfig,
         mapping: std::sync::Arc<crate::mapping::Mapping>,
         registry: Option<&RegistryClient>,
-        producer: &rdkafka::producer::FutureProducer,
+        producer: &crate::bus::BatchProducer,
         shutdown: &CancellationToken,
     ) -> Result<PipelineContext> {
         let encoding = match registry {

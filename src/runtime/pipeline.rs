@@ -15,8 +15,8 @@
 use super::retry::backoff;
 use super::stats::PipelineStats;
 use crate::bus::{
-    Bus, CursorStore, DeadLetter, HeaderTemplate, PackedProvenance, Provenance, StoredCursor,
-    headers,
+    Acks, BatchProducer, Bus, CursorStore, DeadLetter, HeaderTemplate, PackedProvenance,
+    Provenance, StoredCursor, headers,
 };
 use crate::config::PipelineConfig;
 use crate::mapping::Mapping;
@@ -24,7 +24,7 @@ use crate::schema::{Encoding, RecordEncoder};
 use duijie_connectors::registry::BuiltSource;
 use duijie_connectors::{Batch, Cursor, ErrorClass, RawRecord, Source, SourceError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::Producer;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -36,7 +36,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("the broker did not acknowledge a record: {0}")]
-    Delivery(#[source] KafkaError),
+    Delivery(#[from] KafkaError),
     #[error("the producer dropped a delivery before the broker answered")]
     Dropped,
     #[error("Kafka transaction failed: {0}")]
@@ -95,8 +95,9 @@ pub struct PipelineContext {
     pub mapping: Arc<Mapping>,
     pub encoding: Encoding,
     pub bus: Bus,
-    /// Shared idempotent producer (at-least-once pipelines).
-    pub producer: FutureProducer,
+    /// Shared idempotent producer (at-least-once pipelines), acknowledged
+    /// per batch.
+    pub producer: BatchProducer,
     pub cursors: CursorStore,
     pub stats: Arc<PipelineStats>,
     pub shutdown: CancellationToken,
@@ -136,8 +137,7 @@ impl std::fmt::Debug for PipelineContext {
 
 /// A batch produced, waiting for its acknowledgements.
 struct InFlight {
-    deliveries: Vec<(DeliveryFuture, Kind)>,
-    cursor: Cursor,
+    produced: Produced,
     /// When the batch was fetched.
     fetched: std::time::Instant,
     /// Released once the batch's cursor is durable.
@@ -148,8 +148,6 @@ struct InFlight {
 pub(super) enum Kind {
     Record,
     DeadLetter,
-    /// A batch's quality tally.
-    Tally,
 }
 
 /// Runs a pipeline until shutdown, restarting from the last committed
@@ -520,7 +518,7 @@ async fn prepare_batch(ctx: PipelineContext, batch: Batch) -> PreparedBatch {
 /// (else by origin), so a record's raw versions share a partition.
 async fn keep_raw(
     ctx: &PipelineContext,
-    producer: &FutureProducer,
+    producer: &BatchProducer,
     records: &[&RawRecord],
     prepared: &[&Prepared],
 ) -> Result<Vec<Option<crate::bus::RawRef>>, IngestError> {
@@ -530,6 +528,7 @@ async fn keep_raw(
     let limit = ctx
         .max_message_bytes
         .saturating_sub(crate::bus::RECORD_HEADROOM);
+    // One group a record: each needs its own place.
     let mut pending = Vec::with_capacity(records.len());
     for (raw, p) in records.iter().zip(prepared) {
         if raw.payload.len() > limit {
@@ -553,23 +552,20 @@ async fn keep_raw(
             format,
         )
         .headers();
-        let record = FutureRecord::to(&topic)
-            .key(key)
-            .payload(raw.payload.as_ref())
-            .headers(headers);
-        pending.push(Some(send(producer, record).await?));
+        let acks = Acks::new();
+        producer
+            .send(&acks, &topic, key, raw.payload.as_ref(), Some(headers))
+            .await?;
+        pending.push(Some(acks));
     }
     let mut places = Vec::with_capacity(pending.len());
-    for f in pending {
-        let Some(f) = f else {
+    for acks in pending {
+        let Some(acks) = acks else {
             places.push(None);
             continue;
         };
-        let (partition, offset) = match f.await {
-            Ok(Ok(d)) => (d.partition, d.offset),
-            Ok(Err((e, _))) => return Err(IngestError::Delivery(e)),
-            Err(_) => return Err(IngestError::Dropped),
-        };
+        acks.wait().await?;
+        let (partition, offset) = acks.place().ok_or(IngestError::Dropped)?;
         places.push(Some(crate::bus::RawRef {
             topic: topic.clone(),
             partition,
@@ -579,15 +575,16 @@ async fn keep_raw(
     Ok(places)
 }
 
-/// Hands one prepared record to the producer: to the topic, or to the
-/// dead-letter topic with the reason.
+/// Hands one prepared record to the producer, counted in `acks`: to the
+/// topic, or to the dead-letter topic with the reason.
 pub(super) async fn produce_prepared(
     ctx: &PipelineContext,
-    producer: &FutureProducer,
+    producer: &BatchProducer,
+    acks: &Acks,
     raw: &RawRecord,
     prepared: Prepared,
     raw_ref: Option<&crate::bus::RawRef>,
-) -> Result<(DeliveryFuture, Kind, Outcome), IngestError> {
+) -> Result<(Kind, Outcome), IngestError> {
     match prepared {
         Prepared::Record {
             key,
@@ -600,15 +597,10 @@ pub(super) async fn produce_prepared(
                 None => provenance,
             }
             .headers();
-            let record = FutureRecord::to(&ctx.config.topic)
-                .key(key.as_str())
-                .payload(body.as_slice())
-                .headers(headers);
-            Ok((
-                send(producer, record).await?,
-                Kind::Record,
-                Outcome::Mapped(key),
-            ))
+            producer
+                .send(acks, &ctx.config.topic, &key, &body, Some(headers))
+                .await?;
+            Ok((Kind::Record, Outcome::Mapped(key)))
         }
         Prepared::Rejected(reject) => {
             let provenance = provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload);
@@ -624,36 +616,40 @@ pub(super) async fn produce_prepared(
                 reason.clone(),
                 provenance,
             );
-            let f = send_dead_letter(producer, &ctx.config.dlq_topic, &key, &letter).await?;
-            Ok((f, Kind::DeadLetter, Outcome::DeadLettered(reason)))
+            send_dead_letter(producer, acks, &ctx.config.dlq_topic, &key, &letter).await?;
+            Ok((Kind::DeadLetter, Outcome::DeadLettered(reason)))
         }
     }
 }
 
 /// Maps one raw record and hands it to the producer (a pushed record),
-/// with its quality tally. The deliveries to wait for, and the outcome.
+/// with its quality tally. The acknowledgements to wait for, and the
+/// outcome.
 pub(super) async fn produce_record(
     ctx: &PipelineContext,
-    producer: &FutureProducer,
     raw: &RawRecord,
-) -> Result<(Vec<DeliveryFuture>, Outcome), IngestError> {
+) -> Result<(Acks, Outcome), IngestError> {
+    let producer = &ctx.producer;
     let mut preparer = Preparer::new(ctx);
     let prepared = prepare(ctx, raw, &mut preparer);
     let kept = keep_raw(ctx, producer, &[raw], &[&prepared]).await?;
-    let (f, _, outcome) = produce_prepared(ctx, producer, raw, prepared, kept[0].as_ref()).await?;
-    let mut futures = vec![f];
-    futures.extend(send_tally(ctx, producer, &preparer.tally(ctx)).await?);
-    Ok((futures, outcome))
+    let acks = Acks::new();
+    let (_, outcome) =
+        produce_prepared(ctx, producer, &acks, raw, prepared, kept[0].as_ref()).await?;
+    send_tally(ctx, producer, &acks, &preparer.tally(ctx)).await?;
+    Ok((acks, outcome))
 }
 
-/// Writes a tally to the quality topic (nothing when it is empty).
+/// Writes a tally to the quality topic, counted in `acks` (nothing when it
+/// is empty).
 pub(super) async fn send_tally(
     ctx: &PipelineContext,
-    producer: &FutureProducer,
+    producer: &BatchProducer,
+    acks: &Acks,
     tally: &crate::quality::Tally,
-) -> Result<Option<DeliveryFuture>, IngestError> {
+) -> Result<(), IngestError> {
     if tally.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     let body = serde_json::to_vec(tally).expect("tallies serialize");
     let headers =
@@ -661,30 +657,39 @@ pub(super) async fn send_tally(
             key: "content-type",
             value: Some("application/json"),
         });
-    send(
-        producer,
-        FutureRecord::to(&ctx.quality_topic)
-            .key(ctx.config.name.as_str())
-            .payload(body.as_slice())
-            .headers(headers),
-    )
-    .await
-    .map(Some)
+    producer
+        .send(
+            acks,
+            &ctx.quality_topic,
+            &ctx.config.name,
+            &body,
+            Some(headers),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A batch handed to the producer: its acknowledgements, what it holds and
+/// its cursor.
+struct Produced {
+    acks: Acks,
+    records: u64,
+    letters: u64,
+    cursor: Cursor,
 }
 
 /// Hands every record of a prepared batch to the producer, in order, then
-/// its connector rejects. Returns the delivery futures, in order, and the
-/// batch's cursor.
+/// its connector rejects and its quality tally, all counted in one group
+/// of acknowledgements.
 async fn produce_batch(
     ctx: &PipelineContext,
-    producer: &FutureProducer,
+    producer: &BatchProducer,
     PreparedBatch {
         batch,
         prepared,
         tally,
     }: PreparedBatch,
-) -> Result<(Vec<(DeliveryFuture, Kind)>, Cursor), IngestError> {
-    let mut deliveries = Vec::with_capacity(batch.len());
+) -> Result<Produced, IngestError> {
     let kept = keep_raw(
         ctx,
         producer,
@@ -692,15 +697,19 @@ async fn produce_batch(
         &prepared.iter().collect::<Vec<_>>(),
     )
     .await?;
+    let acks = Acks::new();
+    let (mut records, mut letters) = (0u64, 0u64);
     for (i, ((raw, p), raw_ref)) in batch.records.iter().zip(prepared).zip(kept).enumerate() {
         if i % 256 == 255 {
             tokio::task::yield_now().await;
         }
-        let (f, kind, _) = produce_prepared(ctx, producer, raw, p, raw_ref.as_ref()).await?;
-        deliveries.push((f, kind));
-    }
-    if let Some(f) = send_tally(ctx, producer, &tally).await? {
-        deliveries.push((f, Kind::Tally));
+        match produce_prepared(ctx, producer, &acks, raw, p, raw_ref.as_ref())
+            .await?
+            .0
+        {
+            Kind::Record => records += 1,
+            Kind::DeadLetter => letters += 1,
+        }
     }
     for rej in &batch.rejects {
         let provenance = provenance(ctx, rej.fetched_at_ms, &rej.origin, &rej.payload);
@@ -716,12 +725,16 @@ async fn produce_batch(
         if let Some(whole) = rej.length {
             letter.raw_length = Some(whole);
         }
-        deliveries.push((
-            send_dead_letter(producer, &ctx.config.dlq_topic, &rej.origin, &letter).await?,
-            Kind::DeadLetter,
-        ));
+        send_dead_letter(producer, &acks, &ctx.config.dlq_topic, &rej.origin, &letter).await?;
+        letters += 1;
     }
-    Ok((deliveries, batch.cursor))
+    send_tally(ctx, producer, &acks, &tally).await?;
+    Ok(Produced {
+        acks,
+        records,
+        letters,
+        cursor: batch.cursor,
+    })
 }
 
 /// A dead letter for `payload`, cut to fit the dead-letter topic: it keeps
@@ -750,67 +763,38 @@ fn dead_letter(
 }
 
 async fn send_dead_letter(
-    producer: &FutureProducer,
+    producer: &BatchProducer,
+    acks: &Acks,
     topic: &str,
     key: &str,
     letter: &DeadLetter,
-) -> Result<DeliveryFuture, IngestError> {
+) -> Result<(), IngestError> {
     let body = serde_json::to_vec(letter).expect("dead letters serialize");
     let h = headers(&letter.provenance, "duijie.DeadLetter", "application/json");
-    send(
-        producer,
-        FutureRecord::to(topic)
-            .key(key)
-            .payload(body.as_slice())
-            .headers(h),
-    )
-    .await
+    producer.send(acks, topic, key, &body, Some(h)).await?;
+    Ok(())
 }
 
-/// Enqueues a record, waiting while librdkafka's queue is full.
-async fn send(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'_, str, [u8]>,
-) -> Result<DeliveryFuture, IngestError> {
-    loop {
-        match producer.send_result(record) {
-            Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            Err((e, _)) => return Err(IngestError::Delivery(e)),
-        }
-    }
-}
-
-async fn send_cursor(
+/// Writes the pipeline's cursor (after what it covers was acknowledged,
+/// or in the same transaction), counted in `acks`.
+pub(super) async fn send_cursor(
     ctx: &PipelineContext,
-    producer: &FutureProducer,
+    producer: &BatchProducer,
+    acks: &Acks,
+    key: &str,
     cursor: &Cursor,
     total: u64,
-) -> Result<DeliveryFuture, IngestError> {
+) -> Result<(), IngestError> {
     let stored = StoredCursor {
         cursor: cursor.clone(),
         records: total,
         committed_at_ms: chrono::Utc::now().timestamp_millis(),
     };
     let body = ctx.cursors.encode(&stored);
-    send(
-        producer,
-        FutureRecord::to(&ctx.cursors.topic)
-            .key(ctx.config.name.as_str())
-            .payload(body.as_slice()),
-    )
-    .await
-}
-
-pub(super) async fn await_delivery(f: DeliveryFuture) -> Result<(), IngestError> {
-    match f.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(IngestError::Delivery(e)),
-        Err(_) => Err(IngestError::Dropped),
-    }
+    producer
+        .send(acks, &ctx.cursors.topic, key, &body, None)
+        .await?;
+    Ok(())
 }
 
 /// A fetched batch being prepared, holding its place among the batches in
@@ -834,14 +818,13 @@ async fn hand_over(
         .preparing
         .await
         .expect("the preparing task does not panic");
-    let (deliveries, cursor) = produce_batch(ctx, &ctx.producer, prepared)
+    let produced = produce_batch(ctx, &ctx.producer, prepared)
         .instrument(info_span!("batch", records = staged.records))
         .await?;
     Ok(inflight_tx
         .send(InFlight {
             fetched: staged.fetched,
-            deliveries,
-            cursor,
+            produced,
             _permit: staged.permit,
         })
         .is_ok())
@@ -861,29 +844,34 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
     let ack_ctx = ctx.clone();
     let acker = tokio::spawn(async move {
         while let Some(batch) = inflight_rx.recv().await {
-            let span = info_span!("batch_ack", records = batch.deliveries.len());
+            let Produced {
+                acks,
+                records,
+                letters,
+                cursor,
+            } = batch.produced;
+            let span = info_span!("batch_ack", records = records + letters);
             let result = async {
-                let (mut records, mut letters) = (0u64, 0u64);
-                for (f, kind) in batch.deliveries {
-                    await_delivery(f).await?;
-                    match kind {
-                        Kind::Record => records += 1,
-                        Kind::DeadLetter => letters += 1,
-                        Kind::Tally => {}
-                    }
-                }
+                acks.wait().await?;
                 total += records + letters;
-                await_delivery(
-                    send_cursor(&ack_ctx, &ack_ctx.producer, &batch.cursor, total).await?,
+                let cursor_acks = Acks::new();
+                send_cursor(
+                    &ack_ctx,
+                    &ack_ctx.producer,
+                    &cursor_acks,
+                    &ack_ctx.config.name,
+                    &cursor,
+                    total,
                 )
                 .await?;
+                cursor_acks.wait().await?;
                 PipelineStats::add(&ack_ctx.stats.delivered, records);
                 PipelineStats::add(&ack_ctx.stats.dead_lettered, letters);
                 ack_ctx
                     .stats
                     .batch_latency
                     .observe_ms(batch.fetched.elapsed().as_millis() as i64);
-                if let Some(w) = batch.cursor.0.get("watermark").and_then(|w| w.as_str()) {
+                if let Some(w) = cursor.0.get("watermark").and_then(|w| w.as_str()) {
                     ack_ctx.stats.set_watermark(w);
                 }
                 ack_ctx
@@ -895,7 +883,7 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                     dead_letters = letters,
                     "batch durable, cursor committed"
                 );
-                Ok::<_, IngestError>(batch.cursor)
+                Ok::<_, IngestError>(cursor)
             }
             .instrument(span)
             .await;
@@ -1036,7 +1024,7 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
     // Creating the producer fences any older instance and aborts its open
     // transaction, so the cursor read next is settled.
     let bus = ctx.bus.clone();
-    let producer = tokio::task::spawn_blocking(move || bus.transactional_producer(&txn_id))
+    let producer = tokio::task::spawn_blocking(move || BatchProducer::transactional(&bus, &txn_id))
         .await
         .map_err(|e| IngestError::Transaction(e.to_string()))?
         .map_err(|e| IngestError::Transaction(e.to_string()))?;
@@ -1057,26 +1045,27 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                 .map_err(|e| IngestError::Transaction(e.to_string()))?;
             let committed = async {
                 let prepared = prepare_batch(ctx.clone(), batch).await;
-                let (deliveries, cursor) = produce_batch(ctx, &producer, prepared).await?;
-                let (mut records, mut letters) = (0u64, 0u64);
-                for (_, kind) in &deliveries {
-                    match kind {
-                        Kind::Record => records += 1,
-                        Kind::DeadLetter => letters += 1,
-                        Kind::Tally => {}
-                    }
-                }
-                let cursor_delivery =
-                    send_cursor(ctx, &producer, &cursor, total + records + letters).await?;
+                let Produced {
+                    acks,
+                    records,
+                    letters,
+                    cursor,
+                } = produce_batch(ctx, &producer, prepared).await?;
+                send_cursor(
+                    ctx,
+                    &producer,
+                    &acks,
+                    &ctx.config.name,
+                    &cursor,
+                    total + records + letters,
+                )
+                .await?;
                 let p = producer.clone();
                 tokio::task::spawn_blocking(move || p.commit_transaction(Duration::from_secs(60)))
                     .await
                     .map_err(|e| IngestError::Transaction(e.to_string()))?
                     .map_err(|e| IngestError::Transaction(e.to_string()))?;
-                for (f, _) in deliveries {
-                    await_delivery(f).await?;
-                }
-                await_delivery(cursor_delivery).await?;
+                acks.wait().await?;
                 Ok::<_, IngestError>((records, letters, cursor))
             }
             .await;

@@ -10,7 +10,7 @@
 //! id, or 202 when it went to the dead-letter topic. If the broker does not
 //! acknowledge, the answer is 503 and the sender retries.
 
-use super::pipeline::{Outcome, PipelineContext, await_delivery, produce_record};
+use super::pipeline::{Outcome, PipelineContext, produce_record};
 use super::stats::PipelineStats;
 use axum::Router;
 use axum::body::Bytes;
@@ -69,19 +69,17 @@ async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: 
         }
     };
     PipelineStats::add(&ep.ctx.stats.fetched, 1);
-    let produced = match produce_record(&ep.ctx, &ep.ctx.producer, &delivery.record).await {
+    let produced = match produce_record(&ep.ctx, &delivery.record).await {
         Ok(p) => p,
         Err(e) => {
             ep.webhook.release(&delivery);
             return unavailable(&ep, e.to_string());
         }
     };
-    let (futures, outcome) = produced;
-    for future in futures {
-        if let Err(e) = await_delivery(future).await {
-            ep.webhook.release(&delivery);
-            return unavailable(&ep, e.to_string());
-        }
+    let (acks, outcome) = produced;
+    if let Err(e) = acks.wait().await {
+        ep.webhook.release(&delivery);
+        return unavailable(&ep, e.to_string());
     }
     ep.webhook.taken(&delivery, now);
     match outcome {

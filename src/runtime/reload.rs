@@ -120,6 +120,8 @@ impl Running {
 pub(super) struct Swap<'a> {
     pub hub: &'a Hub,
     pub producer: &'a FutureProducer,
+    /// The pipelines' producer.
+    pub batch_producer: &'a crate::bus::BatchProducer,
     pub shutdown: &'a CancellationToken,
     pub shared: &'a SharedTopics,
     /// The running desk, whose users a reload replaces.
@@ -246,7 +248,13 @@ impl Swap<'_> {
             };
             let ctx = match self
                 .hub
-                .pipeline_context(p, mapping, registry.as_ref(), self.producer, self.shutdown)
+                .pipeline_context(
+                    p,
+                    mapping,
+                    registry.as_ref(),
+                    self.batch_producer,
+                    self.shutdown,
+                )
                 .await
             {
                 Ok(ctx) => ctx,

@@ -10,7 +10,7 @@
 use super::Hub;
 use super::pipeline::{self, PipelineContext, Preparer};
 use crate::bus::inspect::{ReadRecord, Span, SpanItem, stream_span};
-use crate::bus::{CursorStore, RawRef, StoredCursor};
+use crate::bus::{CursorStore, RawRef};
 use crate::schema::Encoding;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -107,7 +107,7 @@ pub async fn run(
         mapping,
         encoding: Encoding::SingleObject,
         bus: hub.bus.clone(),
-        producer: hub.bus.producer()?,
+        producer: crate::bus::BatchProducer::new(&hub.bus)?,
         cursors: cursors.clone(),
         stats: hub.stats.pipeline(&key),
         shutdown: shutdown.clone(),
@@ -151,11 +151,13 @@ pub async fn run(
     };
     let mut next = resume;
     let mut preparer = Preparer::new(&ctx);
-    let mut pending = Vec::with_capacity(CHUNK);
+    // The chunk's acknowledgements and what it holds.
+    let mut acks = crate::bus::Acks::new();
+    let (mut in_chunk, mut republished, mut dead_lettered) = (0usize, 0u64, 0u64);
     let mut done = false;
     while !done {
         // One chunk: produced, acknowledged, then its cursor.
-        while pending.len() < CHUNK {
+        while in_chunk < CHUNK {
             let item = tokio::select! {
                 _ = shutdown.cancelled() => None,
                 i = rx.recv() => i,
@@ -184,45 +186,46 @@ pub async fn run(
                         offset: r.offset,
                     };
                     let prepared = pipeline::prepare(&ctx, &raw, &mut preparer);
-                    let (f, kind, _) = pipeline::produce_prepared(
+                    let (kind, _) = pipeline::produce_prepared(
                         &ctx,
                         &ctx.producer,
+                        &acks,
                         &raw,
                         prepared,
                         Some(&place),
                     )
                     .await?;
-                    pending.push((f, kind));
+                    in_chunk += 1;
+                    match kind {
+                        pipeline::Kind::Record => republished += 1,
+                        pipeline::Kind::DeadLetter => dead_lettered += 1,
+                    }
                 }
             }
         }
         // What the chunk mapped counts in the quality figures, as it
         // counted when first mapped.
         let tally = preparer.tally(&ctx);
-        if let Some(f) = pipeline::send_tally(&ctx, &ctx.producer, &tally).await? {
-            pending.push((f, pipeline::Kind::Tally));
-        }
-        for (f, kind) in pending.drain(..) {
-            pipeline::await_delivery(f).await?;
-            match kind {
-                pipeline::Kind::Record => summary.republished += 1,
-                pipeline::Kind::DeadLetter => summary.dead_lettered += 1,
-                pipeline::Kind::Tally => {}
-            }
-        }
-        let stored = StoredCursor {
-            cursor: Cursor::new(serde_json::to_value(&next).expect("offsets serialize")),
-            records: summary.read,
-            committed_at_ms: Utc::now().timestamp_millis(),
-        };
-        let body = cursors.encode(&stored);
-        let record = rdkafka::producer::FutureRecord::to(&cursors.topic)
-            .key(key.as_str())
-            .payload(body.as_slice());
-        ctx.producer
-            .send(record, std::time::Duration::from_secs(30))
+        pipeline::send_tally(&ctx, &ctx.producer, &acks, &tally).await?;
+        std::mem::take(&mut acks).wait().await?;
+        summary.republished += std::mem::take(&mut republished);
+        summary.dead_lettered += std::mem::take(&mut dead_lettered);
+        in_chunk = 0;
+        // Then the cursor, once what it covers is acknowledged.
+        let cursor_acks = crate::bus::Acks::new();
+        pipeline::send_cursor(
+            &ctx,
+            &ctx.producer,
+            &cursor_acks,
+            &key,
+            &Cursor::new(serde_json::to_value(&next).expect("offsets serialize")),
+            summary.read,
+        )
+        .await?;
+        cursor_acks
+            .wait()
             .await
-            .map_err(|(e, _)| anyhow::anyhow!("writing the remap cursor: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("writing the remap cursor: {e}"))?;
         bar.set_position(summary.read);
         bar.set_message(format!(
             "{} republished, {} dead-lettered",
