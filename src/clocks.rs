@@ -39,6 +39,13 @@ pub struct Followed {
     pub payload: Vec<u8>,
 }
 
+impl Followed {
+    /// Counts and logs this record as one `reader` could not read.
+    pub fn unreadable(&self, reader: &'static str, why: &str) {
+        crate::bus::unreadable(reader, &self.topic, self.partition, self.offset, why);
+    }
+}
+
 /// What a follower hands on: records, and once, the moment it has read
 /// everything the topics held when it started. A keeper acts only after
 /// that: before it, its memory is incomplete and it would write again what
@@ -223,7 +230,9 @@ fn follow_topic(
                     }
                 }
             }
-            _ => {}
+            // A failed fetch: librdkafka retries it; said, rate-limited.
+            Some(Err(e)) => crate::bus::log_client_error(&e, "following a topic"),
+            None => {}
         }
     }
 }
@@ -350,7 +359,13 @@ pub async fn run_credit_clock(
                 if f.topic == ctx.alerts_topic {
                     alerted.insert(f.key);
                 } else if f.topic == ctx.receipts_topic {
-                    let Ok(r) = serde_json::from_slice::<Receipt>(&f.payload) else { continue };
+                    let r = match serde_json::from_slice::<Receipt>(&f.payload) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            f.unreadable("publication clock", &e.to_string());
+                            continue;
+                        }
+                    };
                     if r.delivery != config.delivery {
                         continue;
                     }
@@ -363,7 +378,13 @@ pub async fn run_credit_clock(
                         }
                     }
                 } else if f.topic == config.decisions_topic {
-                    let Ok(d) = decode_payload(&ctx.schemas, &f.headers, &f.payload) else { continue };
+                    let d = match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            f.unreadable("publication clock", &e);
+                            continue;
+                        }
+                    };
                     let Some(id) = d.get("id").and_then(Value::as_str) else { continue };
                     let version = d.get("version").and_then(Value::as_i64).unwrap_or(1);
                     let action = d.get("action").and_then(Value::as_str).unwrap_or("ISSUED").to_owned();
@@ -827,16 +848,20 @@ async fn keep_list(
                 let Some(f) = f else { return Ok(()) };
                 let Follow::Record(f) = f else { continue };
                 if f.topic == list.topic {
-                    if let Ok(v) = serde_json::from_slice::<Value>(&f.payload) {
-                        keeper.observe_entry(&f.key, &v);
+                    match serde_json::from_slice::<Value>(&f.payload) {
+                        Ok(v) => keeper.observe_entry(&f.key, &v),
+                        Err(e) => f.unreadable("blacklist keeper", &e.to_string()),
                     }
                 } else if f.topic == list.events_topic {
                     match serde_json::from_slice::<ProcedureEvent>(&f.payload) {
                         Ok(e) => keeper.observe_event(e),
-                        Err(e) => tracing::warn!(error = %e, key = %f.key, "a blacklist procedure event does not decode; left out"),
+                        Err(e) => f.unreadable("blacklist keeper", &e.to_string()),
                     }
-                } else if let Ok(d) = decode_payload(&ctx.schemas, &f.headers, &f.payload) {
-                    keeper.observe_decision(&d);
+                } else {
+                    match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
+                        Ok(d) => keeper.observe_decision(&d),
+                        Err(e) => f.unreadable("blacklist keeper", &e),
+                    }
                 }
             }
             _ = tick.tick(), if rx.caught_up() => {
@@ -905,7 +930,13 @@ pub async fn run_commitments(
                     done.insert(f.key);
                     continue;
                 }
-                let Ok(l) = decode_payload(&ctx.schemas, &f.headers, &f.payload) else { continue };
+                let l = match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        f.unreadable("commitment tracker", &e);
+                        continue;
+                    }
+                };
                 let Some(id) = l.get("id").and_then(Value::as_str) else { continue };
                 if l.get("commitment").and_then(Value::as_bool) != Some(true) {
                     items.remove(id);

@@ -886,7 +886,7 @@ impl Sources {
 fn feed(
     board: &mut Board,
     sources: &Sources,
-    topic: &str,
+    (topic, partition, offset): (&str, i32, i64),
     headers: &BTreeMap<String, String>,
     payload: &[u8],
 ) {
@@ -894,7 +894,7 @@ fn feed(
         match serde_json::from_slice::<Tally>(payload) {
             Ok(t) => board.tallied(&t),
             Err(e) => {
-                tracing::warn!(topic, error = %e, "a quality tally does not decode; quality leaves it out")
+                crate::bus::unreadable("quality board", topic, partition, offset, &e.to_string())
             }
         }
     } else if sources.raw.iter().any(|r| r == topic) {
@@ -903,7 +903,7 @@ fn feed(
         match serde_json::from_slice::<DeadLetter>(payload) {
             Ok(l) => board.rejected(&l),
             Err(e) => {
-                tracing::warn!(topic, error = %e, "a dead letter does not decode; quality leaves it out")
+                crate::bus::unreadable("quality board", topic, partition, offset, &e.to_string())
             }
         }
     }
@@ -920,7 +920,7 @@ pub async fn from_bus(
             feed(
                 &mut board,
                 sources,
-                &topic,
+                (&topic, r.partition, r.offset),
                 &r.headers,
                 r.payload.as_deref().unwrap_or_default(),
             );
@@ -941,7 +941,13 @@ pub async fn keep(
     while let Some(f) = rx.recv().await {
         if let crate::clocks::Follow::Record(f) = f {
             let mut b = board.write().expect("quality board lock");
-            feed(&mut b, &sources, &f.topic, &f.headers, &f.payload);
+            feed(
+                &mut b,
+                &sources,
+                (&f.topic, f.partition, f.offset),
+                &f.headers,
+                &f.payload,
+            );
         }
     }
 }

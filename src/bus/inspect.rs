@@ -19,6 +19,24 @@ pub struct ReadRecord {
 }
 
 impl ReadRecord {
+    /// The payload as JSON of `T`: `None` for a tombstone (no payload),
+    /// and `None`, counted and logged as unreadable by `reader`
+    /// ([`super::unreadable`]), for a payload that is not a `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        reader: &'static str,
+        topic: &str,
+    ) -> Option<T> {
+        let payload = self.payload.as_deref()?;
+        match serde_json::from_slice(payload) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                super::unreadable(reader, topic, self.partition, self.offset, &e.to_string());
+                None
+            }
+        }
+    }
+
     pub fn key_str(&self) -> String {
         self.key
             .as_deref()

@@ -11,6 +11,7 @@ pub mod cursor;
 pub mod inspect;
 mod provenance;
 pub mod publish;
+mod unreadable;
 
 pub use acks::{Acks, BatchProducer};
 pub use cursor::{CursorStore, StoredCursor};
@@ -18,6 +19,7 @@ pub use provenance::{
     DeadLetter, HeaderTemplate, PROVENANCE_HEADER, PROVENANCE_LAYOUT, PackedProvenance, Provenance,
     RawRef, headers,
 };
+pub use unreadable::{unreadable, unreadable_counts};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -79,7 +81,7 @@ const CLIENT_ERROR_EVERY: Duration = Duration::from_secs(10);
 /// Logs a client error once per [`CLIENT_ERROR_EVERY`] and kind, across all
 /// of the hub's readers, with how many were left out since (the metrics
 /// and `/ready` say the state; the log says it once).
-fn log_client_error(error: &KafkaError, reason: &str) {
+pub(crate) fn log_client_error(error: &KafkaError, reason: &str) {
     use std::sync::Mutex;
     use std::time::Instant;
     static SEEN: Mutex<BTreeMap<String, (Option<Instant>, u64)>> = Mutex::new(BTreeMap::new());

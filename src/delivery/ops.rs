@@ -7,6 +7,7 @@ use crate::bus::{Bus, ReaderContext};
 use crate::config::Deployment;
 use crate::schema::SchemaSet;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -263,11 +264,16 @@ async fn read_from(
                 None => {}
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
                 Some(Err(e)) => return Err(e.to_string()),
-                Some(Ok(m)) => {
-                    if let Ok(i) = delivery.decode(&m) {
-                        out.entry(i.partition).or_default().push(i);
-                    }
-                }
+                Some(Ok(m)) => match delivery.decode(&m) {
+                    Ok(i) => out.entry(i.partition).or_default().push(i),
+                    Err(e) => crate::bus::unreadable(
+                        "feed replay",
+                        m.topic(),
+                        m.partition(),
+                        m.offset(),
+                        &e,
+                    ),
+                },
             }
         }
         Ok(out)

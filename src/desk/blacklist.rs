@@ -98,7 +98,7 @@ impl ListBoard {
                 Follow::Record(f) => match serde_json::from_slice::<ProcedureEvent>(&f.payload) {
                     Ok(e) => self.observe(e),
                     Err(e) => {
-                        tracing::warn!(error = %e, key = %f.key, "a blacklist procedure event does not decode; left out");
+                        f.unreadable("desk", &e.to_string());
                     }
                 },
             }

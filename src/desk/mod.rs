@@ -448,11 +448,7 @@ impl Desk {
         {
             let mut events = self.events.write().expect("events lock");
             for r in states {
-                if let Some(view) = r
-                    .payload
-                    .as_deref()
-                    .and_then(|p| serde_json::from_slice::<ReferralView>(p).ok())
-                {
+                if let Some(view) = r.json::<ReferralView>("desk", &self.config.state_topic) {
                     events.insert(view.referral_no.clone(), view.events);
                 }
             }
@@ -464,11 +460,7 @@ impl Desk {
             let mut log = self.audit.write().expect("audit lock");
             log.clear();
             for r in audit.iter().rev().take(1000) {
-                if let Some(e) = r
-                    .payload
-                    .as_deref()
-                    .and_then(|p| serde_json::from_slice::<AuditEntry>(p).ok())
-                {
+                if let Some(e) = r.json::<AuditEntry>("desk", &self.config.audit_topic) {
                     log.push_back(e);
                 }
             }
@@ -526,15 +518,22 @@ impl Desk {
             let mut take = |m: &rdkafka::message::BorrowedMessage<'_>| {
                 ends.insert(m.partition(), m.offset());
                 let headers = header_map(m);
-                let Ok(record) =
-                    decode_payload(&self.schemas, &headers, m.payload().unwrap_or_default())
-                else {
-                    tracing::warn!(
-                        partition = m.partition(),
-                        offset = m.offset(),
-                        "referral event does not decode; skipped"
-                    );
-                    return;
+                let record = match decode_payload(
+                    &self.schemas,
+                    &headers,
+                    m.payload().unwrap_or_default(),
+                ) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        crate::bus::unreadable(
+                            "referral tracker",
+                            m.topic(),
+                            m.partition(),
+                            m.offset(),
+                            &e,
+                        );
+                        return;
+                    }
                 };
                 let source = EventSource::of(m.topic(), m.partition(), m.offset(), &headers);
                 let Some(no) = record
@@ -728,12 +727,22 @@ pub async fn views_from_topic(
         .map_err(|e| e.to_string())?;
     let mut by_referral: BTreeMap<String, Vec<TimelineEvent>> = BTreeMap::new();
     for r in records {
-        let Ok(record) = decode_payload(
+        let record = match decode_payload(
             schemas,
             &r.headers,
             r.payload.as_deref().unwrap_or_default(),
-        ) else {
-            continue;
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                crate::bus::unreadable(
+                    "referral replay",
+                    &config.events_topic,
+                    r.partition,
+                    r.offset,
+                    &e,
+                );
+                continue;
+            }
         };
         let source = EventSource::of(&config.events_topic, r.partition, r.offset, &r.headers);
         if let (Some(no), Some(e)) = (

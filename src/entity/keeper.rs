@@ -119,8 +119,7 @@ impl Context {
 
     fn undecodable(&self, f: &Followed, why: &str) {
         self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(topic = %f.topic, partition = f.partition, offset = f.offset, error = why,
-            "a record does not decode; the entity index leaves it out");
+        f.unreadable("entity library", why);
     }
 
     /// Whether the bus still holds, at every partition's last offset read,

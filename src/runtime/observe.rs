@@ -330,6 +330,17 @@ impl Collector for Observed {
             "Blacklist cases proposed, noticed or in objection, not yet decided.",
             &[(vec![], load(&c.blacklist_open))],
         )?;
+        counter(
+            &mut e,
+            "duijie_records_unreadable",
+            "Records on the bus a reader of the hub could not decode and left out (they stay on their topics; each is logged).",
+            &crate::bus::unreadable_counts()
+                .into_iter()
+                .map(|(reader, topic, n)| {
+                    (vec![("reader", reader.to_owned()), ("topic", topic)], n)
+                })
+                .collect::<Vec<_>>(),
+        )?;
         if let Some(q) = &self.quality {
             // Today's figures (Asia/Shanghai): ratios are PromQL divisions,
             // e.g. completeness = present / records{outcome="mapped"}.
