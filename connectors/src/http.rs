@@ -251,26 +251,55 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<B
     Ok(Bytes::from(body))
 }
 
-/// Turns a non-success status into a classified error: 5xx and 429 are
-/// transient (with the server's `Retry-After`), the rest permanent.
+/// The house's one rule for an HTTP refusal, for sources and push targets
+/// alike: 5xx, 408 Request Timeout and 429 Too Many Requests are worth
+/// trying again; any other status is the server's answer.
+pub fn is_transient_status(status: reqwest::StatusCode) -> bool {
+    status.is_server_error()
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
+/// The longest `Retry-After` honoured: a server asking for more gets this
+/// (a hostile or broken one cannot park a pipeline for days).
+pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(3600);
+
+/// A server's `Retry-After` (RFC 9110 §10.2.3: delay-seconds, or an
+/// HTTP-date, counted from `now`), at most [`RETRY_AFTER_CEILING`]; `None`
+/// when absent or unreadable.
+pub fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let wait = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(text)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(RETRY_AFTER_CEILING))
+}
+
+/// Turns a non-success status into a classified error by
+/// [`is_transient_status`], with the server's `Retry-After`.
 pub fn check_status(response: &reqwest::Response) -> Result<(), SourceError> {
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     let message = format!("{} answered HTTP {status}", response.url().path());
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let mut err = if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+    let mut err = if is_transient_status(status) {
         SourceError::transient(message)
     } else {
         SourceError::permanent(message)
     };
-    if let Some(after) = retry_after {
+    if let Some(after) = retry_after(response.headers(), std::time::SystemTime::now()) {
         err = err.with_retry_after(after);
     }
     Err(err)
@@ -285,5 +314,43 @@ pub fn classify_reqwest(err: reqwest::Error) -> SourceError {
         SourceError::transient(message).with_source(err)
     } else {
         SourceError::permanent(message).with_source(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    #[test]
+    fn refusals_worth_retrying_are_5xx_408_and_429() {
+        for s in [500, 502, 503, 504, 408, 429] {
+            assert!(is_transient_status(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 413, 422] {
+            assert!(
+                !is_transient_status(StatusCode::from_u16(s).unwrap()),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_is_bounded() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_764_581_234);
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(retry_after(&h("120"), now), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(retry_after(&h(&later), now), Some(Duration::from_secs(90)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(retry_after(&h(&past), now), Some(Duration::ZERO));
+        assert_eq!(retry_after(&h("99999999"), now), Some(RETRY_AFTER_CEILING));
+        assert_eq!(retry_after(&h("soon"), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
     }
 }

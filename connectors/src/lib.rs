@@ -22,6 +22,7 @@ pub mod http;
 pub mod http_poll;
 mod record;
 pub mod registry;
+pub mod signature;
 pub mod soap_poll;
 pub mod sql_poll;
 pub mod text;

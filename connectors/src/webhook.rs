@@ -21,9 +21,7 @@
 
 use crate::{PayloadFormat, RawRecord};
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -164,18 +162,13 @@ impl Webhook {
             .trim()
             .parse()
             .map_err(|_| Refusal::BadTimestamp(format!("`{timestamp}` is not Unix seconds")))?;
+        if !crate::signature::verify(&c.secret, timestamp.trim(), body, &signature) {
+            return Err(Refusal::BadSignature);
+        }
         let hex_sig = signature
             .trim()
             .strip_prefix("sha256=")
             .unwrap_or(signature.trim());
-        let claimed = hex::decode(hex_sig).map_err(|_| Refusal::BadSignature)?;
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(c.secret.as_bytes()).expect("HMAC takes any key");
-        mac.update(timestamp.trim().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.verify_slice(&claimed)
-            .map_err(|_| Refusal::BadSignature)?;
         let age = now_ms / 1000 - ts;
         if age.unsigned_abs() > c.max_age.as_secs() {
             return Err(Refusal::Stale {
@@ -238,11 +231,7 @@ impl Webhook {
 
 /// Signs a body the way senders must (for simulators and tests).
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    crate::signature::sign(secret, &timestamp.to_string(), body)
 }
 
 #[cfg(test)]

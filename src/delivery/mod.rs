@@ -522,13 +522,20 @@ impl Delivery {
                 a = self.target.send(&outs) => a,
             };
             let mut transient = None;
+            let mut retry_after: Option<Duration> = None;
             for (k, answer) in open.iter().zip(answers) {
                 match answer {
                     Attempt::Accepted => results[*k] = Some((Outcome::Delivered, attempt, None)),
                     Attempt::Refused(reason) => {
                         results[*k] = Some((Outcome::Rejected, attempt, Some(reason)))
                     }
-                    Attempt::Transient(reason) => transient = Some(reason),
+                    Attempt::Transient {
+                        reason,
+                        retry_after: after,
+                    } => {
+                        transient = Some(reason);
+                        retry_after = retry_after.max(after);
+                    }
                 }
             }
             if let Some(reason) = transient {
@@ -543,7 +550,7 @@ impl Delivery {
                     break;
                 }
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                let wait = backoff(&self.config.retry, attempt, None);
+                let wait = backoff(&self.config.retry, attempt, retry_after);
                 warn!(attempt, %reason, wait_ms = wait.as_millis() as u64, "delivery failed; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err("shut down while delivering".into()),

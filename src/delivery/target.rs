@@ -3,9 +3,7 @@
 
 use super::config::TargetConfig;
 use super::transform::Outgoing;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
@@ -39,8 +37,21 @@ pub enum Attempt {
     Accepted,
     /// The receiver refused it; this reason is its own.
     Refused(String),
-    /// Worth trying again.
-    Transient(String),
+    /// Worth trying again, after the receiver's `Retry-After` if it gave
+    /// one.
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Attempt {
+    fn transient(reason: impl Into<String>) -> Self {
+        Attempt::Transient {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -170,11 +181,7 @@ impl Target {
                 };
                 let body = first.body().to_string();
                 let ts = ts.to_string();
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
-                mac.update(ts.as_bytes());
-                mac.update(b".");
-                mac.update(body.as_bytes());
-                let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                let signature = duijie_connectors::signature::sign(secret, &ts, body.as_bytes());
                 WireRequest::post(
                     url,
                     vec![
@@ -259,14 +266,15 @@ impl Target {
             Err(e) => {
                 return outs
                     .iter()
-                    .map(|_| Attempt::Transient(e.to_string()))
+                    .map(|_| Attempt::transient(e.to_string()))
                     .collect();
             }
         };
         let status = response.status();
+        let headers = response.headers().clone();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let a = classify(status, &body);
+            let a = classify(status, &headers, &body);
             return outs.iter().map(|_| a.clone()).collect();
         }
         let results = body
@@ -291,9 +299,7 @@ impl Target {
                                 .unwrap_or("rejected without a reason")
                                 .to_owned(),
                         ),
-                        None => {
-                            Attempt::Transient("the platform's answer leaves the record out".into())
-                        }
+                        None => Attempt::transient("the platform's answer leaves the record out"),
                     }
                 }
             })
@@ -313,15 +319,16 @@ impl Target {
         };
         let response = self.execute(req).await;
         match response {
-            Err(e) => Attempt::Transient(e.to_string()),
+            Err(e) => Attempt::transient(e.to_string()),
             Ok(r) => {
                 let status = r.status();
+                let headers = r.headers().clone();
                 let text = r.text().await.unwrap_or_default();
                 if text.contains(":Fault>") || text.contains("<Fault>") {
                     let reason = duijie_connectors::xml_split::element_text(&text, "faultstring")
                         .unwrap_or(text.clone());
                     return if status.is_server_error() {
-                        Attempt::Transient(reason)
+                        Attempt::transient(reason)
                     } else {
                         Attempt::Refused(reason)
                     };
@@ -331,7 +338,7 @@ impl Target {
                 } else {
                     let reason = duijie_connectors::xml_split::element_text(&text, "Message")
                         .unwrap_or_else(|| format!("HTTP {status}"));
-                    classify(status, &json!({ "message": reason }))
+                    classify(status, &headers, &json!({ "message": reason }))
                 }
             }
         }
@@ -340,31 +347,41 @@ impl Target {
 
 async fn single(response: Result<reqwest::Response, reqwest::Error>) -> Attempt {
     match response {
-        Err(e) => Attempt::Transient(e.to_string()),
+        Err(e) => Attempt::transient(e.to_string()),
         Ok(r) => {
             let status = r.status();
             if status.is_success() {
                 return Attempt::Accepted;
             }
+            let headers = r.headers().clone();
             let body: Value = r.json().await.unwrap_or(Value::Null);
-            classify(status, &body)
+            classify(status, &headers, &body)
         }
     }
 }
 
-/// 5xx, 408 and 429 are worth retrying; any other refusal is the
-/// receiver's answer.
-fn classify(status: reqwest::StatusCode, body: &Value) -> Attempt {
+/// A refusal by the house's one rule
+/// (`duijie_connectors::http::is_transient_status`: 5xx, 408 and 429 are
+/// worth retrying, after the receiver's `Retry-After`); any other refusal
+/// is the receiver's answer.
+fn classify(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+) -> Attempt {
     let message = body
         .get("message")
         .and_then(Value::as_str)
         .map(str::to_owned)
         .unwrap_or_else(|| format!("HTTP {status}"));
-    if status.is_server_error()
-        || status == reqwest::StatusCode::REQUEST_TIMEOUT
-        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-    {
-        Attempt::Transient(format!("HTTP {status}: {message}"))
+    if duijie_connectors::http::is_transient_status(status) {
+        Attempt::Transient {
+            reason: format!("HTTP {status}: {message}"),
+            retry_after: duijie_connectors::http::retry_after(
+                headers,
+                std::time::SystemTime::now(),
+            ),
+        }
     } else {
         Attempt::Refused(format!("HTTP {status}: {message}"))
     }
@@ -384,5 +401,48 @@ fn to_xml(v: &Value) -> String {
         Value::Null => String::new(),
         Value::String(s) => quick_xml::escape::escape(s.as_str()).into_owned(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    /// Push targets follow the same status rule as sources: a 408 is tried
+    /// again, after the receiver's `Retry-After`; a 400 is its answer.
+    #[test]
+    fn a_refusal_is_classified_by_the_house_rule_with_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let body = json!({"message": "稍后重试"});
+        match classify(reqwest::StatusCode::REQUEST_TIMEOUT, &h, &body) {
+            Attempt::Transient {
+                reason,
+                retry_after,
+            } => {
+                assert!(
+                    reason.contains("408") && reason.contains("稍后重试"),
+                    "{reason}"
+                );
+                assert_eq!(retry_after, Some(Duration::from_secs(7)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify(
+                reqwest::StatusCode::TOO_MANY_REQUESTS,
+                &HeaderMap::new(),
+                &body
+            ),
+            Attempt::Transient {
+                retry_after: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(reqwest::StatusCode::BAD_REQUEST, &h, &body),
+            Attempt::Refused(r) if r.contains("稍后重试")
+        ));
     }
 }

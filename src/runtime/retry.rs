@@ -6,7 +6,8 @@ use std::time::Duration;
 /// The wait before retry number `attempt` (1-based): `initial · 2^(n-1)`,
 /// capped at `max`, with "equal jitter" (half fixed, half random) so that
 /// many pipelines failing together do not retry in lockstep. A server's
-/// `Retry-After` wins when it asks for longer.
+/// `Retry-After` wins when it asks for longer (it comes bounded, by
+/// `duijie_connectors::http::RETRY_AFTER_CEILING`).
 pub fn backoff(config: &RetryConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
     let exp = config
         .initial
@@ -16,7 +17,7 @@ pub fn backoff(config: &RetryConfig, attempt: u32, retry_after: Option<Duration>
     let jitter = half.mul_f64(fastrand::f64());
     let wait = half + jitter;
     match retry_after {
-        Some(after) if after > wait => after.min(config.max.max(after)),
+        Some(after) if after > wait => after.min(duijie_connectors::http::RETRY_AFTER_CEILING),
         _ => wait,
     }
 }

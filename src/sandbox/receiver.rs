@@ -9,10 +9,8 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -158,12 +156,7 @@ impl Inbox {
                     json!({"status": "refused", "message": "缺少签名"}),
                 );
             };
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
-            mac.update(ts.as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            let claimed = hex::decode(sig.trim_start_matches("sha256=")).unwrap_or_default();
-            if mac.verify_slice(&claimed).is_err() {
+            if !duijie_connectors::signature::verify(secret, &ts, body, &sig) {
                 return answer(
                     StatusCode::UNAUTHORIZED,
                     json!({"status": "refused", "message": "签名校验失败"}),
