@@ -13,8 +13,9 @@ use crate::blacklist::{
 use crate::bus::{Bus, ReaderContext};
 use crate::calendar::{Calendar, CalendarError, Limit, local_text};
 use crate::delivery::config::{CommitmentConfig, CreditConfig};
-use crate::delivery::{Outcome, Receipt, decode_payload};
+use crate::delivery::{Outcome, Receipt};
 use crate::schema::SchemaSet;
+use crate::schema::decode_payload;
 use chrono::{DateTime, TimeZone, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -275,10 +276,14 @@ impl std::fmt::Debug for KeeperContext {
 
 impl KeeperContext {
     async fn send(&self, topic: &str, key: &str, body: &Value) -> Result<(), String> {
-        let payload = body.to_string();
+        self.send_bytes(topic, key, body.to_string().as_bytes())
+            .await
+    }
+
+    async fn send_bytes(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), String> {
         self.producer
             .send(
-                FutureRecord::to(topic).key(key).payload(&payload).headers(
+                FutureRecord::to(topic).key(key).payload(payload).headers(
                     rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
                         key: "content-type",
                         value: Some("application/json"),
@@ -295,16 +300,13 @@ impl KeeperContext {
         &self,
         key: &str,
         kind: &str,
-        severity: &str,
+        severity: crate::alert::Severity,
         subject: &str,
         message: String,
     ) -> Result<(), String> {
-        let alert = json!({
-            "kind": kind, "severity": severity, "subject": subject, "message": message,
-            "at_ms": Utc::now().timestamp_millis(),
-        });
-        tracing::warn!(kind, subject, message = %alert["message"], "alert");
-        self.send(&self.alerts_topic.clone(), key, &alert).await
+        let alert = crate::alert::Alert::new(kind, severity, subject, message, Utc::now());
+        self.send_bytes(&self.alerts_topic.clone(), key, &alert.to_bytes())
+            .await
     }
 }
 
@@ -315,8 +317,10 @@ fn ms(t: i64) -> Option<DateTime<Utc>> {
 // ---------------------------------------------------------------------------
 // The credit publication clock.
 
+/// One decision's publication as the clock follows it (`credit::Publication`
+/// is what the credit platform receives).
 #[derive(Debug, Clone)]
-struct Publication {
+struct PublicationDue {
     decision_no: String,
     party: String,
     action: String,
@@ -346,7 +350,7 @@ pub async fn run_credit_clock(
         ],
         shutdown.clone(),
     );
-    let mut items: BTreeMap<(String, i64), Publication> = BTreeMap::new();
+    let mut items: BTreeMap<(String, i64), PublicationDue> = BTreeMap::new();
     let mut alerted: BTreeSet<String> = BTreeSet::new();
     let mut tick = tokio::time::interval(ctx.tick);
     loop {
@@ -397,7 +401,7 @@ pub async fn run_credit_clock(
                         )
                     };
                     let Some(started) = started else { continue };
-                    let entry = items.entry((id.to_owned(), version)).or_insert(Publication {
+                    let entry = items.entry((id.to_owned(), version)).or_insert(PublicationDue {
                         decision_no: d.get("decision_no").and_then(Value::as_str).unwrap_or(id).to_owned(),
                         party: d.pointer("/party/name").and_then(Value::as_str).unwrap_or("").to_owned(),
                         action: action.clone(),
@@ -421,7 +425,7 @@ pub async fn run_credit_clock(
 async fn credit_tick(
     ctx: &KeeperContext,
     config: &CreditConfig,
-    items: &BTreeMap<(String, i64), Publication>,
+    items: &BTreeMap<(String, i64), PublicationDue>,
     alerted: &mut BTreeSet<String>,
 ) -> Result<(), String> {
     let now = Utc::now();
@@ -445,7 +449,7 @@ async fn credit_tick(
                     ctx.alert(
                         &key,
                         "CALENDAR_MISSING",
-                        "critical",
+                        crate::alert::Severity::Critical,
                         id,
                         format!("无法计算公示期限：{e}"),
                     )
@@ -461,7 +465,7 @@ async fn credit_tick(
                     ctx.alert(
                         &key,
                         "CREDIT_PUBLICATION_LATE",
-                        "critical",
+                        crate::alert::Severity::Critical,
                         id,
                         format!(
                             "行政处罚决定{}（{}）应于{}前完成{what}，实际于{}完成，已逾期。",
@@ -486,7 +490,7 @@ async fn credit_tick(
                 ctx.alert(
                     &key,
                     "CREDIT_PUBLICATION_LATE",
-                    "critical",
+                    crate::alert::Severity::Critical,
                     id,
                     format!(
                         "行政处罚决定{}（{}）应于{}前完成{what}，已逾期。",
@@ -504,7 +508,7 @@ async fn credit_tick(
                 ctx.alert(
                     &key,
                     "CREDIT_PUBLICATION_AT_RISK",
-                    "warning",
+                    crate::alert::Severity::Warning,
                     id,
                     format!(
                         "行政处罚决定{}（{}）须于{}前完成{what}，即将到期。",
@@ -986,7 +990,7 @@ async fn commitment_tick(
                 ctx.alert(
                     &format!("commitment:{id}:unmet"),
                     "COMMITMENT_UNMET",
-                    "critical",
+                    crate::alert::Severity::Critical,
                     id,
                     lead["message"].as_str().unwrap_or("").to_owned(),
                 )
@@ -1001,7 +1005,7 @@ async fn commitment_tick(
                 ctx.alert(
                     &key,
                     "COMMITMENT_DUE_SOON",
-                    "warning",
+                    crate::alert::Severity::Warning,
                     id,
                     format!(
                         "{}的告知承诺事项（{}）将于{}到期，请提前核查。",

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 use toml::Spanned;
 
 /// A configuration mistake, located.
@@ -154,68 +153,53 @@ fn default_replication() -> i32 {
     1
 }
 
-/// How a pipeline retries a failing source.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// First wait after a transient failure.
-    #[serde(default = "default_initial", with = "humantime_serde")]
-    pub initial: Duration,
-    /// Longest wait between attempts.
-    #[serde(default = "default_max", with = "humantime_serde")]
-    pub max: Duration,
-    /// Attempts per poll before the pipeline gives up until the next
-    /// scheduled poll (0: keep trying).
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-}
-
-fn default_initial() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_max() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_attempts() -> u32 {
-    8
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            initial: default_initial(),
-            max: default_max(),
-            max_attempts: default_attempts(),
-        }
-    }
-}
+pub use crate::runtime::retry::RetryConfig;
 
 /// A pipeline as written in the file (the `source` table is read
 /// separately, by kind).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPipeline {
+    /// The source system (`grid`, `digital_urban`, …): provenance's
+    /// `source_system`, and what the mapping must be written for.
     system: String,
+    /// The mapping (a file of `[hub] mappings`, without `.yaml`).
     mapping: Spanned<String>,
+    /// The canonical topic the records go to.
     topic: Spanned<String>,
+    /// Partitions of the canonical topic when the hub creates it (default 3).
     #[serde(default = "default_partitions")]
     partitions: Spanned<i32>,
+    /// The dead-letter topic (default `dlq.<pipeline>`).
     #[serde(default)]
     dlq_topic: Option<Spanned<String>>,
+    /// When to poll: a cron expression with seconds (`0 */5 * * * *`), in
+    /// Asia/Shanghai; none for pushed sources.
     #[serde(default)]
     schedule: Option<Spanned<String>>,
+    /// Records a batch at most (one fetch, one cursor commit).
     #[serde(default = "default_batch_size")]
     batch_size: Spanned<usize>,
+    /// Batches produced and not yet covered by a committed cursor, at most:
+    /// what a crash may read again.
     #[serde(default = "default_in_flight")]
     max_in_flight_batches: usize,
+    /// Each batch and its cursor in one Kafka transaction (exactly once
+    /// for `read_committed` consumers).
     #[serde(default)]
     exactly_once: bool,
+    /// The canonical topic keeps the latest record per key
+    /// (`cleanup.policy=compact`).
     #[serde(default)]
     compacted: bool,
+    /// How a failing source is retried.
     #[serde(default)]
     retry: RetryConfig,
+    /// Raw retention (see [`RawRetention`]).
     #[serde(default)]
     raw: Option<Spanned<RawRetention>>,
+    /// The `source` table, read separately by its `kind`
+    /// (`duijie_connectors::registry`), with its own line numbers.
     #[allow(dead_code)]
     source: Spanned<toml::Table>,
 }

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod blacklist;
 pub mod broker;
 pub mod bus;

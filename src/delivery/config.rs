@@ -1,8 +1,8 @@
 //! Push pipelines (`[deliveries.NAME]` in the deployment file): which topic,
 //! which records, what the receiver gets, where and how it is delivered.
 
-use crate::config::RetryConfig;
 use crate::credit::CreditPolicy;
+use crate::runtime::retry::RetryConfig;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -63,18 +63,25 @@ fn default_batch_size() -> usize {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Select {
+    /// The canonical field a test reads (a dotted path, `party.type`).
     #[serde(default)]
     pub field: Option<String>,
+    /// The field's value is one of these.
     #[serde(default, rename = "in")]
     pub in_set: Option<Vec<Value>>,
+    /// The field's value is this one.
     #[serde(default)]
     pub eq: Option<Value>,
+    /// The field has a value (`true`) or has none (`false`).
     #[serde(default)]
     pub present: Option<bool>,
+    /// Every one of these selections holds.
     #[serde(default)]
     pub all: Option<Vec<Select>>,
+    /// At least one of these holds.
     #[serde(default)]
     pub any: Option<Vec<Select>>,
+    /// This selection does not hold.
     #[serde(default)]
     pub not: Option<Box<Select>>,
 }

@@ -276,7 +276,7 @@ impl Delivery {
     pub fn decode(&self, m: &BorrowedMessage<'_>) -> Result<Incoming, String> {
         let headers = crate::bus::header_map(m);
         let payload = m.payload().unwrap_or_default();
-        let record = decode_payload(&self.schemas, &headers, payload)?;
+        let record = crate::schema::decode_payload(&self.schemas, &headers, payload)?;
         let provenance = Provenance::from_headers(&headers);
         Ok(Incoming {
             partition: m.partition(),
@@ -719,51 +719,20 @@ impl Delivery {
                 record_id, self.department, self.name
             ),
         };
-        let alert = json!({
-            "kind": if outcome == Outcome::Rejected { "DELIVERY_REJECTED" } else { "DELIVERY_FAILED" },
-            "severity": if outcome == Outcome::Rejected { "warning" } else { "critical" },
-            "delivery": self.name,
-            "department": self.department,
-            "subject": record_id,
-            "message": message,
-            "at_ms": chrono::Utc::now().timestamp_millis(),
-        });
+        use crate::alert::{Alert, Severity};
+        let (kind, severity) = if outcome == Outcome::Rejected {
+            ("DELIVERY_REJECTED", Severity::Warning)
+        } else {
+            ("DELIVERY_FAILED", Severity::Critical)
+        };
+        let alert = Alert::new(kind, severity, record_id, message, chrono::Utc::now())
+            .with("delivery", self.name.as_str())
+            .with("department", self.department.as_str());
         self.send(
             &self.topics.alerts,
             &format!("delivery:{}:{record_id}", self.name),
-            alert.to_string().as_bytes(),
+            &alert.to_bytes(),
         )
         .await
-    }
-}
-
-/// A record's payload as JSON: Avro single-object or Confluent framing by
-/// its schema header, or JSON as it is (blacklist entries).
-pub fn decode_payload(
-    schemas: &SchemaSet,
-    headers: &BTreeMap<String, String>,
-    payload: &[u8],
-) -> Result<Value, String> {
-    match headers.get("duijie-schema") {
-        Some(name)
-            if headers
-                .get("content-type")
-                .is_none_or(|c| !c.starts_with("application/json")) =>
-        {
-            let schema = schemas
-                .get(name)
-                .ok_or_else(|| format!("unknown schema `{name}`"))?;
-            let value = if payload.first() == Some(&0) && payload.len() > 5 {
-                let mut body = &payload[5..];
-                apache_avro::reader::datum::GenericDatumReader::builder(&schema.avro)
-                    .build()
-                    .and_then(|r| r.read_value(&mut body))
-                    .map_err(|e| e.to_string())?
-            } else {
-                schema.decode_single_object(payload)?
-            };
-            Value::try_from(value).map_err(|e| e.to_string())
-        }
-        _ => serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}")),
     }
 }

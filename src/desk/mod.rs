@@ -18,9 +18,9 @@ pub mod web;
 
 use crate::bus::{Bus, ReaderContext, header_map};
 use crate::calendar::Calendar;
-use crate::delivery::decode_payload;
 use crate::mapping::Mapping;
 use crate::schema::SchemaSet;
+use crate::schema::decode_payload;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -650,7 +650,7 @@ impl Desk {
                 raise.push((
                     "late",
                     "REFERRAL_LATE",
-                    "critical",
+                    crate::alert::Severity::Critical,
                     format!(
                         "移送案件{}（{}）「{}」已超过法定期限（{}，{}），应由{}{}。",
                         v.referral_no,
@@ -666,7 +666,7 @@ impl Desk {
                 raise.push((
                     "at_risk",
                     "REFERRAL_AT_RISK",
-                    "warning",
+                    crate::alert::Severity::Warning,
                     format!(
                         "移送案件{}（{}）「{}」临近法定期限：应由{}于{}前{}。",
                         v.referral_no,
@@ -686,22 +686,23 @@ impl Desk {
                 raise.push((
                     "clock",
                     "CALENDAR_MISSING",
-                    "critical",
+                    crate::alert::Severity::Critical,
                     format!("移送案件{}的期限无法计算：{e}", v.referral_no),
                 ));
             }
             for (kind, alert_kind, severity, message) in raise {
                 let key = format!("referral:{}:{state}:{since}:{kind}", v.referral_no);
                 if alerted.insert(key.clone()) {
-                    let alert = json!({"kind": alert_kind, "severity": severity, "subject": v.referral_no, "message": message,
-                        "due_at": v.due_at, "at_ms": self.now().timestamp_millis()});
-                    tracing::warn!(referral = %v.referral_no, kind = alert_kind, "referral alert");
-                    self.send(
-                        &self.config.alerts_topic,
-                        &key,
-                        alert.to_string().as_bytes(),
+                    let alert = crate::alert::Alert::new(
+                        alert_kind,
+                        severity,
+                        &v.referral_no,
+                        message,
+                        self.now(),
                     )
-                    .await?;
+                    .with("due_at", v.due_at);
+                    self.send(&self.config.alerts_topic, &key, &alert.to_bytes())
+                        .await?;
                 }
             }
             if before != Some((v.late, v.at_risk, v.clock_error.clone())) {

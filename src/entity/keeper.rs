@@ -91,7 +91,7 @@ impl Context {
             policy: &self.policy,
             calendar: &self.calendar,
         };
-        let value = match crate::delivery::decode_payload(&self.schemas, &f.headers, &f.payload) {
+        let value = match crate::schema::decode_payload(&self.schemas, &f.headers, &f.payload) {
             Ok(v) => v,
             Err(e) => {
                 self.undecodable(f, &e);

@@ -249,20 +249,30 @@ async fn pace(ctx: &PipelineContext, rate: f64) {
     }
 }
 
-/// Waits for the next scheduled poll; false on shutdown.
+/// Waits for the next scheduled poll; false on shutdown. A schedule is
+/// local time (Asia/Shanghai), as the bureau and its systems keep it: `0 0
+/// 2 * * *` polls at 02:00 in Yichang.
 async fn wait_for_tick(ctx: &PipelineContext) -> bool {
-    let next = ctx
-        .config
-        .schedule
-        .as_ref()
-        .and_then(|s| s.upcoming(chrono::Utc).next());
+    let now = chrono::Utc::now();
+    let next = ctx.config.schedule.as_ref().and_then(|s| next_poll(s, now));
     let wait = next
-        .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
+        .and_then(|t| (t - now).to_std().ok())
         .unwrap_or(Duration::from_secs(1));
     tokio::select! {
         _ = ctx.shutdown.cancelled() => false,
         _ = tokio::time::sleep(wait) => true,
     }
+}
+
+/// The first time of `schedule` (local time, Asia/Shanghai) after `now`.
+fn next_poll(
+    schedule: &cron::Schedule,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    schedule
+        .after(&now.with_timezone(&chrono_tz::Asia::Shanghai))
+        .next()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// Fetches the next batch, retrying transient errors with backoff. `Ok(None)`
@@ -1095,5 +1105,24 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
         if !wait_for_tick(ctx).await {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    /// `0 0 2 * * *` is 02:00 in Yichang (18:00 UTC the day before), as
+    /// bureau staff read a schedule.
+    #[test]
+    fn a_schedule_is_local_time() {
+        let schedule = cron::Schedule::from_str("0 0 2 * * *").unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            super::next_poll(&schedule, now).unwrap().to_rfc3339(),
+            "2026-12-01T18:00:00+00:00"
+        );
     }
 }

@@ -1,7 +1,44 @@
 //! Exponential backoff with jitter, for transient source errors.
 
-use crate::config::RetryConfig;
+use serde::Deserialize;
 use std::time::Duration;
+
+/// How a pipeline retries a failing source (`[pipelines.X] retry`), and a
+/// push pipeline a failing receiver (`[deliveries.X] retry`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First wait after a transient failure.
+    #[serde(default = "default_initial", with = "humantime_serde")]
+    pub initial: Duration,
+    /// Longest wait between attempts.
+    #[serde(default = "default_max", with = "humantime_serde")]
+    pub max: Duration,
+    /// Attempts per poll before the pipeline gives up until the next
+    /// scheduled poll (0: keep trying).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_initial() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_attempts() -> u32 {
+    8
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial: default_initial(),
+            max: default_max(),
+            max_attempts: default_attempts(),
+        }
+    }
+}
 
 /// The wait before retry number `attempt` (1-based): `initial · 2^(n-1)`,
 /// capped at `max`, with "equal jitter" (half fixed, half random) so that

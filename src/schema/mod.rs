@@ -496,6 +496,37 @@ fn leaf_type(schema: &Schema, resolve: &dyn Fn(&Schema) -> Schema) -> Option<Lea
     })
 }
 
+/// A record's payload as JSON: Avro single-object or Confluent framing by
+/// its schema header, or JSON as it is (blacklist entries).
+pub fn decode_payload(
+    schemas: &SchemaSet,
+    headers: &std::collections::BTreeMap<String, String>,
+    payload: &[u8],
+) -> Result<serde_json::Value, String> {
+    match headers.get("duijie-schema") {
+        Some(name)
+            if headers
+                .get("content-type")
+                .is_none_or(|c| !c.starts_with("application/json")) =>
+        {
+            let schema = schemas
+                .get(name)
+                .ok_or_else(|| format!("unknown schema `{name}`"))?;
+            let value = if payload.first() == Some(&0) && payload.len() > 5 {
+                let mut body = &payload[5..];
+                apache_avro::reader::datum::GenericDatumReader::builder(&schema.avro)
+                    .build()
+                    .and_then(|r| r.read_value(&mut body))
+                    .map_err(|e| e.to_string())?
+            } else {
+                schema.decode_single_object(payload)?
+            };
+            serde_json::Value::try_from(value).map_err(|e| e.to_string())
+        }
+        _ => serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
