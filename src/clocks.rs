@@ -128,37 +128,33 @@ pub fn follow_from(
     let (tx, rx) = mpsc::channel(4096);
     let pending = topics.len();
     for topic in topics {
-        let mut config = bus.client_config();
-        config
-            .set("group.id", format!("{}-follower", bus.client_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed");
+        let bus = bus.clone();
         let (tx, shutdown) = (tx.clone(), shutdown.clone());
         let start: BTreeMap<i32, i64> = start
             .iter()
             .filter(|((t, _), _)| *t == topic)
             .map(|((_, p), o)| (*p, *o))
             .collect();
-        std::thread::spawn(move || follow_topic(config, &topic, &start, &tx, &shutdown));
+        std::thread::spawn(move || follow_topic(&bus, &topic, &start, &tx, &shutdown));
     }
     Follower { rx, pending }
 }
 
 fn follow_topic(
-    config: rdkafka::ClientConfig,
+    bus: &Bus,
     topic: &str,
     start: &BTreeMap<i32, i64>,
     tx: &mpsc::Sender<Inner>,
     shutdown: &CancellationToken,
 ) {
-    let consumer: BaseConsumer<ReaderContext> = match config.create_with_context(ReaderContext) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, topic, "cannot follow the topic");
-            return;
-        }
-    };
+    let consumer: BaseConsumer<ReaderContext> =
+        match bus.reader("follower", crate::bus::Isolation::Committed) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, topic, "cannot follow the topic");
+                return;
+            }
+        };
     // Partitions whose end has not been reached yet; `None` until the
     // topic is assigned. A topic absent at the start has no history.
     let mut unread: Option<BTreeSet<i32>> = None;

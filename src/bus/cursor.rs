@@ -47,25 +47,14 @@ impl CursorStore {
         pipeline: &str,
         read_committed: bool,
     ) -> Result<Option<StoredCursor>, BusError> {
-        let mut config = bus.client_config();
-        config
-            .set("group.id", format!("{}-cursor-reader", bus.client_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set(
-                "isolation.level",
-                if read_committed {
-                    "read_committed"
-                } else {
-                    "read_uncommitted"
-                },
-            );
+        let bus = bus.clone();
         let topic = self.topic.clone();
         let pipeline = pipeline.to_owned();
         tokio::task::spawn_blocking(move || -> Result<Option<StoredCursor>, BusError> {
-            let consumer: BaseConsumer<super::ReaderContext> = config
-                .create_with_context(super::ReaderContext)
-                .map_err(BusError::Client)?;
+            let consumer: BaseConsumer<super::ReaderContext> = bus.reader(
+                "cursor-reader",
+                super::Isolation::committed_if(read_committed),
+            )?;
             // The end is known by the partition-EOF event, not by the high
             // watermark (some brokers report it per record batch).
             let (low, high) = consumer

@@ -67,24 +67,11 @@ pub async fn read_topic(
     topic: &str,
     read_committed: bool,
 ) -> Result<Vec<ReadRecord>, BusError> {
-    let mut config = bus.client_config();
-    config
-        .set("group.id", format!("{}-inspect", bus.client_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set(
-            "isolation.level",
-            if read_committed {
-                "read_committed"
-            } else {
-                "read_uncommitted"
-            },
-        );
+    let bus = bus.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer<super::ReaderContext> = config
-            .create_with_context(super::ReaderContext)
-            .map_err(BusError::Client)?;
+        let consumer: BaseConsumer<super::ReaderContext> =
+            bus.reader("inspect", super::Isolation::committed_if(read_committed))?;
         let partitions = partitions_of(&consumer, &topic)?;
         let mut tpl = TopicPartitionList::new();
         let mut pending = 0usize;
@@ -184,18 +171,12 @@ pub fn stream_span(
     span: Span,
 ) -> tokio::sync::mpsc::Receiver<Result<SpanItem, BusError>> {
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
-    let mut config = bus.client_config();
-    config
-        .set("group.id", format!("{}-span", bus.client_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed");
+    let bus = bus.clone();
     let topic = topic.to_owned();
     std::thread::spawn(move || {
         let run = || -> Result<(), BusError> {
-            let consumer: BaseConsumer<super::ReaderContext> = config
-                .create_with_context(super::ReaderContext)
-                .map_err(BusError::Client)?;
+            let consumer: BaseConsumer<super::ReaderContext> =
+                bus.reader("span", super::Isolation::Committed)?;
             let partitions = partitions_of(&consumer, &topic)?;
             let at_time = |ms: i64| -> Result<BTreeMap<i32, i64>, BusError> {
                 let mut tpl = TopicPartitionList::new();

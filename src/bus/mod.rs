@@ -139,6 +139,32 @@ pub fn header_map<M: rdkafka::message::Message>(m: &M) -> BTreeMap<String, Strin
     out
 }
 
+/// Which records a reader sees of a transactional writer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Only committed transactions (`read_committed`): what consumers see.
+    Committed,
+    /// Everything written (`read_uncommitted`): inspection tools.
+    Uncommitted,
+}
+
+impl Isolation {
+    pub fn committed_if(committed: bool) -> Self {
+        if committed {
+            Isolation::Committed
+        } else {
+            Isolation::Uncommitted
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Committed => "read_committed",
+            Isolation::Uncommitted => "read_uncommitted",
+        }
+    }
+}
+
 /// A topic the hub writes to, as it must exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -242,6 +268,45 @@ impl Bus {
         c
     }
 
+    /// The one way the hub makes a reader of the bus: it assigns its
+    /// partitions itself, commits nothing (its group id, `CLIENT-PURPOSE`,
+    /// only names it), is told when it reaches a partition's end, and reads
+    /// committed records only unless `isolation` says otherwise. Its client
+    /// errors are logged rate-limited ([`ReaderContext`]). A `BaseConsumer`
+    /// or a `StreamConsumer`.
+    pub fn reader<C>(&self, purpose: &str, isolation: Isolation) -> Result<C, BusError>
+    where
+        C: rdkafka::config::FromClientConfigAndContext<ReaderContext>,
+    {
+        let mut c = self.client_config();
+        c.set("group.id", format!("{}-{purpose}", self.client_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", isolation.as_str());
+        c.create_with_context(ReaderContext)
+            .map_err(BusError::Client)
+    }
+
+    /// The one way the hub makes a member of a consumer group (a push
+    /// pipeline, the referral tracker): it subscribes and shares the
+    /// topic's partitions with the group's other members (cooperative
+    /// sticky), commits its offsets itself after the work they cover, starts
+    /// from the earliest record the first time, and reads committed records
+    /// only.
+    pub fn group_member<C>(&self, group: &str) -> Result<C, BusError>
+    where
+        C: rdkafka::config::FromClientConfigAndContext<ReaderContext>,
+    {
+        let mut c = self.client_config();
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "cooperative-sticky");
+        c.create_with_context(ReaderContext)
+            .map_err(BusError::Client)
+    }
+
     pub(crate) fn producer_config(&self) -> ClientConfig {
         let mut c = self.client_config();
         c.set("enable.idempotence", "true")
@@ -294,10 +359,10 @@ impl Bus {
     /// some partition has fewer in-sync replicas than replicas (a broker is
     /// down or behind).
     pub async fn reachable(&self, timeout: Duration) -> Result<String, String> {
-        let config = self.client_config();
+        let bus = self.clone();
         tokio::task::spawn_blocking(move || {
-            let consumer: rdkafka::consumer::BaseConsumer<ReaderContext> = config
-                .create_with_context(ReaderContext)
+            let consumer: rdkafka::consumer::BaseConsumer<ReaderContext> = bus
+                .reader("probe", Isolation::Committed)
                 .map_err(|e| e.to_string())?;
             use rdkafka::consumer::Consumer;
             let metadata = consumer

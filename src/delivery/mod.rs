@@ -321,15 +321,9 @@ impl Delivery {
     }
 
     async fn consume(&self, shutdown: &CancellationToken) -> Result<(), String> {
-        let mut config = self.bus.client_config();
-        config
-            .set("group.id", Self::group_id(&self.bus, &self.name))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("partition.assignment.strategy", "cooperative-sticky");
-        let consumer: StreamConsumer<crate::bus::ReaderContext> = config
-            .create_with_context(crate::bus::ReaderContext)
+        let consumer: StreamConsumer<crate::bus::ReaderContext> = self
+            .bus
+            .group_member(&Self::group_id(&self.bus, &self.name))
             .map_err(|e| e.to_string())?;
         consumer
             .subscribe(&[&self.config.topic])

@@ -88,15 +88,12 @@ pub async fn status(d: &Deployment) -> Result<Vec<FeedStatus>, String> {
 
 /// Records of `topic` beyond the group's committed offsets.
 pub(crate) async fn lag(bus: &Bus, group: &str, topic: &str) -> Result<i64, String> {
-    let mut config = bus.client_config();
-    config
-        .set("group.id", group)
-        .set("enable.auto.commit", "false");
+    let (bus, group) = (bus.clone(), group.to_owned());
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer<ReaderContext> = config
-            .create_with_context(ReaderContext)
-            .map_err(|e| e.to_string())?;
+        // The group's committed offsets; it neither subscribes nor commits.
+        let consumer: BaseConsumer<ReaderContext> =
+            bus.group_member(&group).map_err(|e| e.to_string())?;
         let md = consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
@@ -208,16 +205,11 @@ async fn read_from(
     delivery: &Delivery,
     from: From,
 ) -> Result<BTreeMap<i32, Vec<Incoming>>, String> {
-    let mut config = delivery.bus.client_config();
-    config
-        .set("group.id", format!("{}-replay", delivery.bus.client_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed");
     let delivery = delivery.clone();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer<ReaderContext> = config
-            .create_with_context(ReaderContext)
+        let consumer: BaseConsumer<ReaderContext> = delivery
+            .bus
+            .reader("replay", crate::bus::Isolation::Committed)
             .map_err(|e| e.to_string())?;
         let topic = delivery.config.topic.clone();
         let md = consumer

@@ -139,14 +139,9 @@ fn read_after_from(
     limit: usize,
     scan: bool,
 ) -> Result<Value, String> {
-    let mut config = delivery.bus.client_config();
-    config
-        .set("group.id", format!("{}-pull", delivery.bus.client_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer<ReaderContext> = config
-        .create_with_context(ReaderContext)
+    let consumer: BaseConsumer<ReaderContext> = delivery
+        .bus
+        .reader("pull", crate::bus::Isolation::Committed)
         .map_err(|e| e.to_string())?;
     let topic = &delivery.config.topic;
     let metadata = consumer

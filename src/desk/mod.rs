@@ -484,15 +484,9 @@ impl Desk {
             .cloned()
             .collect();
         self.publish_views(self.recompute(all));
-        let mut config = self.bus.client_config();
-        config
-            .set("group.id", format!("{}-desk-tracker", self.bus.client_id))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("partition.assignment.strategy", "cooperative-sticky");
-        let consumer: StreamConsumer<ReaderContext> = config
-            .create_with_context(ReaderContext)
+        let consumer: StreamConsumer<ReaderContext> = self
+            .bus
+            .group_member(&format!("{}-desk-tracker", self.bus.client_id))
             .map_err(|e| e.to_string())?;
         consumer
             .subscribe(&[&self.config.events_topic])

@@ -127,12 +127,9 @@ impl Context {
     /// cluster, the record compacted away), the index must start again:
     /// that costs a rebuild, never a wrong index.
     fn positions_still_valid(&self, positions: &super::index::Positions) -> bool {
-        let mut config = self.bus.client_config();
-        config
-            .set("group.id", format!("{}-entity-check", self.bus.client_id))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer<ReaderContext> = match config.create_with_context(ReaderContext)
+        let consumer: BaseConsumer<ReaderContext> = match self
+            .bus
+            .reader("entity-check", crate::bus::Isolation::Committed)
         {
             Ok(c) => c,
             Err(_) => return false,
