@@ -9,8 +9,6 @@
 use super::Hub;
 use super::pipeline::{self, Backfill, PipelineContext};
 use super::stats::PipelineStats;
-use crate::bus::CursorStore;
-use crate::schema::Encoding;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -84,27 +82,17 @@ pub async fn run(
         .mappings
         .get(&config.mapping)
         .context("the pipeline's mapping")?;
-    let stats = hub.stats.pipeline(&key);
-    let max_message_bytes = hub
-        .message_limit(&[config.topic.as_str(), config.dlq_topic.as_str()])
-        .await;
-    let ctx = PipelineContext {
-        max_message_bytes,
-        quality_topic: hub.deployment.hub.quality_topic.clone(),
-        config,
-        mapping,
-        encoding: Encoding::SingleObject,
-        bus: hub.bus.clone(),
-        producer: crate::bus::BatchProducer::new(&hub.bus)?,
-        cursors: CursorStore::new(hub.deployment.kafka.cursor_topic.clone()),
-        stats: stats.clone(),
-        shutdown: shutdown.clone(),
-        backfill: Some(Backfill {
-            from: text(from),
-            to: to.map(text),
-            rate,
-        }),
-    };
+    // Stats and cursor under the backfill's own name (`config.name`).
+    let producer = crate::bus::BatchProducer::new(&hub.bus)?;
+    let mut ctx: PipelineContext = hub
+        .pipeline_context(&config, mapping, None, &producer, &shutdown)
+        .await?;
+    ctx.backfill = Some(Backfill {
+        from: text(from),
+        to: to.map(text),
+        rate,
+    });
+    let stats = ctx.stats.clone();
     let task = tokio::spawn(pipeline::run(ctx));
 
     let end = to.unwrap_or_else(|| {

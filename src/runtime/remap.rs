@@ -11,7 +11,6 @@ use super::Hub;
 use super::pipeline::{self, PipelineContext, Preparer};
 use crate::bus::inspect::{ReadRecord, Span, SpanItem, stream_span};
 use crate::bus::{CursorStore, RawRef};
-use crate::schema::Encoding;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use duijie_connectors::{Cursor, PayloadFormat, RawRecord};
@@ -95,25 +94,14 @@ pub async fn run(
         Some(stored) => stored.cursor.decode().unwrap_or_default(),
         None => BTreeMap::new(),
     };
-    let max_message_bytes = hub
-        .message_limit(&[config.topic.as_str(), config.dlq_topic.as_str()])
-        .await;
     let mut config = config.clone();
     // The records go where the pipeline's go; no second raw copy.
     config.raw = None;
-    let ctx = PipelineContext {
-        max_message_bytes,
-        config,
-        mapping,
-        encoding: Encoding::SingleObject,
-        bus: hub.bus.clone(),
-        producer: crate::bus::BatchProducer::new(&hub.bus)?,
-        cursors: cursors.clone(),
-        stats: hub.stats.pipeline(&key),
-        shutdown: shutdown.clone(),
-        backfill: None,
-        quality_topic: hub.deployment.hub.quality_topic.clone(),
-    };
+    let producer = crate::bus::BatchProducer::new(&hub.bus)?;
+    let mut ctx: PipelineContext = hub
+        .pipeline_context(&config, mapping, None, &producer, &shutdown)
+        .await?;
+    ctx.stats = hub.stats.pipeline(&key);
     let mut rx = stream_span(
         &hub.bus,
         &raw_topic,
