@@ -9,7 +9,7 @@
 use super::Hub;
 use super::pipeline::{self, Backfill, PipelineContext};
 use super::stats::PipelineStats;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use chrono::NaiveDateTime;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
@@ -74,19 +74,8 @@ pub async fn run(
     config.name = key.clone();
     // A backfill is at-least-once whatever the pipeline: keys are stable.
     config.exactly_once = false;
-    hub.bus
-        .ensure_topics(&hub.deployment.topics())
-        .await
-        .context("creating topics")?;
-    let mapping = hub
-        .mappings
-        .get(&config.mapping)
-        .context("the pipeline's mapping")?;
     // Stats and cursor under the backfill's own name (`config.name`).
-    let producer = crate::bus::BatchProducer::new(&hub.bus)?;
-    let mut ctx: PipelineContext = hub
-        .pipeline_context(&config, mapping, None, &producer, &shutdown)
-        .await?;
+    let mut ctx: PipelineContext = hub.one_off_context(&config, &shutdown).await?;
     ctx.backfill = Some(Backfill {
         from: text(from),
         to: to.map(text),

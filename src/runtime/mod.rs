@@ -555,6 +555,27 @@ pub(crate) fn starter(ctx: PipelineContext) -> shared::Starter {
 impl Hub {
     /// What a pipeline needs to run: its mapping, encoding (registering its
     /// schema when a registry is configured), producer, cursors, counters.
+    /// The context of a one-off run of a pipeline outside the running hub
+    /// (`duijie backfill`, `duijie remap`): its topics made, its mapping,
+    /// a producer of its own, no schema registry.
+    pub(crate) async fn one_off_context(
+        &self,
+        p: &crate::config::PipelineConfig,
+        shutdown: &CancellationToken,
+    ) -> Result<PipelineContext> {
+        self.bus
+            .ensure_topics(&self.deployment.topics())
+            .await
+            .context("creating topics")?;
+        let mapping = self
+            .mappings
+            .get(&p.mapping)
+            .context("the pipeline's mapping")?;
+        let producer = crate::bus::BatchProducer::new(&self.bus)?;
+        self.pipeline_context(p, mapping, None, &producer, shutdown)
+            .await
+    }
+
     pub(crate) async fn pipeline_context(
         &self,
         p: &crate::config::PipelineConfig,

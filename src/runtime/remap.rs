@@ -9,9 +9,9 @@
 
 use super::Hub;
 use super::pipeline::{self, PipelineContext, Preparer};
+use crate::bus::RawRef;
 use crate::bus::inspect::{ReadRecord, Span, SpanItem, stream_span};
-use crate::bus::{CursorStore, RawRef};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use duijie_connectors::{Cursor, PayloadFormat, RawRecord};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -81,27 +81,17 @@ pub async fn run(
         text(from),
         to.map(text).unwrap_or_default()
     );
-    hub.bus
-        .ensure_topics(&hub.deployment.topics())
-        .await
-        .context("creating topics")?;
-    let mapping = hub
-        .mappings
-        .get(&config.mapping)
-        .context("the pipeline's mapping")?;
-    let cursors = CursorStore::new(hub.deployment.kafka.cursor_topic.clone());
+    let mut config = config.clone();
+    // The records go where the pipeline's go; no second raw copy.
+    config.raw = None;
+    // Topics first: the cursor topic may not exist yet.
+    let mut ctx: PipelineContext = hub.one_off_context(&config, &shutdown).await?;
+    ctx.stats = hub.stats.pipeline(&key);
+    let cursors = ctx.cursors.clone();
     let resume: BTreeMap<i32, i64> = match cursors.load(&hub.bus, &key, true).await? {
         Some(stored) => stored.cursor.decode().unwrap_or_default(),
         None => BTreeMap::new(),
     };
-    let mut config = config.clone();
-    // The records go where the pipeline's go; no second raw copy.
-    config.raw = None;
-    let producer = crate::bus::BatchProducer::new(&hub.bus)?;
-    let mut ctx: PipelineContext = hub
-        .pipeline_context(&config, mapping, None, &producer, &shutdown)
-        .await?;
-    ctx.stats = hub.stats.pipeline(&key);
     let mut rx = stream_span(
         &hub.bus,
         &raw_topic,
