@@ -6,7 +6,7 @@
 //! unknown variant `csv`, expected one of `jsonl`, `json`, `xml``), and all
 //! mistakes of a file are reported at once.
 
-use duijie_connectors::registry::{SOURCE_KINDS, SourceConfig};
+use duijie_connectors::registry::{Drive, SOURCE_KINDS, SourceConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -198,6 +198,10 @@ struct RawPipeline {
     /// Raw retention (see [`RawRetention`]).
     #[serde(default)]
     raw: Option<Spanned<RawRetention>>,
+    /// Enforcement leads the pipeline's records raise (see
+    /// [`crate::lead`]).
+    #[serde(default)]
+    lead: Option<Spanned<crate::lead::LeadConfig>>,
     /// The `source` table, read separately by its `kind`
     /// (`duijie_connectors::registry`), with its own line numbers.
     #[allow(dead_code)]
@@ -317,7 +321,7 @@ pub struct PipelineConfig {
     pub topic: String,
     pub partitions: i32,
     pub dlq_topic: String,
-    /// When to poll; `None` for pushed (webhook) sources.
+    /// When to poll; `None` for pushed sources (a webhook, a subscription).
     pub schedule: Option<cron::Schedule>,
     pub batch_size: usize,
     /// Batches produced but not yet acknowledged, at most.
@@ -330,6 +334,8 @@ pub struct PipelineConfig {
     pub retry: RetryConfig,
     /// Raw retention on [`raw_topic`], when configured.
     pub raw: Option<RawRetention>,
+    /// Enforcement leads its records raise, when configured.
+    pub lead: Option<crate::lead::LeadConfig>,
     pub source: SourceConfig,
 }
 
@@ -424,12 +430,22 @@ impl Deployment {
                 }
             };
             let push = source.as_ref().is_some_and(SourceConfig::is_push);
+            if push && p.exactly_once {
+                errors.push(located.at_key(
+                    &format!("pipelines.{name}"),
+                    "exactly_once",
+                    "a pushed source is acknowledged to its sender delivery by delivery; `exactly_once` (Kafka transactions over polled batches) does not apply",
+                ));
+            }
             let schedule = match &p.schedule {
                 Some(text) if push => {
                     errors.push(located.at(
                         text.span(),
                         field("schedule"),
-                        "a webhook source is pushed to; it has no schedule",
+                        format!(
+                            "a `{}` source is pushed to; it has no schedule",
+                            source.as_ref().map_or("pushed", SourceConfig::kind)
+                        ),
                     ));
                     None
                 }
@@ -472,6 +488,11 @@ impl Deployment {
                     field("raw.retention"),
                     "must be longer than zero (e.g. \"30d\")",
                 ));
+            }
+            if let Some(lead) = &p.lead
+                && let Err(why) = lead.get_ref().validate()
+            {
+                errors.push(located.at(lead.span(), field("lead"), why));
             }
             if *p.batch_size.get_ref() == 0 {
                 errors.push(located.at(
@@ -539,6 +560,7 @@ impl Deployment {
                 compacted: p.compacted,
                 retry: p.retry,
                 raw: p.raw.map(Spanned::into_inner),
+                lead: p.lead.map(Spanned::into_inner),
                 source,
             });
         }
@@ -758,6 +780,11 @@ impl Deployment {
                 },
             ]
             .into_iter()
+            .chain(p.lead.as_ref().map(|l| TopicSpec {
+                name: l.topic.clone(),
+                partitions: 1,
+                cleanup: Cleanup::Keep,
+            }))
             .chain(p.raw.as_ref().map(|r| {
                 TopicSpec {
                     name: raw_topic(&p.name),
@@ -872,7 +899,7 @@ impl Deployment {
         let mut names: Vec<String> = self
             .pipelines
             .iter()
-            .filter(|p| !p.source.is_push())
+            .filter(|p| p.source.drive() != Drive::Served)
             .map(|p| format!("pipeline:{}", p.name))
             .collect();
         if self.credit.is_some() {

@@ -23,6 +23,7 @@ pub mod demo;
 pub mod desk;
 pub mod entity;
 pub mod ident;
+pub mod lead;
 pub mod mapping;
 pub mod personal;
 pub mod quality;

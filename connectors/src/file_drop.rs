@@ -630,6 +630,27 @@ fn free_name(dir: &Path, name: &str) -> PathBuf {
         .expect("an unused name")
 }
 
+impl crate::registry::Transport for FileDrop {
+    const KIND: &'static str = "file_drop";
+    const DRIVE: crate::registry::Drive = crate::registry::Drive::Polled;
+    type Config = FileDropConfig;
+
+    fn validate(config: &Self::Config) -> Result<(), String> {
+        config.validate()
+    }
+
+    fn resolve_paths(config: &mut Self::Config, base: &std::path::Path) {
+        if config.dir.is_relative() {
+            config.dir = base.join(&config.dir);
+        }
+    }
+
+    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, crate::SourceError> {
+        use crate::registry::BuiltSource;
+        Ok(BuiltSource::Poll(Box::new(FileDrop::new(config.clone())?)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

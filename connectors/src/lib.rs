@@ -13,6 +13,11 @@
 //! - [`Source::committed`] is called once the runtime has made a batch
 //!   durable (broker acknowledged, cursor stored), so that a source can do
 //!   its own housekeeping (a file drop moves a finished file to `done/`).
+//!
+//! A source that is pushed to over a connection it holds (MQTT) implements
+//! [`Subscription`] instead: it hands each delivery to the runtime's
+//! [`Intake`] and acknowledges it to its sender once that returned.
+//! [`registry`] holds the one list of transports.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +25,7 @@ mod error;
 pub mod file_drop;
 pub mod http;
 pub mod http_poll;
+pub mod push;
 mod record;
 pub mod registry;
 pub mod signature;
@@ -30,6 +36,7 @@ pub mod webhook;
 pub mod xml_split;
 
 pub use error::{ErrorClass, SourceError};
+pub use push::{Intake, Pushed, Subscription, Taken};
 pub use record::{Batch, Cursor, PayloadFormat, RawRecord, RawReject};
 
 use async_trait::async_trait;

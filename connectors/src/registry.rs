@@ -1,97 +1,118 @@
-//! The one list of source kinds. Config loading, validation and the runtime
-//! all go through here, so adding a transport touches this file and its own
-//! module, nothing else.
+//! The one list of transports. Each transport is a type implementing
+//! [`Transport`] in its own module; [`transports!`] below erases them once,
+//! into [`SourceConfig`] (what a pipeline's `[source]` table deserializes
+//! to) and [`BuiltSource`] (what the runtime drives). Config loading,
+//! validation and the runtime go through here, so a new transport is its
+//! module plus one line in the list at the bottom of this file.
 
-use crate::file_drop::{FileDrop, FileDropConfig};
-use crate::http_poll::{HttpPoll, HttpPollConfig};
-use crate::soap_poll::{SoapPoll, SoapPollConfig};
-use crate::sql_poll::{SqlPoll, SqlPollConfig};
-use crate::webhook::{Webhook, WebhookConfig};
-use crate::{Source, SourceError};
-use serde::Deserialize;
+use crate::{Source, SourceError, Subscription};
 use std::path::Path;
 
-/// Every source kind a pipeline may name in `source.kind`.
-pub const SOURCE_KINDS: &[&str] = &["file_drop", "http_poll", "soap_poll", "sql_poll", "webhook"];
-
-/// A source's configuration, by kind.
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    FileDrop(FileDropConfig),
-    HttpPoll(HttpPollConfig),
-    SoapPoll(SoapPollConfig),
-    SqlPoll(SqlPollConfig),
-    /// Pushed to the hub's HTTP server, not polled.
-    Webhook(WebhookConfig),
+/// How the runtime drives a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drive {
+    /// Polled on the pipeline's schedule, resuming from a stored cursor.
+    Polled,
+    /// Served by the hub's own HTTP server (a webhook); no schedule.
+    Served,
+    /// Holds its own connection and is pushed to (an MQTT subscription); no
+    /// schedule. Its acknowledgement to the sender is its cursor.
+    Subscribed,
 }
 
-impl SourceConfig {
-    /// Deserializes the kind-specific table (without its `kind` key).
-    /// `Ok(None)` means the kind is unknown.
-    pub fn deserialize_kind<'de, D>(kind: &str, table: D) -> Result<Option<Self>, D::Error>
-    where
-        D: serde::Deserializer<'de>,
-    {
-        Ok(Some(match kind {
-            "file_drop" => Self::FileDrop(FileDropConfig::deserialize(table)?),
-            "http_poll" => Self::HttpPoll(HttpPollConfig::deserialize(table)?),
-            "soap_poll" => Self::SoapPoll(SoapPollConfig::deserialize(table)?),
-            "sql_poll" => Self::SqlPoll(SqlPollConfig::deserialize(table)?),
-            "webhook" => Self::Webhook(WebhookConfig::deserialize(table)?),
-            _ => return Ok(None),
-        }))
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::FileDrop(_) => "file_drop",
-            Self::HttpPoll(_) => "http_poll",
-            Self::SoapPoll(_) => "soap_poll",
-            Self::SqlPoll(_) => "sql_poll",
-            Self::Webhook(_) => "webhook",
-        }
-    }
-
+/// One transport: the `kind` a pipeline names, its typed configuration and
+/// how to build it.
+pub trait Transport {
+    /// The `source.kind` a pipeline names.
+    const KIND: &'static str;
+    /// How the runtime drives it.
+    const DRIVE: Drive;
+    /// The rest of the `[pipelines.X.source]` table.
+    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync;
     /// Checks what the types cannot, without I/O.
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            Self::FileDrop(c) => c.validate(),
-            Self::HttpPoll(c) => c.validate(),
-            Self::SoapPoll(c) => c.validate(),
-            Self::SqlPoll(c) => c.validate(),
-            Self::Webhook(c) => c.validate(),
-        }
-    }
-
+    fn validate(config: &Self::Config) -> Result<(), String>;
     /// Makes relative paths relative to the directory of the config file.
-    pub fn resolve_paths(&mut self, base: &Path) {
-        if let Self::FileDrop(c) = self
-            && c.dir.is_relative()
-        {
-            c.dir = base.join(&c.dir);
-        }
+    fn resolve_paths(config: &mut Self::Config, base: &Path) {
+        let _ = (config, base);
     }
-
-    /// Whether records are pushed to the hub rather than polled.
-    pub fn is_push(&self) -> bool {
-        matches!(self, Self::Webhook(_))
-    }
-
-    /// The source as the runtime drives it.
-    pub fn build(&self) -> Result<BuiltSource, SourceError> {
-        Ok(match self {
-            Self::FileDrop(c) => BuiltSource::Poll(Box::new(FileDrop::new(c.clone())?)),
-            Self::HttpPoll(c) => BuiltSource::Poll(Box::new(HttpPoll::new(c.clone())?)),
-            Self::SoapPoll(c) => BuiltSource::Poll(Box::new(SoapPoll::new(c.clone())?)),
-            Self::SqlPoll(c) => BuiltSource::Poll(Box::new(SqlPoll::new(c.clone())?)),
-            Self::Webhook(c) => BuiltSource::Push(std::sync::Arc::new(Webhook::new(c.clone()))),
-        })
-    }
+    /// The source, ready to run.
+    fn build(config: &Self::Config) -> Result<BuiltSource, SourceError>;
 }
 
-/// A source ready to run: polled on a schedule, or served for pushes.
+/// A source ready to run, as its [`Drive`] says.
 #[derive(Debug)]
 pub enum BuiltSource {
     Poll(Box<dyn Source>),
-    Push(std::sync::Arc<Webhook>),
+    Serve(std::sync::Arc<crate::webhook::Webhook>),
+    Subscribe(Box<dyn Subscription>),
+}
+
+macro_rules! transports {
+    ($($variant:ident => $transport:ty),* $(,)?) => {
+        /// Every source kind a pipeline may name in `source.kind`.
+        pub const SOURCE_KINDS: &[&str] = &[$(<$transport as Transport>::KIND),*];
+
+        /// A source's configuration, by kind.
+        #[derive(Debug, Clone)]
+        pub enum SourceConfig {
+            $($variant(<$transport as Transport>::Config)),*
+        }
+
+        impl SourceConfig {
+            /// Deserializes the kind-specific table (without its `kind`
+            /// key). `Ok(None)` means the kind is unknown.
+            pub fn deserialize_kind<'de, D>(kind: &str, table: D) -> Result<Option<Self>, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                $(
+                    if kind == <$transport as Transport>::KIND {
+                        return serde::Deserialize::deserialize(table).map(|c| Some(Self::$variant(c)));
+                    }
+                )*
+                Ok(None)
+            }
+
+            pub fn kind(&self) -> &'static str {
+                match self { $(Self::$variant(_) => <$transport as Transport>::KIND),* }
+            }
+
+            /// How the runtime drives this source.
+            pub fn drive(&self) -> Drive {
+                match self { $(Self::$variant(_) => <$transport as Transport>::DRIVE),* }
+            }
+
+            /// Checks what the types cannot, without I/O.
+            pub fn validate(&self) -> Result<(), String> {
+                match self { $(Self::$variant(c) => <$transport as Transport>::validate(c)),* }
+            }
+
+            /// Makes relative paths relative to the directory of the config
+            /// file.
+            pub fn resolve_paths(&mut self, base: &Path) {
+                match self { $(Self::$variant(c) => <$transport as Transport>::resolve_paths(c, base)),* }
+            }
+
+            /// The source as the runtime drives it.
+            pub fn build(&self) -> Result<BuiltSource, SourceError> {
+                match self { $(Self::$variant(c) => <$transport as Transport>::build(c)),* }
+            }
+        }
+    };
+}
+
+impl SourceConfig {
+    /// Whether records are pushed to the hub rather than polled (no
+    /// schedule, no cursor of the hub's).
+    pub fn is_push(&self) -> bool {
+        self.drive() != Drive::Polled
+    }
+}
+
+transports! {
+    FileDrop => crate::file_drop::FileDrop,
+    HttpPoll => crate::http_poll::HttpPoll,
+    SoapPoll => crate::soap_poll::SoapPoll,
+    SqlPoll => crate::sql_poll::SqlPoll,
+    Webhook => crate::webhook::Webhook,
 }

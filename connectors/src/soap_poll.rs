@@ -271,3 +271,18 @@ impl Source for SoapPoll {
         }))
     }
 }
+
+impl crate::registry::Transport for SoapPoll {
+    const KIND: &'static str = "soap_poll";
+    const DRIVE: crate::registry::Drive = crate::registry::Drive::Polled;
+    type Config = SoapPollConfig;
+
+    fn validate(config: &Self::Config) -> Result<(), String> {
+        config.validate()
+    }
+
+    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, crate::SourceError> {
+        use crate::registry::BuiltSource;
+        Ok(BuiltSource::Poll(Box::new(SoapPoll::new(config.clone())?)))
+    }
+}

@@ -496,3 +496,18 @@ impl SqlPoll {
         }
     }
 }
+
+impl crate::registry::Transport for SqlPoll {
+    const KIND: &'static str = "sql_poll";
+    const DRIVE: crate::registry::Drive = crate::registry::Drive::Polled;
+    type Config = SqlPollConfig;
+
+    fn validate(config: &Self::Config) -> Result<(), String> {
+        config.validate()
+    }
+
+    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, crate::SourceError> {
+        use crate::registry::BuiltSource;
+        Ok(BuiltSource::Poll(Box::new(SqlPoll::new(config.clone())?)))
+    }
+}

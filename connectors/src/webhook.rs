@@ -234,6 +234,23 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     crate::signature::sign(secret, &timestamp.to_string(), body)
 }
 
+impl crate::registry::Transport for Webhook {
+    const KIND: &'static str = "webhook";
+    const DRIVE: crate::registry::Drive = crate::registry::Drive::Served;
+    type Config = WebhookConfig;
+
+    fn validate(config: &Self::Config) -> Result<(), String> {
+        config.validate()
+    }
+
+    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, crate::SourceError> {
+        use crate::registry::BuiltSource;
+        Ok(BuiltSource::Serve(std::sync::Arc::new(Webhook::new(
+            config.clone(),
+        ))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,9 @@ pub struct Select {
     /// The field has a value (`true`) or has none (`false`).
     #[serde(default)]
     pub present: Option<bool>,
+    /// The field is a number at least this large.
+    #[serde(default)]
+    pub at_least: Option<f64>,
     /// Every one of these selections holds.
     #[serde(default)]
     pub all: Option<Vec<Select>>,
@@ -104,9 +107,10 @@ impl Select {
             self.in_set.is_some(),
             self.eq.is_some(),
             self.present.is_some(),
+            self.at_least.is_some(),
         ];
         if tests.iter().filter(|t| **t).count() != 1 {
-            return Err("a selection needs exactly one test: in, eq or present".into());
+            return Err("a selection needs exactly one test: in, eq, present or at_least".into());
         }
         Ok(())
     }
@@ -132,8 +136,26 @@ impl Select {
         if let Some(present) = self.present {
             return value.is_some_and(|v| !v.is_null()) == present;
         }
+        if let Some(min) = self.at_least {
+            return value.and_then(Value::as_f64).is_some_and(|v| v >= min);
+        }
         false
     }
+}
+
+/// The team of a jurisdiction code: the route of its longest matching
+/// prefix, else the default team.
+pub fn route_team(
+    routes: &BTreeMap<String, String>,
+    default_team: Option<&String>,
+    area: &str,
+) -> Option<String> {
+    routes
+        .iter()
+        .filter(|(prefix, _)| area.starts_with(prefix.as_str()))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, team)| team.clone())
+        .or_else(|| default_team.cloned())
 }
 
 /// A dotted path into a JSON object.

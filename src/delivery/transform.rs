@@ -166,12 +166,7 @@ impl Transform {
                 default_team,
             } => {
                 let area = r.get("jurisdiction").and_then(Value::as_str).unwrap_or("");
-                let team = routes
-                    .iter()
-                    .filter(|(prefix, _)| area.starts_with(prefix.as_str()))
-                    .max_by_key(|(prefix, _)| prefix.len())
-                    .map(|(_, team)| team.clone())
-                    .or_else(|| default_team.clone())
+                let team = super::config::route_team(routes, default_team.as_ref(), area)
                     .ok_or_else(|| format!("no enforcement team for jurisdiction `{area}`"))?;
                 Outgoing::Json {
                     body: licence_notice(r, &team),

@@ -59,7 +59,10 @@ pub async fn run(
         );
     };
     if config.source.is_push() {
-        bail!("`{pipeline}` is pushed to (a webhook); it has no history to re-read");
+        bail!(
+            "`{pipeline}` is pushed to (a `{}` source); it has no history to re-read",
+            config.source.kind()
+        );
     }
     if let (Some(to), true) = (to, to.is_some_and(|t| t <= from)) {
         bail!("--to {to} is not after --from {from}");

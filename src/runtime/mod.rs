@@ -159,7 +159,7 @@ impl Hub {
                 .await?;
             tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
             match p.source.build()? {
-                duijie_connectors::registry::BuiltSource::Push(mut webhook) => {
+                duijie_connectors::registry::BuiltSource::Serve(mut webhook) => {
                     // A body the broker could not take even as a dead letter
                     // is refused with 413 up front, never retried forever.
                     let broker_limit = ctx
@@ -178,9 +178,13 @@ impl Hub {
                             std::sync::Arc::new(duijie_connectors::webhook::Webhook::new(config));
                     }
                     ctx.stats.set_state(stats::PipelineState::Running);
-                    push_endpoints.push(std::sync::Arc::new(push::PushEndpoint { ctx, webhook }));
+                    push_endpoints.push(std::sync::Arc::new(push::PushEndpoint {
+                        intake: push::PipelineIntake::new(ctx),
+                        webhook,
+                    }));
                 }
-                duijie_connectors::registry::BuiltSource::Poll(_) => {
+                duijie_connectors::registry::BuiltSource::Poll(_)
+                | duijie_connectors::registry::BuiltSource::Subscribe(_) => {
                     let stats = ctx.stats.clone();
                     singletons.push(shared::SharedTask {
                         name: format!("pipeline:{}", p.name),

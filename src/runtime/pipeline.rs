@@ -21,8 +21,8 @@ use crate::bus::{
 use crate::config::PipelineConfig;
 use crate::mapping::Mapping;
 use crate::schema::{Encoding, RecordEncoder};
-use duijie_connectors::registry::BuiltSource;
-use duijie_connectors::{Batch, Cursor, ErrorClass, RawRecord, Source, SourceError};
+use duijie_connectors::registry::{BuiltSource, Drive};
+use duijie_connectors::{Batch, Cursor, ErrorClass, RawRecord, RawReject, Source, SourceError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
 use std::sync::Arc;
@@ -157,7 +157,9 @@ pub async fn run(ctx: PipelineContext) {
     async move {
         let mut failures = 0u32;
         loop {
-            let result = if ctx.config.exactly_once {
+            let result = if ctx.config.source.drive() == Drive::Subscribed {
+                run_subscribed(&ctx).await
+            } else if ctx.config.exactly_once {
                 run_transactional(&ctx).await
             } else {
                 run_at_least_once(&ctx).await
@@ -192,6 +194,22 @@ pub async fn run(ctx: PipelineContext) {
     }
     .instrument(span)
     .await
+}
+
+/// A subscribed source: it holds its connection and hands every delivery
+/// to the pipeline's intake, acknowledging it to its sender once the bus
+/// did ([`duijie_connectors::push`]). Its cursor is the sender's: nothing is
+/// stored in the cursor topic.
+async fn run_subscribed(ctx: &PipelineContext) -> Result<(), IngestError> {
+    let BuiltSource::Subscribe(mut subscription) = ctx.config.source.build()? else {
+        return Err(IngestError::Source(SourceError::permanent(
+            "the source is not a subscription",
+        )));
+    };
+    ctx.stats.set_state(super::stats::PipelineState::Running);
+    let intake = super::push::PipelineIntake::new(ctx.clone());
+    subscription.run(&intake, ctx.shutdown.clone()).await?;
+    Ok(())
 }
 
 async fn open_source(
@@ -408,6 +426,9 @@ pub(super) enum Prepared {
         /// Provenance, the record's own (source id, payload hash, origin)
         /// with the batch's shared fields.
         provenance: PackedProvenance,
+        /// The enforcement lead it raises (`[pipelines.X.lead]`): key and
+        /// JSON body.
+        lead: Option<(String, Vec<u8>)>,
     },
     Rejected(crate::mapping::Reject),
 }
@@ -453,10 +474,20 @@ pub(super) fn prepare(ctx: &PipelineContext, raw: &RawRecord, preparer: &mut Pre
                 &raw.payload,
                 &raw.origin,
             );
+            let lead = ctx.config.lead.as_ref().and_then(|lead| {
+                lead.lead_of(
+                    &ctx.config.name,
+                    &ctx.config.topic,
+                    &mapped.key,
+                    &mapping.to_json(&mapped),
+                    raw.fetched_at_ms,
+                )
+            });
             Ok(Prepared::Record {
                 key: mapped.key.into_owned(),
                 body,
                 provenance,
+                lead,
             })
         });
     mapped.unwrap_or_else(Prepared::Rejected)
@@ -600,6 +631,7 @@ pub(super) async fn produce_prepared(
             key,
             body,
             provenance,
+            lead,
         } => {
             debug!(record_id = %key, origin = %raw.origin, "record produced");
             let headers = match raw_ref {
@@ -607,6 +639,24 @@ pub(super) async fn produce_prepared(
                 None => provenance,
             }
             .headers();
+            if let (Some((lead_key, lead_body)), Some(config)) = (lead, &ctx.config.lead) {
+                // The lead carries the record's provenance and is counted
+                // in the same acknowledgements: the cursor moves (or the
+                // sender is answered) only once both are written.
+                let lead_headers = headers.clone().insert(rdkafka::message::Header {
+                    key: "content-type",
+                    value: Some("application/json"),
+                });
+                producer
+                    .send(
+                        acks,
+                        &config.topic,
+                        &lead_key,
+                        &lead_body,
+                        Some(lead_headers),
+                    )
+                    .await?;
+            }
             producer
                 .send(acks, &ctx.config.topic, &key, &body, Some(headers))
                 .await?;
@@ -648,6 +698,40 @@ pub(super) async fn produce_record(
         produce_prepared(ctx, producer, &acks, raw, prepared, kept[0].as_ref()).await?;
     send_tally(ctx, producer, &acks, &preparer.tally(ctx)).await?;
     Ok((acks, outcome))
+}
+
+/// Dead-letters one pushed delivery its source could not turn into a
+/// record; the acknowledgement to wait for before answering the sender.
+pub(super) async fn produce_reject(
+    ctx: &PipelineContext,
+    rej: &RawReject,
+) -> Result<Acks, IngestError> {
+    let acks = Acks::new();
+    send_reject(ctx, &ctx.producer, &acks, rej).await?;
+    Ok(acks)
+}
+
+/// Writes a connector's reject to the dead-letter topic, counted in `acks`.
+async fn send_reject(
+    ctx: &PipelineContext,
+    producer: &BatchProducer,
+    acks: &Acks,
+    rej: &RawReject,
+) -> Result<(), IngestError> {
+    let provenance = provenance(ctx, rej.fetched_at_ms, &rej.origin, &rej.payload);
+    let mut letter = dead_letter(
+        ctx,
+        &rej.payload,
+        rej.truncated,
+        None,
+        "connector",
+        rej.reason.clone(),
+        provenance,
+    );
+    if let Some(whole) = rej.length {
+        letter.raw_length = Some(whole);
+    }
+    send_dead_letter(producer, acks, &ctx.config.dlq_topic, &rej.origin, &letter).await
 }
 
 /// Writes a tally to the quality topic, counted in `acks` (nothing when it
@@ -722,20 +806,7 @@ async fn produce_batch(
         }
     }
     for rej in &batch.rejects {
-        let provenance = provenance(ctx, rej.fetched_at_ms, &rej.origin, &rej.payload);
-        let mut letter = dead_letter(
-            ctx,
-            &rej.payload,
-            rej.truncated,
-            None,
-            "connector",
-            rej.reason.clone(),
-            provenance,
-        );
-        if let Some(whole) = rej.length {
-            letter.raw_length = Some(whole);
-        }
-        send_dead_letter(producer, &acks, &ctx.config.dlq_topic, &rej.origin, &letter).await?;
+        send_reject(ctx, producer, &acks, rej).await?;
         letters += 1;
     }
     send_tally(ctx, producer, &acks, &tally).await?;

@@ -1,4 +1,6 @@
-//! Pushed sources: webhook endpoints on the hub's HTTP server.
+//! Pushed sources: the one intake every pushed delivery goes through
+//! ([`PipelineIntake`], for webhooks and subscriptions alike), and webhook
+//! endpoints on the hub's HTTP server.
 //!
 //! A delivery is checked by its connector (signature, age, replay; it is
 //! reserved at once, so that concurrent copies get 409); a refused one is
@@ -10,7 +12,7 @@
 //! id, or 202 when it went to the dead-letter topic. If the broker does not
 //! acknowledge, the answer is 503 and the sender retries.
 
-use super::pipeline::{Outcome, PipelineContext, produce_record};
+use super::pipeline::{IngestError, Outcome, PipelineContext, produce_record, produce_reject};
 use super::stats::PipelineStats;
 use axum::Router;
 use axum::body::Bytes;
@@ -18,14 +20,67 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use duijie_connectors::webhook::Webhook;
+use duijie_connectors::{Intake, Pushed, SourceError, Taken};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+/// A pipeline's intake of pushed deliveries: maps and writes one, and
+/// returns once the broker acknowledged it (or its dead letter).
+#[derive(Debug, Clone)]
+pub struct PipelineIntake {
+    pub ctx: PipelineContext,
+}
+
+impl PipelineIntake {
+    pub fn new(ctx: PipelineContext) -> Self {
+        Self { ctx }
+    }
+}
+
+#[async_trait::async_trait]
+impl Intake for PipelineIntake {
+    async fn take(&self, delivery: Pushed) -> Result<Taken, SourceError> {
+        let ctx = &self.ctx;
+        let unacknowledged = |e: IngestError| {
+            tracing::error!(pipeline = %ctx.config.name, error = %e, "pushed delivery not acknowledged by the broker");
+            let error = match e.class() {
+                duijie_connectors::ErrorClass::Permanent => SourceError::permanent(e.to_string()),
+                duijie_connectors::ErrorClass::Transient => SourceError::transient(e.to_string()),
+            };
+            error.with_source(e)
+        };
+        PipelineStats::add(&ctx.stats.fetched, 1);
+        let (acks, taken) = match &delivery {
+            Pushed::Record(raw) => {
+                let (acks, outcome) = produce_record(ctx, raw).await.map_err(unacknowledged)?;
+                let taken = match outcome {
+                    Outcome::Mapped(key) => Taken::Mapped { key },
+                    Outcome::DeadLettered(reason) => Taken::DeadLettered { reason },
+                };
+                (acks, taken)
+            }
+            Pushed::Reject(rej) => {
+                let acks = produce_reject(ctx, rej).await.map_err(unacknowledged)?;
+                let reason = rej.reason.clone();
+                (acks, Taken::DeadLettered { reason })
+            }
+        };
+        acks.wait()
+            .await
+            .map_err(|e| unacknowledged(IngestError::Delivery(e)))?;
+        match &taken {
+            Taken::Mapped { .. } => PipelineStats::add(&ctx.stats.delivered, 1),
+            Taken::DeadLettered { .. } => PipelineStats::add(&ctx.stats.dead_lettered, 1),
+        }
+        Ok(taken)
+    }
+}
+
 /// One webhook pipeline's endpoint.
 #[derive(Debug)]
 pub struct PushEndpoint {
-    pub ctx: PipelineContext,
+    pub intake: PipelineIntake,
     pub webhook: Arc<Webhook>,
 }
 
@@ -58,8 +113,8 @@ async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: 
     let delivery = match ep.webhook.check(header, &body, now) {
         Ok(d) => d,
         Err(refusal) => {
-            ep.ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(pipeline = %ep.ctx.config.name, reason = %refusal, "webhook delivery refused");
+            ep.intake.ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(pipeline = %ep.intake.ctx.config.name, reason = %refusal, "webhook delivery refused");
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             return (
                 status,
@@ -68,43 +123,36 @@ async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: 
                 .into_response();
         }
     };
-    PipelineStats::add(&ep.ctx.stats.fetched, 1);
-    let produced = match produce_record(&ep.ctx, &delivery.record).await {
-        Ok(p) => p,
+    let taken = match ep
+        .intake
+        .take(Pushed::Record(delivery.record.clone()))
+        .await
+    {
+        Ok(taken) => taken,
         Err(e) => {
             ep.webhook.release(&delivery);
-            return unavailable(&ep, e.to_string());
+            return unavailable(e.to_string());
         }
     };
-    let (acks, outcome) = produced;
-    if let Err(e) = acks.wait().await {
-        ep.webhook.release(&delivery);
-        return unavailable(&ep, e.to_string());
-    }
     ep.webhook.taken(&delivery, now);
-    match outcome {
-        Outcome::Mapped(key) => {
-            PipelineStats::add(&ep.ctx.stats.delivered, 1);
-            tracing::info!(pipeline = %ep.ctx.config.name, record_id = %key, "webhook delivery accepted");
+    match taken {
+        Taken::Mapped { key } => {
+            tracing::info!(pipeline = %ep.intake.ctx.config.name, record_id = %key, "webhook delivery accepted");
             (
                 StatusCode::OK,
                 axum::Json(json!({ "status": "accepted", "id": key })),
             )
                 .into_response()
         }
-        Outcome::DeadLettered(reason) => {
-            PipelineStats::add(&ep.ctx.stats.dead_lettered, 1);
-            (
-                StatusCode::ACCEPTED,
-                axum::Json(json!({ "status": "dead_lettered", "reason": reason })),
-            )
-                .into_response()
-        }
+        Taken::DeadLettered { reason } => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "status": "dead_lettered", "reason": reason })),
+        )
+            .into_response(),
     }
 }
 
-fn unavailable(ep: &PushEndpoint, reason: String) -> Response {
-    tracing::error!(pipeline = %ep.ctx.config.name, %reason, "webhook delivery not acknowledged by the broker");
+fn unavailable(reason: String) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         axum::Json(json!({ "status": "retry", "reason": reason })),

@@ -19,6 +19,7 @@ use crate::config::{Deployment, PipelineConfig};
 use crate::delivery::{Delivery, DeliveryConfig, SharedTopics, TargetConfig};
 use crate::mapping::MappingSet;
 use crate::schema::SchemaSet;
+use duijie_connectors::registry::Drive;
 use rdkafka::producer::FutureProducer;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -203,7 +204,7 @@ impl Swap<'_> {
         let pushed = |d: &Deployment| -> BTreeMap<String, String> {
             d.pipelines
                 .iter()
-                .filter(|p| p.source.is_push())
+                .filter(|p| p.source.drive() == Drive::Served)
                 .map(|p| (p.name.clone(), format!("{p:?}")))
                 .collect()
         };
@@ -215,7 +216,7 @@ impl Swap<'_> {
         let wanted: BTreeMap<&str, &PipelineConfig> = new
             .pipelines
             .iter()
-            .filter(|p| !p.source.is_push())
+            .filter(|p| p.source.drive() != Drive::Served)
             .map(|p| (p.name.as_str(), p))
             .collect();
         let (mut kept, mut swapped, mut added, mut removed) = (0, 0, 0, 0);
