@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo command, on a fresh machine by itself: installs and starts the
 # two front-end databases the safety-production system exposes (PostgreSQL
-# and MariaDB, Debian packages, loopback only; no-ops once running), then
+# and MariaDB, Debian packages, loopback only; no-ops once running),
+# installs Mosquitto (which the MQTT simulators start for themselves), then
 # runs `duijie demo` on the embedded broker (librdkafka's mock cluster:
 # nothing else to install). Extra arguments go to `duijie demo`
 # (e.g. `scripts/demo.sh --seconds 60`).
@@ -11,7 +12,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
-services_install_databases
+services_install_demo
 services_start_postgres
 services_start_mariadb
 exec cargo run --release -- demo "$@"

@@ -17,11 +17,13 @@ services_apt() {
     || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null; }
 }
 
-# PostgreSQL and MariaDB only (what the demo needs).
-services_install_databases() {
+# What the demo needs: PostgreSQL and MariaDB (the safety front ends), and
+# Mosquitto (the demo's MQTT simulators start their own broker from it).
+services_install_demo() {
   local missing=()
   command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
   [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+  [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
   services_apt "${missing[@]}"
 }
 

@@ -217,7 +217,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         );
     }
     println!(
-        "  sandbox:  the six systems on http://{listen}{} (faults: {:.0}% HTTP 500, {:.0}% slow, {:.0}% duplicated rows)",
+        "  sandbox:  the simulated systems on http://{listen}{} (faults: {:.0}% HTTP 500, {:.0}% slow, {:.0}% duplicated rows)",
         if options.sandbox_process {
             ", in their own process"
         } else {
@@ -227,12 +227,19 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         faults.slow_rate * 100.0,
         faults.duplicate_rate * 100.0
     );
-    println!(
-        "            grid (login + keyset; urgent events pushed to the hub's webhook), digital urban management (JSON, files, SOAP/GBK),"
-    );
-    println!(
-        "            safety production (front-end PostgreSQL and MariaDB), approval (REST + 2016 XML batch), police (XML exchange files), two-law platform"
-    );
+    // The systems as the deployment docks with them.
+    let mut systems: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in &deployment.pipelines {
+        systems.entry(p.system.as_str()).or_default().push(format!(
+            "{} ({})",
+            p.name,
+            p.source.kind()
+        ));
+    }
+    println!("  systems:  {} docked by the deployment:", systems.len());
+    for (system, pipelines) in &systems {
+        println!("            {system}: {}", pipelines.join(", "));
+    }
     let background_stop = shutdown.clone();
     let background_config = sandbox_config.clone();
 
@@ -260,8 +267,20 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let hub_task = tokio::spawn(async move { hub.run(&[], hub_stop).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     if let SandboxRun::InProcess { grid, .. } = &sandbox_run {
-        sandbox::spawn_background(&background_config, grid.clone(), background_stop);
+        sandbox::spawn_background(&background_config, grid.clone(), background_stop.clone());
     }
+    // Simulators that feed a pipeline by themselves, whichever serves it.
+    let feeders = sandbox::feeders();
+    let feedings: Vec<Box<dyn sandbox::Feeding>> = deployment
+        .pipelines
+        .iter()
+        .flat_map(|p| {
+            feeders
+                .iter()
+                .filter_map(|f| f.feed(p, &faults, background_stop.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     println!(
         "  running:  {} pipeline(s) for {} s …",
         deployment.pipelines.len(),
@@ -375,6 +394,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     println!(
         "  sandbox answered {requests} requests: {errors} HTTP 500s, {slow} slow, {duplicates} duplicated rows — retried, nothing lost",
     );
+    for feeding in &feedings {
+        println!("  {}", feeding.report());
+    }
 
     // Receipts read back: one per settled record and push pipeline, told
     // apart by the record's place on its topic.

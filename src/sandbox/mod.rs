@@ -393,6 +393,34 @@ pub fn spawn_background(
     }
 }
 
+/// A simulator that feeds one of a deployment's pipelines by itself (it
+/// publishes to the broker the pipeline subscribes to, for instance),
+/// recognised by what the pipeline's configuration says. The demo offers
+/// every pipeline of its deployment to every feeder, so a new system's
+/// simulator is its own module plus one line in [`feeders`], and nothing
+/// in the demo.
+pub trait Feeder: Send + Sync + std::fmt::Debug {
+    /// Starts feeding `pipeline`, if this simulator serves it, with the
+    /// demo's faults, until `shutdown`.
+    fn feed(
+        &self,
+        pipeline: &crate::config::PipelineConfig,
+        faults: &Faults,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<Box<dyn Feeding>>;
+}
+
+/// A feeder at work.
+pub trait Feeding: Send + Sync {
+    /// What it did so far, one line for the demo's report.
+    fn report(&self) -> String;
+}
+
+/// Every feeder, one line each.
+pub fn feeders() -> Vec<Box<dyn Feeder>> {
+    vec![]
+}
+
 /// Serves the simulators on `listener` until `shutdown` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
