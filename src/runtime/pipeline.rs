@@ -157,6 +157,11 @@ pub async fn run(ctx: PipelineContext) {
     async move {
         let mut failures = 0u32;
         loop {
+            let settled = || {
+                PipelineStats::get(&ctx.stats.delivered)
+                    + PipelineStats::get(&ctx.stats.dead_lettered)
+            };
+            let before = settled();
             let result = if ctx.config.source.drive() == Drive::Subscribed {
                 run_subscribed(&ctx).await
             } else if ctx.config.exactly_once {
@@ -179,6 +184,12 @@ pub async fn run(ctx: PipelineContext) {
                     if e.class() == ErrorClass::Permanent {
                         error!(error = %e, "pipeline failed permanently; it stays stopped (state failing) until its configuration is corrected and reloaded");
                         return;
+                    }
+                    // A run that got records through starts the backoff
+                    // afresh: a source lost now and then (a broker
+                    // restarted) is not one failing over and over.
+                    if settled() > before {
+                        failures = 0;
                     }
                     failures += 1;
                     ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
