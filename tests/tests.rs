@@ -21,3 +21,4 @@ mod reload;
 mod scale_out;
 mod security;
 mod systems;
+mod video;

@@ -25,6 +25,7 @@ mod error;
 pub mod file_drop;
 pub mod http;
 pub mod http_poll;
+pub mod mqtt;
 pub mod push;
 mod record;
 pub mod registry;

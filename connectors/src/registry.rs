@@ -112,6 +112,7 @@ impl SourceConfig {
 transports! {
     FileDrop => crate::file_drop::FileDrop,
     HttpPoll => crate::http_poll::HttpPoll,
+    Mqtt => crate::mqtt::Mqtt,
     SoapPoll => crate::soap_poll::SoapPoll,
     SqlPoll => crate::sql_poll::SqlPoll,
     Webhook => crate::webhook::Webhook,

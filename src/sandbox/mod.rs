@@ -19,6 +19,7 @@ pub mod registry;
 pub mod safety;
 mod store;
 pub mod urban;
+pub mod video;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -418,7 +419,7 @@ pub trait Feeding: Send + Sync {
 
 /// Every feeder, one line each.
 pub fn feeders() -> Vec<Box<dyn Feeder>> {
-    vec![]
+    vec![Box::new(video::VideoPlatform)]
 }
 
 /// Serves the simulators on `listener` until `shutdown` is cancelled.
