@@ -251,9 +251,9 @@ struct RawDeployment {
     #[serde(default)]
     deliveries: BTreeMap<String, Spanned<crate::delivery::DeliveryConfig>>,
     #[serde(default)]
-    credit: Option<Spanned<crate::delivery::config::CreditConfig>>,
+    credit: Option<Spanned<crate::keepers::CreditConfig>>,
     #[serde(default)]
-    commitments: Option<crate::delivery::config::CommitmentConfig>,
+    commitments: Option<crate::keepers::CommitmentConfig>,
     #[serde(default)]
     desk: Option<Spanned<crate::desk::DeskConfig>>,
     #[serde(default)]
@@ -357,9 +357,9 @@ pub struct Deployment {
     /// Push pipelines, by name.
     pub deliveries: Vec<(String, crate::delivery::DeliveryConfig)>,
     /// The credit publication clock and blacklist, when configured.
-    pub credit: Option<crate::delivery::config::CreditConfig>,
+    pub credit: Option<crate::keepers::CreditConfig>,
     /// The commitment tracker, when configured.
-    pub commitments: Option<crate::delivery::config::CommitmentConfig>,
+    pub commitments: Option<crate::keepers::CommitmentConfig>,
     /// The two-law linkage desk (两法衔接工作台), when configured.
     pub desk: Option<crate::desk::DeskConfig>,
     /// The market-entity credit library (市场主体信用信息库), when configured.

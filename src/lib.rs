@@ -10,12 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
-pub mod blacklist;
 pub mod broker;
 pub mod bus;
 pub mod calendar;
 pub mod check;
-pub mod clocks;
 pub mod config;
 pub mod credit;
 pub mod delivery;
@@ -23,6 +21,7 @@ pub mod demo;
 pub mod desk;
 pub mod entity;
 pub mod ident;
+pub mod keepers;
 pub mod lead;
 pub mod mapping;
 pub mod personal;

@@ -937,9 +937,9 @@ pub async fn keep(
     sources: Sources,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut rx = crate::clocks::follow(&bus, sources.topics(), shutdown);
+    let mut rx = crate::bus::follow::follow(&bus, sources.topics(), shutdown);
     while let Some(f) = rx.recv().await {
-        if let crate::clocks::Follow::Record(f) = f {
+        if let crate::bus::follow::Follow::Record(f) = f {
             let mut b = board.write().expect("quality board lock");
             feed(
                 &mut b,

@@ -8,6 +8,7 @@
 
 pub mod acks;
 pub mod cursor;
+pub mod follow;
 pub mod inspect;
 mod provenance;
 pub mod publish;

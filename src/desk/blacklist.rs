@@ -8,7 +8,7 @@
 //!   basis, and its timeline; officers record the steps that are theirs
 //!   (notice served, objection received and decided, the decision, a
 //!   revocation, an approved repair). Each is checked by the procedure's
-//!   own fold ([`crate::blacklist`]) before it is written to the procedure
+//!   own fold ([`crate::keepers::blacklist`]) before it is written to the procedure
 //!   topic, and refused with the reason when the procedure does not allow
 //!   it yet (a decision inside the objection window, for one).
 //! - `/desk/api/blacklist`: the same cases as JSON.
@@ -19,10 +19,10 @@ use super::web::{
     PRODUCT, audited, message_page, render, text_too_long, time, unauthorized, user, user_view,
 };
 use super::{Desk, DeskUser, Role};
-use crate::blacklist::{BlacklistConfig, CaseView, EventKind, ProcedureEvent};
 use crate::bus::Bus;
+use crate::bus::follow::Follow;
 use crate::calendar::Calendar;
-use crate::clocks::Follow;
+use crate::keepers::blacklist::{BlacklistConfig, CaseView, EventKind, ProcedureEvent};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -69,7 +69,9 @@ impl ListBoard {
         let events = self.events.read().expect("board lock");
         let mut out: Vec<CaseView> = events
             .values()
-            .flat_map(|list| crate::blacklist::cases(list, &self.config, &self.calendar, now))
+            .flat_map(|list| {
+                crate::keepers::blacklist::cases(list, &self.config, &self.calendar, now)
+            })
             .collect();
         out.sort_by_key(|c| (!c.state.open(), std::cmp::Reverse(c.proposed_at)));
         out
@@ -77,7 +79,7 @@ impl ListBoard {
 
     pub fn case(&self, case_id: &str, now: chrono::DateTime<chrono::Utc>) -> Option<CaseView> {
         // A case's events are under its entity (the procedure topic's key).
-        let entity = crate::blacklist::entity_of_case(case_id)?;
+        let entity = crate::keepers::blacklist::entity_of_case(case_id)?;
         let events = self.events.read().expect("board lock");
         let list: Vec<ProcedureEvent> = events
             .get(entity)?
@@ -85,13 +87,15 @@ impl ListBoard {
             .filter(|e| e.case_id == case_id)
             .cloned()
             .collect();
-        (!list.is_empty())
-            .then(|| crate::blacklist::fold(case_id, &list, &self.config, &self.calendar, now))
+        (!list.is_empty()).then(|| {
+            crate::keepers::blacklist::fold(case_id, &list, &self.config, &self.calendar, now)
+        })
     }
 
     /// Follows the procedure topic until shutdown.
     pub async fn follow(self: Arc<Self>, bus: Bus, shutdown: CancellationToken) {
-        let mut rx = crate::clocks::follow(&bus, vec![self.config.events_topic.clone()], shutdown);
+        let mut rx =
+            crate::bus::follow::follow(&bus, vec![self.config.events_topic.clone()], shutdown);
         while let Some(f) = rx.recv().await {
             match f {
                 Follow::CaughtUp => self.ready.store(true, Ordering::Release),
@@ -160,9 +164,9 @@ fn row(c: &CaseView) -> CaseRow {
         due_basis: c.due_basis.clone().unwrap_or_default(),
         closed_because: c.closed_because.clone().unwrap_or_default(),
         class: match c.state {
-            crate::blacklist::CaseState::Listed => "listed",
-            crate::blacklist::CaseState::AwaitingDecision
-            | crate::blacklist::CaseState::Proposed => "at_risk",
+            crate::keepers::blacklist::CaseState::Listed => "listed",
+            crate::keepers::blacklist::CaseState::AwaitingDecision
+            | crate::keepers::blacklist::CaseState::Proposed => "at_risk",
             s if !s.open() => "closed",
             _ => "",
         },
@@ -372,11 +376,17 @@ pub async fn act(
         return refuse(StatusCode::NOT_FOUND, "无此案件");
     };
     let text = body.text.filter(|t| !t.trim().is_empty());
-    let event =
-        match crate::blacklist::officer_act(&case, kind, &user.name, date, text.clone(), now) {
-            Ok(e) => e,
-            Err(why) => return refuse(StatusCode::CONFLICT, why),
-        };
+    let event = match crate::keepers::blacklist::officer_act(
+        &case,
+        kind,
+        &user.name,
+        date,
+        text.clone(),
+        now,
+    ) {
+        Ok(e) => e,
+        Err(why) => return refuse(StatusCode::CONFLICT, why),
+    };
     // The audit entry first: an act that cannot be audited is not done.
     if let Err(refused) = audited(
         &desk,

@@ -4,9 +4,9 @@
 
 use super::index::{Change, EntityIndex, LinkDecision, Read, record_digest};
 use super::{Kind, Position, Reader};
+use crate::bus::follow::{Follow, Followed};
 use crate::bus::{Bus, ReaderContext};
 use crate::calendar::Calendar;
-use crate::clocks::{Follow, Followed};
 use crate::credit::CreditPolicy;
 use crate::personal::Pseudonyms;
 use crate::schema::SchemaSet;
@@ -194,7 +194,7 @@ pub async fn run(
     let start = index.offsets().map_err(|e| e.to_string())?;
     let round = shutdown.child_token();
     let _stop = round.clone().drop_guard();
-    let mut rx = crate::clocks::follow_from(&ctx.bus, ctx.sources.all(), &start, round);
+    let mut rx = crate::bus::follow::follow_from(&ctx.bus, ctx.sources.all(), &start, round);
     let mut last_durable = Instant::now();
     refresh(&index, &ctx.stats);
     loop {

@@ -37,7 +37,7 @@ pub struct Hub {
             std::collections::BTreeMap<String, std::sync::Arc<crate::delivery::DeliveryStats>>,
         >,
     >,
-    pub clock_stats: std::sync::Arc<crate::clocks::ClockStats>,
+    pub clock_stats: std::sync::Arc<crate::keepers::ClockStats>,
     /// The entity library's counters.
     pub entity_stats: std::sync::Arc<crate::entity::keeper::IndexStats>,
     /// The broker's message size limit per topic, asked once per topic.
@@ -350,7 +350,7 @@ impl Hub {
             desk_handle = Some(desk);
         }
         if self.deployment.credit.is_some() || self.deployment.commitments.is_some() {
-            let keeper = crate::clocks::KeeperContext {
+            let keeper = crate::keepers::KeeperContext {
                 bus: self.bus.clone(),
                 producer: producer.clone(),
                 schemas: schemas.clone(),
@@ -366,7 +366,11 @@ impl Hub {
                 singletons.push(shared::SharedTask {
                     name: "clock:credit_publication".into(),
                     start: Box::new(move |token| {
-                        tokio::spawn(crate::clocks::run_credit_clock(k.clone(), c.clone(), token))
+                        tokio::spawn(crate::keepers::run_credit_clock(
+                            k.clone(),
+                            c.clone(),
+                            token,
+                        ))
                     }),
                     on_change: None,
                 });
@@ -374,7 +378,7 @@ impl Hub {
                 singletons.push(shared::SharedTask {
                     name: "clock:blacklist".into(),
                     start: Box::new(move |token| {
-                        tokio::spawn(crate::clocks::run_blacklist(k.clone(), c.clone(), token))
+                        tokio::spawn(crate::keepers::run_blacklist(k.clone(), c.clone(), token))
                     }),
                     on_change: None,
                 });
@@ -384,7 +388,7 @@ impl Hub {
                 singletons.push(shared::SharedTask {
                     name: "clock:commitments".into(),
                     start: Box::new(move |token| {
-                        tokio::spawn(crate::clocks::run_commitments(k.clone(), c.clone(), token))
+                        tokio::spawn(crate::keepers::run_commitments(k.clone(), c.clone(), token))
                     }),
                     on_change: None,
                 });

@@ -11,8 +11,8 @@
 
 use super::stats::{PipelineState, PipelineStats, Stats};
 use crate::bus::Bus;
-use crate::clocks::ClockStats;
 use crate::delivery::DeliveryStats;
+use crate::keepers::ClockStats;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};

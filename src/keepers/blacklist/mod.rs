@@ -23,6 +23,9 @@
 //! Only a decided listing reaches the list topic, which is what deliveries
 //! push for joint restriction; a removal is pushed the same way.
 
+mod keeper;
+pub use keeper::run_blacklist;
+
 use crate::calendar::{Calendar, LegalLimit};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,589 @@
+//! The blacklist keeper: proposes entities that meet a criterion, folds each
+//! case's procedure events, and writes decided listings and removals to the
+//! list topic.
+
+use super::{BlacklistConfig, CaseView, Criterion, EventKind, Ground, ProcedureEvent, Proposal};
+use crate::bus::follow::{Follow, follow};
+use crate::calendar::Calendar;
+use crate::keepers::CreditConfig;
+use crate::keepers::{KeeperContext, ms};
+use crate::schema::decode_payload;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+struct Entity {
+    name: String,
+    credit_code: Option<String>,
+    grounds: BTreeMap<String, Ground>,
+}
+
+/// The list's keeper: penalty decisions per entity, the procedure's events
+/// per entity, and what the list topic says.
+struct ListKeeper {
+    config: BlacklistConfig,
+    calendar: Arc<Calendar>,
+    pseudonyms: crate::personal::Pseudonyms,
+    entities: BTreeMap<String, Entity>,
+    events: BTreeMap<String, Vec<ProcedureEvent>>,
+    /// What the list topic last said per entity: listed or not, its
+    /// version, and the case.
+    written: BTreeMap<String, (bool, i64, String)>,
+}
+
+/// What the keeper does on a tick: steps of the procedure that are the
+/// hub's, and entries of the list.
+#[derive(Debug, Default, PartialEq)]
+struct Writes {
+    events: Vec<ProcedureEvent>,
+    entries: Vec<(String, Value)>,
+}
+
+impl ListKeeper {
+    fn new(
+        config: BlacklistConfig,
+        calendar: Arc<Calendar>,
+        pseudonyms: crate::personal::Pseudonyms,
+    ) -> Self {
+        Self {
+            config,
+            calendar,
+            pseudonyms,
+            entities: BTreeMap::new(),
+            events: BTreeMap::new(),
+            written: BTreeMap::new(),
+        }
+    }
+
+    fn observe_decision(&mut self, d: &Value) {
+        let Some(key) = crate::credit::entity_key(d, &self.pseudonyms) else {
+            return;
+        };
+        let Some(id) = d.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(decided) = d.get("decided_at").and_then(Value::as_i64).and_then(ms) else {
+            return;
+        };
+        let entity = self.entities.entry(key).or_insert_with(|| Entity {
+            name: d
+                .pointer("/party/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            credit_code: d
+                .pointer("/party/credit_code")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            grounds: BTreeMap::new(),
+        });
+        entity.grounds.insert(
+            id.to_owned(),
+            Ground {
+                id: id.to_owned(),
+                decision_no: d
+                    .get("decision_no")
+                    .and_then(Value::as_str)
+                    .unwrap_or(id)
+                    .to_owned(),
+                decided,
+                serious: d.get("serious").and_then(Value::as_bool).unwrap_or(false),
+                categories: crate::credit::categories_of(d),
+                // Revoked, confirmed unlawful or void (行政处罚法 art. 48).
+                revoked: matches!(
+                    d.get("action").and_then(Value::as_str),
+                    Some("REVOKED" | "CONFIRMED_UNLAWFUL" | "CONFIRMED_VOID")
+                ),
+            },
+        );
+    }
+
+    fn observe_event(&mut self, e: ProcedureEvent) {
+        let list = self.events.entry(e.entity.clone()).or_default();
+        if !list.iter().any(|x| x.id == e.id) {
+            list.push(e);
+        }
+    }
+
+    fn observe_entry(&mut self, key: &str, v: &Value) {
+        let listed = v.get("action").and_then(Value::as_str) == Some("ADD");
+        let version = v.get("version").and_then(Value::as_i64).unwrap_or(0);
+        let case = v
+            .get("case_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        self.written.insert(key.to_owned(), (listed, version, case));
+    }
+
+    /// The hub's steps and the list's entries due at `now`; what it
+    /// returns is also taken into its own memory.
+    fn tick(&mut self, now: DateTime<Utc>) -> Writes {
+        let mut out = Writes::default();
+        let keys: BTreeSet<String> = self
+            .entities
+            .keys()
+            .chain(self.events.keys())
+            .cloned()
+            .collect();
+        for key in keys {
+            for e in self.steps(&key, now) {
+                self.observe_event(e.clone());
+                out.events.push(e);
+            }
+            if let Some(entry) = self.entry(&key, now) {
+                self.observe_entry(&key, &entry);
+                out.entries.push((key, entry));
+            }
+        }
+        out
+    }
+
+    fn cases(&self, key: &str, now: DateTime<Utc>) -> Vec<CaseView> {
+        self.events.get(key).map_or_else(Vec::new, |events| {
+            super::cases(events, &self.config, &self.calendar, now)
+        })
+    }
+
+    /// The hub's own steps for one entity: a proposal when a criterion is
+    /// met and nothing is open, the end of a case whose grounds are gone,
+    /// the end of a listing whose term has lapsed.
+    fn steps(&self, key: &str, now: DateTime<Utc>) -> Vec<ProcedureEvent> {
+        let cases = self.cases(key, now);
+        let Some(entity) = self.entities.get(key) else {
+            return Vec::new();
+        };
+        if let Some(open) = cases.iter().find(|c| c.state.open()) {
+            let Some(p) = &open.proposal else {
+                return Vec::new();
+            };
+            let at = open.proposed_at.and_then(ms).unwrap_or(now);
+            let grounds: Vec<&Ground> = p
+                .grounds
+                .iter()
+                .filter_map(|id| entity.grounds.get(id))
+                .collect();
+            let still = p
+                .criteria
+                .iter()
+                .any(|c| c.met(grounds.iter().copied(), at).is_some());
+            if !still {
+                return vec![super::hub_event(
+                    open,
+                    EventKind::GroundsRevoked,
+                    now,
+                    "所依据的行政处罚决定已被撤销或确认违法、无效（行政处罚法第四十八条），不再符合列入条件".into(),
+                )];
+            }
+            if open.listed()
+                && open
+                    .listed_until
+                    .is_some_and(|until| now.timestamp_millis() >= until)
+            {
+                return vec![super::hub_event(
+                    open,
+                    EventKind::TermExpired,
+                    now,
+                    format!(
+                        "列入期限（{}，{}）届满",
+                        self.config.listing_term.limit.label(),
+                        self.config.listing_term.basis
+                    ),
+                )];
+            }
+            return Vec::new();
+        }
+        let met: Vec<(&Criterion, Vec<&Ground>, String)> = self
+            .config
+            .criteria
+            .iter()
+            .filter_map(|c| c.met(entity.grounds.values(), now).map(|(g, r)| (c, g, r)))
+            .collect();
+        if met.is_empty() {
+            return Vec::new();
+        }
+        let mut grounds: Vec<&Ground> =
+            met.iter().flat_map(|(_, g, _)| g.iter().copied()).collect();
+        grounds.sort_by(|a, b| (a.decided, &a.id).cmp(&(b.decided, &b.id)));
+        grounds.dedup_by(|a, b| a.id == b.id);
+        let ids: BTreeSet<&str> = grounds.iter().map(|g| g.id.as_str()).collect();
+        // The same grounds are proposed once: a case closed on them (not
+        // listed, repaired, expired) is not opened again by the hub.
+        if cases.iter().any(|c| {
+            c.proposal
+                .as_ref()
+                .is_some_and(|p| ids.iter().all(|id| p.grounds.iter().any(|g| g == id)))
+        }) {
+            return Vec::new();
+        }
+        let case_id = super::case_id(key, now.timestamp_millis());
+        vec![ProcedureEvent {
+            id: format!("{case_id}:PROPOSED"),
+            case_id,
+            entity: key.to_owned(),
+            event: EventKind::Proposed,
+            at_ms: now.timestamp_millis(),
+            by: "duijie".into(),
+            effective_ms: None,
+            text: None,
+            proposal: Some(Proposal {
+                name: entity.name.clone(),
+                credit_code: entity.credit_code.clone(),
+                criteria: met.iter().map(|(c, _, _)| (*c).clone()).collect(),
+                reasons: met.iter().map(|(_, _, r)| r.clone()).collect(),
+                grounds: grounds.iter().map(|g| g.id.clone()).collect(),
+                decision_nos: grounds.iter().map(|g| g.decision_no.clone()).collect(),
+                latest_decided_ms: grounds
+                    .iter()
+                    .map(|g| g.decided.timestamp_millis())
+                    .max()
+                    .unwrap_or_default(),
+            }),
+        }]
+    }
+
+    /// The list entry to write for one entity, if the list topic does not
+    /// say it yet: a decided listing, or the removal of one.
+    fn entry(&self, key: &str, now: DateTime<Utc>) -> Option<Value> {
+        let cases = self.cases(key, now);
+        let (was_listed, version, was_case) =
+            self.written
+                .get(key)
+                .cloned()
+                .unwrap_or((false, 0, String::new()));
+        if let Some(listed) = cases.iter().find(|c| c.listed()) {
+            if was_listed && was_case == listed.case_id {
+                return None;
+            }
+            return Some(super::list_entry(listed, version + 1, now));
+        }
+        if !was_listed {
+            return None;
+        }
+        let removed = cases.iter().find(|c| c.case_id == was_case)?;
+        Some(super::list_entry(removed, version + 1, now))
+    }
+
+    fn counts(&self, now: DateTime<Utc>) -> (u64, u64) {
+        let (mut listed, mut open) = (0, 0);
+        for key in self.events.keys() {
+            for c in self.cases(key, now) {
+                if c.listed() {
+                    listed += 1;
+                } else if c.state.open() {
+                    open += 1;
+                }
+            }
+        }
+        (listed, open)
+    }
+}
+
+/// The list's keeper: follows the decisions, the procedure and the list,
+/// and once it has read their history, writes on each tick the hub's steps
+/// (the procedure's events first) and then the list entries they make due.
+/// When a write fails, it forgets everything and reads it back from the
+/// topics, so nothing is half-remembered.
+pub async fn run_blacklist(ctx: KeeperContext, config: CreditConfig, shutdown: CancellationToken) {
+    let Some(list) = config.blacklist.clone() else {
+        return;
+    };
+    let Some(pseudonyms) = ctx.pseudonyms.clone() else {
+        // Checked when the deployment loads; said here should it not be.
+        tracing::error!("the blacklist keeper needs [hub] pseudonym_key; not started");
+        return;
+    };
+    loop {
+        let round = shutdown.child_token();
+        let _stop = round.clone().drop_guard();
+        let result = keep_list(&ctx, &config, &list, pseudonyms.clone(), round).await;
+        match result {
+            Ok(()) => return,
+            Err(e) => tracing::error!(error = %e, "blacklist keeper; reading its topics again"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+async fn keep_list(
+    ctx: &KeeperContext,
+    config: &CreditConfig,
+    list: &BlacklistConfig,
+    pseudonyms: crate::personal::Pseudonyms,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let mut rx = follow(
+        &ctx.bus,
+        vec![
+            config.decisions_topic.clone(),
+            list.events_topic.clone(),
+            list.topic.clone(),
+        ],
+        shutdown.clone(),
+    );
+    let mut keeper = ListKeeper::new(list.clone(), ctx.calendar.clone(), pseudonyms);
+    let mut tick = tokio::time::interval(ctx.tick);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            f = rx.recv() => {
+                let Some(f) = f else { return Ok(()) };
+                let Follow::Record(f) = f else { continue };
+                if f.topic == list.topic {
+                    match serde_json::from_slice::<Value>(&f.payload) {
+                        Ok(v) => keeper.observe_entry(&f.key, &v),
+                        Err(e) => f.unreadable("blacklist keeper", &e.to_string()),
+                    }
+                } else if f.topic == list.events_topic {
+                    match serde_json::from_slice::<ProcedureEvent>(&f.payload) {
+                        Ok(e) => keeper.observe_event(e),
+                        Err(e) => f.unreadable("blacklist keeper", &e.to_string()),
+                    }
+                } else {
+                    match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
+                        Ok(d) => keeper.observe_decision(&d),
+                        Err(e) => f.unreadable("blacklist keeper", &e),
+                    }
+                }
+            }
+            _ = tick.tick(), if rx.caught_up() => {
+                let now = Utc::now();
+                let writes = keeper.tick(now);
+                write_list(ctx, list, &writes).await?;
+                let (listed, open) = keeper.counts(now);
+                ctx.stats.blacklisted.store(listed, Ordering::Relaxed);
+                ctx.stats.blacklist_open.store(open, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+async fn write_list(ctx: &KeeperContext, list: &BlacklistConfig, w: &Writes) -> Result<(), String> {
+    for e in &w.events {
+        let body = serde_json::to_value(e).expect("events serialize");
+        ctx.send(&list.events_topic, &e.entity, &body).await?;
+    }
+    for (key, entry) in &w.entries {
+        ctx.send(&list.topic, key, entry).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn keeper() -> ListKeeper {
+        let config = crate::keepers::blacklist::test_config();
+        let calendar =
+            Calendar::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendar"))
+                .expect("calendar");
+        ListKeeper::new(
+            config,
+            Arc::new(calendar),
+            crate::personal::Pseudonyms::new("a-test-pseudonym-key-of-32-characters").unwrap(),
+        )
+    }
+
+    fn local(m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(2026, m, d, h, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn decision(
+        id: &str,
+        decided: DateTime<Utc>,
+        serious: bool,
+        cats: &[&str],
+        action: &str,
+    ) -> Value {
+        json!({"id": id, "decision_no": format!("宜高综执罚〔2026〕{id}号"), "action": action, "serious": serious,
+            "categories": cats, "decided_at": decided.timestamp_millis(),
+            "party": {"name": "宜昌东山化工有限责任公司", "credit_code": "91420500MA4F0XYZ1B"}})
+    }
+
+    const KEY: &str = "uscc:91420500MA4F0XYZ1B";
+
+    fn act(k: &mut ListKeeper, kind: EventKind, at: DateTime<Utc>, date: Option<DateTime<Utc>>) {
+        let case = k.cases(KEY, at).into_iter().next().expect("a case");
+        let e = crate::keepers::blacklist::officer_act(&case, kind, "张三", date, None, at)
+            .expect("allowed");
+        k.observe_event(e);
+    }
+
+    #[test]
+    fn an_entity_meeting_a_criterion_is_proposed_once_and_listed_only_when_decided() {
+        let mut k = keeper();
+        k.observe_decision(&decision(
+            "pen:1",
+            local(3, 2, 0),
+            true,
+            &["罚款"],
+            "ISSUED",
+        ));
+        assert_eq!(
+            k.tick(local(3, 2, 12)),
+            Writes::default(),
+            "one serious violation is not enough"
+        );
+        k.observe_decision(&decision(
+            "pen:2",
+            local(3, 3, 0),
+            true,
+            &["罚款"],
+            "ISSUED",
+        ));
+        let w = k.tick(local(3, 3, 12));
+        assert_eq!(w.events.len(), 1);
+        assert_eq!(w.events[0].event, EventKind::Proposed);
+        assert!(
+            w.entries.is_empty(),
+            "a proposal is not published: {:?}",
+            w.entries
+        );
+        assert_eq!(k.tick(local(3, 3, 13)), Writes::default(), "proposed once");
+        // Notice served; the window runs: nothing is published.
+        act(
+            &mut k,
+            EventKind::NoticeServed,
+            local(3, 4, 9),
+            Some(local(3, 4, 9)),
+        );
+        assert!(k.tick(local(3, 10, 9)).entries.is_empty());
+        act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
+        let w = k.tick(local(3, 20, 10));
+        assert_eq!(w.entries.len(), 1);
+        let (key, entry) = &w.entries[0];
+        assert_eq!(key, KEY);
+        assert_eq!(entry["action"], "ADD");
+        assert_eq!(entry["criteria"][0]["basis"], "测试依据甲");
+        assert_eq!(
+            entry["decided_at"],
+            json!(local(3, 20, 9).timestamp_millis())
+        );
+        assert_eq!(k.tick(local(3, 20, 11)), Writes::default(), "listed once");
+        // Repaired after its period: removed, and said so.
+        act(&mut k, EventKind::RepairApproved, local(6, 23, 9), None);
+        let w = k.tick(local(6, 23, 10));
+        assert_eq!(w.entries.len(), 1);
+        assert_eq!(w.entries[0].1["action"], "REMOVE");
+        assert_eq!(w.entries[0].1["version"], 2);
+        assert!(
+            w.entries[0].1["removal_reason"]
+                .as_str()
+                .unwrap()
+                .contains("信用修复"),
+            "{}",
+            w.entries[0].1
+        );
+        // The same grounds are not proposed again.
+        assert_eq!(k.tick(local(6, 24, 10)), Writes::default());
+    }
+
+    #[test]
+    fn revoked_grounds_end_the_case_and_the_listing_and_a_lapsed_term_removes() {
+        let mut k = keeper();
+        k.observe_decision(&decision(
+            "pen:4",
+            local(3, 2, 0),
+            false,
+            &["罚款", "吊销许可证件"],
+            "ISSUED",
+        ));
+        k.tick(local(3, 2, 12));
+        act(
+            &mut k,
+            EventKind::NoticeServed,
+            local(3, 3, 9),
+            Some(local(3, 3, 9)),
+        );
+        act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
+        assert_eq!(k.tick(local(3, 20, 10)).entries[0].1["action"], "ADD");
+        // The term (6 months) lapses at 2026-09-20 24:00.
+        let mut expiring = keeper();
+        expiring.entities = k.entities.clone();
+        expiring.events = k.events.clone();
+        expiring.written = k.written.clone();
+        assert_eq!(expiring.tick(local(9, 20, 23)), Writes::default());
+        let w = expiring.tick(local(9, 21, 1));
+        assert_eq!(w.events[0].event, EventKind::TermExpired);
+        assert_eq!(w.entries[0].1["action"], "REMOVE");
+        // The decision is revoked (行政处罚法 art. 48): the hub ends the case.
+        k.observe_decision(&decision(
+            "pen:4",
+            local(3, 2, 0),
+            false,
+            &["罚款", "吊销许可证件"],
+            "REVOKED",
+        ));
+        let w = k.tick(local(4, 1, 10));
+        assert_eq!(w.events[0].event, EventKind::GroundsRevoked);
+        assert_eq!(w.entries[0].1["action"], "REMOVE");
+    }
+
+    #[test]
+    fn a_restarted_keeper_writes_nothing_it_wrote_before() {
+        let mut k = keeper();
+        k.observe_decision(&decision(
+            "pen:4",
+            local(3, 2, 0),
+            false,
+            &["吊销许可证件"],
+            "ISSUED",
+        ));
+        let mut written = k.tick(local(3, 2, 12));
+        act(
+            &mut k,
+            EventKind::NoticeServed,
+            local(3, 3, 9),
+            Some(local(3, 3, 9)),
+        );
+        act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
+        let listed = k.tick(local(3, 20, 10));
+        written.events.extend(listed.events);
+        written.entries.extend(listed.entries);
+        // What the topics hold, read back by a new keeper.
+        let mut again = keeper();
+        again.observe_decision(&decision(
+            "pen:4",
+            local(3, 2, 0),
+            false,
+            &["吊销许可证件"],
+            "ISSUED",
+        ));
+        for e in k.events[KEY].clone() {
+            again.observe_event(e);
+        }
+        for (key, entry) in &written.entries {
+            again.observe_entry(key, entry);
+        }
+        assert_eq!(again.tick(local(3, 21, 10)), Writes::default());
+    }
+
+    #[test]
+    fn a_natural_person_is_proposed_under_a_pseudonym_never_the_id_number() {
+        let mut k = keeper();
+        let id = "11010519491231002X";
+        k.observe_decision(&json!({"id": "pen:9", "decision_no": "宜高综执罚决字〔2026〕第0900号", "action": "ISSUED",
+            "serious": false, "categories": ["吊销许可证件"], "decided_at": local(3, 2, 0).timestamp_millis(),
+            "party": {"name": "李娜", "type": "NATURAL_PERSON", "id_number": id}}));
+        let w = k.tick(local(3, 2, 12));
+        assert_eq!(w.events.len(), 1);
+        assert_eq!(w.events[0].entity, k.pseudonyms.of(id));
+        assert!(w.events[0].entity.starts_with("pid:"));
+        let text = serde_json::to_string(&w.events).unwrap();
+        assert!(crate::personal::full_ids(&text).is_empty(), "{text}");
+    }
+}

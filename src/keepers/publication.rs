@@ -1,0 +1,265 @@
+//! The credit publication clock (双公示): a penalty decision published on
+//! the credit platform within its limit, a change or revocation within its
+//! own; alerts when one is at risk or late.
+
+use super::{KeeperContext, ms};
+use crate::bus::follow::{Follow, follow};
+use crate::calendar::{CalendarError, local_text};
+use crate::delivery::{Outcome, Receipt};
+use crate::schema::decode_payload;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the credit publication clock and the blacklist.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditConfig {
+    /// Topic of canonical penalty decisions.
+    #[serde(default = "default_decisions_topic")]
+    pub decisions_topic: String,
+    /// The delivery whose receipts mark a decision as published.
+    pub delivery: String,
+    /// A decision must be published within this limit of its date
+    /// (default 7 working days, the 双公示 rule).
+    #[serde(default = "default_publish_within")]
+    pub publish_within: crate::calendar::Limit,
+    /// A change, revocation, or confirmation as unlawful or void must reach
+    /// the platform within this limit (default 3 working days: 行政处罚法
+    /// art. 48, "三日" being working days by its art. 85).
+    #[serde(default = "default_update_within")]
+    pub update_within: crate::calendar::Limit,
+    /// "At risk" when less than this share of the time is left.
+    #[serde(default = "default_at_risk")]
+    pub at_risk_share: f64,
+    /// The list of seriously dishonest entities and its procedure
+    /// (严重失信主体名单, 国办发〔2020〕49号); none when not configured.
+    #[serde(default)]
+    pub blacklist: Option<crate::keepers::blacklist::BlacklistConfig>,
+}
+
+fn default_decisions_topic() -> String {
+    "canonical.penalty_decision".into()
+}
+fn default_publish_within() -> crate::calendar::Limit {
+    "7 working days".parse().expect("a limit")
+}
+fn default_update_within() -> crate::calendar::Limit {
+    "3 working days".parse().expect("a limit")
+}
+fn default_at_risk() -> f64 {
+    0.3
+}
+
+/// One decision's publication as the clock follows it (`credit::Publication`
+/// is what the credit platform receives).
+#[derive(Debug, Clone)]
+struct PublicationDue {
+    decision_no: String,
+    party: String,
+    action: String,
+    started: DateTime<Utc>,
+    due: Result<DateTime<Utc>, CalendarError>,
+    /// When the platform took it.
+    published: Option<DateTime<Utc>>,
+    not_published: bool,
+}
+
+/// Publication deadlines of penalty decisions: 7 working days from the
+/// decision (the 双公示 rule of the credit platform), 3 working days for a
+/// change, revocation, or confirmation as unlawful or void (行政处罚法 art. 48
+/// "三日内", working days by its art. 85); "at risk" when less than the
+/// configured share of the time is left, "late" once it passed.
+pub async fn run_credit_clock(
+    ctx: KeeperContext,
+    config: CreditConfig,
+    shutdown: CancellationToken,
+) {
+    let mut rx = follow(
+        &ctx.bus,
+        vec![
+            config.decisions_topic.clone(),
+            ctx.receipts_topic.clone(),
+            ctx.alerts_topic.clone(),
+        ],
+        shutdown.clone(),
+    );
+    let mut items: BTreeMap<(String, i64), PublicationDue> = BTreeMap::new();
+    let mut alerted: BTreeSet<String> = BTreeSet::new();
+    let mut tick = tokio::time::interval(ctx.tick);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            f = rx.recv() => {
+                let Some(f) = f else { return };
+                // On catching up, the loop comes round with ticks enabled.
+                let Follow::Record(f) = f else { continue };
+                if f.topic == ctx.alerts_topic {
+                    alerted.insert(f.key);
+                } else if f.topic == ctx.receipts_topic {
+                    let r = match serde_json::from_slice::<Receipt>(&f.payload) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            f.unreadable("publication clock", &e.to_string());
+                            continue;
+                        }
+                    };
+                    if r.delivery != config.delivery {
+                        continue;
+                    }
+                    let version = r.idempotency_key.rsplit(":v").next().and_then(|v| v.parse::<i64>().ok()).unwrap_or(1);
+                    if let Some(item) = items.get_mut(&(r.record_id.clone(), version)) {
+                        match r.outcome {
+                            Outcome::Delivered => item.published = ms(r.at_ms),
+                            Outcome::NotSent => item.not_published = true,
+                            _ => {}
+                        }
+                    }
+                } else if f.topic == config.decisions_topic {
+                    let d = match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            f.unreadable("publication clock", &e);
+                            continue;
+                        }
+                    };
+                    let Some(id) = d.get("id").and_then(Value::as_str) else { continue };
+                    let version = d.get("version").and_then(Value::as_i64).unwrap_or(1);
+                    let action = d.get("action").and_then(Value::as_str).unwrap_or("ISSUED").to_owned();
+                    let (started, limit) = if action == "ISSUED" {
+                        (d.get("decided_at").and_then(Value::as_i64).and_then(ms), config.publish_within)
+                    } else {
+                        (
+                            d.get("changed_at").and_then(Value::as_i64).or(d.get("updated_at").and_then(Value::as_i64)).and_then(ms),
+                            config.update_within,
+                        )
+                    };
+                    let Some(started) = started else { continue };
+                    let entry = items.entry((id.to_owned(), version)).or_insert(PublicationDue {
+                        decision_no: d.get("decision_no").and_then(Value::as_str).unwrap_or(id).to_owned(),
+                        party: d.pointer("/party/name").and_then(Value::as_str).unwrap_or("").to_owned(),
+                        action: action.clone(),
+                        started,
+                        due: ctx.calendar.due(started, limit),
+                        published: None,
+                        not_published: false,
+                    });
+                    entry.started = started;
+                }
+            }
+            _ = tick.tick(), if rx.caught_up() => {
+                if let Err(e) = credit_tick(&ctx, &config, &items, &mut alerted).await {
+                    tracing::error!(error = %e, "credit clock");
+                }
+            }
+        }
+    }
+}
+
+async fn credit_tick(
+    ctx: &KeeperContext,
+    config: &CreditConfig,
+    items: &BTreeMap<(String, i64), PublicationDue>,
+    alerted: &mut BTreeSet<String>,
+) -> Result<(), String> {
+    let now = Utc::now();
+    let (mut pending, mut at_risk, mut late) = (0, 0, 0);
+    for ((id, version), item) in items {
+        if item.not_published {
+            continue;
+        }
+        let what = match item.action.as_str() {
+            "REVOKED" => "撤销后的撤回公示",
+            "CONFIRMED_UNLAWFUL" => "确认违法后的撤回公示",
+            "CONFIRMED_VOID" => "确认无效后的撤回公示",
+            "CHANGED" => "变更后的更新公示",
+            _ => "公示",
+        };
+        let due = match &item.due {
+            Ok(d) => *d,
+            Err(e) => {
+                let key = format!("credit:calendar:{e}");
+                if alerted.insert(key.clone()) {
+                    ctx.alert(
+                        &key,
+                        "CALENDAR_MISSING",
+                        crate::alert::Severity::Critical,
+                        id,
+                        format!("无法计算公示期限：{e}"),
+                    )
+                    .await?;
+                }
+                continue;
+            }
+        };
+        if let Some(at) = item.published {
+            if at > due {
+                let key = format!("credit:{id}:v{version}:late");
+                if alerted.insert(key.clone()) {
+                    ctx.alert(
+                        &key,
+                        "CREDIT_PUBLICATION_LATE",
+                        crate::alert::Severity::Critical,
+                        id,
+                        format!(
+                            "行政处罚决定{}（{}）应于{}前完成{what}，实际于{}完成，已逾期。",
+                            item.decision_no,
+                            item.party,
+                            local_text(due),
+                            local_text(at)
+                        ),
+                    )
+                    .await?;
+                }
+            }
+            continue;
+        }
+        pending += 1;
+        let total = (due - item.started).num_seconds().max(1) as f64;
+        let left = (due - now).num_seconds() as f64;
+        if left < 0.0 {
+            late += 1;
+            let key = format!("credit:{id}:v{version}:late");
+            if alerted.insert(key.clone()) {
+                ctx.alert(
+                    &key,
+                    "CREDIT_PUBLICATION_LATE",
+                    crate::alert::Severity::Critical,
+                    id,
+                    format!(
+                        "行政处罚决定{}（{}）应于{}前完成{what}，已逾期。",
+                        item.decision_no,
+                        item.party,
+                        local_text(due)
+                    ),
+                )
+                .await?;
+            }
+        } else if left < config.at_risk_share * total {
+            at_risk += 1;
+            let key = format!("credit:{id}:v{version}:at_risk");
+            if alerted.insert(key.clone()) {
+                ctx.alert(
+                    &key,
+                    "CREDIT_PUBLICATION_AT_RISK",
+                    crate::alert::Severity::Warning,
+                    id,
+                    format!(
+                        "行政处罚决定{}（{}）须于{}前完成{what}，即将到期。",
+                        item.decision_no,
+                        item.party,
+                        local_text(due)
+                    ),
+                )
+                .await?;
+            }
+        }
+    }
+    ctx.stats.credit_pending.store(pending, Ordering::Relaxed);
+    ctx.stats.credit_at_risk.store(at_risk, Ordering::Relaxed);
+    ctx.stats.credit_late.store(late, Ordering::Relaxed);
+    Ok(())
+}
