@@ -52,10 +52,27 @@ pub enum Request<'a> {
     },
 }
 
+/// The hub's one HTTP client: every source and every delivery target
+/// shares its connection pool and TLS setup (rustls, the platform's roots);
+/// each request carries its own timeout. A clone shares the pool.
+pub fn client() -> Result<reqwest::Client, String> {
+    static CLIENT: std::sync::LazyLock<Result<reqwest::Client, String>> =
+        std::sync::LazyLock::new(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        });
+    CLIENT.clone()
+}
+
 /// An HTTP endpoint with its client, auth and limits.
 #[derive(Debug)]
 pub struct Endpoint {
     client: reqwest::Client,
+    /// Each request's timeout.
+    timeout: Duration,
     login: Option<LoginConfig>,
     token: Mutex<Option<Token>>,
     headers: BTreeMap<String, String>,
@@ -69,12 +86,10 @@ impl Endpoint {
         headers: BTreeMap<String, String>,
         max_response_bytes: usize,
     ) -> Result<Self, SourceError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| SourceError::permanent("cannot build HTTP client").with_source(e))?;
+        let client = client().map_err(SourceError::permanent)?;
         Ok(Self {
             client,
+            timeout,
             login,
             token: Mutex::new(None),
             headers,
@@ -129,7 +144,7 @@ impl Endpoint {
         soap: bool,
     ) -> Result<Result<(u16, Bytes), SourceError>, Unauthorized> {
         let mut builder = match request {
-            Request::Get { query } => self.client.get(url).query(query),
+            Request::Get { query } => self.client.get(url).timeout(self.timeout).query(query),
             Request::Post {
                 body,
                 content_type,
@@ -138,6 +153,7 @@ impl Endpoint {
                 let mut b = self
                     .client
                     .post(url)
+                    .timeout(self.timeout)
                     .header(reqwest::header::CONTENT_TYPE, *content_type)
                     .body(body.clone());
                 for (k, v) in headers {
@@ -191,6 +207,7 @@ impl Endpoint {
         let response = self
             .client
             .post(&login.url)
+            .timeout(self.timeout)
             .json(&body)
             .send()
             .await

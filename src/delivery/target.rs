@@ -66,7 +66,10 @@ enum Kind {
 #[derive(Debug)]
 pub struct Target {
     kind: Kind,
+    /// The hub's one HTTP client (`duijie_connectors::http::client`).
     client: reqwest::Client,
+    /// Each request's timeout.
+    timeout: Duration,
     /// Earliest time of the next request.
     next_slot: Option<(Duration, Mutex<Instant>)>,
 }
@@ -104,13 +107,11 @@ impl Target {
             ),
             TargetConfig::Pull { .. } => (Kind::Pull, Duration::from_secs(10)),
         };
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = duijie_connectors::http::client()?;
         Ok(Self {
             kind,
             client,
+            timeout,
             next_slot: rate_per_sec
                 .map(|r| (Duration::from_secs_f64(1.0 / r), Mutex::new(Instant::now()))),
         })
@@ -210,7 +211,7 @@ impl Target {
     }
 
     async fn execute(&self, req: WireRequest) -> Result<reqwest::Response, reqwest::Error> {
-        let mut builder = self.client.post(&req.url);
+        let mut builder = self.client.post(&req.url).timeout(self.timeout);
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
