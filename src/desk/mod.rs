@@ -387,57 +387,82 @@ impl Desk {
     /// tracker (on whichever instance runs it) writes after every round:
     /// with scale-out, every instance serves the desk.
     pub async fn follow(self, shutdown: CancellationToken) {
+        use crate::bus::follow::Follow;
+        let mut follower = crate::bus::follow::follow(
+            &self.bus,
+            vec![self.config.state_topic.clone()],
+            shutdown.clone(),
+        );
+        // The topic's latest state of each referral, refolded as time
+        // passes (a step falls late without a new record).
+        let mut latest: BTreeMap<String, ReferralView> = BTreeMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(3));
         loop {
-            match crate::bus::inspect::read_topic(&self.bus, &self.config.state_topic, false).await
-            {
-                Ok(records) => {
-                    let now = self.now();
-                    let mut changed = Vec::new();
-                    {
-                        let current = self.views.read().expect("views lock");
-                        for r in records {
-                            let Some(v) = r
-                                .payload
-                                .as_deref()
-                                .and_then(|p| serde_json::from_slice::<ReferralView>(p).ok())
-                            else {
-                                continue;
-                            };
-                            // Never older than what this instance shows.
-                            if current
-                                .get(&v.referral_no)
-                                .is_some_and(|c| c.events.len() > v.events.len())
-                            {
-                                continue;
-                            }
-                            let fresh = fold(
-                                &v.referral_no,
-                                v.events,
-                                &self.config.limits,
-                                self.config.at_risk_share,
-                                &self.calendar,
-                                now,
-                            );
-                            // What a reader notices (not the seconds left).
-                            let differs = current.get(&fresh.referral_no).is_none_or(|c| {
-                                c.events != fresh.events
-                                    || (c.late, c.at_risk, &c.clock_error)
-                                        != (fresh.late, fresh.at_risk, &fresh.clock_error)
-                            });
-                            if differs {
-                                changed.push(fresh);
-                            }
-                        }
-                    }
-                    self.publish_views(changed);
-                }
-                Err(e) => tracing::warn!(error = %e, "reading the referral state topic"),
-            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+                item = follower.recv() => match item {
+                    None => return,
+                    Some(Follow::Record(r)) => {
+                        // A tombstone removes nothing the desk shows.
+                        if r.payload.is_empty() {
+                            continue;
+                        }
+                        match serde_json::from_slice::<ReferralView>(&r.payload) {
+                            Ok(v) => {
+                                let no = v.referral_no.clone();
+                                if latest.get(&no).is_none_or(|c| c.events.len() <= v.events.len()) {
+                                    latest.insert(no.clone(), v);
+                                }
+                                if follower.caught_up() {
+                                    self.absorb(latest.get(&no).into_iter());
+                                }
+                            }
+                            Err(e) => r.unreadable("desk", &e.to_string()),
+                        }
+                    }
+                    Some(Follow::CaughtUp) => self.absorb(latest.values()),
+                },
+                _ = tick.tick(), if follower.caught_up() => self.absorb(latest.values()),
             }
         }
+    }
+
+    /// Shows the referral states read from the state topic, folded as of
+    /// now, where they differ from what this instance shows and are not
+    /// older than it.
+    fn absorb<'v>(&self, views: impl Iterator<Item = &'v ReferralView>) {
+        let now = self.now();
+        let mut changed = Vec::new();
+        {
+            let current = self.views.read().expect("views lock");
+            for v in views {
+                // Never older than what this instance shows.
+                if current
+                    .get(&v.referral_no)
+                    .is_some_and(|c| c.events.len() > v.events.len())
+                {
+                    continue;
+                }
+                let fresh = fold(
+                    &v.referral_no,
+                    v.events.clone(),
+                    &self.config.limits,
+                    self.config.at_risk_share,
+                    &self.calendar,
+                    now,
+                );
+                // What a reader notices (not the seconds left).
+                let differs = current.get(&fresh.referral_no).is_none_or(|c| {
+                    c.events != fresh.events
+                        || (c.late, c.at_risk, &c.clock_error)
+                            != (fresh.late, fresh.at_risk, &fresh.clock_error)
+                });
+                if differs {
+                    changed.push(fresh);
+                }
+            }
+        }
+        self.publish_views(changed);
     }
 
     /// Loads every referral's state from the state topic.
