@@ -6,11 +6,10 @@
 
 use super::{Bus, BusError};
 use duijie_connectors::Cursor;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What the cursor topic holds for one pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,50 +54,30 @@ impl CursorStore {
                 "cursor-reader",
                 super::Isolation::committed_if(read_committed),
             )?;
-            // The end is known by the partition-EOF event, not by the high
-            // watermark (some brokers report it per record batch).
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, 0, Duration::from_secs(20))
-                .map_err(BusError::Unreachable)?;
-            if high <= low {
-                return Ok(None);
-            }
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-                .map_err(BusError::Client)?;
-            consumer.assign(&tpl).map_err(BusError::Client)?;
             let mut latest: Option<StoredCursor> = None;
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if Instant::now() > deadline {
-                    return Err(BusError::Unreachable(
-                        rdkafka::error::KafkaError::MessageConsumption(
-                            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                        ),
-                    ));
-                }
-                match consumer.poll(Duration::from_millis(500)) {
-                    None => {}
-                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
-                    Some(Err(e)) if super::is_passing_poll_error(&e) => {
-                        tracing::debug!(error = %e, %topic, "a broker is away; reading on");
+            let within = Duration::from_secs(60);
+            super::read::read_to_end(
+                &consumer,
+                &topic,
+                &[(0, super::read::Start::Beginning)],
+                within,
+                |m| {
+                    if m.key() != Some(pipeline.as_bytes()) {
+                        return Ok(());
                     }
-                    Some(Err(e)) => return Err(BusError::Unreachable(e)),
-                    Some(Ok(m)) if m.key() == Some(pipeline.as_bytes()) => match m.payload() {
-                        None => latest = None, // tombstone: reset
+                    latest = match m.payload() {
+                        None => None, // tombstone: reset
                         Some(p) => {
-                            latest = Some(serde_json::from_slice(p).map_err(|e| {
-                                BusError::BadCursor {
-                                    topic: topic.clone(),
-                                    key: pipeline.clone(),
-                                    message: e.to_string(),
-                                }
+                            Some(serde_json::from_slice(p).map_err(|e| BusError::BadCursor {
+                                topic: topic.clone(),
+                                key: pipeline.clone(),
+                                message: e.to_string(),
                             })?)
                         }
-                    },
-                    Some(Ok(_)) => {}
-                }
-            }
+                    };
+                    Ok(())
+                },
+            )?;
             Ok(latest)
         })
         .await

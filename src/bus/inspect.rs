@@ -1,6 +1,7 @@
 //! Reading topics back: what the demo prints, what the tests assert on, and
 //! what an operator uses to look at a topic.
 
+use super::read::{READ_TO_END_WITHIN, Start, read_to_end};
 use super::{Bus, BusError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -72,53 +73,21 @@ pub async fn read_topic(
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer<super::ReaderContext> =
             bus.reader("inspect", super::Isolation::committed_if(read_committed))?;
-        let partitions = partitions_of(&consumer, &topic)?;
-        let mut tpl = TopicPartitionList::new();
-        let mut pending = 0usize;
-        for p in &partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, *p, Duration::from_secs(20))
-                .map_err(BusError::Unreachable)?;
-            if high > low {
-                tpl.add_partition_offset(&topic, *p, Offset::Beginning)
-                    .map_err(BusError::Client)?;
-                pending += 1;
-            }
-        }
+        let starts: Vec<(i32, Start)> = partitions_of(&consumer, &topic)?
+            .into_iter()
+            .map(|p| (p, Start::Beginning))
+            .collect();
         let mut out = Vec::new();
-        if pending == 0 {
-            return Ok(out);
-        }
-        consumer.assign(&tpl).map_err(BusError::Client)?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while pending > 0 {
-            if Instant::now() > deadline {
-                // Never a silent partial read.
-                return Err(BusError::Unreachable(
-                    rdkafka::error::KafkaError::MessageConsumption(
-                        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                    ),
-                ));
-            }
-            match consumer.poll(Duration::from_millis(500)) {
-                None => {}
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => pending -= 1,
-                Some(Err(e)) if super::is_passing_poll_error(&e) => {
-                    tracing::debug!(error = %e, %topic, "a broker is away; reading on");
-                }
-                Some(Err(e)) => return Err(BusError::Unreachable(e)),
-                Some(Ok(m)) => {
-                    let headers = super::header_map(&m);
-                    out.push(ReadRecord {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().map(<[u8]>::to_vec),
-                        headers,
-                    });
-                }
-            }
-        }
+        read_to_end(&consumer, &topic, &starts, READ_TO_END_WITHIN, |m| {
+            out.push(ReadRecord {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+                headers: super::header_map(m),
+            });
+            Ok(())
+        })?;
         Ok(out)
     })
     .await

@@ -12,6 +12,7 @@ pub mod follow;
 pub mod inspect;
 mod provenance;
 pub mod publish;
+pub mod read;
 mod unreadable;
 
 pub use acks::{Acks, BatchProducer};

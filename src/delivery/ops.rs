@@ -229,34 +229,23 @@ async fn read_from(
                 .offsets_for_times(tpl, Duration::from_secs(10))
                 .map_err(|e| e.to_string())?;
         }
-        let mut open = 0;
-        let mut assign = TopicPartitionList::new();
-        for e in tpl.elements() {
-            let (_, high) = consumer
-                .fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
-            match e.offset() {
-                Offset::Offset(o) if o < high => {
-                    assign
-                        .add_partition_offset(&topic, e.partition(), Offset::Offset(o))
-                        .map_err(|e| e.to_string())?;
-                    open += 1;
-                }
-                _ => {}
-            }
-        }
+        // A partition with nothing at or after the time is not read.
+        let starts: Vec<(i32, crate::bus::read::Start)> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), crate::bus::read::Start::At(o))),
+                _ => None,
+            })
+            .collect();
         let mut out: BTreeMap<i32, Vec<Incoming>> = BTreeMap::new();
-        if open == 0 {
-            return Ok(out);
-        }
-        consumer.assign(&assign).map_err(|e| e.to_string())?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while open > 0 && std::time::Instant::now() < deadline {
-            match consumer.poll(Duration::from_millis(300)) {
-                None => {}
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
-                Some(Err(e)) => return Err(e.to_string()),
-                Some(Ok(m)) => match delivery.decode(&m) {
+        crate::bus::read::read_to_end(
+            &consumer,
+            &topic,
+            &starts,
+            crate::bus::read::READ_TO_END_WITHIN,
+            |m| {
+                match delivery.decode(m) {
                     Ok(i) => out.entry(i.partition).or_default().push(i),
                     Err(e) => crate::bus::unreadable(
                         "feed replay",
@@ -265,9 +254,11 @@ async fn read_from(
                         m.offset(),
                         &e,
                     ),
-                },
-            }
-        }
+                }
+                Ok(())
+            },
+        )
+        .map_err(|e| e.to_string())?;
         Ok(out)
     })
     .await

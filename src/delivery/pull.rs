@@ -192,17 +192,32 @@ fn read_after_from(
                         continue; // covered by the cursor (scan from the start)
                     }
                     next.insert(m.partition(), m.offset() + 1);
+                    let unreadable = |why: &str| {
+                        crate::bus::unreadable(
+                            "pull feed",
+                            m.topic(),
+                            m.partition(),
+                            m.offset(),
+                            why,
+                        )
+                    };
                     let incoming: Incoming = match delivery.decode(&m) {
                         Ok(i) => i,
-                        Err(_) => continue,
+                        Err(e) => {
+                            unreadable(&e.to_string());
+                            continue;
+                        }
                     };
                     if let Some(select) = &delivery.config.select
                         && !select.holds(&incoming.record)
                     {
                         continue;
                     }
-                    if let Ok(Some(out)) = delivery.outgoing(&incoming) {
-                        records.push(json!({ "idempotency_key": out.key(), "record": out.body() }));
+                    match delivery.outgoing(&incoming) {
+                        Ok(Some(out)) => records
+                            .push(json!({ "idempotency_key": out.key(), "record": out.body() })),
+                        Ok(None) => {}
+                        Err(e) => unreadable(&e.to_string()),
                     }
                 }
             }
