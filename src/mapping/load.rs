@@ -1,0 +1,258 @@
+//! Loading mapping files and code tables from a directory, with every error
+//! named by file, line and rule.
+
+use super::*;
+
+/// Load errors as text, one a line (for a command's error).
+pub fn errors_text<E: std::fmt::Display>(errors: &[E]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// All mappings of a deployment, with the code tables they use.
+#[derive(Debug, Default)]
+pub struct MappingSet {
+    pub mappings: BTreeMap<String, Arc<Mapping>>,
+    pub dir: PathBuf,
+}
+
+impl MappingSet {
+    /// Loads `dir/codes/*.yaml` and every `dir/*.yaml`, checking each
+    /// mapping against its schema. All errors are returned, not just the
+    /// first.
+    pub fn load_dir(dir: &Path, schemas: &SchemaSet) -> Result<Self, Vec<LoadError>> {
+        let mut errors = Vec::new();
+        let tables = load_code_tables(&dir.join("codes"), &mut errors);
+        let mut files = list_yaml(dir);
+        files.sort();
+        let mut mappings = BTreeMap::new();
+        for file in files {
+            match load_mapping_file(&file, schemas, &tables) {
+                Ok(m) => {
+                    if let Some(prev) = mappings.get(&m.name) {
+                        let prev: &Arc<Mapping> = prev;
+                        errors.push(LoadError {
+                            file: file.clone(),
+                            line: None,
+                            rule: None,
+                            message: format!(
+                                "mapping name `{}` is also used by {}",
+                                m.name,
+                                prev.file.display()
+                            ),
+                        });
+                        continue;
+                    }
+                    mappings.insert(m.name.clone(), Arc::new(m));
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                mappings,
+                dir: dir.to_path_buf(),
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Mapping>> {
+        self.mappings.get(name).cloned()
+    }
+
+    /// Every mapping, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Mapping>> {
+        self.mappings.values()
+    }
+
+    /// A mapping compiled from `file` (an edited copy), with the code
+    /// tables of `codes` (an edited copy of `codes/`) or of this set.
+    pub fn load_edited(
+        &self,
+        file: &Path,
+        codes: Option<&Path>,
+        schemas: &SchemaSet,
+    ) -> Result<Mapping, Vec<LoadError>> {
+        let mut errors = Vec::new();
+        let dir = codes.map_or_else(|| self.dir.join("codes"), Path::to_path_buf);
+        let tables = load_code_tables(&dir, &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        load_mapping_file(file, schemas, &tables)
+    }
+}
+
+pub(super) fn list_yaml(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn load_code_tables(
+    dir: &Path,
+    errors: &mut Vec<LoadError>,
+) -> HashMap<String, Arc<CodeTable>> {
+    let mut tables = HashMap::new();
+    for file in list_yaml(dir) {
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(LoadError {
+                    file,
+                    line: None,
+                    rule: None,
+                    message: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        match serde_saphyr::from_str::<CodeTableFile>(&text) {
+            Ok(t) => {
+                let _ = t.description;
+                let version = t.version.clone().unwrap_or_else(|| {
+                    use sha2::Digest;
+                    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..4])
+                });
+                let mut table = CodeTable {
+                    name: name.clone(),
+                    version,
+                    ..CodeTable::default()
+                };
+                for (code, entry) in t.codes {
+                    match entry {
+                        spec::CodeEntry::Plain(v) => {
+                            table.codes.insert(code, v);
+                        }
+                        spec::CodeEntry::Dated(values) => match dated_values(&code, values) {
+                            Ok(v) => {
+                                table.dated.insert(code, v);
+                            }
+                            Err(message) => errors.push(LoadError {
+                                file: file.clone(),
+                                line: None,
+                                rule: None,
+                                message,
+                            }),
+                        },
+                    }
+                }
+                tables.insert(name, Arc::new(table));
+            }
+            Err(e) => errors.push(yaml_error(&file, &e)),
+        }
+    }
+    tables
+}
+
+/// A code's dated values: days parsed (Asia/Shanghai), `valid_to`
+/// inclusive, periods not overlapping.
+pub(super) fn dated_values(
+    code: &str,
+    values: Vec<spec::DatedEntry>,
+) -> Result<Vec<DatedValue>, String> {
+    let day = |text: &Option<String>, end: bool| -> Result<Option<i64>, String> {
+        let Some(t) = text else { return Ok(None) };
+        let d = chrono::NaiveDate::parse_from_str(t.trim(), "%Y-%m-%d")
+            .map_err(|_| format!("code `{code}`: `{t}` is not a date (YYYY-MM-DD)"))?;
+        let d = if end {
+            d.succ_opt().ok_or("date out of range")?
+        } else {
+            d
+        };
+        Ok(d.and_time(chrono::NaiveTime::MIN)
+            .and_local_timezone(chrono_tz::Asia::Shanghai)
+            .earliest()
+            .map(|t| t.timestamp_millis()))
+    };
+    let mut out: Vec<DatedValue> = Vec::new();
+    for v in values {
+        let (from_ms, to_ms) = (day(&v.valid_from, false)?, day(&v.valid_to, true)?);
+        if let (Some(f), Some(t)) = (from_ms, to_ms)
+            && t <= f
+        {
+            return Err(format!(
+                "code `{code}`: `{}` ends before it starts",
+                v.value
+            ));
+        }
+        for o in &out {
+            let overlaps = o.from_ms.is_none_or(|f| to_ms.is_none_or(|t| f < t))
+                && from_ms.is_none_or(|f| o.to_ms.is_none_or(|t| f < t));
+            if overlaps {
+                return Err(format!(
+                    "code `{code}`: the periods of `{}` and `{}` overlap; a code has one value at a time",
+                    o.value, v.value
+                ));
+            }
+        }
+        let label = format!(
+            "{} {}–{}",
+            v.value,
+            v.valid_from.as_deref().unwrap_or(""),
+            v.valid_to.as_deref().unwrap_or("")
+        );
+        out.push(DatedValue {
+            value: v.value,
+            from_ms,
+            to_ms,
+            label,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> LoadError {
+    let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+    // The rendered error carries a source snippet; keep its first line.
+    let rendered = e.to_string();
+    let message = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid YAML")
+        .trim()
+        .to_owned();
+    LoadError {
+        file: file.to_path_buf(),
+        line,
+        rule: None,
+        message,
+    }
+}
+
+/// Loads and compiles one mapping file.
+pub fn load_mapping_file(
+    file: &Path,
+    schemas: &SchemaSet,
+    tables: &HashMap<String, Arc<CodeTable>>,
+) -> Result<Mapping, Vec<LoadError>> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        vec![LoadError {
+            file: file.to_path_buf(),
+            line: None,
+            rule: None,
+            message: format!("cannot read: {e}"),
+        }]
+    })?;
+    let spec: MappingSpec =
+        serde_saphyr::from_str(&text).map_err(|e| vec![yaml_error(file, &e)])?;
+    Compiler::new(file, schemas, tables).compile(spec)
+}
+
+pub(super) fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
+    let l = s.referenced.line();
+    if l > 0 { Some(l) } else { None }
+}
