@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 seconds=${1:-30}
-cargo build --release -q
+cargo build --release -q --workspace
 bin=${CARGO_TARGET_DIR:-target}/release/duijie
+sandbox_bin=${CARGO_TARGET_DIR:-target}/release/duijie-sandbox
 free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 hport=$(free); sport=18080
 work=$(mktemp -d)
@@ -53,7 +54,7 @@ sleep 1
 "$bin" run --config "$work/latency.toml" 2>"$work/hub.log" &
 pids+=($!)
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/${hport}") 2>/dev/null && break; sleep 0.1; done
-"$bin" sandbox --error-rate 0 --slow-rate 0 --duplicate-rate 0 \
+"$sandbox_bin" serve --error-rate 0 --slow-rate 0 --duplicate-rate 0 \
   --grid-webhook "http://127.0.0.1:${hport}/hooks/grid/urgent" --grid-webhook-every 1ms 2>"$work/sandbox.log" &
 pids+=($!)
 warmup=${WARMUP:-10}

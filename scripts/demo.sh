@@ -3,8 +3,8 @@
 # two front-end databases the safety-production system exposes (PostgreSQL
 # and MariaDB, Debian packages, loopback only; no-ops once running),
 # installs Mosquitto (which the MQTT simulators start for themselves), then
-# runs `duijie demo` on the embedded broker (librdkafka's mock cluster:
-# nothing else to install). Extra arguments go to `duijie demo`
+# runs `duijie-sandbox demo` on the embedded broker (librdkafka's mock cluster:
+# nothing else to install). Extra arguments go to `duijie-sandbox demo`
 # (e.g. `scripts/demo.sh --seconds 60`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +15,4 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 services_install_demo
 services_start_postgres
 services_start_mariadb
-exec cargo run --release -- demo "$@"
+exec cargo run --release -p duijie-sandbox -- demo "$@"

@@ -16,8 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 minutes=${1:-20}
-cargo build --release -q
-bin=${CARGO_TARGET_DIR:-target}/release/duijie
+cargo build --release -q --workspace
+bin=${CARGO_TARGET_DIR:-target}/release/duijie-sandbox
 work=$(mktemp -d)
 # Apache Kafka, one KRaft node (scripts/kafka.sh).
 brokers=$(scripts/kafka.sh start "$work/kafka" 1)

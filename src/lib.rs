@@ -10,14 +10,12 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
-pub mod broker;
 pub mod bus;
 pub mod calendar;
 pub mod check;
 pub mod config;
 pub mod credit;
 pub mod delivery;
-pub mod demo;
 pub mod desk;
 pub mod entity;
 pub mod ident;
@@ -27,7 +25,6 @@ pub mod mapping;
 pub mod personal;
 pub mod quality;
 pub mod runtime;
-pub mod sandbox;
 pub mod schema;
 pub mod secrets;
 pub mod telemetry;

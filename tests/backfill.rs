@@ -3,7 +3,7 @@
 //! command again — every row of the range once, nothing before it.
 
 use crate::common::*;
-use duijie::sandbox::safety;
+use duijie_sandbox::safety;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -47,7 +47,7 @@ fn ready(addr: &str) -> serde_json::Value {
 #[test]
 fn one_broker_of_three_lost_mid_ingest_and_mid_delivery_loses_nothing() {
     let cluster = KafkaCluster::start(3);
-    let sandbox = start_sandbox(duijie::sandbox::SandboxConfig::default());
+    let sandbox = start_sandbox(duijie_sandbox::SandboxConfig::default());
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let topic = unique("canonical.urban");
@@ -72,7 +72,7 @@ target = {{ kind = "webhook", url = "http://{sandbox}/dept/{receiver}/webhook", 
 retry = {{ initial = "100ms", max = "1s", max_attempts = 1000 }}
 "#,
             pipeline = urban_pipeline(&topic, &dlq),
-            secret = duijie::sandbox::dept::DEPT_SECRET
+            secret = duijie_sandbox::dept::DEPT_SECRET
         ),
     );
     let n = 30_000;

@@ -3,7 +3,7 @@
 //! restrictions API, and the public window in headless Chromium.
 
 use crate::common::{self, *};
-use duijie::sandbox::SandboxConfig;
+use duijie_sandbox::SandboxConfig;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::process::Command;

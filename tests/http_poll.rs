@@ -3,7 +3,7 @@
 //! sent twice. Every case ends up in the topic; nothing in the DLQ.
 
 use crate::common::*;
-use duijie::sandbox::{Faults, SandboxConfig};
+use duijie_sandbox::{Faults, SandboxConfig};
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -238,7 +238,7 @@ fn sigterm_mid_ingest_commits_in_flight_batches_so_a_restart_duplicates_nothing(
 #[test]
 fn with_a_schema_registry_records_use_the_confluent_wire_format() {
     let brokers = brokers();
-    let sandbox = start_sandbox(duijie::sandbox::SandboxConfig::default());
+    let sandbox = start_sandbox(duijie_sandbox::SandboxConfig::default());
     let topic = unique("canonical.urban");
     let dlq = unique("dlq.urban");
     let d = TestDeployment::with_kafka(

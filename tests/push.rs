@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use duijie::bus::DeadLetter;
-use duijie::sandbox::SandboxConfig;
+use duijie_sandbox::SandboxConfig;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -142,11 +142,11 @@ fn a_reload_swaps_what_changed_and_refuses_what_is_broken() {
 #[test]
 fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
     let brokers = brokers();
-    let sandbox = start_sandbox(duijie::sandbox::SandboxConfig {
+    let sandbox = start_sandbox(duijie_sandbox::SandboxConfig {
         grid_events: 60,
         change_limit: Some(0),
         bad_rate: 0.0,
-        ..duijie::sandbox::SandboxConfig::default()
+        ..duijie_sandbox::SandboxConfig::default()
     });
     let (topic, dlq) = (unique("canonical.grid"), unique("dlq.street"));
     // The street office's address is wrong at first: nothing answers there.

@@ -3,8 +3,8 @@
 
 use crate::common::*;
 use duijie::bus::DeadLetter;
-use duijie::sandbox::{Faults, SandboxConfig, approval, referral, safety};
 use duijie_connectors::webhook::sign;
+use duijie_sandbox::{Faults, SandboxConfig, approval, referral, safety};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

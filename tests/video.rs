@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use duijie::bus::DeadLetter;
-use duijie::sandbox::video::{
+use duijie_sandbox::video::{
     self, Broker, Counters, MessageKind, Mosquitto, VideoFaults, wait_for_subscriptions,
 };
 use std::collections::{BTreeMap, BTreeSet};

@@ -44,7 +44,7 @@ pub enum BusError {
     #[error("broker did not answer: {0}")]
     Unreachable(#[source] KafkaError),
     #[error(
-        "creating the topics {topics}: the broker did not answer the CreateTopics request ({source}). A broker that cannot create topics through the admin API — librdkafka's mock cluster, which `duijie broker` runs — needs them made first: start it with `duijie broker --config <this deployment file>`"
+        "creating the topics {topics}: the broker did not answer the CreateTopics request ({source}). A broker that cannot create topics through the admin API — librdkafka's mock cluster, which `duijie-sandbox broker` runs — needs them made first: start it with `duijie-sandbox broker --config <this deployment file>`"
     )]
     CreateTopics {
         topics: String,

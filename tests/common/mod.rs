@@ -207,7 +207,7 @@ pub fn exists(p: &Path) -> bool {
 
 /// Runs the sandbox on a free port in a background thread; returns its
 /// address.
-pub fn start_sandbox(config: duijie::sandbox::SandboxConfig) -> String {
+pub fn start_sandbox(config: duijie_sandbox::SandboxConfig) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     listener.set_nonblocking(true).unwrap();
@@ -218,7 +218,7 @@ pub fn start_sandbox(config: duijie::sandbox::SandboxConfig) -> String {
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            duijie::sandbox::serve(listener, config, tokio_util::sync::CancellationToken::new())
+            duijie_sandbox::serve(listener, config, tokio_util::sync::CancellationToken::new())
                 .await
                 .unwrap();
         });
@@ -374,7 +374,7 @@ target = {{ kind = "webhook", url = "{webhook}", secret = "{secret}" }}
 retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
 {extra}
 "#,
-        secret = duijie::sandbox::dept::DEPT_SECRET
+        secret = duijie_sandbox::dept::DEPT_SECRET
     )
 }
 

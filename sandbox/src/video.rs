@@ -14,8 +14,8 @@
 //! tests to restart the broker.
 
 use super::{Faults, Feeder, Feeding};
-use crate::config::PipelineConfig;
 use base64::Engine;
+use duijie::config::PipelineConfig;
 use duijie_connectors::registry::SourceConfig;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;

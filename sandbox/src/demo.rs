@@ -1,4 +1,4 @@
-//! `duijie demo`: the Yichang deployment end to end on one machine.
+//! `duijie-sandbox demo`: the Yichang deployment end to end on one machine.
 //!
 //! It brings up a broker when none is given (librdkafka's in-process mock
 //! cluster by default, or a supervised Tansu with `--tansu`), the sandbox
@@ -7,13 +7,13 @@
 //! directory; lets everything run; then prints what flowed.
 
 use crate::broker::{EmbeddedBroker, TansuBroker};
-use crate::bus::DeadLetter;
-use crate::bus::inspect::read_topic;
-use crate::config::Deployment;
-use crate::runtime::Hub;
-use crate::runtime::stats::PipelineStats;
-use crate::sandbox::{self, Faults, SandboxConfig};
+use crate::{self as sandbox, Faults, SandboxConfig};
 use anyhow::{Context, Result};
+use duijie::bus::DeadLetter;
+use duijie::bus::inspect::read_topic;
+use duijie::config::Deployment;
+use duijie::runtime::Hub;
+use duijie::runtime::stats::PipelineStats;
 use duijie_connectors::registry::SourceConfig;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -31,7 +31,7 @@ pub struct DemoOptions {
     pub tansu: bool,
     /// How long the pipelines run.
     pub seconds: u64,
-    /// The sandbox as its own `duijie sandbox` process (this process then
+    /// The sandbox as its own `duijie-sandbox serve` process (this process then
     /// holds the hub alone).
     pub sandbox_process: bool,
     /// Write what left the hub to this file, one JSON object a line: every
@@ -61,11 +61,11 @@ impl Drop for SandboxRun {
     }
 }
 
-/// `duijie sandbox` with the demo's simulators, at `listen`.
+/// `duijie-sandbox serve` with the demo's simulators, at `listen`.
 fn spawn_sandbox_process(config: &SandboxConfig, listen: &str) -> Result<std::process::Child> {
     let f = &config.faults;
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.arg("sandbox")
+    cmd.arg("serve")
         .args(["--listen", listen])
         .args(["--error-rate", &f.error_rate.to_string()])
         .args(["--slow-rate", &f.slow_rate.to_string()])
@@ -95,14 +95,14 @@ fn spawn_sandbox_process(config: &SandboxConfig, listen: &str) -> Result<std::pr
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .context("starting `duijie sandbox`")?;
+        .context("starting `duijie-sandbox serve`")?;
     for _ in 0..100 {
         if std::net::TcpStream::connect(listen).is_ok() {
             return Ok(child);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    anyhow::bail!("`duijie sandbox` did not listen on {listen}")
+    anyhow::bail!("`duijie-sandbox serve` did not listen on {listen}")
 }
 
 pub async fn run(options: DemoOptions) -> Result<()> {
@@ -287,7 +287,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         options.seconds
     );
     if let (Some(desk), Some(http)) = (&deployment.desk, &deployment.http) {
-        let token = |role: crate::desk::Role| {
+        let token = |role: duijie::desk::Role| {
             desk.users
                 .iter()
                 .find(|(_, u)| u.role == role)
@@ -297,8 +297,8 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         println!(
             "  desk:     http://{}/desk (两法衔接工作台) while the demo runs; officer token {}, read-only supervisor token {}",
             http.listen,
-            token(crate::desk::Role::Officer),
-            token(crate::desk::Role::Supervisor)
+            token(duijie::desk::Role::Officer),
+            token(duijie::desk::Role::Supervisor)
         );
     }
     let started = std::time::Instant::now();
@@ -326,10 +326,10 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     hub_task.await??;
 
     // 5. What flowed.
-    let bus = crate::bus::Bus::new(deployment.kafka.brokers.clone(), "duijie-demo-report");
+    let bus = duijie::bus::Bus::new(deployment.kafka.brokers.clone(), "duijie-demo-report");
     // What is on the bus, read back: every topic once, records counted by
     // the pipeline their provenance names.
-    let mut topics: BTreeMap<String, Vec<crate::bus::inspect::ReadRecord>> = BTreeMap::new();
+    let mut topics: BTreeMap<String, Vec<duijie::bus::inspect::ReadRecord>> = BTreeMap::new();
     for t in deployment.topics() {
         let records = read_topic(&bus, &t.name, false).await?;
         topics.insert(t.name, records);
@@ -412,7 +412,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         if let Some(receipt) = r
             .payload
             .as_deref()
-            .and_then(|p| serde_json::from_slice::<crate::delivery::Receipt>(p).ok())
+            .and_then(|p| serde_json::from_slice::<duijie::delivery::Receipt>(p).ok())
         {
             let e = receipted.entry(receipt.delivery).or_default();
             e.0 += 1;
@@ -465,12 +465,14 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     }
     if deployment.entities.is_some() {
         // The library as any instance rebuilds it from the bus.
-        let library = crate::entity::api::Library::from_bus(
+        let library = duijie::entity::api::Library::from_bus(
             &deployment,
-            std::sync::Arc::new(crate::calendar::Calendar::load_dir(
+            std::sync::Arc::new(duijie::calendar::Calendar::load_dir(
                 &deployment.hub.calendar,
             )?),
-            std::sync::Arc::new(crate::schema::SchemaSet::load_dir(&deployment.hub.schemas)?),
+            std::sync::Arc::new(duijie::schema::SchemaSet::load_dir(
+                &deployment.hub.schemas,
+            )?),
             Duration::from_secs(120),
         )
         .await
@@ -505,13 +507,13 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     }
 
     if let Some(desk) = &deployment.desk {
-        let calendar = crate::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
-        let schemas = crate::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
+        let calendar = duijie::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
+        let schemas = duijie::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
         let views =
-            crate::desk::views_from_topic(&bus, &schemas, desk, &calendar, chrono::Utc::now())
+            duijie::desk::views_from_topic(&bus, &schemas, desk, &calendar, chrono::Utc::now())
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
-        let count = |f: fn(&crate::desk::tracker::ReferralView) -> bool| {
+        let count = |f: fn(&duijie::desk::tracker::ReferralView) -> bool| {
             views.iter().filter(|v| f(v)).count()
         };
         println!(
@@ -520,7 +522,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             views.len(),
             count(|v| v.late),
             count(|v| v.at_risk),
-            count(|v| v.state.is_some_and(crate::desk::tracker::RefState::closed)),
+            count(|v| v.state.is_some_and(duijie::desk::tracker::RefState::closed)),
             count(|v| !v.flags.is_empty()),
             count(|v| !v.late_steps.is_empty()),
         );
@@ -533,7 +535,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
                 v.next_action,
                 v.due_at
                     .and_then(chrono::DateTime::from_timestamp_millis)
-                    .map(crate::calendar::local_text)
+                    .map(duijie::calendar::local_text)
                     .unwrap_or_default(),
                 v.limit.clone().unwrap_or_default()
             );
@@ -594,7 +596,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     }
 
     if let Some((topic, record)) = sample {
-        let schemas = crate::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
+        let schemas = duijie::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
         if let (Some(name), Some(payload)) = (
             record.headers.get("duijie-schema"),
             record.payload.as_deref(),
@@ -650,7 +652,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
 async fn write_capture(
     path: &std::path::Path,
     deployment: &Deployment,
-    topics: &BTreeMap<String, Vec<crate::bus::inspect::ReadRecord>>,
+    topics: &BTreeMap<String, Vec<duijie::bus::inspect::ReadRecord>>,
     wire: Vec<serde_json::Value>,
 ) -> Result<usize> {
     use std::io::Write as _;
@@ -669,7 +671,7 @@ async fn write_capture(
     // The pull feeds, as a department reads them.
     if let Some(http) = &deployment.http {
         for (name, d) in &deployment.deliveries {
-            if let crate::delivery::TargetConfig::Pull { token } = &d.target {
+            if let duijie::delivery::TargetConfig::Pull { token } = &d.target {
                 let department = d.department.clone().unwrap_or_else(|| name.clone());
                 let url = format!("http://{}/feeds/{department}?limit=1000", http.listen);
                 let body = reqwest::Client::new()

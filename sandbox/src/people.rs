@@ -1,7 +1,7 @@
 //! Realistic Chinese data for the simulators: names, companies, places,
 //! valid (and sometimes deliberately invalid) credit codes and ID numbers.
 
-use crate::ident::with_uscc_checks;
+use duijie::ident::with_uscc_checks;
 
 pub(crate) const SURNAMES: &[&str] = &[
     "张", "王", "李", "刘", "陈", "杨", "黄", "赵", "周", "吴", "徐", "孙", "胡", "朱", "高",
@@ -90,7 +90,7 @@ pub(crate) fn resident_id(rng: &mut fastrand::Rng) -> String {
         1 + rng.u32(..28),
         rng.u32(1..999)
     );
-    crate::ident::with_resident_id_check(&first17).expect("17 digits")
+    duijie::ident::with_resident_id_check(&first17).expect("17 digits")
 }
 
 /// Writes the value with full-width digits and letters, as some input
@@ -120,7 +120,7 @@ pub(crate) fn local(t: chrono::DateTime<chrono::Utc>, with_millis: bool) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ident::{check_resident_id, check_uscc};
+    use duijie::ident::{check_resident_id, check_uscc};
 
     #[test]
     fn generated_identifiers_are_valid() {

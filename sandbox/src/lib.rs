@@ -1,4 +1,7 @@
-//! Simulators of the external government systems (`duijie sandbox`).
+//! Simulators of the external government systems (`duijie-sandbox serve`),
+//! the demo (`duijie-sandbox demo`) and the embedded brokers
+//! (`duijie-sandbox broker`). A crate of its own: the hub (`duijie`) does
+//! not depend on it; its tests do.
 //!
 //! The real systems cannot be reached from a development machine, so the
 //! hub ships simulators that speak their protocols with realistic data and
@@ -8,7 +11,9 @@
 //! schema registry is served too, at `/subjects` and `/schemas/ids/{id}`.
 
 pub mod approval;
+pub mod broker;
 pub mod credit;
+pub mod demo;
 pub mod dept;
 pub mod enforcement;
 pub mod grid;
@@ -405,7 +410,7 @@ pub trait Feeder: Send + Sync + std::fmt::Debug {
     /// demo's faults, until `shutdown`.
     fn feed(
         &self,
-        pipeline: &crate::config::PipelineConfig,
+        pipeline: &duijie::config::PipelineConfig,
         faults: &Faults,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Option<Box<dyn Feeding>>;

@@ -38,7 +38,7 @@ impl EmbeddedBroker {
 
     /// The mock cluster does not implement the CreateTopics admin request;
     /// topics are created on it directly.
-    pub fn create_topics(&self, topics: &[crate::bus::TopicSpec]) -> anyhow::Result<()> {
+    pub fn create_topics(&self, topics: &[duijie::bus::TopicSpec]) -> anyhow::Result<()> {
         for t in topics {
             self.cluster.create_topic(&t.name, t.partitions, 1)?;
         }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 /// Every request the receivers were sent — method, path, headers and body
 /// as they came over the wire — so that a run can be checked for what
-/// left the hub (`duijie demo --capture`). Bounded: the newest 100,000.
+/// left the hub (`duijie-sandbox demo --capture`). Bounded: the newest 100,000.
 #[derive(Debug, Clone, Default)]
 pub struct WireLog {
     requests: Arc<Mutex<std::collections::VecDeque<Value>>>,

@@ -14,11 +14,11 @@
 //! A key already taken is accepted again and not kept twice.
 
 use super::receiver::Inbox;
-use crate::ident::check_uscc;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use duijie::ident::check_uscc;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
