@@ -566,6 +566,22 @@ async fn wait_views(
     }
 }
 
+/// Waits until the tracker completed `n` more alert rounds than now (each
+/// recomputes every clock and writes its alerts): what "nothing happened"
+/// is judged after, instead of a fixed sleep.
+async fn wait_rounds(desk: &Desk, n: u64, what: &str) {
+    use std::sync::atomic::Ordering::Acquire;
+    let target = desk.alert_rounds.load(Acquire) + n;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while desk.alert_rounds.load(Acquire) < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Topics of a tracker under test (events on three partitions), and
 /// trackers on them with the fixed clock.
 struct TrackerFixture {
@@ -738,7 +754,7 @@ async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
         v.len() == EXPECTED.len()
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_rounds(&third, 2, "two rounds of the restarted tracker").await;
     assert_eq!(
         *third.views.read().unwrap(),
         before,
@@ -868,7 +884,9 @@ async fn two_trackers_split_the_referrals_by_partition_and_one_takes_over() {
     })
     .await;
     assert_expected(&b.views.read().unwrap());
-    tokio::time::sleep(Duration::from_secs(6)).await; // a tick of alerts
+    // Two rounds of alerts on the survivor with every partition: whatever
+    // the takeover would raise is written by then.
+    wait_rounds(&b, 2, "two alert rounds on the survivor").await;
     assert_eq!(
         once(&read_alerts().await.unwrap()),
         raised,

@@ -556,8 +556,13 @@ fn a_department_feed_survives_an_outage_and_a_crash_with_each_key_once_and_only_
         "the grid events on the bus",
         || read(&brokers, &topic, true).len() >= 250,
     );
-    std::thread::sleep(Duration::from_secs(2));
     let view = || get_json(&format!("http://{sandbox}/dept/street/received"));
+    // The hub tried, was turned away, and tried again: nothing got through.
+    wait_until(
+        Duration::from_secs(60),
+        "the hub's attempts turned away while the office is down",
+        || view()["turned_away"].as_u64().unwrap_or(0) >= 3,
+    );
     assert_eq!(
         view()["records"].as_array().unwrap().len(),
         0,
@@ -597,7 +602,24 @@ fn a_department_feed_survives_an_outage_and_a_crash_with_each_key_once_and_only_
             ids == others
         },
     );
-    std::thread::sleep(Duration::from_secs(2));
+    let dead_ids = || -> BTreeSet<String> {
+        read(&brokers, &dlq, true)
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<DeadLetter>(r.payload.as_deref()?).ok())
+            .filter_map(|l| {
+                Some(
+                    serde_json::from_str::<Value>(&l.raw).ok()?["id"]
+                        .as_str()?
+                        .to_owned(),
+                )
+            })
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "every dispute dead-lettered",
+        || dead_ids() == disputes,
+    );
     terminate(hub);
 
     let got = view();
@@ -918,7 +940,10 @@ fn feeds_status_counts_outcomes_and_replay_is_absorbed_by_idempotency_keys() {
         "all 60 events at the street office",
         || view()["records"].as_array().unwrap().len() == 60,
     );
-    std::thread::sleep(Duration::from_secs(1));
+    // Each delivered record's receipt is on the bus before the hub stops.
+    wait_until(Duration::from_secs(60), "60 receipts", || {
+        read(&brokers, &receipts, false).len() >= 60
+    });
     terminate(hub);
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))

@@ -99,6 +99,8 @@ struct Box_ {
 struct InboxState {
     boxes: BTreeMap<String, Box_>,
     down: bool,
+    /// Deliveries answered 503 while down, per box.
+    turned_away: BTreeMap<String, u64>,
     reject: Option<RejectRule>,
 }
 
@@ -144,6 +146,7 @@ impl Inbox {
         };
         let mut state = self.inner.lock().expect("inbox lock");
         if state.down {
+            *state.turned_away.entry(name.to_owned()).or_default() += 1;
             return answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"status": "down", "message": "系统维护中"}),
@@ -199,14 +202,18 @@ impl Inbox {
     /// What box `name` holds.
     pub fn view(&self, name: &str) -> Value {
         let state = self.inner.lock().expect("inbox lock");
+        let turned_away = state.turned_away.get(name).copied().unwrap_or(0);
         match state.boxes.get(name) {
             Some(b) => json!({
                 "records": b.records,
                 "deliveries": b.deliveries,
                 "duplicates": b.duplicates,
                 "refused": b.refused,
+                "turned_away": turned_away,
             }),
-            None => json!({"records": [], "deliveries": 0, "duplicates": 0, "refused": 0}),
+            None => {
+                json!({"records": [], "deliveries": 0, "duplicates": 0, "refused": 0, "turned_away": turned_away})
+            }
         }
     }
 }

@@ -185,6 +185,10 @@ pub struct Desk {
     pub quality: Option<Arc<RwLock<crate::quality::Board>>>,
     /// What time it is (the system clock, or a fixed time in tests).
     clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
+    /// Alert rounds the tracker completed (each tick: clocks recomputed,
+    /// alerts written and acknowledged). A test waits for one more round
+    /// instead of sleeping to see that "nothing happened".
+    pub alert_rounds: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -216,6 +220,7 @@ impl Desk {
             tracked_partitions: Arc::default(),
             audit: Arc::default(),
             clock: Arc::new(chrono::Utc::now),
+            alert_rounds: Arc::default(),
             blacklist: None,
             entities: None,
             quality: None,
@@ -526,6 +531,7 @@ impl Desk {
                 _ = tick.tick() => {
                     self.follow_assignment(&consumer, &mut assigned, &mut alerted).await?;
                     self.raise_alerts(&mut alerted, &assigned).await?;
+                    self.alert_rounds.fetch_add(1, std::sync::atomic::Ordering::Release);
                     continue;
                 }
                 m = consumer.recv() => m.map_err(|e| e.to_string())?,
