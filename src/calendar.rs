@@ -522,3 +522,43 @@ mod tests {
         assert!("3 fortnights".parse::<Limit>().is_err());
     }
 }
+
+/// What time it is, for everything that judges a deadline: the system clock
+/// in the hub, a fixed or test-driven time in tests. Schedulers, keepers,
+/// the desk and the entity library take one instead of reading the system
+/// time themselves.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self(std::sync::Arc::new(Utc::now))
+    }
+
+    /// Always `at`.
+    pub fn fixed(at: DateTime<Utc>) -> Self {
+        Self(std::sync::Arc::new(move || at))
+    }
+
+    /// Whatever `now` says (a test that moves time on).
+    pub fn from_fn(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(now))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now().to_rfc3339())
+    }
+}

@@ -184,7 +184,7 @@ pub struct Desk {
     /// Data quality per source, when the hub keeps it.
     pub quality: Option<Arc<RwLock<crate::quality::Board>>>,
     /// What time it is (the system clock, or a fixed time in tests).
-    clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
+    clock: crate::calendar::Clock,
     /// Alert rounds the tracker completed (each tick: clocks recomputed,
     /// alerts written and acknowledged). A test waits for one more round
     /// instead of sleeping to see that "nothing happened".
@@ -219,7 +219,7 @@ impl Desk {
             changes: broadcast::channel(64).0,
             tracked_partitions: Arc::default(),
             audit: Arc::default(),
-            clock: Arc::new(chrono::Utc::now),
+            clock: crate::calendar::Clock::system(),
             alert_rounds: Arc::default(),
             blacklist: None,
             entities: None,
@@ -252,7 +252,7 @@ impl Desk {
         mut self,
         clock: impl Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync + 'static,
     ) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = crate::calendar::Clock::from_fn(clock);
         self
     }
 
@@ -274,7 +274,7 @@ impl Desk {
 
     /// Now, on the desk's clock.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        (self.clock)()
+        self.clock.now()
     }
 
     fn recompute(&self, referrals: impl IntoIterator<Item = String>) -> Vec<ReferralView> {

@@ -40,7 +40,7 @@ pub struct Library {
     /// What the public window shows, computed at most every
     /// [`PUBLIC_REFRESH`] (bounded by `max_age`): a page view costs no scan.
     public_cache: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<PublicItem>>)>>,
-    clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    clock: crate::calendar::Clock,
 }
 
 impl std::fmt::Debug for Library {
@@ -79,7 +79,7 @@ impl Library {
             stats,
             limiter: governor::RateLimiter::keyed(quota),
             public_cache: std::sync::Mutex::new(None),
-            clock: Arc::new(Utc::now),
+            clock: crate::calendar::Clock::system(),
         }
     }
 
@@ -160,13 +160,13 @@ impl Library {
     }
 
     /// The same library with a fixed clock (tests).
-    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>) -> Self {
+    pub fn with_clock(mut self, clock: crate::calendar::Clock) -> Self {
         self.clock = clock;
         self
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+        self.clock.now()
     }
 
     /// The restrictions on an entity's records at `now`.

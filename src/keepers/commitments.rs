@@ -115,7 +115,7 @@ async fn commitment_tick(
     items: &BTreeMap<String, Commitment>,
     done: &mut BTreeSet<String>,
 ) -> Result<(), String> {
-    let now = Utc::now();
+    let now = ctx.clock.now();
     let (mut soon, mut leads) = (0, 0);
     for (id, c) in items.iter().filter(|(_, c)| !c.met) {
         if now > c.due {

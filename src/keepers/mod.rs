@@ -56,6 +56,9 @@ pub struct KeeperContext {
     pub tick: Duration,
     /// Natural persons' pseudonyms (`[hub] pseudonym_key`).
     pub pseudonyms: Option<crate::personal::Pseudonyms>,
+    /// What time it is: every deadline a keeper judges, and every alert's
+    /// time, is on this clock.
+    pub clock: crate::calendar::Clock,
 }
 
 impl std::fmt::Debug for KeeperContext {
@@ -101,7 +104,7 @@ impl KeeperContext {
         subject: &str,
         message: String,
     ) -> Result<(), String> {
-        let alert = crate::alert::Alert::new(kind, severity, subject, message, Utc::now());
+        let alert = crate::alert::Alert::new(kind, severity, subject, message, self.clock.now());
         self.send_bytes(&self.alerts_topic.clone(), key, &alert.to_bytes())
             .await
     }

@@ -165,7 +165,7 @@ async fn credit_tick(
     items: &BTreeMap<(String, i64), PublicationDue>,
     alerted: &mut BTreeSet<String>,
 ) -> Result<(), String> {
-    let now = Utc::now();
+    let now = ctx.clock.now();
     let (mut pending, mut at_risk, mut late) = (0, 0, 0);
     for ((id, version), item) in items {
         if item.not_published {

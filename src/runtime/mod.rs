@@ -360,6 +360,7 @@ impl Hub {
                 stats: self.clock_stats.clone(),
                 tick: std::time::Duration::from_secs(2),
                 pseudonyms: self.deployment.hub.pseudonyms(),
+                clock: crate::calendar::Clock::system(),
             };
             if let Some(credit) = &self.deployment.credit {
                 let (k, c) = (keeper.clone(), credit.clone());

@@ -355,7 +355,7 @@ async fn keep_list(
                 }
             }
             _ = tick.tick(), if rx.caught_up() => {
-                let now = Utc::now();
+                let now = ctx.clock.now();
                 let writes = keeper.tick(now);
                 write_list(ctx, list, &writes).await?;
                 let (listed, open) = keeper.counts(now);
