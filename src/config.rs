@@ -367,6 +367,17 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// [`Deployment::load`] for a command: every error printed on standard
+    /// error (file, line, field), then one naming how many.
+    pub fn load_reported(file: &Path) -> anyhow::Result<Self> {
+        Self::load(file).map_err(|errors| {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            anyhow::anyhow!("{} has {} error(s)", file.display(), errors.len())
+        })
+    }
+
     /// Reads and checks a deployment file. Paths inside become relative to
     /// the file's folder.
     pub fn load(file: &Path) -> Result<Self, Vec<ConfigError>> {

@@ -884,32 +884,15 @@ fn mapping_diff(
 }
 
 fn tokio_main_value<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(fut)
+    duijie::runtime::block_on(fut)
 }
 
 fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(fut)?;
-    Ok(ExitCode::SUCCESS)
+    duijie::runtime::block_on(fut).map(|()| ExitCode::SUCCESS)
 }
 
 fn load_deployment(config: &Path) -> Result<Deployment> {
-    match Deployment::load(config) {
-        Ok(d) => Ok(d),
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            bail!("{} has {} error(s)", config.display(), errors.len())
-        }
-    }
+    Deployment::load_reported(config)
 }
 
 fn load_schemas_and_mappings(mappings: &Path, schemas: &Path) -> Result<(SchemaSet, MappingSet)> {

@@ -62,6 +62,19 @@ fn broker(m: &Mosquitto) -> Broker {
     }
 }
 
+/// Starts the hub and returns once its persistent session is subscribed
+/// (MQTT keeps nothing for a subscriber that never subscribed).
+fn spawn_subscribed(d: &TestDeployment, m: &Mosquitto) -> std::process::Child {
+    let hub = d.spawn();
+    block_on(wait_for_subscriptions(
+        &broker(m),
+        1,
+        Duration::from_secs(60),
+    ))
+    .unwrap();
+    hub
+}
+
 /// Alarm numbers no other run used.
 fn first_number() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_micros() % 1_000_000_000_000).unwrap() * 10
@@ -82,13 +95,7 @@ fn publish(m: &Mosquitto, messages: &[video::Message], counters: &Counters) {
 fn every_alarm_lands_on_its_topic_or_in_the_dlq_through_a_broker_restart_and_copies_share_a_key() {
     let brokers = brokers();
     let (mut mosquitto, _dir, d, topic, leads_topic) = setup(&brokers);
-    let hub = d.spawn();
-    block_on(wait_for_subscriptions(
-        &broker(&mosquitto),
-        1,
-        Duration::from_secs(60),
-    ))
-    .unwrap();
+    let hub = spawn_subscribed(&d, &mosquitto);
     let faults = VideoFaults {
         duplicate_rate: 0.1,
         malformed_rate: 0.04,
@@ -209,16 +216,9 @@ fn every_alarm_lands_on_its_topic_or_in_the_dlq_through_a_broker_restart_and_cop
 fn a_hub_killed_mid_stream_loses_no_alarm_its_session_keeps_them() {
     let brokers = brokers();
     let (mosquitto, _dir, d, topic, _) = setup(&brokers);
-    let hub = d.spawn();
+    let hub = spawn_subscribed(&d, &mosquitto);
     let b = broker(&mosquitto);
-    block_on(wait_for_subscriptions(&b, 1, Duration::from_secs(60))).unwrap();
-    let faults = VideoFaults {
-        duplicate_rate: 0.0,
-        malformed_rate: 0.0,
-        oversized_rate: 0.0,
-        oversized_bytes: 0,
-    };
-    let messages = video::script(first_number(), 600, 11, &faults);
+    let messages = video::script(first_number(), 600, 11, &VideoFaults::none());
     let alarms: BTreeSet<String> = messages
         .iter()
         .map(|m| format!("video:{}", m.alarm_id))

@@ -2,7 +2,7 @@
 //! and the embedded brokers, for development, the demo and the tests. The
 //! hub itself is the `duijie` command.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use duijie::config::Deployment;
 use std::io::Write;
@@ -234,22 +234,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(fut)?;
-    Ok(ExitCode::SUCCESS)
+    duijie::runtime::block_on(fut).map(|()| ExitCode::SUCCESS)
 }
 
 fn load_deployment(config: &Path) -> Result<Deployment> {
-    match Deployment::load(config) {
-        Ok(d) => Ok(d),
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            bail!("{} has {} error(s)", config.display(), errors.len())
-        }
-    }
+    Deployment::load_reported(config)
 }

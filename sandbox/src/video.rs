@@ -82,6 +82,18 @@ pub struct VideoFaults {
     pub oversized_bytes: usize,
 }
 
+impl VideoFaults {
+    /// No trouble at all.
+    pub fn none() -> Self {
+        Self {
+            duplicate_rate: 0.0,
+            malformed_rate: 0.0,
+            oversized_rate: 0.0,
+            oversized_bytes: 0,
+        }
+    }
+}
+
 impl Default for VideoFaults {
     fn default() -> Self {
         Self {
@@ -181,6 +193,23 @@ pub struct Broker {
     pub password: Option<String>,
 }
 
+impl Broker {
+    /// A client's options for this broker, with its credentials.
+    fn options(&self, client_id: &str) -> Result<MqttOptions, String> {
+        let (host, port) = self
+            .address
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("`{}` is not host:port", self.address))?;
+        let mut options = MqttOptions::new(client_id, host, port);
+        options.set_keep_alive(Duration::from_secs(10));
+        if let (Some(u), Some(p)) = (&self.username, &self.password) {
+            options.set_credentials(u, p);
+        }
+        Ok(options)
+    }
+}
+
 /// Publishes `messages` with QoS 1 under `client_id` (a persistent session:
 /// what the broker did not acknowledge is sent again after a reconnect)
 /// and returns once the broker acknowledged every one, or `within` passed.
@@ -191,19 +220,10 @@ pub async fn publish(
     counters: &Counters,
     within: Duration,
 ) -> Result<(), String> {
-    let (host, port) = broker
-        .address
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| format!("`{}` is not host:port", broker.address))?;
-    let mut options = MqttOptions::new(client_id, host, port);
+    let mut options = broker.options(client_id)?;
     options
         .set_clean_session(false)
-        .set_keep_alive(Duration::from_secs(10))
         .set_max_packet_size(64 << 20, 64 << 20);
-    if let (Some(u), Some(p)) = (&broker.username, &broker.password) {
-        options.set_credentials(u, p);
-    }
     let (client, mut events) = AsyncClient::new(options, messages.len() + 10);
     for m in messages {
         client
@@ -267,20 +287,7 @@ pub async fn wait_for_subscriptions(
     at_least: u64,
     within: Duration,
 ) -> Result<(), String> {
-    let (host, port) = broker
-        .address
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| format!("`{}` is not host:port", broker.address))?;
-    let mut options = MqttOptions::new(
-        format!("pingan-platform-probe-{}", fastrand::u32(..)),
-        host,
-        port,
-    );
-    options.set_keep_alive(Duration::from_secs(10));
-    if let (Some(u), Some(p)) = (&broker.username, &broker.password) {
-        options.set_credentials(u, p);
-    }
+    let options = broker.options(&format!("pingan-platform-probe-{}", fastrand::u32(..)))?;
     let (client, mut events) = AsyncClient::new(options, 10);
     client
         .try_subscribe("$SYS/broker/subscriptions/count", QoS::AtMostOnce)

@@ -630,6 +630,16 @@ pub async fn run_deployment(deployment: Deployment, only: Vec<String>) -> Result
     hub.run_reloadable(&only, shutdown, Some(reloads)).await
 }
 
+/// Runs `fut` to its end on a multi-threaded runtime: the body of a
+/// command.
+pub fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(fut)
+}
+
 /// Cancels `token` on SIGTERM or SIGINT.
 pub fn spawn_signal_handler(token: CancellationToken) {
     tokio::spawn(async move {
