@@ -300,21 +300,30 @@ impl Delivery {
     pub async fn run(self, shutdown: CancellationToken) {
         let span = info_span!("delivery", delivery = %self.name, department = %self.department);
         async move {
-            let mut failures = 0u32;
-            loop {
-                match self.consume(&shutdown).await {
-                    Ok(()) => return,
-                    Err(e) => {
-                        failures += 1;
-                        let wait = backoff(&self.config.retry, failures, None);
-                        warn!(error = %e, wait_ms = wait.as_millis() as u64, "push pipeline failed; resuming from committed offsets");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                    }
-                }
-            }
+            let settled = || {
+                use std::sync::atomic::Ordering::Relaxed;
+                let s = &self.stats;
+                s.delivered.load(Relaxed)
+                    + s.rejected.load(Relaxed)
+                    + s.failed.load(Relaxed)
+                    + s.not_sent.load(Relaxed)
+            };
+            let attempt = || async {
+                let before = settled();
+                let e = self.consume(&shutdown).await.err()?;
+                Some(crate::runtime::retry::Failure {
+                    error: e,
+                    permanent: false,
+                    progressed: settled() > before,
+                })
+            };
+            crate::runtime::retry::supervise(
+                &self.config.retry,
+                &shutdown,
+                "push pipeline failed; resuming from committed offsets",
+                attempt,
+            )
+            .await;
         }
         .instrument(span)
         .await

@@ -155,12 +155,10 @@ pub(super) enum Kind {
 pub async fn run(ctx: PipelineContext) {
     let span = info_span!("pipeline", pipeline = %ctx.config.name, system = %ctx.config.system);
     async move {
-        let mut failures = 0u32;
-        loop {
-            let settled = || {
-                PipelineStats::get(&ctx.stats.delivered)
-                    + PipelineStats::get(&ctx.stats.dead_lettered)
-            };
+        let settled = || {
+            PipelineStats::get(&ctx.stats.delivered) + PipelineStats::get(&ctx.stats.dead_lettered)
+        };
+        let attempt = || async {
             let before = settled();
             let result = if ctx.config.source.drive() == Drive::Subscribed {
                 run_subscribed(&ctx).await
@@ -169,39 +167,38 @@ pub async fn run(ctx: PipelineContext) {
             } else {
                 run_at_least_once(&ctx).await
             };
-            match result {
+            let e = match result {
                 Ok(()) => {
                     ctx.stats.set_state(super::stats::PipelineState::Stopped);
                     info!("pipeline stopped");
-                    return;
+                    return None;
                 }
-                Err(e) => {
-                    ctx.stats.set_failing(&e.to_string());
-                    if ctx.backfill.is_some() {
-                        error!(error = %e, "backfill failed; the same command resumes from its last committed cursor");
-                        return;
-                    }
-                    if e.class() == ErrorClass::Permanent {
-                        error!(error = %e, "pipeline failed permanently; it stays stopped (state failing) until its configuration is corrected and reloaded");
-                        return;
-                    }
-                    // A run that got records through starts the backoff
-                    // afresh: a source lost now and then (a broker
-                    // restarted) is not one failing over and over.
-                    if settled() > before {
-                        failures = 0;
-                    }
-                    failures += 1;
-                    ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                    let wait = backoff(&ctx.config.retry, failures, None);
-                    error!(error = %e, wait_ms = wait.as_millis() as u64, "pipeline failed; resuming from the last committed cursor");
-                    tokio::select! {
-                        _ = ctx.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-            }
-        }
+                Err(e) => e,
+            };
+            ctx.stats.set_failing(&e.to_string());
+            let permanent = if ctx.backfill.is_some() {
+                error!(error = %e, "backfill failed; the same command resumes from its last committed cursor");
+                true
+            } else if e.class() == ErrorClass::Permanent {
+                error!(error = %e, "pipeline failed permanently; it stays stopped (state failing) until its configuration is corrected and reloaded");
+                true
+            } else {
+                ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                false
+            };
+            Some(super::retry::Failure {
+                error: e.to_string(),
+                permanent,
+                progressed: settled() > before,
+            })
+        };
+        super::retry::supervise(
+            &ctx.config.retry,
+            &ctx.shutdown,
+            "pipeline failed; resuming from the last committed cursor",
+            attempt,
+        )
+        .await;
     }
     .instrument(span)
     .await

@@ -1,4 +1,5 @@
-//! Exponential backoff with jitter, for transient source errors.
+//! Exponential backoff with jitter, for transient source errors, and the
+//! one restart loop of the hub's long-running tasks ([`supervise`]).
 
 use serde::Deserialize;
 use std::time::Duration;
@@ -56,6 +57,49 @@ pub fn backoff(config: &RetryConfig, attempt: u32, retry_after: Option<Duration>
     match retry_after {
         Some(after) if after > wait => after.min(duijie_connectors::http::RETRY_AFTER_CEILING),
         _ => wait,
+    }
+}
+
+/// A failed attempt of a supervised task.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong, for the log.
+    pub error: String,
+    /// Waiting will not help: the task stays stopped (the attempt said why).
+    pub permanent: bool,
+    /// It got work through before failing, so the backoff starts afresh (a
+    /// source lost now and then is not one failing over and over).
+    pub progressed: bool,
+}
+
+/// Runs `attempt` again and again until it stops (`None`) or fails
+/// permanently, waiting with backoff between failures, never past
+/// `shutdown`. The one restart loop for ingest pipelines and push
+/// pipelines; `resuming` says, in the log, what the next attempt does.
+pub async fn supervise<F, Fut>(
+    retry: &RetryConfig,
+    shutdown: &tokio_util::sync::CancellationToken,
+    resuming: &'static str,
+    mut attempt: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Failure>>,
+{
+    let mut failures = 0u32;
+    while let Some(failure) = attempt().await {
+        if failure.permanent {
+            return;
+        }
+        if failure.progressed {
+            failures = 0;
+        }
+        failures += 1;
+        let wait = backoff(retry, failures, None);
+        tracing::error!(error = %failure.error, wait_ms = wait.as_millis() as u64, "{resuming}");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
     }
 }
 
