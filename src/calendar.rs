@@ -60,6 +60,16 @@ struct Year {
     working_weekends: BTreeSet<NaiveDate>,
 }
 
+impl From<CalendarError> for crate::error::Error {
+    fn from(e: CalendarError) -> Self {
+        Self::new(
+            crate::error::Domain::Config,
+            crate::error::ErrorClass::Permanent,
+            e,
+        )
+    }
+}
+
 /// The official calendar, for the years it has files for.
 #[derive(Debug, Clone, Default)]
 pub struct Calendar {

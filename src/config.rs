@@ -35,6 +35,16 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl From<ConfigError> for crate::error::Error {
+    fn from(e: ConfigError) -> Self {
+        Self::new(
+            crate::error::Domain::Config,
+            crate::error::ErrorClass::Permanent,
+            e,
+        )
+    }
+}
+
 /// Hub-wide settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,7 +163,7 @@ fn default_replication() -> i32 {
     1
 }
 
-pub use crate::runtime::retry::RetryConfig;
+pub use crate::retry::RetryConfig;
 
 /// A pipeline as written in the file (the `source` table is read
 /// separately, by kind).
@@ -369,12 +379,15 @@ pub struct Deployment {
 impl Deployment {
     /// [`Deployment::load`] for a command: every error printed on standard
     /// error (file, line, field), then one naming how many.
-    pub fn load_reported(file: &Path) -> anyhow::Result<Self> {
+    pub fn load_reported(file: &Path) -> crate::error::Result<Self> {
         Self::load(file).map_err(|errors| {
             for e in &errors {
                 eprintln!("{e}");
             }
-            anyhow::anyhow!("{} has {} error(s)", file.display(), errors.len())
+            crate::error::Error::permanent(
+                crate::error::Domain::Config,
+                format!("{} has {} error(s)", file.display(), errors.len()),
+            )
         })
     }
 
@@ -517,7 +530,7 @@ impl Deployment {
                 ("dlq_topic", p.dlq_topic.as_ref()),
             ] {
                 if let Some(t) = t
-                    && let Err(why) = check_topic_name(t.get_ref())
+                    && let Err(why) = crate::bus::check_topic_name(t.get_ref())
                 {
                     errors.push(located.at(t.span(), field(f), why));
                 }
@@ -594,7 +607,7 @@ impl Deployment {
                 }
             }
         }
-        if let Err(why) = check_topic_name(&raw.kafka.cursor_topic) {
+        if let Err(why) = crate::bus::check_topic_name(&raw.kafka.cursor_topic) {
             errors.push(located.at_key("kafka", "cursor_topic", why));
         }
         let mut deliveries = Vec::new();
@@ -767,6 +780,75 @@ impl Deployment {
         })
     }
 
+    /// The topics every push pipeline writes.
+    pub fn shared_topics(&self) -> crate::delivery::SharedTopics {
+        crate::delivery::SharedTopics {
+            receipts: self.hub.receipts_topic.clone(),
+            alerts: self.hub.alerts_topic.clone(),
+        }
+    }
+
+    /// What operating the feeds (`feeds status`, `replay`) takes from this
+    /// deployment.
+    pub fn feeds(&self) -> crate::delivery::ops::Feeds<'_> {
+        crate::delivery::ops::Feeds {
+            bus: self.bus(),
+            deliveries: &self.deliveries,
+            topics: self.shared_topics(),
+            schemas: &self.hub.schemas,
+            file: &self.file,
+        }
+    }
+
+    /// What the quality board of `pipelines` reads (all when empty).
+    pub fn quality_sources(
+        &self,
+        mappings: &crate::mapping::MappingSet,
+        only: &[String],
+    ) -> crate::quality::Sources {
+        let chosen = || {
+            self.pipelines
+                .iter()
+                .filter(|p| only.is_empty() || only.contains(&p.name))
+        };
+        crate::quality::Sources {
+            pipelines: chosen()
+                .map(|p| {
+                    let codes = mappings
+                        .get(&p.mapping)
+                        .map(|m| m.code_field_names())
+                        .unwrap_or_default();
+                    (p.name.clone(), p.dlq_topic.clone(), codes)
+                })
+                .collect(),
+            raw: chosen().filter_map(PipelineConfig::raw_topic).collect(),
+            tallies: self.hub.quality_topic.clone(),
+        }
+    }
+
+    /// What the entity library takes from this deployment, when it has
+    /// an `[entities]` section.
+    pub fn entity_setting(&self) -> crate::error::Result<Option<crate::entity::keeper::Setting>> {
+        let (Some(config), Some(sources)) = (&self.entities, self.entity_sources()) else {
+            return Ok(None);
+        };
+        Ok(Some(crate::entity::keeper::Setting {
+            config: config.clone(),
+            bus: self.bus(),
+            policy: self.credit_policy(),
+            pseudonyms: self.hub.pseudonyms().ok_or_else(|| {
+                crate::error::Error::permanent(
+                    crate::error::Domain::Config,
+                    format!(
+                        "{}: [entities] needs [hub] pseudonym_key",
+                        self.file.display()
+                    ),
+                )
+            })?,
+            sources,
+        }))
+    }
+
     /// Every topic the deployment writes: the cursor topic (compacted, one
     /// partition), and each pipeline's topic and dead-letter topic.
     pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
@@ -791,11 +873,7 @@ impl Deployment {
                 },
             ]
             .into_iter()
-            .chain(p.lead.as_ref().map(|l| TopicSpec {
-                name: l.topic.clone(),
-                partitions: 1,
-                cleanup: Cleanup::Keep,
-            }))
+            .chain(p.lead.iter().flat_map(crate::lead::LeadConfig::topics))
             .chain(p.raw.as_ref().map(|r| {
                 TopicSpec {
                     name: raw_topic(&p.name),
@@ -836,65 +914,22 @@ impl Deployment {
                 cleanup: Cleanup::Keep,
             },
         ];
+        // Each room names its own.
         for (name, d) in &self.deliveries {
-            extra.push(TopicSpec {
-                name: d
-                    .dlq_topic
-                    .clone()
-                    .unwrap_or_else(|| format!("dlq.delivery.{name}")),
-                partitions: 1,
-                cleanup: Cleanup::Keep,
-            });
+            extra.extend(d.topics(name));
         }
         if let Some(list) = self.credit.as_ref().and_then(|c| c.blacklist.as_ref()) {
-            extra.push(TopicSpec {
-                name: list.topic.clone(),
-                partitions: 3,
-                cleanup: Cleanup::Compact,
-            });
-            // The procedure's record: never deleted.
-            extra.push(TopicSpec {
-                name: list.events_topic.clone(),
-                partitions: 3,
-                cleanup: Cleanup::Keep,
-            });
+            extra.extend(list.topics());
         }
-        if let Some(e) = &self.entities {
-            // Officers' link decisions: the index's memory of them.
-            extra.push(TopicSpec {
-                name: e.links_topic.clone(),
-                partitions: 1,
-                cleanup: Cleanup::Keep,
-            });
-        }
-        if let Some(c) = &self.commitments {
-            // Leads are the commitment keeper's memory too.
-            extra.push(TopicSpec {
-                name: c.leads_topic.clone(),
-                partitions: 1,
-                cleanup: Cleanup::Keep,
-            });
-        }
+        extra.extend(self.entities.iter().flat_map(|e| e.topics()));
+        extra.extend(self.commitments.iter().flat_map(|c| c.topics()));
+        extra.extend(self.desk.iter().flat_map(|d| d.topics()));
         if self.hub.scale_out {
             extra.push(TopicSpec {
                 name: self.control_topic(),
                 partitions: self.shared_task_names().len().max(1) as i32,
                 cleanup: Cleanup::Delete,
             });
-        }
-        if let Some(d) = &self.desk {
-            // The audit trail is kept whole.
-            for (name, cleanup) in [
-                (&d.state_topic, Cleanup::Compact),
-                (&d.alerts_topic, Cleanup::Keep),
-                (&d.audit_topic, Cleanup::Keep),
-            ] {
-                extra.push(TopicSpec {
-                    name: name.clone(),
-                    partitions: 1,
-                    cleanup,
-                });
-            }
         }
         for t in extra {
             if !topics.iter().any(|x| x.name == t.name) {
@@ -1028,22 +1063,6 @@ fn read_source(
         .validate()
         .map_err(|why| located.at(span, field, why))?;
     Ok(config)
-}
-
-/// Kafka's rule for topic names.
-pub(crate) fn check_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
-        return Err(format!("`{name}` is not a valid topic name"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic name `{name}` holds `{c}`; use letters, digits, `.`, `_` and `-`"
-        ));
-    }
-    Ok(())
 }
 
 /// Turns byte offsets into lines, columns and dotted field paths.

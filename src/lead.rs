@@ -48,9 +48,18 @@ fn default_topic() -> String {
 }
 
 impl LeadConfig {
+    /// Where the leads go, kept whole: enforcement works from them.
+    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        vec![crate::bus::TopicSpec {
+            name: self.topic.clone(),
+            partitions: 1,
+            cleanup: crate::bus::Cleanup::Keep,
+        }]
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.select.validate()?;
-        crate::config::check_topic_name(&self.topic)?;
+        crate::bus::check_topic_name(&self.topic)?;
         if self.kind.trim().is_empty() {
             return Err("`kind` is empty".into());
         }

@@ -391,7 +391,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
             let mappings = deployment_mappings(&deployment, &schemas)?;
-            let sources = duijie::quality::Sources::of(&deployment, &mappings, &pipelines);
+            let sources = deployment.quality_sources(&mappings, &pipelines);
             let names: Vec<String> = sources.pipelines.iter().map(|p| p.0.clone()).collect();
             tokio_main(async move {
                 let board = duijie::quality::from_bus(&deployment.bus(), &sources).await?;
@@ -506,7 +506,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let deployment = load_deployment(&config)?;
             tokio_main(async move {
-                let rows = duijie::delivery::ops::status(&deployment)
+                let rows = duijie::delivery::ops::status(&deployment.feeds())
                     .await
                     .map_err(anyhow::Error::msg)?;
                 println!(
@@ -540,7 +540,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let deployment = load_deployment(&config)?;
             let from: duijie::delivery::ops::From = from.parse().map_err(anyhow::Error::msg)?;
             tokio_main(async move {
-                let r = duijie::delivery::ops::replay(&deployment, &feed, from)
+                let r = duijie::delivery::ops::replay(&deployment.feeds(), &feed, from)
                     .await
                     .map_err(anyhow::Error::msg)?;
                 println!(
@@ -639,8 +639,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?);
             let schemas = std::sync::Arc::new(SchemaSet::load_dir(&deployment.hub.schemas)?);
             tokio_main(async move {
+                let setting = deployment
+                    .entity_setting()
+                    .map_err(anyhow::Error::msg)?
+                    .context("the deployment has no [entities] section")?;
                 let library = duijie::entity::api::Library::from_bus(
-                    &deployment,
+                    &setting,
                     calendar,
                     schemas,
                     std::time::Duration::from_secs(600),
@@ -783,7 +787,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { config, pipelines } => {
             let deployment = load_deployment(&config)?;
-            tokio_main(duijie::runtime::run_deployment(deployment, pipelines))
+            tokio_main(async { Ok(duijie::runtime::run_deployment(deployment, pipelines).await?) })
         }
     }
 }
@@ -892,7 +896,7 @@ fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<Exit
 }
 
 fn load_deployment(config: &Path) -> Result<Deployment> {
-    Deployment::load_reported(config)
+    Ok(Deployment::load_reported(config)?)
 }
 
 fn load_schemas_and_mappings(mappings: &Path, schemas: &Path) -> Result<(SchemaSet, MappingSet)> {

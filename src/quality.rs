@@ -833,35 +833,6 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The sources of `pipelines` of a deployment (all when empty).
-    pub fn of(
-        deployment: &crate::config::Deployment,
-        mappings: &crate::mapping::MappingSet,
-        only: &[String],
-    ) -> Self {
-        let chosen = || {
-            deployment
-                .pipelines
-                .iter()
-                .filter(|p| only.is_empty() || only.contains(&p.name))
-        };
-        Self {
-            pipelines: chosen()
-                .map(|p| {
-                    let codes = mappings
-                        .get(&p.mapping)
-                        .map(|m| m.code_field_names())
-                        .unwrap_or_default();
-                    (p.name.clone(), p.dlq_topic.clone(), codes)
-                })
-                .collect(),
-            raw: chosen()
-                .filter_map(crate::config::PipelineConfig::raw_topic)
-                .collect(),
-            tallies: deployment.hub.quality_topic.clone(),
-        }
-    }
-
     pub fn board(&self) -> Board {
         let mut b = Board::default();
         for (name, _, codes) in &self.pipelines {

@@ -1,6 +1,8 @@
 //! Logging: human-readable by default, JSON lines with `--log-format json`.
-//! `RUST_LOG` filters as usual (default `info`).
+//! `RUST_LOG` filters as usual (default `info`). And the one latency
+//! histogram the metrics use ([`Latency`]).
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::io::Write;
 use tracing_subscriber::EnvFilter;
 
@@ -49,4 +51,20 @@ pub fn init(format: &str) {
     } else {
         builder.try_init()
     };
+}
+
+/// A latency histogram in seconds, 1 ms to about 2 minutes in steps of 50%.
+#[derive(Debug)]
+pub struct Latency(pub Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self(Histogram::new(exponential_buckets(0.001, 1.5, 30)))
+    }
+}
+
+impl Latency {
+    pub fn observe_ms(&self, ms: i64) {
+        self.0.observe(ms.max(0) as f64 / 1000.0);
+    }
 }

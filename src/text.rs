@@ -1,12 +1,19 @@
 //! Text normalisation shared by the mapping engine and the validators.
 
 use std::borrow::Cow;
+use unicode_width::UnicodeWidthStr;
 
 /// Characters trimmed from both ends: Unicode white space (which includes
 /// the ideographic space U+3000 of Chinese input methods), and the zero-width
 /// space and BOM that copy-paste leaves behind.
 fn is_trimmed(c: char) -> bool {
     c.is_whitespace() || c == '\u{FEFF}' || c == '\u{200B}'
+}
+
+/// Pads to a display width (a Chinese character takes two columns).
+pub fn pad(text: &str, width: usize) -> String {
+    let w = UnicodeWidthStr::width(text);
+    format!("{text}{}", " ".repeat(width.saturating_sub(w)))
 }
 
 pub fn trim(s: &str) -> &str {

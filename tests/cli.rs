@@ -215,7 +215,7 @@ fn the_shipped_desk_limits_are_the_defaults_written_out() {
     let d = duijie::config::Deployment::load(&root().join("pipelines/yichang.toml")).unwrap();
     assert_eq!(
         d.desk.unwrap().limits,
-        duijie::desk::tracker::StepLimits::default()
+        duijie::keepers::referral::StepLimits::default()
     );
 }
 

@@ -10,8 +10,8 @@ use crate::common::{
 use chrono::{DateTime, Utc};
 use duijie::bus::publish::{Origin, publish_mapped};
 use duijie::calendar::{Calendar, local_text, parse_time};
-use duijie::desk::tracker::ReferralView;
 use duijie::desk::{Desk, DeskConfig};
+use duijie::keepers::referral::ReferralView;
 use duijie::mapping::MappingSet;
 use std::collections::BTreeMap;
 use std::path::Path;

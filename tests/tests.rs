@@ -15,6 +15,7 @@ mod golden;
 mod governance;
 mod http_poll;
 mod ingest;
+mod layers;
 mod ops;
 mod push;
 mod reload;

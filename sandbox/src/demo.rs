@@ -431,11 +431,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             .deliveries
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, d)| {
-                d.dlq_topic
-                    .clone()
-                    .unwrap_or_else(|| format!("dlq.delivery.{name}"))
-            })
+            .map(|(_, d)| d.dlq_topic(name))
             .and_then(|t| topics.get(&t))
             .map_or(0, Vec::len);
         println!(
@@ -463,10 +459,10 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             clock_stats.commitment_leads.load(Relaxed)
         );
     }
-    if deployment.entities.is_some() {
+    if let Some(setting) = deployment.entity_setting().map_err(anyhow::Error::msg)? {
         // The library as any instance rebuilds it from the bus.
         let library = duijie::entity::api::Library::from_bus(
-            &deployment,
+            &setting,
             std::sync::Arc::new(duijie::calendar::Calendar::load_dir(
                 &deployment.hub.calendar,
             )?),
@@ -513,7 +509,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             duijie::desk::views_from_topic(&bus, &schemas, desk, &calendar, chrono::Utc::now())
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
-        let count = |f: fn(&duijie::desk::tracker::ReferralView) -> bool| {
+        let count = |f: fn(&duijie::keepers::referral::ReferralView) -> bool| {
             views.iter().filter(|v| f(v)).count()
         };
         println!(
@@ -522,7 +518,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             views.len(),
             count(|v| v.late),
             count(|v| v.at_risk),
-            count(|v| v.state.is_some_and(duijie::desk::tracker::RefState::closed)),
+            count(|v| v
+                .state
+                .is_some_and(duijie::keepers::referral::RefState::closed)),
             count(|v| !v.flags.is_empty()),
             count(|v| !v.late_steps.is_empty()),
         );
@@ -699,12 +697,7 @@ async fn write_capture(
         ("alert", deployment.hub.alerts_topic.clone()),
     ];
     for (name, d) in &deployment.deliveries {
-        bus_topics.push((
-            "dead_letter",
-            d.dlq_topic
-                .clone()
-                .unwrap_or_else(|| format!("dlq.delivery.{name}")),
-        ));
+        bus_topics.push(("dead_letter", d.dlq_topic(name)));
     }
     for (kind, topic) in bus_topics {
         for r in topics.get(&topic).into_iter().flatten() {

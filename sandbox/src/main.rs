@@ -238,5 +238,5 @@ fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<Exit
 }
 
 fn load_deployment(config: &Path) -> Result<Deployment> {
-    Deployment::load_reported(config)
+    Ok(Deployment::load_reported(config)?)
 }

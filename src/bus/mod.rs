@@ -3,8 +3,8 @@
 //!
 //! Nothing here is specific to one broker: the hub talks the Kafka protocol
 //! through librdkafka (the `rdkafka` crate) and points at whatever cluster
-//! the deployment names. Tests run it against Tansu and against
-//! librdkafka's in-process mock cluster.
+//! the deployment names. Tests run it against Apache Kafka; the
+//! zero-install demo against librdkafka's in-process mock cluster.
 
 pub mod acks;
 pub mod cursor;
@@ -59,6 +59,73 @@ pub enum BusError {
         key: String,
         message: String,
     },
+}
+
+/// Kafka's rule for topic names.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
+        return Err(format!("`{name}` is not a valid topic name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name `{name}` holds `{c}`; use letters, digits, `.`, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether waiting and trying again can help with a Kafka error: a record
+/// too large, a topic or cluster the hub may not write, an invalid
+/// configuration, this instance fenced by another with the same
+/// transactional id are permanent; the rest (a broker away, a full queue,
+/// a timeout) are transient.
+pub fn kafka_class(e: &KafkaError) -> crate::error::ErrorClass {
+    use RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(
+            C::MessageSizeTooLarge
+            | C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed
+            | C::InvalidRecord
+            | C::InvalidConfig
+            | C::ProducerFenced
+            | C::Fenced
+            | C::InvalidProducerEpoch,
+        ) => crate::error::ErrorClass::Permanent,
+        _ => crate::error::ErrorClass::Transient,
+    }
+}
+
+impl From<BusError> for crate::error::Error {
+    fn from(e: BusError) -> Self {
+        Self::new(crate::error::Domain::Bus, e.class(), e)
+    }
+}
+
+impl From<KafkaError> for crate::error::Error {
+    fn from(e: KafkaError) -> Self {
+        Self::new(crate::error::Domain::Bus, kafka_class(&e), e)
+    }
+}
+
+impl BusError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            BusError::Client(e)
+            | BusError::Topic { source: e, .. }
+            | BusError::Unreachable(e)
+            | BusError::Transaction(e) => kafka_class(e),
+            // The broker cannot create topics: start it another way.
+            BusError::CreateTopics { .. } | BusError::BadCursor { .. } => {
+                crate::error::ErrorClass::Permanent
+            }
+        }
+    }
 }
 
 /// Client context of the hub's short-lived readers: reaching the end of a
@@ -360,16 +427,15 @@ impl Bus {
     /// `Ok("degraded: 3 brokers, 12 partitions under-replicated (…)")` when
     /// some partition has fewer in-sync replicas than replicas (a broker is
     /// down or behind).
-    pub async fn reachable(&self, timeout: Duration) -> Result<String, String> {
+    pub async fn reachable(&self, timeout: Duration) -> crate::error::Result<String> {
         let bus = self.clone();
         tokio::task::spawn_blocking(move || {
-            let consumer: rdkafka::consumer::BaseConsumer<ReaderContext> = bus
-                .reader("probe", Isolation::Committed)
-                .map_err(|e| e.to_string())?;
+            let consumer: rdkafka::consumer::BaseConsumer<ReaderContext> =
+                bus.reader("probe", Isolation::Committed)?;
             use rdkafka::consumer::Consumer;
             let metadata = consumer
                 .fetch_metadata(None, timeout)
-                .map_err(|e| e.to_string())?;
+                .map_err(BusError::Unreachable)?;
             let brokers = metadata.brokers().len();
             let mut under: Vec<String> = Vec::new();
             let mut count = 0usize;
@@ -383,7 +449,7 @@ impl Bus {
                     }
                 }
             }
-            Ok(if count == 0 {
+            Ok::<_, BusError>(if count == 0 {
                 format!("reachable, {brokers} broker(s)")
             } else {
                 format!(
@@ -393,7 +459,10 @@ impl Bus {
             })
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| {
+            crate::error::Error::transient(crate::error::Domain::Bus, format!("the probe: {e}"))
+        })?
+        .map_err(Into::into)
     }
 
     /// Creates the topics that do not exist yet. Existing topics are left

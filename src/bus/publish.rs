@@ -39,14 +39,12 @@ pub async fn publish_mapped(
     mapping: &Mapping,
     payload: &[u8],
     from: &Origin<'_>,
-) -> Result<Published, String> {
-    let mapped = mapping
-        .map_at(payload, from.fetched_at_ms)
-        .map_err(|r| r.to_string())?;
+) -> crate::error::Result<Published> {
+    let mapped = mapping.map_at(payload, from.fetched_at_ms).map_err(|r| {
+        crate::error::Error::permanent(crate::error::Domain::Mapping, r.to_string())
+    })?;
     let mut buf = Vec::new();
-    RecordEncoder::new(Encoding::SingleObject)
-        .encode(&mapping.schema, &mapped.values, &mut buf)
-        .map_err(|e| e.to_string())?;
+    RecordEncoder::new(Encoding::SingleObject).encode(&mapping.schema, &mapped.values, &mut buf)?;
     let provenance = Provenance {
         source_system: mapping.system.clone(),
         source_id: mapped.source_id.as_deref().map(str::to_owned),
@@ -71,7 +69,7 @@ pub async fn publish_mapped(
             Duration::from_secs(30),
         )
         .await
-        .map_err(|(e, _)| format!("writing to {topic}: {e}"))?;
+        .map_err(|(e, _)| crate::error::Error::from(e).context(format!("writing to {topic}")))?;
     let id = mapped
         .values
         .first()

@@ -2,7 +2,7 @@
 //! which records, what the receiver gets, where and how it is delivered.
 
 use crate::credit::CreditPolicy;
-use crate::runtime::retry::RetryConfig;
+use crate::retry::RetryConfig;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -225,6 +225,24 @@ fn default_timeout() -> Duration {
 }
 
 impl DeliveryConfig {
+    /// The dead-letter topic of the delivery called `name`: records the
+    /// receiver refused for good (default `dlq.delivery.<name>`).
+    pub fn dlq_topic(&self, name: &str) -> String {
+        self.dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("dlq.delivery.{name}"))
+    }
+
+    /// The topics the delivery called `name` writes: its dead letters,
+    /// which wait for a person and are never deleted by age.
+    pub fn topics(&self, name: &str) -> Vec<crate::bus::TopicSpec> {
+        vec![crate::bus::TopicSpec {
+            name: self.dlq_topic(name),
+            partitions: 1,
+            cleanup: crate::bus::Cleanup::Keep,
+        }]
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if let Some(s) = &self.select {
             s.validate()?;

@@ -22,7 +22,8 @@ pub mod transform;
 pub use config::{DeliveryConfig, Select, TargetConfig, TransformConfig};
 
 use crate::bus::{Bus, DeadLetter, Provenance};
-use crate::runtime::retry::backoff;
+use crate::error::{Context, Domain, Error, Result};
+use crate::retry::backoff;
 use crate::schema::SchemaSet;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -38,6 +39,12 @@ use target::{Attempt, Target};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use transform::{Outgoing, Transform};
+
+/// A delivery cut short by shutdown: its records are delivered again after
+/// the restart, from the committed offsets.
+fn shut_down_while_delivering() -> Error {
+    Error::transient(Domain::Delivery, "shut down while delivering")
+}
 
 /// A push round ends when its topic has been quiet this long…
 const ROUND_QUIET: Duration = Duration::from_millis(5);
@@ -85,10 +92,13 @@ pub struct DeliveryStats {
     pub retries: AtomicU64,
     /// From the source record's fetch (its `duijie-fetched-at` header) to
     /// its receipt: the source-to-push latency.
-    pub latency: crate::runtime::stats::Latency,
+    pub latency: crate::telemetry::Latency,
     /// Records on the topic not yet settled (consumer group lag), as last
     /// measured; -1 before the first measurement.
     pub backlog: std::sync::atomic::AtomicI64,
+    /// Why the push pipeline stopped for good, when it did (a permanent
+    /// failure: it waits for a corrected configuration).
+    pub stopped: std::sync::Mutex<Option<String>>,
 }
 
 /// Topics every push pipeline writes.
@@ -244,16 +254,14 @@ impl Delivery {
         producer: FutureProducer,
         schemas: Arc<SchemaSet>,
         topics: SharedTopics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self> {
         let transform = Transform::from_config(&config.transform);
-        let target = Target::from_config(&config.target, config.rate_per_sec)?;
+        let target = Target::from_config(&config.target, config.rate_per_sec)
+            .map_err(|why| Error::permanent(Domain::Config, why))?;
         Ok(Self {
             name: name.to_owned(),
             department: config.department.clone().unwrap_or_else(|| name.to_owned()),
-            dlq_topic: config
-                .dlq_topic
-                .clone()
-                .unwrap_or_else(|| format!("dlq.delivery.{name}")),
+            dlq_topic: config.dlq_topic(name),
             config,
             producer,
             schemas,
@@ -311,13 +319,16 @@ impl Delivery {
             let attempt = || async {
                 let before = settled();
                 let e = self.consume(&shutdown).await.err()?;
-                Some(crate::runtime::retry::Failure {
-                    error: e,
-                    permanent: false,
-                    progressed: settled() > before,
-                })
+                let failure = crate::retry::Failure::of(e, settled() > before);
+                if failure.permanent {
+                    // A group or topic the hub may not read, say: waiting
+                    // will not help. Stopped, visibly (`/ready`, metrics).
+                    tracing::error!(error = %failure.error, "push pipeline failed permanently; it stays stopped until its configuration is corrected and reloaded");
+                    *self.stats.stopped.lock().expect("stopped lock") = Some(failure.error.to_string());
+                }
+                Some(failure)
             };
-            crate::runtime::retry::supervise(
+            crate::retry::supervise(
                 &self.config.retry,
                 &shutdown,
                 "push pipeline failed; resuming from committed offsets",
@@ -329,20 +340,19 @@ impl Delivery {
         .await
     }
 
-    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), String> {
+    async fn consume(&self, shutdown: &CancellationToken) -> Result<()> {
         let consumer: StreamConsumer<crate::bus::ReaderContext> = self
             .bus
-            .group_member(&Self::group_id(&self.bus, &self.name))
-            .map_err(|e| e.to_string())?;
+            .group_member(&Self::group_id(&self.bus, &self.name))?;
         consumer
             .subscribe(&[&self.config.topic])
-            .map_err(|e| e.to_string())?;
+            .with_context(|| format!("subscribing to `{}`", self.config.topic))?;
         info!(topic = %self.config.topic, "push pipeline consuming");
         loop {
             // A round: what is there now, up to a bound, grouped by partition.
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                m = consumer.recv() => m.map_err(|e| e.to_string())?,
+                m = consumer.recv() => m.with_context(|| format!("reading `{}`", self.config.topic))?,
             };
             let mut round: BTreeMap<i32, Vec<Incoming>> = BTreeMap::new();
             let mut undecodable = Vec::new();
@@ -407,13 +417,12 @@ impl Delivery {
             }
             let mut tpl = TopicPartitionList::new();
             for (partition, last) in &ends {
-                tpl.add_partition_offset(&self.config.topic, *partition, Offset::Offset(last + 1))
-                    .map_err(|e| e.to_string())?;
+                tpl.add_partition_offset(&self.config.topic, *partition, Offset::Offset(last + 1))?;
             }
             if tpl.count() > 0 {
                 consumer
                     .commit(&tpl, CommitMode::Sync)
-                    .map_err(|e| e.to_string())?;
+                    .context("committing the delivered offsets")?;
             }
         }
     }
@@ -425,7 +434,7 @@ impl Delivery {
         &self,
         records: Vec<Incoming>,
         shutdown: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let mut pending: Vec<(Incoming, Outgoing)> = Vec::new();
         let mut receipts = Vec::new();
         for incoming in records {
@@ -488,8 +497,13 @@ impl Delivery {
         for f in receipts {
             match f.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(format!("writing a receipt: {e}")),
-                Err(_) => return Err("the producer dropped a receipt".into()),
+                Ok(Err((e, _))) => return Err(Error::from(e).context("writing a receipt")),
+                Err(_) => {
+                    return Err(Error::transient(
+                        Domain::Bus,
+                        "the producer dropped a receipt",
+                    ));
+                }
             }
         }
         Ok(())
@@ -501,7 +515,7 @@ impl Delivery {
         &self,
         chunk: &[(Incoming, Outgoing)],
         shutdown: &CancellationToken,
-    ) -> Result<Vec<(Outcome, u32, Option<String>)>, String> {
+    ) -> Result<Vec<(Outcome, u32, Option<String>)>> {
         let mut results: Vec<Option<(Outcome, u32, Option<String>)>> = chunk
             .iter()
             .map(|(_, out)| match out {
@@ -521,7 +535,7 @@ impl Delivery {
             attempt += 1;
             let outs: Vec<&Outgoing> = open.iter().map(|i| &chunk[*i].1).collect();
             let answers = tokio::select! {
-                _ = shutdown.cancelled() => return Err("shut down while delivering".into()),
+                _ = shutdown.cancelled() => return Err(shut_down_while_delivering()),
                 a = self.target.send(&outs) => a,
             };
             let mut transient = None;
@@ -556,7 +570,7 @@ impl Delivery {
                 let wait = backoff(&self.config.retry, attempt, retry_after);
                 warn!(attempt, %reason, wait_ms = wait.as_millis() as u64, "delivery failed; retrying");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Err("shut down while delivering".into()),
+                    _ = shutdown.cancelled() => return Err(shut_down_while_delivering()),
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
@@ -574,7 +588,7 @@ impl Delivery {
         attempts: u32,
         reason: Option<String>,
         receipts: &mut Vec<rdkafka::producer::DeliveryFuture>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let counter = match outcome {
             Outcome::Delivered => &self.stats.delivered,
             Outcome::Rejected => &self.stats.rejected,
@@ -656,12 +670,16 @@ impl Delivery {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
-                Err((e, _)) => return Err(format!("writing to {}: {e}", self.topics.receipts)),
+                Err((e, _)) => {
+                    return Err(
+                        Error::from(e).context(format!("writing to {}", self.topics.receipts))
+                    );
+                }
             }
         }
     }
 
-    async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<(), String> {
+    async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<()> {
         self.producer
             .send(
                 FutureRecord::to(topic).key(key).payload(body),
@@ -669,7 +687,7 @@ impl Delivery {
             )
             .await
             .map(|_| ())
-            .map_err(|(e, _)| format!("writing to {topic}: {e}"))
+            .map_err(|(e, _)| Error::from(e).context(format!("writing to {topic}")))
     }
 
     async fn dead_letter(
@@ -679,7 +697,7 @@ impl Delivery {
         partition: i32,
         offset: i64,
         headers: &BTreeMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let read = Provenance::from_headers(headers);
         let provenance = Provenance {
             source_system: read.source_system,
@@ -711,7 +729,7 @@ impl Delivery {
         .await
     }
 
-    async fn alert(&self, record_id: &str, outcome: Outcome, reason: &str) -> Result<(), String> {
+    async fn alert(&self, record_id: &str, outcome: Outcome, reason: &str) -> Result<()> {
         let message = match outcome {
             Outcome::Rejected => format!(
                 "推送被接收方拒收：{} → {}（{}），原因：{reason}",

@@ -4,7 +4,7 @@
 use super::{Delivery, DeliveryConfig, Incoming, Outcome, Receipt, SharedTopics, TargetConfig};
 use crate::bus::inspect::read_topic;
 use crate::bus::{Bus, ReaderContext};
-use crate::config::Deployment;
+use crate::error::{Domain, Error, Result};
 use crate::schema::SchemaSet;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -13,6 +13,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// A blocking read that did not come back (it panicked).
+fn joined(e: tokio::task::JoinError) -> Error {
+    Error::transient(Domain::Bus, format!("reading the bus: {e}"))
+}
 
 /// One line of `feeds status`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -37,18 +42,25 @@ fn target_kind(c: &DeliveryConfig) -> &'static str {
     }
 }
 
-fn bus_of(d: &Deployment) -> Bus {
-    d.bus()
+/// What operating the feeds takes from a deployment
+/// (`Deployment::feeds`).
+#[derive(Debug, Clone)]
+pub struct Feeds<'a> {
+    pub bus: Bus,
+    pub deliveries: &'a [(String, DeliveryConfig)],
+    pub topics: SharedTopics,
+    /// The Avro schemas directory.
+    pub schemas: &'a std::path::Path,
+    /// The deployment file, for messages.
+    pub file: &'a std::path::Path,
 }
 
 /// Delivered, refused, failed and pending per feed, from the receipts topic
 /// (latest outcome per record and version) and the groups' committed
 /// offsets.
-pub async fn status(d: &Deployment) -> Result<Vec<FeedStatus>, String> {
-    let bus = bus_of(d);
-    let receipts = read_topic(&bus, &d.hub.receipts_topic, true)
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn status(d: &Feeds<'_>) -> Result<Vec<FeedStatus>> {
+    let bus = &d.bus;
+    let receipts = read_topic(bus, &d.topics.receipts, true).await?;
     let mut latest: BTreeMap<(String, String), Outcome> = BTreeMap::new();
     for r in receipts {
         if let Some(receipt) = r
@@ -60,7 +72,7 @@ pub async fn status(d: &Deployment) -> Result<Vec<FeedStatus>, String> {
         }
     }
     let mut out = Vec::new();
-    for (name, config) in &d.deliveries {
+    for (name, config) in d.deliveries {
         let mut s = FeedStatus {
             delivery: name.clone(),
             department: config.department.clone().unwrap_or_else(|| name.clone()),
@@ -79,7 +91,7 @@ pub async fn status(d: &Deployment) -> Result<Vec<FeedStatus>, String> {
             }
         }
         if !matches!(config.target, TargetConfig::Pull { .. }) {
-            s.pending = Some(lag(&bus, &Delivery::group_id(&bus, name), &config.topic).await?);
+            s.pending = Some(lag(bus, &Delivery::group_id(bus, name), &config.topic).await?);
         }
         out.push(s);
     }
@@ -87,28 +99,22 @@ pub async fn status(d: &Deployment) -> Result<Vec<FeedStatus>, String> {
 }
 
 /// Records of `topic` beyond the group's committed offsets.
-pub(crate) async fn lag(bus: &Bus, group: &str, topic: &str) -> Result<i64, String> {
+pub(crate) async fn lag(bus: &Bus, group: &str, topic: &str) -> Result<i64> {
     let (bus, group) = (bus.clone(), group.to_owned());
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         // The group's committed offsets; it neither subscribes nor commits.
-        let consumer: BaseConsumer<ReaderContext> =
-            bus.group_member(&group).map_err(|e| e.to_string())?;
-        let md = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
+        let consumer: BaseConsumer<ReaderContext> = bus.group_member(&group)?;
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
         let mut tpl = TopicPartitionList::new();
         for p in md.topics().iter().flat_map(|t| t.partitions()) {
             tpl.add_partition(&topic, p.id());
         }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
         let mut total = 0;
         for e in committed.elements() {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
+            let (low, high) =
+                consumer.fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))?;
             let at = match e.offset() {
                 Offset::Offset(o) => o,
                 _ => low,
@@ -118,7 +124,7 @@ pub(crate) async fn lag(bus: &Bus, group: &str, topic: &str) -> Result<i64, Stri
         Ok(total)
     })
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(joined)?
 }
 
 /// Where a replay starts.
@@ -160,30 +166,33 @@ pub struct ReplayReport {
 /// Delivers again what `feed` read from `from` on, up to the end of the
 /// topic as of now. Receivers absorb what they already had by its
 /// idempotency key; every outcome gets a receipt.
-pub async fn replay(d: &Deployment, feed: &str, from: From) -> Result<ReplayReport, String> {
+pub async fn replay(d: &Feeds<'_>, feed: &str, from: From) -> Result<ReplayReport> {
     let (name, config) = d
         .deliveries
         .iter()
         .find(|(n, _)| n == feed)
-        .ok_or_else(|| format!("no delivery `{feed}` in {}", d.file.display()))?;
+        .ok_or_else(|| {
+            Error::permanent(
+                Domain::Config,
+                format!("no delivery `{feed}` in {}", d.file.display()),
+            )
+        })?;
     if matches!(config.target, TargetConfig::Pull { .. }) {
-        return Err(format!(
-            "`{feed}` is a pull feed: the department asks again from an earlier cursor"
+        return Err(Error::permanent(
+            Domain::Config,
+            format!("`{feed}` is a pull feed: the department asks again from an earlier cursor"),
         ));
     }
-    let bus = bus_of(d);
-    let schemas = Arc::new(SchemaSet::load_dir(&d.hub.schemas).map_err(|e| e.to_string())?);
-    let producer = bus.producer().map_err(|e| e.to_string())?;
+    let bus = d.bus.clone();
+    let schemas = Arc::new(SchemaSet::load_dir(d.schemas)?);
+    let producer = bus.producer()?;
     let delivery = Delivery::new(
         name,
         config.clone(),
         bus.clone(),
         producer,
         schemas,
-        SharedTopics {
-            receipts: d.hub.receipts_topic.clone(),
-            alerts: d.hub.alerts_topic.clone(),
-        },
+        d.topics.clone(),
     )?;
     let records = read_from(&delivery, from).await?;
     let read = records.values().map(Vec::len).sum();
@@ -201,33 +210,24 @@ pub async fn replay(d: &Deployment, feed: &str, from: From) -> Result<ReplayRepo
     })
 }
 
-async fn read_from(
-    delivery: &Delivery,
-    from: From,
-) -> Result<BTreeMap<i32, Vec<Incoming>>, String> {
+async fn read_from(delivery: &Delivery, from: From) -> Result<BTreeMap<i32, Vec<Incoming>>> {
     let delivery = delivery.clone();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer<ReaderContext> = delivery
             .bus
-            .reader("replay", crate::bus::Isolation::Committed)
-            .map_err(|e| e.to_string())?;
+            .reader("replay", crate::bus::Isolation::Committed)?;
         let topic = delivery.config.topic.clone();
-        let md = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
         let mut tpl = TopicPartitionList::new();
         for p in md.topics().iter().flat_map(|t| t.partitions()) {
             let offset = match from {
                 From::Time(t) => Offset::Offset(t),
                 From::Offset(o) => Offset::Offset(o),
             };
-            tpl.add_partition_offset(&topic, p.id(), offset)
-                .map_err(|e| e.to_string())?;
+            tpl.add_partition_offset(&topic, p.id(), offset)?;
         }
         if let From::Time(_) = from {
-            tpl = consumer
-                .offsets_for_times(tpl, Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
+            tpl = consumer.offsets_for_times(tpl, Duration::from_secs(10))?;
         }
         // A partition with nothing at or after the time is not read.
         let starts: Vec<(i32, crate::bus::read::Start)> = tpl
@@ -257,10 +257,9 @@ async fn read_from(
                 }
                 Ok(())
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(out)
     })
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(joined)?
 }

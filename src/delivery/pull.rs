@@ -102,16 +102,25 @@ async fn pull(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     match tokio::task::spawn_blocking(move || read_after(&delivery, &after, limit)).await {
         Ok(Ok(answer)) => axum::Json(answer).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"message": e})),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"message": e.to_string()})),
-        )
-            .into_response(),
+        // What went wrong is logged here; a department is told to come
+        // back, not the hub's internals.
+        Ok(Err(e)) => {
+            tracing::warn!(feed = %department, error = %e, "pull feed: the bus could not be read");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, "5")],
+                axum::Json(json!({"message": "暂时无法读取，请稍后重试"})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(feed = %department, error = %e, "pull feed: the read failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"message": "读取失败，请稍后重试"})),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -119,7 +128,7 @@ fn read_after(
     delivery: &Delivery,
     after: &BTreeMap<i32, i64>,
     limit: usize,
-) -> Result<Value, String> {
+) -> crate::error::Result<Value> {
     let answer = read_after_from(delivery, after, limit, false)?;
     if answer.get("stalled").and_then(Value::as_bool) == Some(true) {
         // The broker served nothing from inside a record batch (Tansu does
@@ -138,15 +147,12 @@ fn read_after_from(
     after: &BTreeMap<i32, i64>,
     limit: usize,
     scan: bool,
-) -> Result<Value, String> {
+) -> crate::error::Result<Value> {
     let consumer: BaseConsumer<ReaderContext> = delivery
         .bus
-        .reader("pull", crate::bus::Isolation::Committed)
-        .map_err(|e| e.to_string())?;
+        .reader("pull", crate::bus::Isolation::Committed)?;
     let topic = &delivery.config.topic;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -158,20 +164,17 @@ fn read_after_from(
     let mut tpl = TopicPartitionList::new();
     let mut open = 0;
     for p in &partitions {
-        let (low, _) = consumer
-            .fetch_watermarks(topic, *p, Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
+        let (low, _) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
         let from = after.get(p).copied().unwrap_or(low).max(low);
         next.insert(*p, from);
         let start = if scan { low } else { from };
-        tpl.add_partition_offset(topic, *p, Offset::Offset(start))
-            .map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(topic, *p, Offset::Offset(start))?;
         open += 1;
     }
     let mut records = Vec::new();
     let mut heard: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
     if open > 0 {
-        consumer.assign(&tpl).map_err(|e| e.to_string())?;
+        consumer.assign(&tpl)?;
         let started = Instant::now();
         let deadline = started + Duration::from_secs(10);
         while open > 0 && records.len() < limit && Instant::now() < deadline {
@@ -185,7 +188,7 @@ fn read_after_from(
                     heard.insert(p);
                     open -= 1
                 }
-                Some(Err(e)) => return Err(e.to_string()),
+                Some(Err(e)) => return Err(e.into()),
                 Some(Ok(m)) => {
                     heard.insert(m.partition());
                     if m.offset() < next.get(&m.partition()).copied().unwrap_or(0) {

@@ -13,11 +13,12 @@ pub mod entities;
 pub mod quality;
 pub mod report;
 pub mod session;
-pub mod tracker;
 pub mod web;
 
 use crate::bus::{Bus, ReaderContext, header_map};
 use crate::calendar::Calendar;
+use crate::error::{Context, Result};
+use crate::keepers::referral::{EventSource, ReferralView, StepLimits, TimelineEvent, fold};
 use crate::mapping::Mapping;
 use crate::schema::SchemaSet;
 use crate::schema::decode_payload;
@@ -32,7 +33,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tracker::{EventSource, ReferralView, StepLimits, TimelineEvent, fold};
 
 /// Who may use the desk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -90,6 +90,24 @@ pub struct DeskConfig {
 }
 
 impl DeskConfig {
+    /// The referrals' state (compacted), the desk's alerts and its audit
+    /// trail (kept whole).
+    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        use crate::bus::{Cleanup, TopicSpec};
+        [
+            (&self.state_topic, Cleanup::Compact),
+            (&self.alerts_topic, Cleanup::Keep),
+            (&self.audit_topic, Cleanup::Keep),
+        ]
+        .into_iter()
+        .map(|(name, cleanup)| TopicSpec {
+            name: name.clone(),
+            partitions: 1,
+            cleanup,
+        })
+        .collect()
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(self.at_risk_share > 0.0 && self.at_risk_share < 1.0) {
             return Err(format!(
@@ -114,7 +132,7 @@ impl DeskConfig {
             ("alerts_topic", &self.alerts_topic),
             ("audit_topic", &self.audit_topic),
         ] {
-            crate::config::check_topic_name(topic).map_err(|why| format!("`{name}`: {why}"))?;
+            crate::bus::check_topic_name(topic).map_err(|why| format!("`{name}`: {why}"))?;
         }
         Ok(())
     }
@@ -314,7 +332,7 @@ impl Desk {
             .collect()
     }
 
-    async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<(), String> {
+    async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<()> {
         self.producer
             .send(
                 FutureRecord::to(topic).key(key).payload(body),
@@ -322,11 +340,12 @@ impl Desk {
             )
             .await
             .map(|_| ())
-            .map_err(|(e, _)| format!("writing to {topic}: {e}"))
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("writing to {topic}"))
     }
 
     /// Records an audit entry (on the topic and in memory).
-    pub async fn audit(&self, entry: AuditEntry) -> Result<(), String> {
+    pub async fn audit(&self, entry: AuditEntry) -> Result<()> {
         let body = serde_json::to_vec(&entry).expect("audit entries serialize");
         self.send(&self.config.audit_topic, &entry.user, &body)
             .await?;
@@ -344,7 +363,7 @@ impl Desk {
         action: &str,
         text: Option<&str>,
         officer: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String> {
         let now = self.now().timestamp_millis();
         let payload = json!({
             "actionId": format!("{}-{now}-{:04x}", referral_no, fastrand::u16(..)),
@@ -373,19 +392,27 @@ impl Desk {
     }
 
     /// Runs the tracker until shutdown.
+    /// A failure rebuilds it from the state topic after the one restart
+    /// loop's backoff ([`crate::retry::supervise`]); a permanent one (a
+    /// group or topic the hub may not use) stops it with its reason.
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            match self.track(&shutdown).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(error = %e, "referral tracker failed; rebuilding from the state topic");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
-                }
+        let attempt = || async {
+            let rounds = self.alert_rounds.load(std::sync::atomic::Ordering::Acquire);
+            let e = self.track(&shutdown).await.err()?;
+            let progressed = self.alert_rounds.load(std::sync::atomic::Ordering::Acquire) > rounds;
+            let failure = crate::retry::Failure::of(e.context("referral tracker"), progressed);
+            if failure.permanent {
+                tracing::error!(error = %failure.error, "referral tracker failed permanently; it stays stopped until its configuration is corrected");
             }
-        }
+            Some(failure)
+        };
+        crate::retry::supervise(
+            &crate::retry::RetryConfig::default(),
+            &shutdown,
+            "referral tracker failed; rebuilding from the state topic",
+            attempt,
+        )
+        .await;
     }
 
     /// Keeps this instance's views in step with the state topic, which the
@@ -471,10 +498,9 @@ impl Desk {
     }
 
     /// Loads every referral's state from the state topic.
-    async fn restore(&self) -> Result<BTreeSet<String>, String> {
-        let states = crate::bus::inspect::read_topic(&self.bus, &self.config.state_topic, false)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn restore(&self) -> Result<BTreeSet<String>> {
+        let states =
+            crate::bus::inspect::read_topic(&self.bus, &self.config.state_topic, false).await?;
         {
             let mut events = self.events.write().expect("events lock");
             for r in states {
@@ -483,9 +509,8 @@ impl Desk {
                 }
             }
         }
-        let audit = crate::bus::inspect::read_topic(&self.bus, &self.config.audit_topic, false)
-            .await
-            .map_err(|e| e.to_string())?;
+        let audit =
+            crate::bus::inspect::read_topic(&self.bus, &self.config.audit_topic, false).await?;
         {
             let mut log = self.audit.write().expect("audit lock");
             log.clear();
@@ -496,15 +521,14 @@ impl Desk {
             }
         }
         let alerted = crate::bus::inspect::read_topic(&self.bus, &self.config.alerts_topic, false)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .into_iter()
             .map(|r| r.key_str())
             .collect();
         Ok(alerted)
     }
 
-    async fn track(&self, shutdown: &CancellationToken) -> Result<(), String> {
+    async fn track(&self, shutdown: &CancellationToken) -> Result<()> {
         let mut alerted = self.restore().await?;
         let all: Vec<String> = self
             .events
@@ -516,11 +540,8 @@ impl Desk {
         self.publish_views(self.recompute(all));
         let consumer: StreamConsumer<ReaderContext> = self
             .bus
-            .group_member(&format!("{}-desk-tracker", self.bus.client_id))
-            .map_err(|e| e.to_string())?;
-        consumer
-            .subscribe(&[&self.config.events_topic])
-            .map_err(|e| e.to_string())?;
+            .group_member(&format!("{}-desk-tracker", self.bus.client_id))?;
+        consumer.subscribe(&[&self.config.events_topic])?;
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         // The events topic's partitions this instance holds in the group:
         // with several instances, each tracks and alerts its share.
@@ -534,7 +555,7 @@ impl Desk {
                     self.alert_rounds.fetch_add(1, std::sync::atomic::Ordering::Release);
                     continue;
                 }
-                m = consumer.recv() => m.map_err(|e| e.to_string())?,
+                m = consumer.recv() => m?,
             };
             self.follow_assignment(&consumer, &mut assigned, &mut alerted)
                 .await?;
@@ -592,12 +613,9 @@ impl Desk {
             }
             let mut tpl = TopicPartitionList::new();
             for (p, last) in &ends {
-                tpl.add_partition_offset(&self.config.events_topic, *p, Offset::Offset(last + 1))
-                    .map_err(|e| e.to_string())?;
+                tpl.add_partition_offset(&self.config.events_topic, *p, Offset::Offset(last + 1))?;
             }
-            consumer
-                .commit(&tpl, CommitMode::Sync)
-                .map_err(|e| e.to_string())?;
+            consumer.commit(&tpl, CommitMode::Sync)?;
             self.publish_views(views);
             self.raise_alerts(&mut alerted, &assigned).await?;
         }
@@ -611,11 +629,10 @@ impl Desk {
         consumer: &StreamConsumer<ReaderContext>,
         assigned: &mut BTreeSet<i32>,
         alerted: &mut BTreeSet<String>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         use rdkafka::consumer::Consumer;
         let now: BTreeSet<i32> = consumer
-            .assignment()
-            .map_err(|e| e.to_string())?
+            .assignment()?
             .elements()
             .iter()
             .filter(|e| e.topic() == self.config.events_topic)
@@ -658,7 +675,7 @@ impl Desk {
         &self,
         alerted: &mut BTreeSet<String>,
         assigned: &BTreeSet<i32>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let views = self.recompute(self.owned(assigned));
         let mut changed = Vec::new();
         for v in views {
@@ -747,10 +764,8 @@ pub async fn views_from_topic(
     config: &DeskConfig,
     calendar: &Calendar,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<ReferralView>, String> {
-    let records = crate::bus::inspect::read_topic(bus, &config.events_topic, true)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<Vec<ReferralView>> {
+    let records = crate::bus::inspect::read_topic(bus, &config.events_topic, true).await?;
     let mut by_referral: BTreeMap<String, Vec<TimelineEvent>> = BTreeMap::new();
     for r in records {
         let record = match decode_payload(

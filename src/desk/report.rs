@@ -1,15 +1,9 @@
 //! The desk at a terminal: `duijie referrals list|show|overdue`.
 
-use super::tracker::{ReferralView, remaining_label};
 use crate::calendar::local_text;
+use crate::keepers::referral::{ReferralView, remaining_label};
+use crate::text::pad;
 use std::fmt::Write as _;
-use unicode_width::UnicodeWidthStr;
-
-/// Pads to a display width (a Chinese character takes two columns).
-pub(crate) fn pad(text: &str, width: usize) -> String {
-    let w = UnicodeWidthStr::width(text);
-    format!("{text}{}", " ".repeat(width.saturating_sub(w)))
-}
 
 fn time(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
@@ -174,8 +168,8 @@ pub fn detail(v: &ReferralView) -> String {
 
 /// `duijie referrals rules`: every statutory step with its limit, unit and
 /// legal basis, as the deployment configures them.
-pub fn rules_table(limits: &super::tracker::StepLimits) -> String {
-    use super::tracker::Step;
+pub fn rules_table(limits: &crate::keepers::referral::StepLimits) -> String {
+    use crate::keepers::referral::Step;
     let mut out = String::new();
     let _ = writeln!(out, "{:<32} {:>6}  {:<13} basis", "step", "limit", "unit");
     for step in Step::ALL {
@@ -194,8 +188,8 @@ pub fn rules_table(limits: &super::tracker::StepLimits) -> String {
 }
 
 /// The same as JSON objects, one a line.
-pub fn rules_json(limits: &super::tracker::StepLimits) -> Vec<serde_json::Value> {
-    use super::tracker::Step;
+pub fn rules_json(limits: &crate::keepers::referral::StepLimits) -> Vec<serde_json::Value> {
+    use crate::keepers::referral::Step;
     Step::ALL
         .iter()
         .map(|step| {
@@ -217,12 +211,12 @@ pub fn rules_json(limits: &super::tracker::StepLimits) -> Vec<serde_json::Value>
 pub fn replay(
     input: &str,
     file: &str,
-    limits: &super::tracker::StepLimits,
+    limits: &crate::keepers::referral::StepLimits,
     at_risk_share: f64,
     calendar: &crate::calendar::Calendar,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<ReferralView>, String> {
-    use super::tracker::{EventSource, TimelineEvent, fold};
+    use crate::keepers::referral::{EventSource, TimelineEvent, fold};
     let mut by_referral: std::collections::BTreeMap<String, Vec<TimelineEvent>> =
         Default::default();
     for (i, line) in input.lines().enumerate() {

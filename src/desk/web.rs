@@ -21,12 +21,12 @@
 //! — lists, detail pages, API reads, exports, the audit log — writes an
 //! audit entry first, and is refused if that entry cannot be written.
 
-use super::tracker::{RefState, ReferralView, remaining_label};
 use super::{AuditEntry, Desk, DeskUser, Role};
 use crate::calendar::local_text;
+use crate::keepers::referral::{RefState, ReferralView, remaining_label};
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use futures::stream::Stream;
@@ -34,14 +34,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::LazyLock;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 const COOKIE: &str = "duijie_desk";
 pub(super) const PRODUCT: &str = "两法衔接工作台";
-
-/// The pages' Content-Security-Policy: scripts and styles from the hub
-/// only, nothing inline, no framing, forms post back to the hub only.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     let mut env = minijinja::Environment::new();
@@ -80,15 +75,8 @@ pub(super) fn render(name: &str, ctx: minijinja::Value) -> Html<String> {
     }
 }
 
-fn security_header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::overriding(
-        header::HeaderName::from_static(name),
-        HeaderValue::from_static(value),
-    )
-}
-
 pub fn router(desk: Desk) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/desk/login", axum::routing::get(login_page).post(login))
         .route("/desk/logout", axum::routing::post(logout))
         .route("/desk", axum::routing::get(list_page))
@@ -146,16 +134,8 @@ pub fn router(desk: Desk) -> Router {
         .route("/desk/quality", axum::routing::get(super::quality::page))
         .route("/desk/static/desk.js", axum::routing::get(script))
         .route("/desk/static/desk.css", axum::routing::get(style))
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
-        .layer(security_header(
-            "content-security-policy",
-            CONTENT_SECURITY_POLICY,
-        ))
-        .layer(security_header("x-content-type-options", "nosniff"))
-        .layer(security_header("x-frame-options", "DENY"))
-        .layer(security_header("referrer-policy", "no-referrer"))
-        .layer(security_header("cache-control", "no-store"))
-        .with_state(desk)
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024));
+    crate::web::not_stored(crate::web::pages(routes)).with_state(desk)
 }
 
 async fn script() -> Response {
@@ -502,7 +482,7 @@ pub(super) async fn audited(
     desk.audit(entry).await.map_err(|e| audit_failed(&e))
 }
 
-pub(super) fn audit_failed(e: &str) -> Response {
+pub(super) fn audit_failed(e: &crate::error::Error) -> Response {
     tracing::error!(error = %e, "audit entry not written; request refused");
     (
         StatusCode::SERVICE_UNAVAILABLE,

@@ -86,31 +86,33 @@ impl Library {
     /// The library of a deployment: its index in the cache file (or in
     /// memory when there is none, or when `in_memory`: `duijie entity`).
     pub fn open(
-        deployment: &crate::config::Deployment,
-        config: &EntitiesConfig,
+        setting: &super::keeper::Setting,
         calendar: Arc<Calendar>,
         stats: Arc<IndexStats>,
         in_memory: bool,
-    ) -> Result<Self, String> {
-        let policy = deployment.credit_policy();
+    ) -> crate::error::Result<Self> {
+        let config = &setting.config;
+        let policy = setting.policy.clone();
         let index = match (&config.cache, in_memory) {
             (Some(file), false) => {
-                let pseudonyms = deployment
-                    .hub
-                    .pseudonyms()
-                    .ok_or("[entities] needs [hub] pseudonym_key")?;
-                let sources = deployment.entity_sources().ok_or("no [entities] section")?;
                 let fp = super::index::fingerprint(
-                    &pseudonyms.of("000000000000000000"),
+                    &setting.pseudonyms.of("000000000000000000"),
                     &format!("{policy:?}"),
-                    &sources.all(),
+                    &setting.sources.all(),
                 );
-                let (index, kept) = EntityIndex::open(file, &fp, config.propose_from)
-                    .map_err(|e| format!("the entity cache {}: {e}", file.display()))?;
+                let (index, kept) =
+                    EntityIndex::open(file, &fp, config.propose_from).map_err(|e| {
+                        crate::error::Error::permanent(
+                            crate::error::Domain::Entity,
+                            format!("the entity cache {}: {e}", file.display()),
+                        )
+                    })?;
                 tracing::info!(file = %file.display(), kept, "entity cache opened");
                 index
             }
-            _ => EntityIndex::in_memory(config.propose_from).map_err(|e| e.to_string())?,
+            _ => EntityIndex::in_memory(config.propose_from).map_err(|e| {
+                crate::error::Error::permanent(crate::error::Domain::Entity, e.to_string())
+            })?,
         };
         Ok(Self::new(
             Arc::new(index),
@@ -124,38 +126,26 @@ impl Library {
     /// A library in memory, built from the whole bus (`duijie entity`, the
     /// demo's summary): what any instance would rebuild.
     pub async fn from_bus(
-        deployment: &crate::config::Deployment,
+        setting: &super::keeper::Setting,
         calendar: Arc<Calendar>,
         schemas: Arc<crate::schema::SchemaSet>,
         within: std::time::Duration,
-    ) -> Result<Self, String> {
-        let config = deployment
-            .entities
-            .as_ref()
-            .ok_or("the deployment has no [entities] section")?;
+    ) -> crate::error::Result<Self> {
         let stats = Arc::<IndexStats>::default();
-        let library = Self::open(deployment, config, calendar.clone(), stats.clone(), true)?;
-        let context = super::keeper::Context {
-            bus: deployment.bus(),
-            schemas,
-            pseudonyms: deployment
-                .hub
-                .pseudonyms()
-                .ok_or("[entities] needs [hub] pseudonym_key")?,
-            policy: library.policy.clone(),
-            calendar,
-            sources: deployment.entity_sources().ok_or("no [entities] section")?,
-            stats,
-        };
+        let library = Self::open(setting, calendar.clone(), stats.clone(), true)?;
+        let context = setting.context(schemas, calendar, stats);
         let read = super::keeper::run(
             library.index.clone(),
             context,
             true,
             tokio_util::sync::CancellationToken::new(),
         );
-        tokio::time::timeout(within, read)
-            .await
-            .map_err(|_| format!("the topics were not read to their end within {within:?}"))??;
+        tokio::time::timeout(within, read).await.map_err(|_| {
+            crate::error::Error::transient(
+                crate::error::Domain::Bus,
+                format!("the topics were not read to their end within {within:?}"),
+            )
+        })??;
         Ok(library)
     }
 
@@ -393,31 +383,21 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
 });
 
 pub fn public_router(library: Arc<Library>) -> Router {
-    Router::new()
-        .route("/public/credit", axum::routing::get(public_page))
-        .route("/public/api/credit", axum::routing::get(public_api))
-        .route(
-            "/public/static/public.css",
-            axum::routing::get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-                    include_str!("templates/public.css"),
-                )
-            }),
-        )
-        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(crate::desk::web::CONTENT_SECURITY_POLICY),
-        ))
-        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .with_state(library)
+    crate::web::pages(
+        Router::new()
+            .route("/public/credit", axum::routing::get(public_page))
+            .route("/public/api/credit", axum::routing::get(public_api))
+            .route(
+                "/public/static/public.css",
+                axum::routing::get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                        include_str!("templates/public.css"),
+                    )
+                }),
+            ),
+    )
+    .with_state(library)
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@ use crate::bus::follow::{Follow, Followed};
 use crate::bus::{Bus, ReaderContext};
 use crate::calendar::Calendar;
 use crate::credit::CreditPolicy;
+use crate::error::{Domain, Error, Result};
 use crate::personal::Pseudonyms;
 use crate::schema::SchemaSet;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -36,6 +37,38 @@ impl Sources {
         all.sort();
         all.dedup();
         all
+    }
+}
+
+/// What the entity library takes from its deployment
+/// (`Deployment::entity_setting`).
+#[derive(Debug, Clone)]
+pub struct Setting {
+    pub config: super::EntitiesConfig,
+    pub bus: Bus,
+    /// The credit policy of the deployment's penalty feed.
+    pub policy: CreditPolicy,
+    pub pseudonyms: Pseudonyms,
+    pub sources: Sources,
+}
+
+impl Setting {
+    /// What the keeper reading the bus for this setting needs.
+    pub fn context(
+        &self,
+        schemas: Arc<SchemaSet>,
+        calendar: Arc<Calendar>,
+        stats: Arc<IndexStats>,
+    ) -> Context {
+        Context {
+            bus: self.bus.clone(),
+            schemas,
+            pseudonyms: self.pseudonyms.clone(),
+            policy: self.policy.clone(),
+            calendar,
+            sources: self.sources.clone(),
+            stats,
+        }
     }
 }
 
@@ -177,8 +210,9 @@ pub async fn run(
     ctx: Context,
     until_caught_up: bool,
     shutdown: CancellationToken,
-) -> Result<(), String> {
-    let positions = index.positions().map_err(|e| e.to_string())?;
+) -> Result<()> {
+    let cache = |e: String| Error::transient(Domain::Entity, format!("the entity index: {e}"));
+    let positions = index.positions().map_err(|e| cache(e.to_string()))?;
     if !positions.is_empty() {
         let c = ctx.clone();
         let valid = tokio::task::spawn_blocking(move || c.positions_still_valid(&positions))
@@ -188,10 +222,10 @@ pub async fn run(
             tracing::warn!(
                 "the entity cache does not match the bus; rebuilding it from the beginning"
             );
-            index.clear().map_err(|e| e.to_string())?;
+            index.clear().map_err(|e| cache(e.to_string()))?;
         }
     }
-    let start = index.offsets().map_err(|e| e.to_string())?;
+    let start = index.offsets().map_err(|e| cache(e.to_string()))?;
     let round = shutdown.child_token();
     let _stop = round.clone().drop_guard();
     let mut rx = crate::bus::follow::follow_from(&ctx.bus, ctx.sources.all(), &start, round);
@@ -203,7 +237,13 @@ pub async fn run(
             f = rx.recv() => f,
         };
         let Some(first) = first else {
-            return Ok(());
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            return Err(Error::transient(
+                Domain::Bus,
+                "the follower of the entity topics stopped",
+            ));
         };
         let mut changes = Vec::new();
         let mut next: BTreeMap<(String, i32), (i64, Vec<u8>)> = BTreeMap::new();
@@ -235,8 +275,8 @@ pub async fn run(
         let (i, c) = (index.clone(), changes);
         tokio::task::spawn_blocking(move || i.apply(&c, &offsets, durable))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("writing the entity index: {e}"))?;
+            .map_err(|e| cache(e.to_string()))?
+            .map_err(|e| cache(format!("writing: {e}")))?;
         if durable {
             last_durable = Instant::now();
         }
@@ -259,16 +299,25 @@ fn refresh(index: &EntityIndex, stats: &IndexStats) {
 }
 
 /// [`run`] until shutdown, starting again (from where the index stands)
-/// after a failure, such as a write the disk refused.
+/// after a failure, such as a write the disk refused, with the one restart
+/// loop's backoff ([`crate::retry::supervise`]).
 pub async fn keep(index: Arc<EntityIndex>, ctx: Context, shutdown: CancellationToken) {
-    loop {
-        match run(index.clone(), ctx.clone(), false, shutdown.clone()).await {
-            Ok(()) => return,
-            Err(e) => tracing::error!(error = %e, "entity index; reading its topics again"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
+    let attempt = || async {
+        let before = ctx.stats.records.load(Ordering::Relaxed);
+        let e = run(index.clone(), ctx.clone(), false, shutdown.clone())
+            .await
+            .err()?;
+        let progressed = ctx.stats.records.load(Ordering::Relaxed) != before;
+        Some(crate::retry::Failure::of(
+            e.context("entity index"),
+            progressed,
+        ))
+    };
+    crate::retry::supervise(
+        &crate::retry::RetryConfig::default(),
+        &shutdown,
+        "entity index failed; reading its topics again",
+        attempt,
+    )
+    .await;
 }

@@ -114,11 +114,21 @@ fn default_page_size() -> usize {
 }
 
 impl EntitiesConfig {
+    /// The officers' link decisions: the index's memory of them, kept
+    /// whole.
+    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        vec![crate::bus::TopicSpec {
+            name: self.links_topic.clone(),
+            partitions: 1,
+            cleanup: crate::bus::Cleanup::Keep,
+        }]
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.propose_from) {
             return Err("`propose_from` is a confidence between 0 and 1".into());
         }
-        crate::config::check_topic_name(&self.links_topic)
+        crate::bus::check_topic_name(&self.links_topic)
             .map_err(|why| format!("`links_topic`: {why}"))?;
         if let Some(r) = &self.restrictions {
             if r.tokens.is_empty() {
@@ -772,7 +782,7 @@ impl Reader<'_> {
                 ),
                 i(v, "/occurred_at"),
                 Facts::Referral {
-                    open: !crate::desk::tracker::closes(&status),
+                    open: !crate::keepers::referral::closes(&status),
                 },
                 None,
             ),

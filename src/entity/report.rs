@@ -1,6 +1,6 @@
 //! The library at a terminal: `duijie entity list|show`.
 
-use crate::desk::report::pad;
+use crate::text::pad;
 use serde_json::Value;
 use std::fmt::Write as _;
 

@@ -2,9 +2,10 @@
 //! watched until the commitment is met; enforcement is warned before it falls
 //! due and gets a lead once it passed unmet.
 
-use super::{KeeperContext, ms};
-use crate::bus::follow::{Follow, follow};
+use super::{Keeper, KeeperContext, ms};
+use crate::bus::follow::Followed;
 use crate::calendar::{Calendar, Limit, local_text};
+use crate::error::Result;
 use crate::schema::decode_payload;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -54,58 +55,81 @@ pub async fn run_commitments(
     config: CommitmentConfig,
     shutdown: CancellationToken,
 ) {
-    let mut rx = follow(
-        &ctx.bus,
+    let make = || CommitmentTracker {
+        config: &config,
+        items: BTreeMap::new(),
+        done: BTreeSet::new(),
+    };
+    super::keep("commitment tracker", &ctx, make, &shutdown).await;
+}
+
+/// What the commitment tracker knows: the licences granted on a
+/// commitment, and the alerts and leads it raised.
+struct CommitmentTracker<'a> {
+    config: &'a CommitmentConfig,
+    items: BTreeMap<String, Commitment>,
+    done: BTreeSet<String>,
+}
+
+impl Keeper for CommitmentTracker<'_> {
+    fn topics(&self, ctx: &KeeperContext) -> Vec<String> {
         vec![
-            config.licence_topic.clone(),
+            self.config.licence_topic.clone(),
             ctx.alerts_topic.clone(),
-            config.leads_topic.clone(),
-        ],
-        shutdown.clone(),
-    );
-    let mut items: BTreeMap<String, Commitment> = BTreeMap::new();
-    let mut done: BTreeSet<String> = BTreeSet::new();
-    let mut tick = tokio::time::interval(ctx.tick);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            f = rx.recv() => {
-                let Some(f) = f else { return };
-                // On catching up, the loop comes round with ticks enabled.
-                let Follow::Record(f) = f else { continue };
-                if f.topic == ctx.alerts_topic || f.topic == config.leads_topic {
-                    done.insert(f.key);
-                    continue;
-                }
-                let l = match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        f.unreadable("commitment tracker", &e);
-                        continue;
-                    }
-                };
-                let Some(id) = l.get("id").and_then(Value::as_str) else { continue };
-                if l.get("commitment").and_then(Value::as_bool) != Some(true) {
-                    items.remove(id);
-                    continue;
-                }
-                let Some(due) = l.get("commitment_due_at").and_then(Value::as_i64).and_then(ms) else { continue };
-                let s = |k: &str| l.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                items.insert(id.to_owned(), Commitment {
-                    licence_no: l.get("licence_no").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| s("decision_no")),
-                    party: l.pointer("/party/name").and_then(Value::as_str).unwrap_or("").to_owned(),
-                    conditions: s("commitment_conditions"),
-                    jurisdiction: s("jurisdiction"),
-                    due,
-                    met: l.get("commitment_met").and_then(Value::as_bool) == Some(true),
-                });
-            }
-            _ = tick.tick(), if rx.caught_up() => {
-                if let Err(e) = commitment_tick(&ctx, &config, &items, &mut done).await {
-                    tracing::error!(error = %e, "commitments");
-                }
-            }
+            self.config.leads_topic.clone(),
+        ]
+    }
+
+    fn observe(&mut self, ctx: &KeeperContext, f: Followed) {
+        if f.topic == ctx.alerts_topic || f.topic == self.config.leads_topic {
+            self.done.insert(f.key);
+            return;
         }
+        let l = match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
+            Ok(l) => l,
+            Err(e) => {
+                f.unreadable("commitment tracker", &e);
+                return;
+            }
+        };
+        let Some(id) = l.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        if l.get("commitment").and_then(Value::as_bool) != Some(true) {
+            self.items.remove(id);
+            return;
+        }
+        let Some(due) = l
+            .get("commitment_due_at")
+            .and_then(Value::as_i64)
+            .and_then(ms)
+        else {
+            return;
+        };
+        let s = |k: &str| l.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        self.items.insert(
+            id.to_owned(),
+            Commitment {
+                licence_no: l
+                    .get("licence_no")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| s("decision_no")),
+                party: l
+                    .pointer("/party/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                conditions: s("commitment_conditions"),
+                jurisdiction: s("jurisdiction"),
+                due,
+                met: l.get("commitment_met").and_then(Value::as_bool) == Some(true),
+            },
+        );
+    }
+
+    async fn tick(&mut self, ctx: &KeeperContext) -> Result<()> {
+        commitment_tick(ctx, self.config, &self.items, &mut self.done).await
     }
 }
 
@@ -114,7 +138,7 @@ async fn commitment_tick(
     config: &CommitmentConfig,
     items: &BTreeMap<String, Commitment>,
     done: &mut BTreeSet<String>,
-) -> Result<(), String> {
+) -> Result<()> {
     let now = ctx.clock.now();
     let (mut soon, mut leads) = (0, 0);
     for (id, c) in items.iter().filter(|(_, c)| !c.met) {
@@ -175,4 +199,16 @@ fn warn_window(due: DateTime<Utc>, before: Limit, _calendar: &Calendar) -> Optio
         _ => chrono::Duration::days(i64::from(before.amount)),
     };
     due.checked_sub_signed(span)
+}
+
+impl CommitmentConfig {
+    /// The leads it raises, kept whole: they are the keeper's memory of
+    /// what it raised.
+    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        vec![crate::bus::TopicSpec {
+            name: self.leads_topic.clone(),
+            partitions: 1,
+            cleanup: crate::bus::Cleanup::Keep,
+        }]
+    }
 }

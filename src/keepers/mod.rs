@@ -4,24 +4,34 @@
 //!   decision published within its limit, a change within its own);
 //! - [`blacklist`]: the list of seriously dishonest entities and its
 //!   procedure (严重失信主体名单, 国办发〔2020〕49号);
-//! - [`commitments`]: the commitment tracker (告知承诺).
+//! - [`commitments`]: the commitment tracker (告知承诺);
+//! - [`referral`]: the criminal referral procedure (两法衔接, 移送案件) and
+//!   the statutory clock of each of its states, which the desk's tracker
+//!   folds ([`crate::desk`]).
 //!
-//! Each reads its topics from the beginning ([`crate::bus::follow`]): they
-//! are its memory, so a restarted hub rebuilds the same state, including
-//! the alerts it raised before, and an alert is raised once, not once per
-//! restart. Each looks at its state on a tick and writes what changed:
-//! alerts, blacklist entries, leads for enforcement.
+//! Each is a [`Keeper`], run by the one loop [`keep`]: it reads its topics
+//! from the beginning ([`crate::bus::follow`]): they are its memory, so a
+//! restarted hub rebuilds the same state, including the alerts it raised
+//! before, and an alert is raised once, not once per restart. Once it has
+//! read their history it looks at its state on a tick and writes what
+//! changed: alerts, blacklist entries, leads for enforcement. When a write
+//! fails it forgets everything and reads its topics again, so nothing is
+//! half-remembered: an alert whose write failed is raised on the next
+//! round, not taken for raised.
 
 pub mod blacklist;
 pub mod commitments;
 pub mod publication;
+pub mod referral;
 
 pub use blacklist::run_blacklist;
 pub use commitments::{CommitmentConfig, run_commitments};
 pub use publication::{CreditConfig, run_credit_clock};
 
 use crate::bus::Bus;
+use crate::bus::follow::{Follow, Followed, follow};
 use crate::calendar::Calendar;
+use crate::error::{Context, Domain, Error, Result};
 use crate::schema::SchemaSet;
 use chrono::{DateTime, TimeZone, Utc};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -29,6 +39,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Counters for metrics and the demo.
 #[derive(Debug, Default)]
@@ -70,17 +81,12 @@ impl std::fmt::Debug for KeeperContext {
 }
 
 impl KeeperContext {
-    pub(crate) async fn send(&self, topic: &str, key: &str, body: &Value) -> Result<(), String> {
+    pub(crate) async fn send(&self, topic: &str, key: &str, body: &Value) -> Result<()> {
         self.send_bytes(topic, key, body.to_string().as_bytes())
             .await
     }
 
-    pub(crate) async fn send_bytes(
-        &self,
-        topic: &str,
-        key: &str,
-        payload: &[u8],
-    ) -> Result<(), String> {
+    pub(crate) async fn send_bytes(&self, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
         self.producer
             .send(
                 FutureRecord::to(topic).key(key).payload(payload).headers(
@@ -93,7 +99,8 @@ impl KeeperContext {
             )
             .await
             .map(|_| ())
-            .map_err(|(e, _)| format!("writing to {topic}: {e}"))
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("writing to {topic}"))
     }
 
     pub(crate) async fn alert(
@@ -103,10 +110,79 @@ impl KeeperContext {
         severity: crate::alert::Severity,
         subject: &str,
         message: String,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let alert = crate::alert::Alert::new(kind, severity, subject, message, self.clock.now());
         self.send_bytes(&self.alerts_topic.clone(), key, &alert.to_bytes())
             .await
+    }
+}
+
+/// One keeper: the topics it follows from the beginning (its memory), how
+/// a record of one of them changes what it knows, and what it writes on a
+/// tick once it has read their history.
+pub(crate) trait Keeper: Send {
+    fn topics(&self, ctx: &KeeperContext) -> Vec<String>;
+    /// A record of one of its topics, in order. One it cannot read is
+    /// counted and logged ([`Followed::unreadable`]), never dropped silently.
+    fn observe(&mut self, ctx: &KeeperContext, record: Followed);
+    /// Writes what is due now ([`KeeperContext::clock`]).
+    fn tick(&mut self, ctx: &KeeperContext) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Runs the keeper `make` builds until `shutdown`: follows its topics,
+/// ticks once caught up. A failure — a write the bus refused, the follower
+/// lost — drops the keeper and builds it afresh from its topics, after the
+/// one restart loop's backoff ([`crate::retry::supervise`]); a permanent
+/// one (a topic the hub may not write) stops it with its reason.
+pub(crate) async fn keep<K: Keeper>(
+    name: &'static str,
+    ctx: &KeeperContext,
+    make: impl Fn() -> K,
+    shutdown: &CancellationToken,
+) {
+    let attempt = || async {
+        let round = shutdown.child_token();
+        let _stop = round.clone().drop_guard();
+        let mut ticks = 0u64;
+        let e = rounds(ctx, make(), &round, &mut ticks).await.err()?;
+        let failure = crate::retry::Failure::of(e.context(name), ticks > 0);
+        if failure.permanent {
+            tracing::error!(error = %failure.error, "keeper failed permanently; it stays stopped until its configuration is corrected");
+        }
+        Some(failure)
+    };
+    crate::retry::supervise(
+        &crate::retry::RetryConfig::default(),
+        shutdown,
+        "keeper failed; reading its topics again",
+        attempt,
+    )
+    .await;
+}
+
+async fn rounds<K: Keeper>(
+    ctx: &KeeperContext,
+    mut keeper: K,
+    shutdown: &CancellationToken,
+    ticks: &mut u64,
+) -> Result<()> {
+    let mut rx = follow(&ctx.bus, keeper.topics(ctx), shutdown.clone());
+    let mut tick = tokio::time::interval(ctx.tick);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            f = rx.recv() => match f {
+                Some(Follow::Record(f)) => keeper.observe(ctx, f),
+                // On catching up, the loop comes round with ticks enabled.
+                Some(Follow::CaughtUp) => {}
+                None if shutdown.is_cancelled() => return Ok(()),
+                None => return Err(Error::transient(Domain::Bus, "the follower of the keeper's topics stopped")),
+            },
+            _ = tick.tick(), if rx.caught_up() => {
+                keeper.tick(ctx).await?;
+                *ticks += 1;
+            }
+        }
     }
 }
 

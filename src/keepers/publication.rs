@@ -2,10 +2,11 @@
 //! the credit platform within its limit, a change or revocation within its
 //! own; alerts when one is at risk or late.
 
-use super::{KeeperContext, ms};
-use crate::bus::follow::{Follow, follow};
+use super::{Keeper, KeeperContext, ms};
+use crate::bus::follow::Followed;
 use crate::calendar::{CalendarError, local_text};
 use crate::delivery::{Outcome, Receipt};
+use crate::error::Result;
 use crate::schema::decode_payload;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -78,84 +79,114 @@ pub async fn run_credit_clock(
     config: CreditConfig,
     shutdown: CancellationToken,
 ) {
-    let mut rx = follow(
-        &ctx.bus,
+    let make = || CreditClock {
+        config: &config,
+        items: BTreeMap::new(),
+        alerted: BTreeSet::new(),
+    };
+    super::keep("publication clock", &ctx, make, &shutdown).await;
+}
+
+/// What the publication clock knows: each decision version's due time and
+/// publication, and the alerts it raised.
+struct CreditClock<'a> {
+    config: &'a CreditConfig,
+    items: BTreeMap<(String, i64), PublicationDue>,
+    alerted: BTreeSet<String>,
+}
+
+impl Keeper for CreditClock<'_> {
+    fn topics(&self, ctx: &KeeperContext) -> Vec<String> {
         vec![
-            config.decisions_topic.clone(),
+            self.config.decisions_topic.clone(),
             ctx.receipts_topic.clone(),
             ctx.alerts_topic.clone(),
-        ],
-        shutdown.clone(),
-    );
-    let mut items: BTreeMap<(String, i64), PublicationDue> = BTreeMap::new();
-    let mut alerted: BTreeSet<String> = BTreeSet::new();
-    let mut tick = tokio::time::interval(ctx.tick);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            f = rx.recv() => {
-                let Some(f) = f else { return };
-                // On catching up, the loop comes round with ticks enabled.
-                let Follow::Record(f) = f else { continue };
-                if f.topic == ctx.alerts_topic {
-                    alerted.insert(f.key);
-                } else if f.topic == ctx.receipts_topic {
-                    let r = match serde_json::from_slice::<Receipt>(&f.payload) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            f.unreadable("publication clock", &e.to_string());
-                            continue;
-                        }
-                    };
-                    if r.delivery != config.delivery {
-                        continue;
-                    }
-                    let version = r.idempotency_key.rsplit(":v").next().and_then(|v| v.parse::<i64>().ok()).unwrap_or(1);
-                    if let Some(item) = items.get_mut(&(r.record_id.clone(), version)) {
-                        match r.outcome {
-                            Outcome::Delivered => item.published = ms(r.at_ms),
-                            Outcome::NotSent => item.not_published = true,
-                            _ => {}
-                        }
-                    }
-                } else if f.topic == config.decisions_topic {
-                    let d = match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            f.unreadable("publication clock", &e);
-                            continue;
-                        }
-                    };
-                    let Some(id) = d.get("id").and_then(Value::as_str) else { continue };
-                    let version = d.get("version").and_then(Value::as_i64).unwrap_or(1);
-                    let action = d.get("action").and_then(Value::as_str).unwrap_or("ISSUED").to_owned();
-                    let (started, limit) = if action == "ISSUED" {
-                        (d.get("decided_at").and_then(Value::as_i64).and_then(ms), config.publish_within)
-                    } else {
-                        (
-                            d.get("changed_at").and_then(Value::as_i64).or(d.get("updated_at").and_then(Value::as_i64)).and_then(ms),
-                            config.update_within,
-                        )
-                    };
-                    let Some(started) = started else { continue };
-                    let entry = items.entry((id.to_owned(), version)).or_insert(PublicationDue {
-                        decision_no: d.get("decision_no").and_then(Value::as_str).unwrap_or(id).to_owned(),
-                        party: d.pointer("/party/name").and_then(Value::as_str).unwrap_or("").to_owned(),
-                        action: action.clone(),
-                        started,
-                        due: ctx.calendar.due(started, limit),
-                        published: None,
-                        not_published: false,
-                    });
-                    entry.started = started;
+        ]
+    }
+
+    fn observe(&mut self, ctx: &KeeperContext, f: Followed) {
+        let config = self.config;
+        if f.topic == ctx.alerts_topic {
+            self.alerted.insert(f.key);
+        } else if f.topic == ctx.receipts_topic {
+            let r = match serde_json::from_slice::<Receipt>(&f.payload) {
+                Ok(r) => r,
+                Err(e) => {
+                    f.unreadable("publication clock", &e.to_string());
+                    return;
+                }
+            };
+            if r.delivery != config.delivery {
+                return;
+            }
+            let version = r
+                .idempotency_key
+                .rsplit(":v")
+                .next()
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(1);
+            if let Some(item) = self.items.get_mut(&(r.record_id.clone(), version)) {
+                match r.outcome {
+                    Outcome::Delivered => item.published = ms(r.at_ms),
+                    Outcome::NotSent => item.not_published = true,
+                    _ => {}
                 }
             }
-            _ = tick.tick(), if rx.caught_up() => {
-                if let Err(e) = credit_tick(&ctx, &config, &items, &mut alerted).await {
-                    tracing::error!(error = %e, "credit clock");
+        } else if f.topic == config.decisions_topic {
+            let d = match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
+                Ok(d) => d,
+                Err(e) => {
+                    f.unreadable("publication clock", &e);
+                    return;
                 }
-            }
+            };
+            let Some(id) = d.get("id").and_then(Value::as_str) else {
+                return;
+            };
+            let version = d.get("version").and_then(Value::as_i64).unwrap_or(1);
+            let action = d
+                .get("action")
+                .and_then(Value::as_str)
+                .unwrap_or("ISSUED")
+                .to_owned();
+            let at = |k: &str| d.get(k).and_then(Value::as_i64);
+            let (started, limit) = if action == "ISSUED" {
+                (at("decided_at").and_then(ms), config.publish_within)
+            } else {
+                (
+                    at("changed_at").or(at("updated_at")).and_then(ms),
+                    config.update_within,
+                )
+            };
+            let Some(started) = started else {
+                return;
+            };
+            let entry = self
+                .items
+                .entry((id.to_owned(), version))
+                .or_insert(PublicationDue {
+                    decision_no: d
+                        .get("decision_no")
+                        .and_then(Value::as_str)
+                        .unwrap_or(id)
+                        .to_owned(),
+                    party: d
+                        .pointer("/party/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    action: action.clone(),
+                    started,
+                    due: ctx.calendar.due(started, limit),
+                    published: None,
+                    not_published: false,
+                });
+            entry.started = started;
         }
+    }
+
+    async fn tick(&mut self, ctx: &KeeperContext) -> Result<()> {
+        credit_tick(ctx, self.config, &self.items, &mut self.alerted).await
     }
 }
 
@@ -164,7 +195,7 @@ async fn credit_tick(
     config: &CreditConfig,
     items: &BTreeMap<(String, i64), PublicationDue>,
     alerted: &mut BTreeSet<String>,
-) -> Result<(), String> {
+) -> Result<()> {
     let now = ctx.clock.now();
     let (mut pending, mut at_risk, mut late) = (0, 0, 0);
     for ((id, version), item) in items {

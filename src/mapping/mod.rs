@@ -53,6 +53,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+impl From<LoadError> for crate::error::Error {
+    fn from(e: LoadError) -> Self {
+        Self::new(
+            crate::error::Domain::Config,
+            crate::error::ErrorClass::Permanent,
+            e,
+        )
+    }
+}
+
 /// A mapping file that cannot be loaded: the file, the line, the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct LoadError {

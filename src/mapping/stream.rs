@@ -75,6 +75,16 @@ pub enum StreamError {
     Mapping(String),
 }
 
+impl From<StreamError> for crate::error::Error {
+    fn from(e: StreamError) -> Self {
+        let domain = match e {
+            StreamError::Read(_) | StreamError::Write(_) => crate::error::Domain::Io,
+            _ => crate::error::Domain::Mapping,
+        };
+        Self::new(domain, crate::error::ErrorClass::Permanent, e)
+    }
+}
+
 struct Chunk {
     seq: u64,
     /// The input line number of the chunk's first line (from 1).

@@ -9,7 +9,7 @@
 use super::Hub;
 use super::pipeline::{self, Backfill, PipelineContext};
 use super::stats::PipelineStats;
-use anyhow::{Result, bail};
+use crate::error::{Domain, Error, Result};
 use chrono::NaiveDateTime;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
@@ -27,7 +27,12 @@ pub fn watermark(text: &str) -> Result<NaiveDateTime> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists"));
     }
-    bail!("`{text}` is not a date: write 2026-01-01 or \"2026-01-01 08:00\" (source local time)")
+    Err(Error::permanent(
+        Domain::Config,
+        format!(
+            "`{text}` is not a date: write 2026-01-01 or \"2026-01-01 08:00\" (source local time)"
+        ),
+    ))
 }
 
 /// What a backfill did.
@@ -53,19 +58,28 @@ pub async fn run(
     show_progress: bool,
 ) -> Result<Summary> {
     let Some(config) = hub.deployment.pipeline(pipeline) else {
-        bail!(
-            "no pipeline `{pipeline}` in {}",
-            hub.deployment.file.display()
-        );
+        return Err(Error::permanent(
+            Domain::Config,
+            format!(
+                "no pipeline `{pipeline}` in {}",
+                hub.deployment.file.display()
+            ),
+        ));
     };
     if config.source.is_push() {
-        bail!(
-            "`{pipeline}` is pushed to (a `{}` source); it has no history to re-read",
-            config.source.kind()
-        );
+        return Err(Error::permanent(
+            Domain::Config,
+            format!(
+                "`{pipeline}` is pushed to (a `{}` source); it has no history to re-read",
+                config.source.kind()
+            ),
+        ));
     }
     if let (Some(to), true) = (to, to.is_some_and(|t| t <= from)) {
-        bail!("--to {to} is not after --from {from}");
+        return Err(Error::permanent(
+            Domain::Config,
+            format!("--to {to} is not after --from {from}"),
+        ));
     }
     let text = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
     let key = format!(
@@ -123,7 +137,10 @@ pub async fn run(
     let _ = task.await;
     if let Some(e) = stats.last_error() {
         bar.abandon_with_message("failed");
-        bail!("backfill of `{pipeline}` failed: {e}");
+        return Err(Error::permanent(
+            Domain::Source,
+            format!("backfill of `{pipeline}` failed: {e}"),
+        ));
     }
     let summary = Summary {
         key,

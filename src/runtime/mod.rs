@@ -9,16 +9,15 @@ pub mod pipeline;
 pub mod push;
 pub mod reload;
 pub mod remap;
-pub mod retry;
 pub mod shared;
 pub mod stats;
 
 use crate::bus::{Bus, CursorStore};
 use crate::config::Deployment;
+use crate::error::{Context, Domain, Error, Result};
 use crate::mapping::MappingSet;
 use crate::schema::registry::RegistryClient;
 use crate::schema::{Encoding, SchemaSet};
-use anyhow::{Context, Result, bail};
 use pipeline::PipelineContext;
 use stats::Stats;
 use tokio_util::sync::CancellationToken;
@@ -75,24 +74,28 @@ impl Hub {
     /// exists.
     pub fn load(deployment: Deployment) -> Result<Self> {
         let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
-        let mappings = MappingSet::load_dir(&deployment.hub.mappings, &schemas)
-            .map_err(|errors| anyhow::anyhow!("{}", crate::mapping::errors_text(&errors)))?;
+        let mappings =
+            MappingSet::load_dir(&deployment.hub.mappings, &schemas).map_err(|errors| {
+                Error::permanent(Domain::Config, crate::mapping::errors_text(&errors))
+            })?;
         for p in &deployment.pipelines {
             if mappings.get(&p.mapping).is_none() {
-                bail!(
-                    "{}",
-                    deployment.locate(&p.name, "mapping", format!("no mapping `{}`", p.mapping))
-                );
+                return Err(deployment
+                    .locate(&p.name, "mapping", format!("no mapping `{}`", p.mapping))
+                    .into());
             }
         }
         if let Some(desk) = &deployment.desk
             && mappings.get(&desk.action_mapping).is_none()
         {
-            bail!(
-                "{}: [desk] action_mapping: no mapping `{}`",
-                deployment.file.display(),
-                desk.action_mapping
-            );
+            return Err(Error::permanent(
+                Domain::Config,
+                format!(
+                    "{}: [desk] action_mapping: no mapping `{}`",
+                    deployment.file.display(),
+                    desk.action_mapping
+                ),
+            ));
         }
         let bus = deployment.bus();
         Ok(Self {
@@ -123,13 +126,17 @@ impl Hub {
         reloads: Option<tokio::sync::mpsc::Receiver<reload::Reload>>,
     ) -> Result<()> {
         if self.deployment.hub.scale_out && !only.is_empty() {
-            bail!(
-                "with [hub] scale_out the instances share every pipeline; --pipeline cannot pick some"
-            );
+            return Err(Error::permanent(
+                Domain::Config,
+                "with [hub] scale_out the instances share every pipeline; --pipeline cannot pick some",
+            ));
         }
         for name in only {
             if self.deployment.pipeline(name).is_none() {
-                bail!("no pipeline `{name}` in {}", self.deployment.file.display());
+                return Err(Error::permanent(
+                    Domain::Config,
+                    format!("no pipeline `{name}` in {}", self.deployment.file.display()),
+                ));
             }
         }
         self.bus
@@ -202,10 +209,7 @@ impl Hub {
         let schemas = std::sync::Arc::new(crate::schema::SchemaSet::load_dir(
             &self.deployment.hub.schemas,
         )?);
-        let shared = crate::delivery::SharedTopics {
-            receipts: self.deployment.hub.receipts_topic.clone(),
-            alerts: self.deployment.hub.alerts_topic.clone(),
-        };
+        let shared = self.deployment.shared_topics();
         let mut pull = crate::delivery::pull::PullFeeds::default();
         // Push pipelines, each swappable on a reload.
         let mut feeds = reload::Running::default();
@@ -218,7 +222,7 @@ impl Hub {
                 schemas.clone(),
                 shared.clone(),
             )
-            .map_err(|e| anyhow::anyhow!("delivery `{name}`: {e}"))?;
+            .with_context(|| format!("delivery `{name}`"))?;
             self.deliveries
                 .lock()
                 .expect("deliveries lock")
@@ -250,34 +254,16 @@ impl Hub {
             std::sync::Arc::default()
         };
         // The entity library: every instance keeps its own index.
-        let library = match &self.deployment.entities {
-            Some(config) => {
-                let library = std::sync::Arc::new(
-                    crate::entity::api::Library::open(
-                        &self.deployment,
-                        config,
-                        calendar.clone(),
-                        self.entity_stats.clone(),
-                        false,
-                    )
-                    .map_err(anyhow::Error::msg)?,
-                );
-                let context = crate::entity::keeper::Context {
-                    bus: self.bus.clone(),
-                    schemas: schemas.clone(),
-                    pseudonyms: self
-                        .deployment
-                        .hub
-                        .pseudonyms()
-                        .context("[entities] needs [hub] pseudonym_key")?,
-                    policy: library.policy.clone(),
-                    calendar: calendar.clone(),
-                    sources: self
-                        .deployment
-                        .entity_sources()
-                        .expect("[entities] is configured"),
-                    stats: self.entity_stats.clone(),
-                };
+        let library = match self.deployment.entity_setting()? {
+            Some(setting) => {
+                let library = std::sync::Arc::new(crate::entity::api::Library::open(
+                    &setting,
+                    calendar.clone(),
+                    self.entity_stats.clone(),
+                    false,
+                )?);
+                let context =
+                    setting.context(schemas.clone(), calendar.clone(), self.entity_stats.clone());
                 tasks.push(tokio::spawn(crate::entity::keeper::keep(
                     library.index.clone(),
                     context,
@@ -289,7 +275,7 @@ impl Hub {
         };
         // Data quality per source, from the bus.
         let quality = if self.deployment.hub.quality {
-            let sources = crate::quality::Sources::of(&self.deployment, &self.mappings, only);
+            let sources = self.deployment.quality_sources(&self.mappings, only);
             let board = std::sync::Arc::new(std::sync::RwLock::new(sources.board()));
             tasks.push(tokio::spawn(crate::quality::keep(
                 board.clone(),
@@ -304,10 +290,13 @@ impl Hub {
         let mut desk_router = None;
         let mut desk_handle = None;
         if let Some(config) = &self.deployment.desk {
-            let mapping = self.mappings.get(&config.action_mapping).with_context(|| {
-                format!(
-                    "[desk] action_mapping: no mapping `{}`",
-                    config.action_mapping
+            let mapping = self.mappings.get(&config.action_mapping).ok_or_else(|| {
+                Error::permanent(
+                    Domain::Config,
+                    format!(
+                        "[desk] action_mapping: no mapping `{}`",
+                        config.action_mapping
+                    ),
                 )
             })?;
             let mut desk = crate::desk::Desk::new(
@@ -497,7 +486,9 @@ impl Hub {
             }
             let listener = tokio::net::TcpListener::bind(&http.listen)
                 .await
-                .with_context(|| format!("listening on {} ([http] listen)", http.listen))?;
+                .map_err(|e| {
+                    Error::io(format!("listening on {} ([http] listen)", http.listen), e)
+                })?;
             tracing::info!(listen = %http.listen, "HTTP server listening");
             let (stop, http) = (shutdown.clone(), http.clone());
             tasks.push(tokio::spawn(async move {
@@ -576,10 +567,9 @@ impl Hub {
             .ensure_topics(&self.deployment.topics())
             .await
             .context("creating topics")?;
-        let mapping = self
-            .mappings
-            .get(&p.mapping)
-            .context("the pipeline's mapping")?;
+        let mapping = self.mappings.get(&p.mapping).ok_or_else(|| {
+            Error::permanent(Domain::Config, format!("no mapping `{}`", p.mapping))
+        })?;
         let producer = crate::bus::BatchProducer::new(&self.bus)?;
         self.pipeline_context(p, mapping, None, &producer, shutdown)
             .await
@@ -632,11 +622,13 @@ pub async fn run_deployment(deployment: Deployment, only: Vec<String>) -> Result
 
 /// Runs `fut` to its end on a multi-threaded runtime: the body of a
 /// command.
-pub fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub fn block_on<T, E: From<Error>>(
+    fut: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> std::result::Result<T, E> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?
+        .map_err(|e| Error::io("starting the async runtime", e))?
         .block_on(fut)
 }
 

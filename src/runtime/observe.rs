@@ -287,6 +287,20 @@ impl Collector for Observed {
                 })
                 .collect::<Vec<_>>(),
         )?;
+        gauge(
+            &mut e,
+            "duijie_feed_stopped",
+            "1 when the push pipeline stopped for good (a permanent failure; see /ready).",
+            &feeds
+                .iter()
+                .map(|(n, d, s)| {
+                    (
+                        vec![("delivery", n.clone()), ("department", d.clone())],
+                        i64::from(s.stopped.lock().expect("stopped lock").is_some()),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )?;
         {
             let mut m = e.encode_descriptor(
                 "duijie_feed_delivery_seconds",
@@ -494,6 +508,9 @@ pub struct FeedReport {
     pub failed: u64,
     pub not_sent: u64,
     pub backlog: Option<i64>,
+    /// Why it stopped for good, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// The body of `/ready`.
@@ -551,6 +568,7 @@ impl Observed {
                     failed: s.failed.load(Ordering::Relaxed),
                     not_sent: s.not_sent.load(Ordering::Relaxed),
                     backlog: (backlog >= 0).then_some(backlog),
+                    stopped: s.stopped.lock().expect("stopped lock").clone(),
                 }
             })
             .collect();

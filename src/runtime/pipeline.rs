@@ -12,7 +12,6 @@
 //! one Kafka transaction (the KIP-618 idea): a `read_committed` consumer sees
 //! a batch completely or not at all, and the cursor always agrees with it.
 
-use super::retry::backoff;
 use super::stats::PipelineStats;
 use crate::bus::{
     Acks, BatchProducer, Bus, CursorStore, DeadLetter, HeaderTemplate, PackedProvenance,
@@ -20,10 +19,11 @@ use crate::bus::{
 };
 use crate::config::PipelineConfig;
 use crate::mapping::Mapping;
+use crate::retry::backoff;
 use crate::schema::{Encoding, RecordEncoder};
 use duijie_connectors::registry::{BuiltSource, Drive};
 use duijie_connectors::{Batch, Cursor, ErrorClass, RawRecord, RawReject, Source, SourceError};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -58,33 +58,23 @@ impl IngestError {
     /// (Record-level permanent failures never get here: they are dead
     /// letters.)
     pub fn class(&self) -> ErrorClass {
-        use RDKafkaErrorCode as C;
-        let permanent_code = |code: Option<C>| {
-            matches!(
-                code,
-                Some(
-                    C::MessageSizeTooLarge
-                        | C::TopicAuthorizationFailed
-                        | C::ClusterAuthorizationFailed
-                        | C::TransactionalIdAuthorizationFailed
-                        | C::InvalidRecord
-                        | C::InvalidConfig
-                        | C::ProducerFenced
-                        | C::Fenced
-                        | C::InvalidProducerEpoch
-                )
-            )
-        };
         match self {
             IngestError::Source(e) => e.class,
-            IngestError::Delivery(e) if permanent_code(e.rdkafka_error_code()) => {
-                ErrorClass::Permanent
+            IngestError::Delivery(e) => crate::bus::kafka_class(e),
+            IngestError::Transaction(_) | IngestError::Dropped | IngestError::Cursor(_) => {
+                ErrorClass::Transient
             }
-            IngestError::Transaction(_)
-            | IngestError::Delivery(_)
-            | IngestError::Dropped
-            | IngestError::Cursor(_) => ErrorClass::Transient,
         }
+    }
+}
+
+impl From<IngestError> for crate::error::Error {
+    fn from(e: IngestError) -> Self {
+        let domain = match e {
+            IngestError::Source(_) => crate::error::Domain::Source,
+            _ => crate::error::Domain::Bus,
+        };
+        Self::new(domain, e.class(), e)
     }
 }
 
@@ -186,13 +176,13 @@ pub async fn run(ctx: PipelineContext) {
                 ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
                 false
             };
-            Some(super::retry::Failure {
-                error: e.to_string(),
+            Some(crate::retry::Failure {
+                error: e.into(),
                 permanent,
                 progressed: settled() > before,
             })
         };
-        super::retry::supervise(
+        crate::retry::supervise(
             &ctx.config.retry,
             &ctx.shutdown,
             "pipeline failed; resuming from the last committed cursor",

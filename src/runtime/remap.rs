@@ -11,7 +11,7 @@ use super::Hub;
 use super::pipeline::{self, PipelineContext, Preparer};
 use crate::bus::RawRef;
 use crate::bus::inspect::{ReadRecord, Span, SpanItem, stream_span};
-use anyhow::{Result, bail};
+use crate::error::{Domain, Error, Result};
 use chrono::{DateTime, Utc};
 use duijie_connectors::{Cursor, PayloadFormat, RawRecord};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,20 +60,29 @@ pub async fn run(
     show_progress: bool,
 ) -> Result<Summary> {
     let Some(config) = hub.deployment.pipeline(pipeline) else {
-        bail!(
-            "no pipeline `{pipeline}` in {}",
-            hub.deployment.file.display()
-        );
+        return Err(Error::permanent(
+            Domain::Config,
+            format!(
+                "no pipeline `{pipeline}` in {}",
+                hub.deployment.file.display()
+            ),
+        ));
     };
     let Some(raw_topic) = config.raw_topic() else {
-        bail!(
-            "`{pipeline}` keeps no raw records: add `raw = {{ retention = \"30d\" }}` to [pipelines.{pipeline}]; only what is fetched after that can be remapped"
-        );
+        return Err(Error::permanent(
+            Domain::Config,
+            format!(
+                "`{pipeline}` keeps no raw records: add `raw = {{ retention = \"30d\" }}` to [pipelines.{pipeline}]; only what is fetched after that can be remapped"
+            ),
+        ));
     };
     if let Some(to) = to
         && to <= from
     {
-        bail!("--to is not after --from");
+        return Err(Error::permanent(
+            Domain::Config,
+            "--to is not after --from",
+        ));
     }
     let text = |t: DateTime<Utc>| crate::calendar::local_rfc3339(t);
     let key = format!(
@@ -105,7 +114,12 @@ pub async fn run(
     let total = match rx.recv().await {
         Some(Ok(SpanItem::Bounds(b))) => b.len(),
         Some(Err(e)) => return Err(e.into()),
-        _ => bail!("the raw topic `{raw_topic}` could not be read"),
+        _ => {
+            return Err(Error::permanent(
+                Domain::Bus,
+                format!("the raw topic `{raw_topic}` could not be read"),
+            ));
+        }
     };
     let bar = if show_progress {
         ProgressBar::new(total)
@@ -203,7 +217,7 @@ pub async fn run(
         cursor_acks
             .wait()
             .await
-            .map_err(|e| anyhow::anyhow!("writing the remap cursor: {e}"))?;
+            .map_err(|e| Error::transient(Domain::Bus, format!("writing the remap cursor: {e}")))?;
         bar.set_position(summary.read);
         bar.set_message(format!(
             "{} republished, {} dead-lettered",

@@ -1,26 +1,11 @@
 //! Counters every pipeline keeps, read by the demo summary, `status` and
 //! the logs.
 
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 
-/// A latency histogram in seconds, 1 ms to about 2 minutes in steps of 50%.
-#[derive(Debug)]
-pub struct Latency(pub Histogram);
-
-impl Default for Latency {
-    fn default() -> Self {
-        Self(Histogram::new(exponential_buckets(0.001, 1.5, 30)))
-    }
-}
-
-impl Latency {
-    pub fn observe_ms(&self, ms: i64) {
-        self.0.observe(ms.max(0) as f64 / 1000.0);
-    }
-}
+pub use crate::telemetry::Latency;
 
 /// Where a pipeline is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,6 +38,16 @@ pub struct EncodeError {
     pub found: &'static str,
 }
 
+impl From<EncodeError> for crate::error::Error {
+    fn from(e: EncodeError) -> Self {
+        Self::new(
+            crate::error::Domain::Mapping,
+            crate::error::ErrorClass::Permanent,
+            e,
+        )
+    }
+}
+
 impl RecordEncoder {
     pub fn new(encoding: Encoding) -> Self {
         Self { encoding }

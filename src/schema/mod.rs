@@ -10,13 +10,24 @@
 mod encode;
 pub mod registry;
 
-pub use encode::{Encoding, RecordEncoder};
+pub use encode::{EncodeError, Encoding, RecordEncoder};
+pub use registry::RegistryError;
 
 use crate::value::Val;
 use apache_avro::Schema;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+impl From<SchemaError> for crate::error::Error {
+    fn from(e: SchemaError) -> Self {
+        Self::new(
+            crate::error::Domain::Config,
+            crate::error::ErrorClass::Permanent,
+            e,
+        )
+    }
+}
 
 /// Why the schema folder could not be loaded.
 #[derive(Debug, thiserror::Error)]

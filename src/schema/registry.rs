@@ -21,6 +21,16 @@ pub enum RegistryError {
     },
 }
 
+impl From<RegistryError> for crate::error::Error {
+    fn from(e: RegistryError) -> Self {
+        let class = match e {
+            RegistryError::Unreachable { .. } => crate::error::ErrorClass::Transient,
+            _ => crate::error::ErrorClass::Permanent,
+        };
+        Self::new(crate::error::Domain::Bus, class, e)
+    }
+}
+
 /// A client of the registry's REST API.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {

@@ -3,17 +3,17 @@
 //! list topic.
 
 use super::{BlacklistConfig, CaseView, Criterion, EventKind, Ground, ProcedureEvent, Proposal};
-use crate::bus::follow::{Follow, follow};
+use crate::bus::follow::Followed;
 use crate::calendar::Calendar;
+use crate::error::Result;
 use crate::keepers::CreditConfig;
-use crate::keepers::{KeeperContext, ms};
+use crate::keepers::{Keeper, KeeperContext, ms};
 use crate::schema::decode_payload;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -298,75 +298,61 @@ pub async fn run_blacklist(ctx: KeeperContext, config: CreditConfig, shutdown: C
         tracing::error!("the blacklist keeper needs [hub] pseudonym_key; not started");
         return;
     };
-    loop {
-        let round = shutdown.child_token();
-        let _stop = round.clone().drop_guard();
-        let result = keep_list(&ctx, &config, &list, pseudonyms.clone(), round).await;
-        match result {
-            Ok(()) => return,
-            Err(e) => tracing::error!(error = %e, "blacklist keeper; reading its topics again"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
+    let make = || ListRoom {
+        decisions_topic: &config.decisions_topic,
+        list: &list,
+        keeper: ListKeeper::new(list.clone(), ctx.calendar.clone(), pseudonyms.clone()),
+    };
+    crate::keepers::keep("blacklist keeper", &ctx, make, &shutdown).await;
 }
 
-async fn keep_list(
-    ctx: &KeeperContext,
-    config: &CreditConfig,
-    list: &BlacklistConfig,
-    pseudonyms: crate::personal::Pseudonyms,
-    shutdown: CancellationToken,
-) -> Result<(), String> {
-    let mut rx = follow(
-        &ctx.bus,
+/// The list's keeper with the topics it follows.
+struct ListRoom<'a> {
+    decisions_topic: &'a str,
+    list: &'a BlacklistConfig,
+    keeper: ListKeeper,
+}
+
+impl Keeper for ListRoom<'_> {
+    fn topics(&self, _: &KeeperContext) -> Vec<String> {
         vec![
-            config.decisions_topic.clone(),
-            list.events_topic.clone(),
-            list.topic.clone(),
-        ],
-        shutdown.clone(),
-    );
-    let mut keeper = ListKeeper::new(list.clone(), ctx.calendar.clone(), pseudonyms);
-    let mut tick = tokio::time::interval(ctx.tick);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            f = rx.recv() => {
-                let Some(f) = f else { return Ok(()) };
-                let Follow::Record(f) = f else { continue };
-                if f.topic == list.topic {
-                    match serde_json::from_slice::<Value>(&f.payload) {
-                        Ok(v) => keeper.observe_entry(&f.key, &v),
-                        Err(e) => f.unreadable("blacklist keeper", &e.to_string()),
-                    }
-                } else if f.topic == list.events_topic {
-                    match serde_json::from_slice::<ProcedureEvent>(&f.payload) {
-                        Ok(e) => keeper.observe_event(e),
-                        Err(e) => f.unreadable("blacklist keeper", &e.to_string()),
-                    }
-                } else {
-                    match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
-                        Ok(d) => keeper.observe_decision(&d),
-                        Err(e) => f.unreadable("blacklist keeper", &e),
-                    }
-                }
+            self.decisions_topic.to_owned(),
+            self.list.events_topic.clone(),
+            self.list.topic.clone(),
+        ]
+    }
+
+    fn observe(&mut self, ctx: &KeeperContext, f: Followed) {
+        if f.topic == self.list.topic {
+            match serde_json::from_slice::<Value>(&f.payload) {
+                Ok(v) => self.keeper.observe_entry(&f.key, &v),
+                Err(e) => f.unreadable("blacklist keeper", &e.to_string()),
             }
-            _ = tick.tick(), if rx.caught_up() => {
-                let now = ctx.clock.now();
-                let writes = keeper.tick(now);
-                write_list(ctx, list, &writes).await?;
-                let (listed, open) = keeper.counts(now);
-                ctx.stats.blacklisted.store(listed, Ordering::Relaxed);
-                ctx.stats.blacklist_open.store(open, Ordering::Relaxed);
+        } else if f.topic == self.list.events_topic {
+            match serde_json::from_slice::<ProcedureEvent>(&f.payload) {
+                Ok(e) => self.keeper.observe_event(e),
+                Err(e) => f.unreadable("blacklist keeper", &e.to_string()),
+            }
+        } else {
+            match decode_payload(&ctx.schemas, &f.headers, &f.payload) {
+                Ok(d) => self.keeper.observe_decision(&d),
+                Err(e) => f.unreadable("blacklist keeper", &e),
             }
         }
     }
+
+    async fn tick(&mut self, ctx: &KeeperContext) -> Result<()> {
+        let now = ctx.clock.now();
+        let writes = self.keeper.tick(now);
+        write_list(ctx, self.list, &writes).await?;
+        let (listed, open) = self.keeper.counts(now);
+        ctx.stats.blacklisted.store(listed, Ordering::Relaxed);
+        ctx.stats.blacklist_open.store(open, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
-async fn write_list(ctx: &KeeperContext, list: &BlacklistConfig, w: &Writes) -> Result<(), String> {
+async fn write_list(ctx: &KeeperContext, list: &BlacklistConfig, w: &Writes) -> Result<()> {
     for e in &w.events {
         let body = serde_json::to_value(e).expect("events serialize");
         ctx.send(&list.events_topic, &e.entity, &body).await?;

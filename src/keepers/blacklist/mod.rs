@@ -61,6 +61,24 @@ fn default_events_topic() -> String {
 }
 
 impl BlacklistConfig {
+    /// The list (compacted, keyed by entity) and the procedure's record
+    /// (never deleted).
+    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        use crate::bus::{Cleanup, TopicSpec};
+        vec![
+            TopicSpec {
+                name: self.topic.clone(),
+                partitions: 3,
+                cleanup: Cleanup::Compact,
+            },
+            TopicSpec {
+                name: self.events_topic.clone(),
+                partitions: 3,
+                cleanup: Cleanup::Keep,
+            },
+        ]
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.criteria.is_empty() {
             return Err("`criteria`: at least one criterion, each with its `basis`".into());
@@ -99,7 +117,7 @@ impl BlacklistConfig {
             }
         }
         for (name, topic) in [("topic", &self.topic), ("events_topic", &self.events_topic)] {
-            crate::config::check_topic_name(topic).map_err(|why| format!("`{name}`: {why}"))?;
+            crate::bus::check_topic_name(topic).map_err(|why| format!("`{name}`: {why}"))?;
         }
         Ok(())
     }

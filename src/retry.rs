@@ -63,13 +63,24 @@ pub fn backoff(config: &RetryConfig, attempt: u32, retry_after: Option<Duration>
 /// A failed attempt of a supervised task.
 #[derive(Debug)]
 pub struct Failure {
-    /// What went wrong, for the log.
-    pub error: String,
+    /// What went wrong.
+    pub error: crate::error::Error,
     /// Waiting will not help: the task stays stopped (the attempt said why).
     pub permanent: bool,
     /// It got work through before failing, so the backoff starts afresh (a
     /// source lost now and then is not one failing over and over).
     pub progressed: bool,
+}
+
+impl Failure {
+    /// A failure as permanent as its error's class says.
+    pub fn of(error: crate::error::Error, progressed: bool) -> Self {
+        Self {
+            permanent: error.is_permanent(),
+            error,
+            progressed,
+        }
+    }
 }
 
 /// Runs `attempt` again and again until it stops (`None`) or fails
