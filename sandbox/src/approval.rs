@@ -241,3 +241,24 @@ pub fn write_2016_batch(dir: &Path, n: usize, seed: u64) -> std::io::Result<Path
     std::fs::rename(&part, &path)?;
     Ok(path)
 }
+
+impl crate::Simulator for ApprovalSystem {
+    fn routes(&self) -> Router {
+        self.router()
+    }
+
+    /// A batch in the 2016 layout dropped into the exchange directory.
+    fn background(&self, config: &SandboxConfig, _: tokio_util::sync::CancellationToken) {
+        let Some(dir) = &config.approval_dir else {
+            return;
+        };
+        match write_2016_batch(dir, 40, config.seed) {
+            Ok(file) => {
+                tracing::info!(file = %file.display(), "approval batch (2016 layout) dropped")
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot drop the approval batch")
+            }
+        }
+    }
+}

@@ -46,7 +46,7 @@ pub struct DemoOptions {
 enum SandboxRun {
     InProcess {
         plan: sandbox::FaultPlan,
-        grid: sandbox::grid::GridSystem,
+        simulators: sandbox::Simulators,
         wire: sandbox::receiver::WireLog,
     },
     Process(std::process::Child),
@@ -193,7 +193,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let mut sandbox_run = if options.sandbox_process {
         SandboxRun::Process(spawn_sandbox_process(&sandbox_config, &listen)?)
     } else {
-        let (app, plan, grid, receivers) = sandbox::systems_with_receivers(&sandbox_config);
+        let (app, plan, simulators, receivers) = sandbox::systems_with_receivers(&sandbox_config);
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| {
@@ -207,7 +207,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         });
         SandboxRun::InProcess {
             plan,
-            grid,
+            simulators,
             wire: receivers.wire,
         }
     };
@@ -266,8 +266,8 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let hub_stop = shutdown.clone();
     let hub_task = tokio::spawn(async move { hub.run(&[], hub_stop).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    if let SandboxRun::InProcess { grid, .. } = &sandbox_run {
-        sandbox::spawn_background(&background_config, grid.clone(), background_stop.clone());
+    if let SandboxRun::InProcess { simulators, .. } = &sandbox_run {
+        sandbox::spawn_background(&background_config, simulators, background_stop.clone());
     }
     // Simulators that feed a pipeline by themselves, whichever serves it.
     let feeders = sandbox::feeders();
@@ -365,13 +365,13 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         );
     }
     let (requests, errors, slow, duplicates) = match &mut sandbox_run {
-        SandboxRun::InProcess { plan, grid, .. } => {
+        SandboxRun::InProcess {
+            plan, simulators, ..
+        } => {
             use std::sync::atomic::Ordering::Relaxed;
-            println!(
-                "  grid pushed {} urgent event(s) to the webhook: {} accepted after the broker acknowledged them",
-                grid.pushes.sent.load(Relaxed),
-                grid.pushes.accepted.load(Relaxed),
-            );
+            for line in simulators.iter().filter_map(|s| s.report()) {
+                println!("  {line}");
+            }
             let c = &plan.counters;
             (
                 c.requests.load(Relaxed),

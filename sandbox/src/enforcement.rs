@@ -387,3 +387,13 @@ async fn queue(
 ) -> axum::Json<Value> {
     axum::Json(system.queues.view(&team))
 }
+
+impl crate::Simulator for EnforcementSystem {
+    fn routes(&self) -> Router {
+        self.router()
+    }
+
+    fn receiving(&self) -> Router {
+        self.queue_router().merge(self.control_router())
+    }
+}

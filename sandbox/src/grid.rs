@@ -362,3 +362,26 @@ async fn list_events(
     }
     axum::Json(json!({ "code": 0, "msg": "成功", "data": { "list": out } })).into_response()
 }
+
+impl crate::Simulator for GridSystem {
+    fn routes(&self) -> Router {
+        self.router()
+    }
+
+    /// Urgent events pushed to the hub's webhook, when one is configured.
+    fn background(&self, _: &SandboxConfig, shutdown: tokio_util::sync::CancellationToken) {
+        if self.webhook.is_some() {
+            tokio::spawn(self.clone().push_urgent_events(shutdown));
+        }
+    }
+
+    fn report(&self) -> Option<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.webhook.as_ref()?;
+        Some(format!(
+            "grid pushed {} urgent event(s) to the webhook: {} accepted after the broker acknowledged them",
+            self.pushes.sent.load(Relaxed),
+            self.pushes.accepted.load(Relaxed),
+        ))
+    }
+}

@@ -279,40 +279,69 @@ async fn control_receivers(
     StatusCode::NO_CONTENT
 }
 
-/// The router, the fault plan, and the grid simulator (whose pusher runs
-/// beside the server).
-pub fn systems(config: &SandboxConfig) -> (Router, FaultPlan, grid::GridSystem) {
-    let (router, plan, grid, _) = systems_with_receivers(config);
-    (router, plan, grid)
+/// A simulated source system: the routes it answers (behind the fault
+/// plan), and what it does on its own. A new system's simulator is its own
+/// module plus one line in [`simulators`] (or in [`feeders`], when it
+/// feeds its pipeline through a broker rather than answering requests).
+pub trait Simulator: Send + Sync {
+    /// The routes it answers as a source, behind the source fault plan.
+    fn routes(&self) -> Router;
+    /// The routes it answers as a receiver, or to be driven by a test (an
+    /// officer's action), which the source faults leave alone.
+    fn receiving(&self) -> Router {
+        Router::new()
+    }
+    /// What it does by itself until `shutdown`: files dropped into
+    /// exchange directories, databases kept changing, events pushed.
+    fn background(&self, _config: &SandboxConfig, _shutdown: tokio_util::sync::CancellationToken) {}
+    /// What it did by itself, one line for the demo's report, if anything.
+    fn report(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The simulated source systems of a sandbox.
+pub type Simulators = Vec<Arc<dyn Simulator>>;
+
+/// Every source system simulator, one line each.
+pub fn simulators(config: &SandboxConfig, plan: &FaultPlan, receivers: &Receivers) -> Simulators {
+    vec![
+        Arc::new(urban::UrbanSystem::new(config, plan.clone())),
+        Arc::new(grid::GridSystem::new(config, plan.clone())),
+        Arc::new(approval::ApprovalSystem::new(config, plan.clone())),
+        Arc::new(referral::TwoLawSystem::new(config, plan.clone())),
+        Arc::new(enforcement::EnforcementSystem::new(
+            config,
+            plan.clone(),
+            receivers.enforcement_queues.clone(),
+        )),
+        Arc::new(safety::FrontEnds),
+    ]
+}
+
+/// The router, the fault plan, and the simulators (whose background work
+/// [`spawn_background`] starts).
+pub fn systems(config: &SandboxConfig) -> (Router, FaultPlan, Simulators) {
+    let (router, plan, simulators, _) = systems_with_receivers(config);
+    (router, plan, simulators)
 }
 
 /// Everything, with the receivers' handle.
 pub fn systems_with_receivers(
     config: &SandboxConfig,
-) -> (Router, FaultPlan, grid::GridSystem, Receivers) {
+) -> (Router, FaultPlan, Simulators, Receivers) {
     let plan = FaultPlan::new(config.faults.clone());
     let receivers = Receivers::default();
-    let enforcement = enforcement::EnforcementSystem::new(
-        config,
-        plan.clone(),
-        receivers.enforcement_queues.clone(),
-    );
-    let urban = urban::UrbanSystem::new(config, plan.clone());
-    let grid = grid::GridSystem::new(config, plan.clone());
-    let approval = approval::ApprovalSystem::new(config, plan.clone());
-    let two_law = referral::TwoLawSystem::new(config, plan.clone());
-    let systems = Router::new()
-        .merge(urban.router())
-        .merge(grid.router())
-        .merge(approval.router())
-        .merge(two_law.router())
-        .merge(enforcement.router())
+    let simulators = simulators(config, &plan, &receivers);
+    let systems = simulators
+        .iter()
+        .fold(Router::new(), |router, s| router.merge(s.routes()))
         .layer(axum::middleware::from_fn_with_state(plan.clone(), inject));
     // Receivers are switched on and off by their own control, not the
     // source faults.
-    let receiving = Router::new()
-        .merge(enforcement.queue_router())
-        .merge(enforcement.control_router())
+    let receiving = simulators
+        .iter()
+        .fold(Router::new(), |router, s| router.merge(s.receiving()))
         .merge(receivers.credit.router())
         .merge(receivers.departments.router())
         .merge(
@@ -333,69 +362,19 @@ pub fn systems_with_receivers(
     (
         systems.merge(control).merge(registry).merge(receiving),
         plan,
-        grid,
+        simulators,
         receivers,
     )
 }
 
-/// Starts what the simulators do on their own: files dropped into the
-/// exchange directories, the safety front-end databases filled and kept
-/// changing, urgent grid events pushed.
+/// Starts what the simulators do on their own.
 pub fn spawn_background(
     config: &SandboxConfig,
-    grid: grid::GridSystem,
+    simulators: &Simulators,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    if let Some(dir) = &config.police_dir {
-        let events = referral::script(config.referrals, config.seed);
-        match referral::write_police_files(dir, &events, true) {
-            Ok(files) => {
-                tracing::info!(dir = %dir.display(), files = files.len(), "police messages dropped")
-            }
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot drop police messages")
-            }
-        }
-    }
-    if let Some(dir) = &config.approval_dir {
-        match approval::write_2016_batch(dir, 40, config.seed) {
-            Ok(file) => {
-                tracing::info!(file = %file.display(), "approval batch (2016 layout) dropped")
-            }
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot drop the approval batch")
-            }
-        }
-    }
-    for url in config.safety_dbs.clone() {
-        let table = config.safety_table.clone();
-        let seed = config.seed;
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            // New ids at every start, so rows from an earlier run stay.
-            let first = (chrono::Utc::now().timestamp() % 100_000_000) * 1000;
-            let ready = async {
-                safety::prepare(&url, &table).await?;
-                safety::seed(&url, &table, first, 200, seed).await
-            }
-            .await;
-            if let Err(e) = ready {
-                tracing::error!(%url, error = %e, "safety front-end database not ready");
-                return;
-            }
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                }
-                if let Err(e) = safety::advance(&url, &table, 3).await {
-                    tracing::warn!(%url, error = %e, "safety simulator could not update");
-                }
-            }
-        });
-    }
-    if grid.webhook.is_some() {
-        tokio::spawn(grid.push_urgent_events(shutdown));
+    for s in simulators {
+        s.background(config, shutdown.clone());
     }
 }
 
@@ -433,8 +412,8 @@ pub async fn serve(
     config: SandboxConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    let (app, _, grid) = systems(&config);
-    spawn_background(&config, grid, shutdown.clone());
+    let (app, _, simulators) = systems(&config);
+    spawn_background(&config, &simulators, shutdown.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

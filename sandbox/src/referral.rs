@@ -378,3 +378,25 @@ async fn list(State(system): State<TwoLawSystem>, Query(q): Query<ListQuery>) ->
     }
     axum::Json(json!({ "success": true, "data": out }))
 }
+
+impl crate::Simulator for TwoLawSystem {
+    fn routes(&self) -> Router {
+        self.router()
+    }
+
+    /// The police's messages dropped into the exchange directory.
+    fn background(&self, config: &SandboxConfig, _: tokio_util::sync::CancellationToken) {
+        let Some(dir) = &config.police_dir else {
+            return;
+        };
+        let events = script(config.referrals, config.seed);
+        match write_police_files(dir, &events, true) {
+            Ok(files) => {
+                tracing::info!(dir = %dir.display(), files = files.len(), "police messages dropped")
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot drop police messages")
+            }
+        }
+    }
+}

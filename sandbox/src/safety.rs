@@ -184,3 +184,48 @@ pub async fn advance(url: &str, table: &str, k: usize) -> Result<u64, sqlx::Erro
     pool.close().await;
     Ok(changed)
 }
+
+/// The safety production front-end databases (PostgreSQL, MariaDB): no
+/// routes; rows seeded and kept changing.
+#[derive(Debug, Clone, Copy)]
+pub struct FrontEnds;
+
+impl crate::Simulator for FrontEnds {
+    fn routes(&self) -> axum::Router {
+        axum::Router::new()
+    }
+
+    fn background(
+        &self,
+        config: &crate::SandboxConfig,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        for url in config.safety_dbs.clone() {
+            let table = config.safety_table.clone();
+            let seed = config.seed;
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                // New ids at every start, so rows from an earlier run stay.
+                let first = (chrono::Utc::now().timestamp() % 100_000_000) * 1000;
+                let ready = async {
+                    prepare(&url, &table).await?;
+                    self::seed(&url, &table, first, 200, seed).await
+                }
+                .await;
+                if let Err(e) = ready {
+                    tracing::error!(%url, error = %e, "safety front-end database not ready");
+                    return;
+                }
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                    if let Err(e) = advance(&url, &table, 3).await {
+                        tracing::warn!(%url, error = %e, "safety simulator could not update");
+                    }
+                }
+            });
+        }
+    }
+}

@@ -347,3 +347,9 @@ fn gbk_xml(status: StatusCode, text: &str) -> Response {
     )
         .into_response()
 }
+
+impl crate::Simulator for UrbanSystem {
+    fn routes(&self) -> Router {
+        self.router()
+    }
+}

@@ -79,10 +79,7 @@ pub async fn run(
     if let Some(to) = to
         && to <= from
     {
-        return Err(Error::permanent(
-            Domain::Config,
-            "--to is not after --from",
-        ));
+        return Err(Error::permanent(Domain::Config, "--to is not after --from"));
     }
     let text = |t: DateTime<Utc>| crate::calendar::local_rfc3339(t);
     let key = format!(
