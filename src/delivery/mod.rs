@@ -16,7 +16,7 @@
 pub mod config;
 pub mod ops;
 pub mod pull;
-pub mod target;
+pub mod sink;
 pub mod transform;
 
 pub use config::{DeliveryConfig, Select, TargetConfig, TransformConfig};
@@ -31,11 +31,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sink::{Attempt, Target};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use target::{Attempt, Target};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use transform::{Outgoing, Transform};

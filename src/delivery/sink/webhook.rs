@@ -1,0 +1,51 @@
+//! An HTTPS webhook: a JSON body, `X-Timestamp` and `X-Signature`
+//! (HMAC-SHA256 over `<timestamp>.<body>`, the house's one signature),
+//! `Idempotency-Key`. `{team}` in the URL is replaced by the route of a
+//! licence notice.
+
+use super::{Sink, WireRequest, sent};
+use crate::delivery::transform::Outgoing;
+
+#[derive(Debug)]
+pub(super) struct Webhook {
+    url: String,
+    secret: String,
+}
+
+impl Webhook {
+    pub(super) fn new(url: &str, secret: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+        }
+    }
+}
+
+impl Sink for Webhook {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn request(&self, outs: &[&Outgoing], ts: i64) -> Option<WireRequest> {
+        let first = sent(outs).next()?;
+        let url = match first {
+            Outgoing::Json {
+                route: Some(team), ..
+            } => self.url.replace("{team}", team),
+            _ => self.url.clone(),
+        };
+        let body = first.body().to_string();
+        let ts = ts.to_string();
+        let signature = duijie_connectors::signature::sign(&self.secret, &ts, body.as_bytes());
+        Some(WireRequest::post(
+            url,
+            vec![
+                ("Content-Type", "application/json; charset=utf-8".into()),
+                ("X-Timestamp", ts),
+                ("X-Signature", signature),
+                ("Idempotency-Key", first.key().to_owned()),
+            ],
+            body,
+        ))
+    }
+}
