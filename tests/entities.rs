@@ -222,30 +222,25 @@ fn an_entity_seen_by_four_systems_shows_all_its_records_a_name_only_record_is_pr
         },
     );
     // Every source has been read to its end (the sandbox no longer
-    // changes): the last poll of each found nothing new.
+    // changes) and all it gave is on the bus: each pipeline's source was
+    // drained at least once (`duijie_source_lag_seconds` is not -1) and
+    // every record fetched is acknowledged, as a record or a dead letter.
     wait_until(
         Duration::from_secs(60),
         "the sources read to their end",
         || {
-            let counts = |t: &str| common::read(&brokers, &format!("{t}.{tag}"), true).len();
-            let before = [
-                "canonical.penalty",
-                "canonical.licence",
-                "canonical.urban",
-                "canonical.referral",
-                "canonical.grid",
-            ]
-            .map(counts);
-            std::thread::sleep(Duration::from_secs(3));
-            before
-                == [
-                    "canonical.penalty",
-                    "canonical.licence",
-                    "canonical.urban",
-                    "canonical.referral",
-                    "canonical.grid",
-                ]
-                .map(counts)
+            let m = block_on(get_text(format!("http://{addr}/metrics"), ""));
+            ["penalties", "licences", "urban", "referrals", "grid"]
+                .iter()
+                .all(|p| {
+                    let at = |name: &str| metric(&m, name, &format!("pipeline=\"{p}\""));
+                    at("duijie_source_lag_seconds").is_some_and(|lag| lag >= 0.0)
+                        && at("duijie_records_fetched_total")
+                            == Some(
+                                at("duijie_records_delivered_total").unwrap_or(0.0)
+                                    + at("duijie_records_dead_lettered_total").unwrap_or(0.0),
+                            )
+                })
         },
     );
     let log = terminate(hub);

@@ -5,13 +5,6 @@
 use crate::common::*;
 use std::time::Duration;
 
-fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn metrics_probes_and_status_show_what_flowed() {
     let port = free_port();

@@ -66,7 +66,9 @@ fn a_reload_swaps_what_changed_and_refuses_what_is_broken() {
         ),
     )
     .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    wait_until(Duration::from_secs(30), "the broken file refused", || {
+        metric_at(&addr, "duijie_reloads_total", "outcome=\"refused\"") == Some(1.0)
+    });
     a_keys.extend(drop_file(&d, "a", "two", 200, 3));
     wait_until(Duration::from_secs(30), "pipeline a still running", || {
         read(&d.brokers, &ta, false).len() == 500
@@ -93,6 +95,11 @@ fn a_reload_swaps_what_changed_and_refuses_what_is_broken() {
             .iter()
             .any(|p| p["pipeline"] == "c" && p["state"] == "running")
     });
+    assert_eq!(
+        metric_at(&addr, "duijie_reloads_total", "outcome=\"applied\""),
+        Some(1.0),
+        "the good file is the one reload applied"
+    );
     let b_keys = drop_file(&d, "b", "two", 100, 5);
     let c_keys = drop_file(&d, "c", "one", 100, 6);
     wait_until(
@@ -151,12 +158,20 @@ fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
     let (topic, dlq) = (unique("canonical.grid"), unique("dlq.street"));
     // The street office's address is wrong at first: nothing answers there.
     let wrong = format!("http://127.0.0.1:{}/dept/street/webhook", free_port());
+    let addr = format!("127.0.0.1:{}", free_port());
     let right = format!("http://{sandbox}/dept/street/webhook");
     let d = TestDeployment::new(
         &brokers,
-        &street_feed_config(&sandbox, &topic, &dlq, &wrong, ""),
+        &street_feed_config(
+            &sandbox,
+            &topic,
+            &dlq,
+            &wrong,
+            &format!("[http]\nlisten = \"{addr}\"\n"),
+        ),
     );
     let hub = d.spawn();
+    wait_listening(&addr);
     wait_until(
         Duration::from_secs(60),
         "the grid events on the bus",
@@ -168,7 +183,15 @@ fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
             .unwrap()
             .clone()
     };
-    std::thread::sleep(Duration::from_secs(3));
+    // The hub has tried the wrong address, and failed, a few times.
+    wait_until(
+        Duration::from_secs(30),
+        "attempts at the wrong address",
+        || {
+            metric_at(&addr, "duijie_feed_retries_total", "delivery=\"street\"")
+                .is_some_and(|n| n >= 3.0)
+        },
+    );
     assert!(received().is_empty(), "delivered to a wrong address?");
 
     // The address corrected: the push pipeline is swapped mid-retry and the

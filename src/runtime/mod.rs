@@ -39,6 +39,8 @@ pub struct Hub {
     pub clock_stats: std::sync::Arc<crate::keepers::ClockStats>,
     /// The entity library's counters.
     pub entity_stats: std::sync::Arc<crate::entity::keeper::IndexStats>,
+    /// Reloads applied and refused.
+    pub reloads: std::sync::Arc<reload::ReloadStats>,
     /// The broker's message size limit per topic, asked once per topic.
     message_limits: tokio::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 }
@@ -107,6 +109,7 @@ impl Hub {
             deliveries: Default::default(),
             clock_stats: Default::default(),
             entity_stats: Default::default(),
+            reloads: Default::default(),
             message_limits: Default::default(),
         })
     }
@@ -441,6 +444,7 @@ impl Hub {
                 .map(|(n, c)| (n.clone(), c.department.clone().unwrap_or_else(|| n.clone())))
                 .collect(),
             clocks: self.clock_stats.clone(),
+            reloads: self.reloads.clone(),
             entities: self
                 .deployment
                 .entities
@@ -520,6 +524,9 @@ impl Hub {
                                 desk: desk_handle.as_ref(),
                             };
                             ctx.apply(r, &mut pipelines, &mut feeds).await;
+                            self.reloads
+                                .applied
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         Some(_) => {}
                         None => break,
@@ -616,7 +623,12 @@ pub async fn run_deployment(deployment: Deployment, only: Vec<String>) -> Result
     let hub = Hub::load(deployment)?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let reloads = reload::watch(file, hub.deployment.hub.mappings.clone(), shutdown.clone());
+    let reloads = reload::watch(
+        file,
+        hub.deployment.hub.mappings.clone(),
+        hub.reloads.clone(),
+        shutdown.clone(),
+    );
     hub.run_reloadable(&only, shutdown, Some(reloads)).await
 }
 

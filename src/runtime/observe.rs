@@ -41,6 +41,7 @@ pub struct Observed {
     pub deliveries: Arc<Mutex<BTreeMap<String, Arc<DeliveryStats>>>>,
     pub departments: BTreeMap<String, String>,
     pub clocks: Arc<ClockStats>,
+    pub reloads: Arc<super::reload::ReloadStats>,
     /// The entity library's counters, when configured.
     pub entities: Option<Arc<crate::entity::keeper::IndexStats>>,
     /// Data quality per source, when kept.
@@ -123,6 +124,21 @@ impl Collector for Observed {
                 })
                 .collect()
         };
+        counter(
+            &mut e,
+            "duijie_reloads",
+            "Configurations given to the running hub (a changed file, SIGHUP): applied, or refused because they did not check out.",
+            &[
+                (
+                    vec![("outcome", "applied".to_owned())],
+                    self.reloads.applied.load(Ordering::Relaxed),
+                ),
+                (
+                    vec![("outcome", "refused".to_owned())],
+                    self.reloads.refused.load(Ordering::Relaxed),
+                ),
+            ],
+        )?;
         counter(
             &mut e,
             "duijie_records_fetched",

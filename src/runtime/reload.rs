@@ -117,6 +117,15 @@ impl Running {
     }
 }
 
+/// What came of the configurations the hub was given while running: the
+/// metric `duijie_reloads{outcome="applied"|"refused"}`.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub applied: std::sync::atomic::AtomicU64,
+    /// Configurations that did not check out (logged with their errors).
+    pub refused: std::sync::atomic::AtomicU64,
+}
+
 /// Applies reloads to a running hub.
 pub(super) struct Swap<'a> {
     pub hub: &'a Hub,
@@ -385,6 +394,7 @@ fn stamps(file: &Path, mappings: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
 pub fn watch(
     file: PathBuf,
     mappings: PathBuf,
+    stats: std::sync::Arc<ReloadStats>,
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Reload> {
     let (tx, rx) = mpsc::channel(4);
@@ -416,6 +426,9 @@ pub fn watch(
                     }
                 }
                 Err(e) => {
+                    stats
+                        .refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::error!(error = %e, "the new configuration is refused; the running one stays")
                 }
             }

@@ -262,6 +262,24 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// A metric's value in Prometheus text: the first line of `name` whose
+/// labels hold `labels`.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A metric's value as the hub at `addr` serves it on `/metrics` now.
+pub fn metric_at(addr: &str, name: &str, labels: &str) -> Option<f64> {
+    metric(
+        &block_on(get_text(format!("http://{addr}/metrics"), "")),
+        name,
+        labels,
+    )
+}
+
 /// A GET's text with an `Authorization` header (`Bearer …`).
 pub async fn get_text(url: impl reqwest::IntoUrl, authorization: &str) -> String {
     reqwest::Client::new()
