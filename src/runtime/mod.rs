@@ -600,6 +600,7 @@ impl Hub {
             },
         };
         Ok(PipelineContext {
+            clock: crate::calendar::Clock::system(),
             config: p.clone(),
             mapping,
             encoding,

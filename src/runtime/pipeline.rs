@@ -93,6 +93,8 @@ pub struct PipelineContext {
     pub shutdown: CancellationToken,
     /// A backfill: a bounded re-read of the source's history.
     pub backfill: Option<Backfill>,
+    /// What time it is: the schedule's next poll is reckoned on it.
+    pub clock: crate::calendar::Clock,
     /// The largest record the broker takes on the pipeline's topic and its
     /// dead-letter topic ([`Bus::max_message_bytes`]); dead letters are cut
     /// to fit below it.
@@ -269,13 +271,23 @@ async fn pace(ctx: &PipelineContext, rate: f64) {
 /// local time (Asia/Shanghai), as the bureau and its systems keep it: `0 0
 /// 2 * * *` polls at 02:00 in Yichang.
 async fn wait_for_tick(ctx: &PipelineContext) -> bool {
-    let now = chrono::Utc::now();
-    let next = ctx.config.schedule.as_ref().and_then(|s| next_poll(s, now));
-    let wait = next
+    wait_for_poll(ctx.config.schedule.as_ref(), &ctx.clock, &ctx.shutdown).await
+}
+
+/// Waits on `clock` for the next time of `schedule` (a second without
+/// one); false on shutdown.
+async fn wait_for_poll(
+    schedule: Option<&cron::Schedule>,
+    clock: &crate::calendar::Clock,
+    shutdown: &CancellationToken,
+) -> bool {
+    let now = clock.now();
+    let wait = schedule
+        .and_then(|s| next_poll(s, now))
         .and_then(|t| (t - now).to_std().ok())
         .unwrap_or(Duration::from_secs(1));
     tokio::select! {
-        _ = ctx.shutdown.cancelled() => false,
+        _ = shutdown.cancelled() => false,
         _ = tokio::time::sleep(wait) => true,
     }
 }
@@ -1192,6 +1204,33 @@ mod tests {
         assert_eq!(
             super::next_poll(&schedule, now).unwrap().to_rfc3339(),
             "2026-12-01T18:00:00+00:00"
+        );
+    }
+
+    /// A pipeline scheduled at 02:00 waits, on its clock, until 02:00 in
+    /// Yichang and then polls; a shutdown ends the wait at once. Time is
+    /// tokio's paused clock: the six hours pass in no time.
+    #[tokio::test(start_paused = true)]
+    async fn a_pipeline_polls_when_its_schedule_says_and_not_before() {
+        let started = tokio::time::Instant::now();
+        let noon = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let clock = crate::calendar::Clock::from_fn(move || {
+            noon + chrono::Duration::from_std(started.elapsed()).unwrap()
+        });
+        let schedule = cron::Schedule::from_str("0 0 2 * * *").unwrap();
+        let running = tokio_util::sync::CancellationToken::new();
+        assert!(super::wait_for_poll(Some(&schedule), &clock, &running).await);
+        assert_eq!(clock.now().to_rfc3339(), "2026-12-01T18:00:00+00:00");
+
+        let stopped = tokio_util::sync::CancellationToken::new();
+        stopped.cancel();
+        assert!(!super::wait_for_poll(Some(&schedule), &clock, &stopped).await);
+        assert_eq!(
+            clock.now().to_rfc3339(),
+            "2026-12-01T18:00:00+00:00",
+            "a shutdown waited for the schedule"
         );
     }
 }
