@@ -67,7 +67,9 @@ page_size = 50
 
     // Slowly, then interrupted (Ctrl-C).
     let child = backfill(Some("300"));
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until(Duration::from_secs(30), "the backfill under way", || {
+        !read(&d.brokers, &topic, false).is_empty()
+    });
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();

@@ -573,8 +573,11 @@ fn a_department_feed_survives_an_outage_and_a_crash_with_each_key_once_and_only_
         &[("Content-Type", "application/json".into())],
         json!({"down": false}).to_string().as_bytes(),
     );
-    // Crash mid-delivery (40 a second: 250 take six seconds), then restart.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Crash mid-delivery (40 a second: 250 take six seconds), once the
+    // first have arrived, then restart.
+    wait_until(Duration::from_secs(30), "the first deliveries", || {
+        !view()["records"].as_array().unwrap().is_empty()
+    });
     kill(hub);
     let delivered_before_crash = view()["records"].as_array().unwrap().len();
     let hub = d.spawn();
@@ -945,21 +948,7 @@ fn feeds_status_counts_outcomes_and_replay_is_absorbed_by_idempotency_keys() {
         read(&brokers, &receipts, false).len() >= 60
     });
     terminate(hub);
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
-            .args(args)
-            .arg("--config")
-            .arg(&d.file)
-            .env("DUIJIE_KAFKA_BROKERS", &brokers)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let cli = |args: &[&str]| d.cli(args);
     let status = cli(&["feeds", "status"]);
     let line = status
         .lines()

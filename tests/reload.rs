@@ -224,7 +224,11 @@ fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // Settled: the group committed past every event, so what arrived is
+    // all that will.
+    wait_until(Duration::from_secs(60), "the street feed settled", || {
+        d.feed_settled("street")
+    });
     let log = terminate(hub);
     let records = received();
     let keys: std::collections::BTreeSet<&str> =

@@ -163,8 +163,13 @@ fn failover(exactly_once: bool) {
         keys
     });
 
-    // …and the instance running `urban_a` is killed mid-stream.
-    std::thread::sleep(Duration::from_secs(3));
+    // …and the instance running `urban_a` is killed mid-stream, once the
+    // files have begun to land.
+    wait_until(
+        Duration::from_secs(30),
+        "the first files on the bus",
+        || read(&d.brokers, &topic, false).len() >= per_file,
+    );
     let victim = before["urban_a"][0];
     let moved: Vec<String> = before
         .iter()

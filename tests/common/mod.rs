@@ -103,6 +103,34 @@ impl TestDeployment {
         self.dir.path().join(rel)
     }
 
+    /// `duijie ARGS --config <this deployment>`: its standard output;
+    /// panics with its standard error when it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_duijie"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.file)
+            .env("DUIJIE_KAFKA_BROKERS", &self.brokers)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "duijie {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether the push pipeline `feed` has settled everything on its
+    /// topic (`duijie feeds status`: nothing pending), so that nothing more
+    /// will be delivered.
+    pub fn feed_settled(&self, feed: &str) -> bool {
+        self.cli(&["feeds", "status"])
+            .lines()
+            .any(|l| l.starts_with(&format!("{feed} ")) && l.split_whitespace().last() == Some("0"))
+    }
+
     /// Starts `duijie run` on this deployment.
     pub fn spawn(&self) -> Child {
         self.spawn_with(&[])
