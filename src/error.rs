@@ -30,11 +30,6 @@ pub enum Domain {
     Bus,
     /// Pushing to a receiver (the credit platform, departments, pull feeds).
     Delivery,
-    /// The deadline keepers: the credit publication clock, the blacklist
-    /// procedure, the commitment tracker.
-    Keeper,
-    /// The two-law linkage desk and its referral tracker.
-    Desk,
     /// The market-entity library and its cache.
     Entity,
     /// Local files a command reads or writes.
@@ -49,8 +44,6 @@ impl fmt::Display for Domain {
             Domain::Mapping => "mapping",
             Domain::Bus => "bus",
             Domain::Delivery => "delivery",
-            Domain::Keeper => "keeper",
-            Domain::Desk => "desk",
             Domain::Entity => "entity",
             Domain::Io => "io",
         })

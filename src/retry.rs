@@ -106,7 +106,12 @@ pub async fn supervise<F, Fut>(
         }
         failures += 1;
         let wait = backoff(retry, failures, None);
-        tracing::error!(error = %failure.error, wait_ms = wait.as_millis() as u64, "{resuming}");
+        tracing::error!(
+            error = %failure.error,
+            domain = %failure.error.domain(),
+            wait_ms = wait.as_millis() as u64,
+            "{resuming}"
+        );
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -117,6 +122,52 @@ pub async fn supervise<F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Domain, Error};
+
+    /// A permanent failure stops the task at once; a transient one is tried
+    /// again after the backoff, until the task stops by itself. Time is
+    /// tokio's paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_failure_stops_the_task_and_a_transient_one_is_tried_again() {
+        let retry = RetryConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            max_attempts: 5,
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut attempts = 0;
+        supervise(&retry, &shutdown, "trying again", || {
+            attempts += 1;
+            async {
+                Some(Failure::of(
+                    Error::permanent(Domain::Config, "a bad file"),
+                    false,
+                ))
+            }
+        })
+        .await;
+        assert_eq!(attempts, 1, "a permanent failure was tried again");
+
+        let mut attempts = 0;
+        let started = tokio::time::Instant::now();
+        supervise(&retry, &shutdown, "trying again", || {
+            attempts += 1;
+            let failed = attempts < 4;
+            async move {
+                failed.then(|| {
+                    Failure::of(Error::transient(Domain::Bus, "the broker is away"), false)
+                })
+            }
+        })
+        .await;
+        assert_eq!(attempts, 4);
+        // Three waits, each at least half its backoff: 50 + 100 + 200 ms.
+        assert!(
+            started.elapsed() >= Duration::from_millis(350),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn grows_and_is_capped_with_jitter() {
