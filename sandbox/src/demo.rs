@@ -165,30 +165,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         ..SandboxConfig::default()
     };
     // Point the simulators at what the deployment reads.
-    for p in &deployment.pipelines {
-        match (&p.source, p.mapping.as_str()) {
-            (SourceConfig::FileDrop(c), "referral_police") => {
-                sandbox_config.police_dir = Some(c.dir.clone())
-            }
-            (SourceConfig::FileDrop(c), "licence_2016") => {
-                sandbox_config.approval_dir = Some(c.dir.clone())
-            }
-            (SourceConfig::SqlPoll(c), _) => {
-                sandbox_config.safety_dbs.push(c.url.clone());
-                sandbox_config.safety_table = c.table.trim_start_matches("v_").to_owned();
-            }
-            (SourceConfig::Webhook(w), _) => {
-                if let Some(http) = &deployment.http {
-                    sandbox_config.grid_webhook = Some(sandbox::grid::WebhookTarget {
-                        url: format!("http://{}{}", http.listen, w.path),
-                        secret: w.secret.clone(),
-                        every: Duration::from_secs(3),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
+    sandbox_config.point_at(&deployment);
     let listen = sandbox_address(&deployment);
     let mut sandbox_run = if options.sandbox_process {
         SandboxRun::Process(spawn_sandbox_process(&sandbox_config, &listen)?)

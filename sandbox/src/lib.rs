@@ -212,6 +212,52 @@ impl Default for SandboxConfig {
     }
 }
 
+impl SandboxConfig {
+    /// Points the simulators at what `deployment` reads: the exchange
+    /// directories the police messages and the 2016 approval batches go
+    /// to, the safety front-end databases, and the hub's webhook for urgent
+    /// grid events. The sandbox's one place that knows which simulator
+    /// feeds a pipeline it does not answer requests for; returns the
+    /// pipelines it pointed a simulator at.
+    pub fn point_at(&mut self, deployment: &duijie::config::Deployment) -> Vec<String> {
+        use duijie_connectors::registry::SourceConfig;
+        let mut pointed = Vec::new();
+        for p in &deployment.pipelines {
+            let found = match (&p.source, p.mapping.as_str()) {
+                (SourceConfig::FileDrop(c), "referral_police") => {
+                    self.police_dir = Some(c.dir.clone());
+                    true
+                }
+                (SourceConfig::FileDrop(c), "licence_2016") => {
+                    self.approval_dir = Some(c.dir.clone());
+                    true
+                }
+                (SourceConfig::SqlPoll(c), _) => {
+                    self.safety_dbs.push(c.url.clone());
+                    self.safety_table = c.table.trim_start_matches("v_").to_owned();
+                    true
+                }
+                (SourceConfig::Webhook(w), "grid_event") => match &deployment.http {
+                    Some(http) => {
+                        self.grid_webhook = Some(grid::WebhookTarget {
+                            url: format!("http://{}{}", http.listen, w.path),
+                            secret: w.secret.clone(),
+                            every: Duration::from_secs(3),
+                        });
+                        true
+                    }
+                    None => false,
+                },
+                _ => false,
+            };
+            if found {
+                pointed.push(p.name.clone());
+            }
+        }
+        pointed
+    }
+}
+
 /// The router of every simulator, with faults on the system endpoints and
 /// the control endpoints under `/sandbox`.
 pub fn router(config: &SandboxConfig) -> (Router, FaultPlan) {
@@ -417,4 +463,50 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped deployment's file drops, databases and webhook each get
+    /// their simulator.
+    #[test]
+    fn the_sandbox_points_at_what_the_shipped_deployment_reads() {
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/yichang.toml");
+        let deployment =
+            duijie::config::Deployment::load(&file).expect("the shipped deployment loads");
+        let mut config = SandboxConfig::default();
+        let pointed = config.point_at(&deployment);
+        for pipeline in [
+            "referral_police",
+            "licence_batch_2016",
+            "safety_hazard_pg",
+            "safety_hazard_maria",
+            "grid_urgent",
+        ] {
+            assert!(
+                pointed.iter().any(|p| p == pipeline),
+                "{pipeline} not pointed at: {pointed:?}"
+            );
+        }
+        assert!(
+            config
+                .police_dir
+                .is_some_and(|d| d.ends_with("var/exchange/police"))
+        );
+        assert!(
+            config
+                .approval_dir
+                .is_some_and(|d| d.ends_with("var/exchange/approval"))
+        );
+        assert_eq!(config.safety_dbs.len(), 2);
+        let webhook = config.grid_webhook.expect("the grid pushes to the hub");
+        assert!(
+            webhook.url.starts_with("http://") && webhook.url.ends_with("/hooks/grid/urgent"),
+            "{}",
+            webhook.url
+        );
+    }
 }
