@@ -93,13 +93,7 @@ impl Error {
     /// resource limits are worth retrying, a missing path or a permission
     /// is not.
     pub fn io(what: impl fmt::Display, source: std::io::Error) -> Self {
-        use std::io::ErrorKind::*;
-        let class = match source.kind() {
-            NotFound | PermissionDenied | InvalidInput | InvalidData | Unsupported
-            | AlreadyExists => ErrorClass::Permanent,
-            _ => ErrorClass::Transient,
-        };
-        Self::new(Domain::Io, class, source).context(what)
+        Self::from(source).context(what)
     }
 
     /// The same error, saying what the hub was doing.
@@ -138,6 +132,21 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&*self.cause)
+    }
+}
+
+/// A local file or socket: interruptions and resource limits are worth
+/// retrying, a missing path or a permission is not ([`Error::io`] says
+/// which file).
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind::*;
+        let class = match e.kind() {
+            NotFound | PermissionDenied | InvalidInput | InvalidData | Unsupported
+            | AlreadyExists => ErrorClass::Permanent,
+            _ => ErrorClass::Transient,
+        };
+        Self::new(Domain::Io, class, e)
     }
 }
 

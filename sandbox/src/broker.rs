@@ -8,6 +8,7 @@
 //! - [`TansuBroker`]: a supervised `tansu` process (crates.io `tansu`,
 //!   memory storage), when the binary is installed.
 
+use duijie::error::{Context, Domain, Error, Result};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use std::process::{Child, Command, Stdio};
@@ -27,8 +28,8 @@ impl std::fmt::Debug for EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    pub fn start(brokers: i32) -> anyhow::Result<Self> {
-        let cluster = MockCluster::new(brokers)?;
+    pub fn start(brokers: i32) -> Result<Self> {
+        let cluster = MockCluster::new(brokers).context("starting the embedded broker")?;
         Ok(Self { cluster })
     }
 
@@ -38,9 +39,11 @@ impl EmbeddedBroker {
 
     /// The mock cluster does not implement the CreateTopics admin request;
     /// topics are created on it directly.
-    pub fn create_topics(&self, topics: &[duijie::bus::TopicSpec]) -> anyhow::Result<()> {
+    pub fn create_topics(&self, topics: &[duijie::bus::TopicSpec]) -> Result<()> {
         for t in topics {
-            self.cluster.create_topic(&t.name, t.partitions, 1)?;
+            self.cluster
+                .create_topic(&t.name, t.partitions, 1)
+                .with_context(|| format!("creating `{}` on the embedded broker", t.name))?;
         }
         Ok(())
     }
@@ -67,9 +70,12 @@ impl TansuBroker {
 
     /// Starts Tansu with memory storage on `port` and waits until it
     /// accepts connections.
-    pub fn start(port: u16) -> anyhow::Result<Self> {
+    pub fn start(port: u16) -> Result<Self> {
         let binary = Self::binary().ok_or_else(|| {
-            anyhow::anyhow!("no `tansu` binary: install it with `cargo install tansu --locked --features dynostore`")
+            Error::permanent(
+                Domain::Io,
+                "no `tansu` binary: install it with `cargo install tansu --locked --features dynostore`",
+            )
         })?;
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(binary)
@@ -83,12 +89,16 @@ impl TansuBroker {
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()?;
+            .spawn()
+            .map_err(|e| Error::io("starting tansu", e))?;
         let bootstrap = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(&bootstrap).is_err() {
             if Instant::now() > deadline {
-                anyhow::bail!("tansu did not listen on {bootstrap} within 15 s");
+                return Err(Error::transient(
+                    Domain::Bus,
+                    format!("tansu did not listen on {bootstrap} within 15 s"),
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

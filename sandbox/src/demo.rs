@@ -8,10 +8,10 @@
 
 use crate::broker::{EmbeddedBroker, TansuBroker};
 use crate::{self as sandbox, Faults, SandboxConfig};
-use anyhow::{Context, Result};
 use duijie::bus::DeadLetter;
 use duijie::bus::inspect::read_topic;
 use duijie::config::Deployment;
+use duijie::error::{Context, Domain, Error, Result};
 use duijie::runtime::Hub;
 use duijie::runtime::stats::PipelineStats;
 use duijie_connectors::registry::SourceConfig;
@@ -102,20 +102,25 @@ fn spawn_sandbox_process(config: &SandboxConfig, listen: &str) -> Result<std::pr
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    anyhow::bail!("`duijie-sandbox serve` did not listen on {listen}")
+    Err(Error::transient(
+        Domain::Io,
+        format!("`duijie-sandbox serve` did not listen on {listen}"),
+    ))
 }
 
 pub async fn run(options: DemoOptions) -> Result<()> {
     let mut deployment = match Deployment::load(&options.config) {
         Ok(d) => d,
-        Err(errors) => anyhow::bail!(
-            "{}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
+        Err(errors) => {
+            return Err(Error::permanent(
+                Domain::Config,
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ));
+        }
     };
 
     // 1. The broker.
@@ -189,9 +194,10 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         }
     };
     if options.capture.is_some() && options.sandbox_process {
-        anyhow::bail!(
-            "--capture reads the sandbox receivers in this process: leave out --sandbox-process"
-        );
+        return Err(Error::permanent(
+            Domain::Config,
+            "--capture reads the sandbox receivers in this process: leave out --sandbox-process",
+        ));
     }
     println!(
         "  sandbox:  the simulated systems on http://{listen}{} (faults: {:.0}% HTTP 500, {:.0}% slow, {:.0}% duplicated rows)",
@@ -300,7 +306,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     }
     println!();
     shutdown.cancel();
-    hub_task.await??;
+    hub_task
+        .await
+        .map_err(|e| Error::transient(Domain::Io, format!("the hub's task: {e}")))??;
 
     // 5. What flowed.
     let bus = duijie::bus::Bus::new(deployment.kafka.brokers.clone(), "duijie-demo-report");
@@ -358,11 +366,16 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             )
         }
         SandboxRun::Process(child) => {
-            let counters: serde_json::Value =
+            let counters: serde_json::Value = async {
                 reqwest::get(format!("http://{listen}/sandbox/counters"))
                     .await?
                     .json()
-                    .await?;
+                    .await
+            }
+            .await
+            .map_err(|e: reqwest::Error| {
+                Error::transient(Domain::Io, format!("the sandbox's counters: {e}"))
+            })?;
             let _ = child.kill();
             let n = |k: &str| counters[k].as_u64().unwrap_or_default();
             (n("requests"), n("errors"), n("slow"), n("duplicates"))
@@ -436,7 +449,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             clock_stats.commitment_leads.load(Relaxed)
         );
     }
-    if let Some(setting) = deployment.entity_setting().map_err(anyhow::Error::msg)? {
+    if let Some(setting) = deployment.entity_setting()? {
         // The library as any instance rebuilds it from the bus.
         let library = duijie::entity::api::Library::from_bus(
             &setting,
@@ -448,10 +461,14 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             )?),
             Duration::from_secs(120),
         )
-        .await
-        .map_err(anyhow::Error::msg)?;
-        let (entities, several, records) = library.index.counts().map_err(anyhow::Error::from)?;
-        let (proposals, _) = library.index.proposals(0).map_err(anyhow::Error::from)?;
+        .await?;
+        let index = |e: String| Error::permanent(Domain::Entity, format!("the entity index: {e}"));
+        let (entities, several, records) =
+            library.index.counts().map_err(|e| index(e.to_string()))?;
+        let (proposals, _) = library
+            .index
+            .proposals(0)
+            .map_err(|e| index(e.to_string()))?;
         println!(
             "  entity library: {entities} entities indexed from {records} records, {several} seen by several systems; {proposals} name-only record(s) proposed for a link (/desk/entities)"
         );
@@ -484,8 +501,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         let schemas = duijie::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
         let views =
             duijie::desk::views_from_topic(&bus, &schemas, desk, &calendar, chrono::Utc::now())
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
+                .await?;
         let count = |f: fn(&duijie::keepers::referral::ReferralView) -> bool| {
             views.iter().filter(|v| f(v)).count()
         };
@@ -581,7 +597,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             let json: serde_json::Value = value.try_into().unwrap_or_default();
             println!("\nA canonical record from {topic} (Avro single-object, decoded):");
             println!("  key {}", record.key_str());
-            println!("  {}", serde_json::to_string(&json)?);
+            println!("  {}", json);
             println!("  provenance headers:");
             for (k, v) in record
                 .headers

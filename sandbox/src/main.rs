@@ -198,16 +198,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seconds,
             sandbox_process,
             capture,
-        } => tokio_main(duijie_sandbox::demo::run(
-            duijie_sandbox::demo::DemoOptions {
+        } => tokio_main(async move {
+            let options = duijie_sandbox::demo::DemoOptions {
                 config,
                 brokers,
                 tansu,
                 seconds,
                 sandbox_process,
                 capture,
-            },
-        )),
+            };
+            Ok(duijie_sandbox::demo::run(options).await?)
+        }),
         Command::Broker { brokers, config } => {
             let broker = duijie_sandbox::broker::EmbeddedBroker::start(brokers)?;
             eprintln!(
