@@ -11,6 +11,19 @@
 //! its domain and class, and the part's error stays reachable
 //! ([`Error::downcast_ref`]). This module knows no part, so that every
 //! part may use it.
+//!
+//! A `String` in an `Err` is not an error of the hub but a *reason* that
+//! another part places, and stays one:
+//! - why a record is dead-lettered or refused (a mapping rule, a
+//!   delivery's transform, the credit fields, the blacklist procedure's
+//!   refusals, an unreadable provenance header): it travels with the record
+//!   to the dead-letter topic, the desk or the receiver;
+//! - why a config field is wrong (each section's `validate`): the loader
+//!   locates it by file, line and field as a `ConfigError`;
+//! - why a command-line value does not parse (`FromStr`, for clap).
+//!
+//! Whatever fails an operation (a file, the bus, a source, the entity
+//! index, a dry run's input line) is an [`Error`].
 
 pub use duijie_connectors::ErrorClass;
 use duijie_connectors::SourceError;

@@ -494,8 +494,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &text,
                 &input.display().to_string(),
                 chrono::Utc::now(),
-            )
-            .map_err(anyhow::Error::msg)?;
+            )?;
             for r in rows {
                 println!("{r}");
             }
@@ -506,9 +505,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let deployment = load_deployment(&config)?;
             tokio_main(async move {
-                let rows = duijie::delivery::ops::status(&deployment.feeds())
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                let rows = duijie::delivery::ops::status(&deployment.feeds()).await?;
                 println!(
                     "{:<26} {:<14} {:<13} {:>9} {:>8} {:>7} {:>9} {:>8}",
                     "feed",
@@ -540,9 +537,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let deployment = load_deployment(&config)?;
             let from: duijie::delivery::ops::From = from.parse().map_err(anyhow::Error::msg)?;
             tokio_main(async move {
-                let r = duijie::delivery::ops::replay(&deployment.feeds(), &feed, from)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                let r = duijie::delivery::ops::replay(&deployment.feeds(), &feed, from).await?;
                 println!(
                     "{feed}: read {} record(s); delivered {}, refused {}, failed {}, not sent {}",
                     r.read, r.delivered, r.rejected, r.failed, r.not_sent
@@ -649,13 +644,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     schemas,
                     std::time::Duration::from_secs(600),
                 )
-                .await
-                .map_err(anyhow::Error::msg)?;
+                .await?;
                 match command {
                     EntityCommand::List { query, format } => {
-                        let (_, rows) = library
-                            .list_json(query.as_deref(), 0, usize::MAX)
-                            .map_err(anyhow::Error::msg)?;
+                        let (_, rows) = library.list_json(query.as_deref(), 0, usize::MAX)?;
                         match format {
                             OutputFormat::Table => {
                                 print!("{}", duijie::entity::report::list_table(&rows))
@@ -669,8 +661,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                     EntityCommand::Show { code, format } => {
                         let key = duijie::entity::api::Library::key_of(&code);
-                        let Some(p) = library.profile_json(&key).map_err(anyhow::Error::msg)?
-                        else {
+                        let Some(p) = library.profile_json(&key)? else {
                             bail!("no entity `{key}` on the bus");
                         };
                         match format {
@@ -715,8 +706,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     desk.at_risk_share,
                     &calendar,
                     now,
-                )
-                .map_err(anyhow::Error::msg)?;
+                )?;
                 match format {
                     OutputFormat::Table => println!("{}", duijie::desk::report::table(&views)),
                     OutputFormat::Json => {
@@ -736,8 +726,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     &calendar,
                     chrono::Utc::now(),
                 )
-                .await
-                .map_err(anyhow::Error::msg)?;
+                .await?;
                 duijie::desk::report::sort_for_desk(&mut views);
                 match command {
                     ReferralsCommand::List { state } => {

@@ -64,6 +64,16 @@ fn grid_token(sandbox: &str) -> String {
     body["data"]["token"].as_str().unwrap().to_owned()
 }
 
+/// Waits until a simulated system has made all its changes (its
+/// `change_limit`), as its counters say.
+fn wait_for_changes(sandbox: &str, counter: &str, limit: u64) {
+    wait_until(
+        Duration::from_secs(60),
+        &format!("the sandbox's {limit} {counter}"),
+        || get_json(&format!("http://{sandbox}/sandbox/counters"))[counter].as_u64() == Some(limit),
+    );
+}
+
 #[test]
 fn grid_polling_relogs_in_and_keeps_up_with_shifting_pages() {
     let brokers = brokers();
@@ -119,7 +129,7 @@ login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", passwor
     };
     // Changes stop after 240; then the topic must hold every event in its
     // latest status: none skipped while pages shifted, none stale.
-    std::thread::sleep(Duration::from_secs(5));
+    wait_for_changes(&sandbox, "grid_changes", 240);
     wait_until(
         Duration::from_secs(90),
         "the topic to match the grid system",
@@ -301,7 +311,8 @@ request_template = "<Envelope><Body><QueryCaseUpdates><updatedAfter>{{watermark}
         ),
     );
     let hub = d.spawn();
-    std::thread::sleep(Duration::from_secs(4));
+    // Changes stop after 200; then each case must be in its latest state.
+    wait_for_changes(&sandbox, "urban_changes", 200);
     let state = |code: &str| {
         match code {
             "1" => "PENDING_ACCEPT",
@@ -614,6 +625,8 @@ max_record_bytes = 65536
     std::fs::write(dir.join("GA_BIG.xml"), oversized).unwrap();
 
     let hub = d.spawn();
+    // A slow writer: it finishes within the 2 s settle window, so the
+    // hub's first polls see the half file and must not take it.
     std::thread::sleep(Duration::from_millis(1200));
     std::fs::write(&half_path, &full).unwrap(); // the writer finishes
     wait_until(

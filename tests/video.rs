@@ -223,14 +223,20 @@ fn a_hub_killed_mid_stream_loses_no_alarm_its_session_keeps_them() {
         .iter()
         .map(|m| format!("video:{}", m.alarm_id))
         .collect();
-    // The platform keeps publishing while the hub dies and comes back.
+    // The platform keeps publishing while the hub dies and comes back: a
+    // third of the alarms before the kill, the rest once the hub is dead,
+    // so that the kill always lands mid-stream however slow the machine.
+    let (killed_tx, killed) = std::sync::mpsc::channel::<()>();
     let publisher = {
         let messages = messages.clone();
         let b = b.clone();
         std::thread::spawn(move || {
             let counters = Counters::default();
-            // About 50 alarms a second, for 12 s.
-            for chunk in messages.chunks(10) {
+            // About 50 alarms a second.
+            for (i, chunk) in messages.chunks(10).enumerate() {
+                if i == 20 {
+                    killed.recv().unwrap();
+                }
                 block_on(video::publish(
                     &b,
                     "platform-kill-test",
@@ -247,6 +253,7 @@ fn a_hub_killed_mid_stream_loses_no_alarm_its_session_keeps_them() {
         read(&brokers, &topic, false).len() >= 100
     });
     kill(hub);
+    killed_tx.send(()).unwrap();
     let on_topic_at_kill = read(&brokers, &topic, false).len();
     assert!(
         on_topic_at_kill < alarms.len(),

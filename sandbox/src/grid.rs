@@ -147,6 +147,10 @@ impl GridSystem {
                 });
             }
         }
+        self.faults
+            .counters
+            .grid_changes
+            .store(state.applied_changes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Pushes one urgent event every `every` until `shutdown`, on a fixed

@@ -62,6 +62,11 @@ pub struct FaultCounters {
     pub errors: AtomicU64,
     pub slow: AtomicU64,
     pub duplicates: AtomicU64,
+    /// Changes the grid and the urban systems have made to their records
+    /// so far: a test waits for `change_limit` of them before it judges the
+    /// latest state.
+    pub grid_changes: AtomicU64,
+    pub urban_changes: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +75,8 @@ struct CountersView {
     errors: u64,
     slow: u64,
     duplicates: u64,
+    grid_changes: u64,
+    urban_changes: u64,
 }
 
 /// Faults shared by every simulated system.
@@ -145,6 +152,8 @@ async fn get_counters(State(plan): State<FaultPlan>) -> axum::Json<CountersView>
         errors: c.errors.load(Ordering::Relaxed),
         slow: c.slow.load(Ordering::Relaxed),
         duplicates: c.duplicates.load(Ordering::Relaxed),
+        grid_changes: c.grid_changes.load(Ordering::Relaxed),
+        urban_changes: c.urban_changes.load(Ordering::Relaxed),
     })
 }
 

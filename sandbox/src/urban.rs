@@ -121,6 +121,10 @@ impl UrbanSystem {
                 });
             }
         }
+        self.faults
+            .counters
+            .urban_changes
+            .store(state.applied_changes, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

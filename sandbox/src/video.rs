@@ -16,6 +16,7 @@
 use super::{Faults, Feeder, Feeding};
 use base64::Engine;
 use duijie::config::PipelineConfig;
+use duijie::error::{Context, Domain, Error, Result};
 use duijie_connectors::registry::SourceConfig;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
@@ -195,12 +196,17 @@ pub struct Broker {
 
 impl Broker {
     /// A client's options for this broker, with its credentials.
-    fn options(&self, client_id: &str) -> Result<MqttOptions, String> {
+    fn options(&self, client_id: &str) -> Result<MqttOptions> {
         let (host, port) = self
             .address
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-            .ok_or_else(|| format!("`{}` is not host:port", self.address))?;
+            .ok_or_else(|| {
+                Error::permanent(
+                    Domain::Config,
+                    format!("`{}` is not host:port", self.address),
+                )
+            })?;
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(10));
         if let (Some(u), Some(p)) = (&self.username, &self.password) {
@@ -219,7 +225,7 @@ pub async fn publish(
     messages: &[Message],
     counters: &Counters,
     within: Duration,
-) -> Result<(), String> {
+) -> Result<()> {
     let mut options = broker.options(client_id)?;
     options
         .set_clean_session(false)
@@ -228,7 +234,7 @@ pub async fn publish(
     for m in messages {
         client
             .try_publish(&m.topic, QoS::AtLeastOnce, false, m.payload.clone())
-            .map_err(|e| format!("queueing a message: {e}"))?;
+            .map_err(|e| Error::transient(Domain::Source, format!("queueing a message: {e}")))?;
         counters.published.fetch_add(1, Ordering::Relaxed);
         let counter = match m.kind {
             MessageKind::Alarm => None,
@@ -246,9 +252,12 @@ pub async fn publish(
         let event = tokio::time::timeout_at(deadline, events.poll())
             .await
             .map_err(|_| {
-                format!(
-                    "the broker acknowledged {acked} of {} messages in {within:?}",
-                    messages.len()
+                Error::transient(
+                    Domain::Source,
+                    format!(
+                        "the broker acknowledged {acked} of {} messages in {within:?}",
+                        messages.len()
+                    ),
                 )
             })?;
         match event {
@@ -286,12 +295,12 @@ pub async fn wait_for_subscriptions(
     broker: &Broker,
     at_least: u64,
     within: Duration,
-) -> Result<(), String> {
+) -> Result<()> {
     let options = broker.options(&format!("pingan-platform-probe-{}", fastrand::u32(..)))?;
     let (client, mut events) = AsyncClient::new(options, 10);
     client
         .try_subscribe("$SYS/broker/subscriptions/count", QoS::AtMostOnce)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::transient(Domain::Source, format!("subscribing: {e}")))?;
     let waited = tokio::time::timeout(within, async {
         loop {
             match events.poll().await {
@@ -312,9 +321,12 @@ pub async fn wait_for_subscriptions(
     .await;
     let _ = client.try_disconnect();
     waited.map_err(|_| {
-        format!(
-            "no {at_least} subscription(s) on {} within {within:?}",
-            broker.address
+        Error::transient(
+            Domain::Source,
+            format!(
+                "no {at_least} subscription(s) on {} within {within:?}",
+                broker.address
+            ),
         )
     })
 }
@@ -334,18 +346,21 @@ impl Mosquitto {
     pub const BINARY: &'static str = "/usr/sbin/mosquitto";
 
     /// Starts one on `port`, keeping its files in `dir`, with one user.
-    pub fn start(dir: &Path, port: u16, user: &str, password: &str) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    pub fn start(dir: &Path, port: u16, user: &str, password: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
         let passwd = dir.join("passwd");
-        std::fs::write(&passwd, "").map_err(|e| e.to_string())?;
+        std::fs::write(&passwd, "").with_context(|| passwd.display().to_string())?;
         let made = std::process::Command::new("mosquitto_passwd")
             .arg("-b")
             .arg(&passwd)
             .args([user, password])
             .status()
-            .map_err(|e| format!("mosquitto_passwd: {e} (Debian package `mosquitto`)"))?;
+            .context("mosquitto_passwd (Debian package `mosquitto`)")?;
         if !made.success() {
-            return Err(format!("mosquitto_passwd failed: {made}"));
+            return Err(Error::permanent(
+                Domain::Io,
+                format!("mosquitto_passwd failed: {made}"),
+            ));
         }
         let root = std::process::Command::new("id")
             .arg("-u")
@@ -358,7 +373,7 @@ impl Mosquitto {
             dir.display(),
             if root { "user root\n" } else { "" }
         );
-        std::fs::write(dir.join("mosquitto.conf"), conf).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("mosquitto.conf"), conf).context("mosquitto.conf")?;
         let mut m = Self {
             port,
             dir: dir.to_owned(),
@@ -372,19 +387,22 @@ impl Mosquitto {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn up(&mut self) -> Result<(), String> {
+    fn up(&mut self) -> Result<()> {
         let child = std::process::Command::new(Self::BINARY)
             .arg("-c")
             .arg(self.dir.join("mosquitto.conf"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .map_err(|e| format!("{}: {e} (Debian package `mosquitto`)", Self::BINARY))?;
+            .with_context(|| format!("{} (Debian package `mosquitto`)", Self::BINARY))?;
         self.child = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(self.address()).is_err() {
             if std::time::Instant::now() > deadline {
-                return Err(format!("mosquitto did not listen on {}", self.address()));
+                return Err(Error::transient(
+                    Domain::Io,
+                    format!("mosquitto did not listen on {}", self.address()),
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -403,7 +421,7 @@ impl Mosquitto {
     }
 
     /// Stops and starts the broker again on the same port and files.
-    pub fn restart(&mut self) -> Result<(), String> {
+    pub fn restart(&mut self) -> Result<()> {
         self.stop();
         self.up()
     }
@@ -501,7 +519,7 @@ impl Feeder for VideoPlatform {
             // Publish once the hub's session is there to keep it.
             if let Err(e) = wait_for_subscriptions(&broker, filters, Duration::from_secs(60)).await
             {
-                set_note(e);
+                set_note(e.to_string());
             }
             let faults = VideoFaults::default();
             let mut first =
@@ -519,7 +537,7 @@ impl Feeder for VideoPlatform {
                         Ok(()) => {
                             counters.broker_restarts.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e) => set_note(e),
+                        Err(e) => set_note(e.to_string()),
                     }
                 }
                 let messages = script(first, ROUND, round, &faults);

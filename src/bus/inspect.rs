@@ -1,7 +1,7 @@
 //! Reading topics back: what the demo prints, what the tests assert on, and
 //! what an operator uses to look at a topic.
 
-use super::read::{READ_TO_END_WITHIN, Start, read_to_end};
+use super::read::{METADATA_WITHIN, READ_TO_END_WITHIN, Start, partitions, read_to_end};
 use super::{Bus, BusError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -46,21 +46,6 @@ impl ReadRecord {
     }
 }
 
-/// The partitions of `topic`, as the cluster's metadata has them.
-fn partitions_of(
-    consumer: &BaseConsumer<super::ReaderContext>,
-    topic: &str,
-) -> Result<Vec<i32>, BusError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(20))
-        .map_err(BusError::Unreachable)?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect())
-}
-
 /// Reads every record of `topic` up to its end as of now. With
 /// `read_committed`, records of aborted or open transactions are skipped.
 pub async fn read_topic(
@@ -73,7 +58,7 @@ pub async fn read_topic(
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer<super::ReaderContext> =
             bus.reader("inspect", super::Isolation::committed_if(read_committed))?;
-        let starts: Vec<(i32, Start)> = partitions_of(&consumer, &topic)?
+        let starts: Vec<(i32, Start)> = partitions(&consumer, &topic, METADATA_WITHIN)?
             .into_iter()
             .map(|p| (p, Start::Beginning))
             .collect();
@@ -146,7 +131,7 @@ pub fn stream_span(
         let run = || -> Result<(), BusError> {
             let consumer: BaseConsumer<super::ReaderContext> =
                 bus.reader("span", super::Isolation::Committed)?;
-            let partitions = partitions_of(&consumer, &topic)?;
+            let partitions = partitions(&consumer, &topic, METADATA_WITHIN)?;
             let at_time = |ms: i64| -> Result<BTreeMap<i32, i64>, BusError> {
                 let mut tpl = TopicPartitionList::new();
                 for p in &partitions {
@@ -169,9 +154,10 @@ pub fn stream_span(
             let to = span.to_ms.map(at_time).transpose()?;
             let mut bounds = SpanBounds::default();
             for p in &partitions {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, *p, Duration::from_secs(20))
-                    .map_err(BusError::Unreachable)?;
+                let (low, high) =
+                    super::read::retry_until(Instant::now() + METADATA_WITHIN, || {
+                        consumer.fetch_watermarks(&topic, *p, Duration::from_secs(20))
+                    })?;
                 let mut start = match (&from, span.last_per_partition) {
                     // No record at or after the time: nothing to read here.
                     (Some(f), _) => f.get(p).copied().unwrap_or(high),

@@ -366,14 +366,30 @@ impl Bus {
     where
         C: rdkafka::config::FromClientConfigAndContext<ReaderContext>,
     {
+        self.group_member_with(group, ReaderContext, |_| {})
+    }
+
+    /// A [`Self::group_member`] with a context of its own (the scale-out
+    /// group's, which hands its rebalances to the runtime) and settings
+    /// tuned after the group's (`tune`: a session timeout, where to start).
+    pub fn group_member_with<C, X>(
+        &self,
+        group: &str,
+        context: X,
+        tune: impl FnOnce(&mut ClientConfig),
+    ) -> Result<C, BusError>
+    where
+        X: rdkafka::consumer::ConsumerContext,
+        C: rdkafka::config::FromClientConfigAndContext<X>,
+    {
         let mut c = self.client_config();
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "cooperative-sticky");
-        c.create_with_context(ReaderContext)
-            .map_err(BusError::Client)
+        tune(&mut c);
+        c.create_with_context(context).map_err(BusError::Client)
     }
 
     pub(crate) fn producer_config(&self) -> ClientConfig {

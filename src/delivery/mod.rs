@@ -164,20 +164,25 @@ pub fn preview(
     input: &str,
     file: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<Value>, String> {
+) -> crate::error::Result<Vec<Value>> {
+    use crate::error::{Domain, Error};
     let transform = Transform::from_config(&config.transform);
-    let target = Target::from_config(&config.target, None)?;
+    let target = Target::from_config(&config.target, None)
+        .map_err(|e| Error::permanent(Domain::Config, format!("delivery `{name}`: {e}")))?;
     let mut out = Vec::new();
     for (i, line) in input.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let at = format!("{file}:{}", i + 1);
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| format!("{at}: not JSON: {e}"))?;
+        let value: Value = serde_json::from_str(line)
+            .map_err(|e| Error::permanent(Domain::Delivery, format!("{at}: not JSON: {e}")))?;
         let record = value.get("record").cloned().unwrap_or(value);
         if !record.is_object() {
-            return Err(format!("{at}: not a canonical record (a JSON object)"));
+            return Err(Error::permanent(
+                Domain::Delivery,
+                format!("{at}: not a canonical record (a JSON object)"),
+            ));
         }
         let key = record
             .get("id")

@@ -3,6 +3,7 @@
 
 use super::{Delivery, DeliveryConfig, Incoming, Outcome, Receipt, SharedTopics, TargetConfig};
 use crate::bus::inspect::read_topic;
+use crate::bus::read::METADATA_WITHIN;
 use crate::bus::{Bus, ReaderContext};
 use crate::error::{Domain, Error, Result};
 use crate::schema::SchemaSet;
@@ -105,16 +106,17 @@ pub(crate) async fn lag(bus: &Bus, group: &str, topic: &str) -> Result<i64> {
     tokio::task::spawn_blocking(move || {
         // The group's committed offsets; it neither subscribes nor commits.
         let consumer: BaseConsumer<ReaderContext> = bus.group_member(&group)?;
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
         let mut tpl = TopicPartitionList::new();
-        for p in md.topics().iter().flat_map(|t| t.partitions()) {
-            tpl.add_partition(&topic, p.id());
+        for p in crate::bus::read::partitions(&consumer, &topic, METADATA_WITHIN)? {
+            tpl.add_partition(&topic, p);
         }
         let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
         let mut total = 0;
         for e in committed.elements() {
             let (low, high) =
-                consumer.fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))?;
+                crate::bus::read::retry_until(std::time::Instant::now() + METADATA_WITHIN, || {
+                    consumer.fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))
+                })?;
             let at = match e.offset() {
                 Offset::Offset(o) => o,
                 _ => low,
@@ -217,14 +219,13 @@ async fn read_from(delivery: &Delivery, from: From) -> Result<BTreeMap<i32, Vec<
             .bus
             .reader("replay", crate::bus::Isolation::Committed)?;
         let topic = delivery.config.topic.clone();
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
         let mut tpl = TopicPartitionList::new();
-        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+        for p in crate::bus::read::partitions(&consumer, &topic, METADATA_WITHIN)? {
             let offset = match from {
                 From::Time(t) => Offset::Offset(t),
                 From::Offset(o) => Offset::Offset(o),
             };
-            tpl.add_partition_offset(&topic, p.id(), offset)?;
+            tpl.add_partition_offset(&topic, p, offset)?;
         }
         if let From::Time(_) = from {
             tpl = consumer.offsets_for_times(tpl, Duration::from_secs(10))?;

@@ -152,19 +152,17 @@ fn read_after_from(
         .bus
         .reader("pull", crate::bus::Isolation::Committed)?;
     let topic = &delivery.config.topic;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = crate::bus::read::partitions(&consumer, topic, Duration::from_secs(10))?;
     // Every partition is read up to its end-of-partition event: high
     // watermarks are not trusted (some brokers report them per batch).
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     let mut open = 0;
     for p in &partitions {
-        let (low, _) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
+        let (low, _) = crate::bus::read::retry_until(
+            std::time::Instant::now() + Duration::from_secs(10),
+            || consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)),
+        )?;
         let from = after.get(p).copied().unwrap_or(low).max(low);
         next.insert(*p, from);
         let start = if scan { low } else { from };

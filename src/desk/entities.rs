@@ -68,7 +68,7 @@ fn who(
 /// Runs a read of the index off the async threads.
 async fn read<T: Send + 'static>(
     library: &Arc<Library>,
-    f: impl FnOnce(&Library) -> Result<T, String> + Send + 'static,
+    f: impl FnOnce(&Library) -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T, Response> {
     let l = library.clone();
     match tokio::task::spawn_blocking(move || f(&l)).await {
@@ -258,11 +258,7 @@ pub async fn entity_page(
         Err(refused) => return *refused,
     };
     let k = Library::key_of(&key);
-    let profile = match read(&library, move |l| {
-        l.index.profile(&k).map_err(|e| e.to_string())
-    })
-    .await
-    {
+    let profile = match read(&library, move |l| Ok(l.index.profile(&k)?)).await {
         Ok(p) => p,
         Err(refused) => return refused,
     };
@@ -396,10 +392,7 @@ async fn audited_proposals(
     Response,
 > {
     let (user, library) = who(desk, headers, api).map_err(|r| *r)?;
-    let (total, proposals) = read(&library, |l| {
-        l.index.proposals(200).map_err(|e| e.to_string())
-    })
-    .await?;
+    let (total, proposals) = read(&library, |l| Ok(l.index.proposals(200)?)).await?;
     let what = if api { "接口读取" } else { "查看" };
     audited(
         desk,
@@ -494,8 +487,8 @@ pub async fn decide(
     }
     let (reference, entity) = (body.reference.clone(), body.entity.clone());
     let found = match read(&library, move |l| {
-        let record = l.index.record(&reference).map_err(|e| e.to_string())?;
-        let e = l.index.entity(&entity).map_err(|e| e.to_string())?;
+        let record = l.index.record(&reference)?;
+        let e = l.index.entity(&entity)?;
         Ok((record, e))
     })
     .await

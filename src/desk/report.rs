@@ -215,8 +215,12 @@ pub fn replay(
     at_risk_share: f64,
     calendar: &crate::calendar::Calendar,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<ReferralView>, String> {
+) -> crate::error::Result<Vec<ReferralView>> {
+    use crate::error::{Domain, Error};
     use crate::keepers::referral::{EventSource, TimelineEvent, fold};
+    let at = |i: usize, why: String| {
+        Error::permanent(Domain::Mapping, format!("{file}:{}: {why}", i + 1))
+    };
     let mut by_referral: std::collections::BTreeMap<String, Vec<TimelineEvent>> =
         Default::default();
     for (i, line) in input.lines().enumerate() {
@@ -224,14 +228,14 @@ pub fn replay(
             continue;
         }
         let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("{file}:{}: not JSON: {e}", i + 1))?;
+            serde_json::from_str(line).map_err(|e| at(i, format!("not JSON: {e}")))?;
         // `duijie map` writes the canonical record itself, or wrapped as
         // {"record": …}.
         let record = value.get("record").unwrap_or(&value);
         let no = record
             .get("referral_no")
             .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| format!("{file}:{}: no `referral_no`: not a ReferralEvent", i + 1))?
+            .ok_or_else(|| at(i, "no `referral_no`: not a ReferralEvent".into()))?
             .to_owned();
         let source = EventSource {
             topic: file.to_owned(),
@@ -242,9 +246,9 @@ pub fn replay(
             ..EventSource::default()
         };
         let event = TimelineEvent::from_record(record, source).ok_or_else(|| {
-            format!(
-                "{file}:{}: not a ReferralEvent (needs id, event_type, occurred_at)",
-                i + 1
+            at(
+                i,
+                "not a ReferralEvent (needs id, event_type, occurred_at)".into(),
             )
         })?;
         by_referral.entry(no).or_default().push(event);

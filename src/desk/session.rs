@@ -41,10 +41,11 @@ impl Sessions {
         self.ttl
     }
 
-    /// Opens a session for a checked token; returns its id.
-    pub fn open(&self, token: &str) -> Result<String, String> {
+    /// Opens a session for a checked token; returns its id. Fails only
+    /// when the system has no random source.
+    pub fn open(&self, token: &str) -> Result<String, getrandom::Error> {
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| format!("no random source: {e}"))?;
+        getrandom::fill(&mut bytes)?;
         let id = hex::encode(bytes);
         let now = Instant::now();
         let mut open = self.open.lock().expect("sessions lock");

@@ -110,9 +110,7 @@ impl Library {
                 tracing::info!(file = %file.display(), kept, "entity cache opened");
                 index
             }
-            _ => EntityIndex::in_memory(config.propose_from).map_err(|e| {
-                crate::error::Error::permanent(crate::error::Domain::Entity, e.to_string())
-            })?,
+            _ => EntityIndex::in_memory(config.propose_from)?,
         };
         Ok(Self::new(
             Arc::new(index),
@@ -181,8 +179,8 @@ impl Library {
 
     /// The profile of an entity as JSON (API, CLI): `code`, `name`,
     /// `systems`, `records`, `restricted`, open items and restrictions.
-    pub fn profile_json(&self, key: &str) -> Result<Option<serde_json::Value>, String> {
-        let Some((e, records)) = self.index.profile(key).map_err(|e| e.to_string())? else {
+    pub fn profile_json(&self, key: &str) -> crate::error::Result<Option<serde_json::Value>> {
+        let Some((e, records)) = self.index.profile(key)? else {
             return Ok(None);
         };
         let now = self.now();
@@ -209,18 +207,14 @@ impl Library {
         query: Option<&str>,
         skip: usize,
         take: usize,
-    ) -> Result<(usize, Vec<serde_json::Value>), String> {
-        let (total, entities) = self
-            .index
-            .entities(query, skip, take)
-            .map_err(|e| e.to_string())?;
+    ) -> crate::error::Result<(usize, Vec<serde_json::Value>)> {
+        let (total, entities) = self.index.entities(query, skip, take)?;
         let now = self.now();
         let mut out = Vec::new();
         for e in entities {
             let records = self
                 .index
-                .profile(&e.key)
-                .map_err(|e| e.to_string())?
+                .profile(&e.key)?
                 .map(|(_, r)| r)
                 .unwrap_or_default();
             let mut v = json!({
@@ -238,7 +232,7 @@ impl Library {
 
     /// [`Self::public_items`] now, reused for at most [`PUBLIC_REFRESH`]
     /// (and never longer than the window's `max_age`).
-    fn public_items_cached(&self) -> Result<Arc<Vec<PublicItem>>, String> {
+    fn public_items_cached(&self) -> crate::error::Result<Arc<Vec<PublicItem>>> {
         let ttl = self
             .config
             .public
@@ -256,11 +250,10 @@ impl Library {
     }
 
     /// What the public window shows at `now`, newest decision first.
-    pub fn public_items(&self, now: DateTime<Utc>) -> Result<Vec<PublicItem>, String> {
+    pub fn public_items(&self, now: DateTime<Utc>) -> crate::error::Result<Vec<PublicItem>> {
         let mut items: Vec<PublicItem> = self
             .index
-            .public_records()
-            .map_err(|e| e.to_string())?
+            .public_records()?
             .iter()
             .filter_map(|r| super::public_item(r, now))
             .collect();
@@ -418,7 +411,7 @@ struct PublicPage {
 }
 
 /// The page of items matching the query, masked by the policy.
-fn public_page_of(library: &Library, q: &PublicQuery) -> Result<PublicPage, String> {
+fn public_page_of(library: &Library, q: &PublicQuery) -> crate::error::Result<PublicPage> {
     let page_size = library.config.public.as_ref().map_or(20, |p| p.page_size);
     let needle =
         q.q.as_deref()

@@ -157,6 +157,21 @@ pub struct EntityIndex {
 
 type R<T> = Result<T, redb::Error>;
 
+/// The index file failed: an I/O error is worth retrying (by its kind),
+/// a corrupted or mismatched file is not (the keeper then rebuilds it from
+/// the bus).
+impl From<redb::Error> for crate::error::Error {
+    fn from(e: redb::Error) -> Self {
+        use crate::error::{Domain, Error, ErrorClass};
+        let class = match &e {
+            redb::Error::Io(io) => Error::from(std::io::Error::from(io.kind())).class(),
+            redb::Error::DatabaseAlreadyOpen | redb::Error::PreviousIo => ErrorClass::Transient,
+            _ => ErrorClass::Permanent,
+        };
+        Error::new(Domain::Entity, class, e).context("the entity index")
+    }
+}
+
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("index values serialize")
 }

@@ -438,15 +438,18 @@ pub fn watch(
 }
 
 /// Loads and checks a deployment the way `duijie run` would.
-fn check(file: &Path) -> Result<Reload, String> {
+fn check(file: &Path) -> crate::error::Result<Reload> {
     let deployment = Deployment::load(file).map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
+        crate::error::Error::permanent(
+            crate::error::Domain::Config,
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     })?;
-    let hub = Hub::load(deployment).map_err(|e| format!("{e:#}"))?;
+    let hub = Hub::load(deployment)?;
     Ok(Reload {
         deployment: hub.deployment,
         mappings: hub.mappings,

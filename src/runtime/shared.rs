@@ -119,29 +119,22 @@ pub async fn run(
         tracing::error!(task = %name, "a task without a control partition never runs");
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut config = membership.bus.client_config();
-    config
-        .set("group.id", &membership.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "latest")
-        // Cooperative rebalancing: a task moves only after its old owner
-        // stopped it (KIP-429); the others keep running through a rebalance.
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set(
-            "session.timeout.ms",
-            membership.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (membership.session_timeout.as_millis() / 5)
-                .max(100)
-                .to_string(),
-        );
     let context = GroupContext {
         changes: tx,
         stop_timeout: Duration::from_secs(120),
     };
-    let consumer: BaseConsumer<GroupContext> = match config.create_with_context(context) {
+    let session = membership.session_timeout.as_millis();
+    let joined = membership
+        .bus
+        .group_member_with(&membership.group, context, |c| {
+            // A new member does not read the control topic's past; the
+            // group's cooperative rebalancing moves a task only after its
+            // old owner stopped it (KIP-429), and the others keep running.
+            c.set("auto.offset.reset", "latest")
+                .set("session.timeout.ms", session.to_string())
+                .set("heartbeat.interval.ms", (session / 5).max(100).to_string());
+        });
+    let consumer: BaseConsumer<GroupContext> = match joined {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot join the hub's group; no shared task runs here");

@@ -81,7 +81,13 @@ impl TestDeployment {
 
     /// With extra lines in `[hub]` and `[kafka]`.
     pub fn with_tables(brokers: &str, hub_extra: &str, kafka_extra: &str, pipelines: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        // `DUIJIE_TEST_KEEP=1`: the deployment, its files and the hubs'
+        // logs stay after the test, to read why it failed.
+        if std::env::var_os("DUIJIE_TEST_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("deployment kept in {}", dir.path().display());
+        }
         let file = dir.path().join("deploy.toml");
         let cursor_topic = unique("cursors");
         let text = format!(
