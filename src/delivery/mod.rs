@@ -357,7 +357,18 @@ impl Delivery {
             // A round: what is there now, up to a bound, grouped by partition.
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                m = consumer.recv() => m.with_context(|| format!("reading `{}`", self.config.topic))?,
+                m = consumer.recv() => match m {
+                    Ok(m) => m,
+                    // One broker of several away: librdkafka goes on with
+                    // the others; a restart would only rejoin the group.
+                    Err(e) if crate::bus::is_passing_poll_error(&e) => {
+                        tracing::debug!(error = %e, "a broker is away; reading on");
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(Error::from(e).context(format!("reading `{}`", self.config.topic)));
+                    }
+                },
             };
             let mut round: BTreeMap<i32, Vec<Incoming>> = BTreeMap::new();
             let mut undecodable = Vec::new();

@@ -555,7 +555,15 @@ impl Desk {
                     self.alert_rounds.fetch_add(1, std::sync::atomic::Ordering::Release);
                     continue;
                 }
-                m = consumer.recv() => m?,
+                m = consumer.recv() => match m {
+                    Ok(m) => m,
+                    // One broker of several away: read on.
+                    Err(e) if crate::bus::is_passing_poll_error(&e) => {
+                        tracing::debug!(error = %e, "a broker is away; reading on");
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             };
             self.follow_assignment(&consumer, &mut assigned, &mut alerted)
                 .await?;

@@ -154,7 +154,11 @@ impl TestDeployment {
             .arg(&self.file)
             .args(args)
             .env("DUIJIE_KAFKA_BROKERS", &self.brokers)
-            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("DUIJIE_TEST_LOG")
+                    .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&path).unwrap())
             .spawn()
