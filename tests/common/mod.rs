@@ -62,6 +62,31 @@ pub struct TestDeployment {
     pub file: PathBuf,
     pub cursor_topic: String,
     pub brokers: String,
+    /// The hubs spawned on it: those still running when it is dropped (a
+    /// test that failed before stopping them) are killed then, so that no
+    /// hub outlives its test and loads the machine.
+    hubs: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Drop for TestDeployment {
+    fn drop(&mut self) {
+        let logs = HUB_LOGS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for pid in self
+            .hubs
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            // Stopped hubs left the registry: only a running one is killed.
+            if logs.contains_key(&pid) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
 }
 
 impl TestDeployment {
@@ -102,6 +127,7 @@ impl TestDeployment {
             file,
             cursor_topic,
             brokers: brokers.to_owned(),
+            hubs: Default::default(),
         }
     }
 
@@ -164,6 +190,7 @@ impl TestDeployment {
             .spawn()
             .unwrap();
         HUB_LOGS.lock().unwrap().insert(child.id(), path);
+        self.hubs.lock().unwrap().push(child.id());
         child
     }
 }
@@ -204,6 +231,7 @@ pub fn terminate(mut child: Child) -> String {
 pub fn kill(mut child: Child) {
     child.kill().unwrap();
     child.wait().unwrap();
+    HUB_LOGS.lock().unwrap().remove(&child.id());
 }
 
 /// Reads a topic with a fresh runtime (tests are synchronous).
