@@ -146,15 +146,7 @@ fn follow_topic(
     while !shutdown.is_cancelled() {
         if unread.is_none() {
             // (Re)try: the topic may be created after the keeper starts.
-            let parts: Option<Vec<i32>> = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(5))
-                .ok()
-                .map(|md| {
-                    md.topics()
-                        .iter()
-                        .flat_map(|m| m.partitions().iter().map(|p| p.id()))
-                        .collect()
-                });
+            let parts = super::read::partitions(&consumer, topic, Duration::from_secs(5)).ok();
             match parts {
                 Some(parts) if !parts.is_empty() => {
                     let mut tpl = TopicPartitionList::new();
