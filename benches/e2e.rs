@@ -39,7 +39,11 @@ fn tag() -> String {
 }
 
 /// The baseline: every line to the broker, keyed by its case number.
-async fn baseline(brokers: &str, records: &[(&str, &[u8])]) -> f64 {
+async fn baseline(
+    brokers: &str,
+    records: &[(&str, &[u8])],
+    broker_cpu: &dyn Fn() -> f64,
+) -> (f64, f64) {
     let topic = format!("bench-baseline-{}", tag());
     Bus::new(brokers, "bench")
         .ensure_topics(&[TopicSpec {
@@ -57,20 +61,46 @@ async fn baseline(brokers: &str, records: &[(&str, &[u8])]) -> f64 {
         .set("queue.buffering.max.messages", "200000")
         .create()
         .unwrap();
-    let start = Instant::now();
+    // `DUIJIE_BENCH_BASE_HEADER=N`: each record carries a header of N bytes
+    // (what a provenance header costs the producer and the broker).
+    let header = std::env::var("DUIJIE_BENCH_BASE_HEADER")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .map(|n| vec![b'p'; n]);
+    // `DUIJIE_BENCH_BASE_PARSE=1`: the baseline also parses each line as
+    // JSON (into nothing, on every core, a chunk ahead of sending it): the
+    // least any hub that reads JSON must do beyond sending.
+    let parse = std::env::var("DUIJIE_BENCH_BASE_PARSE").is_ok_and(|v| v == "1");
+    let (start, broker_before) = (Instant::now(), broker_cpu());
     let mut pending = Vec::with_capacity(records.len());
-    for (key, line) in records {
-        let mut record = FutureRecord::to(&topic).key(*key).payload(*line);
-        loop {
-            match producer.send_result(record) {
-                Ok(f) => {
-                    pending.push(f);
-                    break;
-                }
-                Err((_, r)) => {
-                    // Queue full: let the broker catch up.
-                    record = r;
-                    producer.poll(Duration::from_millis(1));
+    for chunk in records.chunks(10_000) {
+        if parse {
+            use rayon::prelude::*;
+            chunk.par_iter().for_each(|(_, line)| {
+                serde_json::from_slice::<serde::de::IgnoredAny>(line).expect("JSON");
+            });
+        }
+        for (key, line) in chunk {
+            let mut record = FutureRecord::to(&topic).key(*key).payload(*line);
+            if let Some(h) = &header {
+                record = record.headers(rdkafka::message::OwnedHeaders::new().insert(
+                    rdkafka::message::Header {
+                        key: "duijie-provenance",
+                        value: Some(h.as_slice()),
+                    },
+                ));
+            }
+            loop {
+                match producer.send_result(record) {
+                    Ok(f) => {
+                        pending.push(f);
+                        break;
+                    }
+                    Err((_, r)) => {
+                        // Queue full: let the broker catch up.
+                        record = r;
+                        producer.poll(Duration::from_millis(1));
+                    }
                 }
             }
         }
@@ -79,12 +109,18 @@ async fn baseline(brokers: &str, records: &[(&str, &[u8])]) -> f64 {
         f.await.unwrap().unwrap();
     }
     let rate = records.len() as f64 / start.elapsed().as_secs_f64();
+    let broker = broker_cpu() - broker_before;
     drop(producer);
-    rate
+    (rate, broker)
 }
 
 /// The hub: a file-drop pipeline over the workload file.
-async fn hub(brokers: &str, bytes: &[u8], records: usize) -> (f64, u64) {
+async fn hub(
+    brokers: &str,
+    bytes: &[u8],
+    records: usize,
+    broker_cpu: &dyn Fn() -> f64,
+) -> (f64, u64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let t = tag();
@@ -97,6 +133,7 @@ schemas = "{schemas}"
 [kafka]
 brokers = "{brokers}"
 cursor_topic = "bench-cursors-{t}"
+{props}
 
 [pipelines.urban_files]
 system = "digital_urban"
@@ -116,6 +153,18 @@ dir = "inbox"
 layout = "jsonl"
 settle = "0s"
 "#,
+        // `DUIJIE_BENCH_HUB_PROPERTIES="k=v,k=v"`: librdkafka properties
+        // for the hub's clients (`[kafka] properties`), to try settings.
+        props = std::env::var("DUIJIE_BENCH_HUB_PROPERTIES")
+            .map(|v| {
+                let pairs: Vec<String> = v
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| format!("\"{k}\" = \"{v}\""))
+                    .collect();
+                format!("properties = {{ {} }}", pairs.join(", "))
+            })
+            .unwrap_or_default(),
         mappings = root.join("mappings").display(),
         schemas = root.join("schemas").display(),
         // `DUIJIE_BENCH_RAW=1`: the pipeline keeps its raw records too.
@@ -141,7 +190,7 @@ settle = "0s"
     let stop = CancellationToken::new();
     // From the hub's start (cursor loaded, source opened: its first poll
     // finds the file) to the last acknowledgement.
-    let start = Instant::now();
+    let (start, broker_before) = (Instant::now(), broker_cpu());
     let running = {
         let stop = stop.clone();
         tokio::spawn(async move { hub.run(&[], stop).await })
@@ -154,17 +203,25 @@ settle = "0s"
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = start.elapsed();
+    let broker = broker_cpu() - broker_before;
     stop.cancel();
     running.await.unwrap().unwrap();
     (
         records as f64 / elapsed.as_secs_f64(),
         PipelineStats::get(&stats.dead_lettered),
+        broker,
     )
 }
 
 /// CPU seconds this process has used (user + system), from /proc.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    process_cpu_seconds("self")
+}
+
+/// CPU seconds process `pid` ("self" for this one) has used, from /proc;
+/// 0 when it cannot be read.
+fn process_cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which is in parentheses).
     let rest = stat.rsplit(')').next().unwrap_or_default();
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -249,6 +306,14 @@ fn main() {
     let input = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(input.path(), &bytes).unwrap();
     let (mut peer_rates, mut peer_cpu, mut hub_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut base_cpu, mut base_broker_cpu, mut hub_broker_cpu) =
+        (Vec::new(), Vec::new(), Vec::new());
+    // `DUIJIE_BENCH_BROKER_PID` (scripts/bench-e2e.sh sets it): the broker's
+    // CPU during each side's run is reported too, since on this machine the
+    // broker shares the two cores with the client.
+    let broker_pid = std::env::var("DUIJIE_BENCH_BROKER_PID").ok();
+    let broker_cpu = || broker_pid.as_deref().map_or(0.0, process_cpu_seconds);
+    // the broker's CPU within each side's timed span, as measured there
     for run in 0..runs {
         if let Some(binary) = &peer {
             let (rate, cpu) = benthos(&brokers, binary, &peers_dir, input.path(), records);
@@ -259,18 +324,27 @@ fn main() {
             peer_rates.push(rate);
             peer_cpu.push(cpu);
         }
+        let base_before = cpu_seconds();
         let b = if only_hub {
             f64::NAN
         } else {
-            rt.block_on(baseline(&brokers, &keyed))
+            let (rate, broker) = rt.block_on(baseline(&brokers, &keyed, &broker_cpu));
+            base_broker_cpu.push(broker);
+            rate
         };
+        base_cpu.push(cpu_seconds() - base_before);
         if std::env::var("DUIJIE_BENCH_ONLY").is_ok_and(|v| v == "baseline") {
-            eprintln!("run {run}: baseline {b:.0} records/s");
+            eprintln!(
+                "run {run}: baseline {b:.0} records/s, {:.2} µs CPU a record, broker {:.2} µs",
+                base_cpu.last().copied().unwrap_or_default() * 1e6 / records as f64,
+                base_broker_cpu.last().copied().unwrap_or_default() * 1e6 / records as f64
+            );
             continue;
         }
         let cpu_before = cpu_seconds();
-        let (h, r) = rt.block_on(hub(&brokers, &bytes, records));
+        let (h, r, broker) = rt.block_on(hub(&brokers, &bytes, records, &broker_cpu));
         hub_cpu.push(cpu_seconds() - cpu_before);
+        hub_broker_cpu.push(broker);
         rejects = r;
         eprintln!(
             "run {run}: baseline {b:.0} records/s, duijie {h:.0} records/s ({:.2})",
@@ -294,9 +368,20 @@ fn main() {
     );
     let per_record = |cpu: Vec<f64>| median(cpu) * 1e6 / records as f64;
     println!(
+        "baseline CPU a record (its process):                {:>10.2} µs",
+        per_record(base_cpu)
+    );
+    println!(
         "duijie CPU a record (the hub's process):            {:>10.2} µs",
         per_record(hub_cpu)
     );
+    if broker_pid.is_some() {
+        println!(
+            "broker CPU a record, baseline / duijie:             {:>10.2} / {:.2} µs",
+            per_record(base_broker_cpu),
+            per_record(hub_broker_cpu)
+        );
+    }
     if !peer_rates.is_empty() {
         let p = median(peer_rates);
         println!(

@@ -12,6 +12,8 @@ work=$(mktemp -d -t duijie-bench-e2e.XXXXXX)
 case "$broker" in
   kafka)
     brokers=$(scripts/kafka.sh start "$work/kafka" 1)
+    export DUIJIE_BENCH_BROKER_PID
+    DUIJIE_BENCH_BROKER_PID=$(cat "$work/kafka/node-1/pid")
     trap 'scripts/kafka.sh stop "$work/kafka" >/dev/null 2>&1 || true' EXIT
     ;;
   tansu)

@@ -118,7 +118,10 @@ impl Mapping {
                 ),
             ));
         }
-        if let (Some(mask), Some(t)) = (&rule.mask, v.as_text()) {
+        // (`as_text` only when there is a mask: it writes numbers out.)
+        if let Some(mask) = &rule.mask
+            && let Some(t) = v.as_text()
+        {
             v = Val::Str(Cow::Owned(mask.apply(&t)));
         }
         Ok(v)

@@ -11,7 +11,20 @@ use std::fmt;
 
 /// Fills `out[slot]` for every path of `trie` present in `input`.
 pub(crate) fn read<'a>(trie: &Trie, input: &'a [u8], out: &mut [Val<'a>]) -> Result<(), String> {
-    let mut de = serde_json::Deserializer::from_slice(input);
+    // One UTF-8 check of the whole payload rather than one a string: the
+    // text reader does not check again. Bytes that are not UTF-8 go to the
+    // byte reader, whose error says where.
+    match std::str::from_utf8(input) {
+        Ok(text) => read_from(trie, serde_json::Deserializer::from_str(text), out),
+        Err(_) => read_from(trie, serde_json::Deserializer::from_slice(input), out),
+    }
+}
+
+fn read_from<'a, R: serde_json::de::Read<'a>>(
+    trie: &Trie,
+    mut de: serde_json::Deserializer<R>,
+    out: &mut [Val<'a>],
+) -> Result<(), String> {
     NodeSeed {
         node: &trie.root,
         out,
@@ -110,13 +123,20 @@ impl<'de, 't, 'o> Visitor<'de> for NodeSeed<'t, 'o, 'de> {
             }
             return Ok(());
         }
-        while let Some(child) = map.next_key_seed(KeySeed(node))? {
+        // Members mostly come in the order the mapping reads them (an
+        // export writes every record alike): the search for a name starts
+        // after the last one found.
+        let mut from = 0;
+        while let Some(child) = map.next_key_seed(KeySeed { node, from })? {
             match child {
-                Some(i) => map.next_value_seed(NodeSeed {
-                    node: &node.keys[i].2,
-                    out: &mut *out,
-                    collect,
-                })?,
+                Some(i) => {
+                    from = i + 1;
+                    map.next_value_seed(NodeSeed {
+                        node: &node.keys[i].2,
+                        out: &mut *out,
+                        collect,
+                    })?
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -228,8 +248,12 @@ fn json_scalar(v: serde_json::Value) -> Val<'static> {
     }
 }
 
-/// Matches a member name against the node's keys without allocating.
-struct KeySeed<'t>(&'t TrieNode);
+/// Matches a member name against the node's keys without allocating,
+/// trying the keys from `from` on (wrapping round).
+struct KeySeed<'t> {
+    node: &'t TrieNode,
+    from: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = Option<usize>;
@@ -247,7 +271,9 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.keys.iter().position(|(_, k, _)| k == v))
+        let keys = &self.node.keys;
+        let from = self.from.min(keys.len());
+        Ok((from..keys.len()).chain(0..from).find(|&i| keys[i].1 == v))
     }
 }
 
@@ -307,5 +333,38 @@ mod tests {
         let err = read(&t, br#"{"a":"x","b":}"#, &mut out).unwrap_err();
         assert!(err.contains("column"), "{err}");
         assert!(read(&t, br#"{"a":1} trailing"#, &mut out).is_err());
+    }
+
+    #[test]
+    fn members_in_any_order_are_found() {
+        let t = trie(&["a", "b", "c"]);
+        // The mapping's order, another order, repeats and unread members.
+        for input in [
+            r#"{"a":"1","b":"2","c":"3"}"#,
+            r#"{"c":"3","x":0,"b":"2","a":"1"}"#,
+            r#"{"b":"2","c":"3","y":[1],"a":"1"}"#,
+            r#"{"a":"0","c":"3","b":"2","a":"1"}"#,
+        ] {
+            let mut out = vec![Val::Null; 3];
+            read(&t, input.as_bytes(), &mut out).unwrap();
+            assert_eq!(
+                out,
+                vec![
+                    Val::Str("1".into()),
+                    Val::Str("2".into()),
+                    Val::Str("3".into())
+                ],
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_an_error() {
+        let t = trie(&["a"]);
+        let mut out = vec![Val::Null];
+        let err = read(&t, b"{\"a\":\"\xff\xfe\"}", &mut out).unwrap_err();
+        assert!(err.starts_with("not valid JSON"), "{err}");
+        assert!(err.contains("unicode") || err.contains("UTF-8"), "{err}");
     }
 }
