@@ -14,6 +14,13 @@
 //! `BROKER=tansu`) and runs this; or `DUIJIE_BENCH_BROKERS=host:port cargo bench --bench e2e`.
 //! `DUIJIE_BENCH_RECORDS`, `DUIJIE_BENCH_RUNS` change the size and runs;
 //! `DUIJIE_BENCH_RAW=1` turns on the pipeline's raw retention.
+//!
+//! To find where the time goes: `DUIJIE_BENCH_BROKER_PID` (the script sets
+//! it) adds the broker's CPU on each side; `DUIJIE_BENCH_ONLY=hub|baseline`
+//! runs one side; `DUIJIE_BENCH_BASE_HEADER=N` gives the baseline's records
+//! a header of N bytes; `DUIJIE_BENCH_BASE_PARSE=1` has the baseline parse
+//! each line as JSON first; `DUIJIE_BENCH_HUB_PROPERTIES="k=v,k=v"` gives the
+//! hub librdkafka properties.
 
 mod common;
 
