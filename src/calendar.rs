@@ -375,6 +375,30 @@ pub fn local_rfc3339(t: DateTime<Utc>) -> String {
 
 /// The end of a local day written `YYYY-MM-DD` (its 24:00, Asia/Shanghai),
 /// epoch milliseconds: a period "until" that day includes all of it.
+/// The end of a sanction's term of `limit` from `start` (a listing, the
+/// wait before a repair): the starting day is not counted, the term ends at
+/// 24:00 (local) of the corresponding day (民法典 arts. 201, 202: of the
+/// last month, or its last day where it has none). It is never rolled over
+/// a rest day: art. 203 extends deadlines to act, and rolling a sanction's
+/// end would lengthen it against the party. `None` for a term in working
+/// days, which a sanction does not have.
+pub fn term_end(start: DateTime<Utc>, limit: Limit) -> Option<DateTime<Utc>> {
+    let day = start.with_timezone(&Shanghai).date_naive();
+    let last = match limit.unit {
+        Unit::Hours => {
+            return start.checked_add_signed(chrono::Duration::hours(limit.amount.into()));
+        }
+        Unit::CalendarDays => day.checked_add_days(chrono::Days::new(limit.amount.into()))?,
+        Unit::Months => day.checked_add_months(chrono::Months::new(limit.amount))?,
+        Unit::WorkingDays => return None,
+    };
+    last.succ_opt()?
+        .and_time(chrono::NaiveTime::MIN)
+        .and_local_timezone(Shanghai)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 pub fn end_of_local_day_ms(day: &str) -> Option<i64> {
     let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
     let next = d.succ_opt()?.and_time(chrono::NaiveTime::MIN);

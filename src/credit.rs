@@ -4,17 +4,27 @@
 //! - Fines and confiscations go in 万元 (10,000 yuan), computed with
 //!   decimal arithmetic: 罚款2000元 is exactly `0.2`, never `0.19999…`.
 //! - The party type decides which identity fields are filled; a natural
-//!   person's ID number is masked by the destination's policy.
-//! - Publicity periods follow NDRC order 58 (2023, 《失信行为纠正后的信用信息
-//!   修复管理办法（试行）》): penalty information is public for at least 3
-//!   months and at most 3 years from the decision date, at least 1 year for
-//!   special equipment, safety production and fire safety. The publicity end
-//!   date (`CF_GSJZQ`) is therefore the *maximum*, when publication stops by
-//!   itself; the minimum (the longest of the rules that match, with several
-//!   penalty types) is the earliest date a credit repair (信用修复) may end it
-//!   ([`CreditPolicy::repair_earliest`]). Other regimes are rules in config,
-//!   citing their source. A warning-only decision is not published when the
-//!   policy says so.
+//!   person's ID number is masked by the destination's policy; an 个体工商户
+//!   without a credit code carries the layout's placeholder
+//!   (`00000000000000000X`) and its operator as legal representative.
+//! - Publicity periods are dated. Decisions made from 2026-04-01 follow
+//!   《信用修复管理办法》 (国家发展改革委令2025年第36号, in force 2026-04-01; it
+//!   repealed order 58): every decision has a severity class (失信程度,
+//!   [`Severity`]), and the class sets the period, counted from the decision
+//!   date (自…认定之日起): 轻微 not published (at most 3 months where a sector
+//!   authority requires it), 一般 3 months to 1 year, 严重 1 to 3 years.
+//!   `CF_GSJZQ` is the class maximum, when publication stops by itself; the
+//!   minimum is the earliest a credit repair (信用修复) may end it. Decisions
+//!   made before follow NDRC order 58 (2023): 3 months to 3 years, at least
+//!   1 year in food, drugs, special equipment, safety production and fire
+//!   safety ([`Order58`]); whether they are cut to order 36's shorter maxima
+//!   is a setting ([`CreditPolicy::shorten_earlier`], `[check]`).
+//! - The class comes from the case system (`credit_severity`), or an
+//!   officer, or one of the configured rules that restate what the measure
+//!   itself classifies (简易程序, 警告 or 通报批评 alone → 轻微; 吊销许可证件,
+//!   责令关闭, 限制从业 → 严重). Nothing else is guessed: whether a fine is
+//!   较大 or 巨额 is the sector's standard, so such a decision is held
+//!   ([`Publication::Held`]) until its class is given.
 //! - A decision revoked, confirmed unlawful (确认违法) or confirmed void
 //!   (确认无效) is withdrawn with its reason (行政处罚法 art. 48); a changed one
 //!   is republished with a remark.
@@ -22,7 +32,7 @@
 use crate::ident::MaskPolicy;
 use chrono::{NaiveDate, TimeZone};
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -43,9 +53,28 @@ pub fn yuan_to_wan(text: &str) -> Result<Decimal, String> {
 }
 
 /// How long a decision stays public.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Period {
     pub months: u32,
+}
+
+impl Period {
+    /// As bureau staff read it: `3个月`, `1年`.
+    pub fn label(self) -> String {
+        if self.months > 0 && self.months % 12 == 0 {
+            format!("{}年", self.months / 12)
+        } else {
+            format!("{}个月", self.months)
+        }
+    }
+
+    /// The corresponding day `self` after `from` (民法典 art. 202: a period
+    /// in months or years ends on the corresponding day; the last day of a
+    /// shorter month where there is none).
+    pub fn after(self, from: NaiveDate) -> Result<NaiveDate, String> {
+        from.checked_add_months(chrono::Months::new(self.months))
+            .ok_or_else(|| format!("{} after {from} is out of range", self.label()))
+    }
 }
 
 impl FromStr for Period {
@@ -74,9 +103,286 @@ impl<'de> Deserialize<'de> for Period {
     }
 }
 
-/// One publicity rule: the *minimum* period of the decisions it matches.
-/// Every matching rule counts, and the longest minimum decides.
-#[derive(Debug, Clone, Deserialize)]
+/// A decision's severity class (失信程度) under 《信用修复管理办法》
+/// (国家发展改革委令2025年第36号): it decides whether and how long the decision
+/// is public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Severity {
+    /// 轻微
+    Light,
+    /// 一般
+    General,
+    /// 严重
+    Serious,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 3] = [Severity::Light, Severity::General, Severity::Serious];
+
+    /// The canonical code (`LIGHT`, `GENERAL`, `SERIOUS`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Severity::Light => "LIGHT",
+            Severity::General => "GENERAL",
+            Severity::Serious => "SERIOUS",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Light => "轻微",
+            Severity::General => "一般",
+            Severity::Serious => "严重",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+/// One class's publicity period.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClassPeriod {
+    /// Whether decisions of this class are published at all (轻微: not in
+    /// principle; a sector authority that requires it sets `true`).
+    #[serde(default = "yes")]
+    pub publish: bool,
+    /// The minimum: the earliest date a repair may end the publication
+    /// (none for 轻微: repair once the legal duty is done).
+    #[serde(default)]
+    pub min: Option<Period>,
+    /// The maximum: `CF_GSJZQ`, when publication stops by itself.
+    pub max: Period,
+    /// The instrument and article it comes from.
+    pub basis: String,
+}
+
+/// The classes' periods and the day from which they apply (order 36).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Classes {
+    /// The first decision date these periods govern (order 36 in force).
+    #[serde(default = "order36_in_force")]
+    pub from: NaiveDate,
+    #[serde(default = "light_period")]
+    pub light: ClassPeriod,
+    #[serde(default = "general_period")]
+    pub general: ClassPeriod,
+    #[serde(default = "serious_period")]
+    pub serious: ClassPeriod,
+}
+
+const ORDER36: &str =
+    "《信用修复管理办法》（国家发展改革委令2025年第36号）第二章（失信信息分类与公示期限）";
+
+fn order36_in_force() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 4, 1).expect("a date")
+}
+
+fn light_period() -> ClassPeriod {
+    ClassPeriod {
+        publish: false,
+        min: None,
+        max: Period { months: 3 },
+        basis: format!(
+            "{ORDER36}：轻微失信信息原则上不予公示；行业主管部门认为确有必要公示的，公示期最长不超过3个月"
+        ),
+    }
+}
+
+fn general_period() -> ClassPeriod {
+    ClassPeriod {
+        publish: true,
+        min: Some(Period { months: 3 }),
+        max: Period { months: 12 },
+        basis: format!("{ORDER36}：一般失信信息最短公示期3个月，最长1年"),
+    }
+}
+
+fn serious_period() -> ClassPeriod {
+    ClassPeriod {
+        publish: true,
+        min: Some(Period { months: 12 }),
+        max: Period { months: 36 },
+        basis: format!("{ORDER36}：严重失信信息最短公示期1年，最长3年"),
+    }
+}
+
+impl Default for Classes {
+    fn default() -> Self {
+        Self {
+            from: order36_in_force(),
+            light: light_period(),
+            general: general_period(),
+            serious: serious_period(),
+        }
+    }
+}
+
+impl Classes {
+    pub fn of(&self, s: Severity) -> &ClassPeriod {
+        match s {
+            Severity::Light => &self.light,
+            Severity::General => &self.general,
+            Severity::Serious => &self.serious,
+        }
+    }
+
+    /// The measure's own bounds: a setting outside them is refused.
+    fn validate(&self) -> Result<(), String> {
+        let m = |n| Period { months: n };
+        // (class, field name, lowest minimum, highest maximum)
+        for (s, low, high) in [
+            (Severity::Light, m(0), m(3)),
+            (Severity::General, m(3), m(12)),
+            (Severity::Serious, m(12), m(36)),
+        ] {
+            let c = self.of(s);
+            let at = format!("`classes.{}`", s.code().to_lowercase());
+            if c.basis.trim().is_empty() {
+                return Err(format!(
+                    "{at}: `basis` must name the instrument and article"
+                ));
+            }
+            if c.max > high {
+                return Err(format!(
+                    "{at}: `max` {} is longer than order 36 allows for {} ({})",
+                    c.max.label(),
+                    s.label(),
+                    high.label()
+                ));
+            }
+            let min = c.min.unwrap_or(m(0));
+            if min < low && s != Severity::Light {
+                return Err(format!(
+                    "{at}: `min` {} is shorter than order 36's minimum for {} ({})",
+                    min.label(),
+                    s.label(),
+                    low.label()
+                ));
+            }
+            if min > c.max {
+                return Err(format!("{at}: `min` is longer than `max`"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A rule that restates a class the measure itself gives (简易程序, 警告 or
+/// 通报批评 alone → 轻微; 吊销许可证件, 责令关闭, 限制从业 → 严重). Every given
+/// test must hold. When matching rules disagree, the decision is held.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClassRule {
+    /// A key, shown as where a class came from: `simple_procedure`.
+    pub name: String,
+    pub severity: Severity,
+    /// The instrument and article the class comes from.
+    pub basis: String,
+    /// The decision was made in this procedure (`SIMPLE`, `ORDINARY`).
+    #[serde(default)]
+    pub procedure: Option<String>,
+    /// Every penalty category of the decision is one of these.
+    #[serde(default)]
+    pub categories_only: Vec<String>,
+    /// Some penalty category of the decision is one of these.
+    #[serde(default)]
+    pub categories_any: Vec<String>,
+}
+
+impl ClassRule {
+    fn matches(&self, procedure: Option<&str>, categories: &[String]) -> bool {
+        self.procedure
+            .as_deref()
+            .is_none_or(|p| procedure == Some(p))
+            && (self.categories_only.is_empty()
+                || (!categories.is_empty()
+                    && categories.iter().all(|c| self.categories_only.contains(c))))
+            && (self.categories_any.is_empty()
+                || categories.iter().any(|c| self.categories_any.contains(c)))
+    }
+}
+
+fn default_class_rules() -> Vec<ClassRule> {
+    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    vec![
+        ClassRule {
+            name: "simple_procedure".into(),
+            severity: Severity::Light,
+            basis: format!("{ORDER36}：以简易程序作出的行政处罚属轻微失信信息"),
+            procedure: Some("SIMPLE".into()),
+            categories_only: vec![],
+            categories_any: vec![],
+        },
+        ClassRule {
+            name: "warning_or_notice_only".into(),
+            severity: Severity::Light,
+            basis: format!("{ORDER36}：警告、通报批评属轻微失信信息"),
+            procedure: None,
+            categories_only: owned(&["警告", "通报批评"]),
+            categories_any: vec![],
+        },
+        ClassRule {
+            name: "revocation_closure_bar".into(),
+            severity: Severity::Serious,
+            basis: format!("{ORDER36}：吊销许可证件、责令关闭、限制从业属严重失信信息"),
+            procedure: None,
+            categories_only: vec![],
+            categories_any: owned(&["吊销许可证件", "责令关闭", "限制从业"]),
+        },
+    ]
+}
+
+/// NDRC order 58 (2023, 《失信行为纠正后的信用信息修复管理办法（试行）》):
+/// the periods of decisions made before order 36 applied.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Order58 {
+    /// The minimum when no rule gives a longer one (3 months).
+    #[serde(default = "three_months")]
+    pub min: Period,
+    /// The maximum, `CF_GSJZQ` (3 years).
+    #[serde(default = "three_years")]
+    pub max: Period,
+    /// Longer minimums; the longest matching one decides (several penalty
+    /// types: the longest period).
+    #[serde(default = "default_order58_rules")]
+    pub longer: Vec<PublicityRule>,
+    /// Publish decisions whose only penalty is a warning (警告 / 通报批评).
+    #[serde(default)]
+    pub publish_warning_only: bool,
+    #[serde(default = "order58_basis")]
+    pub basis: String,
+}
+
+fn three_months() -> Period {
+    Period { months: 3 }
+}
+fn three_years() -> Period {
+    Period { months: 36 }
+}
+fn order58_basis() -> String {
+    "《失信行为纠正后的信用信息修复管理办法（试行）》（国家发展改革委令2023年第58号）公示期限条款（条号待法制机构核对）：行政处罚信息最短公示期3个月，最长3年".into()
+}
+
+impl Default for Order58 {
+    fn default() -> Self {
+        Self {
+            min: three_months(),
+            max: three_years(),
+            longer: default_order58_rules(),
+            publish_warning_only: false,
+            basis: order58_basis(),
+        }
+    }
+}
+
+/// A longer minimum under order 58, by penalty category or industry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PublicityRule {
     /// Matches when the decision has any of these penalty categories.
@@ -86,6 +392,8 @@ pub struct PublicityRule {
     #[serde(default)]
     pub industries_any: Vec<String>,
     pub period: Period,
+    #[serde(default)]
+    pub basis: String,
 }
 
 impl PublicityRule {
@@ -98,28 +406,75 @@ impl PublicityRule {
     }
 }
 
+fn default_order58_rules() -> Vec<PublicityRule> {
+    vec![PublicityRule {
+        categories_any: vec![],
+        industries_any: [
+            "FOOD_SAFETY",
+            "DRUGS",
+            "SPECIAL_EQUIPMENT",
+            "SAFETY_PRODUCTION",
+            "FIRE_SAFETY",
+        ]
+        .map(String::from)
+        .to_vec(),
+        period: Period { months: 12 },
+        basis: "国家发展改革委令2023年第58号公示期限条款（条号待核）：食品、药品、特种设备、安全生产、消防领域行政处罚信息最短公示期1年".into(),
+    }]
+}
+
+/// What an 个体工商户 without a credit code is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithoutCode {
+    /// `CF_XDR_SHXYM` is the layout's placeholder; the operator (经营者)
+    /// is the legal representative (`CF_FRDB`, `CF_FR_ZJLX`, `CF_FR_ZJHM`).
+    #[default]
+    Placeholder,
+    /// The operator's ID number, masked, identifies the party
+    /// (`CF_XDR_ZJLX`, `CF_XDR_ZJHM`).
+    OperatorId,
+}
+
+/// How the platform writes dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum DateFormat {
+    #[default]
+    #[serde(rename = "yyyy-MM-dd")]
+    Dashes,
+    #[serde(rename = "yyyy/MM/dd")]
+    Slashes,
+}
+
+impl DateFormat {
+    pub fn write(self, d: NaiveDate) -> String {
+        match self {
+            DateFormat::Dashes => d.format("%Y-%m-%d").to_string(),
+            DateFormat::Slashes => d.format("%Y/%m/%d").to_string(),
+        }
+    }
+}
+
 /// The publication policy of the credit platform.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreditPolicy {
-    /// Publish decisions whose only penalty is a warning (警告 / 通报批评).
+    /// Order 36's classes and periods.
     #[serde(default)]
-    pub publish_warning_only: bool,
-    /// Publish decisions made in the simplified procedure (简易程序,
-    /// 行政处罚法 art. 51). Default true; a regime that excludes them sets
-    /// false and says which rule in the deployment file.
+    pub classes: Classes,
+    /// Rules that restate what order 36 itself classifies; a decision no
+    /// rule classifies and whose source gives no class is held.
+    #[serde(default = "default_class_rules")]
+    pub classify: Vec<ClassRule>,
+    /// Order 58, for decisions made before `classes.from`.
+    #[serde(default)]
+    pub order58: Order58,
+    /// Whether decisions made before `classes.from` are cut to order 36's
+    /// (shorter) maxima once classified. `[check]`: the texts found do not
+    /// say; the default is the reading that favours the party, as 从旧兼从轻
+    /// does for penalties (行政处罚法 art. 37).
     #[serde(default = "yes")]
-    pub publish_simple_procedure: bool,
-    /// Minimum-period rules; the longest matching one decides.
-    #[serde(default = "default_rules")]
-    pub rules: Vec<PublicityRule>,
-    /// The minimum period when no rule matches (order 58: 3 months).
-    #[serde(default = "default_period")]
-    pub default_period: Period,
-    /// The maximum period: `CF_GSJZQ`, when publication stops by itself
-    /// (order 58: 3 years).
-    #[serde(default = "default_max_period")]
-    pub max_period: Period,
+    pub shorten_earlier: bool,
     /// How a natural person's ID number is masked.
     #[serde(default = "MaskPolicy::birth_date")]
     pub mask: MaskPolicy,
@@ -129,6 +484,42 @@ pub struct CreditPolicy {
     /// 身份证); a platform that codes them otherwise sets its own.
     #[serde(default = "default_id_type_codes")]
     pub id_type_codes: BTreeMap<String, String>,
+    /// An 个体工商户 without a credit code (default: the placeholder).
+    #[serde(default)]
+    pub without_code: WithoutCode,
+    /// The placeholder credit code (`00000000000000000X`: 17 zeros and X).
+    #[serde(default = "default_placeholder")]
+    pub placeholder_code: String,
+    /// `CF_YXQ` when the case system gives no validity of its own (a
+    /// platform's long-term value such as `2099-12-31`); empty otherwise.
+    #[serde(default)]
+    pub long_term_validity: Option<NaiveDate>,
+    /// How dates are written (`yyyy-MM-dd` or `yyyy/MM/dd`).
+    #[serde(default)]
+    pub date_format: DateFormat,
+    /// Fields the platform requires: a record with one of them empty is
+    /// refused before sending, with the field named.
+    #[serde(default = "default_required")]
+    pub required: Vec<String>,
+}
+
+fn default_placeholder() -> String {
+    "00000000000000000X".into()
+}
+
+fn default_required() -> Vec<String> {
+    [
+        "CF_WSH",
+        "CF_XDR_MC",
+        "CF_XDR_LB",
+        "CF_CFLB",
+        "CF_JDRQ",
+        "CF_GSJZQ",
+        "CF_CFJG",
+        "CF_CFJGDM",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn default_id_type_codes() -> BTreeMap<String, String> {
@@ -147,55 +538,82 @@ fn default_id_type_codes() -> BTreeMap<String, String> {
     .into()
 }
 
-fn default_rules() -> Vec<PublicityRule> {
-    vec![
-        // Order 58: at least one year for special equipment, safety
-        // production and fire safety.
-        PublicityRule {
-            categories_any: vec![],
-            industries_any: ["SAFETY_PRODUCTION", "SPECIAL_EQUIPMENT", "FIRE_SAFETY"]
-                .map(String::from)
-                .to_vec(),
-            period: Period { months: 12 },
-        },
-    ]
-}
-
-fn default_period() -> Period {
-    Period { months: 3 }
-}
-
 fn yes() -> bool {
     true
-}
-
-fn default_max_period() -> Period {
-    Period { months: 36 }
 }
 
 impl Default for CreditPolicy {
     fn default() -> Self {
         Self {
-            publish_warning_only: false,
-            publish_simple_procedure: true,
-            rules: default_rules(),
-            default_period: default_period(),
-            max_period: default_max_period(),
+            classes: Classes::default(),
+            classify: default_class_rules(),
+            order58: Order58::default(),
+            shorten_earlier: true,
             mask: MaskPolicy::birth_date(),
             id_type_codes: default_id_type_codes(),
+            without_code: WithoutCode::default(),
+            placeholder_code: default_placeholder(),
+            long_term_validity: None,
+            date_format: DateFormat::default(),
+            required: default_required(),
         }
     }
+}
+
+/// A decision's class and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Classified {
+    pub severity: Severity,
+    /// 案件系统 / 规则 NAME / 执法人员 NAME, with the reason or basis.
+    pub from: String,
+}
+
+/// What the policy says of a decision: its class (if known), the rule for
+/// its period, and the period's ends. `push preview` prints it per record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assessment {
+    pub decided: NaiveDate,
+    pub class: Option<Classified>,
+    /// The instrument and article that give the period.
+    pub period_basis: String,
+    /// `CF_GSJZQ`: when publication stops by itself.
+    pub public_until: Option<NaiveDate>,
+    /// The earliest date a repair may end the publication.
+    pub repair_from: Option<NaiveDate>,
 }
 
 /// What the platform is to receive for one decision version.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Publication {
     /// Publish (or republish, for a change) this `CF_*` record.
-    Publish(Value),
+    Publish {
+        record: Value,
+        assessment: Assessment,
+    },
     /// Withdraw the publication of this decision number.
     Withdraw { decision_no: String, reason: String },
-    /// Not published, by policy.
-    NotPublished(String),
+    /// Not published, by law or policy.
+    NotPublished {
+        reason: String,
+        assessment: Assessment,
+    },
+    /// Not sent yet: the hub cannot tell the class; an officer must give it
+    /// (or the case system send it). The publication clock keeps running.
+    Held {
+        reason: String,
+        assessment: Assessment,
+    },
+}
+
+impl Publication {
+    pub fn assessment(&self) -> Option<&Assessment> {
+        match self {
+            Publication::Publish { assessment, .. }
+            | Publication::NotPublished { assessment, .. }
+            | Publication::Held { assessment, .. } => Some(assessment),
+            Publication::Withdraw { .. } => None,
+        }
+    }
 }
 
 fn str_of<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
@@ -224,29 +642,197 @@ fn local_date(ms: i64) -> Option<NaiveDate> {
         .map(|t| t.date_naive())
 }
 
+/// The decision date (local) of a canonical decision.
+pub fn decided_on(d: &Value) -> Option<NaiveDate> {
+    d.pointer("/decided_at")
+        .and_then(Value::as_i64)
+        .and_then(local_date)
+}
+
 impl CreditPolicy {
-    /// The minimum period a decision stays public: the longest of the
-    /// matching rules' and the default's.
-    pub fn period(&self, categories: &[String], industry: &str) -> Period {
-        self.rules
+    /// Refuses a policy outside order 36's bounds or with a rule that has
+    /// no basis or no test, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.classes.validate()?;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in self.classify.iter().enumerate() {
+            let at = format!("`classify[{i}]` (`{}`)", r.name);
+            if !names.insert(r.name.as_str()) {
+                return Err(format!("{at}: the name is used twice"));
+            }
+            if r.basis.trim().is_empty() {
+                return Err(format!(
+                    "{at}: `basis` must name the instrument and article"
+                ));
+            }
+            if r.procedure.is_none() && r.categories_only.is_empty() && r.categories_any.is_empty()
+            {
+                return Err(format!(
+                    "{at}: give at least one test: `procedure`, `categories_only` or `categories_any`"
+                ));
+            }
+        }
+        if self.order58.min > self.order58.max {
+            return Err("`order58.min` is longer than `order58.max`".into());
+        }
+        if self.placeholder_code.chars().count() != 18 {
+            return Err("`placeholder_code` must have 18 characters".into());
+        }
+        Ok(())
+    }
+
+    /// The decision's class: the one the case system or an officer gave
+    /// (`credit_severity`, with `credit_severity_by` naming the officer),
+    /// else the one the rules agree on. `Err` says why the hub cannot tell.
+    pub fn classify(&self, d: &Value) -> Result<Classified, String> {
+        if let Some(code) = str_of(d, "/credit_severity") {
+            let severity = Severity::from_code(code)
+                .ok_or_else(|| format!("unknown credit_severity `{code}`"))?;
+            let from = match str_of(d, "/credit_severity_by") {
+                Some(officer) => format!(
+                    "执法人员{officer}定级：{}",
+                    str_of(d, "/credit_severity_reason").unwrap_or("（未写理由）")
+                ),
+                None => "案件系统报送的失信程度".to_owned(),
+            };
+            return Ok(Classified { severity, from });
+        }
+        let categories = categories_of(d);
+        let procedure = str_of(d, "/procedure");
+        let matched: Vec<&ClassRule> = self
+            .classify
+            .iter()
+            .filter(|r| r.matches(procedure, &categories))
+            .collect();
+        match matched.as_slice() {
+            [] => Err(format!(
+                "待定级：处罚类别为{}，其失信程度（一般或严重）由行业主管部门的认定标准确定，案件系统未报送失信程度；须由执法人员在工作台定级",
+                if categories.is_empty() {
+                    "（空）".to_owned()
+                } else {
+                    categories.join("、")
+                }
+            )),
+            [first, rest @ ..] if rest.iter().all(|r| r.severity == first.severity) => {
+                Ok(Classified {
+                    severity: first.severity,
+                    from: format!("规则{}：{}", first.name, first.basis),
+                })
+            }
+            all => Err(format!(
+                "待定级：定级规则互相冲突（{}）；须由执法人员在工作台定级",
+                all.iter()
+                    .map(|r| format!("{}→{}", r.name, r.severity.label()))
+                    .collect::<Vec<_>>()
+                    .join("，")
+            )),
+        }
+    }
+
+    /// Order 58's minimum for a decision: the longest of the matching
+    /// rules' and the default.
+    fn order58_min(&self, categories: &[String], industry: &str) -> Period {
+        self.order58
+            .longer
             .iter()
             .filter(|r| r.matches(categories, industry))
             .map(|r| r.period)
-            .chain([self.default_period])
-            .max_by_key(|p| p.months)
+            .chain([self.order58.min])
+            .max()
             .expect("the default is always there")
     }
 
-    /// The earliest date a credit repair may end a decision's publication
-    /// (its minimum period from the decision date).
-    pub fn repair_earliest(&self, d: &Value) -> Option<NaiveDate> {
-        let decided = d
-            .pointer("/decided_at")
-            .and_then(Value::as_i64)
-            .and_then(local_date)?;
+    /// Whether and how long a decision is public. `Ok(Err(reason))` is a
+    /// decision not published (by law or policy); `Err` is a held one.
+    fn period(&self, d: &Value, decided: NaiveDate) -> Result<Publication, String> {
         let categories = categories_of(d);
-        let period = self.period(&categories, str_of(d, "/industry").unwrap_or("OTHER"));
-        decided.checked_add_months(chrono::Months::new(period.months))
+        let class = self.classify(d);
+        let assess = |class: Option<Classified>, basis: String, min: Option<Period>, max| {
+            Ok::<_, String>(Assessment {
+                decided,
+                class,
+                period_basis: basis,
+                public_until: Some(Period::after(max, decided)?),
+                repair_from: min.map(|m: Period| m.after(decided)).transpose()?,
+            })
+        };
+        let nothing = |class: Option<Classified>, basis: String| Assessment {
+            decided,
+            class,
+            period_basis: basis,
+            public_until: None,
+            repair_from: None,
+        };
+        let held = |reason: String, basis: String| Publication::Held {
+            assessment: nothing(None, basis),
+            reason,
+        };
+        if decided >= self.classes.from {
+            let c = match class {
+                Ok(c) => c,
+                Err(why) => return Ok(held(why, ORDER36.to_owned())),
+            };
+            let p = self.classes.of(c.severity);
+            if !p.publish {
+                return Ok(Publication::NotPublished {
+                    reason: format!("{}失信信息不予公示（{}）", c.severity.label(), p.basis),
+                    assessment: nothing(Some(c), p.basis.clone()),
+                });
+            }
+            return Ok(Publication::Publish {
+                record: Value::Null,
+                assessment: assess(Some(c), p.basis.clone(), p.min, p.max)?,
+            });
+        }
+        // Order 58, for decisions made before order 36 applied.
+        let o = &self.order58;
+        let warning_only =
+            !categories.is_empty() && categories.iter().all(|c| c == "警告" || c == "通报批评");
+        if warning_only && !o.publish_warning_only {
+            return Ok(Publication::NotPublished {
+                reason: "仅警告、通报批评类处罚，按公示政策不予公示".into(),
+                assessment: nothing(class.ok(), o.basis.clone()),
+            });
+        }
+        let min = self.order58_min(&categories, str_of(d, "/industry").unwrap_or("OTHER"));
+        if !self.shorten_earlier {
+            return Ok(Publication::Publish {
+                record: Value::Null,
+                assessment: assess(class.ok(), o.basis.clone(), Some(min), o.max)?,
+            });
+        }
+        // [check] Cut to order 36's maxima: the period depends on the class.
+        let c = match class {
+            Ok(c) => c,
+            Err(why) => {
+                return Ok(held(
+                    format!(
+                        "{why}（{}前作出的决定，按shorten_earlier缩短至新规最长公示期，须先定级）",
+                        self.classes.from
+                    ),
+                    o.basis.clone(),
+                ));
+            }
+        };
+        let p = self.classes.of(c.severity);
+        if !p.publish {
+            return Ok(Publication::NotPublished {
+                reason: format!(
+                    "{}失信信息不予公示（{}；{}前作出，按从轻适用新规）",
+                    c.severity.label(),
+                    p.basis,
+                    self.classes.from
+                ),
+                assessment: nothing(Some(c), p.basis.clone()),
+            });
+        }
+        let basis = format!("{}；{}（从轻：取较短者）", o.basis, p.basis);
+        let max = o.max.min(p.max);
+        let min = min.min(p.min.unwrap_or(min)).min(max);
+        Ok(Publication::Publish {
+            record: Value::Null,
+            assessment: assess(Some(c), basis, Some(min), max)?,
+        })
     }
 
     /// An ID type as the platform codes it; `Err` names a type it has no
@@ -306,28 +892,30 @@ impl CreditPolicy {
         if categories.is_empty() {
             return Err("the decision has no penalty category".into());
         }
-        if str_of(d, "/procedure") == Some("SIMPLE") && !self.publish_simple_procedure {
-            return Ok(Publication::NotPublished(
-                "简易程序作出的处罚决定，按公示政策不予公示".into(),
+        let decided = decided_on(d).ok_or("the decision has no decision date")?;
+        if let Some(code) = str_of(d, "/credit_severity")
+            && Severity::from_code(code).is_none()
+        {
+            return Err(format!(
+                "unknown credit_severity `{code}` (LIGHT, GENERAL or SERIOUS)"
             ));
         }
-        let warning_only = categories.iter().all(|c| c == "警告" || c == "通报批评");
-        if warning_only && !self.publish_warning_only {
-            return Ok(Publication::NotPublished(
-                "仅警告类处罚，按公示政策不予公示".into(),
-            ));
-        }
-        let decided = d
-            .pointer("/decided_at")
-            .and_then(Value::as_i64)
-            .and_then(local_date)
-            .ok_or("the decision has no decision date")?;
-        let industry = str_of(d, "/industry").unwrap_or("OTHER");
-        // CF_GSJZQ: the maximum period, when publication stops by itself.
-        let _ = industry;
-        let until = decided
-            .checked_add_months(chrono::Months::new(self.max_period.months))
-            .ok_or("publicity end date out of range")?;
+        let assessment = match self.period(d, decided)? {
+            Publication::Publish { assessment, .. } => assessment,
+            other => return Ok(other),
+        };
+        let record = self.record(d, decision_no, &categories, &assessment)?;
+        Ok(Publication::Publish { record, assessment })
+    }
+
+    /// The `CF_*` record of a decision to publish.
+    fn record(
+        &self,
+        d: &Value,
+        decision_no: String,
+        categories: &[String],
+        assessment: &Assessment,
+    ) -> Result<Value, String> {
         let mut r = Map::new();
         let mut put = |k: &str, v: Option<String>| {
             r.insert(
@@ -379,11 +967,38 @@ impl CreditPolicy {
                     put(field, None);
                 }
             }
+            "INDIVIDUAL_BUSINESS"
+                if credit_code.is_none()
+                    && !has_older
+                    && self.without_code == WithoutCode::Placeholder =>
+            {
+                // The 双公示 layout: the placeholder code, and the operator
+                // (经营者) as the legal representative, ID masked.
+                let operator = str_of(d, "/party/legal_rep").ok_or(
+                    "an individual business (个体工商户) without a credit code needs its operator (经营者, the legal representative)",
+                )?;
+                let (id_type, id) = match rep_id {
+                    Some(id) => (str_of(d, "/party/legal_rep_id_type"), Some(id)),
+                    None => (str_of(d, "/party/id_type"), person_id),
+                };
+                let id = id.ok_or(
+                    "an individual business (个体工商户) without a credit code needs its operator's ID number",
+                )?;
+                put("CF_XDR_SHXYM", Some(self.placeholder_code.clone()));
+                for (field, _) in older {
+                    put(field, None);
+                }
+                put("CF_FRDB", Some(operator.to_owned()));
+                put("CF_FR_ZJLX", Some(self.id_type_code(id_type)?));
+                put("CF_FR_ZJHM", Some(id));
+                put("CF_XDR_ZJLX", None);
+                put("CF_XDR_ZJHM", None);
+            }
             _ => {
                 // An organisation or an individual business: its codes; its
                 // legal representative (operator) with their ID, masked.
-                // An individual business without a credit code still needs
-                // an identifier: its operator's ID, masked, as the party's.
+                // An individual business without a credit code, where the
+                // platform wants it so, is identified by its operator's ID.
                 let operator_id = if party_type == "INDIVIDUAL_BUSINESS"
                     && credit_code.is_none()
                     && !has_older
@@ -436,11 +1051,18 @@ impl CreditPolicy {
             "CF_NR_ZKDX",
             str_of(d, "/licence_action").map(str::to_owned),
         );
-        put("CF_JDRQ", Some(decided.format("%Y-%m-%d").to_string()));
-        // CF_YXQ is the penalty's own validity (a suspension period, say),
-        // not the publicity end; the canonical decision carries none.
-        put("CF_YXQ", None);
-        put("CF_GSJZQ", Some(until.format("%Y-%m-%d").to_string()));
+        let date = |day: NaiveDate| Some(self.date_format.write(day));
+        put("CF_JDRQ", date(assessment.decided));
+        // CF_YXQ is the penalty's own validity (the end of a suspension,
+        // say), not the publicity end: the case system's, else the
+        // platform's long-term value.
+        let valid_until = d
+            .pointer("/valid_until")
+            .and_then(Value::as_i64)
+            .and_then(local_date)
+            .or(self.long_term_validity);
+        put("CF_YXQ", valid_until.and_then(date));
+        put("CF_GSJZQ", assessment.public_until.and_then(date));
         put("CF_CFJG", str_of(d, "/authority").map(str::to_owned));
         put("CF_CFJGDM", str_of(d, "/authority_code").map(str::to_owned));
         put("CF_SJLY", str_of(d, "/data_source_unit").map(str::to_owned));
@@ -458,7 +1080,25 @@ impl CreditPolicy {
             _ => str_of(d, "/remarks").map(str::to_owned),
         };
         put("BZ", remark);
-        Ok(Publication::Publish(Value::Object(r)))
+        let empty: Vec<&str> = self
+            .required
+            .iter()
+            .filter(|f| {
+                r.get(f.as_str())
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+            })
+            .map(String::as_str)
+            .collect();
+        if !empty.is_empty() {
+            return Err(format!(
+                "the platform requires {} and the decision leaves {} empty",
+                self.required.join(", "),
+                empty.join(", ")
+            ));
+        }
+        Ok(Value::Object(r))
     }
 }
 
@@ -479,7 +1119,7 @@ pub fn sample_decision() -> Value {
         "party": {"name": "宜昌华强建材有限公司", "type": "LEGAL_PERSON", "credit_code": "91350100M000100Y43", "legal_rep": "张伟"},
         "violation": "占道经营", "facts": "经查…", "legal_basis": "《城市市容和环境卫生管理条例》", "categories": ["罚款"],
         "content": "罚款人民币2000元", "fine_yuan": "2000", "decided_at": 1_795_104_000_000_i64,
-        "authority": "宜昌高新区综合行政执法局", "authority_code": "11420500MB15077941", "industry": "URBAN"
+        "authority": "宜昌高新区综合行政执法局", "authority_code": "11420500MB15077941", "industry": "URBAN", "credit_severity": "GENERAL"
     })
 }
 
@@ -510,38 +1150,27 @@ mod tests {
 
     #[test]
     fn a_company_gets_its_credit_code_and_legal_representative() {
-        let Publication::Publish(r) = CreditPolicy::default()
-            .publication(&sample_decision())
-            .unwrap()
-        else {
-            panic!()
-        };
+        let r = published(&sample_decision());
         assert_eq!(r["CF_NR_FK"], "0.2");
         assert_eq!(r["CF_XDR_LB"], "法人及非法人组织");
         assert_eq!(r["CF_XDR_SHXYM"], "91350100M000100Y43");
         assert_eq!(r["CF_FRDB"], "张伟");
         assert_eq!(r["CF_XDR_ZJHM"], "");
-        // Decided 2026-11-20 (local): public until the maximum, 3 years
-        // (order 58); a plain fine in urban management may be repaired
-        // after its 3-month minimum.
+        // Decided 2026-11-20 (local), classed 一般 by the case system:
+        // public until the class maximum, 1 year (order 36); repair after
+        // the 3-month minimum.
         assert_eq!(r["CF_JDRQ"], "2026-11-20");
-        assert_eq!(r["CF_GSJZQ"], "2029-11-20");
-        assert_eq!(
-            CreditPolicy::default()
-                .repair_earliest(&sample_decision())
-                .unwrap()
-                .to_string(),
-            "2027-02-20"
-        );
+        assert_eq!(r["CF_GSJZQ"], "2027-11-20");
+        let a = assess(&CreditPolicy::default(), &sample_decision());
+        assert_eq!(a.repair_from.unwrap().to_string(), "2027-02-20");
+        assert_eq!(a.class.unwrap().from, "案件系统报送的失信程度");
     }
 
     #[test]
     fn a_person_is_masked_and_carries_no_credit_code() {
         let mut d = sample_decision();
         d["party"] = json!({"name": "李娜", "type": "NATURAL_PERSON", "id_type": "RESIDENT_ID", "id_number": "11010519491231002X"});
-        let Publication::Publish(r) = CreditPolicy::default().publication(&d).unwrap() else {
-            panic!()
-        };
+        let r = published(&d);
         assert_eq!(r["CF_XDR_LB"], "自然人");
         assert_eq!(r["CF_XDR_ZJHM"], "110105********002X");
         assert_eq!(r["CF_XDR_ZJLX"], "001");
@@ -549,11 +1178,38 @@ mod tests {
         assert_eq!(r["CF_FRDB"], "");
     }
 
-    fn published(d: &Value) -> Value {
-        match CreditPolicy::default().publication(d) {
-            Ok(Publication::Publish(r)) => r,
+    fn published_by(p: &CreditPolicy, d: &Value) -> Value {
+        match p.publication(d) {
+            Ok(Publication::Publish { record, .. }) => record,
             other => panic!("not published: {other:?}"),
         }
+    }
+
+    fn published(d: &Value) -> Value {
+        published_by(&CreditPolicy::default(), d)
+    }
+
+    fn assess(p: &CreditPolicy, d: &Value) -> Assessment {
+        p.publication(d)
+            .unwrap()
+            .assessment()
+            .cloned()
+            .expect("an assessment")
+    }
+
+    /// A decision made on `day` (local midnight) with these categories.
+    fn decided(day: &str, categories: &[&str]) -> Value {
+        let mut d = sample_decision();
+        let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+        d["decided_at"] = json!(
+            chrono_tz::Asia::Shanghai
+                .from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
+                .unwrap()
+                .timestamp_millis()
+        );
+        d["categories"] = json!(categories);
+        d.as_object_mut().unwrap().remove("credit_severity");
+        d
     }
 
     #[test]
@@ -585,23 +1241,32 @@ mod tests {
     }
 
     #[test]
-    fn an_individual_business_without_a_credit_code_carries_its_operators_id_masked() {
+    fn an_individual_business_without_a_credit_code_carries_the_placeholder_and_its_operator() {
         let mut d = sample_decision();
         d["party"] = json!({"name": "宜昌高新区李娜经营部", "type": "INDIVIDUAL_BUSINESS", "legal_rep": "李娜",
             "legal_rep_id_type": "RESIDENT_ID", "legal_rep_id_number": "11010519491231002X"});
         let r = published(&d);
         assert_eq!(r["CF_XDR_LB"], "个体工商户");
+        assert_eq!(r["CF_XDR_SHXYM"], "00000000000000000X");
+        assert_eq!(r["CF_FRDB"], "李娜");
+        assert_eq!(r["CF_FR_ZJLX"], "001");
+        assert_eq!(r["CF_FR_ZJHM"], "110105********002X");
+        assert_eq!(r["CF_XDR_ZJHM"], "");
+        // A platform that identifies it by its operator's ID instead.
+        let by_id = CreditPolicy {
+            without_code: WithoutCode::OperatorId,
+            ..CreditPolicy::default()
+        };
+        let r = published_by(&by_id, &d);
         assert_eq!(r["CF_XDR_SHXYM"], "");
         assert_eq!(r["CF_XDR_ZJLX"], "001");
         assert_eq!(r["CF_XDR_ZJHM"], "110105********002X");
-        assert_eq!(r["CF_FRDB"], "李娜");
-        assert_eq!(r["CF_FR_ZJHM"], "110105********002X");
         // With a credit code, that is its identifier.
         d["party"]["credit_code"] = json!("92420500MA4F0XYZ1B");
         let r = published(&d);
         assert_eq!(r["CF_XDR_SHXYM"], "92420500MA4F0XYZ1B");
         assert_eq!(r["CF_XDR_ZJHM"], "");
-        // Neither: refused, with the reason.
+        // No operator: refused, with the reason.
         d["party"] = json!({"name": "某经营部", "type": "INDIVIDUAL_BUSINESS"});
         let why = CreditPolicy::default().publication(&d).unwrap_err();
         assert!(why.contains("operator"), "{why}");
@@ -622,38 +1287,171 @@ mod tests {
     }
 
     #[test]
-    fn periods_follow_the_rules() {
+    fn from_2026_04_01_the_class_sets_the_period() {
+        let p = CreditPolicy::default();
+        // 一般, from the case system: 1 year, repair after 3 months.
+        let mut d = decided("2026-04-01", &["罚款"]);
+        d["credit_severity"] = json!("GENERAL");
+        let a = assess(&p, &d);
+        assert_eq!(published(&d)["CF_GSJZQ"], "2027-04-01");
+        assert_eq!(a.repair_from.unwrap().to_string(), "2026-07-01");
+        assert!(a.period_basis.contains("第36号"), "{}", a.period_basis);
+        // 严重 by the rule of order 36 (吊销许可证件): 3 years, repair after 1.
+        let d = decided("2026-04-01", &["罚款", "吊销许可证件"]);
+        let a = assess(&p, &d);
+        assert_eq!(published(&d)["CF_GSJZQ"], "2029-04-01");
+        assert_eq!(a.repair_from.unwrap().to_string(), "2027-04-01");
+        assert!(a.class.unwrap().from.contains("revocation_closure_bar"));
+        // 轻微: the simplified procedure, or a warning alone: not published.
+        let mut simple = decided("2026-04-01", &["罚款"]);
+        simple["procedure"] = json!("SIMPLE");
+        simple["fine_yuan"] = json!("50");
+        for d in [
+            simple,
+            decided("2026-04-01", &["警告"]),
+            decided("2026-12-07", &["通报批评"]),
+        ] {
+            match p.publication(&d).unwrap() {
+                Publication::NotPublished { reason, assessment } => {
+                    assert!(reason.contains("轻微"), "{reason}");
+                    assert_eq!(assessment.class.unwrap().severity, Severity::Light);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A fine the source did not class: 较大 or 巨额 is the sector's
+        // standard, so it is held, with the reason.
+        match p.publication(&decided("2026-04-01", &["罚款"])).unwrap() {
+            Publication::Held { reason, .. } => {
+                assert!(
+                    reason.contains("待定级") && reason.contains("罚款"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Rules that disagree: held too.
+        let mut odd = decided("2026-05-01", &["吊销许可证件"]);
+        odd["procedure"] = json!("SIMPLE");
+        assert!(
+            matches!(p.publication(&odd).unwrap(), Publication::Held { reason, .. } if reason.contains("冲突"))
+        );
+        // An officer's class says who gave it and why.
+        let mut officer = decided("2026-06-30", &["罚款"]);
+        officer["credit_severity"] = json!("SERIOUS");
+        officer["credit_severity_by"] = json!("张伟");
+        officer["credit_severity_reason"] = json!("罚款数额达到行业巨额标准");
+        let a = assess(&p, &officer);
+        assert_eq!(a.public_until.unwrap().to_string(), "2029-06-30");
+        assert!(a.class.unwrap().from.contains("张伟"));
+        // A source class the hub does not know is an error, not a guess.
+        officer["credit_severity"] = json!("VERY");
+        assert!(p.publication(&officer).is_err());
+    }
+
+    #[test]
+    fn before_2026_04_01_order_58_applies_cut_to_the_new_maxima_by_default() {
+        let p = CreditPolicy::default();
+        // 2026-03-31, classed 一般: order 58 says 3 years; cut to order 36's
+        // 1 year (shorten_earlier, the reading that favours the party).
+        let mut d = decided("2026-03-31", &["罚款"]);
+        d["credit_severity"] = json!("GENERAL");
+        assert_eq!(published(&d)["CF_GSJZQ"], "2027-03-31");
+        // Without the cut: order 58's 3 years, 3 months' minimum, 1 year
+        // in food safety (order 58: 食品, 药品, 特种设备, 安全生产, 消防).
+        let keep = CreditPolicy {
+            shorten_earlier: false,
+            ..CreditPolicy::default()
+        };
+        assert_eq!(published_by(&keep, &d)["CF_GSJZQ"], "2029-03-31");
+        assert_eq!(
+            assess(&keep, &d).repair_from.unwrap().to_string(),
+            "2026-06-30"
+        );
+        for industry in ["FOOD_SAFETY", "DRUGS", "SAFETY_PRODUCTION"] {
+            d["industry"] = json!(industry);
+            assert_eq!(
+                assess(&keep, &d).repair_from.unwrap().to_string(),
+                "2027-03-31"
+            );
+        }
+        // Unclassed: under order 58 alone it is published for 3 years; with
+        // the cut, its maximum depends on a class: held.
+        let u = decided("2026-03-31", &["罚款"]);
+        assert_eq!(published_by(&keep, &u)["CF_GSJZQ"], "2029-03-31");
+        assert!(matches!(
+            p.publication(&u).unwrap(),
+            Publication::Held { .. }
+        ));
+        // A simplified-procedure fine before the change was published under
+        // order 58; with the cut, 轻微 is no longer published.
+        let mut s = decided("2026-03-31", &["罚款"]);
+        s["procedure"] = json!("SIMPLE");
+        assert!(matches!(
+            published_by(&keep, &s)["CF_GSJZQ"].as_str(),
+            Some("2029-03-31")
+        ));
+        assert!(matches!(
+            p.publication(&s).unwrap(),
+            Publication::NotPublished { .. }
+        ));
+        // A warning alone was not published under order 58 either.
+        assert!(matches!(
+            keep.publication(&decided("2026-03-31", &["警告"])).unwrap(),
+            Publication::NotPublished { .. }
+        ));
+    }
+
+    #[test]
+    fn a_policy_outside_order_36_is_refused() {
+        let mut p = CreditPolicy::default();
+        p.classes.general.max = Period { months: 24 };
+        assert!(p.validate().unwrap_err().contains("classes.general"));
+        let mut p = CreditPolicy::default();
+        p.classes.serious.min = Some(Period { months: 6 });
+        assert!(p.validate().unwrap_err().contains("classes.serious"));
+        let mut p = CreditPolicy::default();
+        p.classify[0].basis = " ".into();
+        assert!(p.validate().unwrap_err().contains("basis"));
+        // A sector that publishes 轻微 for at most 3 months may say so.
+        let mut p = CreditPolicy::default();
+        p.classes.light.publish = true;
+        p.validate().unwrap();
+        let r = published_by(&p, &decided("2026-05-01", &["警告"]));
+        assert_eq!(r["CF_GSJZQ"], "2026-08-01");
+    }
+
+    #[test]
+    fn the_layout_is_the_platforms() {
+        let mut p = CreditPolicy {
+            date_format: DateFormat::Slashes,
+            long_term_validity: NaiveDate::from_ymd_opt(2099, 12, 31),
+            ..CreditPolicy::default()
+        };
+        let r = published_by(&p, &sample_decision());
+        assert_eq!(r["CF_JDRQ"], "2026/11/20");
+        assert_eq!(r["CF_GSJZQ"], "2027/11/20");
+        assert_eq!(r["CF_YXQ"], "2099/12/31");
+        // The case system's own validity (the end of a suspension) wins.
+        let mut d = sample_decision();
+        d["valid_until"] = json!(1_798_732_800_000_i64); // 2027-01-01 local
+        assert_eq!(published_by(&p, &d)["CF_YXQ"], "2027/01/01");
+        // A required field left empty: refused before sending, named.
+        p.long_term_validity = None;
+        p.required.push("CF_YXQ".into());
+        let why = p.publication(&sample_decision()).unwrap_err();
+        assert!(why.contains("CF_YXQ"), "{why}");
+    }
+
+    #[test]
+    fn withdrawals_carry_their_reason() {
         let p = CreditPolicy::default();
         let mut d = sample_decision();
-        d["categories"] = json!(["罚款", "吊销许可证件"]);
-        let Publication::Publish(r) = p.publication(&d).unwrap() else {
-            panic!()
-        };
-        // CF_GSJZQ is the maximum, 3 years from the decision (order 58).
-        assert_eq!(r["CF_GSJZQ"], "2029-11-20");
-        assert_eq!(r["CF_YXQ"], "", "CF_YXQ is not the publicity end");
-        // The minimum: 3 months, 1 year in safety production.
-        assert_eq!(p.repair_earliest(&d).unwrap().to_string(), "2027-02-20");
-        d["categories"] = json!(["罚款"]);
-        d["industry"] = json!("SAFETY_PRODUCTION");
-        let Publication::Publish(r) = p.publication(&d).unwrap() else {
-            panic!()
-        };
-        assert_eq!(r["CF_GSJZQ"], "2029-11-20");
-        assert_eq!(p.repair_earliest(&d).unwrap().to_string(), "2027-11-20");
-        // A rule of another regime, with a longer minimum, wins over the
-        // industry rule (several rules: the longest decides).
-        let mut samr = CreditPolicy::default();
-        samr.rules.push(PublicityRule {
-            categories_any: vec!["罚款".into()],
-            industries_any: vec![],
-            period: Period { months: 24 },
-        });
-        assert_eq!(samr.repair_earliest(&d).unwrap().to_string(), "2028-11-20");
         // Confirmed unlawful or void: withdrawn with the reason (art. 48).
         for (action, why) in [
             ("CONFIRMED_UNLAWFUL", "确认违法"),
             ("CONFIRMED_VOID", "确认无效"),
+            ("REVOKED", "撤销"),
         ] {
             let mut x = d.clone();
             x["action"] = json!(action);
@@ -662,47 +1460,8 @@ mod tests {
                 other => panic!("{action}: {other:?}"),
             }
         }
-        // A policy that excludes the simplified procedure.
-        let mut simple = d.clone();
-        simple["procedure"] = json!("SIMPLE");
-        assert!(matches!(
-            p.publication(&simple).unwrap(),
-            Publication::Publish(_)
-        ));
-        let strict = CreditPolicy {
-            publish_simple_procedure: false,
-            ..CreditPolicy::default()
-        };
-        assert!(matches!(
-            strict.publication(&simple).unwrap(),
-            Publication::NotPublished(r) if r.contains("简易程序")
-        ));
-        simple["procedure"] = json!("ORDINARY");
-        assert!(matches!(
-            strict.publication(&simple).unwrap(),
-            Publication::Publish(_)
-        ));
         // The deciding authority's code must be a credit code.
-        let mut bad = d.clone();
-        bad["authority_code"] = json!("11420500MB150779XX");
-        assert!(p.publication(&bad).unwrap_err().contains("CF_CFJGDM"));
-        d["categories"] = json!(["警告"]);
-        assert!(matches!(
-            p.publication(&d).unwrap(),
-            Publication::NotPublished(_)
-        ));
-        let permissive = CreditPolicy {
-            publish_warning_only: true,
-            ..CreditPolicy::default()
-        };
-        assert!(matches!(
-            permissive.publication(&d).unwrap(),
-            Publication::Publish(_)
-        ));
-        d["action"] = json!("REVOKED");
-        assert!(matches!(
-            p.publication(&d).unwrap(),
-            Publication::Withdraw { .. }
-        ));
+        d["authority_code"] = json!("11420500MB150779XX");
+        assert!(p.publication(&d).unwrap_err().contains("CF_CFJGDM"));
     }
 }

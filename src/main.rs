@@ -507,7 +507,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tokio_main(async move {
                 let rows = duijie::delivery::ops::status(&deployment.feeds()).await?;
                 println!(
-                    "{:<26} {:<14} {:<13} {:>9} {:>8} {:>7} {:>9} {:>8}",
+                    "{:<26} {:<14} {:<13} {:>9} {:>8} {:>7} {:>9} {:>5} {:>8}",
                     "feed",
                     "department",
                     "target",
@@ -515,11 +515,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "refused",
                     "failed",
                     "not sent",
+                    "held",
                     "pending"
                 );
                 for r in rows {
                     println!(
-                        "{:<26} {:<14} {:<13} {:>9} {:>8} {:>7} {:>9} {:>8}",
+                        "{:<26} {:<14} {:<13} {:>9} {:>8} {:>7} {:>9} {:>5} {:>8}",
                         r.delivery,
                         r.department,
                         r.target,
@@ -527,6 +528,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         r.rejected,
                         r.failed,
                         r.not_sent,
+                        r.held,
                         r.pending.map_or("pulled".into(), |p| p.to_string())
                     );
                 }
@@ -539,8 +541,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tokio_main(async move {
                 let r = duijie::delivery::ops::replay(&deployment.feeds(), &feed, from).await?;
                 println!(
-                    "{feed}: read {} record(s); delivered {}, refused {}, failed {}, not sent {}",
-                    r.read, r.delivered, r.rejected, r.failed, r.not_sent
+                    "{feed}: read {} record(s); delivered {}, refused {}, failed {}, not sent {}, held {}",
+                    r.read, r.delivered, r.rejected, r.failed, r.not_sent, r.held
                 );
                 Ok(())
             })

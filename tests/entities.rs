@@ -542,7 +542,7 @@ objection_window = {{ limit = "5 working days", basis = "异议期依据（测�
 listing_term = {{ limit = "3 years", basis = "列入期限依据（测试）" }}
 repair_after = {{ limit = "1 year", basis = "信用修复依据（测试）" }}
 criteria = [
-  {{ name = "closed", label = "受到责令关闭的行政处罚", basis = "认定依据（测试）", categories_any = ["责令关闭"] }},
+  {{ name = "closed", label = "受到责令关闭的行政处罚", instrument = "《测试规章》", article = "第一条", fields = ["MARKET", "FOOD_SAFETY", "SAFETY_PRODUCTION", "SPECIAL_EQUIPMENT", "URBAN", "ENVIRONMENT", "FIRE_SAFETY", "OTHER"], basis = "认定依据（测试）", categories_any = ["责令关闭"] }},
 ]
 {}"#,
             desk_and_library(tag, addr, per_minute)

@@ -288,7 +288,7 @@ objection_window = {{ limit = "5 working days", basis = "异议期依据（测�
 listing_term = {{ limit = "3 years", basis = "列入期限依据（测试）" }}
 repair_after = {{ limit = "0 hours", basis = "信用修复依据（测试）" }}
 criteria = [
-  {{ name = "licence_revoked", label = "受到吊销许可证件的行政处罚", basis = "认定依据（测试）", categories_any = ["吊销许可证件"] }},
+  {{ name = "licence_revoked", label = "受到吊销许可证件的行政处罚", instrument = "《测试规章》", article = "第一条", fields = ["MARKET", "FOOD_SAFETY", "SAFETY_PRODUCTION", "SPECIAL_EQUIPMENT", "URBAN", "ENVIRONMENT", "FIRE_SAFETY", "OTHER"], basis = "认定依据（测试）", categories_any = ["吊销许可证件"] }},
 ]
 
 [deliveries.blacklist_credit]
@@ -369,7 +369,7 @@ role = "officer"
     let now = chrono::Utc::now();
     let day = chrono::Duration::days(1);
     // No decision before the party is told.
-    let (status, why) = act("LISTING_DECIDED", None);
+    let (status, why) = act("LISTING_DECIDED", Some(now));
     assert_eq!(status, 409, "{why}");
     assert!(
         why["message"].as_str().unwrap().contains("尚未告知"),
@@ -378,13 +378,15 @@ role = "officer"
     assert_eq!(act("NOTICE_SERVED", Some(now - day * 20)).0, 202);
     assert_eq!(act("OBJECTION_FILED", Some(now - day * 19)).0, 202);
     // Not while the objection is being checked.
-    let (status, why) = act("LISTING_DECIDED", None);
+    let (status, why) = act("LISTING_DECIDED", Some(now));
     assert_eq!(status, 409, "{why}");
     assert!(why["message"].as_str().unwrap().contains("异议"), "{why}");
     assert_eq!(act("OBJECTION_REJECTED", None).0, 202);
     assert_eq!(case_of().unwrap()["state"], "AWAITING_DECISION");
-    let decided_at = chrono::Utc::now().timestamp_millis();
-    assert_eq!(act("LISTING_DECIDED", None).0, 202);
+    // The listing decision's own date, from which its term runs.
+    let decided_on = chrono::Utc::now() - day * 2;
+    let decided_at = decided_on.timestamp_millis() / 60_000 * 60_000;
+    assert_eq!(act("LISTING_DECIDED", Some(decided_on)).0, 202);
 
     let approval = || {
         get_json(&format!("http://{sandbox}/approval/api/blacklist"))["records"]
@@ -460,7 +462,7 @@ role = "officer"
             "{}",
             ours[0]
         );
-        assert_eq!(ours[0]["criteria"][0]["basis"], "认定依据（测试）");
+        assert_eq!(ours[0]["criteria"][0]["basis"], "《测试规章》第一条");
         assert_eq!(ours[1]["action"], "REMOVE");
         assert!(
             ours[1]["removal_reason"]

@@ -17,8 +17,10 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -139,9 +141,13 @@ impl EnforcementSystem {
             d["dsr"] = json!({"mc": people::person(&mut state.rng), "lb": "3", "zjlx": "身份证", "zjhm": people::resident_id(&mut state.rng)});
             d["cflb"] = json!(["罚款", "吊销许可证件"]);
             d["zkdx"] = json!("吊销《食品经营许可证》");
+            d["hyly"] = json!("食品安全");
+            d["wfxw"] = json!("经营超过保质期的食品");
             d["cfnr"] = json!("罚款人民币2000元，吊销《食品经营许可证》");
             d["fkje"] = json!("2000");
             d["qjyz"] = json!("1");
+            d["cfcx"] = json!("普通");
+            d["sxcd"] = json!("严重");
             state.insert(d);
         }
         let mut referrals = KeysetStore::new("updateTime", "eventId");
@@ -289,6 +295,24 @@ pub(crate) fn new_decision(
         json!({"mc": people::person(rng), "lb": "3", "zjlx": "身份证", "zjhm": people::resident_id(rng)})
     };
     let fines = categories.contains(&"罚款");
+    // On the spot (简易程序, 行政处罚法 art. 51): a warning alone, or a fine
+    // of at most 200 yuan.
+    let simple = categories.len() == 1
+        && (!fines || Decimal::from_str(fine).is_ok_and(|f| f <= Decimal::from(200)));
+    // The case system's class (失信程度, 国家发展改革委令2025年第36号), by
+    // its own sector standard (here: 10万元 and more is 巨额); one decision
+    // in five comes without it, for the hub to class or hold.
+    let class = if i % 5 == 3 {
+        Value::Null
+    } else if categories.contains(&"吊销许可证件") {
+        json!(["严重", "3"][i as usize % 2])
+    } else if simple || !fines {
+        json!(["轻微", "1"][i as usize % 2])
+    } else if Decimal::from_str(fine).is_ok_and(|f| f >= Decimal::from(100_000)) {
+        json!(["严重", "3"][i as usize % 2])
+    } else {
+        json!(["一般", "2"][i as usize % 2])
+    };
     json!({
         "recordId": format!("CF{}{:05}-v1", &year, i),
         "decisionId": format!("CF{}{:05}", &year, i),
@@ -311,8 +335,8 @@ pub(crate) fn new_decision(
         "sjlydm": AUTHORITY.1,
         "hyly": industry,
         "qjyz": if categories.contains(&"吊销许可证件") || rng.f64() < 0.15 { "1" } else { "0" },
-        // A warning alone is decided on the spot (简易程序, art. 51).
-        "cfcx": if fines || categories.len() > 1 { "普通" } else { "简易" },
+        "cfcx": if simple { "简易" } else { "普通" },
+        "sxcd": class,
         "bz": "",
         "updateTime": people::local(entered, true),
     })

@@ -255,6 +255,11 @@ impl DeliveryConfig {
         {
             return Err("`rate_per_sec` must be positive".into());
         }
+        if let TransformConfig::CreditPenalty { policy } = &self.transform {
+            policy
+                .validate()
+                .map_err(|why| format!("`transform.policy`: {why}"))?;
+        }
         match (&self.transform, &self.target) {
             (TransformConfig::CreditPenalty { .. }, TargetConfig::CreditBatch { .. }) => {}
             (TransformConfig::CreditPenalty { .. }, _) | (_, TargetConfig::CreditBatch { .. }) => {

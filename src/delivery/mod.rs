@@ -64,6 +64,9 @@ pub enum Outcome {
     Failed,
     /// Not for this receiver (policy); nothing sent.
     NotSent,
+    /// Not sent yet: waits for an officer (a decision without its credit
+    /// severity class); the clocks that follow it run on.
+    Held,
 }
 
 /// The receipt of one outcome, on the receipts topic.
@@ -89,6 +92,7 @@ pub struct DeliveryStats {
     pub rejected: AtomicU64,
     pub failed: AtomicU64,
     pub not_sent: AtomicU64,
+    pub held: AtomicU64,
     pub retries: AtomicU64,
     /// From the source record's fetch (its `duijie-fetched-at` header) to
     /// its receipt: the source-to-push latency.
@@ -214,6 +218,9 @@ pub fn preview(
                 Ok(Some(Outgoing::NotSent { key, reason })) => json!({"line": at,
                     "record_id": record_id, "idempotency_key": key, "sent": false,
                     "reason": reason}),
+                Ok(Some(Outgoing::Held { key, reason })) => json!({"line": at,
+                    "record_id": record_id, "idempotency_key": key, "sent": false,
+                    "held": true, "reason": reason}),
                 Ok(Some(o)) => {
                     let request = target.request(&[&o], now.timestamp());
                     json!({"line": at, "record_id": record_id, "delivery": name,
@@ -223,6 +230,10 @@ pub fn preview(
                 }
             }
         };
+        let mut entry = entry;
+        if let Some(why) = transform.explain(&incoming.record) {
+            entry["credit"] = why;
+        }
         out.push(entry);
     }
     Ok(out)
@@ -320,6 +331,7 @@ impl Delivery {
                     + s.rejected.load(Relaxed)
                     + s.failed.load(Relaxed)
                     + s.not_sent.load(Relaxed)
+                    + s.held.load(Relaxed)
             };
             let attempt = || async {
                 let before = settled();
@@ -538,6 +550,7 @@ impl Delivery {
                 Outgoing::NotSent { reason, .. } => {
                     Some((Outcome::NotSent, 0, Some(reason.clone())))
                 }
+                Outgoing::Held { reason, .. } => Some((Outcome::Held, 0, Some(reason.clone()))),
                 _ => None,
             })
             .collect();
@@ -610,6 +623,7 @@ impl Delivery {
             Outcome::Rejected => &self.stats.rejected,
             Outcome::Failed => &self.stats.failed,
             Outcome::NotSent => &self.stats.not_sent,
+            Outcome::Held => &self.stats.held,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if let (Outcome::Delivered, Some(at)) = (outcome, incoming.fetched_at_ms) {

@@ -30,6 +30,8 @@ pub struct FeedStatus {
     pub rejected: u64,
     pub failed: u64,
     pub not_sent: u64,
+    /// Waiting for an officer (a decision without its credit class).
+    pub held: u64,
     /// Records on the topic the group has not settled yet (push feeds).
     pub pending: Option<i64>,
 }
@@ -89,6 +91,7 @@ pub async fn status(d: &Feeds<'_>) -> Result<Vec<FeedStatus>> {
                 Outcome::Rejected => s.rejected += 1,
                 Outcome::Failed => s.failed += 1,
                 Outcome::NotSent => s.not_sent += 1,
+                Outcome::Held => s.held += 1,
             }
         }
         if !matches!(config.target, TargetConfig::Pull { .. }) {
@@ -163,6 +166,7 @@ pub struct ReplayReport {
     pub rejected: u64,
     pub failed: u64,
     pub not_sent: u64,
+    pub held: u64,
 }
 
 /// Delivers again what `feed` read from `from` on, up to the end of the
@@ -209,6 +213,7 @@ pub async fn replay(d: &Feeds<'_>, feed: &str, from: From) -> Result<ReplayRepor
         rejected: delivery.stats.rejected.load(Relaxed),
         failed: delivery.stats.failed.load(Relaxed),
         not_sent: delivery.stats.not_sent.load(Relaxed),
+        held: delivery.stats.held.load(Relaxed),
     })
 }
 

@@ -21,6 +21,9 @@ pub enum Outgoing {
     Withdraw { key: String, body: Value },
     /// Nothing to send, by policy.
     NotSent { key: String, reason: String },
+    /// Nothing sent yet: the hub cannot decide and an officer must (a
+    /// decision without its credit severity class). Its clock runs on.
+    Held { key: String, reason: String },
 }
 
 impl Outgoing {
@@ -34,7 +37,7 @@ impl Outgoing {
                 crate::personal::scrub(body, mask);
                 *key = crate::personal::scrub_text(key, mask);
             }
-            Outgoing::NotSent { key, reason } => {
+            Outgoing::NotSent { key, reason } | Outgoing::Held { key, reason } => {
                 *key = crate::personal::scrub_text(key, mask);
                 *reason = crate::personal::scrub_text(reason, mask);
             }
@@ -46,7 +49,8 @@ impl Outgoing {
             Outgoing::Json { key, .. }
             | Outgoing::Publish { key, .. }
             | Outgoing::Withdraw { key, .. }
-            | Outgoing::NotSent { key, .. } => key,
+            | Outgoing::NotSent { key, .. }
+            | Outgoing::Held { key, .. } => key,
         }
     }
 
@@ -56,12 +60,21 @@ impl Outgoing {
             | Outgoing::Publish { body, .. }
             | Outgoing::Withdraw { body, .. } => body.clone(),
             Outgoing::NotSent { reason, .. } => json!({ "not_sent": reason }),
+            Outgoing::Held { reason, .. } => json!({ "held": reason }),
         }
     }
 
     /// Whether it can share a request with others.
     pub fn batchable(&self) -> bool {
-        matches!(self, Outgoing::Publish { .. } | Outgoing::NotSent { .. })
+        matches!(
+            self,
+            Outgoing::Publish { .. } | Outgoing::NotSent { .. } | Outgoing::Held { .. }
+        )
+    }
+
+    /// Whether nothing goes to the receiver for it.
+    pub fn unsent(&self) -> bool {
+        matches!(self, Outgoing::NotSent { .. } | Outgoing::Held { .. })
     }
 }
 
@@ -127,6 +140,20 @@ impl Transform {
         }
     }
 
+    /// What the transform decided about a record and why, beside the
+    /// request (`push preview`): for the credit platform, the class, where
+    /// it came from, the period and its basis.
+    pub fn explain(&self, record: &Value) -> Option<Value> {
+        match self {
+            Transform::Credit(policy) => policy
+                .publication(record)
+                .ok()
+                .and_then(|p| p.assessment().cloned())
+                .and_then(|a| serde_json::to_value(a).ok()),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Transform::Fields(_) => "fields",
@@ -148,7 +175,9 @@ impl Transform {
                 route: None,
             },
             Transform::Credit(policy) => match policy.publication(r)? {
-                Publication::Publish(mut body) => {
+                Publication::Publish {
+                    record: mut body, ..
+                } => {
                     body["idempotency_key"] = Value::String(key.clone());
                     Outgoing::Publish { key, body }
                 }
@@ -159,7 +188,8 @@ impl Transform {
                     body: json!({ "CF_WSH": decision_no, "reason": reason, "idempotency_key": key }),
                     key,
                 },
-                Publication::NotPublished(reason) => Outgoing::NotSent { key, reason },
+                Publication::NotPublished { reason, .. } => Outgoing::NotSent { key, reason },
+                Publication::Held { reason, .. } => Outgoing::Held { key, reason },
             },
             Transform::Licence {
                 routes,

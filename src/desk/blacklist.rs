@@ -151,7 +151,7 @@ fn row(c: &CaseView) -> CaseRow {
             .map(|p| p.criteria.iter().map(|k| k.label.clone()).collect())
             .unwrap_or_default(),
         bases: p
-            .map(|p| p.criteria.iter().map(|k| k.basis.clone()).collect())
+            .map(|p| p.criteria.iter().map(|k| k.basis_text()).collect())
             .unwrap_or_default(),
         state: c.state_label,
         state_code: serde_json::to_value(c.state)

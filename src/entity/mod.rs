@@ -692,15 +692,17 @@ impl Reader<'_> {
             Kind::Penalty => {
                 let decision_no = s(v, "/decision_no").unwrap_or_default().to_owned();
                 let publication = self.policy.publication(v);
-                let (withdrawn, published) = match &publication {
-                    Ok(Publication::Withdraw { reason, .. }) => (Some(reason.clone()), None),
-                    Ok(Publication::Publish(r)) => (None, Some(r.clone())),
-                    _ => (None, None),
+                let (withdrawn, published, public_until) = match publication {
+                    Ok(Publication::Withdraw { reason, .. }) => (Some(reason), None, None),
+                    Ok(Publication::Publish { record, assessment }) => {
+                        (None, Some(record), assessment.public_until)
+                    }
+                    _ => (None, None, None),
                 };
-                let public_until_ms = published
-                    .as_ref()
-                    .and_then(|r| r.get("CF_GSJZQ"))
-                    .and_then(Value::as_str)
+                // CF_GSJZQ, as a date whatever the platform's date format.
+                let public_until_ms = public_until
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .as_deref()
                     .and_then(crate::calendar::end_of_local_day_ms);
                 (
                     format!("{decision_no} {}", s(v, "/violation").unwrap_or_default()),

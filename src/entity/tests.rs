@@ -47,7 +47,7 @@ fn penalty(id: &str, party: Value, action: &str, categories: &[&str], decided: i
         "violation": "占道经营", "facts": "经查，当事人占道经营。", "legal_basis": "《城市市容和环境卫生管理条例》",
         "categories": categories, "content": "罚款2000元", "fine_yuan": "2000", "decided_at": decided,
         "authority": "宜昌高新区综合行政执法局", "authority_code": crate::credit::sample_decision()["authority_code"],
-        "industry": "URBAN",
+        "industry": "URBAN", "credit_severity": "SERIOUS",
     })
 }
 

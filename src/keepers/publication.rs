@@ -1,6 +1,11 @@
 //! The credit publication clock (双公示): a penalty decision published on
 //! the credit platform within its limit, a change or revocation within its
 //! own; alerts when one is at risk or late.
+//!
+//! The clock runs for the decisions that must be published: one the policy
+//! does not publish (a 轻微 decision under order 36, say) stops it. A
+//! decision held for its credit severity class (待定级) keeps it running:
+//! an alert says the class is needed, and a late one says why it is late.
 
 use super::{Keeper, KeeperContext, ms};
 use crate::bus::follow::Followed;
@@ -67,6 +72,8 @@ struct PublicationDue {
     /// When the platform took it.
     published: Option<DateTime<Utc>>,
     not_published: bool,
+    /// Held for an officer, with the reason (待定级).
+    held: Option<String>,
 }
 
 /// Publication deadlines of penalty decisions: 7 working days from the
@@ -127,8 +134,12 @@ impl Keeper for CreditClock<'_> {
                 .unwrap_or(1);
             if let Some(item) = self.items.get_mut(&(r.record_id.clone(), version)) {
                 match r.outcome {
-                    Outcome::Delivered => item.published = ms(r.at_ms),
+                    Outcome::Delivered => {
+                        item.published = ms(r.at_ms);
+                        item.held = None;
+                    }
                     Outcome::NotSent => item.not_published = true,
+                    Outcome::Held => item.held = r.reason.or(Some("待定级".into())),
                     _ => {}
                 }
             }
@@ -180,6 +191,7 @@ impl Keeper for CreditClock<'_> {
                     due: ctx.calendar.due(started, limit),
                     published: None,
                     not_published: false,
+                    held: None,
                 });
             entry.started = started;
         }
@@ -249,6 +261,29 @@ async fn credit_tick(
             continue;
         }
         pending += 1;
+        let held = item
+            .held
+            .as_ref()
+            .map(|why| format!("该决定暂未推送：{why}。"))
+            .unwrap_or_default();
+        if item.held.is_some() {
+            let key = format!("credit:{id}:v{version}:held");
+            if alerted.insert(key.clone()) {
+                ctx.alert(
+                    &key,
+                    "CREDIT_CLASS_NEEDED",
+                    crate::alert::Severity::Warning,
+                    id,
+                    format!(
+                        "行政处罚决定{}（{}）须于{}前完成{what}。{held}",
+                        item.decision_no,
+                        item.party,
+                        local_text(due)
+                    ),
+                )
+                .await?;
+            }
+        }
         let total = (due - item.started).num_seconds().max(1) as f64;
         let left = (due - now).num_seconds() as f64;
         if left < 0.0 {
@@ -261,7 +296,7 @@ async fn credit_tick(
                     crate::alert::Severity::Critical,
                     id,
                     format!(
-                        "行政处罚决定{}（{}）应于{}前完成{what}，已逾期。",
+                        "行政处罚决定{}（{}）应于{}前完成{what}，已逾期。{held}",
                         item.decision_no,
                         item.party,
                         local_text(due)
@@ -279,7 +314,7 @@ async fn credit_tick(
                     crate::alert::Severity::Warning,
                     id,
                     format!(
-                        "行政处罚决定{}（{}）须于{}前完成{what}，即将到期。",
+                        "行政处罚决定{}（{}）须于{}前完成{what}，即将到期。{held}",
                         item.decision_no,
                         item.party,
                         local_text(due)

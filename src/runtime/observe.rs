@@ -285,6 +285,12 @@ impl Collector for Observed {
         )?;
         counter(
             &mut e,
+            "duijie_feed_held",
+            "Records held for an officer (a penalty decision without its credit severity class).",
+            &per_feed(&|s| &s.held),
+        )?;
+        counter(
+            &mut e,
             "duijie_feed_retries",
             "Delivery attempts retried.",
             &per_feed(&|s| &s.retries),

@@ -95,7 +95,7 @@ async fn per_record(outs: &[&Outgoing], answer: Answer) -> Vec<Attempt> {
         .unwrap_or_default();
     outs.iter()
         .map(|o| match o {
-            Outgoing::NotSent { .. } => Attempt::Accepted,
+            Outgoing::NotSent { .. } | Outgoing::Held { .. } => Attempt::Accepted,
             other => {
                 let answer = results.iter().find(|r| {
                     r.get("idempotency_key").and_then(Value::as_str) == Some(other.key())

@@ -200,7 +200,7 @@ impl Target {
 
     /// One attempt for `outs`; one answer per record.
     pub async fn send(&self, outs: &[&Outgoing]) -> Vec<Attempt> {
-        if outs.iter().all(|o| matches!(o, Outgoing::NotSent { .. })) {
+        if outs.iter().all(|o| o.unsent()) {
             return outs.iter().map(|_| Attempt::Accepted).collect();
         }
         let Some(sink) = &self.sink else {
@@ -216,9 +216,7 @@ impl Target {
 
 /// The records of `outs` that are sent (policy withholds the others).
 fn sent<'a>(outs: &'a [&'a Outgoing]) -> impl Iterator<Item = &'a Outgoing> {
-    outs.iter()
-        .copied()
-        .filter(|o| !matches!(o, Outgoing::NotSent { .. }))
+    outs.iter().copied().filter(|o| !o.unsent())
 }
 
 async fn single(response: Result<reqwest::Response, reqwest::Error>) -> Attempt {

@@ -34,6 +34,9 @@ struct ListKeeper {
     /// What the list topic last said per entity: listed or not, its
     /// version, and the case.
     written: BTreeMap<String, (bool, i64, String)>,
+    /// Decision numbers (文号) revoked, or confirmed unlawful or void, by a
+    /// record of their own: they end the original whatever its record id.
+    ended_numbers: BTreeSet<String>,
 }
 
 /// What the keeper does on a tick: steps of the procedure that are the
@@ -57,6 +60,7 @@ impl ListKeeper {
             entities: BTreeMap::new(),
             events: BTreeMap::new(),
             written: BTreeMap::new(),
+            ended_numbers: BTreeSet::new(),
         }
     }
 
@@ -70,6 +74,29 @@ impl ListKeeper {
         let Some(decided) = d.get("decided_at").and_then(Value::as_i64).and_then(ms) else {
             return;
         };
+        let decision_no = d
+            .get("decision_no")
+            .and_then(Value::as_str)
+            .unwrap_or(id)
+            .to_owned();
+        // Only an explicit version ends a ground (行政处罚法 art. 48):
+        // revoked, confirmed unlawful or void, matched by record id or by
+        // decision number.
+        let ended = matches!(
+            d.get("action").and_then(Value::as_str),
+            Some("REVOKED" | "CONFIRMED_UNLAWFUL" | "CONFIRMED_VOID")
+        );
+        if ended {
+            self.ended_numbers.insert(decision_no.clone());
+            for e in self.entities.values_mut() {
+                for g in e.grounds.values_mut() {
+                    if g.decision_no == decision_no {
+                        g.revoked = true;
+                    }
+                }
+            }
+        }
+        let revoked = ended || self.ended_numbers.contains(&decision_no);
         let entity = self.entities.entry(key).or_insert_with(|| Entity {
             name: d
                 .pointer("/party/name")
@@ -86,19 +113,16 @@ impl ListKeeper {
             id.to_owned(),
             Ground {
                 id: id.to_owned(),
-                decision_no: d
-                    .get("decision_no")
-                    .and_then(Value::as_str)
-                    .unwrap_or(id)
-                    .to_owned(),
+                decision_no,
                 decided,
                 serious: d.get("serious").and_then(Value::as_bool).unwrap_or(false),
                 categories: crate::credit::categories_of(d),
-                // Revoked, confirmed unlawful or void (行政处罚法 art. 48).
-                revoked: matches!(
-                    d.get("action").and_then(Value::as_str),
-                    Some("REVOKED" | "CONFIRMED_UNLAWFUL" | "CONFIRMED_VOID")
-                ),
+                industry: d
+                    .get("industry")
+                    .and_then(Value::as_str)
+                    .unwrap_or("OTHER")
+                    .to_owned(),
+                revoked,
             },
         );
     }
@@ -168,11 +192,15 @@ impl ListKeeper {
                 .iter()
                 .filter_map(|id| entity.grounds.get(id))
                 .collect();
+            // A ground the keeper has not read (deleted by the topic's
+            // retention, say) still stands: nothing is inferred from a
+            // missing record. Only explicit revocations end a case.
+            let all_known = grounds.len() == p.grounds.len();
             let still = p
                 .criteria
                 .iter()
                 .any(|c| c.met(grounds.iter().copied(), at).is_some());
-            if !still {
+            if all_known && !still {
                 return vec![super::hub_event(
                     open,
                     EventKind::GroundsRevoked,
@@ -396,7 +424,7 @@ mod tests {
         action: &str,
     ) -> Value {
         json!({"id": id, "decision_no": format!("宜高综执罚〔2026〕{id}号"), "action": action, "serious": serious,
-            "categories": cats, "decided_at": decided.timestamp_millis(),
+            "categories": cats, "decided_at": decided.timestamp_millis(), "industry": "MARKET",
             "party": {"name": "宜昌东山化工有限责任公司", "credit_code": "91420500MA4F0XYZ1B"}})
     }
 
@@ -448,13 +476,21 @@ mod tests {
             Some(local(3, 4, 9)),
         );
         assert!(k.tick(local(3, 10, 9)).entries.is_empty());
-        act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
+        act(
+            &mut k,
+            EventKind::ListingDecided,
+            local(3, 20, 9),
+            Some(local(3, 20, 9)),
+        );
         let w = k.tick(local(3, 20, 10));
         assert_eq!(w.entries.len(), 1);
         let (key, entry) = &w.entries[0];
         assert_eq!(key, KEY);
         assert_eq!(entry["action"], "ADD");
-        assert_eq!(entry["criteria"][0]["basis"], "测试依据甲");
+        assert_eq!(entry["criteria"][0]["basis"], "《测试规章甲》第一条");
+        assert_eq!(entry["criteria"][0]["fields"], json!(["MARKET"]));
+        let message = entry["message"].as_str().unwrap();
+        assert!(!message.contains("联合惩戒"), "{message}");
         assert_eq!(
             entry["decided_at"],
             json!(local(3, 20, 9).timestamp_millis())
@@ -495,7 +531,12 @@ mod tests {
             local(3, 3, 9),
             Some(local(3, 3, 9)),
         );
-        act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
+        act(
+            &mut k,
+            EventKind::ListingDecided,
+            local(3, 20, 9),
+            Some(local(3, 20, 9)),
+        );
         assert_eq!(k.tick(local(3, 20, 10)).entries[0].1["action"], "ADD");
         // The term (6 months) lapses at 2026-09-20 24:00.
         let mut expiring = keeper();
@@ -536,7 +577,12 @@ mod tests {
             local(3, 3, 9),
             Some(local(3, 3, 9)),
         );
-        act(&mut k, EventKind::ListingDecided, local(3, 20, 9), None);
+        act(
+            &mut k,
+            EventKind::ListingDecided,
+            local(3, 20, 9),
+            Some(local(3, 20, 9)),
+        );
         let listed = k.tick(local(3, 20, 10));
         written.events.extend(listed.events);
         written.entries.extend(listed.entries);
@@ -564,7 +610,7 @@ mod tests {
         let id = "11010519491231002X";
         k.observe_decision(&json!({"id": "pen:9", "decision_no": "宜高综执罚决字〔2026〕第0900号", "action": "ISSUED",
             "serious": false, "categories": ["吊销许可证件"], "decided_at": local(3, 2, 0).timestamp_millis(),
-            "party": {"name": "李娜", "type": "NATURAL_PERSON", "id_number": id}}));
+            "industry": "MARKET", "party": {"name": "李娜", "type": "NATURAL_PERSON", "id_number": id}}));
         let w = k.tick(local(3, 2, 12));
         assert_eq!(w.events.len(), 1);
         assert_eq!(w.events[0].entity, k.pseudonyms.of(id));

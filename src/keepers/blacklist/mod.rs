@@ -89,9 +89,23 @@ impl BlacklistConfig {
             if !names.insert(c.name.as_str()) {
                 return Err(format!("{at}: the name is used twice"));
             }
-            if c.basis.trim().is_empty() {
+            // 国办发〔2020〕49号 (七): a criterion comes from a law, an
+            // administrative regulation, a central policy document or the
+            // field's department rule, for that field only.
+            if c.instrument.trim().is_empty() {
                 return Err(format!(
-                    "{at}: `basis` must name the law, regulation or central policy it rests on (国办发〔2020〕49号)"
+                    "{at}: `instrument` must name the law, administrative regulation, central policy document or department rule that sets the criterion (国办发〔2020〕49号（七）)"
+                ));
+            }
+            if c.article.trim().is_empty() {
+                return Err(format!(
+                    "{at}: `article` must name the article(s) of `{}` that set the criterion",
+                    c.instrument
+                ));
+            }
+            if c.fields.is_empty() {
+                return Err(format!(
+                    "{at}: `fields` must name the field(s) the instrument governs (industry codes such as MARKET): a criterion applies to its own field only"
                 ));
             }
             match (c.serious_count, c.categories_any.is_empty()) {
@@ -116,6 +130,22 @@ impl BlacklistConfig {
                 return Err(format!("`{name}`: `basis` must name its source"));
             }
         }
+        // A sanction's term ends on the corresponding day (民法典 art. 202):
+        // a term in months, years or calendar days, never working days.
+        for (name, rule) in [
+            ("listing_term", &self.listing_term),
+            ("repair_after", &self.repair_after),
+        ] {
+            if !matches!(
+                rule.limit.unit,
+                crate::calendar::Unit::Months | crate::calendar::Unit::CalendarDays
+            ) {
+                return Err(format!(
+                    "`{name}`: a term in months, years or days (it ends on the corresponding day, 民法典第二百零二条), not `{}`",
+                    rule.limit
+                ));
+            }
+        }
         for (name, topic) in [("topic", &self.topic), ("events_topic", &self.events_topic)] {
             crate::bus::check_topic_name(topic).map_err(|why| format!("`{name}`: {why}"))?;
         }
@@ -131,7 +161,19 @@ pub struct Criterion {
     pub name: String,
     /// What it says, in Chinese, for the notice and the desk.
     pub label: String,
-    /// The law, regulation or central policy it rests on.
+    /// The law, administrative regulation, central policy document or
+    /// department rule that sets the criterion (国办发〔2020〕49号（七）).
+    #[serde(default)]
+    pub instrument: String,
+    /// Its article(s).
+    #[serde(default)]
+    pub article: String,
+    /// The field(s) it governs, as industry codes (`MARKET`): decisions of
+    /// other fields never meet it.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// What else the bureau's legal office notes (optional).
+    #[serde(default)]
     pub basis: String,
     /// Met by this many serious violations (情节严重) within the window.
     #[serde(default)]
@@ -156,6 +198,8 @@ pub struct Ground {
     pub decided: DateTime<Utc>,
     pub serious: bool,
     pub categories: Vec<String>,
+    /// The decision's industry (field).
+    pub industry: String,
     /// Revoked, confirmed unlawful or void (行政处罚法 art. 48): it no
     /// longer counts.
     pub revoked: bool,
@@ -175,6 +219,10 @@ impl Criterion {
         let live: Vec<&Ground> = grounds
             .into_iter()
             .filter(|g| !g.revoked && g.decided >= since && g.decided <= now)
+            // A proposal recorded before criteria named their fields keeps
+            // the criterion it was made on (`check` refuses a configured
+            // criterion without fields).
+            .filter(|g| self.fields.is_empty() || self.fields.contains(&g.industry))
             .collect();
         let numbers = |gs: &[&Ground]| {
             gs.iter()
@@ -186,11 +234,12 @@ impl Criterion {
             let serious: Vec<&Ground> = live.into_iter().filter(|g| g.serious).collect();
             return (serious.len() >= n).then(|| {
                 let reason = format!(
-                    "{}：{}个月内情节严重的违法行为{}次（{}）",
+                    "{}：{}个月内情节严重的违法行为{}次（{}）；{}",
                     self.label,
                     self.window_months,
                     serious.len(),
-                    numbers(&serious)
+                    numbers(&serious),
+                    self.cited()
                 );
                 (serious, reason)
             });
@@ -200,9 +249,31 @@ impl Criterion {
             .filter(|g| g.categories.iter().any(|c| self.categories_any.contains(c)))
             .collect();
         (!hit.is_empty()).then(|| {
-            let reason = format!("{}：{}", self.label, numbers(&hit));
+            let reason = format!("{}：{}；{}", self.label, numbers(&hit), self.cited());
             (hit, reason)
         })
+    }
+}
+
+impl Criterion {
+    /// Its instrument and article, with the legal office's note if any:
+    /// as the desk shows it.
+    pub fn basis_text(&self) -> String {
+        let note = if self.basis.trim().is_empty() {
+            String::new()
+        } else {
+            format!("（{}）", self.basis)
+        };
+        format!("{}{}{note}", self.instrument, self.article)
+    }
+
+    /// As a proposal cites it: a suggestion that names its basis, never a
+    /// finding (the deciding authority decides, 国办发〔2020〕49号（八）).
+    pub fn cited(&self) -> String {
+        format!(
+            "拟列入建议，依据{}{}，须由认定机关依法认定",
+            self.instrument, self.article
+        )
     }
 }
 
@@ -305,7 +376,10 @@ impl EventKind {
     /// Acts that take a date the officer gives (the date on the proof of
     /// service, or of receipt), not the time they are recorded.
     pub fn takes_date(self) -> bool {
-        matches!(self, EventKind::NoticeServed | EventKind::ObjectionFiled)
+        matches!(
+            self,
+            EventKind::NoticeServed | EventKind::ObjectionFiled | EventKind::ListingDecided
+        )
     }
 }
 
@@ -484,6 +558,13 @@ fn allowed(view: &CaseView, e: &ProcedureEvent) -> Result<(), String> {
                 .map(|t| crate::calendar::local_text(time(t)))
                 .unwrap_or_default()
         )),
+        (K::ListingDecided, S::NoticePeriod | S::AwaitingDecision)
+            if view
+                .objection_window_ends
+                .is_some_and(|end| effective < end) =>
+        {
+            Err("列入决定的日期早于异议期届满".into())
+        }
         (K::ListingDecided, S::NoticePeriod | S::AwaitingDecision) => Ok(()),
         (K::ListingDecided, S::ObjectionReview) => Err("异议尚未核查完毕，不能作出列入决定".into()),
         (K::ListingDecided, S::Proposed) => Err("尚未告知当事人，不能作出列入决定".into()),
@@ -598,19 +679,17 @@ pub fn fold(
                 close(&mut view, CaseState::NotListed);
             }
             EventKind::ListingDecided => {
-                view.decided_at = Some(e.at_ms);
+                // The term and the repair date run from the date of the
+                // listing decision (not when it was recorded) and end on
+                // the corresponding day, never rolled over a rest day
+                // (民法典 arts. 201-203; see calendar::term_end).
+                view.decided_at = Some(effective);
                 view.state = CaseState::Listed;
-                let decided = time(e.at_ms);
-                // Each clock on its own: a missing calendar year says so
-                // and leaves that clock unknown, never guessed.
-                match calendar.due(decided, config.listing_term.limit) {
-                    Ok(until) => view.listed_until = Some(ms(until)),
-                    Err(err) => view.clock_error = Some(err.to_string()),
-                }
-                match calendar.due(decided, config.repair_after.limit) {
-                    Ok(from) => view.repair_from = Some(ms(from)),
-                    Err(err) => view.clock_error = Some(err.to_string()),
-                }
+                let decided = time(effective);
+                view.listed_until =
+                    crate::calendar::term_end(decided, config.listing_term.limit).map(ms);
+                view.repair_from =
+                    crate::calendar::term_end(decided, config.repair_after.limit).map(ms);
             }
             EventKind::GroundsRevoked => {
                 let state = if view.state == CaseState::Listed {
@@ -724,7 +803,7 @@ pub fn officer_act(
         return Err("该事项由系统办理，不能人工登记".into());
     }
     if kind.takes_date() && effective.is_none() {
-        return Err("请填写日期（送达或收到异议的日期）".into());
+        return Err("请填写日期（送达、收到异议或列入决定的日期）".into());
     }
     let at = ms(now);
     let event = ProcedureEvent {
@@ -789,7 +868,9 @@ pub fn list_entry(case: &CaseView, version: i64, now: DateTime<Utc>) -> serde_js
         "credit_code": p.credit_code,
         "action": if listed { "ADD" } else { "REMOVE" },
         "case_id": case.case_id,
-        "criteria": p.criteria.iter().map(|c| serde_json::json!({"name": c.name, "label": c.label, "basis": c.basis})).collect::<Vec<_>>(),
+        "criteria": p.criteria.iter().map(|c| serde_json::json!({"name": c.name, "label": c.label,
+            "instrument": c.instrument, "article": c.article, "fields": c.fields,
+            "basis": format!("{}{}", c.instrument, c.article)})).collect::<Vec<_>>(),
         "reasons": p.reasons,
         "decision_nos": p.decision_nos,
         "notice_served_at": case.served_at,
@@ -799,8 +880,18 @@ pub fn list_entry(case: &CaseView, version: i64, now: DateTime<Utc>) -> serde_js
         "removal_reason": if listed { None } else { case.closed_because.clone() },
         "version": version,
         "updated_at": ms(now),
+        // What follows from a listing is each measure's own basis (the
+        // restrictions API answers per permit), not a blanket 联合惩戒.
         "message": if listed {
-            format!("{}列入严重失信主体名单，实施联合惩戒", p.name)
+            format!(
+                "{}列入严重失信主体名单（{}）；相关管理措施以各措施的法律依据为准",
+                p.name,
+                p.criteria
+                    .iter()
+                    .map(|c| format!("{}{}", c.instrument, c.article))
+                    .collect::<Vec<_>>()
+                    .join("；")
+            )
         } else {
             format!("{}移出严重失信主体名单（{}）", p.name, case.closed_because.clone().unwrap_or_default())
         },
@@ -814,8 +905,8 @@ pub(crate) fn test_config() -> BlacklistConfig {
     toml::from_str(
         r#"
 criteria = [
-  { name = "repeat_serious", label = "一年内两次以上情节严重的违法行为", basis = "测试依据甲", serious_count = 2 },
-  { name = "licence_revoked", label = "被吊销许可证件", basis = "测试依据乙", categories_any = ["吊销许可证件"] },
+  { name = "repeat_serious", label = "一年内两次以上情节严重的违法行为", instrument = "《测试规章甲》", article = "第一条", fields = ["MARKET"], serious_count = 2 },
+  { name = "licence_revoked", label = "被吊销许可证件", instrument = "《测试规章乙》", article = "第二条", fields = ["MARKET"], categories_any = ["吊销许可证件"] },
 ]
 objection_window = { limit = "5 working days", basis = "异议期依据" }
 listing_term = { limit = "6 months", basis = "期限依据" }
@@ -901,6 +992,7 @@ mod tests {
                 .unwrap(),
             serious,
             categories: vec![cat.into()],
+            industry: "MARKET".into(),
             revoked: false,
         };
         let two = [g("1", 2, true, "罚款"), g("2", 11, true, "罚款")];
@@ -918,6 +1010,38 @@ mod tests {
             .expect("a listing category");
         assert_eq!(hit.len(), 1);
         assert!(reason.contains("第3号"), "{reason}");
+        // The proposal names its basis and is a suggestion, not a finding.
+        assert!(
+            reason.contains("《测试规章乙》第二条") && reason.contains("拟列入建议"),
+            "{reason}"
+        );
+        // A criterion governs its own field only: the same revocation in
+        // urban management does not meet a market-supervision criterion.
+        let mut urban = revoking.clone();
+        urban[0].industry = "URBAN".into();
+        assert!(c.criteria[1].met(&urban, now).is_none());
+    }
+
+    #[test]
+    fn a_criterion_without_instrument_article_or_field_is_refused() {
+        for (field, why) in [
+            ("instrument", "`instrument`"),
+            ("article", "`article`"),
+            ("fields", "`fields`"),
+        ] {
+            let mut c = config();
+            match field {
+                "instrument" => c.criteria[0].instrument.clear(),
+                "article" => c.criteria[0].article.clear(),
+                _ => c.criteria[0].fields.clear(),
+            }
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(why), "{field}: {err}");
+        }
+        // A term in working days is not a sanction's term.
+        let mut c = config();
+        c.listing_term.limit = "20 working days".parse().unwrap();
+        assert!(c.validate().unwrap_err().contains("listing_term"));
     }
 
     #[test]
@@ -983,7 +1107,7 @@ mod tests {
             &view,
             EventKind::ListingDecided,
             local(2026, 10, 12, 20),
-            None,
+            Some(local(2026, 10, 12, 20)),
         )
         .expect_err("the window still runs");
         assert!(early.contains("届满前"), "{early}");
@@ -1038,7 +1162,7 @@ mod tests {
                 &view,
                 EventKind::ListingDecided,
                 local(2026, 10, 13, 11),
-                None,
+                Some(local(2026, 10, 13, 11)),
             )
             .unwrap(),
         );
@@ -1096,23 +1220,36 @@ mod tests {
         );
         let v = fold("c1", &events, &c, &cal, local(2026, 3, 20, 9));
         assert_eq!(v.state, CaseState::AwaitingDecision);
-        events.push(act(&v, EventKind::ListingDecided, local(2026, 3, 20, 9), None).unwrap());
+        // Decided on 2026-03-19 (the date on the decision), recorded on
+        // the desk the next day: the terms run from the decision's date.
+        events.push(
+            act(
+                &v,
+                EventKind::ListingDecided,
+                local(2026, 3, 20, 9),
+                Some(local(2026, 3, 19, 15)),
+            )
+            .unwrap(),
+        );
         let v = fold("c1", &events, &c, &cal, local(2026, 3, 21, 9));
         assert!(v.listed());
-        // Three months from 2026-03-20 is Saturday 06-20, inside the Dragon
-        // Boat holiday (06-19..06-21): the period rolls to Monday 06-22.
+        assert_eq!(v.decided_at, Some(ms(local(2026, 3, 19, 15))));
+        // Three months from 2026-03-19 end on the corresponding day,
+        // 06-19, a day of the Dragon Boat holiday (06-19..06-21): a
+        // sanction's term is not rolled over rest days (民法典 art. 203 is
+        // for deadlines to act), so repair may be approved from 06-20.
         assert_eq!(
             v.repair_from.map(|t| crate::calendar::local_text(time(t))),
-            Some("2026-06-22 24:00".into())
+            Some("2026-06-19 24:00".into())
         );
-        // Six months is Sunday 09-20, a make-up working day: no roll.
+        // Six months: 09-19, a Saturday; no roll either.
         assert_eq!(
             v.listed_until.map(|t| crate::calendar::local_text(time(t))),
-            Some("2026-09-20 24:00".into())
+            Some("2026-09-19 24:00".into())
         );
-        assert!(act(&v, EventKind::RepairApproved, local(2026, 6, 22, 20), None).is_err());
+        assert!(act(&v, EventKind::RepairApproved, local(2026, 6, 19, 20), None).is_err());
         let mut repaired = events.clone();
-        repaired.push(act(&v, EventKind::RepairApproved, local(2026, 6, 23, 9), None).unwrap());
+        repaired.push(act(&v, EventKind::RepairApproved, local(2026, 6, 20, 9), None).unwrap());
         let r = fold("c1", &repaired, &c, &cal, local(2026, 6, 24, 9));
         assert_eq!(
             (r.state, r.closed_by),
@@ -1123,7 +1260,7 @@ mod tests {
         expired.push(hub_event(
             &v,
             EventKind::TermExpired,
-            local(2026, 9, 20, 23),
+            local(2026, 9, 19, 23),
             String::new(),
         ));
         assert!(fold("c1", &expired, &c, &cal, local(2026, 9, 21, 9)).listed());
@@ -1131,7 +1268,7 @@ mod tests {
         expired.push(hub_event(
             &v,
             EventKind::TermExpired,
-            local(2026, 9, 21, 0),
+            local(2026, 9, 20, 0),
             String::new(),
         ));
         assert_eq!(
