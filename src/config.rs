@@ -356,6 +356,19 @@ impl PipelineConfig {
     }
 }
 
+/// How long the commitment tracker's licence topic keeps its records at
+/// least: a commitment may fall due years after its licence (5 years).
+const COMMITMENT_HISTORY_MONTHS: u32 = 60;
+
+/// Who rebuilds from a topic, and the longest period it feeds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Who reads it (in Chinese, as an error names them).
+    pub readers: std::collections::BTreeSet<String>,
+    /// The longest period it feeds, in months.
+    pub months: u32,
+}
+
 /// A whole deployment.
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -762,6 +775,70 @@ impl Deployment {
             .unwrap_or_default()
     }
 
+    /// The topics whose history a keeper, the public window or the entity
+    /// library rebuilds from, each with who reads it and the longest
+    /// period it feeds in months: they must keep their records at least
+    /// that long (ARCHITECTURE: history is kept as long as what is rebuilt
+    /// from it; nothing is inferred from a record's absence). The hub
+    /// creates them whole, and the start refuses one that keeps less.
+    pub fn history_topics(&self) -> BTreeMap<String, History> {
+        let mut out: BTreeMap<String, History> = BTreeMap::new();
+        let mut add = |topic: &str, reader: &str, months: u32| {
+            let h = out.entry(topic.to_owned()).or_default();
+            h.readers.insert(reader.to_owned());
+            h.months = h.months.max(months);
+        };
+        let publicity = {
+            let p = self.credit_policy();
+            p.classes.serious.max.months.max(p.order58.max.months)
+        };
+        if let Some(c) = &self.credit {
+            add(&c.decisions_topic, "公示时钟", publicity);
+            if let Some(b) = &c.blacklist {
+                let window = b
+                    .criteria
+                    .iter()
+                    .map(|c| c.window_months)
+                    .max()
+                    .unwrap_or(0);
+                let term = match b.listing_term.limit.unit {
+                    crate::calendar::Unit::Months => b.listing_term.limit.amount,
+                    _ => b.listing_term.limit.amount.div_ceil(28),
+                };
+                add(&c.decisions_topic, "严重失信主体名单", term + window);
+            }
+        }
+        if let Some(e) = &self.entities {
+            let restriction = e
+                .restrictions
+                .iter()
+                .flat_map(|r| &r.penalties)
+                .map(|p| match p.within.limit.unit {
+                    crate::calendar::Unit::Months => p.within.limit.amount,
+                    _ => p.within.limit.amount.div_ceil(28),
+                })
+                .max()
+                .unwrap_or(0);
+            // The public window and the restrictions read the penalty
+            // decisions for their periods; the other sources feed profiles
+            // of what is current, and keep their own retention.
+            for p in &self.pipelines {
+                if p.mapping == "penalty_decision" {
+                    add(
+                        &p.topic,
+                        "信用信息公示窗口与联合惩戒",
+                        publicity.max(restriction),
+                    );
+                }
+            }
+        }
+        if let Some(c) = &self.commitments {
+            // A commitment (告知承诺) may fall due years after its licence.
+            add(&c.licence_topic, "告知承诺跟踪", COMMITMENT_HISTORY_MONTHS);
+        }
+        out
+    }
+
     /// What the entity library reads: every pipeline's topic, the
     /// blacklist topic and the officers' link decisions.
     pub fn entity_sources(&self) -> Option<crate::entity::keeper::Sources> {
@@ -858,12 +935,22 @@ impl Deployment {
             partitions: 1,
             cleanup: Cleanup::Compact,
         }];
+        let history = self.history_topics();
         for p in &self.pipelines {
+            // A topic something rebuilds from is kept whole (or compacted,
+            // where the pipeline says so: the latest version per key).
+            let cleanup = if p.compacted {
+                Cleanup::Compact
+            } else if history.contains_key(&p.topic) {
+                Cleanup::Keep
+            } else {
+                Cleanup::Delete
+            };
             for t in [
                 TopicSpec {
                     name: p.topic.clone(),
                     partitions: p.partitions,
-                    cleanup: Cleanup::compact_if(p.compacted),
+                    cleanup,
                 },
                 // Dead letters wait for a person: never deleted by age.
                 TopicSpec {

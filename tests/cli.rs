@@ -234,13 +234,19 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
         f(&mut v);
         v.to_string()
     };
+    // Decided 2026-11-11, under 《信用修复管理办法》 (NDRC order 36) but for
+    // the last line (2026-03-31, before it applied).
     let lines = [
-        with(&|v| v["categories"] = serde_json::json!(["罚款"])),
+        with(&|v| {
+            v["categories"] = serde_json::json!(["罚款"]);
+            v["credit_severity"] = "SERIOUS".into();
+        }),
         with(&|v| {
             v["id"] = "pen:P1".into();
             v["party"] = serde_json::json!({"name": "李娜", "type": "NATURAL_PERSON", "id_type": "身份证",
                 "id_number": "11010519491231002X", "credit_code": null, "legal_rep": null});
             v["categories"] = serde_json::json!(["罚款"]);
+            v["credit_severity"] = "GENERAL".into();
         }),
         with(&|v| v["categories"] = serde_json::json!(["警告"])),
         with(&|v| {
@@ -251,12 +257,28 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
             v["categories"] = serde_json::json!(["罚款"]);
             v["authority_code"] = "11420500MB150779XX".into();
         }),
-        // An individual business without a credit code: its operator's ID.
+        // An individual business without a credit code: the placeholder,
+        // and its operator as legal representative.
         with(&|v| {
             v["id"] = "pen:P2".into();
             v["categories"] = serde_json::json!(["罚款"]);
+            v["credit_severity"] = "GENERAL".into();
             v["party"] = serde_json::json!({"name": "宜昌高新区李娜经营部", "type": "INDIVIDUAL_BUSINESS",
                 "legal_rep": "李娜", "legal_rep_id_type": "RESIDENT_ID", "legal_rep_id_number": "11010519491231002X"});
+        }),
+        // A fine the case system did not class: held for an officer.
+        with(&|v| v["categories"] = serde_json::json!(["罚款"])),
+        // 50 yuan on the spot (简易程序): 轻微, not published.
+        with(&|v| {
+            v["categories"] = serde_json::json!(["罚款"]);
+            v["fine_yuan"] = "50".into();
+            v["procedure"] = "SIMPLE".into();
+        }),
+        // Decided 2026-03-31 (order 58), classed 一般: cut to one year.
+        with(&|v| {
+            v["categories"] = serde_json::json!(["罚款"]);
+            v["credit_severity"] = "GENERAL".into();
+            v["decided_at"] = 1_774_886_400_000_i64.into();
         }),
     ];
     let dir = tempfile::tempdir().unwrap();
@@ -275,8 +297,9 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 6, "{stdout}");
-    // A published decision: one batch request, CF_GSJZQ the 3-year maximum.
+    assert_eq!(rows.len(), 9, "{stdout}");
+    // A serious decision: one batch request, CF_GSJZQ the 3-year maximum;
+    // the preview says the class, where it came from and the basis.
     let published = &rows[0];
     assert_eq!(published["sent"], true);
     assert!(
@@ -285,24 +308,30 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
             .unwrap()
             .ends_with("/batch")
     );
-    let decided = published["record"]["CF_JDRQ"].as_str().unwrap();
-    let year: i32 = decided[..4].parse().unwrap();
-    assert_eq!(
-        published["record"]["CF_GSJZQ"],
-        format!("{}{}", year + 3, &decided[4..]),
-        "publicity ends at the maximum"
+    assert_eq!(published["record"]["CF_JDRQ"], "2026-11-11");
+    assert_eq!(published["record"]["CF_GSJZQ"], "2029-11-11");
+    assert_eq!(published["record"]["CF_YXQ"], "2099-12-31");
+    assert_eq!(published["record"]["CF_NR_FK"], "0.2");
+    assert_eq!(published["credit"]["class"]["severity"], "SERIOUS");
+    assert_eq!(published["credit"]["repair_from"], "2027-11-11");
+    assert!(
+        published["credit"]["period_basis"]
+            .as_str()
+            .unwrap()
+            .contains("第36号"),
+        "{published}"
     );
-    assert_eq!(published["record"]["CF_YXQ"], "");
-    // A natural person: masked in the body and nowhere in full.
+    // A natural person, 一般: one year, masked and nowhere in full.
+    assert_eq!(rows[1]["record"]["CF_GSJZQ"], "2027-11-11");
     assert_eq!(rows[1]["record"]["CF_XDR_ZJHM"], "110105********002X");
     assert!(
         !rows[1].to_string().contains("11010519491231002X"),
         "{}",
         rows[1]
     );
-    // A warning only: not sent, with the reason.
+    // A warning only: 轻微, not sent, with the reason.
     assert_eq!(rows[2]["sent"], false);
-    assert!(rows[2]["reason"].as_str().unwrap().contains("警告"));
+    assert!(rows[2]["reason"].as_str().unwrap().contains("轻微"));
     // Confirmed void: withdrawn, the reason public.
     assert!(
         rows[3]["request"]["url"]
@@ -323,18 +352,42 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
         "{}",
         rows[4]
     );
-    // The individual business: identified by its operator's ID, masked,
-    // typed as the platform codes it; the representative's ID too.
+    // The individual business: the placeholder code, its operator as legal
+    // representative with the ID masked.
     let business = &rows[5]["record"];
     assert_eq!(business["CF_XDR_LB"], "个体工商户");
-    assert_eq!(business["CF_XDR_ZJLX"], "001");
-    assert_eq!(business["CF_XDR_ZJHM"], "110105********002X");
+    assert_eq!(business["CF_XDR_SHXYM"], "00000000000000000X");
+    assert_eq!(business["CF_FRDB"], "李娜");
+    assert_eq!(business["CF_FR_ZJLX"], "001");
     assert_eq!(business["CF_FR_ZJHM"], "110105********002X");
     assert!(
         !rows[5].to_string().contains("11010519491231002X"),
         "{}",
         rows[5]
     );
+    // Unclassed: held, not sent, the reason for the desk.
+    assert_eq!(
+        (&rows[6]["sent"], &rows[6]["held"]),
+        (&false.into(), &true.into())
+    );
+    assert!(
+        rows[6]["reason"].as_str().unwrap().contains("待定级"),
+        "{}",
+        rows[6]
+    );
+    // The simplified procedure: 轻微 by the rule of order 36.
+    assert_eq!(rows[7]["sent"], false);
+    assert!(
+        rows[7]["credit"]["class"]["from"]
+            .as_str()
+            .unwrap()
+            .contains("simple_procedure"),
+        "{}",
+        rows[7]
+    );
+    // Before 2026-04-01: order 58's 3 years cut to order 36's 1 year.
+    assert_eq!(rows[8]["record"]["CF_JDRQ"], "2026-03-31");
+    assert_eq!(rows[8]["record"]["CF_GSJZQ"], "2027-03-31");
 
     // A webhook receiver: signed, with its idempotency key in a header.
     let entry = serde_json::json!({"id": "blk:pid:0123456789abcdef0123456789abcdef", "entity": "pid:0123456789abcdef0123456789abcdef",

@@ -820,3 +820,79 @@ fn the_public_window_shows_a_published_penalty_drops_a_withdrawn_one_and_never_a
     });
     terminate(hub);
 }
+
+/// History is kept as long as what is rebuilt from it: the hub makes the
+/// decisions topic whole, and refuses to start on one that keeps its
+/// records a week (the cluster's default), naming the topic, who reads it
+/// and the retention it needs.
+#[test]
+fn the_decisions_topic_is_kept_whole_and_a_short_retention_is_refused() {
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    let tag = unique("retention");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = written_deployment(&tag, &addr, 1000);
+    std::fs::create_dir_all(d.path("inbox")).unwrap();
+    // Made whole by the hub.
+    let hub = d.spawn();
+    wait_listening(&addr);
+    let b = bus(&brokers());
+    let topic = format!("canonical.penalty.{tag}");
+    let kept = block_on(b.retention_each(&[&topic])).unwrap();
+    assert_eq!(kept.get(&topic), Some(&None), "kept whole: {kept:?}");
+    terminate(hub);
+
+    // A topic someone made with a week's retention: refused at the start.
+    let tag = unique("retention");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = written_deployment(&tag, &addr, 1000);
+    std::fs::create_dir_all(d.path("inbox")).unwrap();
+    let topic = format!("canonical.penalty.{tag}");
+    block_on(async {
+        let admin = b.admin().unwrap();
+        let new =
+            NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("retention.ms", "604800000");
+        for r in admin
+            .create_topics([&new], &AdminOptions::new())
+            .await
+            .unwrap()
+        {
+            r.unwrap();
+        }
+    });
+    let mut hub = d.spawn();
+    let status = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = hub.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hub did not refuse to start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(
+        std::fs::read_dir(d.path(""))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("hub-"))
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    for expected in [
+        topic.as_str(),
+        "7 days",
+        "公示时钟",
+        "严重失信主体名单",
+        "months",
+    ] {
+        assert!(log.contains(expected), "{expected} not in:\n{log}");
+    }
+}

@@ -92,27 +92,73 @@ delivery = "credit"
     let hub = d.spawn();
 
     let decisions = scan_decisions(&sandbox);
-    let warning_only: BTreeSet<String> = decisions
-        .iter()
-        .filter(|d| d["cflb"] == json!(["警告"]))
-        .map(|d| d["decisionId"].as_str().unwrap().to_owned())
-        .collect();
-    let expected = decisions.len() - warning_only.len();
-    wait_until(
-        Duration::from_secs(60),
-        "every publishable decision at the platform",
-        || {
-            get_json(&format!("http://{sandbox}/credit/api/received"))["published"]
-                .as_object()
-                .unwrap()
-                .len()
-                == expected
-        },
+    // What 《信用修复管理办法》 (NDRC order 36) makes of each, read from the
+    // source: the case system's class (sxcd) where it gives one, else what
+    // the measure itself classes; a fine it leaves unclassed is held.
+    let class = |d: &Value| -> Option<&'static str> {
+        let cats: Vec<&str> = d["cflb"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        match d["sxcd"].as_str() {
+            Some("轻微" | "1") => Some("LIGHT"),
+            Some("一般" | "2") => Some("GENERAL"),
+            Some("严重" | "3") => Some("SERIOUS"),
+            Some(other) => panic!("unexpected class {other}"),
+            None if d["cfcx"] == "简易" => Some("LIGHT"),
+            None if cats.iter().all(|c| ["警告", "通报批评"].contains(c)) => Some("LIGHT"),
+            None if cats
+                .iter()
+                .any(|c| ["吊销许可证件", "责令关闭", "限制从业"].contains(c)) =>
+            {
+                Some("SERIOUS")
+            }
+            None => None,
+        }
+    };
+    let ids = |want: &dyn Fn(Option<&str>) -> bool| -> BTreeSet<String> {
+        decisions
+            .iter()
+            .filter(|d| want(class(d)))
+            .map(|d| d["decisionId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let light = ids(&|c| c == Some("LIGHT"));
+    let held = ids(&|c| c.is_none());
+    let publishable = ids(&|c| matches!(c, Some("GENERAL" | "SERIOUS")));
+    assert!(
+        !light.is_empty() && !held.is_empty() && !publishable.is_empty(),
+        "the sandbox sends every kind: {light:?} {held:?} {publishable:?}"
+    );
+    let at_platform = || -> BTreeSet<String> {
+        get_json(&format!("http://{sandbox}/credit/api/received"))["published"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| {
+                k.trim_start_matches("pen:")
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while at_platform() != publishable && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        at_platform(),
+        publishable,
+        "every publishable decision at the platform"
     );
     // An officer revokes one decision: it must be withdrawn.
     let revoked = decisions
         .iter()
-        .find(|d| !warning_only.contains(d["decisionId"].as_str().unwrap()))
+        .find(|d| publishable.contains(d["decisionId"].as_str().unwrap()))
         .unwrap();
     let revoked_id = revoked["decisionId"].as_str().unwrap();
     post(
@@ -128,13 +174,19 @@ delivery = "credit"
             == 1
     });
     let received = get_json(&format!("http://{sandbox}/credit/api/received"));
-    // Late decisions raise alerts.
-    wait_until(Duration::from_secs(30), "late alerts", || {
-        topic_json(&brokers, &alerts)
+    // Late decisions raise alerts; held ones ask for their class.
+    wait_until(Duration::from_secs(30), "late and class alerts", || {
+        let alerts = topic_json(&brokers, &alerts);
+        alerts
             .iter()
             .filter(|(_, a)| a["kind"] == "CREDIT_PUBLICATION_LATE")
             .count()
             >= 2
+            && alerts
+                .iter()
+                .filter(|(_, a)| a["kind"] == "CREDIT_CLASS_NEEDED")
+                .count()
+                == held.len()
     });
     terminate(hub);
 
@@ -142,6 +194,23 @@ delivery = "credit"
     for (key, r) in published {
         let id = key.trim_start_matches("pen:").split(':').next().unwrap();
         let source = decisions.iter().find(|d| d["decisionId"] == id).unwrap();
+        // Public until the class maximum from the decision date.
+        let decided =
+            chrono::NaiveDate::parse_from_str(source["jdrq"].as_str().unwrap(), "%Y-%m-%d")
+                .unwrap();
+        let years = if class(source) == Some("SERIOUS") {
+            3
+        } else {
+            1
+        };
+        assert_eq!(
+            r["CF_GSJZQ"],
+            decided
+                .checked_add_months(chrono::Months::new(12 * years))
+                .unwrap()
+                .to_string(),
+            "{key}"
+        );
         // Money: exact 万元.
         if let Some(fine) = source["fkje"].as_str() {
             let expected = match fine {
@@ -164,13 +233,16 @@ delivery = "credit"
                 assert_eq!(&masked[6..14], "********", "{masked}");
                 assert_eq!(r["CF_XDR_SHXYM"], "");
             }
-            // An individual business without a credit code: its
-            // operator's ID, masked.
+            // An individual business without a credit code: the
+            // layout's placeholder, its operator as legal representative
+            // with the ID masked.
             "2" if source["dsr"]["tyshxydm"].is_null() => {
-                assert_eq!(r["CF_XDR_SHXYM"], "");
-                let masked = r["CF_XDR_ZJHM"].as_str().unwrap();
+                assert_eq!(r["CF_XDR_SHXYM"], "00000000000000000X");
+                assert_eq!(r["CF_FRDB"], source["dsr"]["fddbr"]);
+                let masked = r["CF_FR_ZJHM"].as_str().unwrap();
                 assert_eq!(&masked[6..14], "********", "{masked}");
-                assert_eq!(r["CF_XDR_ZJLX"], "001");
+                assert_eq!(r["CF_FR_ZJLX"], "001");
+                assert_eq!(r["CF_XDR_ZJHM"], "");
             }
             _ => {
                 assert_eq!(r["CF_XDR_SHXYM"], source["dsr"]["tyshxydm"]);
@@ -197,19 +269,181 @@ delivery = "credit"
             .unwrap()
             .ends_with(":v2")
     );
-    // Warning-only decisions: receipts say not sent, nothing at the platform.
-    let not_sent: BTreeSet<String> = topic_json(&brokers, &receipts)
+    // 轻微 decisions: receipts say not sent; unclassed fines: held;
+    // nothing of either at the platform.
+    let outcome = |o: &str| -> BTreeSet<String> {
+        topic_json(&brokers, &receipts)
+            .into_iter()
+            .filter(|(_, r)| r["outcome"] == o)
+            .map(|(_, r)| {
+                r["record_id"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("pen:")
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(outcome("not_sent"), light);
+    assert_eq!(outcome("held"), held);
+}
+
+/// 待定级: a fine the case system did not class is held (not at the
+/// platform, its clock running); an officer sets its class on the desk with
+/// a reason, audited; the same version goes to the platform, public until
+/// the class maximum, and leaves the desk's list.
+#[test]
+fn a_held_decision_is_classed_by_an_officer_and_then_published() {
+    let brokers = brokers();
+    let sandbox = start_sandbox(SandboxConfig {
+        decisions: 40,
+        change_limit: Some(0),
+        ..SandboxConfig::default()
+    });
+    let tag = unique("held");
+    let topic = format!("canonical.penalty.{tag}");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = TestDeployment::with_hub(
+        &brokers,
+        &format!(
+            "pseudonym_key = \"a-test-pseudonym-key-of-32-characters\"\ncalendar = \"{}\"\nalerts_topic = \"alerts.{tag}\"\nreceipts_topic = \"receipts.{tag}\"",
+            root().join("calendar").display()
+        ),
+        &format!(
+            r#"{pipeline}
+[http]
+listen = "{addr}"
+
+[deliveries.credit]
+topic = "{topic}"
+transform = {{ kind = "credit_penalty" }}
+target = {{ kind = "credit_batch", url = "http://{sandbox}/credit/api/penalties" }}
+
+[credit]
+decisions_topic = "{topic}"
+delivery = "credit"
+
+[desk]
+events_topic = "referrals.{tag}"
+state_topic = "state.{tag}"
+alerts_topic = "desk-alerts.{tag}"
+audit_topic = "audit.{tag}"
+[desk.users."{OFFICER}"]
+name = "张伟"
+role = "officer"
+"#,
+            pipeline = penalty_pipeline(&sandbox, &topic)
+        ),
+    );
+    let hub = d.spawn();
+    wait_listening(&addr);
+    let held = || {
+        let (status, list) = desk_call(&addr, "/desk/api/credit", None);
+        assert_eq!(status, 200, "{list}");
+        list.as_array().unwrap().clone()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "a held decision on the desk",
+        || !held().is_empty(),
+    );
+    let first = held()[0].clone();
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert!(
+        first["reason"].as_str().unwrap().contains("待定级"),
+        "{first}"
+    );
+    assert!(
+        first["due_at"].is_i64(),
+        "the publication deadline: {first}"
+    );
+    let published = || {
+        get_json(&format!("http://{sandbox}/credit/api/received"))["published"]
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        !published().keys().any(|k| k.starts_with(&format!("{id}:"))),
+        "a held decision is not at the platform"
+    );
+    let path = format!(
+        "/desk/api/credit/{}/class",
+        percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC)
+    );
+    // A class without its reason, or one that is not a class: refused.
+    let (status, _) = desk_call(
+        &addr,
+        &path,
+        Some(json!({"severity": "GENERAL", "reason": " "})),
+    );
+    assert_eq!(status, 400);
+    let (status, _) = desk_call(
+        &addr,
+        &path,
+        Some(json!({"severity": "HEAVY", "reason": "x"})),
+    );
+    assert_eq!(status, 400);
+    let reason = "罚款数额属本行业认定标准的较大数额（测试）";
+    // 503 is the desk saying it has not read the decisions and receipts
+    // to their end yet: it asks to try again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (status, answer) = loop {
+        let answer = desk_call(
+            &addr,
+            &path,
+            Some(json!({"severity": "GENERAL", "reason": reason})),
+        );
+        if answer.0 != 503 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 202, "{answer}");
+    wait_until(
+        Duration::from_secs(60),
+        "the classed decision at the platform",
+        || published().keys().any(|k| k.starts_with(&format!("{id}:"))),
+    );
+    let record = published()
         .into_iter()
-        .filter(|(_, r)| r["outcome"] == "not_sent")
-        .map(|(_, r)| {
-            r["record_id"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("pen:")
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(not_sent, warning_only);
+        .find(|(k, _)| k.starts_with(&format!("{id}:")))
+        .unwrap()
+        .1;
+    let decided =
+        chrono::NaiveDate::parse_from_str(record["CF_JDRQ"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    assert_eq!(
+        record["CF_GSJZQ"],
+        decided
+            .checked_add_months(chrono::Months::new(12))
+            .unwrap()
+            .to_string(),
+        "一般: one year from the decision"
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the desk's list without it",
+        || !held().iter().any(|h| h["id"] == id.as_str()),
+    );
+    terminate(hub);
+    // The act is audited with its reason; the decision on the topic says
+    // who classed it and why.
+    let audit = topic_json(&brokers, &format!("audit.{tag}"));
+    assert!(
+        audit
+            .iter()
+            .any(|(_, a)| a.to_string().contains(reason) && a["user"] == "张伟"),
+        "{audit:?}"
+    );
+    let classed = decoded(&brokers, &topic)
+        .into_iter()
+        .filter(|(k, _)| k == &id)
+        .last()
+        .unwrap()
+        .1;
+    assert_eq!(classed["credit_severity"], "GENERAL");
+    assert_eq!(classed["credit_severity_by"], "张伟");
+    assert_eq!(classed["credit_severity_reason"], reason);
 }
 
 const OFFICER: &str = "officer-token-0000000001";
@@ -286,7 +520,7 @@ topic = "{list}"
 events_topic = "{events}"
 objection_window = {{ limit = "5 working days", basis = "异议期依据（测试）" }}
 listing_term = {{ limit = "3 years", basis = "列入期限依据（测试）" }}
-repair_after = {{ limit = "0 hours", basis = "信用修复依据（测试）" }}
+repair_after = {{ limit = "0 days", basis = "信用修复依据（测试）" }}
 criteria = [
   {{ name = "licence_revoked", label = "受到吊销许可证件的行政处罚", instrument = "《测试规章》", article = "第一条", fields = ["MARKET", "FOOD_SAFETY", "SAFETY_PRODUCTION", "SPECIAL_EQUIPMENT", "URBAN", "ENVIRONMENT", "FIRE_SAFETY", "OTHER"], basis = "认定依据（测试）", categories_any = ["吊销许可证件"] }},
 ]

@@ -106,8 +106,15 @@ fn check(r: &Value) -> Result<(), String> {
     };
     masked_id("CF_FR_ZJHM")?;
     match s("CF_XDR_LB") {
-        // An individual business without a credit code is identified by
-        // its operator's ID, masked.
+        // An individual business without a credit code: the 双公示
+        // layout's placeholder, with its operator (经营者) as legal
+        // representative and the operator's ID, masked.
+        "个体工商户" if s("CF_XDR_SHXYM") == "00000000000000000X" => {
+            if s("CF_FRDB").is_empty() || s("CF_FR_ZJHM").is_empty() {
+                return Err("使用占位代码的个体工商户须填写经营者姓名及证件号码".into());
+            }
+        }
+        // Or, on a platform that wants it so, by its operator's ID, masked.
         "个体工商户" if s("CF_XDR_SHXYM").is_empty() && !older => {
             if s("CF_XDR_ZJHM").is_empty() || s("CF_XDR_ZJLX").is_empty() {
                 return Err("无统一社会信用代码的个体工商户须填写经营者证件类型和号码".into());

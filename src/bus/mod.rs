@@ -580,6 +580,47 @@ impl Bus {
         limits
     }
 
+    /// How long each of `topics` keeps its records, as the broker describes
+    /// them: `None` for a topic kept whole (compacted, or `retention.ms`
+    /// -1), else its `retention.ms`. `Err` when the broker does not answer
+    /// DescribeConfigs within 10 s (the embedded mock has none).
+    pub async fn retention_each(
+        &self,
+        topics: &[&str],
+    ) -> Result<BTreeMap<String, Option<i64>>, BusError> {
+        let mut out = BTreeMap::new();
+        if topics.is_empty() {
+            return Ok(out);
+        }
+        let admin = self.admin()?;
+        let resources: Vec<rdkafka::admin::ResourceSpecifier<'_>> = topics
+            .iter()
+            .map(|t| rdkafka::admin::ResourceSpecifier::Topic(t))
+            .collect();
+        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .describe_configs(resources.iter(), &options)
+            .await
+            .map_err(|source| BusError::Topic {
+                topic: topics.join(", "),
+                source,
+            })?;
+        for r in results {
+            let r = r.map_err(|code| BusError::Topic {
+                topic: topics.join(", "),
+                source: KafkaError::AdminOp(code),
+            })?;
+            let rdkafka::admin::OwnedResourceSpecifier::Topic(topic) = &r.specifier else {
+                continue;
+            };
+            let value = |k: &str| r.get(k).and_then(|e| e.value.clone()).unwrap_or_default();
+            let compacted = value("cleanup.policy").contains("compact");
+            let ms = value("retention.ms").parse::<i64>().unwrap_or(-1);
+            out.insert(topic.clone(), (!compacted && ms >= 0).then_some(ms));
+        }
+        Ok(out)
+    }
+
     /// The producer's `message.max.bytes`: librdkafka's default 1,000,000
     /// unless `[kafka.properties]` sets it.
     pub fn producer_message_limit(&self) -> usize {

@@ -9,6 +9,7 @@
 //! Deadlines at risk or passed are alerts on their own topic, once each.
 
 pub mod blacklist;
+pub mod credit;
 pub mod entities;
 pub mod quality;
 pub mod report;
@@ -197,6 +198,9 @@ pub struct Desk {
     /// The list of seriously dishonest entities, when `[credit.blacklist]`
     /// is configured.
     pub blacklist: Option<Arc<blacklist::ListBoard>>,
+    /// Penalty decisions held for their credit class, when `[credit]` is
+    /// configured.
+    pub credit: Option<Arc<credit::CreditBoard>>,
     /// The market-entity credit library, when `[entities]` is configured.
     pub entities: Option<Arc<crate::entity::api::Library>>,
     /// Data quality per source, when the hub keeps it.
@@ -240,6 +244,7 @@ impl Desk {
             clock: crate::calendar::Clock::system(),
             alert_rounds: Arc::default(),
             blacklist: None,
+            credit: None,
             entities: None,
             quality: None,
             users: Arc::new(RwLock::new(config.users.clone())),
@@ -275,6 +280,11 @@ impl Desk {
     }
 
     /// The same desk with the blacklist's page, on `board`.
+    pub fn with_credit(mut self, board: Arc<credit::CreditBoard>) -> Self {
+        self.credit = Some(board);
+        self
+    }
+
     pub fn with_blacklist(mut self, board: Arc<blacklist::ListBoard>) -> Self {
         self.blacklist = Some(board);
         self
@@ -336,6 +346,71 @@ impl Desk {
         self.producer
             .send(
                 FutureRecord::to(topic).key(key).payload(body),
+                Duration::from_secs(30),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("writing to {topic}"))
+    }
+
+    /// A canonical record the desk changed (an officer's credit class on a
+    /// held penalty decision), written again to its topic under its key,
+    /// with the desk's provenance: who, and that it is the desk's.
+    pub async fn republish(
+        &self,
+        topic: &str,
+        record: &Value,
+        officer: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        let schema = self
+            .schemas
+            .get("duijie.canonical.PenaltyDecision")
+            .ok_or_else(|| {
+                crate::error::Error::permanent(
+                    crate::error::Domain::Config,
+                    "the PenaltyDecision schema is not loaded",
+                )
+            })?;
+        let key = record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let values = schema.values_of(record);
+        let mut body = Vec::new();
+        crate::schema::RecordEncoder::new(crate::schema::Encoding::SingleObject)
+            .encode(&schema, &values, &mut body)?;
+        let provenance = crate::bus::Provenance {
+            source_system: record
+                .get("source_system")
+                .and_then(Value::as_str)
+                .unwrap_or("desk")
+                .to_owned(),
+            source_id: record
+                .get("decision_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            fetched_at_ms: now_ms,
+            connector: "desk".into(),
+            pipeline: "desk".into(),
+            mapping: "desk".into(),
+            mapping_version: 0,
+            payload_sha256: crate::bus::Provenance::hash(
+                &serde_json::to_vec(record).unwrap_or_default(),
+            ),
+            origin: format!("desk: credit class set by {officer}"),
+            code_tables: String::new(),
+        };
+        let headers =
+            crate::bus::headers(&provenance, &schema.full_name, "avro/binary; single-object");
+        self.producer
+            .send(
+                FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&body)
+                    .headers(headers),
                 Duration::from_secs(30),
             )
             .await

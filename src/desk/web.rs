@@ -55,6 +55,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
             include_str!("templates/blacklist_case.html"),
         ),
         ("entities.html", include_str!("templates/entities.html")),
+        ("credit.html", include_str!("templates/credit.html")),
         ("entity.html", include_str!("templates/entity.html")),
         ("proposals.html", include_str!("templates/proposals.html")),
         ("quality.html", include_str!("templates/quality.html")),
@@ -102,6 +103,15 @@ pub fn router(desk: Desk) -> Router {
         .route(
             "/desk/api/blacklist/{case}/actions",
             axum::routing::post(super::blacklist::act),
+        )
+        .route("/desk/credit", axum::routing::get(super::credit::list_page))
+        .route(
+            "/desk/api/credit",
+            axum::routing::get(super::credit::list_api),
+        )
+        .route(
+            "/desk/api/credit/{id}/class",
+            axum::routing::post(super::credit::set_class),
         )
         .route(
             "/desk/entities",

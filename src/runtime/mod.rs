@@ -146,6 +146,7 @@ impl Hub {
             .ensure_topics(&self.deployment.topics())
             .await
             .context("creating topics")?;
+        self.check_history().await?;
         let producer = self.bus.producer()?;
         // The pipelines' own, acknowledged per batch.
         let batch_producer = crate::bus::BatchProducer::new(&self.bus)?;
@@ -324,6 +325,23 @@ impl Hub {
                     board.clone().follow(self.bus.clone(), shutdown.clone()),
                 ));
                 desk = desk.with_blacklist(board);
+            }
+            if let Some(c) = &self.deployment.credit {
+                let board = std::sync::Arc::new(crate::desk::credit::CreditBoard::new(
+                    crate::desk::credit::CreditDesk {
+                        decisions_topic: c.decisions_topic.clone(),
+                        receipts_topic: self.deployment.hub.receipts_topic.clone(),
+                        delivery: c.delivery.clone(),
+                        publish_within: c.publish_within,
+                    },
+                    calendar.clone(),
+                ));
+                tasks.push(tokio::spawn(board.clone().follow(
+                    self.bus.clone(),
+                    schemas.clone(),
+                    shutdown.clone(),
+                )));
+                desk = desk.with_credit(board);
             }
             if let Some(library) = &library {
                 desk = desk.with_entities(library.clone());
@@ -560,6 +578,46 @@ pub(crate) fn starter(ctx: PipelineContext) -> shared::Starter {
 }
 
 impl Hub {
+    /// Refuses to start when a topic a keeper, the public window or the
+    /// entity library rebuilds from keeps its records for less than the
+    /// longest period it feeds (a topic made before the hub made it whole,
+    /// or changed since): a listing or a publication would otherwise end
+    /// when its decision is deleted. A broker that cannot describe topic
+    /// configurations (the embedded demo mock) is said in the log.
+    async fn check_history(&self) -> Result<()> {
+        let history = self.deployment.history_topics();
+        let names: Vec<&str> = history.keys().map(String::as_str).collect();
+        let kept = match self.bus.retention_each(&names).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "the retention of the topics keepers rebuild from cannot be read; not checked");
+                return Ok(());
+            }
+        };
+        let day_ms = 86_400_000_i64;
+        let short: Vec<String> = history
+            .iter()
+            .filter_map(|(topic, h)| {
+                let ms = kept.get(topic).copied().flatten()?;
+                // A month as 31 days: the check errs on the long side.
+                let needed = i64::from(h.months) * 31 * day_ms;
+                (ms < needed).then(|| {
+                    format!(
+                        "topic `{topic}` keeps its records {} days (retention.ms={ms}); {} rebuild from it and need at least {} months: set retention.ms=-1 or cleanup.policy=compact on it",
+                        ms / day_ms,
+                        h.readers.iter().cloned().collect::<Vec<_>>().join("、"),
+                        h.months
+                    )
+                })
+            })
+            .collect();
+        if short.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::permanent(Domain::Config, short.join("; ")))
+        }
+    }
+
     /// What a pipeline needs to run: its mapping, encoding (registering its
     /// schema when a registry is configured), producer, cursors, counters.
     /// The context of a one-off run of a pipeline outside the running hub

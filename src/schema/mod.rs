@@ -165,6 +165,34 @@ impl CanonicalSchema {
         serde_json::Value::Object(map)
     }
 
+    /// The values of a record given as JSON (as [`CanonicalSchema::to_json`]
+    /// writes it, or as a decoded payload reads): each leaf from its dotted
+    /// path, absent as null. What the encoder then refuses (a string where a
+    /// number belongs) is its error.
+    pub fn values_of(&self, record: &serde_json::Value) -> Vec<Val<'static>> {
+        fn val(v: &serde_json::Value) -> Val<'static> {
+            match v {
+                serde_json::Value::Null | serde_json::Value::Object(_) => Val::Null,
+                serde_json::Value::Bool(b) => Val::Bool(*b),
+                serde_json::Value::Number(n) => n
+                    .as_i64()
+                    .map(Val::Int)
+                    .unwrap_or_else(|| Val::Double(n.as_f64().unwrap_or_default())),
+                serde_json::Value::String(s) => Val::Str(s.clone().into()),
+                serde_json::Value::Array(items) => Val::List(items.iter().map(val).collect()),
+            }
+        }
+        self.leaves
+            .iter()
+            .map(|leaf| {
+                leaf.path
+                    .split('.')
+                    .try_fold(record, |v, k| v.get(k))
+                    .map_or(Val::Null, val)
+            })
+            .collect()
+    }
+
     /// Decodes a single-object-encoded payload back into Avro values, for
     /// tests and tools.
     pub fn decode_single_object(&self, bytes: &[u8]) -> Result<apache_avro::types::Value, String> {

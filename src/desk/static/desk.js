@@ -61,6 +61,27 @@ document.addEventListener('DOMContentLoaded', () => {
       });
     }
   }
+  if (page === 'credit') {
+    document.querySelectorAll('form.class-form').forEach(form => form.addEventListener('submit', ev => {
+      ev.preventDefault();
+      const result = form.querySelector('.class-result');
+      fetch('/desk/api/credit/' + encodeURIComponent(form.dataset.id) + '/class', {
+        method: 'POST', credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({
+          severity: form.querySelector('.class-severity').value,
+          reason: form.querySelector('.class-reason').value,
+        }),
+      }).then(r => r.json().then(body => {
+        if (r.ok) {
+          result.textContent = '已定级';
+          location.reload();
+        } else {
+          result.textContent = '未定级：' + (body.message || r.status);
+        }
+      }));
+    }));
+  }
   if (page === 'entity-proposals') {
     const result = document.getElementById('link-result');
     document.querySelectorAll('button.link-action').forEach(b => b.addEventListener('click', () => {

@@ -561,6 +561,60 @@ mod tests {
     }
 
     #[test]
+    fn only_an_explicit_revocation_ends_a_listing_never_a_missing_record() {
+        let mut k = keeper();
+        k.observe_decision(&decision(
+            "pen:5",
+            local(3, 2, 0),
+            false,
+            &["吊销许可证件"],
+            "ISSUED",
+        ));
+        k.tick(local(3, 2, 12));
+        act(
+            &mut k,
+            EventKind::NoticeServed,
+            local(3, 3, 9),
+            Some(local(3, 3, 9)),
+        );
+        act(
+            &mut k,
+            EventKind::ListingDecided,
+            local(3, 20, 9),
+            Some(local(3, 20, 9)),
+        );
+        let listed = k.tick(local(3, 20, 10));
+        // Restarted after the decisions topic lost the ground (retention):
+        // the procedure and the list are read back, the decision is not.
+        let mut after = keeper();
+        for e in k.events[KEY].clone() {
+            after.observe_event(e);
+        }
+        for (key, entry) in &listed.entries {
+            after.observe_entry(key, entry);
+        }
+        assert_eq!(
+            after.tick(local(4, 1, 10)),
+            Writes::default(),
+            "nothing is inferred from a missing record"
+        );
+        // The case system revokes it under a record of its own: the same
+        // decision number (文号) ends the original.
+        let mut revocation = decision(
+            "pen:5-r",
+            local(4, 2, 0),
+            false,
+            &["吊销许可证件"],
+            "REVOKED",
+        );
+        revocation["decision_no"] = json!("宜高综执罚〔2026〕pen:5号");
+        k.observe_decision(&revocation);
+        let w = k.tick(local(4, 2, 10));
+        assert_eq!(w.events[0].event, EventKind::GroundsRevoked);
+        assert_eq!(w.entries[0].1["action"], "REMOVE");
+    }
+
+    #[test]
     fn a_restarted_keeper_writes_nothing_it_wrote_before() {
         let mut k = keeper();
         k.observe_decision(&decision(
