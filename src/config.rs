@@ -767,7 +767,7 @@ impl Deployment {
             .iter()
             .filter(|(n, _)| delivery.is_none_or(|d| d == n))
             .find_map(|(_, d)| match &d.transform {
-                crate::delivery::config::TransformConfig::CreditPenalty { policy } => {
+                crate::delivery::config::TransformConfig::CreditPenalty { policy, .. } => {
                     Some(policy.clone())
                 }
                 _ => None,

@@ -525,6 +525,17 @@ kind = "file_drop"
 dir = "inbox"
 layout = "jsonl"
 
+[pipelines.repairs]
+system = "credit"
+mapping = "credit_repair"
+topic = "canonical.repair.{tag}"
+schedule = "*/5 * * * * *"
+
+[pipelines.repairs.source]
+kind = "file_drop"
+dir = "repairs"
+layout = "jsonl"
+
 [deliveries.credit]
 topic = "canonical.penalty.{tag}"
 transform = {{ kind = "credit_penalty" }}
@@ -689,7 +700,7 @@ fn the_public_window_shows_a_published_penalty_drops_a_withdrawn_one_and_never_a
     std::fs::create_dir_all(d.path("inbox")).unwrap();
     let hub = d.spawn();
     wait_listening(&addr);
-    let (kept, withdrawn) = (company_code(21), company_code(22));
+    let (kept, withdrawn, repaired) = (company_code(21), company_code(22), company_code(23));
     let topic = format!("canonical.penalty.{tag}");
     let person = json!({"name": "李娜", "type": "NATURAL_PERSON", "id_type": "RESIDENT_ID", "id_number": PERSON_ID});
     publish(
@@ -767,6 +778,49 @@ fn the_public_window_shows_a_published_penalty_drops_a_withdrawn_one_and_never_a
                 assert!(duijie::personal::full_ids(&html).is_empty(), "a full ID number on {page}");
             }
             std::fs::write(artifacts.join("public-window-after-withdrawal.png"), browser.screenshot().await?).unwrap();
+            // A credit repair (终止公示) from the credit platform: the
+            // decision leaves the window at once (《信用修复管理办法》 art. 3).
+            publish_async(
+                &brokers(),
+                &topic,
+                "duijie.canonical.PenaltyDecision",
+                &[decision("P4", 1, "ISSUED", json!({"name": "东苑建材有限公司", "type": "LEGAL_PERSON", "credit_code": repaired}), &["罚款"], "URBAN")],
+            ).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                browser.goto(&format!("{base}/public/credit")).await?;
+                let text = browser.find(Locator::Css("table#items")).await?.text().await?;
+                if text.contains("第P4号") {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "P4 never appeared: {text}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            publish_async(
+                &brokers(),
+                &format!("canonical.repair.{tag}"),
+                "duijie.canonical.CreditRepair",
+                &[(
+                    "rep:XF1".to_owned(),
+                    json!({"id": "rep:XF1", "source_system": "credit", "repair_no": "XF1", "kind": "PUBLICATION_ENDED",
+                        "decision_no": "宜高综执罚决字〔2026〕第P4号",
+                        "party": {"name": "东苑建材有限公司", "credit_code": repaired},
+                        "repaired_at": now, "authority": "宜昌高新区综合行政执法局", "remarks": null, "flags": [], "updated_at": now}),
+                )],
+            ).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                browser.goto(&format!("{base}/public/credit")).await?;
+                let text = browser.find(Locator::Css("table#items")).await?.text().await?;
+                if !text.contains("第P4号") {
+                    assert!(text.contains("第P1号"), "{text}");
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "the repaired penalty stayed: {text}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            std::fs::write(artifacts.join("public-window-after-repair.png"), browser.screenshot().await?).unwrap();
             Ok::<_, fantoccini::error::CmdError>(())
         }
         .await;

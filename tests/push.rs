@@ -446,6 +446,118 @@ role = "officer"
     assert_eq!(classed["credit_severity_reason"], reason);
 }
 
+/// 信用修复 reaches the hub: the credit platform's repair result is polled
+/// as a source, and a later version of the repaired decision (a change at
+/// the case system) is never pushed again: its receipt says why.
+#[test]
+fn a_repaired_decision_is_never_pushed_again() {
+    let brokers = brokers();
+    let sandbox = start_sandbox(SandboxConfig {
+        decisions: 20,
+        change_limit: Some(0),
+        ..SandboxConfig::default()
+    });
+    let tag = unique("repair");
+    let topic = format!("canonical.penalty.{tag}");
+    let repairs = format!("canonical.repair.{tag}");
+    let receipts = format!("receipts.{tag}");
+    let d = TestDeployment::with_hub(
+        &brokers,
+        &format!(
+            "pseudonym_key = \"a-test-pseudonym-key-of-32-characters\"\nreceipts_topic = \"{receipts}\"\nalerts_topic = \"alerts.{tag}\""
+        ),
+        &format!(
+            r#"{pipeline}
+[pipelines.repairs]
+system = "credit"
+mapping = "credit_repair"
+topic = "{repairs}"
+schedule = "* * * * * *"
+
+[pipelines.repairs.source]
+kind = "http_poll"
+url = "http://{sandbox}/credit/api/repairs"
+records_pointer = "/data/records"
+paging = "keyset"
+page_size = 100
+watermark_field = "updateTime"
+watermark_param = "updatedAfter"
+id_field = "xfbh"
+after_id_param = "afterId"
+
+[deliveries.credit]
+topic = "{topic}"
+transform = {{ kind = "credit_penalty", repairs_topic = "{repairs}" }}
+target = {{ kind = "credit_batch", url = "http://{sandbox}/credit/api/penalties" }}
+"#,
+            pipeline = penalty_pipeline(&sandbox, &topic)
+        ),
+    );
+    let hub = d.spawn();
+    let published = || {
+        get_json(&format!("http://{sandbox}/credit/api/received"))["published"]
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    wait_until(Duration::from_secs(60), "a publication", || {
+        !published().is_empty()
+    });
+    let (key, record) = published().into_iter().next().unwrap();
+    let wsh = record["CF_WSH"].as_str().unwrap().to_owned();
+    let id = key
+        .trim_start_matches("pen:")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The party's repair is approved on the credit platform.
+    let (status, result) = post(
+        &format!("http://{sandbox}/credit/api/repairs"),
+        &[("content-type", "application/json".into())],
+        json!({"CF_WSH": wsh}).to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{result}");
+    wait_until(
+        Duration::from_secs(60),
+        "the repair result on the bus",
+        || {
+            decoded(&brokers, &repairs)
+                .iter()
+                .any(|(_, r)| r["decision_no"] == wsh.as_str() && r["kind"] == "PUBLICATION_ENDED")
+        },
+    );
+    // The case system changes the decision afterwards: version 2.
+    post(
+        &format!("http://{sandbox}/enforcement/api/decisions/{id}/change"),
+        &[],
+        b"",
+    );
+    let v2 = || {
+        topic_json(&brokers, &receipts)
+            .into_iter()
+            .map(|(_, r)| r)
+            .find(|r| {
+                r["record_id"] == format!("pen:{id}").as_str()
+                    && r["idempotency_key"].as_str().unwrap().ends_with(":v2")
+            })
+    };
+    wait_until(Duration::from_secs(60), "the receipt of version 2", || {
+        v2().is_some()
+    });
+    terminate(hub);
+    let receipt = v2().unwrap();
+    assert_eq!(receipt["outcome"], "not_sent", "{receipt}");
+    assert!(
+        receipt["reason"].as_str().unwrap().contains("信用修复"),
+        "{receipt}"
+    );
+    assert!(
+        !published().values().any(|r| r["CF_WSH"] == wsh.as_str()),
+        "the repaired decision is not at the platform again"
+    );
+}
+
 const OFFICER: &str = "officer-token-0000000001";
 
 /// A desk API call with the officer's token.

@@ -10,10 +10,18 @@
 //! - `POST /credit/api/penalties/withdraw`: withdraw (撤回) a publication.
 //! - `POST /credit/api/blacklist`: add or remove an entity.
 //! - `GET /credit/api/received`: what the platform holds.
+//! - `GET /credit/api/repairs?updatedAfter=…&afterId=…&pageSize=…`: credit
+//!   repair results (信用修复结果: 终止公示), keyset-paged like the case
+//!   system, which the hub polls (信用中国 is the single window of repair
+//!   since 2026-04-01, 《信用修复管理办法》).
+//! - `POST /credit/api/repairs` `{"CF_WSH": "…"}`: a repair of a published
+//!   decision is approved (what a party's application leads to); the
+//!   publication ends at the platform at once.
 //!
 //! A key already taken is accepted again and not kept twice.
 
 use super::receiver::Inbox;
+use super::store::KeysetStore;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -23,8 +31,10 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Platform {
+    /// Repair results, as the hub pages them.
+    repairs: KeysetStore,
     /// idempotency key → record, for publications.
     published: BTreeMap<String, Value>,
     withdrawn: BTreeMap<String, Value>,
@@ -39,6 +49,19 @@ pub struct CreditPlatform {
     state: Arc<Mutex<Platform>>,
     outage: Inbox,
     blacklist: Inbox,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self {
+            repairs: KeysetStore::new("updateTime", "xfbh"),
+            published: BTreeMap::new(),
+            withdrawn: BTreeMap::new(),
+            batches: 0,
+            duplicates: 0,
+            rejected: Vec::new(),
+        }
+    }
 }
 
 impl CreditPlatform {
@@ -59,6 +82,10 @@ impl CreditPlatform {
             )
             .route("/credit/api/blacklist", axum::routing::post(blacklist))
             .route("/credit/api/received", axum::routing::get(received))
+            .route(
+                "/credit/api/repairs",
+                axum::routing::get(repairs).post(repair),
+            )
             .with_state(self.clone())
     }
 }
@@ -236,6 +263,72 @@ async fn blacklist(
         return down();
     }
     p.blacklist.receive("blacklist", &headers, &body)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RepairsQuery {
+    updated_after: Option<String>,
+    after_id: Option<String>,
+    page_size: Option<usize>,
+}
+
+async fn repairs(
+    State(p): State<CreditPlatform>,
+    axum::extract::Query(q): axum::extract::Query<RepairsQuery>,
+) -> Response {
+    if p.outage.is_down() {
+        return down();
+    }
+    let size = q.page_size.unwrap_or(100).clamp(1, 1000);
+    let rows = p.state.lock().expect("credit lock").repairs.after(
+        q.updated_after.as_deref(),
+        q.after_id.as_deref(),
+        size,
+    );
+    axum::Json(json!({"code": 0, "data": {"records": rows}})).into_response()
+}
+
+/// A repair of a published decision approved: its publication ends here,
+/// and the result is listed for the deciding authority's systems.
+async fn repair(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Value>) -> Response {
+    let wsh = body
+        .get("CF_WSH")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut state = p.state.lock().expect("credit lock");
+    let Some(record) = state
+        .published
+        .values()
+        .find(|r| r.get("CF_WSH").and_then(Value::as_str) == Some(wsh.as_str()))
+        .cloned()
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"code": 404, "message": "未找到公示中的该处罚决定"})),
+        )
+            .into_response();
+    };
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let no = format!("XF{}{:04}", now.format("%Y%m%d"), state.repairs.len() + 1);
+    let s = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
+    let result = json!({
+        "xfbh": no,
+        "xflx": "终止公示",
+        "cfwsh": wsh,
+        "xyztmc": s("CF_XDR_MC"),
+        "tyshxydm": s("CF_XDR_SHXYM"),
+        "xfrq": now.format("%Y-%m-%d").to_string(),
+        "xfjg": s("CF_CFJG"),
+        "bz": "信用主体已履行处罚决定并作出信用承诺",
+        "updateTime": now.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+    });
+    state.repairs.insert(result.clone());
+    state
+        .published
+        .retain(|_, r| r.get("CF_WSH").and_then(Value::as_str) != Some(wsh.as_str()));
+    (StatusCode::CREATED, axum::Json(result)).into_response()
 }
 
 async fn received(State(p): State<CreditPlatform>) -> axum::Json<Value> {

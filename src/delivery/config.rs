@@ -175,6 +175,11 @@ pub enum TransformConfig {
     CreditPenalty {
         #[serde(default)]
         policy: CreditPolicy,
+        /// The credit platform's repair results (`CreditRepair`): a decision
+        /// whose publication a repair ended is never pushed again
+        /// (《信用修复管理办法》 art. 3).
+        #[serde(default)]
+        repairs_topic: Option<String>,
     },
     /// A licence notice for post-approval supervision (事中事后监管), routed
     /// by jurisdiction (the longest matching prefix of `jurisdiction`) to an
@@ -255,10 +260,18 @@ impl DeliveryConfig {
         {
             return Err("`rate_per_sec` must be positive".into());
         }
-        if let TransformConfig::CreditPenalty { policy } = &self.transform {
+        if let TransformConfig::CreditPenalty {
+            policy,
+            repairs_topic,
+        } = &self.transform
+        {
             policy
                 .validate()
                 .map_err(|why| format!("`transform.policy`: {why}"))?;
+            if let Some(t) = repairs_topic {
+                crate::bus::check_topic_name(t)
+                    .map_err(|why| format!("`transform.repairs_topic`: {why}"))?;
+            }
         }
         match (&self.transform, &self.target) {
             (TransformConfig::CreditPenalty { .. }, TargetConfig::CreditBatch { .. }) => {}

@@ -32,7 +32,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sink::{Attempt, Target};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -129,6 +129,9 @@ pub struct Delivery {
     /// Dead letters are cut to fit below this (the producer's message size
     /// limit, less room for key and headers).
     pub max_dead_letter_bytes: usize,
+    /// Decision numbers whose publication a credit repair ended (from the
+    /// credit transform's `repairs_topic`): never pushed again.
+    pub repaired: Arc<std::sync::RwLock<BTreeSet<String>>>,
 }
 
 impl Delivery {
@@ -137,7 +140,73 @@ impl Delivery {
     /// unless `personal_data = "full"`). Every push and pull path takes
     /// its bodies and keys from here.
     pub fn outgoing(&self, incoming: &Incoming) -> Result<Option<Outgoing>, String> {
-        outgoing_of(&self.transform, &self.config, incoming)
+        let out = outgoing_of(&self.transform, &self.config, incoming)?;
+        // A repaired decision (终止公示) is never published again.
+        if let Some(Outgoing::Publish { key, .. }) = &out
+            && let Some(no) = incoming.record.get("decision_no").and_then(Value::as_str)
+            && self.repaired.read().expect("repaired lock").contains(no)
+        {
+            return Ok(Some(Outgoing::NotSent {
+                key: key.clone(),
+                reason: format!(
+                    "{no}已完成信用修复、终止公示，不再推送（《信用修复管理办法》第三条）"
+                ),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Follows the credit transform's repair results, if it has a
+    /// `repairs_topic`, into [`Delivery::repaired`] until `shutdown`;
+    /// returns once their history is read, so that nothing repaired is
+    /// pushed after a restart.
+    pub async fn follow_repairs(&self, shutdown: &CancellationToken) {
+        let transform::Transform::Credit(_) = self.transform.as_ref() else {
+            return;
+        };
+        let TransformConfig::CreditPenalty {
+            repairs_topic: Some(topic),
+            ..
+        } = &self.config.transform
+        else {
+            return;
+        };
+        let mut rx = crate::bus::follow::follow(&self.bus, vec![topic.clone()], shutdown.clone());
+        let (caught_up, done) = tokio::sync::oneshot::channel();
+        let (repaired, schemas) = (self.repaired.clone(), self.schemas.clone());
+        tokio::spawn(async move {
+            let mut caught_up = Some(caught_up);
+            while let Some(f) = rx.recv().await {
+                match f {
+                    crate::bus::follow::Follow::CaughtUp => {
+                        if let Some(tx) = caught_up.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    crate::bus::follow::Follow::Record(f) => {
+                        match crate::schema::decode_payload(&schemas, &f.headers, &f.payload) {
+                            Ok(r)
+                                if r.get("kind").and_then(Value::as_str)
+                                    == Some("PUBLICATION_ENDED") =>
+                            {
+                                if let Some(no) = r.get("decision_no").and_then(Value::as_str) {
+                                    repaired
+                                        .write()
+                                        .expect("repaired lock")
+                                        .insert(no.to_owned());
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => f.unreadable("credit push", &e),
+                        }
+                    }
+                }
+            }
+        });
+        tokio::select! {
+            _ = done => {}
+            _ = shutdown.cancelled() => {}
+        }
     }
 }
 
@@ -288,6 +357,7 @@ impl Delivery {
             max_dead_letter_bytes: bus
                 .producer_message_limit()
                 .saturating_sub(crate::bus::RECORD_HEADROOM),
+            repaired: Arc::default(),
             bus,
         })
     }
@@ -324,6 +394,7 @@ impl Delivery {
     pub async fn run(self, shutdown: CancellationToken) {
         let span = info_span!("delivery", delivery = %self.name, department = %self.department);
         async move {
+            self.follow_repairs(&shutdown).await;
             let settled = || {
                 use std::sync::atomic::Ordering::Relaxed;
                 let s = &self.stats;

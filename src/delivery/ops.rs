@@ -200,9 +200,11 @@ pub async fn replay(d: &Feeds<'_>, feed: &str, from: From) -> Result<ReplayRepor
         schemas,
         d.topics.clone(),
     )?;
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    delivery.follow_repairs(&shutdown).await;
     let records = read_from(&delivery, from).await?;
     let read = records.values().map(Vec::len).sum();
-    let shutdown = CancellationToken::new();
     for (_, part) in records {
         delivery.deliver_partition(part, &shutdown).await?;
     }

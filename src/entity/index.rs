@@ -411,6 +411,7 @@ impl EntityIndex {
             }
         }
         out.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then(a.reference.cmp(&b.reference)));
+        super::mark_repairs(&mut out);
         Ok(Some((e, out)))
     }
 
@@ -427,6 +428,7 @@ impl EntityIndex {
                 out.push(parse::<Stored>(v.value())?.record);
             }
         }
+        super::mark_repairs(&mut out);
         Ok(out)
     }
 

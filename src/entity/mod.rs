@@ -85,6 +85,16 @@ pub struct PenaltyRestriction {
     pub industries_any: Vec<String>,
     /// How long from the decision date, and the legal basis.
     pub within: LegalLimit,
+    /// Whether a credit repair of the decision lifts it (《信用修复管理办法》
+    /// art. 3 lifts the related 失信惩戒措施). A bar a law attaches to the
+    /// penalty itself (食品安全法 art. 135's five years) is not a credit
+    /// measure: set `false` for it. Default `true`.
+    #[serde(default = "lifted")]
+    pub lifted_by_repair: bool,
+}
+
+fn lifted() -> bool {
+    true
 }
 
 /// The public window's limits.
@@ -190,6 +200,8 @@ pub enum Kind {
     GridEvent,
     Referral,
     Listing,
+    /// A credit repair result (信用修复): ends a decision's publication.
+    Repair,
 }
 
 impl Kind {
@@ -203,6 +215,7 @@ impl Kind {
             "UrbanCase" => Kind::UrbanCase,
             "GridEvent" => Kind::GridEvent,
             "ReferralEvent" => Kind::Referral,
+            "CreditRepair" => Kind::Repair,
             _ => return None,
         })
     }
@@ -216,6 +229,7 @@ impl Kind {
             Kind::GridEvent => "网格事件",
             Kind::Referral => "涉嫌犯罪案件移送",
             Kind::Listing => "严重失信主体名单",
+            Kind::Repair => "信用修复",
         }
     }
 }
@@ -278,6 +292,19 @@ pub enum Facts {
         /// `None` when the policy does not publish it.
         published: Option<Value>,
         public_until_ms: Option<i64>,
+        /// The instrument and article of its publicity period.
+        #[serde(default)]
+        period_basis: String,
+        /// Ended by a credit repair (终止公示), with why: marked when read
+        /// with the entity's repairs ([`mark_repairs`]).
+        #[serde(default)]
+        repaired: Option<String>,
+    },
+    /// A credit repair result: the decision whose publication it ends.
+    Repair {
+        decision_no: String,
+        /// PUBLICATION_ENDED or LISTING_REMOVED.
+        what: String,
     },
     Licence {
         /// A commitment (告知承诺) not yet recorded as met, and its date.
@@ -350,14 +377,14 @@ impl IndexedRecord {
         match &self.facts {
             Facts::Penalty {
                 withdrawn: None,
+                repaired: None,
                 published: Some(_),
                 public_until_ms,
+                period_basis,
                 ..
-            } if public_until_ms.is_none_or(|u| now < u) => Some(item(
-                "公示期内的行政处罚",
-                *public_until_ms,
-                "国家发展改革委令第58号：行政处罚信息公示期最短3个月、最长3年",
-            )),
+            } if public_until_ms.is_none_or(|u| now < u) => {
+                Some(item("公示期内的行政处罚", *public_until_ms, period_basis))
+            }
             Facts::Licence {
                 commitment_due_ms: Some(due),
             } => Some(item(
@@ -692,12 +719,17 @@ impl Reader<'_> {
             Kind::Penalty => {
                 let decision_no = s(v, "/decision_no").unwrap_or_default().to_owned();
                 let publication = self.policy.publication(v);
-                let (withdrawn, published, public_until) = match publication {
-                    Ok(Publication::Withdraw { reason, .. }) => (Some(reason), None, None),
-                    Ok(Publication::Publish { record, assessment }) => {
-                        (None, Some(record), assessment.public_until)
+                let (withdrawn, published, public_until, period_basis) = match publication {
+                    Ok(Publication::Withdraw { reason, .. }) => {
+                        (Some(reason), None, None, String::new())
                     }
-                    _ => (None, None, None),
+                    Ok(Publication::Publish { record, assessment }) => (
+                        None,
+                        Some(record),
+                        assessment.public_until,
+                        assessment.period_basis,
+                    ),
+                    _ => (None, None, None, String::new()),
                 };
                 // CF_GSJZQ, as a date whatever the platform's date format.
                 let public_until_ms = public_until
@@ -715,6 +747,20 @@ impl Reader<'_> {
                         withdrawn,
                         published,
                         public_until_ms,
+                        period_basis,
+                        repaired: None,
+                    },
+                    None,
+                )
+            }
+            Kind::Repair => {
+                let decision_no = s(v, "/decision_no").unwrap_or_default().to_owned();
+                (
+                    format!("{} {}", s(v, "/repair_no").unwrap_or_default(), decision_no),
+                    i(v, "/repaired_at"),
+                    Facts::Repair {
+                        what: s(v, "/kind").unwrap_or_default().to_owned(),
+                        decision_no,
                     },
                     None,
                 )
@@ -926,9 +972,13 @@ pub fn restrictions(
                 industry,
                 decided_ms: Some(decided),
                 withdrawn: None,
+                repaired,
                 ..
             } => {
                 for rule in &config.penalties {
+                    if repaired.is_some() && rule.lifted_by_repair {
+                        continue;
+                    }
                     if !categories.iter().any(|c| rule.categories_any.contains(c))
                         || !(rule.industries_any.is_empty()
                             || rule.industries_any.contains(industry))
@@ -976,7 +1026,42 @@ pub fn may_be_public(r: &IndexedRecord) -> bool {
             published: Some(_),
             ..
         } | Facts::Listing { listed: true, .. }
+            // Repairs are read with the public records: they take
+            // repaired decisions off the window (mark_repairs).
+            | Facts::Repair { .. }
     )
+}
+
+/// Marks the penalties of `records` whose publication a repair among them
+/// ended (by decision number): they leave the public window, the open
+/// items, and the restrictions a repair lifts (《信用修复管理办法》
+/// art. 3). Nothing is inferred from a missing record: only a repair
+/// result marks.
+pub fn mark_repairs(records: &mut [IndexedRecord]) {
+    let repaired: BTreeMap<String, String> = records
+        .iter()
+        .filter_map(|r| match &r.facts {
+            Facts::Repair { decision_no, what } if what == "PUBLICATION_ENDED" => Some((
+                decision_no.clone(),
+                format!("已完成信用修复，终止公示（{}）", r.title),
+            )),
+            _ => None,
+        })
+        .collect();
+    if repaired.is_empty() {
+        return;
+    }
+    for r in records {
+        if let Facts::Penalty {
+            decision_no,
+            repaired: mark,
+            ..
+        } = &mut r.facts
+            && let Some(why) = repaired.get(decision_no.as_str())
+        {
+            *mark = Some(why.clone());
+        }
+    }
 }
 
 /// One item of the public window: what the rules allow publishing.
@@ -1013,6 +1098,7 @@ pub fn public_item(r: &IndexedRecord, now: DateTime<Utc>) -> Option<PublicItem> 
     match &r.facts {
         Facts::Penalty {
             withdrawn: None,
+            repaired: None,
             published: Some(p),
             public_until_ms,
             decision_no,
