@@ -1102,6 +1102,64 @@ impl CreditPolicy {
     }
 }
 
+/// What a 失信惩戒措施 does to a decision someone takes about the party
+/// (国办发〔2020〕49号（四）: each measure cites its own legal basis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// The law forbids it (不得): the permit cannot be granted.
+    Bar,
+    /// An important consideration (重要考量因素): the decider weighs it.
+    Consider,
+}
+
+impl Effect {
+    pub fn label(self) -> &'static str {
+        match self {
+            Effect::Bar => "依法不得",
+            Effect::Consider => "作为重要考量因素",
+        }
+    }
+}
+
+/// One 失信惩戒措施 with its basis and scope: what a listing (or a
+/// penalty) means for the permits others decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    /// What it is, in Chinese, as the caller shows it.
+    pub label: String,
+    pub effect: Effect,
+    /// The permit types (许可事项) it concerns; `*` for every one.
+    pub permits: Vec<String>,
+    /// The instrument and article it rests on.
+    pub basis: String,
+}
+
+impl Measure {
+    /// Refuses a measure without its basis or scope, naming it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.basis.trim().is_empty() {
+            return Err(format!(
+                "the measure `{}` needs its legal basis (国办发〔2020〕49号（四）: every measure cites its own)",
+                self.label
+            ));
+        }
+        if self.permits.is_empty() {
+            return Err(format!(
+                "the measure `{}` needs `permits`: the permit types it concerns, or [\"*\"]",
+                self.label
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether it concerns `permit` (every measure, without one).
+    pub fn concerns(&self, permit: Option<&str>) -> bool {
+        permit.is_none_or(|p| self.permits.iter().any(|x| x == "*" || x == p))
+    }
+}
+
 /// A stable identity for blacklists: the credit code, else the person's
 /// pseudonym (never the ID number itself: see [`crate::personal`]), else
 /// the name.

@@ -46,6 +46,7 @@ tokens = {{ approval = "{CALLER}" }}
 label = "被吊销食品生产经营许可证"
 categories_any = ["吊销许可证件"]
 industries_any = ["FOOD_SAFETY"]
+permits = ["FOOD_PRODUCTION_OPERATION"]
 within = {{ limit = "5 years", basis = "《中华人民共和国食品安全法》第一百三十五条第一款" }}
 
 [entities.public]
@@ -602,6 +603,7 @@ fn the_restrictions_api_says_why_an_entity_is_restricted_until_it_is_removed_and
             "credit_code": listed, "action": action, "case_id": format!("uscc:{listed}#1"),
             "criteria": [{"name": "closed", "label": "受到责令关闭的行政处罚", "basis": "认定依据（测试）"}],
             "reasons": ["受到责令关闭的行政处罚"], "decision_nos": ["宜高综执罚决字〔2026〕第9号"],
+            "measures": [{"label": "审批时作为重要考量因素", "effect": "consider", "permits": ["*"], "basis": "措施依据（测试）"}],
             "decided_at": (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339(),
             "listed_until": (chrono::Utc::now() + chrono::Duration::days(1000)).to_rfc3339(),
             "removal_reason": if action == "REMOVE" { json!("信用修复") } else { Value::Null },
@@ -616,37 +618,71 @@ fn the_restrictions_api_says_why_an_entity_is_restricted_until_it_is_removed_and
     let ask = |code: &str, token: Option<&str>| {
         call(&addr, &format!("/api/entities/{code}/restrictions"), token)
     };
+    let ask_for = |code: &str, permit: &str| {
+        call(
+            &addr,
+            &format!("/api/entities/{code}/restrictions?permit={permit}"),
+            Some(CALLER),
+        )
+        .1
+    };
 
     // Without a token, or with another's: 401, before anything else.
     assert_eq!(ask(&listed, None).0, 401);
     assert_eq!(ask(&listed, Some("officer-token-entities-0001")).0, 401);
     wait_until(Duration::from_secs(60), "the listing read", || {
         let (s, b, _) = ask(&listed, Some(CALLER));
-        s == 200 && b["restricted"] == true
+        s == 200 && b["listed"] == true
     });
     let (_, b, h) = ask(&listed.to_lowercase(), Some(CALLER));
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(b["entity"], format!("uscc:{listed}"));
-    let reason = &b["reasons"][0];
-    assert_eq!(reason["kind"], "blacklist", "{b}");
-    assert_eq!(reason["basis"], "认定依据（测试）");
+    // The listing's measure is a consideration, with its own basis: the
+    // entity is not barred from anything.
+    let measure = &b["measures"][0];
+    assert_eq!(measure["kind"], "blacklist", "{b}");
+    assert_eq!(measure["effect"], "consider", "{b}");
+    assert_eq!(measure["scope"], json!(["*"]));
     assert!(
-        reason["until"].as_str().unwrap().ends_with("+08:00"),
-        "{reason}"
+        measure["basis"]
+            .as_str()
+            .unwrap()
+            .starts_with("措施依据（测试）"),
+        "{b}"
     );
-    // A food-safety revocation restricts; the same penalty in another trade
-    // does not (the law's restriction stays in its trade).
-    wait_until(Duration::from_secs(60), "the penalties read", || {
-        ask(&food, Some(CALLER)).1["restricted"] == true
-    });
-    let (_, b, _) = ask(&food, Some(CALLER));
-    assert_eq!(b["reasons"][0]["kind"], "penalty");
+    assert_eq!(b["restricted"], false, "a consideration bars nothing: {b}");
     assert!(
-        b["reasons"][0]["basis"]
+        measure["until"].as_str().unwrap().ends_with("+08:00"),
+        "{measure}"
+    );
+    // A food-safety revocation bars a food licence (食品安全法 art. 135(1));
+    // the same penalty in another trade does not, nor does it concern
+    // another permit.
+    wait_until(Duration::from_secs(60), "the penalties read", || {
+        ask_for(&food, "FOOD_PRODUCTION_OPERATION")["restricted"] == true
+    });
+    let b = ask_for(&food, "FOOD_PRODUCTION_OPERATION");
+    assert_eq!(b["measures"][0]["kind"], "penalty");
+    assert_eq!(b["measures"][0]["effect"], "bar");
+    assert!(
+        b["measures"][0]["basis"]
             .as_str()
             .unwrap()
             .contains("第一百三十五条"),
         "{b}"
+    );
+    let other = ask_for(&food, "OUTDOOR_ADVERTISING");
+    assert_eq!(
+        (other["restricted"].clone(), other["measures"].clone()),
+        (json!(false), json!([])),
+        "{other}"
+    );
+    // Without a permit: every measure, with its scope.
+    let (_, all, _) = ask(&food, Some(CALLER));
+    assert_eq!(
+        all["measures"][0]["scope"],
+        json!(["FOOD_PRODUCTION_OPERATION"]),
+        "{all}"
     );
     let (_, b, _) = ask(&clean, Some(CALLER));
     assert_eq!(
@@ -669,7 +705,8 @@ fn the_restrictions_api_says_why_an_entity_is_restricted_until_it_is_removed_and
         &[(format!("uscc:{listed}"), entry("REMOVE"))],
     );
     wait_until(Duration::from_secs(60), "the removal read", || {
-        ask(&listed, Some(CALLER)).1["restricted"] == false
+        let b = ask(&listed, Some(CALLER)).1;
+        b["listed"] == false && b["measures"] == json!([])
     });
     // Revoked (行政处罚法 art. 48): the penalty restricts no more.
     publish(
@@ -686,7 +723,7 @@ fn the_restrictions_api_says_why_an_entity_is_restricted_until_it_is_removed_and
         )],
     );
     wait_until(Duration::from_secs(60), "the revocation read", || {
-        ask(&food, Some(CALLER)).1["restricted"] == false
+        ask_for(&food, "FOOD_PRODUCTION_OPERATION")["restricted"] == false
     });
     terminate(hub);
 }

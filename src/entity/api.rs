@@ -3,9 +3,12 @@
 //! - `GET /api/entities/{code}/restrictions` (joint restriction, 联合惩戒):
 //!   for the approval system and other departments deciding now, e.g. a
 //!   licence application. Bearer token per caller (`[entities.restrictions]
-//!   tokens`), compared in constant time; whether the entity is restricted
-//!   and why, each reason with its legal basis and end. The push of
-//!   blacklist entries stays; this is the pull side.
+//!   tokens`), compared in constant time. `?permit=TYPE` names what the
+//!   caller is deciding: the answer is the measures that concern it, each
+//!   with its effect (`bar`: the law forbids; `consider`: 重要考量因素), its
+//!   scope, its basis and its end (国办发〔2020〕49号（四）); without a permit,
+//!   every measure with its scope. `restricted` is true only when a measure
+//!   bars. The push of blacklist entries stays; this is the pull side.
 //! - `/public/credit` and `/public/api/credit` (一窗发布): a public,
 //!   read-only page and JSON API, without login, listing what the rules
 //!   allow publishing — penalty decisions within their publicity period as
@@ -53,7 +56,7 @@ impl std::fmt::Debug for Library {
 const PUBLIC_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Restrictions checked when `[entities.restrictions]` names no penalty
-/// rule: a decided listing restricts.
+/// rule: the measures a decided listing carries.
 static NO_PENALTY_RULES: LazyLock<RestrictionsConfig> = LazyLock::new(|| RestrictionsConfig {
     tokens: Default::default(),
     penalties: Vec::new(),
@@ -157,14 +160,25 @@ impl Library {
         self.clock.now()
     }
 
-    /// The restrictions on an entity's records at `now`.
+    /// The measures on an entity's records at `now`.
     pub fn restrictions(&self, records: &[IndexedRecord], now: DateTime<Utc>) -> Vec<Restriction> {
+        self.restrictions_for(records, now, None)
+    }
+
+    /// The measures on an entity's records at `now` that concern `permit`
+    /// (all of them without one).
+    pub fn restrictions_for(
+        &self,
+        records: &[IndexedRecord],
+        now: DateTime<Utc>,
+        permit: Option<&str>,
+    ) -> Vec<Restriction> {
         let config = self
             .config
             .restrictions
             .as_ref()
             .unwrap_or(&NO_PENALTY_RULES);
-        super::restrictions(records, config, &self.calendar, now)
+        super::restrictions(records, config, &self.calendar, now, permit)
     }
 
     /// An entity key from what a caller writes: a credit code (any case,
@@ -195,7 +209,8 @@ impl Library {
             "names": e.names.keys().collect::<Vec<_>>(),
             "systems": e.systems.keys().collect::<Vec<_>>(),
             "records": rows, "open_items": open,
-            "restricted": !restrictions.is_empty(), "restrictions": restrictions,
+            "restricted": restrictions.iter().any(|r| r.effect == crate::credit::Effect::Bar),
+            "restrictions": restrictions,
         });
         crate::personal::scrub(&mut v, &self.policy.mask);
         Ok(Some(v))
@@ -222,7 +237,10 @@ impl Library {
                 "systems": e.systems.keys().collect::<Vec<_>>(),
                 "records": e.records,
                 "open_items": records.iter().filter(|r| r.open_item(now).is_some()).count(),
-                "restricted": !self.restrictions(&records, now).is_empty(),
+                "restricted": self
+                    .restrictions(&records, now)
+                    .iter()
+                    .any(|r| r.effect == crate::credit::Effect::Bar),
             });
             crate::personal::scrub(&mut v, &self.policy.mask);
             out.push(v);
@@ -290,9 +308,16 @@ pub fn restrictions_router(library: Arc<Library>) -> Router {
 /// the same time (it matches nothing: it holds a NUL).
 const NO_CALLER: &str = "\0no caller";
 
+#[derive(Debug, Deserialize)]
+struct RestrictionsQuery {
+    /// The permit type the caller is deciding (`FOOD_PRODUCTION_OPERATION`).
+    permit: Option<String>,
+}
+
 async fn restrictions(
     State(library): State<Arc<Library>>,
     Path(code): Path<String>,
+    Query(q): Query<RestrictionsQuery>,
     headers: HeaderMap,
 ) -> Response {
     let given = headers
@@ -349,11 +374,26 @@ async fn restrictions(
         Some((e, r)) => (Some(e.name()), r.as_slice()),
         None => (None, &[][..]),
     };
-    let reasons = library.restrictions(records, now);
-    tracing::info!(caller, entity = %key, restricted = !reasons.is_empty(), "restrictions asked");
+    let permit = q.permit.as_deref().map(str::trim).filter(|p| !p.is_empty());
+    if permit.is_some_and(|p| p.len() > 64) {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"message": "许可事项类型过长"})),
+        )
+            .into_response();
+    }
+    let measures = library.restrictions_for(records, now, permit);
+    let barred = measures
+        .iter()
+        .any(|m| m.effect == crate::credit::Effect::Bar);
+    let listed = records.iter().any(|r| {
+        matches!(&r.facts, super::Facts::Listing { listed: true, until_ms, .. }
+            if until_ms.is_none_or(|u| now.timestamp_millis() < u))
+    });
+    tracing::info!(caller, entity = %key, permit, restricted = barred, measures = measures.len(), "restrictions asked");
     let mut body = json!({
-        "entity": key, "name": name, "known": profile.is_some(),
-        "restricted": !reasons.is_empty(), "reasons": reasons,
+        "entity": key, "name": name, "known": profile.is_some(), "permit": permit,
+        "restricted": barred, "listed": listed, "measures": measures,
         "as_of": crate::calendar::local_rfc3339(now),
     });
     crate::personal::scrub(&mut body, &library.policy.mask);

@@ -85,6 +85,12 @@ pub struct PenaltyRestriction {
     pub industries_any: Vec<String>,
     /// How long from the decision date, and the legal basis.
     pub within: LegalLimit,
+    /// What it does: `bar` (the law forbids, the default) or `consider`.
+    #[serde(default = "bar")]
+    pub effect: crate::credit::Effect,
+    /// The permit types it concerns (`FOOD_PRODUCTION_OPERATION`); `*`
+    /// for every one. A law's bar stays with the permit it names.
+    pub permits: Vec<String>,
     /// Whether a credit repair of the decision lifts it (《信用修复管理办法》
     /// art. 3 lifts the related 失信惩戒措施). A bar a law attaches to the
     /// penalty itself (食品安全法 art. 135's five years) is not a credit
@@ -95,6 +101,10 @@ pub struct PenaltyRestriction {
 
 fn lifted() -> bool {
     true
+}
+
+fn bar() -> crate::credit::Effect {
+    crate::credit::Effect::Bar
 }
 
 /// The public window's limits.
@@ -161,6 +171,12 @@ impl EntitiesConfig {
                 if p.within.basis.trim().is_empty() {
                     return Err(format!(
                         "[[entities.restrictions.penalties]] `{}` needs the legal basis of its period",
+                        p.label
+                    ));
+                }
+                if p.permits.is_empty() {
+                    return Err(format!(
+                        "[[entities.restrictions.penalties]] `{}` needs `permits`: the permit types it concerns, or [\"*\"]",
                         p.label
                     ));
                 }
@@ -327,6 +343,9 @@ pub enum Facts {
         reasons: Vec<String>,
         bases: Vec<String>,
         removal: Option<String>,
+        /// The measures the listing carries, each with its basis.
+        #[serde(default)]
+        measures: Vec<crate::credit::Measure>,
     },
 }
 
@@ -920,16 +939,27 @@ impl Reader<'_> {
                 reasons: strings("/reasons", ""),
                 bases: strings("/criteria", "basis"),
                 removal: s(v, "/removal_reason").map(str::to_owned),
+                measures: v
+                    .get("measures")
+                    .cloned()
+                    .and_then(|m| serde_json::from_value(m).ok())
+                    .unwrap_or_default(),
             },
             position: at,
         })
     }
 }
 
-/// Why an entity is restricted, with its basis and end.
+/// A measure that applies to an entity: what it is, what it does, to which
+/// permits, why, on what basis, until when.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Restriction {
+    /// `blacklist` or `penalty`: what it follows from.
     pub kind: &'static str,
+    pub label: String,
+    pub effect: crate::credit::Effect,
+    /// The permit types it concerns (`*`: every one).
+    pub scope: Vec<String>,
     pub reason: String,
     pub basis: String,
     /// The last moment (RFC 3339, Asia/Shanghai) the restriction holds;
@@ -939,12 +969,15 @@ pub struct Restriction {
     pub source: String,
 }
 
-/// The restrictions on an entity at `now`, from its records.
+/// The measures that apply to an entity at `now`, from its records: those
+/// a decided listing carries, and those the law attaches to a penalty;
+/// with `permit`, only those that concern it.
 pub fn restrictions(
     records: &[IndexedRecord],
     config: &RestrictionsConfig,
     calendar: &Calendar,
     now: DateTime<Utc>,
+    permit: Option<&str>,
 ) -> Vec<Restriction> {
     let mut out = Vec::new();
     let now_ms = now.timestamp_millis();
@@ -955,17 +988,25 @@ pub fn restrictions(
                 until_ms,
                 reasons,
                 bases,
+                measures,
                 ..
-            } if until_ms.is_none_or(|u| now_ms < u) => out.push(Restriction {
-                kind: "blacklist",
-                reason: format!("列入严重失信主体名单：{}", reasons.join("；")),
-                basis: bases.join("；"),
-                until: until_ms
-                    .and_then(DateTime::from_timestamp_millis)
-                    .map(crate::calendar::local_rfc3339),
-                until_note: None,
-                source: r.id.clone(),
-            }),
+            } if until_ms.is_none_or(|u| now_ms < u) => {
+                for m in measures.iter().filter(|m| m.concerns(permit)) {
+                    out.push(Restriction {
+                        kind: "blacklist",
+                        label: m.label.clone(),
+                        effect: m.effect,
+                        scope: m.permits.clone(),
+                        reason: format!("列入严重失信主体名单：{}", reasons.join("；")),
+                        basis: format!("{}（名单认定依据：{}）", m.basis, bases.join("；")),
+                        until: until_ms
+                            .and_then(DateTime::from_timestamp_millis)
+                            .map(crate::calendar::local_rfc3339),
+                        until_note: None,
+                        source: r.id.clone(),
+                    });
+                }
+            }
             Facts::Penalty {
                 decision_no,
                 categories,
@@ -977,6 +1018,9 @@ pub fn restrictions(
             } => {
                 for rule in &config.penalties {
                     if repaired.is_some() && rule.lifted_by_repair {
+                        continue;
+                    }
+                    if permit.is_some_and(|p| !rule.permits.iter().any(|x| x == "*" || x == p)) {
                         continue;
                     }
                     if !categories.iter().any(|c| rule.categories_any.contains(c))
@@ -997,6 +1041,9 @@ pub fn restrictions(
                     if holds {
                         out.push(Restriction {
                             kind: "penalty",
+                            label: rule.label.clone(),
+                            effect: rule.effect,
+                            scope: rule.permits.clone(),
                             reason: format!(
                                 "{}：{decision_no}（{}）",
                                 rule.label,

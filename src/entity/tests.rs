@@ -333,17 +333,21 @@ fn open_items_restrictions_and_the_public_window_follow_the_time_of_asking() {
     assert_eq!(item.until, "2029-11-02");
     assert!(public_item(&records[0], later).is_none());
 
-    // Restrictions: a food-safety revocation restricts five years, in its trade only.
+    // Restrictions: a food-safety revocation bars a food licence for five
+    // years (食品安全法 art. 135(1)), in its trade and for that permit only.
     let rules: RestrictionsConfig = toml::from_str(
         r#"tokens = { approval = "approval-token-0123456789" }
 [[penalties]]
 label = "被吊销食品生产经营许可证"
 categories_any = ["吊销许可证件"]
 industries_any = ["FOOD_SAFETY"]
+permits = ["FOOD_PRODUCTION_OPERATION"]
 within = { limit = "5 years", basis = "《食品安全法》第一百三十五条" }
+lifted_by_repair = false
 "#,
     )
     .unwrap();
+    let food = Some("FOOD_PRODUCTION_OPERATION");
     let mut revoked = penalty(
         "7",
         company(&c),
@@ -356,58 +360,126 @@ within = { limit = "5 years", basis = "《食品安全法》第一百三十五�
             &[f.read(Kind::Penalty, "t", "pen:7", revoked.clone(), 0)],
             &rules,
             &f.calendar,
-            now
+            now,
+            None
         )
         .is_empty(),
         "not in its trade"
     );
     revoked["industry"] = json!("FOOD_SAFETY");
-    let r = restrictions(
-        &[f.read(Kind::Penalty, "t", "pen:7", revoked.clone(), 0)],
-        &rules,
-        &f.calendar,
-        now,
-    );
+    let read = f.read(Kind::Penalty, "t", "pen:7", revoked.clone(), 0);
+    let r = restrictions(std::slice::from_ref(&read), &rules, &f.calendar, now, food);
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].basis, "《食品安全法》第一百三十五条");
+    assert_eq!(r[0].effect, crate::credit::Effect::Bar);
+    assert_eq!(r[0].scope, ["FOOD_PRODUCTION_OPERATION"]);
+    // Another permit: the bar is not its concern.
+    assert!(
+        restrictions(
+            std::slice::from_ref(&read),
+            &rules,
+            &f.calendar,
+            now,
+            Some("OUTDOOR_ADVERTISING")
+        )
+        .is_empty()
+    );
     // 2031 has no calendar file: the end is unknown, and not guessed.
     assert_eq!(r[0].until, None);
     assert!(
         r[0].until_note.as_deref().unwrap().contains("期限无法计算"),
         "{r:?}"
     );
+    // A credit repair ends the publication, not the law's own bar.
+    let repair = f
+        .read(
+            Kind::Repair,
+            "t",
+            "rep:1",
+            json!({"id": "rep:1", "source_system": "credit", "repair_no": "1", "kind": "PUBLICATION_ENDED",
+                "decision_no": "宜高综执罚决字〔2026〕第7号", "party": company(&c), "repaired_at": ms(2026, 12, 1)}),
+            2,
+        );
+    let mut both = vec![read.clone(), repair];
+    super::mark_repairs(&mut both);
+    assert!(
+        public_item(&both[0], now).is_none(),
+        "repaired: off the window"
+    );
+    assert!(both[0].open_item(now).is_none(), "repaired: no open item");
+    assert_eq!(
+        restrictions(&both, &rules, &f.calendar, now, food).len(),
+        1,
+        "a statutory bar stays"
+    );
     // Revoked (art. 48): no longer restricts, no longer public.
     revoked["action"] = json!("REVOKED");
     let withdrawn = f.read(Kind::Penalty, "t", "pen:7", revoked, 1);
-    assert!(restrictions(std::slice::from_ref(&withdrawn), &rules, &f.calendar, now).is_empty());
+    assert!(
+        restrictions(
+            std::slice::from_ref(&withdrawn),
+            &rules,
+            &f.calendar,
+            now,
+            None
+        )
+        .is_empty()
+    );
     assert!(public_item(&withdrawn, now).is_none() && !may_be_public(&withdrawn));
 
-    // A decided listing restricts until its term, then not; a removal at once.
-    let listing = |action: &str, offset: i64| {
+    // A decided listing carries its measures until its term, then not; a
+    // removal ends them at once. Without measures it weighs nothing.
+    let listing = |action: &str, offset: i64, measures: Value| {
         f.reader().read_listing(&format!("uscc:{c}"), &json!({
             "entity": format!("uscc:{c}"), "name": "宜昌华强建材有限公司", "credit_code": c, "action": action,
             "reasons": ["受到吊销许可证件的行政处罚"], "criteria": [{"name": "x", "label": "l", "basis": "市场监管总局令第44号"}],
-            "decided_at": "2026-11-20T02:00:00Z", "listed_until": "2029-11-20T16:00:00Z",
+            "decided_at": "2026-11-20T02:00:00Z", "listed_until": "2029-11-20T16:00:00Z", "measures": measures,
         }), at("credit.blacklist", offset)).unwrap()
     };
-    let added = listing("ADD", 0);
-    let r = restrictions(std::slice::from_ref(&added), &rules, &f.calendar, now);
+    let consider = json!([{"label": "审批时作为重要考量因素", "effect": "consider", "permits": ["*"], "basis": "市场监管总局令第44号第二十条"}]);
+    let added = listing("ADD", 0, consider.clone());
+    let r = restrictions(std::slice::from_ref(&added), &rules, &f.calendar, now, food);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].kind, "blacklist");
-    assert_eq!(r[0].basis, "市场监管总局令第44号");
+    assert_eq!(r[0].effect, crate::credit::Effect::Consider);
+    assert!(
+        r[0].basis.starts_with("市场监管总局令第44号第二十条"),
+        "{r:?}"
+    );
     assert_eq!(r[0].until.as_deref(), Some("2029-11-21T00:00:00+08:00"));
     assert!(
         restrictions(
             std::slice::from_ref(&added),
             &rules,
             &f.calendar,
-            now + chrono::Duration::days(1100)
+            now + chrono::Duration::days(1100),
+            None
         )
         .is_empty()
     );
+    assert!(
+        restrictions(
+            std::slice::from_ref(&listing("ADD", 0, json!([]))),
+            &rules,
+            &f.calendar,
+            now,
+            None
+        )
+        .is_empty(),
+        "no measure configured: nothing barred or weighed"
+    );
     assert_eq!(public_item(&added, now).unwrap().kind, "blacklist");
-    let removed = listing("REMOVE", 1);
-    assert!(restrictions(std::slice::from_ref(&removed), &rules, &f.calendar, now).is_empty());
+    let removed = listing("REMOVE", 1, consider);
+    assert!(
+        restrictions(
+            std::slice::from_ref(&removed),
+            &rules,
+            &f.calendar,
+            now,
+            None
+        )
+        .is_empty()
+    );
     assert!(public_item(&removed, now).is_none());
 }
 

@@ -288,13 +288,23 @@ impl ListKeeper {
             if was_listed && was_case == listed.case_id {
                 return None;
             }
-            return Some(super::list_entry(listed, version + 1, now));
+            return Some(super::list_entry(
+                listed,
+                &self.config.measures,
+                version + 1,
+                now,
+            ));
         }
         if !was_listed {
             return None;
         }
         let removed = cases.iter().find(|c| c.case_id == was_case)?;
-        Some(super::list_entry(removed, version + 1, now))
+        Some(super::list_entry(
+            removed,
+            &self.config.measures,
+            version + 1,
+            now,
+        ))
     }
 
     fn counts(&self, now: DateTime<Utc>) -> (u64, u64) {
@@ -489,8 +499,15 @@ mod tests {
         assert_eq!(entry["action"], "ADD");
         assert_eq!(entry["criteria"][0]["basis"], "《测试规章甲》第一条");
         assert_eq!(entry["criteria"][0]["fields"], json!(["MARKET"]));
+        // The notice names the measures and what they do; a consideration
+        // is not called 联合惩戒.
         let message = entry["message"].as_str().unwrap();
         assert!(!message.contains("联合惩戒"), "{message}");
+        assert!(
+            message.contains("审批时作为重要考量因素（作为重要考量因素，依据措施依据）"),
+            "{message}"
+        );
+        assert_eq!(entry["measures"][0]["effect"], "consider");
         assert_eq!(
             entry["decided_at"],
             json!(local(3, 20, 9).timestamp_millis())

@@ -51,6 +51,12 @@ pub struct BlacklistConfig {
     pub listing_term: LegalLimit,
     /// How long after the decision a credit repair may end a listing early.
     pub repair_after: LegalLimit,
+    /// What a listing means for others' decisions, each measure with its
+    /// own basis, effect and scope (国办发〔2020〕49号（四）): the listing
+    /// notice names them, and the restrictions API answers them per permit.
+    /// None: a listing is published, and bars or weighs nothing.
+    #[serde(default)]
+    pub measures: Vec<crate::credit::Measure>,
 }
 
 fn default_topic() -> String {
@@ -145,6 +151,9 @@ impl BlacklistConfig {
                     rule.limit
                 ));
             }
+        }
+        for m in &self.measures {
+            m.validate().map_err(|why| format!("`measures`: {why}"))?;
         }
         for (name, topic) in [("topic", &self.topic), ("events_topic", &self.events_topic)] {
             crate::bus::check_topic_name(topic).map_err(|why| format!("`{name}`: {why}"))?;
@@ -850,7 +859,12 @@ pub fn hub_event(
 
 /// The entry the list topic carries for a listing or a removal: what the
 /// credit platform and departments receive.
-pub fn list_entry(case: &CaseView, version: i64, now: DateTime<Utc>) -> serde_json::Value {
+pub fn list_entry(
+    case: &CaseView,
+    measures: &[crate::credit::Measure],
+    version: i64,
+    now: DateTime<Utc>,
+) -> serde_json::Value {
     let p = case.proposal.clone().unwrap_or_else(|| Proposal {
         name: String::new(),
         credit_code: None,
@@ -872,6 +886,7 @@ pub fn list_entry(case: &CaseView, version: i64, now: DateTime<Utc>) -> serde_js
             "instrument": c.instrument, "article": c.article, "fields": c.fields,
             "basis": format!("{}{}", c.instrument, c.article)})).collect::<Vec<_>>(),
         "reasons": p.reasons,
+        "measures": measures,
         "decision_nos": p.decision_nos,
         "notice_served_at": case.served_at,
         "decided_at": case.decided_at,
@@ -884,13 +899,25 @@ pub fn list_entry(case: &CaseView, version: i64, now: DateTime<Utc>) -> serde_js
         // restrictions API answers per permit), not a blanket 联合惩戒.
         "message": if listed {
             format!(
-                "{}列入严重失信主体名单（{}）；相关管理措施以各措施的法律依据为准",
+                "{}列入严重失信主体名单（{}）。{}",
                 p.name,
                 p.criteria
                     .iter()
                     .map(|c| format!("{}{}", c.instrument, c.article))
                     .collect::<Vec<_>>()
-                    .join("；")
+                    .join("；"),
+                if measures.is_empty() {
+                    "未配置与名单相关的管理措施".to_owned()
+                } else {
+                    format!(
+                        "管理措施：{}",
+                        measures
+                            .iter()
+                            .map(|m| format!("{}（{}，依据{}）", m.label, m.effect.label(), m.basis))
+                            .collect::<Vec<_>>()
+                            .join("；")
+                    )
+                }
             )
         } else {
             format!("{}移出严重失信主体名单（{}）", p.name, case.closed_because.clone().unwrap_or_default())
@@ -911,6 +938,9 @@ criteria = [
 objection_window = { limit = "5 working days", basis = "异议期依据" }
 listing_term = { limit = "6 months", basis = "期限依据" }
 repair_after = { limit = "3 months", basis = "修复依据" }
+measures = [
+  { label = "审批时作为重要考量因素", effect = "consider", permits = ["*"], basis = "措施依据" },
+]
 "#,
     )
     .expect("config")
