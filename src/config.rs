@@ -768,7 +768,7 @@ impl Deployment {
             .filter(|(n, _)| delivery.is_none_or(|d| d == n))
             .find_map(|(_, d)| match &d.transform {
                 crate::delivery::config::TransformConfig::CreditPenalty { policy, .. } => {
-                    Some(policy.clone())
+                    Some(policy.as_ref().clone())
                 }
                 _ => None,
             })

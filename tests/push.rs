@@ -437,8 +437,8 @@ role = "officer"
     );
     let classed = decoded(&brokers, &topic)
         .into_iter()
-        .filter(|(k, _)| k == &id)
-        .last()
+        .rev()
+        .find(|(k, _)| k == &id)
         .unwrap()
         .1;
     assert_eq!(classed["credit_severity"], "GENERAL");

@@ -174,7 +174,7 @@ pub enum TransformConfig {
     /// for a revoked decision.
     CreditPenalty {
         #[serde(default)]
-        policy: CreditPolicy,
+        policy: Box<CreditPolicy>,
         /// The credit platform's repair results (`CreditRepair`): a decision
         /// whose publication a repair ended is never pushed again
         /// (《信用修复管理办法》 art. 3).

@@ -126,9 +126,7 @@ impl Transform {
     pub fn from_config(c: &TransformConfig) -> Self {
         match c {
             TransformConfig::Fields { fields } => Transform::Fields(fields.clone()),
-            TransformConfig::CreditPenalty { policy, .. } => {
-                Transform::Credit(Box::new(policy.clone()))
-            }
+            TransformConfig::CreditPenalty { policy, .. } => Transform::Credit(policy.clone()),
             TransformConfig::LicenceNotice {
                 routes,
                 default_team,

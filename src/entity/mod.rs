@@ -1073,18 +1073,47 @@ pub fn may_be_public(r: &IndexedRecord) -> bool {
             published: Some(_),
             ..
         } | Facts::Listing { listed: true, .. }
-            // Repairs are read with the public records: they take
-            // repaired decisions off the window (mark_repairs).
+            // Repairs and withdrawals are read with the public records:
+            // they take the decisions they end off the window, whatever
+            // record id carries them (mark_repairs).
             | Facts::Repair { .. }
+            | Facts::Penalty {
+                withdrawn: Some(_),
+                ..
+            }
     )
 }
 
 /// Marks the penalties of `records` whose publication a repair among them
 /// ended (by decision number): they leave the public window, the open
 /// items, and the restrictions a repair lifts (《信用修复管理办法》
-/// art. 3). Nothing is inferred from a missing record: only a repair
-/// result marks.
+/// art. 3). A decision revoked, or confirmed unlawful or void, by a record
+/// of its own (another record id, the same decision number) is withdrawn
+/// too (行政处罚法 art. 48). Nothing is inferred from a missing record:
+/// only a repair result or a withdrawal marks.
 pub fn mark_repairs(records: &mut [IndexedRecord]) {
+    let withdrawn: BTreeMap<String, String> = records
+        .iter()
+        .filter_map(|r| match &r.facts {
+            Facts::Penalty {
+                decision_no,
+                withdrawn: Some(why),
+                ..
+            } => Some((decision_no.clone(), why.clone())),
+            _ => None,
+        })
+        .collect();
+    for r in records.iter_mut() {
+        if let Facts::Penalty {
+            decision_no,
+            withdrawn: w @ None,
+            ..
+        } = &mut r.facts
+            && let Some(why) = withdrawn.get(decision_no.as_str())
+        {
+            *w = Some(why.clone());
+        }
+    }
     let repaired: BTreeMap<String, String> = records
         .iter()
         .filter_map(|r| match &r.facts {

@@ -412,6 +412,31 @@ lifted_by_repair = false
         1,
         "a statutory bar stays"
     );
+    // The case system revokes it under a record of its own: the same
+    // decision number ends the original (行政处罚法 art. 48).
+    let mut own = revoked.clone();
+    own["id"] = json!("pen:7-r");
+    own["action"] = json!("REVOKED");
+    let mut pair = vec![
+        f.read(
+            Kind::Penalty,
+            "t",
+            "pen:7",
+            {
+                let mut u = revoked.clone();
+                u["industry"] = json!("URBAN");
+                u
+            },
+            0,
+        ),
+        f.read(Kind::Penalty, "t", "pen:7-r", own, 3),
+    ];
+    assert!(public_item(&pair[0], now).is_some());
+    super::mark_repairs(&mut pair);
+    assert!(
+        public_item(&pair[0], now).is_none(),
+        "withdrawn by its number"
+    );
     // Revoked (art. 48): no longer restricts, no longer public.
     revoked["action"] = json!("REVOKED");
     let withdrawn = f.read(Kind::Penalty, "t", "pen:7", revoked, 1);
@@ -425,7 +450,7 @@ lifted_by_repair = false
         )
         .is_empty()
     );
-    assert!(public_item(&withdrawn, now).is_none() && !may_be_public(&withdrawn));
+    assert!(public_item(&withdrawn, now).is_none());
 
     // A decided listing carries its measures until its term, then not; a
     // removal ends them at once. Without measures it weighs nothing.
