@@ -17,6 +17,91 @@ pub struct CheckReport {
     pub summary: String,
 }
 
+/// The GB/T 2260 division codes the repository holds
+/// (`mappings/divisions/gbt2260.yaml`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Divisions {
+    standard: String,
+    /// Prefectures (first four digits) whose county-level codes are all
+    /// listed: a county code under one of them must be listed; under
+    /// another, its prefecture must be.
+    complete_under: Vec<String>,
+    divisions: std::collections::BTreeMap<String, String>,
+}
+
+impl Divisions {
+    pub fn load(file: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))
+    }
+
+    /// Whether a route key (a division code, or a longer code that starts
+    /// with one: a street `420502001`) names a division that exists.
+    pub fn check(&self, code: &str) -> Result<(), String> {
+        let head: String = code.chars().take(6).collect();
+        if head.len() < 6 || !head.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "`{code}` does not start with a six-digit {} division code",
+                self.standard
+            ));
+        }
+        let exists = |c: &str| self.divisions.contains_key(c);
+        let prefecture = format!("{}00", &head[..4]);
+        let known = if head.ends_with("0000") || head.ends_with("00") {
+            exists(&head)
+        } else if self
+            .complete_under
+            .iter()
+            .any(|p| head.starts_with(p.as_str()))
+        {
+            exists(&head)
+        } else {
+            exists(&prefecture)
+        };
+        if known {
+            Ok(())
+        } else {
+            let near: Vec<String> = self
+                .divisions
+                .iter()
+                .filter(|(c, _)| c.starts_with(&head[..4]))
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect();
+            Err(format!(
+                "division code `{head}` (in `{code}`) does not exist in {} (mappings/divisions/gbt2260.yaml); under {prefecture}: {}",
+                self.standard,
+                if near.is_empty() {
+                    "none".into()
+                } else {
+                    near.join(", ")
+                }
+            ))
+        }
+    }
+}
+
+/// Every division code the deployment routes by: (table, key, code).
+fn division_codes(d: &Deployment) -> Vec<(String, &'static str, String)> {
+    let mut out = Vec::new();
+    for p in &d.pipelines {
+        if let Some(lead) = &p.lead {
+            for code in lead.routes.keys() {
+                out.push((format!("pipelines.{}.lead", p.name), "routes", code.clone()));
+            }
+        }
+    }
+    for (name, delivery) in &d.deliveries {
+        if let crate::delivery::TransformConfig::LicenceNotice { routes, .. } = &delivery.transform
+        {
+            for code in routes.keys() {
+                out.push((format!("deliveries.{name}"), "transform", code.clone()));
+            }
+        }
+    }
+    out
+}
+
 pub fn check_deployment(config: &Path) -> CheckReport {
     let mut report = CheckReport::default();
     if let Ok(text) = std::fs::read_to_string(config) {
@@ -85,6 +170,18 @@ pub fn check_deployment(config: &Path) -> CheckReport {
             }
             Some(_) => {}
         }
+    }
+    match Divisions::load(&deployment.hub.mappings.join("divisions/gbt2260.yaml")) {
+        Ok(divisions) => {
+            for (table, key, code) in division_codes(&deployment) {
+                if let Err(why) = divisions.check(&code) {
+                    report
+                        .problems
+                        .push(deployment.locate_in(&table, key, why).to_string());
+                }
+            }
+        }
+        Err(why) => report.problems.push(why),
     }
     report.summary = format!(
         "{}: ok — {} pipeline(s), {} mapping(s), {} schema(s)",

@@ -1075,13 +1075,19 @@ impl Deployment {
     /// Where in the file a pipeline's key is written, for errors found
     /// after loading (an unknown mapping name, say).
     pub fn locate(&self, pipeline: &str, key: &str, message: impl Into<String>) -> ConfigError {
+        self.locate_in(&format!("pipelines.{pipeline}"), key, message)
+    }
+
+    /// A problem with `key` of the table `table` (`deliveries.NAME`),
+    /// located by file and line.
+    pub fn locate_in(&self, table: &str, key: &str, message: impl Into<String>) -> ConfigError {
         let text = std::fs::read_to_string(&self.file).unwrap_or_default();
         Locator {
             file: &self.file,
             text: &text,
             secrets: &[],
         }
-        .at_key(&format!("pipelines.{pipeline}"), key, message)
+        .at_key(table, key, message)
     }
 }
 

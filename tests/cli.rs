@@ -165,10 +165,30 @@ fn referrals_replay_judges_a_realistic_sequence_at_the_given_time() {
         "10-03 is in the holiday: 10-08 24:00"
     );
     assert_eq!(r1["late"], true);
+    // The police extended their review: still 3 日 from receipt
+    // (310号令 art. 8), late; the notice shown beside it, and the next step
+    // the bureau may take (检察规则 art. 562).
     let r2 = &rows["YS-R2"];
-    assert_eq!(r2["step"], "police_review_extended");
-    assert_eq!(r2["due_at"], "2026-11-13T00:00:00+08:00");
-    assert_eq!(r2["late"], false, "an approved extension read as late");
+    assert_eq!(r2["step"], "police_review");
+    assert_eq!(r2["due_at"], "2026-11-06T00:00:00+08:00");
+    assert_eq!(
+        r2["late"], true,
+        "an extension notice made a late review look on time"
+    );
+    assert!(
+        r2["police_extension"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("不改变"),
+        "{r2}"
+    );
+    assert!(
+        r2["late_review_remedy"]
+            .as_str()
+            .unwrap()
+            .contains("第五百六十二条"),
+        "{r2}"
+    );
     let r3 = &rows["YS-R3"];
     assert_eq!(r3["state"], "RECONSIDERATION_UPHELD");
     assert_eq!(r3["next_actor"], "执法局");
@@ -178,6 +198,15 @@ fn referrals_replay_judges_a_realistic_sequence_at_the_given_time() {
         "11-08 is a Sunday: Monday 24:00"
     );
     assert!(r3["basis"].as_str().unwrap().contains("第九条第二款"));
+    // No receipt time recorded for the police's decision: counted from its
+    // time, and said so.
+    assert!(
+        r3["counted_from"]
+            .as_str()
+            .unwrap()
+            .contains("未记录收到时间"),
+        "{r3}"
+    );
     let r4 = &rows["YS-R4"];
     assert_eq!(r4["state"], serde_json::Value::Null);
     assert_eq!(r4["flagged"].as_array().unwrap().len(), 1);
@@ -205,6 +234,25 @@ fn referrals_replay_judges_a_realistic_sequence_at_the_given_time() {
             .iter()
             .all(|r| r["basis"].as_str().is_some_and(|b| b.contains('《'))),
         "{stdout}"
+    );
+    // The articles as the texts number them; no extended review step.
+    let basis = |step: &str| {
+        rules
+            .iter()
+            .find(|r| r["step"] == step)
+            .unwrap_or_else(|| panic!("{step}: {stdout}"))["basis"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(basis("reasons_answer").contains("第五百六十条"));
+    assert!(basis("reasons_answer").contains("第一百八十二条第一款"));
+    assert!(basis("opening_after_order").contains("第五百六十三条"));
+    assert!(basis("procuratorate_reply").contains("第五百六十一条第二款"));
+    assert!(
+        !rules
+            .iter()
+            .any(|r| r["step"].as_str().unwrap().contains("extended"))
     );
 }
 

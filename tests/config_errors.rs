@@ -237,3 +237,33 @@ fn a_missing_section_is_named_as_the_top_level_field() {
     );
     assert_broken(&text, "DIR/deploy.toml:1:1: hub: missing field `hub`");
 }
+
+/// GB/T 2260: a route by a division code that does not exist is refused,
+/// naming the file and line; 420504 (点军区) and a street under 420502
+/// (西陵区) pass.
+#[test]
+fn a_route_by_a_division_code_that_does_not_exist_is_refused() {
+    let deliveries = |routes: &str| {
+        format!(
+            r#"{GOOD}
+[deliveries.licences]
+topic = "canonical.licence"
+transform = {{ kind = "licence_notice", routes = {{ {routes} }} }}
+target = {{ kind = "webhook", url = "http://127.0.0.1:9/q/{{team}}", secret = "a-secret-of-16-chars-or-more" }}
+"#
+        )
+    };
+    let (ok, output) = check(&deliveries(
+        r#""420504" = "点军中队", "420502001" = "东山中队""#,
+    ));
+    assert!(ok, "{output}");
+    assert_broken(
+        &deliveries(r#""420599" = "某中队""#),
+        "DIR/deploy.toml:23:1: deliveries.licences.transform: division code `420599` (in `420599`) does not exist in GB/T 2260",
+    );
+    // Under a prefecture whose county codes the table does not hold, the
+    // prefecture is checked.
+    let (ok, output) = check(&deliveries(r#""420102" = "武汉某队""#));
+    assert!(ok, "{output}");
+    assert_broken(&deliveries(r#""429999" = "某队""#), "`429999`");
+}

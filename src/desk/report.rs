@@ -278,7 +278,10 @@ pub fn replay_json(v: &ReferralView, now: chrono::DateTime<chrono::Utc>) -> serd
         "limit": v.limit,
         "basis": v.legal_basis,
         "due_at": due,
+        "counted_from": v.counted_from,
         "late": v.due_at.is_some_and(|d| d < now.timestamp_millis()),
+        "police_extension": v.police_extension,
+        "late_review_remedy": v.late_review_remedy,
         "flagged": v.flags,
         "late_steps": v.late_steps,
     })

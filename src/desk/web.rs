@@ -429,6 +429,9 @@ struct RowView {
     flags: Vec<String>,
     late_steps: Vec<String>,
     clock_error: Option<String>,
+    counted_from: String,
+    extension: Option<String>,
+    remedy: Option<String>,
 }
 
 fn row_view(v: &ReferralView) -> RowView {
@@ -453,6 +456,19 @@ fn row_view(v: &ReferralView) -> RowView {
         flags: v.flags.clone(),
         late_steps: v.late_steps.clone(),
         clock_error: v.clock_error.clone(),
+        counted_from: v.counted_from.clone().unwrap_or_default(),
+        extension: v.police_extension.as_ref().map(|x| {
+            format!(
+                "公安机关于{}发出延长审查期限通知（{}{}）。{}",
+                time(Some(x.notice_at)),
+                x.approved_by.as_deref().unwrap_or("批准层级未载明"),
+                x.named_until
+                    .map(|t| format!("，通知所载期限至{}", time(Some(t))))
+                    .unwrap_or_default(),
+                x.note
+            )
+        }),
+        remedy: v.late_review_remedy.clone(),
     }
 }
 

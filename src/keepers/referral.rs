@@ -42,6 +42,8 @@ const ORDER_310: &str = "《行政执法机关移送涉嫌犯罪案件的规定�
 const POLICE_RULES: &str = "《公安机关办理刑事案件程序规定》";
 /// 《人民检察院刑事诉讼规则》(2019).
 const PROCURATORATE_RULES: &str = "《人民检察院刑事诉讼规则》";
+/// How the periods the police and the procuratorate keep are counted.
+const CPL_105: &str = "；期间依《刑事诉讼法》第一百零五条计算";
 
 /// The statutory steps, each written once: its `[desk.limits]` key, its
 /// default limit and the article it comes from. "日" in these texts is a
@@ -107,14 +109,12 @@ steps! {
     approval => Approval, 3, CalendarDays, [ORDER_310, "第五条（3日）"];
     /// Referral delivered to the police after approval.
     delivery => Delivery, 24, Hours, [ORDER_310, "第五条（24小时）"];
-    /// Police review and decide 立案 / 不予立案.
-    police_review => PoliceReview, 3, CalendarDays, [ORDER_310, "第八条（3日）"];
-    /// The review of a complex case, extended with the approval of a
-    /// county-level police head (event `REVIEW_EXTENDED_10D`).
-    police_review_extended => PoliceReviewExtended, 10, CalendarDays, ["《公安机关受理行政执法机关移送涉嫌犯罪案件规定》第八条（重大、复杂案件经县级以上公安机关负责人批准，10日）"];
-    /// The review of an especially complex case, extended with the approval
-    /// of a city-level police head (event `REVIEW_EXTENDED_30D`).
-    police_review_extended_special => PoliceReviewExtendedSpecial, 30, CalendarDays, ["《公安机关受理行政执法机关移送涉嫌犯罪案件规定》第八条（特别重大、复杂案件经设区的市级以上公安机关负责人批准，30日）"];
+    /// Police review and decide 立案 / 不予立案: 3 days, whatever the
+    /// police extend (a police extension notice is shown beside it as
+    /// information, never a new deadline: no text extends a referral's
+    /// review, and a police document cannot extend a State Council
+    /// regulation against the transferring agency).
+    police_review => PoliceReview, 3, CalendarDays, [ORDER_310, "第八条、", POLICE_RULES, "第一百八十条（3日）", CPL_105];
     /// Agency supplements the materials the police asked for.
     supplement => Supplement, 3, CalendarDays, [POLICE_RULES, "第一百八十条（3日内补正）"];
     /// After 立案, agency hands over items and files.
@@ -127,11 +127,11 @@ steps! {
     /// supervision (建议人民检察院立案监督).
     supervision_proposal => SupervisionProposal, 3, CalendarDays, [ORDER_310, "第九条第二款（3日）"];
     /// Police answer the procuratorate's request for reasons.
-    reasons_answer => ReasonsAnswer, 7, CalendarDays, [PROCURATORATE_RULES, "第五百五十九条、", POLICE_RULES, "第一百八十一条（7日）"];
-    /// Procuratorate tells the agency what it decided on the police's reasons.
-    procuratorate_reply => ProcuratorateReply, 10, CalendarDays, [PROCURATORATE_RULES, "第五百六十一条（10日）"];
+    reasons_answer => ReasonsAnswer, 7, CalendarDays, [PROCURATORATE_RULES, "第五百六十条、", POLICE_RULES, "第一百八十二条第一款（7日）", CPL_105];
+    /// Procuratorate tells the agency, where the police's reasons stand.
+    procuratorate_reply => ProcuratorateReply, 10, CalendarDays, [PROCURATORATE_RULES, "第五百六十一条第二款（理由成立的，10日内告知移送机关）", CPL_105];
     /// Police open the case the procuratorate ordered opened.
-    opening_after_order => OpeningAfterOrder, 15, CalendarDays, [PROCURATORATE_RULES, "第五百六十二条、", POLICE_RULES, "第一百八十二条（15日）"];
+    opening_after_order => OpeningAfterOrder, 15, CalendarDays, [PROCURATORATE_RULES, "第五百六十三条、", POLICE_RULES, "第一百八十二条第二款（15日）", CPL_105];
     /// Police notify the agency that materials are incomplete (checked
     /// when the notice arrives, counted from receipt).
     materials_notice => MaterialsNotice, 24, Hours, [POLICE_RULES, "第一百八十条（24小时内书面告知）"];
@@ -303,19 +303,19 @@ impl RefState {
             RefState::ReasonsRequested => n(
                 "公安机关",
                 "向检察院说明不立案理由",
-                "《公安机关办理刑事案件程序规定》",
+                "《人民检察院刑事诉讼规则》第五百六十条、《公安机关办理刑事案件程序规定》第一百八十二条第一款",
                 Some(Step::ReasonsAnswer),
             ),
             RefState::ReasonsAnswered => n(
                 "检察院",
-                "审查不立案理由并将结果告知执法局",
-                "《人民检察院刑事诉讼规则》第五百六十一条",
+                "审查不立案理由；理由成立的，告知执法局",
+                "《人民检察院刑事诉讼规则》第五百六十一条第二款",
                 Some(Step::ProcuratorateReply),
             ),
             RefState::OpeningOrdered => n(
                 "公安机关",
                 "依检察院通知立案",
-                "《公安机关办理刑事案件程序规定》",
+                "《人民检察院刑事诉讼规则》第五百六十三条、《公安机关办理刑事案件程序规定》第一百八十二条第二款",
                 Some(Step::OpeningAfterOrder),
             ),
             RefState::Refused | RefState::ItemsHandedOver => n("—", "已办结", "", None),
@@ -424,8 +424,9 @@ pub fn event_label(event_type: &str) -> &'static str {
         "OPENING_ORDERED" => "检察院通知立案",
         "ITEMS_HANDED_OVER" => "移交涉案物品及材料",
         "SENT_BACK" => "公安退回移送",
-        "REVIEW_EXTENDED_10D" => "公安延长审查期限至10日",
-        "REVIEW_EXTENDED_30D" => "公安延长审查期限至30日",
+        "REVIEW_EXTENDED_10D" | "REVIEW_EXTENDED_30D" => {
+            "公安机关延长审查期限通知（仅供参考，不改变法定审查期限）"
+        }
         "NOTE" => "工作台备注",
         "REMINDER_SENT" => "已向公安机关催办",
         "ALERT_ACKNOWLEDGED" => "已确认预警",
@@ -483,6 +484,16 @@ pub struct TimelineEvent {
     pub case_no: Option<String>,
     pub suspect: Option<String>,
     pub offence: Option<String>,
+    /// The date a police extension notice names (kept as information).
+    #[serde(default)]
+    pub named_until: Option<i64>,
+    /// When the bureau received it: the exchange's receipt time where the
+    /// record gives one, else when the hub fetched it from an outside
+    /// system (the file's pickup from the exchange directory, the poll);
+    /// `None` for the bureau's own events. The bureau's steps count from
+    /// it (310号令 art. 9: 自接到/收到…之日起; art. 12).
+    #[serde(default)]
+    pub received_at: Option<i64>,
     pub source: EventSource,
     /// Why it does not fit where it falls, if it does not.
     pub flagged: Option<String>,
@@ -514,6 +525,16 @@ impl TimelineEvent {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             offence: s("offence"),
+            named_until: r.get("named_until").and_then(Value::as_i64),
+            received_at: r.get("received_at").and_then(Value::as_i64).or_else(|| {
+                // What another system tells the bureau reaches it when the
+                // hub fetched it.
+                (s("source_system").as_deref() != Some("enforcement")
+                    && s("source_system").as_deref() != Some("desk"))
+                .then(|| DateTime::parse_from_rfc3339(&source.fetched_at).ok())
+                .flatten()
+                .map(|t| t.timestamp_millis())
+            }),
             source,
             flagged: None,
         })
@@ -549,8 +570,39 @@ pub struct ReferralView {
     /// Steps that were done, but after their statutory limit.
     #[serde(default)]
     pub late_steps: Vec<String>,
+    /// A police notice extending its review, kept as information beside
+    /// the 3-day deadline of 310号令 art. 8, which it does not change.
+    #[serde(default)]
+    pub police_extension: Option<PoliceExtension>,
+    /// What the bureau may do when the police review is late (检察规则
+    /// art. 562: ask the procuratorate, which asks the police for reasons
+    /// within 7 days).
+    #[serde(default)]
+    pub late_review_remedy: Option<String>,
+    /// Where the running step counts from, in Chinese: the bureau's
+    /// receipt, or (no receipt time recorded) the other side's decision
+    /// time, or the event's own time.
+    #[serde(default)]
+    pub counted_from: Option<String>,
     pub events: Vec<TimelineEvent>,
 }
+
+/// A police extension notice, as the notice itself says it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoliceExtension {
+    /// The notice's own date.
+    pub notice_at: i64,
+    /// Who approved it (the notice's issuing office, or its stated level).
+    pub approved_by: Option<String>,
+    /// The date the notice names, where it names one.
+    pub named_until: Option<i64>,
+    /// What the desk says of it.
+    pub note: String,
+}
+
+/// The next step after a late police review (人民检察院刑事诉讼规则 art. 562;
+/// 310号令 arts. 9, 14).
+const LATE_REVIEW_REMEDY: &str = "公安机关未在《行政执法机关移送涉嫌犯罪案件的规定》第八条规定的3日内作出立案或不予立案决定：执法局可以建议人民检察院依法监督，人民检察院可以要求公安机关在7日内说明理由（《人民检察院刑事诉讼规则》第五百六十二条；《规定》第十四条）";
 
 /// Folds a referral's events, in time order, into its view as of `now`.
 pub fn fold(
@@ -571,24 +623,30 @@ pub fn fold(
     let mut since: Option<i64> = None;
     let mut flags = Vec::new();
     let mut late_steps = Vec::new();
-    // An approved extension of the police review replaces its limit.
-    let mut review_extension: Option<Step> = None;
-    let step_of = |s: RefState, extension: Option<Step>| match (s, extension) {
-        (RefState::UnderReview | RefState::Forwarded, Some(ext)) => Some(ext),
-        _ => s.next().step,
-    };
+    // A police extension notice: information beside the 3-day deadline,
+    // never a new one.
+    let mut police_extension: Option<PoliceExtension> = None;
+    let step_of = |s: RefState| s.next().step;
+    // Where the running step counts from (see `counted_from`).
+    let mut counted_from: Option<String> = None;
+    // The police's 3 days run from the first receipt: supplementing
+    // materials does not restart them (no text found says it does).
+    let mut review_started: Option<i64> = None;
     for e in events.iter_mut() {
         e.flagged = None;
-        let extension = match e.event_type.as_str() {
-            "REVIEW_EXTENDED_10D" => Some(Step::PoliceReviewExtended),
-            "REVIEW_EXTENDED_30D" => Some(Step::PoliceReviewExtendedSpecial),
-            _ => None,
-        };
-        if let Some(ext) = extension {
+        if matches!(
+            e.event_type.as_str(),
+            "REVIEW_EXTENDED_10D" | "REVIEW_EXTENDED_30D"
+        ) {
             if matches!(state, Some(RefState::UnderReview | RefState::Forwarded)) {
-                review_extension = Some(ext);
+                police_extension = Some(PoliceExtension {
+                    notice_at: e.occurred_at,
+                    approved_by: e.actor_org.clone(),
+                    named_until: e.named_until,
+                    note: "公安机关延长审查期限的通知不改变《行政执法机关移送涉嫌犯罪案件的规定》第八条规定的3日审查期限；逾期仍按逾期计".into(),
+                });
             } else {
-                let why = format!("「{}」只能在公安审查期间，已记录但未改变期限", e.label);
+                let why = format!("「{}」只能在公安审查期间，已记录", e.label);
                 flags.push(format!(
                     "{}：{why}",
                     crate::calendar::local_text(ms(e.occurred_at))
@@ -610,7 +668,7 @@ pub fn fold(
                         Some(Step::MaterialsNotice)
                     }
                     "FORWARDED" => Some(Step::Forward),
-                    _ => step_of(s, review_extension),
+                    _ => step_of(s),
                 };
                 if let Some(step) = step
                     && let Ok(due) = calendar.due(ms(started), limits.of(step))
@@ -626,12 +684,35 @@ pub fn fold(
                 }
             }
             // The review clock runs from receipt: a forward keeps it, a
-            // decision ends it (and its extension).
+            // decision ends it (and what an extension notice said).
             if !matches!(to, RefState::UnderReview | RefState::Forwarded) {
-                review_extension = None;
+                police_extension = None;
             }
             state = Some(to);
-            since = Some(e.occurred_at);
+            // A step the bureau must take counts from when it received
+            // the other side's document; the others from the event.
+            let bureau_acts = to.next().actor.starts_with("执法局");
+            let (start, from) = match (bureau_acts, e.received_at) {
+                (true, Some(received)) => (received, "自执法局收到之日起算"),
+                (true, None) if e.source_system != "enforcement" && e.source_system != "desk" => {
+                    (e.occurred_at, "自对方决定时间起算（未记录收到时间）")
+                }
+                _ => (e.occurred_at, "自事件发生时起算"),
+            };
+            since = Some(start);
+            counted_from = Some(from.to_owned());
+            match (e.event_type.as_str(), to) {
+                ("RECEIPTED", _) if review_started.is_none() => {
+                    review_started = Some(e.occurred_at)
+                }
+                ("MATERIALS_SUPPLIED", RefState::UnderReview) => {
+                    if let Some(first) = review_started {
+                        since = Some(first);
+                        counted_from = Some("自公安受理之日起算（补充材料不重新计算）".to_owned());
+                    }
+                }
+                _ => {}
+            }
         } else {
             let why = format!(
                 "「{}」不应发生在「{}」之后，已记录但未改变状态",
@@ -670,9 +751,12 @@ pub fn fold(
         clock_error: None,
         flags,
         late_steps,
+        police_extension,
+        late_review_remedy: None,
+        counted_from,
         events,
     };
-    let step = state.and_then(|s| step_of(s, review_extension));
+    let step = state.and_then(step_of);
     view.step = step.map(|s| s.key().to_owned());
     view.legal_basis = match step {
         Some(step) => limits.basis(step).to_owned(),
@@ -690,6 +774,9 @@ pub fn fold(
                 view.remaining_ms = Some(left);
                 view.late = left < 0;
                 view.at_risk = !view.late && (left as f64) < at_risk_share * total as f64;
+                if view.late && step == Step::PoliceReview {
+                    view.late_review_remedy = Some(LATE_REVIEW_REMEDY.into());
+                }
             }
             Err(e) => view.clock_error = Some(e.to_string()),
         }
@@ -738,6 +825,8 @@ mod tests {
             case_no: None,
             suspect: None,
             offence: None,
+            named_until: None,
+            received_at: None,
             source: EventSource::default(),
             flagged: None,
         }
@@ -860,33 +949,64 @@ mod tests {
     }
 
     #[test]
-    fn an_approved_extension_moves_the_police_review_deadline() {
+    fn a_police_extension_leaves_a_late_review_late() {
         let events = |ext: Option<&str>| {
             let mut e = vec![
                 ev("1", "REFERRED", "2026-11-02 09:00"),
                 ev("2", "RECEIPTED", "2026-11-02 10:00"),
             ];
             if let Some(ext) = ext {
-                e.push(ev("3", ext, "2026-11-04 16:00"));
+                let mut notice = ev("3", ext, "2026-11-04 16:00");
+                notice.actor_org = Some("宜昌市公安局（县级以上公安机关负责人批准）".into());
+                notice.named_until =
+                    Some(parse_time("2026-11-13 00:00").unwrap().timestamp_millis());
+                e.push(notice);
             }
             e
         };
-        // 3 日 from receipt: 11-05 24:00; late on 11-09.
+        // 3 日 from receipt (310号令 art. 8): 11-05 24:00; late on 11-09.
         let plain = view(events(None), "2026-11-09 09:00");
         assert!(plain.late);
-        // Extended to 10 日 with approval: due 11-12 24:00, not late.
-        let ten = view(events(Some("REVIEW_EXTENDED_10D")), "2026-11-09 09:00");
-        assert!(!ten.late, "an approved extension raised a false late");
-        assert_eq!(
-            crate::calendar::local_text(ms(ten.due_at.unwrap())),
-            "2026-11-12 24:00"
+        assert!(
+            plain
+                .late_review_remedy
+                .as_deref()
+                .unwrap()
+                .contains("第五百六十二条"),
+            "{plain:?}"
         );
-        assert!(ten.legal_basis.contains("10日"), "{}", ten.legal_basis);
-        let thirty = view(events(Some("REVIEW_EXTENDED_30D")), "2026-11-09 09:00");
-        assert_eq!(
-            crate::calendar::local_text(ms(thirty.due_at.unwrap())),
-            "2026-12-02 24:00"
-        );
+        // The police extend to 10 or 30 日: still late, the deadline still
+        // 11-05; the notice is kept beside it, with its own date, approval
+        // and the date it names.
+        for code in ["REVIEW_EXTENDED_10D", "REVIEW_EXTENDED_30D"] {
+            let v = view(events(Some(code)), "2026-11-09 09:00");
+            assert!(
+                v.late,
+                "{code}: an extension made a late review look on time"
+            );
+            assert_eq!(
+                crate::calendar::local_text(ms(v.due_at.unwrap())),
+                "2026-11-05 24:00"
+            );
+            assert!(v.legal_basis.contains("第八条"), "{}", v.legal_basis);
+            let ext = v
+                .police_extension
+                .as_ref()
+                .expect("the notice, as information");
+            assert_eq!(
+                crate::calendar::local_text(ms(ext.notice_at)),
+                "2026-11-04 16:00"
+            );
+            assert!(ext.approved_by.as_deref().unwrap().contains("负责人批准"));
+            assert_eq!(
+                crate::calendar::local_text(ms(ext.named_until.unwrap())),
+                "2026-11-12 24:00"
+            );
+            assert!(ext.note.contains("不改变"), "{}", ext.note);
+        }
+        // On time, the notice changes nothing either.
+        let v = view(events(Some("REVIEW_EXTENDED_10D")), "2026-11-05 09:00");
+        assert!(!v.late && v.late_review_remedy.is_none());
         // An extension outside the review is kept, flagged, and moves nothing.
         let stray = view(
             vec![
@@ -895,8 +1015,109 @@ mod tests {
             ],
             "2026-11-03 10:00",
         );
-        assert_eq!(stray.flags.len(), 1);
-        assert_eq!(stray.state, Some(RefState::AwaitingApproval));
+        assert!(stray.police_extension.is_none());
+        assert!(!stray.flags.is_empty());
+    }
+
+    #[test]
+    fn the_bureaus_steps_count_from_when_it_received_the_document() {
+        // The police refuse on Friday 2026-09-25; the bureau receives the
+        // decision on Wednesday 09-30 10:00. Its 3 日 to ask for
+        // reconsideration (310号令 art. 9) count from receipt: 10-01..10-03
+        // fall in the National Day holiday, so the period ends 10-08 24:00.
+        let mut refusal = ev("3", "NOT_OPENED", "2026-09-25 16:00");
+        refusal.source_system = "public_security".into();
+        refusal.received_at = Some(parse_time("2026-09-30 10:00").unwrap().timestamp_millis());
+        let events = |refusal: TimelineEvent| {
+            vec![
+                ev("1", "REFERRED", "2026-09-21 09:00"),
+                ev("2", "RECEIPTED", "2026-09-21 10:00"),
+                refusal,
+            ]
+        };
+        let v = view(events(refusal.clone()), "2026-10-08 20:00");
+        assert_eq!(v.state, Some(RefState::NotOpened));
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-10-08 24:00"
+        );
+        assert!(!v.late, "counted from the decision time it would look late");
+        assert!(v.counted_from.as_deref().unwrap().contains("收到"), "{v:?}");
+        // Without a receipt time it counts from the decision, and says so:
+        // Friday 09-25 + 3 日 ends on Monday 09-28.
+        refusal.received_at = None;
+        let v = view(events(refusal), "2026-10-08 20:00");
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-09-28 24:00"
+        );
+        assert!(
+            v.counted_from
+                .as_deref()
+                .unwrap()
+                .contains("未记录收到时间"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn supplementing_materials_does_not_restart_the_police_review() {
+        let mut request = ev("3", "MATERIALS_REQUESTED", "2026-11-02 16:00");
+        request.source_system = "public_security".into();
+        let v = view(
+            vec![
+                ev("1", "REFERRED", "2026-11-02 09:00"),
+                ev("2", "RECEIPTED", "2026-11-02 10:00"),
+                request,
+                ev("4", "MATERIALS_SUPPLIED", "2026-11-04 09:00"),
+            ],
+            "2026-11-06 09:00",
+        );
+        assert_eq!(v.state, Some(RefState::UnderReview));
+        // 3 日 from the first receipt (11-02): 11-05 24:00, late on 11-06.
+        assert_eq!(
+            crate::calendar::local_text(ms(v.due_at.unwrap())),
+            "2026-11-05 24:00"
+        );
+        assert!(v.late);
+        assert!(v.counted_from.as_deref().unwrap().contains("不重新计算"));
+    }
+
+    #[test]
+    fn the_articles_cited_are_the_texts_own() {
+        let l = StepLimits::default();
+        assert!(l.basis(Step::ReasonsAnswer).contains("第五百六十条"));
+        assert!(
+            l.basis(Step::ReasonsAnswer)
+                .contains("第一百八十二条第一款")
+        );
+        assert!(l.basis(Step::OpeningAfterOrder).contains("第五百六十三条"));
+        assert!(
+            l.basis(Step::OpeningAfterOrder)
+                .contains("第一百八十二条第二款")
+        );
+        assert!(
+            l.basis(Step::ProcuratorateReply)
+                .contains("第五百六十一条第二款")
+        );
+        for step in [
+            Step::ReasonsAnswer,
+            Step::ProcuratorateReply,
+            Step::OpeningAfterOrder,
+            Step::PoliceReview,
+        ] {
+            assert!(
+                l.basis(step).contains("刑事诉讼法》第一百零五条"),
+                "{step:?}"
+            );
+        }
+        for step in Step::ALL {
+            let b = l.basis(*step);
+            assert!(
+                !b.contains("第五百五十九条") && !b.contains("第一百八十一条"),
+                "{step:?}: {b}"
+            );
+        }
     }
 
     #[test]
