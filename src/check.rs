@@ -48,13 +48,15 @@ impl Divisions {
         }
         let exists = |c: &str| self.divisions.contains_key(c);
         let prefecture = format!("{}00", &head[..4]);
-        let known = if head.ends_with("0000") || head.ends_with("00") {
-            exists(&head)
-        } else if self
-            .complete_under
-            .iter()
-            .any(|p| head.starts_with(p.as_str()))
-        {
+        // A province or prefecture code, or a county code under a
+        // prefecture listed in full, must be listed itself; another county
+        // code, its prefecture.
+        let listed_in_full = head.ends_with("00")
+            || self
+                .complete_under
+                .iter()
+                .any(|p| head.starts_with(p.as_str()));
+        let known = if listed_in_full {
             exists(&head)
         } else {
             exists(&prefecture)
