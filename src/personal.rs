@@ -74,42 +74,121 @@ impl Pseudonyms {
     }
 }
 
-/// Every valid full 18-character resident ID number in `text` (a run of
-/// 17 digits and a digit or `X`, not inside a longer run of digits, whose
-/// birth date and check character are right).
-pub fn full_ids(text: &str) -> Vec<String> {
-    let b = text.as_bytes();
+/// A digit as the normaliser reads it: ASCII or full-width.
+fn digit_of(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '\u{FF10}'..='\u{FF19}' => char::from_u32(c as u32 - 0xFF10 + u32::from(b'0')),
+        _ => None,
+    }
+}
+
+/// The check character `X` in any case or width.
+fn is_x(c: char) -> bool {
+    matches!(c, 'X' | 'x' | '\u{FF38}' | '\u{FF58}')
+}
+
+/// What may stand between the groups of a number someone typed: spaces
+/// (also ideographic and no-break) and hyphens (also full-width).
+fn is_separator(c: char) -> bool {
+    matches!(c, ' ' | '\u{3000}' | '\u{00A0}' | '-' | '\u{FF0D}')
+}
+
+/// At most this many separators inside one number (6-8-4, 6-4-4-4 …).
+const MAX_SEPARATORS: usize = 4;
+
+/// Every full resident ID number in `text`, in every form the hub's own
+/// normaliser accepts: 18 characters (the last a digit or `X`, either
+/// case) or a 15-digit first-generation number (GB 11643-1989); ASCII or
+/// full-width; with spaces or hyphens between its groups. A number counts
+/// when its birth date and check character are right (a 15-digit one is
+/// checked as normalised to 18) and it is not part of a longer run of
+/// digits. Each is given as its byte range in `text` and its normalised
+/// 18-character form.
+pub fn find_ids(text: &str) -> Vec<(std::ops::Range<usize>, String)> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let byte_at = |i: usize| chars.get(i).map_or(text.len(), |(b, _)| *b);
+    // Whether the number ending before char `i` ends there: no digit
+    // follows, directly or after one separator.
+    let ends_at = |i: usize| match chars.get(i) {
+        None => true,
+        Some((_, c)) if digit_of(*c).is_some() || is_x(*c) => false,
+        Some((_, c)) if is_separator(*c) => {
+            chars.get(i + 1).is_none_or(|(_, n)| digit_of(*n).is_none())
+        }
+        _ => true,
+    };
     let mut found = Vec::new();
     let mut i = 0;
-    while i + 18 <= b.len() {
-        let starts_run = i == 0 || !b[i - 1].is_ascii_digit();
-        if starts_run
-            && b[i..i + 17].iter().all(u8::is_ascii_digit)
-            && (b[i + 17].is_ascii_digit() || b[i + 17] == b'X' || b[i + 17] == b'x')
-            && b.get(i + 18).is_none_or(|c| !c.is_ascii_digit())
-        {
-            let candidate = &text[i..i + 18];
-            if check_resident_id(candidate).is_valid() {
-                found.push(candidate.to_ascii_uppercase());
-                i += 18;
-                continue;
+    while i < chars.len() {
+        let starts = digit_of(chars[i].1).is_some()
+            && (i == 0 || {
+                let p = chars[i - 1].1;
+                digit_of(p).is_none()
+                    && !is_x(p)
+                    && !(is_separator(p) && i >= 2 && digit_of(chars[i - 2].1).is_some())
+            });
+        if !starts {
+            i += 1;
+            continue;
+        }
+        // (end char index, normalised digits so far) at 15 and 18.
+        let mut candidates: Vec<(usize, String)> = Vec::new();
+        let mut digits = String::new();
+        let (mut j, mut separators) = (i, 0);
+        while j < chars.len() && digits.len() < 18 {
+            let c = chars[j].1;
+            if let Some(d) = digit_of(c) {
+                digits.push(d);
+                j += 1;
+                if digits.len() == 15 || digits.len() == 18 {
+                    candidates.push((j, digits.clone()));
+                }
+            } else if is_x(c) && digits.len() == 17 {
+                digits.push('X');
+                j += 1;
+                candidates.push((j, digits.clone()));
+            } else if is_separator(c)
+                && separators < MAX_SEPARATORS
+                && chars.get(j + 1).is_some_and(|(_, n)| {
+                    digit_of(*n).is_some() || (is_x(*n) && digits.len() == 17)
+                })
+            {
+                separators += 1;
+                j += 1;
+            } else {
+                break;
             }
         }
-        i += 1;
+        let hit = candidates.into_iter().rev().find_map(|(end, id)| {
+            let checked = crate::ident::check_resident_id(&id);
+            (ends_at(end) && checked.is_valid()).then_some((end, checked.normalized))
+        });
+        match hit {
+            Some((end, id)) => {
+                found.push((byte_at(i)..byte_at(end), id));
+                i = end;
+            }
+            None => i += 1,
+        }
     }
     found
 }
 
-/// Masks every valid full ID number inside the strings of `v` (values,
-/// not keys), with `mask`. Returns how many were masked.
+/// Every full resident ID number in `text`, normalised (see [`find_ids`]).
+pub fn full_ids(text: &str) -> Vec<String> {
+    find_ids(text).into_iter().map(|(_, id)| id).collect()
+}
+
+/// Masks every full ID number inside the strings of `v` (values, not
+/// keys), in whatever form it is written, with `mask` applied to its
+/// normalised form. Returns how many were masked.
 pub fn scrub(v: &mut Value, mask: &MaskPolicy) -> usize {
     match v {
         Value::String(s) => {
-            let ids = full_ids(s);
-            for id in &ids {
-                *s = s
-                    .replace(id, &mask.apply(id))
-                    .replace(&id.to_ascii_lowercase(), &mask.apply(id));
+            let ids = find_ids(s);
+            if !ids.is_empty() {
+                *s = masked(s, &ids, mask);
             }
             ids.len()
         }
@@ -119,14 +198,27 @@ pub fn scrub(v: &mut Value, mask: &MaskPolicy) -> usize {
     }
 }
 
-/// `text` with every valid full ID number masked (for headers, keys and
-/// other flat text).
-pub fn scrub_text(text: &str, mask: &MaskPolicy) -> String {
-    let mut out = text.to_owned();
-    for id in full_ids(text) {
-        out = out.replace(&id, &mask.apply(&id));
+fn masked(text: &str, ids: &[(std::ops::Range<usize>, String)], mask: &MaskPolicy) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (range, id) in ids {
+        out.push_str(&text[at..range.start]);
+        out.push_str(&mask.apply(id));
+        at = range.end;
     }
+    out.push_str(&text[at..]);
     out
+}
+
+/// `text` with every full ID number masked, in whatever form (for
+/// headers, keys and other flat text).
+pub fn scrub_text(text: &str, mask: &MaskPolicy) -> String {
+    let ids = find_ids(text);
+    if ids.is_empty() {
+        text.to_owned()
+    } else {
+        masked(text, &ids, mask)
+    }
 }
 
 #[cfg(test)]
@@ -162,5 +254,79 @@ mod tests {
             scrub_text(&format!("key {ID}"), &MaskPolicy::birth_date()),
             "key 110105********002X"
         );
+    }
+
+    /// Every form the normaliser accepts, generated inside free text: each
+    /// is found and masked; numbers that are not ID numbers are kept.
+    #[test]
+    fn every_form_of_a_full_id_number_is_found_in_free_text() {
+        use crate::ident::{check_resident_id, with_resident_id_check};
+        let full_width = |s: &str| -> String {
+            s.chars()
+                .map(|c| match c {
+                    '0'..='9' => char::from_u32(c as u32 - u32::from(b'0') + 0xFF10).unwrap(),
+                    'X' => '\u{FF38}',
+                    other => other,
+                })
+                .collect()
+        };
+        let grouped = |s: &str, sep: &str| {
+            let c: Vec<char> = s.chars().collect();
+            if c.len() == 18 {
+                format!(
+                    "{}{sep}{}{sep}{}",
+                    c[..6].iter().collect::<String>(),
+                    c[6..14].iter().collect::<String>(),
+                    c[14..].iter().collect::<String>()
+                )
+            } else {
+                format!(
+                    "{}{sep}{}{sep}{}",
+                    c[..6].iter().collect::<String>(),
+                    c[6..12].iter().collect::<String>(),
+                    c[12..].iter().collect::<String>()
+                )
+            }
+        };
+        let mut rng = fastrand::Rng::with_seed(0x1d);
+        let mask = MaskPolicy::birth_date();
+        for _ in 0..500 {
+            // A valid number: a Hubei division, a real birth date, a sequence.
+            let division = ["420502", "420503", "110105", "440524"][rng.usize(..4)];
+            let (y, m, d) = (rng.u32(1930..2005), rng.u32(1..13), rng.u32(1..29));
+            let seq = rng.u32(0..1000);
+            let full =
+                with_resident_id_check(&format!("{division}{y:04}{m:02}{d:02}{seq:03}")).unwrap();
+            let first_generation = format!("{division}{:02}{m:02}{d:02}{seq:03}", y % 100);
+            let base = if y < 2000 && rng.bool() {
+                first_generation
+            } else {
+                full.clone()
+            };
+            let normal = check_resident_id(&base).normalized;
+            let mut form = match rng.usize(..5) {
+                0 => base.clone(),
+                1 => full_width(&base),
+                2 => grouped(&base, " "),
+                3 => grouped(&base, "-"),
+                _ => grouped(&full_width(&base), "\u{3000}"),
+            };
+            if rng.bool() {
+                form = form.replace('X', "x");
+            }
+            let text =
+                format!("隐患描述：负责人身份证{form}，电话13800000000，编号20261207000001。");
+            let found = full_ids(&text);
+            assert_eq!(found, vec![normal.clone()], "{text}");
+            let scrubbed = scrub_text(&text, &mask);
+            assert!(full_ids(&scrubbed).is_empty(), "{scrubbed}");
+            assert!(scrubbed.contains(&mask.apply(&normal)), "{scrubbed}");
+            assert!(
+                scrubbed.contains("13800000000") && scrubbed.contains("20261207000001"),
+                "{scrubbed}"
+            );
+        }
+        // Not an ID number: a longer run of digits, a wrong check character.
+        assert!(full_ids("order 1101051949123100201 and 110105194912310021").is_empty());
     }
 }
