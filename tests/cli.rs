@@ -485,3 +485,47 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
     assert_ne!(code, 0);
     assert!(stderr.contains("credit_penalties"), "{stderr}");
 }
+
+/// The receiver contract (docs/RECEIVING.md) is enough to verify a webhook:
+/// its Python check, run as written, accepts the test vector the hub's own
+/// signature gives and refuses the same request under another key.
+#[test]
+fn the_receiver_contracts_python_check_verifies_the_hubs_signature() {
+    let doc = std::fs::read_to_string(root().join("docs/RECEIVING.md")).unwrap();
+    let code = doc
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a Python block in the contract");
+    let (secret, ts, key, body) = (
+        "dept-feed-secret-0123456789",
+        "1796601600",
+        "saf:HZ2026000123:u1796601599000",
+        r#"{"hazard_no":"HZ2026000123","grade":"MAJOR"}"#,
+    );
+    let signature = duijie_connectors::signature::sign_v2(secret, ts, key, body.as_bytes());
+    assert!(
+        doc.contains(&signature),
+        "the contract's vector is the hub's"
+    );
+    let script = format!(
+        r#"{code}
+time.time = lambda: {ts}
+h = {{"X-Signature-Scheme": "duijie-hmac-sha256/2", "X-Timestamp": "{ts}", "Idempotency-Key": "{key}", "X-Signature": "{signature}"}}
+b = b'{body}'
+print(verify(b"{secret}", h, b))
+h["Idempotency-Key"] = "saf:HZ2026000123:u9999999999999"
+print(verify(b"{secret}", h, b))
+"#
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "True\nFalse\n");
+}

@@ -879,6 +879,96 @@ fn feed_deployment(
     )
 }
 
+/// Patience through a maintenance window: a receiver down far longer than
+/// `retry.max_attempts` take is waited for (within `patience`), holding
+/// the records in order; nothing is dead-lettered, everything arrives once
+/// it is back, and the department's feed raised one `DELIVERY_WAITING`.
+#[test]
+fn a_receiver_down_for_its_maintenance_loses_nothing_and_dead_letters_nothing() {
+    let brokers = brokers();
+    let sandbox = start_sandbox(SandboxConfig {
+        grid_events: 40,
+        change_limit: Some(0),
+        bad_rate: 0.0,
+        ..SandboxConfig::default()
+    });
+    let topic = unique("canonical.grid");
+    let dlq = unique("dlq.street");
+    let alerts = unique("alerts");
+    let d = TestDeployment::with_hub(
+        &brokers,
+        &format!("alerts_topic = \"{alerts}\""),
+        &street_feed_config(
+            &sandbox,
+            &topic,
+            &dlq,
+            &format!("http://{sandbox}/dept/street/webhook"),
+            "patience = \"10m\"\nalert_after = \"2s\"",
+        )
+        // Three attempts, then (before) a dead letter.
+        .replace("max_attempts = 100", "max_attempts = 3"),
+    );
+    post(
+        &format!("http://{sandbox}/sandbox/receivers"),
+        &[("Content-Type", "application/json".into())],
+        json!({"down": true}).to_string().as_bytes(),
+    );
+    let hub = d.spawn();
+    let view = || get_json(&format!("http://{sandbox}/dept/street/received"));
+    // Far more attempts turned away than max_attempts allow, and a waiting
+    // alert: the old limit would have dead-lettered by now.
+    wait_until(
+        Duration::from_secs(90),
+        "the hub's attempts turned away and its waiting alert",
+        || {
+            view()["turned_away"].as_u64().unwrap_or(0) >= 12
+                && topic_json(&brokers, &alerts)
+                    .iter()
+                    .any(|(_, a)| a["kind"] == "DELIVERY_WAITING")
+        },
+    );
+    assert!(
+        read(&brokers, &dlq, true).is_empty(),
+        "nothing dead-lettered while waiting"
+    );
+    post(
+        &format!("http://{sandbox}/sandbox/receivers"),
+        &[("Content-Type", "application/json".into())],
+        json!({"down": false}).to_string().as_bytes(),
+    );
+    let expected: BTreeSet<String> = decoded(&brokers, &topic)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!expected.is_empty());
+    wait_until(
+        Duration::from_secs(90),
+        "every record once it is back",
+        || {
+            let ids: BTreeSet<String> = view()["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["record"]["id"].as_str().unwrap().to_owned())
+                .collect();
+            ids == expected
+        },
+    );
+    terminate(hub);
+    assert!(
+        read(&brokers, &dlq, true).is_empty(),
+        "nothing dead-lettered"
+    );
+    assert_eq!(
+        topic_json(&brokers, &alerts)
+            .iter()
+            .filter(|(_, a)| a["kind"] == "DELIVERY_WAITING")
+            .count(),
+        1,
+        "one waiting alert for the outage"
+    );
+}
+
 #[test]
 fn a_department_feed_survives_an_outage_and_a_crash_with_each_key_once_and_only_its_fields() {
     let brokers = brokers();
@@ -1001,10 +1091,23 @@ fn a_department_feed_survives_an_outage_and_a_crash_with_each_key_once_and_only_
             .map(String::as_str)
             .collect();
         assert!(
-            fields.is_subset(&["id", "event_no", "category", "street", "status", "party"].into()),
+            fields.is_subset(
+                &[
+                    "id",
+                    "event_no",
+                    "category",
+                    "street",
+                    "status",
+                    "party",
+                    "_delivery"
+                ]
+                .into()
+            ),
             "{fields:?}"
         );
         assert!(r["record"].get("reporter_phone").is_none());
+        // The body names its key and version; the signature covered the key.
+        assert_eq!(r["record"]["_delivery"]["idempotency_key"], r["key"], "{r}");
         if let Some(p) = r["record"].get("party").filter(|p| !p.is_null()) {
             assert_eq!(p.as_object().unwrap().keys().collect::<Vec<_>>(), ["name"]);
         }
@@ -1251,7 +1354,9 @@ target = {{ kind = "pull", token = "{token}" }}
                 .keys()
                 .map(String::as_str)
                 .collect();
-            assert!(fields.is_subset(&["id", "event_no", "category", "status"].into()));
+            assert!(
+                fields.is_subset(&["id", "event_no", "category", "status", "_delivery"].into())
+            );
             seen.push(r["record"]["id"].as_str().unwrap().to_owned());
         }
         cursor = format!("&after={}", page["next"].as_str().unwrap());

@@ -53,8 +53,34 @@ pub struct CreditPlatform {
 
 impl Default for Platform {
     fn default() -> Self {
+        // Repairs the platform approved earlier this year, for decisions of
+        // 2025 (the hub polls them like any later one).
+        let mut repairs = KeysetStore::new("updateTime", "xfbh");
+        for (no, wsh, name, code, day) in [
+            (
+                "XF202603150001",
+                "宜高综执罚决字〔2025〕第0412号",
+                "宜昌高新区宏达机械制造有限公司",
+                "91420506D7NT5G2W4K",
+                "2026-03-15",
+            ),
+            (
+                "XF202609020002",
+                "宜高综执罚决字〔2025〕第0733号",
+                "宜昌桃花岭食品有限公司",
+                "91420503W5ECAQYG0F",
+                "2026-09-02",
+            ),
+        ] {
+            repairs.insert(json!({
+                "xfbh": no, "xflx": "终止公示", "cfwsh": wsh, "xyztmc": name, "tyshxydm": code,
+                "xfrq": day, "xfjg": "宜昌高新区综合行政执法局",
+                "bz": "信用主体已履行处罚决定并作出信用承诺",
+                "updateTime": format!("{day} 10:00:00.000"),
+            }));
+        }
         Self {
-            repairs: KeysetStore::new("updateTime", "xfbh"),
+            repairs,
             published: BTreeMap::new(),
             withdrawn: BTreeMap::new(),
             batches: 0,

@@ -425,11 +425,12 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             .and_then(|t| topics.get(&t))
             .map_or(0, Vec::len);
         println!(
-            "  {name:<24} delivered {:>5}  refused {:>3}  failed {:>3}  not sent {:>3}  receipts {:>5}  twice {:>2}  dead letters {:>3}  retries {:>3}",
+            "  {name:<24} delivered {:>5}  refused {:>3}  failed {:>3}  not sent {:>3}  held {:>3}  receipts {:>5}  twice {:>2}  dead letters {:>3}  retries {:>3}",
             s.delivered.load(Relaxed),
             s.rejected.load(Relaxed),
             s.failed.load(Relaxed),
             s.not_sent.load(Relaxed),
+            s.held.load(Relaxed),
             receipts,
             receipts - distinct,
             letters,

@@ -122,12 +122,17 @@ async fn inject(State(plan): State<FaultPlan>, request: Request, next: Next) -> 
         (f.clone(), slow, error)
     };
     plan.counters.requests.fetch_add(1, Ordering::Relaxed);
+    // Decided and counted before a slow answer's wait: a client that gives
+    // up waiting drops this handler, and the fault still happened.
+    let error = forced_error || fastrand::f64() < faults.error_rate;
+    if error {
+        plan.counters.errors.fetch_add(1, Ordering::Relaxed);
+    }
     if forced_slow || fastrand::f64() < faults.slow_rate {
         plan.counters.slow.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(faults.slow_ms)).await;
     }
-    if forced_error || fastrand::f64() < faults.error_rate {
-        plan.counters.errors.fetch_add(1, Ordering::Relaxed);
+    if error {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "系统繁忙，请稍后再试 (simulated fault)",

@@ -159,7 +159,13 @@ impl Inbox {
                     json!({"status": "refused", "message": "缺少签名"}),
                 );
             };
-            if !duijie_connectors::signature::verify(secret, &ts, body, &sig) {
+            // The hub's scheme 2 signs the key with the body: a request
+            // sent again under another key does not verify.
+            let key = header("Idempotency-Key").unwrap_or_default();
+            if header("X-Signature-Scheme").as_deref()
+                != Some(duijie_connectors::signature::SCHEME_V2)
+                || !duijie_connectors::signature::verify_v2(secret, &ts, &key, body, &sig)
+            {
                 return answer(
                     StatusCode::UNAUTHORIZED,
                     json!({"status": "refused", "message": "签名校验失败"}),

@@ -24,11 +24,23 @@ pub struct DeliveryConfig {
     pub transform: TransformConfig,
     /// Where and how it is delivered.
     pub target: TargetConfig,
-    /// Retries of a failing delivery: exponential backoff with jitter.
-    /// After the last attempt the record goes to the dead-letter topic and
-    /// an alert is raised.
+    /// Retries of a failing delivery: exponential backoff with jitter,
+    /// capped at `retry.max`.
     #[serde(default = "default_retry")]
     pub retry: RetryConfig,
+    /// How long a receiver that is unreachable or answers 5xx/408/429 is
+    /// waited for (a maintenance window), holding its records in order,
+    /// before the record at the head goes to the dead letters with an
+    /// alert: only when `retry.max_attempts` were made **and** this long
+    /// has passed since its first failure. A refusal that will not change
+    /// (another 4xx, a per-record rejection) is dead-lettered at once.
+    #[serde(default = "default_patience", with = "humantime_serde")]
+    pub patience: Duration,
+    /// A feed waiting this long raises a `DELIVERY_WAITING` alert (once per
+    /// outage); it shows as `waiting` in `/ready` and
+    /// `duijie_feed_waiting` at once.
+    #[serde(default = "default_alert_after", with = "humantime_serde")]
+    pub alert_after: Duration,
     /// Requests per second to the target, at most.
     #[serde(default)]
     pub rate_per_sec: Option<f64>,
@@ -52,6 +64,14 @@ fn default_retry() -> RetryConfig {
         max: Duration::from_secs(60),
         max_attempts: 10,
     }
+}
+
+fn default_patience() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+
+fn default_alert_after() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 fn default_batch_size() -> usize {

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use sink::{Attempt, Target};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -100,6 +100,12 @@ pub struct DeliveryStats {
     /// Records on the topic not yet settled (consumer group lag), as last
     /// measured; -1 before the first measurement.
     pub backlog: std::sync::atomic::AtomicI64,
+    /// Since when (epoch ms) the receiver has been failing transiently and
+    /// the feed waits for it; 0 when it is not waiting.
+    pub waiting_since_ms: AtomicI64,
+    /// Whether this outage's `DELIVERY_WAITING` alert was raised (one per
+    /// outage across the feed's partitions).
+    pub waiting_alerted: std::sync::atomic::AtomicBool,
     /// Why the push pipeline stopped for good, when it did (a permanent
     /// failure: it waits for a corrected configuration).
     pub stopped: std::sync::Mutex<Option<String>>,
@@ -627,6 +633,10 @@ impl Delivery {
             .collect();
         let max = self.config.retry.max_attempts.max(1);
         let mut attempt = 0u32;
+        // When the receiver first failed for this chunk: it is waited for
+        // `patience` from then (a maintenance window), not `max` attempts.
+        let mut first_failure: Option<tokio::time::Instant> = None;
+        let mut alerted = false;
         loop {
             let open: Vec<usize> = (0..chunk.len()).filter(|i| results[*i].is_none()).collect();
             if open.is_empty() {
@@ -656,7 +666,29 @@ impl Delivery {
                 }
             }
             if let Some(reason) = transient {
-                if attempt >= max {
+                let since = *first_failure.get_or_insert_with(tokio::time::Instant::now);
+                let waited = since.elapsed();
+                if waited < self.config.patience {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    let _ = self.stats.waiting_since_ms.compare_exchange(
+                        0,
+                        now - i64::try_from(waited.as_millis()).unwrap_or(0),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    if !alerted && waited >= self.config.alert_after {
+                        alerted = true;
+                        if self
+                            .stats
+                            .waiting_alerted
+                            .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                        {
+                            self.alert_waiting(&reason, waited).await?;
+                        }
+                    }
+                }
+                if attempt >= max && waited >= self.config.patience {
                     for r in results.iter_mut().filter(|r| r.is_none()) {
                         *r = Some((
                             Outcome::Failed,
@@ -675,7 +707,39 @@ impl Delivery {
                 }
             }
         }
+        if first_failure.is_some() {
+            // The receiver answered again: the outage is over.
+            self.stats.waiting_since_ms.store(0, Ordering::Relaxed);
+            self.stats.waiting_alerted.store(false, Ordering::Relaxed);
+        }
         Ok(results.into_iter().map(|r| r.expect("settled")).collect())
+    }
+
+    /// The feed has waited `waited` for its receiver: one alert per outage.
+    async fn alert_waiting(&self, reason: &str, waited: Duration) -> Result<()> {
+        use crate::alert::{Alert, Severity};
+        let message = format!(
+            "接收方持续不可用，推送等待中：{}（{}）已等待{}分钟，最长等待{}分钟后转入死信；原因：{reason}",
+            self.department,
+            self.name,
+            waited.as_secs() / 60,
+            self.config.patience.as_secs() / 60
+        );
+        let alert = Alert::new(
+            "DELIVERY_WAITING",
+            Severity::Warning,
+            &self.name,
+            message,
+            chrono::Utc::now(),
+        )
+        .with("delivery", self.name.as_str())
+        .with("department", self.department.as_str());
+        self.send(
+            &self.topics.alerts,
+            &format!("delivery:{}:waiting", self.name),
+            &alert.to_bytes(),
+        )
+        .await
     }
 
     /// Writes the receipt (and the dead letter and alert when it failed),

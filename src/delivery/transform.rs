@@ -163,7 +163,28 @@ impl Transform {
 
     /// What to send for a record. `Err` is a refusal on the hub's side
     /// (dead-lettered with the reason); `Ok(None)` means nothing at all.
+    /// A JSON body carries `_delivery`: its idempotency key, and the
+    /// record's version or update time, so that a receiver orders versions
+    /// without parsing the key (the signature covers the key too).
     pub fn apply(&self, incoming: &Incoming) -> Result<Option<Outgoing>, String> {
+        let mut out = self.apply_bare(incoming)?;
+        if let Some(Outgoing::Json { key, body, .. }) = out.as_mut()
+            && let Some(o) = body.as_object_mut()
+        {
+            let r = &incoming.record;
+            o.insert(
+                "_delivery".into(),
+                json!({
+                    "idempotency_key": key,
+                    "version": r.get("version").filter(|v| !v.is_null()),
+                    "updated_at": r.get("updated_at").filter(|v| !v.is_null()),
+                }),
+            );
+        }
+        Ok(out)
+    }
+
+    fn apply_bare(&self, incoming: &Incoming) -> Result<Option<Outgoing>, String> {
         let key = idempotency_key(incoming);
         let r = &incoming.record;
         Ok(Some(match self {

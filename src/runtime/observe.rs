@@ -311,6 +311,20 @@ impl Collector for Observed {
         )?;
         gauge(
             &mut e,
+            "duijie_feed_waiting",
+            "1 while the feed waits for a receiver that is unreachable or answers 5xx/408/429 (within its `patience`).",
+            &feeds
+                .iter()
+                .map(|(n, d, s)| {
+                    (
+                        vec![("delivery", n.clone()), ("department", d.clone())],
+                        i64::from(s.waiting_since_ms.load(Ordering::Relaxed) != 0),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        gauge(
+            &mut e,
             "duijie_feed_stopped",
             "1 when the push pipeline stopped for good (a permanent failure; see /ready).",
             &feeds
@@ -533,6 +547,9 @@ pub struct FeedReport {
     /// Why it stopped for good, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Since when it waits for its receiver (RFC 3339), while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<String>,
 }
 
 /// The body of `/ready`.
@@ -591,6 +608,11 @@ impl Observed {
                     not_sent: s.not_sent.load(Ordering::Relaxed),
                     backlog: (backlog >= 0).then_some(backlog),
                     stopped: s.stopped.lock().expect("stopped lock").clone(),
+                    waiting_since: match s.waiting_since_ms.load(Ordering::Relaxed) {
+                        0 => None,
+                        ms => chrono::DateTime::from_timestamp_millis(ms)
+                            .map(crate::calendar::local_rfc3339),
+                    },
                 }
             })
             .collect();

@@ -1,7 +1,7 @@
-//! An HTTPS webhook: a JSON body, `X-Timestamp` and `X-Signature`
-//! (HMAC-SHA256 over `<timestamp>.<body>`, the house's one signature),
-//! `Idempotency-Key`. `{team}` in the URL is replaced by the route of a
-//! licence notice.
+//! An HTTPS webhook: a JSON body, `X-Timestamp`, `Idempotency-Key`,
+//! `X-Signature` (HMAC-SHA256 over `<timestamp>.<key>.<body>`, the house's
+//! signature scheme 2, named in `X-Signature-Scheme`). `{team}` in the URL
+//! is replaced by the route of a licence notice.
 
 use super::{Sink, WireRequest, sent};
 use crate::delivery::transform::Outgoing;
@@ -36,14 +36,20 @@ impl Sink for Webhook {
         };
         let body = first.body().to_string();
         let ts = ts.to_string();
-        let signature = duijie_connectors::signature::sign(&self.secret, &ts, body.as_bytes());
+        let key = first.key().to_owned();
+        let signature =
+            duijie_connectors::signature::sign_v2(&self.secret, &ts, &key, body.as_bytes());
         Some(WireRequest::post(
             url,
             vec![
                 ("Content-Type", "application/json; charset=utf-8".into()),
                 ("X-Timestamp", ts),
+                (
+                    "X-Signature-Scheme",
+                    duijie_connectors::signature::SCHEME_V2.into(),
+                ),
                 ("X-Signature", signature),
-                ("Idempotency-Key", first.key().to_owned()),
+                ("Idempotency-Key", key),
             ],
             body,
         ))
