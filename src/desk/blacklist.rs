@@ -16,7 +16,8 @@
 //! Every view and act is audited first, like the referral desk.
 
 use super::web::{
-    PRODUCT, audited, message_page, render, text_too_long, time, unauthorized, user, user_view,
+    PRODUCT, audited, message_page, refuse, render, text_too_long, time, unauthorized, user,
+    user_view,
 };
 use super::{Desk, DeskUser, Role};
 use crate::bus::Bus;
@@ -326,10 +327,6 @@ pub struct ActBody {
     date: Option<String>,
     #[serde(default)]
     text: Option<String>,
-}
-
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"message": message.into()}))).into_response()
 }
 
 pub async fn act(

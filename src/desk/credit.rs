@@ -20,7 +20,8 @@
 //! - `POST /desk/api/credit/{id}/class` `{"severity": "GENERAL", "reason": "…"}`.
 
 use super::web::{
-    PRODUCT, audited, message_page, render, text_too_long, time, unauthorized, user, user_view,
+    PRODUCT, audited, message_page, refuse, render, text_too_long, time, unauthorized, user,
+    user_view,
 };
 use super::{Desk, Role};
 use crate::bus::Bus;
@@ -229,10 +230,6 @@ fn not_configured() -> Response {
     )
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"message": message.into()}))).into_response()
-}
-
 #[derive(Debug, Serialize)]
 struct Row {
     id: String,
@@ -246,25 +243,44 @@ struct Row {
     reason: String,
 }
 
-pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(false);
+/// A read of the held decisions (page or API): who asks, the board, the
+/// decisions, and the audit entry written first. `Err` is the answer when
+/// nobody is logged in, `[credit]` is not configured, or the audit cannot
+/// be written.
+async fn audited_held(
+    desk: &Desk,
+    headers: &HeaderMap,
+    api: bool,
+    what: &str,
+) -> Result<(super::DeskUser, Arc<CreditBoard>, Vec<Held>), Response> {
+    let Some(user) = user(desk, headers) else {
+        return Err(unauthorized(api));
     };
     let Some(board) = desk.credit.clone() else {
-        return not_configured();
+        return Err(if api {
+            refuse(StatusCode::NOT_FOUND, "未配置信用信息公示")
+        } else {
+            not_configured()
+        });
     };
     let held = board.held();
-    if let Err(refused) = audited(
-        &desk,
+    audited(
+        desk,
         &user,
         "list",
         None,
-        format!("查看待定级处罚决定（{}件）", held.len()),
+        format!("{what}（{}件）", held.len()),
     )
-    .await
+    .await?;
+    Ok((user, board, held))
+}
+
+pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
+    let (user, board, held) = match audited_held(&desk, &headers, false, "查看待定级处罚决定").await
     {
-        return refused;
-    }
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     let rows: Vec<Row> = held
         .iter()
         .map(|h| Row {
@@ -304,25 +320,10 @@ pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response
 }
 
 pub async fn list_api(State(desk): State<Desk>, headers: HeaderMap) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(true);
-    };
-    let Some(board) = desk.credit.clone() else {
-        return refuse(StatusCode::NOT_FOUND, "未配置信用信息公示");
-    };
-    let held = board.held();
-    if let Err(refused) = audited(
-        &desk,
-        &user,
-        "list",
-        None,
-        format!("接口读取待定级处罚决定（{}件）", held.len()),
-    )
-    .await
-    {
-        return refused;
+    match audited_held(&desk, &headers, true, "接口读取待定级处罚决定").await {
+        Ok((_, _, held)) => axum::Json(held).into_response(),
+        Err(refused) => refused,
     }
-    axum::Json(held).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,8 @@
 //! Every view and act is audited first, like the referral desk.
 
 use super::web::{
-    PRODUCT, audited, message_page, render, text_too_long, time, unauthorized, user, user_view,
+    PRODUCT, audited, message_page, refuse, render, text_too_long, time, unauthorized, user,
+    user_view,
 };
 use super::{Desk, DeskUser, Role};
 use crate::entity::api::Library;
@@ -44,10 +45,6 @@ fn not_configured(api: bool) -> Response {
         "本部署未配置主体信用信息库（[entities]）。",
         None,
     )
-}
-
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"message": message.into()}))).into_response()
 }
 
 /// Who asks, and the library; `Err` is the answer otherwise.

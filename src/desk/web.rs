@@ -227,6 +227,11 @@ pub(super) fn message_page(
         .into_response()
 }
 
+/// An API refusal: the status and a message in Chinese.
+pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"message": message.into()}))).into_response()
+}
+
 pub(super) fn unauthorized(api: bool) -> Response {
     if api {
         (
