@@ -541,8 +541,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tokio_main(async move {
                 let r = duijie::delivery::ops::replay(&deployment.feeds(), &feed, from).await?;
                 println!(
-                    "{feed}: read {} record(s); delivered {}, refused {}, failed {}, not sent {}, held {}",
-                    r.read, r.delivered, r.rejected, r.failed, r.not_sent, r.held
+                    "{feed}: read {} record(s); delivered {}, refused {}, failed {}, not sent {}, held {}, not selected {}",
+                    r.read,
+                    r.delivered,
+                    r.rejected,
+                    r.failed,
+                    r.not_sent,
+                    r.held,
+                    r.not_selected()
                 );
                 Ok(())
             })

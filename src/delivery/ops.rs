@@ -137,8 +137,11 @@ pub(crate) async fn lag(bus: &Bus, group: &str, topic: &str) -> Result<i64> {
 pub enum From {
     /// UTC epoch milliseconds.
     Time(i64),
-    /// The same offset in every partition.
+    /// The same offset in every partition (`offset:N`).
     Offset(i64),
+    /// One partition, from one offset (`P:O`, as a dead letter's origin
+    /// `topic@P:O` gives it).
+    At { partition: i32, offset: i64 },
 }
 
 impl std::str::FromStr for From {
@@ -150,6 +153,13 @@ impl std::str::FromStr for From {
                 .parse()
                 .map(From::Offset)
                 .map_err(|_| format!("`{o}` is not an offset"));
+        }
+        // `P:O`, or a dead letter's whole origin `topic@P:O`.
+        let at = s.rsplit_once('@').map_or(s, |(_, at)| at);
+        if let Some((p, o)) = at.split_once(':')
+            && let (Ok(partition), Ok(offset)) = (p.parse::<i32>(), o.parse::<i64>())
+        {
+            return Ok(From::At { partition, offset });
         }
         if let Ok(o) = s.parse::<i64>() {
             return Ok(From::Offset(o));
@@ -167,6 +177,16 @@ pub struct ReplayReport {
     pub failed: u64,
     pub not_sent: u64,
     pub held: u64,
+}
+
+impl ReplayReport {
+    /// Records read that the delivery's `select` left out: read, less
+    /// every outcome.
+    pub fn not_selected(&self) -> u64 {
+        (self.read as u64).saturating_sub(
+            self.delivered + self.rejected + self.failed + self.not_sent + self.held,
+        )
+    }
 }
 
 /// Delivers again what `feed` read from `from` on, up to the end of the
@@ -219,6 +239,52 @@ pub async fn replay(d: &Feeds<'_>, feed: &str, from: From) -> Result<ReplayRepor
     })
 }
 
+/// `Err` when a partition answered "nothing at or after `t`" although its
+/// last record was written at or after `t`: the broker did not resolve the
+/// time.
+fn unresolved_time(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    answered: &TopicPartitionList,
+    t: i64,
+) -> Result<()> {
+    for e in answered.elements() {
+        if !matches!(e.offset(), Offset::End | Offset::Invalid) && e.offset().to_raw() != Some(-1) {
+            continue;
+        }
+        let (low, high) =
+            consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(10))?;
+        if high <= low {
+            continue;
+        }
+        let mut last = TopicPartitionList::new();
+        last.add_partition_offset(topic, e.partition(), Offset::Offset(high - 1))?;
+        consumer.assign(&last)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    if m.timestamp().to_millis().is_some_and(|ts| ts >= t) {
+                        return Err(Error::permanent(
+                            Domain::Bus,
+                            format!(
+                                "the broker did not resolve the time {} on `{topic}` (partition {} holds later records): replay from an offset instead, `--from offset:N` or `--from P:O`",
+                                crate::calendar::local_text(
+                                    chrono::DateTime::from_timestamp_millis(t).unwrap_or_default()
+                                ),
+                                e.partition()
+                            ),
+                        ));
+                    }
+                    break;
+                }
+                Some(Err(_)) | None => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn read_from(delivery: &Delivery, from: From) -> Result<BTreeMap<i32, Vec<Incoming>>> {
     let delivery = delivery.clone();
     tokio::task::spawn_blocking(move || {
@@ -227,15 +293,31 @@ async fn read_from(delivery: &Delivery, from: From) -> Result<BTreeMap<i32, Vec<
             .reader("replay", crate::bus::Isolation::Committed)?;
         let topic = delivery.config.topic.clone();
         let mut tpl = TopicPartitionList::new();
-        for p in crate::bus::read::partitions(&consumer, &topic, METADATA_WITHIN)? {
+        let partitions = crate::bus::read::partitions(&consumer, &topic, METADATA_WITHIN)?;
+        if let From::At { partition, .. } = from
+            && !partitions.contains(&partition)
+        {
+            return Err(Error::permanent(
+                Domain::Config,
+                format!("`{topic}` has no partition {partition} (it has {partitions:?})"),
+            ));
+        }
+        for p in partitions {
             let offset = match from {
                 From::Time(t) => Offset::Offset(t),
                 From::Offset(o) => Offset::Offset(o),
+                From::At { partition, offset } if partition == p => Offset::Offset(offset),
+                From::At { .. } => continue,
             };
             tpl.add_partition_offset(&topic, p, offset)?;
         }
-        if let From::Time(_) = from {
+        if let From::Time(t) = from {
             tpl = consumer.offsets_for_times(tpl, Duration::from_secs(10))?;
+            // "Nothing at or after the time" is the end of a partition; a
+            // broker that cannot look times up (the embedded mock) answers
+            // the same for every time. Told apart by the partitions' last
+            // records: one written at or after the time must be found.
+            unresolved_time(&consumer, &topic, &tpl, t)?;
         }
         // A partition with nothing at or after the time is not read.
         let starts: Vec<(i32, crate::bus::read::Start)> = tpl
