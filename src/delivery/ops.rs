@@ -262,23 +262,20 @@ fn unresolved_time(
         consumer.assign(&last)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
-            match consumer.poll(Duration::from_millis(500)) {
-                Some(Ok(m)) => {
-                    if m.timestamp().to_millis().is_some_and(|ts| ts >= t) {
-                        return Err(Error::permanent(
-                            Domain::Bus,
-                            format!(
-                                "the broker did not resolve the time {} on `{topic}` (partition {} holds later records): replay from an offset instead, `--from offset:N` or `--from P:O`",
-                                crate::calendar::local_text(
-                                    chrono::DateTime::from_timestamp_millis(t).unwrap_or_default()
-                                ),
-                                e.partition()
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+                if m.timestamp().to_millis().is_some_and(|ts| ts >= t) {
+                    return Err(Error::permanent(
+                        Domain::Bus,
+                        format!(
+                            "the broker did not resolve the time {} on `{topic}` (partition {} holds later records): replay from an offset instead, `--from offset:N` or `--from P:O`",
+                            crate::calendar::local_text(
+                                chrono::DateTime::from_timestamp_millis(t).unwrap_or_default()
                             ),
-                        ));
-                    }
-                    break;
+                            e.partition()
+                        ),
+                    ));
                 }
-                Some(Err(_)) | None => {}
+                break;
             }
         }
     }
