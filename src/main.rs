@@ -234,6 +234,15 @@ enum FeedsCommand {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// One signed test delivery to a feed's webhook or SOAP receiver, as
+    /// the feed sends it; prints the receiver's answer (exit 1 unless it
+    /// accepted).
+    Test {
+        #[arg(long)]
+        feed: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -533,6 +542,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
                 Ok(())
+            })
+        }
+        Command::Feeds {
+            command: FeedsCommand::Test { feed, config },
+        } => {
+            let deployment = load_deployment(&config)?;
+            tokio_main_value(async move {
+                let t = duijie::delivery::ops::test_delivery(&deployment.feeds(), &feed).await?;
+                println!(
+                    "{feed}: {} → {} (Idempotency-Key {})",
+                    t.url, t.answer, t.key
+                );
+                Ok(if t.accepted {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
             })
         }
         Command::Replay { config, feed, from } => {

@@ -1532,3 +1532,53 @@ target = {{ kind = "webhook", url = "http://{sandbox}/dept/street/webhook", secr
         ids()
     );
 }
+
+/// `duijie feeds test --feed NAME`: one signed test delivery to the
+/// department's receiver, which checks it as any other (scheme 2); its
+/// answer is printed, and a receiver that is down is said to be.
+#[test]
+fn feeds_test_sends_one_signed_delivery_and_reports_the_answer() {
+    let brokers = brokers();
+    let sandbox = start_sandbox(SandboxConfig {
+        change_limit: Some(0),
+        ..SandboxConfig::default()
+    });
+    let d = TestDeployment::new(
+        &brokers,
+        &format!(
+            r#"[deliveries.street]
+topic = "canonical.grid_event"
+department = "street"
+transform = {{ kind = "fields", fields = ["event_no"] }}
+target = {{ kind = "webhook", url = "http://{sandbox}/dept/street/webhook", secret = "{secret}" }}
+"#,
+            secret = duijie_sandbox::dept::DEPT_SECRET
+        ),
+    );
+    let out = d.cli(&["feeds", "test", "--feed", "street"]);
+    assert!(out.contains("→ accepted"), "{out}");
+    let got = get_json(&format!("http://{sandbox}/dept/street/received"));
+    let record = &got["records"][0]["record"];
+    assert_eq!(record["test"], true, "{got}");
+    assert_eq!(
+        record["_delivery"]["idempotency_key"],
+        got["records"][0]["key"]
+    );
+    // Down: not reached, and the command fails.
+    post(
+        &format!("http://{sandbox}/sandbox/receivers"),
+        &[("Content-Type", "application/json".into())],
+        json!({"down": true}).to_string().as_bytes(),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
+        .args(["feeds", "test", "--feed", "street", "--config"])
+        .arg(&d.file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not reached"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

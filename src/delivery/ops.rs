@@ -168,6 +168,76 @@ impl std::str::FromStr for From {
     }
 }
 
+/// What `duijie feeds test` got back.
+#[derive(Debug)]
+pub struct TestDelivery {
+    pub url: String,
+    pub key: String,
+    /// The receiver's answer: accepted, refused (with its reason) or a
+    /// transient failure.
+    pub answer: String,
+    pub accepted: bool,
+}
+
+/// `duijie feeds test --feed NAME`: one signed test delivery to a webhook
+/// or SOAP receiver, exactly as the feed sends (signature, key, body with
+/// `_delivery`), marked `"test": true`; the receiver's answer. Not for the
+/// credit platform (a test record would be published) or a pull feed.
+pub async fn test_delivery(d: &Feeds<'_>, feed: &str) -> Result<TestDelivery> {
+    let (name, config) = d
+        .deliveries
+        .iter()
+        .find(|(n, _)| n == feed)
+        .ok_or_else(|| {
+            Error::permanent(
+                Domain::Config,
+                format!("no delivery `{feed}` in {}", d.file.display()),
+            )
+        })?;
+    if !matches!(
+        config.target,
+        TargetConfig::Webhook { .. } | TargetConfig::Soap { .. }
+    ) {
+        return Err(Error::permanent(
+            Domain::Config,
+            format!("`{name}`: a test delivery goes to webhook and SOAP receivers only"),
+        ));
+    }
+    let target = super::sink::Target::from_config(&config.target, None)
+        .map_err(|why| Error::permanent(Domain::Config, why))?;
+    let now = chrono::Utc::now();
+    let key = format!("test:{name}:t{}", now.timestamp_millis());
+    let out = super::transform::Outgoing::Json {
+        body: serde_json::json!({
+            "id": format!("test:{name}"),
+            "test": true,
+            "message": "duijie 推送连通性测试，请按正常记录校验签名后应答；无需入库",
+            "_delivery": {"idempotency_key": key, "version": null, "updated_at": now.timestamp_millis()},
+        }),
+        key: key.clone(),
+        route: Some("test".into()),
+    };
+    let url = target
+        .request(&[&out], now.timestamp())
+        .map(|r| r.url)
+        .unwrap_or_default();
+    let answer = target.send(&[&out]).await.into_iter().next();
+    let (accepted, answer) = match answer {
+        Some(super::sink::Attempt::Accepted) => (true, "accepted".to_owned()),
+        Some(super::sink::Attempt::Refused(why)) => (false, format!("refused: {why}")),
+        Some(super::sink::Attempt::Transient { reason, .. }) => {
+            (false, format!("not reached: {reason}"))
+        }
+        None => (false, "no answer".to_owned()),
+    };
+    Ok(TestDelivery {
+        url,
+        key,
+        answer,
+        accepted,
+    })
+}
+
 /// What a replay did.
 #[derive(Debug, Default)]
 pub struct ReplayReport {
