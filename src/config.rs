@@ -641,6 +641,22 @@ impl Deployment {
                     ),
                 ));
             }
+            // The repair results a credit push follows must be a topic of
+            // this deployment: the push waits to have read them whole.
+            if let crate::delivery::TransformConfig::CreditPenalty {
+                repairs_topic: Some(t),
+                ..
+            } = &d.get_ref().transform
+                && !pipelines.iter().any(|p| &p.topic == t)
+            {
+                errors.push(located.at(
+                    d.span(),
+                    format!("deliveries.{name}.transform.repairs_topic"),
+                    format!(
+                        "no pipeline writes `{t}`: add the pipeline of the credit platform's repair results (mapping `credit_repair`)"
+                    ),
+                ));
+            }
             if matches!(
                 d.get_ref().target,
                 crate::delivery::TargetConfig::Pull { .. }

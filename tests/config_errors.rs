@@ -267,3 +267,20 @@ target = {{ kind = "webhook", url = "http://127.0.0.1:9/q/{{team}}", secret = "a
     assert!(ok, "{output}");
     assert_broken(&deliveries(r#""429999" = "某队""#), "`429999`");
 }
+
+/// A credit push that follows repair results no pipeline writes would wait
+/// for them forever: refused, naming the field.
+#[test]
+fn a_repairs_topic_no_pipeline_writes_is_refused() {
+    assert_broken(
+        &format!(
+            r#"{GOOD}
+[deliveries.credit]
+topic = "canonical.penalty_decision"
+transform = {{ kind = "credit_penalty", repairs_topic = "canonical.nothing" }}
+target = {{ kind = "credit_batch", url = "http://127.0.0.1:9/credit" }}
+"#
+        ),
+        "deliveries.credit.transform.repairs_topic: no pipeline writes `canonical.nothing`",
+    );
+}
