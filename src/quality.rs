@@ -737,6 +737,7 @@ mod tests {
             raw_length: None,
             provenance,
             at_ms: fetched_ms,
+            idempotency_key: None,
         }
     }
 

@@ -1061,6 +1061,12 @@ fn a_department_feed_survives_an_outage_and_a_crash_with_each_key_once_and_only_
         "every dispute dead-lettered",
         || dead_ids() == disputes,
     );
+    // Each dead letter keeps the key the receiver would have had.
+    for r in read(&brokers, &dlq, true) {
+        let letter: DeadLetter = serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap();
+        let key = letter.idempotency_key.expect("the idempotency key");
+        assert!(key.starts_with("grid:"), "{key}");
+    }
     terminate(hub);
 
     let got = view();

@@ -430,6 +430,10 @@ pub struct DeadLetter {
     pub provenance: Provenance,
     /// When the hub dead-lettered it, UTC epoch milliseconds.
     pub at_ms: i64,
+    /// A push's dead letter: the idempotency key the receiver would have
+    /// had (a replay sends the record again under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl DeadLetter {
@@ -456,6 +460,7 @@ impl DeadLetter {
             raw_length: Some(payload.len() as u64),
             provenance,
             at_ms: chrono::Utc::now().timestamp_millis(),
+            idempotency_key: None,
         };
         let text = std::str::from_utf8(payload).is_ok();
         let mut keep = payload.len();

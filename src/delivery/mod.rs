@@ -496,6 +496,7 @@ impl Delivery {
                     partition,
                     offset,
                     &BTreeMap::new(),
+                    None,
                 )
                 .await?;
             }
@@ -796,6 +797,10 @@ impl Delivery {
                 incoming.partition,
                 incoming.offset,
                 &incoming.headers,
+                Some(
+                    out.map(|o| o.key().to_owned())
+                        .unwrap_or_else(|| transform::idempotency_key(incoming)),
+                ),
             )
             .await?;
             self.alert(&record_id, outcome, &why).await?;
@@ -862,6 +867,7 @@ impl Delivery {
         partition: i32,
         offset: i64,
         headers: &BTreeMap<String, String>,
+        key: Option<String>,
     ) -> Result<()> {
         let read = Provenance::from_headers(headers);
         let provenance = Provenance {
@@ -876,7 +882,7 @@ impl Delivery {
             origin: format!("{}[{partition}]@{offset}", self.config.topic),
             code_tables: String::new(),
         };
-        let letter = DeadLetter::bounded(
+        let mut letter = DeadLetter::bounded(
             payload,
             false,
             None,
@@ -885,6 +891,7 @@ impl Delivery {
             provenance,
             self.max_dead_letter_bytes,
         );
+        letter.idempotency_key = key;
         let body = serde_json::to_vec(&letter).expect("dead letters serialize");
         self.send(
             &self.dlq_topic,

@@ -154,7 +154,13 @@ impl std::str::FromStr for From {
                 .map(From::Offset)
                 .map_err(|_| format!("`{o}` is not an offset"));
         }
-        // `P:O`, or a dead letter's whole origin `topic@P:O`.
+        // `P:O`, or a dead letter's origin: `topic[P]@O` or `topic@P:O`.
+        if let Some((head, o)) = s.rsplit_once("]@")
+            && let Some((_, p)) = head.rsplit_once('[')
+            && let (Ok(partition), Ok(offset)) = (p.parse::<i32>(), o.parse::<i64>())
+        {
+            return Ok(From::At { partition, offset });
+        }
         let at = s.rsplit_once('@').map_or(s, |(_, at)| at);
         if let Some((p, o)) = at.split_once(':')
             && let (Ok(partition), Ok(offset)) = (p.parse::<i32>(), o.parse::<i64>())
@@ -419,4 +425,40 @@ async fn read_from(delivery: &Delivery, from: From) -> Result<BTreeMap<i32, Vec<
     })
     .await
     .map_err(joined)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::From;
+
+    #[test]
+    fn a_replay_starts_from_a_time_an_offset_or_a_dead_letters_origin() {
+        let at = |s: &str| s.parse::<From>().unwrap();
+        assert!(matches!(at("offset:0"), From::Offset(0)));
+        assert!(matches!(at("12"), From::Offset(12)));
+        assert!(matches!(
+            at("2:41"),
+            From::At {
+                partition: 2,
+                offset: 41
+            }
+        ));
+        // Both forms a dead letter's origin takes.
+        assert!(matches!(
+            at("canonical.grid_event[1]@7"),
+            From::At {
+                partition: 1,
+                offset: 7
+            }
+        ));
+        assert!(matches!(
+            at("canonical.grid_event@1:7"),
+            From::At {
+                partition: 1,
+                offset: 7
+            }
+        ));
+        assert!(matches!(at("2026-11-28 09:00"), From::Time(_)));
+        assert!("yesterday".parse::<From>().is_err());
+    }
 }
