@@ -69,6 +69,18 @@ pub enum Outcome {
     Held,
 }
 
+impl Receipt {
+    /// The version its idempotency key names (`…:v2`); 1 when it names
+    /// none (an update time or a hash).
+    pub fn version(&self) -> i64 {
+        self.idempotency_key
+            .rsplit(":v")
+            .next()
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(1)
+    }
+}
+
 /// The receipt of one outcome, on the receipts topic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Receipt {

@@ -174,6 +174,21 @@ impl std::str::FromStr for From {
     }
 }
 
+impl Feeds<'_> {
+    /// The delivery called `feed`; `Err` names the deployment file.
+    fn delivery(&self, feed: &str) -> Result<&(String, DeliveryConfig)> {
+        self.deliveries
+            .iter()
+            .find(|(n, _)| n == feed)
+            .ok_or_else(|| {
+                Error::permanent(
+                    Domain::Config,
+                    format!("no delivery `{feed}` in {}", self.file.display()),
+                )
+            })
+    }
+}
+
 /// What `duijie feeds test` got back.
 #[derive(Debug)]
 pub struct TestDelivery {
@@ -190,16 +205,7 @@ pub struct TestDelivery {
 /// `_delivery`), marked `"test": true`; the receiver's answer. Not for the
 /// credit platform (a test record would be published) or a pull feed.
 pub async fn test_delivery(d: &Feeds<'_>, feed: &str) -> Result<TestDelivery> {
-    let (name, config) = d
-        .deliveries
-        .iter()
-        .find(|(n, _)| n == feed)
-        .ok_or_else(|| {
-            Error::permanent(
-                Domain::Config,
-                format!("no delivery `{feed}` in {}", d.file.display()),
-            )
-        })?;
+    let (name, config) = d.delivery(feed)?;
     if !matches!(
         config.target,
         TargetConfig::Webhook { .. } | TargetConfig::Soap { .. }
@@ -269,16 +275,7 @@ impl ReplayReport {
 /// topic as of now. Receivers absorb what they already had by its
 /// idempotency key; every outcome gets a receipt.
 pub async fn replay(d: &Feeds<'_>, feed: &str, from: From) -> Result<ReplayReport> {
-    let (name, config) = d
-        .deliveries
-        .iter()
-        .find(|(n, _)| n == feed)
-        .ok_or_else(|| {
-            Error::permanent(
-                Domain::Config,
-                format!("no delivery `{feed}` in {}", d.file.display()),
-            )
-        })?;
+    let (name, config) = d.delivery(feed)?;
     if matches!(config.target, TargetConfig::Pull { .. }) {
         return Err(Error::permanent(
             Domain::Config,

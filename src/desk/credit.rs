@@ -118,12 +118,7 @@ impl CreditBoard {
         if r.delivery != self.config.delivery {
             return;
         }
-        let version = r
-            .idempotency_key
-            .rsplit(":v")
-            .next()
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(1);
+        let version = r.version();
         let mut held = self.held.write().expect("board lock");
         match r.outcome {
             Outcome::Held => {

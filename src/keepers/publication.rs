@@ -126,12 +126,7 @@ impl Keeper for CreditClock<'_> {
             if r.delivery != config.delivery {
                 return;
             }
-            let version = r
-                .idempotency_key
-                .rsplit(":v")
-                .next()
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(1);
+            let version = r.version();
             if let Some(item) = self.items.get_mut(&(r.record_id.clone(), version)) {
                 match r.outcome {
                     Outcome::Delivered => {
