@@ -626,7 +626,18 @@ impl Tables<'_> {
             }
             None => {}
         }
-        if entity.is_some() && super::may_be_public(&record) {
+        // A repair result or a withdrawal takes its decision off the window
+        // by number whether or not it names a party the index can link (a
+        // repair names a person by name only).
+        let ends_others = matches!(
+            record.facts,
+            super::Facts::Repair { .. }
+                | super::Facts::Penalty {
+                    withdrawn: Some(_),
+                    ..
+                }
+        );
+        if (entity.is_some() || ends_others) && super::may_be_public(&record) {
             self.public.insert(record.reference.as_str(), ())?;
         }
         let stored = Stored { record, entity };

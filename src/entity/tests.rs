@@ -234,6 +234,48 @@ fn one_entity_gathers_its_records_from_four_systems_and_a_name_only_record_is_on
 }
 
 #[test]
+fn a_persons_repaired_penalty_leaves_the_public_window_though_the_repair_names_no_id() {
+    let f = Fixture::new();
+    let index = EntityIndex::in_memory(0.6).unwrap();
+    let now = Utc::now();
+    let person = json!({"name": "李娜", "type": "NATURAL_PERSON", "id_type": "RESIDENT_ID", "id_number": PERSON_ID});
+    let decided = (now - chrono::Duration::days(10)).timestamp_millis();
+    let penalty = f.read(
+        Kind::Penalty,
+        "t",
+        "pen:12",
+        penalty("12", person, "ISSUED", &["罚款"], decided),
+        0,
+    );
+    index
+        .apply(&[Change::Record(Box::new(penalty))], &[], true)
+        .unwrap();
+    let public = |index: &EntityIndex| {
+        index
+            .public_records()
+            .unwrap()
+            .iter()
+            .filter_map(|r| public_item(r, now))
+            .count()
+    };
+    assert_eq!(public(&index), 1);
+    // The platform's repair result names her by name only: not linked to
+    // her profile, and still it ends the publication by its number.
+    let repair = f.read(
+        Kind::Repair,
+        "r",
+        "rep:2",
+        json!({"id": "rep:2", "source_system": "credit", "repair_no": "2", "kind": "PUBLICATION_ENDED",
+            "decision_no": "宜高综执罚决字〔2026〕第12号", "party": {"name": "李娜"}, "repaired_at": now.timestamp_millis()}),
+        0,
+    );
+    index
+        .apply(&[Change::Record(Box::new(repair))], &[], true)
+        .unwrap();
+    assert_eq!(public(&index), 0, "the repaired penalty left the window");
+}
+
+#[test]
 fn a_record_that_changes_its_party_moves_and_a_tombstone_removes_it() {
     let f = Fixture::new();
     let (a, b) = (code(3), code(4));
