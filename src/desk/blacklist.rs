@@ -16,8 +16,8 @@
 //! Every view and act is audited first, like the referral desk.
 
 use super::web::{
-    PRODUCT, audited, message_page, refuse, render, text_too_long, time, unauthorized, user,
-    user_view,
+    PRODUCT, audited, message_page, officer, refuse, render, text_too_long, time, unauthorized,
+    user, user_view,
 };
 use super::{Desk, DeskUser, Role};
 use crate::bus::Bus;
@@ -335,12 +335,10 @@ pub async fn act(
     Path(case_id): Path<String>,
     axum::Json(body): axum::Json<ActBody>,
 ) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(true);
+    let user = match officer(&desk, &headers) {
+        Ok(u) => u,
+        Err(refused) => return *refused,
     };
-    if user.role != Role::Officer {
-        return refuse(StatusCode::FORBIDDEN, "监督人员为只读权限，不能办理");
-    }
     let Some(board) = desk.blacklist.clone() else {
         return refuse(StatusCode::NOT_FOUND, "未配置严重失信主体名单");
     };

@@ -20,8 +20,8 @@
 //! - `POST /desk/api/credit/{id}/class` `{"severity": "GENERAL", "reason": "…"}`.
 
 use super::web::{
-    PRODUCT, audited, message_page, refuse, render, text_too_long, time, unauthorized, user,
-    user_view,
+    PRODUCT, audited, message_page, officer, refuse, render, text_too_long, time, unauthorized,
+    user, user_view,
 };
 use super::{Desk, Role};
 use crate::bus::Bus;
@@ -336,12 +336,10 @@ pub async fn set_class(
     Path(id): Path<String>,
     axum::Json(body): axum::Json<ClassBody>,
 ) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(true);
+    let user = match officer(&desk, &headers) {
+        Ok(u) => u,
+        Err(refused) => return *refused,
     };
-    if user.role != Role::Officer {
-        return refuse(StatusCode::FORBIDDEN, "监督人员为只读权限，不能办理");
-    }
     let Some(board) = desk.credit.clone() else {
         return refuse(StatusCode::NOT_FOUND, "未配置信用信息公示");
     };

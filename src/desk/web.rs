@@ -232,6 +232,19 @@ pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Response
     (status, axum::Json(json!({"message": message.into()}))).into_response()
 }
 
+/// The officer acting through the API: 401 without a session or token,
+/// 403 for a supervisor (read only).
+pub(super) fn officer(desk: &Desk, headers: &HeaderMap) -> Result<DeskUser, Box<Response>> {
+    let user = user(desk, headers).ok_or_else(|| Box::new(unauthorized(true)))?;
+    if user.role != Role::Officer {
+        return Err(Box::new(refuse(
+            StatusCode::FORBIDDEN,
+            "监督人员为只读权限，不能办理",
+        )));
+    }
+    Ok(user)
+}
+
 pub(super) fn unauthorized(api: bool) -> Response {
     if api {
         (
@@ -744,16 +757,10 @@ async fn act(
     Path(no): Path<String>,
     axum::Json(body): axum::Json<ActionBody>,
 ) -> Response {
-    let Some(user) = user(&desk, &headers) else {
-        return unauthorized(true);
+    let user = match officer(&desk, &headers) {
+        Ok(u) => u,
+        Err(refused) => return *refused,
     };
-    if user.role != Role::Officer {
-        return (
-            StatusCode::FORBIDDEN,
-            axum::Json(json!({"message": "监督人员为只读权限，不能办理"})),
-        )
-            .into_response();
-    }
     if !desk.views.read().expect("views lock").contains_key(&no) {
         return (
             StatusCode::NOT_FOUND,
