@@ -172,8 +172,8 @@ settle = "0s"
                 format!("properties = {{ {} }}", pairs.join(", "))
             })
             .unwrap_or_default(),
-        mappings = root.join("mappings").display(),
-        schemas = root.join("schemas").display(),
+        mappings = root.join("benches/workload/mappings").display(),
+        schemas = root.join("benches/workload/schemas").display(),
         // `DUIJIE_BENCH_RAW=1`: the pipeline keeps its raw records too.
         raw = if std::env::var("DUIJIE_BENCH_RAW").is_ok_and(|v| v == "1") {
             "raw = { retention = \"1d\" }"

@@ -32,8 +32,9 @@ fn main() {
     assert_eq!(lines.len(), records);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let schemas = SchemaSet::load_dir(&root.join("schemas")).unwrap();
-    let mappings = MappingSet::load_dir(&root.join("mappings"), &schemas).unwrap();
+    let schemas = SchemaSet::load_dir(&root.join("benches/workload/schemas")).unwrap();
+    let mappings =
+        MappingSet::load_dir(&root.join("benches/workload/mappings"), &schemas).unwrap();
     let mapping = mappings.get("urban_case").unwrap();
     let encoder = RecordEncoder::new(Encoding::SingleObject);
 

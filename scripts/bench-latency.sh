@@ -23,8 +23,8 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; scripts/k
 cat >"$work/latency.toml" <<TOML
 [hub]
 name = "latency"
-mappings = "$PWD/mappings"
-schemas = "$PWD/schemas"
+mappings = "$PWD/benches/workload/mappings"
+schemas = "$PWD/benches/workload/schemas"
 
 [kafka]
 brokers = "${brokers}"

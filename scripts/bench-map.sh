@@ -25,7 +25,7 @@ for n in "${sizes[@]}"; do
   [ -s "$input" ] || python3 ../shared/bench/gen_urban_cases.py "$n" >"$input"
   : >"$data/duijie.times"; : >"$data/serde.times"
   for _ in $(seq 1 "$runs"); do
-    timed "$target/duijie" map --mapping urban_case --input "$input" --output /dev/null --rejects /dev/null >>"$data/duijie.times"
+    timed "$target/duijie" map --mapping urban_case --mappings benches/workload/mappings --schemas benches/workload/schemas --input "$input" --output /dev/null --rejects /dev/null >>"$data/duijie.times"
     timed "$target/examples/urban_serde" "$input" >>"$data/serde.times"
   done
   d=$(cut -d' ' -f1 "$data/duijie.times" | median); dm=$(cut -d' ' -f2 "$data/duijie.times" | sort -n | tail -1)

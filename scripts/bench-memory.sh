@@ -42,8 +42,8 @@ SQL
 cat >"$work/memory.toml" <<TOML
 [hub]
 name = "memory"
-mappings = "$PWD/mappings"
-schemas = "$PWD/schemas"
+mappings = "$PWD/benches/workload/mappings"
+schemas = "$PWD/benches/workload/schemas"
 
 [kafka]
 brokers = "${brokers}"

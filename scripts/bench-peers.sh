@@ -34,7 +34,7 @@ open(sys.argv[1], "a").write("".join(json.dumps(r, ensure_ascii=False) + "\n" fo
 PY
 INPUT="$work/check.ndjson" MAPPING="$PWD/scripts/peers/benthos/urban_case.blobl" REJECTS="$work/benthos.rejects" \
   "$peers/benthos" run scripts/peers/benthos/file_to_stdout.yaml >"$work/benthos.jsonl"
-"$bin" map --mapping urban_case --input "$work/check.ndjson" --output "$work/duijie.jsonl" --rejects "$work/duijie.rejects" 2>/dev/null
+"$bin" map --mapping urban_case --mappings benches/workload/mappings --schemas benches/workload/schemas --input "$work/check.ndjson" --output "$work/duijie.jsonl" --rejects "$work/duijie.rejects" 2>/dev/null
 python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]

@@ -25,6 +25,14 @@ fn shipped_mappings_match_their_fixtures() {
     run("mappings", "schemas");
 }
 
+/// The benchmark's pinned copy of the workload mapping still does what
+/// `benches/workload/WORKLOAD.md` specifies, so the benchmark and the peer
+/// tools measure the same work.
+#[test]
+fn the_benchmark_workload_mapping_matches_its_fixtures() {
+    run("benches/workload/mappings", "benches/workload/schemas");
+}
+
 #[test]
 fn engine_fixtures_cover_every_rule_kind() {
     run(
