@@ -33,8 +33,7 @@ fn main() {
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let schemas = SchemaSet::load_dir(&root.join("benches/workload/schemas")).unwrap();
-    let mappings =
-        MappingSet::load_dir(&root.join("benches/workload/mappings"), &schemas).unwrap();
+    let mappings = MappingSet::load_dir(&root.join("benches/workload/mappings"), &schemas).unwrap();
     let mapping = mappings.get("urban_case").unwrap();
     let encoder = RecordEncoder::new(Encoding::SingleObject);
 

@@ -52,6 +52,8 @@ fn a_changed_expectation_is_reported_as_a_field_diff() {
         "urban_case.yaml",
         "codes/urban_event_source.yaml",
         "codes/urban_case_state.yaml",
+        "codes/urban_category_kind.yaml",
+        "codes/urban_category.yaml",
     ] {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }

@@ -44,9 +44,9 @@ fn good_records_land_once_and_bad_ones_in_the_dlq_with_reasons() {
     let good = generated_cases(1000, 7);
     let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
     let bad = [
-        (r#"{"taskNum":"BAD1","eventSrcId":"9","mainTypeId":"05","subTypeId":"01","cellId":"42050200012301","createTime":"2026-11-20 09:15:00","eventStateId":"3"}"#.to_string(), "code `9` is not in code table `urban_event_source`"),
-        (r#"{"taskNum":"BAD2","eventSrcId":"1","mainTypeId":"05","subTypeId":"01","cellId":"4205020001230","createTime":"2026-11-20 09:15:00","eventStateId":"3"}"#.to_string(), "does not match `^[0-9]{14}$`"),
-        (r#"{"taskNum":"BAD3","eventSrcId":"1","mainTypeId":"05","subTypeId":"01","cellId":"42050200012301","createTime":"2026-02-30 09:15:00","eventStateId":"3"}"#.to_string(), "matches none of the formats"),
+        (r#"{"taskNum":"BAD1","eventSrcId":"9","eventTypeId":"2","mainTypeId":"05","subTypeId":"01","cellId":"42050200012301","createTime":"2026-11-20 09:15:00","eventStateId":"3"}"#.to_string(), "code `9` is not in code table `urban_event_source`"),
+        (r#"{"taskNum":"BAD2","eventSrcId":"1","eventTypeId":"2","mainTypeId":"05","subTypeId":"01","cellId":"4205020001230","createTime":"2026-11-20 09:15:00","eventStateId":"3"}"#.to_string(), "does not match `^[0-9]{14}$`"),
+        (r#"{"taskNum":"BAD3","eventSrcId":"1","eventTypeId":"2","mainTypeId":"05","subTypeId":"01","cellId":"42050200012301","createTime":"2026-02-30 09:15:00","eventStateId":"3"}"#.to_string(), "matches none of the formats"),
         (r#"{"taskNum":"BAD4","eventSrcId":"1", oops"#.to_string(), "not valid JSON"),
         (format!(r#"{{"taskNum":"BAD5","eventDesc":"{}"}}"#, "很长".repeat(1000)), "larger than max_record_bytes"),
     ];

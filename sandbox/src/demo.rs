@@ -745,10 +745,10 @@ fn demo_export(n: usize) -> String {
         ][rng.usize(..3)];
         let line = match i {
             100 => format!(
-                r#"{{"taskNum":"FD{stamp}{i:05}","eventSrcId":"8","mainTypeId":"{main}","subTypeId":"{sub}","cellId":"42050200012301","createTime":"2026-11-20 09:15:00","eventStateId":"{state}"}}"#
+                r#"{{"taskNum":"FD{stamp}{i:05}","eventSrcId":"8","eventTypeId":"2","mainTypeId":"{main}","subTypeId":"{sub}","cellId":"42050200012301","createTime":"2026-11-20 09:15:00","eventStateId":"{state}"}}"#
             ),
             500 => format!(
-                r#"{{"taskNum":"FD{stamp}{i:05}","eventSrcId":"1","mainTypeId":"{main}","subTypeId":"{sub}","cellId":"42050200012301","createTime":"2026年11月20日","eventStateId":"{state}"}}"#
+                r#"{{"taskNum":"FD{stamp}{i:05}","eventSrcId":"1","eventTypeId":"2","mainTypeId":"{main}","subTypeId":"{sub}","cellId":"42050200012301","createTime":"2026年11月20日","eventStateId":"{state}"}}"#
             ),
             900 => format!(r#"{{"taskNum":"FD{stamp}{i:05}","eventSrcId":"1", "#),
             _ => format!(

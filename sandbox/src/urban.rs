@@ -24,18 +24,24 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-const SUBTYPES: &[(&str, &str, &str)] = &[
-    ("01", "01", "暴露垃圾"),
-    ("01", "02", "积存渣土"),
-    ("01", "03", "私搭乱建"),
-    ("02", "01", "非法小广告"),
-    ("02", "02", "违规户外广告"),
-    ("03", "01", "施工占道"),
-    ("03", "02", "工地扬尘"),
-    ("03", "03", "渣土运输撒漏"),
-    ("05", "01", "占道经营"),
-    ("05", "02", "无照经营游商"),
-    ("05", "03", "店外经营"),
+/// What the case system classes cases by (GB/T 30428.2-2013): the kind
+/// (`1` 部件 component, `2` 事件 event), big class, subclass, name. The two
+/// trees reuse class numbers (部件 0103 雨水井盖, 事件 0103 私搭乱建).
+const SUBTYPES: &[(&str, &str, &str, &str)] = &[
+    ("2", "01", "01", "暴露垃圾"),
+    ("2", "01", "02", "积存渣土"),
+    ("2", "01", "03", "私搭乱建"),
+    ("2", "02", "01", "非法小广告"),
+    ("2", "02", "02", "违规户外广告"),
+    ("2", "03", "01", "施工占道"),
+    ("2", "03", "02", "工地扬尘"),
+    ("2", "03", "03", "渣土运输撒漏"),
+    ("2", "05", "01", "占道经营"),
+    ("2", "05", "02", "无照经营游商"),
+    ("2", "05", "03", "店外经营"),
+    ("1", "01", "01", "上水井盖"),
+    ("1", "01", "02", "污水井盖"),
+    ("1", "01", "03", "雨水井盖"),
 ];
 
 #[derive(Debug)]
@@ -132,13 +138,13 @@ fn new_case(state: &mut State_, bad_rate: f64, at: chrono::DateTime<chrono::Utc>
     let i = state.next_case;
     state.next_case += 1;
     let rng = &mut state.rng;
-    let (main, sub, name) = SUBTYPES[rng.usize(..SUBTYPES.len())];
+    let (kind, main, sub, name) = SUBTYPES[rng.usize(..SUBTYPES.len())];
     let source = ["1", "2", "3", "4"][rng.usize(..4)];
     let case_state = ["1", "3", "4", "5", "6"][rng.usize(..5)];
     let mut case = json!({
         "taskNum": format!("YC{:08}", 50_000_000 + i),
         "eventSrcId": source,
-        "eventTypeId": "2",
+        "eventTypeId": kind,
         "mainTypeId": main,
         "subTypeId": sub,
         "subTypeName": name,
@@ -152,6 +158,11 @@ fn new_case(state: &mut State_, bad_rate: f64, at: chrono::DateTime<chrono::Utc>
         "eventStateId": case_state,
         "reporter": people::person(rng),
     });
+    if kind == "1" {
+        // 部件标识码: county (西陵区 420502) + class +
+        // subclass + serial.
+        case["componentId"] = json!(format!("420502{main}{sub}{:06}", rng.u32(1..999_999)));
+    }
     if case_state == "6" {
         case["closeTime"] = json!(people::local(at + chrono::Duration::hours(20), false));
     }
@@ -268,15 +279,21 @@ fn case_xml(case: &Value) -> String {
         ),
         _ => String::new(),
     };
+    let component = case
+        .get("componentId")
+        .and_then(|c| c.as_str())
+        .map(|c| format!("<componentId>{}</componentId>", esc(c)))
+        .unwrap_or_default();
     let close = case
         .get("closeTime")
         .and_then(|c| c.as_str())
         .map(|c| format!("<closeTime>{c}</closeTime>"))
         .unwrap_or_default();
     format!(
-        "<case><taskNum>{}</taskNum><eventSrcId>{}</eventSrcId><mainTypeId>{}</mainTypeId><subTypeId>{}</subTypeId><subTypeName>{}</subTypeName><cellId>{}</cellId><address>{}</address><coordX>{}</coordX><coordY>{}</coordY><eventDesc>{}</eventDesc><createTime>{}</createTime><updateTime>{}</updateTime><eventStateId>{}</eventStateId><reporter>{}</reporter>{party}<stage code=\"{stage}\"/><limits>{limits_xml}</limits>{close}</case>",
+        "<case><taskNum>{}</taskNum><eventSrcId>{}</eventSrcId><eventTypeId>{}</eventTypeId><mainTypeId>{}</mainTypeId><subTypeId>{}</subTypeId><subTypeName>{}</subTypeName><cellId>{}</cellId><address>{}</address><coordX>{}</coordX><coordY>{}</coordY><eventDesc>{}</eventDesc><createTime>{}</createTime><updateTime>{}</updateTime><eventStateId>{}</eventStateId><reporter>{}</reporter>{component}{party}<stage code=\"{stage}\"/><limits>{limits_xml}</limits>{close}</case>",
         esc(&s("taskNum")),
         esc(&s("eventSrcId")),
+        esc(&s("eventTypeId")),
         esc(&s("mainTypeId")),
         esc(&s("subTypeId")),
         esc(&s("subTypeName")),

@@ -444,6 +444,11 @@ impl<'c> Compiler<'c> {
             self.error(line, Some(field), "`separator` only applies to `concat`");
         }
 
+        let carries = r
+            .carries
+            .as_ref()
+            .and_then(|c| output_ref(self, &c.field, deps).map(|l| (l, c.at)));
+
         let when = r
             .when
             .as_ref()
@@ -645,8 +650,28 @@ impl<'c> Compiler<'c> {
             // Allowed: an epoch-milliseconds integer. A string will be
             // rejected at run time with a reason.
         }
+        // A code table may give a yes/no field its value (a column such as
+        // `urban_category.enforcement`) when every value it can give is one.
+        if let (Some(c), LeafType::Boolean, None) = (&codes, &leaf_ty, &derived) {
+            for v in c.table.values().chain(c.default.iter()) {
+                if super::evaluate::convert(Val::Str(v.as_str().into()), Target::Boolean).is_err() {
+                    self.error(
+                        line,
+                        Some(field),
+                        format!(
+                            "code value `{v}` of `{}` is not a yes/no value for a boolean field",
+                            c.table.name
+                        ),
+                    );
+                }
+            }
+        }
         if (codes.is_some() || r.mask.is_some() || r.template.is_some())
             && !matches!(leaf_ty, LeafType::String | LeafType::Enum(_))
+            && !(codes.is_some()
+                && matches!(leaf_ty, LeafType::Boolean)
+                && r.mask.is_none()
+                && r.template.is_none())
             && derived.is_none()
             && r.datetime.is_none()
             && !matches!(leaf_ty, LeafType::Long | LeafType::Int | LeafType::Double)
@@ -715,6 +740,7 @@ impl<'c> Compiler<'c> {
             regex,
             length,
             check,
+            carries,
             derived,
             convert,
             enum_symbols,

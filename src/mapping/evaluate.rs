@@ -228,11 +228,26 @@ impl Mapping {
                         None => Val::Null,
                     },
                     UnknownCode::Pass => v,
+                    UnknownCode::Null => Val::Null,
                 },
             };
         }
 
         // Checks on the text.
+        if let Some((leaf, at)) = rule.carries
+            && let (Some(t), Some(part)) = (v.as_text(), out[leaf].as_text())
+        {
+            let held: String = t.chars().skip(at).take(part.chars().count()).collect();
+            if held != part {
+                return Err(reject(
+                    "carries",
+                    format!(
+                        "`{t}` holds `{held}` at {at}, not its `{}` `{part}`",
+                        self.schema.leaves[leaf].path
+                    ),
+                ));
+            }
+        }
         if rule.regex.is_some() || rule.length.is_some() || rule.check.is_some() {
             if let Some(t) = v.as_text() {
                 if let Some(re) = &rule.regex

@@ -127,32 +127,153 @@ pub(super) fn load_code_tables(
                     use sha2::Digest;
                     hex::encode(&sha2::Sha256::digest(text.as_bytes())[..4])
                 });
-                let mut table = CodeTable {
-                    name: name.clone(),
-                    version,
-                    ..CodeTable::default()
+                let mut fail = |message: String| {
+                    errors.push(LoadError {
+                        file: file.clone(),
+                        line: None,
+                        rule: None,
+                        message,
+                    })
                 };
-                for (code, entry) in t.codes {
-                    match entry {
-                        spec::CodeEntry::Plain(v) => {
-                            table.codes.insert(code, v);
+                match t.columns {
+                    None => {
+                        let table = plain_table(name.clone(), version, t.codes, &mut fail);
+                        tables.insert(name, Arc::new(table));
+                    }
+                    Some(columns) => {
+                        for table in column_tables(&name, &version, &columns, t.codes, &mut fail) {
+                            tables.insert(table.name.clone(), Arc::new(table));
                         }
-                        spec::CodeEntry::Dated(values) => match dated_values(&code, values) {
-                            Ok(v) => {
-                                table.dated.insert(code, v);
-                            }
-                            Err(message) => errors.push(LoadError {
-                                file: file.clone(),
-                                line: None,
-                                rule: None,
-                                message,
-                            }),
-                        },
                     }
                 }
-                tables.insert(name, Arc::new(table));
             }
             Err(e) => errors.push(yaml_error(&file, &e)),
+        }
+    }
+    tables
+}
+
+/// A table of one value a code.
+fn plain_table(
+    name: String,
+    version: String,
+    codes: BTreeMap<String, spec::CodeEntry>,
+    fail: &mut dyn FnMut(String),
+) -> CodeTable {
+    let mut table = CodeTable {
+        name,
+        version,
+        ..CodeTable::default()
+    };
+    for (code, entry) in codes {
+        match entry {
+            spec::CodeEntry::Plain(v) => {
+                table.codes.insert(code, v);
+            }
+            spec::CodeEntry::Dated(values) => match dated_values(&code, values) {
+                Ok(v) => {
+                    table.dated.insert(code, v);
+                }
+                Err(message) => fail(message),
+            },
+            spec::CodeEntry::Row(_) | spec::CodeEntry::DatedRows(_) => fail(format!(
+                "code `{code}`: a row of values needs the table's `columns` (or give one value, or `[{{ value, valid_from, valid_to }}]`)"
+            )),
+        }
+    }
+    table
+}
+
+/// The tables of a file with `columns`: one a column, named
+/// `<file>.<column>`, each with the file's version.
+fn column_tables(
+    name: &str,
+    version: &str,
+    columns: &[String],
+    codes: BTreeMap<String, spec::CodeEntry>,
+    fail: &mut dyn FnMut(String),
+) -> Vec<CodeTable> {
+    const PERIOD: [&str; 2] = ["valid_from", "valid_to"];
+    let mut tables: Vec<CodeTable> = columns
+        .iter()
+        .map(|c| CodeTable {
+            name: format!("{name}.{c}"),
+            version: version.to_owned(),
+            ..CodeTable::default()
+        })
+        .collect();
+    if let Some(c) = columns
+        .iter()
+        .find(|c| PERIOD.contains(&c.as_str()) || c.is_empty())
+    {
+        fail(format!("`{c}` cannot be a column's name"));
+        return Vec::new();
+    }
+    // A row's cells in column order, or what is wrong with it.
+    let cells =
+        |code: &str, mut row: BTreeMap<String, spec::Scalar>| -> Result<Vec<String>, String> {
+            let mut out = Vec::with_capacity(columns.len());
+            for c in columns {
+                match row.remove(c) {
+                    Some(v) => out.push(v.into_text()),
+                    None => return Err(format!("code `{code}`: no `{c}` (columns: {columns:?})")),
+                }
+            }
+            match row.keys().find(|k| !PERIOD.contains(&k.as_str())) {
+                Some(k) => Err(format!(
+                    "code `{code}`: `{k}` is not a column (columns: {columns:?})"
+                )),
+                None => Ok(out),
+            }
+        };
+    for (code, entry) in codes {
+        match entry {
+            spec::CodeEntry::Row(row) => match cells(&code, row) {
+                Ok(values) => {
+                    for (table, v) in tables.iter_mut().zip(values) {
+                        table.codes.insert(code.clone(), v);
+                    }
+                }
+                Err(m) => fail(m),
+            },
+            spec::CodeEntry::DatedRows(rows) => {
+                let mut per_column: Vec<Vec<spec::DatedEntry>> = vec![Vec::new(); columns.len()];
+                for mut row in rows {
+                    let text = |v: Option<spec::Scalar>| v.map(spec::Scalar::into_text);
+                    let (from, to) = (text(row.remove("valid_from")), text(row.remove("valid_to")));
+                    match cells(&code, row) {
+                        Ok(values) => {
+                            for (entries, value) in per_column.iter_mut().zip(values) {
+                                entries.push(spec::DatedEntry {
+                                    value,
+                                    valid_from: from.clone(),
+                                    valid_to: to.clone(),
+                                });
+                            }
+                        }
+                        Err(m) => fail(m),
+                    }
+                }
+                for (table, entries) in tables.iter_mut().zip(per_column) {
+                    match dated_values(&code, entries) {
+                        Ok(v) => {
+                            table.dated.insert(code.clone(), v);
+                        }
+                        Err(m) => {
+                            fail(m);
+                            break;
+                        }
+                    }
+                }
+            }
+            spec::CodeEntry::Plain(_) | spec::CodeEntry::Dated(_) => fail(format!(
+                "code `{code}`: a table with `columns` gives each code a row ({{ {} }})",
+                columns
+                    .iter()
+                    .map(|c| format!("{c}: …"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
     tables

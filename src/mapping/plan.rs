@@ -174,7 +174,7 @@ pub(super) enum Convert {
 ///    `replace`, then `empty_as_null`;
 /// 4. `codes` (a table, with its unknown-code policy);
 /// 5. checks on the text: `regex`, `length`, `check` (`on_fail: reject` or
-///    `flag`);
+///    `flag`), `carries`;
 /// 6. a derived boolean (`in`, `matches`, `valid`);
 /// 7. conversion to the schema's type (`type`, `datetime`, list items);
 /// 8. `default` for a null value;
@@ -201,6 +201,8 @@ pub(super) struct Rule {
     pub(super) regex: Option<Regex>,
     pub(super) length: Option<(usize, usize)>,
     pub(super) check: Option<(IdKind, OnFail)>,
+    /// Another output field's value this text holds at a character offset.
+    pub(super) carries: Option<(usize, usize)>,
     pub(super) derived: Option<Derived>,
     pub(super) convert: Convert,
     pub(super) enum_symbols: Option<Vec<String>>,

@@ -124,9 +124,16 @@ pub(crate) struct FieldSpec {
     pub regex: Option<String>,
     #[serde(default)]
     pub length: Option<LengthSpec>,
-    /// `uscc` or `resident_id`, or `{ validator, on_fail: reject | flag }`.
+    /// `uscc`, `resident_id` or `component_id`, or `{ validator, on_fail:
+    /// reject | flag }`.
     #[serde(default)]
     pub check: Option<CheckSpec>,
+    /// The text holds another output field's value at a character offset
+    /// (`{ field: category_code, at: 6 }`: a component id carries its class
+    /// and subclass); when both have a value and it does not, the record is
+    /// rejected.
+    #[serde(default)]
+    pub carries: Option<CarriesSpec>,
 
     // --- derived booleans (null stays null) ---
     #[serde(default, rename = "in")]
@@ -194,7 +201,8 @@ pub(crate) struct CodesSpec {
     /// An inline table.
     #[serde(default)]
     pub map: Option<BTreeMap<String, String>>,
-    /// What an unknown code does: `reject` (default), `default`, `pass`.
+    /// What an unknown code does: `reject` (default), `default`, `pass`,
+    /// `null` (the field has no value; its `required` still applies).
     #[serde(default)]
     pub unknown: UnknownCode,
     /// The value for unknown codes when `unknown: default`.
@@ -209,6 +217,7 @@ pub(crate) enum UnknownCode {
     Reject,
     Default,
     Pass,
+    Null,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +230,14 @@ pub(crate) enum LengthSpec {
         #[serde(default)]
         max: Option<usize>,
     },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CarriesSpec {
+    pub field: String,
+    /// Offset in characters, from 0.
+    pub at: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,21 +322,51 @@ pub(crate) struct CodeTableFile {
     /// file's content, so any edit shows).
     #[serde(default)]
     pub version: Option<String>,
-    /// Source code → canonical value, or dated values.
+    /// A table of rows: each code gives one value per column, and each
+    /// column is a table of its own, `<file>.<column>` (`urban_category.name`,
+    /// `urban_category.enforcement`), all with the file's version.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Source code → canonical value, or dated values; with `columns`, a
+    /// row or dated rows.
     pub codes: BTreeMap<String, CodeEntry>,
 }
 
-/// One code: a value always valid, or values each valid for a period.
+/// One code: a value always valid, or values each valid for a period; in a
+/// table with columns, a row (`{ name: 占道经营, enforcement: true }`) or
+/// rows each valid for a period (`valid_from`, `valid_to` beside the
+/// columns).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum CodeEntry {
     Plain(String),
     Dated(Vec<DatedEntry>),
+    Row(BTreeMap<String, Scalar>),
+    DatedRows(Vec<BTreeMap<String, Scalar>>),
+}
+
+/// A cell of a code table row: text, a number or a boolean, kept as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Scalar {
+    Text(String),
+    Bool(bool),
+    Int(i64),
+}
+
+impl Scalar {
+    pub(crate) fn into_text(self) -> String {
+        match self {
+            Scalar::Text(t) => t,
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Int(i) => i.to_string(),
+        }
+    }
 }
 
 /// A value valid from a day to a day (inclusive, local dates `YYYY-MM-DD`;
 /// either end may be open).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DatedEntry {
     pub value: String,

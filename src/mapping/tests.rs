@@ -267,3 +267,72 @@ fn a_dated_code_maps_old_and_new_records_differently_at_their_own_time() {
     load_code_tables(&dir.path().join("codes"), &mut errors);
     assert!(errors[0].message.contains("overlap"), "{errors:?}");
 }
+
+/// Code tables with columns (`urban_category.yaml`): each column is a
+/// table of its own; a row that misses a column, names one the table does
+/// not have or gives a bare value is refused with the code named.
+#[test]
+fn a_code_table_with_columns_gives_one_table_a_column_and_refuses_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cat.yaml"),
+        "version: v1\ncolumns: [name, enforcement]\ncodes:\n  \"EVENT:0501\": { name: 占道经营, enforcement: true }\n  \"COMPONENT:0501\":\n    - { name: 旧名, enforcement: false, valid_to: 2026-03-31 }\n    - { name: 新名, enforcement: false, valid_from: 2026-04-01 }\n",
+    )
+    .unwrap();
+    let mut errors = Vec::new();
+    let tables = load_code_tables(dir.path(), &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    let (names, enforcement) = (&tables["cat.name"], &tables["cat.enforcement"]);
+    assert_eq!(names.version, "v1");
+    assert!(matches!(
+        names.lookup("EVENT:0501", 0),
+        Lookup::Value("占道经营")
+    ));
+    assert!(matches!(
+        enforcement.lookup("EVENT:0501", 0),
+        Lookup::Value("true")
+    ));
+    let day = |d: &str| {
+        chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
+    };
+    assert!(matches!(
+        names.lookup("COMPONENT:0501", day("2026-03-01")),
+        Lookup::Value("旧名")
+    ));
+    assert!(matches!(
+        names.lookup("COMPONENT:0501", day("2026-05-01")),
+        Lookup::Value("新名")
+    ));
+    assert!(!tables.contains_key("cat"));
+
+    for (row, want) in [
+        ("{ name: 占道经营 }", "code `EVENT:0501`: no `enforcement`"),
+        (
+            "{ name: 占道经营, enforcement: true, owner: x }",
+            "code `EVENT:0501`: `owner` is not a column",
+        ),
+        (
+            "占道经营",
+            "code `EVENT:0501`: a table with `columns` gives each code a row",
+        ),
+    ] {
+        std::fs::write(
+            dir.path().join("cat.yaml"),
+            format!("columns: [name, enforcement]\ncodes:\n  \"EVENT:0501\": {row}\n"),
+        )
+        .unwrap();
+        let mut errors = Vec::new();
+        load_code_tables(dir.path(), &mut errors);
+        assert_eq!(errors.len(), 1, "{row}: {errors:?}");
+        assert!(
+            errors[0].message.starts_with(want),
+            "{row}: {}",
+            errors[0].message
+        );
+    }
+}
