@@ -29,21 +29,6 @@ settle = "0s"
     )
 }
 
-fn ready(addr: &str) -> serde_json::Value {
-    block_on(async {
-        let r = reqwest::Client::new()
-            .get(format!("http://{addr}/ready"))
-            .bearer_auth("broker-status-token-000001")
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await;
-        match r {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => serde_json::Value::Null,
-        }
-    })
-}
-
 #[test]
 fn one_broker_of_three_lost_mid_ingest_and_mid_delivery_loses_nothing() {
     let cluster = KafkaCluster::start(3);
@@ -60,7 +45,7 @@ fn one_broker_of_three_lost_mid_ingest_and_mid_delivery_loses_nothing() {
         &format!(
             r#"[http]
 listen = "{addr}"
-status_token = "broker-status-token-000001"
+status_token = "{STATUS_TOKEN}"
 
 {pipeline}
 [deliveries.feed]
@@ -100,7 +85,7 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 1000 }}
         Duration::from_secs(60),
         "/ready to say the cluster is degraded",
         || {
-            let r = ready(&addr);
+            let r = ready(&addr, STATUS_TOKEN);
             let b = r["broker"].as_str().unwrap_or_default().to_owned();
             if b.starts_with("degraded") {
                 degraded = Some(b);
@@ -127,7 +112,7 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 1000 }}
             .map_or(0, Vec::len)
             >= n
     });
-    let r = ready(&addr);
+    let r = ready(&addr, STATUS_TOKEN);
     assert_eq!(r["pipelines"][0]["state"], "running", "{r}");
     terminate(hub);
     let keys: BTreeSet<String> = read(&cluster.bootstrap, &topic, false)
@@ -178,7 +163,7 @@ fn the_whole_cluster_down_for_60_s_then_back_loses_nothing_and_the_pipeline_resu
         Duration::from_secs(30),
         "/ready to say the broker is gone",
         || {
-            ready(&addr)["broker"]
+            ready(&addr, STATUS_TOKEN)["broker"]
                 .as_str()
                 .is_some_and(|b| b.starts_with("unreachable"))
         },

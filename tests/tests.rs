@@ -10,6 +10,7 @@ mod common;
 mod config_errors;
 mod desk;
 mod entities;
+mod errors;
 mod exactly_once;
 mod golden;
 mod governance;

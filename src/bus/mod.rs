@@ -84,6 +84,13 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
 /// a timeout) are transient.
 pub fn kafka_class(e: &KafkaError) -> crate::error::ErrorClass {
     use RDKafkaErrorCode as C;
+    // A fatal transactional error (fenced, epoch exhausted) ends the
+    // producer, whatever its code.
+    if let KafkaError::Transaction(t) = e
+        && t.is_fatal()
+    {
+        return crate::error::ErrorClass::Permanent;
+    }
     match e.rdkafka_error_code() {
         Some(
             C::MessageSizeTooLarge

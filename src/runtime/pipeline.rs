@@ -40,30 +40,35 @@ pub enum IngestError {
     #[error("the producer dropped a delivery before the broker answered")]
     Dropped,
     #[error("Kafka transaction failed: {0}")]
-    Transaction(String),
+    Transaction(#[source] KafkaError),
     #[error("source failed: {0}")]
     Source(#[from] SourceError),
-    #[error("cursor store: {0}")]
-    Cursor(String),
+    /// The cursor store, the transactional producer's creation: the bus's
+    /// own error, whose class it keeps (an unreadable cursor is permanent).
+    #[error("{0}")]
+    Bus(#[from] crate::bus::BusError),
+    /// A blocking task that panicked or was cancelled.
+    #[error("a blocking task ended: {0}")]
+    Task(String),
 }
 
 impl IngestError {
     /// Whether waiting and trying again can help. A permanent failure of the
     /// whole pipeline — a configuration the source refuses (a missing
     /// directory, a SOAP answer with a DOCTYPE, credentials refused), a
-    /// topic the broker will not take records for, this instance fenced by
-    /// another with the same transactional id — stops the pipeline in
-    /// state `failing` with its reason, instead of restarting forever;
-    /// a reload with a corrected configuration starts it again.
-    /// (Record-level permanent failures never get here: they are dead
-    /// letters.)
+    /// topic the broker will not take records for, an unreadable cursor,
+    /// this instance fenced by another with the same transactional id —
+    /// stops the pipeline in state `failing` with its reason, instead of
+    /// restarting forever; a reload with a corrected configuration starts it
+    /// again. Each variant takes its class from the error it holds, never
+    /// from its text. (Record-level permanent failures never get here: they
+    /// are dead letters.)
     pub fn class(&self) -> ErrorClass {
         match self {
             IngestError::Source(e) => e.class,
-            IngestError::Delivery(e) => crate::bus::kafka_class(e),
-            IngestError::Transaction(_) | IngestError::Dropped | IngestError::Cursor(_) => {
-                ErrorClass::Transient
-            }
+            IngestError::Delivery(e) | IngestError::Transaction(e) => crate::bus::kafka_class(e),
+            IngestError::Bus(e) => e.class(),
+            IngestError::Dropped | IngestError::Task(_) => ErrorClass::Transient,
         }
     }
 }
@@ -167,7 +172,7 @@ pub async fn run(ctx: PipelineContext) {
                 }
                 Err(e) => e,
             };
-            ctx.stats.set_failing(&e.to_string());
+            ctx.stats.set_failing(&crate::secrets::redact(&e.to_string()));
             let permanent = if ctx.backfill.is_some() {
                 error!(error = %e, "backfill failed; the same command resumes from its last committed cursor");
                 true
@@ -220,7 +225,7 @@ async fn open_source(
         .cursors
         .load(&ctx.bus, &ctx.config.name, read_committed)
         .await
-        .map_err(|e| IngestError::Cursor(e.to_string()))?;
+        .map_err(IngestError::Bus)?;
     let BuiltSource::Poll(mut source) = ctx.config.source.build()? else {
         return Err(IngestError::Source(SourceError::permanent(
             "a pushed source has no cursor to resume from",
@@ -303,20 +308,27 @@ fn next_poll(
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
-/// Fetches the next batch, retrying transient errors with backoff. `Ok(None)`
-/// means caught up, or gave up until the next poll (the error is logged and
-/// counted).
-async fn fetch(ctx: &PipelineContext, source: &mut dyn Source) -> Option<Batch> {
+/// Fetches the next batch, retrying transient errors with backoff.
+/// `Ok(None)` means caught up, or transient errors outlasted
+/// `retry.max_attempts` (logged and counted, tried again at the next poll).
+/// A permanent error (credentials refused, a SOAP answer with a DOCTYPE, a
+/// missing directory) is returned: the pipeline stops in state `failing`
+/// until its configuration is reloaded, and never calls the source again on
+/// its own — a refused login tried at every poll would lock the account.
+async fn fetch(
+    ctx: &PipelineContext,
+    source: &mut dyn Source,
+) -> Result<Option<Batch>, IngestError> {
     let mut attempt = 0u32;
     loop {
         let result = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return None,
+            _ = ctx.shutdown.cancelled() => return Ok(None),
             r = source.next_batch(ctx.config.batch_size) => r,
         };
         match result {
             Ok(batch) => {
-                // A source that failed permanently and answers again is
-                // running again.
+                // A source whose transient errors outlasted the retries and
+                // answers again is running again.
                 if ctx.stats.state() == super::stats::PipelineState::Failing {
                     ctx.stats.set_state(super::stats::PipelineState::Running);
                 }
@@ -325,12 +337,16 @@ async fn fetch(ctx: &PipelineContext, source: &mut dyn Source) -> Option<Batch> 
                         .caught_up_ms
                         .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
                 }
-                return batch;
+                return Ok(batch);
+            }
+            Err(e) if !e.is_transient() => {
+                ctx.stats.failed_polls.fetch_add(1, Ordering::Relaxed);
+                return Err(IngestError::Source(e));
             }
             Err(e) => {
                 attempt += 1;
                 let max = ctx.config.retry.max_attempts;
-                if !e.is_transient() || (max > 0 && attempt >= max) {
+                if max > 0 && attempt >= max {
                     ctx.stats.failed_polls.fetch_add(1, Ordering::Relaxed);
                     // Shown as `failing` with its reason in /ready and
                     // `duijie_pipeline_up{state="failing"}` until a poll
@@ -338,14 +354,14 @@ async fn fetch(ctx: &PipelineContext, source: &mut dyn Source) -> Option<Batch> 
                     // never in a tight loop.
                     ctx.stats
                         .set_failing(&crate::secrets::redact(&e.to_string()));
-                    error!(error = %e, attempts = attempt, transient = e.is_transient(), "poll failed; trying again at the next scheduled poll");
-                    return None;
+                    error!(error = %e, attempts = attempt, "poll failed after its retries; trying again at the next scheduled poll");
+                    return Ok(None);
                 }
                 ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
                 let wait = backoff(&ctx.config.retry, attempt, e.retry_after);
                 warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "transient source error; retrying");
                 tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return None,
+                    _ = ctx.shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
@@ -996,7 +1012,7 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                 if ctx.shutdown.is_cancelled() {
                     break 'polls;
                 }
-                let Some(batch) = fetch(ctx, source.as_mut()).await else {
+                let Some(batch) = fetch(ctx, source.as_mut()).await? else {
                     // Caught up: what is staged goes out before the wait.
                     if let Some(last) = staged.take()
                         && !hand_over(ctx, last, &inflight_tx).await?
@@ -1117,15 +1133,14 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
     let bus = ctx.bus.clone();
     let producer = tokio::task::spawn_blocking(move || BatchProducer::transactional(&bus, &txn_id))
         .await
-        .map_err(|e| IngestError::Transaction(e.to_string()))?
-        .map_err(|e| IngestError::Transaction(e.to_string()))?;
+        .map_err(|e| IngestError::Task(e.to_string()))??;
     let (mut source, mut total) = open_source(ctx, true).await?;
     loop {
         loop {
             if ctx.shutdown.is_cancelled() {
                 return Ok(());
             }
-            let Some(batch) = fetch(ctx, source.as_mut()).await else {
+            let Some(batch) = fetch(ctx, source.as_mut()).await? else {
                 break;
             };
             let fetched = std::time::Instant::now();
@@ -1133,7 +1148,7 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
             PipelineStats::add(&ctx.stats.batches, 1);
             producer
                 .begin_transaction()
-                .map_err(|e| IngestError::Transaction(e.to_string()))?;
+                .map_err(IngestError::Transaction)?;
             let committed = async {
                 let prepared = prepare_batch(ctx.clone(), batch).await;
                 let Produced {
@@ -1154,8 +1169,8 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                 let p = producer.clone();
                 tokio::task::spawn_blocking(move || p.commit_transaction(Duration::from_secs(60)))
                     .await
-                    .map_err(|e| IngestError::Transaction(e.to_string()))?
-                    .map_err(|e| IngestError::Transaction(e.to_string()))?;
+                    .map_err(|e| IngestError::Task(e.to_string()))?
+                    .map_err(IngestError::Transaction)?;
                 acks.wait().await?;
                 Ok::<_, IngestError>((records, letters, cursor))
             }

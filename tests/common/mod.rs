@@ -200,6 +200,43 @@ static NEXT_LOG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 static HUB_LOGS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<u32, PathBuf>>> =
     std::sync::LazyLock::new(Default::default);
 
+/// The status token the tests' `[http]` tables use.
+pub const STATUS_TOKEN: &str = "broker-status-token-000001";
+
+/// A hub's `/ready`, or null when it does not answer.
+pub fn ready(addr: &str, token: &str) -> serde_json::Value {
+    block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!("http://{addr}/ready"))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        match r {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        }
+    })
+}
+
+/// One pipeline's report in a hub's `/ready` (null when absent).
+pub fn pipeline_report(addr: &str, pipeline: &str) -> serde_json::Value {
+    ready(addr, STATUS_TOKEN)["pipelines"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["pipeline"] == pipeline).cloned())
+        .unwrap_or_default()
+}
+
+/// What a running hub has logged so far.
+pub fn log_so_far(child: &Child) -> String {
+    HUB_LOGS
+        .lock()
+        .unwrap()
+        .get(&child.id())
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+}
+
 /// Stops a hub with SIGTERM and waits for it; returns its log.
 pub fn terminate(mut child: Child) -> String {
     let _ = Command::new("kill")
