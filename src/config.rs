@@ -46,7 +46,7 @@ impl From<ConfigError> for crate::error::Error {
 }
 
 /// Hub-wide settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
     /// Name of this deployment, used in client ids and consumer groups.
@@ -127,7 +127,7 @@ fn default_schemas() -> PathBuf {
 }
 
 /// The Kafka bus.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers. The environment variable `DUIJIE_KAFKA_BROKERS`
@@ -271,7 +271,7 @@ struct RawDeployment {
 }
 
 /// The hub's own HTTP server (health, metrics, webhooks, desk).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on, e.g. `127.0.0.1:8088`.
@@ -323,7 +323,7 @@ fn default_max_connections() -> usize {
 }
 
 /// One ingest pipeline, checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
     pub name: String,
     pub system: String,

@@ -456,7 +456,7 @@ impl DateFormat {
 }
 
 /// The publication policy of the credit platform.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CreditPolicy {
     /// Order 36's classes and periods.

@@ -196,9 +196,13 @@ enum MappingCommand {
         /// Fixture folder (default: `<mappings>/tests`).
         #[arg(long)]
         fixtures: Option<PathBuf>,
-        /// Rewrite the expected files from the current output.
+        /// Only this mapping's fixtures.
         #[arg(long)]
-        bless: bool,
+        mapping: Option<String>,
+        /// Rewrite the expected files from the current output: `--bless
+        /// NAME` one mapping's, `--bless` alone every mapping's.
+        #[arg(long, num_args = 0..=1, default_missing_value = "")]
+        bless: Option<String>,
     },
     /// What an edited mapping (or code tables) would change on the raw
     /// records the pipelines using it kept: per field, records that change,
@@ -364,9 +368,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     mappings,
                     schemas,
                     fixtures,
+                    mapping,
                     bless,
                 },
-        } => mapping_test(&mappings, &schemas, fixtures, bless),
+        } => mapping_test(&mappings, &schemas, fixtures, mapping, bless),
         Command::Mapping {
             command:
                 MappingCommand::Diff {
@@ -960,11 +965,26 @@ fn mapping_test(
     mappings: &Path,
     schemas: &Path,
     fixtures: Option<PathBuf>,
-    bless: bool,
+    only: Option<String>,
+    bless: Option<String>,
 ) -> Result<ExitCode> {
     let (_, set) = load_schemas_and_mappings(mappings, schemas)?;
+    for name in only.iter().chain(bless.iter().filter(|b| !b.is_empty())) {
+        if !set.mappings.contains_key(name) {
+            anyhow::bail!(
+                "no mapping `{name}` in {} (mappings: {})",
+                mappings.display(),
+                set.mappings.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let bless = match bless {
+        None => golden::Bless::Nothing,
+        Some(b) if b.is_empty() => golden::Bless::All,
+        Some(b) => golden::Bless::One(b),
+    };
     let fixtures = fixtures.unwrap_or_else(|| mappings.join("tests"));
-    let results = golden::run_all(&set, &fixtures, bless);
+    let results = golden::run_all(&set, &fixtures, only.as_deref(), &bless);
     let mut failed = 0;
     for r in &results {
         if r.diff.is_empty() {

@@ -97,6 +97,99 @@ fn mapping_test_passes_on_the_shipped_mappings() {
     assert!(stdout.contains("0 failed"), "{stdout}");
 }
 
+/// `mapping test --bless NAME` rewrites that mapping's expected files and
+/// only compares the others; `--mapping NAME` runs one mapping alone.
+#[test]
+fn mapping_test_blesses_one_mapping_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |rel: &str| {
+        let (from, to) = (root().join("mappings").join(rel), dir.path().join(rel));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    };
+    for code in std::fs::read_dir(root().join("mappings/codes")).unwrap() {
+        copy(&format!(
+            "codes/{}",
+            code.unwrap().file_name().to_string_lossy()
+        ));
+    }
+    for name in ["urban_case", "video_alarm"] {
+        copy(&format!("{name}.yaml"));
+        for f in std::fs::read_dir(root().join("mappings/tests").join(name)).unwrap() {
+            copy(&format!(
+                "tests/{name}/{}",
+                f.unwrap().file_name().to_string_lossy()
+            ));
+        }
+    }
+    let expected = |name: &str| {
+        let d = dir.path().join("tests").join(name);
+        let mut files: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".expected.jsonl"))
+            .collect();
+        files.sort();
+        files[0].clone()
+    };
+    // Both mappings' first expected file spoiled.
+    for name in ["urban_case", "video_alarm"] {
+        let f = expected(name);
+        let text = std::fs::read_to_string(&f).unwrap();
+        let (first, rest) = text.split_once('\n').unwrap();
+        let mut record: serde_json::Value = serde_json::from_str(first).unwrap();
+        record["id"] = "spoiled".into();
+        std::fs::write(&f, format!("{record}\n{rest}")).unwrap();
+    }
+    let original = std::fs::read_to_string(
+        root()
+            .join("mappings/tests/urban_case")
+            .join(expected("urban_case").file_name().unwrap()),
+    )
+    .unwrap();
+    let mappings = dir.path().to_str().unwrap();
+    let (code, stdout, stderr) = duijie(&[
+        "mapping",
+        "test",
+        "--mappings",
+        mappings,
+        "--bless",
+        "urban_case",
+    ]);
+    assert_eq!(
+        code, 1,
+        "the unblessed mapping still fails: {stdout}{stderr}"
+    );
+    assert!(stdout.contains("FAIL video_alarm"), "{stdout}");
+    assert!(!stdout.contains("FAIL urban_case"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(expected("urban_case")).unwrap(),
+        original
+    );
+    // One mapping alone passes now.
+    let (code, stdout, _) = duijie(&[
+        "mapping",
+        "test",
+        "--mappings",
+        mappings,
+        "--mapping",
+        "urban_case",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(!stdout.contains("video_alarm"), "{stdout}");
+    // A name that is not a mapping is an error, not a silent no-op.
+    let (code, _, stderr) = duijie(&[
+        "mapping",
+        "test",
+        "--mappings",
+        mappings,
+        "--bless",
+        "urban",
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("no mapping `urban`"), "{stderr}");
+}
+
 #[test]
 fn check_passes_on_the_shipped_deployment() {
     let (code, stdout, stderr) = duijie(&["check"]);

@@ -10,7 +10,12 @@ fn run(mappings: &str, schemas: &str) {
     let schemas = SchemaSet::load_dir(&root().join(schemas)).unwrap();
     let set =
         MappingSet::load_dir(&root().join(mappings), &schemas).unwrap_or_else(|e| panic!("{e:#?}"));
-    let results = golden::run_all(&set, &root().join(mappings).join("tests"), false);
+    let results = golden::run_all(
+        &set,
+        &root().join(mappings).join("tests"),
+        None,
+        &golden::Bless::Nothing,
+    );
     let failures: Vec<String> = results
         .iter()
         .filter(|r| !r.diff.is_empty())
@@ -75,7 +80,12 @@ fn a_changed_expectation_is_reported_as_a_field_diff() {
     .unwrap();
     let schemas = SchemaSet::load_dir(&root().join("schemas")).unwrap();
     let set = MappingSet::load_dir(dir.path(), &schemas).unwrap();
-    let results = golden::run_all(&set, &dir.path().join("tests"), false);
+    let results = golden::run_all(
+        &set,
+        &dir.path().join("tests"),
+        None,
+        &golden::Bless::Nothing,
+    );
     let diff = results[0].diff.join("\n");
     assert!(diff.contains("record 1:"), "{diff}");
     assert!(

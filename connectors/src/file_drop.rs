@@ -40,7 +40,7 @@ pub enum FileLayout {
 }
 
 /// Configuration of a file-drop source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileDropConfig {
     /// Directory to watch. `done/` and `rejected/` are created inside it.

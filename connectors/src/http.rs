@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 
 /// Login that returns a bearer token: `POST url` with
 /// `{"username": …, "password": …}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LoginConfig {
     /// Login endpoint.

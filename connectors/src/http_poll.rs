@@ -33,7 +33,7 @@ pub enum Paging {
 }
 
 /// Configuration of an HTTP poll source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpPollConfig {
     /// URL of the list endpoint, without the paging parameters.

@@ -37,7 +37,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Configuration of an MQTT subscription.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// The broker, `host:port` (1883 plain, 8883 usually with TLS).
@@ -77,7 +77,7 @@ pub struct MqttConfig {
 }
 
 /// TLS to the broker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MqttTls {
     /// PEM file of the certificate authority that signed the broker's
@@ -100,8 +100,13 @@ impl std::fmt::Debug for MqttConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("tls", &self.tls)
+            .field("keep_alive", &self.keep_alive)
+            .field("connect_timeout", &self.connect_timeout)
             .field("max_payload_bytes", &self.max_payload_bytes)
-            .finish_non_exhaustive()
+            .field("max_packet_bytes", &self.max_packet_bytes)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("format", &self.format)
+            .finish()
     }
 }
 

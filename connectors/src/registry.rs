@@ -28,7 +28,7 @@ pub trait Transport {
     /// How the runtime drives it.
     const DRIVE: Drive;
     /// The rest of the `[pipelines.X.source]` table.
-    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync;
+    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + PartialEq + Send + Sync;
     /// Checks what the types cannot, without I/O.
     fn validate(config: &Self::Config) -> Result<(), String>;
     /// Makes relative paths relative to the directory of the config file.
@@ -53,7 +53,7 @@ macro_rules! transports {
         pub const SOURCE_KINDS: &[&str] = &[$(<$transport as Transport>::KIND),*];
 
         /// A source's configuration, by kind.
-        #[derive(Debug, Clone)]
+        #[derive(Debug, Clone, PartialEq)]
         pub enum SourceConfig {
             $($variant(<$transport as Transport>::Config)),*
         }

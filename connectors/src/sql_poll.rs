@@ -18,7 +18,7 @@ use sqlx::{Column, Row, TypeInfo};
 use std::time::Duration;
 
 /// Configuration of a SQL poll source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SqlPollConfig {
     /// `postgres://user@host/db` or `mysql://user@host/db`.

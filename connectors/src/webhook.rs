@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Configuration of a webhook source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Path the hub serves, e.g. `/hooks/grid/urgent`.

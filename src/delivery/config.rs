@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One push pipeline.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// Topic to read (a canonical topic, or `credit.blacklist`).
@@ -80,7 +80,7 @@ fn default_batch_size() -> usize {
 
 /// A selection: a test on a field (dotted path) of the record, or a
 /// combination.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Select {
     /// The canonical field a test reads (a dotted path, `party.type`).
@@ -184,7 +184,7 @@ pub fn field<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// What the receiver gets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TransformConfig {
     /// The record, limited to the fields the department is entitled to
@@ -214,7 +214,7 @@ pub enum TransformConfig {
 }
 
 /// Where and how.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetConfig {
     /// The credit platform's HTTPS batch API: `<url>/batch` answers per

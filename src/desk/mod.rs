@@ -54,7 +54,7 @@ pub struct DeskUser {
 }
 
 /// `[desk]` in the deployment file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeskConfig {
     #[serde(default = "default_events")]

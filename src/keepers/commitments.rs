@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the commitment (告知承诺) tracker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CommitmentConfig {
     #[serde(default = "default_licence_topic")]

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the credit publication clock and the blacklist.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CreditConfig {
     /// Topic of canonical penalty decisions.

@@ -56,11 +56,41 @@ pub struct CaseResult {
     pub diff: Vec<String>,
 }
 
-/// Runs every fixture of every mapping. A mapping without fixtures is a
-/// failure: every mapping must be covered.
-pub fn run_all(set: &MappingSet, tests_dir: &Path, bless: bool) -> Vec<CaseResult> {
+/// Which expected files a run rewrites from the current output.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Bless {
+    #[default]
+    Nothing,
+    /// Every mapping's.
+    All,
+    /// One mapping's, by name; the others are only compared.
+    One(String),
+}
+
+impl Bless {
+    fn covers(&self, mapping: &str) -> bool {
+        match self {
+            Bless::Nothing => false,
+            Bless::All => true,
+            Bless::One(name) => name == mapping,
+        }
+    }
+}
+
+/// Runs every fixture of every mapping (or of `only`). A mapping without
+/// fixtures is a failure: every mapping must be covered.
+pub fn run_all(
+    set: &MappingSet,
+    tests_dir: &Path,
+    only: Option<&str>,
+    bless: &Bless,
+) -> Vec<CaseResult> {
     let mut results = Vec::new();
     for (name, mapping) in &set.mappings {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let bless = bless.covers(name);
         let dir = tests_dir.join(name);
         let inputs = list_inputs(&dir);
         if inputs.is_empty() {

@@ -237,7 +237,7 @@ impl Hub {
                     tracing::info!(delivery = %name, topic = %config.topic, "push pipeline starting");
                     feeds.start(
                         name,
-                        reload::delivery_fingerprint(config),
+                        reload::delivery_identity(config),
                         &reload::feed_starter(delivery),
                         &shutdown,
                     );
@@ -432,13 +432,13 @@ impl Hub {
             for t in singletons {
                 match t.name.strip_prefix("pipeline:") {
                     Some(name) => {
-                        let fingerprint = reload::fingerprint(
+                        let identity = reload::pipeline_identity(
                             self.deployment
                                 .pipeline(name)
                                 .expect("a configured pipeline"),
                             &self.deployment.hub.mappings,
                         );
-                        pipelines.start(name, fingerprint, &t.start, &shutdown);
+                        pipelines.start(name, identity, &t.start, &shutdown);
                     }
                     None => tasks.push((t.start)(shutdown.clone())),
                 }

@@ -37,11 +37,20 @@ pub struct Reload {
     pub mappings: MappingSet,
 }
 
-/// What a pipeline is: its configuration, and its mapping file and the
-/// code tables (a change to either swaps it).
-pub fn fingerprint(p: &PipelineConfig, mappings_dir: &Path) -> String {
+/// What a running pipeline is, compared by value on reload (never by its
+/// `Debug` text, which hides secrets and may leave fields out): a poll
+/// pipeline's configuration with a digest of its mapping file and the code
+/// tables, or a push pipeline's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Identity {
+    Pipeline(Box<PipelineConfig>, String),
+    Delivery(Box<DeliveryConfig>),
+}
+
+/// A poll pipeline's identity: a change to its configuration, its mapping
+/// file or a code table swaps it.
+pub fn pipeline_identity(p: &PipelineConfig, mappings_dir: &Path) -> Identity {
     let mut h = Sha256::new();
-    h.update(format!("{p:?}").as_bytes());
     for file in [
         mappings_dir.join(format!("{}.yaml", p.mapping)),
         mappings_dir.join(format!("{}.yml", p.mapping)),
@@ -59,13 +68,12 @@ pub fn fingerprint(p: &PipelineConfig, mappings_dir: &Path) -> String {
             }
         }
     }
-    hex::encode(h.finalize())
+    Identity::Pipeline(Box::new(p.clone()), hex::encode(h.finalize()))
 }
 
-/// What a push pipeline is: its configuration (hashed, since it holds
-/// secrets).
-pub fn delivery_fingerprint(c: &DeliveryConfig) -> String {
-    hex::encode(Sha256::digest(format!("{c:?}").as_bytes()))
+/// A push pipeline's identity: its configuration.
+pub fn delivery_identity(c: &DeliveryConfig) -> Identity {
+    Identity::Delivery(Box::new(c.clone()))
 }
 
 /// Starts a push pipeline under a given token.
@@ -80,21 +88,20 @@ fn is_pull(c: &DeliveryConfig) -> bool {
 /// The poll pipelines (or push pipelines) running here.
 #[derive(Debug, Default)]
 pub struct Running {
-    map: BTreeMap<String, (String, CancellationToken, JoinHandle<()>)>,
+    map: BTreeMap<String, (Identity, CancellationToken, JoinHandle<()>)>,
 }
 
 impl Running {
     pub fn start(
         &mut self,
         name: &str,
-        fingerprint: String,
+        identity: Identity,
         start: &Starter,
         shutdown: &CancellationToken,
     ) {
         let token = shutdown.child_token();
         let handle = start(token.clone());
-        self.map
-            .insert(name.to_owned(), (fingerprint, token, handle));
+        self.map.insert(name.to_owned(), (identity, token, handle));
     }
 
     /// Stops a pipeline; returns once its in-flight batches are settled.
@@ -112,8 +119,8 @@ impl Running {
         }
     }
 
-    fn fingerprint(&self, name: &str) -> Option<&str> {
-        self.map.get(name).map(|(f, _, _)| f.as_str())
+    fn identity(&self, name: &str) -> Option<&Identity> {
+        self.map.get(name).map(|(i, _, _)| i)
     }
 }
 
@@ -142,64 +149,43 @@ impl Swap<'_> {
     pub(super) async fn apply(&self, reload: Reload, running: &mut Running, feeds: &mut Running) {
         let old = &self.hub.deployment;
         let new = &reload.deployment;
-        // What a reload does not swap.
+        // What a reload does not swap, compared by value.
         let mut restart = Vec::new();
-        let section = |name: &str, a: String, b: String, restart: &mut Vec<String>| {
-            if a != b {
+        let mut section = |name: &str, changed: bool| {
+            if changed {
                 restart.push(name.to_owned());
             }
         };
-        section(
-            "[kafka]",
-            format!("{:?}", old.kafka),
-            format!("{:?}", new.kafka),
-            &mut restart,
-        );
-        section(
-            "[http]",
-            format!("{:?}", old.http),
-            format!("{:?}", new.http),
-            &mut restart,
-        );
-        section(
-            "[hub]",
-            format!("{:?}", old.hub),
-            format!("{:?}", new.hub),
-            &mut restart,
-        );
-        let pull_feeds = |d: &Deployment| -> Vec<String> {
+        section("[kafka]", old.kafka != new.kafka);
+        section("[http]", old.http != new.http);
+        section("[hub]", old.hub != new.hub);
+        let pull_feeds = |d: &Deployment| -> Vec<(String, DeliveryConfig)> {
             d.deliveries
                 .iter()
                 .filter(|(_, c)| is_pull(c))
-                .map(|(n, c)| format!("{n}: {c:?}"))
+                .cloned()
                 .collect()
         };
-        if pull_feeds(old) != pull_feeds(new) {
-            restart.push("pull feeds".into());
-        }
-        section(
-            "[credit]",
-            format!("{:?}", old.credit),
-            format!("{:?}", new.credit),
-            &mut restart,
-        );
-        section(
-            "[commitments]",
-            format!("{:?}", old.commitments),
-            format!("{:?}", new.commitments),
-            &mut restart,
-        );
+        section("pull feeds", pull_feeds(old) != pull_feeds(new));
+        section("[credit]", old.credit != new.credit);
+        section("[commitments]", old.commitments != new.commitments);
         // The desk's users (tokens and roles) apply at once; the rest of
         // `[desk]` at the next restart.
         let without_users = |d: &Deployment| {
             d.desk.clone().map(|mut c| {
                 c.users.clear();
-                format!("{c:?}")
+                c
             })
         };
-        if without_users(old) != without_users(new) {
-            restart.push("[desk]".into());
-        }
+        section("[desk]", without_users(old) != without_users(new));
+        let pushed = |d: &Deployment| -> BTreeMap<String, PipelineConfig> {
+            d.pipelines
+                .iter()
+                .filter(|p| p.source.drive() == Drive::Served)
+                .map(|p| (p.name.clone(), p.clone()))
+                .collect()
+        };
+        section("webhook pipelines", pushed(old) != pushed(new));
         if let (Some(desk), Some(config)) = (self.desk, new.desk.as_ref())
             && old.desk.as_ref().map(|d| &d.users) != Some(&config.users)
         {
@@ -209,16 +195,6 @@ impl Swap<'_> {
                 sessions_ended = ended,
                 "desk users reloaded"
             );
-        }
-        let pushed = |d: &Deployment| -> BTreeMap<String, String> {
-            d.pipelines
-                .iter()
-                .filter(|p| p.source.drive() == Drive::Served)
-                .map(|p| (p.name.clone(), format!("{p:?}")))
-                .collect()
-        };
-        if pushed(old) != pushed(new) {
-            restart.push("webhook pipelines".into());
         }
 
         let dir = &new.hub.mappings;
@@ -247,9 +223,8 @@ impl Swap<'_> {
             .as_deref()
             .map(RegistryClient::new);
         for (name, p) in wanted {
-            let fp = fingerprint(p, dir);
-            let before = running.fingerprint(name).map(str::to_owned);
-            if before.as_deref() == Some(fp.as_str()) {
+            let identity = pipeline_identity(p, dir);
+            if running.identity(name) == Some(&identity) {
                 kept += 1;
                 continue;
             }
@@ -273,7 +248,7 @@ impl Swap<'_> {
                     continue;
                 }
             };
-            if before.is_some() {
+            if running.identity(name).is_some() {
                 tracing::info!(pipeline = %name, "changed; swapping after its in-flight batches");
                 running.stop(name).await;
                 swapped += 1;
@@ -281,7 +256,7 @@ impl Swap<'_> {
                 tracing::info!(pipeline = %name, "added; starting");
                 added += 1;
             }
-            running.start(name, fp, &starter(ctx), self.shutdown);
+            running.start(name, identity, &starter(ctx), self.shutdown);
         }
         let (feeds_swapped, feeds_added, feeds_removed) = self.swap_feeds(new, feeds).await;
         tracing::info!(
@@ -327,9 +302,8 @@ impl Swap<'_> {
             }
         };
         for (name, config) in wanted {
-            let fp = delivery_fingerprint(config);
-            let before = feeds.fingerprint(name).map(str::to_owned);
-            if before.as_deref() == Some(fp.as_str()) {
+            let identity = delivery_identity(config);
+            if feeds.identity(name) == Some(&identity) {
                 continue;
             }
             let mut delivery = match Delivery::new(
@@ -356,7 +330,7 @@ impl Swap<'_> {
                     }
                 }
             }
-            if before.is_some() {
+            if feeds.identity(name).is_some() {
                 tracing::info!(delivery = %name, "push pipeline changed; swapping");
                 feeds.stop(name).await;
                 swapped += 1;
@@ -364,7 +338,7 @@ impl Swap<'_> {
                 tracing::info!(delivery = %name, "push pipeline added; starting");
                 added += 1;
             }
-            feeds.start(name, fp, &feed_starter(delivery), self.shutdown);
+            feeds.start(name, identity, &feed_starter(delivery), self.shutdown);
         }
         (swapped, added, removed)
     }
@@ -454,4 +428,67 @@ fn check(file: &Path) -> crate::error::Result<Reload> {
         deployment: hub.deployment,
         mappings: hub.mappings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[hub]
+name = "test"
+
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[pipelines.video]
+system = "pingan_video"
+mapping = "video_alarm"
+topic = "canonical.video_alarm"
+
+[pipelines.video.source]
+kind = "mqtt"
+broker = "127.0.0.1:1883"
+client_id = "duijie-video"
+topics = ["pingan/+/alarm"]
+username = "duijie"
+password = "first-password"
+"#;
+
+    fn identity(extra: &str) -> Identity {
+        let d = Deployment::parse(Path::new("conf/test.toml"), &format!("{BASE}{extra}"))
+            .unwrap_or_else(|e| panic!("{extra}: {e:?}"));
+        pipeline_identity(d.pipeline("video").unwrap(), Path::new("/nonexistent"))
+    }
+
+    /// Each MQTT setting alone is a change a reload swaps the pipeline for,
+    /// the password too (which the configuration's `Debug` text hides).
+    #[test]
+    fn a_reload_sees_each_mqtt_setting_changed_alone() {
+        let base = identity("");
+        assert_eq!(identity(""), base, "the same file is no change");
+        for extra in [
+            "keep_alive = \"45s\"\n",
+            "connect_timeout = \"3s\"\n",
+            "max_payload_bytes = 1000\n",
+            "max_packet_bytes = 2000000\n",
+            "max_in_flight = 7\n",
+            "format = \"xml\"\n",
+            "tls = { ca = \"ca.pem\" }\n",
+        ] {
+            assert_ne!(identity(extra), base, "{extra}");
+        }
+        let other_password = Deployment::parse(
+            Path::new("conf/test.toml"),
+            &BASE.replace("first-password", "second-password"),
+        )
+        .unwrap();
+        assert_ne!(
+            pipeline_identity(
+                other_password.pipeline("video").unwrap(),
+                Path::new("/nonexistent")
+            ),
+            base
+        );
+    }
 }
