@@ -27,6 +27,19 @@ services_install_demo() {
   services_apt "${missing[@]}"
 }
 
+# Python with the packages the crypto interop tests use (gmssl, the
+# pure-Python SM2/SM3/SM4; cryptography, SM4-GCM), in a virtualenv cached
+# outside the clone; exports DUIJIE_TEST_PYTHON.
+services_python() {
+  local env=/var/tmp/duijie-pyenv
+  if ! "$env/bin/python" -c 'import gmssl, cryptography' >/dev/null 2>&1; then
+    echo "== installing gmssl and cryptography (PyPI) into $env, once"
+    python3 -m venv "$env" >/dev/null 2>&1 || { services_apt python3-venv && python3 -m venv "$env"; }
+    "$env/bin/pip" install -q 'gmssl==3.2.2' 'cryptography>=44' >/dev/null
+  fi
+  export DUIJIE_TEST_PYTHON="$env/bin/python"
+}
+
 # Everything the tests use.
 services_install() {
   local missing=()
@@ -36,7 +49,9 @@ services_install() {
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   [ "$(dpkg-query -W -f='${Status}' fonts-wqy-zenhei 2>/dev/null)" = "install ok installed" ] || missing+=(fonts-wqy-zenhei)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   services_apt "${missing[@]}"
+  services_python
 }
 
 # PostgreSQL: the packaged cluster, trusting loopback connections as user

@@ -97,6 +97,16 @@ impl PrivateKey {
     pub fn decrypt(&self, ciphertext: &[u8], form: CipherForm) -> Result<Vec<u8>, CryptoError> {
         use sm2::pke::{DecryptingKey, Mode};
         let key = |mode| DecryptingKey::new_with_mode(self.secret.to_nonzero_scalar(), mode);
+        // Some implementations (Python's gmssl among them) leave out C1's
+        // `04`: a 64-byte point is 97 bytes or more with the digest, and an
+        // uncompressed point always starts with 04.
+        let prefixed;
+        let ciphertext = if form != CipherForm::Der && ciphertext.first() != Some(&0x04) {
+            prefixed = [&[0x04u8][..], ciphertext].concat();
+            &prefixed[..]
+        } else {
+            ciphertext
+        };
         match form {
             CipherForm::C1C3C2 => key(Mode::C1C3C2).decrypt(ciphertext),
             CipherForm::C1C2C3 => key(Mode::C1C2C3).decrypt(ciphertext),
@@ -133,6 +143,11 @@ impl PublicKey {
             key,
             distid: distid.to_owned(),
         })
+    }
+
+    /// The uncompressed point `04‖x‖y`.
+    pub fn to_sec1(&self) -> Vec<u8> {
+        self.key.to_sec1_bytes().to_vec()
     }
 
     pub fn to_pem(&self) -> String {
