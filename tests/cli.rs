@@ -559,7 +559,49 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
         headers["Idempotency-Key"],
         row["idempotency_key"].as_str().unwrap()
     );
-    assert!(headers["X-Signature"].starts_with("sha256="));
+    // Scheme 2 with HMAC-SM3 (the shipped deployment's `gm` suite), and
+    // the hub's SM2 signature over the same bytes, which OpenSSL's command
+    // line verifies with the hub's public key and identifier.
+    assert_eq!(headers["X-Signature-Scheme"], "duijie-hmac-sm3/2");
+    let body = row["request"]["body"].as_str().unwrap();
+    let secret =
+        std::fs::read_to_string(root().join("pipelines/secrets/approval_blacklist_secret"))
+            .unwrap();
+    assert!(duijie_connectors::signature::verify_v2_with(
+        duijie_connectors::signature::Suite::Gm,
+        secret.trim_end(),
+        &headers["X-Timestamp"],
+        &headers["Idempotency-Key"],
+        body.as_bytes(),
+        &headers["X-Signature"],
+    ));
+    assert_eq!(headers["X-Signature-SM2-Id"], "1234567812345678");
+    assert_eq!(headers["X-Signature-SM2-Form"], "der+base64");
+    let signed = duijie_connectors::signature::base_v2(
+        &headers["X-Timestamp"],
+        &headers["Idempotency-Key"],
+        body.as_bytes(),
+    );
+    let sig = duijie_crypto::Text::Base64
+        .decode(&headers["X-Signature-SM2"])
+        .unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    std::fs::write(dir2.path().join("signed"), &signed).unwrap();
+    std::fs::write(dir2.path().join("sig"), &sig).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["dgst", "-sm3", "-verify"])
+        .arg(root().join("pipelines/secrets/hub_sm2_public.pem"))
+        .args([
+            "-sigopt",
+            "distid:1234567812345678",
+            "-signature",
+            "sig",
+            "signed",
+        ])
+        .current_dir(dir2.path())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Verified OK");
     assert!(
         row["request"]["url"]
             .as_str()
@@ -596,21 +638,23 @@ fn the_receiver_contracts_python_check_verifies_the_hubs_signature() {
         "saf:HZ2026000123:u1796601599000",
         r#"{"hazard_no":"HZ2026000123","grade":"MAJOR"}"#,
     );
-    let signature = duijie_connectors::signature::sign_v2(secret, ts, key, body.as_bytes());
-    assert!(
-        doc.contains(&signature),
-        "the contract's vector is the hub's"
-    );
-    let script = format!(
-        r#"{code}
-time.time = lambda: {ts}
-h = {{"X-Signature-Scheme": "duijie-hmac-sha256/2", "X-Timestamp": "{ts}", "Idempotency-Key": "{key}", "X-Signature": "{signature}"}}
-b = b'{body}'
+    use duijie_connectors::signature::{Suite, scheme_v2, sign_v2_with};
+    let mut script = format!("{code}\ntime.time = lambda: {ts}\nb = b'{body}'\n");
+    for suite in [Suite::Intl, Suite::Gm] {
+        let signature = sign_v2_with(suite, secret, ts, key, body.as_bytes());
+        assert!(
+            doc.contains(&signature),
+            "the contract's vector is the hub's: {signature}"
+        );
+        let scheme = scheme_v2(suite);
+        script.push_str(&format!(
+            r#"h = {{"X-Signature-Scheme": "{scheme}", "X-Timestamp": "{ts}", "Idempotency-Key": "{key}", "X-Signature": "{signature}"}}
 print(verify(b"{secret}", h, b))
 h["Idempotency-Key"] = "saf:HZ2026000123:u9999999999999"
 print(verify(b"{secret}", h, b))
 "#
-    );
+        ));
+    }
     let out = std::process::Command::new("python3")
         .args(["-c", &script])
         .output()
@@ -620,5 +664,8 @@ print(verify(b"{secret}", h, b))
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "True\nFalse\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "True\nFalse\nTrue\nFalse\n"
+    );
 }

@@ -1,79 +1,111 @@
 //! The house's request signatures, one implementation for every side that
 //! signs or checks one (the webhook receiver, the push targets, the
-//! simulators), HMAC-SHA256 under a shared secret, sent as `sha256=<hex>`
-//! (the bare hex is accepted too); checking compares in constant time.
+//! simulators): an HMAC under a shared secret from the crypto room
+//! (`duijie_crypto`), HMAC-SHA256 sent as `sha256=<hex>` or HMAC-SM3 (the
+//! `gm` suite, GB/T 32905) sent as `sm3=<hex>` (the bare hex is accepted
+//! too); checking compares in constant time.
 //!
 //! - Scheme 1 (`sign`, `verify`): over the timestamp header's text, a `.`,
-//!   and the body. What the grid system's urgent-event webhook signs.
-//! - Scheme 2 ([`SCHEME_V2`], `sign_v2`, `verify_v2`): over the timestamp,
-//!   a `.`, the `Idempotency-Key`, a `.`, and the body, so that a captured
+//!   and the body. What the grid system's urgent-event webhook signs
+//!   (HMAC-SHA256).
+//! - Scheme 2 (`sign_v2_with`, `verify_v2_with`): over the timestamp, a
+//!   `.`, the `Idempotency-Key`, a `.`, and the body, so that a captured
 //!   request sent again under another key does not verify. What the hub's
-//!   push targets send, with `X-Signature-Scheme: duijie-hmac-sha256/2`.
+//!   push targets send, with `X-Signature-Scheme` naming the HMAC:
+//!   [`SCHEME_V2`] (`duijie-hmac-sha256/2`) or [`SCHEME_V2_SM3`]
+//!   (`duijie-hmac-sm3/2`).
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+pub use duijie_crypto::Suite;
 
-fn mac(secret: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
+/// The `X-Signature-Scheme` of scheme 2 with HMAC-SHA256.
+pub const SCHEME_V2: &str = "duijie-hmac-sha256/2";
+/// The `X-Signature-Scheme` of scheme 2 with HMAC-SM3.
+pub const SCHEME_V2_SM3: &str = "duijie-hmac-sm3/2";
+
+/// Scheme 2's `X-Signature-Scheme` for a suite.
+pub fn scheme_v2(suite: Suite) -> &'static str {
+    match suite {
+        Suite::Gm => SCHEME_V2_SM3,
+        Suite::Intl => SCHEME_V2,
+    }
 }
 
-/// The `X-Signature-Scheme` of scheme 2.
-pub const SCHEME_V2: &str = "duijie-hmac-sha256/2";
+/// The suite a scheme-2 `X-Signature-Scheme` names.
+pub fn suite_of_scheme_v2(scheme: &str) -> Option<Suite> {
+    match scheme.trim() {
+        SCHEME_V2 => Some(Suite::Intl),
+        SCHEME_V2_SM3 => Some(Suite::Gm),
+        _ => None,
+    }
+}
 
-fn mac_v2(secret: &str, timestamp: &str, key: &str, body: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(key.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
+fn tagged(suite: Suite, mac: &[u8]) -> String {
+    format!("{}={}", suite.digest_name(), hex::encode(mac))
+}
+
+fn claimed(suite: Suite, signature: &str) -> Option<Vec<u8>> {
+    let s = signature.trim();
+    let s = s
+        .strip_prefix(&format!("{}=", suite.digest_name()))
+        .unwrap_or(s);
+    hex::decode(s).ok()
+}
+
+/// What scheme 2 signs: `<timestamp>.<key>.<body>`; also what the hub's
+/// SM2 signature covers.
+pub fn base_v2(timestamp: &str, key: &str, body: &[u8]) -> Vec<u8> {
+    [timestamp.as_bytes(), b".", key.as_bytes(), b".", body].concat()
 }
 
 /// Scheme 2's signature of `body` sent at `timestamp` under the
 /// idempotency key `key`.
-pub fn sign_v2(secret: &str, timestamp: &str, key: &str, body: &[u8]) -> String {
-    format!(
-        "sha256={}",
-        hex::encode(mac_v2(secret, timestamp, key, body).finalize().into_bytes())
+pub fn sign_v2_with(suite: Suite, secret: &str, timestamp: &str, key: &str, body: &[u8]) -> String {
+    tagged(
+        suite,
+        &suite.hmac(secret.as_bytes(), &[&base_v2(timestamp, key, body)]),
     )
 }
 
 /// Whether `signature` signs `body` at `timestamp` under `key` (scheme 2);
 /// constant-time.
+pub fn verify_v2_with(
+    suite: Suite,
+    secret: &str,
+    timestamp: &str,
+    key: &str,
+    body: &[u8],
+    signature: &str,
+) -> bool {
+    claimed(suite, signature).is_some_and(|tag| {
+        suite.verify_hmac(secret.as_bytes(), &[&base_v2(timestamp, key, body)], &tag)
+    })
+}
+
+/// Scheme 2 with HMAC-SHA256.
+pub fn sign_v2(secret: &str, timestamp: &str, key: &str, body: &[u8]) -> String {
+    sign_v2_with(Suite::Intl, secret, timestamp, key, body)
+}
+
+/// Scheme 2 with HMAC-SHA256; constant-time.
 pub fn verify_v2(secret: &str, timestamp: &str, key: &str, body: &[u8], signature: &str) -> bool {
-    let hex_sig = signature.trim();
-    let hex_sig = hex_sig.strip_prefix("sha256=").unwrap_or(hex_sig);
-    let Ok(claimed) = hex::decode(hex_sig) else {
-        return false;
-    };
-    mac_v2(secret, timestamp, key, body)
-        .verify_slice(&claimed)
-        .is_ok()
+    verify_v2_with(Suite::Intl, secret, timestamp, key, body, signature)
 }
 
 /// The signature header's value for `body` sent at `timestamp` (the
-/// timestamp header's text, Unix seconds).
+/// timestamp header's text, Unix seconds), scheme 1.
 pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    format!(
-        "sha256={}",
-        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    tagged(
+        Suite::Intl,
+        &Suite::Intl.hmac(secret.as_bytes(), &[timestamp.as_bytes(), b".", body]),
     )
 }
 
 /// Whether `signature` (`sha256=<hex>` or hex) signs `body` at
-/// `timestamp` under `secret`; constant-time.
+/// `timestamp` under `secret` (scheme 1); constant-time.
 pub fn verify(secret: &str, timestamp: &str, body: &[u8], signature: &str) -> bool {
-    let hex_sig = signature.trim();
-    let hex_sig = hex_sig.strip_prefix("sha256=").unwrap_or(hex_sig);
-    let Ok(claimed) = hex::decode(hex_sig) else {
-        return false;
-    };
-    mac(secret, timestamp, body).verify_slice(&claimed).is_ok()
+    claimed(Suite::Intl, signature).is_some_and(|tag| {
+        Suite::Intl.verify_hmac(secret.as_bytes(), &[timestamp.as_bytes(), b".", body], &tag)
+    })
 }
 
 #[cfg(test)]
@@ -127,5 +159,39 @@ mod tests {
             b"{\"a\":1}",
             "sha256=zz"
         ));
+    }
+
+    /// Scheme 2 with HMAC-SM3, on the contract's vector: the value
+    /// Python's `hmac.new(secret, base, 'sm3')` gives (docs/RECEIVING.md).
+    #[test]
+    fn scheme_2_with_sm3_matches_its_vector_and_names_its_scheme() {
+        use super::Suite;
+        let (secret, ts, key, body) = (
+            "dept-feed-secret-0123456789",
+            "1796601600",
+            "saf:HZ2026000123:u1796601599000",
+            br#"{"hazard_no":"HZ2026000123","grade":"MAJOR"}"#,
+        );
+        let s = super::sign_v2_with(Suite::Gm, secret, ts, key, body);
+        assert_eq!(
+            s,
+            "sm3=2f71a3addc79125dcf83f98c1407c4ead755fb3f1baa4ef55f801ae7c9599429"
+        );
+        assert!(super::verify_v2_with(Suite::Gm, secret, ts, key, body, &s));
+        // Not as HMAC-SHA256, not under another key.
+        assert!(!super::verify_v2(secret, ts, key, body, &s));
+        assert!(!super::verify_v2_with(
+            Suite::Gm,
+            secret,
+            ts,
+            "other",
+            body,
+            &s
+        ));
+        assert_eq!(
+            super::suite_of_scheme_v2("duijie-hmac-sm3/2"),
+            Some(Suite::Gm)
+        );
+        assert_eq!(super::scheme_v2(Suite::Intl), super::SCHEME_V2);
     }
 }

@@ -157,7 +157,12 @@ impl PublicKey {
     }
 
     /// Whether `signature` is this key's over `msg`.
-    pub fn verify(&self, msg: &[u8], signature: &[u8], form: SignatureForm) -> Result<(), CryptoError> {
+    pub fn verify(
+        &self,
+        msg: &[u8],
+        signature: &[u8],
+        form: SignatureForm,
+    ) -> Result<(), CryptoError> {
         let sig = match form {
             SignatureForm::Der => sm2::dsa::Signature::from_der(signature),
             SignatureForm::Raw => sm2::dsa::Signature::from_slice(signature),
@@ -203,7 +208,10 @@ mod tests {
         }
         let other_id = PublicKey::from_pem(&key.public().to_pem(), "other@bureau").unwrap();
         let sig = key.sign(b"m", SignatureForm::Der);
-        assert_eq!(other_id.verify(b"m", &sig, SignatureForm::Der), Err(CryptoError::BadSignature));
+        assert_eq!(
+            other_id.verify(b"m", &sig, SignatureForm::Der),
+            Err(CryptoError::BadSignature)
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! data), and CBC with PKCS#7 padding for counterparts that ask for it.
 
 use crate::CryptoError;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 
@@ -27,26 +27,46 @@ fn key_check(key: &[u8]) -> Result<(), CryptoError> {
 }
 
 /// SM4-GCM: the ciphertext with its tag.
-pub fn gcm_seal(key: &[u8], nonce: &[u8], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub fn gcm_seal(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    plain: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
     key_check(key)?;
     if nonce.len() != NONCE_LEN {
-        return Err(CryptoError::Key(format!("a GCM nonce has {NONCE_LEN} bytes")));
+        return Err(CryptoError::Key(format!(
+            "a GCM nonce has {NONCE_LEN} bytes"
+        )));
     }
     let cipher = Sm4Gcm::new_from_slice(key).map_err(|e| CryptoError::Key(e.to_string()))?;
     cipher
-        .encrypt(nonce.try_into().expect("length checked"), Payload { msg: plain, aad })
+        .encrypt(
+            nonce.try_into().expect("length checked"),
+            Payload { msg: plain, aad },
+        )
         .map_err(|_| CryptoError::Decrypt)
 }
 
 /// SM4-GCM: the plain text, when the tag verifies.
-pub fn gcm_open(key: &[u8], nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub fn gcm_open(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
     key_check(key)?;
     if nonce.len() != NONCE_LEN {
-        return Err(CryptoError::Key(format!("a GCM nonce has {NONCE_LEN} bytes")));
+        return Err(CryptoError::Key(format!(
+            "a GCM nonce has {NONCE_LEN} bytes"
+        )));
     }
     let cipher = Sm4Gcm::new_from_slice(key).map_err(|e| CryptoError::Key(e.to_string()))?;
     cipher
-        .decrypt(nonce.try_into().expect("length checked"), Payload { msg: sealed, aad })
+        .decrypt(
+            nonce.try_into().expect("length checked"),
+            Payload { msg: sealed, aad },
+        )
         .map_err(|_| CryptoError::Decrypt)
 }
 
@@ -93,9 +113,21 @@ mod tests {
         );
         let mut changed = sealed.clone();
         changed[3] ^= 1;
-        assert_eq!(gcm_open(&key, &nonce, b"topic/0/42", &changed), Err(CryptoError::Decrypt));
-        assert_eq!(gcm_open(&[8u8; 16], &nonce, b"topic/0/42", &sealed), Err(CryptoError::Decrypt));
-        assert_eq!(gcm_open(&key, &nonce, b"topic/0/43", &sealed), Err(CryptoError::Decrypt));
-        assert!(matches!(gcm_seal(&[0u8; 15], &nonce, b"", b""), Err(CryptoError::Key(_))));
+        assert_eq!(
+            gcm_open(&key, &nonce, b"topic/0/42", &changed),
+            Err(CryptoError::Decrypt)
+        );
+        assert_eq!(
+            gcm_open(&[8u8; 16], &nonce, b"topic/0/42", &sealed),
+            Err(CryptoError::Decrypt)
+        );
+        assert_eq!(
+            gcm_open(&key, &nonce, b"topic/0/43", &sealed),
+            Err(CryptoError::Decrypt)
+        );
+        assert!(matches!(
+            gcm_seal(&[0u8; 15], &nonce, b"", b""),
+            Err(CryptoError::Key(_))
+        ));
     }
 }

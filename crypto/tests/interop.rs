@@ -43,7 +43,13 @@ fn python(script: &str) -> String {
 /// A key made by OpenSSL, its PEM files in `dir`.
 fn openssl_key(dir: &Path) -> (PrivateKey, PublicKey) {
     assert!(openssl(&["genpkey", "-algorithm", "SM2", "-out", "key.pem"], dir).0);
-    assert!(openssl(&["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"], dir).0);
+    assert!(
+        openssl(
+            &["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"],
+            dir
+        )
+        .0
+    );
     let pem = std::fs::read_to_string(dir.join("key.pem")).unwrap();
     let public = std::fs::read_to_string(dir.join("pub.pem")).unwrap();
     (
@@ -61,32 +67,77 @@ fn sm2_signatures_verify_across_openssl_both_ways_with_the_identifier() {
     let msg = "1796601600.saf:HZ2026000123:u1796601599000.{\"hazard_no\":\"HZ2026000123\"}";
     std::fs::write(d.join("msg"), msg).unwrap();
     for distid in [DEFAULT_DISTID, "duijie@yichang.gov.cn"] {
-        let key = PrivateKey::from_pem(&std::fs::read_to_string(d.join("key.pem")).unwrap(), distid).unwrap();
+        let key =
+            PrivateKey::from_pem(&std::fs::read_to_string(d.join("key.pem")).unwrap(), distid)
+                .unwrap();
         let sigopt = format!("distid:{distid}");
         // The hub signs, OpenSSL verifies.
-        std::fs::write(d.join("hub.sig"), key.sign(msg.as_bytes(), SignatureForm::Der)).unwrap();
+        std::fs::write(
+            d.join("hub.sig"),
+            key.sign(msg.as_bytes(), SignatureForm::Der),
+        )
+        .unwrap();
         let (ok, out, err) = openssl(
-            &["dgst", "-sm3", "-verify", "pub.pem", "-sigopt", &sigopt, "-signature", "hub.sig", "msg"],
+            &[
+                "dgst",
+                "-sm3",
+                "-verify",
+                "pub.pem",
+                "-sigopt",
+                &sigopt,
+                "-signature",
+                "hub.sig",
+                "msg",
+            ],
             d,
         );
         assert!(ok, "{err}");
         assert_eq!(String::from_utf8_lossy(&out).trim(), "Verified OK");
         // OpenSSL signs, the hub verifies; not under another identifier.
         let (ok, _, err) = openssl(
-            &["dgst", "-sm3", "-sign", "key.pem", "-sigopt", &sigopt, "-out", "openssl.sig", "msg"],
+            &[
+                "dgst",
+                "-sm3",
+                "-sign",
+                "key.pem",
+                "-sigopt",
+                &sigopt,
+                "-out",
+                "openssl.sig",
+                "msg",
+            ],
             d,
         );
         assert!(ok, "{err}");
         let sig = std::fs::read(d.join("openssl.sig")).unwrap();
-        let public = PublicKey::from_pem(&std::fs::read_to_string(d.join("pub.pem")).unwrap(), distid).unwrap();
-        public.verify(msg.as_bytes(), &sig, SignatureForm::Der).unwrap();
-        let other = PublicKey::from_pem(&std::fs::read_to_string(d.join("pub.pem")).unwrap(), "x").unwrap();
-        assert!(other.verify(msg.as_bytes(), &sig, SignatureForm::Der).is_err());
+        let public =
+            PublicKey::from_pem(&std::fs::read_to_string(d.join("pub.pem")).unwrap(), distid)
+                .unwrap();
+        public
+            .verify(msg.as_bytes(), &sig, SignatureForm::Der)
+            .unwrap();
+        let other =
+            PublicKey::from_pem(&std::fs::read_to_string(d.join("pub.pem")).unwrap(), "x").unwrap();
+        assert!(
+            other
+                .verify(msg.as_bytes(), &sig, SignatureForm::Der)
+                .is_err()
+        );
     }
     // A signature OpenSSL refuses: one byte of the message changed.
     std::fs::write(d.join("hub.sig"), key.sign(b"other", SignatureForm::Der)).unwrap();
     let (ok, _, _) = openssl(
-        &["dgst", "-sm3", "-verify", "pub.pem", "-sigopt", "distid:1234567812345678", "-signature", "hub.sig", "msg"],
+        &[
+            "dgst",
+            "-sm3",
+            "-verify",
+            "pub.pem",
+            "-sigopt",
+            "distid:1234567812345678",
+            "-signature",
+            "hub.sig",
+            "msg",
+        ],
         d,
     );
     assert!(!ok);
@@ -99,13 +150,29 @@ fn sm3_and_hmac_sm3_match_openssl_and_python() {
     let msg = "1796601600.key.{\"a\":1}";
     std::fs::write(d.join("msg"), msg).unwrap();
     let (_, out, _) = openssl(&["dgst", "-sm3", "-r", "msg"], d);
-    let openssl_digest = String::from_utf8_lossy(&out).split_whitespace().next().unwrap().to_owned();
-    assert_eq!(hex::encode(Suite::Gm.digest(&[msg.as_bytes()])), openssl_digest);
+    let openssl_digest = String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        hex::encode(Suite::Gm.digest(&[msg.as_bytes()])),
+        openssl_digest
+    );
 
     let key = "dept-feed-secret-0123456789";
     let ours = hex::encode(Suite::Gm.hmac(key.as_bytes(), &[msg.as_bytes()]));
     let (ok, out, err) = openssl(
-        &["mac", "-digest", "SM3", "-macopt", &format!("key:{key}"), "-in", "msg", "HMAC"],
+        &[
+            "mac",
+            "-digest",
+            "SM3",
+            "-macopt",
+            &format!("key:{key}"),
+            "-in",
+            "msg",
+            "HMAC",
+        ],
         d,
     );
     assert!(ok, "{err}");
@@ -154,7 +221,12 @@ fn sm4_gcm_and_cbc_interoperate_with_python_cryptography_and_openssl() {
     assert!(ok, "{err}");
     assert_eq!(out, sm4::cbc_encrypt(&key, &iv, plain.as_bytes()).unwrap());
     std::fs::write(d.join("cipher"), &out).unwrap();
-    let (ok, back, err) = openssl(&["enc", "-d", "-sm4-cbc", "-K", &k, "-iv", &i, "-in", "cipher"], d);
+    let (ok, back, err) = openssl(
+        &[
+            "enc", "-d", "-sm4-cbc", "-K", &k, "-iv", &i, "-in", "cipher",
+        ],
+        d,
+    );
     assert!(ok, "{err}");
     assert_eq!(back, sm4::cbc_decrypt(&key, &iv, &out).unwrap());
 }
@@ -166,12 +238,24 @@ fn sm2_data_keys_and_raw_signatures_interoperate_with_openssl_and_gmssl() {
     let (key, public) = openssl_key(d);
     let data_key = duijie_crypto::random(16);
     // DER (GM/T 0009) with OpenSSL, both ways.
-    std::fs::write(d.join("wrapped"), public.encrypt(&data_key, CipherForm::Der).unwrap()).unwrap();
-    let (ok, out, err) = openssl(&["pkeyutl", "-decrypt", "-inkey", "key.pem", "-in", "wrapped"], d);
+    std::fs::write(
+        d.join("wrapped"),
+        public.encrypt(&data_key, CipherForm::Der).unwrap(),
+    )
+    .unwrap();
+    let (ok, out, err) = openssl(
+        &["pkeyutl", "-decrypt", "-inkey", "key.pem", "-in", "wrapped"],
+        d,
+    );
     assert!(ok, "{err}");
     assert_eq!(out, data_key);
     std::fs::write(d.join("dk"), &data_key).unwrap();
-    let (ok, out, err) = openssl(&["pkeyutl", "-encrypt", "-pubin", "-inkey", "pub.pem", "-in", "dk"], d);
+    let (ok, out, err) = openssl(
+        &[
+            "pkeyutl", "-encrypt", "-pubin", "-inkey", "pub.pem", "-in", "dk",
+        ],
+        d,
+    );
     assert!(ok, "{err}");
     assert_eq!(key.decrypt(&out, CipherForm::Der).unwrap(), data_key);
 
@@ -209,7 +293,11 @@ fn sm2_data_keys_and_raw_signatures_interoperate_with_openssl_and_gmssl() {
             "{prelude}print(c.encrypt(bytes.fromhex('{}')).hex())",
             hex::encode(&data_key)
         ));
-        assert_eq!(key.decrypt(&hex::decode(out).unwrap(), form).unwrap(), data_key, "{form:?}");
+        assert_eq!(
+            key.decrypt(&hex::decode(out).unwrap(), form).unwrap(),
+            data_key,
+            "{form:?}"
+        );
     }
     // Raw r‖s signatures under the default identifier.
     let prelude = prelude.replace("MODE", "1");
@@ -223,6 +311,10 @@ fn sm2_data_keys_and_raw_signatures_interoperate_with_openssl_and_gmssl() {
         "{prelude}print(c.sign_with_sm3({msg:?}.encode(), func.random_hex(c.para_len)))"
     ));
     public
-        .verify(msg.as_bytes(), &hex::decode(theirs).unwrap(), SignatureForm::Raw)
+        .verify(
+            msg.as_bytes(),
+            &hex::decode(theirs).unwrap(),
+            SignatureForm::Raw,
+        )
         .unwrap();
 }

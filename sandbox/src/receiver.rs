@@ -162,10 +162,13 @@ impl Inbox {
             // The hub's scheme 2 signs the key with the body: a request
             // sent again under another key does not verify.
             let key = header("Idempotency-Key").unwrap_or_default();
-            if header("X-Signature-Scheme").as_deref()
-                != Some(duijie_connectors::signature::SCHEME_V2)
-                || !duijie_connectors::signature::verify_v2(secret, &ts, &key, body, &sig)
-            {
+            // HMAC-SM3 or HMAC-SHA256, as the scheme header says.
+            let suite = header("X-Signature-Scheme")
+                .as_deref()
+                .and_then(duijie_connectors::signature::suite_of_scheme_v2);
+            if !suite.is_some_and(|suite| {
+                duijie_connectors::signature::verify_v2_with(suite, secret, &ts, &key, body, &sig)
+            }) {
                 return answer(
                     StatusCode::UNAUTHORIZED,
                     json!({"status": "refused", "message": "签名校验失败"}),

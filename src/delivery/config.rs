@@ -232,6 +232,17 @@ pub enum TargetConfig {
         secret: String,
         #[serde(default = "default_timeout", with = "humantime_serde")]
         timeout: Duration,
+        /// The HMAC of signature scheme 2: `hmac-sm3` (the `gm` suite) or
+        /// `hmac-sha256` (default, for receivers that have no SM3).
+        #[serde(default)]
+        signature: HmacScheme,
+        /// Whether the hub's SM2 signature goes along (when `[hub.signing]`
+        /// is set).
+        #[serde(default = "yes")]
+        sm2: bool,
+        /// `[hub.signing]`, copied here when the deployment is read.
+        #[serde(skip)]
+        signing: Option<Signing>,
     },
     /// A legacy SOAP/XML receiver; the key travels in the envelope header.
     Soap {
@@ -247,6 +258,87 @@ pub enum TargetConfig {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(15)
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The HMAC a webhook's scheme-2 signature uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum HmacScheme {
+    #[default]
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    #[serde(rename = "hmac-sm3")]
+    HmacSm3,
+}
+
+impl HmacScheme {
+    pub fn suite(self) -> duijie_crypto::Suite {
+        match self {
+            HmacScheme::HmacSha256 => duijie_crypto::Suite::Intl,
+            HmacScheme::HmacSm3 => duijie_crypto::Suite::Gm,
+        }
+    }
+}
+
+/// `[hub.signing]`: the hub's SM2 private key and how its signatures
+/// travel.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// PKCS#8 PEM (`openssl genpkey -algorithm SM2`), from the secret
+    /// store: `${file:secrets/hub_sm2_key.pem}`.
+    pub key: String,
+    /// The distinguishing identifier (用户身份标识) agreed with receivers.
+    #[serde(default = "default_distid")]
+    pub distid: String,
+    /// `der` (default) or `raw` (`r‖s`).
+    #[serde(default)]
+    pub form: duijie_crypto::sm2::SignatureForm,
+    /// `base64` (default) or `hex`.
+    #[serde(default)]
+    pub text: duijie_crypto::Text,
+}
+
+fn default_distid() -> String {
+    duijie_crypto::sm2::DEFAULT_DISTID.to_owned()
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signing")
+            .field("key", &"***")
+            .field("distid", &self.distid)
+            .field("form", &self.form)
+            .field("text", &self.text)
+            .finish()
+    }
+}
+
+impl Signing {
+    /// The key, read.
+    pub fn private_key(&self) -> Result<duijie_crypto::sm2::PrivateKey, String> {
+        duijie_crypto::sm2::PrivateKey::from_pem(&self.key, &self.distid).map_err(|e| e.to_string())
+    }
+
+    /// Whether the key reads.
+    pub fn check(&self) -> Result<(), String> {
+        self.private_key()
+            .map(|_| ())
+            .map_err(|e| format!("`key`: {e}"))
+    }
+
+    /// The key's id, sent with each signature so a receiver with several
+    /// of the hub's keys (a rotation) picks the right one: the first 16
+    /// hex digits of SM3 over the public point.
+    pub fn key_id(&self) -> Result<String, String> {
+        let public = self.private_key()?.public().to_sec1();
+        Ok(hex::encode(
+            &duijie_crypto::Suite::Gm.digest(&[&public])[..8],
+        ))
+    }
 }
 
 impl DeliveryConfig {

@@ -19,7 +19,7 @@ pub mod pull;
 pub mod sink;
 pub mod transform;
 
-pub use config::{DeliveryConfig, Select, TargetConfig, TransformConfig};
+pub use config::{DeliveryConfig, HmacScheme, Select, Signing, TargetConfig, TransformConfig};
 
 use crate::bus::{Bus, DeadLetter, Provenance};
 use crate::error::{Context, Domain, Error, Result};

@@ -117,7 +117,18 @@ impl TargetConfig {
                 url,
                 secret,
                 timeout,
-            } => (Box::new(webhook::Webhook::new(url, secret)), *timeout),
+                signature,
+                signing,
+                ..
+            } => (
+                Box::new(webhook::Webhook::new(
+                    url,
+                    secret,
+                    *signature,
+                    signing.as_ref(),
+                )),
+                *timeout,
+            ),
             TargetConfig::Soap {
                 url,
                 soap_action,

@@ -1,7 +1,10 @@
 //! An HTTPS webhook: a JSON body, `X-Timestamp`, `Idempotency-Key`,
-//! `X-Signature` (HMAC-SHA256 over `<timestamp>.<key>.<body>`, the house's
-//! signature scheme 2, named in `X-Signature-Scheme`). `{team}` in the URL
-//! is replaced by the route of a licence notice.
+//! `X-Signature` (HMAC-SM3 or HMAC-SHA256 over `<timestamp>.<key>.<body>`,
+//! the house's signature scheme 2, named in `X-Signature-Scheme`), and with
+//! `[hub.signing]` the hub's SM2 signature over the same bytes
+//! (`X-Signature-SM2`, its key in `X-Signature-SM2-Key`, its identifier in
+//! `X-Signature-SM2-Id`, its layout in `X-Signature-SM2-Form`). `{team}` in
+//! the URL is replaced by the route of a licence notice.
 
 use super::{Sink, WireRequest, sent};
 use crate::delivery::transform::Outgoing;
@@ -10,13 +13,38 @@ use crate::delivery::transform::Outgoing;
 pub(super) struct Webhook {
     url: String,
     secret: String,
+    suite: duijie_connectors::signature::Suite,
+    sm2: Option<Sm2>,
+}
+
+/// The hub's SM2 signing, read once.
+#[derive(Debug)]
+struct Sm2 {
+    key: duijie_crypto::sm2::PrivateKey,
+    key_id: String,
+    config: crate::delivery::Signing,
 }
 
 impl Webhook {
-    pub(super) fn new(url: &str, secret: &str) -> Self {
+    pub(super) fn new(
+        url: &str,
+        secret: &str,
+        scheme: crate::delivery::HmacScheme,
+        signing: Option<&crate::delivery::Signing>,
+    ) -> Self {
+        // The key was checked when the deployment was read.
+        let sm2 = signing.and_then(|s| {
+            Some(Sm2 {
+                key: s.private_key().ok()?,
+                key_id: s.key_id().ok()?,
+                config: s.clone(),
+            })
+        });
         Self {
             url: url.to_owned(),
             secret: secret.to_owned(),
+            suite: scheme.suite(),
+            sm2,
         }
     }
 }
@@ -37,21 +65,29 @@ impl Sink for Webhook {
         let body = first.body().to_string();
         let ts = ts.to_string();
         let key = first.key().to_owned();
-        let signature =
-            duijie_connectors::signature::sign_v2(&self.secret, &ts, &key, body.as_bytes());
-        Some(WireRequest::post(
-            url,
-            vec![
-                ("Content-Type", "application/json; charset=utf-8".into()),
-                ("X-Timestamp", ts),
+        use duijie_connectors::signature as sig;
+        let signature = sig::sign_v2_with(self.suite, &self.secret, &ts, &key, body.as_bytes());
+        let mut headers = vec![
+            ("Content-Type", "application/json; charset=utf-8".into()),
+            ("X-Timestamp", ts.clone()),
+            ("X-Signature-Scheme", sig::scheme_v2(self.suite).into()),
+            ("X-Signature", signature),
+        ];
+        if let Some(sm2) = &self.sm2 {
+            let signed = sm2
+                .key
+                .sign(&sig::base_v2(&ts, &key, body.as_bytes()), sm2.config.form);
+            headers.extend([
+                ("X-Signature-SM2", sm2.config.text.encode(&signed)),
+                ("X-Signature-SM2-Key", sm2.key_id.clone()),
+                ("X-Signature-SM2-Id", sm2.config.distid.clone()),
                 (
-                    "X-Signature-Scheme",
-                    duijie_connectors::signature::SCHEME_V2.into(),
+                    "X-Signature-SM2-Form",
+                    format!("{:?}+{:?}", sm2.config.form, sm2.config.text).to_lowercase(),
                 ),
-                ("X-Signature", signature),
-                ("Idempotency-Key", key),
-            ],
-            body,
-        ))
+            ]);
+        }
+        headers.push(("Idempotency-Key", key));
+        Some(WireRequest::post(url, headers, body))
     }
 }
