@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod audit;
 pub mod bus;
 pub mod calendar;
 pub mod check;

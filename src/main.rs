@@ -172,6 +172,11 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// The tamper-evident audit trail (SM3 chain, SM2 signatures).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Statutory deadlines on the official calendar.
     Calendar {
         #[command(subcommand)]
@@ -182,6 +187,25 @@ enum Command {
         kind: ValidateKind,
         #[arg(required = true)]
         values: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify an audit topic's chains: each entry's SM3 hash, its link to
+    /// the one before, its order, and the hub's SM2 signature. Names the
+    /// first entry changed, removed or reordered in each chain, by
+    /// partition and offset; exit 1 when there is one.
+    Verify {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The topic (default: the desk's `audit_topic`).
+        #[arg(long)]
+        topic: Option<String>,
+        /// The hub's public key (SPKI PEM) to check signatures with
+        /// (default: the public half of `[hub.signing]`).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
     },
 }
 
@@ -625,6 +649,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(())
             })
         }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    topic,
+                    public_key,
+                },
+        } => audit_verify(&config, topic, public_key),
         Command::Status { config, url } => {
             let deployment = load_deployment(&config)?;
             let url = match url {
@@ -921,6 +953,47 @@ fn tokio_main_value<T>(fut: impl std::future::Future<Output = Result<T>>) -> Res
 
 fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<ExitCode> {
     duijie::runtime::block_on(fut).map(|()| ExitCode::SUCCESS)
+}
+
+fn audit_verify(
+    config: &Path,
+    topic: Option<String>,
+    public_key: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let deployment = load_deployment(config)?;
+    let topic = match topic.or_else(|| deployment.desk.as_ref().map(|d| d.audit_topic.clone())) {
+        Some(t) => t,
+        None => bail!("the deployment has no [desk]: name the audit topic with --topic"),
+    };
+    let signing = deployment.hub.signing.as_ref();
+    let distid = signing.map_or(duijie_crypto::sm2::DEFAULT_DISTID, |s| s.distid.as_str());
+    let public = match (public_key, signing) {
+        (Some(file), _) => Some(
+            duijie_crypto::sm2::PublicKey::from_pem(
+                &std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?,
+                distid,
+            )
+            .with_context(|| file.display().to_string())?,
+        ),
+        (None, Some(s)) => Some(s.private_key().map_err(anyhow::Error::msg)?.public()),
+        (None, None) => None,
+    };
+    let signatures = public.is_some();
+    let bus = deployment.bus();
+    let (text, clean) = tokio_main_value(async move {
+        let report = duijie::audit::verify_topic(&bus, &topic, public.as_ref()).await?;
+        Ok((report.text(&topic), report.findings.is_empty()))
+    })?;
+    println!("{text}");
+    if !signatures {
+        println!("(no SM2 key: the chain's hashes were checked, not its signatures)");
+    }
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn load_deployment(config: &Path) -> Result<Deployment> {

@@ -5,7 +5,8 @@
 //! Chromium.
 
 use crate::common::{
-    self, TestDeployment, brokers, get_text, root, unique, wait_listening, wait_until,
+    self, TestDeployment, brokers, bus, get_text, read, root, terminate, unique, wait_listening,
+    wait_until,
 };
 use chrono::{DateTime, Utc};
 use duijie::bus::publish::{Origin, publish_mapped};
@@ -1005,6 +1006,134 @@ fn write_atomically(path: &Path, text: &str) {
 
 fn http() -> reqwest::Client {
     reqwest::Client::new()
+}
+
+/// The audit trail on Apache Kafka: what the desk audited verifies (SM3
+/// chain, the hub's SM2 signatures), and copies of the topic with one entry
+/// changed, one removed and two swapped are each named at the right offset
+/// by `duijie audit verify`.
+#[test]
+fn audit_verify_finds_a_changed_a_removed_and_a_reordered_entry_at_its_offset() {
+    let h = desk_hub();
+    let d = &h.deployment;
+    // The hub signs with the demo key.
+    let key = root().join("pipelines/secrets/hub_sm2_key.pem");
+    let text = std::fs::read_to_string(&d.file).unwrap().replacen(
+        "\n\n[kafka]",
+        &format!(
+            "\n\n[hub.signing]\nkey = \"${{file:{}}}\"\n\n[kafka]",
+            key.display()
+        ),
+        1,
+    );
+    std::fs::write(&d.file, text).unwrap();
+    let audit_topic = std::fs::read_to_string(&d.file)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("audit_topic = \"")
+                .map(|t| t.trim_end_matches('"').to_owned())
+        })
+        .unwrap();
+    let hub = d.spawn();
+    wait_listening(&h.addr);
+    let base = format!("http://{}", h.addr);
+    common::block_on(async {
+        for _ in 0..6 {
+            let r = http()
+                .get(format!("{base}/desk/api/referrals"))
+                .header("Authorization", "Bearer officer-token-0000000001")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    });
+    let brokers = brokers();
+    wait_until(Duration::from_secs(30), "six audit entries", || {
+        read(&brokers, &audit_topic, true).len() >= 6
+    });
+    terminate(hub);
+    let verify = |topic: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
+            .args(["audit", "verify", "--topic", topic, "--config"])
+            .arg(&d.file)
+            .env("DUIJIE_KAFKA_BROKERS", &brokers)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = verify(&audit_topic);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok: nothing changed, removed or reordered"),
+        "{stdout}"
+    );
+    let records = read(&brokers, &audit_topic, true);
+    let n = records.len();
+    assert!(
+        stdout.contains(&format!("{n} SM2 signature(s) verified")),
+        "{stdout}"
+    );
+    // One writer: one key, one partition, in order.
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.key_str())
+            .collect::<BTreeSet<_>>()
+            .len(),
+        1
+    );
+
+    let copy = |what: &str, edit: &dyn Fn(&mut Vec<Vec<u8>>)| -> (Option<i32>, String) {
+        let mut payloads: Vec<Vec<u8>> =
+            records.iter().map(|r| r.payload.clone().unwrap()).collect();
+        edit(&mut payloads);
+        let topic = unique(&format!("audit-{what}"));
+        common::block_on(async {
+            use rdkafka::producer::FutureRecord;
+            let producer = bus(&brokers).producer().unwrap();
+            for p in &payloads {
+                producer
+                    .send(
+                        FutureRecord::to(&topic).key("w").partition(0).payload(p),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .unwrap();
+            }
+        });
+        let (code, stdout, _) = verify(&topic);
+        (code, stdout.replace(&topic, "COPY"))
+    };
+    let (code, out) = copy("changed", &|p| {
+        let mut v: serde_json::Value = serde_json::from_slice(&p[3]).unwrap();
+        v["entry"]["user"] = "李娜".into();
+        p[3] = serde_json::to_vec(&v).unwrap();
+    });
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("COPY[0]@3: chain") && out.contains("changed"),
+        "{out}"
+    );
+    let (code, out) = copy("removed", &|p| {
+        p.remove(2);
+    });
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("COPY[0]@2: chain") && out.contains("removed"),
+        "{out}"
+    );
+    let (code, out) = copy("reordered", &|p| p.swap(1, 2));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("COPY[0]@1: chain") && out.contains("reordered"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -969,6 +969,134 @@ fn a_receiver_down_for_its_maintenance_loses_nothing_and_dead_letters_nothing() 
     );
 }
 
+/// A department reads its own feed at `/feeds/{department}/status` with its
+/// token: `waiting` (and since when) while its receiver is down, then its
+/// dead letters — each refusal's idempotency key, reason and origin, never
+/// the payload; a wrong token and an unknown department get the same 401.
+#[test]
+fn a_department_reads_its_own_feeds_state_and_dead_letters_with_its_token() {
+    let brokers = brokers();
+    let sandbox = start_sandbox(SandboxConfig {
+        grid_events: 60,
+        change_limit: Some(0),
+        bad_rate: 0.0,
+        ..SandboxConfig::default()
+    });
+    let (topic, dlq) = (unique("canonical.grid"), unique("dlq.street"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let token = "street-status-token-0123456789";
+    let d = TestDeployment::new(
+        &brokers,
+        &format!(
+            "[http]\nlisten = \"{addr}\"\n\n{}",
+            street_feed_config(
+                &sandbox,
+                &topic,
+                &dlq,
+                &format!("http://{sandbox}/dept/street/webhook"),
+                &format!("status_token = \"{token}\""),
+            )
+        ),
+    );
+    let receivers = |body: Value| {
+        post(
+            &format!("http://{sandbox}/sandbox/receivers"),
+            &[("Content-Type", "application/json".into())],
+            body.to_string().as_bytes(),
+        )
+    };
+    receivers(json!({"down": true}));
+    let hub = d.spawn();
+    wait_listening(&addr);
+    let status = |auth: &str, department: &str| -> (u16, Value) {
+        block_on(async {
+            let r = reqwest::Client::new()
+                .get(format!("http://{addr}/feeds/{department}/status"))
+                .header("Authorization", auth)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json().await.unwrap_or_default())
+        })
+    };
+    let mut seen = Value::Null;
+    wait_until(
+        Duration::from_secs(60),
+        "the feed waiting for its receiver",
+        || {
+            let (code, body) = status(&format!("Bearer {token}"), "street");
+            seen = body;
+            code == 200 && seen["feeds"][0]["state"] == "waiting"
+        },
+    );
+    assert!(seen["feeds"][0]["waiting_since"].is_string(), "{seen}");
+    assert_eq!(seen["feeds"][0]["delivery"], "street");
+    assert_eq!(seen["feeds"][0]["kind"], "webhook");
+    // Back, refusing one category for good: its records are dead letters.
+    receivers(
+        json!({"down": false, "reject": {"field": "/category", "equals": "DISPUTE", "reason": "矛盾纠纷请转司法所"}}),
+    );
+    let refused = decoded(&brokers, &topic)
+        .iter()
+        .filter(|(_, v)| v["category"] == "DISPUTE")
+        .count();
+    assert!(refused > 0, "the sandbox has disputes");
+    wait_until(
+        Duration::from_secs(90),
+        "the refusals in the department's status",
+        || {
+            let (code, body) = status(&format!("bearer {token}"), "street");
+            seen = body;
+            code == 200
+                && seen["feeds"][0]["state"] == "running"
+                && seen["feeds"][0]["dead_letters"]["total"].as_i64() == Some(refused as i64)
+        },
+    );
+    let latest = seen["feeds"][0]["dead_letters"]["latest"]
+        .as_array()
+        .unwrap();
+    assert_eq!(latest.len(), refused.min(20));
+    for letter in latest {
+        assert!(
+            letter["idempotency_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("grid:"),
+            "{letter}"
+        );
+        assert!(
+            letter["reason"]
+                .as_str()
+                .unwrap()
+                .contains("矛盾纠纷请转司法所"),
+            "{letter}"
+        );
+        assert!(
+            letter["origin"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{topic}[")),
+            "{letter}"
+        );
+        assert!(
+            letter.get("payload").is_none() && letter.get("raw").is_none(),
+            "{letter}"
+        );
+    }
+    assert!(
+        seen["feeds"][0]["refused"].as_u64().unwrap() >= refused as u64,
+        "{seen}"
+    );
+    // Strangers: a wrong token, another department, no token.
+    assert_eq!(
+        status("Bearer street-status-token-wrong00000", "street").0,
+        401
+    );
+    assert_eq!(status(&format!("Bearer {token}"), "emergency").0, 401);
+    assert_eq!(status("", "street").0, 401);
+    terminate(hub);
+}
+
 #[test]
 fn a_department_feed_survives_an_outage_and_a_crash_with_each_key_once_and_only_its_fields() {
     let brokers = brokers();

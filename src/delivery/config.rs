@@ -56,6 +56,11 @@ pub struct DeliveryConfig {
     /// say which law beside it. See `personal`.
     #[serde(default)]
     pub personal_data: crate::personal::PersonalDataPolicy,
+    /// The token the department shows to read its push feed's status and
+    /// dead letters (`GET /feeds/{department}/status`, see `status`); a
+    /// pull feed's own token does for a pull feed. From the secret store.
+    #[serde(default)]
+    pub status_token: Option<String>,
 }
 
 fn default_retry() -> RetryConfig {
@@ -423,7 +428,16 @@ impl DeliveryConfig {
                 if token.len() < 16 {
                     return Err("`target.token` must be at least 16 characters".into());
                 }
+                if self.status_token.is_some() {
+                    return Err("a pull feed's status is read with its own `target.token`: leave out `status_token`".into());
+                }
             }
+        }
+        if self.status_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err("`status_token` must be at least 16 characters".into());
+        }
+        if self.status_token.is_some() && self.department.is_none() {
+            return Err("`status_token` needs the `department` whose URL it opens".into());
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod ops;
 pub mod pull;
 pub mod sink;
+pub mod status;
 pub mod transform;
 
 pub use config::{DeliveryConfig, HmacScheme, Select, Signing, TargetConfig, TransformConfig};

@@ -36,7 +36,7 @@ pub struct FeedStatus {
     pub pending: Option<i64>,
 }
 
-fn target_kind(c: &DeliveryConfig) -> &'static str {
+pub(crate) fn target_kind(c: &DeliveryConfig) -> &'static str {
     match c.target {
         TargetConfig::CreditBatch { .. } => "credit_batch",
         TargetConfig::Webhook { .. } => "webhook",

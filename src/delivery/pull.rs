@@ -78,11 +78,7 @@ async fn pull(
     // The token is checked before anything else, and a wrong token and an
     // unknown department get the same answer: the API does not tell who
     // has a feed.
-    let given = headers
-        .get("Authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let given = super::status::bearer(&headers);
     let feed = feeds.feeds.get(&department);
     let expected = feed.map(|(_, t)| t.as_str()).unwrap_or(UNKNOWN_FEED);
     let token_ok = crate::secrets::same_secret(given, expected);

@@ -189,6 +189,11 @@ pub struct Desk {
     /// Notifies the page's live refresh.
     pub changes: broadcast::Sender<u64>,
     pub audit: Arc<RwLock<VecDeque<AuditEntry>>>,
+    /// This process's audit chain (`crate::audit`), started at the first
+    /// entry from the latest hash on the audit topic.
+    chain: Arc<tokio::sync::OnceCell<crate::audit::Chain>>,
+    /// The hub's name and SM2 key, for the chain.
+    chain_of: (String, Option<crate::delivery::Signing>),
     /// The events topic's partitions whose referrals this instance tracks.
     pub tracked_partitions: Arc<RwLock<BTreeSet<i32>>>,
     /// Login tokens and their users, as of the latest configuration.
@@ -241,6 +246,8 @@ impl Desk {
             changes: broadcast::channel(64).0,
             tracked_partitions: Arc::default(),
             audit: Arc::default(),
+            chain: Arc::default(),
+            chain_of: ("duijie".to_owned(), None),
             clock: crate::calendar::Clock::system(),
             alert_rounds: Arc::default(),
             blacklist: None,
@@ -419,10 +426,52 @@ impl Desk {
             .with_context(|| format!("writing to {topic}"))
     }
 
-    /// Records an audit entry (on the topic and in memory).
+    /// The hub's name for the audit chain's writer, and its SM2 key to
+    /// sign the chain with.
+    pub fn with_audit_chain(
+        mut self,
+        hub: &str,
+        signing: Option<crate::delivery::Signing>,
+    ) -> Self {
+        self.chain_of = (hub.to_owned(), signing);
+        self
+    }
+
+    /// Records an audit entry, sealed into this process's chain (on the
+    /// topic, and in memory).
     pub async fn audit(&self, entry: AuditEntry) -> Result<()> {
-        let body = serde_json::to_vec(&entry).expect("audit entries serialize");
-        self.send(&self.config.audit_topic, &entry.user, &body)
+        let chain = self
+            .chain
+            .get_or_try_init(|| async {
+                let records =
+                    crate::bus::inspect::read_topic(&self.bus, &self.config.audit_topic, false)
+                        .await?;
+                let anchor =
+                    crate::audit::latest_hash(records.iter().filter_map(|r| r.payload.as_deref()));
+                let signer = self
+                    .chain_of
+                    .1
+                    .as_ref()
+                    .map(crate::audit::Signer::new)
+                    .transpose()
+                    .map_err(|e| {
+                        crate::error::Error::permanent(
+                            crate::error::Domain::Config,
+                            format!("[hub.signing]: {e}"),
+                        )
+                    })?;
+                Ok::<_, crate::error::Error>(crate::audit::Chain::new(
+                    &self.chain_of.0,
+                    anchor,
+                    signer,
+                ))
+            })
+            .await?;
+        let topic = &self.config.audit_topic;
+        chain
+            .append(&entry, |key, body| async move {
+                self.send(topic, &key, &body).await
+            })
             .await?;
         let mut log = self.audit.write().expect("audit lock");
         log.push_front(entry);
@@ -590,7 +639,17 @@ impl Desk {
             let mut log = self.audit.write().expect("audit lock");
             log.clear();
             for r in audit.iter().rev().take(1000) {
-                if let Some(e) = r.json::<AuditEntry>("desk", &self.config.audit_topic) {
+                // Sealed entries (`crate::audit`), and plain ones written
+                // before the trail was sealed.
+                let sealed = r
+                    .payload
+                    .as_deref()
+                    .and_then(|p| serde_json::from_slice::<crate::audit::Sealed>(p).ok());
+                let entry = match sealed {
+                    Some(sealed) => serde_json::from_value::<AuditEntry>(sealed.entry).ok(),
+                    None => r.json::<AuditEntry>("desk", &self.config.audit_topic),
+                };
+                if let Some(e) = entry {
                     log.push_back(e);
                 }
             }

@@ -310,6 +310,10 @@ impl Hub {
                 schemas.clone(),
                 calendar.clone(),
                 mapping,
+            )
+            .with_audit_chain(
+                &self.deployment.hub.name,
+                self.deployment.hub.signing.clone(),
             );
             if let Some(list) = self
                 .deployment
@@ -492,8 +496,15 @@ impl Hub {
             )));
         }
         if let Some(http) = &self.deployment.http {
+            let status = crate::delivery::status::DepartmentStatus::new(
+                &self.deployment.deliveries,
+                self.deliveries.clone(),
+                self.bus.clone(),
+                chrono::Utc::now(),
+            );
             let mut app = push::router(push_endpoints)
                 .merge(pull.router())
+                .merge(status.router())
                 .merge(observed.router());
             if let Some(desk) = desk_router.take() {
                 app = app.merge(desk);
