@@ -1502,6 +1502,16 @@ target = {{ kind = "pull", token = "{token}" }}
     let distinct: BTreeSet<String> = seen.iter().cloned().collect();
     assert_eq!(distinct.len(), seen.len(), "no record twice across pages");
     assert_eq!(distinct, expected);
+    // What was pulled is receipted: `feeds status` counts it by key.
+    let status = d.cli(&["feeds", "status"]);
+    let row: Vec<&str> = status
+        .lines()
+        .find(|l| l.starts_with("street_pull "))
+        .unwrap_or_else(|| panic!("{status}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[3], expected.len().to_string(), "{status}");
+    assert_eq!(row.last(), Some(&"pulled"), "{status}");
 }
 
 #[test]

@@ -862,6 +862,21 @@ impl Delivery {
         }
     }
 
+    /// The receipts of records a department pulled, and this process's
+    /// count of them.
+    pub(crate) async fn receipt_pulled(&self, receipts: &[Receipt]) -> Result<()> {
+        let sends = receipts.iter().map(|r| async move {
+            let body = serde_json::to_vec(r).expect("receipts serialize");
+            let key = format!("{}:{}", self.name, r.record_id);
+            self.send(&self.topics.receipts, &key, &body).await
+        });
+        futures::future::try_join_all(sends).await?;
+        self.stats
+            .delivered
+            .fetch_add(receipts.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<()> {
         self.producer
             .send(

@@ -96,8 +96,17 @@ async fn pull(
         }
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    match tokio::task::spawn_blocking(move || read_after(&delivery, &after, limit)).await {
-        Ok(Ok(answer)) => axum::Json(answer).into_response(),
+    let reader = delivery.clone();
+    match tokio::task::spawn_blocking(move || read_after(&reader, &after, limit)).await {
+        Ok(Ok((answer, receipts))) => {
+            // What was handed over is receipted like a push (outcome
+            // delivered, reason `pulled`): `duijie feeds status` counts
+            // pulled records by key, whichever process served them.
+            if let Err(e) = delivery.receipt_pulled(&receipts).await {
+                tracing::warn!(feed = %department, error = %e, "pull feed: the receipts could not be written");
+            }
+            axum::Json(answer).into_response()
+        }
         // What went wrong is logged here; a department is told to come
         // back, not the hub's internals.
         Ok(Err(e)) => {
@@ -120,13 +129,16 @@ async fn pull(
     }
 }
 
+/// A page of a pull feed, and the receipts of what it hands over.
+type Page = (Value, Vec<super::Receipt>);
+
 fn read_after(
     delivery: &Delivery,
     after: &BTreeMap<i32, i64>,
     limit: usize,
-) -> crate::error::Result<Value> {
+) -> crate::error::Result<Page> {
     let answer = read_after_from(delivery, after, limit, false)?;
-    if answer.get("stalled").and_then(Value::as_bool) == Some(true) {
+    if answer.0.get("stalled").and_then(Value::as_bool) == Some(true) {
         // The broker served nothing from inside a record batch (Tansu does
         // this): read the partitions from their start and skip what the
         // cursor already covers.
@@ -143,7 +155,7 @@ fn read_after_from(
     after: &BTreeMap<i32, i64>,
     limit: usize,
     scan: bool,
-) -> crate::error::Result<Value> {
+) -> crate::error::Result<Page> {
     let consumer: BaseConsumer<ReaderContext> = delivery
         .bus
         .reader("pull", crate::bus::Isolation::Committed)?;
@@ -166,6 +178,7 @@ fn read_after_from(
         open += 1;
     }
     let mut records = Vec::new();
+    let mut receipts = Vec::new();
     let mut heard: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
     if open > 0 {
         consumer.assign(&tpl)?;
@@ -174,7 +187,7 @@ fn read_after_from(
         while open > 0 && records.len() < limit && Instant::now() < deadline {
             if !scan && heard.len() < partitions.len() && started.elapsed() > Duration::from_secs(2)
             {
-                return Ok(json!({ "stalled": true }));
+                return Ok((json!({ "stalled": true }), Vec::new()));
             }
             match consumer.poll(Duration::from_millis(200)) {
                 None => {}
@@ -211,8 +224,23 @@ fn read_after_from(
                         continue;
                     }
                     match delivery.outgoing(&incoming) {
-                        Ok(Some(out)) => records
-                            .push(json!({ "idempotency_key": out.key(), "record": out.body() })),
+                        Ok(Some(out)) => {
+                            let body = out.body();
+                            receipts.push(super::Receipt {
+                                delivery: delivery.name.clone(),
+                                department: delivery.department.clone(),
+                                record_id: body["id"].as_str().unwrap_or(&incoming.key).to_owned(),
+                                idempotency_key: out.key().to_owned(),
+                                outcome: super::Outcome::Delivered,
+                                attempts: 0,
+                                reason: Some("pulled".to_owned()),
+                                at_ms: chrono::Utc::now().timestamp_millis(),
+                                topic: topic.clone(),
+                                partition: m.partition(),
+                                offset: m.offset(),
+                            });
+                            records.push(json!({ "idempotency_key": out.key(), "record": body }));
+                        }
                         Ok(None) => {}
                         Err(e) => unreadable(&e.to_string()),
                     }
@@ -220,7 +248,8 @@ fn read_after_from(
             }
         }
     }
-    Ok(
+    Ok((
         json!({ "department": delivery.department, "records": records, "next": encode_cursor(&next), "more": open > 0 }),
-    )
+        receipts,
+    ))
 }
