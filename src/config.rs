@@ -639,6 +639,9 @@ impl Deployment {
         for (name, mut d) in raw.deliveries {
             if let crate::delivery::TargetConfig::Webhook {
                 sm2: true, signing, ..
+            }
+            | crate::delivery::TargetConfig::Soap {
+                sm2: true, signing, ..
             } = &mut d.get_mut().target
             {
                 signing.clone_from(&raw.hub.signing);

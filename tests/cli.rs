@@ -621,6 +621,67 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
     assert!(stderr.contains("credit_penalties"), "{stderr}");
 }
 
+/// A SOAP receiver gets the key in the envelope and in `Idempotency-Key`,
+/// and the hub's SM2 signature over `<X-Timestamp>.<key>.<body>`, which
+/// the hub's public key verifies.
+#[test]
+fn push_preview_shows_the_soap_envelope_signed_with_the_hubs_sm2_key() {
+    let (code, stdout, stderr) = duijie(&[
+        "push",
+        "preview",
+        "--delivery",
+        "feed_market",
+        "--input",
+        "mappings/tests/licence/01_api.expected.jsonl",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let public = duijie_crypto::sm2::PublicKey::from_pem(
+        &std::fs::read_to_string(root().join("pipelines/secrets/hub_sm2_public.pem")).unwrap(),
+        "1234567812345678",
+    )
+    .unwrap();
+    let mut sent = 0;
+    for line in stdout.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        if row["request"].is_null() {
+            continue;
+        }
+        sent += 1;
+        let headers: std::collections::BTreeMap<String, String> = row["request"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h[0].as_str().unwrap().to_owned(),
+                    h[1].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let body = row["request"]["body"].as_str().unwrap();
+        let key = &headers["Idempotency-Key"];
+        assert!(
+            body.contains(&format!("<IdempotencyKey>{key}</IdempotencyKey>")),
+            "{body}"
+        );
+        let signed =
+            duijie_connectors::signature::base_v2(&headers["X-Timestamp"], key, body.as_bytes());
+        let sig = duijie_crypto::Text::Base64
+            .decode(&headers["X-Signature-SM2"])
+            .unwrap();
+        public
+            .verify(&signed, &sig, duijie_crypto::sm2::SignatureForm::Der)
+            .unwrap();
+        // Not over another body.
+        assert!(
+            public
+                .verify(b"other", &sig, duijie_crypto::sm2::SignatureForm::Der)
+                .is_err()
+        );
+    }
+    assert_eq!(sent, 6, "the GENERAL and FRANCHISE licences: {stdout}");
+}
+
 /// The receiver contract (docs/RECEIVING.md) is enough to verify a webhook:
 /// its Python check, run as written, accepts the test vector the hub's own
 /// signature gives and refuses the same request under another key.

@@ -255,6 +255,13 @@ pub enum TargetConfig {
         soap_action: String,
         #[serde(default = "default_timeout", with = "humantime_serde")]
         timeout: Duration,
+        /// Whether the hub's SM2 signature goes along (when `[hub.signing]`
+        /// is set).
+        #[serde(default = "yes")]
+        sm2: bool,
+        /// `[hub.signing]`, copied here when the deployment is read.
+        #[serde(skip)]
+        signing: Option<Signing>,
     },
     /// Not pushed: the department pulls `GET /feeds/{department}?after=CURSOR`
     /// with this bearer token.

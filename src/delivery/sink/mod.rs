@@ -45,6 +45,44 @@ impl WireRequest {
     }
 }
 
+/// The hub's SM2 signature on what a sink sends (`[hub.signing]`): over
+/// `<timestamp>.<idempotency key>.<body>`, the bytes the HMAC of scheme 2
+/// covers, in `X-Signature-SM2` with its key id, identifier and layout.
+#[derive(Debug)]
+pub(super) struct HubSignature {
+    key: duijie_crypto::sm2::PrivateKey,
+    key_id: String,
+    config: crate::delivery::Signing,
+}
+
+impl HubSignature {
+    /// `None` when the key does not read (it was checked when the
+    /// deployment was read).
+    pub(super) fn new(signing: &crate::delivery::Signing) -> Option<Self> {
+        Some(Self {
+            key: signing.private_key().ok()?,
+            key_id: signing.key_id().ok()?,
+            config: signing.clone(),
+        })
+    }
+
+    pub(super) fn headers(&self, ts: &str, key: &str, body: &[u8]) -> [(&'static str, String); 4] {
+        let signed = self.key.sign(
+            &duijie_connectors::signature::base_v2(ts, key, body),
+            self.config.form,
+        );
+        [
+            ("X-Signature-SM2", self.config.text.encode(&signed)),
+            ("X-Signature-SM2-Key", self.key_id.clone()),
+            ("X-Signature-SM2-Id", self.config.distid.clone()),
+            (
+                "X-Signature-SM2-Form",
+                format!("{:?}+{:?}", self.config.form, self.config.text).to_lowercase(),
+            ),
+        ]
+    }
+}
+
 /// One attempt's answer for one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -133,7 +171,12 @@ impl TargetConfig {
                 url,
                 soap_action,
                 timeout,
-            } => (Box::new(soap::Soap::new(url, soap_action)), *timeout),
+                signing,
+                ..
+            } => (
+                Box::new(soap::Soap::new(url, soap_action, signing.as_ref())),
+                *timeout,
+            ),
             TargetConfig::Pull { .. } => return None,
         })
     }

@@ -14,15 +14,7 @@ pub(super) struct Webhook {
     url: String,
     secret: String,
     suite: duijie_connectors::signature::Suite,
-    sm2: Option<Sm2>,
-}
-
-/// The hub's SM2 signing, read once.
-#[derive(Debug)]
-struct Sm2 {
-    key: duijie_crypto::sm2::PrivateKey,
-    key_id: String,
-    config: crate::delivery::Signing,
+    sm2: Option<super::HubSignature>,
 }
 
 impl Webhook {
@@ -32,19 +24,11 @@ impl Webhook {
         scheme: crate::delivery::HmacScheme,
         signing: Option<&crate::delivery::Signing>,
     ) -> Self {
-        // The key was checked when the deployment was read.
-        let sm2 = signing.and_then(|s| {
-            Some(Sm2 {
-                key: s.private_key().ok()?,
-                key_id: s.key_id().ok()?,
-                config: s.clone(),
-            })
-        });
         Self {
             url: url.to_owned(),
             secret: secret.to_owned(),
             suite: scheme.suite(),
-            sm2,
+            sm2: signing.and_then(super::HubSignature::new),
         }
     }
 }
@@ -74,18 +58,7 @@ impl Sink for Webhook {
             ("X-Signature", signature),
         ];
         if let Some(sm2) = &self.sm2 {
-            let signed = sm2
-                .key
-                .sign(&sig::base_v2(&ts, &key, body.as_bytes()), sm2.config.form);
-            headers.extend([
-                ("X-Signature-SM2", sm2.config.text.encode(&signed)),
-                ("X-Signature-SM2-Key", sm2.key_id.clone()),
-                ("X-Signature-SM2-Id", sm2.config.distid.clone()),
-                (
-                    "X-Signature-SM2-Form",
-                    format!("{:?}+{:?}", sm2.config.form, sm2.config.text).to_lowercase(),
-                ),
-            ]);
+            headers.extend(sm2.headers(&ts, &key, body.as_bytes()));
         }
         headers.push(("Idempotency-Key", key));
         Some(WireRequest::post(url, headers, body))
