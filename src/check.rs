@@ -173,6 +173,33 @@ pub fn check_deployment(config: &Path) -> CheckReport {
             Some(_) => {}
         }
     }
+    // A canonical topic that keeps full ID numbers is sealed at rest when
+    // the deployment seals (GB/T 39786-2021 level 3, confidentiality at
+    // rest; 个人信息保护法 art. 51).
+    if let Some(e) = &deployment.hub.encryption {
+        for p in &deployment.pipelines {
+            let Some(m) = mappings.get(&p.mapping) else {
+                continue;
+            };
+            let fields = m.full_id_fields();
+            if !fields.is_empty() && !e.topics.contains(&p.topic) {
+                report.problems.push(
+                    deployment
+                        .locate_in(
+                            "hub.encryption",
+                            "topics",
+                            format!(
+                                "`{}` keeps full resident ID numbers ({}, mapping `{}`) and is not sealed: add it",
+                                p.topic,
+                                fields.join(", "),
+                                m.name
+                            ),
+                        )
+                        .to_string(),
+                );
+            }
+        }
+    }
     match Divisions::load(&deployment.hub.mappings.join("divisions/gbt2260.yaml")) {
         Ok(divisions) => {
             for (table, key, code) in division_codes(&deployment) {

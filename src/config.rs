@@ -8,7 +8,7 @@
 
 use duijie_connectors::registry::{Drive, SOURCE_KINDS, SourceConfig};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -98,6 +98,33 @@ pub struct HubConfig {
     /// `sm2 = false`.
     #[serde(default)]
     pub signing: Option<crate::delivery::Signing>,
+    /// Sealing at rest (`[hub.encryption]`, see `bus::seal`): SM4 data
+    /// keys by id (32 hex digits each, from the secret store), the one new
+    /// records use, and the canonical topics to seal besides every raw and
+    /// pipeline dead-letter topic, which are always sealed.
+    #[serde(default)]
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// `[hub.encryption]`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    pub current: String,
+    pub keys: BTreeMap<String, String>,
+    /// Canonical topics that keep full resident ID numbers.
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+impl fmt::Debug for EncryptionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptionConfig")
+            .field("current", &self.current)
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("topics", &self.topics)
+            .finish()
+    }
 }
 
 fn default_quality() -> bool {
@@ -769,8 +796,27 @@ impl Deployment {
         {
             errors.push(located.at(h.span(), "http", why));
         }
+        // Sealing at rest: every raw and pipeline dead-letter topic, and the
+        // canonical topics named; the process's keyring (`bus::seal`).
+        let keyring = raw.hub.encryption.as_ref().and_then(|e| {
+            let mut topics: BTreeSet<String> = e.topics.iter().cloned().collect();
+            for p in &pipelines {
+                topics.insert(p.dlq_topic.clone());
+                topics.extend(p.raw_topic());
+            }
+            match crate::bus::seal::Keyring::new(&e.current, &e.keys, topics) {
+                Ok(k) => Some(k),
+                Err(why) => {
+                    errors.push(located.at_key("hub", "encryption", why));
+                    None
+                }
+            }
+        });
         if !errors.is_empty() {
             return Err(errors);
+        }
+        if let Some(k) = keyring {
+            crate::bus::seal::install(k);
         }
         let mut kafka = raw.kafka;
         if let Ok(brokers) = std::env::var("DUIJIE_KAFKA_BROKERS")

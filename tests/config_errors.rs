@@ -284,3 +284,41 @@ target = {{ kind = "credit_batch", url = "http://127.0.0.1:9/credit" }}
         "deliveries.credit.transform.repairs_topic: no pipeline writes `canonical.nothing`",
     );
 }
+
+/// With `[hub.encryption]`, a canonical topic whose mapping keeps full
+/// resident ID numbers must be sealed: `check` names it, its fields and the
+/// mapping; a key that is not 16 bytes of hex is refused at load.
+#[test]
+fn an_unsealed_topic_with_full_id_numbers_and_a_bad_data_key_are_refused() {
+    let deployment = |topics: &str, key: &str| {
+        GOOD.replacen(
+            "\n\n[kafka]",
+            &format!(
+                "\n\n[hub.encryption]\ncurrent = \"k1\"\nkeys = {{ k1 = \"{key}\" }}\ntopics = [{topics}]\n\n[kafka]"
+            ),
+            1,
+        ) + r#"
+[pipelines.penalties]
+system = "enforcement"
+mapping = "penalty_decision"
+topic = "canonical.penalty_decision"
+schedule = "*/2 * * * * *"
+
+[pipelines.penalties.source]
+kind = "file_drop"
+dir = "penalties"
+layout = "jsonl"
+"#
+    };
+    let key = "00112233445566778899aabbccddeeff";
+    let (ok, output) = check(&deployment(r#""canonical.penalty_decision""#, key));
+    assert!(ok, "{output}");
+    assert_broken(
+        &deployment("", key),
+        "hub.encryption.topics: `canonical.penalty_decision` keeps full resident ID numbers (party.id_number, party.legal_rep_id_number, mapping `penalty_decision`) and is not sealed: add it",
+    );
+    assert_broken(
+        &deployment(r#""canonical.penalty_decision""#, "0011"),
+        "hub.encryption: key `k1` is not 32 hex digits (a 16-byte SM4 key)",
+    );
+}

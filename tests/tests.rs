@@ -21,6 +21,7 @@ mod ops;
 mod push;
 mod reload;
 mod scale_out;
+mod sealing;
 mod security;
 mod systems;
 mod video;

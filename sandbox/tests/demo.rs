@@ -73,6 +73,16 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
         people_masked > 0,
         "no masked natural person in the capture: the scan proves nothing"
     );
+    // The shipped deployment runs the gm suite: what left the hub carries
+    // HMAC-SM3 and the hub's SM2 signature.
+    assert!(
+        captured.contains("duijie-hmac-sm3/2"),
+        "no HMAC-SM3 in the capture"
+    );
+    assert!(
+        captured.to_lowercase().contains("x-signature-sm2"),
+        "no SM2 signature in the capture"
+    );
     let mut pipelines = 0;
     for line in stdout.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();

@@ -142,6 +142,22 @@ impl BatchProducer {
         payload: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<(), KafkaError> {
+        // Sealed at rest where the topic can hold a full ID number.
+        let sealed = super::seal::seal(topic, payload);
+        let (payload, headers) = match &sealed {
+            Some((body, how)) => (
+                &body[..],
+                Some(
+                    headers
+                        .unwrap_or_default()
+                        .insert(rdkafka::message::Header {
+                            key: super::seal::HEADER,
+                            value: Some(how.as_str()),
+                        }),
+                ),
+            ),
+            None => (payload, headers),
+        };
         acks.0.count.fetch_add(1, Ordering::AcqRel);
         let mut record = BaseRecord::with_opaque_to(topic, acks.0.clone())
             .key(key)

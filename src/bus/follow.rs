@@ -186,7 +186,18 @@ fn follow_topic(
                         .map(|k| String::from_utf8_lossy(k).into_owned())
                         .unwrap_or_default(),
                     headers: crate::bus::header_map(&m),
-                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    payload: crate::bus::seal::open_message(&m)
+                        .map(std::borrow::Cow::into_owned)
+                        .unwrap_or_else(|e| {
+                            crate::bus::unreadable(
+                                "follow",
+                                m.topic(),
+                                m.partition(),
+                                m.offset(),
+                                &e,
+                            );
+                            m.payload().map(<[u8]>::to_vec).unwrap_or_default()
+                        }),
                 };
                 if tx.blocking_send(Inner::Record(f)).is_err() {
                     return;

@@ -46,6 +46,19 @@ impl ReadRecord {
     }
 }
 
+/// A message's payload as written: opened when it is sealed
+/// ([`super::seal`]); as stored, logged, when it does not open.
+fn opened<M: Message>(m: &M) -> Option<Vec<u8>> {
+    m.payload()?;
+    Some(match super::seal::open_message(m) {
+        Ok(p) => p.into_owned(),
+        Err(e) => {
+            super::unreadable("inspect", m.topic(), m.partition(), m.offset(), &e);
+            m.payload().map(<[u8]>::to_vec).unwrap_or_default()
+        }
+    })
+}
+
 /// Reads every record of `topic` up to its end as of now. With
 /// `read_committed`, records of aborted or open transactions are skipped.
 pub async fn read_topic(
@@ -68,7 +81,7 @@ pub async fn read_topic(
                 partition: m.partition(),
                 offset: m.offset(),
                 key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec),
+                payload: opened(m),
                 headers: super::header_map(m),
             });
             Ok(())
@@ -213,7 +226,7 @@ pub fn stream_span(
                                 partition: m.partition(),
                                 offset: m.offset(),
                                 key: m.key().map(<[u8]>::to_vec),
-                                payload: m.payload().map(<[u8]>::to_vec),
+                                payload: opened(&m),
                                 headers: super::header_map(&m),
                             };
                             let timestamp = m.timestamp().to_millis().unwrap_or_default();

@@ -13,6 +13,7 @@ pub mod inspect;
 mod provenance;
 pub mod publish;
 pub mod read;
+pub mod seal;
 mod unreadable;
 
 pub use acks::{Acks, BatchProducer};

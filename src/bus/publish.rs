@@ -63,6 +63,17 @@ pub async fn publish_mapped(
         "avro/binary; single-object",
     );
     let key = mapped.key.to_string();
+    // The referral stream keeps full ID numbers: sealed at rest.
+    let (buf, h) = match super::seal::seal(topic, &buf) {
+        Some((sealed, how)) => (
+            sealed,
+            h.insert(rdkafka::message::Header {
+                key: super::seal::HEADER,
+                value: Some(how.as_str()),
+            }),
+        ),
+        None => (buf, h),
+    };
     producer
         .send(
             FutureRecord::to(topic).key(&key).payload(&buf).headers(h),

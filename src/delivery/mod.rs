@@ -388,8 +388,8 @@ impl Delivery {
     /// Decodes a consumed message.
     pub fn decode(&self, m: &BorrowedMessage<'_>) -> Result<Incoming, String> {
         let headers = crate::bus::header_map(m);
-        let payload = m.payload().unwrap_or_default();
-        let record = crate::schema::decode_payload(&self.schemas, &headers, payload)?;
+        let payload = crate::bus::seal::open_message(m)?;
+        let record = crate::schema::decode_payload(&self.schemas, &headers, &payload)?;
         let provenance = Provenance::from_headers(&headers);
         Ok(Incoming {
             partition: m.partition(),
@@ -400,7 +400,7 @@ impl Delivery {
                 .unwrap_or_default(),
             record,
             payload_sha256: if provenance.payload_sha256.is_empty() {
-                Provenance::hash(payload)
+                Provenance::hash(&payload)
             } else {
                 provenance.payload_sha256
             },

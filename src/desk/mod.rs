@@ -412,6 +412,16 @@ impl Desk {
         };
         let headers =
             crate::bus::headers(&provenance, &schema.full_name, "avro/binary; single-object");
+        let (body, headers) = match crate::bus::seal::seal(topic, &body) {
+            Some((sealed, how)) => (
+                sealed,
+                headers.insert(rdkafka::message::Header {
+                    key: crate::bus::seal::HEADER,
+                    value: Some(how.as_str()),
+                }),
+            ),
+            None => (body, headers),
+        };
         self.producer
             .send(
                 FutureRecord::to(topic)
@@ -706,11 +716,9 @@ impl Desk {
             let mut take = |m: &rdkafka::message::BorrowedMessage<'_>| {
                 ends.insert(m.partition(), m.offset());
                 let headers = header_map(m);
-                let record = match decode_payload(
-                    &self.schemas,
-                    &headers,
-                    m.payload().unwrap_or_default(),
-                ) {
+                let record = match crate::bus::seal::open_message(m)
+                    .and_then(|p| decode_payload(&self.schemas, &headers, &p))
+                {
                     Ok(r) => r,
                     Err(e) => {
                         crate::bus::unreadable(

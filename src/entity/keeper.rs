@@ -184,7 +184,7 @@ impl Context {
                         let same = m.offset() == next - 1
                             && record_digest(
                                 String::from_utf8_lossy(m.key().unwrap_or_default()).as_bytes(),
-                                m.payload().unwrap_or_default(),
+                                &crate::bus::seal::open_message(&m).unwrap_or_default(),
                             ) == *digest;
                         if !same {
                             tracing::info!(topic, partition = p, offset = next - 1, "the entity cache read another record there");

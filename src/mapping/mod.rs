@@ -142,5 +142,31 @@ pub struct Mapping {
     pub code_tables: String,
 }
 
+impl Mapping {
+    /// The output fields that keep a full identity number: checked as a
+    /// resident ID number (`check: resident_id`), or the unmasked source
+    /// of a field that masks one (`from: X` with `mask`). A topic this
+    /// mapping writes holds personal data that must be sealed at rest.
+    pub fn full_id_fields(&self) -> Vec<&str> {
+        let masked_sources: HashSet<usize> = self
+            .rules
+            .iter()
+            .filter(|r| r.mask.is_some())
+            .filter_map(|r| match r.source {
+                SourceExpr::Field(leaf) => Some(leaf),
+                _ => None,
+            })
+            .collect();
+        self.rules
+            .iter()
+            .filter(|r| r.mask.is_none())
+            .filter(|r| {
+                matches!(r.check, Some((IdKind::ResidentId, _))) || masked_sources.contains(&r.leaf)
+            })
+            .map(|r| r.field.as_str())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests;
