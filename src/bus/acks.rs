@@ -143,25 +143,21 @@ impl BatchProducer {
         headers: Option<OwnedHeaders>,
     ) -> Result<(), KafkaError> {
         // Sealed at rest where the topic can hold a full ID number.
-        let sealed = super::seal::seal(topic, payload);
-        let (payload, headers) = match &sealed {
-            Some((body, how)) => (
-                &body[..],
-                Some(
-                    headers
-                        .unwrap_or_default()
-                        .insert(rdkafka::message::Header {
-                            key: super::seal::HEADER,
-                            value: Some(how.as_str()),
-                        }),
-                ),
-            ),
-            None => (payload, headers),
+        let (payload, headers) = match headers {
+            Some(h) => {
+                let (p, h) = super::seal::sealed_record(topic, payload, h);
+                (p, Some(h))
+            }
+            None if super::seal::sealed(topic) => {
+                let (p, h) = super::seal::sealed_record(topic, payload, OwnedHeaders::new());
+                (p, Some(h))
+            }
+            None => (std::borrow::Cow::Borrowed(payload), None),
         };
         acks.0.count.fetch_add(1, Ordering::AcqRel);
         let mut record = BaseRecord::with_opaque_to(topic, acks.0.clone())
             .key(key)
-            .payload(payload);
+            .payload(&payload[..]);
         if let Some(h) = headers {
             record = record.headers(h);
         }

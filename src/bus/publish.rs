@@ -64,19 +64,13 @@ pub async fn publish_mapped(
     );
     let key = mapped.key.to_string();
     // The referral stream keeps full ID numbers: sealed at rest.
-    let (buf, h) = match super::seal::seal(topic, &buf) {
-        Some((sealed, how)) => (
-            sealed,
-            h.insert(rdkafka::message::Header {
-                key: super::seal::HEADER,
-                value: Some(how.as_str()),
-            }),
-        ),
-        None => (buf, h),
-    };
+    let (buf, h) = super::seal::sealed_record(topic, &buf, h);
     producer
         .send(
-            FutureRecord::to(topic).key(&key).payload(&buf).headers(h),
+            FutureRecord::to(topic)
+                .key(&key)
+                .payload(&buf[..])
+                .headers(h),
             Duration::from_secs(30),
         )
         .await

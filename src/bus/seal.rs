@@ -87,6 +87,25 @@ pub fn seal(topic: &str, payload: &[u8]) -> Option<(Vec<u8>, String)> {
     Some(([nonce, sealed].concat(), header))
 }
 
+/// What a writer sends to `topic`: the payload sealed and the header
+/// added when the topic is sealed, both as given otherwise.
+pub fn sealed_record<'a>(
+    topic: &str,
+    payload: &'a [u8],
+    headers: rdkafka::message::OwnedHeaders,
+) -> (Cow<'a, [u8]>, rdkafka::message::OwnedHeaders) {
+    match seal(topic, payload) {
+        Some((sealed, how)) => (
+            Cow::Owned(sealed),
+            headers.insert(rdkafka::message::Header {
+                key: HEADER,
+                value: Some(how.as_str()),
+            }),
+        ),
+        None => (Cow::Borrowed(payload), headers),
+    }
+}
+
 /// The payload as written: opened when its `duijie-seal` header says it is
 /// sealed, as it is otherwise.
 pub fn open<'a>(header: Option<&str>, payload: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {

@@ -412,21 +412,12 @@ impl Desk {
         };
         let headers =
             crate::bus::headers(&provenance, &schema.full_name, "avro/binary; single-object");
-        let (body, headers) = match crate::bus::seal::seal(topic, &body) {
-            Some((sealed, how)) => (
-                sealed,
-                headers.insert(rdkafka::message::Header {
-                    key: crate::bus::seal::HEADER,
-                    value: Some(how.as_str()),
-                }),
-            ),
-            None => (body, headers),
-        };
+        let (body, headers) = crate::bus::seal::sealed_record(topic, &body, headers);
         self.producer
             .send(
                 FutureRecord::to(topic)
                     .key(&key)
-                    .payload(&body)
+                    .payload(&body[..])
                     .headers(headers),
                 Duration::from_secs(30),
             )
