@@ -432,7 +432,7 @@ role = "officer"
     assert!(
         audit
             .iter()
-            .any(|(_, a)| a.to_string().contains(reason) && a["user"] == "张伟"),
+            .any(|(_, a)| a.to_string().contains(reason) && a["entry"]["user"] == "张伟"),
         "{audit:?}"
     );
     let classed = decoded(&brokers, &topic)

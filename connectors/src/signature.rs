@@ -17,6 +17,27 @@
 
 pub use duijie_crypto::Suite;
 
+/// The HMAC a signature uses, as a configuration names it: `hmac-sm3`
+/// (the `gm` suite) or `hmac-sha256` (the default, for counterparts that
+/// have no SM3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum HmacScheme {
+    #[default]
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    #[serde(rename = "hmac-sm3")]
+    HmacSm3,
+}
+
+impl HmacScheme {
+    pub fn suite(self) -> Suite {
+        match self {
+            HmacScheme::HmacSha256 => Suite::Intl,
+            HmacScheme::HmacSm3 => Suite::Gm,
+        }
+    }
+}
+
 /// The `X-Signature-Scheme` of scheme 2 with HMAC-SHA256.
 pub const SCHEME_V2: &str = "duijie-hmac-sha256/2";
 /// The `X-Signature-Scheme` of scheme 2 with HMAC-SM3.
@@ -92,20 +113,44 @@ pub fn verify_v2(secret: &str, timestamp: &str, key: &str, body: &[u8], signatur
 }
 
 /// The signature header's value for `body` sent at `timestamp` (the
-/// timestamp header's text, Unix seconds), scheme 1.
-pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+/// timestamp header's text, Unix seconds), scheme 1 with `suite`'s HMAC.
+pub fn sign_with(suite: Suite, secret: &str, timestamp: &str, body: &[u8]) -> String {
     tagged(
-        Suite::Intl,
-        &Suite::Intl.hmac(secret.as_bytes(), &[timestamp.as_bytes(), b".", body]),
+        suite,
+        &suite.hmac(secret.as_bytes(), &[timestamp.as_bytes(), b".", body]),
     )
 }
 
-/// Whether `signature` (`sha256=<hex>` or hex) signs `body` at
-/// `timestamp` under `secret` (scheme 1); constant-time.
-pub fn verify(secret: &str, timestamp: &str, body: &[u8], signature: &str) -> bool {
-    claimed(Suite::Intl, signature).is_some_and(|tag| {
-        Suite::Intl.verify_hmac(secret.as_bytes(), &[timestamp.as_bytes(), b".", body], &tag)
+/// Whether `signature` (`sha256=<hex>`, `sm3=<hex>` or hex) signs `body`
+/// at `timestamp` under `secret` (scheme 1); constant-time.
+pub fn verify_with(
+    suite: Suite,
+    secret: &str,
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+) -> bool {
+    claimed(suite, signature).is_some_and(|tag| {
+        suite.verify_hmac(secret.as_bytes(), &[timestamp.as_bytes(), b".", body], &tag)
     })
+}
+
+/// The hex of a signature header's value, without its `sha256=`/`sm3=`.
+pub fn bare(suite: Suite, signature: &str) -> &str {
+    let s = signature.trim();
+    s.strip_prefix(suite.digest_name())
+        .and_then(|r| r.strip_prefix('='))
+        .unwrap_or(s)
+}
+
+/// Scheme 1 with HMAC-SHA256.
+pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    sign_with(Suite::Intl, secret, timestamp, body)
+}
+
+/// Scheme 1 with HMAC-SHA256; constant-time.
+pub fn verify(secret: &str, timestamp: &str, body: &[u8], signature: &str) -> bool {
+    verify_with(Suite::Intl, secret, timestamp, body, signature)
 }
 
 #[cfg(test)]

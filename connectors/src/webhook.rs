@@ -32,9 +32,13 @@ use std::time::Duration;
 pub struct WebhookConfig {
     /// Path the hub serves, e.g. `/hooks/grid/urgent`.
     pub path: String,
-    /// Shared secret of the HMAC-SHA256 signature.
+    /// Shared secret of the HMAC signature.
     pub secret: String,
-    /// Header carrying `sha256=<hex>`.
+    /// The HMAC the sender signs with: `hmac-sha256` (default) or
+    /// `hmac-sm3` (the `gm` suite, GB/T 32905).
+    #[serde(default)]
+    pub signature: crate::signature::HmacScheme,
+    /// Header carrying `sha256=<hex>` (`sm3=<hex>` with HMAC-SM3).
     #[serde(default = "default_signature_header")]
     pub signature_header: String,
     /// Header carrying the Unix time of sending, in seconds.
@@ -162,13 +166,11 @@ impl Webhook {
             .trim()
             .parse()
             .map_err(|_| Refusal::BadTimestamp(format!("`{timestamp}` is not Unix seconds")))?;
-        if !crate::signature::verify(&c.secret, timestamp.trim(), body, &signature) {
+        let suite = c.signature.suite();
+        if !crate::signature::verify_with(suite, &c.secret, timestamp.trim(), body, &signature) {
             return Err(Refusal::BadSignature);
         }
-        let hex_sig = signature
-            .trim()
-            .strip_prefix("sha256=")
-            .unwrap_or(signature.trim());
+        let hex_sig = crate::signature::bare(suite, &signature);
         let age = now_ms / 1000 - ts;
         if age.unsigned_abs() > c.max_age.as_secs() {
             return Err(Refusal::Stale {
@@ -261,6 +263,7 @@ mod tests {
         Webhook::new(WebhookConfig {
             path: "/hooks/grid".into(),
             secret: SECRET.into(),
+            signature: Default::default(),
             signature_header: default_signature_header(),
             timestamp_header: default_timestamp_header(),
             max_age: Duration::from_secs(300),
@@ -276,6 +279,28 @@ mod tests {
             "X-Timestamp" => ts.map(|t| t.to_string()),
             _ => None,
         }
+    }
+
+    /// A sender on the `gm` suite: HMAC-SM3 is taken, the same delivery
+    /// signed with HMAC-SHA256 is refused.
+    #[test]
+    fn a_webhook_on_hmac_sm3_takes_sm3_and_refuses_sha256() {
+        let mut config = hook().config;
+        config.signature = crate::signature::HmacScheme::HmacSm3;
+        let h = Webhook::new(config);
+        let body = br#"{"eventNo":"WG2"}"#;
+        let now = 1_790_000_000_000;
+        let ts = (now / 1000).to_string();
+        let sha = sign(SECRET, now / 1000, body);
+        assert_eq!(
+            h.check(headers(Some(sha), Some(now / 1000)), body, now)
+                .unwrap_err(),
+            Refusal::BadSignature
+        );
+        let sm3 = crate::signature::sign_with(crate::signature::Suite::Gm, SECRET, &ts, body);
+        assert!(sm3.starts_with("sm3="));
+        h.check(headers(Some(sm3), Some(now / 1000)), body, now)
+            .unwrap();
     }
 
     #[test]

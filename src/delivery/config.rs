@@ -276,24 +276,7 @@ fn yes() -> bool {
     true
 }
 
-/// The HMAC a webhook's scheme-2 signature uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum HmacScheme {
-    #[default]
-    #[serde(rename = "hmac-sha256")]
-    HmacSha256,
-    #[serde(rename = "hmac-sm3")]
-    HmacSm3,
-}
-
-impl HmacScheme {
-    pub fn suite(self) -> duijie_crypto::Suite {
-        match self {
-            HmacScheme::HmacSha256 => duijie_crypto::Suite::Intl,
-            HmacScheme::HmacSm3 => duijie_crypto::Suite::Gm,
-        }
-    }
-}
+pub use duijie_connectors::signature::HmacScheme;
 
 /// `[hub.signing]`: the hub's SM2 private key and how its signatures
 /// travel.
