@@ -203,6 +203,106 @@ impl Report {
     }
 }
 
+/// One operator action outside the desk (`duijie remap`, `replay`,
+/// `backfill`): who, where, what, and what came of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Operation {
+    pub at_ms: i64,
+    /// `DUIJIE_OPERATOR`, else the login name.
+    pub operator: String,
+    pub host: String,
+    pub command: String,
+    /// `started`, `done` or `failed`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl Operation {
+    pub fn new(command: &str, outcome: &str, detail: &str) -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            operator: var("DUIJIE_OPERATOR")
+                .or_else(|| var("USER"))
+                .unwrap_or_else(|| "unknown".into()),
+            host: var("HOSTNAME")
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_owned())
+                })
+                .unwrap_or_else(|| "unknown".into()),
+            command: command.to_owned(),
+            outcome: outcome.to_owned(),
+            detail: crate::secrets::redact(detail),
+        }
+    }
+}
+
+/// A chain on the operator audit topic for this process: the topic made
+/// (kept whole) if it is not there, the chain anchored on its latest hash.
+pub struct OpsAudit {
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+    chain: Chain,
+}
+
+impl OpsAudit {
+    pub async fn open(
+        bus: &crate::bus::Bus,
+        topic: &str,
+        hub: &str,
+        signing: Option<&crate::delivery::Signing>,
+    ) -> Result<Self, String> {
+        use crate::bus::{Cleanup, TopicSpec};
+        bus.ensure_topics(&[TopicSpec {
+            name: topic.to_owned(),
+            partitions: 1,
+            cleanup: Cleanup::Keep,
+        }])
+        .await
+        .map_err(|e| e.to_string())?;
+        let records = crate::bus::inspect::read_topic(bus, topic, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let anchor = latest_hash(records.iter().filter_map(|r| r.payload.as_deref()));
+        let signer = signing.map(Signer::new).transpose()?;
+        Ok(Self {
+            producer: bus.producer().map_err(|e| e.to_string())?,
+            topic: topic.to_owned(),
+            chain: Chain::new(hub, anchor, signer),
+        })
+    }
+
+    /// Appends `op` and waits for the broker's acknowledgement.
+    pub async fn record(&self, op: &Operation) -> Result<(), String> {
+        self.chain
+            .append(op, |key, body| async move {
+                self.producer
+                    .send(
+                        rdkafka::producer::FutureRecord::to(&self.topic)
+                            .key(&key)
+                            .payload(&body),
+                        std::time::Duration::from_secs(30),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| format!("writing to {}: {e}", self.topic))
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+impl std::fmt::Debug for OpsAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpsAudit")
+            .field("topic", &self.topic)
+            .field("chain", &self.chain)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What is wrong with one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {

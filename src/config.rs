@@ -63,6 +63,11 @@ pub struct HubConfig {
     /// Topic of delivery receipts.
     #[serde(default = "default_receipts")]
     pub receipts_topic: String,
+    /// Topic of the operator audit (`audit::Operation`): who ran a remap,
+    /// replay or backfill, when, and what came of it, sealed into a chain
+    /// like the desk's audit. Kept whole.
+    #[serde(default = "default_ops_audit")]
+    pub ops_audit_topic: String,
     /// Topic of alerts (deadlines at risk or late, failed deliveries).
     #[serde(default = "default_alerts")]
     pub alerts_topic: String,
@@ -145,6 +150,9 @@ fn default_calendar() -> PathBuf {
 }
 fn default_receipts() -> String {
     "duijie.receipts".into()
+}
+fn default_ops_audit() -> String {
+    "duijie.ops.audit".into()
 }
 fn default_alerts() -> String {
     "duijie.alerts".into()
@@ -1070,6 +1078,13 @@ impl Deployment {
             TopicSpec {
                 name: self.hub.receipts_topic.clone(),
                 partitions: 3,
+                cleanup: Cleanup::Keep,
+            },
+            // The operator audit: one partition, so that every chain stays
+            // in order; never deleted (at least the six months the law asks).
+            TopicSpec {
+                name: self.hub.ops_audit_topic.clone(),
+                partitions: 1,
                 cleanup: Cleanup::Keep,
             },
             TopicSpec {

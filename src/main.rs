@@ -459,14 +459,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map(duijie::calendar::parse_time)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            tokio_main(async move {
+            let command = format!(
+                "remap --pipeline {pipeline} --from {from}{}",
+                to.map(|t| format!(" --to {t}")).unwrap_or_default()
+            );
+            tokio_main(audited(deployment.clone(), command, async move {
                 let hub = duijie::runtime::Hub::load(deployment)?;
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 duijie::runtime::spawn_signal_handler(shutdown.clone());
                 let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
                 let s = duijie::runtime::remap::run(&hub, &pipeline, from, to, shutdown, progress)
                     .await?;
-                println!(
+                Ok(format!(
                     "{}: {} raw record(s) read, {} republished, {} dead-lettered; {}",
                     s.key,
                     s.read,
@@ -477,9 +481,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     } else {
                         "interrupted — run the same command to resume"
                     }
-                );
-                Ok(())
-            })
+                ))
+            }))
         }
         Command::Map {
             mapping,
@@ -592,10 +595,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Replay { config, feed, from } => {
             let deployment = load_deployment(&config)?;
+            let command = format!("replay --feed {feed} --from {from}");
             let from: duijie::delivery::ops::From = from.parse().map_err(anyhow::Error::msg)?;
-            tokio_main(async move {
+            tokio_main(audited(deployment.clone(), command, async move {
                 let r = duijie::delivery::ops::replay(&deployment.feeds(), &feed, from).await?;
-                println!(
+                Ok(format!(
                     "{feed}: read {} record(s); delivered {}, refused {}, failed {}, not sent {}, held {}, not selected {}",
                     r.read,
                     r.delivered,
@@ -604,9 +608,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.not_sent,
                     r.held,
                     r.not_selected()
-                );
-                Ok(())
-            })
+                ))
+            }))
         }
         Command::Backfill {
             config,
@@ -624,7 +627,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if rate.is_some_and(|r| r <= 0.0) {
                 bail!("--rate must be positive");
             }
-            tokio_main(async move {
+            let command = format!(
+                "backfill --pipeline {pipeline} --from {from:?}{}{}",
+                to.as_ref()
+                    .map(|t| format!(" --to {t:?}"))
+                    .unwrap_or_default(),
+                rate.map(|r| format!(" --rate {r}")).unwrap_or_default()
+            );
+            tokio_main(audited(deployment.clone(), command, async move {
                 let hub = duijie::runtime::Hub::load(deployment)?;
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 duijie::runtime::spawn_signal_handler(shutdown.clone());
@@ -633,7 +643,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     &hub, &pipeline, from, to, rate, shutdown, progress,
                 )
                 .await?;
-                println!(
+                Ok(format!(
                     "{}: {} fetched, {} delivered, {} dead-lettered, at {}; {}",
                     s.key,
                     s.fetched,
@@ -645,9 +655,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     } else {
                         "interrupted — run the same command to resume"
                     }
-                );
-                Ok(())
-            })
+                ))
+            }))
         }
         Command::Audit {
             command:
@@ -953,6 +962,53 @@ fn tokio_main_value<T>(fut: impl std::future::Future<Output = Result<T>>) -> Res
 
 fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<ExitCode> {
     duijie::runtime::block_on(fut).map(|()| ExitCode::SUCCESS)
+}
+
+/// Runs an operator command under the operator audit (`audit::OpsAudit`):
+/// a `started` entry first — a command that cannot be audited does not
+/// run — then `done` with its summary, printed, or `failed` with why.
+async fn audited(
+    deployment: Deployment,
+    command: String,
+    run: impl std::future::Future<Output = Result<String>>,
+) -> Result<()> {
+    use duijie::audit::{Operation, OpsAudit};
+    let audit = OpsAudit::open(
+        &deployment.bus(),
+        &deployment.hub.ops_audit_topic,
+        &deployment.hub.name,
+        deployment.hub.signing.as_ref(),
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!("the operator audit cannot be written, so `{command}` does not run: {e}")
+    })?;
+    audit
+        .record(&Operation::new(&command, "started", ""))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the operator audit cannot be written, so `{command}` does not run: {e}"
+            )
+        })?;
+    match run.await {
+        Ok(summary) => {
+            println!("{summary}");
+            if let Err(e) = audit
+                .record(&Operation::new(&command, "done", &summary))
+                .await
+            {
+                eprintln!("warning: the operator audit did not take the outcome: {e}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = audit
+                .record(&Operation::new(&command, "failed", &format!("{e:#}")))
+                .await;
+            Err(e)
+        }
+    }
 }
 
 fn audit_verify(

@@ -1675,6 +1675,24 @@ target = {{ kind = "webhook", url = "http://{sandbox}/dept/street/webhook", secr
         "{:?}",
         ids()
     );
+    // Each replay is in the operator audit — started, then done with its
+    // summary — and the audit's chains verify.
+    let ops: Vec<Value> = topic_json(&brokers, "duijie.ops.audit")
+        .into_iter()
+        .map(|(_, v)| v["entry"].clone())
+        .filter(|e| e["command"] == format!("replay --feed street --from {topic}@0:3"))
+        .collect();
+    let outcomes: Vec<&str> = ops.iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["started", "done"], "{ops:?}");
+    assert!(
+        ops[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("read 7 record(s)")
+    );
+    assert!(!ops[1]["operator"].as_str().unwrap().is_empty());
+    let verified = d.cli(&["audit", "verify", "--topic", "duijie.ops.audit"]);
+    assert!(verified.contains("ok: nothing changed"), "{verified}");
 }
 
 /// `duijie feeds test --feed NAME`: one signed test delivery to the
