@@ -152,6 +152,38 @@ fn a_reload_swaps_what_changed_and_refuses_what_is_broken() {
             && log.contains("added=1"),
         "{log}"
     );
+    // Both reloads are in the operator audit, this hub's chain.
+    let hub_name = std::fs::read_to_string(&d.file)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("name = \"")
+                .map(|n| n.trim_end_matches('"').to_owned())
+        })
+        .unwrap();
+    let reloads: Vec<(String, String)> = read(&d.brokers, "duijie.ops.audit", false)
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(r.payload.as_deref()?).ok())
+        .filter(|v| {
+            v["writer"]
+                .as_str()
+                .is_some_and(|w| w.starts_with(&format!("{hub_name}/")))
+                && v["entry"]["command"] == "reload"
+        })
+        .map(|v| {
+            (
+                v["entry"]["outcome"].as_str().unwrap().to_owned(),
+                v["entry"]["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        reloads
+            .iter()
+            .any(|(o, d)| o == "refused" && d.contains("batch_size")),
+        "{reloads:?}"
+    );
+    assert!(reloads.iter().any(|(o, _)| o == "applied"), "{reloads:?}");
 }
 
 #[test]

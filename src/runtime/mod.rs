@@ -552,10 +552,12 @@ impl Hub {
                                 shared: &shared,
                                 desk: desk_handle.as_ref(),
                             };
+                            let file = r.deployment.file.display().to_string();
                             ctx.apply(r, &mut pipelines, &mut feeds).await;
                             self.reloads
                                 .applied
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.reloads.audited("applied", &file).await;
                         }
                         Some(_) => {}
                         None => break,
@@ -693,6 +695,23 @@ pub async fn run_deployment(deployment: Deployment, only: Vec<String>) -> Result
     let hub = Hub::load(deployment)?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
+    // Reloads go to the operator audit (a hub that cannot open it runs,
+    // and says so).
+    match crate::audit::OpsAudit::open(
+        &hub.bus,
+        &hub.deployment.hub.ops_audit_topic,
+        &hub.deployment.hub.name,
+        hub.deployment.hub.signing.as_ref(),
+    )
+    .await
+    {
+        Ok(audit) => {
+            let _ = hub.reloads.audit.set(audit);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the operator audit cannot be opened; reloads are not audited")
+        }
+    }
     let reloads = reload::watch(
         file,
         hub.deployment.hub.mappings.clone(),

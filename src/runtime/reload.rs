@@ -131,6 +131,21 @@ pub struct ReloadStats {
     pub applied: std::sync::atomic::AtomicU64,
     /// Configurations that did not check out (logged with their errors).
     pub refused: std::sync::atomic::AtomicU64,
+    /// The operator audit each reload is written to (`duijie run`).
+    pub audit: std::sync::OnceLock<crate::audit::OpsAudit>,
+}
+
+impl ReloadStats {
+    /// Writes a reload's outcome to the operator audit, when there is one.
+    pub async fn audited(&self, outcome: &str, detail: &str) {
+        if let Some(audit) = self.audit.get()
+            && let Err(e) = audit
+                .record(&crate::audit::Operation::new("reload", outcome, detail))
+                .await
+        {
+            tracing::error!(error = %e, "the operator audit did not take the reload");
+        }
+    }
 }
 
 /// Applies reloads to a running hub.
@@ -403,7 +418,8 @@ pub fn watch(
                     stats
                         .refused
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::error!(error = %e, "the new configuration is refused; the running one stays")
+                    tracing::error!(error = %e, "the new configuration is refused; the running one stays");
+                    stats.audited("refused", &format!("{why}: {e:#}")).await;
                 }
             }
         }
