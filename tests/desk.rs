@@ -910,6 +910,11 @@ struct DeskHub {
 }
 
 fn desk_hub() -> DeskHub {
+    desk_hub_with("")
+}
+
+/// The desk hub with more of `[desk]` (its sub-tables) appended.
+fn desk_hub_with(desk_more: &str) -> DeskHub {
     let port = common::free_port();
     let tag = unique("deskhub");
     let pipelines = format!(
@@ -963,6 +968,7 @@ role = "officer"
 [desk.users."supervisor-token-000000001"]
 name = "王芳"
 role = "supervisor"
+{desk_more}
 "#
     );
     let d = TestDeployment::with_hub(
@@ -1006,6 +1012,121 @@ fn write_atomically(path: &Path, text: &str) {
 
 fn http() -> reqwest::Client {
     reqwest::Client::new()
+}
+
+/// Behind a TLCP gateway (GB/T 39786-2021 level 3, user authentication):
+/// the identity the gateway asserts opens the desk as that officer, and
+/// what the officer does is audited under their name; the same header
+/// from any other address opens nothing; an identity not listed opens
+/// nothing; the token login is closed.
+#[test]
+fn the_desk_believes_the_gateways_asserted_identity_and_only_from_the_gateway() {
+    let h = desk_hub_with(
+        r#"
+[desk.gateway]
+addresses = ["127.0.0.2"]
+header = "x-client-identity"
+[desk.gateway.users."sn:4A2F00C3B19D7E51"]
+name = "李娜"
+role = "officer"
+"#,
+    );
+    let hub = h.deployment.spawn();
+    wait_listening(&h.addr);
+    let base = format!("http://{}", h.addr);
+    let via_gateway = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let elsewhere = http();
+    common::block_on(async {
+        let asserted = ("x-client-identity", "sn:4A2F00C3B19D7E51");
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let r = via_gateway
+                .get(format!("{base}/desk/api/referrals"))
+                .header(asserted.0, asserted.1)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "the gateway's officer");
+            let rows: Vec<serde_json::Value> = r.json().await.unwrap();
+            if rows.len() == EXPECTED.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} referrals",
+                rows.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // The officer acts; the audit names them.
+        let r = via_gateway
+            .post(format!("{base}/desk/api/referrals/YS-2026-T01/actions"))
+            .header(asserted.0, asserted.1)
+            .json(&serde_json::json!({"action": "note", "text": "经网关登录的记录"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let audit = via_gateway
+            .get(format!("{base}/desk/audit"))
+            .header(asserted.0, asserted.1)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            audit.contains("李娜"),
+            "the audit does not name the gateway's officer"
+        );
+
+        // The same header from an address that is not the gateway.
+        for path in ["/desk", "/desk/api/referrals"] {
+            let r = elsewhere
+                .get(format!("{base}{path}"))
+                .header(asserted.0, asserted.1)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status().as_u16(),
+                401,
+                "{path}: header from outside the gateway"
+            );
+        }
+        // An identity the desk does not know, from the gateway.
+        let r = via_gateway
+            .get(format!("{base}/desk/api/referrals"))
+            .header(asserted.0, "sn:0000000000000001")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "an unlisted identity");
+        // The token login is closed behind the gateway (`tokens` not set).
+        let r = elsewhere
+            .get(format!("{base}/desk/api/referrals"))
+            .header("Authorization", "Bearer officer-token-0000000001")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "a token behind the gateway");
+        let r = elsewhere
+            .post(format!("{base}/desk/login"))
+            .form(&[("token", "officer-token-0000000001")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            401,
+            "the token login behind the gateway"
+        );
+    });
+    drop(hub);
 }
 
 /// The audit trail on Apache Kafka: what the desk audited verifies (SM3

@@ -88,6 +88,41 @@ pub struct DeskConfig {
     /// cookie in clear.
     #[serde(default)]
     pub secure_cookie: bool,
+    /// Officers authenticated by a TLCP / SSL-VPN gateway in front of the
+    /// desk (SM2 certificates; GB/T 39786-2021 level 3, user identity
+    /// authentication 身份鉴别): the desk takes the identity the gateway
+    /// asserts, only from the gateway's addresses.
+    #[serde(default)]
+    pub gateway: Option<Gateway>,
+}
+
+/// `[desk.gateway]`: the identity a TLCP gateway asserts.
+///
+/// The gateway terminates TLCP (GB/T 38636-2020) with the officer's SM2
+/// certificate and forwards the request with the certificate's identity
+/// (its subject, or its serial number, as the gateway is set up) in
+/// `header`. The desk believes that header only on a connection from one
+/// of `addresses`; from anywhere else the header is removed before any
+/// page sees it. An identity not listed in `users` is refused: the desk
+/// never guesses who someone is.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    /// The gateway's own addresses, as the hub sees the connection.
+    pub addresses: Vec<std::net::IpAddr>,
+    /// The header that carries the asserted identity.
+    #[serde(default = "default_gateway_header")]
+    pub header: String,
+    /// Whether the token login stays open beside the gateway (default no:
+    /// behind a gateway, officers log in with their certificates only).
+    #[serde(default)]
+    pub tokens: bool,
+    /// The officers, by the identity the gateway asserts.
+    pub users: BTreeMap<String, DeskUser>,
+}
+
+fn default_gateway_header() -> String {
+    "x-client-identity".into()
 }
 
 impl DeskConfig {
@@ -116,7 +151,23 @@ impl DeskConfig {
                 self.at_risk_share
             ));
         }
-        if self.users.is_empty() {
+        if let Some(g) = &self.gateway {
+            if g.addresses.is_empty() {
+                return Err("`gateway.addresses`: name the gateway's addresses (only they may assert an identity)".into());
+            }
+            if g.users.is_empty() {
+                return Err(
+                    "`gateway.users`: list the officers by the identity the gateway asserts".into(),
+                );
+            }
+            if axum::http::HeaderName::from_bytes(g.header.as_bytes()).is_err() {
+                return Err(format!(
+                    "`gateway.header`: `{}` is not a header name",
+                    g.header
+                ));
+            }
+        }
+        if self.users.is_empty() && self.gateway.is_none() {
             return Err("the desk needs at least one user: [desk.users.\"<token>\"] name = \"…\", role = \"officer\"".into());
         }
         for token in self.users.keys() {
@@ -263,6 +314,9 @@ impl Desk {
     /// The user a token belongs to, as of the latest configuration
     /// (compared in constant time against every token).
     pub fn user_by_token(&self, token: &str) -> Option<DeskUser> {
+        if self.config.gateway.as_ref().is_some_and(|g| !g.tokens) {
+            return None;
+        }
         let users = self.users.read().expect("users lock");
         crate::secrets::find_by_secret(token, users.iter().map(|(t, u)| (t.as_str(), u))).cloned()
     }

@@ -144,7 +144,11 @@ pub fn router(desk: Desk) -> Router {
         .route("/desk/quality", axum::routing::get(super::quality::page))
         .route("/desk/static/desk.js", axum::routing::get(script))
         .route("/desk/static/desk.css", axum::routing::get(style))
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024));
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            desk.clone(),
+            gateway_only,
+        ));
     crate::web::not_stored(crate::web::pages(routes)).with_state(desk)
 }
 
@@ -182,9 +186,53 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         })
 }
 
-/// The user a request is from: a live session (cookie), or a bearer token
-/// for API clients.
+/// The gateway's identity header is believed only from the gateway: from
+/// any other address it is removed before a page sees the request.
+async fn gateway_only(
+    State(desk): State<Desk>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(gateway) = &desk.config.gateway {
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let trusted = peer.is_some_and(|p| gateway.addresses.contains(&p));
+        if !trusted
+            && request
+                .headers_mut()
+                .remove(gateway.header.as_str())
+                .is_some()
+        {
+            tracing::warn!(
+                peer = ?peer,
+                header = %gateway.header,
+                "desk: an identity asserted from outside the gateway was ignored"
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// The user a request is from: the identity a TLCP gateway asserts
+/// (`[desk.gateway]`), a live session (cookie), or a bearer token for API
+/// clients.
 pub(super) fn user(desk: &Desk, headers: &HeaderMap) -> Option<DeskUser> {
+    if let Some(gateway) = &desk.config.gateway
+        && let Some(identity) = headers.get(gateway.header.as_str())
+    {
+        // Only the gateway's requests still carry the header here.
+        let identity = identity.to_str().ok()?;
+        let user = gateway.users.get(identity).cloned();
+        if user.is_none() {
+            tracing::warn!(
+                identity,
+                "desk: the gateway asserted an identity not in [desk.gateway.users]"
+            );
+        }
+        return user;
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
