@@ -89,6 +89,19 @@ pub struct HubConfig {
     /// with `[credit]`. Give it as `${file:…}` or `${env:…}`.
     #[serde(default)]
     pub pseudonym_key: Option<String>,
+    /// The deployment's suite of algorithms (`gm`: SM2/SM3/SM4, or
+    /// `intl`: the SHA-256 family): natural persons' pseudonyms are
+    /// HMAC-SM3 (`pid-sm3:…`) or HMAC-SHA256 (`pid:…`). Default `intl`, so
+    /// that a deployment written before the suites keeps its keys.
+    #[serde(default = "default_suite")]
+    pub suite: duijie_crypto::Suite,
+    /// While changing suite: the suite the pseudonyms already on the
+    /// topics were made in. The blacklist keeper carries what it keeps
+    /// under them over to the new form, and the entity library honours
+    /// officers' link decisions made under them. Remove it once `duijie
+    /// run` has said "carried over" (README, "Changing the suite").
+    #[serde(default)]
+    pub previous_suite: Option<duijie_crypto::Suite>,
     /// Keep each source's data quality (completeness, validity, code
     /// values, rejects per rule, per day) from the bus: `/desk/quality` and
     /// the `duijie_quality_*` gauges. It reads the quality tallies, the
@@ -132,6 +145,10 @@ impl fmt::Debug for EncryptionConfig {
     }
 }
 
+fn default_suite() -> duijie_crypto::Suite {
+    duijie_crypto::Suite::Intl
+}
+
 fn default_quality() -> bool {
     true
 }
@@ -142,6 +159,7 @@ impl HubConfig {
         self.pseudonym_key
             .as_deref()
             .and_then(|k| crate::personal::Pseudonyms::new(k).ok())
+            .map(|p| p.in_suite(self.suite, self.previous_suite))
     }
 }
 

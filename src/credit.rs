@@ -1170,6 +1170,15 @@ pub fn entity_key(d: &Value, pseudonyms: &crate::personal::Pseudonyms) -> Option
         .or_else(|| str_of(d, "/party/name").map(|n| format!("name:{n}")))
 }
 
+/// The person's key under the previous suite's pseudonyms, while the
+/// deployment carries keys over; `None` for an entity with a credit code.
+pub fn earlier_entity_key(d: &Value, pseudonyms: &crate::personal::Pseudonyms) -> Option<String> {
+    if str_of(d, "/party/credit_code").is_some() {
+        return None;
+    }
+    str_of(d, "/party/id_number").and_then(|i| pseudonyms.earlier(i))
+}
+
 /// The decision as JSON for tests and tools.
 pub fn sample_decision() -> Value {
     json!({

@@ -6,9 +6,11 @@
 //! header, receipts, alerts, dead letters of push pipelines, blacklist and
 //! entity keys — the hub uses one of two forms instead:
 //!
-//! - a **pseudonym** where a stable identity is needed (keys): `pid:` and
-//!   the first 32 hex digits of HMAC-SHA256 under the deployment's secret
-//!   `[hub] pseudonym_key`, over the normalised 18-character number. The
+//! - a **pseudonym** where a stable identity is needed (keys): the first
+//!   32 hex digits of an HMAC under the deployment's secret
+//!   `[hub] pseudonym_key`, over the normalised 18-character number —
+//!   HMAC-SM3 written `pid-sm3:…` in the `gm` suite (GB/T 39786-2021, the
+//!   national algorithms), HMAC-SHA256 written `pid:…` in `intl`. The
 //!   same person gets the same key on every instance and after every
 //!   restart; without the key the number cannot be recovered from it (the
 //!   space of ID numbers is small enough to try exhaustively, which is why
@@ -40,10 +42,31 @@ pub enum PersonalDataPolicy {
     Full,
 }
 
-/// The deployment's pseudonym key.
+/// The deployment's pseudonyms: its key, the suite that makes them
+/// (`[hub] suite`) and, while a deployment changes suite, the suite its
+/// earlier pseudonyms were made in (`[hub] previous_suite`), so that what
+/// is kept under them is carried over (see the blacklist keeper).
 #[derive(Clone)]
 pub struct Pseudonyms {
     key: Vec<u8>,
+    suite: duijie_crypto::Suite,
+    previous: Option<duijie_crypto::Suite>,
+}
+
+/// How a suite's pseudonyms begin.
+fn prefix(suite: duijie_crypto::Suite) -> &'static str {
+    match suite {
+        duijie_crypto::Suite::Gm => "pid-sm3:",
+        duijie_crypto::Suite::Intl => "pid:",
+    }
+}
+
+/// All the forms a person's key can take.
+const PREFIXES: [&str; 2] = ["pid-sm3:", "pid:"];
+
+/// Whether `key` is a natural person's key (a pseudonym of any suite).
+pub fn is_person_key(key: &str) -> bool {
+    PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
 impl std::fmt::Debug for Pseudonyms {
@@ -61,16 +84,61 @@ impl Pseudonyms {
         }
         Ok(Self {
             key: key.as_bytes().to_vec(),
+            suite: duijie_crypto::Suite::Intl,
+            previous: None,
         })
     }
 
-    /// `pid:<32 hex>`: the person's stable pseudonym.
+    /// The same key, pseudonyms made in `suite`; `previous` is the suite
+    /// of the pseudonyms still to carry over, if any.
+    pub fn in_suite(
+        mut self,
+        suite: duijie_crypto::Suite,
+        previous: Option<duijie_crypto::Suite>,
+    ) -> Self {
+        self.suite = suite;
+        self.previous = previous.filter(|p| *p != suite);
+        self
+    }
+
+    /// The person's stable pseudonym: `pid-sm3:<32 hex>` (gm) or
+    /// `pid:<32 hex>` (intl).
     pub fn of(&self, id_number: &str) -> String {
+        self.made_in(self.suite, id_number)
+    }
+
+    /// The pseudonym the person had under the previous suite, while the
+    /// deployment carries keys over.
+    pub fn earlier(&self, id_number: &str) -> Option<String> {
+        self.previous.map(|p| self.made_in(p, id_number))
+    }
+
+    /// Whether `key` is a person's key in a form this deployment no longer
+    /// makes (history under the previous suite).
+    pub fn is_earlier_form(&self, key: &str) -> bool {
+        let current = prefix(self.suite);
+        PREFIXES.iter().any(|p| *p != current && key.starts_with(p))
+    }
+
+    /// Whether earlier pseudonyms are being carried over.
+    pub fn carrying_over(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    fn made_in(&self, suite: duijie_crypto::Suite, id_number: &str) -> String {
         let normalized = check_resident_id(id_number).normalized;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
-        mac.update(normalized.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        format!("pid:{}", &hex::encode(digest)[..32])
+        let digest = match suite {
+            duijie_crypto::Suite::Gm => suite.hmac(&self.key, &[normalized.as_bytes()]),
+            duijie_crypto::Suite::Intl => {
+                // As before the suites: kept bit for bit, keys on the
+                // compacted topics depend on it.
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+                mac.update(normalized.as_bytes());
+                mac.finalize().into_bytes().to_vec()
+            }
+        };
+        format!("{}{}", prefix(suite), &hex::encode(digest)[..32])
     }
 }
 
@@ -237,6 +305,25 @@ mod tests {
         assert!(a.of(ID).starts_with("pid:"));
         assert!(!a.of(ID).contains("19491231"));
         assert!(Pseudonyms::new("short").is_err());
+    }
+
+    /// The vectors are Python's `hmac` with `sm3` and `sha256` (OpenSSL's
+    /// implementations): `hmac.new(key, b"11010519491231002X", "sm3")`.
+    #[test]
+    fn each_suite_makes_its_own_form_and_knows_the_other_as_earlier() {
+        let key = "a-secret-pseudonym-key-of-32-chars!!";
+        let intl = Pseudonyms::new(key).unwrap();
+        let gm = Pseudonyms::new(key)
+            .unwrap()
+            .in_suite(duijie_crypto::Suite::Gm, Some(duijie_crypto::Suite::Intl));
+        assert_eq!(intl.of(ID), "pid:46479c47afb37e29d1ec67c470fee9f3");
+        assert_eq!(gm.of(ID), "pid-sm3:37a826ada907bccac2b3118668a49cb8");
+        assert_eq!(gm.earlier(ID), Some(intl.of(ID)));
+        assert_eq!(intl.earlier(ID), None);
+        assert!(gm.is_earlier_form(&intl.of(ID)));
+        assert!(!gm.is_earlier_form(&gm.of(ID)));
+        assert!(intl.is_earlier_form(&gm.of(ID)));
+        assert!(!gm.is_earlier_form("uscc:91350100M000100Y43"));
     }
 
     #[test]

@@ -475,6 +475,14 @@ impl Delivery {
             let mut round: BTreeMap<i32, Vec<Incoming>> = BTreeMap::new();
             let mut undecodable = Vec::new();
             let mut take = |m: &BorrowedMessage<'_>| match self.decode(m) {
+                // A tombstone on a compacted topic (the blacklist keeper's,
+                // when it carries a person over to a new key) is the
+                // topic forgetting a key, not a record to deliver.
+                _ if m.payload().is_none() => tracing::info!(
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "a tombstone is not delivered"
+                ),
                 Ok(i) => round.entry(i.partition).or_default().push(i),
                 Err(e) => undecodable.push((
                     m.partition(),

@@ -211,6 +211,10 @@ fn read_after_from(
                             why,
                         )
                     };
+                    if m.payload().is_none() {
+                        // A tombstone: the topic forgetting a key.
+                        continue;
+                    }
                     let incoming: Incoming = match delivery.decode(&m) {
                         Ok(i) => i,
                         Err(e) => {

@@ -41,6 +41,10 @@ pub struct ListBoard {
     pub config: BlacklistConfig,
     calendar: Arc<Calendar>,
     events: RwLock<BTreeMap<String, Vec<ProcedureEvent>>>,
+    /// Persons' keys of a form the deployment no longer makes: their steps
+    /// are carried over to the new key by the keeper (`[hub]
+    /// previous_suite`), and the desk shows them there.
+    earlier: Option<crate::personal::Pseudonyms>,
     /// Whether the topic's history has been read: until then the desk shows
     /// what it has and refuses acts, which need the whole case.
     ready: AtomicBool,
@@ -52,11 +56,25 @@ impl ListBoard {
             config,
             calendar,
             events: RwLock::default(),
+            earlier: None,
             ready: AtomicBool::new(false),
         }
     }
 
+    /// The same board, hiding steps kept under another suite's pseudonyms.
+    pub fn with_pseudonyms(mut self, pseudonyms: Option<crate::personal::Pseudonyms>) -> Self {
+        self.earlier = pseudonyms;
+        self
+    }
+
     fn observe(&self, e: ProcedureEvent) {
+        if self
+            .earlier
+            .as_ref()
+            .is_some_and(|p| p.is_earlier_form(&e.entity))
+        {
+            return;
+        }
         let mut events = self.events.write().expect("board lock");
         let list = events.entry(e.entity.clone()).or_default();
         if !list.iter().any(|x| x.id == e.id) {

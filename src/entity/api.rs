@@ -182,10 +182,11 @@ impl Library {
     }
 
     /// An entity key from what a caller writes: a credit code (any case,
-    /// full-width or not) or a key as the index gives it (`uscc:…`, `pid:…`).
+    /// full-width or not) or a key as the index gives it (`uscc:…`,
+    /// `pid-sm3:…`, `pid:…`).
     pub fn key_of(code: &str) -> String {
         let code = code.trim();
-        if code.starts_with("pid:") || code.starts_with("uscc:") {
+        if crate::personal::is_person_key(code) || code.starts_with("uscc:") {
             return code.to_owned();
         }
         format!("uscc:{}", crate::ident::check_uscc(code).normalized)

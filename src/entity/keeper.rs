@@ -82,6 +82,10 @@ pub struct IndexStats {
     pub without_party: AtomicU64,
     /// Records that could not be read; each is logged.
     pub undecodable: AtomicU64,
+    /// Officers' link decisions naming a person by another suite's
+    /// pseudonym (before a change of suite): not applied, each logged; the
+    /// record is back among the unlinked on the desk, to decide again.
+    pub earlier_links: AtomicU64,
     /// Whether the index has read the topics' history.
     pub ready: AtomicBool,
 }
@@ -109,6 +113,16 @@ impl Context {
         let reference = format!("{}|{}", f.topic, f.key);
         if f.topic == self.sources.links {
             return match serde_json::from_slice::<LinkDecision>(&f.payload) {
+                Ok(d) if self.pseudonyms.is_earlier_form(&d.entity) => {
+                    self.stats.earlier_links.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        reference = %d.reference,
+                        decision = %d.id,
+                        "entity library: a link decision names a person by the previous suite's pseudonym; \
+                         not applied, the record is unlinked again for an officer to decide"
+                    );
+                    None
+                }
                 Ok(d) => Some(Change::Decision(d)),
                 Err(e) => {
                     self.undecodable(f, &e.to_string());

@@ -914,7 +914,7 @@ impl Reader<'_> {
                 })
             })
         };
-        let link = if entity.starts_with("pid:") {
+        let link = if crate::personal::is_person_key(&entity) {
             Link::Person(entity.clone())
         } else {
             Link::Code(entity.clone())

@@ -86,6 +86,19 @@ impl KeeperContext {
             .await
     }
 
+    /// A tombstone: the compacted topic forgets `key`.
+    pub(crate) async fn send_tombstone(&self, topic: &str, key: &str) -> Result<()> {
+        self.producer
+            .send(
+                FutureRecord::<str, [u8]>::to(topic).key(key),
+                Duration::from_secs(30),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("writing a tombstone to {topic}"))
+    }
+
     pub(crate) async fn send_bytes(&self, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
         self.producer
             .send(

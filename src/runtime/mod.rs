@@ -321,10 +321,10 @@ impl Hub {
                 .as_ref()
                 .and_then(|c| c.blacklist.clone())
             {
-                let board = std::sync::Arc::new(crate::desk::blacklist::ListBoard::new(
-                    list,
-                    calendar.clone(),
-                ));
+                let board = std::sync::Arc::new(
+                    crate::desk::blacklist::ListBoard::new(list, calendar.clone())
+                        .with_pseudonyms(self.deployment.hub.pseudonyms()),
+                );
                 tasks.push(tokio::spawn(
                     board.clone().follow(self.bus.clone(), shutdown.clone()),
                 ));

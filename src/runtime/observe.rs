@@ -483,6 +483,12 @@ impl Collector for Observed {
                 "Records the entity library could not read (each logged).",
                 &[(vec![], x.undecodable.load(Ordering::Relaxed))],
             )?;
+            counter(
+                &mut e,
+                "duijie_entity_links_earlier_suite",
+                "Officers' link decisions naming a person by the previous suite's pseudonym, not applied (each logged; the record is unlinked again).",
+                &[(vec![], x.earlier_links.load(Ordering::Relaxed))],
+            )?;
         }
         gauge(
             &mut e,

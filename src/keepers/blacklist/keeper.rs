@@ -37,6 +37,9 @@ struct ListKeeper {
     /// Decision numbers (文号) revoked, or confirmed unlawful or void, by a
     /// record of their own: they end the original whatever its record id.
     ended_numbers: BTreeSet<String>,
+    /// While the deployment changes suite: a person's earlier pseudonym →
+    /// their pseudonym now, learnt from the decisions that name them.
+    carried: BTreeMap<String, String>,
 }
 
 /// What the keeper does on a tick: steps of the procedure that are the
@@ -45,6 +48,9 @@ struct ListKeeper {
 struct Writes {
     events: Vec<ProcedureEvent>,
     entries: Vec<(String, Value)>,
+    /// List entries under an earlier pseudonym, carried over: a tombstone
+    /// each on the compacted list topic.
+    removed: Vec<String>,
 }
 
 impl ListKeeper {
@@ -61,6 +67,7 @@ impl ListKeeper {
             events: BTreeMap::new(),
             written: BTreeMap::new(),
             ended_numbers: BTreeSet::new(),
+            carried: BTreeMap::new(),
         }
     }
 
@@ -68,6 +75,9 @@ impl ListKeeper {
         let Some(key) = crate::credit::entity_key(d, &self.pseudonyms) else {
             return;
         };
+        if let Some(earlier) = crate::credit::earlier_entity_key(d, &self.pseudonyms) {
+            self.carried.insert(earlier, key.clone());
+        }
         let Some(id) = d.get("id").and_then(Value::as_str) else {
             return;
         };
@@ -145,14 +155,80 @@ impl ListKeeper {
         self.written.insert(key.to_owned(), (listed, version, case));
     }
 
+    /// A tombstone on the list topic: nothing is written under the key.
+    fn observe_removal(&mut self, key: &str) {
+        self.written.remove(key);
+    }
+
+    /// While the deployment changes suite: what is kept under a person's
+    /// earlier pseudonym moves to their pseudonym now. The procedure's
+    /// steps are written again under the new key (same step ids: a step
+    /// carried twice counts once), and the list entry under the earlier
+    /// key is removed (the new key's entry follows from the steps).
+    fn carry_over(&mut self, out: &mut Writes) {
+        for (earlier, now) in &self.carried {
+            if let Some(steps) = self.events.remove(earlier) {
+                let have: BTreeSet<String> = self
+                    .events
+                    .get(now)
+                    .map(|l| l.iter().map(|e| e.id.clone()).collect())
+                    .unwrap_or_default();
+                let (from, to) = (format!("blc:{earlier}:"), format!("blc:{now}:"));
+                for mut e in steps {
+                    if have.contains(&e.id) {
+                        continue;
+                    }
+                    e.entity = now.clone();
+                    // The case is the person's under their new key; the
+                    // step keeps its id, so carrying it twice counts once.
+                    if let Some(rest) = e.case_id.strip_prefix(&from) {
+                        e.case_id = format!("{to}{rest}");
+                    }
+                    out.events.push(e.clone());
+                    self.events.entry(now.clone()).or_default().push(e);
+                }
+            }
+            if self.written.remove(earlier).is_some() {
+                out.removed.push(earlier.clone());
+            }
+        }
+    }
+
+    /// Persons kept under a pseudonym of a form the deployment no longer
+    /// makes and not carried over — a step whose copy is under no current
+    /// key, or a list entry not removed: left as they are (nothing is
+    /// written for them, nothing is inferred), and said.
+    fn left_behind(&self) -> Vec<&str> {
+        let carried: BTreeSet<&str> = self
+            .events
+            .iter()
+            .filter(|(k, _)| !self.pseudonyms.is_earlier_form(k))
+            .flat_map(|(_, l)| l.iter().map(|e| e.id.as_str()))
+            .collect();
+        let steps = self.events.iter().filter(|(k, l)| {
+            self.pseudonyms.is_earlier_form(k) && l.iter().any(|e| !carried.contains(e.id.as_str()))
+        });
+        let entries = self
+            .written
+            .keys()
+            .filter(|k| self.pseudonyms.is_earlier_form(k));
+        let keys: BTreeSet<&str> = steps
+            .map(|(k, _)| k.as_str())
+            .chain(entries.map(String::as_str))
+            .collect();
+        keys.into_iter().collect()
+    }
+
     /// The hub's steps and the list's entries due at `now`; what it
     /// returns is also taken into its own memory.
     fn tick(&mut self, now: DateTime<Utc>) -> Writes {
         let mut out = Writes::default();
+        self.carry_over(&mut out);
         let keys: BTreeSet<String> = self
             .entities
             .keys()
             .chain(self.events.keys())
+            .filter(|k| !self.pseudonyms.is_earlier_form(k))
             .cloned()
             .collect();
         for key in keys {
@@ -310,6 +386,9 @@ impl ListKeeper {
     fn counts(&self, now: DateTime<Utc>) -> (u64, u64) {
         let (mut listed, mut open) = (0, 0);
         for key in self.events.keys() {
+            if self.pseudonyms.is_earlier_form(key) {
+                continue;
+            }
             for c in self.cases(key, now) {
                 if c.listed() {
                     listed += 1;
@@ -340,6 +419,7 @@ pub async fn run_blacklist(ctx: KeeperContext, config: CreditConfig, shutdown: C
         decisions_topic: &config.decisions_topic,
         list: &list,
         keeper: ListKeeper::new(list.clone(), ctx.calendar.clone(), pseudonyms.clone()),
+        left_behind_said: false,
     };
     crate::keepers::keep("blacklist keeper", &ctx, make, &shutdown).await;
 }
@@ -349,6 +429,8 @@ struct ListRoom<'a> {
     decisions_topic: &'a str,
     list: &'a BlacklistConfig,
     keeper: ListKeeper,
+    /// Whether persons left under another suite's pseudonyms were said.
+    left_behind_said: bool,
 }
 
 impl Keeper for ListRoom<'_> {
@@ -362,6 +444,10 @@ impl Keeper for ListRoom<'_> {
 
     fn observe(&mut self, ctx: &KeeperContext, f: Followed) {
         if f.topic == self.list.topic {
+            if f.payload.is_empty() {
+                self.keeper.observe_removal(&f.key);
+                return;
+            }
             match serde_json::from_slice::<Value>(&f.payload) {
                 Ok(v) => self.keeper.observe_entry(&f.key, &v),
                 Err(e) => f.unreadable("blacklist keeper", &e.to_string()),
@@ -383,6 +469,24 @@ impl Keeper for ListRoom<'_> {
         let now = ctx.clock.now();
         let writes = self.keeper.tick(now);
         write_list(ctx, self.list, &writes).await?;
+        if !writes.removed.is_empty() {
+            tracing::info!(
+                persons = writes.removed.len(),
+                "blacklist: carried over from the previous suite's pseudonyms"
+            );
+        }
+        let behind = self.keeper.left_behind();
+        if !behind.is_empty() && !self.left_behind_said {
+            self.left_behind_said = true;
+            tracing::error!(
+                persons = behind.len(),
+                first = behind[0],
+                carrying_over = self.keeper.pseudonyms.carrying_over(),
+                "blacklist: steps or entries kept under pseudonyms of another suite are not carried over \
+                 (no decision read names the person, or [hub] previous_suite is not set); \
+                 they are left as they are and nothing is written for them"
+            );
+        }
         let (listed, open) = self.keeper.counts(now);
         ctx.stats.blacklisted.store(listed, Ordering::Relaxed);
         ctx.stats.blacklist_open.store(open, Ordering::Relaxed);
@@ -397,6 +501,9 @@ async fn write_list(ctx: &KeeperContext, list: &BlacklistConfig, w: &Writes) -> 
     }
     for (key, entry) in &w.entries {
         ctx.send(&list.topic, key, entry).await?;
+    }
+    for key in &w.removed {
+        ctx.send_tombstone(&list.topic, key).await?;
     }
     Ok(())
 }
@@ -688,5 +795,107 @@ mod tests {
         assert!(w.events[0].entity.starts_with("pid:"));
         let text = serde_json::to_string(&w.events).unwrap();
         assert!(crate::personal::full_ids(&text).is_empty(), "{text}");
+    }
+
+    /// A deployment changing from `intl` to `gm` keeps a listed person
+    /// listed: the steps move to the HMAC-SM3 key, the entry under the
+    /// HMAC-SHA256 key is removed, and once the change is over the old
+    /// steps left on the (never deleted) procedure topic write nothing.
+    #[test]
+    fn a_change_of_suite_carries_a_listed_person_over_to_the_new_pseudonym() {
+        use duijie_crypto::Suite;
+        let id = "11010519491231002X";
+        let person = json!({"id": "pen:9", "decision_no": "宜高综执罚决字〔2026〕第0900号", "action": "ISSUED",
+            "serious": false, "categories": ["吊销许可证件"], "decided_at": local(3, 2, 0).timestamp_millis(),
+            "industry": "MARKET", "party": {"name": "李娜", "type": "NATURAL_PERSON", "id_number": id}});
+        let in_suite = |suite, previous| {
+            let mut k = keeper();
+            k.pseudonyms = k.pseudonyms.clone().in_suite(suite, previous);
+            k
+        };
+        // Listed under intl.
+        let mut intl = in_suite(Suite::Intl, None);
+        intl.observe_decision(&person);
+        let mut topics = intl.tick(local(3, 2, 12));
+        let old = intl.pseudonyms.of(id);
+        for (kind, at) in [
+            (EventKind::NoticeServed, local(3, 3, 9)),
+            (EventKind::ListingDecided, local(3, 20, 9)),
+        ] {
+            let case = intl.cases(&old, at).into_iter().next().expect("a case");
+            let e = crate::keepers::blacklist::officer_act(&case, kind, "张三", Some(at), None, at)
+                .expect("allowed");
+            intl.observe_event(e.clone());
+            topics.events.push(e);
+        }
+        topics.entries.extend(intl.tick(local(3, 20, 10)).entries);
+        assert_eq!(topics.entries.len(), 1, "listed under intl");
+
+        // The deployment now says suite = "gm", previous_suite = "intl".
+        let read_back = |k: &mut ListKeeper, t: &Writes| {
+            k.observe_decision(&person);
+            for e in &t.events {
+                k.observe_event(e.clone());
+            }
+            for (key, entry) in &t.entries {
+                k.observe_entry(key, entry);
+            }
+            for key in &t.removed {
+                k.observe_removal(key);
+            }
+        };
+        let mut gm = in_suite(Suite::Gm, Some(Suite::Intl));
+        read_back(&mut gm, &topics);
+        let new = gm.pseudonyms.of(id);
+        assert!(new.starts_with("pid-sm3:"), "{new}");
+        let carried = gm.tick(local(3, 21, 10));
+        assert_eq!(
+            carried.removed,
+            vec![old.clone()],
+            "the intl entry is removed"
+        );
+        assert_eq!(
+            carried.events.len(),
+            3,
+            "proposal, notice and decision carried over"
+        );
+        assert!(carried.events.iter().all(|e| e.entity == new
+            && crate::keepers::blacklist::entity_of_case(&e.case_id) == Some(new.as_str())));
+        assert_eq!(carried.entries.len(), 1);
+        assert_eq!(carried.entries[0].0, new);
+        assert_eq!(
+            carried.entries[0].1["action"], "ADD",
+            "still listed: {:?}",
+            carried.entries[0].1
+        );
+        assert!(gm.left_behind().is_empty());
+        // What the topics hold now (the old steps stay: that topic is
+        // never deleted), read by the keeper after the change is over.
+        topics.events.extend(carried.events);
+        topics.entries.extend(carried.entries);
+        topics.removed.extend(carried.removed);
+        let mut after = in_suite(Suite::Gm, None);
+        read_back(&mut after, &topics);
+        assert_eq!(after.tick(local(3, 22, 10)), Writes::default());
+        assert!(after.left_behind().is_empty());
+        assert_eq!(after.counts(local(3, 22, 10)).0, 1, "one listed");
+
+        // Changed without `previous_suite`: the intl history is not
+        // carried, nothing is written for it, and it is said.
+        let mut skipped = in_suite(Suite::Gm, None);
+        let before: Writes = Writes {
+            events: topics
+                .events
+                .iter()
+                .filter(|e| e.entity == old)
+                .cloned()
+                .collect(),
+            entries: vec![],
+            removed: vec![],
+        };
+        read_back(&mut skipped, &before);
+        let w = skipped.tick(local(3, 21, 10));
+        assert!(w.entries.is_empty() && w.removed.is_empty(), "{w:?}");
+        assert_eq!(skipped.left_behind(), vec![old.as_str()]);
     }
 }
