@@ -682,6 +682,119 @@ fn push_preview_shows_the_soap_envelope_signed_with_the_hubs_sm2_key() {
     assert_eq!(sent, 6, "the GENERAL and FRANCHISE licences: {stdout}");
 }
 
+/// The emergency bureau's feed is encrypted to its SM2 key: each body
+/// `push preview` shows is the envelope `duijie-sm4/1`, which Python opens
+/// with implementations nobody here wrote — `gmssl` unwraps the data key
+/// (C1C3C2) with the bureau's private key, `cryptography` opens SM4-GCM
+/// with the Idempotency-Key as associated data — and finds the record; the
+/// HMAC-SM3 covers the envelope as sent; the same envelope under another
+/// key does not open.
+#[test]
+fn the_emergency_feed_is_an_sm4_envelope_that_gmssl_and_cryptography_open() {
+    let (code, stdout, stderr) = duijie(&[
+        "push",
+        "preview",
+        "--delivery",
+        "feed_emergency",
+        "--input",
+        "mappings/tests/safety_hazard/01_rows.expected.jsonl",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // The bureau's private key as gmssl takes it: hex, and its public
+    // point without 04.
+    let pem = root().join("sandbox/src/keys/dept_emergency_sm2_key.pem");
+    let text = std::process::Command::new("openssl")
+        .args(["pkey", "-noout", "-text", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let hex_of =
+        |block: &str| -> String { block.chars().filter(char::is_ascii_hexdigit).collect() };
+    let after_priv = text.split("priv:").nth(1).unwrap();
+    let (priv_block, pub_block) = after_priv.split_once("pub:").unwrap();
+    let secret = format!("{:0>64}", hex_of(priv_block).trim_start_matches("00"));
+    let public = hex_of(pub_block.split("ASN1").next().unwrap());
+    let public = &public[public.len() - 128..];
+    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let open = |envelope: &serde_json::Value, aad: &str| -> std::process::Output {
+        let script = format!(
+            r#"import base64, sys
+from gmssl import sm2
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+e = {e}
+wrapped = base64.b64decode(e["key"])
+c = sm2.CryptSM2(private_key="{secret}", public_key="{public}", mode=1)
+dk = c.decrypt(wrapped[1:])
+iv, data = base64.b64decode(e["iv"]), base64.b64decode(e["data"])
+d = Cipher(algorithms.SM4(dk), modes.GCM(iv, data[-16:])).decryptor()
+d.authenticate_additional_data({aad:?}.encode())
+sys.stdout.write((d.update(data[:-16]) + d.finalize()).decode())
+"#,
+            e = envelope,
+        );
+        std::process::Command::new(&python)
+            .args(["-c", &script])
+            .output()
+            .unwrap()
+    };
+    let mut sent = 0;
+    for line in stdout.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        if row["request"].is_null() {
+            continue;
+        }
+        sent += 1;
+        let headers: std::collections::BTreeMap<String, String> = row["request"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h[0].as_str().unwrap().to_owned(),
+                    h[1].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(headers["X-Body-Encryption"], "sm4-gcm");
+        let body = row["request"]["body"].as_str().unwrap();
+        let envelope: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(envelope["envelope"], "duijie-sm4/1");
+        assert!(
+            !body.contains("YH20"),
+            "the hazard number shows through: {body}"
+        );
+        let key = &headers["Idempotency-Key"];
+        // The HMAC-SM3 covers the envelope as sent.
+        use duijie_connectors::signature::{Suite, verify_v2_with};
+        let secret_file =
+            std::fs::read_to_string(root().join("pipelines/secrets/dept_feed_secret")).unwrap();
+        assert!(verify_v2_with(
+            Suite::Gm,
+            secret_file.trim(),
+            &headers["X-Timestamp"],
+            key,
+            body.as_bytes(),
+            &headers["X-Signature"],
+        ));
+        let out = open(&envelope, key);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(record["grade"], "MAJOR", "{record}");
+        assert!(
+            record["hazard_no"].as_str().unwrap().starts_with("YH"),
+            "{record}"
+        );
+        // Moved to another record, the envelope does not open.
+        assert!(!open(&envelope, "saf:another:u1").status.success());
+    }
+    assert_eq!(sent, 6, "the six major hazards: {stdout}");
+}
+
 /// The receiver contract (docs/RECEIVING.md) is enough to verify a webhook:
 /// its Python check, run as written, accepts the test vector the hub's own
 /// signature gives and refuses the same request under another key.

@@ -29,7 +29,10 @@ pub struct Departments {
 impl Default for Departments {
     fn default() -> Self {
         Self {
-            webhook: Inbox::signed(DEPT_SECRET),
+            // The emergency bureau takes its feed encrypted to its SM2 key
+            // (the public half is pipelines/secrets/dept_emergency_sm2_public.pem).
+            webhook: Inbox::signed(DEPT_SECRET)
+                .sealed_for("emergency", include_str!("keys/dept_emergency_sm2_key.pem")),
             soap: Inbox::default(),
             approval_blacklist: Inbox::default(),
         }

@@ -77,6 +77,46 @@ pub async fn capture(
     .await
 }
 
+/// The body inside the envelope `duijie-sm4/1`, as docs/RECEIVING.md
+/// tells a department to open it.
+fn open_envelope(
+    private: &duijie_crypto::sm2::PrivateKey,
+    idempotency_key: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    use duijie_crypto::sm2::CipherForm;
+    let e: Value = serde_json::from_slice(body).map_err(|_| "不是加密信封".to_owned())?;
+    if e["envelope"] != "duijie-sm4/1" {
+        return Err("不是加密信封".into());
+    }
+    let text = match e["text"].as_str() {
+        Some("hex") => duijie_crypto::Text::Hex,
+        _ => duijie_crypto::Text::Base64,
+    };
+    let field = |k: &str| {
+        e[k].as_str()
+            .ok_or_else(|| format!("缺少 {k}"))
+            .and_then(|v| text.decode(v).map_err(|x| x.to_string()))
+    };
+    let form = match e["key_form"].as_str() {
+        Some("c1c2c3") => CipherForm::C1C2C3,
+        Some("der") => CipherForm::Der,
+        _ => CipherForm::C1C3C2,
+    };
+    let data_key = private
+        .decrypt(&field("key")?, form)
+        .map_err(|x| x.to_string())?;
+    let (iv, data) = (field("iv")?, field("data")?);
+    match e["cipher"].as_str() {
+        Some("sm4-gcm") => {
+            duijie_crypto::sm4::gcm_open(&data_key, &iv, idempotency_key.as_bytes(), &data)
+        }
+        Some("sm4-cbc") => duijie_crypto::sm4::cbc_decrypt(&data_key, &iv, &data),
+        other => return Err(format!("不支持的算法 {other:?}")),
+    }
+    .map_err(|x| x.to_string())
+}
+
 /// A refusal rule: records whose `field` equals `equals` are refused.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +150,9 @@ pub struct Inbox {
     inner: Arc<Mutex<InboxState>>,
     /// Signatures are required when set.
     secret: Option<Arc<String>>,
+    /// Boxes that take only encrypted bodies (the envelope `duijie-sm4/1`,
+    /// docs/RECEIVING.md), with their SM2 private key.
+    sealed_for: Arc<BTreeMap<String, duijie_crypto::sm2::PrivateKey>>,
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {
@@ -121,7 +164,16 @@ impl Inbox {
         Self {
             inner: Arc::default(),
             secret: Some(Arc::new(secret.to_owned())),
+            sealed_for: Arc::default(),
         }
+    }
+
+    /// Box `name` takes only bodies encrypted to the SM2 key `pem`.
+    pub fn sealed_for(mut self, name: &str, pem: &str) -> Self {
+        let key = duijie_crypto::sm2::PrivateKey::from_pem(pem, duijie_crypto::sm2::DEFAULT_DISTID)
+            .expect("the sandbox's department key reads");
+        Arc::make_mut(&mut self.sealed_for).insert(name.to_owned(), key);
+        self
     }
 
     pub fn set_down(&self, down: bool) {
@@ -180,6 +232,22 @@ impl Inbox {
                 StatusCode::BAD_REQUEST,
                 json!({"status": "refused", "message": "缺少 Idempotency-Key"}),
             );
+        };
+        let opened;
+        let body = match self.sealed_for.get(name) {
+            None => body,
+            Some(private) => match open_envelope(private, &key, body) {
+                Ok(plain) => {
+                    opened = plain;
+                    &opened[..]
+                }
+                Err(why) => {
+                    return answer(
+                        StatusCode::BAD_REQUEST,
+                        json!({"status": "refused", "message": format!("无法解密：{why}")}),
+                    );
+                }
+            },
         };
         let record: Value = match serde_json::from_slice(body) {
             Ok(v) => v,

@@ -83,6 +83,10 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
         captured.to_lowercase().contains("x-signature-sm2"),
         "no SM2 signature in the capture"
     );
+    assert!(
+        captured.to_lowercase().contains("x-body-encryption"),
+        "no encrypted body in the capture"
+    );
     let mut pipelines = 0;
     for line in stdout.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -139,6 +143,10 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
         if words.len() >= 19 && words[1] == "delivered" && words[12] == "receipts" {
             pushes += 1;
             let n = |i: usize| words[i].parse::<u64>().unwrap();
+            if words[0] == "feed_emergency" {
+                // Encrypted to the bureau's key, opened by its receiver.
+                assert!(n(2) > 0, "{line}: nothing delivered encrypted");
+            }
             assert_eq!(n(13), n(2) + n(4) + n(6) + n(9) + n(11), "{line}: receipts");
             assert_eq!(n(15), 0, "{line}: a record receipted twice");
             assert_eq!(n(18), n(4) + n(6), "{line}: dead letters");

@@ -248,6 +248,12 @@ pub enum TargetConfig {
         /// `[hub.signing]`, copied here when the deployment is read.
         #[serde(skip)]
         signing: Option<Signing>,
+        /// The body encrypted to the receiver (`[….target.encryption]`):
+        /// SM4 under a fresh data key, the key wrapped with the receiver's
+        /// SM2 public key (GB/T 39786-2021 level 3, confidentiality of
+        /// important data in transit). See [`BodyEncryption`].
+        #[serde(default)]
+        encryption: Option<BodyEncryption>,
     },
     /// A legacy SOAP/XML receiver; the key travels in the envelope header.
     Soap {
@@ -277,6 +283,64 @@ fn yes() -> bool {
 }
 
 pub use duijie_connectors::signature::HmacScheme;
+
+/// A receiver's body-encryption profile: the envelope `duijie-sm4/1`
+/// (docs/RECEIVING.md, "Encrypted bodies").
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyEncryption {
+    /// `sm4-gcm` (the key as associated data) or `sm4-cbc` (PKCS#7).
+    pub cipher: BodyCipher,
+    /// The receiver's SM2 public key, PEM (`openssl pkey -pubout`).
+    pub public_key: String,
+    /// How the wrapped data key is laid out: `c1c3c2` (GB/T 32918.4,
+    /// default), `c1c2c3` (the 2010 draft, as older libraries write it) or
+    /// `der` (GM/T 0009, as OpenSSL writes it).
+    #[serde(default)]
+    pub key_form: duijie_crypto::sm2::CipherForm,
+    /// `base64` (default) or `hex`, for the key, the IV and the data.
+    #[serde(default)]
+    pub text: duijie_crypto::Text,
+}
+
+impl std::fmt::Debug for BodyEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyEncryption")
+            .field("cipher", &self.cipher)
+            .field("key_form", &self.key_form)
+            .field("text", &self.text)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BodyEncryption {
+    /// The receiver's key, read.
+    pub fn receiver_key(&self) -> Result<duijie_crypto::sm2::PublicKey, String> {
+        duijie_crypto::sm2::PublicKey::from_pem(
+            &self.public_key,
+            duijie_crypto::sm2::DEFAULT_DISTID,
+        )
+        .map_err(|e| format!("`target.encryption.public_key`: {e}"))
+    }
+}
+
+/// The body's cipher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum BodyCipher {
+    #[serde(rename = "sm4-gcm")]
+    Sm4Gcm,
+    #[serde(rename = "sm4-cbc")]
+    Sm4Cbc,
+}
+
+impl BodyCipher {
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyCipher::Sm4Gcm => "sm4-gcm",
+            BodyCipher::Sm4Cbc => "sm4-cbc",
+        }
+    }
+}
 
 /// `[hub.signing]`: the hub's SM2 private key and how its signatures
 /// travel.
@@ -404,9 +468,17 @@ impl DeliveryConfig {
             _ => {}
         }
         match &self.target {
-            TargetConfig::Webhook { url, secret, .. } => {
+            TargetConfig::Webhook {
+                url,
+                secret,
+                encryption,
+                ..
+            } => {
                 reqwest::Url::parse(&url.replace("{team}", "t"))
                     .map_err(|e| format!("`target.url`: {e}"))?;
+                if let Some(e) = encryption {
+                    e.receiver_key()?;
+                }
                 if secret.len() < 16 {
                     return Err("`target.secret` must be at least 16 characters".into());
                 }

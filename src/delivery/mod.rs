@@ -20,7 +20,10 @@ pub mod sink;
 pub mod status;
 pub mod transform;
 
-pub use config::{DeliveryConfig, HmacScheme, Select, Signing, TargetConfig, TransformConfig};
+pub use config::{
+    BodyCipher, BodyEncryption, DeliveryConfig, HmacScheme, Select, Signing, TargetConfig,
+    TransformConfig,
+};
 
 use crate::bus::{Bus, DeadLetter, Provenance};
 use crate::error::{Context, Domain, Error, Result};

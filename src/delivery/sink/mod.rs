@@ -11,6 +11,7 @@
 //! for its records ([`super::pull`]).
 
 mod credit_batch;
+mod envelope;
 mod soap;
 mod webhook;
 
@@ -157,6 +158,7 @@ impl TargetConfig {
                 timeout,
                 signature,
                 signing,
+                encryption,
                 ..
             } => (
                 Box::new(webhook::Webhook::new(
@@ -164,6 +166,7 @@ impl TargetConfig {
                     secret,
                     *signature,
                     signing.as_ref(),
+                    encryption.as_ref(),
                 )),
                 *timeout,
             ),

@@ -4,7 +4,9 @@
 //! `[hub.signing]` the hub's SM2 signature over the same bytes
 //! (`X-Signature-SM2`, its key in `X-Signature-SM2-Key`, its identifier in
 //! `X-Signature-SM2-Id`, its layout in `X-Signature-SM2-Form`). `{team}` in
-//! the URL is replaced by the route of a licence notice.
+//! the URL is replaced by the route of a licence notice. With
+//! `encryption`, the body is the receiver's SM4 envelope ([`super::envelope`])
+//! and the signatures cover the envelope as sent.
 
 use super::{Sink, WireRequest, sent};
 use crate::delivery::transform::Outgoing;
@@ -15,6 +17,7 @@ pub(super) struct Webhook {
     secret: String,
     suite: duijie_connectors::signature::Suite,
     sm2: Option<super::HubSignature>,
+    envelope: Option<super::envelope::Envelope>,
 }
 
 impl Webhook {
@@ -23,12 +26,14 @@ impl Webhook {
         secret: &str,
         scheme: crate::delivery::HmacScheme,
         signing: Option<&crate::delivery::Signing>,
+        encryption: Option<&crate::delivery::BodyEncryption>,
     ) -> Self {
         Self {
             url: url.to_owned(),
             secret: secret.to_owned(),
             suite: scheme.suite(),
             sm2: signing.and_then(super::HubSignature::new),
+            envelope: encryption.and_then(super::envelope::Envelope::new),
         }
     }
 }
@@ -46,9 +51,12 @@ impl Sink for Webhook {
             } => self.url.replace("{team}", team),
             _ => self.url.clone(),
         };
-        let body = first.body().to_string();
-        let ts = ts.to_string();
         let key = first.key().to_owned();
+        let body = match &self.envelope {
+            Some(e) => e.seal(&key, first.body().to_string().as_bytes()),
+            None => first.body().to_string(),
+        };
+        let ts = ts.to_string();
         use duijie_connectors::signature as sig;
         let signature = sig::sign_v2_with(self.suite, &self.secret, &ts, &key, body.as_bytes());
         let mut headers = vec![
@@ -57,6 +65,9 @@ impl Sink for Webhook {
             ("X-Signature-Scheme", sig::scheme_v2(self.suite).into()),
             ("X-Signature", signature),
         ];
+        if let Some(e) = &self.envelope {
+            headers.push(("X-Body-Encryption", e.name().into()));
+        }
         if let Some(sm2) = &self.sm2 {
             headers.extend(sm2.headers(&ts, &key, body.as_bytes()));
         }
