@@ -83,3 +83,118 @@ fn form_name(form: duijie_crypto::sm2::CipherForm) -> &'static str {
         CipherForm::Der => "der",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duijie_crypto::Text;
+    use duijie_crypto::sm2::{CipherForm, PrivateKey};
+
+    fn profile(
+        receiver: &PrivateKey,
+        cipher: BodyCipher,
+        key_form: CipherForm,
+        text: Text,
+    ) -> Envelope {
+        Envelope::new(&BodyEncryption {
+            cipher,
+            public_key: receiver.public().to_pem(),
+            key_form,
+            text,
+        })
+        .expect("the key reads")
+    }
+
+    /// Every profile combination, opened by what the receiver holds: the
+    /// fields in the declared text, the key in the declared layout, the
+    /// cipher with its IV size and (GCM) the key as associated data.
+    #[test]
+    fn every_profile_opens_with_the_receivers_key_and_only_for_its_record() {
+        let receiver = PrivateKey::generate(duijie_crypto::sm2::DEFAULT_DISTID);
+        let plain = br#"{"id":"saf:1","grade":"MAJOR"}"#;
+        for cipher in [BodyCipher::Sm4Gcm, BodyCipher::Sm4Cbc] {
+            for form in [CipherForm::C1C3C2, CipherForm::C1C2C3, CipherForm::Der] {
+                for text in [Text::Base64, Text::Hex] {
+                    let e: serde_json::Value = serde_json::from_str(
+                        &profile(&receiver, cipher, form, text).seal("saf:1:u1", plain),
+                    )
+                    .unwrap();
+                    let field = |k: &str| text.decode(e[k].as_str().unwrap()).unwrap();
+                    let data_key = receiver.decrypt(&field("key"), form).unwrap();
+                    let (iv, data) = (field("iv"), field("data"));
+                    let opened = match cipher {
+                        BodyCipher::Sm4Gcm => {
+                            assert_eq!(iv.len(), 12);
+                            assert!(
+                                duijie_crypto::sm4::gcm_open(&data_key, &iv, b"saf:2:u1", &data)
+                                    .is_err(),
+                                "moved to another record"
+                            );
+                            duijie_crypto::sm4::gcm_open(&data_key, &iv, b"saf:1:u1", &data)
+                        }
+                        BodyCipher::Sm4Cbc => {
+                            assert_eq!(iv.len(), 16);
+                            duijie_crypto::sm4::cbc_decrypt(&data_key, &iv, &data)
+                        }
+                    }
+                    .unwrap();
+                    assert_eq!(opened, plain, "{cipher:?} {form:?} {text:?}");
+                    assert_eq!(e["cipher"], cipher.name());
+                }
+            }
+        }
+    }
+
+    /// The RECEIVING.md recipe for OpenSSL's command line: `der` and
+    /// `sm4-cbc`, opened with `pkeyutl` and `enc` alone.
+    #[test]
+    fn a_der_cbc_envelope_opens_with_openssls_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        run(&["genpkey", "-algorithm", "SM2", "-out", "key.pem"]);
+        let pem = std::fs::read_to_string(dir.path().join("key.pem")).unwrap();
+        let receiver = PrivateKey::from_pem(&pem, duijie_crypto::sm2::DEFAULT_DISTID).unwrap();
+        let plain = "{\"id\":\"saf:1\",\"description\":\"储罐区\"}";
+        let e: serde_json::Value = serde_json::from_str(
+            &profile(&receiver, BodyCipher::Sm4Cbc, CipherForm::Der, Text::Hex)
+                .seal("saf:1:u1", plain.as_bytes()),
+        )
+        .unwrap();
+        let hex_field = |k: &str| e[k].as_str().unwrap().to_owned();
+        std::fs::write(
+            dir.path().join("wrapped"),
+            hex::decode(hex_field("key")).unwrap(),
+        )
+        .unwrap();
+        let data_key = run(&["pkeyutl", "-decrypt", "-inkey", "key.pem", "-in", "wrapped"]);
+        std::fs::write(
+            dir.path().join("data"),
+            hex::decode(hex_field("data")).unwrap(),
+        )
+        .unwrap();
+        let opened = run(&[
+            "enc",
+            "-d",
+            "-sm4-cbc",
+            "-K",
+            &hex::encode(data_key),
+            "-iv",
+            &hex_field("iv"),
+            "-in",
+            "data",
+        ]);
+        assert_eq!(String::from_utf8(opened).unwrap(), plain);
+    }
+}
