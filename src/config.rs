@@ -420,6 +420,10 @@ impl PipelineConfig {
 /// least: a commitment may fall due years after its licence (5 years).
 const COMMITMENT_HISTORY_MONTHS: u32 = 60;
 
+/// How long audit topics keep their entries at least: six months
+/// (《网络安全法》 art. 21(3): network logs kept no less than six months).
+const AUDIT_MONTHS: u32 = 6;
+
 /// Who rebuilds from a topic, and the longest period it feeds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
@@ -695,7 +699,9 @@ impl Deployment {
             }
             | crate::delivery::TargetConfig::Soap {
                 sm2: true, signing, ..
-            } = &mut d.get_mut().target
+            }
+            | crate::delivery::TargetConfig::CreditBatch { signing, .. } =
+                &mut d.get_mut().target
             {
                 signing.clone_from(&raw.hub.signing);
             }
@@ -885,7 +891,8 @@ impl Deployment {
     }
 
     /// The topics whose history a keeper, the public window or the entity
-    /// library rebuilds from, each with who reads it and the longest
+    /// library rebuilds from, and the audit trails (kept six months at
+    /// least), each with who reads it and the longest
     /// period it feeds in months: they must keep their records at least
     /// that long (ARCHITECTURE: history is kept as long as what is rebuilt
     /// from it; nothing is inferred from a record's absence). The hub
@@ -944,6 +951,20 @@ impl Deployment {
         if let Some(c) = &self.commitments {
             // A commitment (告知承诺) may fall due years after its licence.
             add(&c.licence_topic, "告知承诺跟踪", COMMITMENT_HISTORY_MONTHS);
+        }
+        // Audit trails: network logs kept at least six months (《网络安全法》
+        // art. 21(3); 等保 2.0 security audit). 6 × 31 days ≥ 180.
+        add(
+            &self.hub.ops_audit_topic,
+            "操作审计（日志留存不少于六个月）",
+            AUDIT_MONTHS,
+        );
+        if let Some(d) = &self.desk {
+            add(
+                &d.audit_topic,
+                "工作台审计（日志留存不少于六个月）",
+                AUDIT_MONTHS,
+            );
         }
         out
     }

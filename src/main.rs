@@ -172,6 +172,11 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Receipts of the push feeds.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
     /// The tamper-evident audit trail (SM3 chain, SM2 signatures).
     Audit {
         #[command(subcommand)]
@@ -187,6 +192,30 @@ enum Command {
         kind: ValidateKind,
         #[arg(required = true)]
         values: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReceiptsCommand {
+    /// Prove, for a delivery's receipts (one record's, with --record),
+    /// what was sent and what was acknowledged: the hub's SM2 signature
+    /// over each receipt, the receiver's SM2 signature over its answer
+    /// (its `receipt_key`), and with --input (canonical records, as `duijie
+    /// map` writes them) that the body sent is the one the delivery makes
+    /// of the record. Exit 1 when a check fails.
+    Verify {
+        #[arg(long)]
+        delivery: String,
+        #[arg(long)]
+        record: Option<String>,
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// The hub's public key (SPKI PEM) (default: the public half of
+        /// `[hub.signing]`).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
     },
 }
 
@@ -658,6 +687,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ))
             }))
         }
+        Command::Receipts {
+            command:
+                ReceiptsCommand::Verify {
+                    delivery,
+                    record,
+                    input,
+                    public_key,
+                    config,
+                },
+        } => receipts_verify(&config, &delivery, record, input, public_key),
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -1011,19 +1050,73 @@ async fn audited(
     }
 }
 
-fn audit_verify(
+fn receipts_verify(
     config: &Path,
-    topic: Option<String>,
+    delivery: &str,
+    record: Option<String>,
+    input: Option<PathBuf>,
     public_key: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let deployment = load_deployment(config)?;
-    let topic = match topic.or_else(|| deployment.desk.as_ref().map(|d| d.audit_topic.clone())) {
-        Some(t) => t,
-        None => bail!("the deployment has no [desk]: name the audit topic with --topic"),
+    let Some((name, d)) = deployment.deliveries.iter().find(|(n, _)| n == delivery) else {
+        bail!("{}: no delivery `{delivery}`", config.display());
     };
+    let hub = hub_public_key(&deployment, public_key)?;
+    let receiver = d
+        .target
+        .receipt_key()
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let bodies = match &input {
+        None => None,
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let rows = duijie::delivery::preview(
+                name,
+                d,
+                &text,
+                &file.display().to_string(),
+                chrono::Utc::now(),
+            )?;
+            Some(duijie::delivery::proof::bodies_of_preview(&rows))
+        }
+    };
+    let checked = tokio_main_value(async {
+        let keys = duijie::delivery::proof::Keys {
+            hub: hub.as_ref(),
+            receiver: receiver.as_ref(),
+            bodies: bodies.as_ref(),
+        };
+        Ok(
+            duijie::delivery::proof::verify(&deployment.feeds(), name, record.as_deref(), &keys)
+                .await?,
+        )
+    })?;
+    let failing = checked.iter().filter(|c| !c.holds()).count();
+    for c in &checked {
+        println!("{}", c.line());
+    }
+    println!(
+        "{} receipt(s) with a proof, {failing} failing",
+        checked.len()
+    );
+    Ok(if failing == 0 && !checked.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The hub's public key: from a file, else the public half of
+/// `[hub.signing]`.
+fn hub_public_key(
+    deployment: &Deployment,
+    file: Option<PathBuf>,
+) -> Result<Option<duijie_crypto::sm2::PublicKey>> {
     let signing = deployment.hub.signing.as_ref();
     let distid = signing.map_or(duijie_crypto::sm2::DEFAULT_DISTID, |s| s.distid.as_str());
-    let public = match (public_key, signing) {
+    Ok(match (file, signing) {
         (Some(file), _) => Some(
             duijie_crypto::sm2::PublicKey::from_pem(
                 &std::fs::read_to_string(&file)
@@ -1034,7 +1127,20 @@ fn audit_verify(
         ),
         (None, Some(s)) => Some(s.private_key().map_err(anyhow::Error::msg)?.public()),
         (None, None) => None,
+    })
+}
+
+fn audit_verify(
+    config: &Path,
+    topic: Option<String>,
+    public_key: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let deployment = load_deployment(config)?;
+    let topic = match topic.or_else(|| deployment.desk.as_ref().map(|d| d.audit_topic.clone())) {
+        Some(t) => t,
+        None => bail!("the deployment has no [desk]: name the audit topic with --topic"),
     };
+    let public = hub_public_key(&deployment, public_key)?;
     let signatures = public.is_some();
     let bus = deployment.bus();
     let (text, clean) = tokio_main_value(async move {

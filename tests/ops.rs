@@ -137,3 +137,63 @@ settle = "0s"
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no hub answers"));
 }
+
+/// The operator audit is a network log kept at least six months
+/// (《网络安全法》 art. 21(3)): a topic someone made with thirty days'
+/// retention is refused at the start, by name, and the hub does not run.
+#[test]
+fn an_audit_topic_kept_less_than_six_months_is_refused_at_start() {
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    let audit = unique("ops.audit");
+    let d = TestDeployment::with_hub(
+        &brokers(),
+        &format!("ops_audit_topic = \"{audit}\""),
+        &format!(
+            r#"[pipelines.urban_files]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "{topic}"
+schedule = "* * * * * *"
+
+[pipelines.urban_files.source]
+kind = "file_drop"
+dir = "inbox"
+layout = "jsonl"
+settle = "0s"
+"#,
+            topic = unique("canonical.urban")
+        ),
+    );
+    std::fs::create_dir_all(d.path("inbox")).unwrap();
+    let b = bus(&brokers());
+    block_on(async {
+        let admin = b.admin().unwrap();
+        let thirty_days = (30_i64 * 86_400_000).to_string();
+        let new =
+            NewTopic::new(&audit, 1, TopicReplication::Fixed(1)).set("retention.ms", &thirty_days);
+        for r in admin
+            .create_topics([&new], &AdminOptions::new())
+            .await
+            .unwrap()
+        {
+            r.unwrap();
+        }
+    });
+    let mut hub = d.spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = hub.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub did not refuse to start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let log = log_so_far(&hub);
+    for expected in [audit.as_str(), "30 days", "操作审计", "6 months"] {
+        assert!(log.contains(expected), "{expected} not in:\n{log}");
+    }
+}

@@ -53,23 +53,28 @@ fn penalties_reach_the_credit_platform_exactly_and_the_clock_follows() {
     let topic = unique("canonical.penalty");
     let alerts = unique("alerts");
     let receipts = unique("receipts");
+    let secrets = root().join("pipelines/secrets");
     let d = TestDeployment::with_hub(
         &brokers,
-        "pseudonym_key = \"a-test-pseudonym-key-of-32-characters\"",
+        &format!(
+            "pseudonym_key = \"a-test-pseudonym-key-of-32-characters\"\nsigning = {{ key = \"${{file:{}}}\" }}",
+            secrets.join("hub_sm2_key.pem").display()
+        ),
         &format!(
             r#"{pipeline}
 [deliveries.credit]
 topic = "{topic}"
 department = "信用平台"
 transform = {{ kind = "credit_penalty" }}
-target = {{ kind = "credit_batch", url = "http://{sandbox}/credit/api/penalties" }}
+target = {{ kind = "credit_batch", url = "http://{sandbox}/credit/api/penalties", receipt_key = "${{file:{platform_key}}}" }}
 batch_size = 7
 
 [credit]
 decisions_topic = "{topic}"
 delivery = "credit"
 "#,
-            pipeline = penalty_pipeline(&sandbox, &topic)
+            pipeline = penalty_pipeline(&sandbox, &topic),
+            platform_key = secrets.join("credit_platform_sm2_public.pem").display(),
         ),
     );
     // Shared topics of this deployment, made unique.
@@ -286,6 +291,74 @@ delivery = "credit"
     };
     assert_eq!(outcome("not_sent"), light);
     assert_eq!(outcome("held"), held);
+
+    // Non-repudiation: every delivered receipt carries the platform's
+    // signed answer and the hub's signature; with the canonical records,
+    // the body sent is the one the delivery makes of each.
+    let schemas = schemas();
+    let records: String = read(&brokers, &topic, true)
+        .iter()
+        .map(|r| {
+            let v =
+                duijie::schema::decode_payload(&schemas, &r.headers, r.payload.as_deref().unwrap())
+                    .unwrap();
+            format!("{v}\n")
+        })
+        .collect();
+    std::fs::write(d.path("records.jsonl"), records).unwrap();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["receipts", "verify", "--delivery", "credit", "--config"];
+        let file = d.file.display().to_string();
+        args.push(&file);
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
+            .args(&args)
+            .env("DUIJIE_KAFKA_BROKERS", &brokers)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let input = d.path("records.jsonl").display().to_string();
+    let (code, stdout) = verify(&["--input", &input]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let proven = stdout
+        .lines()
+        .filter(|l| l.contains("hub signature: ok; receiver's signature: ok; body: ok"))
+        .count();
+    assert!(proven >= publishable.len(), "{stdout}");
+    // A receipt changed afterwards (a rejection made to look delivered)
+    // is found at its offset.
+    let delivered = read(&brokers, &receipts, true)
+        .into_iter()
+        .find(|r| {
+            serde_json::from_slice::<Value>(r.payload.as_deref().unwrap()).unwrap()["proof"]
+                .is_object()
+        })
+        .unwrap();
+    let mut forged: Value = serde_json::from_slice(delivered.payload.as_deref().unwrap()).unwrap();
+    forged["record_id"] = json!("pen:FORGED");
+    let producer = bus(&brokers).producer().unwrap();
+    let at = block_on(
+        producer.send(
+            rdkafka::producer::FutureRecord::to(&receipts)
+                .key("forged")
+                .payload(&forged.to_string()),
+            Duration::from_secs(10),
+        ),
+    )
+    .unwrap();
+    let (code, stdout) = verify(&["--record", "pen:FORGED"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "[{}:{}] hub signature: FAILS",
+            at.partition, at.offset
+        )),
+        "{stdout}"
+    );
 }
 
 /// 待定级: a fine the case system did not class is held (not at the

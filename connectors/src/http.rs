@@ -254,7 +254,11 @@ async fn read_body(response: reqwest::Response, limit: usize) -> Result<Bytes, S
     read_limited(response, limit).await
 }
 
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Bytes, SourceError> {
+/// A response's body, refused past `limit` bytes.
+pub async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, SourceError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(classify_reqwest)? {
         if body.len() + chunk.len() > limit {

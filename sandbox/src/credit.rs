@@ -203,6 +203,40 @@ fn check(r: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The platform's SM2 key: it signs every answer it gives a publisher
+/// (`X-Signature-SM2`, DER, base64, over the body), so the bureau can
+/// prove what the platform acknowledged. Its public half is
+/// pipelines/secrets/credit_platform_sm2_public.pem.
+static PLATFORM_KEY: std::sync::LazyLock<duijie_crypto::sm2::PrivateKey> =
+    std::sync::LazyLock::new(|| {
+        duijie_crypto::sm2::PrivateKey::from_pem(
+            include_str!("keys/credit_platform_sm2_key.pem"),
+            duijie_crypto::sm2::DEFAULT_DISTID,
+        )
+        .expect("the sandbox platform's key reads")
+    });
+
+/// An answer with the platform's signature.
+fn signed(body: &Value) -> Response {
+    let bytes = body.to_string();
+    let signature = duijie_crypto::Text::Base64
+        .encode(&PLATFORM_KEY.sign(bytes.as_bytes(), duijie_crypto::sm2::SignatureForm::Der));
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/json".to_owned(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-signature-sm2"),
+                signature,
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
 async fn batch(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Value>) -> Response {
     if p.outage.is_down() {
         return down();
@@ -236,7 +270,10 @@ async fn batch(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Val
         match check(&r) {
             Ok(()) => {
                 state.published.insert(key.clone(), r);
-                results.push(json!({"CF_WSH": wsh, "idempotency_key": key, "status": "ACCEPTED"}));
+                // The platform's receipt number (回执编号).
+                let receipt_no = format!("HZ{:08}", state.published.len());
+                results.push(json!({"CF_WSH": wsh, "idempotency_key": key, "status": "ACCEPTED",
+                    "receipt_no": receipt_no, "received_at": chrono::Utc::now().timestamp_millis()}));
             }
             Err(reason) => {
                 state.rejected.push(json!({"key": key, "reason": reason}));
@@ -244,7 +281,7 @@ async fn batch(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Val
             }
         }
     }
-    axum::Json(json!({"code": 0, "results": results})).into_response()
+    signed(&json!({"code": 0, "results": results}))
 }
 
 async fn withdraw(
@@ -277,7 +314,7 @@ async fn withdraw(
         .withdrawn
         .entry(key)
         .or_insert(body);
-    axum::Json(json!({"code": 0, "status": "WITHDRAWN"})).into_response()
+    signed(&json!({"code": 0, "status": "WITHDRAWN"}))
 }
 
 async fn blacklist(

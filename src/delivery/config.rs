@@ -228,6 +228,14 @@ pub enum TargetConfig {
         url: String,
         #[serde(default = "default_timeout", with = "humantime_serde")]
         timeout: Duration,
+        /// The platform's SM2 public key (PEM): its answers must carry its
+        /// signature (`X-Signature-SM2`, DER, base64, over the answer's
+        /// body), which the receipt keeps (non-repudiation).
+        #[serde(default)]
+        receipt_key: Option<String>,
+        /// `[hub.signing]`, copied here when the deployment is read.
+        #[serde(skip)]
+        signing: Option<Signing>,
     },
     /// An HTTPS webhook: JSON body, `X-Timestamp` and `X-Signature`
     /// (HMAC-SHA256 over `<timestamp>.<body>`), `Idempotency-Key`. `{team}`
@@ -254,6 +262,10 @@ pub enum TargetConfig {
         /// important data in transit). See [`BodyEncryption`].
         #[serde(default)]
         encryption: Option<BodyEncryption>,
+        /// The receiver's SM2 public key (PEM), when its answers are signed
+        /// (see `CreditBatch`).
+        #[serde(default)]
+        receipt_key: Option<String>,
     },
     /// A legacy SOAP/XML receiver; the key travels in the envelope header.
     Soap {
@@ -476,11 +488,11 @@ impl DeliveryConfig {
             } => {
                 reqwest::Url::parse(&url.replace("{team}", "t"))
                     .map_err(|e| format!("`target.url`: {e}"))?;
-                if let Some(e) = encryption {
-                    e.receiver_key()?;
-                }
                 if secret.len() < 16 {
                     return Err("`target.secret` must be at least 16 characters".into());
+                }
+                if let Some(e) = encryption {
+                    e.receiver_key()?;
                 }
             }
             TargetConfig::CreditBatch { url, .. } | TargetConfig::Soap { url, .. } => {
@@ -494,6 +506,17 @@ impl DeliveryConfig {
                     return Err("a pull feed's status is read with its own `target.token`: leave out `status_token`".into());
                 }
             }
+        }
+        if let TargetConfig::Webhook {
+            receipt_key: Some(k),
+            ..
+        }
+        | TargetConfig::CreditBatch {
+            receipt_key: Some(k),
+            ..
+        } = &self.target
+        {
+            super::sink::ReceiptKey::new(k)?;
         }
         if self.status_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err("`status_token` must be at least 16 characters".into());

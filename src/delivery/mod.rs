@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod ops;
+pub mod proof;
 pub mod pull;
 pub mod sink;
 pub mod status;
@@ -85,6 +86,27 @@ impl Receipt {
     }
 }
 
+/// How one record ended: its outcome after so many attempts, why, and
+/// what the receiver answered when it took it.
+#[derive(Debug)]
+struct Settled {
+    outcome: Outcome,
+    attempts: u32,
+    reason: Option<String>,
+    ack: Option<sink::Ack>,
+}
+
+impl Settled {
+    fn new(outcome: Outcome, attempts: u32, reason: Option<String>) -> Self {
+        Self {
+            outcome,
+            attempts,
+            reason,
+            ack: None,
+        }
+    }
+}
+
 /// The receipt of one outcome, on the receipts topic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Receipt {
@@ -99,6 +121,76 @@ pub struct Receipt {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// What proves the delivery, when the receiver answered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
+}
+
+/// Non-repudiation of one delivery (GB/T 39786-2021 level 3): what the
+/// hub sent, what the receiver answered, both signed. `duijie receipts
+/// verify` checks it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Proof {
+    /// SM3 (hex) of the record's body as the transform made it for this
+    /// receiver (before any envelope): `duijie receipts verify --input`
+    /// makes it again from the record.
+    pub body_sm3: String,
+    /// The receiver's answer as received (its first 16 KiB).
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// The receiver's SM2 signature over its answer (DER, base64), as
+    /// received.
+    #[serde(default)]
+    pub answer_signature: Option<String>,
+    /// Whether that signature verified under the receiver's key
+    /// (`receipt_key`) when the answer came.
+    #[serde(default)]
+    pub answer_verified: bool,
+    /// The answer carried a full resident ID number and is kept masked
+    /// (the personal-data rule): its signature can no longer be checked
+    /// against it; `answer_verified` says what the check found when it
+    /// came.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answer_masked: bool,
+    /// The hub's SM2 signature (DER, base64) over [`Receipt::statement`],
+    /// and its key id.
+    #[serde(default)]
+    pub hub_signature: Option<String>,
+    #[serde(default)]
+    pub hub_key: Option<String>,
+}
+
+impl Receipt {
+    /// What the hub signs of a receipt: its delivery, record, key,
+    /// outcome and time, the body's SM3 and the answer's SM3, one per line
+    /// after `duijie-receipt/1`.
+    pub fn statement(&self) -> Option<Vec<u8>> {
+        let p = self.proof.as_ref()?;
+        let answer_sm3 = hex::encode(
+            duijie_crypto::Suite::Gm.digest(&[p.answer.as_deref().unwrap_or("").as_bytes()]),
+        );
+        Some(
+            format!(
+                "duijie-receipt/1\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+                self.delivery,
+                self.record_id,
+                self.idempotency_key,
+                serde_json::to_value(self.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                self.at_ms,
+                p.body_sm3,
+                answer_sm3
+            )
+            .into_bytes(),
+        )
+    }
+}
+
+/// SM3 (hex) of a record's body as the transform made it.
+pub fn body_sm3(out: &Outgoing) -> String {
+    hex::encode(duijie_crypto::Suite::Gm.digest(&[out.body().to_string().as_bytes()]))
 }
 
 /// Counters of one push pipeline.
@@ -580,9 +672,7 @@ impl Delivery {
                     self.settle(
                         &incoming,
                         None,
-                        Outcome::Rejected,
-                        0,
-                        Some(reason),
+                        Settled::new(Outcome::Rejected, 0, Some(reason)),
                         &mut receipts,
                     )
                     .await?;
@@ -610,16 +700,9 @@ impl Delivery {
             }
             let chunk = &pending[i..j];
             let results = self.deliver_with_retry(chunk, shutdown).await?;
-            for ((incoming, out), (outcome, attempts, reason)) in chunk.iter().zip(results) {
-                self.settle(
-                    incoming,
-                    Some(out),
-                    outcome,
-                    attempts,
-                    reason,
-                    &mut receipts,
-                )
-                .await?;
+            for ((incoming, out), settled) in chunk.iter().zip(results) {
+                self.settle(incoming, Some(out), settled, &mut receipts)
+                    .await?;
             }
             i = j;
         }
@@ -645,14 +728,16 @@ impl Delivery {
         &self,
         chunk: &[(Incoming, Outgoing)],
         shutdown: &CancellationToken,
-    ) -> Result<Vec<(Outcome, u32, Option<String>)>> {
-        let mut results: Vec<Option<(Outcome, u32, Option<String>)>> = chunk
+    ) -> Result<Vec<Settled>> {
+        let mut results: Vec<Option<Settled>> = chunk
             .iter()
             .map(|(_, out)| match out {
                 Outgoing::NotSent { reason, .. } => {
-                    Some((Outcome::NotSent, 0, Some(reason.clone())))
+                    Some(Settled::new(Outcome::NotSent, 0, Some(reason.clone())))
                 }
-                Outgoing::Held { reason, .. } => Some((Outcome::Held, 0, Some(reason.clone()))),
+                Outgoing::Held { reason, .. } => {
+                    Some(Settled::new(Outcome::Held, 0, Some(reason.clone())))
+                }
                 _ => None,
             })
             .collect();
@@ -677,9 +762,14 @@ impl Delivery {
             let mut retry_after: Option<Duration> = None;
             for (k, answer) in open.iter().zip(answers) {
                 match answer {
-                    Attempt::Accepted => results[*k] = Some((Outcome::Delivered, attempt, None)),
+                    Attempt::Accepted(ack) => {
+                        results[*k] = Some(Settled {
+                            ack: Some(ack),
+                            ..Settled::new(Outcome::Delivered, attempt, None)
+                        })
+                    }
                     Attempt::Refused(reason) => {
-                        results[*k] = Some((Outcome::Rejected, attempt, Some(reason)))
+                        results[*k] = Some(Settled::new(Outcome::Rejected, attempt, Some(reason)))
                     }
                     Attempt::Transient {
                         reason,
@@ -715,7 +805,7 @@ impl Delivery {
                 }
                 if attempt >= max && waited >= self.config.patience {
                     for r in results.iter_mut().filter(|r| r.is_none()) {
-                        *r = Some((
+                        *r = Some(Settled::new(
                             Outcome::Failed,
                             attempt,
                             Some(format!("{attempt} attempts failed; last: {reason}")),
@@ -773,11 +863,15 @@ impl Delivery {
         &self,
         incoming: &Incoming,
         out: Option<&Outgoing>,
-        outcome: Outcome,
-        attempts: u32,
-        reason: Option<String>,
+        settled: Settled,
         receipts: &mut Vec<rdkafka::producer::DeliveryFuture>,
     ) -> Result<()> {
+        let Settled {
+            outcome,
+            attempts,
+            reason,
+            ack,
+        } = settled;
         let counter = match outcome {
             Outcome::Delivered => &self.stats.delivered,
             Outcome::Rejected => &self.stats.rejected,
@@ -829,7 +923,7 @@ impl Delivery {
             .await?;
             self.alert(&record_id, outcome, &why).await?;
         }
-        let receipt = Receipt {
+        let mut receipt = Receipt {
             delivery: self.name.clone(),
             department: self.department.clone(),
             record_id,
@@ -841,7 +935,32 @@ impl Delivery {
             topic: self.config.topic.clone(),
             partition: incoming.partition,
             offset: incoming.offset,
+            proof: None,
         };
+        if let (Some(ack), Some(out)) = (ack, out) {
+            let mut answer = ack.answer;
+            let answer_masked = answer
+                .as_deref()
+                .is_some_and(|a| !crate::personal::full_ids(a).is_empty());
+            if answer_masked {
+                answer = answer.map(|a| crate::personal::scrub_text(&a, &mask));
+            }
+            receipt.proof = Some(Proof {
+                body_sm3: body_sm3(out),
+                answer,
+                answer_masked,
+                answer_signature: ack.signature,
+                answer_verified: ack.verified,
+                hub_signature: None,
+                hub_key: self.target.hub().map(|h| h.key_id().to_owned()),
+            });
+            if let (Some(hub), Some(statement)) = (self.target.hub(), receipt.statement()) {
+                let signature = hub.sign_der_base64(&statement);
+                if let Some(p) = receipt.proof.as_mut() {
+                    p.hub_signature = Some(signature);
+                }
+            }
+        }
         let body = serde_json::to_vec(&receipt).expect("receipts serialize");
         let k = format!("{}:{}", self.name, receipt.record_id);
         // Enqueued here, acknowledged before the round's offsets are

@@ -235,7 +235,7 @@ pub async fn test_delivery(d: &Feeds<'_>, feed: &str) -> Result<TestDelivery> {
         .unwrap_or_default();
     let answer = target.send(&[&out]).await.into_iter().next();
     let (accepted, answer) = match answer {
-        Some(super::sink::Attempt::Accepted) => (true, "accepted".to_owned()),
+        Some(super::sink::Attempt::Accepted(_)) => (true, "accepted".to_owned()),
         Some(super::sink::Attempt::Refused(why)) => (false, format!("refused: {why}")),
         Some(super::sink::Attempt::Transient { reason, .. }) => {
             (false, format!("not reached: {reason}"))

@@ -237,6 +237,7 @@ fn read_after_from(
                                 idempotency_key: out.key().to_owned(),
                                 outcome: super::Outcome::Delivered,
                                 attempts: 0,
+                                proof: None,
                                 reason: Some("pulled".to_owned()),
                                 at_ms: chrono::Utc::now().timestamp_millis(),
                                 topic: topic.clone(),

@@ -148,14 +148,14 @@ impl Context {
         if Some(&f.topic) == self.sources.listing.as_ref() {
             return reader
                 .read_listing(&f.key, &value, at)
-                .map(|r| Change::Record(Box::new(r)));
+                .map(|r| Change::Record(Box::new(r.kept())));
         }
         let kind = f
             .headers
             .get("duijie-schema")
             .and_then(|s| Kind::of_schema(s));
         match kind.and_then(|k| reader.read(k, &f.key, &value, at)) {
-            Some(r) => Some(Change::Record(Box::new(r))),
+            Some(r) => Some(Change::Record(Box::new(r.kept()))),
             None => {
                 // Not about an entity (no party named): nothing to link.
                 self.stats.without_party.fetch_add(1, Ordering::Relaxed);

@@ -376,6 +376,37 @@ pub struct IndexedRecord {
 }
 
 impl IndexedRecord {
+    /// The record as the library's local store keeps it: a full resident
+    /// ID number anywhere in its free text (a title, an address, a name
+    /// someone typed a number into) masked. The store keeps only what may
+    /// rest in plain text — masked numbers and pseudonyms — so it needs no
+    /// sealing (GB/T 39786-2021 level 3, data at rest; the bus's sealed
+    /// topics are where full numbers rest).
+    pub fn kept(mut self) -> Self {
+        let mask = crate::ident::MaskPolicy::birth_date();
+        for text in [
+            Some(&mut self.title),
+            Some(&mut self.status),
+            Some(&mut self.id),
+            self.party_name.as_mut(),
+            self.address.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !crate::personal::full_ids(text).is_empty() {
+                *text = crate::personal::scrub_text(text, &mask);
+            }
+        }
+        if let Facts::Penalty {
+            published: Some(p), ..
+        } = &mut self.facts
+        {
+            crate::personal::scrub(p, &mask);
+        }
+        self
+    }
+
     /// The entity key this record identifies by itself, if any.
     pub fn own_key(&self) -> Option<&str> {
         match &self.link {

@@ -666,3 +666,24 @@ fn a_person_with_the_same_masked_id_is_a_likelier_match_than_a_namesake() {
     );
     assert!(other < 0.6, "a namesake with another ID is not proposed");
 }
+
+/// The library's local store keeps no full ID number: one typed into an
+/// urban case's address, name or description is masked before it is kept.
+#[test]
+fn the_local_store_keeps_no_full_id_number_typed_into_free_text() {
+    let f = Fixture::new();
+    let id = "11010519491231002X";
+    let r = f.read(Kind::UrbanCase, "canonical.urban_case", "dcm:9", json!({
+        "id": "dcm:9", "source_system": "digital_urban", "case_no": "9", "category_name": format!("占道经营 举报人{id}"),
+        "address": format!("发展大道18号（身份证{id}）"), "reported_at": ms(2026, 11, 1), "status": "CLOSED",
+        "party_name": format!("李娜{id}"), "party_credit_code": code(1),
+    }), 0);
+    let before = serde_json::to_string(&r).unwrap();
+    assert!(
+        before.contains(id),
+        "the reading keeps the text as written: {before}"
+    );
+    let kept = serde_json::to_string(&r.kept()).unwrap();
+    assert!(crate::personal::full_ids(&kept).is_empty(), "{kept}");
+    assert!(kept.contains("110105********002X"), "{kept}");
+}

@@ -616,7 +616,7 @@ impl Hub {
                 let needed = i64::from(h.months) * 31 * day_ms;
                 (ms < needed).then(|| {
                     format!(
-                        "topic `{topic}` keeps its records {} days (retention.ms={ms}); {} rebuild from it and need at least {} months: set retention.ms=-1 or cleanup.policy=compact on it",
+                        "topic `{topic}` keeps its records {} days (retention.ms={ms}); {} need it kept at least {} months: set retention.ms=-1 or cleanup.policy=compact on it",
                         ms / day_ms,
                         h.readers.iter().cloned().collect::<Vec<_>>().join("、"),
                         h.months

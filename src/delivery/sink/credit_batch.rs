@@ -1,8 +1,12 @@
 //! The credit platform's HTTPS batch API (信用平台批量接口): publications
 //! go together to `<url>/batch`, which answers per record by idempotency
-//! key; a withdrawal goes alone to `<url>/withdraw`.
+//! key; a withdrawal goes alone to `<url>/withdraw`. With `[hub.signing]`
+//! each request carries the hub's SM2 signature over `<timestamp>..<body>`
+//! (scheme 2's bytes with an empty key: a batch has no one key); with
+//! `receipt_key` the platform's answer must carry its SM2 signature, and is
+//! kept with each record's receipt.
 
-use super::{Answer, Attempt, Http, Sink, WireRequest, classify, sent, single};
+use super::{Ack, Answer, Attempt, Http, ReceiptKey, Sink, WireRequest, classify, sent, single};
 use crate::delivery::transform::Outgoing;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -10,13 +14,33 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub(super) struct CreditBatch {
     url: String,
+    sm2: Option<super::HubSignature>,
+    receipt: Option<ReceiptKey>,
 }
 
 impl CreditBatch {
-    pub(super) fn new(url: &str) -> Self {
+    pub(super) fn new(
+        url: &str,
+        signing: Option<&crate::delivery::Signing>,
+        receipt: Option<ReceiptKey>,
+    ) -> Self {
         Self {
             url: url.trim_end_matches('/').to_owned(),
+            sm2: signing.and_then(super::HubSignature::new),
+            receipt,
         }
+    }
+
+    fn post(&self, url: String, body: String, ts: i64) -> WireRequest {
+        let ts = ts.to_string();
+        let mut headers = vec![
+            ("Content-Type", "application/json".into()),
+            ("X-Timestamp", ts.clone()),
+        ];
+        if let Some(sm2) = &self.sm2 {
+            headers.extend(sm2.headers(&ts, "", body.as_bytes()));
+        }
+        WireRequest::post(url, headers, body)
     }
 }
 
@@ -29,14 +53,12 @@ impl Sink for CreditBatch {
         true
     }
 
-    fn request(&self, outs: &[&Outgoing], _ts: i64) -> Option<WireRequest> {
+    fn request(&self, outs: &[&Outgoing], ts: i64) -> Option<WireRequest> {
         let url = &self.url;
         Some(match sent(outs).next()? {
-            Outgoing::Withdraw { body, .. } => WireRequest::post(
-                format!("{url}/withdraw"),
-                vec![("Content-Type", "application/json".into())],
-                body.to_string(),
-            ),
+            Outgoing::Withdraw { body, .. } => {
+                self.post(format!("{url}/withdraw"), body.to_string(), ts)
+            }
             _ => {
                 let records: Vec<Value> = outs
                     .iter()
@@ -45,10 +67,10 @@ impl Sink for CreditBatch {
                         _ => None,
                     })
                     .collect();
-                WireRequest::post(
+                self.post(
                     format!("{url}/batch"),
-                    vec![("Content-Type", "application/json".into())],
                     json!({ "records": records }).to_string(),
+                    ts,
                 )
             }
         })
@@ -60,18 +82,21 @@ impl Sink for CreditBatch {
             // A withdrawal goes alone; publications in one batch.
             if let [Outgoing::Withdraw { .. }] = outs {
                 let req = self.request(outs, ts).expect("a withdrawal is sent");
-                return vec![single(http.execute(req).await).await];
+                return vec![single(http.execute(req).await, self.receipt.as_ref()).await];
             }
             let Some(req) = self.request(outs, ts) else {
-                return outs.iter().map(|_| Attempt::Accepted).collect();
+                return outs
+                    .iter()
+                    .map(|_| Attempt::Accepted(Ack::default()))
+                    .collect();
             };
-            per_record(outs, http.execute(req).await).await
+            per_record(outs, http.execute(req).await, self.receipt.as_ref()).await
         })
     }
 }
 
 /// The platform's answer to a batch, record by record.
-async fn per_record(outs: &[&Outgoing], answer: Answer) -> Vec<Attempt> {
+async fn per_record(outs: &[&Outgoing], answer: Answer, key: Option<&ReceiptKey>) -> Vec<Attempt> {
     let response = match answer {
         Ok(r) => r,
         Err(e) => {
@@ -83,11 +108,18 @@ async fn per_record(outs: &[&Outgoing], answer: Answer) -> Vec<Attempt> {
     };
     let status = response.status();
     let headers = response.headers().clone();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
+        let body: Value = response.json().await.unwrap_or(Value::Null);
         let a = classify(status, &headers, &body);
         return outs.iter().map(|_| a.clone()).collect();
     }
+    // The whole answer is what the platform signed: each record's receipt
+    // keeps it.
+    let (bytes, ack) = match super::acknowledged(response, key).await {
+        Ok(a) => a,
+        Err(a) => return outs.iter().map(|_| a.clone()).collect(),
+    };
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let results = body
         .get("results")
         .and_then(Value::as_array)
@@ -95,14 +127,14 @@ async fn per_record(outs: &[&Outgoing], answer: Answer) -> Vec<Attempt> {
         .unwrap_or_default();
     outs.iter()
         .map(|o| match o {
-            Outgoing::NotSent { .. } | Outgoing::Held { .. } => Attempt::Accepted,
+            Outgoing::NotSent { .. } | Outgoing::Held { .. } => Attempt::Accepted(Ack::default()),
             other => {
                 let answer = results.iter().find(|r| {
                     r.get("idempotency_key").and_then(Value::as_str) == Some(other.key())
                 });
                 match answer {
                     Some(r) if r.get("status").and_then(Value::as_str) == Some("ACCEPTED") => {
-                        Attempt::Accepted
+                        Attempt::Accepted(ack.clone())
                     }
                     Some(r) => Attempt::Refused(
                         r.get("reason")

@@ -50,7 +50,7 @@ impl WireRequest {
 /// `<timestamp>.<idempotency key>.<body>`, the bytes the HMAC of scheme 2
 /// covers, in `X-Signature-SM2` with its key id, identifier and layout.
 #[derive(Debug)]
-pub(super) struct HubSignature {
+pub struct HubSignature {
     key: duijie_crypto::sm2::PrivateKey,
     key_id: String,
     config: crate::delivery::Signing,
@@ -65,6 +65,17 @@ impl HubSignature {
             key_id: signing.key_id().ok()?,
             config: signing.clone(),
         })
+    }
+
+    /// The hub's signature over `msg` as receipts keep it: DER, base64.
+    pub fn sign_der_base64(&self, msg: &[u8]) -> String {
+        duijie_crypto::Text::Base64
+            .encode(&self.key.sign(msg, duijie_crypto::sm2::SignatureForm::Der))
+    }
+
+    /// The key's id (see [`crate::delivery::Signing::key_id`]).
+    pub fn key_id(&self) -> &str {
+        &self.key_id
     }
 
     pub(super) fn headers(&self, ts: &str, key: &str, body: &[u8]) -> [(&'static str, String); 4] {
@@ -87,7 +98,8 @@ impl HubSignature {
 /// One attempt's answer for one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    Accepted,
+    /// The receiver took it; what it answered goes with the receipt.
+    Accepted(Ack),
     /// The receiver refused it; this reason is its own.
     Refused(String),
     /// Worth trying again, after the receiver's `Retry-After` if it gave
@@ -96,6 +108,87 @@ pub enum Attempt {
         reason: String,
         retry_after: Option<Duration>,
     },
+}
+
+/// What a receiver answered when it took a record, kept with the receipt
+/// (non-repudiation: GB/T 39786-2021 level 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ack {
+    /// The answer's body as received (the first [`ANSWER_KEPT`] bytes).
+    pub answer: Option<String>,
+    /// The receiver's SM2 signature over its answer (`X-Signature-SM2`).
+    pub signature: Option<String>,
+    /// Whether it verified under the receiver's key (`receipt_key`).
+    pub verified: bool,
+}
+
+/// An answer's body is read up to this size (a larger one is the
+/// receiver's error).
+const ANSWER_LIMIT: usize = 1024 * 1024;
+/// Of an answer, this much is kept with the receipt.
+pub const ANSWER_KEPT: usize = 16 * 1024;
+
+/// A receiver's SM2 public key, for the signatures on its answers.
+#[derive(Debug, Clone)]
+pub struct ReceiptKey(duijie_crypto::sm2::PublicKey);
+
+impl ReceiptKey {
+    pub fn new(pem: &str) -> Result<Self, String> {
+        duijie_crypto::sm2::PublicKey::from_pem(pem, duijie_crypto::sm2::DEFAULT_DISTID)
+            .map(Self)
+            .map_err(|e| format!("`target.receipt_key`: {e}"))
+    }
+
+    /// Whether `signature` (DER, base64) is the receiver's over `answer`.
+    pub fn verifies(&self, answer: &[u8], signature: &str) -> bool {
+        duijie_crypto::Text::Base64
+            .decode(signature.trim())
+            .ok()
+            .is_some_and(|sig| {
+                self.0
+                    .verify(answer, &sig, duijie_crypto::sm2::SignatureForm::Der)
+                    .is_ok()
+            })
+    }
+}
+
+/// A success answer, read: its body, and the receiver's signature checked
+/// when its receipts must be signed. An answer that should be signed and
+/// is not, or does not verify, is not an acknowledgement: the record is
+/// sent again (within the delivery's patience), never taken as delivered.
+async fn acknowledged(
+    response: reqwest::Response,
+    key: Option<&ReceiptKey>,
+) -> Result<(bytes::Bytes, Ack), Attempt> {
+    let signature = response
+        .headers()
+        .get("X-Signature-SM2")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = duijie_connectors::http::read_limited(response, ANSWER_LIMIT)
+        .await
+        .map_err(|e| Attempt::transient(e.to_string()))?;
+    let verified = match (key, signature.as_deref()) {
+        (None, _) => false,
+        (Some(key), Some(sig)) if key.verifies(&body, sig) => true,
+        (Some(_), Some(_)) => {
+            return Err(Attempt::transient(
+                "回执签名校验失败: the receiver's SM2 signature over its answer does not verify",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(Attempt::transient(
+                "回执未签名: the answer has no X-Signature-SM2, and this receiver's receipts are signed",
+            ));
+        }
+    };
+    let kept = &body[..body.len().min(ANSWER_KEPT)];
+    let ack = Ack {
+        answer: Some(String::from_utf8_lossy(kept).into_owned()),
+        signature,
+        verified,
+    };
+    Ok((body, ack))
 }
 
 impl Attempt {
@@ -125,7 +218,7 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// What an answer to a one-record request says.
     fn answer(&self, answer: Answer) -> BoxFuture<'_, Attempt> {
-        Box::pin(single(answer))
+        Box::pin(single(answer, None))
     }
 
     /// One attempt for `outs`, one answer per record: by default one
@@ -136,7 +229,7 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
             for out in outs {
                 answers.push(match self.request(&[out], chrono::Utc::now().timestamp()) {
                     Some(req) => self.answer(http.execute(req).await).await,
-                    None => Attempt::Accepted,
+                    None => Attempt::Accepted(Ack::default()),
                 });
             }
             answers
@@ -145,13 +238,44 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 }
 
 impl TargetConfig {
+    /// `[hub.signing]` as copied into this target.
+    pub fn signing(&self) -> Option<&crate::delivery::Signing> {
+        match self {
+            TargetConfig::Webhook { signing, .. }
+            | TargetConfig::Soap { signing, .. }
+            | TargetConfig::CreditBatch { signing, .. } => signing.as_ref(),
+            TargetConfig::Pull { .. } => None,
+        }
+    }
+
+    /// The receiver's key for its signed answers, when it signs them.
+    pub fn receipt_key(&self) -> Option<Result<ReceiptKey, String>> {
+        match self {
+            TargetConfig::Webhook { receipt_key, .. }
+            | TargetConfig::CreditBatch { receipt_key, .. } => {
+                receipt_key.as_deref().map(ReceiptKey::new)
+            }
+            _ => None,
+        }
+    }
+
     /// The sink of this target and its requests' timeout; `None` for a
     /// pull feed.
     pub fn sink(&self) -> Option<(Box<dyn Sink>, Duration)> {
         Some(match self {
-            TargetConfig::CreditBatch { url, timeout } => {
-                (Box::new(credit_batch::CreditBatch::new(url)), *timeout)
-            }
+            TargetConfig::CreditBatch {
+                url,
+                timeout,
+                receipt_key,
+                signing,
+            } => (
+                Box::new(credit_batch::CreditBatch::new(
+                    url,
+                    signing.as_ref(),
+                    receipt_key.as_deref().and_then(|k| ReceiptKey::new(k).ok()),
+                )),
+                *timeout,
+            ),
             TargetConfig::Webhook {
                 url,
                 secret,
@@ -159,6 +283,7 @@ impl TargetConfig {
                 signature,
                 signing,
                 encryption,
+                receipt_key,
                 ..
             } => (
                 Box::new(webhook::Webhook::new(
@@ -167,6 +292,7 @@ impl TargetConfig {
                     *signature,
                     signing.as_ref(),
                     encryption.as_ref(),
+                    receipt_key.as_deref().and_then(|k| ReceiptKey::new(k).ok()),
                 )),
                 *timeout,
             ),
@@ -221,6 +347,8 @@ impl Http {
 pub struct Target {
     sink: Option<Box<dyn Sink>>,
     http: Http,
+    /// The hub's SM2 key, to sign each receipt's proof.
+    hub: Option<HubSignature>,
 }
 
 impl Target {
@@ -231,6 +359,7 @@ impl Target {
         };
         Ok(Self {
             sink,
+            hub: c.signing().and_then(HubSignature::new),
             http: Http {
                 client: duijie_connectors::http::client()?,
                 timeout,
@@ -242,6 +371,11 @@ impl Target {
 
     pub fn kind(&self) -> &'static str {
         self.sink.as_ref().map_or("pull", |s| s.kind())
+    }
+
+    /// The hub's signature, when `[hub.signing]` is set.
+    pub fn hub(&self) -> Option<&HubSignature> {
+        self.hub.as_ref()
     }
 
     /// Whether several records go in one request.
@@ -258,7 +392,10 @@ impl Target {
     /// One attempt for `outs`; one answer per record.
     pub async fn send(&self, outs: &[&Outgoing]) -> Vec<Attempt> {
         if outs.iter().all(|o| o.unsent()) {
-            return outs.iter().map(|_| Attempt::Accepted).collect();
+            return outs
+                .iter()
+                .map(|_| Attempt::Accepted(Ack::default()))
+                .collect();
         }
         let Some(sink) = &self.sink else {
             return outs
@@ -276,13 +413,19 @@ fn sent<'a>(outs: &'a [&'a Outgoing]) -> impl Iterator<Item = &'a Outgoing> {
     outs.iter().copied().filter(|o| !o.unsent())
 }
 
-async fn single(response: Result<reqwest::Response, reqwest::Error>) -> Attempt {
+async fn single(
+    response: Result<reqwest::Response, reqwest::Error>,
+    key: Option<&ReceiptKey>,
+) -> Attempt {
     match response {
         Err(e) => Attempt::transient(e.to_string()),
         Ok(r) => {
             let status = r.status();
             if status.is_success() {
-                return Attempt::Accepted;
+                return match acknowledged(r, key).await {
+                    Ok((_, ack)) => Attempt::Accepted(ack),
+                    Err(a) => a,
+                };
             }
             let headers = r.headers().clone();
             let body: Value = r.json().await.unwrap_or(Value::Null);

@@ -70,7 +70,14 @@ impl Sink for Soap {
                 };
             }
             if status.is_success() {
-                Attempt::Accepted
+                Attempt::Accepted(super::Ack {
+                    answer: Some(text.chars().take(super::ANSWER_KEPT).collect()),
+                    signature: headers
+                        .get("X-Signature-SM2")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                    verified: false,
+                })
             } else {
                 let reason = duijie_connectors::xml_split::element_text(&text, "Message")
                     .unwrap_or_else(|| format!("HTTP {status}"));

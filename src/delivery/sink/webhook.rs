@@ -18,6 +18,7 @@ pub(super) struct Webhook {
     suite: duijie_connectors::signature::Suite,
     sm2: Option<super::HubSignature>,
     envelope: Option<super::envelope::Envelope>,
+    receipt: Option<super::ReceiptKey>,
 }
 
 impl Webhook {
@@ -27,6 +28,7 @@ impl Webhook {
         scheme: crate::delivery::HmacScheme,
         signing: Option<&crate::delivery::Signing>,
         encryption: Option<&crate::delivery::BodyEncryption>,
+        receipt: Option<super::ReceiptKey>,
     ) -> Self {
         Self {
             url: url.to_owned(),
@@ -34,6 +36,7 @@ impl Webhook {
             suite: scheme.suite(),
             sm2: signing.and_then(super::HubSignature::new),
             envelope: encryption.and_then(super::envelope::Envelope::new),
+            receipt,
         }
     }
 }
@@ -41,6 +44,10 @@ impl Webhook {
 impl Sink for Webhook {
     fn kind(&self) -> &'static str {
         "webhook"
+    }
+
+    fn answer(&self, answer: super::Answer) -> futures::future::BoxFuture<'_, super::Attempt> {
+        Box::pin(super::single(answer, self.receipt.as_ref()))
     }
 
     fn request(&self, outs: &[&Outgoing], ts: i64) -> Option<WireRequest> {
