@@ -239,12 +239,18 @@ impl Operation {
     }
 }
 
+/// The operator audit's command for the keys in use.
+pub const KEYS: &str = "keys";
+
 /// A chain on the operator audit topic for this process: the topic made
 /// (kept whole) if it is not there, the chain anchored on its latest hash.
 pub struct OpsAudit {
     producer: rdkafka::producer::FutureProducer,
     topic: String,
     chain: Chain,
+    /// The keys this hub last recorded using (the latest `keys` entry of
+    /// its name), to see a rotation.
+    last_keys: Option<String>,
 }
 
 impl OpsAudit {
@@ -267,11 +273,36 @@ impl OpsAudit {
             .map_err(|e| e.to_string())?;
         let anchor = latest_hash(records.iter().filter_map(|r| r.payload.as_deref()));
         let signer = signing.map(Signer::new).transpose()?;
+        let last_keys = records
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Sealed>(r.payload.as_deref()?).ok())
+            .filter(|s| s.writer.split('/').next() == Some(hub))
+            .filter_map(|s| serde_json::from_value::<Operation>(s.entry).ok())
+            .filter(|op| op.command == KEYS)
+            .last()
+            .map(|op| op.detail);
         Ok(Self {
             producer: bus.producer().map_err(|e| e.to_string())?,
             topic: topic.to_owned(),
             chain: Chain::new(hub, anchor, signer),
+            last_keys,
         })
+    }
+
+    /// Records the keys the hub runs with (`in use` the first time,
+    /// `rotated` when they differ from the last recorded): a key rotation
+    /// — a new sealing key made current, a key retired, a new SM2 key —
+    /// is in the operator audit with who and when. Key ids only, never a
+    /// key. Returns whether an entry was written.
+    pub async fn record_keys(&mut self, keys: &str) -> Result<bool, String> {
+        let outcome = match &self.last_keys {
+            Some(last) if last == keys => return Ok(false),
+            Some(last) => format!("rotated (was: {last})"),
+            None => "in use".to_owned(),
+        };
+        self.record(&Operation::new(KEYS, &outcome, keys)).await?;
+        self.last_keys = Some(keys.to_owned());
+        Ok(true)
     }
 
     /// Appends `op` and waits for the broker's acknowledgement.

@@ -154,6 +154,38 @@ fn default_quality() -> bool {
 }
 
 impl HubConfig {
+    /// The keys the hub runs with, by id only (never a key): the sealing
+    /// keys and the current one, the SM2 signing key's id, the suite. What
+    /// the operator audit records at each start (a rotation when it
+    /// changed).
+    pub fn key_ids(&self) -> String {
+        let sealing = self.encryption.as_ref().map_or_else(
+            || "sealing: none".to_owned(),
+            |e| {
+                format!(
+                    "sealing: current {} of [{}]",
+                    e.current,
+                    e.keys.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            },
+        );
+        let signing = self
+            .signing
+            .as_ref()
+            .and_then(|s| s.key_id().ok())
+            .map_or_else(
+                || "signing: none".to_owned(),
+                |id| format!("signing: SM2 {id}"),
+            );
+        format!(
+            "{sealing}; {signing}; pseudonyms: {:?}{}",
+            self.suite,
+            self.previous_suite
+                .map(|p| format!(" (carrying over from {p:?})"))
+                .unwrap_or_default()
+        )
+    }
+
     /// The deployment's pseudonyms, if it has a key.
     pub fn pseudonyms(&self) -> Option<crate::personal::Pseudonyms> {
         self.pseudonym_key

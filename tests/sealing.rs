@@ -184,4 +184,64 @@ target = {{ kind = "credit_batch", url = "http://{sandbox}/credit/api/penalties"
         .as_u64()
         .unwrap_or(0) as usize;
     assert!(changed > 0 && changed + dead.len() >= 60, "{report}");
+
+    // A key rotation: t2 made current beside t1. The hub's start is in the
+    // operator audit with the keys it runs with, by id — the first time
+    // `in use`, now `rotated` from t1 to t2 — and never a key.
+    let text = std::fs::read_to_string(&d.file).unwrap().replacen(
+        &format!("current = \"t1\"\nkeys = {{ t1 = \"{key}\" }}"),
+        &format!(
+            "current = \"t2\"\nkeys = {{ t1 = \"{key}\", t2 = \"0123456789abcdef0123456789abcdef\" }}"
+        ),
+        1,
+    );
+    std::fs::write(&d.file, text).unwrap();
+    let hub_name = std::fs::read_to_string(&d.file)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("name = \"")
+                .map(|n| n.trim_end_matches('"').to_owned())
+        })
+        .unwrap();
+    let keys_entries = || -> Vec<(String, String)> {
+        read(&brokers, "duijie.ops.audit", false)
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(r.payload.as_deref()?).ok())
+            .filter(|v| {
+                v["writer"]
+                    .as_str()
+                    .is_some_and(|w| w.starts_with(&format!("{hub_name}/")))
+                    && v["entry"]["command"] == "keys"
+            })
+            .map(|v| {
+                (
+                    v["entry"]["outcome"].as_str().unwrap().to_owned(),
+                    v["entry"]["detail"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let hub = d.spawn();
+    wait_until(
+        Duration::from_secs(60),
+        "the rotation in the operator audit",
+        || keys_entries().len() >= 2,
+    );
+    terminate(hub);
+    let entries = keys_entries();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0].0, "in use");
+    assert!(entries[0].1.contains("current t1 of [t1]"), "{entries:?}");
+    assert!(
+        entries[1]
+            .0
+            .starts_with("rotated (was: sealing: current t1"),
+        "{entries:?}"
+    );
+    assert!(
+        entries[1].1.contains("current t2 of [t1, t2]"),
+        "{entries:?}"
+    );
+    assert!(!format!("{entries:?}").contains(key), "a key in the audit");
 }

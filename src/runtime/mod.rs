@@ -705,7 +705,10 @@ pub async fn run_deployment(deployment: Deployment, only: Vec<String>) -> Result
     )
     .await
     {
-        Ok(audit) => {
+        Ok(mut audit) => {
+            if let Err(e) = audit.record_keys(&hub.deployment.hub.key_ids()).await {
+                tracing::error!(error = %e, "the keys in use are not in the operator audit");
+            }
             let _ = hub.reloads.audit.set(audit);
         }
         Err(e) => {
