@@ -275,11 +275,11 @@ impl OpsAudit {
         let signer = signing.map(Signer::new).transpose()?;
         let last_keys = records
             .iter()
+            .rev()
             .filter_map(|r| serde_json::from_slice::<Sealed>(r.payload.as_deref()?).ok())
             .filter(|s| s.writer.split('/').next() == Some(hub))
             .filter_map(|s| serde_json::from_value::<Operation>(s.entry).ok())
-            .filter(|op| op.command == KEYS)
-            .last()
+            .find(|op| op.command == KEYS)
             .map(|op| op.detail);
         Ok(Self {
             producer: bus.producer().map_err(|e| e.to_string())?,
