@@ -13,7 +13,9 @@
 //! `scripts/bench-e2e.sh` starts Apache Kafka (or Tansu with
 //! `BROKER=tansu`) and runs this; or `DUIJIE_BENCH_BROKERS=host:port cargo bench --bench e2e`.
 //! `DUIJIE_BENCH_RECORDS`, `DUIJIE_BENCH_RUNS` change the size and runs;
-//! `DUIJIE_BENCH_RAW=1` turns on the pipeline's raw retention.
+//! `DUIJIE_BENCH_RAW=1` turns on the pipeline's raw retention;
+//! `DUIJIE_BENCH_SEALED=1` measures the CPU sealing at rest costs a record
+//! (the hub with and without `[hub.encryption]`, alternating).
 //!
 //! To find where the time goes: `DUIJIE_BENCH_BROKER_PID` (the script sets
 //! it) adds the broker's CPU on each side; `DUIJIE_BENCH_ONLY=hub|baseline`
@@ -127,6 +129,7 @@ async fn hub(
     bytes: &[u8],
     records: usize,
     broker_cpu: &dyn Fn() -> f64,
+    sealed: bool,
 ) -> (f64, u64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -136,6 +139,7 @@ async fn hub(
 name = "bench-{t}"
 mappings = "{mappings}"
 schemas = "{schemas}"
+{sealing}
 
 [kafka]
 brokers = "{brokers}"
@@ -174,8 +178,19 @@ settle = "0s"
             .unwrap_or_default(),
         mappings = root.join("benches/workload/mappings").display(),
         schemas = root.join("benches/workload/schemas").display(),
-        // `DUIJIE_BENCH_RAW=1`: the pipeline keeps its raw records too.
-        raw = if std::env::var("DUIJIE_BENCH_RAW").is_ok_and(|v| v == "1") {
+        // Sealing at rest: the raw topic and the canonical topic, SM4-GCM.
+        sealing = if sealed {
+            format!(
+                "[hub.encryption]\ncurrent = \"b1\"\nkeys = {{ b1 = \"00112233445566778899aabbccddeeff\" }}\ntopics = [\"bench-canonical-{t}\"]"
+            )
+        } else {
+            String::new()
+        },
+        // `DUIJIE_BENCH_RAW=1`: the pipeline keeps its raw records too
+        // (always with `DUIJIE_BENCH_SEALED=1`).
+        raw = if std::env::var("DUIJIE_BENCH_RAW").is_ok_and(|v| v == "1")
+            || std::env::var("DUIJIE_BENCH_SEALED").is_ok_and(|v| v == "1")
+        {
             "raw = { retention = \"1d\" }"
         } else {
             ""
@@ -320,6 +335,57 @@ fn main() {
     // broker shares the two cores with the client.
     let broker_pid = std::env::var("DUIJIE_BENCH_BROKER_PID").ok();
     let broker_cpu = || broker_pid.as_deref().map_or(0.0, process_cpu_seconds);
+    // `DUIJIE_BENCH_SEALED=1`: the cost of sealing at rest (issue 28: at
+    // most 10% more CPU a record). The hub alone, raw retention on, with
+    // and without `[hub.encryption]` (raw and canonical topics sealed),
+    // alternating in the same run. The keyring is the process's, set once
+    // at load (`bus::seal::install`), so each measure runs in a process of
+    // its own: this binary again, with `DUIJIE_BENCH_SEALED_ONE=0|1`.
+    if let Ok(on) = std::env::var("DUIJIE_BENCH_SEALED_ONE") {
+        let before = cpu_seconds();
+        let (rate, rejects, _) =
+            rt.block_on(hub(&brokers, &bytes, records, &broker_cpu, on == "1"));
+        let cpu = (cpu_seconds() - before) * 1e6 / records as f64;
+        println!("{rate} {cpu} {rejects}");
+        return;
+    }
+    if std::env::var("DUIJIE_BENCH_SEALED").is_ok_and(|v| v == "1") {
+        let exe = std::env::current_exe().unwrap();
+        let (mut plain, mut sealed) = (Vec::new(), Vec::new());
+        for run in 0..runs {
+            for (on, into) in [(false, &mut plain), (true, &mut sealed)] {
+                let out = std::process::Command::new(&exe)
+                    .env("DUIJIE_BENCH_SEALED_ONE", if on { "1" } else { "0" })
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "the measuring process failed");
+                let text = String::from_utf8_lossy(&out.stdout);
+                let v: Vec<f64> = text
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                let [rate, cpu, rejects] = v[..] else {
+                    panic!("unexpected output from the measuring process: {text}")
+                };
+                eprintln!(
+                    "run {run}: sealed {on}: {rate:.0} records/s, {cpu:.2} µs CPU a record, {rejects} rejected"
+                );
+                into.push(cpu);
+            }
+        }
+        let (p, q) = (median(plain), median(sealed));
+        println!(
+            "workload: {records} urban cases, {runs} alternating runs, raw retention on, median"
+        );
+        println!("duijie CPU a record, not sealed:                   {p:>10.2} µs");
+        println!("duijie CPU a record, raw + canonical SM4-GCM:      {q:>10.2} µs");
+        println!(
+            "sealing costs:                                     {:>+10.1} %",
+            (q / p - 1.0) * 100.0
+        );
+        return;
+    }
     // the broker's CPU within each side's timed span, as measured there
     for run in 0..runs {
         if let Some(binary) = &peer {
@@ -349,7 +415,7 @@ fn main() {
             continue;
         }
         let cpu_before = cpu_seconds();
-        let (h, r, broker) = rt.block_on(hub(&brokers, &bytes, records, &broker_cpu));
+        let (h, r, broker) = rt.block_on(hub(&brokers, &bytes, records, &broker_cpu, false));
         hub_cpu.push(cpu_seconds() - cpu_before);
         hub_broker_cpu.push(broker);
         rejects = r;

@@ -25,7 +25,7 @@ pub const HEADER: &str = "duijie-seal";
 #[derive(Debug, Clone)]
 pub struct Keyring {
     current: String,
-    keys: BTreeMap<String, Vec<u8>>,
+    keys: BTreeMap<String, duijie_crypto::sm4::GcmKey>,
     topics: BTreeSet<String>,
 }
 
@@ -40,7 +40,7 @@ impl Keyring {
         for (id, hex_key) in keys {
             let key = hex::decode(hex_key.trim())
                 .ok()
-                .filter(|k| k.len() == duijie_crypto::sm4::KEY_LEN)
+                .and_then(|k| duijie_crypto::sm4::GcmKey::new(&k).ok())
                 .ok_or_else(|| format!("key `{id}` is not 32 hex digits (a 16-byte SM4 key)"))?;
             if id.is_empty()
                 || !id
@@ -80,11 +80,8 @@ pub fn sealed(topic: &str) -> bool {
 pub fn seal(topic: &str, payload: &[u8]) -> Option<(Vec<u8>, String)> {
     let k = KEYRING.get().filter(|k| k.topics.contains(topic))?;
     let header = format!("sm4-gcm/{}", k.current);
-    let nonce = duijie_crypto::random(duijie_crypto::sm4::NONCE_LEN);
-    let sealed =
-        duijie_crypto::sm4::gcm_seal(&k.keys[&k.current], &nonce, header.as_bytes(), payload)
-            .expect("a checked key seals");
-    Some(([nonce, sealed].concat(), header))
+    let sealed = k.keys[&k.current].seal(header.as_bytes(), payload);
+    Some((sealed, header))
 }
 
 /// What a writer sends to `topic`: the payload sealed and the header
@@ -119,11 +116,7 @@ pub fn open<'a>(header: Option<&str>, payload: &'a [u8]) -> Result<Cow<'a, [u8]>
         .get()
         .and_then(|k| k.keys.get(id))
         .ok_or_else(|| format!("sealed under key `{id}`, which [hub.encryption] does not hold"))?;
-    if payload.len() < duijie_crypto::sm4::NONCE_LEN {
-        return Err("a sealed payload shorter than its nonce".into());
-    }
-    let (nonce, sealed) = payload.split_at(duijie_crypto::sm4::NONCE_LEN);
-    duijie_crypto::sm4::gcm_open(key, nonce, header.as_bytes(), sealed)
+    key.open(header.as_bytes(), payload)
         .map(Cow::Owned)
         .map_err(|_| {
             format!("the payload sealed under key `{id}` does not open: changed, or another key")
