@@ -1204,13 +1204,11 @@ impl Deployment {
             .filter(|p| p.source.drive() != Drive::Served)
             .map(|p| format!("pipeline:{}", p.name))
             .collect();
-        if self.credit.is_some() {
-            names.push("clock:credit_publication".into());
-            names.push("clock:blacklist".into());
-        }
-        if self.commitments.is_some() {
-            names.push("clock:commitments".into());
-        }
+        names.extend(
+            crate::keepers::listed(self.credit.as_ref(), self.commitments.as_ref())
+                .iter()
+                .map(|k| k.task.to_owned()),
+        );
         names.sort();
         names
     }

@@ -161,3 +161,144 @@ fn a_connector_knows_nothing_of_kafka() {
         }
     }
 }
+
+/// Every field name the canonical schemas (`schemas/*.avsc`) declare, at
+/// any depth.
+fn schema_fields(dir: &Path) -> BTreeSet<String> {
+    fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                if let (Some(serde_json::Value::String(name)), Some(_)) =
+                    (o.get("name"), o.get("type"))
+                {
+                    out.insert(name.clone());
+                }
+                o.values().for_each(|x| walk(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("schemas/ reads") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|e| e == "avsc") {
+            let text = std::fs::read_to_string(&path).expect("a schema reads");
+            let v: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            walk(&v, &mut out);
+        }
+    }
+    out
+}
+
+/// The rooms that read canonical records by JSON pointer (the entity
+/// library, the credit rules, the keepers) read fields the schemas have:
+/// a schema that renames a field fails here, with the file and line that
+/// still reads the old name, not at run time. A pointer is a string
+/// literal of lower-case segments (`"/party/credit_code"`) given to a
+/// reader; each segment must be a field some schema declares, or such a
+/// field with the `_masked` suffix the personal-data rule adds.
+#[test]
+fn the_canonical_fields_the_rooms_read_are_in_the_schemas() {
+    let root = root();
+    let mut fields = schema_fields(&root.join("schemas"));
+    // The hub's own records a room reads back: the blacklist entry the
+    // keeper writes (`"field": …` in its `json!`) and the entity library
+    // indexes.
+    fields.extend(json_keys_written(
+        &root.join("src/keepers/blacklist/mod.rs"),
+    ));
+    let pointer = pointers_in();
+    let mut unknown = Vec::new();
+    let mut seen = 0;
+    for dir in ["src/entity", "src/keepers", "src/credit.rs"] {
+        let path = root.join(dir);
+        let files = if path.is_dir() {
+            rust_files(&path)
+        } else {
+            vec![path]
+        };
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("a source file reads");
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                // Routes (`.route("/public/credit", …)`) are no fields.
+                if code.starts_with("//") || code.starts_with("#[") || code.contains(".route(") {
+                    continue;
+                }
+                for p in pointer(line) {
+                    seen += 1;
+                    for segment in p.split('/').skip(1) {
+                        let base = segment.strip_suffix("_masked").unwrap_or(segment);
+                        if !fields.contains(segment) && !fields.contains(base) {
+                            unknown.push(format!(
+                                "{}:{}: `{p}` reads `{segment}`, which no schema in schemas/ declares",
+                                file.strip_prefix(&root).unwrap_or(&file).display(),
+                                n + 1
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        seen > 50,
+        "the readers' pointers were not found ({seen}): has the way they read changed?"
+    );
+    assert!(unknown.is_empty(), "{}", unknown.join("\n"));
+}
+
+/// The JSON pointers in a line: string literals `"/a/b"` of lower-case
+/// ASCII, digits and `_`, given to a reader (`s(`, `i(`, `pointer(`,
+/// `get_str(`… — any call whose argument list holds the literal).
+fn pointers_in() -> impl Fn(&str) -> Vec<String> {
+    |line: &str| {
+        let mut out = Vec::new();
+        let mut rest = line;
+        while let Some(at) = rest.find("\"/") {
+            let after = &rest[at + 1..];
+            let Some(end) = after[1..].find('"') else {
+                break;
+            };
+            let literal = &after[..end + 1];
+            let before = rest[..at].trim_end();
+            let is_argument = before.ends_with('(') || before.ends_with(',');
+            if is_argument
+                && literal.len() > 1
+                && literal[1..].split('/').all(|s| {
+                    !s.is_empty()
+                        && s.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                })
+            {
+                out.push(literal.to_owned());
+            }
+            rest = &after[end + 2..];
+        }
+        out
+    }
+}
+
+/// The keys a source file writes in its `json!` objects: `"key": …`.
+fn json_keys_written(file: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(file).expect("a source file reads");
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let mut rest = line;
+        while let Some(at) = rest.find('"') {
+            let after = &rest[at + 1..];
+            let Some(end) = after.find('"') else { break };
+            let (key, tail) = (&after[..end], &after[end + 1..]);
+            if tail.trim_start().starts_with(':')
+                && !key.is_empty()
+                && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            {
+                out.insert(key.to_owned());
+            }
+            rest = tail;
+        }
+    }
+    out
+}

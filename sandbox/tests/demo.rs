@@ -36,7 +36,11 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
     let capture_path = capture.path().display().to_string();
     let deployment =
         duijie::config::Deployment::load(&root().join("pipelines/yichang.toml")).unwrap();
-    let (code, stdout, stderr) = sandbox(&["demo", "--seconds", "18", "--capture", &capture_path]);
+    // 24 s: the approval batch lands in its exchange directory just after
+    // the hub starts, is seen at one five-second poll and read at the next
+    // (the file drop's stable-size check); a hub slow to start after the
+    // rest of the suite once left it unread at 18 s.
+    let (code, stdout, stderr) = sandbox(&["demo", "--seconds", "24", "--capture", &capture_path]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let captured = std::fs::read_to_string(capture.path()).unwrap();
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();

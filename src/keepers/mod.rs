@@ -41,6 +41,72 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The keepers the deployment configures, listed once: the name of each
+/// one's shared task (across a scaled-out hub one instance runs it; the
+/// control topic has a partition per name) and how it runs. The runtime
+/// starts what this returns and the deployment names its shared tasks
+/// from it, so a new keeper is its module and one entry here.
+pub fn listed(
+    credit: Option<&CreditConfig>,
+    commitments: Option<&CommitmentConfig>,
+) -> Vec<Listed> {
+    let mut out = Vec::new();
+    if let Some(c) = credit {
+        out.push(Listed::new("clock:credit_publication", c, run_credit_clock));
+        out.push(Listed::new("clock:blacklist", c, run_blacklist));
+    }
+    if let Some(c) = commitments {
+        out.push(Listed::new("clock:commitments", c, run_commitments));
+    }
+    out
+}
+
+/// One keeper as [`listed`] gives it.
+pub struct Listed {
+    /// Its shared task's name (`clock:…`).
+    pub task: &'static str,
+    run: Box<
+        dyn Fn(KeeperContext, CancellationToken) -> futures::future::BoxFuture<'static, ()>
+            + Send
+            + Sync,
+    >,
+}
+
+impl Listed {
+    fn new<C, F>(
+        task: &'static str,
+        config: &C,
+        run: fn(KeeperContext, C, CancellationToken) -> F,
+    ) -> Self
+    where
+        C: Clone + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let config = config.clone();
+        Self {
+            task,
+            run: Box::new(move |ctx, shutdown| Box::pin(run(ctx, config.clone(), shutdown))),
+        }
+    }
+
+    /// Runs the keeper until `shutdown`.
+    pub fn run(
+        &self,
+        ctx: KeeperContext,
+        shutdown: CancellationToken,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        (self.run)(ctx, shutdown)
+    }
+}
+
+impl std::fmt::Debug for Listed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listed")
+            .field("task", &self.task)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Counters for metrics and the demo.
 #[derive(Debug, Default)]
 pub struct ClockStats {

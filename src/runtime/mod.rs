@@ -363,7 +363,11 @@ impl Hub {
             desk_router = Some(crate::desk::web::router(desk.clone()));
             desk_handle = Some(desk);
         }
-        if self.deployment.credit.is_some() || self.deployment.commitments.is_some() {
+        let keepers = crate::keepers::listed(
+            self.deployment.credit.as_ref(),
+            self.deployment.commitments.as_ref(),
+        );
+        if !keepers.is_empty() {
             let keeper = crate::keepers::KeeperContext {
                 bus: self.bus.clone(),
                 producer: producer.clone(),
@@ -376,35 +380,11 @@ impl Hub {
                 pseudonyms: self.deployment.hub.pseudonyms(),
                 clock: crate::calendar::Clock::system(),
             };
-            if let Some(credit) = &self.deployment.credit {
-                let (k, c) = (keeper.clone(), credit.clone());
+            for listed in keepers {
+                let k = keeper.clone();
                 singletons.push(shared::SharedTask {
-                    name: "clock:credit_publication".into(),
-                    start: Box::new(move |token| {
-                        tokio::spawn(crate::keepers::run_credit_clock(
-                            k.clone(),
-                            c.clone(),
-                            token,
-                        ))
-                    }),
-                    on_change: None,
-                });
-                let (k, c) = (keeper.clone(), credit.clone());
-                singletons.push(shared::SharedTask {
-                    name: "clock:blacklist".into(),
-                    start: Box::new(move |token| {
-                        tokio::spawn(crate::keepers::run_blacklist(k.clone(), c.clone(), token))
-                    }),
-                    on_change: None,
-                });
-            }
-            if let Some(c) = &self.deployment.commitments {
-                let (k, c) = (keeper.clone(), c.clone());
-                singletons.push(shared::SharedTask {
-                    name: "clock:commitments".into(),
-                    start: Box::new(move |token| {
-                        tokio::spawn(crate::keepers::run_commitments(k.clone(), c.clone(), token))
-                    }),
+                    name: listed.task.into(),
+                    start: Box::new(move |token| tokio::spawn(listed.run(k.clone(), token))),
                     on_change: None,
                 });
             }
