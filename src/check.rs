@@ -173,6 +173,36 @@ pub fn check_deployment(config: &Path) -> CheckReport {
             Some(_) => {}
         }
     }
+    // A lead reads its jurisdiction and its power-list fields from the
+    // canonical record: each must be a field of the mapping's schema, or
+    // every lead would be routed nowhere, or outside the powers.
+    for p in &deployment.pipelines {
+        let (Some(lead), Some(m)) = (&p.lead, mappings.get(&p.mapping)) else {
+            continue;
+        };
+        let mut paths = vec![("jurisdiction", lead.jurisdiction.as_str())];
+        if let Some(power) = &lead.power {
+            paths.push(("power", power.item.as_str()));
+            paths.push(("power", power.team.as_str()));
+            paths.extend(power.name.as_deref().map(|n| ("power", n)));
+        }
+        for (key, path) in paths {
+            if m.schema.leaf(path).is_none() {
+                report.problems.push(
+                    deployment
+                        .locate_in(
+                            &format!("pipelines.{}.lead", p.name),
+                            key,
+                            format!(
+                                "`{path}` is not a field of `{}` (mapping `{}`)",
+                                m.schema.full_name, m.name
+                            ),
+                        )
+                        .to_string(),
+                );
+            }
+        }
+    }
     // A canonical topic that keeps full ID numbers is sealed at rest when
     // the deployment seals (GB/T 39786-2021 level 3, confidentiality at
     // rest; 个人信息保护法 art. 51).

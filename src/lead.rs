@@ -41,6 +41,26 @@ pub struct LeadConfig {
     /// The canonical fields (dotted paths) the lead carries.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// The power list (权责清单): where the record says which item it falls
+    /// under and which team exercises it. With it a lead goes to the team
+    /// that holds the power (`team`; the jurisdiction's route stays beside
+    /// it as `area_team`), and a selected record under no item is written
+    /// as outside the bureau's powers (`outside_powers`, no team): shown,
+    /// never dispatched (《行政执法监督条例》 art. 6 supervises enforcement
+    /// outside one's powers).
+    #[serde(default)]
+    pub power: Option<PowerFields>,
+}
+
+/// `[pipelines.X.lead] power`: the canonical fields (dotted paths) holding
+/// the power-list item, its name and its team.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerFields {
+    pub item: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub team: String,
 }
 
 fn default_topic() -> String {
@@ -85,18 +105,37 @@ impl LeadConfig {
         let area = field(record, &self.jurisdiction)
             .and_then(Value::as_str)
             .unwrap_or("");
-        let team = route_team(&self.routes, self.default_team.as_ref(), area);
+        let area_team = route_team(&self.routes, self.default_team.as_ref(), area);
         let id = format!("lead:{pipeline}:{key}");
-        let lead = json!({
+        let mut lead = json!({
             "id": id,
             "kind": self.kind,
-            "team": team,
+            "team": area_team,
             "jurisdiction": area,
             "record_key": key,
             "record_topic": source_topic,
             "record": crate::delivery::transform::whitelist(record, &self.fields),
             "at_ms": at_ms,
         });
+        if let Some(power) = &self.power {
+            let text = |path: &str| {
+                field(record, path)
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.trim().is_empty())
+            };
+            let item = text(&power.item);
+            let team = item.and(text(&power.team));
+            lead["power_item"] = json!(item);
+            lead["power_item_name"] = json!(power.name.as_deref().and_then(text));
+            lead["area_team"] = json!(area_team);
+            lead["team"] = json!(team);
+            lead["outside_powers"] = json!(item.is_none());
+            if item.is_none() {
+                lead["reason"] = json!("不在本局权责清单内，不派发");
+            } else if team.is_none() {
+                lead["reason"] = json!("权责清单事项未写明实施机构，待指定");
+            }
+        }
         Some((id, serde_json::to_vec(&lead).expect("leads serialize")))
     }
 }
@@ -142,6 +181,56 @@ mod tests {
             serde_json::from_slice::<Value>(&body).unwrap()["team"],
             "高新区执法大队"
         );
+    }
+
+    /// With the power list, the team that holds the power gets the lead
+    /// (the grid's squad beside it); a record under no item is written as
+    /// outside the bureau's powers, with no team, and says so.
+    #[test]
+    fn a_lead_goes_to_the_team_of_its_power_item_and_one_under_none_is_not_dispatched() {
+        let mut c = config();
+        c.select = toml::from_str::<LeadConfig>(
+            r#"
+            kind = "VIDEO_ALARM"
+            jurisdiction = "location.grid"
+            select = { field = "confidence", at_least = 0.8 }
+            default_team = "x"
+            "#,
+        )
+        .unwrap()
+        .select;
+        c.power = Some(PowerFields {
+            item: "power_item".into(),
+            name: Some("power_item_name".into()),
+            team: "power_team".into(),
+        });
+        let within = json!({"confidence": 0.9, "location": {"grid": "420502001003"},
+            "power_item": "XZCF-SR-0001", "power_item_name": "占道", "power_team": "市容环境执法大队"});
+        let (_, body) = c.lead_of("video", "t", "a", &within, 0).unwrap();
+        let lead: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(lead["team"], "市容环境执法大队");
+        assert_eq!(lead["area_team"], "东山中队");
+        assert_eq!(lead["power_item"], "XZCF-SR-0001");
+        assert_eq!(lead["power_item_name"], "占道");
+        assert_eq!(lead["outside_powers"], false);
+        assert!(lead.get("reason").is_none());
+
+        let outside = json!({"confidence": 0.95, "location": {"grid": "420502001003"},
+            "power_item": null, "power_team": null});
+        let (_, body) = c.lead_of("video", "t", "b", &outside, 0).unwrap();
+        let lead: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(lead["team"], Value::Null);
+        assert_eq!(lead["outside_powers"], true);
+        assert_eq!(lead["area_team"], "东山中队");
+        assert_eq!(lead["reason"], "不在本局权责清单内，不派发");
+
+        // A team is never taken from a record that names none for its item.
+        let no_team = json!({"confidence": 0.95, "location": {"grid": "1"}, "power_item": "X"});
+        let (_, body) = c.lead_of("video", "t", "c", &no_team, 0).unwrap();
+        let lead: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(lead["team"], Value::Null);
+        assert_eq!(lead["outside_powers"], false);
+        assert_eq!(lead["reason"], "权责清单事项未写明实施机构，待指定");
     }
 
     #[test]

@@ -322,3 +322,39 @@ layout = "jsonl"
         "hub.encryption: key `k1` is not 32 hex digits (a 16-byte SM4 key)",
     );
 }
+
+/// A lead reads its power-list item and team from the canonical record: a
+/// name the schema does not have (every lead would look outside the
+/// bureau's powers) is refused by `check`, naming the field.
+#[test]
+fn a_lead_whose_power_fields_are_not_in_the_schema_is_refused() {
+    let deployment = |team: &str| {
+        format!(
+            r#"{GOOD}
+[pipelines.video]
+system = "pingan_video"
+mapping = "video_alarm"
+topic = "canonical.video_alarm"
+schedule = "*/2 * * * * *"
+
+[pipelines.video.source]
+kind = "file_drop"
+dir = "video"
+layout = "jsonl"
+
+[pipelines.video.lead]
+kind = "VIDEO_ALARM"
+select = {{ field = "confidence", at_least = 0.8 }}
+power = {{ item = "power_item", team = "{team}" }}
+jurisdiction = "grid_code"
+default_team = "高新区执法大队"
+"#
+        )
+    };
+    let (ok, output) = check(&deployment("power_team"));
+    assert!(ok, "{output}");
+    assert_broken(
+        &deployment("power_teem"),
+        "pipelines.video.lead.power: `power_teem` is not a field of `duijie.canonical.VideoAlarm` (mapping `video_alarm`)",
+    );
+}

@@ -93,3 +93,43 @@ fn a_changed_expectation_is_reported_as_a_field_diff() {
         "{diff}"
     );
 }
+
+/// The power list is effective-dated (权责清单, "成熟一个，纳入一个"): the
+/// muck-truck item was taken on on 2026-07-01, so a muck-truck alarm of
+/// the day before is outside the bureau's powers (no item, no team, not
+/// enforcement) and one of that day falls under the item and its team.
+/// An alarm of a type no item covers (a crowd) is outside them whatever
+/// its date.
+#[test]
+fn an_item_taken_on_on_a_date_maps_earlier_and_later_alarms_differently() {
+    let schemas = SchemaSet::load_dir(&root().join("schemas")).unwrap();
+    let set = MappingSet::load_dir(&root().join("mappings"), &schemas).unwrap();
+    let mapping = set.get("video_alarm").unwrap();
+    let alarm = |event: &str, at: &str| {
+        let payload = serde_json::json!({
+            "alarmId": format!("PA{}", at.replace([' ', ':', '-'], "")),
+            "deviceId": "42050200001320000017",
+            "location": {"gridCode": "42050200100301"},
+            "eventType": event,
+            "confidence": 0.9,
+            "alarmTime": at,
+        });
+        let bytes = serde_json::to_vec(&payload).unwrap();
+        let mapped = mapping.map(&bytes).unwrap();
+        mapping.to_json(&mapped)
+    };
+    let before = alarm("1004", "2026-06-30 23:59:59");
+    assert_eq!(before["power_item"], serde_json::Value::Null, "{before}");
+    assert_eq!(before["power_team"], serde_json::Value::Null);
+    assert_eq!(before["enforcement"], false);
+    let on = alarm("1004", "2026-07-01 00:00:00");
+    assert_eq!(on["power_item"], "XZCF-ZT-0001", "{on}");
+    assert_eq!(on["power_team"], "渣土运输执法中队");
+    assert_eq!(on["enforcement"], true);
+    let vending = alarm("1001", "2026-06-30 12:00:00");
+    assert_eq!(vending["power_item"], "XZCF-SR-0001");
+    assert_eq!(vending["power_team"], "市容环境执法大队");
+    let crowd = alarm("2001", "2026-12-01 12:00:00");
+    assert_eq!(crowd["power_item"], serde_json::Value::Null);
+    assert_eq!(crowd["enforcement"], false);
+}

@@ -42,7 +42,8 @@ max_payload_bytes = 262144
 [pipelines.video_alarms.lead]
 topic = "{leads}"
 kind = "VIDEO_ALARM"
-select = {{ all = [{{ field = "enforcement", eq = true }}, {{ field = "confidence", at_least = 0.8 }}] }}
+select = {{ field = "confidence", at_least = 0.8 }}
+power = {{ item = "power_item", name = "power_item_name", team = "power_team" }}
 jurisdiction = "grid_code"
 routes = {{ "420502" = "高新区执法大队", "420502001" = "东山中队", "420502002" = "白洋中队", "420502003" = "东苑中队", "420506" = "点军中队" }}
 fields = ["alarm_id", "event_type", "confidence", "grid_code"]
@@ -178,23 +179,33 @@ fn every_alarm_lands_on_its_topic_or_in_the_dlq_through_a_broker_restart_and_cop
         letters.iter().map(|l| &l.reason).collect::<Vec<_>>()
     );
 
-    // Confident alarms of the bureau's own types are leads for the team of
-    // their grid; the others are not.
-    let expected: BTreeMap<String, &str> = messages
+    // Every confident alarm is a lead. Those of a type on the bureau's power
+    // list (权责清单) go to the team that exercises its item, with the squad
+    // of their grid beside it; the others (a crowd, smoke) are written as
+    // outside the bureau's powers, with no team: shown, not dispatched.
+    let expected: BTreeMap<String, (Option<&str>, &str, bool)> = messages
         .iter()
-        .filter(|m| m.kind == MessageKind::Alarm)
-        .filter(|m| m.event.starts_with("100") && m.confidence >= 0.8)
+        .filter(|m| m.kind == MessageKind::Alarm && m.confidence >= 0.8)
         .map(|m| {
-            let team = match &m.grid_code[..9] {
+            let area = match &m.grid_code[..9] {
                 "420502001" => "东山中队",
                 "420502002" => "白洋中队",
                 "420502003" => "东苑中队",
                 _ => "点军中队",
             };
-            (format!("lead:video_alarms:video:{}", m.alarm_id), team)
+            // The alarms are of today: the muck-truck item (taken on on
+            // 2026-07-01) is in force.
+            let team = match m.event {
+                "1004" => Some("渣土运输执法中队"),
+                e if e.starts_with("100") => Some("市容环境执法大队"),
+                _ => None,
+            };
+            let key = format!("lead:video_alarms:video:{}", m.alarm_id);
+            (key, (team, area, team.is_none()))
         })
         .collect();
-    assert!(!expected.is_empty());
+    assert!(expected.values().any(|(t, _, _)| t.is_some()));
+    assert!(expected.values().any(|(_, _, outside)| *outside));
     let leads: BTreeMap<String, serde_json::Value> = read(&brokers, &leads_topic, false)
         .iter()
         .map(|r| {
@@ -204,11 +215,20 @@ fn every_alarm_lands_on_its_topic_or_in_the_dlq_through_a_broker_restart_and_cop
             )
         })
         .collect();
-    let teams: BTreeMap<String, &str> = leads
+    let found: BTreeMap<String, (Option<&str>, &str, bool)> = leads
         .iter()
-        .map(|(k, v)| (k.clone(), v["team"].as_str().unwrap()))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (
+                    v["team"].as_str(),
+                    v["area_team"].as_str().unwrap(),
+                    v["outside_powers"].as_bool().unwrap(),
+                ),
+            )
+        })
         .collect();
-    assert_eq!(teams, expected);
+    assert_eq!(found, expected);
     terminate(hub);
 }
 
