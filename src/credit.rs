@@ -501,6 +501,12 @@ pub struct CreditPolicy {
     /// refused before sending, with the field named.
     #[serde(default = "default_required")]
     pub required: Vec<String>,
+    /// Whether a decision is published only once the case system records
+    /// it served (送达, 行政处罚法 art. 61): one without `served_at` is held.
+    /// For case systems that send their procedure's dates; off by default,
+    /// since a source that sends none would have every decision held.
+    #[serde(default)]
+    pub hold_until_served: bool,
 }
 
 fn default_placeholder() -> String {
@@ -556,6 +562,7 @@ impl Default for CreditPolicy {
             long_term_validity: None,
             date_format: DateFormat::default(),
             required: default_required(),
+            hold_until_served: false,
         }
     }
 }
@@ -900,12 +907,62 @@ impl CreditPolicy {
                 "unknown credit_severity `{code}` (LIGHT, GENERAL or SERIOUS)"
             ));
         }
+        if let Some(reason) = self.not_yet_publishable(d, decided) {
+            return Ok(Publication::Held {
+                reason,
+                assessment: Assessment {
+                    decided,
+                    class: None,
+                    period_basis: "国办发〔2018〕118号；行政处罚法第五十八条、第六十一条".into(),
+                    public_until: None,
+                    repair_from: None,
+                },
+            });
+        }
         let assessment = match self.period(d, decided)? {
             Publication::Publish { assessment, .. } => assessment,
             other => return Ok(other),
         };
         let record = self.record(d, decision_no, &categories, &assessment)?;
         Ok(Publication::Publish { record, assessment })
+    }
+
+    /// Why a decision may not be published yet, whatever its class: one
+    /// that needed legal review (法制审核, 行政处罚法 art. 58; 国办发〔2018〕
+    /// 118号) without a review that passed on or before the decision date,
+    /// or, with `hold_until_served`, one not yet served (送达, art. 61).
+    /// Only what the case system says counts: a decision that does not say
+    /// whether it needed review is not held for it (nothing is inferred
+    /// from a missing record); the supervision feed counts it as unknown.
+    /// The publication clock keeps running on a held decision.
+    fn not_yet_publishable(&self, d: &Value, decided: NaiveDate) -> Option<String> {
+        if d.pointer("/legal_review_required").and_then(Value::as_bool) == Some(true) {
+            let outcome = str_of(d, "/legal_review_outcome");
+            let reviewed = d
+                .pointer("/legal_review_at")
+                .and_then(Value::as_i64)
+                .and_then(local_date);
+            let why = match (outcome, reviewed) {
+                (Some("PASSED"), Some(day)) if day <= decided => None,
+                (Some("PASSED"), Some(day)) => {
+                    Some(format!("法制审核于{day}通过，晚于决定日期{decided}"))
+                }
+                (Some("PASSED"), None) => Some("法制审核通过但未记载审核日期".to_owned()),
+                (Some(other), _) => Some(format!("法制审核结论为{other}")),
+                (None, _) => Some("未见法制审核结论".to_owned()),
+            };
+            if let Some(why) = why {
+                return Some(format!(
+                    "暂不公示：该决定须经法制审核（行政处罚法第五十八条），{why}；须核实后再公示"
+                ));
+            }
+        }
+        if self.hold_until_served && d.pointer("/served_at").and_then(Value::as_i64).is_none() {
+            return Some(
+                "暂不公示：办案系统未记载处罚决定书送达（行政处罚法第六十一条）；送达后公示".into(),
+            );
+        }
+        None
     }
 
     /// The `CF_*` record of a decision to publish.
@@ -1243,6 +1300,53 @@ mod tests {
         assert_eq!(r["CF_XDR_ZJLX"], "001");
         assert_eq!(r["CF_XDR_SHXYM"], "");
         assert_eq!(r["CF_FRDB"], "");
+    }
+
+    /// 法制审核 (行政处罚法 art. 58): a decision that needed review is
+    /// published only with a review that passed on or before its date; one
+    /// that does not say is not held for it. With `hold_until_served`, an
+    /// unserved decision (行政处罚法 art. 61) is held too. Held, never
+    /// refused: the clock runs and the desk shows the reason.
+    #[test]
+    fn a_decision_needing_legal_review_is_held_until_one_passed_before_it() {
+        let p = CreditPolicy::default();
+        let decided_ms = sample_decision()["decided_at"].as_i64().unwrap();
+        let held = |d: &Value, p: &CreditPolicy| match p.publication(d).unwrap() {
+            Publication::Held { reason, .. } => reason,
+            other => panic!("not held: {other:?}"),
+        };
+        let mut d = sample_decision();
+        d["legal_review_required"] = json!(true);
+        assert!(
+            held(&d, &p).contains("未见法制审核结论"),
+            "{}",
+            held(&d, &p)
+        );
+        d["legal_review_outcome"] = json!("RETURNED");
+        d["legal_review_at"] = json!(decided_ms - 86_400_000);
+        assert!(held(&d, &p).contains("RETURNED"));
+        d["legal_review_outcome"] = json!("PASSED");
+        d["legal_review_at"] = json!(decided_ms + 2 * 86_400_000);
+        assert!(held(&d, &p).contains("晚于决定日期"), "{}", held(&d, &p));
+        // Passed the day before, or the same day: published.
+        d["legal_review_at"] = json!(decided_ms + 3_600_000);
+        published_by(&p, &d);
+        d["legal_review_at"] = json!(decided_ms - 86_400_000);
+        published_by(&p, &d);
+        // Not required, or not said: not held for it.
+        let mut d = sample_decision();
+        d["legal_review_required"] = json!(false);
+        published_by(&p, &d);
+        published_by(&p, &sample_decision());
+        // Served, with the policy that waits for it.
+        let served = CreditPolicy {
+            hold_until_served: true,
+            ..CreditPolicy::default()
+        };
+        assert!(held(&sample_decision(), &served).contains("送达"));
+        let mut d = sample_decision();
+        d["served_at"] = json!(decided_ms + 3_600_000);
+        published_by(&served, &d);
     }
 
     fn published_by(p: &CreditPolicy, d: &Value) -> Value {

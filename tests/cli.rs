@@ -421,6 +421,19 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
             v["credit_severity"] = "GENERAL".into();
             v["decided_at"] = 1_774_886_400_000_i64.into();
         }),
+        // Classed, but not yet served (行政处罚法 art. 61): held.
+        with(&|v| {
+            v["categories"] = serde_json::json!(["罚款"]);
+            v["credit_severity"] = "GENERAL".into();
+            v["served_at"] = serde_json::Value::Null;
+        }),
+        // Needed legal review (art. 58), and it was returned: held.
+        with(&|v| {
+            v["categories"] = serde_json::json!(["罚款"]);
+            v["credit_severity"] = "SERIOUS".into();
+            v["legal_review_required"] = true.into();
+            v["legal_review_outcome"] = "RETURNED".into();
+        }),
     ];
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("decisions.jsonl");
@@ -438,7 +451,7 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 9, "{stdout}");
+    assert_eq!(rows.len(), 11, "{stdout}");
     // A serious decision: one batch request, CF_GSJZQ the 3-year maximum;
     // the preview says the class, where it came from and the basis.
     let published = &rows[0];
@@ -529,6 +542,15 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
     // Before 2026-04-01: order 58's 3 years cut to order 36's 1 year.
     assert_eq!(rows[8]["record"]["CF_JDRQ"], "2026-03-31");
     assert_eq!(rows[8]["record"]["CF_GSJZQ"], "2027-03-31");
+    // Not served, or its legal review returned: held, each with its reason.
+    for (row, why) in [(&rows[9], "送达"), (&rows[10], "法制审核")] {
+        assert_eq!(
+            (&row["sent"], &row["held"]),
+            (&false.into(), &true.into()),
+            "{row}"
+        );
+        assert!(row["reason"].as_str().unwrap().contains(why), "{row}");
+    }
 
     // A webhook receiver: signed, with its idempotency key in a header.
     let entry = serde_json::json!({"id": "blk:pid:0123456789abcdef0123456789abcdef", "entity": "pid:0123456789abcdef0123456789abcdef",

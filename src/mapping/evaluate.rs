@@ -157,37 +157,26 @@ impl Mapping {
             SourceExpr::Nothing => Val::Null,
         };
 
-        // Text clean-up.
-        if let Val::Str(s) = &mut v {
-            if rule.trim {
-                cow_map(s, |x| Cow::Borrowed(text::trim(x)));
-            }
-            if rule.remove_spaces {
-                cow_map(s, text::remove_spaces);
-            }
-            if rule.halfwidth {
-                cow_map(s, text::to_halfwidth);
-            }
-            match rule.case {
-                Some(CaseSpec::Upper) if s.chars().any(char::is_lowercase) => {
-                    *s = Cow::Owned(s.to_uppercase())
+        // Text clean-up: of the value, or of each text in a list (the
+        // officers of a decision, its categories).
+        match &mut v {
+            Val::Str(s) => {
+                clean_text(rule, s);
+                if rule.empty_as_null && s.is_empty() {
+                    v = Val::Null;
                 }
-                Some(CaseSpec::Lower) if s.chars().any(char::is_uppercase) => {
-                    *s = Cow::Owned(s.to_lowercase())
+            }
+            Val::List(items) => {
+                for item in items.iter_mut() {
+                    if let Val::Str(s) = item {
+                        clean_text(rule, s);
+                    }
                 }
-                _ => {}
-            }
-            if !rule.replace.is_empty() && rule.replace.iter().any(|(k, _)| s.contains(k.as_str()))
-            {
-                let mut t = s.to_string();
-                for (k, v) in &rule.replace {
-                    t = t.replace(k.as_str(), v);
+                if rule.empty_as_null {
+                    items.retain(|i| !matches!(i, Val::Str(s) if s.is_empty()));
                 }
-                *s = Cow::Owned(t);
             }
-            if rule.empty_as_null && s.is_empty() {
-                v = Val::Null;
-            }
+            _ => {}
         }
 
         // Code table, at the record's own time (else the fetch time).
@@ -505,5 +494,35 @@ pub(super) fn target_of(ty: &LeafType) -> Option<Target> {
         LeafType::Float | LeafType::Double => Some(Target::Double),
         LeafType::String | LeafType::Enum(_) => Some(Target::String),
         LeafType::Array(_) => None,
+    }
+}
+
+/// A rule's text clean-up (trim, spaces, half-width, case, replacements)
+/// on one text.
+fn clean_text(rule: &Rule, s: &mut Cow<'_, str>) {
+    if rule.trim {
+        cow_map(s, |x| Cow::Borrowed(text::trim(x)));
+    }
+    if rule.remove_spaces {
+        cow_map(s, text::remove_spaces);
+    }
+    if rule.halfwidth {
+        cow_map(s, text::to_halfwidth);
+    }
+    match rule.case {
+        Some(CaseSpec::Upper) if s.chars().any(char::is_lowercase) => {
+            *s = Cow::Owned(s.to_uppercase())
+        }
+        Some(CaseSpec::Lower) if s.chars().any(char::is_uppercase) => {
+            *s = Cow::Owned(s.to_lowercase())
+        }
+        _ => {}
+    }
+    if !rule.replace.is_empty() && rule.replace.iter().any(|(k, _)| s.contains(k.as_str())) {
+        let mut t = s.to_string();
+        for (k, v) in &rule.replace {
+            t = t.replace(k.as_str(), v);
+        }
+        *s = Cow::Owned(t);
     }
 }
