@@ -23,6 +23,7 @@ pub mod referral;
 pub mod registry;
 pub mod safety;
 mod store;
+pub mod supervision;
 pub mod urban;
 pub mod video;
 
@@ -286,6 +287,8 @@ pub struct Receivers {
     pub enforcement_queues: receiver::Inbox,
     pub credit: credit::CreditPlatform,
     pub credit_outage: receiver::Inbox,
+    /// The 司法行政部门's supervision platform.
+    pub supervision: supervision::SupervisionPlatform,
     pub departments: dept::Departments,
     /// Every request the receivers were sent, as it came over the wire.
     pub wire: receiver::WireLog,
@@ -298,6 +301,7 @@ impl Default for Receivers {
             enforcement_queues: receiver::Inbox::default(),
             credit: credit::CreditPlatform::new(credit_outage.clone()),
             credit_outage,
+            supervision: supervision::SupervisionPlatform::default(),
             departments: dept::Departments::default(),
             wire: receiver::WireLog::default(),
         }
@@ -403,6 +407,7 @@ pub fn systems_with_receivers(
         .iter()
         .fold(Router::new(), |router, s| router.merge(s.receiving()))
         .merge(receivers.credit.router())
+        .merge(receivers.supervision.router())
         .merge(receivers.departments.router())
         .merge(
             Router::new()

@@ -151,12 +151,20 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
                 // Encrypted to the bureau's key, opened by its receiver.
                 assert!(n(2) > 0, "{line}: nothing delivered encrypted");
             }
+            if words[0] == "supervision_acts" {
+                // Every decision reaches the 司法行政部门's platform, which
+                // refuses an act without two certified officers or with a
+                // full ID number: none refused.
+                assert!(n(2) > 0, "{line}: no act reached the supervision platform");
+                assert_eq!(n(4), 0, "{line}: the supervision platform refused acts");
+            }
             assert_eq!(n(13), n(2) + n(4) + n(6) + n(9) + n(11), "{line}: receipts");
             assert_eq!(n(15), 0, "{line}: a record receipted twice");
             assert_eq!(n(18), n(4) + n(6), "{line}: dead letters");
         }
     }
-    assert!(pushes >= 7, "{stdout}");
+    assert!(pushes >= 8, "{stdout}");
+    assert!(stdout.contains("supervision_acts"), "{stdout}");
     assert!(
         stdout.contains("Two-law desk (canonical.referral_event): 20 referral(s)"),
         "{stdout}"

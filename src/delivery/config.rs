@@ -216,6 +216,13 @@ pub enum TransformConfig {
     },
     /// Blacklist entries, as the blacklist keeper writes them.
     Blacklist,
+    /// An enforcement act for the 司法行政部门's supervision platform
+    /// (《行政执法监督条例》, 国务院令第825号, art. 6; the three systems of
+    /// 国办发〔2018〕118号): a penalty decision with its power item, officers
+    /// and certificates, the procedure's dates, the legal review and the
+    /// publication decision, personal data by the hub's rule (ID numbers
+    /// masked), sent in batches to the `credit_batch` protocol.
+    SupervisionAct,
 }
 
 /// Where and how.
@@ -457,10 +464,14 @@ impl DeliveryConfig {
             }
         }
         match (&self.transform, &self.target) {
-            (TransformConfig::CreditPenalty { .. }, TargetConfig::CreditBatch { .. }) => {}
-            (TransformConfig::CreditPenalty { .. }, _) | (_, TargetConfig::CreditBatch { .. }) => {
+            (
+                TransformConfig::CreditPenalty { .. } | TransformConfig::SupervisionAct,
+                TargetConfig::CreditBatch { .. },
+            ) => {}
+            (TransformConfig::CreditPenalty { .. } | TransformConfig::SupervisionAct, _)
+            | (_, TargetConfig::CreditBatch { .. }) => {
                 return Err(
-                    "`credit_penalty` goes with the `credit_batch` target, and only it".into(),
+                    "`credit_penalty` and `supervision_act` go with the batch target (`credit_batch`), and only they".into(),
                 );
             }
             (

@@ -3,6 +3,7 @@
 use super::Incoming;
 use super::config::{TransformConfig, field};
 use crate::credit::{CreditPolicy, Publication};
+use crate::ident::MaskPolicy;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -120,6 +121,7 @@ pub enum Transform {
         default_team: Option<String>,
     },
     Blacklist,
+    Supervision,
 }
 
 impl Transform {
@@ -135,6 +137,7 @@ impl Transform {
                 default_team: default_team.clone(),
             },
             TransformConfig::Blacklist => Transform::Blacklist,
+            TransformConfig::SupervisionAct => Transform::Supervision,
         }
     }
 
@@ -158,6 +161,7 @@ impl Transform {
             Transform::Credit(_) => "credit_penalty",
             Transform::Licence { .. } => "licence_notice",
             Transform::Blacklist => "blacklist",
+            Transform::Supervision => "supervision_act",
         }
     }
 
@@ -228,6 +232,11 @@ impl Transform {
                 key,
                 route: None,
             },
+            Transform::Supervision => {
+                let mut body = supervision_act(r)?;
+                body["idempotency_key"] = Value::String(key.clone());
+                Outgoing::Publish { key, body }
+            }
         }))
     }
 }
@@ -256,6 +265,92 @@ pub fn whitelist(record: &Value, fields: &[String]) -> Value {
         node.insert(last.to_owned(), value.clone());
     }
     Value::Object(out)
+}
+
+/// An enforcement act as the supervision platform receives it: the facts
+/// of the act (never a finding), its power item, who acted with which
+/// certificate, the procedure's dates (local time), the legal review and
+/// the publication decision. The party by name, type and credit code; a
+/// natural person's ID number only masked, as the hub's personal-data rule
+/// lets it leave. `days_to_service` counts calendar days from the decision
+/// date to service (the starting day not counted, 民法典 art. 201); whether
+/// service was within 行政处罚法 art. 61's seven days, with a rest-day last
+/// day rolled over, is the supervisor's reading.
+fn supervision_act(r: &Value) -> Result<Value, String> {
+    let g = |k: &str| r.get(k).cloned().unwrap_or(Value::Null);
+    let decision_no = r
+        .get("decision_no")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or("the decision has no decision number")?;
+    let local = |k: &str| {
+        r.get(k)
+            .and_then(Value::as_i64)
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| {
+                t.with_timezone(&chrono_tz::Asia::Shanghai)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+    };
+    let day = |k: &str| {
+        r.get(k)
+            .and_then(Value::as_i64)
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.with_timezone(&chrono_tz::Asia::Shanghai).date_naive())
+    };
+    let strings = |k: &str| -> Vec<String> {
+        r.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (names, certificates) = (strings("officers"), strings("officer_certificates"));
+    let officers: Vec<Value> = (0..names.len().max(certificates.len()))
+        .map(|i| json!({"name": names.get(i), "certificate_no": certificates.get(i)}))
+        .collect();
+    let mut act = json!({
+        "act_kind": "行政处罚",
+        "action": g("action"),
+        "decision_no": decision_no,
+        "version": g("version"),
+        "power_item": g("power_item"),
+        "authority": g("authority"),
+        "authority_code": g("authority_code"),
+        "officers": officers,
+        "party": {
+            "name": r.pointer("/party/name"),
+            "type": r.pointer("/party/type"),
+            "credit_code": r.pointer("/party/credit_code"),
+            "id_number": r.pointer("/party/id_number_masked").or(r.pointer("/party/id_number")),
+        },
+        "violation": g("violation"),
+        "legal_basis": g("legal_basis"),
+        "categories": g("categories"),
+        "fine_yuan": g("fine_yuan"),
+        "procedure": g("procedure"),
+        "filed_at": local("filed_at"),
+        "notified_at": local("notified_at"),
+        "hearing_at": local("hearing_at"),
+        "decided_at": local("decided_at"),
+        "served_at": local("served_at"),
+        "days_to_service": day("decided_at").zip(day("served_at")).map(|(d, s)| (s - d).num_days()),
+        "legal_review": {
+            "required": g("legal_review_required"),
+            "outcome": g("legal_review_outcome"),
+            "at": local("legal_review_at"),
+        },
+        "publish_decision": g("publish_decision"),
+    });
+    // Any full ID number, wherever it is written (free text too), leaves
+    // masked.
+    crate::personal::scrub(&mut act, &MaskPolicy::birth_date());
+    Ok(act)
 }
 
 /// A licence notice for post-approval supervision (审管联动).
@@ -301,6 +396,45 @@ mod tests {
             payload_sha256: "ab".repeat(32),
             fetched_at_ms: None,
         }
+    }
+
+    /// What the supervision platform gets for a decision: the facts, the
+    /// officers paired with their certificates, dates in local time, days
+    /// to service, and no full ID number anywhere.
+    #[test]
+    fn a_supervision_act_carries_the_process_and_no_full_id_number() {
+        // 2026-11-11 00:00 and 2026-11-13 15:00, Asia/Shanghai.
+        let r = json!({"id": "pen:1", "version": 2, "action": "NEW", "decision_no": "宜高综执罚决字〔2026〕第1号",
+            "power_item": "XZCF-0001", "officers": ["李明", "王芳"], "officer_certificates": ["42050200123", "42050200456"],
+            "decided_at": 1_794_326_400_000_i64, "served_at": 1_794_553_200_000_i64,
+            "legal_review_required": true, "legal_review_outcome": "PASSED", "legal_review_at": 1_794_240_000_000_i64,
+            "party": {"name": "李娜", "type": "NATURAL_PERSON", "id_number": "11010519491231002X"},
+            "violation": "当事人（身份证号11010519491231002X）占道经营"});
+        let Some(Outgoing::Publish { key, body }) =
+            Transform::Supervision.apply(&incoming(r)).unwrap()
+        else {
+            panic!("not a publication");
+        };
+        assert_eq!(key, "pen:1:v2");
+        assert_eq!(body["idempotency_key"], "pen:1:v2");
+        assert_eq!(body["power_item"], "XZCF-0001");
+        assert_eq!(
+            body["officers"],
+            json!([{"name": "李明", "certificate_no": "42050200123"}, {"name": "王芳", "certificate_no": "42050200456"}])
+        );
+        assert_eq!(body["decided_at"], "2026-11-11 00:00:00");
+        assert_eq!(body["served_at"], "2026-11-13 15:00:00");
+        assert_eq!(body["days_to_service"], 2);
+        assert_eq!(body["legal_review"]["outcome"], "PASSED");
+        assert_eq!(body["legal_review"]["at"], "2026-11-10 00:00:00");
+        let text = body.to_string();
+        assert!(!text.contains("11010519491231002X"), "{text}");
+        assert_eq!(body["party"]["id_number"], "110105********002X");
+        // No decision number: refused, said.
+        let err = Transform::Supervision
+            .apply(&incoming(json!({"id": "pen:2", "version": 1})))
+            .unwrap_err();
+        assert!(err.contains("decision number"));
     }
 
     #[test]
