@@ -182,6 +182,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// What the supervision of the bureau watches (行政执法监督).
+    Supervision {
+        #[command(subcommand)]
+        command: SupervisionCommand,
+    },
     /// Statutory deadlines on the official calendar.
     Calendar {
         #[command(subcommand)]
@@ -376,6 +381,24 @@ enum ReferralsCommand {
 enum OutputFormat {
     Table,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum SupervisionCommand {
+    /// A dry run on canonical PenaltyDecision records (JSON lines, as
+    /// `duijie map` writes them), without Kafka: per month and power-list
+    /// item, the acts, revocations and changes, legal review before the
+    /// decision, service within 行政处罚法 art. 61's seven days, repeat
+    /// parties and decisions in the month's last week.
+    Rates {
+        #[arg(long)]
+        input: PathBuf,
+        /// Folder of the yearly calendar files.
+        #[arg(long, default_value = "calendar")]
+        calendar: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -872,6 +895,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 Ok(())
             })
+        }
+        Command::Supervision {
+            command:
+                SupervisionCommand::Rates {
+                    input,
+                    calendar,
+                    format,
+                },
+        } => {
+            let cal = duijie::calendar::Calendar::load_dir(&calendar)?;
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            let decisions = duijie::supervision::read_lines(&text, &input.display().to_string())
+                .map_err(anyhow::Error::msg)?;
+            let rates = duijie::supervision::rates(&decisions, &cal).map_err(anyhow::Error::msg)?;
+            match format {
+                OutputFormat::Table => print!("{}", duijie::supervision::table(&rates)),
+                OutputFormat::Json => {
+                    for r in &rates {
+                        println!("{}", serde_json::to_string(r)?);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Calendar {
             command:

@@ -865,3 +865,78 @@ print(verify(b"{secret}", h, b))
         "True\nFalse\nTrue\nFalse\n"
     );
 }
+
+/// `duijie supervision rates`: a dry run on mapped decisions, per month and
+/// power-list item; a line that is not JSON names its file and line.
+#[test]
+fn supervision_rates_count_a_file_of_decisions_by_month_and_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapped = dir.path().join("decisions.jsonl");
+    let input = root().join("mappings/tests/penalty_decision/03_supervision.input.jsonl");
+    let (code, _, stderr) = duijie(&[
+        "map",
+        "--mapping",
+        "penalty_decision",
+        "--mappings",
+        root().join("mappings").to_str().unwrap(),
+        "--schemas",
+        root().join("schemas").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        mapped.to_str().unwrap(),
+        "--rejects",
+        dir.path().join("rejects.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let calendar = root().join("calendar");
+    let (code, stdout, stderr) = duijie(&[
+        "supervision",
+        "rates",
+        "--input",
+        mapped.to_str().unwrap(),
+        "--calendar",
+        calendar.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The item the case system named: reviewed the day before the
+    // decision, served the day after. The others name none: one review
+    // returned, one not needed.
+    let item = rows.iter().find(|r| r["item"] == "XZCF-AQ-0012").unwrap();
+    assert_eq!(
+        (
+            &item["acts"],
+            &item["review_passed_before"],
+            &item["served_in_time"]
+        ),
+        (&1.into(), &1.into(), &1.into()),
+        "{stdout}"
+    );
+    let none = rows.iter().find(|r| r["item"] == "(未载明)").unwrap();
+    assert_eq!(
+        (
+            &none["acts"],
+            &none["review_required"],
+            &none["review_passed_before"]
+        ),
+        (&2.into(), &1.into(), &0.into()),
+        "{stdout}"
+    );
+    std::fs::write(&mapped, "{}\nnot json\n").unwrap();
+    let (code, _, stderr) = duijie(&[
+        "supervision",
+        "rates",
+        "--input",
+        mapped.to_str().unwrap(),
+        "--calendar",
+        calendar.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("decisions.jsonl:2:"), "{stderr}");
+}
