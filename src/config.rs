@@ -463,6 +463,9 @@ pub struct History {
     pub readers: std::collections::BTreeSet<String>,
     /// The longest period it feeds, in months.
     pub months: u32,
+    /// Its records share a key (an audit chain): compaction would keep only
+    /// the last, so it must be kept by time, never compacted.
+    pub one_key: bool,
 }
 
 /// A whole deployment.
@@ -985,18 +988,26 @@ impl Deployment {
             add(&c.licence_topic, "告知承诺跟踪", COMMITMENT_HISTORY_MONTHS);
         }
         // Audit trails: network logs kept at least six months (《网络安全法》
-        // art. 21(3); 等保 2.0 security audit). 6 × 31 days ≥ 180.
+        // art. 21(3); 等保 2.0 security audit). 6 × 31 days ≥ 180. Their
+        // entries share one key (the chain's order): never compacted.
         add(
             &self.hub.ops_audit_topic,
             "操作审计（日志留存不少于六个月）",
             AUDIT_MONTHS,
         );
+        let mut audits = vec![self.hub.ops_audit_topic.clone()];
         if let Some(d) = &self.desk {
             add(
                 &d.audit_topic,
                 "工作台审计（日志留存不少于六个月）",
                 AUDIT_MONTHS,
             );
+            audits.push(d.audit_topic.clone());
+        }
+        for a in audits {
+            if let Some(h) = out.get_mut(&a) {
+                h.one_key = true;
+            }
         }
         out
     }

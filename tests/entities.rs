@@ -929,7 +929,11 @@ fn the_decisions_topic_is_kept_whole_and_a_short_retention_is_refused() {
     let b = bus(&brokers());
     let topic = format!("canonical.penalty.{tag}");
     let kept = block_on(b.retention_each(&[&topic])).unwrap();
-    assert_eq!(kept.get(&topic), Some(&None), "kept whole: {kept:?}");
+    assert_eq!(
+        kept.get(&topic),
+        Some(&duijie::bus::Kept::Whole),
+        "kept whole: {kept:?}"
+    );
     terminate(hub);
 
     // A topic someone made with a week's retention: refused at the start.

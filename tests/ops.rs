@@ -143,6 +143,27 @@ settle = "0s"
 /// retention is refused at the start, by name, and the hub does not run.
 #[test]
 fn an_audit_topic_kept_less_than_six_months_is_refused_at_start() {
+    let (audit, log) =
+        refused_with_audit_topic(&[("retention.ms", &(30_i64 * 86_400_000).to_string())]);
+    for expected in [audit.as_str(), "30 days", "操作审计", "6 months"] {
+        assert!(log.contains(expected), "{expected} not in:\n{log}");
+    }
+}
+
+/// An audit chain's entries share one key: a compacted audit topic would
+/// keep only the last. Refused at start, though compaction keeps other
+/// history topics whole.
+#[test]
+fn a_compacted_audit_topic_is_refused_at_start() {
+    let (audit, log) = refused_with_audit_topic(&[("cleanup.policy", "compact")]);
+    for expected in [audit.as_str(), "compacted", "share one key", "操作审计"] {
+        assert!(log.contains(expected), "{expected} not in:\n{log}");
+    }
+}
+
+/// A hub whose operator audit topic was made beforehand with `config`:
+/// the topic's name and the log of the hub, which must refuse to start.
+fn refused_with_audit_topic(config: &[(&str, &str)]) -> (String, String) {
     use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
     let audit = unique("ops.audit");
     let d = TestDeployment::with_hub(
@@ -168,9 +189,10 @@ settle = "0s"
     let b = bus(&brokers());
     block_on(async {
         let admin = b.admin().unwrap();
-        let thirty_days = (30_i64 * 86_400_000).to_string();
-        let new =
-            NewTopic::new(&audit, 1, TopicReplication::Fixed(1)).set("retention.ms", &thirty_days);
+        let mut new = NewTopic::new(&audit, 1, TopicReplication::Fixed(1));
+        for (k, v) in config {
+            new = new.set(k, v);
+        }
         for r in admin
             .create_topics([&new], &AdminOptions::new())
             .await
@@ -192,8 +214,5 @@ settle = "0s"
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(!status.success());
-    let log = log_so_far(&hub);
-    for expected in [audit.as_str(), "30 days", "操作审计", "6 months"] {
-        assert!(log.contains(expected), "{expected} not in:\n{log}");
-    }
+    (audit, log_so_far(&hub))
 }

@@ -1473,8 +1473,11 @@ fn a_pull_feed_pages_by_cursor_and_requires_its_token() {
     let topic = unique("canonical.grid");
     let port = free_port();
     let token = "street-pull-token-0123456789";
-    let d = TestDeployment::new(
+    // Receipts of its own: `feeds status` counts a feed's receipts by its
+    // name, and the tests share one broker.
+    let d = TestDeployment::with_hub(
         &brokers,
+        &format!("receipts_topic = \"{}\"", unique("receipts")),
         &format!(
             r#"[http]
 listen = "127.0.0.1:{port}"

@@ -292,6 +292,19 @@ impl Cleanup {
     }
 }
 
+/// How a topic keeps its records ([`Bus::retention_each`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Every record, for ever (`retention.ms` -1).
+    Whole,
+    /// The latest record of each key, for ever (`cleanup.policy` compact):
+    /// whole for a topic whose keys are its records' ids, not for one whose
+    /// records share a key (an audit chain).
+    Compacted,
+    /// For this many milliseconds.
+    For(i64),
+}
+
 /// How to reach the cluster.
 #[derive(Debug, Clone)]
 pub struct Bus {
@@ -589,13 +602,12 @@ impl Bus {
     }
 
     /// How long each of `topics` keeps its records, as the broker describes
-    /// them: `None` for a topic kept whole (compacted, or `retention.ms`
-    /// -1), else its `retention.ms`. `Err` when the broker does not answer
-    /// DescribeConfigs within 10 s (the embedded mock has none).
+    /// them. `Err` when the broker does not answer DescribeConfigs within
+    /// 10 s (the embedded mock has none).
     pub async fn retention_each(
         &self,
         topics: &[&str],
-    ) -> Result<BTreeMap<String, Option<i64>>, BusError> {
+    ) -> Result<BTreeMap<String, Kept>, BusError> {
         let mut out = BTreeMap::new();
         if topics.is_empty() {
             return Ok(out);
@@ -624,7 +636,14 @@ impl Bus {
             let value = |k: &str| r.get(k).and_then(|e| e.value.clone()).unwrap_or_default();
             let compacted = value("cleanup.policy").contains("compact");
             let ms = value("retention.ms").parse::<i64>().unwrap_or(-1);
-            out.insert(topic.clone(), (!compacted && ms >= 0).then_some(ms));
+            let kept = if compacted {
+                Kept::Compacted
+            } else if ms < 0 {
+                Kept::Whole
+            } else {
+                Kept::For(ms)
+            };
+            out.insert(topic.clone(), kept);
         }
         Ok(out)
     }

@@ -591,7 +591,18 @@ impl Hub {
         let short: Vec<String> = history
             .iter()
             .filter_map(|(topic, h)| {
-                let ms = kept.get(topic).copied().flatten()?;
+                let ms = match kept.get(topic)? {
+                    crate::bus::Kept::Whole => return None,
+                    crate::bus::Kept::Compacted if !h.one_key => return None,
+                    crate::bus::Kept::Compacted => {
+                        return Some(format!(
+                            "topic `{topic}` is compacted (cleanup.policy=compact), but its entries share one key: compaction would keep only the last of {}; set cleanup.policy=delete with retention.ms=-1 or at least {} months",
+                            h.readers.iter().cloned().collect::<Vec<_>>().join("、"),
+                            h.months
+                        ));
+                    }
+                    crate::bus::Kept::For(ms) => *ms,
+                };
                 // A month as 31 days: the check errs on the long side.
                 let needed = i64::from(h.months) * 31 * day_ms;
                 (ms < needed).then(|| {

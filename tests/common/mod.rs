@@ -115,13 +115,6 @@ impl TestDeployment {
         }
         let file = dir.path().join("deploy.toml");
         let cursor_topic = unique("cursors");
-        // Receipts of its own: `feeds status` counts a feed's receipts by
-        // name, and the tests share one broker.
-        let hub_extra = if hub_extra.contains("receipts_topic") {
-            hub_extra.to_owned()
-        } else {
-            format!("receipts_topic = \"{}\"\n{hub_extra}", unique("receipts"))
-        };
         let text = format!(
             "[hub]\nname = \"{}\"\nmappings = \"{}\"\nschemas = \"{}\"\n{hub_extra}\n\n[kafka]\nbrokers = \"{brokers}\"\ncursor_topic = \"{cursor_topic}\"\n{kafka_extra}\n\n{pipelines}",
             unique("hub"),
