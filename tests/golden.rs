@@ -59,6 +59,8 @@ fn a_changed_expectation_is_reported_as_a_field_diff() {
         "codes/urban_case_state.yaml",
         "codes/urban_category_kind.yaml",
         "codes/urban_category.yaml",
+        "codes/power_urban_category.yaml",
+        "codes/power_list.yaml",
     ] {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }
