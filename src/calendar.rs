@@ -407,6 +407,11 @@ pub fn end_of_local_day_ms(day: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
+/// The local date (Asia/Shanghai) of an epoch-millisecond time.
+pub fn local_date(ms: i64) -> Option<NaiveDate> {
+    DateTime::from_timestamp_millis(ms).map(|t| t.with_timezone(&Shanghai).date_naive())
+}
+
 pub fn local_text(t: DateTime<Utc>) -> String {
     let local = t.with_timezone(&Shanghai);
     if local.time() == chrono::NaiveTime::MIN {

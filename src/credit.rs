@@ -30,7 +30,7 @@
 //!   is republished with a remark.
 
 use crate::ident::MaskPolicy;
-use chrono::{NaiveDate, TimeZone};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -642,12 +642,7 @@ pub fn categories_of(d: &Value) -> Vec<String> {
 }
 
 /// The local (Asia/Shanghai) date of an epoch-milliseconds field.
-fn local_date(ms: i64) -> Option<NaiveDate> {
-    chrono_tz::Asia::Shanghai
-        .timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.date_naive())
-}
+use crate::calendar::local_date;
 
 /// The decision date (local) of a canonical decision.
 pub fn decided_on(d: &Value) -> Option<NaiveDate> {
@@ -1250,6 +1245,7 @@ pub fn sample_decision() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn money_in_wan_is_exact() {

@@ -15,7 +15,7 @@
 //! (`keepers::publication`), judged on the receipts; it is not repeated
 //! here.
 
-use crate::calendar::{Calendar, Limit, Unit};
+use crate::calendar::{Calendar, Limit, Unit, local_date};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -75,7 +75,8 @@ pub fn rates(decisions: &[Value], calendar: &Calendar) -> Result<Vec<Rates>, Str
     let mut parties: BTreeMap<(String, String), BTreeMap<String, u32>> = BTreeMap::new();
     for (id, d) in latest {
         let decided = ms(d, "decided_at").ok_or_else(|| format!("{id}: no decision date"))?;
-        let day = local_day(decided);
+        let day = local_date(decided.timestamp_millis())
+            .ok_or_else(|| format!("{id}: a decision date out of range"))?;
         let month = format!("{:04}-{:02}", day.year(), day.month());
         let item = text(d, "power_item").unwrap_or("(未载明)").to_owned();
         let key = (month.clone(), item.clone());
@@ -95,7 +96,11 @@ pub fn rates(decisions: &[Value], calendar: &Calendar) -> Result<Vec<Rates>, Str
             Some(true) => {
                 r.review_required += 1;
                 let passed = text(d, "legal_review_outcome") == Some("PASSED");
-                let before = ms(d, "legal_review_at").is_some_and(|t| local_day(t) <= day);
+                let before = d
+                    .get("legal_review_at")
+                    .and_then(Value::as_i64)
+                    .and_then(local_date)
+                    .is_some_and(|t| t <= day);
                 if passed && before {
                     r.review_passed_before += 1;
                 }
@@ -206,10 +211,6 @@ fn ms(d: &Value, k: &str) -> Option<DateTime<Utc>> {
     d.get(k)
         .and_then(Value::as_i64)
         .and_then(DateTime::from_timestamp_millis)
-}
-
-fn local_day(t: DateTime<Utc>) -> NaiveDate {
-    t.with_timezone(&chrono_tz::Asia::Shanghai).date_naive()
 }
 
 fn last_day_of_month(day: NaiveDate) -> NaiveDate {

@@ -296,8 +296,7 @@ fn supervision_act(r: &Value) -> Result<Value, String> {
     let day = |k: &str| {
         r.get(k)
             .and_then(Value::as_i64)
-            .and_then(chrono::DateTime::from_timestamp_millis)
-            .map(|t| t.with_timezone(&chrono_tz::Asia::Shanghai).date_naive())
+            .and_then(crate::calendar::local_date)
     };
     let strings = |k: &str| -> Vec<String> {
         r.get(k)
