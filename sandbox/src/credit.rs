@@ -35,12 +35,9 @@ use std::sync::{Arc, Mutex};
 struct Platform {
     /// Repair results, as the hub pages them.
     repairs: KeysetStore,
-    /// idempotency key → record, for publications.
-    published: BTreeMap<String, Value>,
+    /// Publications by idempotency key, refusals, batches, duplicates.
+    published: crate::receiver::Batches,
     withdrawn: BTreeMap<String, Value>,
-    batches: u64,
-    duplicates: u64,
-    rejected: Vec<Value>,
 }
 
 /// The simulated platform. `outage` is shared with the other receivers.
@@ -81,11 +78,8 @@ impl Default for Platform {
         }
         Self {
             repairs,
-            published: BTreeMap::new(),
+            published: crate::receiver::Batches::default(),
             withdrawn: BTreeMap::new(),
-            batches: 0,
-            duplicates: 0,
-            rejected: Vec::new(),
         }
     }
 }
@@ -241,46 +235,8 @@ async fn batch(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Val
     if p.outage.is_down() {
         return down();
     }
-    let records = body
-        .get("records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let mut state = p.state.lock().expect("credit lock");
-    state.batches += 1;
-    let mut results = Vec::with_capacity(records.len());
-    for r in records {
-        let key = r
-            .get("idempotency_key")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let wsh = r.get("CF_WSH").cloned().unwrap_or(Value::Null);
-        if key.is_empty() {
-            results.push(
-                json!({"CF_WSH": wsh, "status": "REJECTED", "reason": "缺少 idempotency_key"}),
-            );
-            continue;
-        }
-        if state.published.contains_key(&key) {
-            state.duplicates += 1;
-            results.push(json!({"CF_WSH": wsh, "idempotency_key": key, "status": "ACCEPTED", "duplicate": true}));
-            continue;
-        }
-        match check(&r) {
-            Ok(()) => {
-                state.published.insert(key.clone(), r);
-                // The platform's receipt number (回执编号).
-                let receipt_no = format!("HZ{:08}", state.published.len());
-                results.push(json!({"CF_WSH": wsh, "idempotency_key": key, "status": "ACCEPTED",
-                    "receipt_no": receipt_no, "received_at": chrono::Utc::now().timestamp_millis()}));
-            }
-            Err(reason) => {
-                state.rejected.push(json!({"key": key, "reason": reason}));
-                results.push(json!({"CF_WSH": wsh, "idempotency_key": key, "status": "REJECTED", "reason": reason}));
-            }
-        }
-    }
+    let results = state.published.take(&body, check, "HZ", Some("CF_WSH"));
     signed(&json!({"code": 0, "results": results}))
 }
 
@@ -363,6 +319,7 @@ async fn repair(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Va
     let mut state = p.state.lock().expect("credit lock");
     let Some(record) = state
         .published
+        .accepted
         .values()
         .find(|r| r.get("CF_WSH").and_then(Value::as_str) == Some(wsh.as_str()))
         .cloned()
@@ -390,6 +347,7 @@ async fn repair(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Va
     state.repairs.insert(result.clone());
     state
         .published
+        .accepted
         .retain(|_, r| r.get("CF_WSH").and_then(Value::as_str) != Some(wsh.as_str()));
     (StatusCode::CREATED, axum::Json(result)).into_response()
 }
@@ -397,11 +355,11 @@ async fn repair(State(p): State<CreditPlatform>, axum::Json(body): axum::Json<Va
 async fn received(State(p): State<CreditPlatform>) -> axum::Json<Value> {
     let state = p.state.lock().expect("credit lock");
     axum::Json(json!({
-        "published": state.published,
+        "published": state.published.accepted,
         "withdrawn": state.withdrawn,
-        "rejected": state.rejected,
-        "batches": state.batches,
-        "duplicates": state.duplicates,
+        "rejected": state.published.rejected,
+        "batches": state.published.batches,
+        "duplicates": state.published.duplicates,
         "blacklist": p.blacklist.view("blacklist"),
     }))
 }

@@ -294,3 +294,75 @@ impl Inbox {
         }
     }
 }
+
+/// A batch receiver's memory — the credit platform's publications, the
+/// supervision platform's acts: what it accepted by idempotency key, what
+/// it refused, and how many batches and duplicates it saw. It answers a
+/// batch (`{"records": […]}`) record by record.
+#[derive(Debug, Default)]
+pub struct Batches {
+    pub accepted: BTreeMap<String, Value>,
+    pub rejected: Vec<Value>,
+    pub batches: u64,
+    pub duplicates: u64,
+}
+
+impl Batches {
+    /// One result per record: `ACCEPTED` with a receipt number
+    /// (`<prefix><n>`), `ACCEPTED` again for a key already held (a
+    /// duplicate), or `REJECTED` with `check`'s reason. Each result repeats
+    /// the record's `echo` field when one is named (the credit platform's
+    /// `CF_WSH`).
+    pub fn take(
+        &mut self,
+        body: &Value,
+        check: impl Fn(&Value) -> Result<(), String>,
+        prefix: &str,
+        echo: Option<&str>,
+    ) -> Vec<Value> {
+        self.batches += 1;
+        let records = body
+            .get("records")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut results = Vec::with_capacity(records.len());
+        for r in records {
+            let mut result = serde_json::Map::new();
+            if let Some(f) = echo {
+                result.insert(f.into(), r.get(f).cloned().unwrap_or(Value::Null));
+            }
+            let key = r
+                .get("idempotency_key")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let mut answer = |fields: Value| {
+                result.extend(fields.as_object().cloned().unwrap_or_default());
+                results.push(Value::Object(std::mem::take(&mut result)));
+            };
+            if key.is_empty() {
+                answer(json!({"status": "REJECTED", "reason": "缺少 idempotency_key"}));
+                continue;
+            }
+            if self.accepted.contains_key(&key) {
+                self.duplicates += 1;
+                answer(json!({"idempotency_key": key, "status": "ACCEPTED", "duplicate": true}));
+                continue;
+            }
+            match check(&r) {
+                Ok(()) => {
+                    self.accepted.insert(key.clone(), r);
+                    let receipt_no = format!("{prefix}{:08}", self.accepted.len());
+                    answer(json!({"idempotency_key": key, "status": "ACCEPTED",
+                        "receipt_no": receipt_no, "received_at": chrono::Utc::now().timestamp_millis()}));
+                }
+                Err(reason) => {
+                    self.rejected.push(json!({"key": key, "reason": reason}));
+                    answer(json!({"idempotency_key": key, "status": "REJECTED", "reason": reason}));
+                }
+            }
+        }
+        results
+    }
+}

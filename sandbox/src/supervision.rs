@@ -11,21 +11,12 @@
 use axum::Router;
 use axum::extract::State;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
-#[derive(Debug, Default)]
-struct State_ {
-    acts: BTreeMap<String, Value>,
-    rejected: Vec<Value>,
-    batches: u64,
-    duplicates: u64,
-}
 
 /// The simulated supervision platform.
 #[derive(Debug, Clone, Default)]
 pub struct SupervisionPlatform {
-    state: Arc<Mutex<State_>>,
+    state: Arc<Mutex<crate::receiver::Batches>>,
 }
 
 impl SupervisionPlatform {
@@ -38,7 +29,7 @@ impl SupervisionPlatform {
 
     /// How many acts it holds.
     pub fn acts(&self) -> usize {
-        self.state.lock().expect("supervision lock").acts.len()
+        self.state.lock().expect("supervision lock").accepted.len()
     }
 }
 
@@ -73,51 +64,18 @@ async fn batch(
     State(p): State<SupervisionPlatform>,
     axum::Json(body): axum::Json<Value>,
 ) -> axum::Json<Value> {
-    let records = body
-        .get("records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut state = p.state.lock().expect("supervision lock");
-    state.batches += 1;
-    let mut results = Vec::with_capacity(records.len());
-    for r in records {
-        let key = r
-            .get("idempotency_key")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if key.is_empty() {
-            results.push(json!({"status": "REJECTED", "reason": "缺少 idempotency_key"}));
-            continue;
-        }
-        if state.acts.contains_key(&key) {
-            state.duplicates += 1;
-            results.push(json!({"idempotency_key": key, "status": "ACCEPTED", "duplicate": true}));
-            continue;
-        }
-        match check(&r) {
-            Ok(()) => {
-                state.acts.insert(key.clone(), r);
-                let receipt_no = format!("JD{:08}", state.acts.len());
-                results.push(
-                    json!({"idempotency_key": key, "status": "ACCEPTED", "receipt_no": receipt_no}),
-                );
-            }
-            Err(reason) => {
-                state.rejected.push(json!({"key": key, "reason": reason}));
-                results
-                    .push(json!({"idempotency_key": key, "status": "REJECTED", "reason": reason}));
-            }
-        }
-    }
+    let results = p
+        .state
+        .lock()
+        .expect("supervision lock")
+        .take(&body, check, "JD", None);
     axum::Json(json!({"code": 0, "results": results}))
 }
 
 async fn received(State(p): State<SupervisionPlatform>) -> axum::Json<Value> {
     let state = p.state.lock().expect("supervision lock");
     axum::Json(json!({
-        "acts": state.acts,
+        "acts": state.accepted,
         "rejected": state.rejected,
         "batches": state.batches,
         "duplicates": state.duplicates,
