@@ -203,6 +203,33 @@ pub fn check_deployment(config: &Path) -> CheckReport {
             }
         }
     }
+    // The supervision rates and the desk's page read the power list
+    // (权责清单): its table must load, with the columns the page shows.
+    if let Some(c) = &deployment.supervision {
+        let problem = match crate::mapping::Rows::load(&deployment.hub.mappings, &c.power_list) {
+            Err(why) => Some(why),
+            Ok(rows) => {
+                let missing: Vec<&str> = ["name", "kind", "basis", "team"]
+                    .into_iter()
+                    .filter(|c| !rows.has_column(c))
+                    .collect();
+                (!missing.is_empty()).then(|| {
+                    format!(
+                        "the power list `{}` has no column {}",
+                        c.power_list,
+                        missing.join(", ")
+                    )
+                })
+            }
+        };
+        if let Some(why) = problem {
+            report.problems.push(
+                deployment
+                    .locate_in("supervision", "power_list", why)
+                    .to_string(),
+            );
+        }
+    }
     // A canonical topic that keeps full ID numbers is sealed at rest when
     // the deployment seals (GB/T 39786-2021 level 3, confidentiality at
     // rest; 个人信息保护法 art. 51).

@@ -357,6 +357,8 @@ struct RawDeployment {
     #[serde(default)]
     commitments: Option<crate::keepers::CommitmentConfig>,
     #[serde(default)]
+    supervision: Option<Spanned<crate::keepers::SupervisionConfig>>,
+    #[serde(default)]
     desk: Option<Spanned<crate::desk::DeskConfig>>,
     #[serde(default)]
     entities: Option<Spanned<crate::entity::EntitiesConfig>>,
@@ -482,6 +484,8 @@ pub struct Deployment {
     pub credit: Option<crate::keepers::CreditConfig>,
     /// The commitment tracker, when configured.
     pub commitments: Option<crate::keepers::CommitmentConfig>,
+    /// The supervision rates (行政执法监督), when configured.
+    pub supervision: Option<crate::keepers::SupervisionConfig>,
     /// The two-law linkage desk (两法衔接工作台), when configured.
     pub desk: Option<crate::desk::DeskConfig>,
     /// The market-entity credit library (市场主体信用信息库), when configured.
@@ -816,6 +820,21 @@ impl Deployment {
             }
             None => None,
         };
+        let supervision = raw.supervision.map(|s| {
+            if let Err(why) = s.get_ref().validate() {
+                errors.push(located.at(s.span(), "supervision", why));
+            }
+            if let Some(d) = &s.get_ref().publication_delivery
+                && !deliveries.iter().any(|(n, _)| n == d)
+            {
+                errors.push(located.at(
+                    s.span(),
+                    "supervision.publication_delivery",
+                    format!("no delivery `{d}` (the credit push whose receipts say when a decision was published)"),
+                ));
+            }
+            s.into_inner()
+        });
         let desk = match raw.desk {
             Some(d) => {
                 if raw.http.is_none() {
@@ -904,6 +923,7 @@ impl Deployment {
             deliveries,
             credit,
             commitments: raw.commitments,
+            supervision,
             desk,
             entities,
         })
@@ -1190,6 +1210,7 @@ impl Deployment {
         }
         extra.extend(self.entities.iter().flat_map(|e| e.topics()));
         extra.extend(self.commitments.iter().flat_map(|c| c.topics()));
+        extra.extend(self.supervision.iter().flat_map(|c| c.topics()));
         extra.extend(self.desk.iter().flat_map(|d| d.topics()));
         if self.hub.scale_out {
             extra.push(TopicSpec {
@@ -1216,12 +1237,21 @@ impl Deployment {
             .map(|p| format!("pipeline:{}", p.name))
             .collect();
         names.extend(
-            crate::keepers::listed(self.credit.as_ref(), self.commitments.as_ref())
+            crate::keepers::listed(self.keeper_configs())
                 .iter()
                 .map(|k| k.task.to_owned()),
         );
         names.sort();
         names
+    }
+
+    /// The keepers' sections, for [`crate::keepers::listed`].
+    pub fn keeper_configs(&self) -> crate::keepers::Configs<'_> {
+        crate::keepers::Configs {
+            credit: self.credit.as_ref(),
+            commitments: self.commitments.as_ref(),
+            supervision: self.supervision.as_ref(),
+        }
     }
 
     /// The control topic of scale-out: one partition per shared task. Its

@@ -393,6 +393,17 @@ enum SupervisionCommand {
     Rates {
         #[arg(long)]
         input: PathBuf,
+        /// Receipts (JSON lines, as the receipts topic has them): when the
+        /// credit push published each decision (7 working days, 国办发
+        /// 〔2018〕118号). Without it publication is counted unknown.
+        #[arg(long)]
+        receipts: Option<PathBuf>,
+        /// The credit push among the receipts.
+        #[arg(long, default_value = "credit_penalties")]
+        delivery: String,
+        /// Leads (JSON lines, as the leads topic has them).
+        #[arg(long)]
+        leads: Option<PathBuf>,
         /// Folder of the yearly calendar files.
         #[arg(long, default_value = "calendar")]
         calendar: PathBuf,
@@ -900,16 +911,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command:
                 SupervisionCommand::Rates {
                     input,
+                    receipts,
+                    delivery,
+                    leads,
                     calendar,
                     format,
                 },
         } => {
             let cal = duijie::calendar::Calendar::load_dir(&calendar)?;
-            let text = std::fs::read_to_string(&input)
-                .with_context(|| format!("reading {}", input.display()))?;
-            let decisions = duijie::supervision::read_lines(&text, &input.display().to_string())
-                .map_err(anyhow::Error::msg)?;
-            let rates = duijie::supervision::rates(&decisions, &cal).map_err(anyhow::Error::msg)?;
+            let files = duijie::supervision::Files {
+                decisions: &input,
+                receipts: receipts.as_deref(),
+                delivery: &delivery,
+                leads: leads.as_deref(),
+            };
+            let rates = files.rates(&cal).map_err(anyhow::Error::msg)?;
             match format {
                 OutputFormat::Table => print!("{}", duijie::supervision::table(&rates)),
                 OutputFormat::Json => {

@@ -11,11 +11,19 @@
 //! a count, and what the case system does not say is counted as unknown,
 //! not as a failure (nothing is inferred from a missing record).
 //!
-//! Publication within 7 working days is the credit publication clock's
-//! (`keepers::publication`), judged on the receipts; it is not repeated
-//! here.
+//! Publication within 7 working days (国办发〔2018〕118号, part 二(三):
+//! 行政处罚 decisions published within 7 working days of the decision) is
+//! read from the credit push's receipts: when the platform took the
+//! decision ([`Beside::published`]). A decision the credit rules do not
+//! publish (a receipt `not_sent`) is counted apart, one with no receipt as
+//! unknown. The bureau's own website is not seen by the hub.
+//!
+//! The keeper [`crate::keepers::supervision`] writes these rates to the
+//! rates topic as they change, for the supervision feed and the desk's
+//! power-list page; `duijie supervision rates` computes them from a file.
 
 use crate::calendar::{Calendar, Limit, Unit, local_date};
+use crate::delivery::{Outcome, Receipt};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -54,11 +62,107 @@ pub struct Rates {
     pub repeat_parties: u32,
     /// Decisions dated in the month's last seven days.
     pub in_last_week: u32,
+    /// Published (the credit platform took it) within the limit of
+    /// [`Beside::publish_within`], counted from the decision date.
+    pub published_in_time: u32,
+    /// Published later.
+    pub published_late: u32,
+    /// The credit rules do not publish it (a receipt `not_sent`).
+    pub not_published: u32,
+    /// No receipt says either.
+    pub publication_unknown: u32,
+    /// Leads (执法线索) raised this month under this item.
+    pub leads: u32,
+    /// Leads raised this month outside the bureau's powers (counted under
+    /// the item `(未载明)`).
+    pub leads_outside_powers: u32,
 }
 
+/// What the rates read beside the decisions.
+#[derive(Debug, Clone)]
+pub struct Beside {
+    /// Decision `id` → what the credit push's receipts say of it.
+    pub published: BTreeMap<String, Published>,
+    /// Lead bodies as the lead topic has them, by lead id (a record
+    /// written again writes its lead again under the same id).
+    pub leads: BTreeMap<String, Value>,
+    /// 国办发〔2018〕118号: 7 working days.
+    pub publish_within: Limit,
+}
+
+impl Default for Beside {
+    fn default() -> Self {
+        Self {
+            published: BTreeMap::new(),
+            leads: BTreeMap::new(),
+            publish_within: PUBLISH_LIMIT,
+        }
+    }
+}
+
+impl Beside {
+    /// What a receipt of the credit push `delivery` says: the first time
+    /// the platform took the decision; `not_sent` only while no version was
+    /// taken. Other deliveries' receipts, and held or failed ones, say
+    /// nothing of publication.
+    pub fn observe_receipt(&mut self, r: &Receipt, delivery: &str) {
+        if r.delivery != delivery {
+            return;
+        }
+        let entry = self.published.get(&r.record_id).copied();
+        match r.outcome {
+            Outcome::Delivered => {
+                let first = match entry {
+                    Some(Published::At(t)) => t.min(r.at_ms),
+                    _ => r.at_ms,
+                };
+                self.published
+                    .insert(r.record_id.clone(), Published::At(first));
+            }
+            Outcome::NotSent if entry.is_none() => {
+                self.published
+                    .insert(r.record_id.clone(), Published::NotByRule);
+            }
+            _ => {}
+        }
+    }
+
+    /// A lead as the lead topic has it; one without an id is not counted.
+    pub fn observe_lead(&mut self, lead: Value) {
+        if let Some(id) = lead.get("id").and_then(Value::as_str) {
+            self.leads.insert(id.to_owned(), lead);
+        }
+    }
+}
+
+/// What the credit push's receipts say of one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The platform took it at this time (epoch ms): the first such receipt.
+    At(i64),
+    /// The credit rules do not publish it.
+    NotByRule,
+}
+
+/// 国办发〔2018〕118号, part 二(三) (规范事后公开): the decision information
+/// of 行政许可 and 行政处罚 is published within 7 working days of the
+/// decision.
+pub const PUBLISH_LIMIT: Limit = Limit {
+    amount: 7,
+    unit: Unit::WorkingDays,
+};
+
+/// The item rates and leads are counted under when a record names none.
+pub const NO_ITEM: &str = "(未载明)";
+
 /// The rates of `decisions` (canonical penalty decisions, any versions, in
-/// any order: each decision counts once, as its latest version says).
-pub fn rates(decisions: &[Value], calendar: &Calendar) -> Result<Vec<Rates>, String> {
+/// any order: each decision counts once, as its latest version says), with
+/// publication and leads from `beside`.
+pub fn rates(
+    decisions: &[Value],
+    beside: &Beside,
+    calendar: &Calendar,
+) -> Result<Vec<Rates>, String> {
     let mut latest: BTreeMap<String, &Value> = BTreeMap::new();
     for d in decisions {
         let id = d
@@ -78,7 +182,7 @@ pub fn rates(decisions: &[Value], calendar: &Calendar) -> Result<Vec<Rates>, Str
         let day = local_date(decided.timestamp_millis())
             .ok_or_else(|| format!("{id}: a decision date out of range"))?;
         let month = format!("{:04}-{:02}", day.year(), day.month());
-        let item = text(d, "power_item").unwrap_or("(未载明)").to_owned();
+        let item = text(d, "power_item").unwrap_or(NO_ITEM).to_owned();
         let key = (month.clone(), item.clone());
         let r = out.entry(key.clone()).or_insert_with(|| Rates {
             month,
@@ -121,6 +225,24 @@ pub fn rates(decisions: &[Value], calendar: &Calendar) -> Result<Vec<Rates>, Str
             }
             None => r.service_unknown += 1,
         }
+        let published = d
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| beside.published.get(id));
+        match published {
+            Some(Published::At(at)) => {
+                let due = calendar
+                    .due(decided, beside.publish_within)
+                    .map_err(|e| format!("{id}: {e}"))?;
+                if *at < due.timestamp_millis() {
+                    r.published_in_time += 1;
+                } else {
+                    r.published_late += 1;
+                }
+            }
+            Some(Published::NotByRule) => r.not_published += 1,
+            None => r.publication_unknown += 1,
+        }
         let last = last_day_of_month(day);
         if (last - day).num_days() < 7 {
             r.in_last_week += 1;
@@ -140,7 +262,67 @@ pub fn rates(decisions: &[Value], calendar: &Calendar) -> Result<Vec<Rates>, Str
             r.repeat_parties = seen.values().filter(|n| **n > 1).count() as u32;
         }
     }
+    for lead in beside.leads.values() {
+        let Some(day) = lead
+            .get("at_ms")
+            .and_then(Value::as_i64)
+            .and_then(local_date)
+        else {
+            continue;
+        };
+        let month = format!("{:04}-{:02}", day.year(), day.month());
+        let item = text(lead, "power_item").unwrap_or(NO_ITEM).to_owned();
+        let r = out
+            .entry((month.clone(), item.clone()))
+            .or_insert_with(|| Rates {
+                month,
+                item,
+                ..Rates::default()
+            });
+        r.leads += 1;
+        if lead.get("outside_powers").and_then(Value::as_bool) == Some(true) {
+            r.leads_outside_powers += 1;
+        }
+    }
     Ok(out.into_values().collect())
+}
+
+/// The files of a dry run (`duijie supervision rates`), as the topics
+/// have them: decisions, and optionally receipts and leads.
+#[derive(Debug, Clone, Copy)]
+pub struct Files<'a> {
+    pub decisions: &'a std::path::Path,
+    pub receipts: Option<&'a std::path::Path>,
+    /// The credit push among the receipts.
+    pub delivery: &'a str,
+    pub leads: Option<&'a std::path::Path>,
+}
+
+impl Files<'_> {
+    /// The rates of the files; an unreadable file or line is an error
+    /// naming it.
+    pub fn rates(&self, calendar: &Calendar) -> Result<Vec<Rates>, String> {
+        let lines = |path: &std::path::Path| -> Result<Vec<Value>, String> {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            read_lines(&text, &path.display().to_string())
+        };
+        let decisions = lines(self.decisions)?;
+        let mut beside = Beside::default();
+        if let Some(path) = self.receipts {
+            for (n, v) in lines(path)?.into_iter().enumerate() {
+                let r: Receipt = serde_json::from_value(v)
+                    .map_err(|e| format!("{}:{}: not a receipt: {e}", path.display(), n + 1))?;
+                beside.observe_receipt(&r, self.delivery);
+            }
+        }
+        if let Some(path) = self.leads {
+            for lead in lines(path)? {
+                beside.observe_lead(lead);
+            }
+        }
+        rates(&decisions, &beside, calendar)
+    }
 }
 
 /// JSON lines of canonical decisions; a line that is not JSON is an error
@@ -153,10 +335,10 @@ pub fn read_lines(text: &str, file: &str) -> Result<Vec<Value>, String> {
         .collect()
 }
 
-/// The rates as a table for the bureau's staff (column heads in Chinese).
+/// The rates as a table for the bureau's staff (column heads in Chinese),
+/// one line a month and item, tab-separated.
 pub fn table(rates: &[Rates]) -> String {
-    let mut out = format!(
-        "{:<8} {:<16} {:>5} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+    const HEADS: [&str; 18] = [
         "月份",
         "权责事项",
         "决定",
@@ -168,13 +350,18 @@ pub fn table(rates: &[Rates]) -> String {
         "逾期送达",
         "送达未载",
         "重复当事人",
-        "月末一周"
-    );
+        "月末一周",
+        "按时公示",
+        "逾期公示",
+        "不予公示",
+        "公示未载",
+        "线索",
+        "清单外线索",
+    ];
+    let mut out = HEADS.join("\t");
+    out.push('\n');
     for r in rates {
-        out.push_str(&format!(
-            "{:<10} {:<20} {:>7} {:>13} {:>12} {:>15} {:>13} {:>13} {:>13} {:>13} {:>15} {:>13}\n",
-            r.month,
-            r.item,
+        let counts = [
             r.acts,
             r.revoked_or_changed,
             r.review_required,
@@ -184,10 +371,20 @@ pub fn table(rates: &[Rates]) -> String {
             r.served_late,
             r.service_unknown,
             r.repeat_parties,
-            r.in_last_week
-        ));
+            r.in_last_week,
+            r.published_in_time,
+            r.published_late,
+            r.not_published,
+            r.publication_unknown,
+            r.leads,
+            r.leads_outside_powers,
+        ];
+        let mut line = vec![r.month.clone(), r.item.clone()];
+        line.extend(counts.iter().map(u32::to_string));
+        out.push_str(&line.join("\t"));
+        out.push('\n');
     }
-    out.push_str("(事实计数，不作结论；办案系统未载明的计为“未载”。依据：《行政执法监督条例》第六条；国办发〔2018〕118号；行政处罚法第五十八条、第六十一条)\n");
+    out.push_str("(事实计数，不作结论；办案系统未载明的计为“未载”。依据：《行政执法监督条例》第六条；国办发〔2018〕118号（公示：作出决定之日起7个工作日内）；行政处罚法第五十八条、第六十一条)\n");
     out
 }
 
@@ -275,7 +472,7 @@ mod tests {
         c["legal_review_required"] = json!(false);
         let mut other = decision("d", "2026-10-12");
         other["power_item"] = Value::Null;
-        let r = rates(&[b2, a, b, c, other], &calendar()).unwrap();
+        let r = rates(&[b2, a, b, c, other], &Beside::default(), &calendar()).unwrap();
         assert_eq!(r.len(), 2);
         let sep = &r[0];
         assert_eq!(
@@ -311,5 +508,84 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(months(&r).len(), 2);
+    }
+
+    fn receipt(id: &str, delivery: &str, outcome: &str, at_ms: i64) -> Receipt {
+        serde_json::from_value(json!({
+            "delivery": delivery, "department": "信用平台", "record_id": id,
+            "idempotency_key": format!("{id}:v1"), "outcome": outcome, "attempts": 1,
+            "reason": null, "at_ms": at_ms, "topic": "t", "partition": 0, "offset": 0,
+        }))
+        .unwrap()
+    }
+
+    /// Publication within 7 working days (国办发〔2018〕118号) from the
+    /// credit push's first delivered receipt, with the National Day
+    /// holiday not counted; a `not_sent` receipt counted apart (and never
+    /// over a delivery); no receipt counted unknown; another delivery's
+    /// receipts ignored. Leads per item, once per lead id, those outside
+    /// the powers under `(未载明)`.
+    #[test]
+    fn publication_is_read_from_the_receipts_and_leads_counted_once() {
+        let mut a = decision("a", "2026-09-28");
+        a["id"] = json!("a");
+        let mut b = decision("b", "2026-09-28");
+        b["id"] = json!("b");
+        let mut c = decision("c", "2026-09-28");
+        c["id"] = json!("c");
+        let mut e = decision("e", "2026-09-28");
+        e["id"] = json!("e");
+        let f = decision("f", "2026-09-28");
+        let mut beside = Beside::default();
+        // 7 working days from Monday 28 September: 29 and 30 September,
+        // the holiday 1–7 October not counted, then 8, 9, 10 (a make-up
+        // Saturday), 12 and 13 October.
+        let due = calendar()
+            .due(
+                DateTime::from_timestamp_millis(day("2026-09-28")).unwrap(),
+                PUBLISH_LIMIT,
+            )
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(local_date(due - 1), NaiveDate::from_ymd_opt(2026, 10, 13));
+        beside.observe_receipt(&receipt("a", "credit", "delivered", due - 1), "credit");
+        // A later delivery (a withdrawal) keeps the first time.
+        beside.observe_receipt(&receipt("a", "credit", "delivered", due + 1), "credit");
+        beside.observe_receipt(&receipt("b", "credit", "delivered", due), "credit");
+        beside.observe_receipt(&receipt("c", "credit", "not_sent", 0), "credit");
+        // Another delivery says nothing of publication.
+        beside.observe_receipt(&receipt("e", "feed", "delivered", 0), "credit");
+        // A not_sent after a delivery does not undo it.
+        beside.observe_receipt(&receipt("b", "credit", "not_sent", 0), "credit");
+        let in_oct = day("2026-10-09");
+        for (id, item, outside) in [
+            ("l1", Some("XZCF-0001"), false),
+            ("l1", Some("XZCF-0001"), false),
+            ("l2", None, true),
+        ] {
+            beside.observe_lead(
+                json!({"id": id, "power_item": item, "outside_powers": outside, "at_ms": in_oct}),
+            );
+        }
+        let r = rates(&[a, b, c, e, f], &beside, &calendar()).unwrap();
+        let sep = r.iter().find(|r| r.month == "2026-09").unwrap();
+        assert_eq!(
+            (
+                sep.published_in_time,
+                sep.published_late,
+                sep.not_published,
+                sep.publication_unknown
+            ),
+            (1, 1, 1, 2)
+        );
+        let oct: Vec<_> = r.iter().filter(|r| r.month == "2026-10").collect();
+        assert_eq!(oct.len(), 2);
+        let within = oct.iter().find(|r| r.item == "XZCF-0001").unwrap();
+        assert_eq!(
+            (within.leads, within.leads_outside_powers, within.acts),
+            (1, 0, 0)
+        );
+        let outside = oct.iter().find(|r| r.item == NO_ITEM).unwrap();
+        assert_eq!((outside.leads, outside.leads_outside_powers), (1, 1));
     }
 }

@@ -223,6 +223,11 @@ pub enum TransformConfig {
     /// publication decision, personal data by the hub's rule (ID numbers
     /// masked), sent in batches to the `credit_batch` protocol.
     SupervisionAct,
+    /// The rates the supervisor watches, per month and power-list item, as
+    /// the supervision keeper writes them (`[supervision] rates_topic`),
+    /// sent in batches to the `credit_batch` protocol: facts, never
+    /// findings.
+    SupervisionRates,
 }
 
 /// Where and how.
@@ -465,13 +470,20 @@ impl DeliveryConfig {
         }
         match (&self.transform, &self.target) {
             (
-                TransformConfig::CreditPenalty { .. } | TransformConfig::SupervisionAct,
+                TransformConfig::CreditPenalty { .. }
+                | TransformConfig::SupervisionAct
+                | TransformConfig::SupervisionRates,
                 TargetConfig::CreditBatch { .. },
             ) => {}
-            (TransformConfig::CreditPenalty { .. } | TransformConfig::SupervisionAct, _)
+            (
+                TransformConfig::CreditPenalty { .. }
+                | TransformConfig::SupervisionAct
+                | TransformConfig::SupervisionRates,
+                _,
+            )
             | (_, TargetConfig::CreditBatch { .. }) => {
                 return Err(
-                    "`credit_penalty` and `supervision_act` go with the batch target (`credit_batch`), and only they".into(),
+                    "`credit_penalty`, `supervision_act` and `supervision_rates` go with the batch target (`credit_batch`), and only they".into(),
                 );
             }
             (

@@ -122,6 +122,7 @@ pub enum Transform {
     },
     Blacklist,
     Supervision,
+    SupervisionRates,
 }
 
 impl Transform {
@@ -138,6 +139,7 @@ impl Transform {
             },
             TransformConfig::Blacklist => Transform::Blacklist,
             TransformConfig::SupervisionAct => Transform::Supervision,
+            TransformConfig::SupervisionRates => Transform::SupervisionRates,
         }
     }
 
@@ -162,6 +164,7 @@ impl Transform {
             Transform::Licence { .. } => "licence_notice",
             Transform::Blacklist => "blacklist",
             Transform::Supervision => "supervision_act",
+            Transform::SupervisionRates => "supervision_rates",
         }
     }
 
@@ -234,6 +237,14 @@ impl Transform {
             },
             Transform::Supervision => {
                 let mut body = supervision_act(r)?;
+                body["idempotency_key"] = Value::String(key.clone());
+                Outgoing::Publish { key, body }
+            }
+            Transform::SupervisionRates => {
+                if r.get("month").and_then(Value::as_str).is_none() || !r["counts"].is_object() {
+                    return Err("not a rates record (month, item, counts)".into());
+                }
+                let mut body = r.clone();
                 body["idempotency_key"] = Value::String(key.clone());
                 Outgoing::Publish { key, body }
             }

@@ -271,11 +271,11 @@ async fn audited_held(
 }
 
 pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
-    let (user, board, held) = match audited_held(&desk, &headers, false, "查看待定级处罚决定").await
-    {
-        Ok(r) => r,
-        Err(refused) => return refused,
-    };
+    let (user, board, held) =
+        match audited_held(&desk, &headers, false, "查看暂缓公示的处罚决定").await {
+            Ok(r) => r,
+            Err(refused) => return refused,
+        };
     let rows: Vec<Row> = held
         .iter()
         .map(|h| Row {
@@ -304,7 +304,7 @@ pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response
     render(
         "credit.html",
         minijinja::context! {
-            title => "待定级处罚决定", product => PRODUCT, page => "credit",
+            title => "暂缓公示的处罚决定", product => PRODUCT, page => "credit",
             user => user_view(&user), rows, classes,
             ready => board.ready.load(Ordering::Acquire),
             within => board.config.publish_within.label(),
@@ -315,7 +315,7 @@ pub async fn list_page(State(desk): State<Desk>, headers: HeaderMap) -> Response
 }
 
 pub async fn list_api(State(desk): State<Desk>, headers: HeaderMap) -> Response {
-    match audited_held(&desk, &headers, true, "接口读取待定级处罚决定").await {
+    match audited_held(&desk, &headers, true, "接口读取暂缓公示的处罚决定").await {
         Ok((_, _, held)) => axum::Json(held).into_response(),
         Err(refused) => refused,
     }

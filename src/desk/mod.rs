@@ -11,6 +11,7 @@
 pub mod blacklist;
 pub mod credit;
 pub mod entities;
+pub mod powers;
 pub mod quality;
 pub mod report;
 pub mod session;
@@ -261,6 +262,9 @@ pub struct Desk {
     pub entities: Option<Arc<crate::entity::api::Library>>,
     /// Data quality per source, when the hub keeps it.
     pub quality: Option<Arc<RwLock<crate::quality::Board>>>,
+    /// The power list and the supervision rates, when `[supervision]` is
+    /// configured.
+    pub powers: Option<Arc<powers::PowersBoard>>,
     /// What time it is (the system clock, or a fixed time in tests).
     clock: crate::calendar::Clock,
     /// Alert rounds the tracker completed (each tick: clocks recomputed,
@@ -305,6 +309,7 @@ impl Desk {
             credit: None,
             entities: None,
             quality: None,
+            powers: None,
             users: Arc::new(RwLock::new(config.users.clone())),
             sessions: Arc::new(session::Sessions::new(config.session_ttl)),
             config,
@@ -348,6 +353,11 @@ impl Desk {
 
     pub fn with_blacklist(mut self, board: Arc<blacklist::ListBoard>) -> Self {
         self.blacklist = Some(board);
+        self
+    }
+
+    pub fn with_powers(mut self, board: Arc<powers::PowersBoard>) -> Self {
+        self.powers = Some(board);
         self
     }
 

@@ -59,6 +59,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("entity.html", include_str!("templates/entity.html")),
         ("proposals.html", include_str!("templates/proposals.html")),
         ("quality.html", include_str!("templates/quality.html")),
+        ("powers.html", include_str!("templates/powers.html")),
     ] {
         env.add_template(name, text)
             .unwrap_or_else(|e| panic!("desk template {name}: {e}"));
@@ -142,6 +143,8 @@ pub fn router(desk: Desk) -> Router {
             axum::routing::get(super::entities::entity_api),
         )
         .route("/desk/quality", axum::routing::get(super::quality::page))
+        .route("/desk/powers", axum::routing::get(super::powers::page))
+        .route("/desk/api/powers", axum::routing::get(super::powers::api))
         .route("/desk/static/desk.js", axum::routing::get(script))
         .route("/desk/static/desk.css", axum::routing::get(style))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))

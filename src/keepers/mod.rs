@@ -5,6 +5,8 @@
 //! - [`blacklist`]: the list of seriously dishonest entities and its
 //!   procedure (严重失信主体名单, 国办发〔2020〕49号);
 //! - [`commitments`]: the commitment tracker (告知承诺);
+//! - [`supervision`]: the rates the supervisor of the bureau watches, per
+//!   month and power-list item (行政执法监督, 国务院令第825号);
 //! - [`referral`]: the criminal referral procedure (两法衔接, 移送案件) and
 //!   the statutory clock of each of its states, which the desk's tracker
 //!   folds ([`crate::desk`]).
@@ -23,10 +25,12 @@ pub mod blacklist;
 pub mod commitments;
 pub mod publication;
 pub mod referral;
+pub mod supervision;
 
 pub use blacklist::run_blacklist;
 pub use commitments::{CommitmentConfig, run_commitments};
 pub use publication::{CreditConfig, run_credit_clock};
+pub use supervision::{SupervisionConfig, run_supervision};
 
 use crate::bus::Bus;
 use crate::bus::follow::{Follow, Followed, follow};
@@ -46,10 +50,12 @@ use tokio_util::sync::CancellationToken;
 /// control topic has a partition per name) and how it runs. The runtime
 /// starts what this returns and the deployment names its shared tasks
 /// from it, so a new keeper is its module and one entry here.
-pub fn listed(
-    credit: Option<&CreditConfig>,
-    commitments: Option<&CommitmentConfig>,
-) -> Vec<Listed> {
+pub fn listed(configs: Configs<'_>) -> Vec<Listed> {
+    let Configs {
+        credit,
+        commitments,
+        supervision,
+    } = configs;
     let mut out = Vec::new();
     if let Some(c) = credit {
         out.push(Listed::new("clock:credit_publication", c, run_credit_clock));
@@ -58,7 +64,18 @@ pub fn listed(
     if let Some(c) = commitments {
         out.push(Listed::new("clock:commitments", c, run_commitments));
     }
+    if let Some(c) = supervision {
+        out.push(Listed::new("clock:supervision", c, run_supervision));
+    }
     out
+}
+
+/// The keepers' sections of the deployment, each when configured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Configs<'a> {
+    pub credit: Option<&'a CreditConfig>,
+    pub commitments: Option<&'a CommitmentConfig>,
+    pub supervision: Option<&'a SupervisionConfig>,
 }
 
 /// One keeper as [`listed`] gives it.

@@ -153,6 +153,86 @@ pub(super) fn load_code_tables(
     tables
 }
 
+/// A code table with columns (`codes/<name>.yaml` with `columns`), read
+/// row by row as of a time: for a page that lists the table (the desk's
+/// power list, 权责清单).
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    pub name: String,
+    pub version: String,
+    /// Column name → its table (`<name>.<column>`).
+    columns: BTreeMap<String, Arc<CodeTable>>,
+}
+
+/// One row of [`Rows`] as of a time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Row {
+    pub code: String,
+    pub values: BTreeMap<String, String>,
+}
+
+impl Rows {
+    /// The table `name` of `dir/codes/`; an error names what is wrong
+    /// (file, line), or says the table has no columns.
+    pub fn load(dir: &Path, name: &str) -> Result<Self, String> {
+        let mut errors = Vec::new();
+        let tables = load_code_tables(&dir.join("codes"), &mut errors);
+        if !errors.is_empty() {
+            return Err(errors_text(&errors));
+        }
+        let prefix = format!("{name}.");
+        let columns: BTreeMap<String, Arc<CodeTable>> = tables
+            .into_iter()
+            .filter_map(|(n, t)| Some((n.strip_prefix(&prefix)?.to_owned(), t)))
+            .collect();
+        let version = columns
+            .values()
+            .next()
+            .map(|t| t.version.clone())
+            .ok_or_else(|| {
+                format!(
+                    "{}: no code table `{name}` with columns",
+                    dir.join("codes").display()
+                )
+            })?;
+        Ok(Self {
+            name: name.to_owned(),
+            version,
+            columns,
+        })
+    }
+
+    pub fn has_column(&self, column: &str) -> bool {
+        self.columns.contains_key(column)
+    }
+
+    /// The rows valid at `at_ms` (every column has a value then), by code.
+    pub fn at(&self, at_ms: i64) -> Vec<Row> {
+        let codes: std::collections::BTreeSet<&String> = self
+            .columns
+            .values()
+            .flat_map(|t| t.codes.keys().chain(t.dated.keys()))
+            .collect();
+        codes
+            .into_iter()
+            .filter_map(|code| {
+                let values = self
+                    .columns
+                    .iter()
+                    .map(|(c, t)| match t.lookup(code, at_ms) {
+                        Lookup::Value(v) => Some((c.clone(), v.to_owned())),
+                        Lookup::NotValid(_) | Lookup::Unknown => None,
+                    })
+                    .collect::<Option<BTreeMap<_, _>>>()?;
+                Some(Row {
+                    code: code.clone(),
+                    values,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A table of one value a code.
 fn plain_table(
     name: String,

@@ -336,3 +336,36 @@ fn a_code_table_with_columns_gives_one_table_a_column_and_refuses_bad_rows() {
         );
     }
 }
+
+/// The power list read row by row as of a day: an item taken on from
+/// 2026-07-01 is absent on 30 June and present on 1 July (Asia/Shanghai),
+/// with every column; a table without columns is an error naming it.
+#[test]
+fn the_power_list_rows_are_those_in_force_on_the_day() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let rows = Rows::load(&dir, "power_list").unwrap();
+    assert!(rows.has_column("team") && rows.has_column("basis"));
+    let at = |d: &str| {
+        chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_local_timezone(chrono_tz::Asia::Shanghai)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let codes = |t: i64| -> Vec<String> { rows.at(t).into_iter().map(|r| r.code).collect() };
+    let (june, july) = (codes(at("2026-07-01") - 1), codes(at("2026-07-01")));
+    assert!(!june.contains(&"XZCF-ZT-0001".to_owned()), "{june:?}");
+    assert!(july.contains(&"XZCF-ZT-0001".to_owned()), "{july:?}");
+    assert_eq!(july.len(), june.len() + 1);
+    let row = rows
+        .at(at("2026-07-01"))
+        .into_iter()
+        .find(|r| r.code == "XZCF-ZT-0001")
+        .unwrap();
+    assert_eq!(row.values["team"], "渣土运输执法中队");
+    assert_eq!(row.values["kind"], "行政处罚");
+    let err = Rows::load(&dir, "no_such_table").unwrap_err();
+    assert!(err.contains("no code table `no_such_table`"), "{err}");
+}

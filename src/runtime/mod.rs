@@ -248,7 +248,8 @@ impl Hub {
         let needs_calendar = self.deployment.desk.is_some()
             || self.deployment.entities.is_some()
             || self.deployment.credit.is_some()
-            || self.deployment.commitments.is_some();
+            || self.deployment.commitments.is_some()
+            || self.deployment.supervision.is_some();
         let calendar = if needs_calendar {
             std::sync::Arc::new(
                 crate::calendar::Calendar::load_dir(&self.deployment.hub.calendar)
@@ -347,6 +348,23 @@ impl Hub {
                 )));
                 desk = desk.with_credit(board);
             }
+            if let Some(c) = &self.deployment.supervision {
+                let list = crate::mapping::Rows::load(&self.deployment.hub.mappings, &c.power_list)
+                    .map_err(|why| {
+                        crate::error::Error::permanent(
+                            crate::error::Domain::Config,
+                            format!("[supervision] power_list: {why}"),
+                        )
+                    })?;
+                let board = std::sync::Arc::new(crate::desk::powers::PowersBoard::new(
+                    c.rates_topic.clone(),
+                    list,
+                ));
+                tasks.push(tokio::spawn(
+                    board.clone().follow(self.bus.clone(), shutdown.clone()),
+                ));
+                desk = desk.with_powers(board);
+            }
             if let Some(library) = &library {
                 desk = desk.with_entities(library.clone());
             }
@@ -363,10 +381,7 @@ impl Hub {
             desk_router = Some(crate::desk::web::router(desk.clone()));
             desk_handle = Some(desk);
         }
-        let keepers = crate::keepers::listed(
-            self.deployment.credit.as_ref(),
-            self.deployment.commitments.as_ref(),
-        );
+        let keepers = crate::keepers::listed(self.deployment.keeper_configs());
         if !keepers.is_empty() {
             let keeper = crate::keepers::KeeperContext {
                 bus: self.bus.clone(),

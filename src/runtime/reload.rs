@@ -184,6 +184,7 @@ impl Swap<'_> {
         section("pull feeds", pull_feeds(old) != pull_feeds(new));
         section("[credit]", old.credit != new.credit);
         section("[commitments]", old.commitments != new.commitments);
+        section("[supervision]", old.supervision != new.supervision);
         // The desk's users (tokens and roles) apply at once; the rest of
         // `[desk]` at the next restart.
         let without_users = |d: &Deployment| {
