@@ -69,6 +69,9 @@ pub struct Rates {
     pub published_late: u32,
     /// The credit rules do not publish it (a receipt `not_sent`).
     pub not_published: u32,
+    /// The credit push holds it (a receipt `held`: its class, its legal
+    /// review or its service awaited), not published yet.
+    pub publication_held: u32,
     /// No receipt says either.
     pub publication_unknown: u32,
     /// Leads (执法线索) raised this month under this item.
@@ -102,9 +105,9 @@ impl Default for Beside {
 
 impl Beside {
     /// What a receipt of the credit push `delivery` says: the first time
-    /// the platform took the decision; `not_sent` only while no version was
-    /// taken. Other deliveries' receipts, and held or failed ones, say
-    /// nothing of publication.
+    /// the platform took the decision; `not_sent` or `held` (the latest
+    /// such) only while no version was taken. Other deliveries' receipts,
+    /// and failed ones, say nothing of publication.
     pub fn observe_receipt(&mut self, r: &Receipt, delivery: &str) {
         if r.delivery != delivery {
             return;
@@ -119,9 +122,13 @@ impl Beside {
                 self.published
                     .insert(r.record_id.clone(), Published::At(first));
             }
-            Outcome::NotSent if entry.is_none() => {
-                self.published
-                    .insert(r.record_id.clone(), Published::NotByRule);
+            Outcome::NotSent | Outcome::Held if !matches!(entry, Some(Published::At(_))) => {
+                let p = if r.outcome == Outcome::Held {
+                    Published::Held
+                } else {
+                    Published::NotByRule
+                };
+                self.published.insert(r.record_id.clone(), p);
             }
             _ => {}
         }
@@ -142,6 +149,8 @@ pub enum Published {
     At(i64),
     /// The credit rules do not publish it.
     NotByRule,
+    /// The credit push holds it (class, legal review or service awaited).
+    Held,
 }
 
 /// 国办发〔2018〕118号, part 二(三) (规范事后公开): the decision information
@@ -241,6 +250,7 @@ pub fn rates(
                 }
             }
             Some(Published::NotByRule) => r.not_published += 1,
+            Some(Published::Held) => r.publication_held += 1,
             None => r.publication_unknown += 1,
         }
         let last = last_day_of_month(day);
@@ -338,7 +348,7 @@ pub fn read_lines(text: &str, file: &str) -> Result<Vec<Value>, String> {
 /// The rates as a table for the bureau's staff (column heads in Chinese),
 /// one line a month and item, tab-separated.
 pub fn table(rates: &[Rates]) -> String {
-    const HEADS: [&str; 18] = [
+    const HEADS: [&str; 19] = [
         "月份",
         "权责事项",
         "决定",
@@ -354,6 +364,7 @@ pub fn table(rates: &[Rates]) -> String {
         "按时公示",
         "逾期公示",
         "不予公示",
+        "暂缓公示",
         "公示未载",
         "线索",
         "清单外线索",
@@ -375,6 +386,7 @@ pub fn table(rates: &[Rates]) -> String {
             r.published_in_time,
             r.published_late,
             r.not_published,
+            r.publication_held,
             r.publication_unknown,
             r.leads,
             r.leads_outside_powers,
@@ -521,8 +533,8 @@ mod tests {
 
     /// Publication within 7 working days (国办发〔2018〕118号) from the
     /// credit push's first delivered receipt, with the National Day
-    /// holiday not counted; a `not_sent` receipt counted apart (and never
-    /// over a delivery); no receipt counted unknown; another delivery's
+    /// holiday not counted; `not_sent` and `held` receipts counted apart
+    /// (and never over a delivery); no receipt counted unknown; another delivery's
     /// receipts ignored. Leads per item, once per lead id, those outside
     /// the powers under `(未载明)`.
     #[test]
@@ -536,6 +548,8 @@ mod tests {
         let mut e = decision("e", "2026-09-28");
         e["id"] = json!("e");
         let f = decision("f", "2026-09-28");
+        let mut g = decision("g", "2026-09-28");
+        g["id"] = json!("g");
         let mut beside = Beside::default();
         // 7 working days from Monday 28 September: 29 and 30 September,
         // the holiday 1–7 October not counted, then 8, 9, 10 (a make-up
@@ -557,6 +571,8 @@ mod tests {
         beside.observe_receipt(&receipt("e", "feed", "delivered", 0), "credit");
         // A not_sent after a delivery does not undo it.
         beside.observe_receipt(&receipt("b", "credit", "not_sent", 0), "credit");
+        // Held (its class awaited): not published yet, counted apart.
+        beside.observe_receipt(&receipt("g", "credit", "held", 0), "credit");
         let in_oct = day("2026-10-09");
         for (id, item, outside) in [
             ("l1", Some("XZCF-0001"), false),
@@ -567,16 +583,17 @@ mod tests {
                 json!({"id": id, "power_item": item, "outside_powers": outside, "at_ms": in_oct}),
             );
         }
-        let r = rates(&[a, b, c, e, f], &beside, &calendar()).unwrap();
+        let r = rates(&[a, b, c, e, f, g], &beside, &calendar()).unwrap();
         let sep = r.iter().find(|r| r.month == "2026-09").unwrap();
         assert_eq!(
             (
                 sep.published_in_time,
                 sep.published_late,
                 sep.not_published,
+                sep.publication_held,
                 sep.publication_unknown
             ),
-            (1, 1, 1, 2)
+            (1, 1, 1, 1, 2)
         );
         let oct: Vec<_> = r.iter().filter(|r| r.month == "2026-10").collect();
         assert_eq!(oct.len(), 2);

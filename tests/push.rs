@@ -1820,3 +1820,218 @@ target = {{ kind = "webhook", url = "http://{sandbox}/dept/street/webhook", secr
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The supervision feed (行政执法监督, 国务院令第825号 art. 6) on Apache
+/// Kafka: every decision reaches the sandbox's supervision platform as an
+/// act with its item and two certified officers; the rates per month and
+/// power-list item reach it too, each count as the source's decisions make
+/// it, publication read from the credit push's receipts; every batch has
+/// its receipts; and the desk shows the month's items in headless
+/// Chromium.
+#[test]
+fn the_supervision_feed_sends_acts_and_rates_with_receipts_and_the_desk_shows_them() {
+    let brokers = brokers();
+    let sandbox = start_sandbox(SandboxConfig {
+        decisions: 30,
+        change_limit: Some(0),
+        ..SandboxConfig::default()
+    });
+    let topic = unique("canonical.penalty");
+    let receipts = unique("receipts");
+    let rates = unique("supervision.rates");
+    let tag = unique("sup");
+    let port = free_port();
+    let d = TestDeployment::with_hub(
+        &brokers,
+        &format!(
+            "pseudonym_key = \"a-test-pseudonym-key-of-32-characters\"\nreceipts_topic = \"{receipts}\"\ncalendar = \"{}\"",
+            root().join("calendar").display()
+        ),
+        &format!(
+            r#"[http]
+listen = "127.0.0.1:{port}"
+
+{pipeline}
+[deliveries.credit]
+topic = "{topic}"
+department = "信用平台"
+transform = {{ kind = "credit_penalty" }}
+target = {{ kind = "credit_batch", url = "http://{sandbox}/credit/api/penalties" }}
+
+[deliveries.acts]
+topic = "{topic}"
+department = "司法行政部门"
+transform = {{ kind = "supervision_act" }}
+target = {{ kind = "credit_batch", url = "http://{sandbox}/supervision/api/acts" }}
+batch_size = 8
+
+[deliveries.rates]
+topic = "{rates}"
+department = "司法行政部门"
+transform = {{ kind = "supervision_rates" }}
+target = {{ kind = "credit_batch", url = "http://{sandbox}/supervision/api/rates" }}
+batch_size = 5
+
+[supervision]
+decisions_topic = "{topic}"
+leads_topic = "leads.{tag}"
+publication_delivery = "credit"
+rates_topic = "{rates}"
+
+[desk]
+events_topic = "events.{tag}"
+state_topic = "state.{tag}"
+alerts_topic = "alerts.{tag}"
+audit_topic = "audit.{tag}"
+[desk.users."officer-token-0000000001"]
+name = "张伟"
+role = "officer"
+"#,
+            pipeline = penalty_pipeline(&sandbox, &topic),
+        ),
+    );
+    let hub = d.spawn();
+    // What the source says, counted here: decisions per month and item.
+    let decisions = scan_decisions(&sandbox);
+    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for d in &decisions {
+        let month = d["jdrq"].as_str().unwrap()[..7].to_owned();
+        let item = d["qlsxbm"].as_str().unwrap().to_owned();
+        *expected.entry((month, item)).or_default() += 1;
+    }
+    let received = || get_json(&format!("http://{sandbox}/supervision/api/received"));
+    // Every decision as an act; rates whose counts are the source's and
+    // whose publication is settled (the credit push answered them all).
+    let settled = |r: &Value| -> bool {
+        let rates = r["rates"].as_object().unwrap();
+        expected.iter().all(|((month, item), n)| {
+            rates.get(&format!("{month}:{item}")).is_some_and(|x| {
+                let c = &x["counts"];
+                c["acts"].as_u64() == Some(*n) && c["publication_unknown"].as_u64() == Some(0)
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = received();
+        if r["acts"].as_object().unwrap().len() == decisions.len() && settled(&r) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acts and settled rates: expected {expected:?}, the platform has {} acts, rates {:?}, refused {}",
+            r["acts"].as_object().unwrap().len(),
+            r["rates"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v["counts"]))
+                .collect::<Vec<_>>(),
+            r["rejected"]
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let r = received();
+    assert_eq!(r["rejected"].as_array().unwrap().len(), 0, "{r}");
+    assert_eq!(r["rates_rejected"].as_array().unwrap().len(), 0, "{r}");
+    for act in r["acts"].as_object().unwrap().values() {
+        assert!(
+            act["power_item"].as_str().unwrap().starts_with("XZCF-"),
+            "{act}"
+        );
+        assert_eq!(act["officers"].as_array().unwrap().len(), 2, "{act}");
+    }
+    for x in r["rates"].as_object().unwrap().values() {
+        let c = &x["counts"];
+        let n = |k: &str| c[k].as_u64().unwrap();
+        assert_eq!(
+            n("published_in_time")
+                + n("published_late")
+                + n("not_published")
+                + n("publication_held"),
+            n("acts"),
+            "{x}"
+        );
+        // Legal review: the sandbox passes it the day before, except for
+        // a decision whose review has no conclusion yet.
+        assert!(n("review_passed_before") <= n("review_required"), "{x}");
+        assert_eq!(
+            n("served_in_time") + n("served_late") + n("service_unknown"),
+            n("acts")
+        );
+    }
+    // The receipts: each act and each rates row the platform took.
+    wait_until(Duration::from_secs(30), "the receipts", || {
+        let rs = topic_json(&brokers, &receipts);
+        let delivered = |delivery: &str| {
+            rs.iter()
+                .filter(|(_, x)| x["delivery"] == delivery && x["outcome"] == "delivered")
+                .count()
+        };
+        delivered("acts") == decisions.len()
+            && delivered("rates") >= r["rates"].as_object().unwrap().len()
+    });
+
+    // The desk's page: the busiest month, each item's acts as counted.
+    let ((month, item), acts) = expected
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(k, n)| (k.clone(), *n))
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_listening(&format!("127.0.0.1:{port}"));
+    let driver = ChromeDriver::start();
+    block_on(async {
+        let browser = driver.browser(None).await;
+        let result = async {
+            use fantoccini::Locator;
+            browser.goto(&format!("{base}/desk/login")).await?;
+            browser
+                .find(Locator::Id("token"))
+                .await?
+                .send_keys("officer-token-0000000001")
+                .await?;
+            browser.find(Locator::Id("login")).await?.click().await?;
+            browser.wait().for_element(Locator::Css("p#who")).await?;
+            browser
+                .goto(&format!("{base}/desk/powers?month={month}"))
+                .await?;
+            let title = browser.find(Locator::Css("h2")).await?.text().await?;
+            assert!(
+                title.contains("权责清单与执法监督") && title.contains(&month),
+                "{title}"
+            );
+            let row = browser
+                .find(Locator::Css(&format!("tr[data-item='{item}']")))
+                .await?;
+            let cell = row.find(Locator::Css("td.acts")).await?.text().await?;
+            assert_eq!(cell, acts.to_string());
+            // The case system's items are not on the demo list: shown
+            // apart, never dropped.
+            assert_eq!(row.attr("class").await?.as_deref(), Some("outside"));
+            // The items of the list in force are there, with their team.
+            let listed = browser
+                .find(Locator::Css("tr[data-item='XZCF-SR-0001']"))
+                .await?
+                .text()
+                .await?;
+            assert!(listed.contains("市容环境执法大队"), "{listed}");
+            let note = browser.find(Locator::Css("p.prov")).await?.text().await?;
+            assert!(
+                note.contains("不构成认定") && note.contains("国务院令第825号"),
+                "{note}"
+            );
+            // A month that is not one is refused with a reason.
+            browser
+                .goto(&format!("{base}/desk/powers?month=2026-13"))
+                .await?;
+            let body = browser.find(Locator::Css("body")).await?.text().await?;
+            assert!(body.contains("YYYY-MM"), "{body}");
+            Ok::<_, fantoccini::error::CmdError>(())
+        }
+        .await;
+        browser.close().await.unwrap();
+        result.unwrap();
+    });
+    terminate(hub);
+}

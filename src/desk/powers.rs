@@ -194,10 +194,11 @@ impl ItemView {
                 unknown("service_unknown")
             ),
             publication: format!(
-                "按时{}，逾期{}，不予公示{}{}",
+                "按时{}，逾期{}，不予公示{}，暂缓{}{}",
                 n("published_in_time"),
                 n("published_late"),
                 n("not_published"),
+                n("publication_held"),
                 unknown("publication_unknown")
             ),
             repeat_parties,
