@@ -158,6 +158,11 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
                 assert!(n(2) > 0, "{line}: no act reached the supervision platform");
                 assert_eq!(n(4), 0, "{line}: the supervision platform refused acts");
             }
+            if words[0] == "supervision_rates" {
+                // The month's rates per power-list item (行政执法监督).
+                assert!(n(2) > 0, "{line}: no rates reached the supervision platform");
+                assert_eq!(n(4), 0, "{line}: the supervision platform refused rates");
+            }
             assert_eq!(n(13), n(2) + n(4) + n(6) + n(9) + n(11), "{line}: receipts");
             assert_eq!(n(15), 0, "{line}: a record receipted twice");
             assert_eq!(n(18), n(4) + n(6), "{line}: dead letters");
@@ -165,6 +170,7 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
     }
     assert!(pushes >= 8, "{stdout}");
     assert!(stdout.contains("supervision_acts"), "{stdout}");
+    assert!(stdout.contains("supervision_rates"), "{stdout}");
     assert!(
         stdout.contains("Two-law desk (canonical.referral_event): 20 referral(s)"),
         "{stdout}"
