@@ -2,7 +2,8 @@
 //! draws them: read from the sources, so that an import that crosses a
 //! wall fails here with the file and line that crossed it.
 //!
-//! - No cycle among the top-level modules of `duijie`.
+//! - No cycle among the top-level modules of `duijie`, nor among the
+//!   files of one folder (of `src/` and of `connectors/src/`).
 //! - The rooms (delivery, the keepers, the desk, the entity library,
 //!   leads, quality) know neither the deployment file (`config`) nor the
 //!   runtime: the config composes the rooms' own configs, the runtime runs
@@ -309,4 +310,96 @@ fn json_keys_written(file: &Path) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// Within one folder, the files that import each other (`super::<file>`
+/// or `crate::<folder>::<file>`, the folder's `mod.rs` left out: a parent
+/// and its children are one room), each edge with where it is.
+fn folder_graph(dir: &Path, crate_path: &str) -> Graph {
+    let mut graph = Graph::new();
+    let siblings: BTreeSet<String> = std::fs::read_dir(dir)
+        .expect("the folder reads")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs") || p.is_dir())
+        .map(|p| {
+            p.file_stem()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n != "mod" && n != "lib" && n != "main")
+        .collect();
+    for name in &siblings {
+        let file = dir.join(format!("{name}.rs"));
+        let files = if file.exists() {
+            vec![file]
+        } else {
+            rust_files(&dir.join(name))
+        };
+        let edges = graph.entry(name.clone()).or_default();
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("a source file reads");
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for prefix in ["super::".to_owned(), format!("{crate_path}::")] {
+                    for (at, _) in line.match_indices(prefix.as_str()) {
+                        let target: String = line[at + prefix.len()..]
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        if siblings.contains(&target) && &target != name {
+                            edges.entry(target).or_default().push(format!(
+                                "{}:{}",
+                                file.display(),
+                                n + 1
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// No two files of one folder import each other, however far round: a
+/// folder's rooms are layered too (the desk's pages over its helpers, the
+/// transports over the connector kit).
+#[test]
+fn the_files_of_a_folder_form_no_cycle() {
+    let mut folders = vec![(root().join("connectors/src"), "crate".to_owned())];
+    for entry in std::fs::read_dir(root().join("src"))
+        .expect("src reads")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            folders.push((path, format!("crate::{name}")));
+        }
+    }
+    let mut cycles = Vec::new();
+    for (dir, crate_path) in &folders {
+        let graph = folder_graph(dir, crate_path);
+        for module in graph.keys() {
+            if let Some(cycle) = cycle_through(&graph, module) {
+                let first = &graph[&cycle[0]][cycle.get(1).unwrap_or(&cycle[0])];
+                cycles.push(format!(
+                    "{}: {} -> {}; the first step at {}",
+                    dir.display(),
+                    cycle.join(" -> "),
+                    cycle[0],
+                    first[0]
+                ));
+            }
+        }
+    }
+    assert!(
+        cycles.is_empty(),
+        "import cycles inside a folder:\n{}",
+        cycles.join("\n")
+    );
 }

@@ -630,9 +630,9 @@ fn free_name(dir: &Path, name: &str) -> PathBuf {
         .expect("an unused name")
 }
 
-impl crate::registry::Transport for FileDrop {
+impl crate::Transport for FileDrop {
     const KIND: &'static str = "file_drop";
-    const DRIVE: crate::registry::Drive = crate::registry::Drive::Polled;
+    const DRIVE: crate::Drive = crate::Drive::Polled;
     type Config = FileDropConfig;
 
     fn validate(config: &Self::Config) -> Result<(), String> {
@@ -645,8 +645,8 @@ impl crate::registry::Transport for FileDrop {
         }
     }
 
-    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, crate::SourceError> {
-        use crate::registry::BuiltSource;
+    fn build(config: &Self::Config) -> Result<crate::BuiltSource, crate::SourceError> {
+        use crate::BuiltSource;
         Ok(BuiltSource::Poll(Box::new(FileDrop::new(config.clone())?)))
     }
 }

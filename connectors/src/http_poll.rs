@@ -381,17 +381,17 @@ impl Source for HttpPoll {
     }
 }
 
-impl crate::registry::Transport for HttpPoll {
+impl crate::Transport for HttpPoll {
     const KIND: &'static str = "http_poll";
-    const DRIVE: crate::registry::Drive = crate::registry::Drive::Polled;
+    const DRIVE: crate::Drive = crate::Drive::Polled;
     type Config = HttpPollConfig;
 
     fn validate(config: &Self::Config) -> Result<(), String> {
         config.validate()
     }
 
-    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, crate::SourceError> {
-        use crate::registry::BuiltSource;
+    fn build(config: &Self::Config) -> Result<crate::BuiltSource, crate::SourceError> {
+        use crate::BuiltSource;
         Ok(BuiltSource::Poll(Box::new(HttpPoll::new(config.clone())?)))
     }
 }

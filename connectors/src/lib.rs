@@ -80,3 +80,45 @@ pub trait Source: Send + std::fmt::Debug {
         Ok(())
     }
 }
+
+// The transport kit: what a transport implements and what it builds
+// (the list of transports, `registry`, erases them).
+
+/// How the runtime drives a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drive {
+    /// Polled on the pipeline's schedule, resuming from a stored cursor.
+    Polled,
+    /// Served by the hub's own HTTP server (a webhook); no schedule.
+    Served,
+    /// Holds its own connection and is pushed to (an MQTT subscription); no
+    /// schedule. Its acknowledgement to the sender is its cursor.
+    Subscribed,
+}
+
+/// One transport: the `kind` a pipeline names, its typed configuration and
+/// how to build it.
+pub trait Transport {
+    /// The `source.kind` a pipeline names.
+    const KIND: &'static str;
+    /// How the runtime drives it.
+    const DRIVE: Drive;
+    /// The rest of the `[pipelines.X.source]` table.
+    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + PartialEq + Send + Sync;
+    /// Checks what the types cannot, without I/O.
+    fn validate(config: &Self::Config) -> Result<(), String>;
+    /// Makes relative paths relative to the directory of the config file.
+    fn resolve_paths(config: &mut Self::Config, base: &std::path::Path) {
+        let _ = (config, base);
+    }
+    /// The source, ready to run.
+    fn build(config: &Self::Config) -> Result<BuiltSource, SourceError>;
+}
+
+/// A source ready to run, as its [`Drive`] says.
+#[derive(Debug)]
+pub enum BuiltSource {
+    Poll(Box<dyn Source>),
+    Serve(std::sync::Arc<crate::webhook::Webhook>),
+    Subscribe(Box<dyn Subscription>),
+}

@@ -365,19 +365,19 @@ impl Subscription for Mqtt {
     }
 }
 
-impl crate::registry::Transport for Mqtt {
+impl crate::Transport for Mqtt {
     const KIND: &'static str = "mqtt";
-    const DRIVE: crate::registry::Drive = crate::registry::Drive::Subscribed;
+    const DRIVE: crate::Drive = crate::Drive::Subscribed;
     type Config = MqttConfig;
 
     fn validate(config: &Self::Config) -> Result<(), String> {
         config.validate()
     }
 
-    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, SourceError> {
-        Ok(crate::registry::BuiltSource::Subscribe(Box::new(
-            Mqtt::new(config.clone()),
-        )))
+    fn build(config: &Self::Config) -> Result<crate::BuiltSource, SourceError> {
+        Ok(crate::BuiltSource::Subscribe(Box::new(Mqtt::new(
+            config.clone(),
+        ))))
     }
 }
 

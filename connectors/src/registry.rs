@@ -1,51 +1,15 @@
 //! The one list of transports. Each transport is a type implementing
-//! [`Transport`] in its own module; [`transports!`] below erases them once,
+//! [`Transport`] (the crate root's, beside [`crate::Source`]) in its own
+//! module, and knows nothing of this list; [`transports!`] below erases them once,
 //! into [`SourceConfig`] (what a pipeline's `[source]` table deserializes
 //! to) and [`BuiltSource`] (what the runtime drives). Config loading,
 //! validation and the runtime go through here, so a new transport is its
 //! module plus one line in the list at the bottom of this file.
 
-use crate::{Source, SourceError, Subscription};
+use crate::SourceError;
 use std::path::Path;
 
-/// How the runtime drives a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drive {
-    /// Polled on the pipeline's schedule, resuming from a stored cursor.
-    Polled,
-    /// Served by the hub's own HTTP server (a webhook); no schedule.
-    Served,
-    /// Holds its own connection and is pushed to (an MQTT subscription); no
-    /// schedule. Its acknowledgement to the sender is its cursor.
-    Subscribed,
-}
-
-/// One transport: the `kind` a pipeline names, its typed configuration and
-/// how to build it.
-pub trait Transport {
-    /// The `source.kind` a pipeline names.
-    const KIND: &'static str;
-    /// How the runtime drives it.
-    const DRIVE: Drive;
-    /// The rest of the `[pipelines.X.source]` table.
-    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + PartialEq + Send + Sync;
-    /// Checks what the types cannot, without I/O.
-    fn validate(config: &Self::Config) -> Result<(), String>;
-    /// Makes relative paths relative to the directory of the config file.
-    fn resolve_paths(config: &mut Self::Config, base: &Path) {
-        let _ = (config, base);
-    }
-    /// The source, ready to run.
-    fn build(config: &Self::Config) -> Result<BuiltSource, SourceError>;
-}
-
-/// A source ready to run, as its [`Drive`] says.
-#[derive(Debug)]
-pub enum BuiltSource {
-    Poll(Box<dyn Source>),
-    Serve(std::sync::Arc<crate::webhook::Webhook>),
-    Subscribe(Box<dyn Subscription>),
-}
+pub use crate::{BuiltSource, Drive, Transport};
 
 macro_rules! transports {
     ($($variant:ident => $transport:ty),* $(,)?) => {

@@ -272,17 +272,17 @@ impl Source for SoapPoll {
     }
 }
 
-impl crate::registry::Transport for SoapPoll {
+impl crate::Transport for SoapPoll {
     const KIND: &'static str = "soap_poll";
-    const DRIVE: crate::registry::Drive = crate::registry::Drive::Polled;
+    const DRIVE: crate::Drive = crate::Drive::Polled;
     type Config = SoapPollConfig;
 
     fn validate(config: &Self::Config) -> Result<(), String> {
         config.validate()
     }
 
-    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, crate::SourceError> {
-        use crate::registry::BuiltSource;
+    fn build(config: &Self::Config) -> Result<crate::BuiltSource, crate::SourceError> {
+        use crate::BuiltSource;
         Ok(BuiltSource::Poll(Box::new(SoapPoll::new(config.clone())?)))
     }
 }

@@ -497,17 +497,17 @@ impl SqlPoll {
     }
 }
 
-impl crate::registry::Transport for SqlPoll {
+impl crate::Transport for SqlPoll {
     const KIND: &'static str = "sql_poll";
-    const DRIVE: crate::registry::Drive = crate::registry::Drive::Polled;
+    const DRIVE: crate::Drive = crate::Drive::Polled;
     type Config = SqlPollConfig;
 
     fn validate(config: &Self::Config) -> Result<(), String> {
         config.validate()
     }
 
-    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, crate::SourceError> {
-        use crate::registry::BuiltSource;
+    fn build(config: &Self::Config) -> Result<crate::BuiltSource, crate::SourceError> {
+        use crate::BuiltSource;
         Ok(BuiltSource::Poll(Box::new(SqlPoll::new(config.clone())?)))
     }
 }

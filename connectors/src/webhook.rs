@@ -236,17 +236,17 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     crate::signature::sign(secret, &timestamp.to_string(), body)
 }
 
-impl crate::registry::Transport for Webhook {
+impl crate::Transport for Webhook {
     const KIND: &'static str = "webhook";
-    const DRIVE: crate::registry::Drive = crate::registry::Drive::Served;
+    const DRIVE: crate::Drive = crate::Drive::Served;
     type Config = WebhookConfig;
 
     fn validate(config: &Self::Config) -> Result<(), String> {
         config.validate()
     }
 
-    fn build(config: &Self::Config) -> Result<crate::registry::BuiltSource, crate::SourceError> {
-        use crate::registry::BuiltSource;
+    fn build(config: &Self::Config) -> Result<crate::BuiltSource, crate::SourceError> {
+        use crate::BuiltSource;
         Ok(BuiltSource::Serve(std::sync::Arc::new(Webhook::new(
             config.clone(),
         ))))

@@ -160,7 +160,10 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
             }
             if words[0] == "supervision_rates" {
                 // The month's rates per power-list item (行政执法监督).
-                assert!(n(2) > 0, "{line}: no rates reached the supervision platform");
+                assert!(
+                    n(2) > 0,
+                    "{line}: no rates reached the supervision platform"
+                );
                 assert_eq!(n(4), 0, "{line}: the supervision platform refused rates");
             }
             assert_eq!(n(13), n(2) + n(4) + n(6) + n(9) + n(11), "{line}: receipts");

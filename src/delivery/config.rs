@@ -539,7 +539,7 @@ impl DeliveryConfig {
             ..
         } = &self.target
         {
-            super::sink::ReceiptKey::new(k)?;
+            super::ReceiptKey::new(k)?;
         }
         if self.status_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err("`status_token` must be at least 16 characters".into());

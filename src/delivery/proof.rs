@@ -7,8 +7,7 @@
 //! (`--input`), that the body digest is the body the delivery makes of the
 //! record today (what was sent).
 
-use super::sink::ReceiptKey;
-use super::{Proof, Receipt};
+use super::{Proof, Receipt, ReceiptKey};
 use duijie_crypto::sm2::{PublicKey, SignatureForm};
 use std::collections::BTreeMap;
 

@@ -1012,3 +1012,81 @@ pub async fn views_from_topic(
         })
         .collect())
 }
+
+/// The desk's routes: the referral pages of [`web`] and each page's
+/// module. Kept here, in the desk's root, so that the pages use `web`'s
+/// helpers and `web` knows none of them.
+pub fn router(desk: Desk) -> axum::Router {
+    let routes = axum::Router::new()
+        .route(
+            "/desk/login",
+            axum::routing::get(web::login_page).post(web::login),
+        )
+        .route("/desk/logout", axum::routing::post(web::logout))
+        .route("/desk", axum::routing::get(web::list_page))
+        .route("/desk/referrals/{no}", axum::routing::get(web::detail_page))
+        .route("/desk/api/referrals", axum::routing::get(web::list_api))
+        .route(
+            "/desk/api/referrals/{no}",
+            axum::routing::get(web::detail_api),
+        )
+        .route(
+            "/desk/api/referrals/{no}/actions",
+            axum::routing::post(web::act),
+        )
+        .route("/desk/api/stream", axum::routing::get(web::stream))
+        .route("/desk/export.csv", axum::routing::get(web::export))
+        .route("/desk/audit", axum::routing::get(web::audit_page))
+        .route("/desk/blacklist", axum::routing::get(blacklist::list_page))
+        .route(
+            "/desk/blacklist/{case}",
+            axum::routing::get(blacklist::case_page),
+        )
+        .route(
+            "/desk/api/blacklist",
+            axum::routing::get(blacklist::list_api),
+        )
+        .route(
+            "/desk/api/blacklist/{case}/actions",
+            axum::routing::post(blacklist::act),
+        )
+        .route("/desk/credit", axum::routing::get(credit::list_page))
+        .route("/desk/api/credit", axum::routing::get(credit::list_api))
+        .route(
+            "/desk/api/credit/{id}/class",
+            axum::routing::post(credit::set_class),
+        )
+        .route("/desk/entities", axum::routing::get(entities::list_page))
+        .route(
+            "/desk/entities/proposals",
+            axum::routing::get(entities::proposals_page),
+        )
+        .route(
+            "/desk/entities/{key}",
+            axum::routing::get(entities::entity_page),
+        )
+        .route("/desk/api/entities", axum::routing::get(entities::list_api))
+        .route(
+            "/desk/api/entities/proposals",
+            axum::routing::get(entities::proposals_api),
+        )
+        .route(
+            "/desk/api/entities/links",
+            axum::routing::post(entities::decide),
+        )
+        .route(
+            "/desk/api/entities/{key}",
+            axum::routing::get(entities::entity_api),
+        )
+        .route("/desk/quality", axum::routing::get(quality::page))
+        .route("/desk/powers", axum::routing::get(powers::page))
+        .route("/desk/api/powers", axum::routing::get(powers::api))
+        .route("/desk/static/desk.js", axum::routing::get(web::script))
+        .route("/desk/static/desk.css", axum::routing::get(web::style))
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            desk.clone(),
+            web::gateway_only,
+        ));
+    crate::web::not_stored(crate::web::pages(routes)).with_state(desk)
+}

@@ -24,7 +24,6 @@
 use super::{AuditEntry, Desk, DeskUser, Role};
 use crate::calendar::local_text;
 use crate::keepers::referral::{RefState, ReferralView, remaining_label};
-use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -77,85 +76,7 @@ pub(super) fn render(name: &str, ctx: minijinja::Value) -> Html<String> {
     }
 }
 
-pub fn router(desk: Desk) -> Router {
-    let routes = Router::new()
-        .route("/desk/login", axum::routing::get(login_page).post(login))
-        .route("/desk/logout", axum::routing::post(logout))
-        .route("/desk", axum::routing::get(list_page))
-        .route("/desk/referrals/{no}", axum::routing::get(detail_page))
-        .route("/desk/api/referrals", axum::routing::get(list_api))
-        .route("/desk/api/referrals/{no}", axum::routing::get(detail_api))
-        .route("/desk/api/referrals/{no}/actions", axum::routing::post(act))
-        .route("/desk/api/stream", axum::routing::get(stream))
-        .route("/desk/export.csv", axum::routing::get(export))
-        .route("/desk/audit", axum::routing::get(audit_page))
-        .route(
-            "/desk/blacklist",
-            axum::routing::get(super::blacklist::list_page),
-        )
-        .route(
-            "/desk/blacklist/{case}",
-            axum::routing::get(super::blacklist::case_page),
-        )
-        .route(
-            "/desk/api/blacklist",
-            axum::routing::get(super::blacklist::list_api),
-        )
-        .route(
-            "/desk/api/blacklist/{case}/actions",
-            axum::routing::post(super::blacklist::act),
-        )
-        .route("/desk/credit", axum::routing::get(super::credit::list_page))
-        .route(
-            "/desk/api/credit",
-            axum::routing::get(super::credit::list_api),
-        )
-        .route(
-            "/desk/api/credit/{id}/class",
-            axum::routing::post(super::credit::set_class),
-        )
-        .route(
-            "/desk/entities",
-            axum::routing::get(super::entities::list_page),
-        )
-        .route(
-            "/desk/entities/proposals",
-            axum::routing::get(super::entities::proposals_page),
-        )
-        .route(
-            "/desk/entities/{key}",
-            axum::routing::get(super::entities::entity_page),
-        )
-        .route(
-            "/desk/api/entities",
-            axum::routing::get(super::entities::list_api),
-        )
-        .route(
-            "/desk/api/entities/proposals",
-            axum::routing::get(super::entities::proposals_api),
-        )
-        .route(
-            "/desk/api/entities/links",
-            axum::routing::post(super::entities::decide),
-        )
-        .route(
-            "/desk/api/entities/{key}",
-            axum::routing::get(super::entities::entity_api),
-        )
-        .route("/desk/quality", axum::routing::get(super::quality::page))
-        .route("/desk/powers", axum::routing::get(super::powers::page))
-        .route("/desk/api/powers", axum::routing::get(super::powers::api))
-        .route("/desk/static/desk.js", axum::routing::get(script))
-        .route("/desk/static/desk.css", axum::routing::get(style))
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
-        .layer(axum::middleware::from_fn_with_state(
-            desk.clone(),
-            gateway_only,
-        ));
-    crate::web::not_stored(crate::web::pages(routes)).with_state(desk)
-}
-
-async fn script() -> Response {
+pub(super) async fn script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("static/desk.js"),
@@ -163,7 +84,7 @@ async fn script() -> Response {
         .into_response()
 }
 
-async fn style() -> Response {
+pub(super) async fn style() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("static/desk.css"),
@@ -191,7 +112,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The gateway's identity header is believed only from the gateway: from
 /// any other address it is removed before a page sees the request.
-async fn gateway_only(
+pub(super) async fn gateway_only(
     State(desk): State<Desk>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -331,7 +252,7 @@ fn role_label(r: Role) -> &'static str {
     }
 }
 
-async fn login_page() -> Response {
+pub(super) async fn login_page() -> Response {
     render(
         "login.html",
         minijinja::context! { title => "登录", product => PRODUCT, page => "login", failed => false },
@@ -340,11 +261,11 @@ async fn login_page() -> Response {
 }
 
 #[derive(Debug, Deserialize)]
-struct LoginForm {
+pub(super) struct LoginForm {
     token: String,
 }
 
-async fn login(State(desk): State<Desk>, Form(f): Form<LoginForm>) -> Response {
+pub(super) async fn login(State(desk): State<Desk>, Form(f): Form<LoginForm>) -> Response {
     if desk.user_by_token(&f.token).is_none() {
         tracing::warn!("desk login refused: unknown token");
         return (
@@ -386,7 +307,7 @@ async fn login(State(desk): State<Desk>, Form(f): Form<LoginForm>) -> Response {
         .into_response()
 }
 
-async fn logout(State(desk): State<Desk>, headers: HeaderMap) -> Response {
+pub(super) async fn logout(State(desk): State<Desk>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie_value(&headers, COOKIE) {
         desk.sessions.close(id);
     }
@@ -401,7 +322,7 @@ async fn logout(State(desk): State<Desk>, headers: HeaderMap) -> Response {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct Filter {
+pub(super) struct Filter {
     /// A state (`UNDER_REVIEW`…).
     state: Option<String>,
     /// Who acts next (`公安机关`…).
@@ -626,7 +547,7 @@ async fn audited_rows(
     Ok((user, views))
 }
 
-async fn list_page(
+pub(super) async fn list_page(
     State(desk): State<Desk>,
     headers: HeaderMap,
     Query(f): Query<Filter>,
@@ -661,7 +582,7 @@ async fn list_page(
     .into_response()
 }
 
-async fn list_api(
+pub(super) async fn list_api(
     State(desk): State<Desk>,
     headers: HeaderMap,
     Query(f): Query<Filter>,
@@ -681,7 +602,7 @@ async fn list_api(
     axum::Json(views).into_response()
 }
 
-async fn detail_api(
+pub(super) async fn detail_api(
     State(desk): State<Desk>,
     headers: HeaderMap,
     Path(no): Path<String>,
@@ -724,7 +645,7 @@ struct EventView {
     sha: String,
 }
 
-async fn detail_page(
+pub(super) async fn detail_page(
     State(desk): State<Desk>,
     headers: HeaderMap,
     Path(no): Path<String>,
@@ -780,7 +701,7 @@ async fn detail_page(
 }
 
 #[derive(Debug, Deserialize)]
-struct ActionBody {
+pub(super) struct ActionBody {
     action: String,
     #[serde(default)]
     text: Option<String>,
@@ -802,7 +723,7 @@ pub(super) fn text_too_long(text: Option<&str>) -> Option<Response> {
         })
 }
 
-async fn act(
+pub(super) async fn act(
     State(desk): State<Desk>,
     headers: HeaderMap,
     Path(no): Path<String>,
@@ -865,7 +786,7 @@ async fn act(
     }
 }
 
-async fn stream(State(desk): State<Desk>, headers: HeaderMap) -> Response {
+pub(super) async fn stream(State(desk): State<Desk>, headers: HeaderMap) -> Response {
     if user(&desk, &headers).is_none() {
         return unauthorized(true);
     }
@@ -947,7 +868,11 @@ pub fn referrals_csv(views: &[ReferralView]) -> Result<Vec<u8>, csv::Error> {
     Ok(out)
 }
 
-async fn export(State(desk): State<Desk>, headers: HeaderMap, Query(f): Query<Filter>) -> Response {
+pub(super) async fn export(
+    State(desk): State<Desk>,
+    headers: HeaderMap,
+    Query(f): Query<Filter>,
+) -> Response {
     let views = match audited_rows(&desk, &headers, &f, true, "export", "导出CSV").await {
         Ok((_, views)) => views,
         Err(refused) => return refused,
@@ -971,7 +896,7 @@ async fn export(State(desk): State<Desk>, headers: HeaderMap, Query(f): Query<Fi
     }
 }
 
-async fn audit_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
+pub(super) async fn audit_page(State(desk): State<Desk>, headers: HeaderMap) -> Response {
     let Some(user) = user(&desk, &headers) else {
         return unauthorized(false);
     };

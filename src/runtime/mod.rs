@@ -6,7 +6,6 @@ pub mod backfill;
 pub mod http;
 pub mod observe;
 pub mod pipeline;
-pub mod push;
 pub mod reload;
 pub mod remap;
 pub mod shared;
@@ -189,8 +188,8 @@ impl Hub {
                             std::sync::Arc::new(duijie_connectors::webhook::Webhook::new(config));
                     }
                     ctx.stats.set_state(stats::PipelineState::Running);
-                    push_endpoints.push(std::sync::Arc::new(push::PushEndpoint {
-                        intake: push::PipelineIntake::new(ctx),
+                    push_endpoints.push(std::sync::Arc::new(pipeline::intake::PushEndpoint {
+                        intake: pipeline::intake::PipelineIntake::new(ctx),
                         webhook,
                     }));
                 }
@@ -378,7 +377,7 @@ impl Hub {
                 // Referrals tracked elsewhere, as their trackers wrote them.
                 tasks.push(tokio::spawn(desk.clone().follow(shutdown.clone())));
             }
-            desk_router = Some(crate::desk::web::router(desk.clone()));
+            desk_router = Some(crate::desk::router(desk.clone()));
             desk_handle = Some(desk);
         }
         let keepers = crate::keepers::listed(self.deployment.keeper_configs());
@@ -497,7 +496,7 @@ impl Hub {
                 self.bus.clone(),
                 chrono::Utc::now(),
             );
-            let mut app = push::router(push_endpoints)
+            let mut app = pipeline::intake::router(push_endpoints)
                 .merge(pull.router())
                 .merge(status.router())
                 .merge(observed.router());

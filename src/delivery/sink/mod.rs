@@ -15,6 +15,7 @@ mod envelope;
 mod soap;
 mod webhook;
 
+use super::ReceiptKey;
 use super::config::TargetConfig;
 use super::transform::Outgoing;
 use futures::future::BoxFuture;
@@ -127,30 +128,6 @@ pub struct Ack {
 const ANSWER_LIMIT: usize = 1024 * 1024;
 /// Of an answer, this much is kept with the receipt.
 pub const ANSWER_KEPT: usize = 16 * 1024;
-
-/// A receiver's SM2 public key, for the signatures on its answers.
-#[derive(Debug, Clone)]
-pub struct ReceiptKey(duijie_crypto::sm2::PublicKey);
-
-impl ReceiptKey {
-    pub fn new(pem: &str) -> Result<Self, String> {
-        duijie_crypto::sm2::PublicKey::from_pem(pem, duijie_crypto::sm2::DEFAULT_DISTID)
-            .map(Self)
-            .map_err(|e| format!("`target.receipt_key`: {e}"))
-    }
-
-    /// Whether `signature` (DER, base64) is the receiver's over `answer`.
-    pub fn verifies(&self, answer: &[u8], signature: &str) -> bool {
-        duijie_crypto::Text::Base64
-            .decode(signature.trim())
-            .ok()
-            .is_some_and(|sig| {
-                self.0
-                    .verify(answer, &sig, duijie_crypto::sm2::SignatureForm::Der)
-                    .is_ok()
-            })
-    }
-}
 
 /// A success answer, read: its body, and the receiver's signature checked
 /// when its receipts must be signed. An answer that should be signed and

@@ -12,8 +12,8 @@
 //! id, or 202 when it went to the dead-letter topic. If the broker does not
 //! acknowledge, the answer is 503 and the sender retries.
 
-use super::pipeline::{IngestError, Outcome, PipelineContext, produce_record, produce_reject};
-use super::stats::PipelineStats;
+use super::{IngestError, Outcome, PipelineContext, produce_record, produce_reject};
+use crate::runtime::stats::PipelineStats;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -8,9 +8,15 @@
 //! re-reads at most the batches in flight (`max_in_flight_batches`), and
 //! never loses one.
 //!
+//! [`intake`] is the same pipeline's intake for a subscribed or served
+//! source (webhook, MQTT): what arrives is handed over one delivery at a
+//! time and acknowledged to its sender once the bus took it.
+//!
 //! Exactly-once mode writes each batch's records, dead letters and cursor in
 //! one Kafka transaction (the KIP-618 idea): a `read_committed` consumer sees
 //! a batch completely or not at all, and the cursor always agrees with it.
+
+pub mod intake;
 
 use super::stats::PipelineStats;
 use crate::bus::{
@@ -212,7 +218,7 @@ async fn run_subscribed(ctx: &PipelineContext) -> Result<(), IngestError> {
         )));
     };
     ctx.stats.set_state(super::stats::PipelineState::Running);
-    let intake = super::push::PipelineIntake::new(ctx.clone());
+    let intake = intake::PipelineIntake::new(ctx.clone());
     subscription.run(&intake, ctx.shutdown.clone()).await?;
     Ok(())
 }
