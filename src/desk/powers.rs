@@ -214,20 +214,20 @@ pub struct PowersQuery {
     month: Option<String>,
 }
 
-/// The month asked for (`YYYY-MM`), or this month; and its last day's end.
-fn month_of(desk: &Desk, q: &PowersQuery) -> Result<(String, i64), Response> {
+/// The month asked for (`YYYY-MM`), or this month; and its last day's
+/// end. `Err` says, in Chinese, what is wrong with the month.
+fn month_of(desk: &Desk, q: &PowersQuery) -> Result<(String, i64), &'static str> {
     let first = match q.month.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
         Some(m) => NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d")
-            .map_err(|_| refuse(StatusCode::BAD_REQUEST, "月份应为 YYYY-MM，例如 2026-12"))?,
-        None => {
-            let today = crate::calendar::local_date(desk.now().timestamp_millis())
-                .ok_or_else(|| refuse(StatusCode::INTERNAL_SERVER_ERROR, "时间超出范围"))?;
-            today.with_day(1).expect("a first day")
-        }
+            .map_err(|_| "月份应为 YYYY-MM，例如 2026-12")?,
+        None => crate::calendar::local_date(desk.now().timestamp_millis())
+            .ok_or("时间超出范围")?
+            .with_day(1)
+            .expect("a first day"),
     };
     let next = first
         .checked_add_months(chrono::Months::new(1))
-        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "月份超出范围"))?;
+        .ok_or("月份超出范围")?;
     let last_day = next.pred_opt().expect("a last day");
     let end = crate::calendar::end_of_day(last_day).timestamp_millis() - 1;
     Ok((format!("{:04}-{:02}", first.year(), first.month()), end))
@@ -255,7 +255,7 @@ async fn audited_view(
             )
         });
     };
-    let (month, end) = month_of(desk, q)?;
+    let (month, end) = month_of(desk, q).map_err(|why| refuse(StatusCode::BAD_REQUEST, why))?;
     let items = board.month(&month, end);
     audited(
         desk,
