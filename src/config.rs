@@ -553,176 +553,14 @@ impl Deployment {
         let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut errors = Vec::new();
 
-        // The document again, keeping spans, to read each source by kind.
-        let doc = toml::de::DeTable::parse(text).map_err(|e| vec![located.toml_error(&e)])?;
-        let mut pipelines = Vec::new();
-        let mut topics: BTreeMap<String, (String, i32, bool)> = BTreeMap::new();
-        for (name, p) in raw.pipelines {
-            let field = |f: &str| format!("pipelines.{name}.{f}");
-            let source = match read_source(&doc, &name, &located) {
-                Ok(mut s) => {
-                    s.resolve_paths(&base);
-                    Some(s)
-                }
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
-            };
-            let push = source.as_ref().is_some_and(SourceConfig::is_push);
-            if push && p.exactly_once {
-                errors.push(located.at_key(
-                    &format!("pipelines.{name}"),
-                    "exactly_once",
-                    "a pushed source is acknowledged to its sender delivery by delivery; `exactly_once` (Kafka transactions over polled batches) does not apply",
-                ));
-            }
-            let schedule = match &p.schedule {
-                Some(text) if push => {
-                    errors.push(located.at(
-                        text.span(),
-                        field("schedule"),
-                        format!(
-                            "a `{}` source is pushed to; it has no schedule",
-                            source.as_ref().map_or("pushed", SourceConfig::kind)
-                        ),
-                    ));
-                    None
-                }
-                Some(text) => match cron::Schedule::from_str(text.get_ref()) {
-                    Ok(s) => Some(Some(s)),
-                    Err(e) => {
-                        errors.push(located.at(
-                            text.span(),
-                            field("schedule"),
-                            format!(
-                                "`{}` is not a cron schedule (sec min hour day month weekday): {e}",
-                                text.get_ref()
-                            ),
-                        ));
-                        None
-                    }
-                },
-                None if push || source.is_none() => Some(None),
-                None => {
-                    errors.push(located.at_key(
-                        &format!("pipelines.{name}"),
-                        "schedule",
-                        "missing: a polled source needs a cron schedule (sec min hour day month weekday)",
-                    ));
-                    None
-                }
-            };
-            if *p.partitions.get_ref() < 1 {
-                errors.push(located.at(
-                    p.partitions.span(),
-                    field("partitions"),
-                    "must be at least 1",
-                ));
-            }
-            if let Some(raw) = &p.raw
-                && raw.get_ref().retention.is_zero()
-            {
-                errors.push(located.at(
-                    raw.span(),
-                    field("raw.retention"),
-                    "must be longer than zero (e.g. \"30d\")",
-                ));
-            }
-            if let Some(lead) = &p.lead
-                && let Err(why) = lead.get_ref().validate()
-            {
-                errors.push(located.at(lead.span(), field("lead"), why));
-            }
-            if *p.batch_size.get_ref() == 0 {
-                errors.push(located.at(
-                    p.batch_size.span(),
-                    field("batch_size"),
-                    "must be at least 1",
-                ));
-            }
-            for (f, t) in [
-                ("topic", Some(&p.topic)),
-                ("dlq_topic", p.dlq_topic.as_ref()),
-            ] {
-                if let Some(t) = t
-                    && let Err(why) = crate::bus::check_topic_name(t.get_ref())
-                {
-                    errors.push(located.at(t.span(), field(f), why));
-                }
-            }
-            if let Some((other, _, compacted)) = topics.get(p.topic.get_ref())
-                && *compacted != p.compacted
-            {
-                errors.push(located.at_key(
-                    &format!("pipelines.{name}"),
-                    "compacted",
-                    format!(
-                        "topic `{}` is {} in pipeline `{other}`; pipelines sharing a topic must agree",
-                        p.topic.get_ref(),
-                        if *compacted { "compacted" } else { "not compacted" }
-                    ),
-                ));
-            }
-            if let Some((other, parts, _)) = topics.get(p.topic.get_ref())
-                && parts != p.partitions.get_ref()
-            {
-                errors.push(located.at(
-                    p.partitions.span(),
-                    field("partitions"),
-                    format!(
-                        "topic `{}` has {parts} partitions in pipeline `{other}`; a topic has one partition count",
-                        p.topic.get_ref()
-                    ),
-                ));
-            }
-            topics.insert(
-                p.topic.get_ref().clone(),
-                (name.clone(), *p.partitions.get_ref(), p.compacted),
-            );
-            let (Some(source), Some(schedule)) = (source, schedule) else {
-                continue;
-            };
-            pipelines.push(PipelineConfig {
-                dlq_topic: p
-                    .dlq_topic
-                    .map(|t| t.into_inner())
-                    .unwrap_or_else(|| format!("dlq.{name}")),
-                name,
-                system: p.system,
-                mapping: p.mapping.into_inner(),
-                topic: p.topic.into_inner(),
-                partitions: p.partitions.into_inner(),
-                schedule,
-                batch_size: p.batch_size.into_inner(),
-                max_in_flight_batches: p.max_in_flight_batches.max(1),
-                exactly_once: p.exactly_once,
-                compacted: p.compacted,
-                retry: p.retry,
-                raw: p.raw.map(Spanned::into_inner),
-                lead: p.lead.map(Spanned::into_inner),
-                source,
-            });
-        }
-        let mut paths: BTreeMap<String, String> = BTreeMap::new();
-        for p in &pipelines {
-            if let SourceConfig::Webhook(w) = &p.source {
-                if raw.http.is_none() {
-                    errors.push(located.at_key(
-                        &format!("pipelines.{}.source", p.name),
-                        "path",
-                        "a webhook source needs the hub's HTTP server: add [http] listen = \"host:port\"",
-                    ));
-                }
-                if let Some(other) = paths.insert(w.path.clone(), p.name.clone()) {
-                    errors.push(located.at_key(
-                        &format!("pipelines.{}.source", p.name),
-                        "path",
-                        format!("path `{}` is also served for pipeline `{other}`", w.path),
-                    ));
-                }
-            }
-        }
+        let pipelines = parse_pipelines(
+            raw.pipelines,
+            raw.http.is_some(),
+            text,
+            &base,
+            &located,
+            &mut errors,
+        )?;
         if let Err(why) = crate::bus::check_topic_name(&raw.kafka.cursor_topic) {
             errors.push(located.at_key("kafka", "cursor_topic", why));
         }
@@ -731,64 +569,14 @@ impl Deployment {
         {
             errors.push(located.at_key("hub", "signing", why));
         }
-        let mut deliveries = Vec::new();
-        for (name, mut d) in raw.deliveries {
-            if let crate::delivery::TargetConfig::Webhook {
-                sm2: true, signing, ..
-            }
-            | crate::delivery::TargetConfig::Soap {
-                sm2: true, signing, ..
-            }
-            | crate::delivery::TargetConfig::CreditBatch { signing, .. } =
-                &mut d.get_mut().target
-            {
-                signing.clone_from(&raw.hub.signing);
-            }
-            if let Err(why) = d.get_ref().validate() {
-                errors.push(located.at(d.span(), format!("deliveries.{name}"), why));
-            }
-            if pipelines
-                .iter()
-                .any(|p| p.raw.is_some() && raw_topic(&p.name) == d.get_ref().topic)
-            {
-                errors.push(located.at(
-                    d.span(),
-                    format!("deliveries.{name}.topic"),
-                    format!(
-                        "`{}` is a raw topic: raw payloads are the hub's own and never pushed (personal-data rule); deliver the canonical topic",
-                        d.get_ref().topic
-                    ),
-                ));
-            }
-            // The repair results a credit push follows must be a topic of
-            // this deployment: the push waits to have read them whole.
-            if let crate::delivery::TransformConfig::CreditPenalty {
-                repairs_topic: Some(t),
-                ..
-            } = &d.get_ref().transform
-                && !pipelines.iter().any(|p| &p.topic == t)
-            {
-                errors.push(located.at(
-                    d.span(),
-                    format!("deliveries.{name}.transform.repairs_topic"),
-                    format!(
-                        "no pipeline writes `{t}`: add the pipeline of the credit platform's repair results (mapping `credit_repair`)"
-                    ),
-                ));
-            }
-            if matches!(
-                d.get_ref().target,
-                crate::delivery::TargetConfig::Pull { .. }
-            ) && raw.http.is_none()
-            {
-                errors.push(located.at(
-                    d.span(),
-                    format!("deliveries.{name}.target"),
-                    "a pull feed is served by the hub: add [http] listen",
-                ));
-            }
-            deliveries.push((name, d.into_inner()));
-        }
+        let deliveries = parse_deliveries(
+            raw.deliveries,
+            &pipelines,
+            &raw.hub.signing,
+            raw.http.is_some(),
+            &located,
+            &mut errors,
+        );
         let credit = match raw.credit {
             Some(c) => {
                 if !deliveries.iter().any(|(n, _)| *n == c.get_ref().delivery) {
@@ -1364,6 +1152,265 @@ fn read_source(
         .validate()
         .map_err(|why| located.at(span, field, why))?;
     Ok(config)
+}
+
+/// `[pipelines.*]`: each pipeline checked (its source by kind, schedule,
+/// partitions, topics agreeing between pipelines, webhook paths), every
+/// problem pushed to `errors` with its place; the pipelines that can run.
+fn parse_pipelines(
+    raw: BTreeMap<String, RawPipeline>,
+    http: bool,
+    text: &str,
+    base: &Path,
+    located: &Locator<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Result<Vec<PipelineConfig>, Vec<ConfigError>> {
+    // The document again, keeping spans, to read each source by kind.
+    let doc = toml::de::DeTable::parse(text).map_err(|e| vec![located.toml_error(&e)])?;
+    let mut pipelines = Vec::new();
+    let mut topics: BTreeMap<String, (String, i32, bool)> = BTreeMap::new();
+    for (name, p) in raw {
+        let field = |f: &str| format!("pipelines.{name}.{f}");
+        let source = match read_source(&doc, &name, located) {
+            Ok(mut s) => {
+                s.resolve_paths(base);
+                Some(s)
+            }
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        let push = source.as_ref().is_some_and(SourceConfig::is_push);
+        if push && p.exactly_once {
+            errors.push(located.at_key(
+                &format!("pipelines.{name}"),
+                "exactly_once",
+                "a pushed source is acknowledged to its sender delivery by delivery; `exactly_once` (Kafka transactions over polled batches) does not apply",
+            ));
+        }
+        let schedule = match &p.schedule {
+            Some(text) if push => {
+                errors.push(located.at(
+                    text.span(),
+                    field("schedule"),
+                    format!(
+                        "a `{}` source is pushed to; it has no schedule",
+                        source.as_ref().map_or("pushed", SourceConfig::kind)
+                    ),
+                ));
+                None
+            }
+            Some(text) => match cron::Schedule::from_str(text.get_ref()) {
+                Ok(s) => Some(Some(s)),
+                Err(e) => {
+                    errors.push(located.at(
+                        text.span(),
+                        field("schedule"),
+                        format!(
+                            "`{}` is not a cron schedule (sec min hour day month weekday): {e}",
+                            text.get_ref()
+                        ),
+                    ));
+                    None
+                }
+            },
+            None if push || source.is_none() => Some(None),
+            None => {
+                errors.push(located.at_key(
+                    &format!("pipelines.{name}"),
+                    "schedule",
+                    "missing: a polled source needs a cron schedule (sec min hour day month weekday)",
+                ));
+                None
+            }
+        };
+        if *p.partitions.get_ref() < 1 {
+            errors.push(located.at(
+                p.partitions.span(),
+                field("partitions"),
+                "must be at least 1",
+            ));
+        }
+        if let Some(raw) = &p.raw
+            && raw.get_ref().retention.is_zero()
+        {
+            errors.push(located.at(
+                raw.span(),
+                field("raw.retention"),
+                "must be longer than zero (e.g. \"30d\")",
+            ));
+        }
+        if let Some(lead) = &p.lead
+            && let Err(why) = lead.get_ref().validate()
+        {
+            errors.push(located.at(lead.span(), field("lead"), why));
+        }
+        if *p.batch_size.get_ref() == 0 {
+            errors.push(located.at(
+                p.batch_size.span(),
+                field("batch_size"),
+                "must be at least 1",
+            ));
+        }
+        for (f, t) in [
+            ("topic", Some(&p.topic)),
+            ("dlq_topic", p.dlq_topic.as_ref()),
+        ] {
+            if let Some(t) = t
+                && let Err(why) = crate::bus::check_topic_name(t.get_ref())
+            {
+                errors.push(located.at(t.span(), field(f), why));
+            }
+        }
+        if let Some((other, _, compacted)) = topics.get(p.topic.get_ref())
+            && *compacted != p.compacted
+        {
+            errors.push(located.at_key(
+                &format!("pipelines.{name}"),
+                "compacted",
+                format!(
+                    "topic `{}` is {} in pipeline `{other}`; pipelines sharing a topic must agree",
+                    p.topic.get_ref(),
+                    if *compacted {
+                        "compacted"
+                    } else {
+                        "not compacted"
+                    }
+                ),
+            ));
+        }
+        if let Some((other, parts, _)) = topics.get(p.topic.get_ref())
+            && parts != p.partitions.get_ref()
+        {
+            errors.push(located.at(
+                p.partitions.span(),
+                field("partitions"),
+                format!(
+                    "topic `{}` has {parts} partitions in pipeline `{other}`; a topic has one partition count",
+                    p.topic.get_ref()
+                ),
+            ));
+        }
+        topics.insert(
+            p.topic.get_ref().clone(),
+            (name.clone(), *p.partitions.get_ref(), p.compacted),
+        );
+        let (Some(source), Some(schedule)) = (source, schedule) else {
+            continue;
+        };
+        pipelines.push(PipelineConfig {
+            dlq_topic: p
+                .dlq_topic
+                .map(|t| t.into_inner())
+                .unwrap_or_else(|| format!("dlq.{name}")),
+            name,
+            system: p.system,
+            mapping: p.mapping.into_inner(),
+            topic: p.topic.into_inner(),
+            partitions: p.partitions.into_inner(),
+            schedule,
+            batch_size: p.batch_size.into_inner(),
+            max_in_flight_batches: p.max_in_flight_batches.max(1),
+            exactly_once: p.exactly_once,
+            compacted: p.compacted,
+            retry: p.retry,
+            raw: p.raw.map(Spanned::into_inner),
+            lead: p.lead.map(Spanned::into_inner),
+            source,
+        });
+    }
+    let mut paths: BTreeMap<String, String> = BTreeMap::new();
+    for p in &pipelines {
+        if let SourceConfig::Webhook(w) = &p.source {
+            if !http {
+                errors.push(located.at_key(
+                    &format!("pipelines.{}.source", p.name),
+                    "path",
+                    "a webhook source needs the hub's HTTP server: add [http] listen = \"host:port\"",
+                ));
+            }
+            if let Some(other) = paths.insert(w.path.clone(), p.name.clone()) {
+                errors.push(located.at_key(
+                    &format!("pipelines.{}.source", p.name),
+                    "path",
+                    format!("path `{}` is also served for pipeline `{other}`", w.path),
+                ));
+            }
+        }
+    }
+    Ok(pipelines)
+}
+
+/// `[deliveries.*]`: each push pipeline checked against the pipelines (no
+/// raw topic pushed, a credit push's repair results written by one) and
+/// signed with the hub's key where it asks for SM2.
+fn parse_deliveries(
+    raw: BTreeMap<String, Spanned<crate::delivery::DeliveryConfig>>,
+    pipelines: &[PipelineConfig],
+    hub_signing: &Option<crate::delivery::Signing>,
+    http: bool,
+    located: &Locator<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(String, crate::delivery::DeliveryConfig)> {
+    let mut deliveries = Vec::new();
+    for (name, mut d) in raw {
+        if let crate::delivery::TargetConfig::Webhook {
+            sm2: true, signing, ..
+        }
+        | crate::delivery::TargetConfig::Soap {
+            sm2: true, signing, ..
+        }
+        | crate::delivery::TargetConfig::CreditBatch { signing, .. } = &mut d.get_mut().target
+        {
+            signing.clone_from(hub_signing);
+        }
+        if let Err(why) = d.get_ref().validate() {
+            errors.push(located.at(d.span(), format!("deliveries.{name}"), why));
+        }
+        if pipelines
+            .iter()
+            .any(|p| p.raw.is_some() && raw_topic(&p.name) == d.get_ref().topic)
+        {
+            errors.push(located.at(
+                d.span(),
+                format!("deliveries.{name}.topic"),
+                format!(
+                    "`{}` is a raw topic: raw payloads are the hub's own and never pushed (personal-data rule); deliver the canonical topic",
+                    d.get_ref().topic
+                ),
+            ));
+        }
+        // The repair results a credit push follows must be a topic of
+        // this deployment: the push waits to have read them whole.
+        if let crate::delivery::TransformConfig::CreditPenalty {
+            repairs_topic: Some(t),
+            ..
+        } = &d.get_ref().transform
+            && !pipelines.iter().any(|p| &p.topic == t)
+        {
+            errors.push(located.at(
+                d.span(),
+                format!("deliveries.{name}.transform.repairs_topic"),
+                format!(
+                    "no pipeline writes `{t}`: add the pipeline of the credit platform's repair results (mapping `credit_repair`)"
+                ),
+            ));
+        }
+        if matches!(
+            d.get_ref().target,
+            crate::delivery::TargetConfig::Pull { .. }
+        ) && !http
+        {
+            errors.push(located.at(
+                d.span(),
+                format!("deliveries.{name}.target"),
+                "a pull feed is served by the hub: add [http] listen",
+            ));
+        }
+        deliveries.push((name, d.into_inner()));
+    }
+    deliveries
 }
 
 /// Turns byte offsets into lines, columns and dotted field paths.

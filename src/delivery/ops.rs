@@ -58,6 +58,51 @@ pub struct Feeds<'a> {
     pub file: &'a std::path::Path,
 }
 
+/// The feeds' status as a table (`duijie feeds status`).
+pub fn status_table(rows: &[FeedStatus]) -> String {
+    let line = |cells: [&str; 9]| {
+        format!(
+            "{:<26} {:<14} {:<13} {:>9} {:>8} {:>7} {:>9} {:>5} {:>8}\n",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
+            cells[8]
+        )
+    };
+    let mut out = line([
+        "feed",
+        "department",
+        "target",
+        "delivered",
+        "refused",
+        "failed",
+        "not sent",
+        "held",
+        "pending",
+    ]);
+    for r in rows {
+        let n = [r.delivered, r.rejected, r.failed, r.not_sent, r.held].map(|x| x.to_string());
+        let pending = r.pending.map_or("pulled".into(), |p| p.to_string());
+        out.push_str(&line([
+            &r.delivery,
+            &r.department,
+            &r.target,
+            &n[0],
+            &n[1],
+            &n[2],
+            &n[3],
+            &n[4],
+            &pending,
+        ]));
+    }
+    out
+}
+
 /// Delivered, refused, failed and pending per feed, from the receipts topic
 /// (latest outcome per record and version) and the groups' committed
 /// offsets.

@@ -8,6 +8,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod reload;
 pub mod remap;
+mod rooms;
 pub mod shared;
 pub mod stats;
 
@@ -243,166 +244,22 @@ impl Hub {
                 }
             }
         }
-        // The holiday calendar, for the deadline keepers (only they need it).
-        let needs_calendar = self.deployment.desk.is_some()
-            || self.deployment.entities.is_some()
-            || self.deployment.credit.is_some()
-            || self.deployment.commitments.is_some()
-            || self.deployment.supervision.is_some();
-        let calendar = if needs_calendar {
-            std::sync::Arc::new(
-                crate::calendar::Calendar::load_dir(&self.deployment.hub.calendar)
-                    .context("loading the holiday calendar")?,
-            )
-        } else {
-            std::sync::Arc::default()
-        };
-        // The entity library: every instance keeps its own index.
-        let library = match self.deployment.entity_setting()? {
-            Some(setting) => {
-                let library = std::sync::Arc::new(crate::entity::api::Library::open(
-                    &setting,
-                    calendar.clone(),
-                    self.entity_stats.clone(),
-                    false,
-                )?);
-                let context =
-                    setting.context(schemas.clone(), calendar.clone(), self.entity_stats.clone());
-                tasks.push(tokio::spawn(crate::entity::keeper::keep(
-                    library.index.clone(),
-                    context,
-                    shutdown.clone(),
-                )));
-                Some(library)
-            }
-            None => None,
-        };
-        // Data quality per source, from the bus.
-        let quality = if self.deployment.hub.quality {
-            let sources = self.deployment.quality_sources(&self.mappings, only);
-            let board = std::sync::Arc::new(std::sync::RwLock::new(sources.board()));
-            tasks.push(tokio::spawn(crate::quality::keep(
-                board.clone(),
-                self.bus.clone(),
-                sources,
-                shutdown.clone(),
-            )));
-            Some(board)
-        } else {
-            None
-        };
-        let mut desk_router = None;
-        let mut desk_handle = None;
-        if let Some(config) = &self.deployment.desk {
-            let mapping = self.mappings.get(&config.action_mapping).ok_or_else(|| {
-                Error::permanent(
-                    Domain::Config,
-                    format!(
-                        "[desk] action_mapping: no mapping `{}`",
-                        config.action_mapping
-                    ),
-                )
-            })?;
-            let mut desk = crate::desk::Desk::new(
-                config.clone(),
-                self.bus.clone(),
-                producer.clone(),
-                schemas.clone(),
-                calendar.clone(),
-                mapping,
-            )
-            .with_audit_chain(
-                &self.deployment.hub.name,
-                self.deployment.hub.signing.clone(),
-            );
-            if let Some(list) = self
-                .deployment
-                .credit
-                .as_ref()
-                .and_then(|c| c.blacklist.clone())
-            {
-                let board = std::sync::Arc::new(
-                    crate::desk::blacklist::ListBoard::new(list, calendar.clone())
-                        .with_pseudonyms(self.deployment.hub.pseudonyms()),
-                );
-                tasks.push(tokio::spawn(
-                    board.clone().follow(self.bus.clone(), shutdown.clone()),
-                ));
-                desk = desk.with_blacklist(board);
-            }
-            if let Some(c) = &self.deployment.credit {
-                let board = std::sync::Arc::new(crate::desk::credit::CreditBoard::new(
-                    crate::desk::credit::CreditDesk {
-                        decisions_topic: c.decisions_topic.clone(),
-                        receipts_topic: self.deployment.hub.receipts_topic.clone(),
-                        delivery: c.delivery.clone(),
-                        publish_within: c.publish_within,
-                    },
-                    calendar.clone(),
-                ));
-                tasks.push(tokio::spawn(board.clone().follow(
-                    self.bus.clone(),
-                    schemas.clone(),
-                    shutdown.clone(),
-                )));
-                desk = desk.with_credit(board);
-            }
-            if let Some(c) = &self.deployment.supervision {
-                let list = crate::mapping::Rows::load(&self.deployment.hub.mappings, &c.power_list)
-                    .map_err(|why| {
-                        crate::error::Error::permanent(
-                            crate::error::Domain::Config,
-                            format!("[supervision] power_list: {why}"),
-                        )
-                    })?;
-                let board = std::sync::Arc::new(crate::desk::powers::PowersBoard::new(
-                    c.rates_topic.clone(),
-                    list,
-                ));
-                tasks.push(tokio::spawn(
-                    board.clone().follow(self.bus.clone(), shutdown.clone()),
-                ));
-                desk = desk.with_powers(board);
-            }
-            if let Some(library) = &library {
-                desk = desk.with_entities(library.clone());
-            }
-            if let Some(board) = &quality {
-                desk = desk.with_quality(board.clone());
-            }
-            // The tracker is a consumer group on the events topic: with
-            // several instances, each tracks the referrals of its partitions.
-            tasks.push(tokio::spawn(desk.clone().run(shutdown.clone())));
-            if self.deployment.hub.scale_out {
-                // Referrals tracked elsewhere, as their trackers wrote them.
-                tasks.push(tokio::spawn(desk.clone().follow(shutdown.clone())));
-            }
-            desk_router = Some(crate::desk::router(desk.clone()));
-            desk_handle = Some(desk);
+        // The other rooms, listed once (`rooms::ROOMS`), in starting order.
+        let mut parts = rooms::Parts::new(
+            self,
+            only,
+            producer.clone(),
+            schemas.clone(),
+            shutdown.clone(),
+        );
+        let mut routes = Vec::new();
+        for (name, start) in rooms::ROOMS {
+            let started = start(&mut parts).with_context(|| format!("starting the {name} room"))?;
+            tasks.extend(started.tasks);
+            singletons.extend(started.shared);
+            routes.extend(started.routes);
         }
-        let keepers = crate::keepers::listed(self.deployment.keeper_configs());
-        if !keepers.is_empty() {
-            let keeper = crate::keepers::KeeperContext {
-                bus: self.bus.clone(),
-                producer: producer.clone(),
-                schemas: schemas.clone(),
-                calendar,
-                alerts_topic: self.deployment.hub.alerts_topic.clone(),
-                receipts_topic: self.deployment.hub.receipts_topic.clone(),
-                stats: self.clock_stats.clone(),
-                tick: std::time::Duration::from_secs(2),
-                pseudonyms: self.deployment.hub.pseudonyms(),
-                clock: crate::calendar::Clock::system(),
-            };
-            for listed in keepers {
-                let k = keeper.clone();
-                singletons.push(shared::SharedTask {
-                    name: listed.task.into(),
-                    start: Box::new(move |token| tokio::spawn(listed.run(k.clone(), token))),
-                    on_change: None,
-                });
-            }
-        }
+        let (quality, desk_handle) = (parts.quality.clone(), parts.desk.clone());
         if self.deployment.hub.scale_out {
             for t in &singletons {
                 if let Some(f) = &t.on_change {
@@ -496,21 +353,13 @@ impl Hub {
                 self.bus.clone(),
                 chrono::Utc::now(),
             );
-            let mut app = pipeline::intake::router(push_endpoints)
-                .merge(pull.router())
-                .merge(status.router())
-                .merge(observed.router());
-            if let Some(desk) = desk_router.take() {
-                app = app.merge(desk);
-            }
-            if let Some(library) = &library {
-                if library.config.restrictions.is_some() {
-                    app = app.merge(crate::entity::api::restrictions_router(library.clone()));
-                }
-                if library.config.public.is_some() {
-                    app = app.merge(crate::entity::api::public_router(library.clone()));
-                }
-            }
+            let app = routes.into_iter().fold(
+                pipeline::intake::router(push_endpoints)
+                    .merge(pull.router())
+                    .merge(status.router())
+                    .merge(observed.router()),
+                axum::Router::merge,
+            );
             let listener = tokio::net::TcpListener::bind(&http.listen)
                 .await
                 .map_err(|e| {
