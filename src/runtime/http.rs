@@ -109,3 +109,22 @@ pub async fn serve(
         tracing::warn!("HTTP connections still open at shutdown were closed");
     }
 }
+
+/// Binds `[http] listen` and serves `app` until `shutdown`; an address it
+/// cannot bind is an error naming it.
+pub(super) async fn start(
+    http: &crate::config::HttpConfig,
+    app: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> crate::error::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(&http.listen)
+        .await
+        .map_err(|e| {
+            crate::error::Error::io(format!("listening on {} ([http] listen)", http.listen), e)
+        })?;
+    tracing::info!(listen = %http.listen, "HTTP server listening");
+    let http = http.clone();
+    Ok(tokio::spawn(async move {
+        serve(listener, app, &http, shutdown).await;
+    }))
+}

@@ -157,7 +157,104 @@ impl Hub {
             .as_deref()
             .map(RegistryClient::new);
         let mut tasks = Vec::new();
-        // Tasks that must run once across the instances of this hub.
+        // Tasks that must run once across the instances of this hub (the
+        // polled and subscribed pipelines, the keepers), and the webhook
+        // endpoints of the served ones.
+        let (push_endpoints, mut singletons) = self
+            .start_ingest(only, registry.as_ref(), &batch_producer, &shutdown)
+            .await?;
+        // Push pipelines, pull feeds, and the keepers of deadlines and lists.
+        let schemas = std::sync::Arc::new(crate::schema::SchemaSet::load_dir(
+            &self.deployment.hub.schemas,
+        )?);
+        let shared = self.deployment.shared_topics();
+        let (pull, mut feeds) = self.start_deliveries(&producer, &schemas, &shared, &shutdown)?;
+        // The other rooms, listed once (`rooms::ROOMS`), in starting order.
+        let mut parts = rooms::Parts::new(
+            self,
+            only,
+            producer.clone(),
+            schemas.clone(),
+            shutdown.clone(),
+        );
+        let mut routes = Vec::new();
+        for (name, start) in rooms::ROOMS {
+            let started = start(&mut parts).with_context(|| format!("starting the {name} room"))?;
+            tasks.extend(started.tasks);
+            singletons.extend(started.shared);
+            routes.extend(started.routes);
+        }
+        let (quality, desk_handle) = (parts.quality.clone(), parts.desk.clone());
+        let mut pipelines = self.start_shared(singletons, &mut tasks, &shutdown);
+        let observed = self.observed(quality, desk_handle.clone());
+        let pushed_feeds: Vec<(String, String)> = self
+            .deployment
+            .deliveries
+            .iter()
+            .filter(|(_, c)| !matches!(c.target, crate::delivery::TargetConfig::Pull { .. }))
+            .map(|(n, c)| (n.clone(), c.topic.clone()))
+            .collect();
+        if !pushed_feeds.is_empty() {
+            tasks.push(tokio::spawn(observed.clone().watch_backlogs(
+                pushed_feeds,
+                std::time::Duration::from_secs(15),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(http) = &self.deployment.http {
+            let status = crate::delivery::status::DepartmentStatus::new(
+                &self.deployment.deliveries,
+                self.deliveries.clone(),
+                self.bus.clone(),
+                chrono::Utc::now(),
+            );
+            let app = routes.into_iter().fold(
+                pipeline::intake::router(push_endpoints)
+                    .merge(pull.router())
+                    .merge(status.router())
+                    .merge(observed.router()),
+                axum::Router::merge,
+            );
+            tasks.push(http::start(http, app, shutdown.clone()).await?);
+        }
+        // Run until shutdown, taking reloads meanwhile.
+        let swap = reload::Swap {
+            hub: self,
+            producer: &producer,
+            batch_producer: &batch_producer,
+            shutdown: &shutdown,
+            shared: &shared,
+            desk: desk_handle.as_ref(),
+        };
+        self.take_reloads(reloads, &swap, &mut pipelines, &mut feeds)
+            .await;
+        pipelines.stop_all().await;
+        feeds.stop_all().await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        use rdkafka::producer::Producer;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = batch_producer.flush(std::time::Duration::from_secs(30));
+            producer.flush(std::time::Duration::from_secs(30))
+        })
+        .await;
+        Ok(())
+    }
+
+    /// The ingest pipelines: a served one (a webhook) becomes an endpoint
+    /// of the hub's HTTP server; a polled or subscribed one a shared task
+    /// (`pipeline:<name>`), run once across a scaled-out hub.
+    async fn start_ingest(
+        &self,
+        only: &[String],
+        registry: Option<&RegistryClient>,
+        batch_producer: &crate::bus::BatchProducer,
+        shutdown: &CancellationToken,
+    ) -> Result<(
+        Vec<std::sync::Arc<pipeline::intake::PushEndpoint>>,
+        Vec<shared::SharedTask>,
+    )> {
         let mut singletons: Vec<shared::SharedTask> = Vec::new();
         let mut push_endpoints = Vec::new();
         for p in &self.deployment.pipelines {
@@ -166,7 +263,7 @@ impl Hub {
             }
             let mapping = self.mappings.get(&p.mapping).expect("checked at load");
             let ctx = self
-                .pipeline_context(p, mapping, registry.as_ref(), &batch_producer, &shutdown)
+                .pipeline_context(p, mapping, registry, batch_producer, shutdown)
                 .await?;
             tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
             match p.source.build()? {
@@ -209,11 +306,18 @@ impl Hub {
                 }
             }
         }
-        // Push pipelines, pull feeds, and the keepers of deadlines and lists.
-        let schemas = std::sync::Arc::new(crate::schema::SchemaSet::load_dir(
-            &self.deployment.hub.schemas,
-        )?);
-        let shared = self.deployment.shared_topics();
+        Ok((push_endpoints, singletons))
+    }
+
+    /// The push pipelines, each started on its own and swappable on a
+    /// reload, and the pull feeds, served by the hub's HTTP server.
+    fn start_deliveries(
+        &self,
+        producer: &rdkafka::producer::FutureProducer,
+        schemas: &std::sync::Arc<SchemaSet>,
+        shared: &crate::delivery::SharedTopics,
+        shutdown: &CancellationToken,
+    ) -> Result<(crate::delivery::pull::PullFeeds, reload::Running)> {
         let mut pull = crate::delivery::pull::PullFeeds::default();
         // Push pipelines, each swappable on a reload.
         let mut feeds = reload::Running::default();
@@ -239,27 +343,103 @@ impl Hub {
                         name,
                         reload::delivery_identity(config),
                         &reload::feed_starter(delivery),
-                        &shutdown,
+                        shutdown,
                     );
                 }
             }
         }
-        // The other rooms, listed once (`rooms::ROOMS`), in starting order.
-        let mut parts = rooms::Parts::new(
-            self,
-            only,
-            producer.clone(),
-            schemas.clone(),
-            shutdown.clone(),
-        );
-        let mut routes = Vec::new();
-        for (name, start) in rooms::ROOMS {
-            let started = start(&mut parts).with_context(|| format!("starting the {name} room"))?;
-            tasks.extend(started.tasks);
-            singletons.extend(started.shared);
-            routes.extend(started.routes);
+        Ok((pull, feeds))
+    }
+
+    /// What `/metrics` and `/ready` read.
+    fn observed(
+        &self,
+        quality: Option<std::sync::Arc<std::sync::RwLock<crate::quality::Board>>>,
+        desk: Option<crate::desk::Desk>,
+    ) -> observe::Observed {
+        observe::Observed {
+            hub: self.deployment.hub.name.clone(),
+            bus: self.bus.clone(),
+            systems: self
+                .deployment
+                .pipelines
+                .iter()
+                .map(|p| (p.name.clone(), p.system.clone()))
+                .collect(),
+            stats: self.stats.clone(),
+            deliveries: self.deliveries.clone(),
+            departments: self
+                .deployment
+                .deliveries
+                .iter()
+                .map(|(n, c)| (n.clone(), c.department.clone().unwrap_or_else(|| n.clone())))
+                .collect(),
+            clocks: self.clock_stats.clone(),
+            reloads: self.reloads.clone(),
+            entities: self
+                .deployment
+                .entities
+                .is_some()
+                .then(|| self.entity_stats.clone()),
+            quality,
+            desk,
+            status_token: self
+                .deployment
+                .http
+                .as_ref()
+                .and_then(|h| h.status_token.clone()),
+            started_ms: chrono::Utc::now().timestamp_millis(),
         }
-        let (quality, desk_handle) = (parts.quality.clone(), parts.desk.clone());
+    }
+
+    /// Until shutdown, applies each reload (`duijie run` watches the
+    /// deployment file) to the running pipelines, push pipelines and desk;
+    /// with scale-out, says reloads are ignored (each instance restarts).
+    async fn take_reloads(
+        &self,
+        reloads: Option<tokio::sync::mpsc::Receiver<reload::Reload>>,
+        swap: &reload::Swap<'_>,
+        pipelines: &mut reload::Running,
+        feeds: &mut reload::Running,
+    ) {
+        let Some(mut reloads) = reloads else {
+            swap.shutdown.cancelled().await;
+            return;
+        };
+        if self.deployment.hub.scale_out {
+            tracing::warn!(
+                "with [hub] scale_out a changed configuration needs a restart of each instance; reloads are ignored"
+            );
+        }
+        loop {
+            tokio::select! {
+                _ = swap.shutdown.cancelled() => break,
+                r = reloads.recv() => match r {
+                    Some(r) if !self.deployment.hub.scale_out => {
+                        let file = r.deployment.file.display().to_string();
+                        swap.apply(r, pipelines, feeds).await;
+                        self.reloads
+                            .applied
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.reloads.audited("applied", &file).await;
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+            }
+        }
+    }
+
+    /// The shared tasks: with scale-out, handed to the membership that runs
+    /// each once across the instances; without it the poll pipelines run
+    /// here, each swappable on a reload (returned), and the others simply
+    /// run.
+    fn start_shared(
+        &self,
+        mut singletons: Vec<shared::SharedTask>,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+        shutdown: &CancellationToken,
+    ) -> reload::Running {
         if self.deployment.hub.scale_out {
             for t in &singletons {
                 if let Some(f) = &t.on_change {
@@ -293,133 +473,13 @@ impl Hub {
                                 .expect("a configured pipeline"),
                             &self.deployment.hub.mappings,
                         );
-                        pipelines.start(name, identity, &t.start, &shutdown);
+                        pipelines.start(name, identity, &t.start, shutdown);
                     }
                     None => tasks.push((t.start)(shutdown.clone())),
                 }
             }
         }
-        let observed = observe::Observed {
-            hub: self.deployment.hub.name.clone(),
-            bus: self.bus.clone(),
-            systems: self
-                .deployment
-                .pipelines
-                .iter()
-                .map(|p| (p.name.clone(), p.system.clone()))
-                .collect(),
-            stats: self.stats.clone(),
-            deliveries: self.deliveries.clone(),
-            departments: self
-                .deployment
-                .deliveries
-                .iter()
-                .map(|(n, c)| (n.clone(), c.department.clone().unwrap_or_else(|| n.clone())))
-                .collect(),
-            clocks: self.clock_stats.clone(),
-            reloads: self.reloads.clone(),
-            entities: self
-                .deployment
-                .entities
-                .is_some()
-                .then(|| self.entity_stats.clone()),
-            quality: quality.clone(),
-            desk: desk_handle.clone(),
-            status_token: self
-                .deployment
-                .http
-                .as_ref()
-                .and_then(|h| h.status_token.clone()),
-            started_ms: chrono::Utc::now().timestamp_millis(),
-        };
-        let pushed_feeds: Vec<(String, String)> = self
-            .deployment
-            .deliveries
-            .iter()
-            .filter(|(_, c)| !matches!(c.target, crate::delivery::TargetConfig::Pull { .. }))
-            .map(|(n, c)| (n.clone(), c.topic.clone()))
-            .collect();
-        if !pushed_feeds.is_empty() {
-            tasks.push(tokio::spawn(observed.clone().watch_backlogs(
-                pushed_feeds,
-                std::time::Duration::from_secs(15),
-                shutdown.clone(),
-            )));
-        }
-        if let Some(http) = &self.deployment.http {
-            let status = crate::delivery::status::DepartmentStatus::new(
-                &self.deployment.deliveries,
-                self.deliveries.clone(),
-                self.bus.clone(),
-                chrono::Utc::now(),
-            );
-            let app = routes.into_iter().fold(
-                pipeline::intake::router(push_endpoints)
-                    .merge(pull.router())
-                    .merge(status.router())
-                    .merge(observed.router()),
-                axum::Router::merge,
-            );
-            let listener = tokio::net::TcpListener::bind(&http.listen)
-                .await
-                .map_err(|e| {
-                    Error::io(format!("listening on {} ([http] listen)", http.listen), e)
-                })?;
-            tracing::info!(listen = %http.listen, "HTTP server listening");
-            let (stop, http) = (shutdown.clone(), http.clone());
-            tasks.push(tokio::spawn(async move {
-                http::serve(listener, app, &http, stop).await;
-            }));
-        }
-        // Run until shutdown, taking reloads meanwhile.
-        let mut reloads = reloads;
-        if reloads.is_none() {
-            shutdown.cancelled().await;
-        }
-        if let Some(reloads) = reloads.as_mut() {
-            if self.deployment.hub.scale_out {
-                tracing::warn!(
-                    "with [hub] scale_out a changed configuration needs a restart of each instance; reloads are ignored"
-                );
-            }
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    r = reloads.recv() => match r {
-                        Some(r) if !self.deployment.hub.scale_out => {
-                            let ctx = reload::Swap {
-                                hub: self,
-                                producer: &producer,
-                                batch_producer: &batch_producer,
-                                shutdown: &shutdown,
-                                shared: &shared,
-                                desk: desk_handle.as_ref(),
-                            };
-                            let file = r.deployment.file.display().to_string();
-                            ctx.apply(r, &mut pipelines, &mut feeds).await;
-                            self.reloads
-                                .applied
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            self.reloads.audited("applied", &file).await;
-                        }
-                        Some(_) => {}
-                        None => break,
-                    },
-                }
-            }
-        }
-        pipelines.stop_all().await;
-        feeds.stop_all().await;
-        for t in tasks {
-            let _ = t.await;
-        }
-        use rdkafka::producer::Producer;
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = batch_producer.flush(std::time::Duration::from_secs(30));
-            producer.flush(std::time::Duration::from_secs(30))
-        })
-        .await;
-        Ok(())
+        pipelines
     }
 }
 
