@@ -394,6 +394,7 @@ impl<'c> Compiler<'c> {
                         compiled.push(match p {
                             TemplatePart::Lit(l) => Part::Lit(l),
                             TemplatePart::Path(p) => Part::Input(self.path(line, field, &p)?),
+                            TemplatePart::Field(f) => Part::Output(output_ref(self, &f, deps)?),
                         });
                     }
                     Some(SourceExpr::Template(compiled))
@@ -872,7 +873,11 @@ pub(super) fn topo_order(leaves: &[usize], deps: &[Vec<usize>]) -> Result<Vec<us
 
 pub(super) enum TemplatePart {
     Lit(String),
+    /// `{path}`: an input path.
     Path(String),
+    /// `{=field}`: an output field, as its own rules made it (cleaned,
+    /// coded), so a key reads the value the record carries.
+    Field(String),
 }
 
 pub(super) fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
@@ -901,7 +906,11 @@ pub(super) fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
                 if !lit.is_empty() {
                     parts.push(TemplatePart::Lit(std::mem::take(&mut lit)));
                 }
-                parts.push(TemplatePart::Path(path.trim().to_owned()));
+                let path = path.trim();
+                parts.push(match path.strip_prefix('=') {
+                    Some(field) => TemplatePart::Field(field.trim().to_owned()),
+                    None => TemplatePart::Path(path.to_owned()),
+                });
             }
             '}' => {
                 return Err(format!(

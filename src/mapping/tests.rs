@@ -369,3 +369,26 @@ fn the_power_list_rows_are_those_in_force_on_the_day() {
     let err = Rows::load(&dir, "no_such_table").unwrap_err();
     assert!(err.contains("no code table `no_such_table`"), "{err}");
 }
+
+/// `{=field}` in a template reads the output field as its rules made it
+/// (trimmed, half-width, upper-cased), so a key built from it is the key
+/// of the cleaned value whatever spacing or width the source sent; a field
+/// the schema does not have is an error naming the line.
+#[test]
+fn a_template_reads_an_output_field_as_cleaned() {
+    let m = compile(&format!(
+        "{HEAD}  - field: no\n    path: no\n    trim: true\n    remove_spaces: true\n    halfwidth: true\n    case: upper\n  - field: id\n    template: \"x:{{=no}}\"\n    required: true\n  - field: must\n    const: m\n"
+    ))
+    .unwrap();
+    for raw in [
+        r#"{"no":"ab 12"}"#,
+        r#"{"no":" ＡＢ１２ "}"#,
+        r#"{"no":"AB12"}"#,
+    ] {
+        let mapped = m.map(raw.as_bytes()).unwrap();
+        assert_eq!(mapped.key, "x:AB12", "{raw}");
+    }
+    let errors =
+        errors_of("  - field: id\n    template: \"x:{=nope}\"\n  - field: must\n    const: m\n");
+    assert!(errors.iter().any(|e| e.contains("nope")), "{errors:?}");
+}
