@@ -116,6 +116,10 @@ transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$isr
 transaction.state.log.num.partitions=10
 group.initial.rebalance.delay.ms=0
+# KIP-848 groups (group_protocol = "consumer") may set a session short
+# enough for a 2 s takeover (the defaults' minimums are 45 s and 5 s).
+group.consumer.min.session.timeout.ms=1000
+group.consumer.min.heartbeat.interval.ms=100
 # The log cleaner runs often so that compaction is visible within a test.
 log.cleaner.backoff.ms=1000
 log.retention.check.interval.ms=5000

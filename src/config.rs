@@ -242,6 +242,12 @@ pub struct KafkaConfig {
     /// keeps its tasks before the others take them over.
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
     pub session_timeout: std::time::Duration,
+    /// The consumer group protocol of the hub's groups (scale-out, push
+    /// pipelines, the desk's tracker): `classic` (default) or `consumer`
+    /// (KIP-848: the broker moves a dead instance's partitions without a
+    /// group-wide rebalance; Kafka 4.0+).
+    #[serde(default)]
+    pub group_protocol: crate::bus::GroupProtocol,
 }
 
 fn default_session_timeout() -> std::time::Duration {
@@ -1061,6 +1067,8 @@ impl Deployment {
         );
         bus.replication = self.kafka.replication;
         bus.properties = self.kafka.properties.clone();
+        bus.group_protocol = self.kafka.group_protocol;
+        bus.session_timeout = self.kafka.session_timeout;
         bus
     }
 

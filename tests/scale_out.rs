@@ -14,7 +14,7 @@ const SESSION_TIMEOUT_S: u64 = 6;
 const BATCH: usize = 100;
 const IN_FLIGHT: usize = 2;
 
-fn deployment(topic: &str, exactly_once: bool) -> TestDeployment {
+fn deployment(topic: &str, exactly_once: bool, kafka: &str) -> TestDeployment {
     let mut text = String::from("[http]\nlisten = \"${env:DUIJIE_TEST_LISTEN}\"\n");
     for p in PIPELINES {
         text.push_str(&format!(
@@ -37,12 +37,7 @@ settle = "0s"
 "#
         ));
     }
-    let d = TestDeployment::with_tables(
-        &brokers(),
-        "scale_out = true",
-        &format!("session_timeout = \"{SESSION_TIMEOUT_S}s\""),
-        &text,
-    );
+    let d = TestDeployment::with_tables(&brokers(), "scale_out = true", kafka, &text);
     for p in PIPELINES {
         std::fs::create_dir_all(d.path(p)).unwrap();
     }
@@ -104,9 +99,17 @@ fn cases(pipeline: usize, file: usize, n: usize) -> String {
     )
 }
 
+/// The classic group protocol, its session sent by the client.
+fn classic() -> (String, Duration) {
+    (
+        format!("session_timeout = \"{SESSION_TIMEOUT_S}s\""),
+        Duration::from_secs(SESSION_TIMEOUT_S),
+    )
+}
+
 #[test]
 fn three_instances_share_the_sources_and_survive_a_sigkill() {
-    failover(false);
+    failover(false, classic());
 }
 
 /// The same with `exactly_once`: the survivor takes a task over with the
@@ -114,12 +117,37 @@ fn three_instances_share_the_sources_and_survive_a_sigkill() {
 /// open transaction, so a `read_committed` reader sees no duplicate.
 #[test]
 fn three_exactly_once_instances_fail_over_with_no_duplicate_for_read_committed() {
-    failover(true);
+    failover(true, classic());
 }
 
-fn failover(exactly_once: bool) {
+/// The same under the broker-driven group protocol (KIP-848, `[kafka]
+/// group_protocol = "consumer"`), the group's session set on the broker
+/// to 1.5 s: the survivors take the dead instance's pipeline over within
+/// seconds, not after the classic rebalance, with no duplicate for a
+/// `read_committed` reader. (A takeover past 5 s means the group kept the
+/// cluster's 45 s default: the session was not set.)
+#[test]
+fn exactly_once_instances_fail_over_in_seconds_under_the_consumer_group_protocol() {
+    let session = Duration::from_millis(1000);
+    let took = failover(
+        true,
+        (
+            format!(
+                "session_timeout = \"{}ms\"\ngroup_protocol = \"consumer\"",
+                session.as_millis()
+            ),
+            session,
+        ),
+    );
+    assert!(took < Duration::from_secs(5), "takeover took {took:?}");
+}
+
+/// Kills the instance running `urban_a` mid-stream and checks the
+/// takeover, the counts and the duplicates; gives how long the takeover
+/// took.
+fn failover(exactly_once: bool, (kafka, session): (String, Duration)) -> Duration {
     let topic = unique("canonical.shared");
-    let d = deployment(&topic, exactly_once);
+    let d = deployment(&topic, exactly_once, &kafka);
     let addrs: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
@@ -184,7 +212,7 @@ fn failover(exactly_once: bool) {
         .filter(|(i, _)| *i != victim)
         .map(|(_, a)| a.clone())
         .collect();
-    let limit = Duration::from_secs(SESSION_TIMEOUT_S + 20);
+    let limit = session + Duration::from_secs(20);
     let mut overlaps = BTreeSet::new();
     loop {
         let o = owners(&survivors);
@@ -207,8 +235,9 @@ fn failover(exactly_once: bool) {
     }
     let failover = killed_at.elapsed();
     eprintln!(
-        "failover (exactly_once = {exactly_once}) of {moved:?}: {:.1} s after SIGKILL (session timeout {SESSION_TIMEOUT_S} s); seen on two instances meanwhile: {overlaps:?}",
-        failover.as_secs_f64()
+        "failover (exactly_once = {exactly_once}, {kafka:?}) of {moved:?}: {:.1} s after SIGKILL (session timeout {:.1} s); seen on two instances meanwhile: {overlaps:?}",
+        failover.as_secs_f64(),
+        session.as_secs_f64()
     );
 
     // Every record lands; the killed instance's in-flight batches at most twice.
@@ -254,4 +283,5 @@ fn failover(exactly_once: bool) {
     for c in children.into_iter().flatten() {
         terminate(c);
     }
+    failover
 }

@@ -132,7 +132,10 @@ fn follow_topic(
     shutdown: &CancellationToken,
 ) {
     let consumer: BaseConsumer<ReaderContext> =
-        match bus.reader("follower", crate::bus::Isolation::Committed) {
+        // At the end it waits for what comes: librdkafka's fetch wait.
+        match bus.reader_with("follower", crate::bus::Isolation::Committed, |c| {
+            c.set("fetch.wait.max.ms", "500");
+        }) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, topic, "cannot follow the topic");

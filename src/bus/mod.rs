@@ -313,6 +313,28 @@ pub struct Bus {
     pub replication: i32,
     /// Extra librdkafka properties for every client.
     pub properties: BTreeMap<String, String>,
+    /// The consumer group protocol of the hub's groups.
+    pub group_protocol: GroupProtocol,
+    /// How long a silent member keeps its partitions (`[kafka]
+    /// session_timeout`): sent by the client under the classic protocol
+    /// where the hub sets it (scale-out), set on the group under KIP-848.
+    pub session_timeout: Duration,
+}
+
+/// The consumer group protocol (`[kafka] group_protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupProtocol {
+    /// The classic protocol: the client's `session.timeout.ms`, cooperative
+    /// sticky assignment (KIP-429), a rebalance that waits for every member.
+    #[default]
+    Classic,
+    /// The broker-driven protocol (KIP-848, Kafka 4.0+, librdkafka 2.12
+    /// `group.protocol=consumer`): the broker assigns partitions member by
+    /// member without a group-wide barrier, and its session timeout is the
+    /// group's (`consumer.session.timeout.ms`), which the hub sets at start
+    /// ([`Bus::set_group_timeouts`]) within the cluster's bounds.
+    Consumer,
 }
 
 /// Whether a consumer's poll error is one broker of several being away
@@ -345,6 +367,8 @@ impl Bus {
             client_id: client_id.into(),
             replication: 1,
             properties: BTreeMap::new(),
+            group_protocol: GroupProtocol::Classic,
+            session_timeout: Duration::from_secs(10),
         }
     }
 
@@ -368,11 +392,31 @@ impl Bus {
     where
         C: rdkafka::config::FromClientConfigAndContext<ReaderContext>,
     {
+        self.reader_with(purpose, isolation, |_| {})
+    }
+
+    /// A [`Self::reader`] with settings of its own (`tune`). A reader reads
+    /// to an end and stops: the broker answers an empty fetch after 25 ms
+    /// rather than librdkafka's 500 (`fetch.wait.max.ms`), so reaching the
+    /// end does not wait — a pipeline taking over reads its cursor in tens
+    /// of milliseconds, not a second. A follower that stays at the end sets
+    /// it back.
+    pub fn reader_with<C>(
+        &self,
+        purpose: &str,
+        isolation: Isolation,
+        tune: impl FnOnce(&mut ClientConfig),
+    ) -> Result<C, BusError>
+    where
+        C: rdkafka::config::FromClientConfigAndContext<ReaderContext>,
+    {
         let mut c = self.client_config();
         c.set("group.id", format!("{}-{purpose}", self.client_id))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "25")
             .set("isolation.level", isolation.as_str());
+        tune(&mut c);
         c.create_with_context(ReaderContext)
             .map_err(BusError::Client)
     }
@@ -407,8 +451,16 @@ impl Bus {
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("partition.assignment.strategy", "cooperative-sticky");
+            .set("isolation.level", "read_committed");
+        match self.group_protocol {
+            GroupProtocol::Classic => {
+                c.set("partition.assignment.strategy", "cooperative-sticky");
+            }
+            // Assignment and session are the broker's under KIP-848.
+            GroupProtocol::Consumer => {
+                c.set("group.protocol", "consumer");
+            }
+        }
         tune(&mut c);
         c.create_with_context(context).map_err(BusError::Client)
     }
@@ -447,6 +499,11 @@ impl Bus {
             // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
             .set("transaction.timeout.ms", "60000")
             .set("message.timeout.ms", "60000")
+            // Taking a pipeline over, the first InitProducerId meets the
+            // dead owner's transaction being aborted (CONCURRENT_TRANSACTIONS)
+            // and is tried again: every 20 ms up to 200, not up to 1 s.
+            .set("retry.backoff.ms", "20")
+            .set("retry.backoff.max.ms", "200")
             .create()
             .map_err(BusError::Client)?;
         producer
@@ -457,6 +514,50 @@ impl Bus {
 
     pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, BusError> {
         self.client_config().create().map_err(BusError::Client)
+    }
+
+    /// Under [`GroupProtocol::Consumer`], sets `group`'s session timeout
+    /// (`consumer.session.timeout.ms`) and heartbeat interval (a fifth of
+    /// it, at least 100 ms) on the broker, where KIP-848 keeps them. The
+    /// cluster bounds both (`group.consumer.min.session.timeout.ms`,
+    /// default 45 s; `group.consumer.min.heartbeat.interval.ms`, 5 s): a
+    /// value outside them is refused, and the error says which bound to
+    /// lower. Under the classic protocol it does nothing (the client sends
+    /// its own).
+    pub async fn set_group_timeouts(
+        &self,
+        group: &str,
+        session: Duration,
+    ) -> crate::error::Result<()> {
+        use crate::error::{Context, Domain, Error};
+        use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+        if self.group_protocol != GroupProtocol::Consumer {
+            return Ok(());
+        }
+        let session_ms = session.as_millis().to_string();
+        let heartbeat_ms = (session.as_millis() / 5).max(100).to_string();
+        let config = AlterConfig::new(ResourceSpecifier::Group(group))
+            .set("consumer.session.timeout.ms", &session_ms)
+            .set("consumer.heartbeat.interval.ms", &heartbeat_ms);
+        let admin = self.admin()?;
+        let results = admin
+            .alter_configs(
+                [&config],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .with_context(|| format!("setting the session timeout of group {group}"))?;
+        for r in results {
+            if let Err((_, code)) = r {
+                return Err(Error::permanent(
+                    Domain::Bus,
+                    format!(
+                        "the cluster refused group {group}'s session timeout {session_ms} ms / heartbeat {heartbeat_ms} ms ({code}): under group_protocol = \"consumer\" they must lie within the brokers' group.consumer.min/max.session.timeout.ms and group.consumer.min/max.heartbeat.interval.ms"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Whether a broker answers a metadata request within `timeout`, and

@@ -543,9 +543,17 @@ impl Delivery {
     }
 
     async fn consume(&self, shutdown: &CancellationToken) -> Result<()> {
-        let consumer: StreamConsumer<crate::bus::ReaderContext> = self
+        let group = Self::group_id(&self.bus, &self.name);
+        // Under KIP-848 the group's session is the broker's to keep; if the
+        // cluster refuses it the group still forms, under its default.
+        if let Err(e) = self
             .bus
-            .group_member(&Self::group_id(&self.bus, &self.name))?;
+            .set_group_timeouts(&group, self.bus.session_timeout)
+            .await
+        {
+            tracing::error!(error = %e, "the group's session timeout is not set; takeover waits for the cluster's default");
+        }
+        let consumer: StreamConsumer<crate::bus::ReaderContext> = self.bus.group_member(&group)?;
         consumer
             .subscribe(&[&self.config.topic])
             .with_context(|| format!("subscribing to `{}`", self.config.topic))?;

@@ -124,15 +124,28 @@ pub async fn run(
         stop_timeout: Duration::from_secs(120),
     };
     let session = membership.session_timeout.as_millis();
+    if let Err(e) = membership
+        .bus
+        .set_group_timeouts(&membership.group, membership.session_timeout)
+        .await
+    {
+        // The group still forms, under the cluster's default session: a
+        // takeover is slower than configured, and this says why.
+        tracing::error!(error = %e, "the group's session timeout is not set; takeover waits for the cluster's default");
+    }
     let joined = membership
         .bus
         .group_member_with(&membership.group, context, |c| {
             // A new member does not read the control topic's past; the
             // group's cooperative rebalancing moves a task only after its
             // old owner stopped it (KIP-429), and the others keep running.
-            c.set("auto.offset.reset", "latest")
-                .set("session.timeout.ms", session.to_string())
-                .set("heartbeat.interval.ms", (session / 5).max(100).to_string());
+            c.set("auto.offset.reset", "latest");
+            // Under KIP-848 the session is the group's, set on the broker
+            // (`Bus::set_group_timeouts`, below).
+            if membership.bus.group_protocol == crate::bus::GroupProtocol::Classic {
+                c.set("session.timeout.ms", session.to_string())
+                    .set("heartbeat.interval.ms", (session / 5).max(100).to_string());
+            }
         });
     let consumer: BaseConsumer<GroupContext> = match joined {
         Ok(c) => c,

@@ -1137,10 +1137,17 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
     // Creating the producer fences any older instance and aborts its open
     // transaction, so the cursor read next is settled.
     let bus = ctx.bus.clone();
+    let began = std::time::Instant::now();
     let producer = tokio::task::spawn_blocking(move || BatchProducer::transactional(&bus, &txn_id))
         .await
         .map_err(|e| IngestError::Task(e.to_string()))??;
+    let fenced = began.elapsed();
     let (mut source, mut total) = open_source(ctx, true).await?;
+    info!(
+        producer_ms = fenced.as_millis() as u64,
+        cursor_ms = (began.elapsed() - fenced).as_millis() as u64,
+        "transactional pipeline ready (earlier owner fenced, cursor read)"
+    );
     loop {
         loop {
             if ctx.shutdown.is_cancelled() {
