@@ -122,13 +122,22 @@ fn three_exactly_once_instances_fail_over_with_no_duplicate_for_read_committed()
 
 /// The same under the broker-driven group protocol (KIP-848, `[kafka]
 /// group_protocol = "consumer"`), the group's session set on the broker
-/// to 1.5 s: the survivors take the dead instance's pipeline over within
-/// seconds, not after the classic rebalance, with no duplicate for a
-/// `read_committed` reader. (A takeover past 5 s means the group kept the
-/// cluster's 45 s default: the session was not set.)
+/// (3 s here, `DUIJIE_TEST_SESSION_MS` to measure another): the survivors
+/// take the dead instance's pipeline over within seconds of the session,
+/// with no duplicate for a `read_committed` reader. A takeover past the
+/// session and 5 s means the group kept the cluster's 45 s default: the
+/// session was not set. (A 1 s session gives the README's figures on a
+/// quiet machine; under the whole suite's load on two cores, members that
+/// miss their 200 ms heartbeats for a second are fenced and rejoin, so the
+/// suite runs it at 3 s.)
 #[test]
 fn exactly_once_instances_fail_over_in_seconds_under_the_consumer_group_protocol() {
-    let session = Duration::from_millis(1000);
+    let session = Duration::from_millis(
+        std::env::var("DUIJIE_TEST_SESSION_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000),
+    );
     let took = failover(
         true,
         (
@@ -139,7 +148,10 @@ fn exactly_once_instances_fail_over_in_seconds_under_the_consumer_group_protocol
             session,
         ),
     );
-    assert!(took < Duration::from_secs(5), "takeover took {took:?}");
+    assert!(
+        took < session + Duration::from_secs(5),
+        "takeover took {took:?}"
+    );
 }
 
 /// Kills the instance running `urban_a` mid-stream and checks the

@@ -40,6 +40,20 @@ pub struct DemoOptions {
     /// letters read back from the bus. For checking the personal-data rule
     /// over a whole run.
     pub capture: Option<PathBuf>,
+    /// Where the hub's log goes (none: the terminal).
+    pub log: Option<PathBuf>,
+    /// After the report, keep the hub and its pages up until Ctrl-C.
+    pub stay: bool,
+}
+
+/// Where the demo's log goes: `var/duijie-demo.log` beside the exchange
+/// folders (the deployment's `../var`).
+pub fn log_file(config: &std::path::Path) -> PathBuf {
+    let dir = config.parent().unwrap_or(std::path::Path::new(""));
+    match dir.parent() {
+        Some(above) => above.join("var/duijie-demo.log"),
+        None => dir.join("../var/duijie-demo.log"),
+    }
 }
 
 /// The sandbox systems, in this process or in their own.
@@ -155,6 +169,12 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     };
     println!("duijie demo — 宜昌高新区综合执法 数据对接");
     println!("  broker:   {broker_label}");
+    if let Some(log) = &options.log {
+        println!(
+            "  log:      {} (the hub's log; --verbose puts it on the terminal)",
+            log.display()
+        );
+    }
 
     // 2. The sandbox systems, with faults on.
     let shutdown = CancellationToken::new();
@@ -619,24 +639,52 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         println!("\nCaptured {n} outbound messages to {}", path.display());
     }
 
-    println!("\nWhere to look next:");
+    let duijie = duijie_command();
+    let fixture = std::fs::read_dir("mappings/tests/urban_case")
+        .ok()
+        .and_then(|d| {
+            let mut inputs: Vec<String> = d
+                .flatten()
+                .map(|e| e.path().display().to_string())
+                .filter(|p| p.contains(".input."))
+                .collect();
+            inputs.sort();
+            inputs.into_iter().next()
+        })
+        .unwrap_or_else(|| "FILE".into());
+    println!("\nWhere to look next (from the repository's root):");
+    for (command, what) in [
+        (
+            format!("{duijie} check"),
+            "validate pipelines, mappings and schemas",
+        ),
+        (
+            format!("{duijie} mapping test"),
+            "golden fixtures of every mapping",
+        ),
+        (
+            format!("{duijie} map --mapping urban_case --input {fixture}"),
+            "dry-run a mapping on an export, no Kafka",
+        ),
+        (
+            format!("{duijie} validate uscc 91350100M000100Y43"),
+            "check a credit code as the mappings do",
+        ),
+        (
+            format!("{duijie} referrals rules"),
+            "the statutory clocks of a referral, with their bases",
+        ),
+    ] {
+        println!("  {command}");
+        println!("      {what}");
+    }
     println!(
-        "  duijie check                                   validate pipelines, mappings and schemas"
-    );
-    println!("  duijie mapping test                            golden fixtures of every mapping");
-    println!(
-        "  duijie referrals overdue                       late referrals, from the referral events on the bus"
-    );
-    println!(
-        "  duijie map --mapping urban_case --input FILE   dry-run a mapping on an export, no Kafka"
-    );
-    println!(
-        "  duijie validate uscc 91350100M000100Y43        check a credit code as the mappings do"
-    );
-    println!(
-        "  var/exchange/*/done and */rejected             files taken, and files refused with a .reason.txt"
+        "  var/exchange/*/done and */rejected: files taken, and files refused with a .reason.txt"
     );
     println!("  pipelines/yichang.toml, mappings/*.yaml, schemas/*.avsc");
+    if options.stay {
+        stay(&deployment, &sandbox_config, &listen, &duijie).await?;
+    }
     Ok(())
 }
 
@@ -768,4 +816,78 @@ fn demo_export(n: usize) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The `duijie` binary beside this one, as a command that runs from the
+/// current directory (relative where it can be), else `cargo run --bin
+/// duijie --`.
+fn duijie_command() -> String {
+    let Some(bin) = std::env::current_exe()
+        .ok()
+        .map(|e| e.with_file_name("duijie"))
+        .filter(|b| b.exists())
+    else {
+        return "cargo run --release --bin duijie --".into();
+    };
+    let here = std::env::current_dir().ok();
+    match here.as_deref().and_then(|h| bin.strip_prefix(h).ok()) {
+        Some(rel) => format!("./{}", rel.display()),
+        None => bin.display().to_string(),
+    }
+}
+
+/// `--stay`: after the report, the sandbox systems and the hub again (no
+/// new input is made; the pipelines resume from their cursors), with the
+/// pages' addresses and the demo's tokens, until Ctrl-C.
+async fn stay(
+    deployment: &Deployment,
+    sandbox_config: &SandboxConfig,
+    listen: &str,
+    duijie: &str,
+) -> Result<()> {
+    let stop = CancellationToken::new();
+    let (app, _, _, _) = sandbox::systems_with_receivers(sandbox_config);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("the sandbox needs {listen} again"))?;
+    let sandbox_stop = stop.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { sandbox_stop.cancelled().await })
+            .await;
+    });
+    let hub = Hub::load(deployment.clone())?;
+    let hub_stop = stop.clone();
+    let hub_task = tokio::spawn(async move { hub.run(&[], hub_stop).await });
+    println!("\nStaying up until Ctrl-C:");
+    if let Some(http) = &deployment.http {
+        let base = format!("http://{}", http.listen);
+        if let Some(desk) = &deployment.desk {
+            for (token, user) in &desk.users {
+                println!("  desk token {token} — {} ({:?})", user.name, user.role);
+            }
+            println!("  {base}/desk            两法衔接工作台 (log in with a token above)");
+            println!("  {base}/desk/powers     权责清单与执法监督");
+            println!("  {base}/desk/quality    数据质量");
+        }
+        if deployment
+            .entities
+            .as_ref()
+            .is_some_and(|e| e.public.is_some())
+        {
+            println!("  {base}/public/credit   信用信息公示窗口 (no login)");
+        }
+        println!("  {base}/ready           the hub's state");
+    }
+    println!(
+        "  DUIJIE_KAFKA_BROKERS={} {duijie} referrals overdue",
+        deployment.kafka.brokers
+    );
+    println!("      late referrals, read from the demo's broker");
+    let _ = tokio::signal::ctrl_c().await;
+    stop.cancel();
+    hub_task
+        .await
+        .map_err(|e| Error::transient(Domain::Io, format!("the hub's task: {e}")))??;
+    Ok(())
 }

@@ -103,6 +103,14 @@ enum Command {
         /// JSON object a line.
         #[arg(long)]
         capture: Option<PathBuf>,
+        /// The hub's log on the terminal (default: in `var/duijie-demo.log`
+        /// beside the exchange folders, whose path the demo prints).
+        #[arg(long)]
+        verbose: bool,
+        /// After the report, keep the hub, the desk, the public window and
+        /// the broker up until Ctrl-C.
+        #[arg(long)]
+        stay: bool,
     },
     /// Run the embedded broker (librdkafka's mock cluster) in the
     /// foreground and print its bootstrap address.
@@ -118,7 +126,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    duijie::telemetry::init(&cli.log_format);
+    match &cli.command {
+        // The demo's report is the terminal's; its log goes to a file.
+        Command::Demo {
+            config,
+            verbose: false,
+            ..
+        } => {
+            let log = duijie_sandbox::demo::log_file(config);
+            if let Err(e) = duijie::telemetry::init_to_file(&cli.log_format, &log) {
+                eprintln!("error: the demo's log {}: {e}", log.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        _ => duijie::telemetry::init(&cli.log_format),
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -198,7 +220,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seconds,
             sandbox_process,
             capture,
+            verbose,
+            stay,
         } => tokio_main(async move {
+            let log = (!verbose).then(|| duijie_sandbox::demo::log_file(&config));
             let options = duijie_sandbox::demo::DemoOptions {
                 config,
                 brokers,
@@ -206,6 +231,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seconds,
                 sandbox_process,
                 capture,
+                log,
+                stay,
             };
             Ok(duijie_sandbox::demo::run(options).await?)
         }),

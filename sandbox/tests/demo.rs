@@ -42,6 +42,39 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
     // rest of the suite once left it unread at 18 s.
     let (code, stdout, stderr) = sandbox(&["demo", "--seconds", "24", "--capture", &capture_path]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // The report is the terminal's: the hub's log went to the file the
+    // report names, not between the report's lines.
+    let log = root().join("var/duijie-demo.log");
+    assert!(stdout.contains("log:      var/duijie-demo.log"), "{stdout}");
+    assert!(
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0),
+        "no log in {}",
+        log.display()
+    );
+    assert!(
+        !stderr.contains(" INFO "),
+        "log lines on the terminal: {stderr}"
+    );
+    // "Where to look next" runs as printed from the repository's root.
+    let next = stdout
+        .split("Where to look next")
+        .nth(1)
+        .expect("where to look next");
+    let check = next
+        .lines()
+        .map(str::trim)
+        .find(|l| l.ends_with(" check"))
+        .expect("the check command");
+    let out = Command::new("sh")
+        .args(["-c", check])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{check}` as printed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let captured = std::fs::read_to_string(capture.path()).unwrap();
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();
     let mut people_masked = 0;
