@@ -330,6 +330,17 @@ fn main() {
     let (mut peer_rates, mut peer_cpu, mut hub_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let (mut base_cpu, mut base_broker_cpu, mut hub_broker_cpu) =
         (Vec::new(), Vec::new(), Vec::new());
+    // The engine alone, in each run: what the hub's CPU a record is
+    // compared with (issue 31: hub ≤ 1.3 × (engine + the plain producer)).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schemas =
+        duijie::schema::SchemaSet::load_dir(&root.join("benches/workload/schemas")).unwrap();
+    let mappings =
+        duijie::mapping::MappingSet::load_dir(&root.join("benches/workload/mappings"), &schemas)
+            .unwrap();
+    let mapping = mappings.get("urban_case").unwrap();
+    let encoder = duijie::schema::RecordEncoder::new(duijie::schema::Encoding::SingleObject);
+    let mut engine_cpu = Vec::new();
     // `DUIJIE_BENCH_BROKER_PID` (scripts/bench-e2e.sh sets it): the broker's
     // CPU during each side's run is reported too, since on this machine the
     // broker shares the two cores with the client.
@@ -414,6 +425,9 @@ fn main() {
             );
             continue;
         }
+        let engine_before = cpu_seconds();
+        std::hint::black_box(engine_pass(&lines, &mapping, &encoder));
+        engine_cpu.push(cpu_seconds() - engine_before);
         let cpu_before = cpu_seconds();
         let (h, r, broker) = rt.block_on(hub(&brokers, &bytes, records, &broker_cpu, false));
         hub_cpu.push(cpu_seconds() - cpu_before);
@@ -440,14 +454,14 @@ fn main() {
         h / b
     );
     let per_record = |cpu: Vec<f64>| median(cpu) * 1e6 / records as f64;
-    println!(
-        "baseline CPU a record (its process):                {:>10.2} µs",
-        per_record(base_cpu)
+    let (base_us, hub_us, engine_us) = (
+        per_record(base_cpu),
+        per_record(hub_cpu),
+        per_record(engine_cpu),
     );
-    println!(
-        "duijie CPU a record (the hub's process):            {:>10.2} µs",
-        per_record(hub_cpu)
-    );
+    println!("baseline CPU a record (its process):                {base_us:>10.2} µs");
+    println!("duijie CPU a record (the hub's process):            {hub_us:>10.2} µs");
+    println!("engine CPU a record (parse + map + Avro, one thread): {engine_us:>9.2} µs");
     if broker_pid.is_some() {
         println!(
             "broker CPU a record, baseline / duijie:             {:>10.2} / {:.2} µs",
@@ -466,4 +480,30 @@ fn main() {
             h / p
         );
     }
+    // Last, the hub's own overhead: its CPU a record over the engine's and
+    // the plain producer's, all three from the same runs.
+    println!(
+        "overhead ratio: {:.2} (hub {hub_us:.2} µs / (engine {engine_us:.2} + producer {base_us:.2}))",
+        hub_us / (engine_us + base_us)
+    );
+}
+
+/// Parse + map + Avro encode of every line on this thread; bytes written.
+fn engine_pass(
+    lines: &[&[u8]],
+    mapping: &duijie::mapping::Mapping,
+    encoder: &duijie::schema::RecordEncoder,
+) -> usize {
+    let mut out = Vec::with_capacity(1024);
+    let mut total = 0;
+    for line in lines {
+        out.clear();
+        if let Ok(m) = mapping.map(line) {
+            encoder
+                .encode(&mapping.schema, &m.values, &mut out)
+                .unwrap();
+            total += out.len();
+        }
+    }
+    total
 }
