@@ -167,8 +167,8 @@ pub const NO_ITEM: &str = "(未载明)";
 /// The rates of `decisions` (canonical penalty decisions, any versions, in
 /// any order: each decision counts once, as its latest version says), with
 /// publication and leads from `beside`.
-pub fn rates(
-    decisions: &[Value],
+pub fn rates<'a>(
+    decisions: impl IntoIterator<Item = &'a Value>,
     beside: &Beside,
     calendar: &Calendar,
 ) -> Result<Vec<Rates>, String> {

@@ -517,30 +517,33 @@ impl Bus {
     }
 
     /// Under [`GroupProtocol::Consumer`], sets `group`'s session timeout
-    /// (`consumer.session.timeout.ms`) and heartbeat interval (a fifth of
-    /// it, at least 100 ms) on the broker, where KIP-848 keeps them. The
-    /// cluster bounds both (`group.consumer.min.session.timeout.ms`,
-    /// default 45 s; `group.consumer.min.heartbeat.interval.ms`, 5 s): a
-    /// value outside them is refused, and the error says which bound to
-    /// lower. Under the classic protocol it does nothing (the client sends
-    /// its own).
-    pub async fn set_group_timeouts(
-        &self,
-        group: &str,
-        session: Duration,
-    ) -> crate::error::Result<()> {
+    /// (`consumer.session.timeout.ms` = [`Bus::session_timeout`]) and
+    /// heartbeat interval (a fifth of it, at least 100 ms) on the broker,
+    /// where KIP-848 keeps them. The cluster bounds both
+    /// (`group.consumer.min.session.timeout.ms`, default 45 s;
+    /// `group.consumer.min.heartbeat.interval.ms`, 5 s): a refusal is logged
+    /// naming the bounds to lower, and the group still forms under the
+    /// cluster's default (a takeover is then slower than configured). Under
+    /// the classic protocol it does nothing (the client sends its own).
+    pub async fn set_group_timeouts(&self, group: &str) {
+        if self.group_protocol != GroupProtocol::Consumer {
+            return;
+        }
+        if let Err(e) = self.try_set_group_timeouts(group).await {
+            tracing::error!(group, error = %e, "the group's session timeout is not set; takeover waits for the cluster's default");
+        }
+    }
+
+    async fn try_set_group_timeouts(&self, group: &str) -> crate::error::Result<()> {
         use crate::error::{Context, Domain, Error};
         use rdkafka::admin::{AlterConfig, ResourceSpecifier};
-        if self.group_protocol != GroupProtocol::Consumer {
-            return Ok(());
-        }
-        let session_ms = session.as_millis().to_string();
-        let heartbeat_ms = (session.as_millis() / 5).max(100).to_string();
+        let session_ms = self.session_timeout.as_millis().to_string();
+        let heartbeat_ms = (self.session_timeout.as_millis() / 5).max(100).to_string();
         let config = AlterConfig::new(ResourceSpecifier::Group(group))
             .set("consumer.session.timeout.ms", &session_ms)
             .set("consumer.heartbeat.interval.ms", &heartbeat_ms);
-        let admin = self.admin()?;
-        let results = admin
+        let results = self
+            .admin()?
             .alter_configs(
                 [&config],
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),

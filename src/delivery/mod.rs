@@ -544,15 +544,8 @@ impl Delivery {
 
     async fn consume(&self, shutdown: &CancellationToken) -> Result<()> {
         let group = Self::group_id(&self.bus, &self.name);
-        // Under KIP-848 the group's session is the broker's to keep; if the
-        // cluster refuses it the group still forms, under its default.
-        if let Err(e) = self
-            .bus
-            .set_group_timeouts(&group, self.bus.session_timeout)
-            .await
-        {
-            tracing::error!(error = %e, "the group's session timeout is not set; takeover waits for the cluster's default");
-        }
+        // Under KIP-848 the group's session is the broker's to keep.
+        self.bus.set_group_timeouts(&group).await;
         let consumer: StreamConsumer<crate::bus::ReaderContext> = self.bus.group_member(&group)?;
         consumer
             .subscribe(&[&self.config.topic])

@@ -200,51 +200,49 @@ impl Keeper for RatesKeeper<'_> {
         if !self.changed {
             return Ok(());
         }
-        let decisions: Vec<Value> = self.decisions.values().cloned().collect();
-        let rates = match crate::supervision::rates(&decisions, &self.beside, &ctx.calendar) {
-            Ok(r) => r,
-            Err(why) => {
-                // A decision the rates cannot read (no date, a year the
-                // calendar does not have) is the case system's to correct:
-                // said once a round, and the rest waits for it.
-                tracing::error!(error = %why, "supervision rates not computed");
-                self.changed = false;
-                return Ok(());
-            }
-        };
-        let now = ctx.clock.now().timestamp_millis();
-        let mut seen = Vec::with_capacity(rates.len());
-        for r in &rates {
-            let key = rates_key(&r.month, &r.item);
-            let c = counts(r);
-            seen.push(key.clone());
-            if self.written.get(&key) != Some(&c) {
-                let body = json!({
-                    "id": key.trim_start_matches("rates:"),
-                    "month": r.month, "item": r.item, "counts": c, "updated_at": now,
-                    "basis": "《行政执法监督条例》（国务院令第825号）第六条；国办发〔2018〕118号；《行政处罚法》第五十八条、第六十一条",
-                });
-                ctx.send(&self.config.rates_topic, &key, &body).await?;
-                self.written.insert(key, c);
+        let rates =
+            match crate::supervision::rates(self.decisions.values(), &self.beside, &ctx.calendar) {
+                Ok(r) => r,
+                Err(why) => {
+                    // A decision the rates cannot read (no date, a year the
+                    // calendar does not have) is the case system's to correct:
+                    // said once a round, and the rest waits for it.
+                    tracing::error!(error = %why, "supervision rates not computed");
+                    self.changed = false;
+                    return Ok(());
+                }
+            };
+        // Every month and item whose counts changed, and with zeros every
+        // one written before that has nothing now (a decision's item
+        // corrected): never left standing.
+        let mut rows: BTreeMap<String, Rates> = rates
+            .into_iter()
+            .map(|r| (rates_key(&r.month, &r.item), r))
+            .collect();
+        for key in self.written.keys() {
+            if !rows.contains_key(key) {
+                let mut parts = key.trim_start_matches("rates:").splitn(2, ':');
+                let (month, item) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                rows.insert(
+                    key.clone(),
+                    Rates {
+                        month: month.into(),
+                        item: item.into(),
+                        ..Rates::default()
+                    },
+                );
             }
         }
-        let gone: Vec<String> = self
-            .written
-            .iter()
-            .filter(|(k, c)| !seen.contains(k) && !is_zero(c))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in gone {
-            let mut parts = key.trim_start_matches("rates:").splitn(2, ':');
-            let (month, item) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let c = counts(&Rates {
-                month: month.into(),
-                item: item.into(),
-                ..Rates::default()
-            });
+        let now = ctx.clock.now().timestamp_millis();
+        for (key, r) in rows {
+            let c = counts(&r);
+            if self.written.get(&key) == Some(&c) {
+                continue;
+            }
             let body = json!({
-                "id": key.trim_start_matches("rates:"), "month": month, "item": item,
-                "counts": c, "updated_at": now,
+                "id": key.trim_start_matches("rates:"),
+                "month": r.month, "item": r.item, "counts": c, "updated_at": now,
+                "basis": "《行政执法监督条例》（国务院令第825号）第六条；国办发〔2018〕118号；《行政处罚法》第五十八条、第六十一条",
             });
             ctx.send(&self.config.rates_topic, &key, &body).await?;
             self.written.insert(key, c);
@@ -252,10 +250,4 @@ impl Keeper for RatesKeeper<'_> {
         self.changed = false;
         Ok(())
     }
-}
-
-fn is_zero(counts: &Value) -> bool {
-    counts
-        .as_object()
-        .is_none_or(|o| o.values().all(|v| v.as_u64() == Some(0)))
 }

@@ -450,7 +450,6 @@ impl Hub {
                 bus: self.bus.clone(),
                 control_topic: self.deployment.control_topic(),
                 group: format!("duijie-{}-tasks", self.deployment.hub.name),
-                session_timeout: self.deployment.kafka.session_timeout,
             };
             tasks.push(tokio::spawn(shared::run(
                 membership,

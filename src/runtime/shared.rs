@@ -52,8 +52,6 @@ pub struct Membership {
     /// One partition per task.
     pub control_topic: String,
     pub group: String,
-    /// How long a silent instance keeps its tasks (`session.timeout.ms`).
-    pub session_timeout: Duration,
 }
 
 enum Change {
@@ -123,16 +121,9 @@ pub async fn run(
         changes: tx,
         stop_timeout: Duration::from_secs(120),
     };
-    let session = membership.session_timeout.as_millis();
-    if let Err(e) = membership
-        .bus
-        .set_group_timeouts(&membership.group, membership.session_timeout)
-        .await
-    {
-        // The group still forms, under the cluster's default session: a
-        // takeover is slower than configured, and this says why.
-        tracing::error!(error = %e, "the group's session timeout is not set; takeover waits for the cluster's default");
-    }
+    // How long a silent instance keeps its tasks (`[kafka] session_timeout`).
+    let session = membership.bus.session_timeout.as_millis();
+    membership.bus.set_group_timeouts(&membership.group).await;
     let joined = membership
         .bus
         .group_member_with(&membership.group, context, |c| {
