@@ -2035,3 +2035,121 @@ role = "officer"
     });
     terminate(hub);
 }
+
+/// A department feed with many requests in flight (the default) and one in
+/// the batch form, to a receiver that takes 5 ms a request: every case's
+/// versions arrive in the order they were on the bus (a closed case never
+/// before its earlier version), every record once.
+#[test]
+fn requests_in_flight_across_keys_and_the_batch_form_keep_each_keys_versions_in_order() {
+    let brokers = brokers();
+    let sandbox = start_sandbox(SandboxConfig {
+        grid_events: 0,
+        urban_cases: 0,
+        change_limit: Some(0),
+        ..SandboxConfig::default()
+    });
+    post(
+        &format!("http://{sandbox}/sandbox/receivers"),
+        &[("Content-Type", "application/json".into())],
+        json!({"answer_ms": 5}).to_string().as_bytes(),
+    );
+    let topic = unique("canonical.urban");
+    let feed = |name: &str, batch: bool| {
+        format!(
+            r#"
+[deliveries.{name}]
+topic = "{topic}"
+department = "{name}"
+dlq_topic = "{dlq}"
+transform = {{ kind = "fields", fields = ["case_no", "status"] }}
+target = {{ kind = "webhook", url = "http://{sandbox}/dept/{name}/webhook", secret = "{secret}", batch = {batch} }}
+retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
+"#,
+            dlq = unique("dlq.feed"),
+            secret = duijie_sandbox::dept::DEPT_SECRET
+        )
+    };
+    let d = TestDeployment::new(
+        &brokers,
+        &format!(
+            r#"[pipelines.urban_files]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "{topic}"
+dlq_topic = "{dlq}"
+partitions = 3
+schedule = "* * * * * *"
+
+[pipelines.urban_files.source]
+kind = "file_drop"
+dir = "inbox"
+layout = "jsonl"
+settle = "0s"
+{many}{batch}"#,
+            dlq = unique("dlq.urban"),
+            many = feed("street", false),
+            batch = feed("street_batch", true),
+        ),
+    );
+    // 400 cases, then a later version (closed) of each third case not
+    // closed already, in the same file: both versions on one partition.
+    let cases = generated_cases(400, 11);
+    let mut lines: Vec<String> = cases.lines().map(str::to_owned).collect();
+    let mut closed_later = BTreeSet::new();
+    for line in cases.lines().step_by(3) {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        if v["eventStateId"] != "6" {
+            closed_later.insert(v["taskNum"].as_str().unwrap().to_owned());
+            v["eventStateId"] = json!("6");
+            lines.push(v.to_string());
+        }
+    }
+    assert!(closed_later.len() > 50);
+    drop_file(&d, "cases.jsonl", &(lines.join("\n") + "\n"));
+    let hub = d.spawn();
+    let on_bus = || decoded(&brokers, &topic).len();
+    wait_until(Duration::from_secs(90), "the cases on the bus", || {
+        on_bus() >= 400
+    });
+    let expected = on_bus();
+    let view = |name: &str| get_json(&format!("http://{sandbox}/dept/{name}/received"));
+    for name in ["street", "street_batch"] {
+        wait_until(
+            Duration::from_secs(120),
+            &format!("every version at {name}"),
+            || view(name)["records"].as_array().unwrap().len() >= expected,
+        );
+    }
+    terminate(hub);
+    for name in ["street", "street_batch"] {
+        let got = view(name);
+        let records = got["records"].as_array().unwrap();
+        assert_eq!(records.len(), expected, "{name}: each record once");
+        let mut versions: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for r in records {
+            versions
+                .entry(r["record"]["case_no"].as_str().unwrap())
+                .or_default()
+                .push(r["record"]["status"].as_str().unwrap());
+        }
+        let twice: Vec<_> = versions.iter().filter(|(_, v)| v.len() > 1).collect();
+        assert!(
+            twice.len() >= closed_later.len() / 2,
+            "{name}: the later versions arrived ({} of {})",
+            twice.len(),
+            closed_later.len()
+        );
+        for (case, v) in twice {
+            assert!(
+                closed_later.contains(*case),
+                "{name}: {case} came twice: {v:?}"
+            );
+            assert_eq!(v.len(), 2, "{name}: {case}: {v:?}");
+            assert!(
+                v[0] != "CLOSED" && v[1] == "CLOSED",
+                "{name}: {case}'s versions out of order: {v:?}"
+            );
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Department receivers (部门), as the feeds deliver to them:
 //! - `POST /dept/{name}/webhook`: JSON, signed with HMAC-SHA256, with an
-//!   `Idempotency-Key`;
+//!   `Idempotency-Key`; or a batch (`X-Delivery-Form: batch`), answered
+//!   record by record;
 //! - `POST /dept/{name}/soap`: a legacy SOAP/XML receiver; the key is the
 //!   envelope's `IdempotencyKey` element;
 //! - `GET /dept/{name}/received`: what a department got.
@@ -21,6 +22,9 @@ pub const DEPT_SECRET: &str = "dept-feed-signing-secret";
 
 #[derive(Debug, Clone)]
 pub struct Departments {
+    /// How long the webhook takes to answer (a receiver's own work), in
+    /// milliseconds; `POST /sandbox/receivers {"answer_ms": 5}`.
+    pub answer_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub webhook: Inbox,
     pub soap: Inbox,
     pub approval_blacklist: Inbox,
@@ -29,6 +33,7 @@ pub struct Departments {
 impl Default for Departments {
     fn default() -> Self {
         Self {
+            answer_ms: std::sync::Arc::default(),
             // The emergency bureau takes its feed encrypted to its SM2 key
             // (the public half is pipelines/secrets/dept_emergency_sm2_public.pem).
             webhook: Inbox::signed(DEPT_SECRET)
@@ -59,6 +64,13 @@ async fn webhook(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let ms = d.answer_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if headers.get("X-Delivery-Form").is_some_and(|v| v == "batch") {
+        return d.webhook.receive_batch(&name, &headers, &body);
+    }
     d.webhook.receive(&name, &headers, &body)
 }
 

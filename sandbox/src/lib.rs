@@ -327,6 +327,10 @@ struct ReceiverControl {
     /// Department webhooks refuse records matching this rule; null clears.
     #[serde(default)]
     reject: Option<Option<receiver::RejectRule>>,
+    /// Department webhooks answer after this many milliseconds (at most
+    /// 10,000).
+    #[serde(default)]
+    answer_ms: Option<u64>,
 }
 
 async fn control_receivers(
@@ -339,6 +343,14 @@ async fn control_receivers(
     if let Some(rule) = c.reject {
         r.departments.webhook.set_reject(rule.clone());
         r.departments.soap.set_reject(rule);
+    }
+    if let Some(ms) = c.answer_ms {
+        if ms > 10_000 {
+            return StatusCode::UNPROCESSABLE_ENTITY;
+        }
+        r.departments
+            .answer_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
     StatusCode::NO_CONTENT
 }

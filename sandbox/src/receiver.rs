@@ -144,6 +144,13 @@ struct InboxState {
     reject: Option<RejectRule>,
 }
 
+/// What a box did with one record.
+enum Taken {
+    Received,
+    Duplicate,
+    Refused(String),
+}
+
 /// Receivers' memory, shared by their routes.
 #[derive(Debug, Clone, Default)]
 pub struct Inbox {
@@ -253,12 +260,24 @@ impl Inbox {
             Ok(v) => v,
             Err(_) => Value::String(String::from_utf8_lossy(body).into_owned()),
         };
+        match Self::take(&mut state, name, &key, record) {
+            Taken::Received => answer(StatusCode::OK, json!({"status": "received", "key": key})),
+            Taken::Duplicate => answer(StatusCode::OK, json!({"status": "duplicate", "key": key})),
+            Taken::Refused(reason) => answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"status": "rejected", "message": reason}),
+            ),
+        }
+    }
+
+    /// Box `name` takes `record` under `key`.
+    fn take(state: &mut InboxState, name: &str, key: &str, record: Value) -> Taken {
         let reject = state.reject.clone();
         let b = state.boxes.entry(name.to_owned()).or_default();
         b.deliveries += 1;
-        if b.keys.contains_key(&key) {
+        if b.keys.contains_key(key) {
             b.duplicates += 1;
-            return answer(StatusCode::OK, json!({"status": "duplicate", "key": key}));
+            return Taken::Duplicate;
         }
         if let Some(rule) = reject
             && record
@@ -266,14 +285,74 @@ impl Inbox {
                 .is_some_and(|v| *v == rule.equals)
         {
             b.refused += 1;
+            return Taken::Refused(rule.reason);
+        }
+        b.keys.insert(key.to_owned(), b.records.len());
+        b.records.push(json!({"key": key, "record": record}));
+        Taken::Received
+    }
+
+    /// Takes a batch (`X-Delivery-Form: batch`) for box `name`:
+    /// `{"records": [...]}`, signed as scheme 2 with an empty key, each
+    /// record under its `_delivery.idempotency_key`, in order; answered
+    /// record by record (`results`: `idempotency_key`, `status`
+    /// `ACCEPTED`/`REJECTED`, `reason`).
+    pub fn receive_batch(&self, name: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+        let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let mut state = self.inner.lock().expect("inbox lock");
+        if state.down {
+            *state.turned_away.entry(name.to_owned()).or_default() += 1;
             return answer(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"status": "rejected", "message": rule.reason}),
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "down", "message": "系统维护中"}),
             );
         }
-        b.keys.insert(key.clone(), b.records.len());
-        b.records.push(json!({"key": key, "record": record}));
-        answer(StatusCode::OK, json!({"status": "received", "key": key}))
+        if let Some(secret) = &self.secret {
+            let suite = header("X-Signature-Scheme")
+                .and_then(duijie_connectors::signature::suite_of_scheme_v2);
+            let verified = match (suite, header("X-Timestamp"), header("X-Signature")) {
+                (Some(suite), Some(ts), Some(sig)) => {
+                    duijie_connectors::signature::verify_v2_with(suite, secret, ts, "", body, sig)
+                }
+                _ => false,
+            };
+            if !verified {
+                return answer(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"status": "refused", "message": "签名校验失败"}),
+                );
+            }
+        }
+        let Some(records) = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("records").and_then(Value::as_array).cloned())
+        else {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({"status": "refused", "message": "缺少 records"}),
+            );
+        };
+        let results: Vec<Value> = records
+            .into_iter()
+            .map(|record| {
+                let Some(key) = record
+                    .pointer("/_delivery/idempotency_key")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                else {
+                    return json!({"status": "REJECTED", "reason": "缺少 _delivery.idempotency_key"});
+                };
+                match Self::take(&mut state, name, &key, record) {
+                    Taken::Received | Taken::Duplicate => {
+                        json!({"idempotency_key": key, "status": "ACCEPTED"})
+                    }
+                    Taken::Refused(reason) => {
+                        json!({"idempotency_key": key, "status": "REJECTED", "reason": reason})
+                    }
+                }
+            })
+            .collect();
+        answer(StatusCode::OK, json!({ "results": results }))
     }
 
     /// What box `name` holds.

@@ -47,6 +47,14 @@ pub struct DeliveryConfig {
     /// Records per request for batch targets.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Requests in flight at once to a one-record-a-request target
+    /// (webhook, SOAP), across keys: each key's versions still go one
+    /// after the other, in offset order, and a key waiting for its
+    /// receiver holds no slot while it waits. `1` delivers a partition
+    /// strictly in offset order, one request at a time. At most
+    /// [`MAX_IN_FLIGHT`].
+    #[serde(default = "default_in_flight")]
+    pub in_flight: usize,
     /// Dead letters of this delivery (default `dlq.delivery.<name>`).
     #[serde(default)]
     pub dlq_topic: Option<String>,
@@ -82,6 +90,13 @@ fn default_alert_after() -> Duration {
 fn default_batch_size() -> usize {
     50
 }
+
+fn default_in_flight() -> usize {
+    32
+}
+
+/// The most requests a push pipeline keeps in flight (`in_flight`).
+pub const MAX_IN_FLIGHT: usize = 256;
 
 /// A selection: a test on a field (dotted path) of the record, or a
 /// combination.
@@ -278,6 +293,14 @@ pub enum TargetConfig {
         /// (see `CreditBatch`).
         #[serde(default)]
         receipt_key: Option<String>,
+        /// The batch form, for a receiver that takes one: up to
+        /// `batch_size` records of a partition, in offset order, in one
+        /// request (`{"records": […]}`, `X-Delivery-Form: batch`), answered
+        /// record by record (`{"results": [{"idempotency_key", "status":
+        /// "ACCEPTED" | "REJECTED", "reason"}]}`). Not with `encryption`
+        /// (an envelope seals one record) nor a `{team}` URL.
+        #[serde(default)]
+        batch: bool,
     },
     /// A legacy SOAP/XML receiver; the key travels in the envelope header.
     Soap {
@@ -450,6 +473,12 @@ impl DeliveryConfig {
         if self.batch_size == 0 {
             return Err("`batch_size` must be at least 1".into());
         }
+        if !(1..=MAX_IN_FLIGHT).contains(&self.in_flight) {
+            return Err(format!(
+                "`in_flight` must be between 1 and {MAX_IN_FLIGHT}, not {}",
+                self.in_flight
+            ));
+        }
         if let Some(r) = self.rate_per_sec
             && r <= 0.0
         {
@@ -507,10 +536,14 @@ impl DeliveryConfig {
                 url,
                 secret,
                 encryption,
+                batch,
                 ..
             } => {
                 reqwest::Url::parse(&url.replace("{team}", "t"))
                     .map_err(|e| format!("`target.url`: {e}"))?;
+                if *batch && (encryption.is_some() || url.contains("{team}")) {
+                    return Err("`target.batch` cannot go with `encryption` (an envelope seals one record) or a `{team}` URL (a batch has one address)".into());
+                }
                 if secret.len() < 16 {
                     return Err("`target.secret` must be at least 16 characters".into());
                 }

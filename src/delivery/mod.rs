@@ -14,6 +14,7 @@
 //! - Every outcome is a receipt on the receipts topic.
 
 pub mod config;
+mod gate;
 pub mod ops;
 pub mod proof;
 pub mod pull;
@@ -246,6 +247,9 @@ pub struct Delivery {
     /// Decision numbers whose publication a credit repair ended (from the
     /// credit transform's `repairs_topic`): never pushed again.
     pub repaired: Arc<std::sync::RwLock<BTreeSet<String>>>,
+    /// The way to the receiver: `in_flight` slots shared by the
+    /// pipeline's partitions and keys, one probe while it fails.
+    gate: Arc<gate::Gate>,
 }
 
 impl Delivery {
@@ -461,7 +465,6 @@ impl Delivery {
             name: name.to_owned(),
             department: config.department.clone().unwrap_or_else(|| name.to_owned()),
             dlq_topic: config.dlq_topic(name),
-            config,
             producer,
             schemas,
             topics,
@@ -472,6 +475,8 @@ impl Delivery {
                 .producer_message_limit()
                 .saturating_sub(crate::bus::RECORD_HEADROOM),
             repaired: Arc::default(),
+            gate: Arc::new(gate::Gate::new(config.in_flight)),
+            config,
             bus,
         })
     }
@@ -680,32 +685,55 @@ impl Delivery {
                 }
             }
         }
-        // Batch targets take runs of records together; others one by one.
-        let batch = if self.target.batches() {
-            self.config.batch_size
+        if self.target.batches() {
+            // Batch targets take runs of records together, in offset order.
+            let batch = self.config.batch_size;
+            let mut i = 0;
+            while i < pending.len() {
+                let mut j = i + 1;
+                while j < pending.len()
+                    && j - i < batch
+                    && pending[i].1.batchable()
+                    && pending[j].1.batchable()
+                {
+                    j += 1;
+                }
+                let chunk = &pending[i..j];
+                let results = self.deliver_with_retry(chunk, shutdown).await?;
+                for ((incoming, out), settled) in chunk.iter().zip(results) {
+                    self.settle(incoming, Some(out), settled, &mut receipts)
+                        .await?;
+                }
+                i = j;
+            }
         } else {
-            1
-        };
-        let mut i = 0;
-        while i < pending.len() {
-            let mut j = i;
-            while j < pending.len()
-                && j - i < batch
-                && (j == i || pending[j].1.batchable())
-                && pending[i].1.batchable()
-            {
-                j += 1;
+            // One request a record: each key's records in offset order
+            // (one case's versions), keys side by side within the
+            // pipeline's `in_flight` slots.
+            let mut lanes: Vec<Vec<&(Incoming, Outgoing)>> = Vec::new();
+            let mut lane_of: std::collections::HashMap<&str, usize> =
+                std::collections::HashMap::new();
+            for p in &pending {
+                let lane = *lane_of.entry(p.0.key.as_str()).or_insert_with(|| {
+                    lanes.push(Vec::new());
+                    lanes.len() - 1
+                });
+                lanes[lane].push(p);
             }
-            if j == i {
-                j = i + 1;
-            }
-            let chunk = &pending[i..j];
-            let results = self.deliver_with_retry(chunk, shutdown).await?;
-            for ((incoming, out), settled) in chunk.iter().zip(results) {
-                self.settle(incoming, Some(out), settled, &mut receipts)
-                    .await?;
-            }
-            i = j;
+            let settled = futures::future::try_join_all(lanes.into_iter().map(|lane| async move {
+                let mut receipts = Vec::new();
+                for p in lane {
+                    let chunk = std::slice::from_ref(p);
+                    let results = self.deliver_with_retry(chunk, shutdown).await?;
+                    for ((incoming, out), settled) in chunk.iter().zip(results) {
+                        self.settle(incoming, Some(out), settled, &mut receipts)
+                            .await?;
+                    }
+                }
+                Ok::<_, Error>(receipts)
+            }))
+            .await?;
+            receipts.extend(settled.into_iter().flatten());
         }
         // Every receipt acknowledged before the caller commits the offsets.
         for f in receipts {
@@ -748,6 +776,7 @@ impl Delivery {
         // `patience` from then (a maintenance window), not `max` attempts.
         let mut first_failure: Option<tokio::time::Instant> = None;
         let mut alerted = false;
+        let ticket = self.gate.ticket();
         loop {
             let open: Vec<usize> = (0..chunk.len()).filter(|i| results[*i].is_none()).collect();
             if open.is_empty() {
@@ -755,9 +784,11 @@ impl Delivery {
             }
             attempt += 1;
             let outs: Vec<&Outgoing> = open.iter().map(|i| &chunk[*i].1).collect();
+            // A slot for the request only: a chunk waiting out its backoff
+            // holds none.
             let answers = tokio::select! {
                 _ = shutdown.cancelled() => return Err(shut_down_while_delivering()),
-                a = self.target.send(&outs) => a,
+                a = ticket.send(self.target.send(&outs)) => a,
             };
             let mut transient = None;
             let mut retry_after: Option<Duration> = None;
@@ -780,6 +811,11 @@ impl Delivery {
                         retry_after = retry_after.max(after);
                     }
                 }
+            }
+            if transient.is_some() {
+                ticket.failed();
+            } else {
+                ticket.answered();
             }
             if let Some(reason) = transient {
                 let since = *first_failure.get_or_insert_with(tokio::time::Instant::now);

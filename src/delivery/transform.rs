@@ -69,7 +69,10 @@ impl Outgoing {
     pub fn batchable(&self) -> bool {
         matches!(
             self,
-            Outgoing::Publish { .. } | Outgoing::NotSent { .. } | Outgoing::Held { .. }
+            Outgoing::Json { route: None, .. }
+                | Outgoing::Publish { .. }
+                | Outgoing::NotSent { .. }
+                | Outgoing::Held { .. }
         )
     }
 

@@ -21,7 +21,7 @@ pub fn root() -> PathBuf {
 /// The test broker.
 pub fn brokers() -> String {
     std::env::var("DUIJIE_TEST_BROKERS").expect(
-        "DUIJIE_TEST_BROKERS is not set: run the tests with scripts/test.sh, which starts a Tansu broker",
+        "DUIJIE_TEST_BROKERS is not set: run the tests with scripts/test.sh, which starts Apache Kafka",
     )
 }
 

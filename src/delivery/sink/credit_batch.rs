@@ -6,7 +6,7 @@
 //! `receipt_key` the platform's answer must carry its SM2 signature, and is
 //! kept with each record's receipt.
 
-use super::{Ack, Answer, Attempt, Http, ReceiptKey, Sink, WireRequest, classify, sent, single};
+use super::{Ack, Attempt, Http, ReceiptKey, Sink, WireRequest, per_record, sent, single};
 use crate::delivery::transform::Outgoing;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -93,58 +93,4 @@ impl Sink for CreditBatch {
             per_record(outs, http.execute(req).await, self.receipt.as_ref()).await
         })
     }
-}
-
-/// The platform's answer to a batch, record by record.
-async fn per_record(outs: &[&Outgoing], answer: Answer, key: Option<&ReceiptKey>) -> Vec<Attempt> {
-    let response = match answer {
-        Ok(r) => r,
-        Err(e) => {
-            return outs
-                .iter()
-                .map(|_| Attempt::transient(e.to_string()))
-                .collect();
-        }
-    };
-    let status = response.status();
-    let headers = response.headers().clone();
-    if !status.is_success() {
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let a = classify(status, &headers, &body);
-        return outs.iter().map(|_| a.clone()).collect();
-    }
-    // The whole answer is what the platform signed: each record's receipt
-    // keeps it.
-    let (bytes, ack) = match super::acknowledged(response, key).await {
-        Ok(a) => a,
-        Err(a) => return outs.iter().map(|_| a.clone()).collect(),
-    };
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let results = body
-        .get("results")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    outs.iter()
-        .map(|o| match o {
-            Outgoing::NotSent { .. } | Outgoing::Held { .. } => Attempt::Accepted(Ack::default()),
-            other => {
-                let answer = results.iter().find(|r| {
-                    r.get("idempotency_key").and_then(Value::as_str) == Some(other.key())
-                });
-                match answer {
-                    Some(r) if r.get("status").and_then(Value::as_str) == Some("ACCEPTED") => {
-                        Attempt::Accepted(ack.clone())
-                    }
-                    Some(r) => Attempt::Refused(
-                        r.get("reason")
-                            .and_then(Value::as_str)
-                            .unwrap_or("rejected without a reason")
-                            .to_owned(),
-                    ),
-                    None => Attempt::transient("the platform's answer leaves the record out"),
-                }
-            }
-        })
-        .collect()
 }

@@ -201,17 +201,27 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// One attempt for `outs`, one answer per record: by default one
     /// request per record, in order.
     fn send<'a>(&'a self, http: &'a Http, outs: &'a [&'a Outgoing]) -> BoxFuture<'a, Vec<Attempt>> {
-        Box::pin(async move {
-            let mut answers = Vec::with_capacity(outs.len());
-            for out in outs {
-                answers.push(match self.request(&[out], chrono::Utc::now().timestamp()) {
-                    Some(req) => self.answer(http.execute(req).await).await,
-                    None => Attempt::Accepted(Ack::default()),
-                });
-            }
-            answers
-        })
+        one_by_one(self, http, outs)
     }
+}
+
+/// One request per record, in order (what [`Sink::send`] does unless a
+/// sink batches).
+fn one_by_one<'a, S: Sink + ?Sized>(
+    sink: &'a S,
+    http: &'a Http,
+    outs: &'a [&'a Outgoing],
+) -> BoxFuture<'a, Vec<Attempt>> {
+    Box::pin(async move {
+        let mut answers = Vec::with_capacity(outs.len());
+        for out in outs {
+            answers.push(match sink.request(&[out], chrono::Utc::now().timestamp()) {
+                Some(req) => sink.answer(http.execute(req).await).await,
+                None => Attempt::Accepted(Ack::default()),
+            });
+        }
+        answers
+    })
 }
 
 impl TargetConfig {
@@ -261,6 +271,7 @@ impl TargetConfig {
                 signing,
                 encryption,
                 receipt_key,
+                batch,
                 ..
             } => (
                 Box::new(webhook::Webhook::new(
@@ -270,6 +281,7 @@ impl TargetConfig {
                     signing.as_ref(),
                     encryption.as_ref(),
                     receipt_key.as_deref().and_then(|k| ReceiptKey::new(k).ok()),
+                    *batch,
                 )),
                 *timeout,
             ),
@@ -436,6 +448,62 @@ fn classify(
     } else {
         Attempt::Refused(format!("HTTP {status}: {message}"))
     }
+}
+
+/// A receiver's answer to a batch, record by record: `results`, each
+/// with its `idempotency_key`, `status` (`ACCEPTED` or another) and
+/// `reason` (the credit platform's layout, which batch webhooks share).
+pub(super) async fn per_record(outs: &[&Outgoing], answer: Answer, key: Option<&ReceiptKey>) -> Vec<Attempt> {
+    let response = match answer {
+        Ok(r) => r,
+        Err(e) => {
+            return outs
+                .iter()
+                .map(|_| Attempt::transient(e.to_string()))
+                .collect();
+        }
+    };
+    let status = response.status();
+    let headers = response.headers().clone();
+    if !status.is_success() {
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let a = classify(status, &headers, &body);
+        return outs.iter().map(|_| a.clone()).collect();
+    }
+    // The whole answer is what the platform signed: each record's receipt
+    // keeps it.
+    let (bytes, ack) = match acknowledged(response, key).await {
+        Ok(a) => a,
+        Err(a) => return outs.iter().map(|_| a.clone()).collect(),
+    };
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let results = body
+        .get("results")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    outs.iter()
+        .map(|o| match o {
+            Outgoing::NotSent { .. } | Outgoing::Held { .. } => Attempt::Accepted(Ack::default()),
+            other => {
+                let answer = results.iter().find(|r| {
+                    r.get("idempotency_key").and_then(Value::as_str) == Some(other.key())
+                });
+                match answer {
+                    Some(r) if r.get("status").and_then(Value::as_str) == Some("ACCEPTED") => {
+                        Attempt::Accepted(ack.clone())
+                    }
+                    Some(r) => Attempt::Refused(
+                        r.get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("rejected without a reason")
+                            .to_owned(),
+                    ),
+                    None => Attempt::transient("the receiver's answer leaves the record out"),
+                }
+            }
+        })
+        .collect()
 }
 
 /// A JSON value as XML elements (arrays as repeated `<item>`).
