@@ -297,3 +297,156 @@ fn failover(exactly_once: bool, (kafka, session): (String, Duration)) -> Duratio
     }
     failover
 }
+
+/// A push pipeline shared by two instances under the broker-driven group
+/// protocol (KIP-848), the session 3 s (`DUIJIE_TEST_SESSION_MS`): when
+/// the instance that does not run the ingest is killed, the survivor takes
+/// its partitions over and every partition's new records reach the
+/// receiver again within the session and 5 s; every record arrives, each
+/// key once at the receiver.
+#[test]
+fn a_push_pipeline_fails_over_in_seconds_under_the_consumer_group_protocol() {
+    let session = Duration::from_millis(
+        std::env::var("DUIJIE_TEST_SESSION_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000),
+    );
+    let sandbox = start_sandbox(duijie_sandbox::SandboxConfig {
+        grid_events: 0,
+        urban_cases: 0,
+        change_limit: Some(0),
+        ..duijie_sandbox::SandboxConfig::default()
+    });
+    let topic = unique("canonical.urban");
+    let text = format!(
+        r#"[http]
+listen = "${{env:DUIJIE_TEST_LISTEN}}"
+
+[pipelines.urban]
+system = "digital_urban"
+mapping = "urban_case"
+topic = "{topic}"
+partitions = 3
+schedule = "* * * * * *"
+
+[pipelines.urban.source]
+kind = "file_drop"
+dir = "inbox"
+layout = "jsonl"
+settle = "0s"
+
+[deliveries.street]
+topic = "{topic}"
+department = "street"
+dlq_topic = "{dlq}"
+transform = {{ kind = "fields", fields = ["case_no", "status"] }}
+target = {{ kind = "webhook", url = "http://{sandbox}/dept/street/webhook", secret = "{secret}" }}
+retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
+"#,
+        dlq = unique("dlq.street"),
+        secret = duijie_sandbox::dept::DEPT_SECRET
+    );
+    let d = TestDeployment::with_tables(
+        &brokers(),
+        "scale_out = true",
+        &format!(
+            "session_timeout = \"{}ms\"\ngroup_protocol = \"consumer\"",
+            session.as_millis()
+        ),
+        &text,
+    );
+    std::fs::create_dir_all(d.path("inbox")).unwrap();
+    let addrs: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut children: Vec<Option<Child>> = addrs.iter().map(|a| Some(spawn(&d, a))).collect();
+    for a in &addrs {
+        wait_listening(a);
+    }
+    wait_until(Duration::from_secs(60), "the ingest running once", || {
+        owners(&addrs).get("urban").is_some_and(|i| i.len() == 1)
+    });
+    // Files keep arriving, 100 cases every 200 ms…
+    let inbox = d.path("inbox");
+    let writer = std::thread::spawn(move || {
+        let mut keys = BTreeSet::new();
+        for f in 0..60 {
+            let text = cases(0, f, 100);
+            keys.extend(urban_keys(&text));
+            let part = inbox.join(format!("cases-{f:03}.part"));
+            std::fs::write(&part, &text).unwrap();
+            std::fs::rename(&part, inbox.join(format!("cases-{f:03}.jsonl"))).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        keys
+    });
+    let view = || get_json(&format!("http://{sandbox}/dept/street/received"));
+    let arrived = || view()["records"].as_array().map_or(0, Vec::len);
+    wait_until(Duration::from_secs(60), "the first deliveries", || {
+        arrived() >= 300
+    });
+    // …and the instance without the ingest is killed: only its share of
+    // the push pipeline moves.
+    let ingest = owners(&addrs)["urban"][0];
+    let victim = 1 - ingest;
+    kill(children[victim].take().unwrap());
+    let killed_ms = chrono::Utc::now().timestamp_millis();
+    let written = writer.join().unwrap();
+    let ids: BTreeSet<String> = written.iter().cloned().collect();
+    wait_until(Duration::from_secs(120), "every case at the receiver", || {
+        let got: BTreeSet<String> = view()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["record"]["id"].as_str().map(str::to_owned))
+            .collect();
+        got.is_superset(&ids)
+    });
+    for c in children.into_iter().flatten() {
+        terminate(c);
+    }
+    // Per partition, the first record delivered for the first time after
+    // the kill: the victim's partitions wait for the takeover.
+    let partition: BTreeMap<String, i32> = read(&d.brokers, &topic, false)
+        .into_iter()
+        .map(|r| (r.key_str(), r.partition))
+        .collect();
+    let got = view();
+    let records = got["records"].as_array().unwrap();
+    let mut first_after: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in records {
+        let at = r["at_ms"].as_i64().unwrap();
+        let p = partition[r["record"]["id"].as_str().unwrap()];
+        if at > killed_ms {
+            let e = first_after.entry(p).or_insert(at);
+            *e = (*e).min(at);
+        }
+    }
+    assert_eq!(first_after.len(), 3, "every partition delivered after the kill");
+    let took = Duration::from_millis(
+        u64::try_from(first_after.values().max().unwrap() - killed_ms).unwrap(),
+    );
+    eprintln!(
+        "push pipeline takeover under the consumer protocol: {:.1} s after SIGKILL (session {:.1} s; per partition, ms: {:?}); {} records, {} deliveries, {} duplicates absorbed",
+        took.as_secs_f64(),
+        session.as_secs_f64(),
+        first_after
+            .iter()
+            .map(|(p, at)| (*p, at - killed_ms))
+            .collect::<Vec<_>>(),
+        records.len(),
+        got["deliveries"],
+        got["duplicates"]
+    );
+    // The victim held a share: its partitions waited for the group to
+    // notice (a session less the last heartbeat's age), the others did not.
+    assert!(
+        took >= session / 2,
+        "no partition waited for a takeover ({took:?}): the victim held none"
+    );
+    assert!(
+        took < session + Duration::from_secs(5),
+        "takeover took {took:?}"
+    );
+}

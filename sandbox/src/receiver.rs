@@ -288,7 +288,11 @@ impl Inbox {
             return Taken::Refused(rule.reason);
         }
         b.keys.insert(key.to_owned(), b.records.len());
-        b.records.push(json!({"key": key, "record": record}));
+        b.records.push(json!({
+            "key": key,
+            "record": record,
+            "at_ms": chrono::Utc::now().timestamp_millis(),
+        }));
         Taken::Received
     }
 
