@@ -4,8 +4,10 @@
 #
 # Installs what is missing (Debian packages; Kafka jars from Maven Central
 # into a cache outside the clone), starts PostgreSQL, MariaDB, Mosquitto and
-# a one-node Apache Kafka on loopback, exports DUIJIE_TEST_BROKERS and
-# DUIJIE_TEST_MQTT, runs `cargo test`, and stops what it started.
+# a one-node Apache Kafka and Apicurio Registry (from Maven Central, cached
+# outside the clone, on the Java 21+ JDK) on loopback, exports
+# DUIJIE_TEST_BROKERS, DUIJIE_TEST_REGISTRY and DUIJIE_TEST_MQTT, runs
+# `cargo test`, and stops what it started.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh ingest`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +25,7 @@ services_start_mariadb
 run_dir=$(mktemp -d -t duijie-test.XXXXXX)
 cleanup() {
   scripts/kafka.sh stop "$run_dir/kafka" || true
+  scripts/apicurio.sh stop "$run_dir/apicurio" || true
   services_stop_mosquitto "$run_dir/mosquitto"
   rm -rf "$run_dir"
 }
@@ -30,6 +33,8 @@ trap cleanup EXIT
 services_start_mosquitto "$run_dir/mosquitto"
 DUIJIE_TEST_BROKERS="$(scripts/kafka.sh start "$run_dir/kafka" 1)"
 export DUIJIE_TEST_BROKERS
-echo "== Apache Kafka on $DUIJIE_TEST_BROKERS, Mosquitto on $DUIJIE_TEST_MQTT, PostgreSQL and MariaDB on 127.0.0.1"
+DUIJIE_TEST_REGISTRY="$(scripts/apicurio.sh start "$run_dir/apicurio")"
+export DUIJIE_TEST_REGISTRY
+echo "== Apache Kafka on $DUIJIE_TEST_BROKERS, Apicurio Registry at $DUIJIE_TEST_REGISTRY, Mosquitto on $DUIJIE_TEST_MQTT, PostgreSQL and MariaDB on 127.0.0.1"
 
 cargo test --workspace "$@"

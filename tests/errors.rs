@@ -243,3 +243,66 @@ fn a_producer_fenced_by_another_instance_stops_as_failing_instead_of_fencing_it_
     let log = terminate(first);
     assert!(log.contains("pipeline failed permanently"), "{log}");
 }
+
+/// A schema the registry refuses — incompatible with the subject's earlier
+/// version under its BACKWARD rule (Apicurio Registry answers 409) — stops
+/// that pipeline as `failing` with the registry's answer, without restarts
+/// and without stopping the hub; nothing is written.
+#[test]
+fn a_schema_the_registry_refuses_stops_the_pipeline_as_failing_with_its_answer() {
+    let brokers = brokers();
+    let registry = registry();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (topic, dlq) = (unique("canonical.urban"), unique("dlq.urban"));
+    let subject = format!("{topic}-value");
+    let json = [(
+        "Content-Type",
+        "application/vnd.schemaregistry.v1+json".to_owned(),
+    )];
+    // An earlier version downstream readers hold: the case id alone.
+    let (status, answer) = post(
+        &format!("{registry}/subjects/{subject}/versions"),
+        &json,
+        serde_json::json!({"schema": r#"{"type":"record","name":"UrbanCase","namespace":"cn.gov.yichang.duijie","fields":[{"name":"id","type":"string"}]}"#}).to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let status = block_on(async {
+        reqwest::Client::new()
+            .put(format!("{registry}/config/{subject}"))
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .body(r#"{"compatibility":"BACKWARD"}"#)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 200);
+    let d = TestDeployment::with_kafka(
+        &brokers,
+        &format!("schema_registry = \"{registry}\""),
+        &format!(
+            "{}\n{}",
+            http(&addr),
+            file_pipeline("urban_files", &topic, &dlq, false)
+        ),
+    );
+    drop_file(&d, "cases.jsonl", &generated_cases(20, 5));
+    let hub = d.spawn();
+    wait_listening(&addr);
+    let report = wait_state(&addr, "urban_files", "failing");
+    let error = report["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&subject) && error.contains("409"),
+        "the registry's answer: {report}"
+    );
+    let restarts = metric_at(
+        &addr,
+        "duijie_pipeline_restarts_total",
+        "pipeline=\"urban_files\"",
+    );
+    assert_eq!(restarts, Some(0.0));
+    assert!(read(&brokers, &topic, false).is_empty(), "nothing written");
+    let log = terminate(hub);
+    assert!(log.contains("pipeline failed permanently"), "{log}");
+}

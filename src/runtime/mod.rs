@@ -268,6 +268,17 @@ impl Hub {
             tracing::info!(pipeline = %p.name, topic = %p.topic, source = p.source.kind(), exactly_once = p.exactly_once, "pipeline starting");
             match p.source.build()? {
                 duijie_connectors::registry::BuiltSource::Serve(mut webhook) => {
+                    // Served: its schema registered now (a refusal stops
+                    // this pipeline as `failing`, not the hub).
+                    let ctx = match ctx.registered().await {
+                        Ok(c) => c.into_owned(),
+                        Err(e) => {
+                            let e = crate::error::Error::from(e);
+                            tracing::error!(pipeline = %p.name, error = %e, "the pipeline cannot start: its schema is not registered");
+                            ctx.stats.set_failing(&e.to_string());
+                            continue;
+                        }
+                    };
                     // A body the broker could not take even as a dead letter
                     // is refused with 413 up front, never retried forever.
                     let broker_limit = ctx
@@ -574,20 +585,14 @@ impl Hub {
         producer: &crate::bus::BatchProducer,
         shutdown: &CancellationToken,
     ) -> Result<PipelineContext> {
-        let encoding = match registry {
-            None => Encoding::SingleObject,
-            Some(r) => Encoding::Confluent {
-                schema_id: r
-                    .register(&p.topic, &mapping.schema.json)
-                    .await
-                    .with_context(|| format!("registering the schema of `{}`", p.topic))?,
-            },
-        };
         Ok(PipelineContext {
             clock: crate::calendar::Clock::system(),
             config: p.clone(),
             mapping,
-            encoding,
+            // Resolved by `PipelineContext::registered` when the pipeline
+            // starts, with a registry.
+            encoding: Encoding::SingleObject,
+            registry: registry.cloned(),
             bus: self.bus.clone(),
             producer: producer.clone(),
             cursors: CursorStore::new(self.deployment.kafka.cursor_topic.clone()),

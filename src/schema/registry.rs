@@ -21,15 +21,33 @@ pub enum RegistryError {
     },
 }
 
-impl From<RegistryError> for crate::error::Error {
-    fn from(e: RegistryError) -> Self {
-        let class = match e {
+impl RegistryError {
+    /// Unreachable, or answering 5xx, 408 or 429 (the house's one status
+    /// rule): worth trying again. Any other refusal — 409 (the schema is
+    /// incompatible with the subject's versions), 401/403, 422 — is the
+    /// registry's answer until the schema or the credentials change.
+    pub fn class(&self) -> crate::error::ErrorClass {
+        match self {
             RegistryError::Unreachable { .. } => crate::error::ErrorClass::Transient,
-            _ => crate::error::ErrorClass::Permanent,
-        };
-        Self::new(crate::error::Domain::Bus, class, e)
+            RegistryError::Refused { status, .. }
+                if reqwest::StatusCode::from_u16(*status)
+                    .is_ok_and(duijie_connectors::http::is_transient_status) =>
+            {
+                crate::error::ErrorClass::Transient
+            }
+            RegistryError::Refused { .. } => crate::error::ErrorClass::Permanent,
+        }
     }
 }
+
+impl From<RegistryError> for crate::error::Error {
+    fn from(e: RegistryError) -> Self {
+        Self::new(crate::error::Domain::Bus, e.class(), e)
+    }
+}
+
+/// The most of a registry's answer the hub reads.
+const ANSWER_LIMIT: usize = 1 << 20;
 
 /// A client of the registry's REST API.
 #[derive(Debug, Clone)]
@@ -72,7 +90,10 @@ impl RegistryClient {
                 source,
             })?;
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        let body = duijie_connectors::http::read_limited(response, ANSWER_LIMIT)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|e| format!("(the answer could not be read: {e})"));
         if !status.is_success() {
             return Err(RegistryError::Refused {
                 subject,

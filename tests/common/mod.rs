@@ -25,6 +25,14 @@ pub fn brokers() -> String {
     )
 }
 
+/// The test schema registry: Apicurio Registry's Confluent-compatible API
+/// (`scripts/apicurio.sh`, which `scripts/test.sh` starts).
+pub fn registry() -> String {
+    std::env::var("DUIJIE_TEST_REGISTRY").expect(
+        "DUIJIE_TEST_REGISTRY is not set: run the tests with scripts/test.sh, which starts Apicurio Registry",
+    )
+}
+
 pub fn bus(brokers: &str) -> Bus {
     Bus::new(brokers, format!("test-{}", unique("c")))
 }

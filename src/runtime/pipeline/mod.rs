@@ -56,6 +56,10 @@ pub enum IngestError {
     /// A blocking task that panicked or was cancelled.
     #[error("a blocking task ended: {0}")]
     Task(String),
+    /// The schema registry: unreachable or busy (transient), or refusing
+    /// the canonical schema (permanent: incompatible, unauthorised).
+    #[error("{0}")]
+    Registry(#[from] crate::schema::RegistryError),
 }
 
 impl IngestError {
@@ -74,6 +78,7 @@ impl IngestError {
             IngestError::Source(e) => e.class,
             IngestError::Delivery(e) | IngestError::Transaction(e) => crate::bus::kafka_class(e),
             IngestError::Bus(e) => e.class(),
+            IngestError::Registry(e) => e.class(),
             IngestError::Dropped | IngestError::Task(_) => ErrorClass::Transient,
         }
     }
@@ -94,7 +99,12 @@ impl From<IngestError> for crate::error::Error {
 pub struct PipelineContext {
     pub config: PipelineConfig,
     pub mapping: Arc<Mapping>,
+    /// How records are written; with a schema registry, resolved by
+    /// [`PipelineContext::registered`] each time the pipeline starts.
     pub encoding: Encoding,
+    /// The schema registry the canonical schema is registered with, when
+    /// `[kafka] schema_registry` is set.
+    pub registry: Option<crate::schema::registry::RegistryClient>,
     pub bus: Bus,
     /// Shared idempotent producer (at-least-once pipelines), acknowledged
     /// per batch.
@@ -153,6 +163,25 @@ pub(super) enum Kind {
     DeadLetter,
 }
 
+impl PipelineContext {
+    /// This context with its schema registered, when a registry is
+    /// configured: records then carry the registry's id (the Confluent
+    /// wire format). A registry down or busy is a transient failure of the
+    /// pipeline (tried again with its backoff); a refusal (409
+    /// incompatible, 401) stops it as `failing` with the registry's answer.
+    pub async fn registered(&self) -> Result<std::borrow::Cow<'_, Self>, IngestError> {
+        let Some(registry) = &self.registry else {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        };
+        let schema_id = registry
+            .register(&self.config.topic, &self.mapping.schema.json)
+            .await?;
+        let mut ctx = self.clone();
+        ctx.encoding = Encoding::Confluent { schema_id };
+        Ok(std::borrow::Cow::Owned(ctx))
+    }
+}
+
 /// Runs a pipeline until shutdown, restarting from the last committed
 /// cursor after a delivery failure.
 pub async fn run(ctx: PipelineContext) {
@@ -163,12 +192,13 @@ pub async fn run(ctx: PipelineContext) {
         };
         let attempt = || async {
             let before = settled();
-            let result = if ctx.config.source.drive() == Drive::Subscribed {
-                run_subscribed(&ctx).await
-            } else if ctx.config.exactly_once {
-                run_transactional(&ctx).await
-            } else {
-                run_at_least_once(&ctx).await
+            let result = match ctx.registered().await {
+                Err(e) => Err(e),
+                Ok(ctx) if ctx.config.source.drive() == Drive::Subscribed => {
+                    run_subscribed(&ctx).await
+                }
+                Ok(ctx) if ctx.config.exactly_once => run_transactional(&ctx).await,
+                Ok(ctx) => run_at_least_once(&ctx).await,
             };
             let e = match result {
                 Ok(()) => {
