@@ -156,9 +156,17 @@ async fn feed(
         // inbox empty.
         tokio::spawn(async move { hub.run(&["urban_files".to_owned()], stop).await })
     };
-    let held = || receiver.1.webhook.view(&name)["records"].as_array().map_or(0, Vec::len);
+    let held = || {
+        receiver.1.webhook.view(&name)["records"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
     while held() < expected {
-        assert!(!running.is_finished(), "the hub stopped: {:?}", running.await);
+        assert!(
+            !running.is_finished(),
+            "the hub stopped: {:?}",
+            running.await
+        );
         assert!(
             start.elapsed() < Duration::from_secs(1800),
             "{} of {expected} records in 30 minutes",
@@ -172,7 +180,10 @@ async fn feed(
     // Each case's versions in the order of the file: a closed case
     // (status CLOSED) never before its earlier version.
     let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in receiver.1.webhook.view(&name)["records"].as_array().unwrap() {
+    for r in receiver.1.webhook.view(&name)["records"]
+        .as_array()
+        .unwrap()
+    {
         let record = &r["record"];
         seen.entry(record["case_no"].as_str().unwrap().to_owned())
             .or_default()

@@ -261,7 +261,11 @@ fn with_a_schema_registry_records_use_the_confluent_wire_format() {
     let subjects = get_json(&format!("{registry}/subjects"));
     let subject = format!("{topic}-value");
     assert!(
-        subjects.as_array().unwrap().iter().any(|s| *s == subject.as_str()),
+        subjects
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| *s == subject.as_str()),
         "{subject} registered: {subjects}"
     );
     let latest = get_json(&format!("{registry}/subjects/{subject}/versions/latest"));

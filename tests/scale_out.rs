@@ -394,15 +394,19 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
     let killed_ms = chrono::Utc::now().timestamp_millis();
     let written = writer.join().unwrap();
     let ids: BTreeSet<String> = written.iter().cloned().collect();
-    wait_until(Duration::from_secs(120), "every case at the receiver", || {
-        let got: BTreeSet<String> = view()["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r["record"]["id"].as_str().map(str::to_owned))
-            .collect();
-        got.is_superset(&ids)
-    });
+    wait_until(
+        Duration::from_secs(120),
+        "every case at the receiver",
+        || {
+            let got: BTreeSet<String> = view()["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["record"]["id"].as_str().map(str::to_owned))
+                .collect();
+            got.is_superset(&ids)
+        },
+    );
     for c in children.into_iter().flatten() {
         terminate(c);
     }
@@ -423,7 +427,11 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
             *e = (*e).min(at);
         }
     }
-    assert_eq!(first_after.len(), 3, "every partition delivered after the kill");
+    assert_eq!(
+        first_after.len(),
+        3,
+        "every partition delivered after the kill"
+    );
     let took = Duration::from_millis(
         u64::try_from(first_after.values().max().unwrap() - killed_ms).unwrap(),
     );

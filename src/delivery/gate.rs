@@ -46,9 +46,7 @@ impl Ticket<'_> {
     pub(super) async fn send<T>(&self, send: impl Future<Output = T>) -> T {
         let mut probe = self.gate.probe.subscribe();
         // The sender lives as long as the gate, so this never fails.
-        let _ = probe
-            .wait_for(|p| p.is_none_or(|p| p == self.id))
-            .await;
+        let _ = probe.wait_for(|p| p.is_none_or(|p| p == self.id)).await;
         drop(probe);
         let _slot = self
             .gate

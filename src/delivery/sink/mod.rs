@@ -453,7 +453,11 @@ fn classify(
 /// A receiver's answer to a batch, record by record: `results`, each
 /// with its `idempotency_key`, `status` (`ACCEPTED` or another) and
 /// `reason` (the credit platform's layout, which batch webhooks share).
-pub(super) async fn per_record(outs: &[&Outgoing], answer: Answer, key: Option<&ReceiptKey>) -> Vec<Attempt> {
+pub(super) async fn per_record(
+    outs: &[&Outgoing],
+    answer: Answer,
+    key: Option<&ReceiptKey>,
+) -> Vec<Attempt> {
     let response = match answer {
         Ok(r) => r,
         Err(e) => {

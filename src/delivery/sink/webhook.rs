@@ -118,7 +118,10 @@ impl Sink for Webhook {
         Box::pin(async move {
             match self.request(outs, chrono::Utc::now().timestamp()) {
                 Some(req) => per_record(outs, http.execute(req).await, self.receipt.as_ref()).await,
-                None => outs.iter().map(|_| Attempt::Accepted(Ack::default())).collect(),
+                None => outs
+                    .iter()
+                    .map(|_| Attempt::Accepted(Ack::default()))
+                    .collect(),
             }
         })
     }
