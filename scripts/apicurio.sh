@@ -57,11 +57,12 @@ start() {
   ports="$(free_ports 2)"
   port="$(echo "$ports" | sed -n 1p)"
   management="$(echo "$ports" | sed -n 2p)"
-  (cd "$dir" && nohup "$java" -Xms128m -Xmx512m \
+  # The JVM's own pid in DIR/pid (not a subshell's: stop must reach it).
+  nohup "$java" -Xms128m -Xmx512m \
     -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$port" \
     -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$management" \
     -jar "$cache/quarkus-run.jar" >"$dir/server.log" 2>&1 &
-    echo $! >"$dir/pid")
+  echo $! >"$dir/pid"
   local url="http://127.0.0.1:$port/apis/ccompat/v7"
   local deadline=$((SECONDS + 120))
   until curl -fsS -m 2 "$url/subjects" >/dev/null 2>&1; do

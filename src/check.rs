@@ -278,3 +278,74 @@ pub fn check_deployment(config: &Path) -> CheckReport {
     );
     report
 }
+
+/// `duijie check --registry URL`: the schema each pipeline would register
+/// (under `<topic>-value`) against what the registry holds for that
+/// subject, under the subject's compatibility level (its own, else the
+/// registry's, else `BACKWARD`; [`crate::schema::compat`]). One line per
+/// rule broken, naming the pipeline (file and line), the subject, the
+/// schema, the version and the field; a registry that cannot be asked is a
+/// problem too (nothing is assumed compatible).
+pub async fn registry_breaks(config: &Path, url: &str) -> Vec<String> {
+    let deployment = match Deployment::load(config) {
+        Ok(d) => d,
+        Err(errors) => return errors.iter().map(ToString::to_string).collect(),
+    };
+    let schemas = match SchemaSet::load_dir(&deployment.hub.schemas) {
+        Ok(s) => s,
+        Err(e) => return vec![e.to_string()],
+    };
+    let mappings = match MappingSet::load_dir(&deployment.hub.mappings, &schemas) {
+        Ok(m) => m,
+        Err(errors) => return errors.iter().map(ToString::to_string).collect(),
+    };
+    let registry = crate::schema::registry::RegistryClient::new(url);
+    let mut problems = Vec::new();
+    let mut judged = std::collections::BTreeSet::new();
+    for p in &deployment.pipelines {
+        let Some(m) = mappings.get(&p.mapping) else {
+            continue;
+        };
+        let subject = format!("{}-value", p.topic);
+        if !judged.insert((subject.clone(), m.schema.full_name.clone())) {
+            continue;
+        }
+        let asked = async {
+            Ok::<_, crate::schema::RegistryError>((
+                registry.level(&subject).await?,
+                registry.versions(&subject).await?,
+            ))
+        };
+        let (level, versions) = match asked.await {
+            Ok(a) => a,
+            Err(e) => {
+                problems.push(
+                    deployment
+                        .locate(&p.name, "topic", format!("cannot judge `{subject}`: {e}"))
+                        .to_string(),
+                );
+                continue;
+            }
+        };
+        for b in crate::schema::compat::check(level, &m.schema.json, &versions) {
+            problems.push(
+                deployment
+                    .locate(
+                        &p.name,
+                        "mapping",
+                        format!(
+                            "schema `{}` (mapping `{}`) is not {} compatible with subject `{subject}`: {} version {}: {}",
+                            m.schema.full_name,
+                            m.name,
+                            level.name(),
+                            b.direction,
+                            b.version,
+                            b.reason
+                        ),
+                    )
+                    .to_string(),
+            );
+        }
+    }
+    problems
+}

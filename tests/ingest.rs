@@ -292,6 +292,124 @@ fn with_a_schema_registry_records_use_the_confluent_wire_format() {
     }
 }
 
+/// `duijie check --registry`, against Apicurio Registry: a subject whose
+/// latest version lacks fields the deployment's schema requires (no
+/// default) is refused before deploy under BACKWARD, naming the pipeline,
+/// the subject, the version and the field; a subject whose version lacks
+/// only an optional field passes, the hub registers its schema as the next
+/// version, and a reader holding the old version still reads the records.
+#[test]
+fn check_registry_gates_an_incompatible_schema_and_a_compatible_one_is_a_new_version_old_readers_read()
+ {
+    let brokers = brokers();
+    let registry = registry();
+    let urban = schemas().get("duijie.canonical.UrbanCase").unwrap();
+    let current: serde_json::Value = serde_json::from_str(&urban.json).unwrap();
+    // A version with one field less: `without` drops the named field.
+    let without = |field: &str| {
+        let mut v = current.clone();
+        v["fields"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|f| f["name"] != field);
+        v.to_string()
+    };
+    let register = |subject: &str, schema: &str| {
+        let (status, answer) = post(
+            &format!("{registry}/subjects/{subject}/versions"),
+            &[(
+                "Content-Type",
+                "application/vnd.schemaregistry.v1+json".to_owned(),
+            )],
+            serde_json::json!({ "schema": schema })
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(status, 200, "{answer}");
+    };
+    let check = |d: &TestDeployment| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
+            .args(["check", "--config"])
+            .arg(&d.file)
+            .args(["--registry", &registry])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Incompatible: the registry's version has no `source_system`, which
+    // the deployment's schema requires without a default.
+    let topic = unique("canonical.urban");
+    register(&format!("{topic}-value"), &without("source_system"));
+    let d = TestDeployment::with_kafka(
+        &brokers,
+        &format!("schema_registry = \"{registry}\""),
+        &file_pipeline(&topic, &unique("dlq.urban"), 100, 2, 1 << 20),
+    );
+    let (ok, stderr) = check(&d);
+    assert!(!ok, "check refuses it");
+    assert!(
+        stderr.contains("pipelines.urban_files")
+            && stderr.contains(&format!("{topic}-value"))
+            && stderr.contains("BACKWARD")
+            && stderr.contains("version 1")
+            && stderr.contains("source_system"),
+        "{stderr}"
+    );
+
+    // Compatible: the registry's version lacks an optional field.
+    let topic = unique("canonical.urban");
+    let subject = format!("{topic}-value");
+    let old = without("category_name");
+    register(&subject, &old);
+    let d = TestDeployment::with_kafka(
+        &brokers,
+        &format!("schema_registry = \"{registry}\""),
+        &file_pipeline(&topic, &unique("dlq.urban"), 100, 2, 1 << 20),
+    );
+    let (ok, stderr) = check(&d);
+    assert!(ok, "a new optional field passes: {stderr}");
+    drop_file(&d, "few.jsonl", &generated_cases(20, 31));
+    let hub = d.spawn();
+    wait_until(Duration::from_secs(60), "the file to be finished", || {
+        d.path("inbox/done/few.jsonl").exists()
+    });
+    terminate(hub);
+    let versions = get_json(&format!("{registry}/subjects/{subject}/versions"));
+    assert_eq!(
+        versions,
+        serde_json::json!([1, 2]),
+        "registered as version 2"
+    );
+    let old = apache_avro::Schema::parse_str(&old).unwrap();
+    let latest = get_json(&format!("{registry}/subjects/{subject}/versions/2"));
+    let new = apache_avro::Schema::parse_str(latest["schema"].as_str().unwrap()).unwrap();
+    let records = read(&brokers, &topic, true);
+    assert_eq!(records.len(), 20);
+    for r in records {
+        let payload = r.payload.unwrap();
+        assert_eq!(
+            u32::from_be_bytes(payload[1..5].try_into().unwrap()),
+            latest["id"].as_u64().unwrap() as u32
+        );
+        // The reader that holds version 1 reads what version 2 wrote.
+        let value = apache_avro::from_avro_datum(&new, &mut &payload[5..], Some(&old)).unwrap();
+        let apache_avro::types::Value::Record(fields) = value else {
+            panic!("a record")
+        };
+        assert!(fields.iter().all(|(name, _)| name != "category_name"));
+        assert_eq!(
+            fields[0].1,
+            apache_avro::types::Value::String(
+                r.key.map(|k| String::from_utf8(k).unwrap()).unwrap()
+            )
+        );
+    }
+}
+
 /// A 21 MB line with `max_record_bytes = 1048576`: its dead letter must fit
 /// the broker's message size (a truncated 1 MiB payload plus the letter
 /// did not, and the pipeline failed on it forever). It lands cut to fit,

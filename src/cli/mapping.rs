@@ -4,8 +4,20 @@ use super::*;
 use duijie::ident::IdKind;
 use std::io::Write;
 
-pub(super) fn check(config: &Path) -> Result<ExitCode> {
-    let report = duijie::check::check_deployment(config);
+pub(super) fn check(config: &Path, registry: Option<&str>) -> Result<ExitCode> {
+    let mut report = duijie::check::check_deployment(config);
+    if let Some(url) = registry
+        && report.problems.is_empty()
+    {
+        report.problems =
+            tokio_main_value(async { Ok(duijie::check::registry_breaks(config, url).await) })?;
+        if report.problems.is_empty() {
+            report.summary = format!(
+                "{}\nschemas compatible with {url} under each subject's compatibility level",
+                report.summary
+            );
+        }
+    }
     for line in &report.warnings {
         eprintln!("{line}");
     }

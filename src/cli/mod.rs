@@ -281,6 +281,11 @@ struct RunArgs {
 struct CheckArgs {
     #[arg(long, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
+    /// Also compare each schema the deployment would register with what
+    /// this registry (Confluent-compatible API, e.g. Apicurio's
+    /// `/apis/ccompat/v7`) holds, under each subject's compatibility level.
+    #[arg(long)]
+    registry: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -503,7 +508,7 @@ struct SupervisionRatesArgs {
 
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Check(CheckArgs { config }) => check(&config),
+        Command::Check(CheckArgs { config, registry }) => check(&config, registry.as_deref()),
         Command::Mapping {
             command:
                 MappingCommand::Test(MappingTestArgs {

@@ -7,6 +7,7 @@
 //! refers to, so its fingerprint, its registry entry and its readers all see
 //! the whole schema.
 
+pub mod compat;
 mod encode;
 pub mod registry;
 

@@ -61,6 +61,13 @@ struct Registered {
     id: u32,
 }
 
+/// A subject's version as the registry holds it.
+#[derive(Deserialize)]
+struct Version {
+    version: u32,
+    schema: String,
+}
+
 impl RegistryClient {
     pub fn new(base_url: &str) -> Self {
         let client = reqwest::Client::builder()
@@ -108,5 +115,88 @@ impl RegistryClient {
                 status: status.as_u16(),
                 body,
             })
+    }
+
+    /// A GET answered with JSON; `None` for 404 (no such subject or
+    /// setting).
+    async fn get(&self, path: &str) -> Result<Option<serde_json::Value>, RegistryError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .client
+            .get(&url)
+            .header("Accept", "application/vnd.schemaregistry.v1+json")
+            .send()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = duijie_connectors::http::read_limited(response, ANSWER_LIMIT)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|e| format!("(the answer could not be read: {e})"));
+        let refused = || RegistryError::Refused {
+            subject: path.to_owned(),
+            status: status.as_u16(),
+            body: body.clone(),
+        };
+        if !status.is_success() {
+            return Err(refused());
+        }
+        serde_json::from_str(&body).map(Some).map_err(|_| refused())
+    }
+
+    /// The compatibility level `subject` is judged under: its own, else
+    /// the registry's global level, else `BACKWARD` (what downstream
+    /// readers of a canonical topic rely on). `NONE` counts as not set:
+    /// it is Apicurio's factory setting, answered for every subject
+    /// whether anyone chose it or not, and it enforces nothing.
+    pub async fn level(&self, subject: &str) -> Result<super::compat::Level, RegistryError> {
+        use super::compat::Level;
+        let read = |v: serde_json::Value| {
+            ["compatibilityLevel", "compatibility"]
+                .iter()
+                .find_map(|k| {
+                    v.get(*k)
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                })
+                .and_then(|l| Level::parse(&l))
+                .filter(|l| *l != Level::None)
+        };
+        for path in [format!("/config/{subject}"), "/config".to_owned()] {
+            if let Some(level) = self.get(&path).await?.and_then(read) {
+                return Ok(level);
+            }
+        }
+        Ok(Level::Backward)
+    }
+
+    /// Every version of `subject`, oldest first: (number, schema JSON);
+    /// empty for a subject the registry does not hold.
+    pub async fn versions(&self, subject: &str) -> Result<Vec<(u32, String)>, RegistryError> {
+        let Some(numbers) = self.get(&format!("/subjects/{subject}/versions")).await? else {
+            return Ok(Vec::new());
+        };
+        let mut numbers: Vec<u64> = numbers
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        numbers.sort_unstable();
+        let mut out = Vec::with_capacity(numbers.len());
+        for n in numbers {
+            if let Some(v) = self
+                .get(&format!("/subjects/{subject}/versions/{n}"))
+                .await?
+                && let Ok(v) = serde_json::from_value::<Version>(v)
+            {
+                out.push((v.version, v.schema));
+            }
+        }
+        Ok(out)
     }
 }
