@@ -396,7 +396,12 @@ fn check_registry_gates_an_incompatible_schema_and_a_compatible_one_is_a_new_ver
             latest["id"].as_u64().unwrap() as u32
         );
         // The reader that holds version 1 reads what version 2 wrote.
-        let value = apache_avro::from_avro_datum(&new, &mut &payload[5..], Some(&old)).unwrap();
+        let value = apache_avro::reader::datum::GenericDatumReader::builder(&new)
+            .reader_schema(&old)
+            .build()
+            .unwrap()
+            .read_value(&mut &payload[5..])
+            .unwrap();
         let apache_avro::types::Value::Record(fields) = value else {
             panic!("a record")
         };
