@@ -27,15 +27,17 @@ services_install_demo() {
   services_apt "${missing[@]}"
 }
 
-# Python with the packages the crypto interop tests use (gmssl, the
-# pure-Python SM2/SM3/SM4; cryptography, SM4-GCM), in a virtualenv cached
-# outside the clone; exports DUIJIE_TEST_PYTHON.
+# Python with the packages the interop tests use (gmssl, the pure-Python
+# SM2/SM3/SM4; cryptography, SM4-GCM; confluent-kafka with its Avro
+# deserializer and schema-registry client, the independent reader of the
+# Confluent wire format), in a virtualenv cached outside the clone;
+# exports DUIJIE_TEST_PYTHON.
 services_python() {
   local env=/var/tmp/duijie-pyenv
-  if ! "$env/bin/python" -c 'import gmssl, cryptography' >/dev/null 2>&1; then
-    echo "== installing gmssl and cryptography (PyPI) into $env, once"
-    python3 -m venv "$env" >/dev/null 2>&1 || { services_apt python3-venv && python3 -m venv "$env"; }
-    "$env/bin/pip" install -q 'gmssl==3.2.2' 'cryptography>=44' >/dev/null
+  if ! "$env/bin/python" -c 'import gmssl, cryptography, fastavro, confluent_kafka.schema_registry.avro' >/dev/null 2>&1; then
+    echo "== installing gmssl, cryptography and confluent-kafka (PyPI) into $env, once"
+    [ -x "$env/bin/pip" ] || python3 -m venv "$env" >/dev/null 2>&1 || { services_apt python3-venv && python3 -m venv "$env"; }
+    "$env/bin/pip" install -q 'gmssl==3.2.2' 'cryptography>=44' 'confluent-kafka[avro,schemaregistry]==2.12.0' >/dev/null
   fi
   export DUIJIE_TEST_PYTHON="$env/bin/python"
 }

@@ -238,7 +238,8 @@ fn sigterm_mid_ingest_commits_in_flight_batches_so_a_restart_duplicates_nothing(
 /// With `schema_registry` set to Apicurio Registry's Confluent-compatible
 /// API, the hub registers the canonical schema under `<topic>-value` and
 /// writes the Confluent wire format with the registry's id, which a reader
-/// resolves at the registry.
+/// resolves at the registry — this test's own, and confluent-kafka's
+/// Python consumer (`scripts/registry_read.py`).
 #[test]
 fn with_a_schema_registry_records_use_the_confluent_wire_format() {
     let brokers = brokers();
@@ -290,6 +291,37 @@ fn with_a_schema_registry_records_use_the_confluent_wire_format() {
         assert_eq!(fields[0].1, apache_avro::types::Value::String(r.key_str()));
         assert_eq!(r.headers["content-type"], "application/vnd.confluent.avro");
     }
+    // An independent consumer — confluent-kafka's AvroDeserializer, the
+    // schema fetched from Apicurio by the id in each record — reads them
+    // all, and each record's id is its key.
+    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
+        .arg(root().join("scripts/registry_read.py"))
+        .args([
+            brokers.as_str(),
+            registry.as_str(),
+            topic.as_str(),
+            "50",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(decoded.len(), 50);
+    assert!(
+        decoded
+            .iter()
+            .all(|r| r["id"] == r["key"] && r["id"].is_string()),
+        "{decoded:?}"
+    );
 }
 
 /// `duijie check --registry`, against Apicurio Registry: a subject whose
