@@ -280,7 +280,7 @@ pub fn check_deployment(config: &Path) -> CheckReport {
 }
 
 /// `duijie check --registry URL`: the schema each pipeline would register
-/// (under `<topic>-value`) against what the registry holds for that
+/// (under its subject, `[kafka] subject_strategy`) against what the registry holds for that
 /// subject, under the subject's compatibility level (its own, else the
 /// registry's, else `BACKWARD`; [`crate::schema::compat`]). One line per
 /// rule broken, naming the pipeline (file and line), the subject, the
@@ -299,14 +299,15 @@ pub async fn registry_breaks(config: &Path, url: &str) -> Vec<String> {
         Ok(m) => m,
         Err(errors) => return errors.iter().map(ToString::to_string).collect(),
     };
-    let registry = crate::schema::registry::RegistryClient::new(url);
+    let registry =
+        crate::schema::registry::RegistryClient::new(url, deployment.kafka.subject_strategy);
     let mut problems = Vec::new();
     let mut judged = std::collections::BTreeSet::new();
     for p in &deployment.pipelines {
         let Some(m) = mappings.get(&p.mapping) else {
             continue;
         };
-        let subject = format!("{}-value", p.topic);
+        let subject = registry.subject(&p.topic, &m.schema.full_name);
         if !judged.insert((subject.clone(), m.schema.full_name.clone())) {
             continue;
         }

@@ -235,6 +235,13 @@ pub struct KafkaConfig {
     /// use Avro single-object encoding.
     #[serde(default)]
     pub schema_registry: Option<String>,
+    /// Under which subject a canonical schema is registered:
+    /// `topic_name` (default, `<topic>-value`), `record_name` (the
+    /// record's full name, one subject across topics) or
+    /// `topic_record_name` (`<topic>-<record full name>`) — the Confluent
+    /// serializers' three strategies.
+    #[serde(default)]
+    pub subject_strategy: crate::schema::registry::SubjectStrategy,
     /// Extra librdkafka properties for every client (`security.protocol`…).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,

@@ -324,6 +324,54 @@ fn with_a_schema_registry_records_use_the_confluent_wire_format() {
     );
 }
 
+/// `subject_strategy = "topic_record_name"`: the schema is registered
+/// under `<topic>-<record full name>` (not `<topic>-value`), and the
+/// records carry that subject's id; `duijie check --registry` judges the
+/// same subject.
+#[test]
+fn the_topic_record_name_strategy_registers_under_topic_and_record() {
+    let brokers = brokers();
+    let registry = registry();
+    let topic = unique("canonical.urban");
+    let d = TestDeployment::with_kafka(
+        &brokers,
+        &format!("schema_registry = \"{registry}\"\nsubject_strategy = \"topic_record_name\""),
+        &file_pipeline(&topic, &unique("dlq.urban"), 100, 2, 1 << 20),
+    );
+    drop_file(&d, "few.jsonl", &generated_cases(5, 41));
+    let hub = d.spawn();
+    wait_until(Duration::from_secs(60), "the file to be finished", || {
+        d.path("inbox/done/few.jsonl").exists()
+    });
+    terminate(hub);
+    let subjects = get_json(&format!("{registry}/subjects"));
+    let subject = format!("{topic}-duijie.canonical.UrbanCase");
+    let named = |s: &str| subjects.as_array().unwrap().iter().any(|v| v == s);
+    assert!(named(&subject), "{subject} in {subjects}");
+    assert!(!named(&format!("{topic}-value")), "{subjects}");
+    let latest = get_json(&format!("{registry}/subjects/{subject}/versions/latest"));
+    let records = read(&brokers, &topic, true);
+    assert_eq!(records.len(), 5);
+    for r in records {
+        let payload = r.payload.unwrap();
+        assert_eq!(
+            u64::from(u32::from_be_bytes(payload[1..5].try_into().unwrap())),
+            latest["id"].as_u64().unwrap()
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
+        .args(["check", "--config"])
+        .arg(&d.file)
+        .args(["--registry", &registry])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `duijie check --registry`, against Apicurio Registry: a subject whose
 /// latest version lacks fields the deployment's schema requires (no
 /// default) is refused before deploy under BACKWARD, naming the pipeline,

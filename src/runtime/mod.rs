@@ -155,7 +155,7 @@ impl Hub {
             .kafka
             .schema_registry
             .as_deref()
-            .map(RegistryClient::new);
+            .map(|url| RegistryClient::new(url, self.deployment.kafka.subject_strategy));
         let mut tasks = Vec::new();
         // Tasks that must run once across the instances of this hub (the
         // polled and subscribed pipelines, the keepers), and the webhook

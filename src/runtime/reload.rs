@@ -237,7 +237,7 @@ impl Swap<'_> {
             .kafka
             .schema_registry
             .as_deref()
-            .map(RegistryClient::new);
+            .map(|url| RegistryClient::new(url, new.kafka.subject_strategy));
         for (name, p) in wanted {
             let identity = pipeline_identity(p, dir);
             if running.identity(name) == Some(&identity) {

@@ -1,6 +1,7 @@
 //! Registration of canonical schemas with a Confluent-compatible schema
 //! registry, for deployments whose consumers expect the Confluent wire
-//! format. Subjects follow the topic-name strategy: `<topic>-value`.
+//! format, under the subject strategy the deployment names
+//! ([`SubjectStrategy`]: `<topic>-value` by default).
 
 use serde::Deserialize;
 use std::time::Duration;
@@ -49,11 +50,38 @@ impl From<RegistryError> for crate::error::Error {
 /// The most of a registry's answer the hub reads.
 const ANSWER_LIMIT: usize = 1 << 20;
 
+/// Which subject a canonical schema is registered under (`[kafka]
+/// subject_strategy`), as the Confluent serializers name them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectStrategy {
+    /// `<topic>-value` (`TopicNameStrategy`).
+    #[default]
+    TopicName,
+    /// The record's full name (`RecordNameStrategy`): one subject for a
+    /// record wherever it is written.
+    RecordName,
+    /// `<topic>-<record full name>` (`TopicRecordNameStrategy`).
+    TopicRecordName,
+}
+
+impl SubjectStrategy {
+    /// The subject of record `full_name` written to `topic`.
+    pub fn subject(self, topic: &str, full_name: &str) -> String {
+        match self {
+            SubjectStrategy::TopicName => format!("{topic}-value"),
+            SubjectStrategy::RecordName => full_name.to_owned(),
+            SubjectStrategy::TopicRecordName => format!("{topic}-{full_name}"),
+        }
+    }
+}
+
 /// A client of the registry's REST API.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     base: String,
     client: reqwest::Client,
+    strategy: SubjectStrategy,
 }
 
 #[derive(Deserialize)]
@@ -69,7 +97,7 @@ struct Version {
 }
 
 impl RegistryClient {
-    pub fn new(base_url: &str) -> Self {
+    pub fn new(base_url: &str, strategy: SubjectStrategy) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -77,13 +105,25 @@ impl RegistryClient {
         Self {
             base: base_url.trim_end_matches('/').to_owned(),
             client,
+            strategy,
         }
     }
 
-    /// Registers `schema_json` under `<topic>-value` (a no-op in the
-    /// registry when it is already there) and returns its global id.
-    pub async fn register(&self, topic: &str, schema_json: &str) -> Result<u32, RegistryError> {
-        let subject = format!("{topic}-value");
+    /// The subject of record `full_name` written to `topic`.
+    pub fn subject(&self, topic: &str, full_name: &str) -> String {
+        self.strategy.subject(topic, full_name)
+    }
+
+    /// Registers `schema_json` (record `full_name`, written to `topic`)
+    /// under its subject (a no-op in the registry when it is already
+    /// there) and returns its global id.
+    pub async fn register(
+        &self,
+        topic: &str,
+        full_name: &str,
+        schema_json: &str,
+    ) -> Result<u32, RegistryError> {
+        let subject = self.subject(topic, full_name);
         let url = format!("{}/subjects/{subject}/versions", self.base);
         let response = self
             .client
@@ -198,5 +238,28 @@ impl RegistryClient {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The three strategies name subjects as the Confluent serializers do.
+    #[test]
+    fn each_subject_strategy_names_its_subject() {
+        let (topic, record) = ("canonical.urban_case", "duijie.canonical.UrbanCase");
+        assert_eq!(
+            SubjectStrategy::default().subject(topic, record),
+            "canonical.urban_case-value"
+        );
+        assert_eq!(
+            SubjectStrategy::RecordName.subject(topic, record),
+            "duijie.canonical.UrbanCase"
+        );
+        assert_eq!(
+            SubjectStrategy::TopicRecordName.subject(topic, record),
+            "canonical.urban_case-duijie.canonical.UrbanCase"
+        );
     }
 }
