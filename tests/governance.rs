@@ -294,6 +294,60 @@ settle = "0s"
         "{table}"
     );
 
+    // With an edited schema folder too (a new optional field): the schema
+    // change is reported beside the field diff, readable both ways.
+    let edited_schemas = dir.path().join("schemas.edited");
+    copy_dir(&root().join("schemas"), &edited_schemas);
+    let avsc = edited_schemas.join("urban_case.avsc");
+    let text = std::fs::read_to_string(&avsc).unwrap().replacen(
+        "\"fields\": [",
+        "\"fields\": [\n    {\"name\": \"note\", \"type\": [\"null\", \"string\"], \"default\": null},",
+        1,
+    );
+    std::fs::write(&avsc, text).unwrap();
+    let (code, out, err) = duijie(
+        &[
+            "mapping",
+            "diff",
+            "--mapping",
+            "urban_case",
+            "--file",
+            edited.to_str().unwrap(),
+            "--schemas",
+            edited_schemas.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &config,
+        &brokers,
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["records_changed"], 3, "the field diff as before");
+    assert_eq!(
+        d["schema"]["added"],
+        serde_json::json!([r#"note: ["null","string"] = null"#]),
+        "{d}"
+    );
+    assert_eq!(d["schema"]["backward"], serde_json::json!({"Ok": null}));
+    assert_eq!(d["schema"]["forward"], serde_json::json!({"Ok": null}));
+    let (_, table, _) = duijie(
+        &[
+            "mapping",
+            "diff",
+            "--mapping",
+            "urban_case",
+            "--schemas",
+            edited_schemas.to_str().unwrap(),
+        ],
+        &config,
+        &brokers,
+    );
+    assert!(
+        table.contains("+ note") && table.contains("BACKWARD (the new schema reads old data): yes"),
+        "{table}"
+    );
+
     // Shipped, then remapped: the same keys, the fixed values, version 2.
     std::fs::write(mappings.join("urban_case.yaml"), &fixed).unwrap();
     let from = duijie::calendar::local_rfc3339(started);

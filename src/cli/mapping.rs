@@ -87,17 +87,23 @@ pub(super) fn mapping_test(
 }
 
 /// `duijie mapping diff`.
-pub(super) fn mapping_diff(
-    config: &Path,
-    name: &str,
-    file: Option<PathBuf>,
-    codes: Option<PathBuf>,
-    sample: Option<usize>,
-    from: Option<String>,
-    format: OutputFormat,
-) -> Result<ExitCode> {
-    let deployment = load_deployment(config)?;
+pub(super) fn mapping_diff(args: MappingDiffArgs) -> Result<ExitCode> {
+    let MappingDiffArgs {
+        config,
+        mapping,
+        file,
+        codes,
+        schemas: edited_schemas,
+        sample,
+        from,
+        format,
+    } = args;
+    let name = mapping.as_str();
+    let deployment = load_deployment(&config)?;
     let schemas = SchemaSet::load_dir(&deployment.hub.schemas)?;
+    let edited_schemas = edited_schemas
+        .map(|dir| SchemaSet::load_dir(&dir))
+        .transpose()?;
     let set = deployment_mappings(&deployment, &schemas)?;
     let Some(current) = set.get(name) else {
         bail!(
@@ -107,8 +113,15 @@ pub(super) fn mapping_diff(
     };
     let edited_file = file.unwrap_or_else(|| current.file.clone());
     let edited = set
-        .load_edited(&edited_file, codes.as_deref(), &schemas)
+        .load_edited(
+            &edited_file,
+            codes.as_deref(),
+            edited_schemas.as_ref().unwrap_or(&schemas),
+        )
         .map_err(load_errors)?;
+    // The schema change the edit brings (another record, or an edited
+    // schema folder), judged both ways.
+    let schema = duijie::schema::compat::change(&current.schema.json, &edited.schema.json);
     let raw_topics: Vec<String> = deployment
         .pipelines
         .iter()
@@ -158,10 +171,19 @@ pub(super) fn mapping_diff(
         Ok(duijie::mapping::diff::diff(&current, &edited, &records))
     })?;
     match format {
-        OutputFormat::Table => print!("{}", duijie::mapping::diff::report(&diff, name)),
-        OutputFormat::Json => println!("{}", serde_json::to_string(&diff)?),
+        OutputFormat::Table => {
+            print!("{}", schema.report());
+            print!("{}", duijie::mapping::diff::report(&diff, name));
+        }
+        OutputFormat::Json => {
+            let mut v = serde_json::to_value(&diff)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("schema".into(), serde_json::to_value(&schema)?);
+            }
+            println!("{v}");
+        }
     }
-    Ok(if diff.changes_anything() {
+    Ok(if diff.changes_anything() || schema.is_change() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

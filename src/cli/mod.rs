@@ -448,6 +448,11 @@ struct MappingDiffArgs {
     /// An edited copy of `mappings/codes/`.
     #[arg(long)]
     codes: Option<PathBuf>,
+    /// An edited copy of `schemas/`: the edited mapping is read against
+    /// it, and the schema change is reported beside the field diff
+    /// (fields added, removed, changed; BACKWARD and FORWARD).
+    #[arg(long)]
+    schemas: Option<PathBuf>,
     /// The most recent N raw records (default 1000).
     #[arg(long, conflicts_with = "from")]
     sample: Option<usize>,
@@ -520,17 +525,8 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
                 }),
         } => mapping_test(&mappings, &schemas, fixtures, mapping, bless),
         Command::Mapping {
-            command:
-                MappingCommand::Diff(MappingDiffArgs {
-                    config,
-                    mapping,
-                    file,
-                    codes,
-                    sample,
-                    from,
-                    format,
-                }),
-        } => match mapping_diff(&config, &mapping, file, codes, sample, from, format) {
+            command: MappingCommand::Diff(args),
+        } => match mapping_diff(args) {
             // Like diff(1): 0 no change, 1 changes, 2 trouble.
             Ok(code) => Ok(code),
             Err(e) => {

@@ -340,3 +340,160 @@ mod tests {
         assert!(check(Level::None, "not even a schema", &versions).is_empty());
     }
 }
+
+/// What a schema change does, field by field, and who can still read
+/// whom (`duijie mapping diff --schemas`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// The record's full name before and after.
+    pub old_name: String,
+    pub new_name: String,
+    /// Top-level fields the new schema adds, with their type (and whether
+    /// they have a default).
+    pub added: Vec<String>,
+    /// Top-level fields the new schema drops.
+    pub removed: Vec<String>,
+    /// Top-level fields whose type or default changed: `name: old → new`.
+    pub changed: Vec<String>,
+    /// The new schema reads data the old one wrote (BACKWARD), or the
+    /// rule it breaks.
+    pub backward: Result<(), String>,
+    /// The old schema reads data the new one writes (FORWARD), or the rule.
+    pub forward: Result<(), String>,
+}
+
+impl Change {
+    /// Whether anything changed at all.
+    pub fn is_change(&self) -> bool {
+        self.old_name != self.new_name
+            || !self.added.is_empty()
+            || !self.removed.is_empty()
+            || !self.changed.is_empty()
+    }
+
+    /// The change as the diff's table prints it.
+    pub fn report(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        if !self.is_change() {
+            let _ = writeln!(out, "schema {}: unchanged", self.new_name);
+            return out;
+        }
+        let _ = writeln!(out, "schema {} → {}:", self.old_name, self.new_name);
+        for f in &self.added {
+            let _ = writeln!(out, "  + {f}");
+        }
+        for f in &self.removed {
+            let _ = writeln!(out, "  - {f}");
+        }
+        for f in &self.changed {
+            let _ = writeln!(out, "  ~ {f}");
+        }
+        let verdict = |r: &Result<(), String>| match r {
+            Ok(()) => "yes".to_owned(),
+            Err(why) => format!("NO: {why}"),
+        };
+        let _ = writeln!(
+            out,
+            "  BACKWARD (the new schema reads old data): {}",
+            verdict(&self.backward)
+        );
+        let _ = writeln!(
+            out,
+            "  FORWARD (readers of the old schema read new data): {}",
+            verdict(&self.forward)
+        );
+        out
+    }
+}
+
+/// The change from schema `old` to schema `new` (both JSON).
+pub fn change(old: &str, new: &str) -> Change {
+    let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap_or(Value::Null);
+    let (o, n) = (parse(old), parse(new));
+    let name = |v: &Value| {
+        let ns = v.get("namespace").and_then(Value::as_str).unwrap_or("");
+        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+        if ns.is_empty() || name.contains('.') {
+            name.to_owned()
+        } else {
+            format!("{ns}.{name}")
+        }
+    };
+    let fields = |v: &Value| -> BTreeMap<String, (Value, Option<Value>)> {
+        v.get("fields")
+            .and_then(Value::as_array)
+            .map(|fs| {
+                fs.iter()
+                    .filter_map(|f| {
+                        Some((
+                            f.get("name")?.as_str()?.to_owned(),
+                            (f.get("type")?.clone(), f.get("default").cloned()),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (of, nf) = (fields(&o), fields(&n));
+    let show = |t: &Value, d: &Option<Value>| match d {
+        Some(d) => format!("{t} = {d}"),
+        None => t.to_string(),
+    };
+    Change {
+        old_name: name(&o),
+        new_name: name(&n),
+        added: nf
+            .iter()
+            .filter(|(k, _)| !of.contains_key(*k))
+            .map(|(k, (t, d))| format!("{k}: {}", show(t, d)))
+            .collect(),
+        removed: of
+            .iter()
+            .filter(|(k, _)| !nf.contains_key(*k))
+            .map(|(k, (t, d))| format!("{k}: {}", show(t, d)))
+            .collect(),
+        changed: of
+            .iter()
+            .filter_map(|(k, (ot, od))| {
+                let (nt, nd) = nf.get(k)?;
+                (ot != nt || od != nd).then(|| format!("{k}: {} → {}", show(ot, od), show(nt, nd)))
+            })
+            .collect(),
+        backward: can_read(old, new),
+        forward: can_read(new, old),
+    }
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+
+    /// A new optional field: added, both ways readable; a required one:
+    /// BACKWARD broken, naming it; a narrowed type: changed.
+    #[test]
+    fn a_change_lists_its_fields_and_who_reads_whom() {
+        let old = r#"{"type":"record","name":"Case","namespace":"d","fields":[{"name":"id","type":"string"},{"name":"fine","type":"long"}]}"#;
+        let optional = r#"{"type":"record","name":"Case","namespace":"d","fields":[{"name":"id","type":"string"},{"name":"fine","type":"long"},{"name":"note","type":["null","string"],"default":null}]}"#;
+        let c = change(old, optional);
+        assert!(c.is_change());
+        assert_eq!(c.added, [r#"note: ["null","string"] = null"#]);
+        assert!(c.backward.is_ok() && c.forward.is_ok(), "{c:?}");
+        let required = r#"{"type":"record","name":"Case","namespace":"d","fields":[{"name":"id","type":"string"},{"name":"fine","type":"int"},{"name":"grid","type":"string"}]}"#;
+        let c = change(old, required);
+        assert_eq!(c.changed, [r#"fine: "long" → "int""#]);
+        assert!(
+            c.backward
+                .as_ref()
+                .is_err_and(|e| e.contains("grid") || e.contains("fine")),
+            "{c:?}"
+        );
+        assert!(
+            c.report()
+                .contains("BACKWARD (the new schema reads old data): NO"),
+            "{}",
+            c.report()
+        );
+        assert!(!change(old, old).is_change());
+    }
+}
