@@ -32,7 +32,7 @@ mod common;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use common::{env_or, lines, median, workload};
+use common::{env_or, lines, median, tag, workload};
 use duijie::bus::{Bus, TopicSpec};
 use duijie::config::Deployment;
 use duijie::runtime::Hub;
@@ -42,10 +42,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-fn tag() -> String {
-    format!("{}-{:06x}", std::process::id(), fastrand::u32(..0xFFFFFF))
-}
 
 /// The baseline: every line to the broker, keyed by its case number.
 async fn baseline(

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{env_or, lines, median, workload};
+use common::{env_or, lines, median, tag, workload};
 use duijie::config::Deployment;
 use duijie::runtime::Hub;
 use duijie::runtime::stats::PipelineStats;
@@ -28,10 +28,6 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-fn tag() -> String {
-    format!("{}-{:06x}", std::process::id(), fastrand::u32(..0xFFFFFF))
-}
 
 /// The deployment: the file-drop pipeline, and push pipeline `name` to box
 /// `name` when one is given.

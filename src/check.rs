@@ -15,6 +15,16 @@ pub struct CheckReport {
     /// Things that work but should not stay so (credentials in clear).
     pub warnings: Vec<String>,
     pub summary: String,
+    /// The deployment and its mappings as read, when they could be (what
+    /// [`registry_breaks`] judges).
+    pub loaded: Option<Loaded>,
+}
+
+/// A deployment and its mappings, as `check` read them.
+#[derive(Debug)]
+pub struct Loaded {
+    pub deployment: Deployment,
+    pub mappings: MappingSet,
 }
 
 /// The GB/T 2260 division codes the repository holds
@@ -276,6 +286,10 @@ pub fn check_deployment(config: &Path) -> CheckReport {
         mappings.mappings.len(),
         schemas.iter().count()
     );
+    report.loaded = Some(Loaded {
+        deployment,
+        mappings,
+    });
     report
 }
 
@@ -286,19 +300,11 @@ pub fn check_deployment(config: &Path) -> CheckReport {
 /// rule broken, naming the pipeline (file and line), the subject, the
 /// schema, the version and the field; a registry that cannot be asked is a
 /// problem too (nothing is assumed compatible).
-pub async fn registry_breaks(config: &Path, url: &str) -> Vec<String> {
-    let deployment = match Deployment::load(config) {
-        Ok(d) => d,
-        Err(errors) => return errors.iter().map(ToString::to_string).collect(),
-    };
-    let schemas = match SchemaSet::load_dir(&deployment.hub.schemas) {
-        Ok(s) => s,
-        Err(e) => return vec![e.to_string()],
-    };
-    let mappings = match MappingSet::load_dir(&deployment.hub.mappings, &schemas) {
-        Ok(m) => m,
-        Err(errors) => return errors.iter().map(ToString::to_string).collect(),
-    };
+pub async fn registry_breaks(loaded: &Loaded, url: &str) -> Vec<String> {
+    let Loaded {
+        deployment,
+        mappings,
+    } = loaded;
     let registry =
         crate::schema::registry::RegistryClient::new(url, deployment.kafka.subject_strategy);
     let mut problems = Vec::new();

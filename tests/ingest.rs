@@ -35,6 +35,17 @@ max_record_bytes = {max_record_bytes}
     )
 }
 
+/// Drops `text` as `inbox/few.jsonl`, runs the hub until the file is
+/// done, and stops it.
+fn ingest_few(d: &TestDeployment, text: &str) {
+    drop_file(d, "few.jsonl", text);
+    let hub = d.spawn();
+    wait_until(Duration::from_secs(60), "the file to be finished", || {
+        d.path("inbox/done/few.jsonl").exists()
+    });
+    terminate(hub);
+}
+
 #[test]
 fn good_records_land_once_and_bad_ones_in_the_dlq_with_reasons() {
     let brokers = brokers();
@@ -252,12 +263,7 @@ fn with_a_schema_registry_records_use_the_confluent_wire_format() {
         &file_pipeline(&topic, &dlq, 100, 2, 1 << 20),
     );
     let good = generated_cases(50, 23);
-    drop_file(&d, "few.jsonl", &good);
-    let hub = d.spawn();
-    wait_until(Duration::from_secs(60), "the file to be finished", || {
-        d.path("inbox/done/few.jsonl").exists()
-    });
-    terminate(hub);
+    ingest_few(&d, &good);
 
     let subjects = get_json(&format!("{registry}/subjects"));
     let subject = format!("{topic}-value");
@@ -338,12 +344,7 @@ fn the_topic_record_name_strategy_registers_under_topic_and_record() {
         &format!("schema_registry = \"{registry}\"\nsubject_strategy = \"topic_record_name\""),
         &file_pipeline(&topic, &unique("dlq.urban"), 100, 2, 1 << 20),
     );
-    drop_file(&d, "few.jsonl", &generated_cases(5, 41));
-    let hub = d.spawn();
-    wait_until(Duration::from_secs(60), "the file to be finished", || {
-        d.path("inbox/done/few.jsonl").exists()
-    });
-    terminate(hub);
+    ingest_few(&d, &generated_cases(5, 41));
     let subjects = get_json(&format!("{registry}/subjects"));
     let subject = format!("{topic}-duijie.canonical.UrbanCase");
     let named = |s: &str| subjects.as_array().unwrap().iter().any(|v| v == s);
@@ -394,19 +395,6 @@ fn check_registry_gates_an_incompatible_schema_and_a_compatible_one_is_a_new_ver
             .retain(|f| f["name"] != field);
         v.to_string()
     };
-    let register = |subject: &str, schema: &str| {
-        let (status, answer) = post(
-            &format!("{registry}/subjects/{subject}/versions"),
-            &[(
-                "Content-Type",
-                "application/vnd.schemaregistry.v1+json".to_owned(),
-            )],
-            serde_json::json!({ "schema": schema })
-                .to_string()
-                .as_bytes(),
-        );
-        assert_eq!(status, 200, "{answer}");
-    };
     let check = |d: &TestDeployment| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
             .args(["check", "--config"])
@@ -423,7 +411,11 @@ fn check_registry_gates_an_incompatible_schema_and_a_compatible_one_is_a_new_ver
     // Incompatible: the registry's version has no `source_system`, which
     // the deployment's schema requires without a default.
     let topic = unique("canonical.urban");
-    register(&format!("{topic}-value"), &without("source_system"));
+    register_schema(
+        &registry,
+        &format!("{topic}-value"),
+        &without("source_system"),
+    );
     let d = TestDeployment::with_kafka(
         &brokers,
         &format!("schema_registry = \"{registry}\""),
@@ -444,7 +436,7 @@ fn check_registry_gates_an_incompatible_schema_and_a_compatible_one_is_a_new_ver
     let topic = unique("canonical.urban");
     let subject = format!("{topic}-value");
     let old = without("category_name");
-    register(&subject, &old);
+    register_schema(&registry, &subject, &old);
     let d = TestDeployment::with_kafka(
         &brokers,
         &format!("schema_registry = \"{registry}\""),
@@ -452,12 +444,7 @@ fn check_registry_gates_an_incompatible_schema_and_a_compatible_one_is_a_new_ver
     );
     let (ok, stderr) = check(&d);
     assert!(ok, "a new optional field passes: {stderr}");
-    drop_file(&d, "few.jsonl", &generated_cases(20, 31));
-    let hub = d.spawn();
-    wait_until(Duration::from_secs(60), "the file to be finished", || {
-        d.path("inbox/done/few.jsonl").exists()
-    });
-    terminate(hub);
+    ingest_few(&d, &generated_cases(20, 31));
     let versions = get_json(&format!("{registry}/subjects/{subject}/versions"));
     assert_eq!(
         versions,

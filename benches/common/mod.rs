@@ -38,6 +38,11 @@ pub fn workload(records: usize) -> Vec<u8> {
     out.stdout
 }
 
+/// A name part unique to this run (topics, groups, departments).
+pub fn tag() -> String {
+    format!("{}-{:06x}", std::process::id(), fastrand::u32(..0xFFFFFF))
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]

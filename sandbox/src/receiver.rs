@@ -204,35 +204,11 @@ impl Inbox {
                 .map(str::to_owned)
         };
         let mut state = self.inner.lock().expect("inbox lock");
-        if state.down {
-            *state.turned_away.entry(name.to_owned()).or_default() += 1;
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "down", "message": "系统维护中"}),
-            );
-        }
-        if let Some(secret) = &self.secret {
-            let (Some(ts), Some(sig)) = (header("X-Timestamp"), header("X-Signature")) else {
-                return answer(
-                    StatusCode::UNAUTHORIZED,
-                    json!({"status": "refused", "message": "缺少签名"}),
-                );
-            };
-            // The hub's scheme 2 signs the key with the body: a request
-            // sent again under another key does not verify.
-            let key = header("Idempotency-Key").unwrap_or_default();
-            // HMAC-SM3 or HMAC-SHA256, as the scheme header says.
-            let suite = header("X-Signature-Scheme")
-                .as_deref()
-                .and_then(duijie_connectors::signature::suite_of_scheme_v2);
-            if !suite.is_some_and(|suite| {
-                duijie_connectors::signature::verify_v2_with(suite, secret, &ts, &key, body, &sig)
-            }) {
-                return answer(
-                    StatusCode::UNAUTHORIZED,
-                    json!({"status": "refused", "message": "签名校验失败"}),
-                );
-            }
+        // The hub's scheme 2 signs the key with the body: a request sent
+        // again under another key does not verify.
+        let signed_key = header("Idempotency-Key").unwrap_or_default();
+        if let Some(refusal) = self.admit(&mut state, name, headers, &signed_key, body) {
+            return refusal;
         }
         let Some(key) = header("Idempotency-Key") else {
             return answer(
@@ -270,6 +246,47 @@ impl Inbox {
         }
     }
 
+    /// The refusal of a request to box `name` before its records are read:
+    /// down (counted as turned away), or not signed by scheme 2 over
+    /// `<timestamp>.<key>.<body>` (HMAC-SM3 or HMAC-SHA256, as the scheme
+    /// header says) when signatures are required.
+    fn admit(
+        &self,
+        state: &mut InboxState,
+        name: &str,
+        headers: &HeaderMap,
+        key: &str,
+        body: &[u8],
+    ) -> Option<Response> {
+        if state.down {
+            *state.turned_away.entry(name.to_owned()).or_default() += 1;
+            return Some(answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "down", "message": "系统维护中"}),
+            ));
+        }
+        let secret = self.secret.as_ref()?;
+        let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let (Some(ts), Some(sig)) = (header("X-Timestamp"), header("X-Signature")) else {
+            return Some(answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"status": "refused", "message": "缺少签名"}),
+            ));
+        };
+        let suite =
+            header("X-Signature-Scheme").and_then(duijie_connectors::signature::suite_of_scheme_v2);
+        if suite.is_some_and(|suite| {
+            duijie_connectors::signature::verify_v2_with(suite, secret, ts, key, body, sig)
+        }) {
+            None
+        } else {
+            Some(answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"status": "refused", "message": "签名校验失败"}),
+            ))
+        }
+    }
+
     /// Box `name` takes `record` under `key`.
     fn take(state: &mut InboxState, name: &str, key: &str, record: Value) -> Taken {
         let reject = state.reject.clone();
@@ -302,30 +319,9 @@ impl Inbox {
     /// record by record (`results`: `idempotency_key`, `status`
     /// `ACCEPTED`/`REJECTED`, `reason`).
     pub fn receive_batch(&self, name: &str, headers: &HeaderMap, body: &[u8]) -> Response {
-        let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
         let mut state = self.inner.lock().expect("inbox lock");
-        if state.down {
-            *state.turned_away.entry(name.to_owned()).or_default() += 1;
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "down", "message": "系统维护中"}),
-            );
-        }
-        if let Some(secret) = &self.secret {
-            let suite = header("X-Signature-Scheme")
-                .and_then(duijie_connectors::signature::suite_of_scheme_v2);
-            let verified = match (suite, header("X-Timestamp"), header("X-Signature")) {
-                (Some(suite), Some(ts), Some(sig)) => {
-                    duijie_connectors::signature::verify_v2_with(suite, secret, ts, "", body, sig)
-                }
-                _ => false,
-            };
-            if !verified {
-                return answer(
-                    StatusCode::UNAUTHORIZED,
-                    json!({"status": "refused", "message": "签名校验失败"}),
-                );
-            }
+        if let Some(refusal) = self.admit(&mut state, name, headers, "", body) {
+            return refusal;
         }
         let Some(records) = serde_json::from_slice::<Value>(body)
             .ok()

@@ -6,11 +6,11 @@ use std::io::Write;
 
 pub(super) fn check(config: &Path, registry: Option<&str>) -> Result<ExitCode> {
     let mut report = duijie::check::check_deployment(config);
-    if let Some(url) = registry
+    if let (Some(url), Some(loaded)) = (registry, &report.loaded)
         && report.problems.is_empty()
     {
         report.problems =
-            tokio_main_value(async { Ok(duijie::check::registry_breaks(config, url).await) })?;
+            tokio_main_value(async { Ok(duijie::check::registry_breaks(loaded, url).await) })?;
         if report.problems.is_empty() {
             report.summary = format!(
                 "{}\nschemas compatible with {url} under each subject's compatibility level",

@@ -710,29 +710,25 @@ impl Delivery {
             // One request a record: each key's records in offset order
             // (one case's versions), keys side by side within the
             // pipeline's `in_flight` slots.
-            let mut lanes: Vec<Vec<&(Incoming, Outgoing)>> = Vec::new();
-            let mut lane_of: std::collections::HashMap<&str, usize> =
+            let mut lanes: std::collections::HashMap<&str, Vec<&(Incoming, Outgoing)>> =
                 std::collections::HashMap::new();
             for p in &pending {
-                let lane = *lane_of.entry(p.0.key.as_str()).or_insert_with(|| {
-                    lanes.push(Vec::new());
-                    lanes.len() - 1
-                });
-                lanes[lane].push(p);
+                lanes.entry(p.0.key.as_str()).or_default().push(p);
             }
-            let settled = futures::future::try_join_all(lanes.into_iter().map(|lane| async move {
-                let mut receipts = Vec::new();
-                for p in lane {
-                    let chunk = std::slice::from_ref(p);
-                    let results = self.deliver_with_retry(chunk, shutdown).await?;
-                    for ((incoming, out), settled) in chunk.iter().zip(results) {
-                        self.settle(incoming, Some(out), settled, &mut receipts)
-                            .await?;
+            let settled =
+                futures::future::try_join_all(lanes.into_values().map(|lane| async move {
+                    let mut receipts = Vec::new();
+                    for p in lane {
+                        let chunk = std::slice::from_ref(p);
+                        let results = self.deliver_with_retry(chunk, shutdown).await?;
+                        for ((incoming, out), settled) in chunk.iter().zip(results) {
+                            self.settle(incoming, Some(out), settled, &mut receipts)
+                                .await?;
+                        }
                     }
-                }
-                Ok::<_, Error>(receipts)
-            }))
-            .await?;
+                    Ok::<_, Error>(receipts)
+                }))
+                .await?;
             receipts.extend(settled.into_iter().flatten());
         }
         // Every receipt acknowledged before the caller commits the offsets.

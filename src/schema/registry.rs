@@ -124,47 +124,41 @@ impl RegistryClient {
         schema_json: &str,
     ) -> Result<u32, RegistryError> {
         let subject = self.subject(topic, full_name);
-        let url = format!("{}/subjects/{subject}/versions", self.base);
-        let response = self
+        let request = self
             .client
-            .post(&url)
+            .post(format!("{}/subjects/{subject}/versions", self.base))
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .json(&serde_json::json!({ "schema": schema_json }))
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
-        let status = response.status();
-        let body = duijie_connectors::http::read_limited(response, ANSWER_LIMIT)
-            .await
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_else(|e| format!("(the answer could not be read: {e})"));
-        if !status.is_success() {
-            return Err(RegistryError::Refused {
-                subject,
-                status: status.as_u16(),
-                body,
-            });
-        }
-        serde_json::from_str::<Registered>(&body)
+            .json(&serde_json::json!({ "schema": schema_json }));
+        let (status, answer) = self.exchange(request, &subject).await?;
+        answer
+            .and_then(|v| serde_json::from_value::<Registered>(v).ok())
             .map(|r| r.id)
-            .map_err(|_| RegistryError::Refused {
+            .ok_or_else(|| RegistryError::Refused {
                 subject,
                 status: status.as_u16(),
-                body,
+                body: "the answer names no schema id".into(),
             })
     }
 
     /// A GET answered with JSON; `None` for 404 (no such subject or
     /// setting).
     async fn get(&self, path: &str) -> Result<Option<serde_json::Value>, RegistryError> {
-        let url = format!("{}{path}", self.base);
-        let response = self
+        let request = self
             .client
-            .get(&url)
-            .header("Accept", "application/vnd.schemaregistry.v1+json")
+            .get(format!("{}{path}", self.base))
+            .header("Accept", "application/vnd.schemaregistry.v1+json");
+        Ok(self.exchange(request, path).await?.1)
+    }
+
+    /// Sends `request` about `what` (a subject or a path) and reads its
+    /// answer (at most [`ANSWER_LIMIT`]): the JSON of a success, `None`
+    /// for a 404, the registry's refusal otherwise.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<(reqwest::StatusCode, Option<serde_json::Value>), RegistryError> {
+        let response = request
             .send()
             .await
             .map_err(|source| RegistryError::Unreachable {
@@ -173,21 +167,20 @@ impl RegistryClient {
             })?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+            return Ok((status, None));
         }
         let body = duijie_connectors::http::read_limited(response, ANSWER_LIMIT)
             .await
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_else(|e| format!("(the answer could not be read: {e})"));
-        let refused = || RegistryError::Refused {
-            subject: path.to_owned(),
-            status: status.as_u16(),
-            body: body.clone(),
-        };
-        if !status.is_success() {
-            return Err(refused());
+        match serde_json::from_str(&body) {
+            Ok(v) if status.is_success() => Ok((status, Some(v))),
+            _ => Err(RegistryError::Refused {
+                subject: what.to_owned(),
+                status: status.as_u16(),
+                body,
+            }),
         }
-        serde_json::from_str(&body).map(Some).map_err(|_| refused())
     }
 
     /// The compatibility level `subject` is judged under: its own, else

@@ -33,6 +33,22 @@ pub fn registry() -> String {
     )
 }
 
+/// Registers `schema` under `subject` at `registry` (a Confluent-compatible
+/// API), as a downstream team's earlier version; panics unless accepted.
+pub fn register_schema(registry: &str, subject: &str, schema: &str) {
+    let (status, answer) = post(
+        &format!("{registry}/subjects/{subject}/versions"),
+        &[(
+            "Content-Type",
+            "application/vnd.schemaregistry.v1+json".to_owned(),
+        )],
+        serde_json::json!({ "schema": schema })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
 pub fn bus(brokers: &str) -> Bus {
     Bus::new(brokers, format!("test-{}", unique("c")))
 }
