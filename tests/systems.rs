@@ -157,6 +157,14 @@ login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", passwor
             expected.len() >= 300 && got == expected
         },
     );
+    // The hub may read everything within the first token's life; it keeps
+    // polling, so it meets the expiry in the end. A second login is its
+    // answer to the refusal, logged just before.
+    wait_until(
+        Duration::from_secs(30),
+        "the hub to log in again after its token expired",
+        || get_json(&format!("http://{sandbox}/sandbox/counters"))["grid_logins"].as_u64() >= Some(2),
+    );
     let log = terminate(hub);
     assert!(
         log.contains("token refused; logging in again"),

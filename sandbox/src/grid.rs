@@ -310,6 +310,11 @@ async fn login(
     let now = Instant::now();
     state.tokens.retain(|_, exp| *exp > now);
     state.tokens.insert(token.clone(), now + system.token_ttl);
+    system
+        .faults
+        .counters
+        .grid_logins
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     axum::Json(json!({ "code": 0, "msg": "成功", "data": { "token": token, "expiresIn": system.token_ttl.as_secs() } })).into_response()
 }
 

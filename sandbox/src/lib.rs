@@ -68,6 +68,9 @@ pub struct FaultCounters {
     /// latest state.
     pub grid_changes: AtomicU64,
     pub urban_changes: AtomicU64,
+    /// Tokens the grid system has issued: a second one means a client was
+    /// refused its first and logged in again.
+    pub grid_logins: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,6 +81,7 @@ struct CountersView {
     duplicates: u64,
     grid_changes: u64,
     urban_changes: u64,
+    grid_logins: u64,
 }
 
 /// Faults shared by every simulated system.
@@ -159,6 +163,7 @@ async fn get_counters(State(plan): State<FaultPlan>) -> axum::Json<CountersView>
         slow: c.slow.load(Ordering::Relaxed),
         duplicates: c.duplicates.load(Ordering::Relaxed),
         grid_changes: c.grid_changes.load(Ordering::Relaxed),
+        grid_logins: c.grid_logins.load(Ordering::Relaxed),
         urban_changes: c.urban_changes.load(Ordering::Relaxed),
     })
 }
