@@ -2,7 +2,7 @@
 """Decodes duijie's provenance header (`duijie-provenance`, layout 1).
 
 A reference decoder for consumers of the hub's topics, in plain Python with
-no dependencies. The layout (README, "The provenance header"): one byte,
+no dependencies. The layout (docs/OPERATING.md, "The provenance header"): one byte,
 the layout version (1); then fields, each a tag byte, the value's length as
 an unsigned LEB128 varint, and the value. Unknown tags are skipped, so a
 later hub may add fields; another layout version is refused.

@@ -99,7 +99,7 @@ pub struct HubConfig {
     /// topics were made in. The blacklist keeper carries what it keeps
     /// under them over to the new form, and the entity library honours
     /// officers' link decisions made under them. Remove it once `duijie
-    /// run` has said "carried over" (README, "Changing the suite").
+    /// run` has said "carried over" (docs/SECURITY.md, "Changing the suite").
     #[serde(default)]
     pub previous_suite: Option<duijie_crypto::Suite>,
     /// Keep each source's data quality (completeness, validity, code

@@ -104,7 +104,7 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 1000 }}
         d.path("inbox/done/cases.jsonl").exists()
     });
     // One webhook request a record, in order per partition: 30,000 take
-    // minutes on a busy 2-core machine (README, "Reliability on Apache
+    // minutes on a busy 2-core machine (docs/OPERATING.md, "Reliability on Apache
     // Kafka"). What this test holds the hub to is no loss, no duplicate.
     wait_until(Duration::from_secs(360), "every case delivered", || {
         get_json(&format!("http://{sandbox}/dept/{receiver}/received"))["records"]

@@ -85,7 +85,7 @@ fn every_batch_commits_with_its_cursor() {
 fn six_sigkills_mid_transaction_lose_nothing_and_duplicate_nothing() {
     let (d, topic, _dlq) = deployment();
     let brokers = d.brokers.clone();
-    // 100,000 in the suite; `DUIJIE_CRASH_RECORDS=300000` for the README's run.
+    // 100,000 in the suite; `DUIJIE_CRASH_RECORDS=300000` for the figures in docs/OPERATING.md.
     let n: usize = std::env::var("DUIJIE_CRASH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())

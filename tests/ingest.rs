@@ -153,7 +153,7 @@ fn sigkill_mid_ingest_loses_nothing_and_duplicates_at_most_the_unacknowledged_ba
         &brokers,
         &file_pipeline(&topic, &dlq, BATCH, IN_FLIGHT, 1 << 20),
     );
-    // 60,000 in the suite; `DUIJIE_CRASH_RECORDS=300000` for the README's run.
+    // 60,000 in the suite; `DUIJIE_CRASH_RECORDS=300000` for the figures in docs/OPERATING.md.
     let n: usize = std::env::var("DUIJIE_CRASH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1,4 +1,4 @@
-//! The rooms of the hub stay apart, as the README's architecture section
+//! The rooms of the hub stay apart, as docs/EXTENDING.md ("The rooms and their walls")
 //! draws them: read from the sources, so that an import that crosses a
 //! wall fails here with the file and line that crossed it.
 //!

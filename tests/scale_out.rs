@@ -126,7 +126,7 @@ fn three_exactly_once_instances_fail_over_with_no_duplicate_for_read_committed()
 /// take the dead instance's pipeline over within seconds of the session,
 /// with no duplicate for a `read_committed` reader. A takeover past the
 /// session and 5 s means the group kept the cluster's 45 s default: the
-/// session was not set. (A 1 s session gives the README's figures on a
+/// session was not set. (A 1 s session gives the figures of docs/OPERATING.md on a
 /// quiet machine; under the whole suite's load on two cores, members that
 /// miss their 200 ms heartbeats for a second are fenced and rejoin, so the
 /// suite runs it at 3 s.)

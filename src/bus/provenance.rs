@@ -91,7 +91,7 @@ pub(super) mod names {
 }
 
 /// The one provenance header every record the hub writes carries:
-/// `duijie-provenance`, a packed, versioned layout (README, "The
+/// `duijie-provenance`, a packed, versioned layout (docs/OPERATING.md, "The
 /// provenance header"; `scripts/provenance.py` decodes it outside the hub).
 ///
 /// Layout version 1: one byte `0x01`, then fields, each a tag byte, its
