@@ -375,6 +375,8 @@ struct RawDeployment {
     desk: Option<Spanned<crate::desk::DeskConfig>>,
     #[serde(default)]
     entities: Option<Spanned<crate::entity::EntitiesConfig>>,
+    #[serde(default)]
+    telemetry: Option<Spanned<crate::telemetry::trace::TelemetryConfig>>,
 }
 
 /// The hub's own HTTP server (health, metrics, webhooks, desk).
@@ -503,6 +505,8 @@ pub struct Deployment {
     pub desk: Option<crate::desk::DeskConfig>,
     /// The market-entity credit library (市场主体信用信息库), when configured.
     pub entities: Option<crate::entity::EntitiesConfig>,
+    /// Where spans are exported (`[telemetry] otlp`); none: nowhere.
+    pub telemetry: Option<crate::telemetry::trace::TelemetryConfig>,
 }
 
 impl Deployment {
@@ -683,6 +687,11 @@ impl Deployment {
         {
             errors.push(located.at(h.span(), "http", why));
         }
+        if let Some(t) = &raw.telemetry
+            && let Err(why) = t.get_ref().validate()
+        {
+            errors.push(located.at(t.span(), "telemetry", why));
+        }
         // Sealing at rest: every raw and pipeline dead-letter topic, and the
         // canonical topics named; the process's keyring (`bus::seal`).
         let keyring = raw.hub.encryption.as_ref().and_then(|e| {
@@ -727,6 +736,7 @@ impl Deployment {
             supervision,
             desk,
             entities,
+            telemetry: raw.telemetry.map(Spanned::into_inner),
         })
     }
 

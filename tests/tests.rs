@@ -24,4 +24,5 @@ mod scale_out;
 mod sealing;
 mod security;
 mod systems;
+mod traces;
 mod video;

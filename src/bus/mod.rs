@@ -20,7 +20,7 @@ pub use acks::{Acks, BatchProducer};
 pub use cursor::{CursorStore, StoredCursor};
 pub use provenance::{
     DeadLetter, HeaderTemplate, PROVENANCE_HEADER, PROVENANCE_LAYOUT, PackedProvenance, Provenance,
-    RawRef, headers,
+    RawRef, headers, traced,
 };
 pub use unreadable::{unreadable, unreadable_counts};
 

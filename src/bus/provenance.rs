@@ -327,6 +327,19 @@ pub fn headers(p: &Provenance, schema: &str, content_type: &str) -> OwnedHeaders
     PackedProvenance::of(p, schema, content_type).headers()
 }
 
+/// `headers` with the record's trace (`traceparent`, W3C Trace Context:
+/// `00-<trace id>-<span id>-<flags>`), when there is one: the span that
+/// produced it, which a reader continues (`telemetry::trace`).
+pub fn traced(headers: OwnedHeaders, traceparent: Option<&str>) -> OwnedHeaders {
+    match traceparent {
+        Some(value) => headers.insert(Header {
+            key: crate::telemetry::trace::HEADER,
+            value: Some(value),
+        }),
+        None => headers,
+    }
+}
+
 /// Where a canonical record's raw payload is kept (pipelines with raw
 /// retention): the `raw` field of its provenance, `TOPIC/PARTITION/OFFSET`
 /// (a topic name holds no `/`).

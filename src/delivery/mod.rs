@@ -748,8 +748,60 @@ impl Delivery {
     }
 
     /// Sends a chunk until every record in it is settled or the attempts
-    /// run out. Returns (outcome, attempts, reason) per record.
+    /// run out, in a `deliver` span that continues the (first) record's
+    /// trace; each request carries that span's `traceparent`. Returns
+    /// (outcome, attempts, reason) per record.
     async fn deliver_with_retry(
+        &self,
+        chunk: &[(Incoming, Outgoing)],
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<Settled>> {
+        use crate::telemetry::trace;
+        use opentelemetry::KeyValue;
+        use opentelemetry::context::FutureExt as _;
+        let first = &chunk[0].0;
+        let mut attributes = vec![
+            KeyValue::new("duijie.delivery", self.name.clone()),
+            KeyValue::new("duijie.target", self.target.kind()),
+            trace::key(&first.key),
+            KeyValue::new("messaging.kafka.offset", first.offset),
+        ];
+        if chunk.len() > 1 {
+            attributes.push(KeyValue::new("duijie.records", chunk.len() as i64));
+        }
+        let span = trace::begin(
+            "deliver",
+            opentelemetry::trace::SpanKind::Client,
+            &trace::continued(&first.headers),
+            std::time::SystemTime::now(),
+            attributes,
+        );
+        let result = self
+            .attempts(chunk, shutdown)
+            .with_context(span.clone())
+            .await;
+        match &result {
+            Ok(settled) => {
+                let last = settled.last().expect("a chunk is never empty");
+                let refused = settled
+                    .iter()
+                    .find(|s| matches!(s.outcome, Outcome::Rejected | Outcome::Failed));
+                trace::end(
+                    &span,
+                    vec![
+                        KeyValue::new("duijie.outcome", format!("{:?}", last.outcome)),
+                        KeyValue::new("duijie.attempts", i64::from(last.attempts)),
+                    ],
+                    refused.map(|s| s.reason.clone().unwrap_or_default()),
+                );
+            }
+            Err(e) => trace::end(&span, vec![], Some(e.to_string())),
+        }
+        result
+    }
+
+    /// [`Delivery::deliver_with_retry`]'s attempts.
+    async fn attempts(
         &self,
         chunk: &[(Incoming, Outgoing)],
         shutdown: &CancellationToken,

@@ -147,6 +147,13 @@ impl Hub {
             .await
             .context("creating topics")?;
         self.check_history().await?;
+        // Spans and `traceparent` ids for the process; exported only to
+        // `[telemetry] otlp`.
+        let traces = crate::telemetry::trace::Traces::install(
+            self.deployment.telemetry.as_ref(),
+            &self.deployment.hub.name,
+        )
+        .map_err(|why| Error::permanent(Domain::Config, why))?;
         let producer = self.bus.producer()?;
         // The pipelines' own, acknowledged per batch.
         let batch_producer = crate::bus::BatchProducer::new(&self.bus)?;
@@ -239,6 +246,7 @@ impl Hub {
             producer.flush(std::time::Duration::from_secs(30))
         })
         .await;
+        traces.shutdown().await;
         Ok(())
     }
 

@@ -175,6 +175,8 @@ pub async fn run(
                         offset: r.offset,
                     };
                     let prepared = pipeline::prepare(&ctx, &raw, &mut preparer);
+                    // The republished record continues the raw record's
+                    // trace: the fetch it came from.
                     let (kind, _) = pipeline::produce_prepared(
                         &ctx,
                         &ctx.producer,
@@ -182,6 +184,9 @@ pub async fn run(
                         &raw,
                         prepared,
                         Some(&place),
+                        r.headers
+                            .get(crate::telemetry::trace::HEADER)
+                            .map(String::as_str),
                     )
                     .await?;
                     in_chunk += 1;

@@ -322,10 +322,17 @@ impl Http {
         }
     }
 
+    /// Sends `req`, with the `traceparent` of the span it is sent under
+    /// (the push pipeline's `deliver` span), when there is one.
     async fn execute(&self, req: WireRequest) -> Answer {
         let mut builder = self.client.post(&req.url).timeout(self.timeout);
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
+        }
+        if let Some(traceparent) =
+            crate::telemetry::trace::traceparent(&opentelemetry::Context::current())
+        {
+            builder = builder.header(crate::telemetry::trace::HEADER, traceparent);
         }
         builder.body(req.body).send().await
     }

@@ -12,7 +12,9 @@
 //! id, or 202 when it went to the dead-letter topic. If the broker does not
 //! acknowledge, the answer is 503 and the sender retries.
 
-use super::{IngestError, Outcome, PipelineContext, produce_record, produce_reject};
+use super::{
+    IngestError, Outcome, PipelineContext, end_produce, produce_record, produce_reject,
+};
 use crate::runtime::stats::PipelineStats;
 use axum::Router;
 use axum::body::Bytes;
@@ -51,24 +53,33 @@ impl Intake for PipelineIntake {
             error.with_source(e)
         };
         PipelineStats::add(&ctx.stats.fetched, 1);
-        let (acks, taken) = match &delivery {
+        let received = std::time::SystemTime::now();
+        let (acks, taken, span) = match &delivery {
             Pushed::Record(raw) => {
-                let (acks, outcome) = produce_record(ctx, raw).await.map_err(unacknowledged)?;
+                let (acks, outcome, span) = produce_record(ctx, raw, received)
+                    .await
+                    .map_err(unacknowledged)?;
                 let taken = match outcome {
                     Outcome::Mapped(key) => Taken::Mapped { key },
                     Outcome::DeadLettered(reason) => Taken::DeadLettered { reason },
                 };
-                (acks, taken)
+                (acks, taken, span)
             }
             Pushed::Reject(rej) => {
-                let acks = produce_reject(ctx, rej).await.map_err(unacknowledged)?;
+                let (acks, span) = produce_reject(ctx, rej, received)
+                    .await
+                    .map_err(unacknowledged)?;
                 let reason = rej.reason.clone();
-                (acks, Taken::DeadLettered { reason })
+                (acks, Taken::DeadLettered { reason }, span)
             }
         };
-        acks.wait()
-            .await
-            .map_err(|e| unacknowledged(IngestError::Delivery(e)))?;
+        let acked = acks.wait().await;
+        end_produce(
+            &span,
+            1,
+            acked.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        );
+        acked.map_err(|e| unacknowledged(IngestError::Delivery(e)))?;
         match &taken {
             Taken::Mapped { .. } => PipelineStats::add(&ctx.stats.delivered, 1),
             Taken::DeadLettered { .. } => PipelineStats::add(&ctx.stats.dead_lettered, 1),

@@ -21,12 +21,15 @@ pub mod intake;
 use super::stats::PipelineStats;
 use crate::bus::{
     Acks, BatchProducer, Bus, CursorStore, DeadLetter, HeaderTemplate, PackedProvenance,
-    Provenance, StoredCursor, headers,
+    Provenance, StoredCursor, headers, traced,
 };
 use crate::config::PipelineConfig;
 use crate::mapping::Mapping;
 use crate::retry::backoff;
 use crate::schema::{Encoding, RecordEncoder};
+use crate::telemetry::trace;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Context, KeyValue};
 use duijie_connectors::registry::{BuiltSource, Drive};
 use duijie_connectors::{Batch, Cursor, ErrorClass, RawRecord, RawReject, Source, SourceError};
 use rdkafka::error::KafkaError;
@@ -565,13 +568,32 @@ struct PreparedBatch {
     prepared: Vec<Prepared>,
     /// The quality tally of its mapped records.
     tally: crate::quality::Tally,
+    /// The fetch span it came from.
+    fetch: Context,
 }
 
 /// Prepares a batch's records in order, on rayon's pool (one thread a
 /// core, kept for the process's life: threads started per batch would each
 /// begin with a cold allocator heap, and zeroing its fresh pages had cost a
 /// tenth of the hub's CPU). Small batches stay on the calling thread.
-async fn prepare_batch(ctx: PipelineContext, batch: Batch) -> PreparedBatch {
+async fn prepare_batch(ctx: PipelineContext, batch: Batch, fetch: Context) -> PreparedBatch {
+    let began = std::time::SystemTime::now();
+    let prepared = prepare_records(&ctx, batch).await;
+    map_span(&ctx, &fetch, began, &prepared.0);
+    PreparedBatch {
+        prepared: prepared.0,
+        tally: prepared.1,
+        batch: prepared.2,
+        fetch,
+    }
+}
+
+/// [`prepare_batch`]'s work: the prepared records, their tally, and the
+/// batch handed back.
+async fn prepare_records(
+    ctx: &PipelineContext,
+    batch: Batch,
+) -> (Vec<Prepared>, crate::quality::Tally, Batch) {
     use rayon::prelude::*;
     /// Records a worker takes at a time.
     const PER_TASK_MIN: usize = 256;
@@ -587,13 +609,10 @@ async fn prepare_batch(ctx: PipelineContext, batch: Batch) -> PreparedBatch {
         (prepared, preparer.tally(ctx))
     }
     if batch.records.len() < 2 * PER_TASK_MIN {
-        let (prepared, tally) = part(&ctx, &batch.records);
-        return PreparedBatch {
-            batch,
-            prepared,
-            tally,
-        };
+        let (prepared, tally) = part(ctx, &batch.records);
+        return (prepared, tally, batch);
     }
+    let ctx = ctx.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
         let threads = rayon::current_num_threads();
@@ -609,11 +628,7 @@ async fn prepare_batch(ctx: PipelineContext, batch: Batch) -> PreparedBatch {
             prepared.extend(p);
             tally.merge(t);
         }
-        let _ = tx.send(PreparedBatch {
-            batch,
-            prepared,
-            tally,
-        });
+        let _ = tx.send((prepared, tally, batch));
     });
     rx.await.expect("the preparing task does not panic")
 }
@@ -628,6 +643,7 @@ async fn keep_raw(
     producer: &BatchProducer,
     records: &[&RawRecord],
     prepared: &[&Prepared],
+    traceparent: Option<&str>,
 ) -> Result<Vec<Option<crate::bus::RawRef>>, IngestError> {
     let Some(topic) = ctx.config.raw_topic() else {
         return Ok(vec![None; records.len()]);
@@ -654,11 +670,14 @@ async fn keep_raw(
             duijie_connectors::PayloadFormat::Json => "json",
             duijie_connectors::PayloadFormat::Xml => "xml",
         };
-        let headers = PackedProvenance::raw(
-            &provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload),
-            format,
-        )
-        .headers();
+        let headers = traced(
+            PackedProvenance::raw(
+                &provenance(ctx, raw.fetched_at_ms, &raw.origin, &raw.payload),
+                format,
+            )
+            .headers(),
+            traceparent,
+        );
         let acks = Acks::new();
         producer
             .send(&acks, &topic, key, raw.payload.as_ref(), Some(headers))
@@ -691,6 +710,7 @@ pub(super) async fn produce_prepared(
     raw: &RawRecord,
     prepared: Prepared,
     raw_ref: Option<&crate::bus::RawRef>,
+    traceparent: Option<&str>,
 ) -> Result<(Kind, Outcome), IngestError> {
     match prepared {
         Prepared::Record {
@@ -700,11 +720,14 @@ pub(super) async fn produce_prepared(
             lead,
         } => {
             debug!(record_id = %key, origin = %raw.origin, "record produced");
-            let headers = match raw_ref {
-                Some(r) => provenance.with_raw(r),
-                None => provenance,
-            }
-            .headers();
+            let headers = traced(
+                match raw_ref {
+                    Some(r) => provenance.with_raw(r),
+                    None => provenance,
+                }
+                .headers(),
+                traceparent,
+            );
             if let (Some((lead_key, lead_body)), Some(config)) = (lead, &ctx.config.lead) {
                 // The lead carries the record's provenance and is counted
                 // in the same acknowledgements: the cursor moves (or the
@@ -742,7 +765,15 @@ pub(super) async fn produce_prepared(
                 reason.clone(),
                 provenance,
             );
-            send_dead_letter(producer, acks, &ctx.config.dlq_topic, &key, &letter).await?;
+            send_dead_letter(
+                producer,
+                acks,
+                &ctx.config.dlq_topic,
+                &key,
+                &letter,
+                traceparent,
+            )
+            .await?;
             Ok((Kind::DeadLetter, Outcome::DeadLettered(reason)))
         }
     }
@@ -754,16 +785,31 @@ pub(super) async fn produce_prepared(
 pub(super) async fn produce_record(
     ctx: &PipelineContext,
     raw: &RawRecord,
-) -> Result<(Acks, Outcome), IngestError> {
+    received: std::time::SystemTime,
+) -> Result<(Acks, Outcome, Context), IngestError> {
     let producer = &ctx.producer;
+    let fetch = fetch_span(ctx, SpanKind::Server, received, 1);
     let mut preparer = Preparer::new(ctx);
+    let mapped = std::time::SystemTime::now();
     let prepared = prepare(ctx, raw, &mut preparer);
-    let kept = keep_raw(ctx, producer, &[raw], &[&prepared]).await?;
+    map_span(ctx, &fetch, mapped, std::slice::from_ref(&prepared));
+    let span = produce_span(ctx, &fetch);
+    let traceparent = trace::traceparent(&span);
+    let traceparent = traceparent.as_deref();
+    let kept = keep_raw(ctx, producer, &[raw], &[&prepared], traceparent).await?;
     let acks = Acks::new();
-    let (_, outcome) =
-        produce_prepared(ctx, producer, &acks, raw, prepared, kept[0].as_ref()).await?;
+    let (_, outcome) = produce_prepared(
+        ctx,
+        producer,
+        &acks,
+        raw,
+        prepared,
+        kept[0].as_ref(),
+        traceparent,
+    )
+    .await?;
     send_tally(ctx, producer, &acks, &preparer.tally(ctx)).await?;
-    Ok((acks, outcome))
+    Ok((acks, outcome, span))
 }
 
 /// Dead-letters one pushed delivery its source could not turn into a
@@ -771,10 +817,104 @@ pub(super) async fn produce_record(
 pub(super) async fn produce_reject(
     ctx: &PipelineContext,
     rej: &RawReject,
-) -> Result<Acks, IngestError> {
+    received: std::time::SystemTime,
+) -> Result<(Acks, Context), IngestError> {
+    let fetch = fetch_span(ctx, SpanKind::Server, received, 1);
+    let span = produce_span(ctx, &fetch);
     let acks = Acks::new();
-    send_reject(ctx, &ctx.producer, &acks, rej).await?;
-    Ok(acks)
+    send_reject(
+        ctx,
+        &ctx.producer,
+        &acks,
+        rej,
+        trace::traceparent(&span).as_deref(),
+    )
+    .await?;
+    Ok((acks, span))
+}
+
+/// The span of one fetch (a poll that brought `records`, or one pushed
+/// delivery), begun at `began` and ended now: the root of the trace its
+/// records carry.
+fn fetch_span(
+    ctx: &PipelineContext,
+    kind: SpanKind,
+    began: std::time::SystemTime,
+    records: usize,
+) -> Context {
+    let cx = trace::begin(
+        "fetch",
+        kind,
+        &Context::new(),
+        began,
+        vec![
+            KeyValue::new("duijie.pipeline", ctx.config.name.clone()),
+            KeyValue::new("duijie.system", ctx.config.system.clone()),
+            KeyValue::new("duijie.connector", ctx.config.source.kind()),
+        ],
+    );
+    trace::end(
+        &cx,
+        vec![KeyValue::new("duijie.records", records as i64)],
+        None,
+    );
+    cx
+}
+
+/// The span of mapping a fetch's records, begun at `began`, ended now.
+fn map_span(
+    ctx: &PipelineContext,
+    fetch: &Context,
+    began: std::time::SystemTime,
+    prepared: &[Prepared],
+) {
+    let rejects = prepared
+        .iter()
+        .filter(|p| matches!(p, Prepared::Rejected(_)))
+        .count();
+    let cx = trace::begin(
+        "map",
+        SpanKind::Internal,
+        fetch,
+        began,
+        vec![
+            KeyValue::new("duijie.mapping", ctx.mapping.name.clone()),
+            KeyValue::new("duijie.mapping.version", i64::from(ctx.mapping.version)),
+        ],
+    );
+    trace::end(
+        &cx,
+        vec![
+            KeyValue::new("duijie.records", (prepared.len() - rejects) as i64),
+            KeyValue::new("duijie.rejects", rejects as i64),
+        ],
+        None,
+    );
+}
+
+/// The span of producing a fetch's records to the topic, begun now; the
+/// caller ends it once the broker acknowledged them ([`end_produce`]).
+/// Its context is what each record's `traceparent` carries.
+fn produce_span(ctx: &PipelineContext, fetch: &Context) -> Context {
+    trace::begin(
+        "produce",
+        SpanKind::Producer,
+        fetch,
+        std::time::SystemTime::now(),
+        vec![
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.destination.name", ctx.config.topic.clone()),
+        ],
+    )
+}
+
+/// Ends a produce span with the broker's answer.
+pub(super) fn end_produce(span: &Context, records: u64, acked: Result<(), String>) {
+    trace::end(
+        span,
+        vec![KeyValue::new("messaging.batch.message_count", records as i64)],
+        acked.err(),
+    );
 }
 
 /// Writes a connector's reject to the dead-letter topic, counted in `acks`.
@@ -783,6 +923,7 @@ async fn send_reject(
     producer: &BatchProducer,
     acks: &Acks,
     rej: &RawReject,
+    traceparent: Option<&str>,
 ) -> Result<(), IngestError> {
     let provenance = provenance(ctx, rej.fetched_at_ms, &rej.origin, &rej.payload);
     let mut letter = dead_letter(
@@ -797,7 +938,15 @@ async fn send_reject(
     if let Some(whole) = rej.length {
         letter.raw_length = Some(whole);
     }
-    send_dead_letter(producer, acks, &ctx.config.dlq_topic, &rej.origin, &letter).await
+    send_dead_letter(
+        producer,
+        acks,
+        &ctx.config.dlq_topic,
+        &rej.origin,
+        &letter,
+        traceparent,
+    )
+    .await
 }
 
 /// Writes a tally to the quality topic, counted in `acks` (nothing when it
@@ -836,6 +985,8 @@ struct Produced {
     records: u64,
     letters: u64,
     cursor: Cursor,
+    /// The produce span, ended once the broker acknowledged the batch.
+    span: Context,
 }
 
 /// Hands every record of a prepared batch to the producer, in order, then
@@ -848,13 +999,18 @@ async fn produce_batch(
         batch,
         prepared,
         tally,
+        fetch,
     }: PreparedBatch,
 ) -> Result<Produced, IngestError> {
+    let span = produce_span(ctx, &fetch);
+    let traceparent = trace::traceparent(&span);
+    let traceparent = traceparent.as_deref();
     let kept = keep_raw(
         ctx,
         producer,
         &batch.records.iter().collect::<Vec<_>>(),
         &prepared.iter().collect::<Vec<_>>(),
+        traceparent,
     )
     .await?;
     let acks = Acks::new();
@@ -863,7 +1019,7 @@ async fn produce_batch(
         if i % 256 == 255 {
             tokio::task::yield_now().await;
         }
-        match produce_prepared(ctx, producer, &acks, raw, p, raw_ref.as_ref())
+        match produce_prepared(ctx, producer, &acks, raw, p, raw_ref.as_ref(), traceparent)
             .await?
             .0
         {
@@ -872,7 +1028,7 @@ async fn produce_batch(
         }
     }
     for rej in &batch.rejects {
-        send_reject(ctx, producer, &acks, rej).await?;
+        send_reject(ctx, producer, &acks, rej, traceparent).await?;
         letters += 1;
     }
     send_tally(ctx, producer, &acks, &tally).await?;
@@ -881,6 +1037,7 @@ async fn produce_batch(
         records,
         letters,
         cursor: batch.cursor,
+        span,
     })
 }
 
@@ -915,9 +1072,13 @@ async fn send_dead_letter(
     topic: &str,
     key: &str,
     letter: &DeadLetter,
+    traceparent: Option<&str>,
 ) -> Result<(), IngestError> {
     let body = serde_json::to_vec(letter).expect("dead letters serialize");
-    let h = headers(&letter.provenance, "duijie.DeadLetter", "application/json");
+    let h = traced(
+        headers(&letter.provenance, "duijie.DeadLetter", "application/json"),
+        traceparent,
+    );
     producer.send(acks, topic, key, &body, Some(h)).await?;
     Ok(())
 }
@@ -996,10 +1157,17 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                 records,
                 letters,
                 cursor,
+                span: produce,
             } = batch.produced;
             let span = info_span!("batch_ack", records = records + letters);
             let result = async {
-                acks.wait().await?;
+                let acked = acks.wait().await;
+                end_produce(
+                    &produce,
+                    records + letters,
+                    acked.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                );
+                acked?;
                 total += records + letters;
                 let cursor_acks = Acks::new();
                 send_cursor(
@@ -1052,6 +1220,7 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                 if ctx.shutdown.is_cancelled() {
                     break 'polls;
                 }
+                let polled = std::time::SystemTime::now();
                 let Some(batch) = fetch(ctx, source.as_mut()).await? else {
                     // Caught up: what is staged goes out before the wait.
                     if let Some(last) = staged.take()
@@ -1105,11 +1274,12 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
                 };
                 // This batch is prepared on the mapping threads while the
                 // one before it is handed to the producer.
+                let span = fetch_span(ctx, SpanKind::Client, polled, batch.len());
                 let next = Staged {
                     records: batch.len(),
                     fetched,
                     permit,
-                    preparing: tokio::spawn(prepare_batch(ctx.clone(), batch)),
+                    preparing: tokio::spawn(prepare_batch(ctx.clone(), batch, span)),
                 };
                 if let Some(previous) = staged.replace(next)
                     && !hand_over(ctx, previous, &inflight_tx).await?
@@ -1187,9 +1357,11 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
             if ctx.shutdown.is_cancelled() {
                 return Ok(());
             }
+            let polled = std::time::SystemTime::now();
             let Some(batch) = fetch(ctx, source.as_mut()).await? else {
                 break;
             };
+            let span = fetch_span(ctx, SpanKind::Client, polled, batch.len());
             let fetched = std::time::Instant::now();
             PipelineStats::add(&ctx.stats.fetched, batch.len() as u64);
             PipelineStats::add(&ctx.stats.batches, 1);
@@ -1197,12 +1369,13 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                 .begin_transaction()
                 .map_err(IngestError::Transaction)?;
             let committed = async {
-                let prepared = prepare_batch(ctx.clone(), batch).await;
+                let prepared = prepare_batch(ctx.clone(), batch, span).await;
                 let Produced {
                     acks,
                     records,
                     letters,
                     cursor,
+                    span: produce,
                 } = produce_batch(ctx, &producer, prepared).await?;
                 send_cursor(
                     ctx,
@@ -1214,11 +1387,22 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                 )
                 .await?;
                 let p = producer.clone();
-                tokio::task::spawn_blocking(move || p.commit_transaction(Duration::from_secs(60)))
-                    .await
-                    .map_err(|e| IngestError::Task(e.to_string()))?
-                    .map_err(IngestError::Transaction)?;
-                acks.wait().await?;
+                let done = tokio::task::spawn_blocking(move || {
+                    p.commit_transaction(Duration::from_secs(60))
+                })
+                .await
+                .map_err(|e| IngestError::Task(e.to_string()))?
+                .map_err(IngestError::Transaction);
+                let acked = match done {
+                    Ok(()) => acks.wait().await.map_err(IngestError::from),
+                    Err(e) => Err(e),
+                };
+                end_produce(
+                    &produce,
+                    records + letters,
+                    acked.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                );
+                acked?;
                 Ok::<_, IngestError>((records, letters, cursor))
             }
             .await;

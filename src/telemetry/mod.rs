@@ -2,6 +2,8 @@
 //! `RUST_LOG` filters as usual (default `info`). And the one latency
 //! histogram the metrics use ([`Latency`]).
 
+pub mod trace;
+
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::io::Write;
 use tracing_subscriber::EnvFilter;
