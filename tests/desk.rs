@@ -479,8 +479,20 @@ role = "supervisor"
 /// Publishes events as their pipelines would: through their mappings,
 /// with provenance.
 async fn publish(bus: &duijie::bus::Bus, topic: &str, mappings: &MappingSet, events: &[Ev]) {
+    publish_about(bus, topic, mappings, events, |_| None).await;
+}
+
+/// [`publish`], each event continuing the trace `about` gives it.
+async fn publish_about(
+    bus: &duijie::bus::Bus,
+    topic: &str,
+    mappings: &MappingSet,
+    events: &[Ev],
+    about: impl Fn(usize) -> Option<String>,
+) {
     let producer = bus.producer().unwrap();
-    for ev in events {
+    for (i, ev) in events.iter().enumerate() {
+        let about = about(i);
         let mapping = mappings.get(mapping_of(ev.1)).unwrap();
         let origin = format!("test replay {}", event_id(ev));
         publish_mapped(
@@ -493,6 +505,7 @@ async fn publish(bus: &duijie::bus::Bus, topic: &str, mappings: &MappingSet, eve
                 pipeline: mapping_of(ev.1),
                 origin: &origin,
                 fetched_at_ms: parse_time(ev.3).unwrap().timestamp_millis(),
+                about: about.as_deref(),
             },
         )
         .await
@@ -637,6 +650,94 @@ impl TrackerFixture {
             self.mappings.get("referral_desk").unwrap(),
         )
         .with_clock(now)
+    }
+}
+
+/// The trace id of a `traceparent`.
+fn trace_id(headers: &BTreeMap<String, String>) -> Option<String> {
+    Some(headers.get("traceparent")?.split('-').nth(1)?.to_owned())
+}
+
+/// What the tracker writes about a referral continues the referral's
+/// trace: its state and its alerts carry the trace of an event of that
+/// referral, the state last written that of its latest event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_tracker_writes_about_a_referral_continues_its_events_trace() {
+    let _traces = duijie::telemetry::trace::Traces::install(None, "desk-test").unwrap();
+    let fixture = TrackerFixture::new("desk-trace").await;
+    // Each event as fetched in a trace of its own.
+    publish_about(
+        &fixture.bus,
+        &fixture.events_topic,
+        &fixture.mappings,
+        EVENTS,
+        |i| Some(format!("00-{:032x}-{:016x}-01", i + 1, i + 1)),
+    )
+    .await;
+    let desk = fixture.desk();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(desk.clone().run(stop.clone()));
+    let events_total = EXPECTED.iter().map(|e| e.8).sum::<usize>();
+    wait_views(&desk, "all twenty referrals", |v| {
+        v.len() == EXPECTED.len()
+            && v.values().map(|r| r.events.len()).sum::<usize>() == events_total
+    })
+    .await;
+    wait_rounds(&desk, 2, "the alerts of every referral").await;
+    stop.cancel();
+    let _ = running.await;
+    let read = |topic: String| {
+        let bus = fixture.bus.clone();
+        async move {
+            duijie::bus::inspect::read_topic(&bus, &topic, false)
+                .await
+                .unwrap()
+        }
+    };
+    // Each referral's events' traces, in order.
+    let mut traces: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in read(fixture.events_topic.clone()).await {
+        let no = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        traces
+            .entry(no)
+            .or_default()
+            .push(trace_id(&r.headers).expect("every event carries its trace"));
+    }
+    let mut last_state: BTreeMap<String, String> = BTreeMap::new();
+    for r in read(fixture.config.state_topic.clone()).await {
+        let no = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        let t =
+            trace_id(&r.headers).unwrap_or_else(|| panic!("the state of {no} carries no trace"));
+        assert!(
+            traces[&no].contains(&t),
+            "{no}: state in a trace none of its events is in"
+        );
+        last_state.insert(no, t);
+    }
+    assert_eq!(last_state.len(), EXPECTED.len());
+    // The latest event each referral took (a redelivered event changes
+    // nothing, its trace included).
+    let mut latest: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (i, ev) in EVENTS.iter().enumerate() {
+        if seen.insert(event_id(ev)) {
+            latest.insert(ev.0.to_owned(), format!("{:032x}", i + 1));
+        }
+    }
+    assert_eq!(
+        last_state, latest,
+        "the last state continues the latest event"
+    );
+    let alerts = read(fixture.config.alerts_topic.clone()).await;
+    assert!(!alerts.is_empty(), "the story has late referrals");
+    for r in alerts {
+        let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        let no = key.split(':').nth(1).unwrap();
+        let t = trace_id(&r.headers).unwrap_or_else(|| panic!("the alert {key} carries no trace"));
+        assert!(
+            traces[no].contains(&t),
+            "{key}: an alert in a trace none of its events is in"
+        );
     }
 }
 

@@ -163,7 +163,10 @@ login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", passwor
     wait_until(
         Duration::from_secs(30),
         "the hub to log in again after its token expired",
-        || get_json(&format!("http://{sandbox}/sandbox/counters"))["grid_logins"].as_u64() >= Some(2),
+        || {
+            get_json(&format!("http://{sandbox}/sandbox/counters"))["grid_logins"].as_u64()
+                >= Some(2)
+        },
     );
     let log = terminate(hub);
     assert!(

@@ -162,7 +162,10 @@ target = {{ kind = "webhook", url = "http://{addr}/hook", secret = "{secret}" }}
         .expect("the record carries its trace");
     let trace_id = header.split('-').nth(1).unwrap().to_owned();
     let produce_id = header.split('-').nth(2).unwrap().to_owned();
-    assert!(header.starts_with("00-") && header.ends_with("-01"), "{header}");
+    assert!(
+        header.starts_with("00-") && header.ends_with("-01"),
+        "{header}"
+    );
     let sent = collected.requests.lock().unwrap()[0]
         .get("traceparent")
         .cloned()
@@ -208,7 +211,10 @@ target = {{ kind = "webhook", url = "http://{addr}/hook", secret = "{secret}" }}
     assert_eq!(map.parent_span_id, fetch.span_id);
     assert_eq!(map.attributes["duijie.mapping"], "urban_case");
     assert_eq!(produce.parent_span_id, fetch.span_id);
-    assert_eq!(produce.span_id, produce_id, "the record's header is the produce span");
+    assert_eq!(
+        produce.span_id, produce_id,
+        "the record's header is the produce span"
+    );
     assert_eq!(produce.attributes["messaging.destination.name"], topic);
     assert_eq!(deliver.parent_span_id, produce.span_id);
     assert_eq!(deliver.attributes["messaging.kafka.message.key"], key);

@@ -19,6 +19,9 @@ pub struct Origin<'a> {
     pub origin: &'a str,
     /// When the payload was received, epoch milliseconds.
     pub fetched_at_ms: i64,
+    /// The `traceparent` of the record this one is about (a desk action on
+    /// a referral: the referral's latest event), whose trace it continues.
+    pub about: Option<&'a str>,
 }
 
 /// What was written.
@@ -57,12 +60,15 @@ pub async fn publish_mapped(
         origin: from.origin.to_owned(),
         code_tables: mapping.code_tables.clone(),
     };
-    let h = headers(
-        &provenance,
-        &mapping.schema.full_name,
-        "avro/binary; single-object",
-    );
     let key = mapped.key.to_string();
+    let h = super::traced(
+        headers(
+            &provenance,
+            &mapping.schema.full_name,
+            "avro/binary; single-object",
+        ),
+        crate::telemetry::trace::acted("publish", from.about, topic, &key).as_deref(),
+    );
     // The referral stream keeps full ID numbers: sealed at rest.
     let (buf, h) = super::seal::sealed_record(topic, &buf, h);
     producer

@@ -76,6 +76,9 @@ pub struct CreditBoard {
     /// holds what is pending, not the whole history.
     pending: RwLock<BTreeMap<String, Value>>,
     held: RwLock<BTreeMap<String, (i64, String)>>,
+    /// The `traceparent` of each pending decision's record: an officer's
+    /// class continues its trace.
+    traces: RwLock<BTreeMap<String, String>>,
     ready: AtomicBool,
 }
 
@@ -90,14 +93,21 @@ impl CreditBoard {
             calendar,
             pending: RwLock::default(),
             held: RwLock::default(),
+            traces: RwLock::default(),
             ready: AtomicBool::new(false),
         }
     }
 
-    fn observe_decision(&self, d: Value) {
+    fn observe_decision(&self, d: Value, trace: Option<String>) {
         let Some(id) = d.get("id").and_then(Value::as_str).map(str::to_owned) else {
             return;
         };
+        if let Some(t) = trace {
+            self.traces
+                .write()
+                .expect("board lock")
+                .insert(id.clone(), t);
+        }
         let mut pending = self.pending.write().expect("board lock");
         let newer = pending.get(&id).is_none_or(|old| {
             version_of(&d) > version_of(old)
@@ -207,7 +217,10 @@ impl CreditBoard {
                 }
                 Follow::Record(f) => {
                     match crate::schema::decode_payload(&schemas, &f.headers, &f.payload) {
-                        Ok(d) => self.observe_decision(d),
+                        Ok(d) => self.observe_decision(
+                            d,
+                            f.headers.get(crate::telemetry::trace::HEADER).cloned(),
+                        ),
                         Err(e) => f.unreadable("desk credit", &e),
                     }
                 }
@@ -392,12 +405,19 @@ pub async fn set_class(
     decision["credit_severity_by"] = json!(user.name);
     decision["credit_severity_reason"] = json!(reason);
     let now = desk.now().timestamp_millis();
+    let about = board.traces.read().expect("board lock").get(&id).cloned();
     match desk
-        .republish(&board.config.decisions_topic, &decision, &user.name, now)
+        .republish(
+            &board.config.decisions_topic,
+            &decision,
+            &user.name,
+            now,
+            about.as_deref(),
+        )
         .await
     {
         Ok(()) => {
-            board.observe_decision(decision);
+            board.observe_decision(decision, None);
             (
                 StatusCode::ACCEPTED,
                 axum::Json(json!({"status": "accepted", "id": id, "severity": severity.code()})),

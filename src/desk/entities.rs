@@ -535,8 +535,14 @@ pub async fn decide(
         return refused;
     }
     let payload = serde_json::to_vec(&decision).expect("decisions serialize");
+    // An officer's link decision: no record's trace.
     if let Err(err) = desk
-        .send(&library.config.links_topic, &decision.reference, &payload)
+        .send(
+            &library.config.links_topic,
+            &decision.reference,
+            &payload,
+            None,
+        )
         .await
     {
         tracing::error!(error = %err, "link decision not written");

@@ -413,10 +413,31 @@ impl Desk {
             .collect()
     }
 
-    async fn send(&self, topic: &str, key: &str, body: &[u8]) -> Result<()> {
+    /// The `traceparent` of a referral's latest event that carries one.
+    fn latest_trace(&self, referral_no: &str) -> Option<String> {
+        self.events
+            .read()
+            .expect("events lock")
+            .get(referral_no)?
+            .iter()
+            .rev()
+            .find_map(|e| e.source.traceparent.clone())
+    }
+
+    /// Writes `body` under `key`; `about`: the `traceparent` of the record
+    /// it is about, whose trace it continues (a `desk` span).
+    async fn send(&self, topic: &str, key: &str, body: &[u8], about: Option<&str>) -> Result<()> {
+        let traceparent = crate::telemetry::trace::acted("desk", about, topic, key);
+        let headers = crate::bus::traced(
+            rdkafka::message::OwnedHeaders::new(),
+            traceparent.as_deref(),
+        );
         self.producer
             .send(
-                FutureRecord::to(topic).key(key).payload(body),
+                FutureRecord::to(topic)
+                    .key(key)
+                    .payload(body)
+                    .headers(headers),
                 Duration::from_secs(30),
             )
             .await
@@ -434,6 +455,7 @@ impl Desk {
         record: &Value,
         officer: &str,
         now_ms: i64,
+        about: Option<&str>,
     ) -> Result<()> {
         let schema = self
             .schemas
@@ -474,8 +496,10 @@ impl Desk {
             origin: format!("desk: credit class set by {officer}"),
             code_tables: String::new(),
         };
-        let headers =
-            crate::bus::headers(&provenance, &schema.full_name, "avro/binary; single-object");
+        let headers = crate::bus::traced(
+            crate::bus::headers(&provenance, &schema.full_name, "avro/binary; single-object"),
+            crate::telemetry::trace::acted("desk", about, topic, &key).as_deref(),
+        );
         let (body, headers) = crate::bus::seal::sealed_record(topic, &body, headers);
         self.producer
             .send(
@@ -535,7 +559,9 @@ impl Desk {
         let topic = &self.config.audit_topic;
         chain
             .append(&entry, |key, body| async move {
-                self.send(topic, &key, &body).await
+                // An audit entry records an officer's act: no record's
+                // trace.
+                self.send(topic, &key, &body, None).await
             })
             .await?;
         let mut log = self.audit.write().expect("audit lock");
@@ -574,6 +600,7 @@ impl Desk {
                 pipeline: "desk",
                 origin: &origin,
                 fetched_at_ms: now,
+                about: self.latest_trace(referral_no).as_deref(),
             },
         )
         .await?;
@@ -813,8 +840,14 @@ impl Desk {
             let views = self.recompute(dirty);
             for v in &views {
                 let body = serde_json::to_vec(v).expect("views serialize");
-                self.send(&self.config.state_topic, &v.referral_no, &body)
-                    .await?;
+                let about = self.latest_trace(&v.referral_no);
+                self.send(
+                    &self.config.state_topic,
+                    &v.referral_no,
+                    &body,
+                    about.as_deref(),
+                )
+                .await?;
             }
             let mut tpl = TopicPartitionList::new();
             for (p, last) in &ends {
@@ -948,8 +981,14 @@ impl Desk {
                         self.now(),
                     )
                     .with("due_at", v.due_at);
-                    self.send(&self.config.alerts_topic, &key, &alert.to_bytes())
-                        .await?;
+                    let about = self.latest_trace(&v.referral_no);
+                    self.send(
+                        &self.config.alerts_topic,
+                        &key,
+                        &alert.to_bytes(),
+                        about.as_deref(),
+                    )
+                    .await?;
                 }
             }
             if before != Some((v.late, v.at_risk, v.clock_error.clone())) {

@@ -46,6 +46,9 @@ struct Commitment {
     jurisdiction: String,
     due: DateTime<Utc>,
     met: bool,
+    /// The licence record's `traceparent`: its lead and alerts continue
+    /// its trace.
+    trace: Option<String>,
 }
 
 /// Licences granted on a commitment: warn enforcement before the date,
@@ -124,6 +127,7 @@ impl Keeper for CommitmentTracker<'_> {
                 jurisdiction: s("jurisdiction"),
                 due,
                 met: l.get("commitment_met").and_then(Value::as_bool) == Some(true),
+                trace: f.headers.get(crate::telemetry::trace::HEADER).cloned(),
             },
         );
     }
@@ -153,13 +157,15 @@ async fn commitment_tick(
                     "message": format!("{}承诺事项（{}）已于{}到期未履行，请组织核查。", c.party, c.conditions, local_text(c.due)),
                     "at_ms": now.timestamp_millis(),
                 });
-                ctx.send(&config.leads_topic, &key, &lead).await?;
+                ctx.send(&config.leads_topic, &key, &lead, c.trace.as_deref())
+                    .await?;
                 ctx.alert(
                     &format!("commitment:{id}:unmet"),
                     "COMMITMENT_UNMET",
                     crate::alert::Severity::Critical,
                     id,
                     lead["message"].as_str().unwrap_or("").to_owned(),
+                    c.trace.as_deref(),
                 )
                 .await?;
             }
@@ -180,6 +186,7 @@ async fn commitment_tick(
                         c.conditions,
                         local_text(c.due)
                     ),
+                    c.trace.as_deref(),
                 )
                 .await?;
             }

@@ -164,8 +164,16 @@ impl std::fmt::Debug for KeeperContext {
 }
 
 impl KeeperContext {
-    pub(crate) async fn send(&self, topic: &str, key: &str, body: &Value) -> Result<()> {
-        self.send_bytes(topic, key, body.to_string().as_bytes())
+    /// Writes `body` under `key`; `about`: the `traceparent` of the record
+    /// it is about, whose trace it continues (a `keep` span).
+    pub(crate) async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        body: &Value,
+        about: Option<&str>,
+    ) -> Result<()> {
+        self.send_bytes(topic, key, body.to_string().as_bytes(), about)
             .await
     }
 
@@ -182,15 +190,27 @@ impl KeeperContext {
             .with_context(|| format!("writing a tombstone to {topic}"))
     }
 
-    pub(crate) async fn send_bytes(&self, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) async fn send_bytes(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        about: Option<&str>,
+    ) -> Result<()> {
+        let traceparent = crate::telemetry::trace::acted("keep", about, topic, key);
+        let headers = crate::bus::traced(
+            rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "content-type",
+                value: Some("application/json"),
+            }),
+            traceparent.as_deref(),
+        );
         self.producer
             .send(
-                FutureRecord::to(topic).key(key).payload(payload).headers(
-                    rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-                        key: "content-type",
-                        value: Some("application/json"),
-                    }),
-                ),
+                FutureRecord::to(topic)
+                    .key(key)
+                    .payload(payload)
+                    .headers(headers),
                 Duration::from_secs(30),
             )
             .await
@@ -199,6 +219,7 @@ impl KeeperContext {
             .with_context(|| format!("writing to {topic}"))
     }
 
+    /// An alert about `subject`; `about` as for [`KeeperContext::send`].
     pub(crate) async fn alert(
         &self,
         key: &str,
@@ -206,9 +227,10 @@ impl KeeperContext {
         severity: crate::alert::Severity,
         subject: &str,
         message: String,
+        about: Option<&str>,
     ) -> Result<()> {
         let alert = crate::alert::Alert::new(kind, severity, subject, message, self.clock.now());
-        self.send_bytes(&self.alerts_topic.clone(), key, &alert.to_bytes())
+        self.send_bytes(&self.alerts_topic.clone(), key, &alert.to_bytes(), about)
             .await
     }
 }

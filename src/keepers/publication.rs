@@ -74,6 +74,8 @@ struct PublicationDue {
     not_published: bool,
     /// Held for an officer, with the reason (待定级).
     held: Option<String>,
+    /// The decision record's `traceparent`: its alerts continue its trace.
+    trace: Option<String>,
 }
 
 /// Publication deadlines of penalty decisions: 7 working days from the
@@ -187,8 +189,10 @@ impl Keeper for CreditClock<'_> {
                     published: None,
                     not_published: false,
                     held: None,
+                    trace: None,
                 });
             entry.started = started;
+            entry.trace = f.headers.get(crate::telemetry::trace::HEADER).cloned();
         }
     }
 
@@ -227,6 +231,7 @@ async fn credit_tick(
                         crate::alert::Severity::Critical,
                         id,
                         format!("无法计算公示期限：{e}"),
+                        item.trace.as_deref(),
                     )
                     .await?;
                 }
@@ -249,6 +254,7 @@ async fn credit_tick(
                             local_text(due),
                             local_text(at)
                         ),
+                        item.trace.as_deref(),
                     )
                     .await?;
                 }
@@ -275,6 +281,7 @@ async fn credit_tick(
                         item.party,
                         local_text(due)
                     ),
+                    item.trace.as_deref(),
                 )
                 .await?;
             }
@@ -296,6 +303,7 @@ async fn credit_tick(
                         item.party,
                         local_text(due)
                     ),
+                    item.trace.as_deref(),
                 )
                 .await?;
             }
@@ -314,6 +322,7 @@ async fn credit_tick(
                         item.party,
                         local_text(due)
                     ),
+                    item.trace.as_deref(),
                 )
                 .await?;
             }

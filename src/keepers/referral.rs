@@ -445,6 +445,10 @@ pub struct EventSource {
     pub origin: String,
     pub payload_sha256: String,
     pub fetched_at: String,
+    /// The event record's `traceparent`: what the tracker writes about its
+    /// referral continues the latest event's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl EventSource {
@@ -465,6 +469,7 @@ impl EventSource {
             pipeline: p.pipeline,
             origin: p.origin,
             payload_sha256: p.payload_sha256,
+            traceparent: headers.get(crate::telemetry::trace::HEADER).cloned(),
         }
     }
 }

@@ -244,7 +244,9 @@ impl Keeper for RatesKeeper<'_> {
                 "month": r.month, "item": r.item, "counts": c, "updated_at": now,
                 "basis": "《行政执法监督条例》（国务院令第825号）第六条；国办发〔2018〕118号；《行政处罚法》第五十八条、第六十一条",
             });
-            ctx.send(&self.config.rates_topic, &key, &body).await?;
+            // A month's rates are about many decisions: no one trace.
+            ctx.send(&self.config.rates_topic, &key, &body, None)
+                .await?;
             self.written.insert(key, c);
         }
         self.changed = false;

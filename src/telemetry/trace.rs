@@ -17,7 +17,9 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
@@ -155,11 +157,37 @@ pub fn traceparent(cx: &Context) -> Option<String> {
 /// its trace; an empty context (a new trace) when it carries none or one
 /// that does not parse.
 pub fn continued(headers: &BTreeMap<String, String>) -> Context {
-    let Some(value) = headers.get(HEADER) else {
-        return Context::new();
-    };
-    let carrier = HashMap::from([(HEADER.to_owned(), value.clone())]);
+    match headers.get(HEADER) {
+        Some(value) => continued_from(value),
+        None => Context::new(),
+    }
+}
+
+/// The context a `traceparent` value names.
+fn continued_from(traceparent: &str) -> Context {
+    let carrier = HashMap::from([(HEADER.to_owned(), traceparent.to_owned())]);
     TraceContextPropagator::new().extract(&carrier)
+}
+
+/// What a room (a keeper, the desk) wrote about a record: a span `name`
+/// continuing the record's trace (`about`, the `traceparent` it carried),
+/// ended now, and the `traceparent` to write on what it wrote. None when
+/// the record carried no trace (or the room acts on several records at
+/// once): then nothing is continued.
+pub fn acted(name: &'static str, about: Option<&str>, topic: &str, record: &str) -> Option<String> {
+    let parent = continued_from(about?);
+    let cx = begin(
+        name,
+        SpanKind::Producer,
+        &parent,
+        SystemTime::now(),
+        vec![
+            KeyValue::new("messaging.destination.name", topic.to_owned()),
+            key(record),
+        ],
+    );
+    end(&cx, vec![], None);
+    traceparent(&cx)
 }
 
 /// The record's key, under the attribute name the messaging conventions
@@ -175,24 +203,42 @@ mod tests {
     #[test]
     fn a_traceparent_read_back_continues_the_same_trace() {
         let _ = Traces::install(None, "test").expect("installs");
-        let root = begin("fetch", SpanKind::Client, &Context::new(), SystemTime::now(), vec![]);
+        let root = begin(
+            "fetch",
+            SpanKind::Client,
+            &Context::new(),
+            SystemTime::now(),
+            vec![],
+        );
         let header = traceparent(&root).expect("a provider makes valid ids");
         let parts: Vec<&str> = header.split('-').collect();
         assert_eq!(parts.len(), 4, "{header}");
         assert_eq!((parts[0], parts[1].len(), parts[2].len()), ("00", 32, 16));
         assert_eq!(parts[3], "00", "nothing is sampled without an endpoint");
         let headers = BTreeMap::from([(HEADER.to_owned(), header.clone())]);
-        let child = begin("deliver", SpanKind::Client, &continued(&headers), SystemTime::now(), vec![]);
+        let child = begin(
+            "deliver",
+            SpanKind::Client,
+            &continued(&headers),
+            SystemTime::now(),
+            vec![],
+        );
         let child_header = traceparent(&child).expect("valid");
         assert_eq!(child_header.split('-').nth(1), Some(parts[1]), "same trace");
-        assert_ne!(child_header.split('-').nth(2), Some(parts[2]), "a span of its own");
+        assert_ne!(
+            child_header.split('-').nth(2),
+            Some(parts[2]),
+            "a span of its own"
+        );
         let garbage = BTreeMap::from([(HEADER.to_owned(), "00-zz-yy-01".to_owned())]);
         assert!(traceparent(&continued(&garbage)).is_none());
     }
 
     #[test]
     fn the_endpoint_gets_the_traces_path_once() {
-        let c = |u: &str| TelemetryConfig { otlp: Some(u.into()) };
+        let c = |u: &str| TelemetryConfig {
+            otlp: Some(u.into()),
+        };
         assert_eq!(
             c("http://127.0.0.1:4318").traces_url().as_deref(),
             Some("http://127.0.0.1:4318/v1/traces")

@@ -495,12 +495,14 @@ impl Keeper for ListRoom<'_> {
 }
 
 async fn write_list(ctx: &KeeperContext, list: &BlacklistConfig, w: &Writes) -> Result<()> {
+    // A step or an entry rests on all of an entity's grounds: no one
+    // record's trace to continue.
     for e in &w.events {
         let body = serde_json::to_value(e).expect("events serialize");
-        ctx.send(&list.events_topic, &e.entity, &body).await?;
+        ctx.send(&list.events_topic, &e.entity, &body, None).await?;
     }
     for (key, entry) in &w.entries {
-        ctx.send(&list.topic, key, entry).await?;
+        ctx.send(&list.topic, key, entry, None).await?;
     }
     for key in &w.removed {
         ctx.send_tombstone(&list.topic, key).await?;

@@ -12,9 +12,7 @@
 //! id, or 202 when it went to the dead-letter topic. If the broker does not
 //! acknowledge, the answer is 503 and the sender retries.
 
-use super::{
-    IngestError, Outcome, PipelineContext, end_produce, produce_record, produce_reject,
-};
+use super::{IngestError, Outcome, PipelineContext, end_produce, produce_record, produce_reject};
 use crate::runtime::stats::PipelineStats;
 use axum::Router;
 use axum::body::Bytes;

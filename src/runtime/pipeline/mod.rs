@@ -28,10 +28,10 @@ use crate::mapping::Mapping;
 use crate::retry::backoff;
 use crate::schema::{Encoding, RecordEncoder};
 use crate::telemetry::trace;
-use opentelemetry::trace::SpanKind;
-use opentelemetry::{Context, KeyValue};
 use duijie_connectors::registry::{BuiltSource, Drive};
 use duijie_connectors::{Batch, Cursor, ErrorClass, RawRecord, RawReject, Source, SourceError};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Context, KeyValue};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use std::sync::Arc;
@@ -912,7 +912,10 @@ fn produce_span(ctx: &PipelineContext, fetch: &Context) -> Context {
 pub(super) fn end_produce(span: &Context, records: u64, acked: Result<(), String>) {
     trace::end(
         span,
-        vec![KeyValue::new("messaging.batch.message_count", records as i64)],
+        vec![KeyValue::new(
+            "messaging.batch.message_count",
+            records as i64,
+        )],
         acked.err(),
     );
 }
