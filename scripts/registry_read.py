@@ -4,7 +4,8 @@
 It uses confluent-kafka's DeserializingConsumer with its AvroDeserializer,
 pointed at the schema registry (Apicurio's Confluent-compatible API). It
 reads TOPIC from the start until it has decoded COUNT records, or until
-TIMEOUT seconds pass. It prints one JSON line per record, {"key", "id"},
+TIMEOUT seconds pass. It prints one JSON line per record, {"key", "id",
+"party"} (the party's name, for records that have one),
 and exits 1 if a record does not decode or fewer than COUNT arrive.
 
     registry_read.py BROKERS REGISTRY_URL TOPIC COUNT [TIMEOUT]
@@ -45,9 +46,11 @@ def main():
                 print(f"error: {message.error()}", file=sys.stderr)
                 return 1
             value = message.value()
+            record = value if isinstance(value, dict) else {}
             print(json.dumps({
                 "key": message.key(),
-                "id": value.get("id") if isinstance(value, dict) else None,
+                "id": record.get("id"),
+                "party": (record.get("party") or {}).get("name"),
             }, ensure_ascii=False))
             seen += 1
     finally:

@@ -313,45 +313,57 @@ pub async fn registry_breaks(loaded: &Loaded, url: &str) -> Vec<String> {
         let Some(m) = mappings.get(&p.mapping) else {
             continue;
         };
-        let subject = registry.subject(&p.topic, &m.schema.full_name);
-        if !judged.insert((subject.clone(), m.schema.full_name.clone())) {
-            continue;
-        }
-        let asked = async {
-            Ok::<_, crate::schema::RegistryError>((
-                registry.level(&subject).await?,
-                registry.versions(&subject).await?,
-            ))
-        };
-        let (level, versions) = match asked.await {
-            Ok(a) => a,
-            Err(e) => {
-                problems.push(
-                    deployment
-                        .locate(&p.name, "topic", format!("cannot judge `{subject}`: {e}"))
-                        .to_string(),
-                );
+        // The schema under its subject, and each record it references
+        // (`Party`) under its own, the record's full name.
+        let main = (
+            registry.subject(&p.topic, &m.schema.full_name),
+            m.schema.full_name.clone(),
+            m.schema.json.clone(),
+        );
+        let referenced = m
+            .schema
+            .references
+            .iter()
+            .map(|(name, json)| (name.clone(), name.clone(), json.clone()));
+        for (subject, record, json) in std::iter::once(main).chain(referenced) {
+            if !judged.insert((subject.clone(), record.clone())) {
                 continue;
             }
-        };
-        for b in crate::schema::compat::check(level, &m.schema.json, &versions) {
-            problems.push(
-                deployment
-                    .locate(
-                        &p.name,
-                        "mapping",
-                        format!(
-                            "schema `{}` (mapping `{}`) is not {} compatible with subject `{subject}`: {} version {}: {}",
-                            m.schema.full_name,
-                            m.name,
-                            level.name(),
-                            b.direction,
-                            b.version,
-                            b.reason
-                        ),
-                    )
-                    .to_string(),
-            );
+            let asked = async {
+                Ok::<_, crate::schema::RegistryError>((
+                    registry.level(&subject).await?,
+                    registry.versions(&subject).await?,
+                ))
+            };
+            let (level, versions) = match asked.await {
+                Ok(a) => a,
+                Err(e) => {
+                    problems.push(
+                        deployment
+                            .locate(&p.name, "topic", format!("cannot judge `{subject}`: {e}"))
+                            .to_string(),
+                    );
+                    continue;
+                }
+            };
+            for b in crate::schema::compat::check(level, &json, &versions) {
+                problems.push(
+                    deployment
+                        .locate(
+                            &p.name,
+                            "mapping",
+                            format!(
+                                "schema `{record}` (mapping `{}`) is not {} compatible with subject `{subject}`: {} version {}: {}",
+                                m.name,
+                                level.name(),
+                                b.direction,
+                                b.version,
+                                b.reason
+                            ),
+                        )
+                        .to_string(),
+                );
+            }
         }
     }
     problems

@@ -330,6 +330,161 @@ fn with_a_schema_registry_records_use_the_confluent_wire_format() {
     );
 }
 
+/// The shared `Party` record is one subject of its own in Apicurio
+/// Registry, which the grid events' schema references instead of inlining;
+/// an independent reader (confluent-kafka's AvroDeserializer) resolves the
+/// reference and reads every record with its party, and `duijie check
+/// --registry` judges the referencing subject (resolved) and `Party`'s.
+#[test]
+fn the_shared_party_record_is_one_subject_that_schemas_reference() {
+    let brokers = brokers();
+    let registry = registry();
+    let sandbox = start_sandbox(duijie_sandbox::SandboxConfig {
+        grid_events: 40,
+        grid_changes_per_sec: 0,
+        bad_rate: 0.0,
+        ..duijie_sandbox::SandboxConfig::default()
+    });
+    let topic = unique("canonical.grid");
+    let d = TestDeployment::with_kafka(
+        &brokers,
+        &format!("schema_registry = \"{registry}\""),
+        &format!(
+            r#"[pipelines.grid]
+system = "grid"
+mapping = "grid_event"
+topic = "{topic}"
+schedule = "* * * * * *"
+
+[pipelines.grid.source]
+kind = "http_poll"
+url = "http://{sandbox}/grid/api/events"
+records_pointer = "/data/list"
+paging = "keyset"
+page_size = 100
+watermark_field = "updateTime"
+watermark_param = "updatedAfter"
+id_field = "eventId"
+after_id_param = "afterId"
+login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", password = "Wg#2026-yc" }}
+"#
+        ),
+    );
+    let hub = d.spawn();
+    wait_until(Duration::from_secs(60), "the 40 grid events", || {
+        read(&brokers, &topic, true).len() >= 40
+    });
+    terminate(hub);
+    let party = "duijie.canonical.Party";
+    let subjects = get_json(&format!("{registry}/subjects"));
+    assert!(
+        subjects.as_array().unwrap().iter().any(|s| *s == party),
+        "{party} is a subject of its own: {subjects}"
+    );
+    let held = get_json(&format!(
+        "{registry}/subjects/{topic}-value/versions/latest"
+    ));
+    let references = held["references"].as_array().expect("references kept");
+    assert_eq!(references.len(), 1, "{held}");
+    assert_eq!(references[0]["name"], party);
+    assert_eq!(references[0]["subject"], party);
+    let party_version = get_json(&format!(
+        "{registry}/subjects/{party}/versions/{}",
+        references[0]["version"]
+    ));
+    assert!(
+        party_version["schema"]
+            .as_str()
+            .unwrap()
+            .contains("credit_code"),
+        "the referenced version is Party's: {party_version}"
+    );
+    let written = held["schema"].as_str().unwrap();
+    assert!(
+        written.contains(party) && !written.contains("credit_code"),
+        "the grid schema names Party, not a copy of it: {written}"
+    );
+    // The independent reader resolves the reference through Apicurio.
+    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
+        .arg(root().join("scripts/registry_read.py"))
+        .args([
+            brokers.as_str(),
+            registry.as_str(),
+            topic.as_str(),
+            "40",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(decoded.len(), 40);
+    assert!(decoded.iter().all(|r| r["id"] == r["key"]), "{decoded:?}");
+    assert!(
+        decoded.iter().any(|r| r["party"].is_string()),
+        "parties read through the reference: {decoded:?}"
+    );
+    // The deployment as it is is compatible with what it registered.
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
+            .args(["check", "--config"])
+            .arg(&d.file)
+            .args(["--registry", &registry])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (passed, said) = check();
+    assert!(passed, "{said}");
+    // A Party version ours cannot read (a flag written as text) is found
+    // on Party's own subject, however many schemas reference it.
+    let changed = std::fs::read_to_string(root().join("schemas/party.avsc"))
+        .unwrap()
+        .replace(
+            r#""name": "credit_code_valid", "type": ["null", "boolean"]"#,
+            r#""name": "credit_code_valid", "type": ["null", "string"]"#,
+        );
+    assert!(changed.contains(r#"["null", "string"], "default": null, "doc": "Null without"#));
+    register_schema(&registry, party, &changed);
+    let bad = get_json(&format!("{registry}/subjects/{party}/versions/latest"))["version"].clone();
+    let (passed, said) = check();
+    // Party's subject is shared by every test that registers it: the
+    // version ours cannot read goes again before anything is asserted.
+    block_on(async {
+        let client = reqwest::Client::new();
+        for permanent in ["false", "true"] {
+            let answer = client
+                .delete(format!(
+                    "{registry}/subjects/{party}/versions/{bad}?permanent={permanent}"
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                answer.status().is_success(),
+                "{}",
+                answer.text().await.unwrap()
+            );
+        }
+    });
+    assert!(!passed, "a Party the deployment cannot read passed: {said}");
+    assert!(
+        said.contains(&format!("subject `{party}`")) && said.contains("credit_code_valid"),
+        "{said}"
+    );
+}
+
 /// `subject_strategy = "topic_record_name"`: the schema is registered
 /// under `<topic>-<record full name>` (not `<topic>-value`), and the
 /// records carry that subject's id; `duijie check --registry` judges the

@@ -7,8 +7,8 @@
 //! hub ships simulators that speak their protocols with realistic data and
 //! realistic trouble: HTTP 500s, slow answers, duplicated rows, records
 //! changing while they are read. Faults are switched on from the command
-//! line or at run time with `POST /sandbox/faults`. A Confluent-compatible
-//! schema registry is served too, at `/subjects` and `/schemas/ids/{id}`.
+//! line or at run time with `POST /sandbox/faults`. (No schema registry:
+//! the tests use Apicurio Registry, `scripts/apicurio.sh`.)
 
 pub mod approval;
 pub mod broker;
@@ -20,7 +20,6 @@ pub mod grid;
 mod people;
 pub mod receiver;
 pub mod referral;
-pub mod registry;
 pub mod safety;
 mod store;
 pub mod supervision;
@@ -435,14 +434,12 @@ pub fn systems_with_receivers(
             receivers.wire.clone(),
             receiver::capture,
         ));
-    // The schema registry is infrastructure, not a system under test: no faults.
-    let registry = registry::SchemaRegistry::default().router();
     let control = Router::new()
         .route("/sandbox/faults", axum::routing::post(set_faults))
         .route("/sandbox/counters", axum::routing::get(get_counters))
         .with_state(plan.clone());
     (
-        systems.merge(control).merge(registry).merge(receiving),
+        systems.merge(control).merge(receiving),
         plan,
         simulators,
         receivers,

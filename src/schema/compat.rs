@@ -12,9 +12,13 @@
 //! - `FULL`: both. `NONE`: anything goes.
 //!
 //! Reading is Avro schema resolution (`apache_avro::schema_compatibility`),
-//! plus one rule it leaves out: a reader that lacks a symbol of the
+//! plus two rules it leaves out: a reader that lacks a symbol of the
 //! writer's enum, without a default symbol, cannot read a record that
-//! carries it.
+//! carries it; and every branch of a writer's union must be read by the
+//! reader (by one of its union's branches), as the specification's
+//! resolution of unions requires — `apache_avro` accepts a union once any
+//! branch matches, so `["null","string"]` changed to `["null","boolean"]`
+//! would pass it.
 
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
@@ -150,7 +154,122 @@ pub fn can_read(writer: &str, reader: &str) -> Result<(), String> {
         }
         text
     })?;
-    enum_symbols(writer, reader)
+    enum_symbols(writer, reader)?;
+    let names = |s: &Schema| {
+        let mut out = std::collections::HashMap::new();
+        super::collect_named(s, &mut out);
+        out
+    };
+    let (w_names, r_names) = (names(&w), names(&r));
+    UnionBranches {
+        writer: &w_names,
+        reader: &r_names,
+        seen: Vec::new(),
+    }
+    .check(&w, &r, "")
+}
+
+/// The named types of one side, by full name.
+type Named = std::collections::HashMap<String, Schema>;
+
+/// Walks a writer and a reader schema together, checking that every
+/// branch of each writer union is read by the reader.
+struct UnionBranches<'a> {
+    writer: &'a Named,
+    reader: &'a Named,
+    /// Record pairs being walked (a recursive record stops here).
+    seen: Vec<(String, String)>,
+}
+
+impl UnionBranches<'_> {
+    fn check(&mut self, w: &Schema, r: &Schema, path: &str) -> Result<(), String> {
+        let w = resolved(w, self.writer);
+        let r = resolved(r, self.reader);
+        match (w, r) {
+            (Schema::Union(wu), _) => {
+                for wb in wu.variants() {
+                    let wb = resolved(wb, self.writer);
+                    let readers: Vec<&Schema> = match r {
+                        Schema::Union(ru) => ru
+                            .variants()
+                            .iter()
+                            .map(|b| resolved(b, self.reader))
+                            .collect(),
+                        other => vec![other],
+                    };
+                    let Some(rb) = readers.into_iter().find(|rb| reads(wb, rb)) else {
+                        return Err(format!(
+                            "field `{}`: the writer's union has a branch ({}) that no branch of the reader's reads",
+                            if path.is_empty() { "(top level)" } else { path },
+                            kind(wb)
+                        ));
+                    };
+                    self.check(wb, rb, path)?;
+                }
+                Ok(())
+            }
+            (_, Schema::Union(ru)) => match ru
+                .variants()
+                .iter()
+                .map(|b| resolved(b, self.reader))
+                .find(|rb| reads(w, rb))
+            {
+                Some(rb) => self.check(w, rb, path),
+                None => Ok(()), // the resolution's own error says why
+            },
+            (Schema::Record(wr), Schema::Record(rr)) => {
+                let pair = (wr.name.fullname(None), rr.name.fullname(None));
+                if self.seen.contains(&pair) {
+                    return Ok(());
+                }
+                self.seen.push(pair);
+                for rf in &rr.fields {
+                    if let Some(wf) = wr.fields.iter().find(|f| f.name == rf.name) {
+                        let path = if path.is_empty() {
+                            rf.name.clone()
+                        } else {
+                            format!("{path}.{}", rf.name)
+                        };
+                        self.check(&wf.schema, &rf.schema, &path)?;
+                    }
+                }
+                self.seen.pop();
+                Ok(())
+            }
+            (Schema::Array(wa), Schema::Array(ra)) => self.check(&wa.items, &ra.items, path),
+            (Schema::Map(wm), Schema::Map(rm)) => self.check(&wm.types, &rm.types, path),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A named type's definition for a reference to it.
+fn resolved<'a>(s: &'a Schema, named: &'a Named) -> &'a Schema {
+    match s {
+        Schema::Ref { name } => named.get(&name.fullname(None)).unwrap_or(s),
+        other => other,
+    }
+}
+
+/// Whether a reader branch reads a writer branch, at this level: records
+/// by name (their fields are walked after), anything else by Avro's
+/// resolution (promotions, enums, fixed).
+fn reads(w: &Schema, r: &Schema) -> bool {
+    match (w, r) {
+        (Schema::Record(wr), Schema::Record(rr)) => wr.name.name() == rr.name.name(),
+        (Schema::Union(_), _) | (_, Schema::Union(_)) => false,
+        _ => SchemaCompatibility::can_read(w, r).is_ok(),
+    }
+}
+
+/// A branch's type, as an error names it.
+fn kind(s: &Schema) -> String {
+    match s {
+        Schema::Record(r) => format!("record {}", r.name.fullname(None)),
+        Schema::Enum(e) => format!("enum {}", e.name.fullname(None)),
+        Schema::Fixed(f) => format!("fixed {}", f.name.fullname(None)),
+        other => format!("{:?}", apache_avro::schema::SchemaKind::from(other)).to_lowercase(),
+    }
 }
 
 /// A symbol of the writer's enum that the reader's enum of the same name
@@ -338,6 +457,42 @@ mod tests {
         );
         assert!(check(Level::FullTransitive, &new, &versions[1..]).is_empty());
         assert!(check(Level::None, "not even a schema", &versions).is_empty());
+    }
+
+    /// A nullable field whose type changes is a break (Avro resolution
+    /// reads each writer branch with the reader's union), at any depth,
+    /// including inside a nested record met again by reference; adding a
+    /// branch the writer never wrote is not.
+    #[test]
+    fn a_union_branch_the_reader_cannot_read_is_a_break_at_any_depth() {
+        let flag = |t: &str| {
+            record(&format!(
+                r#"{ID},{{"name":"flag","type":["null","{t}"],"default":null}}"#
+            ))
+        };
+        let breaks = check(Level::Backward, &flag("boolean"), &[(1, flag("string"))]);
+        assert_eq!(breaks.len(), 1, "{breaks:?}");
+        assert!(
+            breaks[0].reason.contains("`flag`") && breaks[0].reason.contains("string"),
+            "{breaks:?}"
+        );
+        // int is promoted to long: readable.
+        assert!(check(Level::Backward, &flag("long"), &[(1, flag("int"))]).is_empty());
+        // A branch added: the old data still reads.
+        let wider = record(&format!(
+            r#"{ID},{{"name":"flag","type":["null","boolean","string"],"default":null}}"#
+        ));
+        assert!(check(Level::Backward, &wider, &[(1, flag("boolean"))]).is_empty());
+        // Inside a nested record, used twice (the second use a reference).
+        let party = |t: &str| {
+            record(&format!(
+                r#"{ID},{{"name":"party","type":["null",{{"type":"record","name":"Party","fields":[{{"name":"valid","type":["null","{t}"],"default":null}}]}}],"default":null}},{{"name":"agent","type":["null","Party"],"default":null}}"#
+            ))
+        };
+        let breaks = check(Level::Full, &party("boolean"), &[(1, party("string"))]);
+        assert_eq!(breaks.len(), 2, "both directions: {breaks:?}");
+        assert!(breaks[0].reason.contains("party.valid"), "{breaks:?}");
+        assert!(check(Level::Full, &party("boolean"), &[(1, party("boolean"))]).is_empty());
     }
 }
 

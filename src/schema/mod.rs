@@ -124,8 +124,18 @@ pub struct CanonicalSchema {
     pub full_name: String,
     pub file: PathBuf,
     pub avro: Schema,
-    /// The self-contained schema JSON (what a registry receives).
+    /// The self-contained schema JSON: every other record it names
+    /// inlined where first used (what the encoder, `check` and `mapping
+    /// diff` judge).
     pub json: String,
+    /// The schema as its file writes it, other top-level records (`Party`)
+    /// named by full name, not inlined: what a schema registry receives,
+    /// with [`CanonicalSchema::references`].
+    pub written: String,
+    /// The top-level records it names, in order of first use: each one's
+    /// full name and self-contained JSON (registered under its own
+    /// subject, the full name, and referenced).
+    pub references: Vec<(String, String)>,
     /// Single-object encoding header: `C3 01` + CRC-64-AVRO fingerprint.
     pub single_object_header: [u8; 10],
     pub leaves: Vec<Leaf>,
@@ -274,7 +284,19 @@ impl SchemaSet {
             order.push(name.clone());
             defs.insert(name, (file, json));
         }
-        let mut by_name = BTreeMap::new();
+        // Each definition standing for itself by full name: inlining with
+        // these gives a schema as written, its references by full name.
+        let named: HashMap<String, (PathBuf, serde_json::Value)> = defs
+            .iter()
+            .map(|(name, (file, _))| {
+                (
+                    name.clone(),
+                    (file.clone(), serde_json::Value::String(name.clone())),
+                )
+            })
+            .collect();
+        let mut compiled = Vec::new();
+        let mut texts: HashMap<String, String> = HashMap::new();
         for name in order {
             let (file, json) = &defs[&name];
             let mut defined = Vec::new();
@@ -284,8 +306,23 @@ impl SchemaSet {
                 file: file.clone(),
                 message: e.to_string(),
             })?;
-            let schema = compile(file, &name, avro, text)?;
-            by_name.insert(name, Arc::new(schema));
+            let mut schema = compile(file, &name, avro, text.clone())?;
+            let mut named_here = Vec::new();
+            schema.written = inline_refs(json, None, &named, &mut named_here).to_string();
+            named_here.retain(|n| *n != name && named.contains_key(n));
+            texts.insert(name, text);
+            compiled.push((schema, named_here));
+        }
+        let mut by_name = BTreeMap::new();
+        for (mut schema, references) in compiled {
+            schema.references = references
+                .into_iter()
+                .map(|n| {
+                    let text = texts[&n].clone();
+                    (n, text)
+                })
+                .collect();
+            by_name.insert(schema.full_name.clone(), Arc::new(schema));
         }
         Ok(Self { by_name })
     }
@@ -332,6 +369,22 @@ fn full_name_of(json: &serde_json::Value, enclosing_ns: Option<&str>) -> Option<
         Some(ns) if !ns.is_empty() => format!("{ns}.{name}"),
         _ => name.to_owned(),
     })
+}
+
+/// A schema a registry holds, made self-contained: `written` with the
+/// records its references define (their schema JSON, each self-contained)
+/// inlined where first named, as [`SchemaSet`] inlines its own.
+pub fn resolve(written: &str, references: &[String]) -> Result<String, String> {
+    let mut defs = HashMap::new();
+    for text in references {
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("a referenced schema: {e}"))?;
+        let name = full_name_of(&json, None).ok_or("a referenced schema is not a named record")?;
+        defs.insert(name, (PathBuf::new(), json));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(written).map_err(|e| format!("the schema: {e}"))?;
+    Ok(inline_refs(&json, None, &defs, &mut Vec::new()).to_string())
 }
 
 /// Replaces the first reference to each other top-level record with its
@@ -424,12 +477,16 @@ fn compile(
         single_object_header: header,
         avro: avro.clone(),
         json,
+        written: String::new(),
+        references: Vec::new(),
         leaves,
         tree,
     })
 }
 
-fn collect_named(schema: &Schema, names: &mut HashMap<String, Schema>) {
+/// The named types (records, enums) `schema` defines, by full name: what
+/// a `Schema::Ref` to one of them resolves to.
+pub(crate) fn collect_named(schema: &Schema, names: &mut HashMap<String, Schema>) {
     match schema {
         Schema::Record(r) => {
             names.insert(r.name.fullname(None), schema.clone());
@@ -442,6 +499,7 @@ fn collect_named(schema: &Schema, names: &mut HashMap<String, Schema>) {
         }
         Schema::Union(u) => u.variants().iter().for_each(|v| collect_named(v, names)),
         Schema::Array(a) => collect_named(&a.items, names),
+        Schema::Map(m) => collect_named(&m.types, names),
         _ => {}
     }
 }

@@ -94,7 +94,21 @@ struct Registered {
 struct Version {
     version: u32,
     schema: String,
+    #[serde(default)]
+    references: Vec<Reference>,
 }
+
+/// A schema reference (Confluent's, which Apicurio's ccompat API keeps):
+/// the record `name` a schema uses, defined by `subject`'s `version`.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+struct Reference {
+    name: String,
+    subject: String,
+    version: u32,
+}
+
+/// How deep references may nest before the registry's answer is refused.
+const MAX_REFERENCE_DEPTH: usize = 8;
 
 impl RegistryClient {
     pub fn new(base_url: &str, strategy: SubjectStrategy) -> Self {
@@ -114,29 +128,74 @@ impl RegistryClient {
         self.strategy.subject(topic, full_name)
     }
 
-    /// Registers `schema_json` (record `full_name`, written to `topic`)
-    /// under its subject (a no-op in the registry when it is already
-    /// there) and returns its global id.
+    /// Registers `schema` (written to `topic`) under its subject and
+    /// returns its global id: first each record it names (`Party`) under
+    /// its own subject, the record's full name, then the schema as written
+    /// with references to them, so that the shared record is one subject
+    /// with one history rather than a copy inside every schema. A no-op in
+    /// the registry for what it already holds.
     pub async fn register(
         &self,
         topic: &str,
-        full_name: &str,
-        schema_json: &str,
+        schema: &super::CanonicalSchema,
     ) -> Result<u32, RegistryError> {
-        let subject = self.subject(topic, full_name);
+        let mut references = Vec::with_capacity(schema.references.len());
+        for (name, json) in &schema.references {
+            self.post_version(name, json, &[]).await?;
+            references.push(Reference {
+                name: name.clone(),
+                subject: name.clone(),
+                version: self.version_of(name, json).await?,
+            });
+        }
+        let subject = self.subject(topic, &schema.full_name);
+        self.post_version(&subject, &schema.written, &references)
+            .await
+    }
+
+    /// Registers `schema` with `references` under `subject`; its id.
+    async fn post_version(
+        &self,
+        subject: &str,
+        schema: &str,
+        references: &[Reference],
+    ) -> Result<u32, RegistryError> {
+        let mut body = serde_json::json!({ "schema": schema });
+        if !references.is_empty() {
+            body["references"] = serde_json::json!(references);
+        }
         let request = self
             .client
             .post(format!("{}/subjects/{subject}/versions", self.base))
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .json(&serde_json::json!({ "schema": schema_json }));
-        let (status, answer) = self.exchange(request, &subject).await?;
+            .json(&body);
+        let (status, answer) = self.exchange(request, subject).await?;
         answer
             .and_then(|v| serde_json::from_value::<Registered>(v).ok())
             .map(|r| r.id)
             .ok_or_else(|| RegistryError::Refused {
-                subject,
+                subject: subject.to_owned(),
                 status: status.as_u16(),
                 body: "the answer names no schema id".into(),
+            })
+    }
+
+    /// The version number under which `subject` holds `schema` (the
+    /// registry's lookup).
+    async fn version_of(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let request = self
+            .client
+            .post(format!("{}/subjects/{subject}", self.base))
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema }));
+        let (status, answer) = self.exchange(request, subject).await?;
+        answer
+            .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64))
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| RegistryError::Refused {
+                subject: subject.to_owned(),
+                status: status.as_u16(),
+                body: "the registry does not hold the schema just registered".into(),
             })
     }
 
@@ -222,15 +281,59 @@ impl RegistryClient {
         numbers.sort_unstable();
         let mut out = Vec::with_capacity(numbers.len());
         for n in numbers {
-            if let Some(v) = self
-                .get(&format!("/subjects/{subject}/versions/{n}"))
-                .await?
-                && let Ok(v) = serde_json::from_value::<Version>(v)
-            {
-                out.push((v.version, v.schema));
+            if let Some(v) = self.version(subject, n).await? {
+                let number = v.version;
+                out.push((number, self.resolved(subject, v, 0).await?));
             }
         }
         Ok(out)
+    }
+
+    /// Version `n` of `subject`, as held.
+    async fn version(&self, subject: &str, n: u64) -> Result<Option<Version>, RegistryError> {
+        Ok(self
+            .get(&format!("/subjects/{subject}/versions/{n}"))
+            .await?
+            .and_then(|v| serde_json::from_value::<Version>(v).ok()))
+    }
+
+    /// A version's schema made self-contained: the schemas its references
+    /// name (themselves resolved) inlined.
+    fn resolved<'a>(
+        &'a self,
+        subject: &'a str,
+        v: Version,
+        depth: usize,
+    ) -> futures::future::BoxFuture<'a, Result<String, RegistryError>> {
+        Box::pin(async move {
+            if v.references.is_empty() {
+                return Ok(v.schema);
+            }
+            let refused = |body: String| RegistryError::Refused {
+                subject: subject.to_owned(),
+                status: 200,
+                body,
+            };
+            if depth >= MAX_REFERENCE_DEPTH {
+                return Err(refused(format!(
+                    "schema references nest deeper than {MAX_REFERENCE_DEPTH}"
+                )));
+            }
+            let mut texts = Vec::with_capacity(v.references.len());
+            for r in &v.references {
+                let held = self
+                    .version(&r.subject, u64::from(r.version))
+                    .await?
+                    .ok_or_else(|| {
+                        refused(format!(
+                            "reference `{}` names {} version {}, which the registry does not hold",
+                            r.name, r.subject, r.version
+                        ))
+                    })?;
+                texts.push(self.resolved(&r.subject, held, depth + 1).await?);
+            }
+            super::resolve(&v.schema, &texts).map_err(refused)
+        })
     }
 }
 

@@ -177,11 +177,7 @@ impl PipelineContext {
             return Ok(std::borrow::Cow::Borrowed(self));
         };
         let schema_id = registry
-            .register(
-                &self.config.topic,
-                &self.mapping.schema.full_name,
-                &self.mapping.schema.json,
-            )
+            .register(&self.config.topic, &self.mapping.schema)
             .await?;
         let mut ctx = self.clone();
         ctx.encoding = Encoding::Confluent { schema_id };
