@@ -29,7 +29,7 @@ impl Mapping {
     /// Maps one payload; `now_ms` (the fetch time) is what `past`
     /// conditions compare with.
     pub fn map_at<'a>(&'a self, payload: &'a [u8], now_ms: i64) -> Result<Mapped<'a>, Reject> {
-        let mut inputs: Vec<Val<'a>> = vec![Val::Null; self.trie.paths.len()];
+        let mut inputs: Vec<Val<'a>> = nulls(self.trie.paths.len());
         match self.format {
             PayloadFormat::Json => json_read::read(&self.trie, payload, &mut inputs),
             PayloadFormat::Xml => xml_read::read(&self.trie, payload, self.encoding, &mut inputs),
@@ -39,7 +39,7 @@ impl Mapping {
             rule: "parse",
             reason,
         })?;
-        let mut out: Vec<Val<'a>> = vec![Val::Null; self.schema.leaves.len()];
+        let mut out: Vec<Val<'a>> = nulls(self.schema.leaves.len());
         for (leaf, v) in &self.defaults {
             out[*leaf] = v.clone();
         }
@@ -525,4 +525,12 @@ fn clean_text(rule: &Rule, s: &mut Cow<'_, str>) {
         }
         *s = Cow::Owned(t);
     }
+}
+
+/// `n` nulls. (`vec![Val::Null; n]` clones the first into each slot, a
+/// call a slot; this writes the tag alone.)
+fn nulls<'a>(n: usize) -> Vec<Val<'a>> {
+    let mut v = Vec::with_capacity(n);
+    v.resize_with(n, || Val::Null);
+    v
 }

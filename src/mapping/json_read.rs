@@ -10,14 +10,36 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// Fills `out[slot]` for every path of `trie` present in `input`.
+///
+/// Read with `sonic-rs` (SIMD scanning: skipping and string checks a
+/// block of bytes at a time, UTF-8 checked as it goes); a payload it
+/// refuses is read again with `serde_json`, whose error (line, column, what
+/// was expected) is the one a reject carries, as it always has.
 pub(crate) fn read<'a>(trie: &Trie, input: &'a [u8], out: &mut [Val<'a>]) -> Result<(), String> {
+    let mut de = sonic_rs::Deserializer::from_slice(input);
+    let fast = NodeSeed {
+        node: &trie.root,
+        out: &mut *out,
+        collect: false,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    if fast.is_ok() {
+        return Ok(());
+    }
+    out.fill(Val::Null);
     // One UTF-8 check of the whole payload rather than one a string: the
     // text reader does not check again. Bytes that are not UTF-8 go to the
     // byte reader, whose error says where.
     match std::str::from_utf8(input) {
         Ok(text) => read_from(trie, serde_json::Deserializer::from_str(text), out),
         Err(_) => read_from(trie, serde_json::Deserializer::from_slice(input), out),
-    }
+    }?;
+    // serde_json took what sonic-rs refused: say so rather than guess.
+    Err(format!(
+        "not valid JSON: {}",
+        fast.err().map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 fn read_from<'a, R: serde_json::de::Read<'a>>(
@@ -356,6 +378,42 @@ mod tests {
                 ],
                 "{input}"
             );
+        }
+    }
+
+    /// sonic-rs and serde_json read the same values, and refuse the same
+    /// payloads (with serde_json's words).
+    #[test]
+    fn the_two_readers_agree() {
+        let t = trie(&["s", "e", "i", "big", "f", "b", "n", "o"]);
+        fn general<'a>(t: &Trie, input: &'a str) -> Result<Vec<Val<'a>>, String> {
+            let mut out = vec![Val::Null; t.paths.len()];
+            read_from(t, serde_json::Deserializer::from_str(input), &mut out).map(|()| out)
+        }
+        for input in [
+            r#"{"s":"宜昌","e":"a\"b\u00e9","i":-42,"big":18446744073709551615,"f":1.5e3,"b":true,"n":null,"skip":{"x":[1,{"y":2}]}}"#,
+            r#" { "s" : "x" , "s" : "y" , "n" : 1 , "n" : null } "#,
+            r#"{"o":{"k":[1,2]},"s":"z"}"#,
+            r#"{}"#,
+            r#"{"i":1e5,"f":-0}"#,
+            r#"{"f":0.1234567890123456789,"i":1.7976931348623157e308,"big":123456789012345678901234567890}"#,
+            r#"{"f":5e-324,"i":-9223372036854775808,"big":9223372036854775808,"e":"\ud83d\ude00\t"}"#,
+        ] {
+            let mut out = vec![Val::Null; t.paths.len()];
+            read(&t, input.as_bytes(), &mut out).unwrap();
+            assert_eq!(Ok(out), general(&t, input), "{input}");
+        }
+        for refused in [
+            r#"{"s":"x"} trailing"#,
+            r#"{"s":"x"}{"s":"y"}"#,
+            r#"{"s":"x",}"#,
+            r#"{"s":"x""#,
+        ] {
+            let mut out = vec![Val::Null; t.paths.len()];
+            let Err(err) = read(&t, refused.as_bytes(), &mut out) else {
+                panic!("{refused}: accepted");
+            };
+            assert!(err.starts_with("not valid JSON"), "{refused}: {err}");
         }
     }
 
