@@ -27,6 +27,9 @@ pub struct DemoOptions {
     pub config: PathBuf,
     /// An existing cluster; none means bring one up.
     pub brokers: Option<String>,
+    /// A Confluent-compatible schema registry (Apicurio's ccompat API):
+    /// canonical records then use the Confluent wire format with its ids.
+    pub registry: Option<String>,
     /// Bring up Tansu instead of the embedded mock cluster.
     pub tansu: bool,
     /// How long the pipelines run.
@@ -136,6 +139,10 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             ));
         }
     };
+
+    if let Some(url) = &options.registry {
+        deployment.kafka.schema_registry = Some(url.clone());
+    }
 
     // 1. The broker.
     let mut _embedded = None;

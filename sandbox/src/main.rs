@@ -88,6 +88,11 @@ enum Command {
         /// Use this cluster instead of bringing one up.
         #[arg(long)]
         brokers: Option<String>,
+        /// Register the canonical schemas with this Confluent-compatible
+        /// schema registry (Apicurio: `http://HOST:PORT/apis/ccompat/v7`)
+        /// and write the Confluent wire format.
+        #[arg(long)]
+        registry: Option<String>,
         /// Bring up a supervised Tansu broker instead of the embedded one.
         #[arg(long)]
         tansu: bool,
@@ -216,6 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo {
             config,
             brokers,
+            registry,
             tansu,
             seconds,
             sandbox_process,
@@ -227,6 +233,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let options = duijie_sandbox::demo::DemoOptions {
                 config,
                 brokers,
+                registry,
                 tansu,
                 seconds,
                 sandbox_process,

@@ -11,7 +11,11 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
+/// One demo at a time: they share the exchange folders and the log file.
+static ONE_DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn sandbox(args: &[&str]) -> (i32, String, String) {
+    let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_duijie-sandbox"))
         .current_dir(root())
         .args(args)
@@ -225,4 +229,71 @@ fn the_demo_runs_every_system_and_accounts_for_every_record() {
     let n = |i: usize| words[i].parse::<u64>().unwrap();
     assert_eq!((words[3], words[4]), ("entities", "indexed"), "{library}");
     assert!(n(2) > 0 && n(8) > 0 && n(8) <= n(2), "{library}");
+}
+
+/// The demo on Apache Kafka with Apicurio Registry (`--brokers`,
+/// `--registry`, what `scripts/test.sh` started): every canonical topic it
+/// writes is read whole by an independent consumer — confluent-kafka's
+/// AvroDeserializer, each record's schema fetched from Apicurio by the id
+/// in the record, `Party` through its reference — except the topics sealed
+/// at rest (`[hub.encryption]`), which no reader without the data key can
+/// read, by design.
+#[test]
+fn every_canonical_topic_of_a_demo_on_kafka_and_apicurio_is_read_by_an_independent_consumer() {
+    let env = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run the tests with scripts/test.sh, which starts Apache Kafka and Apicurio Registry")
+        })
+    };
+    let (brokers, registry) = (env("DUIJIE_TEST_BROKERS"), env("DUIJIE_TEST_REGISTRY"));
+    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let deployment =
+        duijie::config::Deployment::load(&root().join("pipelines/yichang.toml")).unwrap();
+    let (code, stdout, stderr) = sandbox(&[
+        "demo",
+        "--brokers",
+        &brokers,
+        "--registry",
+        &registry,
+        "--seconds",
+        "24",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let sealed: std::collections::BTreeSet<String> = deployment
+        .hub
+        .encryption
+        .as_ref()
+        .map(|e| e.topics.iter().cloned().collect())
+        .unwrap_or_default();
+    let topics: std::collections::BTreeSet<&str> = deployment
+        .pipelines
+        .iter()
+        .map(|p| p.topic.as_str())
+        .filter(|t| t.starts_with("canonical.") && !sealed.contains(*t))
+        .collect();
+    assert!(topics.len() >= 6, "{topics:?}");
+    let mut parties = 0;
+    for topic in topics {
+        let out = Command::new(&python)
+            .arg(root().join("scripts/registry_read.py"))
+            .args([brokers.as_str(), registry.as_str(), topic, "all", "120"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{topic}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let decoded: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!decoded.is_empty(), "{topic}: nothing written in the demo");
+        assert!(
+            decoded.iter().all(|r| r["id"] == r["key"]),
+            "{topic}: {decoded:?}"
+        );
+        parties += decoded.iter().filter(|r| r["party"].is_string()).count();
+    }
+    assert!(parties > 0, "no party read through the Party reference");
 }
