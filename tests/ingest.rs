@@ -300,27 +300,7 @@ fn with_a_schema_registry_records_use_the_confluent_wire_format() {
     // An independent consumer — confluent-kafka's AvroDeserializer, the
     // schema fetched from Apicurio by the id in each record — reads them
     // all, and each record's id is its key.
-    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(python)
-        .arg(root().join("scripts/registry_read.py"))
-        .args([
-            brokers.as_str(),
-            registry.as_str(),
-            topic.as_str(),
-            "50",
-            "60",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let decoded: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let decoded = registry_read(&brokers, &registry, &topic, "50");
     assert_eq!(decoded.len(), 50);
     assert!(
         decoded
@@ -349,26 +329,7 @@ fn the_shared_party_record_is_one_subject_that_schemas_reference() {
     let d = TestDeployment::with_kafka(
         &brokers,
         &format!("schema_registry = \"{registry}\""),
-        &format!(
-            r#"[pipelines.grid]
-system = "grid"
-mapping = "grid_event"
-topic = "{topic}"
-schedule = "* * * * * *"
-
-[pipelines.grid.source]
-kind = "http_poll"
-url = "http://{sandbox}/grid/api/events"
-records_pointer = "/data/list"
-paging = "keyset"
-page_size = 100
-watermark_field = "updateTime"
-watermark_param = "updatedAfter"
-id_field = "eventId"
-after_id_param = "afterId"
-login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", password = "Wg#2026-yc" }}
-"#
-        ),
+        &grid_pipeline(&sandbox, &topic),
     );
     let hub = d.spawn();
     wait_until(Duration::from_secs(60), "the 40 grid events", || {
@@ -405,27 +366,7 @@ login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", passwor
         "the grid schema names Party, not a copy of it: {written}"
     );
     // The independent reader resolves the reference through Apicurio.
-    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(python)
-        .arg(root().join("scripts/registry_read.py"))
-        .args([
-            brokers.as_str(),
-            registry.as_str(),
-            topic.as_str(),
-            "40",
-            "60",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let decoded: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let decoded = registry_read(&brokers, &registry, &topic, "40");
     assert_eq!(decoded.len(), 40);
     assert!(decoded.iter().all(|r| r["id"] == r["key"]), "{decoded:?}");
     assert!(

@@ -482,20 +482,14 @@ pub fn flaky_proxy(upstream: String, drops: usize) -> String {
     addr
 }
 
-/// A grid pipeline polling the sandbox into `topic`, and the street
-/// office's feed from it by webhook at `webhook`; `extra` is appended.
-pub fn street_feed_config(
-    sandbox: &str,
-    source_topic: &str,
-    dlq: &str,
-    webhook: &str,
-    extra: &str,
-) -> String {
+/// A grid pipeline `grid` polling the sandbox's events into `topic`
+/// (login, keyset paging), as TOML.
+pub fn grid_pipeline(sandbox: &str, topic: &str) -> String {
     format!(
         r#"[pipelines.grid]
 system = "grid"
 mapping = "grid_event"
-topic = "{source_topic}"
+topic = "{topic}"
 schedule = "* * * * * *"
 
 [pipelines.grid.source]
@@ -509,7 +503,48 @@ watermark_param = "updatedAfter"
 id_field = "eventId"
 after_id_param = "afterId"
 login = {{ url = "http://{sandbox}/grid/api/login", username = "duijie", password = "Wg#2026-yc" }}
+"#
+    )
+}
 
+/// What the independent reader (`scripts/registry_read.py`: confluent-kafka's
+/// AvroDeserializer against the registry) decoded of `topic`: `count`
+/// records (or `all`), one JSON object each (`key`, `id`, `party`).
+pub fn registry_read(
+    brokers: &str,
+    registry: &str,
+    topic: &str,
+    count: &str,
+) -> Vec<serde_json::Value> {
+    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .arg(root().join("scripts/registry_read.py"))
+        .args([brokers, registry, topic, count, "60"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A grid pipeline polling the sandbox into `topic`, and the street
+/// office's feed from it by webhook at `webhook`; `extra` is appended.
+pub fn street_feed_config(
+    sandbox: &str,
+    source_topic: &str,
+    dlq: &str,
+    webhook: &str,
+    extra: &str,
+) -> String {
+    let grid = grid_pipeline(sandbox, source_topic);
+    format!(
+        r#"{grid}
 [deliveries.street]
 topic = "{source_topic}"
 department = "street"
