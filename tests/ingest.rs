@@ -374,18 +374,7 @@ fn the_shared_party_record_is_one_subject_that_schemas_reference() {
         "parties read through the reference: {decoded:?}"
     );
     // The deployment as it is is compatible with what it registered.
-    let check = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
-            .args(["check", "--config"])
-            .arg(&d.file)
-            .args(["--registry", &registry])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let check = || d.check_registry(&registry);
     let (passed, said) = check();
     assert!(passed, "{said}");
     // A Party version ours cannot read (a flag written as text) is found
@@ -456,17 +445,8 @@ fn the_topic_record_name_strategy_registers_under_topic_and_record() {
             latest["id"].as_u64().unwrap()
         );
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
-        .args(["check", "--config"])
-        .arg(&d.file)
-        .args(["--registry", &registry])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (passed, said) = d.check_registry(&registry);
+    assert!(passed, "{said}");
 }
 
 /// `duijie check --registry`, against Apicurio Registry: a subject whose
@@ -491,18 +471,7 @@ fn check_registry_gates_an_incompatible_schema_and_a_compatible_one_is_a_new_ver
             .retain(|f| f["name"] != field);
         v.to_string()
     };
-    let check = |d: &TestDeployment| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
-            .args(["check", "--config"])
-            .arg(&d.file)
-            .args(["--registry", &registry])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let check = |d: &TestDeployment| d.check_registry(&registry);
 
     // Incompatible: the registry's version has no `source_system`, which
     // the deployment's schema requires without a default.

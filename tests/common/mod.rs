@@ -178,6 +178,21 @@ impl TestDeployment {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `duijie check --registry URL` on this deployment: whether it
+    /// passed, and what it said on standard error.
+    pub fn check_registry(&self, registry: &str) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_duijie"))
+            .args(["check", "--config"])
+            .arg(&self.file)
+            .args(["--registry", registry])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Whether the push pipeline `feed` has settled everything on its
     /// topic (`duijie feeds status`: nothing pending), so that nothing more
     /// will be delivered.
