@@ -194,6 +194,38 @@ delivery = "credit"
                 == held.len()
     });
     terminate(hub);
+    // Each alert of the clock continues the trace of the decision it is
+    // about (the decision record's `traceparent`, a `keep` span under it).
+    let trace_id = |h: &BTreeMap<String, String>| {
+        h.get("traceparent")
+            .and_then(|t| t.split('-').nth(1))
+            .map(str::to_owned)
+    };
+    let mut decision_traces: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in read(&brokers, &topic, false) {
+        let t = trace_id(&r.headers).expect("every decision record carries its trace");
+        decision_traces.entry(r.key_str()).or_default().insert(t);
+    }
+    let clock_alerts: Vec<_> = read(&brokers, &alerts, false)
+        .into_iter()
+        .filter(|r| {
+            r.key_str().starts_with("credit:") && !r.key_str().starts_with("credit:calendar")
+        })
+        .collect();
+    assert!(!clock_alerts.is_empty());
+    for r in clock_alerts {
+        let key = r.key_str();
+        let id = key["credit:".len()..]
+            .rsplitn(3, ':')
+            .nth(2)
+            .unwrap()
+            .to_owned();
+        let t = trace_id(&r.headers).unwrap_or_else(|| panic!("{key}: no trace"));
+        assert!(
+            decision_traces.get(&id).is_some_and(|ts| ts.contains(&t)),
+            "{key}: not in a trace of decision {id}"
+        );
+    }
 
     let published = received["published"].as_object().unwrap();
     for (key, r) in published {
