@@ -317,16 +317,16 @@ pub async fn registry_breaks(loaded: &Loaded, url: &str) -> Vec<String> {
         // (`Party`) under its own, the record's full name.
         let main = (
             registry.subject(&p.topic, &m.schema.full_name),
-            m.schema.full_name.clone(),
-            m.schema.json.clone(),
+            m.schema.full_name.as_str(),
+            m.schema.json.as_str(),
         );
         let referenced = m
             .schema
             .references
             .iter()
-            .map(|(name, json)| (name.clone(), name.clone(), json.clone()));
+            .map(|(name, json)| (name.clone(), name.as_str(), json.as_str()));
         for (subject, record, json) in std::iter::once(main).chain(referenced) {
-            if !judged.insert((subject.clone(), record.clone())) {
+            if !judged.insert((subject.clone(), record.to_owned())) {
                 continue;
             }
             let asked = async {
@@ -346,7 +346,7 @@ pub async fn registry_breaks(loaded: &Loaded, url: &str) -> Vec<String> {
                     continue;
                 }
             };
-            for b in crate::schema::compat::check(level, &json, &versions) {
+            for b in crate::schema::compat::check(level, json, &versions) {
                 problems.push(
                     deployment
                         .locate(

@@ -238,29 +238,18 @@ settle = "0s"
     assert_ne!(fixed, current);
     let edited = dir.path().join("urban_case.edited.yaml");
     std::fs::write(&edited, &fixed).unwrap();
+    // `duijie mapping diff --mapping urban_case` with more arguments.
+    let diff = |more: &[&str]| {
+        let mut args = vec!["mapping", "diff", "--mapping", "urban_case"];
+        args.extend_from_slice(more);
+        duijie(&args, &config, &brokers)
+    };
     // Unchanged: exit 0.
-    let (code, out, err) = duijie(
-        &["mapping", "diff", "--mapping", "urban_case"],
-        &config,
-        &brokers,
-    );
+    let (code, out, err) = diff(&[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("no change"), "{out}");
     // Edited: exactly the three records, exit 1 (a CI gate).
-    let (code, out, err) = duijie(
-        &[
-            "mapping",
-            "diff",
-            "--mapping",
-            "urban_case",
-            "--file",
-            edited.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        &config,
-        &brokers,
-    );
+    let (code, out, err) = diff(&["--file", edited.to_str().unwrap(), "--format", "json"]);
     assert_eq!(code, 1, "{out}{err}");
     let d: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(d["records"], 20);
@@ -277,18 +266,7 @@ settle = "0s"
         .map(|e| e["key"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(shown, widened);
-    let (_, table, _) = duijie(
-        &[
-            "mapping",
-            "diff",
-            "--mapping",
-            "urban_case",
-            "--file",
-            edited.to_str().unwrap(),
-        ],
-        &config,
-        &brokers,
-    );
+    let (_, table, _) = diff(&["--file", edited.to_str().unwrap()]);
     assert!(
         table.contains("address") && table.contains("3 change"),
         "{table}"
@@ -305,22 +283,14 @@ settle = "0s"
         1,
     );
     std::fs::write(&avsc, text).unwrap();
-    let (code, out, err) = duijie(
-        &[
-            "mapping",
-            "diff",
-            "--mapping",
-            "urban_case",
-            "--file",
-            edited.to_str().unwrap(),
-            "--schemas",
-            edited_schemas.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        &config,
-        &brokers,
-    );
+    let (code, out, err) = diff(&[
+        "--file",
+        edited.to_str().unwrap(),
+        "--schemas",
+        edited_schemas.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 1, "{out}{err}");
     let d: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(d["records_changed"], 3, "the field diff as before");
@@ -331,18 +301,7 @@ settle = "0s"
     );
     assert_eq!(d["schema"]["backward"], serde_json::json!({"Ok": null}));
     assert_eq!(d["schema"]["forward"], serde_json::json!({"Ok": null}));
-    let (_, table, _) = duijie(
-        &[
-            "mapping",
-            "diff",
-            "--mapping",
-            "urban_case",
-            "--schemas",
-            edited_schemas.to_str().unwrap(),
-        ],
-        &config,
-        &brokers,
-    );
+    let (_, table, _) = diff(&["--schemas", edited_schemas.to_str().unwrap()]);
     assert!(
         table.contains("+ note") && table.contains("BACKWARD (the new schema reads old data): yes"),
         "{table}"

@@ -296,7 +296,6 @@ impl SchemaSet {
             })
             .collect();
         let mut compiled = Vec::new();
-        let mut texts: HashMap<String, String> = HashMap::new();
         for name in order {
             let (file, json) = &defs[&name];
             let mut defined = Vec::new();
@@ -306,20 +305,24 @@ impl SchemaSet {
                 file: file.clone(),
                 message: e.to_string(),
             })?;
-            let mut schema = compile(file, &name, avro, text.clone())?;
+            let mut schema = compile(file, &name, avro, text)?;
             let mut named_here = Vec::new();
             schema.written = inline_refs(json, None, &named, &mut named_here).to_string();
             named_here.retain(|n| *n != name && named.contains_key(n));
-            texts.insert(name, text);
             compiled.push((schema, named_here));
         }
+        // Each reference with the referenced record's self-contained JSON.
+        let json_of: HashMap<String, String> = compiled
+            .iter()
+            .map(|(s, _)| (s.full_name.clone(), s.json.clone()))
+            .collect();
         let mut by_name = BTreeMap::new();
         for (mut schema, references) in compiled {
             schema.references = references
                 .into_iter()
                 .map(|n| {
-                    let text = texts[&n].clone();
-                    (n, text)
+                    let json = json_of[&n].clone();
+                    (n, json)
                 })
                 .collect();
             by_name.insert(schema.full_name.clone(), Arc::new(schema));

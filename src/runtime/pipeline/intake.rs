@@ -72,11 +72,7 @@ impl Intake for PipelineIntake {
             }
         };
         let acked = acks.wait().await;
-        end_produce(
-            &span,
-            1,
-            acked.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-        );
+        end_produce(&span, 1, &acked);
         acked.map_err(|e| unacknowledged(IngestError::Delivery(e)))?;
         match &taken {
             Taken::Mapped { .. } => PipelineStats::add(&ctx.stats.delivered, 1),

@@ -905,14 +905,18 @@ fn produce_span(ctx: &PipelineContext, fetch: &Context) -> Context {
 }
 
 /// Ends a produce span with the broker's answer.
-pub(super) fn end_produce(span: &Context, records: u64, acked: Result<(), String>) {
+pub(super) fn end_produce<T, E: std::fmt::Display>(
+    span: &Context,
+    records: u64,
+    acked: &Result<T, E>,
+) {
     trace::end(
         span,
         vec![KeyValue::new(
             "messaging.batch.message_count",
             records as i64,
         )],
-        acked.err(),
+        acked.as_ref().err().map(ToString::to_string),
     );
 }
 
@@ -1161,11 +1165,7 @@ async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
             let span = info_span!("batch_ack", records = records + letters);
             let result = async {
                 let acked = acks.wait().await;
-                end_produce(
-                    &produce,
-                    records + letters,
-                    acked.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-                );
+                end_produce(&produce, records + letters, &acked);
                 acked?;
                 total += records + letters;
                 let cursor_acks = Acks::new();
@@ -1396,11 +1396,7 @@ async fn run_transactional(ctx: &PipelineContext) -> Result<(), IngestError> {
                     Ok(()) => acks.wait().await.map_err(IngestError::from),
                     Err(e) => Err(e),
                 };
-                end_produce(
-                    &produce,
-                    records + letters,
-                    acked.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-                );
+                end_produce(&produce, records + letters, &acked);
                 acked?;
                 Ok::<_, IngestError>((records, letters, cursor))
             }
