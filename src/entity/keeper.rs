@@ -3,7 +3,7 @@
 //! index stopped (or the beginning), in batches of one transaction each.
 
 use super::index::{Change, EntityIndex, LinkDecision, Read, record_digest};
-use super::{Kind, Position, Reader};
+use super::{Position, Reader, Reading};
 use crate::bus::follow::{Follow, Followed};
 use crate::bus::{Bus, ReaderContext};
 use crate::calendar::Calendar;
@@ -62,6 +62,7 @@ impl Setting {
     ) -> Context {
         Context {
             bus: self.bus.clone(),
+            readings: Arc::new(super::readings(&schemas)),
             schemas,
             pseudonyms: self.pseudonyms.clone(),
             policy: self.policy.clone(),
@@ -95,6 +96,8 @@ pub struct IndexStats {
 pub struct Context {
     pub bus: Bus,
     pub schemas: Arc<SchemaSet>,
+    /// The schemas whose records name a party, learnt from the schemas.
+    pub readings: Arc<BTreeMap<String, Reading>>,
     pub pseudonyms: Pseudonyms,
     pub policy: CreditPolicy,
     pub calendar: Arc<Calendar>,
@@ -150,11 +153,11 @@ impl Context {
                 .read_listing(&f.key, &value, at)
                 .map(|r| Change::Record(Box::new(r.kept())));
         }
-        let kind = f
+        let reading = f
             .headers
             .get("duijie-schema")
-            .and_then(|s| Kind::of_schema(s));
-        match kind.and_then(|k| reader.read(k, &f.key, &value, at)) {
+            .and_then(|s| self.readings.get(s));
+        match reading.and_then(|r| reader.read(r, &f.key, &value, at)) {
             Some(r) => Some(Change::Record(Box::new(r.kept()))),
             None => {
                 // Not about an entity (no party named): nothing to link.

@@ -218,13 +218,20 @@ pub enum Kind {
     Listing,
     /// A credit repair result (信用修复): ends a decision's publication.
     Repair,
+    /// A record of a schema the library has no reading of its own for,
+    /// which names a party (a new system's): linked to its entity, shown
+    /// on the profile, and nothing inferred from it.
+    Other,
 }
 
 impl Kind {
-    /// The kind of a canonical schema (`duijie.canonical.PenaltyDecision`);
-    /// `None` for a schema that names no party.
-    pub fn of_schema(name: &str) -> Option<Kind> {
-        Some(match name.rsplit('.').next()? {
+    /// The kind of a canonical schema (`duijie.canonical.PenaltyDecision`):
+    /// the schemas whose records the library reads for more than their
+    /// party (open items, restrictions, the public window); any other
+    /// schema that names a party is [`Kind::Other`]. Whether a schema
+    /// names a party at all is its own ([`PartyAt::of`]), not this list's.
+    pub fn of_schema(name: &str) -> Kind {
+        match name.rsplit('.').next().unwrap_or_default() {
             "PenaltyDecision" => Kind::Penalty,
             "Licence" => Kind::Licence,
             "SafetyHazard" => Kind::Hazard,
@@ -232,8 +239,8 @@ impl Kind {
             "GridEvent" => Kind::GridEvent,
             "ReferralEvent" => Kind::Referral,
             "CreditRepair" => Kind::Repair,
-            _ => return None,
-        })
+            _ => Kind::Other,
+        }
     }
 
     pub fn label(self) -> &'static str {
@@ -246,8 +253,85 @@ impl Kind {
             Kind::Referral => "涉嫌犯罪案件移送",
             Kind::Listing => "严重失信主体名单",
             Kind::Repair => "信用修复",
+            Kind::Other => "其他记录",
         }
     }
+}
+
+/// The shared party record every canonical schema names its party with.
+pub const PARTY_RECORD: &str = "duijie.canonical.Party";
+
+/// Where a canonical record names its party, learnt from its schema: a
+/// new system whose schema uses the shared `Party` record is linked to
+/// its entities with no change to the library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartyAt {
+    /// The JSON pointer of the field whose type is `Party` (`/party`,
+    /// `/enterprise`, `/suspect`), nullable or not, at any depth; the first
+    /// in the schema's order when there are several.
+    Record(String),
+    /// The party in flat fields at the top: `party_name` beside
+    /// `party_credit_code` (the urban case, GB/T 30428.2's layout).
+    Flat,
+}
+
+impl PartyAt {
+    /// Where `schema` names its party; `None` when it names none.
+    pub fn of(schema: &crate::schema::CanonicalSchema) -> Option<PartyAt> {
+        fn find(nodes: &[(String, crate::schema::Node)], at: &str) -> Option<String> {
+            nodes.iter().find_map(|(field, node)| match node {
+                crate::schema::Node::Record { name, children, .. } => {
+                    let here = format!("{at}/{field}");
+                    if name == PARTY_RECORD {
+                        Some(here)
+                    } else {
+                        find(children, &here)
+                    }
+                }
+                crate::schema::Node::Leaf(_) => None,
+            })
+        }
+        find(&schema.tree, "").map(PartyAt::Record).or_else(|| {
+            (schema.leaf("party_name").is_some() && schema.leaf("party_credit_code").is_some())
+                .then_some(PartyAt::Flat)
+        })
+    }
+
+    /// The party a record names, as a `Party` record (`Null` when absent).
+    fn party(&self, v: &Value) -> Value {
+        match self {
+            PartyAt::Record(pointer) => v.pointer(pointer).cloned().unwrap_or(Value::Null),
+            PartyAt::Flat => {
+                serde_json::json!({"name": v.get("party_name"), "credit_code": v.get("party_credit_code")})
+            }
+        }
+    }
+}
+
+/// A canonical schema whose records name a party: how the library reads
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    pub kind: Kind,
+    pub party: PartyAt,
+}
+
+/// Every schema of the set that names a party, by full name, with how the
+/// library reads its records.
+pub fn readings(schemas: &crate::schema::SchemaSet) -> BTreeMap<String, Reading> {
+    schemas
+        .iter()
+        .filter_map(|s| {
+            let party = PartyAt::of(s)?;
+            Some((
+                s.full_name.clone(),
+                Reading {
+                    kind: Kind::of_schema(&s.full_name),
+                    party,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Where a record is on the bus and how it got there (its provenance).
@@ -337,6 +421,8 @@ pub enum Facts {
     Case {
         open: bool,
     },
+    /// A record of a schema without a reading of its own ([`Kind::Other`]).
+    Record,
     Listing {
         listed: bool,
         until_ms: Option<i64>,
@@ -738,19 +824,9 @@ pub struct Reader<'a> {
 impl Reader<'_> {
     /// A canonical record (as JSON) into the index's form; `None` when it
     /// names no party.
-    pub fn read(&self, kind: Kind, key: &str, v: &Value, at: Position) -> Option<IndexedRecord> {
-        let party_path = match kind {
-            Kind::Hazard => "/enterprise",
-            Kind::Referral => "/suspect",
-            Kind::UrbanCase => "",
-            _ => "/party",
-        };
-        let party = if kind == Kind::UrbanCase {
-            // The urban case names its party in flat fields.
-            serde_json::json!({"name": v.get("party_name"), "credit_code": v.get("party_credit_code")})
-        } else {
-            v.pointer(party_path).cloned().unwrap_or(Value::Null)
-        };
+    pub fn read(&self, reading: &Reading, key: &str, v: &Value, at: Position) -> Option<IndexedRecord> {
+        let kind = reading.kind;
+        let party = reading.party.party(v);
         let (link, credit_code) = link_of(&party, self.pseudonyms);
         let link = match link {
             Some(l) => l,
@@ -882,6 +958,14 @@ impl Reader<'_> {
                 Facts::Referral {
                     open: !crate::keepers::referral::closes(&status),
                 },
+                None,
+            ),
+            // Nothing is read into a record the library has no reading
+            // for: it is on the profile, under its key.
+            Kind::Other => (
+                key.to_owned(),
+                None,
+                Facts::Record,
                 None,
             ),
             Kind::Listing => return None,

@@ -78,10 +78,88 @@ impl Fixture {
     }
 
     fn read(&self, kind: Kind, topic: &str, key: &str, v: Value, offset: i64) -> IndexedRecord {
+        let reading = repository_readings()
+            .into_values()
+            .find(|r| r.kind == kind)
+            .expect("a schema of that kind");
         self.reader()
-            .read(kind, key, &v, at(topic, offset))
+            .read(&reading, key, &v, at(topic, offset))
             .expect("names a party")
     }
+}
+
+fn repository_schemas() -> crate::schema::SchemaSet {
+    crate::schema::SchemaSet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"))
+        .unwrap()
+}
+
+fn repository_readings() -> BTreeMap<String, Reading> {
+    readings(&repository_schemas())
+}
+
+/// Which records name a party, and where, is learnt from the schemas: the
+/// repository's schemas give exactly these, and the video alarm (no party)
+/// is not among them.
+#[test]
+fn the_schemas_say_which_records_name_a_party_and_where() {
+    let found: Vec<(String, Kind, PartyAt)> = repository_readings()
+        .into_iter()
+        .map(|(name, r)| (name, r.kind, r.party))
+        .collect();
+    let record = |p: &str| PartyAt::Record(p.to_owned());
+    assert_eq!(
+        found,
+        vec![
+            ("duijie.canonical.CreditRepair".into(), Kind::Repair, record("/party")),
+            ("duijie.canonical.GridEvent".into(), Kind::GridEvent, record("/party")),
+            ("duijie.canonical.Licence".into(), Kind::Licence, record("/party")),
+            ("duijie.canonical.PenaltyDecision".into(), Kind::Penalty, record("/party")),
+            ("duijie.canonical.ReferralEvent".into(), Kind::Referral, record("/suspect")),
+            ("duijie.canonical.SafetyHazard".into(), Kind::Hazard, record("/enterprise")),
+            ("duijie.canonical.UrbanCase".into(), Kind::UrbanCase, PartyAt::Flat),
+        ]
+    );
+}
+
+/// A new system's schema that names its party with the shared `Party`
+/// record, nested and nullable, is read into the entity's profile with no
+/// change to the library: linked by credit code, under its key.
+#[test]
+fn a_new_systems_schema_that_names_a_party_is_linked_without_a_change_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    std::fs::copy(repo.join("party.avsc"), dir.path().join("party.avsc")).unwrap();
+    std::fs::write(
+        dir.path().join("hotline_order.avsc"),
+        r#"{"type": "record", "name": "HotlineOrder", "namespace": "duijie.canonical", "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "source_system", "type": "string"},
+            {"name": "complaint", "type": {"type": "record", "name": "Complaint", "fields": [
+                {"name": "text", "type": "string"},
+                {"name": "respondent", "type": ["null", "Party"], "default": null}
+            ]}}
+        ]}"#,
+    )
+    .unwrap();
+    let schemas = crate::schema::SchemaSet::load_dir(dir.path()).unwrap();
+    let readings = readings(&schemas);
+    let reading = &readings["duijie.canonical.HotlineOrder"];
+    assert_eq!(reading.kind, Kind::Other);
+    assert_eq!(reading.party, PartyAt::Record("/complaint/respondent".into()));
+    let c = code(77);
+    let f = Fixture::new();
+    let order = json!({"id": "12345:1", "source_system": "hotline",
+        "complaint": {"text": "噪音扰民", "respondent": company(&c)}});
+    let r = f
+        .reader()
+        .read(reading, "12345:1", &order, at("canonical.hotline_order", 3))
+        .expect("names a party");
+    assert_eq!(r.link, Link::Code(format!("uscc:{c}")));
+    assert_eq!((r.kind, r.title.as_str(), r.facts.clone()), (Kind::Other, "12345:1", Facts::Record));
+    assert_eq!(r.kind.label(), "其他记录");
+    // Without a respondent the order is about no entity.
+    let anonymous = json!({"id": "12345:2", "source_system": "hotline", "complaint": {"text": "路灯不亮", "respondent": null}});
+    assert!(f.reader().read(reading, "12345:2", &anonymous, at("canonical.hotline_order", 4)).is_none());
 }
 
 fn company(c: &str) -> Value {
