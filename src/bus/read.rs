@@ -1,6 +1,6 @@
 //! Reading a topic to its end: the one way the hub does it (the topic
 //! inspector and everything built on it, the cursor store, the feed
-//! replay).
+//! replay, a pull feed's page, the entity cache's position check).
 //!
 //! The end is the partition-EOF event of each partition read, not the high
 //! watermark (some brokers report it per record batch). A broker away for a
@@ -10,8 +10,10 @@
 use super::{BusError, ReaderContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 /// How long a read to the end may take, at most, by default.
@@ -90,42 +92,110 @@ pub fn read_to_end(
     within: Duration,
     mut visit: impl FnMut(&BorrowedMessage<'_>) -> Result<(), BusError>,
 ) -> Result<(), BusError> {
+    read_until(consumer, topic, starts, within, |m| {
+        visit(m).map(|()| ControlFlow::Continue(()))
+    })
+    .map(|_| ())
+}
+
+/// How a [`read_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Every partition read to its end.
+    AtEnd,
+    /// `visit` asked to stop; some partition may have more.
+    Stopped,
+}
+
+/// How long a partition read from an offset may stay silent (no record,
+/// no end) before it is read again from its start: some brokers (Tansu)
+/// serve nothing to a fetch that starts inside a record batch.
+const SILENT_FROM_AN_OFFSET: Duration = Duration::from_secs(2);
+
+/// [`read_to_end`], which `visit` may stop early (a page full, the record
+/// looked for found). A partition started at an offset that stays silent
+/// for [`SILENT_FROM_AN_OFFSET`] is read again from its start, skipping
+/// what comes before that offset, so such a broker is read all the same.
+pub fn read_until(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    starts: &[(i32, Start)],
+    within: Duration,
+    mut visit: impl FnMut(&BorrowedMessage<'_>) -> Result<ControlFlow<()>, BusError>,
+) -> Result<Ended, BusError> {
     let deadline = Instant::now() + within;
-    let mut tpl = TopicPartitionList::new();
-    let mut open = 0usize;
+    // Per partition read: the first offset wanted, and the low watermark.
+    let mut reading: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     for (partition, start) in starts {
         let (low, high) = retry_until(deadline, || {
             consumer.fetch_watermarks(topic, *partition, Duration::from_secs(20))
         })?;
-        let (offset, first) = match start {
-            Start::Beginning => (Offset::Beginning, low),
-            Start::At(o) => (Offset::Offset(*o), (*o).max(low)),
+        let first = match start {
+            Start::Beginning => low,
+            Start::At(o) => (*o).max(low),
         };
         if first < high {
-            tpl.add_partition_offset(topic, *partition, offset)
-                .map_err(BusError::Client)?;
-            open += 1;
+            reading.insert(*partition, (first, low));
         }
     }
-    if open == 0 {
-        return Ok(());
+    if reading.is_empty() {
+        return Ok(Ended::AtEnd);
     }
-    consumer.assign(&tpl).map_err(BusError::Client)?;
-    while open > 0 {
+    // Assigns what is still read: each partition from the next offset
+    // wanted, or from its low watermark where `from_low` says so.
+    let assign = |reading: &BTreeMap<i32, (i64, i64)>, from_low: &dyn Fn(i32) -> bool| {
+        let mut tpl = TopicPartitionList::new();
+        for (p, (first, low)) in reading {
+            let at = if from_low(*p) { *low } else { *first };
+            tpl.add_partition_offset(topic, *p, Offset::Offset(at))
+                .map_err(BusError::Client)?;
+        }
+        consumer.assign(&tpl).map_err(BusError::Client)
+    };
+    assign(&reading, &|_| false)?;
+    let started = Instant::now();
+    let mut heard: BTreeSet<i32> = BTreeSet::new();
+    let mut rescanned = false;
+    while !reading.is_empty() {
         if Instant::now() > deadline {
             return Err(BusError::Unreachable(KafkaError::MessageConsumption(
-                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                RDKafkaErrorCode::OperationTimedOut,
             )));
         }
-        match consumer.poll(Duration::from_millis(300)) {
+        if !rescanned
+            && started.elapsed() > SILENT_FROM_AN_OFFSET
+            && reading.keys().any(|p| !heard.contains(p))
+        {
+            // Heard partitions go on from where they are; silent ones start
+            // again from their low watermark.
+            rescanned = true;
+            tracing::debug!(%topic, "the broker serves nothing from inside a record batch; reading the silent partitions from their start");
+            assign(&reading, &|p| !heard.contains(&p))?;
+        }
+        match consumer.poll(Duration::from_millis(200)) {
             None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                heard.insert(p);
+                reading.remove(&p);
+            }
             Some(Err(e)) if super::is_passing_poll_error(&e) => {
                 tracing::debug!(error = %e, %topic, "a broker is away; reading on");
             }
             Some(Err(e)) => return Err(BusError::Unreachable(e)),
-            Some(Ok(m)) => visit(&m)?,
+            Some(Ok(m)) => {
+                heard.insert(m.partition());
+                let Some((first, _)) = reading.get_mut(&m.partition()) else {
+                    continue;
+                };
+                if m.offset() < *first {
+                    continue; // before the start asked for (read from the low mark)
+                }
+                *first = m.offset() + 1;
+                if visit(&m)?.is_break() {
+                    return Ok(Ended::Stopped);
+                }
+            }
         }
     }
-    Ok(())
+    Ok(Ended::AtEnd)
 }

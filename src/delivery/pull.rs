@@ -14,14 +14,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use crate::bus::read::{Ended, Start};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Pull feeds by department.
 #[derive(Debug, Clone, Default)]
@@ -132,129 +133,85 @@ async fn pull(
 /// A page of a pull feed, and the receipts of what it hands over.
 type Page = (Value, Vec<super::Receipt>);
 
+/// The department's records after the cursor `after`, at most `limit` of
+/// them, read through the bus's one reader ([`crate::bus::read`]).
 fn read_after(
     delivery: &Delivery,
     after: &BTreeMap<i32, i64>,
     limit: usize,
 ) -> crate::error::Result<Page> {
-    let answer = read_after_from(delivery, after, limit, false)?;
-    if answer.0.get("stalled").and_then(Value::as_bool) == Some(true) {
-        // The broker served nothing from inside a record batch (Tansu does
-        // this): read the partitions from their start and skip what the
-        // cursor already covers.
-        tracing::debug!(
-            "pull: the broker does not serve fetches from inside a record batch; scanning from the start"
-        );
-        return read_after_from(delivery, after, limit, true);
-    }
-    Ok(answer)
-}
-
-fn read_after_from(
-    delivery: &Delivery,
-    after: &BTreeMap<i32, i64>,
-    limit: usize,
-    scan: bool,
-) -> crate::error::Result<Page> {
     let consumer: BaseConsumer<ReaderContext> = delivery
         .bus
         .reader("pull", crate::bus::Isolation::Committed)?;
     let topic = &delivery.config.topic;
-    let partitions = crate::bus::read::partitions(&consumer, topic, Duration::from_secs(10))?;
-    // Every partition is read up to its end-of-partition event: high
-    // watermarks are not trusted (some brokers report them per batch).
+    let within = Duration::from_secs(10);
+    let partitions = crate::bus::read::partitions(&consumer, topic, within)?;
+    let starts: Vec<(i32, Start)> = partitions
+        .iter()
+        .map(|p| (*p, after.get(p).map_or(Start::Beginning, |o| Start::At(*o))))
+        .collect();
+    // The cursor goes on from where the department was (or the start).
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut tpl = TopicPartitionList::new();
-    let mut open = 0;
     for p in &partitions {
-        let (low, _) = crate::bus::read::retry_until(
-            std::time::Instant::now() + Duration::from_secs(10),
-            || consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)),
-        )?;
-        let from = after.get(p).copied().unwrap_or(low).max(low);
-        next.insert(*p, from);
-        let start = if scan { low } else { from };
-        tpl.add_partition_offset(topic, *p, Offset::Offset(start))?;
-        open += 1;
+        let (low, _) = crate::bus::read::retry_until(std::time::Instant::now() + within, || {
+            consumer.fetch_watermarks(topic, *p, within)
+        })?;
+        next.insert(*p, after.get(p).copied().unwrap_or(low).max(low));
     }
     let mut records = Vec::new();
     let mut receipts = Vec::new();
-    let mut heard: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
-    if open > 0 {
-        consumer.assign(&tpl)?;
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(10);
-        while open > 0 && records.len() < limit && Instant::now() < deadline {
-            if !scan && heard.len() < partitions.len() && started.elapsed() > Duration::from_secs(2)
-            {
-                return Ok((json!({ "stalled": true }), Vec::new()));
-            }
-            match consumer.poll(Duration::from_millis(200)) {
-                None => {}
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                    heard.insert(p);
-                    open -= 1
-                }
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(m)) => {
-                    heard.insert(m.partition());
-                    if m.offset() < next.get(&m.partition()).copied().unwrap_or(0) {
-                        continue; // covered by the cursor (scan from the start)
-                    }
-                    next.insert(m.partition(), m.offset() + 1);
-                    let unreadable = |why: &str| {
-                        crate::bus::unreadable(
-                            "pull feed",
-                            m.topic(),
-                            m.partition(),
-                            m.offset(),
-                            why,
-                        )
-                    };
-                    if m.payload().is_none() {
-                        // A tombstone: the topic forgetting a key.
-                        continue;
-                    }
-                    let incoming: Incoming = match delivery.decode(&m) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            unreadable(&e.to_string());
-                            continue;
-                        }
-                    };
-                    if let Some(select) = &delivery.config.select
-                        && !select.holds(&incoming.record)
-                    {
-                        continue;
-                    }
-                    match delivery.outgoing(&incoming) {
-                        Ok(Some(out)) => {
-                            let body = out.body();
-                            receipts.push(super::Receipt {
-                                delivery: delivery.name.clone(),
-                                department: delivery.department.clone(),
-                                record_id: body["id"].as_str().unwrap_or(&incoming.key).to_owned(),
-                                idempotency_key: out.key().to_owned(),
-                                outcome: super::Outcome::Delivered,
-                                attempts: 0,
-                                proof: None,
-                                reason: Some("pulled".to_owned()),
-                                at_ms: chrono::Utc::now().timestamp_millis(),
-                                topic: topic.clone(),
-                                partition: m.partition(),
-                                offset: m.offset(),
-                            });
-                            records.push(json!({ "idempotency_key": out.key(), "record": body }));
-                        }
-                        Ok(None) => {}
-                        Err(e) => unreadable(&e.to_string()),
-                    }
-                }
-            }
+    let ended = crate::bus::read::read_until(&consumer, topic, &starts, within, |m| {
+        next.insert(m.partition(), m.offset() + 1);
+        let unreadable = |why: &str| {
+            crate::bus::unreadable("pull feed", m.topic(), m.partition(), m.offset(), why)
+        };
+        if m.payload().is_none() {
+            // A tombstone: the topic forgetting a key.
+            return Ok(ControlFlow::Continue(()));
         }
-    }
+        let incoming: Incoming = match delivery.decode(m) {
+            Ok(i) => i,
+            Err(e) => {
+                unreadable(&e.to_string());
+                return Ok(ControlFlow::Continue(()));
+            }
+        };
+        if let Some(select) = &delivery.config.select
+            && !select.holds(&incoming.record)
+        {
+            return Ok(ControlFlow::Continue(()));
+        }
+        match delivery.outgoing(&incoming) {
+            Ok(Some(out)) => {
+                let body = out.body();
+                receipts.push(super::Receipt {
+                    delivery: delivery.name.clone(),
+                    department: delivery.department.clone(),
+                    record_id: body["id"].as_str().unwrap_or(&incoming.key).to_owned(),
+                    idempotency_key: out.key().to_owned(),
+                    outcome: super::Outcome::Delivered,
+                    attempts: 0,
+                    proof: None,
+                    reason: Some("pulled".to_owned()),
+                    at_ms: chrono::Utc::now().timestamp_millis(),
+                    topic: topic.clone(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                });
+                records.push(json!({ "idempotency_key": out.key(), "record": body }));
+            }
+            Ok(None) => {}
+            Err(e) => unreadable(&e.to_string()),
+        }
+        Ok(if records.len() < limit {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        })
+    })?;
+    let open = ended == Ended::Stopped;
     Ok((
-        json!({ "department": delivery.department, "records": records, "next": encode_cursor(&next), "more": open > 0 }),
+        json!({ "department": delivery.department, "records": records, "next": encode_cursor(&next), "more": open }),
         receipts,
     ))
 }

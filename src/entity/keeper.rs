@@ -11,7 +11,7 @@ use crate::credit::CreditPolicy;
 use crate::error::{Domain, Error, Result};
 use crate::personal::Pseudonyms;
 use crate::schema::SchemaSet;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -185,37 +185,34 @@ impl Context {
             Err(_) => return false,
         };
         positions.iter().all(|((topic, p), (next, digest))| {
-            let mut tpl = rdkafka::TopicPartitionList::new();
-            if tpl
-                .add_partition_offset(topic, *p, rdkafka::Offset::Offset(next - 1))
-                .is_err()
-                || consumer.assign(&tpl).is_err()
-            {
-                return false;
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                match consumer.poll(Duration::from_millis(500)) {
-                    Some(Ok(m)) => {
-                        use rdkafka::Message;
-                        let same = m.offset() == next - 1
-                            && record_digest(
-                                String::from_utf8_lossy(m.key().unwrap_or_default()).as_bytes(),
-                                &crate::bus::seal::open_message(&m).unwrap_or_default(),
-                            ) == *digest;
-                        if !same {
-                            tracing::info!(topic, partition = p, offset = next - 1, "the entity cache read another record there");
-                        }
-                        return same;
-                    }
-                    Some(Err(e)) => {
-                        tracing::info!(topic, partition = p, error = %e, "the entity cache's position is not on the bus");
-                        return false;
-                    }
-                    None => {}
+            let wanted = next - 1;
+            let mut same = false;
+            let read = crate::bus::read::read_until(
+                &consumer,
+                topic,
+                &[(*p, crate::bus::read::Start::At(wanted))],
+                Duration::from_secs(10),
+                |m| {
+                    use rdkafka::Message;
+                    same = m.offset() == wanted
+                        && record_digest(
+                            String::from_utf8_lossy(m.key().unwrap_or_default()).as_bytes(),
+                            &crate::bus::seal::open_message(m).unwrap_or_default(),
+                        ) == *digest;
+                    Ok(std::ops::ControlFlow::Break(()))
+                },
+            );
+            match read {
+                Err(e) => {
+                    tracing::info!(topic, partition = p, error = %e, "the entity cache's position is not on the bus");
+                    false
                 }
+                Ok(_) if !same => {
+                    tracing::info!(topic, partition = p, offset = wanted, "the entity cache read another record there, or none");
+                    false
+                }
+                Ok(_) => true,
             }
-            false
         })
     }
 }
