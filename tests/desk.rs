@@ -569,7 +569,7 @@ async fn wait_views(
 ) {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
-        if check(&desk.views.read().unwrap()) {
+        if check(&desk.tracker.views.read().unwrap()) {
             return;
         }
         assert!(
@@ -585,9 +585,9 @@ async fn wait_views(
 /// is judged after, instead of a fixed sleep.
 async fn wait_rounds(desk: &Desk, n: u64, what: &str) {
     use std::sync::atomic::Ordering::Acquire;
-    let target = desk.alert_rounds.load(Acquire) + n;
+    let target = desk.tracker.alert_rounds.load(Acquire) + n;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while desk.alert_rounds.load(Acquire) < target {
+    while desk.tracker.alert_rounds.load(Acquire) < target {
         assert!(
             std::time::Instant::now() < deadline,
             "timed out waiting for {what}"
@@ -676,7 +676,7 @@ async fn what_the_tracker_writes_about_a_referral_continues_its_events_trace() {
     .await;
     let desk = fixture.desk();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(desk.clone().run(stop.clone()));
+    let running = tokio::spawn(desk.tracker.clone().run(stop.clone()));
     let events_total = EXPECTED.iter().map(|e| e.8).sum::<usize>();
     wait_views(&desk, "all twenty referrals", |v| {
         v.len() == EXPECTED.len()
@@ -756,7 +756,7 @@ async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
     let split = EVENTS.len() * 2 / 3;
     publish(&bus, &events_topic, mappings, &EVENTS[..split]).await;
     let first = new_desk();
-    let crashed = tokio::spawn(first.clone().run(CancellationToken::new()));
+    let crashed = tokio::spawn(first.tracker.clone().run(CancellationToken::new()));
     let seen: usize = EVENTS[..split]
         .iter()
         .map(|e| e.0)
@@ -774,17 +774,17 @@ async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
     publish(&bus, &events_topic, mappings, &EVENTS[split..]).await;
     let second = new_desk();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(second.clone().run(stop.clone()));
+    let running = tokio::spawn(second.tracker.clone().run(stop.clone()));
     let events_total = EXPECTED.iter().map(|e| e.8).sum::<usize>();
     wait_views(&second, "all twenty referrals", |v| {
         v.len() == EXPECTED.len()
             && v.values().map(|r| r.events.len()).sum::<usize>() == events_total
     })
     .await;
-    assert_expected(&second.views.read().unwrap());
+    assert_expected(&second.tracker.views.read().unwrap());
 
     // Each event once on its referral's timeline, with where it came from.
-    let t09 = second.views.read().unwrap()["YS-2026-T09"].clone();
+    let t09 = second.tracker.views.read().unwrap()["YS-2026-T09"].clone();
     let receipt = t09
         .events
         .iter()
@@ -795,7 +795,7 @@ async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
     assert_eq!(receipt.source.topic, events_topic);
     assert_eq!(receipt.source.payload_sha256.len(), 64);
     assert!(t09.late_steps[0].contains("24小时"), "{:?}", t09.late_steps);
-    let t07 = second.views.read().unwrap()["YS-2026-T07"].clone();
+    let t07 = second.tracker.views.read().unwrap()["YS-2026-T07"].clone();
     let flagged: Vec<_> = t07
         .events
         .iter()
@@ -803,7 +803,7 @@ async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
         .map(|e| e.event_type.as_str())
         .collect();
     assert_eq!(flagged, ["CASE_OPENED"]);
-    let t19 = second.views.read().unwrap()["YS-2026-T19"].clone();
+    let t19 = second.tracker.views.read().unwrap()["YS-2026-T19"].clone();
     assert_eq!(t19.events.last().unwrap().event_type, "NOTE");
     assert_eq!(t19.events.last().unwrap().source_system, "desk");
 
@@ -846,19 +846,19 @@ async fn twenty_referrals_replayed_through_the_broker_survive_a_crash() {
     );
 
     // Stopped and started again: the same state, rebuilt from the topic.
-    let before = second.views.read().unwrap().clone();
+    let before = second.tracker.views.read().unwrap().clone();
     stop.cancel();
     running.await.unwrap();
     let third = new_desk();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(third.clone().run(stop.clone()));
+    let running = tokio::spawn(third.tracker.clone().run(stop.clone()));
     wait_views(&third, "the restarted tracker", |v| {
         v.len() == EXPECTED.len()
     })
     .await;
     wait_rounds(&third, 2, "two rounds of the restarted tracker").await;
     assert_eq!(
-        *third.views.read().unwrap(),
+        *third.tracker.views.read().unwrap(),
         before,
         "the restarted tracker rebuilt a different state"
     );
@@ -885,9 +885,9 @@ async fn two_trackers_split_the_referrals_by_partition_and_one_takes_over() {
     let new_desk = || fixture.desk();
     let (a, b) = (new_desk(), new_desk());
     let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
-    let running_a = tokio::spawn(a.clone().run(stop_a.clone()));
-    let running_b = tokio::spawn(b.clone().run(stop_b.clone()));
-    let partitions = |d: &Desk| d.tracked_partitions.read().unwrap().clone();
+    let running_a = tokio::spawn(a.tracker.clone().run(stop_a.clone()));
+    let running_b = tokio::spawn(b.tracker.clone().run(stop_b.clone()));
+    let partitions = |d: &Desk| d.tracker.tracked_partitions.read().unwrap().clone();
     let all: std::collections::BTreeSet<i32> = [0, 1, 2].into();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -907,8 +907,8 @@ async fn two_trackers_split_the_referrals_by_partition_and_one_takes_over() {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
         let (va, vb) = (
-            a.views.read().unwrap().clone(),
-            b.views.read().unwrap().clone(),
+            a.tracker.views.read().unwrap().clone(),
+            b.tracker.views.read().unwrap().clone(),
         );
         let tracked: usize = va.values().chain(vb.values()).map(|v| v.events.len()).sum();
         if va.len() + vb.len() == EXPECTED.len() && tracked == events_total {
@@ -985,7 +985,7 @@ async fn two_trackers_split_the_referrals_by_partition_and_one_takes_over() {
             && v.values().map(|r| r.events.len()).sum::<usize>() == events_total
     })
     .await;
-    assert_expected(&b.views.read().unwrap());
+    assert_expected(&b.tracker.views.read().unwrap());
     // Two rounds of alerts on the survivor with every partition: whatever
     // the takeover would raise is written by then.
     wait_rounds(&b, 2, "two alert rounds on the survivor").await;
@@ -2048,7 +2048,7 @@ async fn a_new_tracker_rebuilds_the_same_desk_from_the_compacted_state_topic() {
     let state_topic = fixture.config.state_topic.clone();
     let first = fixture.desk();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(first.clone().run(stop.clone()));
+    let running = tokio::spawn(first.tracker.clone().run(stop.clone()));
     // Events in three slices, so that most referrals' states are written
     // more than once.
     // Each referral's events one at a time: its first event of all, then
@@ -2089,7 +2089,7 @@ async fn a_new_tracker_rebuilds_the_same_desk_from_the_compacted_state_topic() {
     .await;
     stop.cancel();
     let _ = running.await;
-    let before = first.views.read().unwrap().clone();
+    let before = first.tracker.views.read().unwrap().clone();
 
     let bus = fixture.bus.clone();
     let states = || {
@@ -2160,13 +2160,13 @@ async fn a_new_tracker_rebuilds_the_same_desk_from_the_compacted_state_topic() {
     // so the compacted state topic is all it has to go by.
     let second = fixture.desk();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(second.clone().run(stop.clone()));
+    let running = tokio::spawn(second.tracker.clone().run(stop.clone()));
     wait_views(&second, "all twenty referrals again", |v| {
         v.len() == EXPECTED.len()
             && v.values().map(|r| r.events.len()).sum::<usize>() == events_total
     })
     .await;
-    let after = second.views.read().unwrap().clone();
+    let after = second.tracker.views.read().unwrap().clone();
     stop.cancel();
     let _ = running.await;
     assert_expected(&after);

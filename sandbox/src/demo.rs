@@ -528,7 +528,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         let calendar = duijie::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
         let schemas = duijie::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
         let views =
-            duijie::desk::views_from_topic(&bus, &schemas, desk, &calendar, chrono::Utc::now())
+            duijie::desk::views_from_topic(&bus, &schemas, &desk.tracker(), &calendar, chrono::Utc::now())
                 .await?;
         let count = |f: fn(&duijie::keepers::referral::ReferralView) -> bool| {
             views.iter().filter(|v| f(v)).count()

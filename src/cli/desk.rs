@@ -103,7 +103,7 @@ pub(super) fn referrals(a: ReferralsArgs) -> Result<ExitCode> {
         let mut views = duijie::desk::views_from_topic(
             &deployment.bus(),
             &schemas,
-            &desk,
+            &desk.tracker(),
             &calendar,
             chrono::Utc::now(),
         )

@@ -1,12 +1,9 @@
-//! The two-law linkage desk (两法衔接工作台): referral tracking against
-//! statutory deadlines, and its web page.
-//!
-//! The tracker consumes referral events (the enforcement system, the
-//! police, the two-law platform and the desk's own actions) as a consumer
-//! group; after each round it writes every changed referral's state to a
-//! compacted topic and only then commits its offsets, so a restarted
-//! tracker — or another instance — rebuilds exactly the same state.
-//! Deadlines at risk or passed are alerts on their own topic, once each.
+//! The two-law linkage desk (两法衔接工作台) and the pages beside it: what
+//! the referral tracker ([`crate::keepers::referral::tracker`]) keeps
+//! against the statutory deadlines, officers' actions as referral events,
+//! the desk's audit trail, and the boards of the other rooms (the credit
+//! class, the blacklist, the entity library, data quality, the power
+//! list).
 
 pub mod blacklist;
 pub mod credit;
@@ -17,24 +14,22 @@ pub mod report;
 pub mod session;
 pub mod web;
 
-use crate::bus::{Bus, ReaderContext, header_map};
+use crate::bus::Bus;
 use crate::calendar::Calendar;
 use crate::error::{Context, Result};
-use crate::keepers::referral::{EventSource, ReferralView, StepLimits, TimelineEvent, fold};
+use crate::keepers::referral::StepLimits;
+use crate::keepers::referral::tracker::{Tracker, TrackerConfig};
 use crate::mapping::Mapping;
 use crate::schema::SchemaSet;
-use crate::schema::decode_payload;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+
+pub use crate::keepers::referral::tracker::views_from_topic;
 
 /// Who may use the desk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -145,6 +140,17 @@ impl DeskConfig {
         .collect()
     }
 
+    /// What the referral tracker takes from `[desk]`.
+    pub fn tracker(&self) -> TrackerConfig {
+        TrackerConfig {
+            events_topic: self.events_topic.clone(),
+            state_topic: self.state_topic.clone(),
+            alerts_topic: self.alerts_topic.clone(),
+            at_risk_share: self.at_risk_share,
+            limits: self.limits.clone(),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(self.at_risk_share > 0.0 && self.at_risk_share < 1.0) {
             return Err(format!(
@@ -234,20 +240,14 @@ pub struct Desk {
     pub schemas: Arc<SchemaSet>,
     pub calendar: Arc<Calendar>,
     pub action_mapping: Arc<Mapping>,
-    /// Events per referral (the tracker's memory).
-    events: Arc<RwLock<BTreeMap<String, Vec<TimelineEvent>>>>,
-    /// The current views.
-    pub views: Arc<RwLock<BTreeMap<String, ReferralView>>>,
-    /// Notifies the page's live refresh.
-    pub changes: broadcast::Sender<u64>,
+    /// The referral tracker whose states the referral pages show.
+    pub tracker: Tracker,
     pub audit: Arc<RwLock<VecDeque<AuditEntry>>>,
     /// This process's audit chain (`crate::audit`), started at the first
     /// entry from the latest hash on the audit topic.
     chain: Arc<tokio::sync::OnceCell<crate::audit::Chain>>,
     /// The hub's name and SM2 key, for the chain.
     chain_of: (String, Option<crate::delivery::Signing>),
-    /// The events topic's partitions whose referrals this instance tracks.
-    pub tracked_partitions: Arc<RwLock<BTreeSet<i32>>>,
     /// Login tokens and their users, as of the latest configuration.
     users: Arc<RwLock<BTreeMap<String, DeskUser>>>,
     /// Open login sessions.
@@ -265,12 +265,6 @@ pub struct Desk {
     /// The power list and the supervision rates, when `[supervision]` is
     /// configured.
     pub powers: Option<Arc<powers::PowersBoard>>,
-    /// What time it is (the system clock, or a fixed time in tests).
-    clock: crate::calendar::Clock,
-    /// Alert rounds the tracker completed (each tick: clocks recomputed,
-    /// alerts written and acknowledged). A test waits for one more round
-    /// instead of sleeping to see that "nothing happened".
-    pub alert_rounds: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -291,20 +285,21 @@ impl Desk {
         action_mapping: Arc<Mapping>,
     ) -> Self {
         Self {
+            tracker: Tracker::new(
+                config.tracker(),
+                bus.clone(),
+                producer.clone(),
+                schemas.clone(),
+                calendar.clone(),
+            ),
             bus,
             producer,
             schemas,
             calendar,
             action_mapping,
-            events: Arc::default(),
-            views: Arc::default(),
-            changes: broadcast::channel(64).0,
-            tracked_partitions: Arc::default(),
             audit: Arc::default(),
             chain: Arc::default(),
             chain_of: ("duijie".to_owned(), None),
-            clock: crate::calendar::Clock::system(),
-            alert_rounds: Arc::default(),
             blacklist: None,
             credit: None,
             entities: None,
@@ -341,7 +336,9 @@ impl Desk {
         mut self,
         clock: impl Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync + 'static,
     ) -> Self {
-        self.clock = crate::calendar::Clock::from_fn(clock);
+        self.tracker = self
+            .tracker
+            .with_clock(crate::calendar::Clock::from_fn(clock));
         self
     }
 
@@ -373,77 +370,17 @@ impl Desk {
 
     /// Now, on the desk's clock.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.clock.now()
-    }
-
-    fn recompute(&self, referrals: impl IntoIterator<Item = String>) -> Vec<ReferralView> {
-        let now = self.now();
-        let events = self.events.read().expect("events lock");
-        let mut out = Vec::new();
-        for no in referrals {
-            if let Some(list) = events.get(&no) {
-                out.push(fold(
-                    &no,
-                    list.clone(),
-                    &self.config.limits,
-                    self.config.at_risk_share,
-                    &self.calendar,
-                    now,
-                ));
-            }
-        }
-        out
-    }
-
-    /// The referrals this tracker keeps: those whose events are on the
-    /// partitions of the events topic assigned to it (events are keyed by
-    /// referral number, so one referral lives on one partition).
-    fn owned(&self, assigned: &BTreeSet<i32>) -> Vec<String> {
-        self.events
-            .read()
-            .expect("events lock")
-            .iter()
-            .filter(|(_, list)| {
-                list.iter().any(|e| {
-                    e.source.topic == self.config.events_topic
-                        && assigned.contains(&e.source.partition)
-                })
-            })
-            .map(|(no, _)| no.clone())
-            .collect()
+        self.tracker.now()
     }
 
     /// The `traceparent` of a referral's latest event that carries one.
     fn latest_trace(&self, referral_no: &str) -> Option<String> {
-        self.events
-            .read()
-            .expect("events lock")
-            .get(referral_no)?
-            .iter()
-            .rev()
-            .find_map(|e| e.source.traceparent.clone())
+        self.tracker.latest_trace(referral_no)
     }
 
-    /// Writes `body` under `key`; `about`: the `traceparent` of the record
-    /// it is about, whose trace it continues (a `desk` span).
+    /// Writes `body` under `key` (see [`Tracker::send`]).
     async fn send(&self, topic: &str, key: &str, body: &[u8], about: Option<&str>) -> Result<()> {
-        let traceparent = crate::telemetry::trace::acted("desk", about, topic, key);
-        let headers = crate::bus::traced(
-            rdkafka::message::OwnedHeaders::new(),
-            traceparent.as_deref(),
-        );
-        self.producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(key)
-                    .payload(body)
-                    .headers(headers),
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("writing to {topic}"))
+        self.tracker.send(topic, key, body, about).await
     }
 
     /// A canonical record the desk changed (an officer's credit class on a
@@ -607,449 +544,43 @@ impl Desk {
         Ok(published.id)
     }
 
-    /// Runs the tracker until shutdown.
-    /// A failure rebuilds it from the state topic after the one restart
-    /// loop's backoff ([`crate::retry::supervise`]); a permanent one (a
-    /// group or topic the hub may not use) stops it with its reason.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let attempt = || async {
-            let rounds = self.alert_rounds.load(std::sync::atomic::Ordering::Acquire);
-            let e = self.track(&shutdown).await.err()?;
-            let progressed = self.alert_rounds.load(std::sync::atomic::Ordering::Acquire) > rounds;
-            let failure = crate::retry::Failure::of(e.context("referral tracker"), progressed);
-            if failure.permanent {
-                tracing::error!(error = %failure.error, "referral tracker failed permanently; it stays stopped until its configuration is corrected");
-            }
-            Some(failure)
-        };
-        crate::retry::supervise(
-            &crate::retry::RetryConfig::default(),
-            &shutdown,
-            "referral tracker failed; rebuilding from the state topic",
-            attempt,
-        )
-        .await;
-    }
-
-    /// Keeps this instance's views in step with the state topic, which the
-    /// tracker (on whichever instance runs it) writes after every round:
-    /// with scale-out, every instance serves the desk.
-    pub async fn follow(self, shutdown: CancellationToken) {
-        use crate::bus::follow::Follow;
-        let mut follower = crate::bus::follow::follow(
-            &self.bus,
-            vec![self.config.state_topic.clone()],
-            shutdown.clone(),
-        );
-        // The topic's latest state of each referral, refolded as time
-        // passes (a step falls late without a new record).
-        let mut latest: BTreeMap<String, ReferralView> = BTreeMap::new();
-        let mut tick = tokio::time::interval(Duration::from_secs(3));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                item = follower.recv() => match item {
-                    None => return,
-                    Some(Follow::Record(r)) => {
-                        // A tombstone removes nothing the desk shows.
-                        if r.payload.is_empty() {
-                            continue;
-                        }
-                        match serde_json::from_slice::<ReferralView>(&r.payload) {
-                            Ok(v) => {
-                                let no = v.referral_no.clone();
-                                if latest.get(&no).is_none_or(|c| c.events.len() <= v.events.len()) {
-                                    latest.insert(no.clone(), v);
-                                }
-                                if follower.caught_up() {
-                                    self.absorb(latest.get(&no).into_iter());
-                                }
-                            }
-                            Err(e) => r.unreadable("desk", &e.to_string()),
-                        }
-                    }
-                    Some(Follow::CaughtUp) => self.absorb(latest.values()),
-                },
-                _ = tick.tick(), if follower.caught_up() => self.absorb(latest.values()),
-            }
+    /// Brings this instance's pages in step with the bus: the desk's audit
+    /// trail as the audit topic has it; with `states` (a scaled-out hub)
+    /// then, until shutdown, the referrals' states as the tracker on
+    /// whichever instance runs them writes them, so that every instance
+    /// serves the desk.
+    pub async fn follow(self, shutdown: CancellationToken, states: bool) {
+        if let Err(e) = self.restore_audit().await {
+            tracing::error!(error = %e, "desk: the audit trail could not be read; the page shows only what this instance records");
+        }
+        if states {
+            self.tracker.clone().follow(shutdown).await;
         }
     }
 
-    /// Shows the referral states read from the state topic, folded as of
-    /// now, where they differ from what this instance shows and are not
-    /// older than it.
-    fn absorb<'v>(&self, views: impl Iterator<Item = &'v ReferralView>) {
-        let now = self.now();
-        let mut changed = Vec::new();
-        {
-            let current = self.views.read().expect("views lock");
-            for v in views {
-                // Never older than what this instance shows.
-                if current
-                    .get(&v.referral_no)
-                    .is_some_and(|c| c.events.len() > v.events.len())
-                {
-                    continue;
-                }
-                let fresh = fold(
-                    &v.referral_no,
-                    v.events.clone(),
-                    &self.config.limits,
-                    self.config.at_risk_share,
-                    &self.calendar,
-                    now,
-                );
-                // What a reader notices (not the seconds left).
-                let differs = current.get(&fresh.referral_no).is_none_or(|c| {
-                    c.events != fresh.events
-                        || (c.late, c.at_risk, &c.clock_error)
-                            != (fresh.late, fresh.at_risk, &fresh.clock_error)
-                });
-                if differs {
-                    changed.push(fresh);
-                }
-            }
-        }
-        self.publish_views(changed);
-    }
-
-    /// Loads every referral's state from the state topic.
-    async fn restore(&self) -> Result<BTreeSet<String>> {
-        let states =
-            crate::bus::inspect::read_topic(&self.bus, &self.config.state_topic, false).await?;
-        {
-            let mut events = self.events.write().expect("events lock");
-            for r in states {
-                if let Some(view) = r.json::<ReferralView>("desk", &self.config.state_topic) {
-                    events.insert(view.referral_no.clone(), view.events);
-                }
-            }
-        }
+    /// Loads the latest audit entries from the audit topic.
+    async fn restore_audit(&self) -> Result<()> {
         let audit =
             crate::bus::inspect::read_topic(&self.bus, &self.config.audit_topic, false).await?;
-        {
-            let mut log = self.audit.write().expect("audit lock");
-            log.clear();
-            for r in audit.iter().rev().take(1000) {
-                // Sealed entries (`crate::audit`), and plain ones written
-                // before the trail was sealed.
-                let sealed = r
-                    .payload
-                    .as_deref()
-                    .and_then(|p| serde_json::from_slice::<crate::audit::Sealed>(p).ok());
-                let entry = match sealed {
-                    Some(sealed) => serde_json::from_value::<AuditEntry>(sealed.entry).ok(),
-                    None => r.json::<AuditEntry>("desk", &self.config.audit_topic),
-                };
-                if let Some(e) = entry {
-                    log.push_back(e);
-                }
-            }
-        }
-        let alerted = crate::bus::inspect::read_topic(&self.bus, &self.config.alerts_topic, false)
-            .await?
-            .into_iter()
-            .map(|r| r.key_str())
-            .collect();
-        Ok(alerted)
-    }
-
-    async fn track(&self, shutdown: &CancellationToken) -> Result<()> {
-        let mut alerted = self.restore().await?;
-        let all: Vec<String> = self
-            .events
-            .read()
-            .expect("events lock")
-            .keys()
-            .cloned()
-            .collect();
-        self.publish_views(self.recompute(all));
-        let consumer: StreamConsumer<ReaderContext> = self
-            .bus
-            .group_member(&format!("{}-desk-tracker", self.bus.client_id))?;
-        consumer.subscribe(&[&self.config.events_topic])?;
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        // The events topic's partitions this instance holds in the group:
-        // with several instances, each tracks and alerts its share.
-        let mut assigned: BTreeSet<i32> = BTreeSet::new();
-        loop {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tick.tick() => {
-                    self.follow_assignment(&consumer, &mut assigned, &mut alerted).await?;
-                    self.raise_alerts(&mut alerted, &assigned).await?;
-                    self.alert_rounds.fetch_add(1, std::sync::atomic::Ordering::Release);
-                    continue;
-                }
-                m = consumer.recv() => match m {
-                    Ok(m) => m,
-                    // One broker of several away: read on.
-                    Err(e) if crate::bus::is_passing_poll_error(&e) => {
-                        tracing::debug!(error = %e, "a broker is away; reading on");
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                },
+        let mut log = self.audit.write().expect("audit lock");
+        log.clear();
+        for r in audit.iter().rev().take(1000) {
+            // Sealed entries (`crate::audit`), and plain ones written
+            // before the trail was sealed.
+            let sealed = r
+                .payload
+                .as_deref()
+                .and_then(|p| serde_json::from_slice::<crate::audit::Sealed>(p).ok());
+            let entry = match sealed {
+                Some(sealed) => serde_json::from_value::<AuditEntry>(sealed.entry).ok(),
+                None => r.json::<AuditEntry>("desk", &self.config.audit_topic),
             };
-            self.follow_assignment(&consumer, &mut assigned, &mut alerted)
-                .await?;
-            let mut dirty = BTreeSet::new();
-            let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-            let mut take = |m: &rdkafka::message::BorrowedMessage<'_>| {
-                ends.insert(m.partition(), m.offset());
-                let headers = header_map(m);
-                let record = match crate::bus::seal::open_message(m)
-                    .and_then(|p| decode_payload(&self.schemas, &headers, &p))
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        crate::bus::unreadable(
-                            "referral tracker",
-                            m.topic(),
-                            m.partition(),
-                            m.offset(),
-                            &e,
-                        );
-                        return;
-                    }
-                };
-                let source = EventSource::of(m.topic(), m.partition(), m.offset(), &headers);
-                let Some(no) = record
-                    .get("referral_no")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                else {
-                    return;
-                };
-                if let Some(event) = TimelineEvent::from_record(&record, source) {
-                    let mut events = self.events.write().expect("events lock");
-                    let list = events.entry(no.clone()).or_default();
-                    if !list.iter().any(|e| e.id == event.id) {
-                        list.push(event);
-                        dirty.insert(no);
-                    }
-                }
-            };
-            take(&first);
-            while let Ok(Ok(m)) =
-                tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await
-            {
-                take(&m);
+            if let Some(e) = entry {
+                log.push_back(e);
             }
-            // State first, offsets after: a crash re-reads, never loses.
-            let views = self.recompute(dirty);
-            for v in &views {
-                let body = serde_json::to_vec(v).expect("views serialize");
-                let about = self.latest_trace(&v.referral_no);
-                self.send(
-                    &self.config.state_topic,
-                    &v.referral_no,
-                    &body,
-                    about.as_deref(),
-                )
-                .await?;
-            }
-            let mut tpl = TopicPartitionList::new();
-            for (p, last) in &ends {
-                tpl.add_partition_offset(&self.config.events_topic, *p, Offset::Offset(last + 1))?;
-            }
-            consumer.commit(&tpl, CommitMode::Sync)?;
-            self.publish_views(views);
-            self.raise_alerts(&mut alerted, &assigned).await?;
         }
-    }
-
-    /// When the group hands this instance other partitions, takes over
-    /// their referrals as their previous tracker left them: their states
-    /// from the state topic, and the alerts already raised.
-    async fn follow_assignment(
-        &self,
-        consumer: &StreamConsumer<ReaderContext>,
-        assigned: &mut BTreeSet<i32>,
-        alerted: &mut BTreeSet<String>,
-    ) -> Result<()> {
-        use rdkafka::consumer::Consumer;
-        let now: BTreeSet<i32> = consumer
-            .assignment()?
-            .elements()
-            .iter()
-            .filter(|e| e.topic() == self.config.events_topic)
-            .map(|e| e.partition())
-            .collect();
-        if now == *assigned {
-            return Ok(());
-        }
-        let gained = now.difference(assigned).count();
-        tracing::info!(partitions = ?now, gained, "referral tracker assignment");
-        if gained > 0 {
-            *alerted = self.restore().await?;
-            let owned = self.owned(&now);
-            self.publish_views(self.recompute(owned));
-        }
-        *self
-            .tracked_partitions
-            .write()
-            .expect("tracked partitions lock") = now.clone();
-        *assigned = now;
         Ok(())
     }
-
-    fn publish_views(&self, views: Vec<ReferralView>) {
-        if views.is_empty() {
-            return;
-        }
-        let mut map = self.views.write().expect("views lock");
-        for v in views {
-            map.insert(v.referral_no.clone(), v);
-        }
-        let _ = self
-            .changes
-            .send(chrono::Utc::now().timestamp_millis() as u64);
-    }
-
-    /// Recomputes every open referral's clock as of now; raises an alert the
-    /// first time a step is at risk or late.
-    async fn raise_alerts(
-        &self,
-        alerted: &mut BTreeSet<String>,
-        assigned: &BTreeSet<i32>,
-    ) -> Result<()> {
-        let views = self.recompute(self.owned(assigned));
-        let mut changed = Vec::new();
-        for v in views {
-            let before = self
-                .views
-                .read()
-                .expect("views lock")
-                .get(&v.referral_no)
-                .map(|o| (o.late, o.at_risk, o.clock_error.clone()));
-            let state = v.state.map(|s| s.code()).unwrap_or_default();
-            let since = v.state_since.unwrap_or_default();
-            let mut raise = Vec::new();
-            if v.late {
-                raise.push((
-                    "late",
-                    "REFERRAL_LATE",
-                    crate::alert::Severity::Critical,
-                    format!(
-                        "移送案件{}（{}）「{}」已超过法定期限（{}，{}），应由{}{}。",
-                        v.referral_no,
-                        v.suspect.clone().unwrap_or_default(),
-                        v.state_label,
-                        v.limit.clone().unwrap_or_default(),
-                        v.legal_basis,
-                        v.next_actor,
-                        v.next_action
-                    ),
-                ));
-            } else if v.at_risk {
-                raise.push((
-                    "at_risk",
-                    "REFERRAL_AT_RISK",
-                    crate::alert::Severity::Warning,
-                    format!(
-                        "移送案件{}（{}）「{}」临近法定期限：应由{}于{}前{}。",
-                        v.referral_no,
-                        v.suspect.clone().unwrap_or_default(),
-                        v.state_label,
-                        v.next_actor,
-                        v.due_at
-                            .map(|d| crate::calendar::local_text(
-                                chrono::DateTime::from_timestamp_millis(d).unwrap_or_default()
-                            ))
-                            .unwrap_or_default(),
-                        v.next_action
-                    ),
-                ));
-            }
-            if let Some(e) = &v.clock_error {
-                raise.push((
-                    "clock",
-                    "CALENDAR_MISSING",
-                    crate::alert::Severity::Critical,
-                    format!("移送案件{}的期限无法计算：{e}", v.referral_no),
-                ));
-            }
-            for (kind, alert_kind, severity, message) in raise {
-                let key = format!("referral:{}:{state}:{since}:{kind}", v.referral_no);
-                if alerted.insert(key.clone()) {
-                    let alert = crate::alert::Alert::new(
-                        alert_kind,
-                        severity,
-                        &v.referral_no,
-                        message,
-                        self.now(),
-                    )
-                    .with("due_at", v.due_at);
-                    let about = self.latest_trace(&v.referral_no);
-                    self.send(
-                        &self.config.alerts_topic,
-                        &key,
-                        &alert.to_bytes(),
-                        about.as_deref(),
-                    )
-                    .await?;
-                }
-            }
-            if before != Some((v.late, v.at_risk, v.clock_error.clone())) {
-                changed.push(v);
-            }
-        }
-        self.publish_views(changed);
-        Ok(())
-    }
-}
-
-/// Folds every referral event of a topic as of `now`, as the CLI shows
-/// them (no tracker needed).
-pub async fn views_from_topic(
-    bus: &Bus,
-    schemas: &SchemaSet,
-    config: &DeskConfig,
-    calendar: &Calendar,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<ReferralView>> {
-    let records = crate::bus::inspect::read_topic(bus, &config.events_topic, true).await?;
-    let mut by_referral: BTreeMap<String, Vec<TimelineEvent>> = BTreeMap::new();
-    for r in records {
-        let record = match decode_payload(
-            schemas,
-            &r.headers,
-            r.payload.as_deref().unwrap_or_default(),
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                crate::bus::unreadable(
-                    "referral replay",
-                    &config.events_topic,
-                    r.partition,
-                    r.offset,
-                    &e,
-                );
-                continue;
-            }
-        };
-        let source = EventSource::of(&config.events_topic, r.partition, r.offset, &r.headers);
-        if let (Some(no), Some(e)) = (
-            record.get("referral_no").and_then(Value::as_str),
-            TimelineEvent::from_record(&record, source),
-        ) {
-            by_referral.entry(no.to_owned()).or_default().push(e);
-        }
-    }
-    Ok(by_referral
-        .into_iter()
-        .map(|(no, events)| {
-            fold(
-                &no,
-                events,
-                &config.limits,
-                config.at_risk_share,
-                calendar,
-                now,
-            )
-        })
-        .collect())
 }
 
 /// The desk's routes: the referral pages of [`web`] and each page's

@@ -373,7 +373,7 @@ impl Filter {
 }
 
 fn rows(desk: &Desk, f: &Filter) -> Vec<ReferralView> {
-    let views = desk.views.read().expect("views lock");
+    let views = desk.tracker.views.read().expect("views lock");
     let mut out: Vec<ReferralView> = views.values().filter(|v| f.holds(v)).cloned().collect();
     // Late first, then by due time.
     out.sort_by_key(|v| {
@@ -610,7 +610,7 @@ pub(super) async fn detail_api(
     let Some(user) = user(&desk, &headers) else {
         return unauthorized(true);
     };
-    let view = desk.views.read().expect("views lock").get(&no).cloned();
+    let view = desk.tracker.views.read().expect("views lock").get(&no).cloned();
     match view {
         None => (
             StatusCode::NOT_FOUND,
@@ -653,7 +653,7 @@ pub(super) async fn detail_page(
     let Some(user) = user(&desk, &headers) else {
         return unauthorized(false);
     };
-    let Some(v) = desk.views.read().expect("views lock").get(&no).cloned() else {
+    let Some(v) = desk.tracker.views.read().expect("views lock").get(&no).cloned() else {
         return message_page(StatusCode::NOT_FOUND, "未找到", "无此移送案件。", None);
     };
     if let Err(refused) = audited(&desk, &user, "view", Some(&no), "查看移送案件".into()).await
@@ -733,7 +733,7 @@ pub(super) async fn act(
         Ok(u) => u,
         Err(refused) => return *refused,
     };
-    if !desk.views.read().expect("views lock").contains_key(&no) {
+    if !desk.tracker.views.read().expect("views lock").contains_key(&no) {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(json!({"message": "无此移送案件"})),
@@ -790,7 +790,7 @@ pub(super) async fn stream(State(desk): State<Desk>, headers: HeaderMap) -> Resp
     if user(&desk, &headers).is_none() {
         return unauthorized(true);
     }
-    let rx = desk.changes.subscribe();
+    let rx = desk.tracker.changes.subscribe();
     let events: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
         Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             loop {

@@ -504,7 +504,7 @@ impl Collector for Observed {
         )?;
 
         if let Some(desk) = &self.desk {
-            let views = desk.views.read().expect("views lock");
+            let views = desk.tracker.views.read().expect("views lock");
             let open = views
                 .values()
                 .filter(|v| v.state.is_some_and(|s| !s.closed()))
@@ -639,7 +639,7 @@ impl Observed {
             clocks.insert("entities_multi_system".into(), load(&x.multi_system));
         }
         if let Some(desk) = &self.desk {
-            let views = desk.views.read().expect("views lock");
+            let views = desk.tracker.views.read().expect("views lock");
             clocks.insert(
                 "referrals_open".into(),
                 views

@@ -236,13 +236,13 @@ fn desk(parts: &mut Parts<'_>) -> Result<Started> {
     // instances, each tracks the referrals of its partitions.
     started
         .tasks
-        .push(tokio::spawn(desk.clone().run(shutdown.clone())));
-    if hub.deployment.hub.scale_out {
-        // Referrals tracked elsewhere, as their trackers wrote them.
-        started
-            .tasks
-            .push(tokio::spawn(desk.clone().follow(shutdown.clone())));
-    }
+        .push(tokio::spawn(desk.tracker.clone().run(shutdown.clone())));
+    // The audit trail, and with scale-out the referrals tracked elsewhere,
+    // as their trackers wrote them.
+    started.tasks.push(tokio::spawn(
+        desk.clone()
+            .follow(shutdown.clone(), hub.deployment.hub.scale_out),
+    ));
     started.routes.push(crate::desk::router(desk.clone()));
     parts.desk = Some(desk);
     Ok(started)

@@ -7,6 +7,8 @@
 //! no sense where it falls (a police 立案 before the referral was received)
 //! is kept on the timeline, flagged, and changes nothing.
 
+pub mod tracker;
+
 use crate::calendar::{Calendar, Limit, Unit};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
