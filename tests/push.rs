@@ -582,6 +582,7 @@ schedule = "* * * * * *"
 [pipelines.repairs.source]
 kind = "http_poll"
 url = "http://{sandbox}/credit/api/repairs"
+auth = {{ scheme = "signed_query", app_key = "duijie-yichang-gxq", secret = "xyzg-open-2026-Yc7q", digest = "sm3" }}
 records_pointer = "/data/records"
 paging = "keyset"
 page_size = 100

@@ -3,6 +3,7 @@
 
 #![allow(unreachable_pub)]
 
+mod auth;
 mod backfill;
 mod brokers;
 mod cli;

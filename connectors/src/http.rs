@@ -1,42 +1,15 @@
 //! HTTP plumbing shared by the HTTP transports: timeouts, a response size
 //! limit, classification of failures for the runtime's retry policy, and
-//! login with expiring bearer tokens (re-login is transparent: on expiry or
-//! on a 401 the token is renewed once and the request repeated).
+//! the source's authentication scheme ([`crate::auth`]: a login token is
+//! renewed on expiry and once on a 401, and the request repeated).
 
 use crate::SourceError;
+use crate::auth::{AuthConfig, Authenticate};
 use bytes::Bytes;
-use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
+use std::time::Duration;
 
-/// Login that returns a bearer token: `POST url` with
-/// `{"username": …, "password": …}`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LoginConfig {
-    /// Login endpoint.
-    pub url: String,
-    pub username: String,
-    pub password: String,
-    /// JSON pointer of the token in the login response.
-    #[serde(default = "default_token_pointer")]
-    pub token_pointer: String,
-    /// JSON pointer of the token's lifetime in seconds, when the API gives
-    /// it. The token is renewed a little before it runs out.
-    #[serde(default)]
-    pub expires_in_pointer: Option<String>,
-}
-
-fn default_token_pointer() -> String {
-    "/data/token".into()
-}
-
-#[derive(Debug)]
-struct Token {
-    value: String,
-    renew_at: Option<Instant>,
-}
+pub use crate::auth::login::LoginConfig;
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -73,32 +46,46 @@ pub struct Endpoint {
     client: reqwest::Client,
     /// Each request's timeout.
     timeout: Duration,
-    login: Option<LoginConfig>,
-    token: Mutex<Option<Token>>,
+    auth: Option<Box<dyn Authenticate>>,
     headers: BTreeMap<String, String>,
     max_response_bytes: usize,
 }
 
 impl Endpoint {
-    pub fn new(
-        timeout: Duration,
-        login: Option<LoginConfig>,
-        headers: BTreeMap<String, String>,
-        max_response_bytes: usize,
-    ) -> Result<Self, SourceError> {
+    /// An endpoint with each request's `timeout`, no authentication, no
+    /// extra headers, and responses up to 64 MiB.
+    pub fn new(timeout: Duration) -> Result<Self, SourceError> {
         let client = client().map_err(SourceError::permanent)?;
         Ok(Self {
             client,
             timeout,
-            login,
-            token: Mutex::new(None),
-            headers,
-            max_response_bytes,
+            auth: None,
+            headers: BTreeMap::new(),
+            max_response_bytes: 64 << 20,
         })
     }
 
-    /// Sends the request and returns the body, logging in first when
-    /// needed and once more when the server says the token is no good.
+    /// The source's authentication scheme.
+    pub fn auth(mut self, auth: Option<&AuthConfig>) -> Self {
+        self.auth = auth.map(AuthConfig::build);
+        self
+    }
+
+    /// Headers every request carries.
+    pub fn headers(mut self, headers: BTreeMap<String, String>) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// A response larger than this is refused.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Sends the request and returns the body, authenticated by the
+    /// source's scheme, and once more when the server refuses what the
+    /// scheme could renew (a login token).
     pub async fn fetch(&self, url: &str, request: &Request<'_>) -> Result<Bytes, SourceError> {
         self.fetch_inner(url, request, false).await.map(|(_, b)| b)
     }
@@ -119,30 +106,35 @@ impl Endpoint {
         request: &Request<'_>,
         soap: bool,
     ) -> Result<(u16, Bytes), SourceError> {
-        let token = self.bearer(false).await?;
-        match self.send(url, request, token.as_deref(), soap).await {
-            Err(Unauthorized) if self.login.is_some() => {
-                tracing::info!(url, "token refused; logging in again");
-                let token = self.bearer(true).await?;
-                match self.send(url, request, token.as_deref(), soap).await {
+        match self.send(url, request, soap).await? {
+            Err(Unauthorized) => {
+                let renewed = match &self.auth {
+                    Some(a) => a.refused().await,
+                    None => false,
+                };
+                if !renewed {
+                    return Err(SourceError::permanent(format!(
+                        "{url} answered HTTP 401: check the source's `auth`"
+                    )));
+                }
+                match self.send(url, request, soap).await? {
                     Err(Unauthorized) => Err(SourceError::permanent(format!(
-                        "{url} refused the fresh token (HTTP 401): check the credentials"
+                        "{url} refused the renewed credentials (HTTP 401): check the source's `auth`"
                     ))),
                     Ok(r) => r,
                 }
             }
-            Err(Unauthorized) => Err(SourceError::permanent(format!("{url} answered HTTP 401"))),
             Ok(r) => r,
         }
     }
 
+    /// One request: `Err(Unauthorized)` on a 401, else the outcome.
     async fn send(
         &self,
         url: &str,
         request: &Request<'_>,
-        token: Option<&str>,
         soap: bool,
-    ) -> Result<Result<(u16, Bytes), SourceError>, Unauthorized> {
+    ) -> Result<Result<Result<(u16, Bytes), SourceError>, Unauthorized>, SourceError> {
         let mut builder = match request {
             Request::Get { query } => self.client.get(url).timeout(self.timeout).query(query),
             Request::Post {
@@ -165,83 +157,32 @@ impl Endpoint {
         for (k, v) in &self.headers {
             builder = builder.header(k, v);
         }
-        if let Some(t) = token {
-            builder = builder.bearer_auth(t);
+        let mut built = builder
+            .build()
+            .map_err(|e| SourceError::permanent(format!("cannot build a request to {url}: {e}")))?;
+        if let Some(auth) = &self.auth {
+            let ask = crate::auth::Ask {
+                client: &self.client,
+                timeout: self.timeout,
+            };
+            auth.authorize(&mut built, &ask).await?;
         }
-        let response = match builder.send().await {
+        let response = match self.client.execute(built).await {
             Ok(r) => r,
-            Err(e) => return Ok(Err(classify_reqwest(e))),
+            Err(e) => return Ok(Ok(Err(classify_reqwest(e)))),
         };
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(Unauthorized);
+            return Ok(Err(Unauthorized));
         }
         if soap && status == reqwest::StatusCode::INTERNAL_SERVER_ERROR {
-            return Ok(read_limited(response, self.max_response_bytes)
+            return Ok(Ok(read_limited(response, self.max_response_bytes)
                 .await
-                .map(|b| (500, b)));
+                .map(|b| (500, b))));
         }
-        Ok(read_body(response, self.max_response_bytes)
+        Ok(Ok(read_body(response, self.max_response_bytes)
             .await
-            .map(|b| (status.as_u16(), b)))
-    }
-
-    /// The current token, logging in when there is none, it is due for
-    /// renewal, or `renew` is asked.
-    async fn bearer(&self, renew: bool) -> Result<Option<String>, SourceError> {
-        let Some(login) = &self.login else {
-            return Ok(None);
-        };
-        let mut guard = self.token.lock().await;
-        let fresh = guard
-            .as_ref()
-            .is_some_and(|t| !renew && t.renew_at.is_none_or(|at| Instant::now() < at));
-        if !fresh {
-            *guard = Some(self.log_in(login).await?);
-        }
-        Ok(guard.as_ref().map(|t| t.value.clone()))
-    }
-
-    async fn log_in(&self, login: &LoginConfig) -> Result<Token, SourceError> {
-        let body = serde_json::json!({ "username": login.username, "password": login.password });
-        let response = self
-            .client
-            .post(&login.url)
-            .timeout(self.timeout)
-            .json(&body)
-            .send()
-            .await
-            .map_err(classify_reqwest)?;
-        if response.status() == reqwest::StatusCode::UNAUTHORIZED
-            || response.status() == reqwest::StatusCode::FORBIDDEN
-        {
-            return Err(SourceError::permanent(format!(
-                "login at {} refused the credentials (HTTP {})",
-                login.url,
-                response.status()
-            )));
-        }
-        let bytes = read_body(response, 1 << 20).await?;
-        let json: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| SourceError::transient(format!("login answer is not JSON: {e}")))?;
-        let value = json
-            .pointer(&login.token_pointer)
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| {
-                SourceError::permanent(format!(
-                    "login answer has no token at `{}`",
-                    login.token_pointer
-                ))
-            })?
-            .to_owned();
-        let renew_at = login
-            .expires_in_pointer
-            .as_deref()
-            .and_then(|p| json.pointer(p))
-            .and_then(|v| v.as_u64())
-            .map(|secs| Instant::now() + Duration::from_secs(secs).mul_f64(0.8));
-        tracing::debug!(url = %login.url, "logged in");
-        Ok(Token { value, renew_at })
+            .map(|b| (status.as_u16(), b))))
     }
 }
 

@@ -76,7 +76,11 @@ pub struct HttpPollConfig {
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Log in for a bearer token first (renewed when it expires).
+    /// How requests are authenticated ([`crate::auth`]): a login token,
+    /// a signed query, HMAC headers.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
+    /// The older form of `auth = { scheme = "login", … }`; still read.
     #[serde(default)]
     pub login: Option<crate::http::LoginConfig>,
     /// A record larger than this goes to the dead-letter topic.
@@ -115,6 +119,9 @@ fn default_max_response_bytes() -> usize {
 impl HttpPollConfig {
     pub fn validate(&self) -> Result<(), String> {
         reqwest::Url::parse(&self.url).map_err(|e| format!("`url` is not a URL: {e}"))?;
+        if let Some(auth) = crate::auth::resolve(&self.auth, &self.login)? {
+            auth.validate()?;
+        }
         if self.page_size == 0 {
             return Err("`page_size` must be greater than 0".into());
         }
@@ -160,12 +167,12 @@ pub struct HttpPoll {
 impl HttpPoll {
     pub fn new(config: HttpPollConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let endpoint = Endpoint::new(
-            config.timeout,
-            config.login.clone(),
-            config.headers.clone(),
-            config.max_response_bytes,
-        )?;
+        let auth =
+            crate::auth::resolve(&config.auth, &config.login).map_err(SourceError::permanent)?;
+        let endpoint = Endpoint::new(config.timeout)?
+            .auth(auth.as_ref())
+            .headers(config.headers.clone())
+            .max_response_bytes(config.max_response_bytes);
         Ok(Self {
             config,
             endpoint,

@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod error;
 pub mod file_drop;
 pub mod http;

@@ -49,6 +49,11 @@ pub struct SoapPollConfig {
     pub timeout: Duration,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How requests are authenticated ([`crate::auth`]): a login token,
+    /// a signed query, HMAC headers.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
+    /// The older form of `auth = { scheme = "login", … }`; still read.
     #[serde(default)]
     pub login: Option<crate::http::LoginConfig>,
     #[serde(default = "default_max_record_bytes")]
@@ -76,6 +81,9 @@ fn default_max_response_bytes() -> usize {
 impl SoapPollConfig {
     pub fn validate(&self) -> Result<(), String> {
         reqwest::Url::parse(&self.url).map_err(|e| format!("`url` is not a URL: {e}"))?;
+        if let Some(auth) = crate::auth::resolve(&self.auth, &self.login)? {
+            auth.validate()?;
+        }
         text::encoding_for_label(&self.encoding).map_err(|e| e.to_string())?;
         for p in ["{watermark}", "{after_id}", "{page_size}"] {
             if !self.request_template.contains(p) {
@@ -110,12 +118,12 @@ pub struct SoapPoll {
 impl SoapPoll {
     pub fn new(config: SoapPollConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let endpoint = Endpoint::new(
-            config.timeout,
-            config.login.clone(),
-            config.headers.clone(),
-            config.max_response_bytes,
-        )?;
+        let auth =
+            crate::auth::resolve(&config.auth, &config.login).map_err(SourceError::permanent)?;
+        let endpoint = Endpoint::new(config.timeout)?
+            .auth(auth.as_ref())
+            .headers(config.headers.clone())
+            .max_response_bytes(config.max_response_bytes);
         let encoding = text::encoding_for_label(&config.encoding)
             .map_err(|e| SourceError::permanent(e.to_string()))?;
         Ok(Self {

@@ -108,6 +108,18 @@ impl Suite {
     }
 }
 
+/// MD5 of the parts, concatenated. Not a protection the hub relies on
+/// (MD5 is broken for collisions): only to meet a counterpart's request
+/// signature that names no other digest, beside its secret and timestamp.
+pub fn md5(parts: &[&[u8]]) -> Vec<u8> {
+    use md5::Digest;
+    let mut d = md5::Md5::new();
+    for p in parts {
+        d.update(p);
+    }
+    d.finalize().to_vec()
+}
+
 /// How bytes travel as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -178,6 +190,20 @@ mod tests {
         assert_eq!(
             hex::encode(Suite::Intl.hmac(b"Jefe", &[b"what do ya want for nothing?"])),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    /// RFC 1321, appendix A.5.
+    #[test]
+    fn md5_gives_the_rfcs_examples() {
+        assert_eq!(hex::encode(md5(&[b""])), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            hex::encode(md5(&[b"a", b"bc"])),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            hex::encode(md5(&[b"message digest"])),
+            "f96b697d7cb7938d525a2f31aaf161d0"
         );
     }
 }

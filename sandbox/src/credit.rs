@@ -13,7 +13,12 @@
 //! - `GET /credit/api/repairs?updatedAfter=…&afterId=…&pageSize=…`: credit
 //!   repair results (信用修复结果: 终止公示), keyset-paged like the case
 //!   system, which the hub polls (信用中国 is the single window of repair
-//!   since 2026-04-01, 《信用修复管理办法》).
+//!   since 2026-04-01, 《信用修复管理办法》). Every request is signed, as
+//!   the platform's open interface asks: `appKey`, `timestamp` (ms, within
+//!   five minutes), `nonce` (never twice) and `sign`, the SM3 (hex) of the
+//!   other parameters sorted by name, `name=value` joined by `&`, then
+//!   `&secret=` and the secret; anything else is refused with 401, and
+//!   counted (`signatures_refused` in `/credit/api/received`).
 //! - `POST /credit/api/repairs` `{"CF_WSH": "…"}`: a repair of a published
 //!   decision is approved (what a party's application leads to); the
 //!   publication ends at the platform at once.
@@ -31,10 +36,24 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// The app key the platform gave the hub, and its secret (the demo's
+/// `pipelines/secrets/credit_api_secret`).
+pub const CREDIT_APP_KEY: &str = "duijie-yichang-gxq";
+pub const CREDIT_API_SECRET: &str = "xyzg-open-2026-Yc7q";
+
+/// How far a signed request's timestamp may be from the platform's clock.
+const SIGNED_WITHIN_MS: i64 = 5 * 60 * 1000;
+/// Nonces remembered, at most (the oldest forgotten first).
+const NONCES_KEPT: usize = 100_000;
+
 #[derive(Debug)]
 struct Platform {
     /// Repair results, as the hub pages them.
     repairs: KeysetStore,
+    /// Nonces of signed requests taken, oldest first.
+    nonces: std::collections::VecDeque<String>,
+    /// Requests refused for their signature.
+    signatures_refused: u64,
     /// Publications by idempotency key, refusals, batches, duplicates.
     published: crate::receiver::Batches,
     withdrawn: BTreeMap<String, Value>,
@@ -78,6 +97,8 @@ impl Default for Platform {
         }
         Self {
             repairs,
+            nonces: Default::default(),
+            signatures_refused: 0,
             published: crate::receiver::Batches::default(),
             withdrawn: BTreeMap::new(),
         }
@@ -292,12 +313,73 @@ struct RepairsQuery {
     page_size: Option<usize>,
 }
 
+/// Why a request's signature is refused, if it is: checked here on the
+/// platform's side, written apart from the hub's signing.
+fn refused_signature(platform: &mut Platform, raw_query: &str) -> Option<&'static str> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(app_key), Some(ts), Some(nonce), Some(sign)) =
+        (get("appKey"), get("timestamp"), get("nonce"), get("sign"))
+    else {
+        return Some("缺少签名参数");
+    };
+    if app_key != CREDIT_APP_KEY {
+        return Some("appKey无效");
+    }
+    let fresh = ts
+        .parse::<i64>()
+        .is_ok_and(|t| (chrono::Utc::now().timestamp_millis() - t).abs() <= SIGNED_WITHIN_MS);
+    if !fresh {
+        return Some("时间戳超出允许范围");
+    }
+    let mut signed: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != "sign").collect();
+    signed.sort();
+    let text = signed
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+        + "&secret="
+        + CREDIT_API_SECRET;
+    let want = hex::encode(duijie_crypto::Suite::Gm.digest(&[text.as_bytes()]));
+    if !duijie::secrets::same_secret(&sign.to_ascii_lowercase(), &want) {
+        return Some("签名无效");
+    }
+    if platform.nonces.iter().any(|n| n == nonce) {
+        return Some("nonce重复");
+    }
+    if platform.nonces.len() >= NONCES_KEPT {
+        platform.nonces.pop_front();
+    }
+    platform.nonces.push_back(nonce.to_owned());
+    None
+}
+
 async fn repairs(
     State(p): State<CreditPlatform>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
     axum::extract::Query(q): axum::extract::Query<RepairsQuery>,
 ) -> Response {
     if p.outage.is_down() {
         return down();
+    }
+    {
+        let mut state = p.state.lock().expect("credit lock");
+        if let Some(why) = refused_signature(&mut state, raw.as_deref().unwrap_or_default()) {
+            state.signatures_refused += 1;
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"code": 401, "message": why})),
+            )
+                .into_response();
+        }
     }
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
     let rows = p.state.lock().expect("credit lock").repairs.after(
@@ -361,5 +443,7 @@ async fn received(State(p): State<CreditPlatform>) -> axum::Json<Value> {
         "batches": state.published.batches,
         "duplicates": state.published.duplicates,
         "blacklist": p.blacklist.view("blacklist"),
+        "signatures_refused": state.signatures_refused,
+        "repairs": state.repairs.len(),
     }))
 }

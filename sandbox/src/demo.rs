@@ -527,9 +527,14 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     if let Some(desk) = &deployment.desk {
         let calendar = duijie::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
         let schemas = duijie::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
-        let views =
-            duijie::desk::views_from_topic(&bus, &schemas, &desk.tracker(), &calendar, chrono::Utc::now())
-                .await?;
+        let views = duijie::desk::views_from_topic(
+            &bus,
+            &schemas,
+            &desk.tracker(),
+            &calendar,
+            chrono::Utc::now(),
+        )
+        .await?;
         let count = |f: fn(&duijie::keepers::referral::ReferralView) -> bool| {
             views.iter().filter(|v| f(v)).count()
         };

@@ -9,12 +9,12 @@
 
 use super::{Delivery, Incoming};
 use crate::bus::ReaderContext;
+use crate::bus::read::{Ended, Start};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use crate::bus::read::{Ended, Start};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use serde::Deserialize;

@@ -610,7 +610,13 @@ pub(super) async fn detail_api(
     let Some(user) = user(&desk, &headers) else {
         return unauthorized(true);
     };
-    let view = desk.tracker.views.read().expect("views lock").get(&no).cloned();
+    let view = desk
+        .tracker
+        .views
+        .read()
+        .expect("views lock")
+        .get(&no)
+        .cloned();
     match view {
         None => (
             StatusCode::NOT_FOUND,
@@ -653,7 +659,14 @@ pub(super) async fn detail_page(
     let Some(user) = user(&desk, &headers) else {
         return unauthorized(false);
     };
-    let Some(v) = desk.tracker.views.read().expect("views lock").get(&no).cloned() else {
+    let Some(v) = desk
+        .tracker
+        .views
+        .read()
+        .expect("views lock")
+        .get(&no)
+        .cloned()
+    else {
         return message_page(StatusCode::NOT_FOUND, "未找到", "无此移送案件。", None);
     };
     if let Err(refused) = audited(&desk, &user, "view", Some(&no), "查看移送案件".into()).await
@@ -733,7 +746,13 @@ pub(super) async fn act(
         Ok(u) => u,
         Err(refused) => return *refused,
     };
-    if !desk.tracker.views.read().expect("views lock").contains_key(&no) {
+    if !desk
+        .tracker
+        .views
+        .read()
+        .expect("views lock")
+        .contains_key(&no)
+    {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(json!({"message": "无此移送案件"})),

@@ -824,7 +824,13 @@ pub struct Reader<'a> {
 impl Reader<'_> {
     /// A canonical record (as JSON) into the index's form; `None` when it
     /// names no party.
-    pub fn read(&self, reading: &Reading, key: &str, v: &Value, at: Position) -> Option<IndexedRecord> {
+    pub fn read(
+        &self,
+        reading: &Reading,
+        key: &str,
+        v: &Value,
+        at: Position,
+    ) -> Option<IndexedRecord> {
         let kind = reading.kind;
         let party = reading.party.party(v);
         let (link, credit_code) = link_of(&party, self.pseudonyms);
@@ -962,12 +968,7 @@ impl Reader<'_> {
             ),
             // Nothing is read into a record the library has no reading
             // for: it is on the profile, under its key.
-            Kind::Other => (
-                key.to_owned(),
-                None,
-                Facts::Record,
-                None,
-            ),
+            Kind::Other => (key.to_owned(), None, Facts::Record, None),
             Kind::Listing => return None,
         };
         let key = match kind {

@@ -89,8 +89,10 @@ impl Fixture {
 }
 
 fn repository_schemas() -> crate::schema::SchemaSet {
-    crate::schema::SchemaSet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"))
-        .unwrap()
+    crate::schema::SchemaSet::load_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"),
+    )
+    .unwrap()
 }
 
 fn repository_readings() -> BTreeMap<String, Reading> {
@@ -110,13 +112,41 @@ fn the_schemas_say_which_records_name_a_party_and_where() {
     assert_eq!(
         found,
         vec![
-            ("duijie.canonical.CreditRepair".into(), Kind::Repair, record("/party")),
-            ("duijie.canonical.GridEvent".into(), Kind::GridEvent, record("/party")),
-            ("duijie.canonical.Licence".into(), Kind::Licence, record("/party")),
-            ("duijie.canonical.PenaltyDecision".into(), Kind::Penalty, record("/party")),
-            ("duijie.canonical.ReferralEvent".into(), Kind::Referral, record("/suspect")),
-            ("duijie.canonical.SafetyHazard".into(), Kind::Hazard, record("/enterprise")),
-            ("duijie.canonical.UrbanCase".into(), Kind::UrbanCase, PartyAt::Flat),
+            (
+                "duijie.canonical.CreditRepair".into(),
+                Kind::Repair,
+                record("/party")
+            ),
+            (
+                "duijie.canonical.GridEvent".into(),
+                Kind::GridEvent,
+                record("/party")
+            ),
+            (
+                "duijie.canonical.Licence".into(),
+                Kind::Licence,
+                record("/party")
+            ),
+            (
+                "duijie.canonical.PenaltyDecision".into(),
+                Kind::Penalty,
+                record("/party")
+            ),
+            (
+                "duijie.canonical.ReferralEvent".into(),
+                Kind::Referral,
+                record("/suspect")
+            ),
+            (
+                "duijie.canonical.SafetyHazard".into(),
+                Kind::Hazard,
+                record("/enterprise")
+            ),
+            (
+                "duijie.canonical.UrbanCase".into(),
+                Kind::UrbanCase,
+                PartyAt::Flat
+            ),
         ]
     );
 }
@@ -145,7 +175,10 @@ fn a_new_systems_schema_that_names_a_party_is_linked_without_a_change_here() {
     let readings = readings(&schemas);
     let reading = &readings["duijie.canonical.HotlineOrder"];
     assert_eq!(reading.kind, Kind::Other);
-    assert_eq!(reading.party, PartyAt::Record("/complaint/respondent".into()));
+    assert_eq!(
+        reading.party,
+        PartyAt::Record("/complaint/respondent".into())
+    );
     let c = code(77);
     let f = Fixture::new();
     let order = json!({"id": "12345:1", "source_system": "hotline",
@@ -155,11 +188,23 @@ fn a_new_systems_schema_that_names_a_party_is_linked_without_a_change_here() {
         .read(reading, "12345:1", &order, at("canonical.hotline_order", 3))
         .expect("names a party");
     assert_eq!(r.link, Link::Code(format!("uscc:{c}")));
-    assert_eq!((r.kind, r.title.as_str(), r.facts.clone()), (Kind::Other, "12345:1", Facts::Record));
+    assert_eq!(
+        (r.kind, r.title.as_str(), r.facts.clone()),
+        (Kind::Other, "12345:1", Facts::Record)
+    );
     assert_eq!(r.kind.label(), "其他记录");
     // Without a respondent the order is about no entity.
     let anonymous = json!({"id": "12345:2", "source_system": "hotline", "complaint": {"text": "路灯不亮", "respondent": null}});
-    assert!(f.reader().read(reading, "12345:2", &anonymous, at("canonical.hotline_order", 4)).is_none());
+    assert!(
+        f.reader()
+            .read(
+                reading,
+                "12345:2",
+                &anonymous,
+                at("canonical.hotline_order", 4)
+            )
+            .is_none()
+    );
 }
 
 fn company(c: &str) -> Value {

@@ -158,7 +158,13 @@ impl Tracker {
 
     /// Writes `body` under `key`; `about`: the `traceparent` of the record
     /// it is about, whose trace it continues (a `desk` span).
-    pub async fn send(&self, topic: &str, key: &str, body: &[u8], about: Option<&str>) -> Result<()> {
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        body: &[u8],
+        about: Option<&str>,
+    ) -> Result<()> {
         let traceparent = crate::telemetry::trace::acted("desk", about, topic, key);
         let headers = crate::bus::traced(
             rdkafka::message::OwnedHeaders::new(),
@@ -291,7 +297,9 @@ impl Tracker {
         {
             let mut events = self.events.write().expect("events lock");
             for r in states {
-                if let Some(view) = r.json::<ReferralView>("referral tracker", &self.config.state_topic) {
+                if let Some(view) =
+                    r.json::<ReferralView>("referral tracker", &self.config.state_topic)
+                {
                     events.insert(view.referral_no.clone(), view.events);
                 }
             }
