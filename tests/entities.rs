@@ -192,10 +192,22 @@ fn an_entity_seen_by_four_systems_shows_all_its_records_a_name_only_record_is_pr
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
         change_limit: Some(0),
-        urban_cases: 400,
-        grid_events: 300,
-        licences: 150,
-        decisions: 40,
+        urban: duijie_sandbox::urban::Settings {
+            cases: 400,
+            ..Default::default()
+        },
+        grid: duijie_sandbox::grid::Settings {
+            events: 300,
+            ..Default::default()
+        },
+        approval: duijie_sandbox::approval::Settings {
+            licences: 150,
+            ..Default::default()
+        },
+        enforcement: duijie_sandbox::enforcement::Settings {
+            decisions: 40,
+            ..Default::default()
+        },
         bad_rate: 0.0,
         ..SandboxConfig::default()
     });

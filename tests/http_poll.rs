@@ -20,8 +20,10 @@ fn every_case_arrives_despite_500s_timeouts_and_duplicate_rows() {
             slow_next: 2,
             fail_next: 3,
         },
-        urban_cases: 1500,
-        urban_changes_per_sec: 0,
+        urban: duijie_sandbox::urban::Settings {
+            cases: 1500,
+            changes_per_sec: 0,
+        },
         bad_rate: 0.0,
         seed: 3,
         ..SandboxConfig::default()

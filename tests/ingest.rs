@@ -320,8 +320,11 @@ fn the_shared_party_record_is_one_subject_that_schemas_reference() {
     let brokers = brokers();
     let registry = registry();
     let sandbox = start_sandbox(duijie_sandbox::SandboxConfig {
-        grid_events: 40,
-        grid_changes_per_sec: 0,
+        grid: duijie_sandbox::grid::Settings {
+            events: 40,
+            changes_per_sec: 0,
+            ..Default::default()
+        },
         bad_rate: 0.0,
         ..duijie_sandbox::SandboxConfig::default()
     });

@@ -46,7 +46,10 @@ fn topic_json(brokers: &str, topic: &str) -> Vec<(String, Value)> {
 fn penalties_reach_the_credit_platform_exactly_and_the_clock_follows() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        decisions: 40,
+        enforcement: duijie_sandbox::enforcement::Settings {
+            decisions: 40,
+            ..Default::default()
+        },
         change_limit: Some(0),
         ..SandboxConfig::default()
     });
@@ -401,7 +404,10 @@ delivery = "credit"
 fn a_held_decision_is_classed_by_an_officer_and_then_published() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        decisions: 40,
+        enforcement: duijie_sandbox::enforcement::Settings {
+            decisions: 40,
+            ..Default::default()
+        },
         change_limit: Some(0),
         ..SandboxConfig::default()
     });
@@ -558,7 +564,10 @@ role = "officer"
 fn a_repaired_decision_is_never_pushed_again() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        decisions: 20,
+        enforcement: duijie_sandbox::enforcement::Settings {
+            decisions: 20,
+            ..Default::default()
+        },
         change_limit: Some(0),
         ..SandboxConfig::default()
     });
@@ -703,9 +712,12 @@ fn a_blacklist_listing_is_pushed_only_once_decided_after_notice_and_objection_an
     // The natural person's licence was revoked 30 days ago: a criterion is
     // met, and a notice served 20 days ago has seen its window pass.
     let sandbox = start_sandbox(SandboxConfig {
-        decisions: 6,
+        enforcement: duijie_sandbox::enforcement::Settings {
+            decisions: 6,
+            revocation_age: Duration::from_secs(30 * 86_400),
+            ..Default::default()
+        },
         change_limit: Some(0),
-        revocation_age: Duration::from_secs(30 * 86_400),
         ..SandboxConfig::default()
     });
     let tag = unique("blk");
@@ -993,7 +1005,10 @@ fn feed_deployment(
 fn a_receiver_down_for_its_maintenance_loses_nothing_and_dead_letters_nothing() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        grid_events: 40,
+        grid: duijie_sandbox::grid::Settings {
+            events: 40,
+            ..Default::default()
+        },
         change_limit: Some(0),
         bad_rate: 0.0,
         ..SandboxConfig::default()
@@ -1083,7 +1098,10 @@ fn a_receiver_down_for_its_maintenance_loses_nothing_and_dead_letters_nothing() 
 fn a_department_reads_its_own_feeds_state_and_dead_letters_with_its_token() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        grid_events: 60,
+        grid: duijie_sandbox::grid::Settings {
+            events: 60,
+            ..Default::default()
+        },
         change_limit: Some(0),
         bad_rate: 0.0,
         ..SandboxConfig::default()
@@ -1207,7 +1225,10 @@ fn a_department_reads_its_own_feeds_state_and_dead_letters_with_its_token() {
 fn a_department_feed_survives_an_outage_and_a_crash_with_each_key_once_and_only_its_fields() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        grid_events: 250,
+        grid: duijie_sandbox::grid::Settings {
+            events: 250,
+            ..Default::default()
+        },
         change_limit: Some(0),
         bad_rate: 0.0,
         ..SandboxConfig::default()
@@ -1374,7 +1395,10 @@ fn a_department_feed_survives_an_outage_and_a_crash_with_each_key_once_and_only_
 fn licence_notices_go_to_the_team_of_their_jurisdiction_and_unmet_commitments_become_leads() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        licences: 60,
+        approval: duijie_sandbox::approval::Settings {
+            licences: 60,
+            ..Default::default()
+        },
         bad_rate: 0.0,
         change_limit: Some(0),
         ..SandboxConfig::default()
@@ -1498,7 +1522,10 @@ fn urlencode(s: &str) -> String {
 fn a_pull_feed_pages_by_cursor_and_requires_its_token() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        grid_events: 120,
+        grid: duijie_sandbox::grid::Settings {
+            events: 120,
+            ..Default::default()
+        },
         change_limit: Some(0),
         bad_rate: 0.0,
         ..SandboxConfig::default()
@@ -1627,7 +1654,10 @@ target = {{ kind = "pull", token = "{token}" }}
 fn feeds_status_counts_outcomes_and_replay_is_absorbed_by_idempotency_keys() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        grid_events: 60,
+        grid: duijie_sandbox::grid::Settings {
+            events: 60,
+            ..Default::default()
+        },
         change_limit: Some(0),
         bad_rate: 0.0,
         ..SandboxConfig::default()
@@ -1865,7 +1895,10 @@ target = {{ kind = "webhook", url = "http://{sandbox}/dept/street/webhook", secr
 fn the_supervision_feed_sends_acts_and_rates_with_receipts_and_the_desk_shows_them() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        decisions: 30,
+        enforcement: duijie_sandbox::enforcement::Settings {
+            decisions: 30,
+            ..Default::default()
+        },
         change_limit: Some(0),
         ..SandboxConfig::default()
     });
@@ -2077,8 +2110,14 @@ role = "officer"
 fn requests_in_flight_across_keys_and_the_batch_form_keep_each_keys_versions_in_order() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        grid_events: 0,
-        urban_cases: 0,
+        grid: duijie_sandbox::grid::Settings {
+            events: 0,
+            ..Default::default()
+        },
+        urban: duijie_sandbox::urban::Settings {
+            cases: 0,
+            ..Default::default()
+        },
         change_limit: Some(0),
         ..SandboxConfig::default()
     });

@@ -190,7 +190,10 @@ fn a_reload_swaps_what_changed_and_refuses_what_is_broken() {
 fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
     let brokers = brokers();
     let sandbox = start_sandbox(duijie_sandbox::SandboxConfig {
-        grid_events: 60,
+        grid: duijie_sandbox::grid::Settings {
+            events: 60,
+            ..Default::default()
+        },
         change_limit: Some(0),
         bad_rate: 0.0,
         ..duijie_sandbox::SandboxConfig::default()

@@ -313,8 +313,14 @@ fn a_push_pipeline_fails_over_in_seconds_under_the_consumer_group_protocol() {
             .unwrap_or(3000),
     );
     let sandbox = start_sandbox(duijie_sandbox::SandboxConfig {
-        grid_events: 0,
-        urban_cases: 0,
+        grid: duijie_sandbox::grid::Settings {
+            events: 0,
+            ..Default::default()
+        },
+        urban: duijie_sandbox::urban::Settings {
+            cases: 0,
+            ..Default::default()
+        },
         change_limit: Some(0),
         ..duijie_sandbox::SandboxConfig::default()
     });

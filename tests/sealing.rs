@@ -38,7 +38,10 @@ fn stored(
 fn full_id_numbers_rest_sealed_and_the_hub_reads_them_back() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        decisions: 60,
+        enforcement: duijie_sandbox::enforcement::Settings {
+            decisions: 60,
+            ..Default::default()
+        },
         change_limit: Some(0),
         bad_rate: 0.1,
         ..SandboxConfig::default()

@@ -83,10 +83,13 @@ fn grid_polling_relogs_in_and_keeps_up_with_shifting_pages() {
             fail_next: 2,
             ..Faults::default()
         },
-        grid_events: 300,
-        grid_changes_per_sec: 60,
+        grid: duijie_sandbox::grid::Settings {
+            events: 300,
+            changes_per_sec: 60,
+            token_ttl: Duration::from_secs(2),
+            ..Default::default()
+        },
         change_limit: Some(240),
-        grid_token_ttl: Duration::from_secs(2),
         bad_rate: 0.0,
         ..SandboxConfig::default()
     });
@@ -294,8 +297,10 @@ fn urban_soap_updates_leave_each_case_in_its_latest_state() {
             fail_next: 2,
             ..Faults::default()
         },
-        urban_cases: 400,
-        urban_changes_per_sec: 60,
+        urban: duijie_sandbox::urban::Settings {
+            cases: 400,
+            changes_per_sec: 60,
+        },
         change_limit: Some(200),
         bad_rate: 0.0,
         ..SandboxConfig::default()
@@ -482,7 +487,10 @@ page_size = 25
 fn licences_from_the_api_and_the_2016_batch_land_in_one_topic() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        licences: 120,
+        approval: duijie_sandbox::approval::Settings {
+            licences: 120,
+            ..Default::default()
+        },
         bad_rate: 0.0,
         faults: Faults {
             fail_next: 1,
@@ -698,7 +706,10 @@ max_record_bytes = 65536
 fn two_law_events_arrive_through_connection_resets() {
     let brokers = brokers();
     let sandbox = start_sandbox(SandboxConfig {
-        referrals: 20,
+        referral: duijie_sandbox::referral::Settings {
+            referrals: 20,
+            ..Default::default()
+        },
         ..SandboxConfig::default()
     });
     let proxy = flaky_proxy(sandbox.clone(), 3);

@@ -107,8 +107,10 @@ fn receivers() -> (String, Collected) {
 fn one_urban_case_is_one_trace_from_the_poll_to_the_departments_webhook() {
     let brokers = brokers();
     let sandbox = start_sandbox(duijie_sandbox::SandboxConfig {
-        urban_cases: 1,
-        urban_changes_per_sec: 0,
+        urban: duijie_sandbox::urban::Settings {
+            cases: 1,
+            changes_per_sec: 0,
+        },
         bad_rate: 0.0,
         ..duijie_sandbox::SandboxConfig::default()
     });

@@ -17,6 +17,28 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// The approval simulator's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Licences in the API at start.
+    pub licences: usize,
+    /// Changed licences per second while running.
+    pub changes_per_sec: u32,
+    /// The exchange directory a batch (2016 layout) is dropped into at
+    /// start.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            licences: 300,
+            changes_per_sec: 2,
+            dir: None,
+        }
+    }
+}
+
 const LICENCES: &[(&str, &str, &str)] = &[
     ("食品经营许可证", "普通", "JY1420502"),
     ("建筑工程施工许可证", "普通", "SG420502"),
@@ -55,8 +77,8 @@ impl ApprovalSystem {
             rng: fastrand::Rng::with_seed(config.seed ^ 0x6170_7072),
         };
         let start = chrono::Utc::now() - chrono::Duration::days(30);
-        let n = config.licences.max(1) as i64;
-        for i in 0..config.licences {
+        let n = config.approval.licences.max(1) as i64;
+        for i in 0..config.approval.licences {
             let at = start + chrono::Duration::milliseconds(i as i64 * 30 * 86_400_000 / n);
             let licence = new_licence(&mut state, at, config.bad_rate);
             state.licences.insert(licence);
@@ -64,7 +86,7 @@ impl ApprovalSystem {
         Self {
             state: Arc::new(Mutex::new(state)),
             started: Instant::now(),
-            changes_per_sec: (config.urban_changes_per_sec / 10).max(1),
+            changes_per_sec: config.approval.changes_per_sec.max(1),
             change_limit: config.change_limit.unwrap_or(u64::MAX),
             faults,
         }
@@ -249,7 +271,7 @@ impl crate::Simulator for ApprovalSystem {
 
     /// A batch in the 2016 layout dropped into the exchange directory.
     fn background(&self, config: &SandboxConfig, _: tokio_util::sync::CancellationToken) {
-        let Some(dir) = &config.approval_dir else {
+        let Some(dir) = &config.approval.dir else {
             return;
         };
         match write_2016_batch(dir, 40, config.seed) {

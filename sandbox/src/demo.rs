@@ -88,18 +88,18 @@ fn spawn_sandbox_process(config: &SandboxConfig, listen: &str) -> Result<std::pr
         .args(["--slow-rate", &f.slow_rate.to_string()])
         .args(["--slow-ms", &f.slow_ms.to_string()])
         .args(["--duplicate-rate", &f.duplicate_rate.to_string()])
-        .args(["--safety-table", &config.safety_table])
+        .args(["--safety-table", &config.safety.table])
         .args(["--seed", &config.seed.to_string()]);
-    if let Some(d) = &config.police_dir {
+    if let Some(d) = &config.referral.police_dir {
         cmd.arg("--police-dir").arg(d);
     }
-    if let Some(d) = &config.approval_dir {
+    if let Some(d) = &config.approval.dir {
         cmd.arg("--approval-dir").arg(d);
     }
-    for url in &config.safety_dbs {
+    for url in &config.safety.dbs {
         cmd.args(["--safety-db", url]);
     }
-    if let Some(w) = &config.grid_webhook {
+    if let Some(w) = &config.grid.webhook {
         cmd.args(["--grid-webhook", &w.url])
             // The secret goes in the child's environment, not its argv.
             .env("DUIJIE_SANDBOX_GRID_WEBHOOK_SECRET", &w.secret)

@@ -24,6 +24,28 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// The case system simulator's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Penalty decisions at start.
+    pub decisions: usize,
+    /// How long ago the natural person's licence was revoked (the decision
+    /// that always meets a blacklist criterion).
+    pub revocation_age: std::time::Duration,
+    /// Changed decisions per second while running.
+    pub changes_per_sec: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            decisions: 60,
+            revocation_age: std::time::Duration::from_secs(30 * 3600),
+            changes_per_sec: 2.0,
+        }
+    }
+}
+
 const AUTHORITY: (&str, &str) = ("宜昌高新区综合行政执法局", "11420500MB15077941");
 const CASES: &[(&str, &str, &str, &[&str], &str)] = &[
     (
@@ -121,11 +143,12 @@ impl EnforcementSystem {
             rng: fastrand::Rng::with_seed(config.seed ^ 0x7a66),
         };
         let now = chrono::Utc::now();
-        for i in 0..config.decisions {
+        for i in 0..config.enforcement.decisions {
             // Decided over the last three weeks, entered within hours.
             // Most decided over the last five days; a few older ones were
             // entered late and are already past their publication deadline.
-            let hours = ((config.decisions - i) as i64) * 120 / config.decisions.max(1) as i64;
+            let hours = ((config.enforcement.decisions - i) as i64) * 120
+                / config.enforcement.decisions.max(1) as i64;
             let hours = if i % 20 == 0 { hours + 300 } else { hours };
             let decided = now - chrono::Duration::hours(hours);
             let d = new_decision(&mut state, decided, decided);
@@ -134,9 +157,9 @@ impl EnforcementSystem {
         // A natural person whose licence was revoked (吊销许可证件, a
         // listing category): the blacklist keeper lists them, so every run
         // pushes a natural person's blacklist entry (under a pseudonym).
-        if config.decisions > 0 {
-            let decided =
-                now - chrono::Duration::from_std(config.revocation_age).unwrap_or_default();
+        if config.enforcement.decisions > 0 {
+            let decided = now
+                - chrono::Duration::from_std(config.enforcement.revocation_age).unwrap_or_default();
             let mut d = new_decision(&mut state, decided, decided);
             d["dsr"] = json!({"mc": people::person(&mut state.rng), "lb": "3", "zjlx": "身份证", "zjhm": people::resident_id(&mut state.rng)});
             d["cflb"] = json!(["罚款", "吊销许可证件"]);
@@ -151,7 +174,7 @@ impl EnforcementSystem {
             state.insert(d);
         }
         let mut referrals = KeysetStore::new("updateTime", "eventId");
-        for e in super::referral::script(config.referrals, config.seed)
+        for e in super::referral::script(config.referral.referrals, config.seed)
             .iter()
             .filter(|e| e.teller == super::referral::Teller::Enforcement)
         {
@@ -161,7 +184,7 @@ impl EnforcementSystem {
             referrals: Arc::new(referrals),
             state: Arc::new(Mutex::new(state)),
             started: Instant::now(),
-            changes_per_sec: f64::from(config.urban_changes_per_sec) / 10.0,
+            changes_per_sec: config.enforcement.changes_per_sec,
             change_limit: config.change_limit.unwrap_or(u64::MAX),
             faults,
             queues,

@@ -25,6 +25,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The grid simulator's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Events at start.
+    pub events: usize,
+    /// New or changed events per second while running.
+    pub changes_per_sec: u32,
+    /// Lifetime of a login token.
+    pub token_ttl: std::time::Duration,
+    /// Where urgent events are pushed, if anywhere.
+    pub webhook: Option<WebhookTarget>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            events: 500,
+            changes_per_sec: 5,
+            token_ttl: std::time::Duration::from_secs(300),
+            webhook: None,
+        }
+    }
+}
+
 /// The account the hub logs in with.
 pub const GRID_USER: &str = "duijie";
 pub const GRID_PASSWORD: &str = "Wg#2026-yc";
@@ -91,8 +115,8 @@ impl GridSystem {
             tokens: HashMap::new(),
         };
         let start = chrono::Utc::now() - chrono::Duration::hours(12);
-        let n = config.grid_events.max(1) as i64;
-        for i in 0..config.grid_events {
+        let n = config.grid.events.max(1) as i64;
+        for i in 0..config.grid.events {
             let at = start + chrono::Duration::milliseconds(i as i64 * 43_200_000 / n);
             let event = new_event(&mut state, at, config.bad_rate, false);
             state.events.insert(event);
@@ -100,11 +124,11 @@ impl GridSystem {
         Self {
             state: Arc::new(Mutex::new(state)),
             started: Instant::now(),
-            changes_per_sec: config.grid_changes_per_sec,
-            token_ttl: config.grid_token_ttl,
+            changes_per_sec: config.grid.changes_per_sec,
+            token_ttl: config.grid.token_ttl,
             faults,
             change_limit: config.change_limit.unwrap_or(u64::MAX),
-            webhook: config.grid_webhook.clone(),
+            webhook: config.grid.webhook.clone(),
             pushes: Arc::default(),
         }
     }

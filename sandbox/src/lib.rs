@@ -171,62 +171,34 @@ async fn get_counters(State(plan): State<FaultPlan>) -> axum::Json<CountersView>
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     pub faults: Faults,
-    /// Digital urban management cases at start.
-    pub urban_cases: usize,
-    /// New or changed cases per second while running.
-    pub urban_changes_per_sec: u32,
-    /// Grid events at start, and new or changed ones per second.
-    pub grid_events: usize,
-    pub grid_changes_per_sec: u32,
-    /// Lifetime of a grid login token.
-    pub grid_token_ttl: std::time::Duration,
-    /// Where urgent grid events are pushed, if anywhere.
-    pub grid_webhook: Option<grid::WebhookTarget>,
-    /// Licences in the approval API at start.
-    pub licences: usize,
-    /// Referrals in the police and two-law story.
-    pub referrals: usize,
-    /// Penalty decisions in the case system at start.
-    pub decisions: usize,
-    /// How long ago the natural person's licence was revoked (the decision
-    /// that always meets a blacklist criterion).
-    pub revocation_age: std::time::Duration,
-    /// Exchange directories the sandbox drops files into at start.
-    pub police_dir: Option<std::path::PathBuf>,
-    pub approval_dir: Option<std::path::PathBuf>,
-    /// Front-end databases (PostgreSQL, MariaDB URLs) the safety simulator
-    /// fills, and its table name.
-    pub safety_dbs: Vec<String>,
-    pub safety_table: String,
     /// Share of generated records with a defect the mapping must reject.
     pub bad_rate: f64,
     /// Stop changing records after this many changes per system (tests
     /// compare the hub's topics with a state that has settled).
     pub change_limit: Option<u64>,
     pub seed: u64,
+    /// Each simulator's own settings, beside its code.
+    pub urban: urban::Settings,
+    pub grid: grid::Settings,
+    pub approval: approval::Settings,
+    pub referral: referral::Settings,
+    pub enforcement: enforcement::Settings,
+    pub safety: safety::Settings,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             faults: Faults::default(),
-            revocation_age: std::time::Duration::from_secs(30 * 3600),
-            urban_cases: 2_000,
-            urban_changes_per_sec: 20,
-            grid_events: 500,
-            grid_changes_per_sec: 5,
-            grid_token_ttl: std::time::Duration::from_secs(300),
-            grid_webhook: None,
-            licences: 300,
-            referrals: 20,
-            decisions: 60,
-            police_dir: None,
-            approval_dir: None,
-            safety_dbs: Vec::new(),
-            safety_table: "hidden_danger".into(),
             bad_rate: 0.01,
             change_limit: None,
             seed: 20170125,
+            urban: Default::default(),
+            grid: Default::default(),
+            approval: Default::default(),
+            referral: Default::default(),
+            enforcement: Default::default(),
+            safety: Default::default(),
         }
     }
 }
@@ -244,21 +216,21 @@ impl SandboxConfig {
         for p in &deployment.pipelines {
             let found = match (&p.source, p.mapping.as_str()) {
                 (SourceConfig::FileDrop(c), "referral_police") => {
-                    self.police_dir = Some(c.dir.clone());
+                    self.referral.police_dir = Some(c.dir.clone());
                     true
                 }
                 (SourceConfig::FileDrop(c), "licence_2016") => {
-                    self.approval_dir = Some(c.dir.clone());
+                    self.approval.dir = Some(c.dir.clone());
                     true
                 }
                 (SourceConfig::SqlPoll(c), _) => {
-                    self.safety_dbs.push(c.url.clone());
-                    self.safety_table = c.table.trim_start_matches("v_").to_owned();
+                    self.safety.dbs.push(c.url.clone());
+                    self.safety.table = c.table.trim_start_matches("v_").to_owned();
                     true
                 }
                 (SourceConfig::Webhook(w), "grid_event") => match &deployment.http {
                     Some(http) => {
-                        self.grid_webhook = Some(grid::WebhookTarget {
+                        self.grid.webhook = Some(grid::WebhookTarget {
                             url: format!("http://{}{}", http.listen, w.path),
                             secret: w.secret.clone(),
                             every: Duration::from_secs(3),
@@ -526,16 +498,18 @@ mod tests {
         }
         assert!(
             config
+                .referral
                 .police_dir
                 .is_some_and(|d| d.ends_with("var/exchange/police"))
         );
         assert!(
             config
-                .approval_dir
+                .approval
+                .dir
                 .is_some_and(|d| d.ends_with("var/exchange/approval"))
         );
-        assert_eq!(config.safety_dbs.len(), 2);
-        let webhook = config.grid_webhook.expect("the grid pushes to the hub");
+        assert_eq!(config.safety.dbs.len(), 2);
+        let webhook = config.grid.webhook.expect("the grid pushes to the hub");
         assert!(
             webhook.url.starts_with("http://") && webhook.url.ends_with("/hooks/grid/urgent"),
             "{}",

@@ -177,16 +177,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
         } => {
             let config = duijie_sandbox::SandboxConfig {
-                grid_token_ttl: grid_token_ttl.into(),
-                grid_webhook: grid_webhook.map(|url| duijie_sandbox::grid::WebhookTarget {
-                    url,
-                    secret: grid_webhook_secret,
-                    every: grid_webhook_every.into(),
-                }),
-                police_dir,
-                approval_dir,
-                safety_dbs,
-                safety_table,
+                grid: duijie_sandbox::grid::Settings {
+                    token_ttl: grid_token_ttl.into(),
+                    webhook: grid_webhook.map(|url| duijie_sandbox::grid::WebhookTarget {
+                        url,
+                        secret: grid_webhook_secret,
+                        every: grid_webhook_every.into(),
+                    }),
+                    ..Default::default()
+                },
+                referral: duijie_sandbox::referral::Settings {
+                    police_dir,
+                    ..Default::default()
+                },
+                approval: duijie_sandbox::approval::Settings {
+                    dir: approval_dir,
+                    ..Default::default()
+                },
+                safety: duijie_sandbox::safety::Settings {
+                    dbs: safety_dbs,
+                    table: safety_table,
+                },
+                urban: duijie_sandbox::urban::Settings {
+                    cases,
+                    changes_per_sec,
+                },
                 seed,
                 faults: duijie_sandbox::Faults {
                     error_rate,
@@ -195,8 +210,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     duplicate_rate,
                     ..Default::default()
                 },
-                urban_cases: cases,
-                urban_changes_per_sec: changes_per_sec,
                 bad_rate,
                 ..Default::default()
             };

@@ -19,6 +19,26 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// The referral story's settings (the two-law platform and the police;
+/// the case system tells its own steps of the same story).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Referrals in the story.
+    pub referrals: usize,
+    /// The exchange directory the police messages are dropped into at
+    /// start.
+    pub police_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            referrals: 20,
+            police_dir: None,
+        }
+    }
+}
+
 const POLICE: (&str, &str) = ("宜昌市公安局高新区分局", "420502000000");
 const PROCURATORATE: (&str, &str) = ("宜昌高新区人民检察院", "420502000001");
 const BUREAU: (&str, &str) = ("宜昌高新区综合行政执法局", "11420500MB15077941");
@@ -335,7 +355,7 @@ pub struct TwoLawSystem {
 impl TwoLawSystem {
     pub fn new(config: &SandboxConfig, faults: FaultPlan) -> Self {
         let mut store = KeysetStore::new("updateTime", "eventId");
-        for e in script(config.referrals, config.seed)
+        for e in script(config.referral.referrals, config.seed)
             .iter()
             .filter(|e| e.teller == Teller::TwoLaw)
         {
@@ -386,10 +406,10 @@ impl crate::Simulator for TwoLawSystem {
 
     /// The police's messages dropped into the exchange directory.
     fn background(&self, config: &SandboxConfig, _: tokio_util::sync::CancellationToken) {
-        let Some(dir) = &config.police_dir else {
+        let Some(dir) = &config.referral.police_dir else {
             return;
         };
-        let events = script(config.referrals, config.seed);
+        let events = script(config.referral.referrals, config.seed);
         match write_police_files(dir, &events, true) {
             Ok(files) => {
                 tracing::info!(dir = %dir.display(), files = files.len(), "police messages dropped")

@@ -9,6 +9,25 @@ use super::people;
 use sqlx::AssertSqlSafe;
 use std::time::Duration;
 
+/// The safety front ends' settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Front-end databases (PostgreSQL, MariaDB URLs) to fill and keep
+    /// changing.
+    pub dbs: Vec<String>,
+    /// The hazard table in them (the view reads `v_<table>`).
+    pub table: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            dbs: Vec::new(),
+            table: "hidden_danger".into(),
+        }
+    }
+}
+
 const PLACES: &[&str] = &[
     "原料仓库",
     "二号生产车间",
@@ -200,8 +219,8 @@ impl crate::Simulator for FrontEnds {
         config: &crate::SandboxConfig,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        for url in config.safety_dbs.clone() {
-            let table = config.safety_table.clone();
+        for url in config.safety.dbs.clone() {
+            let table = config.safety.table.clone();
             let seed = config.seed;
             let stop = shutdown.clone();
             tokio::spawn(async move {

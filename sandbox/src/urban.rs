@@ -24,6 +24,24 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// The urban management simulator's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Cases at start.
+    pub cases: usize,
+    /// New or changed cases per second while running.
+    pub changes_per_sec: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cases: 2_000,
+            changes_per_sec: 20,
+        }
+    }
+}
+
 /// What the case system classes cases by (GB/T 30428.2-2013): the kind
 /// (`1` 部件 component, `2` 事件 event), big class, subclass, name. The two
 /// trees reuse class numbers (部件 0103 雨水井盖, 事件 0103 私搭乱建).
@@ -72,8 +90,8 @@ impl UrbanSystem {
             rng: fastrand::Rng::with_seed(config.seed),
         };
         let start = chrono::Utc::now() - chrono::Duration::hours(24);
-        let n = config.urban_cases.max(1) as i64;
-        for i in 0..config.urban_cases {
+        let n = config.urban.cases.max(1) as i64;
+        for i in 0..config.urban.cases {
             let at = start + chrono::Duration::milliseconds(i as i64 * 86_400_000 / n);
             let case = new_case(&mut state, config.bad_rate, at);
             state.cases.insert(case);
@@ -81,7 +99,7 @@ impl UrbanSystem {
         Self {
             state: Arc::new(Mutex::new(state)),
             started: Instant::now(),
-            changes_per_sec: config.urban_changes_per_sec,
+            changes_per_sec: config.urban.changes_per_sec,
             bad_rate: config.bad_rate,
             faults,
             change_limit: config.change_limit.unwrap_or(u64::MAX),
