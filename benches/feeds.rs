@@ -4,7 +4,7 @@
 //! The shared workload's urban cases (`DUIJIE_BENCH_RECORDS`, default
 //! 20,000) are ingested once by the hub's file-drop pipeline; a tenth of
 //! the cases come again in a later version (another status), so that a key
-//! has two versions to keep in order. Each run is a fresh push pipeline
+//! has two versions to keep in order. Each run is a fresh delivery
 //! (its own consumer group, its own department box at the sandbox's
 //! receiver, in this process) reading them all from the start, timed from
 //! the hub's start to the receiver holding the last record. Runs alternate
@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// The deployment: the file-drop pipeline, and push pipeline `name` to box
+/// The deployment: the file-drop pipeline, and delivery `name` to box
 /// `name` when one is given.
 fn deployment(
     dir: &Path,
@@ -130,7 +130,7 @@ async fn receiver(answer_ms: u64) -> (String, duijie_sandbox::dept::Departments)
     (addr, departments)
 }
 
-/// One push pipeline's run: records a second to the last record at the
+/// One delivery's run: records a second to the last record at the
 /// receiver, and whether every key's versions arrived in order.
 async fn feed(
     brokers: &str,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Source-to-push latency at 1,000 records/s: the sandbox pushes signed
 # urgent grid events to the hub's webhook every millisecond; the hub maps
-# them onto the bus and a push pipeline delivers each to the sandbox's
-# department receiver. The hub's own histogram (`duijie_feed_delivery_seconds`,
+# them onto the bus and a delivery delivers each to the sandbox's
+# department receiver. The hub's own histogram (`duijie_delivery_seconds`,
 # from the record's fetch to the receiver's acknowledgement) gives p50 and
 # p99, interpolated within its 50%-wide buckets as Prometheus does.
 # Usage: scripts/bench-latency.sh [SECONDS]   (default 30)
@@ -69,7 +69,7 @@ def read(path):
     text = open(path).read()
     b = {}
     for line in text.splitlines():
-        m = re.match(r'duijie_feed_delivery_seconds_bucket\{.*le="([^"]+)".*\} (\d+)', line)
+        m = re.match(r'duijie_delivery_seconds_bucket\{.*le="([^"]+)".*\} (\d+)', line)
         if m:
             le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
             b[le] = b.get(le, 0) + int(m.group(2))
@@ -92,7 +92,7 @@ def q(p):
 def count(name):
     m = re.search(name + r'_total\{[^}]*\} (\d+)', text)
     return int(m.group(1)) if m else 0
-print(f"delivered {count('duijie_feed_delivered')} of {count('duijie_records_delivered')} events taken in; "
+print(f"delivered {count('duijie_delivery_delivered')} of {count('duijie_records_delivered')} events taken in; "
       f"{total} delivered in the measured {sys.argv[2]} s ({total / float(sys.argv[2]):.0f} events/s)")
 print(f"source-to-push latency: p50 {q(0.5) * 1000:.0f} ms, p99 {q(0.99) * 1000:.0f} ms (target p99 < 500 ms)")
 PY

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Soak: the whole Yichang deployment — six systems from the sandbox with
 # faults on (HTTP 500s, slow answers, duplicated rows), webhook pushes,
-# every push pipeline — for MINUTES (default 20) against a Apache Kafka broker,
+# every delivery — for MINUTES (default 20) against a Apache Kafka broker,
 # then reconciled:
 #   - per pipeline, records fetched = records read back from its topic +
 #     dead letters read back from its DLQ (by their provenance headers);
-#   - per push pipeline, every record settled (delivered, refused, failed,
+#   - per delivery, every record settled (delivered, refused, failed,
 #     not sent by policy) has exactly one receipt on the receipts topic, and
 #     every refused or failed one a dead letter;
 #   - the hub's resident set at the end is not above the one a quarter in
@@ -62,7 +62,7 @@ for m in re.finditer(pattern, text, re.M):
     if letters != refused + failed:
         ok = False
         print(f"MISMATCH {name}: {refused} refused + {failed} failed, {letters} dead letters read back")
-print(f"{pushes} push pipelines reconciled: receipts read back = records settled; dead letters = refused + failed")
+print(f"{pushes} deliveries reconciled: receipts read back = records settled; dead letters = refused + failed")
 if pushes == 0:
     ok = False
 rss = [int(l) for l in open(sys.argv[2]) if l.strip()]

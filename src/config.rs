@@ -80,7 +80,7 @@ pub struct HubConfig {
     pub quality_topic: String,
     /// Several instances run this deployment and share its singleton tasks
     /// (each poll pipeline's source, the clocks, the referral tracker)
-    /// through a Kafka consumer group; push pipelines split by partition.
+    /// through a Kafka consumer group; deliveries split by partition.
     #[serde(default)]
     pub scale_out: bool,
     /// The secret key of natural persons' pseudonyms (`pid:…`, see
@@ -493,7 +493,7 @@ pub struct Deployment {
     pub kafka: KafkaConfig,
     pub http: Option<HttpConfig>,
     pub pipelines: Vec<PipelineConfig>,
-    /// Push pipelines, by name.
+    /// Deliveries, by name.
     pub deliveries: Vec<(String, crate::delivery::DeliveryConfig)>,
     /// The credit publication clock and blacklist, when configured.
     pub credit: Option<crate::keepers::CreditConfig>,
@@ -861,7 +861,7 @@ impl Deployment {
         })
     }
 
-    /// The topics every push pipeline writes.
+    /// The topics every delivery writes.
     pub fn shared_topics(&self) -> crate::delivery::SharedTopics {
         crate::delivery::SharedTopics {
             receipts: self.hub.receipts_topic.clone(),
@@ -869,7 +869,7 @@ impl Deployment {
         }
     }
 
-    /// What operating the feeds (`feeds status`, `replay`) takes from this
+    /// What operating the feeds (`deliveries status`, `replay`) takes from this
     /// deployment.
     pub fn feeds(&self) -> crate::delivery::ops::Feeds<'_> {
         crate::delivery::ops::Feeds {
@@ -1367,7 +1367,7 @@ fn parse_pipelines(
     Ok(pipelines)
 }
 
-/// `[deliveries.*]`: each push pipeline checked against the pipelines (no
+/// `[deliveries.*]`: each delivery checked against the pipelines (no
 /// raw topic pushed, a credit push's repair results written by one) and
 /// signed with the hub's key where it asks for SM2.
 fn parse_deliveries(

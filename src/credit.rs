@@ -576,7 +576,7 @@ pub struct Classified {
 }
 
 /// What the policy says of a decision: its class (if known), the rule for
-/// its period, and the period's ends. `push preview` prints it per record.
+/// its period, and the period's ends. `deliveries preview` prints it per record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assessment {
     pub decided: NaiveDate,

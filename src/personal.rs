@@ -3,7 +3,7 @@
 //! A natural person's full resident ID number (居民身份证号码) leaves the
 //! hub only where the destination's policy says `personal_data = "full"`.
 //! Everywhere else — every other push body, every idempotency key and
-//! header, receipts, alerts, dead letters of push pipelines, blacklist and
+//! header, receipts, alerts, dead letters of deliveries, blacklist and
 //! entity keys — the hub uses one of two forms instead:
 //!
 //! - a **pseudonym** where a stable identity is needed (keys): the first

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// How a pipeline retries a failing source (`[pipelines.X] retry`), and a
-/// push pipeline a failing receiver (`[deliveries.X] retry`).
+/// delivery a failing receiver (`[deliveries.X] retry`).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {

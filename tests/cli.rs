@@ -447,6 +447,12 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
         input.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
+    // `push preview` is the older name of `deliveries preview`: it works,
+    // and says so.
+    assert!(
+        stderr.contains("`duijie push` is now `duijie deliveries`"),
+        "{stderr}"
+    );
     let rows: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -557,7 +563,7 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
         "name": "李娜", "credit_code": null, "action": "ADD", "reasons": ["x"], "version": 1, "updated_at": 0, "message": "m"});
     std::fs::write(&input, entry.to_string() + "\n").unwrap();
     let (code, stdout, stderr) = duijie(&[
-        "push",
+        "deliveries",
         "preview",
         "--delivery",
         "blacklist_to_approval",
@@ -632,7 +638,7 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
     );
     // An unknown delivery is named with the ones there are.
     let (code, _, stderr) = duijie(&[
-        "push",
+        "deliveries",
         "preview",
         "--delivery",
         "nope",
@@ -649,7 +655,7 @@ fn push_preview_shows_exactly_what_each_receiver_would_get() {
 #[test]
 fn push_preview_shows_the_soap_envelope_signed_with_the_hubs_sm2_key() {
     let (code, stdout, stderr) = duijie(&[
-        "push",
+        "deliveries",
         "preview",
         "--delivery",
         "feed_market",
@@ -714,7 +720,7 @@ fn push_preview_shows_the_soap_envelope_signed_with_the_hubs_sm2_key() {
 #[test]
 fn the_emergency_feed_is_an_sm4_envelope_that_gmssl_and_cryptography_open() {
     let (code, stdout, stderr) = duijie(&[
-        "push",
+        "deliveries",
         "preview",
         "--delivery",
         "feed_emergency",

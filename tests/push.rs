@@ -1156,6 +1156,14 @@ fn a_department_reads_its_own_feeds_state_and_dead_letters_with_its_token() {
     assert!(seen["feeds"][0]["waiting_since"].is_string(), "{seen}");
     assert_eq!(seen["feeds"][0]["delivery"], "street");
     assert_eq!(seen["feeds"][0]["kind"], "webhook");
+    // Every event on the topic first (the delivery waits from its first
+    // record on, while the poll may still be bringing the rest): the
+    // disputes counted are all there will be.
+    wait_until(
+        Duration::from_secs(60),
+        "the 60 events on the topic",
+        || latest(&brokers, &topic).len() == 60,
+    );
     // Back, refusing one category for good: its records are dead letters.
     receivers(
         json!({"down": false, "reject": {"field": "/category", "equals": "DISPUTE", "reason": "矛盾纠纷请转司法所"}}),
@@ -1639,7 +1647,7 @@ target = {{ kind = "pull", token = "{token}" }}
     assert_eq!(distinct.len(), seen.len(), "no record twice across pages");
     assert_eq!(distinct, expected);
     // What was pulled is receipted: `feeds status` counts it by key.
-    let status = d.cli(&["feeds", "status"]);
+    let status = d.cli(&["deliveries", "status"]);
     let row: Vec<&str> = status
         .lines()
         .find(|l| l.starts_with("street_pull "))
@@ -1685,7 +1693,7 @@ fn feeds_status_counts_outcomes_and_replay_is_absorbed_by_idempotency_keys() {
     });
     terminate(hub);
     let cli = |args: &[&str]| d.cli(args);
-    let status = cli(&["feeds", "status"]);
+    let status = cli(&["deliveries", "status"]);
     let line = status
         .lines()
         .find(|l| l.starts_with("street "))
@@ -1856,7 +1864,7 @@ target = {{ kind = "webhook", url = "http://{sandbox}/dept/street/webhook", secr
             secret = duijie_sandbox::dept::DEPT_SECRET
         ),
     );
-    let out = d.cli(&["feeds", "test", "--feed", "street"]);
+    let out = d.cli(&["deliveries", "test", "--delivery", "street"]);
     assert!(out.contains("→ accepted"), "{out}");
     let got = get_json(&format!("http://{sandbox}/dept/street/received"));
     let record = &got["records"][0]["record"];
@@ -1872,6 +1880,7 @@ target = {{ kind = "webhook", url = "http://{sandbox}/dept/street/webhook", secr
         json!({"down": true}).to_string().as_bytes(),
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_duijie"))
+        // The older names (`feeds`, `--feed`) still work.
         .args(["feeds", "test", "--feed", "street", "--config"])
         .arg(&d.file)
         .output()

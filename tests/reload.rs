@@ -231,13 +231,17 @@ fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
         Duration::from_secs(30),
         "attempts at the wrong address",
         || {
-            metric_at(&addr, "duijie_feed_retries_total", "delivery=\"street\"")
-                .is_some_and(|n| n >= 3.0)
+            metric_at(
+                &addr,
+                "duijie_delivery_retries_total",
+                "delivery=\"street\"",
+            )
+            .is_some_and(|n| n >= 3.0)
         },
     );
     assert!(received().is_empty(), "delivered to a wrong address?");
 
-    // The address corrected: the push pipeline is swapped mid-retry and the
+    // The address corrected: the delivery is swapped mid-retry and the
     // new one delivers every event, each once; the grid pipeline is kept.
     let original = std::fs::read_to_string(&d.file).unwrap();
     std::fs::write(&d.file, original.replace(&wrong, &right)).unwrap();
@@ -283,13 +287,13 @@ fn a_push_pipeline_swapped_on_reload_delivers_what_the_old_one_could_not() {
         "the old pipeline gave events up"
     );
     assert!(
-        log.contains("push pipeline changed; swapping")
+        log.contains("delivery changed; swapping")
             && log.contains("kept=1")
             && log.contains("feeds_swapped=1"),
         "{log}"
     );
     assert!(
         !log.contains("take effect at the next restart"),
-        "a push pipeline change reported as needing a restart: {log}"
+        "a delivery change reported as needing a restart: {log}"
     );
 }

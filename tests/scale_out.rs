@@ -298,7 +298,7 @@ fn failover(exactly_once: bool, (kafka, session): (String, Duration)) -> Duratio
     failover
 }
 
-/// A push pipeline shared by two instances under the broker-driven group
+/// A delivery shared by two instances under the broker-driven group
 /// protocol (KIP-848), the session 3 s (`DUIJIE_TEST_SESSION_MS`): when
 /// the instance that does not run the ingest is killed, the survivor takes
 /// its partitions over and every partition's new records reach the
@@ -393,7 +393,7 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
         arrived() >= 300
     });
     // …and the instance without the ingest is killed: only its share of
-    // the push pipeline moves.
+    // the delivery moves.
     let ingest = owners(&addrs)["urban"][0];
     let victim = 1 - ingest;
     kill(children[victim].take().unwrap());
@@ -442,7 +442,7 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
         u64::try_from(first_after.values().max().unwrap() - killed_ms).unwrap(),
     );
     eprintln!(
-        "push pipeline takeover under the consumer protocol: {:.1} s after SIGKILL (session {:.1} s; per partition, ms: {:?}); {} records, {} deliveries, {} duplicates absorbed",
+        "delivery takeover under the consumer protocol: {:.1} s after SIGKILL (session {:.1} s; per partition, ms: {:?}); {} records, {} deliveries, {} duplicates absorbed",
         took.as_secs_f64(),
         session.as_secs_f64(),
         first_after

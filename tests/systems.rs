@@ -285,7 +285,7 @@ secret = "{secret}"
     let dead = letters(&brokers, &dlq);
     assert_eq!(dead.len(), 1);
     assert!(dead[0].reason.contains("code `9`"), "{dead:?}");
-    assert!(log.contains("webhook delivery refused"), "{log}");
+    assert!(log.contains("webhook message refused"), "{log}");
 }
 
 #[test]

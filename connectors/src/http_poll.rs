@@ -76,10 +76,10 @@ pub struct HttpPollConfig {
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// How requests are authenticated ([`crate::auth`]): a login token,
+    /// How requests are authenticated ([`crate::http::auth`]): a login token,
     /// a signed query, HMAC headers.
     #[serde(default)]
-    pub auth: Option<crate::auth::AuthConfig>,
+    pub auth: Option<crate::http::auth::AuthConfig>,
     /// The older form of `auth = { scheme = "login", … }`; still read.
     #[serde(default)]
     pub login: Option<crate::http::LoginConfig>,
@@ -119,7 +119,7 @@ fn default_max_response_bytes() -> usize {
 impl HttpPollConfig {
     pub fn validate(&self) -> Result<(), String> {
         reqwest::Url::parse(&self.url).map_err(|e| format!("`url` is not a URL: {e}"))?;
-        if let Some(auth) = crate::auth::resolve(&self.auth, &self.login)? {
+        if let Some(auth) = crate::http::auth::resolve(&self.auth, &self.login)? {
             auth.validate()?;
         }
         if self.page_size == 0 {
@@ -167,8 +167,8 @@ pub struct HttpPoll {
 impl HttpPoll {
     pub fn new(config: HttpPollConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let auth =
-            crate::auth::resolve(&config.auth, &config.login).map_err(SourceError::permanent)?;
+        let auth = crate::http::auth::resolve(&config.auth, &config.login)
+            .map_err(SourceError::permanent)?;
         let endpoint = Endpoint::new(config.timeout)?
             .auth(auth.as_ref())
             .headers(config.headers.clone())

@@ -21,10 +21,11 @@
 
 #![forbid(unsafe_code)]
 
-pub mod auth;
 mod error;
 pub mod file_drop;
 pub mod http;
+/// The HTTP sources' authentication schemes ([`http::auth`]).
+pub use http::auth;
 pub mod http_poll;
 pub mod mqtt;
 pub mod push;

@@ -19,7 +19,7 @@
 //! it.
 //!
 //! A lost connection ends [`Subscription::run`] with a transient error once
-//! the deliveries in flight are settled (none of them acknowledged unless
+//! the messages in flight are settled (none of them acknowledged unless
 //! the bus took it); the runtime reconnects with backoff, and the broker
 //! delivers again what was not acknowledged. Refused credentials or a
 //! refused subscription are permanent.
@@ -68,7 +68,7 @@ pub struct MqttConfig {
     /// Larger packets cannot be read at all (a permanent error).
     #[serde(default = "default_max_packet_bytes")]
     pub max_packet_bytes: usize,
-    /// Deliveries handed to the runtime and not yet acknowledged, at most.
+    /// Messages handed to the runtime and not yet acknowledged, at most.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// Payload format (JSON).
@@ -195,7 +195,7 @@ impl MqttConfig {
             .set_keep_alive(self.keep_alive)
             .set_max_packet_size(self.max_packet_bytes, 64 * 1024)
             // Acks and subscriptions queue here; sized so that acks of
-            // every delivery in flight always fit.
+            // every message in flight always fit.
             .set_request_channel_capacity(self.max_in_flight + 16);
         if let (Some(user), Some(password)) = (&self.username, &self.password) {
             options.set_credentials(user, password);
@@ -226,7 +226,7 @@ impl Mqtt {
     }
 
     /// A received message as the runtime takes it.
-    fn delivery(&self, publish: &Publish) -> Pushed {
+    fn message(&self, publish: &Publish) -> Pushed {
         let origin = format!(
             "mqtt://{}/{}{}",
             self.config.broker,
@@ -342,8 +342,8 @@ impl Subscription for Mqtt {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        let delivery = self.delivery(&publish);
-                        in_flight.push_back(async move { (intake.take(delivery).await, publish) });
+                        let message = self.message(&publish);
+                        in_flight.push_back(async move { (intake.take(message).await, publish) });
                     }
                     Ok(_) => {}
                     Err(e) => break Err(connection_error(&self.config, e)),
@@ -440,7 +440,7 @@ mod tests {
             QoS::AtLeastOnce,
             vec![b'x'; 200_000],
         );
-        let Pushed::Reject(r) = mqtt.delivery(&big) else {
+        let Pushed::Reject(r) = mqtt.message(&big) else {
             panic!("an oversized message must be a reject");
         };
         assert_eq!(r.length, Some(200_000));
@@ -453,7 +453,7 @@ mod tests {
             QoS::AtLeastOnce,
             b"{}".to_vec(),
         );
-        assert!(matches!(mqtt.delivery(&small), Pushed::Record(_)));
+        assert!(matches!(mqtt.message(&small), Pushed::Record(_)));
     }
 
     #[test]

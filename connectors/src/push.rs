@@ -2,20 +2,20 @@
 //! subscription): the cursor-after-ack contract, for a sender that pushes.
 //!
 //! The runtime gives the source an [`Intake`]. The source hands it each
-//! delivery and acknowledges the delivery to its sender (an MQTT PUBACK)
+//! message and acknowledges the message to its sender (an MQTT PUBACK)
 //! only once [`Intake::take`] returned `Ok`: by then the record, or its dead
 //! letter, is acknowledged by the bus. A crash before that means the sender
 //! delivers again, never a loss; a copy delivered again lands under the
 //! same stable key.
 //!
 //! The webhook receiver, served by the hub's HTTP server, hands its
-//! deliveries to the same intake.
+//! messages to the same intake.
 
 use crate::{RawRecord, RawReject, SourceError};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-/// One delivery: a record, or what the source could not turn into one (it
+/// One message: a record, or what the source could not turn into one (it
 /// becomes a dead letter, never a silent drop).
 #[derive(Debug, Clone)]
 pub enum Pushed {
@@ -23,7 +23,7 @@ pub enum Pushed {
     Reject(RawReject),
 }
 
-/// What became of a delivery the bus acknowledged.
+/// What became of a message the bus acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Taken {
     /// Mapped and written under this key.
@@ -32,19 +32,19 @@ pub enum Taken {
     DeadLettered { reason: String },
 }
 
-/// The runtime's side: writes a delivery to the bus and returns once the
+/// The runtime's side: writes a message to the bus and returns once the
 /// broker acknowledged it. An `Err` means nothing may be acknowledged to
 /// the sender; a transient one is worth handing over again.
 #[async_trait]
 pub trait Intake: Send + Sync {
-    async fn take(&self, delivery: Pushed) -> Result<Taken, SourceError>;
+    async fn take(&self, message: Pushed) -> Result<Taken, SourceError>;
 }
 
 /// A source that is pushed to over a connection it holds.
 #[async_trait]
 pub trait Subscription: Send + std::fmt::Debug {
     /// Receives until `stop` is cancelled (then returns `Ok`), handing each
-    /// delivery to `intake` and acknowledging it to the sender only after
+    /// message to `intake` and acknowledging it to the sender only after
     /// `intake` returned `Ok`. Returns an error the runtime classifies
     /// (retry with backoff, or stop the pipeline as failing).
     async fn run(

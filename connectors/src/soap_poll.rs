@@ -49,10 +49,10 @@ pub struct SoapPollConfig {
     pub timeout: Duration,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// How requests are authenticated ([`crate::auth`]): a login token,
+    /// How requests are authenticated ([`crate::http::auth`]): a login token,
     /// a signed query, HMAC headers.
     #[serde(default)]
-    pub auth: Option<crate::auth::AuthConfig>,
+    pub auth: Option<crate::http::auth::AuthConfig>,
     /// The older form of `auth = { scheme = "login", … }`; still read.
     #[serde(default)]
     pub login: Option<crate::http::LoginConfig>,
@@ -81,7 +81,7 @@ fn default_max_response_bytes() -> usize {
 impl SoapPollConfig {
     pub fn validate(&self) -> Result<(), String> {
         reqwest::Url::parse(&self.url).map_err(|e| format!("`url` is not a URL: {e}"))?;
-        if let Some(auth) = crate::auth::resolve(&self.auth, &self.login)? {
+        if let Some(auth) = crate::http::auth::resolve(&self.auth, &self.login)? {
             auth.validate()?;
         }
         text::encoding_for_label(&self.encoding).map_err(|e| e.to_string())?;
@@ -118,8 +118,8 @@ pub struct SoapPoll {
 impl SoapPoll {
     pub fn new(config: SoapPollConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let auth =
-            crate::auth::resolve(&config.auth, &config.login).map_err(SourceError::permanent)?;
+        let auth = crate::http::auth::resolve(&config.auth, &config.login)
+            .map_err(SourceError::permanent)?;
         let endpoint = Endpoint::new(config.timeout)?
             .auth(auth.as_ref())
             .headers(config.headers.clone())

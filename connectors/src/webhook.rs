@@ -1,22 +1,22 @@
 //! Webhook: records pushed to the hub in real time (urgent grid events),
-//! each delivery signed with HMAC-SHA256 over the timestamp and the body.
+//! each message signed with HMAC-SHA256 over the timestamp and the body.
 //!
 //! The sender puts the Unix time in seconds in the timestamp header and
 //! `sha256=<hex of HMAC-SHA256(secret, "<timestamp>.<body>")>` in the
-//! signature header. A delivery is refused — and never written to the bus —
+//! signature header. A message is refused — and never written to the bus —
 //! when it is unsigned, wrongly signed, older (or further in the future)
-//! than `max_age`, or a replay of a delivery already taken.
+//! than `max_age`, or a replay of a message already taken.
 //!
-//! A checked delivery is *reserved* at once, atomically with the replay
+//! A checked message is *reserved* at once, atomically with the replay
 //! check, so that concurrent copies of it are refused (409) while the first
 //! is being produced. If producing fails, the runtime releases the
 //! reservation ([`Webhook::release`]) and the sender's retry is taken; once
-//! the broker acknowledged it, the delivery is taken ([`Webhook::taken`])
+//! the broker acknowledged it, the message is taken ([`Webhook::taken`])
 //! and remembered for twice `max_age` (older copies are refused as stale
-//! anyway). The memory is bounded: at most `max_remembered` deliveries;
-//! beyond that, new deliveries are refused with 503 until old ones expire.
+//! anyway). The memory is bounded: at most `max_remembered` messages;
+//! beyond that, new messages are refused with 503 until old ones expire.
 //!
-//! This module checks and turns a delivery into a [`RawRecord`]; serving
+//! This module checks and turns a message into a [`RawRecord`]; serving
 //! HTTP, producing and acknowledging belong to the runtime.
 
 use crate::{PayloadFormat, RawRecord};
@@ -44,7 +44,7 @@ pub struct WebhookConfig {
     /// Header carrying the Unix time of sending, in seconds.
     #[serde(default = "default_timestamp_header")]
     pub timestamp_header: String,
-    /// Deliveries further than this from now are refused as replays.
+    /// Messages further than this from now are refused as replays.
     #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Duration,
     /// Larger bodies are refused with 413.
@@ -53,7 +53,7 @@ pub struct WebhookConfig {
     /// Payload format: `json` (default) or `xml`.
     #[serde(default = "default_format")]
     pub format: PayloadFormat,
-    /// Deliveries remembered for replay detection, at most (default 100,000).
+    /// Messages remembered for replay detection, at most (default 100,000).
     #[serde(default = "default_max_remembered")]
     pub max_remembered: usize,
 }
@@ -90,22 +90,22 @@ impl WebhookConfig {
     }
 }
 
-/// Why a delivery was refused.
+/// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("delivery is not signed (no {0} header)")]
+    #[error("message is not signed (no {0} header)")]
     Unsigned(String),
-    #[error("delivery has no usable timestamp ({0})")]
+    #[error("message has no usable timestamp ({0})")]
     BadTimestamp(String),
     #[error("signature does not match the body and timestamp")]
     BadSignature,
-    #[error("delivery is {age_secs} s away from now, more than the {max_secs} s allowed (replay?)")]
+    #[error("message is {age_secs} s away from now, more than the {max_secs} s allowed (replay?)")]
     Stale { age_secs: i64, max_secs: u64 },
-    #[error("delivery was already taken (replay)")]
+    #[error("message was already taken (replay)")]
     Replayed,
     #[error("body is larger than {0} bytes")]
     TooLarge(usize),
-    #[error("too many deliveries in the last {0} s to remember; retry later")]
+    #[error("too many messages in the last {0} s to remember; retry later")]
     Busy(u64),
 }
 
@@ -130,11 +130,11 @@ pub struct Webhook {
     taken: Mutex<HashMap<String, i64>>,
 }
 
-/// A checked delivery.
+/// A checked message.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct Message {
     pub record: RawRecord,
-    /// Identifies the delivery for replay detection.
+    /// Identifies the message for replay detection.
     pub signature: String,
 }
 
@@ -146,14 +146,14 @@ impl Webhook {
         }
     }
 
-    /// Checks a delivery. `header` looks a header up by name
+    /// Checks a message. `header` looks a header up by name
     /// (case-insensitively); `now_ms` is the current time.
     pub fn check(
         &self,
         header: impl Fn(&str) -> Option<String>,
         body: &[u8],
         now_ms: i64,
-    ) -> Result<Delivery, Refusal> {
+    ) -> Result<Message, Refusal> {
         let c = &self.config;
         if body.len() > c.max_body_bytes {
             return Err(Refusal::TooLarge(c.max_body_bytes));
@@ -195,7 +195,7 @@ impl Webhook {
             }
             taken.insert(key.clone(), now_s + 2 * c.max_age.as_secs() as i64);
         }
-        Ok(Delivery {
+        Ok(Message {
             record: RawRecord {
                 payload: Bytes::copy_from_slice(body),
                 format: c.format,
@@ -206,23 +206,23 @@ impl Webhook {
         })
     }
 
-    /// The delivery is durable: a later copy of it is a replay until it
+    /// The message is durable: a later copy of it is a replay until it
     /// would be refused as stale anyway.
-    pub fn taken(&self, delivery: &Delivery, now_ms: i64) {
+    pub fn taken(&self, message: &Message, now_ms: i64) {
         let forget_at = now_ms / 1000 + 2 * self.config.max_age.as_secs() as i64;
         self.taken
             .lock()
             .expect("webhook lock")
-            .insert(delivery.signature.clone(), forget_at);
+            .insert(message.signature.clone(), forget_at);
     }
 
-    /// The delivery could not be made durable: its reservation is dropped,
+    /// The message could not be made durable: its reservation is dropped,
     /// so that the sender's retry is taken.
-    pub fn release(&self, delivery: &Delivery) {
+    pub fn release(&self, message: &Message) {
         self.taken
             .lock()
             .expect("webhook lock")
-            .remove(&delivery.signature);
+            .remove(&message.signature);
     }
 
     /// The body limit in force (see [`Webhook::limit_body`]).
@@ -281,7 +281,7 @@ mod tests {
         }
     }
 
-    /// A sender on the `gm` suite: HMAC-SM3 is taken, the same delivery
+    /// A sender on the `gm` suite: HMAC-SM3 is taken, the same message
     /// signed with HMAC-SHA256 is refused.
     #[test]
     fn a_webhook_on_hmac_sm3_takes_sm3_and_refuses_sha256() {

@@ -126,6 +126,77 @@ fn spawn_sandbox_process(config: &SandboxConfig, listen: &str) -> Result<std::pr
 }
 
 pub async fn run(options: DemoOptions) -> Result<()> {
+    let mut deployment = load(&options)?;
+    // 1. The broker.
+    let broker = start_broker(&options, &mut deployment)?;
+    println!("duijie demo — 宜昌高新区综合执法 数据对接");
+    println!("  broker:   {}", broker.label);
+    if let Some(log) = &options.log {
+        println!(
+            "  log:      {} (the hub's log; --verbose puts it on the terminal)",
+            log.display()
+        );
+    }
+
+    // 2. The sandbox systems, with faults on.
+    let shutdown = CancellationToken::new();
+    let faults = Faults {
+        error_rate: 0.2,
+        slow_rate: 0.05,
+        slow_ms: 800,
+        duplicate_rate: 0.03,
+        ..Faults::default()
+    };
+    let (sandbox_config, listen, mut sandbox_run) =
+        start_sandbox(&options, &deployment, &faults, &shutdown).await?;
+    print_systems(&deployment);
+
+    // 3. An export file in the digital urban management exchange directory.
+    drop_export(&deployment)?;
+
+    // 4. The hub, then what the simulators do on their own (files, pushes,
+    // database changes).
+    let ran = run_hub(
+        &options,
+        &deployment,
+        &sandbox_config,
+        &sandbox_run,
+        &faults,
+        &shutdown,
+    )
+    .await?;
+
+    // 5. What flowed.
+    let bus = duijie::bus::Bus::new(deployment.kafka.brokers.clone(), "duijie-demo-report");
+    let topics = read_back(&bus, &deployment).await?;
+    report_pipelines(&deployment, &ran, &topics);
+    report_sandbox(&mut sandbox_run, &listen, &ran).await?;
+    report_deliveries(&deployment, &ran, &topics);
+    report_entities(&deployment).await?;
+    report_alerts(&bus, &deployment).await?;
+    report_desk(&bus, &deployment).await?;
+    let sample = report_topics(&topics);
+    report_rejects(&deployment, &topics);
+    report_sample(&deployment, sample)?;
+    if let Some(path) = &options.capture {
+        let wire = match &sandbox_run {
+            SandboxRun::InProcess { wire, .. } => wire.snapshot(),
+            SandboxRun::Process(_) => Vec::new(),
+        };
+        let n = write_capture(path, &deployment, &topics, wire).await?;
+        println!("\nCaptured {n} outbound messages to {}", path.display());
+    }
+    let duijie = duijie_command();
+    report_next_steps(&duijie);
+    if options.stay {
+        stay(&deployment, &sandbox_config, &listen, &duijie).await?;
+    }
+    drop(broker);
+    Ok(())
+}
+
+/// The deployment the demo runs, with `--registry` applied.
+fn load(options: &DemoOptions) -> Result<Deployment> {
     let mut deployment = match Deployment::load(&options.config) {
         Ok(d) => d,
         Err(errors) => {
@@ -144,14 +215,26 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         deployment.kafka.schema_registry = Some(url.clone());
     }
 
-    // 1. The broker.
+    Ok(deployment)
+}
+
+/// The broker the demo runs on, kept up while this lives.
+struct Broker {
+    label: String,
+    _embedded: Option<EmbeddedBroker>,
+    _tansu: Option<TansuBroker>,
+}
+
+/// Brings up the demo's broker (or takes `--brokers`) and points the
+/// deployment at it.
+fn start_broker(options: &DemoOptions, deployment: &mut Deployment) -> Result<Broker> {
     let mut _embedded = None;
     let mut _tansu = None;
     let explicit = options
         .brokers
         .clone()
         .or_else(|| std::env::var("DUIJIE_KAFKA_BROKERS").ok());
-    let broker_label = if let Some(b) = explicit {
+    let label = if let Some(b) = explicit {
         deployment.kafka.brokers = b.clone();
         format!("the cluster at {b}")
     } else if options.tansu {
@@ -174,32 +257,29 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         _embedded = Some(e);
         label
     };
-    println!("duijie demo — 宜昌高新区综合执法 数据对接");
-    println!("  broker:   {broker_label}");
-    if let Some(log) = &options.log {
-        println!(
-            "  log:      {} (the hub's log; --verbose puts it on the terminal)",
-            log.display()
-        );
-    }
+    Ok(Broker {
+        label,
+        _embedded,
+        _tansu,
+    })
+}
 
-    // 2. The sandbox systems, with faults on.
-    let shutdown = CancellationToken::new();
-    let faults = Faults {
-        error_rate: 0.2,
-        slow_rate: 0.05,
-        slow_ms: 800,
-        duplicate_rate: 0.03,
-        ..Faults::default()
-    };
+/// Starts the simulated systems (in this process or their own), pointed
+/// at what the deployment reads; prints where.
+async fn start_sandbox(
+    options: &DemoOptions,
+    deployment: &Deployment,
+    faults: &Faults,
+    shutdown: &CancellationToken,
+) -> Result<(SandboxConfig, String, SandboxRun)> {
     let mut sandbox_config = SandboxConfig {
         faults: faults.clone(),
         ..SandboxConfig::default()
     };
     // Point the simulators at what the deployment reads.
-    sandbox_config.point_at(&deployment);
-    let listen = sandbox_address(&deployment);
-    let mut sandbox_run = if options.sandbox_process {
+    sandbox_config.point_at(deployment);
+    let listen = sandbox_address(deployment);
+    let sandbox_run = if options.sandbox_process {
         SandboxRun::Process(spawn_sandbox_process(&sandbox_config, &listen)?)
     } else {
         let (app, plan, simulators, receivers) = sandbox::systems_with_receivers(&sandbox_config);
@@ -237,7 +317,11 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         faults.slow_rate * 100.0,
         faults.duplicate_rate * 100.0
     );
-    // The systems as the deployment docks with them.
+    Ok((sandbox_config, listen, sandbox_run))
+}
+
+/// The systems as the deployment docks with them.
+fn print_systems(deployment: &Deployment) {
     let mut systems: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for p in &deployment.pipelines {
         systems.entry(p.system.as_str()).or_default().push(format!(
@@ -250,10 +334,10 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     for (system, pipelines) in &systems {
         println!("            {system}: {}", pipelines.join(", "));
     }
-    let background_stop = shutdown.clone();
-    let background_config = sandbox_config.clone();
+}
 
-    // 3. An export file in the digital urban management exchange directory.
+/// An export file in the digital urban management exchange directory.
+fn drop_export(deployment: &Deployment) -> Result<()> {
     for p in &deployment.pipelines {
         if let (SourceConfig::FileDrop(c), "urban_case") = (&p.source, p.mapping.as_str()) {
             std::fs::create_dir_all(&c.dir)?;
@@ -267,8 +351,30 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         }
     }
 
-    // 4. The hub, then what the simulators do on their own (files, pushes,
-    // database changes).
+    Ok(())
+}
+
+/// What the hub's run left to report.
+struct Ran {
+    stats: duijie::runtime::stats::Stats,
+    delivery_stats: std::sync::Arc<
+        std::sync::Mutex<BTreeMap<String, std::sync::Arc<duijie::delivery::DeliveryStats>>>,
+    >,
+    clock_stats: std::sync::Arc<duijie::keepers::ClockStats>,
+    feedings: Vec<Box<dyn sandbox::Feeding>>,
+}
+
+/// Runs the hub for `--seconds`, with the simulators' own work and the
+/// feeders beside it, printing progress; returns once it stopped.
+async fn run_hub(
+    options: &DemoOptions,
+    deployment: &Deployment,
+    sandbox_config: &SandboxConfig,
+    sandbox_run: &SandboxRun,
+    faults: &Faults,
+    shutdown: &CancellationToken,
+) -> Result<Ran> {
+    let background_stop = shutdown.clone();
     let hub = Hub::load(deployment.clone())?;
     let stats = hub.stats.clone();
     let delivery_stats = hub.deliveries.clone();
@@ -276,8 +382,8 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let hub_stop = shutdown.clone();
     let hub_task = tokio::spawn(async move { hub.run(&[], hub_stop).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    if let SandboxRun::InProcess { simulators, .. } = &sandbox_run {
-        sandbox::spawn_background(&background_config, simulators, background_stop.clone());
+    if let SandboxRun::InProcess { simulators, .. } = sandbox_run {
+        sandbox::spawn_background(sandbox_config, simulators, background_stop.clone());
     }
     // Simulators that feed a pipeline by themselves, whichever serves it.
     let feeders = sandbox::feeders();
@@ -287,7 +393,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         .flat_map(|p| {
             feeders
                 .iter()
-                .filter_map(|f| f.feed(p, &faults, background_stop.clone()))
+                .filter_map(|f| f.feed(p, faults, background_stop.clone()))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -337,15 +443,33 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         .await
         .map_err(|e| Error::transient(Domain::Io, format!("the hub's task: {e}")))??;
 
-    // 5. What flowed.
-    let bus = duijie::bus::Bus::new(deployment.kafka.brokers.clone(), "duijie-demo-report");
-    // What is on the bus, read back: every topic once, records counted by
-    // the pipeline their provenance names.
+    Ok(Ran {
+        stats,
+        delivery_stats,
+        clock_stats,
+        feedings,
+    })
+}
+
+/// What is on the bus, read back: every topic once.
+async fn read_back(
+    bus: &duijie::bus::Bus,
+    deployment: &Deployment,
+) -> Result<BTreeMap<String, Vec<duijie::bus::inspect::ReadRecord>>> {
     let mut topics: BTreeMap<String, Vec<duijie::bus::inspect::ReadRecord>> = BTreeMap::new();
     for t in deployment.topics() {
-        let records = read_topic(&bus, &t.name, false).await?;
+        let records = read_topic(bus, &t.name, false).await?;
         topics.insert(t.name, records);
     }
+    Ok(topics)
+}
+
+type Topics = BTreeMap<String, Vec<duijie::bus::inspect::ReadRecord>>;
+
+/// Per pipeline: fetched, acknowledged, and records counted on its topics
+/// by the pipeline their provenance names.
+fn report_pipelines(deployment: &Deployment, ran: &Ran, topics: &Topics) {
+    let stats = &ran.stats;
     let written_by = |topic: &str, pipeline: &str| {
         topics.get(topic).map_or(0, |records| {
             records
@@ -376,7 +500,11 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             PipelineStats::get(&s.failed_polls),
         );
     }
-    let (requests, errors, slow, duplicates) = match &mut sandbox_run {
+}
+
+/// What the simulators and the feeders did.
+async fn report_sandbox(sandbox_run: &mut SandboxRun, listen: &str, ran: &Ran) -> Result<()> {
+    let (requests, errors, slow, duplicates) = match sandbox_run {
         SandboxRun::InProcess {
             plan, simulators, ..
         } => {
@@ -411,13 +539,20 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     println!(
         "  sandbox answered {requests} requests: {errors} HTTP 500s, {slow} slow, {duplicates} duplicated rows — retried, nothing lost",
     );
-    for feeding in &feedings {
+    for feeding in &ran.feedings {
         println!("  {}", feeding.report());
     }
 
-    // Receipts read back: one per settled record and push pipeline, told
+    Ok(())
+}
+
+/// Per delivery: settled records, receipts and dead letters read back;
+/// the keepers' clocks.
+fn report_deliveries(deployment: &Deployment, ran: &Ran, topics: &Topics) {
+    let (delivery_stats, clock_stats) = (&ran.delivery_stats, &ran.clock_stats);
+    // Receipts read back: one per settled record and delivery, told
     // apart by the record's place on its topic.
-    // Per push pipeline: receipts, and the distinct records they settle.
+    // Per delivery: receipts, and the distinct records they settle.
     type Place = (String, i32, i64);
     let mut receipted: BTreeMap<String, (usize, std::collections::BTreeSet<Place>)> =
         BTreeMap::new();
@@ -477,6 +612,10 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             clock_stats.commitment_leads.load(Relaxed)
         );
     }
+}
+
+/// The entity library as any instance rebuilds it from the bus.
+async fn report_entities(deployment: &Deployment) -> Result<()> {
     if let Some(setting) = deployment.entity_setting()? {
         // The library as any instance rebuilds it from the bus.
         let library = duijie::entity::api::Library::from_bus(
@@ -501,7 +640,12 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             "  entity library: {entities} entities indexed from {records} records, {several} seen by several systems; {proposals} name-only record(s) proposed for a link (/desk/entities)"
         );
     }
-    let alerts = read_topic(&bus, &deployment.hub.alerts_topic, false).await?;
+    Ok(())
+}
+
+/// The alerts, by kind.
+async fn report_alerts(bus: &duijie::bus::Bus, deployment: &Deployment) -> Result<()> {
+    let alerts = read_topic(bus, &deployment.hub.alerts_topic, false).await?;
     let mut by_kind: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for a in &alerts {
         if let Some(v) = a
@@ -524,11 +668,16 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         println!("  {kind:<28} {n:>4} × e.g. {example}");
     }
 
+    Ok(())
+}
+
+/// The two-law desk's referrals, folded from the bus.
+async fn report_desk(bus: &duijie::bus::Bus, deployment: &Deployment) -> Result<()> {
     if let Some(desk) = &deployment.desk {
         let calendar = duijie::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
         let schemas = duijie::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
         let views = duijie::desk::views_from_topic(
-            &bus,
+            bus,
             &schemas,
             &desk.tracker(),
             &calendar,
@@ -564,7 +713,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
                 v.limit.clone().unwrap_or_default()
             );
         }
-        let referral_alerts = read_topic(&bus, &desk.alerts_topic, false).await?;
+        let referral_alerts = read_topic(bus, &desk.alerts_topic, false).await?;
         println!(
             "  {} referral alert(s) on {}; `duijie referrals overdue` lists the late ones",
             referral_alerts.len(),
@@ -572,9 +721,14 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         );
     }
 
+    Ok(())
+}
+
+/// Records and keys per topic; returns a canonical record to show.
+fn report_topics(topics: &Topics) -> Option<(String, duijie::bus::inspect::ReadRecord)> {
     println!("\nTopics:");
     let mut sample = None;
-    for (name, records) in &topics {
+    for (name, records) in topics {
         let keys: std::collections::BTreeSet<_> = records.iter().map(|r| r.key.clone()).collect();
         println!(
             "  {:<28} {:>6} records, {:>6} distinct keys",
@@ -587,6 +741,11 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         }
     }
 
+    sample
+}
+
+/// The dead letters of every pipeline, by rule.
+fn report_rejects(deployment: &Deployment, topics: &Topics) {
     println!("\nRejects (dead-letter topics), by rule:");
     let mut reasons: BTreeMap<(String, String, String), (usize, String)> = BTreeMap::new();
     for p in &deployment.pipelines {
@@ -618,7 +777,13 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         };
         println!("  {topic:<22} {n:>4} × {field} / {rule}: e.g. {example}");
     }
+}
 
+/// One canonical record, decoded, with its provenance headers.
+fn report_sample(
+    deployment: &Deployment,
+    sample: Option<(String, duijie::bus::inspect::ReadRecord)>,
+) -> Result<()> {
     if let Some((topic, record)) = sample {
         let schemas = duijie::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
         if let (Some(name), Some(payload)) = (
@@ -642,16 +807,11 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         }
     }
 
-    if let Some(path) = &options.capture {
-        let wire = match &sandbox_run {
-            SandboxRun::InProcess { wire, .. } => wire.snapshot(),
-            SandboxRun::Process(_) => Vec::new(),
-        };
-        let n = write_capture(path, &deployment, &topics, wire).await?;
-        println!("\nCaptured {n} outbound messages to {}", path.display());
-    }
+    Ok(())
+}
 
-    let duijie = duijie_command();
+/// Where to look next.
+fn report_next_steps(duijie: &str) {
     let fixture = std::fs::read_dir("mappings/tests/urban_case")
         .ok()
         .and_then(|d| {
@@ -694,10 +854,6 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         "  var/exchange/*/done and */rejected: files taken, and files refused with a .reason.txt"
     );
     println!("  pipelines/yichang.toml, mappings/*.yaml, schemas/*.avsc");
-    if options.stay {
-        stay(&deployment, &sandbox_config, &listen, &duijie).await?;
-    }
-    Ok(())
 }
 
 /// Writes the capture of `--capture`; returns how many lines.

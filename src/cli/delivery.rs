@@ -1,9 +1,9 @@
-//! The push side: `push preview`, `feeds status` and `test`, `replay`, `receipts verify`.
+//! What leaves the hub: `deliveries preview`, `status` and `test`, `replay`, `receipts verify`.
 
 use super::*;
 
-pub(super) fn push_preview(a: PushPreviewArgs) -> Result<ExitCode> {
-    let PushPreviewArgs {
+pub(super) fn preview(a: DeliveriesPreviewArgs) -> Result<ExitCode> {
+    let DeliveriesPreviewArgs {
         delivery,
         input,
         config,
@@ -36,8 +36,8 @@ pub(super) fn push_preview(a: PushPreviewArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn feeds_status(a: FeedsStatusArgs) -> Result<ExitCode> {
-    let FeedsStatusArgs { config } = a;
+pub(super) fn status(a: DeliveriesStatusArgs) -> Result<ExitCode> {
+    let DeliveriesStatusArgs { config } = a;
     let deployment = load_deployment(&config)?;
     tokio_main(async move {
         let rows = duijie::delivery::ops::status(&deployment.feeds()).await?;
@@ -46,13 +46,13 @@ pub(super) fn feeds_status(a: FeedsStatusArgs) -> Result<ExitCode> {
     })
 }
 
-pub(super) fn feeds_test(a: FeedsTestArgs) -> Result<ExitCode> {
-    let FeedsTestArgs { feed, config } = a;
+pub(super) fn test(a: DeliveriesTestArgs) -> Result<ExitCode> {
+    let DeliveriesTestArgs { delivery, config } = a;
     let deployment = load_deployment(&config)?;
     tokio_main_value(async move {
-        let t = duijie::delivery::ops::test_delivery(&deployment.feeds(), &feed).await?;
+        let t = duijie::delivery::ops::test_delivery(&deployment.feeds(), &delivery).await?;
         println!(
-            "{feed}: {} → {} (Idempotency-Key {})",
+            "{delivery}: {} → {} (Idempotency-Key {})",
             t.url, t.answer, t.key
         );
         Ok(if t.accepted {

@@ -1,7 +1,7 @@
 //! The `duijie` command line: the arguments (clap), the dispatch
 //! ([`run`]), the helpers every command shares, and each command with its
 //! room: `mapping` (check, mapping test and diff, map, validate),
-//! `delivery` (push preview, feeds, replay, receipts), `operate` (run,
+//! `delivery` (deliveries preview, feeds, replay, receipts), `operate` (run,
 //! quality, remap, backfill, status, audit), `desk` (referrals, entity),
 //! `rules` (supervision rates, calendar). The reports themselves are the
 //! rooms' (`duijie::…::report`, `table`).
@@ -53,18 +53,17 @@ enum Command {
     /// Map an input file without Kafka: canonical records and rejects as
     /// JSON lines.
     Map(MapArgs),
-    /// Push feeds: what each department got.
-    Feeds {
+    /// Deliveries (what leaves the hub for the credit platform, the
+    /// enforcement teams and the departments): what each receiver got, a
+    /// test request, a dry run. `feeds` and `push`, their older names,
+    /// still work.
+    #[command(visible_alias = "feeds", alias = "push")]
+    Deliveries {
         #[command(subcommand)]
-        command: FeedsCommand,
+        command: DeliveriesCommand,
     },
-    /// Push pipelines without Kafka.
-    Push {
-        #[command(subcommand)]
-        command: PushCommand,
-    },
-    /// Deliver a push feed again from a time or an offset; receivers absorb
-    /// what they already had by its idempotency key.
+    /// Deliver again from a time or an offset; receivers absorb what they
+    /// already had by its idempotency key.
     Replay(ReplayArgs),
     /// Suspected-crime referrals (两法衔接) and their statutory deadlines,
     /// from the referral events on the bus.
@@ -86,7 +85,7 @@ enum Command {
     Backfill(BackfillArgs),
     /// A running hub's pipelines, feeds and clocks (from its `/ready`).
     Status(StatusArgs),
-    /// Receipts of the push feeds.
+    /// Receipts of the deliveries.
     Receipts {
         #[command(subcommand)]
         command: ReceiptsCommand,
@@ -142,23 +141,20 @@ enum MappingCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum FeedsCommand {
-    /// Per feed: delivered, refused, failed, not sent (policy), pending.
-    Status(FeedsStatusArgs),
-    /// One signed test delivery to a feed's webhook or SOAP receiver, as
-    /// the feed sends it; prints the receiver's answer (exit 1 unless it
-    /// accepted).
-    Test(FeedsTestArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum PushCommand {
+enum DeliveriesCommand {
+    /// Per delivery: delivered, refused, failed, not sent (policy),
+    /// pending.
+    Status(DeliveriesStatusArgs),
+    /// One signed test request to a delivery's webhook or SOAP receiver,
+    /// as the delivery sends it; prints the receiver's answer (exit 1
+    /// unless it accepted).
+    Test(DeliveriesTestArgs),
     /// A dry run of a delivery: canonical records (JSON lines, as `duijie
     /// map` writes them) through its selection, transform and personal-data
     /// rule, without Kafka or network; prints, one JSON object a line, the
     /// request the receiver would get (URL, headers, body, idempotency key)
     /// or why a record is not sent.
-    Preview(PushPreviewArgs),
+    Preview(DeliveriesPreviewArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -404,15 +400,16 @@ struct ValidateArgs {
 }
 
 #[derive(Debug, clap::Args)]
-struct FeedsStatusArgs {
+struct DeliveriesStatusArgs {
     #[arg(long, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
-struct FeedsTestArgs {
-    #[arg(long)]
-    feed: String,
+struct DeliveriesTestArgs {
+    /// The delivery (its name under `[deliveries]`).
+    #[arg(long, alias = "feed")]
+    delivery: String,
     #[arg(long, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
 }
@@ -464,7 +461,7 @@ struct MappingDiffArgs {
 }
 
 #[derive(Debug, clap::Args)]
-struct PushPreviewArgs {
+struct DeliveriesPreviewArgs {
     #[arg(long)]
     delivery: String,
     #[arg(long)]
@@ -558,15 +555,14 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             &schemas,
         ),
         Command::Validate(ValidateArgs { kind, values }) => Ok(validate(kind, &values)),
-        Command::Push {
-            command: PushCommand::Preview(a),
-        } => delivery::push_preview(a),
-        Command::Feeds {
-            command: FeedsCommand::Status(a),
-        } => delivery::feeds_status(a),
-        Command::Feeds {
-            command: FeedsCommand::Test(a),
-        } => delivery::feeds_test(a),
+        Command::Deliveries { command } => {
+            older_name_noted();
+            match command {
+                DeliveriesCommand::Preview(a) => delivery::preview(a),
+                DeliveriesCommand::Status(a) => delivery::status(a),
+                DeliveriesCommand::Test(a) => delivery::test(a),
+            }
+        }
         Command::Replay(a) => delivery::replay(a),
         Command::Backfill(a) => operate::backfill(a),
         Command::Receipts {
@@ -682,5 +678,17 @@ fn load_schemas_and_mappings(mappings: &Path, schemas: &Path) -> Result<(SchemaS
             }
             bail!("{} mapping error(s)", errors.len())
         }
+    }
+}
+
+/// `duijie feeds …` and `duijie push …` are the older names of `duijie
+/// deliveries …`: they work, and say so once on standard error.
+fn older_name_noted() {
+    if let Some(older) = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .filter(|a| a == "feeds" || a == "push")
+    {
+        eprintln!("note: `duijie {older}` is now `duijie deliveries`; the older name still works");
     }
 }

@@ -1,4 +1,4 @@
-//! Push pipelines (`[deliveries.NAME]` in the deployment file): which topic,
+//! Deliveries (`[deliveries.NAME]` in the deployment file): which topic,
 //! which records, what the receiver gets, where and how it is delivered.
 
 use crate::credit::CreditPolicy;
@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// One push pipeline.
+/// One delivery.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
@@ -38,7 +38,7 @@ pub struct DeliveryConfig {
     pub patience: Duration,
     /// A feed waiting this long raises a `DELIVERY_WAITING` alert (once per
     /// outage); it shows as `waiting` in `/ready` and
-    /// `duijie_feed_waiting` at once.
+    /// `duijie_delivery_waiting` at once.
     #[serde(default = "default_alert_after", with = "humantime_serde")]
     pub alert_after: Duration,
     /// Requests per second to the target, at most.
@@ -64,7 +64,7 @@ pub struct DeliveryConfig {
     /// say which law beside it. See `personal`.
     #[serde(default)]
     pub personal_data: crate::personal::PersonalDataPolicy,
-    /// The token the department shows to read its push feed's status and
+    /// The token the department shows to read its delivery's status and
     /// dead letters (`GET /feeds/{department}/status`, see `status`); a
     /// pull feed's own token does for a pull feed. From the secret store.
     #[serde(default)]
@@ -95,7 +95,7 @@ fn default_in_flight() -> usize {
     32
 }
 
-/// The most requests a push pipeline keeps in flight (`in_flight`).
+/// The most requests a delivery keeps in flight (`in_flight`).
 pub const MAX_IN_FLIGHT: usize = 256;
 
 /// A selection: a test on a field (dotted path) of the record, or a

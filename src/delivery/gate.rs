@@ -1,4 +1,4 @@
-//! The way to one receiver of a one-record-a-request push pipeline: at
+//! The way to one receiver of a one-record-a-request delivery: at
 //! most `in_flight` requests at once across its keys, and, while the
 //! receiver fails, one key probes it and the others wait (a receiver in
 //! its maintenance window sees one request per backoff, not one per key).

@@ -1,4 +1,4 @@
-//! Push pipelines: a Kafka consumer group each, reading a topic, selecting
+//! Deliveries: a Kafka consumer group each, reading a topic, selecting
 //! records, turning each into what its receiver must get, and delivering it.
 //!
 //! - Per key, in order: records are handled partition by partition, in
@@ -58,7 +58,7 @@ const ROUND_QUIET: Duration = Duration::from_millis(5);
 /// round adds to a record's source-to-push latency.
 const ROUND_WAIT: Duration = Duration::from_millis(50);
 
-/// What became of one record of a push pipeline.
+/// What became of one record of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -194,7 +194,7 @@ pub fn body_sm3(out: &Outgoing) -> String {
     hex::encode(duijie_crypto::Suite::Gm.digest(&[out.body().to_string().as_bytes()]))
 }
 
-/// Counters of one push pipeline.
+/// Counters of one delivery.
 #[derive(Debug, Default)]
 pub struct DeliveryStats {
     pub delivered: AtomicU64,
@@ -215,19 +215,19 @@ pub struct DeliveryStats {
     /// Whether this outage's `DELIVERY_WAITING` alert was raised (one per
     /// outage across the feed's partitions).
     pub waiting_alerted: std::sync::atomic::AtomicBool,
-    /// Why the push pipeline stopped for good, when it did (a permanent
+    /// Why the delivery stopped for good, when it did (a permanent
     /// failure: it waits for a corrected configuration).
     pub stopped: std::sync::Mutex<Option<String>>,
 }
 
-/// Topics every push pipeline writes.
+/// Topics every delivery writes.
 #[derive(Debug, Clone)]
 pub struct SharedTopics {
     pub receipts: String,
     pub alerts: String,
 }
 
-/// A push pipeline, ready to run.
+/// A delivery, ready to run.
 #[derive(Clone)]
 pub struct Delivery {
     pub name: String,
@@ -329,7 +329,7 @@ impl Delivery {
 }
 
 /// The transform's answer for a record, then the destination's
-/// personal-data rule: what [`Delivery::outgoing`] and `push preview` send.
+/// personal-data rule: what [`Delivery::outgoing`] and `deliveries preview` send.
 pub fn outgoing_of(
     transform: &Transform,
     config: &DeliveryConfig,
@@ -344,7 +344,7 @@ pub fn outgoing_of(
     Ok(out)
 }
 
-/// `duijie push preview`: canonical records (JSON lines, as `duijie map`
+/// `duijie deliveries preview`: canonical records (JSON lines, as `duijie map`
 /// writes them) through a delivery's selection, transform and personal-data
 /// rule, without Kafka or network: per record, exactly the request the
 /// receiver would get (URL, headers, body, idempotency key), or why it is
@@ -530,7 +530,7 @@ impl Delivery {
                 if failure.permanent {
                     // A group or topic the hub may not read, say: waiting
                     // will not help. Stopped, visibly (`/ready`, metrics).
-                    tracing::error!(error = %failure.error, "push pipeline failed permanently; it stays stopped until its configuration is corrected and reloaded");
+                    tracing::error!(error = %failure.error, "delivery failed permanently; it stays stopped until its configuration is corrected and reloaded");
                     *self.stats.stopped.lock().expect("stopped lock") = Some(failure.error.to_string());
                 }
                 Some(failure)
@@ -538,7 +538,7 @@ impl Delivery {
             crate::retry::supervise(
                 &self.config.retry,
                 &shutdown,
-                "push pipeline failed; resuming from committed offsets",
+                "delivery failed; resuming from committed offsets",
                 attempt,
             )
             .await;
@@ -555,7 +555,7 @@ impl Delivery {
         consumer
             .subscribe(&[&self.config.topic])
             .with_context(|| format!("subscribing to `{}`", self.config.topic))?;
-        info!(topic = %self.config.topic, "push pipeline consuming");
+        info!(topic = %self.config.topic, "delivery consuming");
         loop {
             // A round: what is there now, up to a bound, grouped by partition.
             let first = tokio::select! {

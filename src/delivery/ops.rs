@@ -1,4 +1,4 @@
-//! Operating the push pipelines: `duijie feeds status` and
+//! Operating the deliveries: `duijie deliveries status` and
 //! `duijie replay`.
 
 use super::{Delivery, DeliveryConfig, Incoming, Outcome, Receipt, SharedTopics, TargetConfig};
@@ -20,7 +20,7 @@ fn joined(e: tokio::task::JoinError) -> Error {
     Error::transient(Domain::Bus, format!("reading the bus: {e}"))
 }
 
-/// One line of `feeds status`.
+/// One line of `deliveries status`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FeedStatus {
     pub delivery: String,
@@ -32,7 +32,7 @@ pub struct FeedStatus {
     pub not_sent: u64,
     /// Waiting for an officer (a decision without its credit class).
     pub held: u64,
-    /// Records on the topic the group has not settled yet (push feeds).
+    /// Records on the topic the group has not settled yet (deliveries).
     pub pending: Option<i64>,
 }
 
@@ -58,7 +58,7 @@ pub struct Feeds<'a> {
     pub file: &'a std::path::Path,
 }
 
-/// The feeds' status as a table (`duijie feeds status`).
+/// The feeds' status as a table (`duijie deliveries status`).
 pub fn status_table(rows: &[FeedStatus]) -> String {
     let line = |cells: [&str; 9]| {
         format!(
@@ -234,7 +234,7 @@ impl Feeds<'_> {
     }
 }
 
-/// What `duijie feeds test` got back.
+/// What `duijie deliveries test` got back.
 #[derive(Debug)]
 pub struct TestDelivery {
     pub url: String,
@@ -245,7 +245,7 @@ pub struct TestDelivery {
     pub accepted: bool,
 }
 
-/// `duijie feeds test --feed NAME`: one signed test delivery to a webhook
+/// `duijie deliveries test --delivery NAME`: one signed test delivery to a webhook
 /// or SOAP receiver, exactly as the feed sends (signature, key, body with
 /// `_delivery`), marked `"test": true`; the receiver's answer. Not for the
 /// credit platform (a test record would be published) or a pull feed.

@@ -147,7 +147,7 @@ pub async fn verify(
         .collect())
 }
 
-/// Idempotency key (as receipts write it) → body SM3, from `push preview`
+/// Idempotency key (as receipts write it) → body SM3, from `deliveries preview`
 /// rows of the canonical records in `input`.
 pub fn bodies_of_preview(rows: &[serde_json::Value]) -> BTreeMap<String, String> {
     let mask = crate::ident::MaskPolicy::birth_date();

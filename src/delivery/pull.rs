@@ -101,7 +101,7 @@ async fn pull(
     match tokio::task::spawn_blocking(move || read_after(&reader, &after, limit)).await {
         Ok(Ok((answer, receipts))) => {
             // What was handed over is receipted like a push (outcome
-            // delivered, reason `pulled`): `duijie feeds status` counts
+            // delivered, reason `pulled`): `duijie deliveries status` counts
             // pulled records by key, whichever process served them.
             if let Err(e) = delivery.receipt_pulled(&receipts).await {
                 tracing::warn!(feed = %department, error = %e, "pull feed: the receipts could not be written");

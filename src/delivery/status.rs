@@ -1,7 +1,7 @@
 //! What a department may see of its own feeds:
 //! `GET /feeds/{department}/status` with `Authorization: Bearer <token>`
 //! (the scheme's case does not matter) — each of its feeds whose token it
-//! holds (a pull feed's own token, a push feed's `status_token`): its
+//! holds (a pull feed's own token, a delivery's `status_token`): its
 //! state (`running`, `waiting` for the receiver since a time, `stopped`
 //! with why), what this hub process delivered, refused and dead-lettered
 //! since it started, the backlog on the topic, and the latest dead letters
@@ -27,7 +27,7 @@ use std::time::Duration;
 /// Dead letters shown per feed, at most (the latest).
 pub const LATEST_DEAD_LETTERS: i64 = 20;
 
-/// The counters of the running push pipelines and pull feeds, by delivery
+/// The counters of the running deliveries and pull feeds, by delivery
 /// (the runtime's map: a reload puts a swapped pipeline's new counters in).
 pub type Counters = Arc<Mutex<BTreeMap<String, Arc<DeliveryStats>>>>;
 
@@ -60,11 +60,11 @@ pub struct FeedStatus {
     pub waiting_since: Option<String>,
     pub stopped_reason: Option<String>,
     /// Counted by this hub process since `counted_since`; the receipts
-    /// topic (`duijie feeds status`) is the record of everything.
+    /// topic (`duijie deliveries status`) is the record of everything.
     pub delivered: u64,
     pub refused: u64,
     pub failed: u64,
-    /// Records on the topic this feed has not settled yet (push feeds).
+    /// Records on the topic this feed has not settled yet (deliveries).
     pub backlog: Option<i64>,
     pub dead_letters: DeadLetters,
 }
@@ -90,7 +90,7 @@ pub struct DeadLetterSummary {
 
 impl DepartmentStatus {
     /// The feeds of a deployment that have a token: pull feeds their own,
-    /// push feeds their `status_token`.
+    /// deliveries their `status_token`.
     pub fn new(
         deliveries: &[(String, DeliveryConfig)],
         counters: Counters,

@@ -147,7 +147,7 @@ impl Transform {
     }
 
     /// What the transform decided about a record and why, beside the
-    /// request (`push preview`): for the credit platform, the class, where
+    /// request (`deliveries preview`): for the credit platform, the class, where
     /// it came from, the period and its basis.
     pub fn explain(&self, record: &Value) -> Option<Value> {
         match self {

@@ -9,7 +9,7 @@
 //! resident set is flat in the input.
 //!
 //! JSON lines in; out, JSON lines (what the golden fixtures and
-//! `referrals replay` / `push preview` read) or an Avro object container
+//! `referrals replay` / `deliveries preview` read) or an Avro object container
 //! file (apache-avro's writer, the schema in its header). Rejects are JSON
 //! lines with the input line number, the field, the rule, the reason and
 //! the raw line: none is dropped.

@@ -30,7 +30,7 @@ pub struct Hub {
     pub mappings: MappingSet,
     pub bus: Bus,
     pub stats: Stats,
-    /// Counters of the push pipelines, by name.
+    /// Counters of the deliveries, by name.
     pub deliveries: std::sync::Arc<
         std::sync::Mutex<
             std::collections::BTreeMap<String, std::sync::Arc<crate::delivery::DeliveryStats>>,
@@ -167,10 +167,10 @@ impl Hub {
         // Tasks that must run once across the instances of this hub (the
         // polled and subscribed pipelines, the keepers), and the webhook
         // endpoints of the served ones.
-        let (push_endpoints, mut singletons) = self
+        let (intake_endpoints, mut singletons) = self
             .start_ingest(only, registry.as_ref(), &batch_producer, &shutdown)
             .await?;
-        // Push pipelines, pull feeds, and the keepers of deadlines and lists.
+        // Deliveries, pull feeds, and the keepers of deadlines and lists.
         let schemas = std::sync::Arc::new(crate::schema::SchemaSet::load_dir(
             &self.deployment.hub.schemas,
         )?);
@@ -216,7 +216,7 @@ impl Hub {
                 chrono::Utc::now(),
             );
             let app = routes.into_iter().fold(
-                pipeline::intake::router(push_endpoints)
+                pipeline::intake::router(intake_endpoints)
                     .merge(pull.router())
                     .merge(status.router())
                     .merge(observed.router()),
@@ -260,11 +260,11 @@ impl Hub {
         batch_producer: &crate::bus::BatchProducer,
         shutdown: &CancellationToken,
     ) -> Result<(
-        Vec<std::sync::Arc<pipeline::intake::PushEndpoint>>,
+        Vec<std::sync::Arc<pipeline::intake::IntakeEndpoint>>,
         Vec<shared::SharedTask>,
     )> {
         let mut singletons: Vec<shared::SharedTask> = Vec::new();
-        let mut push_endpoints = Vec::new();
+        let mut intake_endpoints = Vec::new();
         for p in &self.deployment.pipelines {
             if !only.is_empty() && !only.contains(&p.name) {
                 continue;
@@ -305,7 +305,7 @@ impl Hub {
                             std::sync::Arc::new(duijie_connectors::webhook::Webhook::new(config));
                     }
                     ctx.stats.set_state(stats::PipelineState::Running);
-                    push_endpoints.push(std::sync::Arc::new(pipeline::intake::PushEndpoint {
+                    intake_endpoints.push(std::sync::Arc::new(pipeline::intake::IntakeEndpoint {
                         intake: pipeline::intake::PipelineIntake::new(ctx),
                         webhook,
                     }));
@@ -325,10 +325,10 @@ impl Hub {
                 }
             }
         }
-        Ok((push_endpoints, singletons))
+        Ok((intake_endpoints, singletons))
     }
 
-    /// The push pipelines, each started on its own and swappable on a
+    /// The deliveries, each started on its own and swappable on a
     /// reload, and the pull feeds, served by the hub's HTTP server.
     fn start_deliveries(
         &self,
@@ -338,7 +338,7 @@ impl Hub {
         shutdown: &CancellationToken,
     ) -> Result<(crate::delivery::pull::PullFeeds, reload::Running)> {
         let mut pull = crate::delivery::pull::PullFeeds::default();
-        // Push pipelines, each swappable on a reload.
+        // Deliveries, each swappable on a reload.
         let mut feeds = reload::Running::default();
         for (name, config) in &self.deployment.deliveries {
             let delivery = crate::delivery::Delivery::new(
@@ -357,11 +357,11 @@ impl Hub {
             match &config.target {
                 crate::delivery::TargetConfig::Pull { token } => pull.add(delivery, token.clone()),
                 _ => {
-                    tracing::info!(delivery = %name, topic = %config.topic, "push pipeline starting");
+                    tracing::info!(delivery = %name, topic = %config.topic, "delivery starting");
                     feeds.start(
                         name,
                         reload::delivery_identity(config),
-                        &reload::feed_starter(delivery),
+                        &reload::delivery_starter(delivery),
                         shutdown,
                     );
                 }
@@ -412,7 +412,7 @@ impl Hub {
     }
 
     /// Until shutdown, applies each reload (`duijie run` watches the
-    /// deployment file) to the running pipelines, push pipelines and desk;
+    /// deployment file) to the running pipelines, deliveries and desk;
     /// with scale-out, says reloads are ignored (each instance restarts).
     async fn take_reloads(
         &self,

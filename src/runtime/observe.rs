@@ -159,8 +159,8 @@ impl Collector for Observed {
         )?;
         counter(
             &mut e,
-            "duijie_pushes_refused",
-            "Webhook deliveries refused (unsigned, wrongly signed, replayed).",
+            "duijie_intake_refused",
+            "Pushed messages refused at the intake (unsigned, wrongly signed, replayed).",
             &per_pipeline(&|s| &s.refused),
         )?;
         counter(
@@ -261,44 +261,44 @@ impl Collector for Observed {
         };
         counter(
             &mut e,
-            "duijie_feed_delivered",
+            "duijie_delivery_delivered",
             "Records the receiver accepted.",
             &per_feed(&|s| &s.delivered),
         )?;
         counter(
             &mut e,
-            "duijie_feed_refused",
+            "duijie_delivery_refused",
             "Records the receiver refused (dead-lettered with its reason).",
             &per_feed(&|s| &s.rejected),
         )?;
         counter(
             &mut e,
-            "duijie_feed_failed",
+            "duijie_delivery_failed",
             "Records that failed every attempt (dead-lettered, alert raised).",
             &per_feed(&|s| &s.failed),
         )?;
         counter(
             &mut e,
-            "duijie_feed_not_sent",
+            "duijie_delivery_not_sent",
             "Records the policy withholds (a warning-only decision, say).",
             &per_feed(&|s| &s.not_sent),
         )?;
         counter(
             &mut e,
-            "duijie_feed_held",
+            "duijie_delivery_held",
             "Records held for an officer (a penalty decision without its credit severity class).",
             &per_feed(&|s| &s.held),
         )?;
         counter(
             &mut e,
-            "duijie_feed_retries",
+            "duijie_delivery_retries",
             "Delivery attempts retried.",
             &per_feed(&|s| &s.retries),
         )?;
         gauge(
             &mut e,
-            "duijie_feed_backlog",
-            "Records on the feed's topic not yet settled, per department (-1: not measured yet).",
+            "duijie_delivery_backlog",
+            "Records on the delivery's topic not yet settled, per department (-1: not measured yet).",
             &feeds
                 .iter()
                 .map(|(n, d, s)| {
@@ -311,8 +311,8 @@ impl Collector for Observed {
         )?;
         gauge(
             &mut e,
-            "duijie_feed_waiting",
-            "1 while the feed waits for a receiver that is unreachable or answers 5xx/408/429 (within its `patience`).",
+            "duijie_delivery_waiting",
+            "1 while the delivery waits for a receiver that is unreachable or answers 5xx/408/429 (within its `patience`).",
             &feeds
                 .iter()
                 .map(|(n, d, s)| {
@@ -325,8 +325,8 @@ impl Collector for Observed {
         )?;
         gauge(
             &mut e,
-            "duijie_feed_stopped",
-            "1 when the push pipeline stopped for good (a permanent failure; see /ready).",
+            "duijie_delivery_stopped",
+            "1 when the delivery stopped for good (a permanent failure; see /ready).",
             &feeds
                 .iter()
                 .map(|(n, d, s)| {
@@ -339,7 +339,7 @@ impl Collector for Observed {
         )?;
         {
             let mut m = e.encode_descriptor(
-                "duijie_feed_delivery_seconds",
+                "duijie_delivery_seconds",
                 "From the source record fetched to the receiver's acknowledgement.",
                 None,
                 MetricType::Histogram,
@@ -540,7 +540,7 @@ pub struct PipelineReport {
     pub last_error: Option<String>,
 }
 
-/// One push pipeline's counters.
+/// One delivery's counters.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FeedReport {
     pub delivery: String,
@@ -669,7 +669,7 @@ impl Observed {
         }
     }
 
-    /// Measures each push feed's backlog every `every`, until shutdown.
+    /// Measures each delivery's backlog every `every`, until shutdown.
     pub async fn watch_backlogs(
         self,
         feeds: Vec<(String, String)>,

@@ -5,7 +5,7 @@
 //! whose configuration or mapping changed: the old one stops after its
 //! in-flight batches are acknowledged and its cursor committed, the new
 //! one resumes from that cursor — no record is lost or read twice.
-//! Pipelines added start; pipelines removed stop. Push pipelines
+//! Pipelines added start; pipelines removed stop. Deliveries
 //! (`[deliveries]` with a webhook, SOAP or credit target) are swapped the
 //! same way: the old consumer settles or abandons its round — a record not
 //! receipted is not committed, and the new one, in the same consumer group,
@@ -40,7 +40,7 @@ pub struct Reload {
 /// What a running pipeline is, compared by value on reload (never by its
 /// `Debug` text, which hides secrets and may leave fields out): a poll
 /// pipeline's configuration with a digest of its mapping file and the code
-/// tables, or a push pipeline's configuration.
+/// tables, or a delivery's configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Identity {
     Pipeline(Box<PipelineConfig>, String),
@@ -71,13 +71,13 @@ pub fn pipeline_identity(p: &PipelineConfig, mappings_dir: &Path) -> Identity {
     Identity::Pipeline(Box::new(p.clone()), hex::encode(h.finalize()))
 }
 
-/// A push pipeline's identity: its configuration.
+/// A delivery's identity: its configuration.
 pub fn delivery_identity(c: &DeliveryConfig) -> Identity {
     Identity::Delivery(Box::new(c.clone()))
 }
 
-/// Starts a push pipeline under a given token.
-pub fn feed_starter(delivery: Delivery) -> Starter {
+/// Starts a delivery under a given token.
+pub fn delivery_starter(delivery: Delivery) -> Starter {
     Box::new(move |token| tokio::spawn(delivery.clone().run(token)))
 }
 
@@ -85,7 +85,7 @@ fn is_pull(c: &DeliveryConfig) -> bool {
     matches!(c.target, TargetConfig::Pull { .. })
 }
 
-/// The poll pipelines (or push pipelines) running here.
+/// The poll pipelines (or deliveries) running here.
 #[derive(Debug, Default)]
 pub struct Running {
     map: BTreeMap<String, (Identity, CancellationToken, JoinHandle<()>)>,
@@ -292,7 +292,7 @@ impl Swap<'_> {
 }
 
 impl Swap<'_> {
-    /// Swaps the push pipelines whose configuration changed, starts the
+    /// Swaps the deliveries whose configuration changed, starts the
     /// added ones and stops the removed ones. Returns how many of each.
     async fn swap_feeds(&self, new: &Deployment, feeds: &mut Running) -> (usize, usize, usize) {
         let (mut swapped, mut added, mut removed) = (0, 0, 0);
@@ -305,7 +305,7 @@ impl Swap<'_> {
         let current: Vec<String> = feeds.map.keys().cloned().collect();
         for name in current {
             if !wanted.contains_key(name.as_str()) {
-                tracing::info!(delivery = %name, "push pipeline removed from the configuration; stopping");
+                tracing::info!(delivery = %name, "delivery removed from the configuration; stopping");
                 feeds.stop(&name).await;
                 removed += 1;
             }
@@ -313,7 +313,7 @@ impl Swap<'_> {
         let schemas = match SchemaSet::load_dir(&new.hub.schemas) {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                tracing::error!(error = %e, "reload: the schemas cannot be read; the push pipelines stay");
+                tracing::error!(error = %e, "reload: the schemas cannot be read; the deliveries stay");
                 return (swapped, added, removed);
             }
         };
@@ -332,7 +332,7 @@ impl Swap<'_> {
             ) {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::error!(delivery = %name, error = %e, "reload: the push pipeline cannot start; the old one stays");
+                    tracing::error!(delivery = %name, error = %e, "reload: the delivery cannot start; the old one stays");
                     continue;
                 }
             };
@@ -347,14 +347,14 @@ impl Swap<'_> {
                 }
             }
             if feeds.identity(name).is_some() {
-                tracing::info!(delivery = %name, "push pipeline changed; swapping");
+                tracing::info!(delivery = %name, "delivery changed; swapping");
                 feeds.stop(name).await;
                 swapped += 1;
             } else {
-                tracing::info!(delivery = %name, "push pipeline added; starting");
+                tracing::info!(delivery = %name, "delivery added; starting");
                 added += 1;
             }
-            feeds.start(name, identity, &feed_starter(delivery), self.shutdown);
+            feeds.start(name, identity, &delivery_starter(delivery), self.shutdown);
         }
         (swapped, added, removed)
     }

@@ -10,7 +10,7 @@
 //! entity library's pages and the quality board), so the list is in
 //! starting order, and what a room makes for others goes into [`Parts`].
 //!
-//! The ingest pipelines and the push pipelines are not in the list: each
+//! The ingest pipelines and the deliveries are not in the list: each
 //! is swapped on its own by a reload ([`super::reload`]), so the runtime
 //! starts them itself, before the rooms.
 //!

@@ -60,7 +60,7 @@ pub struct PipelineStats {
     pub failed_polls: AtomicU64,
     /// Restarts from the last committed cursor.
     pub restarts: AtomicU64,
-    /// Pushed deliveries refused (unsigned, wrongly signed, replayed).
+    /// Pushed messages refused (unsigned, wrongly signed, replayed).
     pub refused: AtomicU64,
     pub last_commit_ms: AtomicI64,
     /// When the source was last read to its end (caught up).

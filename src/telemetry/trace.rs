@@ -5,7 +5,7 @@
 //! A fetch starts a trace (one per poll's batch, one per pushed
 //! delivery); the batch is mapped and produced under it, and each record
 //! carries the produce span's context in its `traceparent` Kafka header. A
-//! push pipeline continues the record's trace in its deliver span and sends
+//! delivery continues the record's trace in its deliver span and sends
 //! the receiver that span's `traceparent`; the keepers and the desk continue
 //! it on what they write about a record. Without an OTLP endpoint nothing
 //! is recorded or exported, but the ids are still made and carried (flag

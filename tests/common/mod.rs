@@ -193,7 +193,7 @@ impl TestDeployment {
         )
     }
 
-    /// Whether the push pipeline `feed` has settled everything on its
+    /// Whether the delivery `feed` has settled everything on its
     /// topic (`duijie feeds status`: nothing pending), so that nothing more
     /// will be delivered.
     pub fn feed_settled(&self, feed: &str) -> bool {

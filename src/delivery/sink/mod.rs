@@ -1,4 +1,4 @@
-//! Push targets (sinks): where a push pipeline's records go and how an
+//! Push targets (sinks): where a delivery's records go and how an
 //! answer is read — accepted, refused by the receiver (not retried), or a
 //! transient failure (retried). Each sink is a module here with its own
 //! request and answer; they share [`Http`]: the hub's one HTTP client
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// One HTTP request exactly as the receiver gets it (what `send` sends and
-/// `duijie push preview` prints).
+/// `duijie deliveries preview` prints).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WireRequest {
     pub method: &'static str,
@@ -323,7 +323,7 @@ impl Http {
     }
 
     /// Sends `req`, with the `traceparent` of the span it is sent under
-    /// (the push pipeline's `deliver` span), when there is one.
+    /// (the delivery's `deliver` span), when there is one.
     async fn execute(&self, req: WireRequest) -> Answer {
         let mut builder = self.client.post(&req.url).timeout(self.timeout);
         for (k, v) in &req.headers {

@@ -1,8 +1,8 @@
-//! Pushed sources: the one intake every pushed delivery goes through
+//! Pushed sources: the one intake every pushed message goes through
 //! ([`PipelineIntake`], for webhooks and subscriptions alike), and webhook
 //! endpoints on the hub's HTTP server.
 //!
-//! A delivery is checked by its connector (signature, age, replay; it is
+//! A message is checked by its connector (signature, age, replay; it is
 //! reserved at once, so that concurrent copies get 409); a refused one is
 //! answered 401/409/413/503 and never reaches the bus. A body larger than
 //! the broker takes is refused with 413 (the limit is lowered at start to
@@ -25,7 +25,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-/// A pipeline's intake of pushed deliveries: maps and writes one, and
+/// A pipeline's intake of pushed messages: maps and writes one, and
 /// returns once the broker acknowledged it (or its dead letter).
 #[derive(Debug, Clone)]
 pub struct PipelineIntake {
@@ -40,10 +40,10 @@ impl PipelineIntake {
 
 #[async_trait::async_trait]
 impl Intake for PipelineIntake {
-    async fn take(&self, delivery: Pushed) -> Result<Taken, SourceError> {
+    async fn take(&self, message: Pushed) -> Result<Taken, SourceError> {
         let ctx = &self.ctx;
         let unacknowledged = |e: IngestError| {
-            tracing::error!(pipeline = %ctx.config.name, error = %e, "pushed delivery not acknowledged by the broker");
+            tracing::error!(pipeline = %ctx.config.name, error = %e, "pushed message not acknowledged by the broker");
             let error = match e.class() {
                 duijie_connectors::ErrorClass::Permanent => SourceError::permanent(e.to_string()),
                 duijie_connectors::ErrorClass::Transient => SourceError::transient(e.to_string()),
@@ -52,7 +52,7 @@ impl Intake for PipelineIntake {
         };
         PipelineStats::add(&ctx.stats.fetched, 1);
         let received = std::time::SystemTime::now();
-        let (acks, taken, span) = match &delivery {
+        let (acks, taken, span) = match &message {
             Pushed::Record(raw) => {
                 let (acks, outcome, span) = produce_record(ctx, raw, received)
                     .await
@@ -73,7 +73,7 @@ impl Intake for PipelineIntake {
         };
         let acked = acks.wait().await;
         end_produce(&span, 1, &acked);
-        acked.map_err(|e| unacknowledged(IngestError::Delivery(e)))?;
+        acked.map_err(|e| unacknowledged(IngestError::Unacknowledged(e)))?;
         match &taken {
             Taken::Mapped { .. } => PipelineStats::add(&ctx.stats.delivered, 1),
             Taken::DeadLettered { .. } => PipelineStats::add(&ctx.stats.dead_lettered, 1),
@@ -84,13 +84,13 @@ impl Intake for PipelineIntake {
 
 /// One webhook pipeline's endpoint.
 #[derive(Debug)]
-pub struct PushEndpoint {
+pub struct IntakeEndpoint {
     pub intake: PipelineIntake,
     pub webhook: Arc<Webhook>,
 }
 
 /// Routes for the pushed pipelines.
-pub fn router(endpoints: Vec<Arc<PushEndpoint>>) -> Router {
+pub fn router(endpoints: Vec<Arc<IntakeEndpoint>>) -> Router {
     let mut router = Router::new();
     for ep in endpoints {
         let path = ep.webhook.config.path.clone();
@@ -107,7 +107,11 @@ pub fn router(endpoints: Vec<Arc<PushEndpoint>>) -> Router {
     router
 }
 
-async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(
+    State(ep): State<Arc<IntakeEndpoint>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = chrono::Utc::now().timestamp_millis();
     let header = |name: &str| {
         headers
@@ -115,11 +119,11 @@ async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: 
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let delivery = match ep.webhook.check(header, &body, now) {
+    let message = match ep.webhook.check(header, &body, now) {
         Ok(d) => d,
         Err(refusal) => {
             ep.intake.ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(pipeline = %ep.intake.ctx.config.name, reason = %refusal, "webhook delivery refused");
+            tracing::warn!(pipeline = %ep.intake.ctx.config.name, reason = %refusal, "webhook message refused");
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             return (
                 status,
@@ -128,21 +132,17 @@ async fn receive(State(ep): State<Arc<PushEndpoint>>, headers: HeaderMap, body: 
                 .into_response();
         }
     };
-    let taken = match ep
-        .intake
-        .take(Pushed::Record(delivery.record.clone()))
-        .await
-    {
+    let taken = match ep.intake.take(Pushed::Record(message.record.clone())).await {
         Ok(taken) => taken,
         Err(e) => {
-            ep.webhook.release(&delivery);
+            ep.webhook.release(&message);
             return unavailable(e.to_string());
         }
     };
-    ep.webhook.taken(&delivery, now);
+    ep.webhook.taken(&message, now);
     match taken {
         Taken::Mapped { key } => {
-            tracing::info!(pipeline = %ep.intake.ctx.config.name, record_id = %key, "webhook delivery accepted");
+            tracing::info!(pipeline = %ep.intake.ctx.config.name, record_id = %key, "webhook message accepted");
             (
                 StatusCode::OK,
                 axum::Json(json!({ "status": "accepted", "id": key })),

@@ -45,7 +45,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("the broker did not acknowledge a record: {0}")]
-    Delivery(#[from] KafkaError),
+    Unacknowledged(#[from] KafkaError),
     #[error("the producer dropped a delivery before the broker answered")]
     Dropped,
     #[error("Kafka transaction failed: {0}")]
@@ -79,7 +79,9 @@ impl IngestError {
     pub fn class(&self) -> ErrorClass {
         match self {
             IngestError::Source(e) => e.class,
-            IngestError::Delivery(e) | IngestError::Transaction(e) => crate::bus::kafka_class(e),
+            IngestError::Unacknowledged(e) | IngestError::Transaction(e) => {
+                crate::bus::kafka_class(e)
+            }
             IngestError::Bus(e) => e.class(),
             IngestError::Registry(e) => e.class(),
             IngestError::Dropped | IngestError::Task(_) => ErrorClass::Transient,
@@ -808,7 +810,7 @@ pub(super) async fn produce_record(
     Ok((acks, outcome, span))
 }
 
-/// Dead-letters one pushed delivery its source could not turn into a
+/// Dead-letters one pushed message its source could not turn into a
 /// record; the acknowledgement to wait for before answering the sender.
 pub(super) async fn produce_reject(
     ctx: &PipelineContext,

@@ -1,15 +1,17 @@
 //! HTTP plumbing shared by the HTTP transports: timeouts, a response size
 //! limit, classification of failures for the runtime's retry policy, and
-//! the source's authentication scheme ([`crate::auth`]: a login token is
+//! the source's authentication scheme ([`crate::http::auth`]: a login token is
 //! renewed on expiry and once on a 401, and the request repeated).
 
+pub mod auth;
+
 use crate::SourceError;
-use crate::auth::{AuthConfig, Authenticate};
+use auth::{AuthConfig, Authenticate};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use crate::auth::login::LoginConfig;
+pub use auth::login::LoginConfig;
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -161,7 +163,7 @@ impl Endpoint {
             .build()
             .map_err(|e| SourceError::permanent(format!("cannot build a request to {url}: {e}")))?;
         if let Some(auth) = &self.auth {
-            let ask = crate::auth::Ask {
+            let ask = auth::Ask {
                 client: &self.client,
                 timeout: self.timeout,
             };
