@@ -120,6 +120,9 @@ async fn baseline(
 }
 
 /// The hub: a file-drop pipeline over the workload file.
+///
+/// Long because the benchmark's hub run: write the deployment, start the
+/// process, wait for every record, measure its CPU.
 async fn hub(
     brokers: &str,
     bytes: &[u8],
@@ -291,6 +294,8 @@ fn benthos(brokers: &str, binary: &str, peers: &Path, input: &Path, records: usi
     (records as f64 / elapsed.as_secs_f64(), cpu)
 }
 
+/// Long because the benchmark's script: bring up the broker, run each part
+/// in turn, print the ratios; sequential and run by hand.
 fn main() {
     let brokers = std::env::var("DUIJIE_BENCH_BROKERS")
         .expect("DUIJIE_BENCH_BROKERS is not set: run scripts/bench-e2e.sh, which starts a broker");

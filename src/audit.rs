@@ -359,6 +359,9 @@ pub struct Report {
 /// (`(partition, offset, payload)`), with the hub's public key when it
 /// signs. Each chain is followed in its own order; the first problem of
 /// each chain is reported (what follows it cannot be judged).
+///
+/// Long because each chain's checks in order (hash, link, order,
+/// signature), the first problem of each chain reported.
 pub fn verify<'a>(
     records: impl IntoIterator<Item = (i32, i64, &'a [u8])>,
     public: Option<&duijie_crypto::sm2::PublicKey>,

@@ -114,6 +114,9 @@ fn division_codes(d: &Deployment) -> Vec<(String, &'static str, String)> {
     out
 }
 
+/// Long because `duijie check`'s steps in the order it reports them (file,
+/// secrets, schemas, mappings, references, code tables), collecting every
+/// problem rather than stopping at the first.
 pub fn check_deployment(config: &Path) -> CheckReport {
     let mut report = CheckReport::default();
     if let Ok(text) = std::fs::read_to_string(config) {

@@ -556,6 +556,10 @@ impl Deployment {
         Self::parse_expanded(file, text, &[])
     }
 
+    /// Long because the deployment file's sections checked in order, with
+    /// the rules across sections (a delivery's topic written by some
+    /// pipeline, the shared task names); each section's own checks are in
+    /// its own function.
     fn parse_expanded(
         file: &Path,
         text: &str,
@@ -932,6 +936,9 @@ impl Deployment {
 
     /// Every topic the deployment writes: the cursor topic (compacted, one
     /// partition), and each pipeline's topic and dead-letter topic.
+    ///
+    /// Long because every topic the deployment writes, room by room, each
+    /// with the retention it needs.
     pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
         use crate::bus::{Cleanup, TopicSpec};
         let mut topics = vec![TopicSpec {
@@ -1182,6 +1189,10 @@ fn read_source(
 /// `[pipelines.*]`: each pipeline checked (its source by kind, schedule,
 /// partitions, topics agreeing between pipelines, webhook paths), every
 /// problem pushed to `errors` with its place; the pipelines that can run.
+///
+/// Long because each pipeline's checks in the order of its table (source by
+/// kind, schedule, partitions, topics agreeing between pipelines, webhook
+/// paths), every problem collected with its place.
 fn parse_pipelines(
     raw: BTreeMap<String, RawPipeline>,
     http: bool,

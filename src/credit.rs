@@ -961,6 +961,9 @@ impl CreditPolicy {
     }
 
     /// The `CF_*` record of a decision to publish.
+    ///
+    /// Long because the 双公示 layout's `CF_*` fields written one after
+    /// another in the platform's order, each with its source and rule.
     fn record(
         &self,
         d: &Value,

@@ -190,6 +190,9 @@ impl Tallier {
     }
 
     /// One mapped record, fetched at `fetched_at_ms`.
+    ///
+    /// Long because one record's completeness and validity counters, field
+    /// by field.
     pub fn mapped(&mut self, fetched_at_ms: i64, values: &[crate::value::Val<'_>]) {
         use crate::value::Val;
         let at = match self.day_cache {

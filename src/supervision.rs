@@ -167,6 +167,10 @@ pub const NO_ITEM: &str = "(未载明)";
 /// The rates of `decisions` (canonical penalty decisions, any versions, in
 /// any order: each decision counts once, as its latest version says), with
 /// publication and leads from `beside`.
+///
+/// Long because the supervision rates per month and item, each counter
+/// beside its legal basis (legal review, service within seven days,
+/// publication, repeat parties, the month's last week).
 pub fn rates<'a>(
     decisions: impl IntoIterator<Item = &'a Value>,
     beside: &Beside,

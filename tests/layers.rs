@@ -424,3 +424,134 @@ fn the_files_of_a_folder_form_no_cycle() {
         cycles.join("\n")
     );
 }
+
+/// The longest a function of the house may be without a reason written
+/// beside it.
+const LONGEST: usize = 100;
+
+/// Each function's name, first line and length in lines, in `text`: from
+/// its `fn` line to the brace that closes its body (braces in string and
+/// character literals and in comments not counted).
+fn functions(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let after = [
+            "pub ",
+            "pub(crate) ",
+            "pub(super) ",
+            "async ",
+            "const ",
+            "unsafe ",
+        ]
+        .iter()
+        .fold(code, |c, p| c.strip_prefix(p).unwrap_or(c));
+        let after = after.strip_prefix("async ").unwrap_or(after);
+        let Some(rest) = after.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let (mut depth, mut opened) = (0i64, false);
+        for (j, l) in lines.iter().enumerate().skip(i) {
+            let mut in_string = false;
+            let mut chars = l.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' if in_string => {
+                        chars.next();
+                    }
+                    '"' => in_string = !in_string,
+                    '/' if !in_string && chars.peek() == Some(&'/') => break,
+                    '\'' if !in_string => {
+                        // A character literal: skip it whole ('{', '\'').
+                        let mut probe = chars.clone();
+                        let first = probe.next();
+                        let second = probe.next();
+                        if first == Some('\\') || second == Some('\'') {
+                            while let Some(x) = chars.next() {
+                                if x == '\\' {
+                                    chars.next();
+                                } else if x == '\'' {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    '{' if !in_string => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' if !in_string => depth -= 1,
+                    ';' if !in_string && !opened && depth == 0 => break,
+                    _ => {}
+                }
+            }
+            if !opened && l.trim_end().ends_with(';') {
+                break;
+            }
+            if opened && depth == 0 {
+                out.push((name.clone(), i + 1, j - i + 1));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// No function of the house (the crates' sources, the sandbox, the
+/// benchmarks; not the tests) is over [`LONGEST`] lines without a reason
+/// written beside it: a doc line `Long because …` just above it. Tests
+/// (`#[test]` functions, `tests/`) are scripts and may be long.
+#[test]
+fn no_function_is_long_without_a_reason_beside_it() {
+    let root = root();
+    let mut unexplained = Vec::new();
+    let mut seen = 0;
+    for dir in [
+        "src",
+        "connectors/src",
+        "crypto/src",
+        "sandbox/src",
+        "benches",
+    ] {
+        for file in rust_files(&root.join(dir)) {
+            let text = std::fs::read_to_string(&file).expect("a source file reads");
+            let lines: Vec<&str> = text.lines().collect();
+            for (name, at, length) in functions(&text) {
+                seen += 1;
+                if length <= LONGEST {
+                    continue;
+                }
+                let above = &lines[at.saturating_sub(16)..at - 1];
+                let is_test = above
+                    .iter()
+                    .rev()
+                    .take_while(|l| {
+                        let t = l.trim_start();
+                        t.starts_with("#[") || t.starts_with("///")
+                    })
+                    .any(|l| l.contains("test]"));
+                let explained = above
+                    .iter()
+                    .rev()
+                    .take_while(|l| {
+                        let t = l.trim_start();
+                        t.starts_with("#[") || t.starts_with("//")
+                    })
+                    .any(|l| l.contains("Long because"));
+                if !is_test && !explained {
+                    unexplained.push(format!(
+                        "{}:{at}: `{name}` is {length} lines, with no `Long because …` above it: split it, or say why it is one",
+                        file.strip_prefix(&root).unwrap_or(&file).display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(seen > 500, "the functions were not found ({seen})");
+    assert!(unexplained.is_empty(), "{}", unexplained.join("\n"));
+}

@@ -259,6 +259,9 @@ impl Source for HttpPoll {
         Ok(())
     }
 
+    /// Long because keyset and page paging in one request cycle (request,
+    /// parse, records on the watermark, the cursor), which share the
+    /// reading of the response.
     async fn next_batch(&mut self, _max_records: usize) -> Result<Option<Batch>, SourceError> {
         if self.caught_up {
             self.caught_up = false;

@@ -282,6 +282,8 @@ pub(crate) fn changed(current: &Value, revoke: bool, now: chrono::DateTime<chron
     d
 }
 
+/// Long because one generated penalty decision with every field a case
+/// system sends, in its layout's order.
 pub(crate) fn new_decision(
     state: &mut EnforcementState,
     decided: chrono::DateTime<chrono::Utc>,

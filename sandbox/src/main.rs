@@ -155,6 +155,8 @@ fn main() -> ExitCode {
     }
 }
 
+/// Long because the sandbox binary's commands, each a few lines of argument
+/// plumbing.
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve {

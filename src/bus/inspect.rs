@@ -132,6 +132,10 @@ impl SpanBounds {
 /// channel, partition by partition; the first message is the resolved
 /// bounds. A failure is the last message; the channel closing after the
 /// bounds' count of records is the end.
+///
+/// Long because the bounded streaming read (resolve the span's bounds,
+/// assign, read to the end), with each failure sent as the channel's last
+/// message from where it happens.
 pub fn stream_span(
     bus: &Bus,
     topic: &str,

@@ -87,6 +87,9 @@ pub(super) fn mapping_test(
 }
 
 /// `duijie mapping diff`.
+///
+/// Long because `duijie mapping diff`'s report in order: load both
+/// mappings, read the raw records, compare field by field, print.
 pub(super) fn mapping_diff(args: MappingDiffArgs) -> Result<ExitCode> {
     let MappingDiffArgs {
         config,

@@ -466,6 +466,9 @@ impl DeliveryConfig {
         }]
     }
 
+    /// Long because a delivery's settings checked one by one (target by
+    /// kind, transform, selection, limits, personal-data policy), each with
+    /// its own message.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(s) = &self.select {
             s.validate()?;

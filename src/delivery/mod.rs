@@ -547,6 +547,9 @@ impl Delivery {
         .await
     }
 
+    /// Long because a delivery's consumer loop (assignment, requests in
+    /// flight across keys, settling in offset order per key, committing) is
+    /// one select.
     async fn consume(&self, shutdown: &CancellationToken) -> Result<()> {
         let group = Self::group_id(&self.bus, &self.name);
         // Under KIP-848 the group's session is the broker's to keep.
@@ -801,6 +804,10 @@ impl Delivery {
     }
 
     /// [`Delivery::deliver_with_retry`]'s attempts.
+    ///
+    /// Long because a request's retry loop (send, classify the answer,
+    /// honour Retry-After, wait within the patience, count each attempt);
+    /// the classification needs every branch in view.
     async fn attempts(
         &self,
         chunk: &[(Incoming, Outgoing)],
@@ -944,6 +951,10 @@ impl Delivery {
 
     /// Writes the receipt (and the dead letter and alert when it failed),
     /// each acknowledged by the broker.
+    ///
+    /// Long because a record's outcome written in the order that keeps
+    /// receipts exact (dead letter, alert, receipt), each acknowledged by
+    /// the broker before the next.
     async fn settle(
         &self,
         incoming: &Incoming,

@@ -451,6 +451,8 @@ pub struct LinkBody {
     note: Option<String>,
 }
 
+/// Long because an officer's link decision (session, role, form check,
+/// audit first, then the event), each step refusing with its own answer.
 pub async fn decide(
     State(desk): State<Desk>,
     headers: HeaderMap,

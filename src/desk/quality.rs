@@ -20,6 +20,8 @@ pub struct QualityQuery {
     day: Option<String>,
 }
 
+/// Long because the quality page's rows and figures built from the board
+/// for the template, field by field.
 pub async fn page(
     State(desk): State<Desk>,
     headers: HeaderMap,

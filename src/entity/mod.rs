@@ -824,6 +824,9 @@ pub struct Reader<'a> {
 impl Reader<'_> {
     /// A canonical record (as JSON) into the index's form; `None` when it
     /// names no party.
+    ///
+    /// Long because one arm per record kind, each reading its facts; the
+    /// arms share the party, status and position read above them.
     pub fn read(
         &self,
         reading: &Reading,

@@ -201,6 +201,8 @@ impl Keeper for CreditClock<'_> {
     }
 }
 
+/// Long because the publication clock's states per item (pending, at risk,
+/// late, calendar missing), each alert raised once with its basis.
 async fn credit_tick(
     ctx: &KeeperContext,
     config: &CreditConfig,

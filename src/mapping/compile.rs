@@ -69,6 +69,9 @@ impl<'c> Compiler<'c> {
         }
     }
 
+    /// Long because a mapping file's parts checked in order (schema, key,
+    /// source id, fields, conditions, leads), every error collected with
+    /// its line, so that one pass reports every problem of the file.
     pub(super) fn compile(mut self, spec: MappingSpec) -> Result<Mapping, Vec<LoadError>> {
         let file = self.file;
         let name = spec.name.clone().unwrap_or_else(|| {
@@ -319,6 +322,10 @@ impl<'c> Compiler<'c> {
         })
     }
 
+    /// Long because one arm per rule kind of the mapping language, each
+    /// checking its own settings against the schema's field; the arms read
+    /// best side by side, and apart they would each take the same dozen
+    /// arguments.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn compile_rule(
         &mut self,

@@ -48,6 +48,9 @@ pub struct Summary {
 
 /// Runs a backfill of `pipeline` until it reaches `to` (or catches up with
 /// the source), or until `shutdown`; shows a progress bar on a terminal.
+///
+/// Long because the backfill loop with its audit, its progress bar and its
+/// resumable cursor, which share the source.
 pub async fn run(
     hub: &Hub,
     pipeline: &str,

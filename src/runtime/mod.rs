@@ -122,6 +122,10 @@ impl Hub {
 
     /// [`Hub::run`], taking new configurations from `reloads` while it
     /// runs (see [`reload`]).
+    ///
+    /// Long because the composition root: it folds over the rooms and
+    /// starts the pipelines, deliveries, shared tasks, HTTP server and
+    /// reload loop, in the order a shutdown reverses.
     pub async fn run_reloadable(
         &self,
         only: &[String],

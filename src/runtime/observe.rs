@@ -110,6 +110,9 @@ impl Observed {
 }
 
 impl Collector for Observed {
+    /// Long because one metric family after another, in the order
+    /// `/metrics` lists them; each is a few lines and they share nothing
+    /// but the encoder.
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now = chrono::Utc::now().timestamp_millis();
         let pipelines = self.pipelines();

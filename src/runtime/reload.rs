@@ -161,6 +161,9 @@ pub(super) struct Swap<'a> {
 }
 
 impl Swap<'_> {
+    /// Long because a reload's comparison section by section, then its
+    /// swaps; the sections are compared by value in one list so that none
+    /// is forgotten.
     pub(super) async fn apply(&self, reload: Reload, running: &mut Running, feeds: &mut Running) {
         let old = &self.hub.deployment;
         let new = &reload.deployment;

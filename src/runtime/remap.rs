@@ -51,6 +51,9 @@ pub struct Summary {
     pub finished: bool,
 }
 
+/// Long because the remap loop (audit first, read the period's raw records,
+/// map, republish under the same keys, keep the progress to resume), whose
+/// steps share one transactional producer.
 pub async fn run(
     hub: &Hub,
     pipeline: &str,

@@ -104,6 +104,10 @@ impl ConsumerContext for GroupContext {
 /// Runs `tasks` as the group assigns them, until `shutdown`; then leaves
 /// the group, which hands the tasks to the other instances. Partition *i*
 /// of the control topic is `names[i]`.
+///
+/// Long because the shared tasks' group loop (assignments, revocations,
+/// each task started and stopped, leaving the group) is one select over the
+/// group's events.
 pub async fn run(
     membership: Membership,
     names: Vec<String>,

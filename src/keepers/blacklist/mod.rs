@@ -600,6 +600,9 @@ fn allowed(view: &CaseView, e: &ProcedureEvent) -> Result<(), String> {
 }
 
 /// One case's events (in topic order) folded into its state as of `now`.
+///
+/// Long because the listing procedure (国办发〔2020〕49号) as one state machine:
+/// one arm per event, each with its article.
 pub fn fold(
     case_id: &str,
     events: &[ProcedureEvent],

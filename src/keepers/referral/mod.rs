@@ -612,6 +612,10 @@ pub struct PoliceExtension {
 const LATE_REVIEW_REMEDY: &str = "公安机关未在《行政执法机关移送涉嫌犯罪案件的规定》第八条规定的3日内作出立案或不予立案决定：执法局可以建议人民检察院依法监督，人民检察院可以要求公安机关在7日内说明理由（《人民检察院刑事诉讼规则》第五百六十二条；《规定》第十四条）";
 
 /// Folds a referral's events, in time order, into its view as of `now`.
+///
+/// Long because the referral procedure (order 310, the police rules) as one
+/// state machine: one arm per event type with the clock of the state it
+/// leads to, read as one table.
 pub fn fold(
     referral_no: &str,
     mut events: Vec<TimelineEvent>,

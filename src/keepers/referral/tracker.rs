@@ -312,6 +312,9 @@ impl Tracker {
         Ok(alerted)
     }
 
+    /// Long because the tracker's round (read events, fold, write the
+    /// states before committing offsets, alert) is one select over the
+    /// consumer and the tick.
     async fn track(&self, shutdown: &CancellationToken) -> Result<()> {
         let mut alerted = self.restore().await?;
         let all: Vec<String> = self

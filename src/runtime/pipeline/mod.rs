@@ -1143,6 +1143,9 @@ async fn hand_over(
         .is_ok())
 }
 
+/// Long because the at-least-once loop (fetch, map, produce, acknowledge,
+/// then commit the cursor) kept whole, so that the order that makes a crash
+/// lose and duplicate nothing reads top to bottom.
 async fn run_at_least_once(ctx: &PipelineContext) -> Result<(), IngestError> {
     let (mut source, mut total) = open_source(ctx, false).await?;
     // At most `max_in_flight_batches` batches are produced and not yet
