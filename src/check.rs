@@ -218,7 +218,7 @@ pub fn check_deployment(config: &Path) -> CheckReport {
     }
     // The supervision rates and the desk's page read the power list
     // (权责清单): its table must load, with the columns the page shows.
-    if let Some(c) = &deployment.supervision {
+    if let Some(c) = &deployment.sections.supervision {
         let problem = match crate::mapping::Rows::load(&deployment.hub.mappings, &c.power_list) {
             Err(why) => Some(why),
             Ok(rows) => {

@@ -354,29 +354,126 @@ fn default_in_flight() -> usize {
     8
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDeployment {
-    hub: HubConfig,
-    kafka: KafkaConfig,
-    #[serde(default)]
-    http: Option<Spanned<HttpConfig>>,
-    #[serde(default)]
-    pipelines: BTreeMap<String, RawPipeline>,
-    #[serde(default)]
-    deliveries: BTreeMap<String, Spanned<crate::delivery::DeliveryConfig>>,
-    #[serde(default)]
-    credit: Option<Spanned<crate::keepers::CreditConfig>>,
-    #[serde(default)]
-    commitments: Option<crate::keepers::CommitmentConfig>,
-    #[serde(default)]
-    supervision: Option<Spanned<crate::keepers::SupervisionConfig>>,
-    #[serde(default)]
-    desk: Option<Spanned<crate::desk::DeskConfig>>,
-    #[serde(default)]
-    entities: Option<Spanned<crate::entity::EntitiesConfig>>,
-    #[serde(default)]
-    telemetry: Option<Spanned<crate::telemetry::trace::TelemetryConfig>>,
+/// The deployment file's tables: the hub's own, then the rooms'
+/// sections, listed once. Each section is its room's config type (a
+/// [`crate::section::Section`]): it says what is wrong with it, which
+/// topics it writes and which of its paths are relative to the file, and
+/// parsing, checking and [`Deployment::topics`] fold over this list. A new
+/// room's section is its type, its `Section`, and one line here.
+macro_rules! deployment_file {
+    (
+        own { $( $(#[$own_meta:meta])* $own:ident: $own_ty:ty, )* }
+        sections { $( $(#[$doc:meta])* $section:ident: $ty:ty, )* }
+    ) => {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawDeployment {
+            $( $(#[$own_meta])* $own: $own_ty, )*
+            $( #[serde(default)] $section: Option<Spanned<$ty>>, )*
+        }
+
+        /// The rooms' sections of a deployment, checked; each one there
+        /// when the file has it.
+        #[derive(Debug, Clone, Default)]
+        pub struct Sections {
+            $( $(#[$doc])* pub $section: Option<$ty>, )*
+        }
+
+        /// The rooms' sections as the file writes them, with their places.
+        struct RawSections {
+            $( $section: Option<Spanned<$ty>>, )*
+        }
+
+        impl RawDeployment {
+            /// Takes the sections out of the file's tables.
+            fn take_sections(&mut self) -> RawSections {
+                RawSections {
+                    $( $section: self.$section.take(), )*
+                }
+            }
+        }
+
+        impl RawSections {
+            /// The sections, each checked against the rest of the
+            /// deployment (`around`), its problems pushed to `errors` at
+            /// the section's place, its relative paths resolved.
+            fn check(
+                mut self,
+                around: &crate::section::Around<'_>,
+                located: &Locator<'_>,
+                base: &Path,
+                errors: &mut Vec<ConfigError>,
+            ) -> Sections {
+                use crate::section::Section;
+                Sections {
+                    $( $section: self.$section.take().map(|s| {
+                        for p in s.get_ref().problems(stringify!($section), around) {
+                            errors.push(located.at(s.span(), p.field, p.why));
+                        }
+                        let mut c = s.into_inner();
+                        c.resolve(base);
+                        c
+                    }), )*
+                }
+            }
+        }
+
+        impl Sections {
+            /// The sections a reload from `self` to `new` cannot apply
+            /// without a restart (added, removed, or changed where the room
+            /// does not apply the change at once), by name.
+            pub fn needing_restart(&self, new: &Sections) -> Vec<&'static str> {
+                use crate::section::Section;
+                let mut out = Vec::new();
+                $(
+                    let changed = match (&self.$section, &new.$section) {
+                        (Some(a), Some(b)) => a.needs_restart(b),
+                        (None, None) => false,
+                        _ => true,
+                    };
+                    if changed {
+                        out.push(stringify!($section));
+                    }
+                )*
+                out
+            }
+
+            /// The topics the rooms' sections write.
+            pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+                use crate::section::Section;
+                let mut out = Vec::new();
+                $( out.extend(self.$section.iter().flat_map(Section::topics)); )*
+                out
+            }
+        }
+    };
+}
+
+deployment_file! {
+    own {
+        hub: HubConfig,
+        kafka: KafkaConfig,
+        #[serde(default)]
+        http: Option<Spanned<HttpConfig>>,
+        #[serde(default)]
+        pipelines: BTreeMap<String, RawPipeline>,
+        #[serde(default)]
+        deliveries: BTreeMap<String, Spanned<crate::delivery::DeliveryConfig>>,
+    }
+    sections {
+        /// The credit publication clock and blacklist.
+        credit: crate::keepers::CreditConfig,
+        /// The commitment tracker.
+        commitments: crate::keepers::CommitmentConfig,
+        /// The supervision rates (行政执法监督).
+        supervision: crate::keepers::SupervisionConfig,
+        /// The two-law linkage desk (两法衔接工作台).
+        desk: crate::desk::DeskConfig,
+        /// The market-entity credit library (市场主体信用信息库).
+        entities: crate::entity::EntitiesConfig,
+        /// Where spans are exported (`[telemetry] otlp`); none: nowhere.
+        telemetry: crate::telemetry::trace::TelemetryConfig,
+    }
 }
 
 /// The hub's own HTTP server (health, metrics, webhooks, desk).
@@ -495,18 +592,8 @@ pub struct Deployment {
     pub pipelines: Vec<PipelineConfig>,
     /// Deliveries, by name.
     pub deliveries: Vec<(String, crate::delivery::DeliveryConfig)>,
-    /// The credit publication clock and blacklist, when configured.
-    pub credit: Option<crate::keepers::CreditConfig>,
-    /// The commitment tracker, when configured.
-    pub commitments: Option<crate::keepers::CommitmentConfig>,
-    /// The supervision rates (行政执法监督), when configured.
-    pub supervision: Option<crate::keepers::SupervisionConfig>,
-    /// The two-law linkage desk (两法衔接工作台), when configured.
-    pub desk: Option<crate::desk::DeskConfig>,
-    /// The market-entity credit library (市场主体信用信息库), when configured.
-    pub entities: Option<crate::entity::EntitiesConfig>,
-    /// Where spans are exported (`[telemetry] otlp`); none: nowhere.
-    pub telemetry: Option<crate::telemetry::trace::TelemetryConfig>,
+    /// The rooms' sections (`[credit]`, `[desk]`…), when configured.
+    pub sections: Sections,
 }
 
 impl Deployment {
@@ -570,7 +657,9 @@ impl Deployment {
             text,
             secrets,
         };
-        let raw: RawDeployment = toml::from_str(text).map_err(|e| vec![located.toml_error(&e)])?;
+        let mut raw: RawDeployment =
+            toml::from_str(text).map_err(|e| vec![located.toml_error(&e)])?;
+        let raw_sections = raw.take_sections();
         let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut errors = Vec::new();
 
@@ -598,103 +687,18 @@ impl Deployment {
             &located,
             &mut errors,
         );
-        let credit = match raw.credit {
-            Some(c) => {
-                if !deliveries.iter().any(|(n, _)| *n == c.get_ref().delivery) {
-                    errors.push(located.at(
-                        c.span(),
-                        "credit.delivery",
-                        format!(
-                            "no delivery `{}` (the one whose receipts mark decisions published)",
-                            c.get_ref().delivery
-                        ),
-                    ));
-                }
-                if let Some(Err(why)) = c.get_ref().blacklist.as_ref().map(|b| b.validate()) {
-                    errors.push(located.at(c.span(), "credit.blacklist", why));
-                }
-                match raw.hub.pseudonym_key.as_deref() {
-                    None => errors.push(located.at(
-                        c.span(),
-                        "hub.pseudonym_key",
-                        "[credit] keys natural persons by pseudonym: set [hub] pseudonym_key (a secret of at least 32 characters)",
-                    )),
-                    Some(k) => {
-                        if let Err(why) = crate::personal::Pseudonyms::new(k) {
-                            errors.push(located.at(c.span(), "hub.pseudonym_key", why));
-                        }
-                    }
-                }
-                Some(c.into_inner())
-            }
-            None => None,
+        let names: Vec<String> = deliveries.iter().map(|(n, _)| n.clone()).collect();
+        let pseudonym_key = raw.hub.pseudonym_key.clone();
+        let around = crate::section::Around {
+            http: raw.http.is_some(),
+            deliveries: &names,
+            pseudonym_key: pseudonym_key.as_deref(),
         };
-        let supervision = raw.supervision.map(|s| {
-            if let Err(why) = s.get_ref().validate() {
-                errors.push(located.at(s.span(), "supervision", why));
-            }
-            if let Some(d) = &s.get_ref().publication_delivery
-                && !deliveries.iter().any(|(n, _)| n == d)
-            {
-                errors.push(located.at(
-                    s.span(),
-                    "supervision.publication_delivery",
-                    format!("no delivery `{d}` (the credit push whose receipts say when a decision was published)"),
-                ));
-            }
-            s.into_inner()
-        });
-        let desk = match raw.desk {
-            Some(d) => {
-                if raw.http.is_none() {
-                    errors.push(located.at(
-                        d.span(),
-                        "desk",
-                        "the desk is a web page served by the hub: add [http] listen",
-                    ));
-                }
-                if let Err(why) = d.get_ref().validate() {
-                    errors.push(located.at(d.span(), "desk", why));
-                }
-                Some(d.into_inner())
-            }
-            None => None,
-        };
-        let entities = match raw.entities {
-            Some(e) => {
-                if let Err(why) = e.get_ref().validate() {
-                    errors.push(located.at(e.span(), "entities", why));
-                }
-                if raw.hub.pseudonym_key.is_none() {
-                    errors.push(located.at(
-                        e.span(),
-                        "hub.pseudonym_key",
-                        "[entities] links natural persons by pseudonym: set [hub] pseudonym_key (a secret of at least 32 characters)",
-                    ));
-                }
-                let needs_http = e.get_ref().restrictions.is_some() || e.get_ref().public.is_some();
-                if needs_http && raw.http.is_none() {
-                    errors.push(located.at(
-                        e.span(),
-                        "entities",
-                        "the restrictions API and the public window are served by the hub: add [http] listen",
-                    ));
-                }
-                let mut e = e.into_inner();
-                e.cache = e.cache.map(|c| base.join(c));
-                Some(e)
-            }
-            None => None,
-        };
+        let sections = raw_sections.check(&around, &located, &base, &mut errors);
         if let Some(h) = &raw.http
             && let Err(why) = h.get_ref().validate()
         {
             errors.push(located.at(h.span(), "http", why));
-        }
-        if let Some(t) = &raw.telemetry
-            && let Err(why) = t.get_ref().validate()
-        {
-            errors.push(located.at(t.span(), "telemetry", why));
         }
         // Sealing at rest: every raw and pipeline dead-letter topic, and the
         // canonical topics named; the process's keyring (`bus::seal`).
@@ -735,19 +739,14 @@ impl Deployment {
             http: raw.http.map(Spanned::into_inner),
             pipelines,
             deliveries,
-            credit,
-            commitments: raw.commitments,
-            supervision,
-            desk,
-            entities,
-            telemetry: raw.telemetry.map(Spanned::into_inner),
+            sections,
         })
     }
 
     /// The credit-publication policy: the credit delivery's, else the
     /// default one.
     pub fn credit_policy(&self) -> crate::credit::CreditPolicy {
-        let delivery = self.credit.as_ref().map(|c| c.delivery.as_str());
+        let delivery = self.sections.credit.as_ref().map(|c| c.delivery.as_str());
         self.deliveries
             .iter()
             .filter(|(n, _)| delivery.is_none_or(|d| d == n))
@@ -778,7 +777,7 @@ impl Deployment {
             let p = self.credit_policy();
             p.classes.serious.max.months.max(p.order58.max.months)
         };
-        if let Some(c) = &self.credit {
+        if let Some(c) = &self.sections.credit {
             add(&c.decisions_topic, "公示时钟", publicity);
             if let Some(b) = &c.blacklist {
                 let window = b
@@ -794,7 +793,7 @@ impl Deployment {
                 add(&c.decisions_topic, "严重失信主体名单", term + window);
             }
         }
-        if let Some(e) = &self.entities {
+        if let Some(e) = &self.sections.entities {
             let restriction = e
                 .restrictions
                 .iter()
@@ -818,7 +817,7 @@ impl Deployment {
                 }
             }
         }
-        if let Some(c) = &self.commitments {
+        if let Some(c) = &self.sections.commitments {
             // A commitment (告知承诺) may fall due years after its licence.
             add(&c.licence_topic, "告知承诺跟踪", COMMITMENT_HISTORY_MONTHS);
         }
@@ -831,7 +830,7 @@ impl Deployment {
             AUDIT_MONTHS,
         );
         let mut audits = vec![self.hub.ops_audit_topic.clone()];
-        if let Some(d) = &self.desk {
+        if let Some(d) = &self.sections.desk {
             add(
                 &d.audit_topic,
                 "工作台审计（日志留存不少于六个月）",
@@ -850,13 +849,14 @@ impl Deployment {
     /// What the entity library reads: every pipeline's topic, the
     /// blacklist topic and the officers' link decisions.
     pub fn entity_sources(&self) -> Option<crate::entity::keeper::Sources> {
-        let e = self.entities.as_ref()?;
+        let e = self.sections.entities.as_ref()?;
         let mut canonical: Vec<String> = self.pipelines.iter().map(|p| p.topic.clone()).collect();
         canonical.sort();
         canonical.dedup();
         Some(crate::entity::keeper::Sources {
             canonical,
             listing: self
+                .sections
                 .credit
                 .as_ref()
                 .and_then(|c| c.blacklist.as_ref())
@@ -914,7 +914,7 @@ impl Deployment {
     /// What the entity library takes from this deployment, when it has
     /// an `[entities]` section.
     pub fn entity_setting(&self) -> crate::error::Result<Option<crate::entity::keeper::Setting>> {
-        let (Some(config), Some(sources)) = (&self.entities, self.entity_sources()) else {
+        let (Some(config), Some(sources)) = (&self.sections.entities, self.entity_sources()) else {
             return Ok(None);
         };
         Ok(Some(crate::entity::keeper::Setting {
@@ -1023,13 +1023,7 @@ impl Deployment {
         for (name, d) in &self.deliveries {
             extra.extend(d.topics(name));
         }
-        if let Some(list) = self.credit.as_ref().and_then(|c| c.blacklist.as_ref()) {
-            extra.extend(list.topics());
-        }
-        extra.extend(self.entities.iter().flat_map(|e| e.topics()));
-        extra.extend(self.commitments.iter().flat_map(|c| c.topics()));
-        extra.extend(self.supervision.iter().flat_map(|c| c.topics()));
-        extra.extend(self.desk.iter().flat_map(|d| d.topics()));
+        extra.extend(self.sections.topics());
         if self.hub.scale_out {
             extra.push(TopicSpec {
                 name: self.control_topic(),
@@ -1066,9 +1060,9 @@ impl Deployment {
     /// The keepers' sections, for [`crate::keepers::listed`].
     pub fn keeper_configs(&self) -> crate::keepers::Configs<'_> {
         crate::keepers::Configs {
-            credit: self.credit.as_ref(),
-            commitments: self.commitments.as_ref(),
-            supervision: self.supervision.as_ref(),
+            credit: self.sections.credit.as_ref(),
+            commitments: self.sections.commitments.as_ref(),
+            supervision: self.sections.supervision.as_ref(),
         }
     }
 
@@ -1638,6 +1632,80 @@ layout = "jsonl"
 
     fn load(text: &str) -> Result<Deployment, Vec<ConfigError>> {
         Deployment::parse(Path::new("conf/test.toml"), text)
+    }
+
+    /// The rooms' sections, listed once: each checked at its line with its
+    /// field, its paths made relative to the file, its topics created, and
+    /// a reload told which of them need a restart (the desk's users do not).
+    #[test]
+    fn the_rooms_sections_are_checked_placed_and_compared_from_one_list() {
+        let http = "[http]\nlisten = \"127.0.0.1:8080\"\n";
+        let entities = "\n[entities]\ncache = \"cache/entities.redb\"\n";
+        let desk = |user: &str| {
+            format!("\n[desk]\n[desk.users.\"{user}\"]\nname = \"张伟\"\nrole = \"officer\"\n")
+        };
+        // Without a pseudonym key and [http]: each problem at its section's
+        // line, under its field.
+        let errors = load(&format!(
+            "{GOOD}{entities}{}",
+            desk("officer-token-0000000001")
+        ))
+        .unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let line_of = |needle: &str| {
+            format!("{GOOD}{entities}{}", desk("officer-token-0000000001"))
+                .lines()
+                .position(|l| l == needle)
+                .unwrap()
+                + 1
+        };
+        assert!(
+            text.iter()
+                .any(|e| e.contains(&format!(":{}:", line_of("[entities]")))
+                    && e.contains("hub.pseudonym_key")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.contains(&format!(":{}:", line_of("[desk]")))
+                    && e.contains("desk:")
+                    && e.contains("[http] listen")),
+            "{text:?}"
+        );
+        let with = |extra: &str| {
+            let keyed = GOOD.replace(
+                "name = \"test\"\n",
+                "name = \"test\"\npseudonym_key = \"a-test-pseudonym-key-of-32-characters\"\n",
+            );
+            load(&format!("{keyed}{http}{extra}")).unwrap()
+        };
+        let a = with(&format!("{entities}{}", desk("officer-token-0000000001")));
+        assert_eq!(
+            a.sections.entities.as_ref().unwrap().cache.as_deref(),
+            Some(Path::new("conf/cache/entities.redb"))
+        );
+        let topics: Vec<String> = a.topics().into_iter().map(|t| t.name).collect();
+        for t in ["entity.links", "referrals.state", "desk.audit"] {
+            assert!(topics.iter().any(|x| x == t), "{t} in {topics:?}");
+        }
+        // Another officer's token: applied at once. Another cache, or a
+        // section added: a restart.
+        let users_only = with(&format!("{entities}{}", desk("officer-token-0000000002")));
+        assert!(a.sections.needing_restart(&users_only.sections).is_empty());
+        let other_cache = with(&format!(
+            "{}{}",
+            entities.replace("entities.redb", "other.redb"),
+            desk("officer-token-0000000001")
+        ));
+        assert_eq!(
+            a.sections.needing_restart(&other_cache.sections),
+            ["entities"]
+        );
+        let traced = with(&format!(
+            "{entities}{}\n[telemetry]\notlp = \"http://127.0.0.1:4318\"\n",
+            desk("officer-token-0000000001")
+        ));
+        assert_eq!(a.sections.needing_restart(&traced.sections), ["telemetry"]);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod retry;
 pub mod runtime;
 pub mod schema;
 pub mod secrets;
+pub mod section;
 pub mod supervision;
 pub mod telemetry;
 pub mod text;

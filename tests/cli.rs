@@ -355,7 +355,7 @@ fn referrals_replay_judges_a_realistic_sequence_at_the_given_time() {
 fn the_shipped_desk_limits_are_the_defaults_written_out() {
     let d = duijie::config::Deployment::load(&root().join("pipelines/yichang.toml")).unwrap();
     assert_eq!(
-        d.desk.unwrap().limits,
+        d.sections.desk.unwrap().limits,
         duijie::keepers::referral::StepLimits::default()
     );
 }

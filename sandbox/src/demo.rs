@@ -402,7 +402,7 @@ async fn run_hub(
         deployment.pipelines.len(),
         options.seconds
     );
-    if let (Some(desk), Some(http)) = (&deployment.desk, &deployment.http) {
+    if let (Some(desk), Some(http)) = (&deployment.sections.desk, &deployment.http) {
         let token = |role: duijie::desk::Role| {
             desk.users
                 .iter()
@@ -673,7 +673,7 @@ async fn report_alerts(bus: &duijie::bus::Bus, deployment: &Deployment) -> Resul
 
 /// The two-law desk's referrals, folded from the bus.
 async fn report_desk(bus: &duijie::bus::Bus, deployment: &Deployment) -> Result<()> {
-    if let Some(desk) = &deployment.desk {
+    if let Some(desk) = &deployment.sections.desk {
         let calendar = duijie::calendar::Calendar::load_dir(&deployment.hub.calendar)?;
         let schemas = duijie::schema::SchemaSet::load_dir(&deployment.hub.schemas)?;
         let views = duijie::desk::views_from_topic(
@@ -1030,7 +1030,7 @@ async fn stay(
     println!("\nStaying up until Ctrl-C:");
     if let Some(http) = &deployment.http {
         let base = format!("http://{}", http.listen);
-        if let Some(desk) = &deployment.desk {
+        if let Some(desk) = &deployment.sections.desk {
             for (token, user) in &desk.users {
                 println!("  desk token {token} — {} ({:?})", user.name, user.role);
             }
@@ -1039,6 +1039,7 @@ async fn stay(
             println!("  {base}/desk/quality    数据质量");
         }
         if deployment
+            .sections
             .entities
             .as_ref()
             .is_some_and(|e| e.public.is_some())

@@ -5,7 +5,7 @@ use super::*;
 pub(super) fn entity(a: EntityArgs) -> Result<ExitCode> {
     let EntityArgs { config, command } = a;
     let deployment = load_deployment(&config)?;
-    if deployment.entities.is_none() {
+    if deployment.sections.entities.is_none() {
         bail!("{} has no [entities] section", config.display());
     }
     let calendar = std::sync::Arc::new(duijie::calendar::Calendar::load_dir(
@@ -56,7 +56,7 @@ pub(super) fn entity(a: EntityArgs) -> Result<ExitCode> {
 pub(super) fn referrals(a: ReferralsArgs) -> Result<ExitCode> {
     let ReferralsArgs { config, command } = a;
     let deployment = load_deployment(&config)?;
-    let Some(desk) = deployment.desk.clone() else {
+    let Some(desk) = deployment.sections.desk.clone() else {
         bail!("{} has no [desk] section", config.display());
     };
     if let ReferralsCommand::Rules { format } = &command {

@@ -174,7 +174,13 @@ pub(super) fn audit_verify(
     public_key: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let deployment = load_deployment(config)?;
-    let topic = match topic.or_else(|| deployment.desk.as_ref().map(|d| d.audit_topic.clone())) {
+    let topic = match topic.or_else(|| {
+        deployment
+            .sections
+            .desk
+            .as_ref()
+            .map(|d| d.audit_topic.clone())
+    }) {
         Some(t) => t,
         None => bail!("the deployment has no [desk]: name the audit topic with --topic"),
     };

@@ -660,3 +660,37 @@ pub fn router(desk: Desk) -> axum::Router {
         ));
     crate::web::not_stored(crate::web::pages(routes)).with_state(desk)
 }
+
+/// `[desk]`: a web page the hub serves, so `[http]` is needed; its own
+/// checks.
+impl crate::section::Section for DeskConfig {
+    fn problems(
+        &self,
+        name: &str,
+        around: &crate::section::Around<'_>,
+    ) -> Vec<crate::section::Problem> {
+        let mut out = Vec::new();
+        if !around.http {
+            out.push(crate::section::Problem::at(
+                name,
+                "the desk is a web page served by the hub: add [http] listen",
+            ));
+        }
+        out.extend(crate::section::own(name, self.validate()));
+        out
+    }
+
+    fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        DeskConfig::topics(self)
+    }
+
+    /// The users (tokens and roles) apply at once; the rest at the next
+    /// restart.
+    fn needs_restart(&self, new: &Self) -> bool {
+        let without_users = |c: &DeskConfig| DeskConfig {
+            users: BTreeMap::new(),
+            ..c.clone()
+        };
+        without_users(self) != without_users(new)
+    }
+}

@@ -29,7 +29,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// `[entities]`: the entity library.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EntitiesConfig {
     /// The redb file of the local cache, relative to the deployment file;
@@ -60,7 +60,7 @@ fn default_propose_from() -> f64 {
 }
 
 /// Who may ask whether an entity is restricted, and what restricts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RestrictionsConfig {
     /// Caller → bearer token (the approval system, other departments).
@@ -72,7 +72,7 @@ pub struct RestrictionsConfig {
 
 /// "A penalty of one of these categories restricts for `within` from its
 /// decision date."
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PenaltyRestriction {
     /// What the restriction is, in Chinese, as the caller shows it.
@@ -108,7 +108,7 @@ fn bar() -> crate::credit::Effect {
 }
 
 /// The public window's limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PublicConfig {
     /// Requests per minute from one address (pages and API together).
@@ -1336,6 +1336,39 @@ pub fn public_item(r: &IndexedRecord, now: DateTime<Utc>) -> Option<PublicItem> 
             basis: bases.join("；"),
         }),
         _ => None,
+    }
+}
+
+/// `[entities]`: its own checks, a pseudonym key (natural persons are
+/// linked by it), `[http]` for the restrictions API and the public window;
+/// the cache's path is relative to the deployment file.
+impl crate::section::Section for EntitiesConfig {
+    fn problems(
+        &self,
+        name: &str,
+        around: &crate::section::Around<'_>,
+    ) -> Vec<crate::section::Problem> {
+        let mut out: Vec<_> = crate::section::own(name, self.validate())
+            .into_iter()
+            .collect();
+        if around.pseudonym_key.is_none() {
+            out.extend(around.pseudonym_problem("[entities] links natural persons by pseudonym"));
+        }
+        if (self.restrictions.is_some() || self.public.is_some()) && !around.http {
+            out.push(crate::section::Problem::at(
+                name,
+                "the restrictions API and the public window are served by the hub: add [http] listen",
+            ));
+        }
+        out
+    }
+
+    fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        EntitiesConfig::topics(self)
+    }
+
+    fn resolve(&mut self, base: &std::path::Path) {
+        self.cache = self.cache.take().map(|c| base.join(c));
     }
 }
 

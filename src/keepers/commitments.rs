@@ -219,3 +219,18 @@ impl CommitmentConfig {
         }]
     }
 }
+
+/// `[commitments]`: nothing to check beyond its types.
+impl crate::section::Section for CommitmentConfig {
+    fn problems(
+        &self,
+        _name: &str,
+        _around: &crate::section::Around<'_>,
+    ) -> Vec<crate::section::Problem> {
+        Vec::new()
+    }
+
+    fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        CommitmentConfig::topics(self)
+    }
+}

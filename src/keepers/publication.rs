@@ -335,3 +335,34 @@ async fn credit_tick(
     ctx.stats.credit_late.store(late, Ordering::Relaxed);
     Ok(())
 }
+
+/// `[credit]`: its delivery must exist, its blacklist check out, and the
+/// hub must hold a pseudonym key (natural persons are keyed by it).
+impl crate::section::Section for CreditConfig {
+    fn problems(
+        &self,
+        name: &str,
+        around: &crate::section::Around<'_>,
+    ) -> Vec<crate::section::Problem> {
+        use crate::section::Problem;
+        let mut out = Vec::new();
+        if !around.has_delivery(&self.delivery) {
+            out.push(Problem::at(
+                format!("{name}.delivery"),
+                format!(
+                    "no delivery `{}` (the one whose receipts mark decisions published)",
+                    self.delivery
+                ),
+            ));
+        }
+        if let Some(Err(why)) = self.blacklist.as_ref().map(|b| b.validate()) {
+            out.push(Problem::at(format!("{name}.blacklist"), why));
+        }
+        out.extend(around.pseudonym_problem("[credit] keys natural persons by pseudonym"));
+        out
+    }
+
+    fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        self.blacklist.iter().flat_map(|b| b.topics()).collect()
+    }
+}

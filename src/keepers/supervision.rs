@@ -253,3 +253,30 @@ impl Keeper for RatesKeeper<'_> {
         Ok(())
     }
 }
+
+/// `[supervision]`: its own checks, and the delivery whose receipts say
+/// when a decision was published must exist.
+impl crate::section::Section for SupervisionConfig {
+    fn problems(
+        &self,
+        name: &str,
+        around: &crate::section::Around<'_>,
+    ) -> Vec<crate::section::Problem> {
+        let mut out: Vec<_> = crate::section::own(name, self.validate())
+            .into_iter()
+            .collect();
+        if let Some(d) = &self.publication_delivery
+            && !around.has_delivery(d)
+        {
+            out.push(crate::section::Problem::at(
+                format!("{name}.publication_delivery"),
+                format!("no delivery `{d}` (the credit push whose receipts say when a decision was published)"),
+            ));
+        }
+        out
+    }
+
+    fn topics(&self) -> Vec<crate::bus::TopicSpec> {
+        SupervisionConfig::topics(self)
+    }
+}

@@ -87,7 +87,7 @@ impl Hub {
                     .into());
             }
         }
-        if let Some(desk) = &deployment.desk
+        if let Some(desk) = &deployment.sections.desk
             && mappings.get(&desk.action_mapping).is_none()
         {
             return Err(Error::permanent(
@@ -154,7 +154,7 @@ impl Hub {
         // Spans and `traceparent` ids for the process; exported only to
         // `[telemetry] otlp`.
         let traces = crate::telemetry::trace::Traces::install(
-            self.deployment.telemetry.as_ref(),
+            self.deployment.sections.telemetry.as_ref(),
             &self.deployment.hub.name,
         )
         .map_err(|why| Error::permanent(Domain::Config, why))?;
@@ -401,6 +401,7 @@ impl Hub {
             reloads: self.reloads.clone(),
             entities: self
                 .deployment
+                .sections
                 .entities
                 .is_some()
                 .then(|| self.entity_stats.clone()),

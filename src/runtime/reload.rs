@@ -185,18 +185,11 @@ impl Swap<'_> {
                 .collect()
         };
         section("pull feeds", pull_feeds(old) != pull_feeds(new));
-        section("[credit]", old.credit != new.credit);
-        section("[commitments]", old.commitments != new.commitments);
-        section("[supervision]", old.supervision != new.supervision);
-        // The desk's users (tokens and roles) apply at once; the rest of
-        // `[desk]` at the next restart.
-        let without_users = |d: &Deployment| {
-            d.desk.clone().map(|mut c| {
-                c.users.clear();
-                c
-            })
-        };
-        section("[desk]", without_users(old) != without_users(new));
+        // The rooms' sections, each as its room says (the desk's users
+        // apply at once).
+        for name in old.sections.needing_restart(&new.sections) {
+            section(&format!("[{name}]"), true);
+        }
         let pushed = |d: &Deployment| -> BTreeMap<String, PipelineConfig> {
             d.pipelines
                 .iter()
@@ -205,8 +198,8 @@ impl Swap<'_> {
                 .collect()
         };
         section("webhook pipelines", pushed(old) != pushed(new));
-        if let (Some(desk), Some(config)) = (self.desk, new.desk.as_ref())
-            && old.desk.as_ref().map(|d| &d.users) != Some(&config.users)
+        if let (Some(desk), Some(config)) = (self.desk, new.sections.desk.as_ref())
+            && old.sections.desk.as_ref().map(|d| &d.users) != Some(&config.users)
         {
             let ended = desk.set_users(config.users.clone());
             tracing::info!(

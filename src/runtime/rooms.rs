@@ -156,7 +156,7 @@ fn quality(parts: &mut Parts<'_>) -> Result<Started> {
 /// board for each page whose section is configured.
 fn desk(parts: &mut Parts<'_>) -> Result<Started> {
     let hub = parts.hub;
-    let Some(config) = &hub.deployment.desk else {
+    let Some(config) = &hub.deployment.sections.desk else {
         return Ok(Started::default());
     };
     let mapping = hub.mappings.get(&config.action_mapping).ok_or_else(|| {
@@ -182,6 +182,7 @@ fn desk(parts: &mut Parts<'_>) -> Result<Started> {
     .with_audit_chain(&hub.deployment.hub.name, hub.deployment.hub.signing.clone());
     if let Some(list) = hub
         .deployment
+        .sections
         .credit
         .as_ref()
         .and_then(|c| c.blacklist.clone())
@@ -195,7 +196,7 @@ fn desk(parts: &mut Parts<'_>) -> Result<Started> {
         ));
         desk = desk.with_blacklist(board);
     }
-    if let Some(c) = &hub.deployment.credit {
+    if let Some(c) = &hub.deployment.sections.credit {
         let board = Arc::new(crate::desk::credit::CreditBoard::new(
             crate::desk::credit::CreditDesk {
                 decisions_topic: c.decisions_topic.clone(),
@@ -212,7 +213,7 @@ fn desk(parts: &mut Parts<'_>) -> Result<Started> {
         )));
         desk = desk.with_credit(board);
     }
-    if let Some(c) = &hub.deployment.supervision {
+    if let Some(c) = &hub.deployment.sections.supervision {
         let list = crate::mapping::Rows::load(&hub.deployment.hub.mappings, &c.power_list)
             .map_err(|why| {
                 Error::permanent(Domain::Config, format!("[supervision] power_list: {why}"))
