@@ -16,12 +16,12 @@ pub mod web;
 
 use crate::bus::Bus;
 use crate::calendar::Calendar;
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::keepers::referral::StepLimits;
 use crate::keepers::referral::tracker::{Tracker, TrackerConfig};
 use crate::mapping::Mapping;
 use crate::schema::SchemaSet;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
@@ -438,18 +438,7 @@ impl Desk {
             crate::telemetry::trace::acted("desk", about, topic, &key).as_deref(),
         );
         let (body, headers) = crate::bus::seal::sealed_record(topic, &body, headers);
-        self.producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(&key)
-                    .payload(&body[..])
-                    .headers(headers),
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("writing to {topic}"))
+        crate::bus::publish::write(&self.producer, topic, &key, &body, headers).await
     }
 
     /// The hub's name for the audit chain's writer, and its SM2 key to

@@ -205,18 +205,7 @@ impl KeeperContext {
             }),
             traceparent.as_deref(),
         );
-        self.producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(key)
-                    .payload(payload)
-                    .headers(headers),
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("writing to {topic}"))
+        crate::bus::publish::write(&self.producer, topic, key, payload, headers).await
     }
 
     /// An alert about `subject`; `about` as for [`KeeperContext::send`].

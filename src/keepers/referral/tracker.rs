@@ -12,12 +12,12 @@
 use super::{EventSource, ReferralView, StepLimits, TimelineEvent, fold};
 use crate::bus::{Bus, ReaderContext, header_map};
 use crate::calendar::Calendar;
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::schema::SchemaSet;
 use crate::schema::decode_payload;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -170,18 +170,7 @@ impl Tracker {
             rdkafka::message::OwnedHeaders::new(),
             traceparent.as_deref(),
         );
-        self.producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(key)
-                    .payload(body)
-                    .headers(headers),
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("writing to {topic}"))
+        crate::bus::publish::write(&self.producer, topic, key, body, headers).await
     }
 
     /// Runs the tracker until shutdown.
