@@ -21,6 +21,7 @@ pub mod desk;
 pub mod entity;
 pub mod error;
 pub mod ident;
+pub mod intake;
 pub mod keepers;
 pub mod lead;
 pub mod mapping;

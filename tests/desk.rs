@@ -9,9 +9,9 @@ use crate::common::{
     wait_until,
 };
 use chrono::{DateTime, Utc};
-use duijie::bus::publish::{Origin, publish_mapped};
 use duijie::calendar::{Calendar, local_text, parse_time};
 use duijie::desk::{Desk, DeskConfig};
+use duijie::intake::{Origin, publish_mapped};
 use duijie::keepers::referral::ReferralView;
 use duijie::mapping::MappingSet;
 use std::collections::{BTreeMap, BTreeSet};

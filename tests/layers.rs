@@ -141,6 +141,14 @@ fn the_rooms_know_neither_the_deployment_file_nor_the_runtime() {
             }
         }
     }
+    // The bus carries records; what a record means is the mapping's. What
+    // arrives outside a pipeline is mapped by `intake`, above both.
+    if let Some(at) = graph["bus"].get("mapping") {
+        panic!(
+            "the bus reaches into the mapping engine at {}",
+            at.join(", ")
+        );
+    }
     let mapping = &graph["mapping"];
     for wall in ["bus", "runtime", "config", "delivery"] {
         if let Some(at) = mapping.get(wall) {

@@ -516,12 +516,12 @@ impl Desk {
         })
         .to_string();
         let origin = format!("desk action by {officer}");
-        let published = crate::bus::publish::publish_mapped(
+        let published = crate::intake::publish_mapped(
             &self.producer,
             &self.config.events_topic,
             &self.action_mapping,
             payload.as_bytes(),
-            &crate::bus::publish::Origin {
+            &crate::intake::Origin {
                 connector: "desk",
                 pipeline: "desk",
                 origin: &origin,
