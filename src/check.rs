@@ -114,6 +114,33 @@ fn division_codes(d: &Deployment) -> Vec<(String, &'static str, String)> {
     out
 }
 
+/// The older forms a deployment file still may write, each with its line
+/// and the form that replaced it: a source's `login = {…}` (now `auth = {
+/// scheme = "login", … }`).
+fn older_forms(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut table = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with('[') {
+            table = code.trim_matches(|c| c == '[' || c == ']').to_owned();
+        } else if table.starts_with("pipelines.")
+            && table.ends_with(".source")
+            && code
+                .strip_prefix("login")
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            out.push((
+                i + 1,
+                format!(
+                    "{table}.login is the older form of `auth = {{ scheme = \"login\", … }}` (still read)"
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Long because `duijie check`'s steps in the order it reports them (file,
 /// secrets, schemas, mappings, references, code tables), collecting every
 /// problem rather than stopping at the first.
@@ -129,6 +156,11 @@ pub fn check_deployment(config: &Path) -> CheckReport {
                 )
             })
             .collect();
+        report.warnings.extend(
+            older_forms(&text)
+                .into_iter()
+                .map(|(line, what)| format!("{}:{line}: warning: {what}", config.display())),
+        );
     }
     let deployment = match Deployment::load(config) {
         Ok(d) => d,
@@ -370,4 +402,17 @@ pub async fn registry_breaks(loaded: &Loaded, url: &str) -> Vec<String> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_sources_older_login_is_named_with_its_line_and_its_newer_form() {
+        let text = "[pipelines.grid.source]\nkind = \"http_poll\"\nlogin = { url = \"http://x/login\", username = \"u\", password = \"${env:P}\" }\n\n[pipelines.grid]\nlogin_note = 1\n";
+        let found = super::older_forms(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, 3);
+        assert!(found[0].1.contains("pipelines.grid.source.login"));
+        assert!(found[0].1.contains("auth = { scheme = \"login\""));
+    }
 }

@@ -167,7 +167,7 @@ pub struct HttpPoll {
 impl HttpPoll {
     pub fn new(config: HttpPollConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let auth = crate::http::auth::resolve(&config.auth, &config.login)
+        let auth = crate::http::auth::resolve_for_source(&config.auth, &config.login)
             .map_err(SourceError::permanent)?;
         let endpoint = Endpoint::new(config.timeout)?
             .auth(auth.as_ref())

@@ -118,7 +118,7 @@ pub struct SoapPoll {
 impl SoapPoll {
     pub fn new(config: SoapPollConfig) -> Result<Self, SourceError> {
         config.validate().map_err(SourceError::permanent)?;
-        let auth = crate::http::auth::resolve(&config.auth, &config.login)
+        let auth = crate::http::auth::resolve_for_source(&config.auth, &config.login)
             .map_err(SourceError::permanent)?;
         let endpoint = Endpoint::new(config.timeout)?
             .auth(auth.as_ref())

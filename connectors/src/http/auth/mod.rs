@@ -117,6 +117,20 @@ pub fn resolve(
     }
 }
 
+/// [`resolve`] for a source being built: the older `login` alone is
+/// logged as such, once per source.
+pub fn resolve_for_source(
+    auth: &Option<AuthConfig>,
+    login: &Option<login::LoginConfig>,
+) -> Result<Option<AuthConfig>, String> {
+    if auth.is_none()
+        && let Some(l) = login
+    {
+        tracing::warn!(url = %l.url, "`login = {{…}}` is the older form of `auth = {{ scheme = \"login\", … }}`; still read");
+    }
+    resolve(auth, login)
+}
+
 /// The request's query parameters, sorted by name and then value, as
 /// `name=value` joined by `&`, values as sent (percent-decoded): what the
 /// signing schemes digest.
