@@ -684,10 +684,12 @@ fn load_schemas_and_mappings(mappings: &Path, schemas: &Path) -> Result<(SchemaS
 /// `duijie feeds …` and `duijie push …` are the older names of `duijie
 /// deliveries …`: they work, and say so once on standard error.
 fn older_name_noted() {
+    // The subcommand comes before its own arguments: the first of its
+    // names on the line is the one used.
     if let Some(older) = std::env::args()
         .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .filter(|a| a == "feeds" || a == "push")
+        .find(|a| a == "deliveries" || a == "feeds" || a == "push")
+        .filter(|a| a != "deliveries")
     {
         eprintln!("note: `duijie {older}` is now `duijie deliveries`; the older name still works");
     }
