@@ -170,7 +170,7 @@ watermark_field = "updateTime"
 watermark_param = "updatedAfter"
 id_field = "eventId"
 after_id_param = "afterId"
-login = { url = "http://127.0.0.1:1/grid/api/login", username = "duijie", password = "PASSWORD", token_pointer = "/data/token" }
+auth = { scheme = "login", url = "http://127.0.0.1:1/grid/api/login", username = "duijie", password = "PASSWORD", token_pointer = "/data/token" }
 "#;
 
 #[test]
