@@ -43,9 +43,8 @@ text = "\n".join([method, u.path, query, ts, nonce, hashlib.new(h, body.encode()
 print(base64.b64encode(hmac.new(c["secret"].encode(), text, h).digest()).decode())
 "#;
 
-fn python(script: &str, args: &[&str]) -> String {
-    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(python)
+fn run_python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(python())
         .arg("-c")
         .arg(script)
         .args(args)
@@ -95,7 +94,7 @@ fn signatures_are_what_independent_implementations_compute() {
             .find(|(k, _)| k == "sign")
             .map(|(_, v)| v.into_owned())
             .expect("a signature");
-        let expected = python(
+        let expected = run_python(
             PYTHON_SIGNED_QUERY,
             &[&config.to_string(), request.url().as_str()],
         );
@@ -109,7 +108,7 @@ fn signatures_are_what_independent_implementations_compute() {
         let request = authorized(&config, client.post(url).body(body));
         let h = |n: &str| request.headers()[n].to_str().unwrap().to_owned();
         assert_eq!(h("x-ca-key"), "hub");
-        let expected = python(
+        let expected = run_python(
             PYTHON_HMAC_HEADERS,
             &[
                 &config.to_string(),

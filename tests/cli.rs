@@ -744,7 +744,7 @@ fn the_emergency_feed_is_an_sm4_envelope_that_gmssl_and_cryptography_open() {
     let secret = format!("{:0>64}", hex_of(priv_block).trim_start_matches("00"));
     let public = hex_of(pub_block.split("ASN1").next().unwrap());
     let public = &public[public.len() - 128..];
-    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = crate::common::python();
     let open = |envelope: &serde_json::Value, aad: &str| -> std::process::Output {
         let script = format!(
             r#"import base64, sys

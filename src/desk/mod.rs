@@ -122,24 +122,6 @@ fn default_gateway_header() -> String {
 }
 
 impl DeskConfig {
-    /// The referrals' state (compacted), the desk's alerts and its audit
-    /// trail (kept whole).
-    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        use crate::bus::{Cleanup, TopicSpec};
-        [
-            (&self.state_topic, Cleanup::Compact),
-            (&self.alerts_topic, Cleanup::Keep),
-            (&self.audit_topic, Cleanup::Keep),
-        ]
-        .into_iter()
-        .map(|(name, cleanup)| TopicSpec {
-            name: name.clone(),
-            partitions: 1,
-            cleanup,
-        })
-        .collect()
-    }
-
     /// What the referral tracker takes from `[desk]`.
     pub fn tracker(&self) -> TrackerConfig {
         TrackerConfig {
@@ -669,8 +651,22 @@ impl crate::section::Section for DeskConfig {
         out
     }
 
+    /// The referrals' state (compacted), the desk's alerts and its audit
+    /// trail (kept whole).
     fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        DeskConfig::topics(self)
+        use crate::bus::{Cleanup, TopicSpec};
+        [
+            (&self.state_topic, Cleanup::Compact),
+            (&self.alerts_topic, Cleanup::Keep),
+            (&self.audit_topic, Cleanup::Keep),
+        ]
+        .into_iter()
+        .map(|(name, cleanup)| TopicSpec {
+            name: name.clone(),
+            partitions: 1,
+            cleanup,
+        })
+        .collect()
     }
 
     /// The users (tokens and roles) apply at once; the rest at the next

@@ -134,16 +134,6 @@ fn default_page_size() -> usize {
 }
 
 impl EntitiesConfig {
-    /// The officers' link decisions: the index's memory of them, kept
-    /// whole.
-    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        vec![crate::bus::TopicSpec {
-            name: self.links_topic.clone(),
-            partitions: 1,
-            cleanup: crate::bus::Cleanup::Keep,
-        }]
-    }
-
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.propose_from) {
             return Err("`propose_from` is a confidence between 0 and 1".into());
@@ -1363,8 +1353,14 @@ impl crate::section::Section for EntitiesConfig {
         out
     }
 
+    /// The officers' link decisions: the index's memory of them, kept
+    /// whole.
     fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        EntitiesConfig::topics(self)
+        vec![crate::bus::TopicSpec {
+            name: self.links_topic.clone(),
+            partitions: 1,
+            cleanup: crate::bus::Cleanup::Keep,
+        }]
     }
 
     fn resolve(&mut self, base: &std::path::Path) {

@@ -208,18 +208,6 @@ fn warn_window(due: DateTime<Utc>, before: Limit, _calendar: &Calendar) -> Optio
     due.checked_sub_signed(span)
 }
 
-impl CommitmentConfig {
-    /// The leads it raises, kept whole: they are the keeper's memory of
-    /// what it raised.
-    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        vec![crate::bus::TopicSpec {
-            name: self.leads_topic.clone(),
-            partitions: 1,
-            cleanup: crate::bus::Cleanup::Keep,
-        }]
-    }
-}
-
 /// `[commitments]`: nothing to check beyond its types.
 impl crate::section::Section for CommitmentConfig {
     fn problems(
@@ -230,7 +218,13 @@ impl crate::section::Section for CommitmentConfig {
         Vec::new()
     }
 
+    /// The leads it raises, kept whole: they are the keeper's memory of
+    /// what it raised.
     fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        CommitmentConfig::topics(self)
+        vec![crate::bus::TopicSpec {
+            name: self.leads_topic.clone(),
+            partitions: 1,
+            cleanup: crate::bus::Cleanup::Keep,
+        }]
     }
 }

@@ -71,15 +71,6 @@ fn default_power_list() -> String {
 }
 
 impl SupervisionConfig {
-    /// The rates topic: compacted, the latest counts a key.
-    pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        vec![crate::bus::TopicSpec {
-            name: self.rates_topic.clone(),
-            partitions: 1,
-            cleanup: crate::bus::Cleanup::Compact,
-        }]
-    }
-
     pub fn validate(&self) -> std::result::Result<(), String> {
         for t in [&self.decisions_topic, &self.leads_topic, &self.rates_topic] {
             crate::bus::check_topic_name(t)?;
@@ -276,7 +267,12 @@ impl crate::section::Section for SupervisionConfig {
         out
     }
 
+    /// The rates topic: compacted, the latest counts a key.
     fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        SupervisionConfig::topics(self)
+        vec![crate::bus::TopicSpec {
+            name: self.rates_topic.clone(),
+            partitions: 1,
+            cleanup: crate::bus::Cleanup::Compact,
+        }]
     }
 }

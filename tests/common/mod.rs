@@ -531,8 +531,7 @@ pub fn registry_read(
     topic: &str,
     count: &str,
 ) -> Vec<serde_json::Value> {
-    let python = std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
+    let out = Command::new(python())
         .arg(root().join("scripts/registry_read.py"))
         .args([brokers, registry, topic, count, "60"])
         .output()
@@ -691,4 +690,11 @@ impl Drop for ChromeDriver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The Python the interop checks run (`DUIJIE_TEST_PYTHON`, the venv
+/// `scripts/test.sh` makes with `gmssl`, `cryptography` and
+/// `confluent-kafka`), else `python3`.
+pub fn python() -> String {
+    std::env::var("DUIJIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }

@@ -21,11 +21,11 @@ use duijie_crypto::Text;
 use serde::Deserialize;
 
 /// The HMAC headers' settings.
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HmacHeadersConfig {
     pub key_id: String,
-    pub secret: String,
+    pub secret: super::Secret,
     /// `hmac-sm3` (the default) or `hmac-sha256`.
     #[serde(default = "default_hmac")]
     pub hmac: HmacScheme,
@@ -39,21 +39,6 @@ pub struct HmacHeadersConfig {
     pub nonce_header: String,
     #[serde(default = "default_signature_header")]
     pub signature_header: String,
-}
-
-impl std::fmt::Debug for HmacHeadersConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HmacHeadersConfig")
-            .field("key_id", &self.key_id)
-            .field("secret", &super::redacted(&self.secret))
-            .field("hmac", &self.hmac)
-            .field("encoding", &self.encoding)
-            .field("key_header", &self.key_header)
-            .field("timestamp_header", &self.timestamp_header)
-            .field("nonce_header", &self.nonce_header)
-            .field("signature_header", &self.signature_header)
-            .finish()
-    }
 }
 
 fn default_hmac() -> HmacScheme {
@@ -77,7 +62,7 @@ impl HmacHeadersConfig {
         if self.key_id.is_empty() {
             return Err("`key_id` is empty".into());
         }
-        if self.secret.is_empty() {
+        if self.secret.expose().is_empty() {
             return Err("`secret` is empty".into());
         }
         for (name, header) in [
@@ -119,7 +104,7 @@ impl HmacHeadersConfig {
             &self
                 .hmac
                 .suite()
-                .hmac(self.secret.as_bytes(), &[text.as_bytes()]),
+                .hmac(self.secret.expose().as_bytes(), &[text.as_bytes()]),
         )
     }
 }

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// The login's settings.
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LoginConfig {
     /// Login endpoint.
     pub url: String,
     pub username: String,
-    pub password: String,
+    pub password: super::Secret,
     /// JSON pointer of the token in the login response.
     #[serde(default = "default_token_pointer")]
     pub token_pointer: String,
@@ -26,18 +26,6 @@ pub struct LoginConfig {
     /// it. The token is renewed a little before it runs out.
     #[serde(default)]
     pub expires_in_pointer: Option<String>,
-}
-
-impl std::fmt::Debug for LoginConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoginConfig")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field("password", &super::redacted(&self.password))
-            .field("token_pointer", &self.token_pointer)
-            .field("expires_in_pointer", &self.expires_in_pointer)
-            .finish()
-    }
 }
 
 fn default_token_pointer() -> String {
@@ -87,7 +75,8 @@ impl Scheme {
 
     async fn log_in(&self, ask: &Ask<'_>) -> Result<Token, SourceError> {
         let login = &self.config;
-        let body = serde_json::json!({ "username": login.username, "password": login.password });
+        let body =
+            serde_json::json!({ "username": login.username, "password": login.password.expose() });
         let response = ask
             .client
             .post(&login.url)

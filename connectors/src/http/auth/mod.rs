@@ -173,7 +173,21 @@ pub enum TimeUnit {
     S,
 }
 
-/// A secret in a `Debug` text: never its value.
-fn redacted(secret: &str) -> &'static str {
-    if secret.is_empty() { "(empty)" } else { "***" }
+/// A secret in a scheme's settings (a password, a shared secret): read as
+/// a string, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the scheme that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "(empty)" } else { "***" })
+    }
 }

@@ -69,11 +69,11 @@ pub enum Case {
 }
 
 /// The signed query's settings.
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SignedQueryConfig {
     pub app_key: String,
-    pub secret: String,
+    pub secret: super::Secret,
     #[serde(default)]
     pub digest: Digest,
     #[serde(default = "default_layout")]
@@ -90,23 +90,6 @@ pub struct SignedQueryConfig {
     pub nonce_param: String,
     #[serde(default = "default_sign_param")]
     pub sign_param: String,
-}
-
-impl std::fmt::Debug for SignedQueryConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignedQueryConfig")
-            .field("app_key", &self.app_key)
-            .field("secret", &super::redacted(&self.secret))
-            .field("digest", &self.digest)
-            .field("layout", &self.layout)
-            .field("case", &self.case)
-            .field("timestamp", &self.timestamp)
-            .field("app_key_param", &self.app_key_param)
-            .field("timestamp_param", &self.timestamp_param)
-            .field("nonce_param", &self.nonce_param)
-            .field("sign_param", &self.sign_param)
-            .finish()
-    }
 }
 
 fn default_layout() -> String {
@@ -130,7 +113,7 @@ impl SignedQueryConfig {
         if self.app_key.is_empty() {
             return Err("`app_key` is empty".into());
         }
-        if self.secret.is_empty() {
+        if self.secret.expose().is_empty() {
             return Err("`secret` is empty".into());
         }
         if !self.layout.contains("{query}") {
@@ -178,11 +161,14 @@ impl SignedQueryConfig {
         let text = self
             .layout
             .replace("{query}", &super::sorted_query(url, &self.sign_param))
-            .replace("{secret}", &self.secret)
+            .replace("{secret}", self.secret.expose())
             .replace("{app_key}", &self.app_key)
             .replace("{timestamp}", &param(&self.timestamp_param))
             .replace("{nonce}", &param(&self.nonce_param));
-        let hex = hex::encode(self.digest.of(text.as_bytes(), self.secret.as_bytes()));
+        let hex = hex::encode(
+            self.digest
+                .of(text.as_bytes(), self.secret.expose().as_bytes()),
+        );
         match self.case {
             Case::Lower => hex,
             Case::Upper => hex.to_ascii_uppercase(),
