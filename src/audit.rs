@@ -261,13 +261,9 @@ impl OpsAudit {
         signing: Option<&crate::delivery::Signing>,
     ) -> Result<Self, String> {
         use crate::bus::{Cleanup, TopicSpec};
-        bus.ensure_topics(&[TopicSpec {
-            name: topic.to_owned(),
-            partitions: 1,
-            cleanup: Cleanup::Keep,
-        }])
-        .await
-        .map_err(|e| e.to_string())?;
+        bus.ensure_topics(&[TopicSpec::single(topic.to_owned(), Cleanup::Keep)])
+            .await
+            .map_err(|e| e.to_string())?;
         let records = crate::bus::inspect::read_topic(bus, topic, true)
             .await
             .map_err(|e| e.to_string())?;

@@ -941,11 +941,10 @@ impl Deployment {
     /// with the retention it needs.
     pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
         use crate::bus::{Cleanup, TopicSpec};
-        let mut topics = vec![TopicSpec {
-            name: self.kafka.cursor_topic.clone(),
-            partitions: 1,
-            cleanup: Cleanup::Compact,
-        }];
+        let mut topics = vec![TopicSpec::single(
+            self.kafka.cursor_topic.clone(),
+            Cleanup::Compact,
+        )];
         let history = self.history_topics();
         for p in &self.pipelines {
             // A topic something rebuilds from is kept whole (or compacted,
@@ -964,11 +963,7 @@ impl Deployment {
                     cleanup,
                 },
                 // Dead letters wait for a person: never deleted by age.
-                TopicSpec {
-                    name: p.dlq_topic.clone(),
-                    partitions: 1,
-                    cleanup: Cleanup::Keep,
-                },
+                TopicSpec::single(p.dlq_topic.clone(), Cleanup::Keep),
             ]
             .into_iter()
             .chain(p.lead.iter().flat_map(crate::lead::LeadConfig::topics))
@@ -1002,22 +997,10 @@ impl Deployment {
             },
             // The operator audit: one partition, so that every chain stays
             // in order; never deleted (at least the six months the law asks).
-            TopicSpec {
-                name: self.hub.ops_audit_topic.clone(),
-                partitions: 1,
-                cleanup: Cleanup::Keep,
-            },
-            TopicSpec {
-                name: self.hub.alerts_topic.clone(),
-                partitions: 1,
-                cleanup: Cleanup::Keep,
-            },
+            TopicSpec::single(self.hub.ops_audit_topic.clone(), Cleanup::Keep),
+            TopicSpec::single(self.hub.alerts_topic.clone(), Cleanup::Keep),
             // A day's figures are the sum of its tallies: none may go.
-            TopicSpec {
-                name: self.hub.quality_topic.clone(),
-                partitions: 1,
-                cleanup: Cleanup::Keep,
-            },
+            TopicSpec::single(self.hub.quality_topic.clone(), Cleanup::Keep),
         ];
         // Each room names its own.
         for (name, d) in &self.deliveries {

@@ -70,11 +70,10 @@ fn default_topic() -> String {
 impl LeadConfig {
     /// Where the leads go, kept whole: enforcement works from them.
     pub fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        vec![crate::bus::TopicSpec {
-            name: self.topic.clone(),
-            partitions: 1,
-            cleanup: crate::bus::Cleanup::Keep,
-        }]
+        vec![crate::bus::TopicSpec::single(
+            self.topic.clone(),
+            crate::bus::Cleanup::Keep,
+        )]
     }
 
     pub fn validate(&self) -> Result<(), String> {

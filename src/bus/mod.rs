@@ -250,6 +250,18 @@ pub struct TopicSpec {
     pub cleanup: Cleanup,
 }
 
+impl TopicSpec {
+    /// A topic of one partition (a keeper's memory, an audit chain, a
+    /// state table: one order, one reader).
+    pub fn single(name: impl Into<String>, cleanup: Cleanup) -> Self {
+        Self {
+            name: name.into(),
+            partitions: 1,
+            cleanup,
+        }
+    }
+}
+
 /// What the cluster may delete from a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cleanup {

@@ -459,11 +459,10 @@ impl DeliveryConfig {
     /// The topics the delivery called `name` writes: its dead letters,
     /// which wait for a person and are never deleted by age.
     pub fn topics(&self, name: &str) -> Vec<crate::bus::TopicSpec> {
-        vec![crate::bus::TopicSpec {
-            name: self.dlq_topic(name),
-            partitions: 1,
-            cleanup: crate::bus::Cleanup::Keep,
-        }]
+        vec![crate::bus::TopicSpec::single(
+            self.dlq_topic(name),
+            crate::bus::Cleanup::Keep,
+        )]
     }
 
     /// Long because a delivery's settings checked one by one (target by

@@ -661,11 +661,7 @@ impl crate::section::Section for DeskConfig {
             (&self.audit_topic, Cleanup::Keep),
         ]
         .into_iter()
-        .map(|(name, cleanup)| TopicSpec {
-            name: name.clone(),
-            partitions: 1,
-            cleanup,
-        })
+        .map(|(name, cleanup)| TopicSpec::single(name.clone(), cleanup))
         .collect()
     }
 

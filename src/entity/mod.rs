@@ -1356,11 +1356,10 @@ impl crate::section::Section for EntitiesConfig {
     /// The officers' link decisions: the index's memory of them, kept
     /// whole.
     fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        vec![crate::bus::TopicSpec {
-            name: self.links_topic.clone(),
-            partitions: 1,
-            cleanup: crate::bus::Cleanup::Keep,
-        }]
+        vec![crate::bus::TopicSpec::single(
+            self.links_topic.clone(),
+            crate::bus::Cleanup::Keep,
+        )]
     }
 
     fn resolve(&mut self, base: &std::path::Path) {

@@ -221,10 +221,9 @@ impl crate::section::Section for CommitmentConfig {
     /// The leads it raises, kept whole: they are the keeper's memory of
     /// what it raised.
     fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        vec![crate::bus::TopicSpec {
-            name: self.leads_topic.clone(),
-            partitions: 1,
-            cleanup: crate::bus::Cleanup::Keep,
-        }]
+        vec![crate::bus::TopicSpec::single(
+            self.leads_topic.clone(),
+            crate::bus::Cleanup::Keep,
+        )]
     }
 }

@@ -269,10 +269,9 @@ impl crate::section::Section for SupervisionConfig {
 
     /// The rates topic: compacted, the latest counts a key.
     fn topics(&self) -> Vec<crate::bus::TopicSpec> {
-        vec![crate::bus::TopicSpec {
-            name: self.rates_topic.clone(),
-            partitions: 1,
-            cleanup: crate::bus::Cleanup::Compact,
-        }]
+        vec![crate::bus::TopicSpec::single(
+            self.rates_topic.clone(),
+            crate::bus::Cleanup::Compact,
+        )]
     }
 }
