@@ -572,7 +572,7 @@ fn report_deliveries(deployment: &Deployment, ran: &Ran, topics: &Topics) {
         }
     }
     println!(
-        "\nPush pipelines (settled = receipt written and offset committed; receipts and dead letters read back):"
+        "\nDeliveries (settled = receipt written and offset committed; receipts and dead letters read back):"
     );
     for (name, s) in delivery_stats.lock().expect("deliveries lock").iter() {
         use std::sync::atomic::Ordering::Relaxed;
