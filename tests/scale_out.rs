@@ -392,10 +392,23 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
     wait_until(Duration::from_secs(60), "the first deliveries", || {
         arrived() >= 300
     });
-    // …and the instance without the ingest is killed: only its share of
-    // the delivery moves.
+    // …and the instance without the ingest is killed once it holds a share
+    // of the delivery (it has delivered records itself: the broker may
+    // take a while to move partitions to a member that joined later).
     let ingest = owners(&addrs)["urban"][0];
     let victim = 1 - ingest;
+    wait_until(
+        Duration::from_secs(60),
+        "the victim delivering its share",
+        || {
+            metric_at(
+                &addrs[victim],
+                "duijie_delivery_delivered_total",
+                "delivery=\"street\"",
+            )
+            .is_some_and(|n| n > 0.0)
+        },
+    );
     kill(children[victim].take().unwrap());
     let killed_ms = chrono::Utc::now().timestamp_millis();
     let written = writer.join().unwrap();
