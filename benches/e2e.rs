@@ -48,7 +48,7 @@ async fn baseline(
     brokers: &str,
     records: &[(&str, &[u8])],
     broker_cpu: &dyn Fn() -> f64,
-) -> (f64, f64) {
+) -> Measured {
     let topic = format!("bench-baseline-{}", tag());
     Bus::new(brokers, "bench")
         .ensure_topics(&[TopicSpec {
@@ -76,7 +76,7 @@ async fn baseline(
     // JSON (into nothing, on every core, a chunk ahead of sending it): the
     // least any hub that reads JSON must do beyond sending.
     let parse = std::env::var("DUIJIE_BENCH_BASE_PARSE").is_ok_and(|v| v == "1");
-    let (start, broker_before) = (Instant::now(), broker_cpu());
+    let (start, cpu_before, broker_before) = (Instant::now(), cpu_seconds(), broker_cpu());
     let mut pending = Vec::with_capacity(records.len());
     for chunk in records.chunks(10_000) {
         if parse {
@@ -116,7 +116,23 @@ async fn baseline(
     let rate = records.len() as f64 / start.elapsed().as_secs_f64();
     let broker = broker_cpu() - broker_before;
     drop(producer);
-    (rate, broker)
+    Measured {
+        rate,
+        cpu: cpu_seconds() - cpu_before,
+        broker,
+        rejects: 0,
+    }
+}
+
+/// One side's run: records/s over its timed span, and the CPU seconds its
+/// process and the broker used in that span (from the first record taken
+/// to the last acknowledgement and the client's close; the setup before —
+/// topics, writing the workload file — is not the side's work).
+struct Measured {
+    rate: f64,
+    cpu: f64,
+    broker: f64,
+    rejects: u64,
 }
 
 /// The hub: a file-drop pipeline over the workload file.
@@ -129,7 +145,7 @@ async fn hub(
     records: usize,
     broker_cpu: &dyn Fn() -> f64,
     sealed: bool,
-) -> (f64, u64, f64) {
+) -> Measured {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let t = tag();
@@ -152,8 +168,8 @@ topic = "bench-canonical-{t}"
 dlq_topic = "bench-dlq-{t}"
 partitions = 3
 schedule = "* * * * * *"
-batch_size = 10000
-max_in_flight_batches = 16
+batch_size = {batch}
+max_in_flight_batches = {in_flight}
 {raw}
 
 
@@ -175,6 +191,15 @@ settle = "0s"
                 format!("properties = {{ {} }}", pairs.join(", "))
             })
             .unwrap_or_default(),
+        // `DUIJIE_BENCH_BATCH` and `DUIJIE_BENCH_IN_FLIGHT`: the
+        // pipeline's `batch_size` and `max_in_flight_batches`. 2,000 × 8
+        // (16,000 records in flight, about 7 MB of payloads) keeps the
+        // hub's memory warm; 10,000 × 16, used before 2026-12-08, held 80%
+        // of the workload in flight, so that nearly every batch took fresh
+        // pages the kernel zeroed: 6.7–8.1 µs CPU a record against 4.9–5.6
+        // µs, at the same records/s (docs/PERFORMANCE.md).
+        batch = env_or("DUIJIE_BENCH_BATCH", 2_000),
+        in_flight = env_or("DUIJIE_BENCH_IN_FLIGHT", 8),
         mappings = root.join("benches/workload/mappings").display(),
         schemas = root.join("benches/workload/schemas").display(),
         // Sealing at rest: the raw topic and the canonical topic, SM4-GCM.
@@ -211,7 +236,7 @@ settle = "0s"
     let stop = CancellationToken::new();
     // From the hub's start (cursor loaded, source opened: its first poll
     // finds the file) to the last acknowledgement.
-    let (start, broker_before) = (Instant::now(), broker_cpu());
+    let (start, cpu_before, broker_before) = (Instant::now(), cpu_seconds(), broker_cpu());
     let running = {
         let stop = stop.clone();
         tokio::spawn(async move { hub.run(&[], stop).await })
@@ -227,11 +252,12 @@ settle = "0s"
     let broker = broker_cpu() - broker_before;
     stop.cancel();
     running.await.unwrap().unwrap();
-    (
-        records as f64 / elapsed.as_secs_f64(),
-        PipelineStats::get(&stats.dead_lettered),
+    Measured {
+        rate: records as f64 / elapsed.as_secs_f64(),
+        cpu: cpu_seconds() - cpu_before,
         broker,
-    )
+        rejects: PipelineStats::get(&stats.dead_lettered),
+    }
 }
 
 /// CPU seconds this process has used (user + system), from /proc.
@@ -354,11 +380,9 @@ fn main() {
     // at load (`bus::seal::install`), so each measure runs in a process of
     // its own: this binary again, with `DUIJIE_BENCH_SEALED_ONE=0|1`.
     if let Ok(on) = std::env::var("DUIJIE_BENCH_SEALED_ONE") {
-        let before = cpu_seconds();
-        let (rate, rejects, _) =
-            rt.block_on(hub(&brokers, &bytes, records, &broker_cpu, on == "1"));
-        let cpu = (cpu_seconds() - before) * 1e6 / records as f64;
-        println!("{rate} {cpu} {rejects}");
+        let m = rt.block_on(hub(&brokers, &bytes, records, &broker_cpu, on == "1"));
+        let cpu = m.cpu * 1e6 / records as f64;
+        println!("{} {cpu} {}", m.rate, m.rejects);
         return;
     }
     if std::env::var("DUIJIE_BENCH_SEALED").is_ok_and(|v| v == "1") {
@@ -409,15 +433,14 @@ fn main() {
             peer_rates.push(rate);
             peer_cpu.push(cpu);
         }
-        let base_before = cpu_seconds();
         let b = if only_hub {
             f64::NAN
         } else {
-            let (rate, broker) = rt.block_on(baseline(&brokers, &keyed, &broker_cpu));
-            base_broker_cpu.push(broker);
-            rate
+            let m = rt.block_on(baseline(&brokers, &keyed, &broker_cpu));
+            base_broker_cpu.push(m.broker);
+            base_cpu.push(m.cpu);
+            m.rate
         };
-        base_cpu.push(cpu_seconds() - base_before);
         if std::env::var("DUIJIE_BENCH_ONLY").is_ok_and(|v| v == "baseline") {
             eprintln!(
                 "run {run}: baseline {b:.0} records/s, {:.2} µs CPU a record, broker {:.2} µs",
@@ -429,11 +452,11 @@ fn main() {
         let engine_before = cpu_seconds();
         std::hint::black_box(engine_pass(&lines, &mapping, &encoder));
         engine_cpu.push(cpu_seconds() - engine_before);
-        let cpu_before = cpu_seconds();
-        let (h, r, broker) = rt.block_on(hub(&brokers, &bytes, records, &broker_cpu, false));
-        hub_cpu.push(cpu_seconds() - cpu_before);
-        hub_broker_cpu.push(broker);
-        rejects = r;
+        let m = rt.block_on(hub(&brokers, &bytes, records, &broker_cpu, false));
+        hub_cpu.push(m.cpu);
+        hub_broker_cpu.push(m.broker);
+        rejects = m.rejects;
+        let h = m.rate;
         eprintln!(
             "run {run}: baseline {b:.0} records/s, duijie {h:.0} records/s ({:.2})",
             h / b

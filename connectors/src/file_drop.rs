@@ -151,6 +151,9 @@ pub struct FileDrop {
     awaiting_commit: HashSet<String>,
     /// Size and time of first sighting at that size, for the stable-size check.
     sightings: HashMap<String, (u64, SystemTime)>,
+    /// The mean length of the lines the last batch read: a batch's buffer
+    /// is sized from it once, instead of growing (and copying) as it fills.
+    line_bytes: usize,
 }
 
 impl FileDrop {
@@ -164,6 +167,7 @@ impl FileDrop {
             current: None,
             awaiting_commit: HashSet::new(),
             sightings: HashMap::new(),
+            line_bytes: 1024,
         })
     }
 
@@ -236,13 +240,26 @@ impl FileDrop {
             .seek(SeekFrom::Start(cur.offset))
             .map_err(|e| SourceError::io(format!("seeking {}", path.display()), e))?;
         let fetched_at_ms = now_ms();
-        let mut records = Vec::new();
+        // The batch's lines are read into one buffer, and each record's
+        // payload is a slice of it (`Bytes`): a line is copied once, from
+        // the reader, and no record has an allocation of its own.
+        // Sized for `max` lines like the last batch's (a quarter more), or
+        // what is left of the file when that is less.
+        let left = reader
+            .get_ref()
+            .metadata()
+            .map_or(u64::MAX, |m| m.len().saturating_sub(cur.offset));
+        let want = max.saturating_mul(self.line_bytes + self.line_bytes / 4);
+        let mut whole: Vec<u8> = Vec::with_capacity(
+            want.min(usize::try_from(left).unwrap_or(usize::MAX))
+                .min(1 << 30),
+        );
+        let mut taken: Vec<(Taken, String)> = Vec::new();
         let mut rejects = Vec::new();
-        let mut buf = Vec::new();
         let mut finished = false;
-        while records.len() + rejects.len() < max {
-            buf.clear();
-            let n = read_line_limited(&mut reader, &mut buf, self.config.max_record_bytes)
+        while taken.len() + rejects.len() < max {
+            let start = whole.len();
+            let n = read_line_limited(&mut reader, &mut whole, start, self.config.max_record_bytes)
                 .map_err(|e| SourceError::io(format!("reading {}", path.display()), e))?;
             if n.consumed == 0 {
                 finished = true;
@@ -252,17 +269,14 @@ impl FileDrop {
             cur.offset += n.consumed as u64;
             cur.line += 1;
             let origin = format!("{}:{}", cur.name, cur.line);
-            let mut line: &[u8] = &buf;
-            if at_start && line.starts_with(&[0xEF, 0xBB, 0xBF]) {
-                line = &line[3..];
+            let (mut from, mut to) = (start, whole.len());
+            if at_start && whole[from..to].starts_with(&[0xEF, 0xBB, 0xBF]) {
+                from += 3;
             }
-            while let Some((last, rest)) = line.split_last() {
-                if *last == b'\n' || *last == b'\r' {
-                    line = rest;
-                } else {
-                    break;
-                }
+            while to > from && matches!(whole[to - 1], b'\n' | b'\r') {
+                to -= 1;
             }
+            let line = &whole[from..to];
             if n.truncated {
                 rejects.push(RawReject {
                     payload: Bytes::copy_from_slice(line),
@@ -275,28 +289,48 @@ impl FileDrop {
                         self.config.max_record_bytes
                     ),
                 });
+                whole.truncate(start);
                 continue;
             }
             if line.iter().all(u8::is_ascii_whitespace) {
+                whole.truncate(start);
                 continue;
             }
             match self.charset.decode(line) {
-                Ok(text) => records.push(RawRecord {
-                    payload: Bytes::from(text.into_owned()),
-                    format: PayloadFormat::Json,
-                    fetched_at_ms,
-                    origin,
-                }),
-                Err(e) => rejects.push(RawReject {
-                    payload: Bytes::copy_from_slice(line),
-                    truncated: false,
-                    length: None,
-                    fetched_at_ms,
-                    origin,
-                    reason: format!("line is not readable text: {e}"),
-                }),
+                Ok(std::borrow::Cow::Borrowed(_)) => taken.push((Taken::Slice(from, to), origin)),
+                Ok(std::borrow::Cow::Owned(text)) => {
+                    taken.push((Taken::Decoded(Bytes::from(text)), origin));
+                    whole.truncate(start);
+                }
+                Err(e) => {
+                    rejects.push(RawReject {
+                        payload: Bytes::copy_from_slice(line),
+                        truncated: false,
+                        length: None,
+                        fetched_at_ms,
+                        origin,
+                        reason: format!("line is not readable text: {e}"),
+                    });
+                    whole.truncate(start);
+                }
             }
         }
+        if !taken.is_empty() {
+            self.line_bytes = (whole.len() / taken.len()).max(64);
+        }
+        let whole = Bytes::from(whole);
+        let records = taken
+            .into_iter()
+            .map(|(payload, origin)| RawRecord {
+                payload: match payload {
+                    Taken::Slice(from, to) => whole.slice(from..to),
+                    Taken::Decoded(b) => b,
+                },
+                format: PayloadFormat::Json,
+                fetched_at_ms,
+                origin,
+            })
+            .collect();
         if !finished {
             // Peek: if nothing follows, this batch finishes the file.
             finished = reader
@@ -558,11 +592,20 @@ struct LineRead {
     content_len: usize,
 }
 
-/// Reads one line into `buf`, keeping at most `limit` bytes of it but
-/// consuming all of it, so an oversized line cannot exhaust memory.
+/// A record's payload in a batch: a slice of the batch's buffer, or the
+/// text a charset other than UTF-8 decoded to.
+enum Taken {
+    Slice(usize, usize),
+    Decoded(Bytes),
+}
+
+/// Appends one line to `buf` (from `start`, where the line begins),
+/// keeping at most `limit` bytes of it but consuming all of it, so an
+/// oversized line cannot exhaust memory.
 fn read_line_limited(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
+    start: usize,
     limit: usize,
 ) -> std::io::Result<LineRead> {
     let mut consumed = 0;
@@ -574,11 +617,11 @@ fn read_line_limited(
         if available.is_empty() {
             break;
         }
-        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+        let (chunk, done) = match memchr::memchr(b'\n', available) {
             Some(i) => (&available[..=i], true),
             None => (available, false),
         };
-        let room = (limit + 2).saturating_sub(buf.len());
+        let room = (limit + 2).saturating_sub(buf.len() - start);
         if chunk.len() > room {
             truncated = true;
         }
@@ -594,13 +637,13 @@ fn read_line_limited(
         }
     }
     // A line is over the limit when its content (without the newline) is.
-    let content_len = buf
+    let content_len = buf[start..]
         .iter()
         .rposition(|&b| b != b'\n' && b != b'\r')
         .map_or(0, |i| i + 1);
     if content_len > limit {
         truncated = true;
-        buf.truncate(limit);
+        buf.truncate(start + limit);
     }
     Ok(LineRead {
         consumed,
@@ -720,6 +763,50 @@ mod tests {
         assert!(rejects[0].truncated);
         assert_eq!(rejects[0].payload.len(), 64);
         assert_eq!(batches[0].records[0].payload, "{\"n\":2}");
+    }
+
+    /// A batch's records are slices of one buffer: each keeps exactly its
+    /// line — the BOM, CR LF and blank lines taken off, a GB18030 line
+    /// decoded to UTF-8, an unreadable line rejected whole — and the
+    /// lines after a reject or a decoded line are not shifted.
+    #[tokio::test]
+    async fn a_batchs_records_are_exactly_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gbk, _, _) = encoding_rs::GB18030.encode("{\"n\":\"宜昌\"}");
+        let mut text = b"\xEF\xBB\xBF{\"n\":1}\r\n\r\n{\"n\":\"\xC3\xA9\"}\n".to_vec();
+        text.extend_from_slice(&gbk);
+        text.extend_from_slice(b"\n   \n{\"n\":4}\r\n");
+        text.extend_from_slice(b"\xFE\x20\xFE\n{\"n\":5}");
+        std::fs::write(dir.path().join("e.jsonl"), &text).unwrap();
+        let mut config = config(dir.path(), FileLayout::Jsonl);
+        config.encoding = "auto".into();
+        let mut src = FileDrop::new(config).unwrap();
+        src.open(None).await.unwrap();
+        let batches = drain(&mut src).await;
+        let records: Vec<(String, String)> = batches
+            .iter()
+            .flat_map(|b| b.records.iter())
+            .map(|r| {
+                (
+                    String::from_utf8(r.payload.to_vec()).unwrap(),
+                    r.origin.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            records,
+            vec![
+                ("{\"n\":1}".into(), "e.jsonl:1".into()),
+                ("{\"n\":\"é\"}".into(), "e.jsonl:3".into()),
+                ("{\"n\":\"宜昌\"}".into(), "e.jsonl:4".into()),
+                ("{\"n\":4}".into(), "e.jsonl:6".into()),
+                ("{\"n\":5}".into(), "e.jsonl:8".into()),
+            ]
+        );
+        let rejects: Vec<_> = batches.iter().flat_map(|b| b.rejects.iter()).collect();
+        assert_eq!(rejects.len(), 1, "{rejects:?}");
+        assert_eq!(&rejects[0].payload[..], b"\xFE\x20\xFE");
+        assert_eq!(rejects[0].origin, "e.jsonl:7");
     }
 
     #[tokio::test]

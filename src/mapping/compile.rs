@@ -59,8 +59,13 @@ impl<'c> Compiler<'c> {
         }
     }
 
-    pub(super) fn regex(&mut self, line: Option<u64>, rule: &str, pattern: &str) -> Option<Regex> {
-        match Regex::new(pattern) {
+    pub(super) fn regex(
+        &mut self,
+        line: Option<u64>,
+        rule: &str,
+        pattern: &str,
+    ) -> Option<Pattern> {
+        match Pattern::new(pattern) {
             Ok(r) => Some(r),
             Err(e) => {
                 self.error(line, Some(rule), format!("invalid regex `{pattern}`: {e}"));

@@ -303,6 +303,10 @@ impl Mapping {
         // Conversion.
         v = match &rule.convert {
             Convert::None => v,
+            // What `convert` would give back unchanged, without the call (a
+            // record's text and yes/no fields).
+            Convert::To(Target::String) if matches!(v, Val::Str(_) | Val::Null) => v,
+            Convert::To(Target::Boolean) if matches!(v, Val::Bool(_) | Val::Null) => v,
             Convert::To(target) => convert(v, *target).map_err(|r| reject("type", r))?,
             Convert::Items(target) => match v {
                 Val::Null => Val::Null,

@@ -26,6 +26,7 @@ pub mod golden;
 mod json_read;
 mod load;
 mod paths;
+mod pattern;
 mod plan;
 mod spec;
 pub mod stream;
@@ -38,7 +39,7 @@ use crate::value::Val;
 use datetime::{DateTimeRule, Format};
 use duijie_connectors::PayloadFormat;
 use paths::{Trie, parse_path};
-use regex::Regex;
+use pattern::Pattern;
 use serde_saphyr::Spanned;
 use spec::*;
 

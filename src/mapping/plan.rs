@@ -6,12 +6,17 @@ use super::*;
 /// A code table: source code → canonical value. Government code tables
 /// change on a date; an entry may carry values each valid for a period,
 /// and a record maps with the value valid at its own time.
+/// A map looked up on every record: foldhash, seeded at random per
+/// process (a sender cannot choose codes that collide), a third of
+/// SipHash's instructions on short codes.
+pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 pub struct CodeTable {
     pub name: String,
-    pub codes: HashMap<String, String>,
+    pub codes: FastMap<String, String>,
     /// Code → its values with their validity, in file order.
-    pub dated: HashMap<String, Vec<DatedValue>>,
+    pub dated: FastMap<String, Vec<DatedValue>>,
     /// Carried in provenance: the file's `version`, else a content hash.
     pub version: String,
 }
@@ -38,7 +43,7 @@ impl CodeTable {
     pub(super) fn inline(name: String, codes: HashMap<String, String>) -> Self {
         Self {
             name,
-            codes,
+            codes: codes.into_iter().collect(),
             version: "inline".into(),
             ..Self::default()
         }
@@ -95,7 +100,7 @@ pub(super) enum Part {
 #[derive(Debug, Clone)]
 pub(super) enum StrSet {
     Small(Vec<String>),
-    Large(HashSet<String>),
+    Large(HashSet<String, foldhash::fast::RandomState>),
 }
 
 impl StrSet {
@@ -126,7 +131,7 @@ pub(super) enum Cond {
     In(Operand, StrSet),
     Eq(Operand, String),
     Present(Operand, bool),
-    Matches(Operand, Regex),
+    Matches(Operand, Pattern),
     Past(Operand, bool),
     All(Vec<Cond>),
     Any(Vec<Cond>),
@@ -136,7 +141,7 @@ pub(super) enum Cond {
 #[derive(Debug, Clone)]
 pub(super) enum Derived {
     In(StrSet),
-    Matches(Regex),
+    Matches(Pattern),
     Valid(IdKind),
 }
 
@@ -198,7 +203,7 @@ pub(super) struct Rule {
     pub(super) replace: Vec<(String, String)>,
     pub(super) empty_as_null: bool,
     pub(super) codes: Option<CodeUse>,
-    pub(super) regex: Option<Regex>,
+    pub(super) regex: Option<Pattern>,
     pub(super) length: Option<(usize, usize)>,
     pub(super) check: Option<(IdKind, OnFail)>,
     /// Another output field's value this text holds at a character offset.
