@@ -512,7 +512,8 @@ fn main() {
     );
 }
 
-/// Parse + map + Avro encode of every line on this thread; bytes written.
+/// Parse + map + Avro encode of every line on this thread, at one fetch
+/// time as the hub maps a batch (`Mapping::map_at`); bytes written.
 fn engine_pass(
     lines: &[&[u8]],
     mapping: &duijie::mapping::Mapping,
@@ -520,9 +521,10 @@ fn engine_pass(
 ) -> usize {
     let mut out = Vec::with_capacity(1024);
     let mut total = 0;
+    let fetched_at_ms = chrono::Utc::now().timestamp_millis();
     for line in lines {
         out.clear();
-        if let Ok(m) = mapping.map(line) {
+        if let Ok(m) = mapping.map_at(line, fetched_at_ms) {
             encoder
                 .encode(&mapping.schema, &m.values, &mut out)
                 .unwrap();

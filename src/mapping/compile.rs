@@ -748,6 +748,11 @@ impl<'c> Compiler<'c> {
                 pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
                 pairs
             },
+            cleans: r.trim
+                || r.remove_spaces
+                || r.halfwidth
+                || r.case.is_some()
+                || r.replace.as_ref().is_some_and(|m| !m.is_empty()),
             empty_as_null: r.empty_as_null,
             codes,
             regex,

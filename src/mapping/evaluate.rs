@@ -46,7 +46,14 @@ impl Mapping {
         let mut flags: Vec<Val<'a>> = Vec::new();
         for rule in &self.rules {
             let v = self.eval(rule, &inputs, &out, &mut flags, now_ms)?;
-            out[rule.leaf] = v;
+            let slot = &mut out[rule.leaf];
+            if slot.is_null() {
+                // Nothing to drop: the call that drops the old value is
+                // skipped (a record's fields are mostly written once).
+                std::mem::forget(std::mem::replace(slot, v));
+            } else {
+                *slot = v;
+            }
         }
         if let Some(leaf) = self.flags_leaf {
             out[leaf] = Val::List(flags);
@@ -165,14 +172,18 @@ impl Mapping {
         // officers of a decision, its categories).
         match &mut v {
             Val::Str(s) => {
-                clean_text(rule, s);
+                if rule.cleans {
+                    clean_text(rule, s);
+                }
                 if rule.empty_as_null && s.is_empty() {
                     v = Val::Null;
                 }
             }
             Val::List(items) => {
                 for item in items.iter_mut() {
-                    if let Val::Str(s) = item {
+                    if let Val::Str(s) = item
+                        && rule.cleans
+                    {
                         clean_text(rule, s);
                     }
                 }

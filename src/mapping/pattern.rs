@@ -22,7 +22,8 @@ const DFA_BYTES: usize = 256 << 10;
 #[derive(Debug, Clone)]
 pub(super) struct Pattern {
     regex: Regex,
-    dfa: Option<dense::DFA<Vec<u32>>>,
+    /// Boxed: a pattern sits in every rule and condition that has one.
+    dfa: Option<Box<dense::DFA<Vec<u32>>>>,
 }
 
 impl Pattern {
@@ -36,7 +37,8 @@ impl Pattern {
             )
             .build(text)
             .ok()
-            .filter(|dfa| !dfa.has_empty());
+            .filter(|dfa| !dfa.has_empty())
+            .map(Box::new);
         Ok(Self { regex, dfa })
     }
 

@@ -201,6 +201,8 @@ pub(super) struct Rule {
     pub(super) case: Option<CaseSpec>,
     /// Replacements, longest key first.
     pub(super) replace: Vec<(String, String)>,
+    /// Any of the clean-ups above (a rule without one skips them).
+    pub(super) cleans: bool,
     pub(super) empty_as_null: bool,
     pub(super) codes: Option<CodeUse>,
     pub(super) regex: Option<Pattern>,
