@@ -392,21 +392,29 @@ retry = {{ initial = "100ms", max = "1s", max_attempts = 100 }}
     wait_until(Duration::from_secs(60), "the first deliveries", || {
         arrived() >= 300
     });
-    // …and the instance without the ingest is killed once it holds a share
-    // of the delivery (it has delivered records itself: the broker may
-    // take a while to move partitions to a member that joined later).
+    // …and the instance without the ingest is killed while it is
+    // delivering its share: its own count of delivered records grows
+    // between two readings 300 ms apart. (That it delivered once is not
+    // enough: on a loaded machine the broker may since have moved its
+    // partitions away, a member late for its heartbeat, and a kill then
+    // moves nothing.)
     let ingest = owners(&addrs)["urban"][0];
     let victim = 1 - ingest;
+    let delivered = || {
+        metric_at(
+            &addrs[victim],
+            "duijie_delivery_delivered_total",
+            "delivery=\"street\"",
+        )
+        .unwrap_or(0.0)
+    };
     wait_until(
         Duration::from_secs(60),
         "the victim delivering its share",
         || {
-            metric_at(
-                &addrs[victim],
-                "duijie_delivery_delivered_total",
-                "delivery=\"street\"",
-            )
-            .is_some_and(|n| n > 0.0)
+            let before = delivered();
+            std::thread::sleep(Duration::from_millis(300));
+            delivered() > before
         },
     );
     kill(children[victim].take().unwrap());

@@ -243,17 +243,7 @@ impl FileDrop {
         // The batch's lines are read into one buffer, and each record's
         // payload is a slice of it (`Bytes`): a line is copied once, from
         // the reader, and no record has an allocation of its own.
-        // Sized for `max` lines like the last batch's (a quarter more), or
-        // what is left of the file when that is less.
-        let left = reader
-            .get_ref()
-            .metadata()
-            .map_or(u64::MAX, |m| m.len().saturating_sub(cur.offset));
-        let want = max.saturating_mul(self.line_bytes + self.line_bytes / 4);
-        let mut whole: Vec<u8> = Vec::with_capacity(
-            want.min(usize::try_from(left).unwrap_or(usize::MAX))
-                .min(1 << 30),
-        );
+        let mut whole = batch_buffer(self.line_bytes, max, reader.get_ref(), cur.offset);
         let mut taken: Vec<(Taken, String)> = Vec::new();
         let mut rejects = Vec::new();
         let mut finished = false;
@@ -318,19 +308,7 @@ impl FileDrop {
         if !taken.is_empty() {
             self.line_bytes = (whole.len() / taken.len()).max(64);
         }
-        let whole = Bytes::from(whole);
-        let records = taken
-            .into_iter()
-            .map(|(payload, origin)| RawRecord {
-                payload: match payload {
-                    Taken::Slice(from, to) => whole.slice(from..to),
-                    Taken::Decoded(b) => b,
-                },
-                format: PayloadFormat::Json,
-                fetched_at_ms,
-                origin,
-            })
-            .collect();
+        let records = Taken::records(whole, taken, fetched_at_ms);
         if !finished {
             // Peek: if nothing follows, this batch finishes the file.
             finished = reader
@@ -597,6 +575,39 @@ struct LineRead {
 enum Taken {
     Slice(usize, usize),
     Decoded(Bytes),
+}
+
+impl Taken {
+    /// The batch's records, each payload a slice of `whole` (no copy).
+    fn records(whole: Vec<u8>, taken: Vec<(Taken, String)>, fetched_at_ms: i64) -> Vec<RawRecord> {
+        let whole = Bytes::from(whole);
+        taken
+            .into_iter()
+            .map(|(payload, origin)| RawRecord {
+                payload: match payload {
+                    Taken::Slice(from, to) => whole.slice(from..to),
+                    Taken::Decoded(b) => b,
+                },
+                format: PayloadFormat::Json,
+                fetched_at_ms,
+                origin,
+            })
+            .collect()
+    }
+}
+
+/// A batch's buffer, sized for `max` lines like the last batch's (a
+/// quarter more), or what is left of the file after `offset` when that is
+/// less.
+fn batch_buffer(line_bytes: usize, max: usize, file: &std::fs::File, offset: u64) -> Vec<u8> {
+    let left = file
+        .metadata()
+        .map_or(u64::MAX, |m| m.len().saturating_sub(offset));
+    let want = max.saturating_mul(line_bytes + line_bytes / 4);
+    Vec::with_capacity(
+        want.min(usize::try_from(left).unwrap_or(usize::MAX))
+            .min(1 << 30),
+    )
 }
 
 /// Appends one line to `buf` (from `start`, where the line begins),
