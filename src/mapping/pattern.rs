@@ -3,7 +3,8 @@
 //!
 //! The `regex` crate answers every question a pattern can be asked, and
 //! pays for it on each call (its strategy chosen and its cache taken from
-//! a pool): about 700 instructions a check of an 18-character credit code.
+//! a pool): about 700 instructions a check of a short text (callgrind on
+//! the mapping benchmark, docs/PERFORMANCE.md).
 //! A mapping only asks "does it match?", of short texts, with patterns of a
 //! few classes and counts, which a fully built DFA (`regex-automata`, the
 //! `regex` crate's own engine) answers a byte a step. The DFA is built at
@@ -15,8 +16,8 @@ use regex::Regex;
 use regex_automata::Input;
 use regex_automata::dfa::{Automaton, dense};
 
-/// The largest DFA a pattern may build, in bytes (the credit code's is
-/// about 10 KiB).
+/// The largest DFA a pattern may build, in bytes (the shipped patterns
+/// fit: the test below checks the credit code's).
 const DFA_BYTES: usize = 256 << 10;
 
 #[derive(Debug, Clone)]
