@@ -46,14 +46,7 @@ impl Mapping {
         let mut flags: Vec<Val<'a>> = Vec::new();
         for rule in &self.rules {
             let v = self.eval(rule, &inputs, &out, &mut flags, now_ms)?;
-            let slot = &mut out[rule.leaf];
-            if slot.is_null() {
-                // Nothing to drop: the call that drops the old value is
-                // skipped (a record's fields are mostly written once).
-                std::mem::forget(std::mem::replace(slot, v));
-            } else {
-                *slot = v;
-            }
+            Val::put(&mut out[rule.leaf], v);
         }
         if let Some(leaf) = self.flags_leaf {
             out[leaf] = Val::List(flags);

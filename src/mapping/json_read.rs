@@ -79,12 +79,8 @@ fn put<'a>(out: &mut [Val<'a>], slot: usize, value: Val<'a>, collect: bool) {
             Val::List(items) => items.push(value),
             other => *other = Val::List(vec![value]),
         }
-    } else if out[slot].is_null() {
-        // Nothing to drop (a member read once): the call that drops the
-        // old value is skipped.
-        std::mem::forget(std::mem::replace(&mut out[slot], value));
     } else {
-        out[slot] = value;
+        Val::put(&mut out[slot], value);
     }
 }
 
